@@ -1,0 +1,3 @@
+"""Provenance: signed, chained, checkable supply-chain records."""
+
+__version__ = "0.1.0"
