@@ -1,0 +1,577 @@
+"""The `provenance` command line. Each command parses its input, calls one
+library function and turns our errors into a message and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import gs1
+from .errors import ProvenanceError, ValidationError
+from .identity import PARTY_ROLES, public_key_from_did
+from .jcs import parse_json
+from .keystore import KeyStore, load_private_key, read_public_key
+from .ledger import Appended, Ledger
+from .signing import did_of, sign
+from .store import Store
+from .timefmt import format_time, now_micros, parse_time
+
+LOG_KEY = "log"
+REGISTRAR_KEY = "registrar"
+
+
+class Context:
+    def __init__(self, db: str, keys: str):
+        self.db_path = Path(db)
+        self.keys_dir = Path(keys)
+        self._store: Store | None = None
+        self._ledger: Ledger | None = None
+
+    @property
+    def root_keys(self) -> KeyStore:
+        return KeyStore(self.keys_dir)
+
+    @property
+    def party_keys(self) -> KeyStore:
+        return KeyStore(self.keys_dir / "parties")
+
+    @property
+    def device_keys(self) -> KeyStore:
+        return KeyStore(self.keys_dir / "devices")
+
+    def store(self, create: bool = False) -> Store:
+        if self._store is None:
+            self._store = Store(self.db_path, create=create)
+        return self._store
+
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(self.store(), self.root_keys.load(LOG_KEY))
+        return self._ledger
+
+    def log_public_key(self) -> bytes:
+        """The log key we trust: our own key file, not what the database says."""
+        if self.root_keys.exists(LOG_KEY):
+            return public_key_from_did(did_of(self.root_keys.load(LOG_KEY)))
+        did = self.store().get_meta("log_key")
+        if did is None:
+            raise click.ClickException("no log key: pass --log-key or run `provenance init`")
+        click.echo(
+            f"warning: no {self.keys_dir}/log.pem; trusting the log key the database names",
+            err=True,
+        )
+        return public_key_from_did(did)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def friendly(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our exceptions into `Error: …` and exit status 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ProvenanceError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+@click.group()
+@click.option(
+    "--db",
+    envvar="PROVENANCE_DB",
+    default="provenance.db",
+    show_default=True,
+    help="The ledger database (env PROVENANCE_DB).",
+)
+@click.option(
+    "--keys",
+    envvar="PROVENANCE_KEYS",
+    default="keys",
+    show_default=True,
+    help="Folder of private keys (env PROVENANCE_KEYS).",
+)
+@click.version_option(package_name="provenance")
+@click.pass_context
+def main(ctx: click.Context, db: str, keys: str) -> None:
+    """Signed, chained, checkable supply-chain records for food and vaccines."""
+    ctx.obj = Context(db, keys)
+
+
+@main.command()
+@click.option(
+    "--origin", help="The log's name in checkpoints (default: provenance.local/<key id>)."
+)
+@pass_context
+@friendly
+def init(ctx: Context, origin: str | None) -> None:
+    """Create the database, the log key and the registrar key. Idempotent:
+    never overwrites a key.
+
+    Example: provenance init
+    """
+    keys = ctx.root_keys
+    log_key = keys.load(LOG_KEY) if keys.exists(LOG_KEY) else keys.create(LOG_KEY)
+    registrar = (
+        keys.load(REGISTRAR_KEY) if keys.exists(REGISTRAR_KEY) else keys.create(REGISTRAR_KEY)
+    )
+    store = ctx.store(create=True)
+    if origin is None:
+        origin = store.get_meta("origin") or (
+            "provenance.local/" + hashlib.sha256(did_of(log_key).encode()).hexdigest()[:12]
+        )
+    Ledger.initialise(store, log_key, registrar, origin)
+    click.echo(f"ledger {ctx.db_path} ready; log {store.get_meta('origin')}")
+    click.echo(f"log key {did_of(log_key)}")
+
+
+def _registrar_sign(ctx: Context, kind: str, data: dict[str, Any]) -> Appended:
+    ledger = ctx.ledger()
+    key = ctx.root_keys.load(REGISTRAR_KEY)
+    did = did_of(key)
+    envelope = sign(
+        key, kind=kind, seq=ledger.next_seq(did), time=format_time(now_micros()), data=data
+    )
+    result = ledger.append([envelope], atomic=True)[0]
+    if not result.ok:
+        raise click.ClickException(f"{result.reason}: {result.message}")
+    return result
+
+
+@main.group()
+def party() -> None:
+    """Parties: producers, processors, carriers, distributors, retailers, clinics, regulators."""
+
+
+@party.command("add")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(PARTY_ROLES))
+@pass_context
+@friendly
+def party_add(ctx: Context, name: str, role: str) -> None:
+    """Make a key for NAME and enrol it; prints its did:key.
+
+    Example: provenance party add "Green Valley Farm" --role producer
+    """
+    keys = ctx.party_keys
+    if ctx.store().identity_by_name("party", name) is not None:
+        raise click.ClickException(f"a party named {name!r} is already enrolled")
+    key = (
+        keys.load(_key_name(name)) if keys.exists(_key_name(name)) else keys.create(_key_name(name))
+    )
+    did = did_of(key)
+    _registrar_sign(ctx, "enrol", {"subject": did, "type": "party", "name": name, "role": role})
+    click.echo(did)
+
+
+@party.command("revoke")
+@click.argument("name")
+@click.option(
+    "--from", "from_", help="RFC 3339 UTC time the key is distrusted from (default: now)."
+)
+@click.option("--reason")
+@pass_context
+@friendly
+def party_revoke(ctx: Context, name: str, from_: str | None, reason: str | None) -> None:
+    """Revoke a party's key from a point in time on."""
+    identity = ctx.store().identity_by_name("party", name)
+    if identity is None:
+        raise click.ClickException(f"no party named {name!r}")
+    _revoke(ctx, identity.did, from_, reason)
+
+
+def _revoke(ctx: Context, did: str, from_: str | None, reason: str | None) -> None:
+    when = from_ or format_time(now_micros())
+    parse_time(when, "--from")
+    data: dict[str, Any] = {"subject": did, "from": when}
+    if reason:
+        data["reason"] = reason
+    _registrar_sign(ctx, "revoke", data)
+    click.echo(f"revoked {did} from {when}")
+
+
+def _key_name(name: str) -> str:
+    """A file-system-safe key name for a party or device name."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:60]
+    return safe + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+
+
+@main.group()
+def device() -> None:
+    """Devices: sensors, loggers and gateways."""
+
+
+@device.command("add")
+@click.argument("device_id")
+@click.option("--owner", required=True, help="Name of the owning party.")
+@click.option(
+    "--public-key",
+    "public_key",
+    help="PEM SubjectPublicKeyInfo file or did:key of a "
+    "key made on the device; no private key is made here.",
+)
+@pass_context
+@friendly
+def device_add(ctx: Context, device_id: str, owner: str, public_key: str | None) -> None:
+    """Enrol a device; prints its did:key.
+
+    Example: provenance device add truck7-probe1 --owner "Cold Express"
+    """
+    owner_identity = ctx.store().identity_by_name("party", owner)
+    if owner_identity is None:
+        raise click.ClickException(f"no party named {owner!r}: add it with `provenance party add`")
+    if public_key:
+        did = read_public_key(public_key)
+    else:
+        keys = ctx.device_keys
+        name = _key_name(device_id)
+        key = keys.load(name) if keys.exists(name) else keys.create(name)
+        did = did_of(key)
+    _registrar_sign(
+        ctx,
+        "enrol",
+        {"subject": did, "type": "device", "name": device_id, "owner": owner_identity.did},
+    )
+    click.echo(did)
+
+
+@device.command("revoke")
+@click.argument("device_id")
+@click.option(
+    "--from", "from_", help="RFC 3339 UTC time the key is distrusted from (default: now)."
+)
+@click.option("--reason")
+@pass_context
+@friendly
+def device_revoke(ctx: Context, device_id: str, from_: str | None, reason: str | None) -> None:
+    """Revoke a device's key: readings it signs from that time on are refused.
+
+    Example: provenance device revoke truck7-probe1 --from 2026-11-22T08:00:00Z
+    """
+    identity = ctx.store().identity_by_name("device", device_id)
+    if identity is None:
+        raise click.ClickException(f"no device {device_id!r}")
+    _revoke(ctx, identity.did, from_, reason)
+
+
+def _signing_key(ctx: Context, name: str) -> Any:
+    for type_, keys in (("party", ctx.party_keys), ("device", ctx.device_keys)):
+        if ctx.store().identity_by_name(type_, name) is not None:
+            return keys.load(_key_name(name))
+    path = Path(name)
+    if path.exists():
+        return load_private_key(path)
+    raise click.ClickException(f"no party or device named {name!r} (nor a key file by that path)")
+
+
+def _sign_as(
+    ctx: Context,
+    key: Any,
+    kind: str,
+    batches: list[str] | None,
+    data: dict[str, Any],
+    time: str | None = None,
+) -> Any:
+    did = did_of(key)
+    return sign(
+        key,
+        kind=kind,
+        seq=ctx.ledger().next_seq(did),
+        time=time or format_time(now_micros()),
+        data=data,
+        batches=batches,
+    )
+
+
+@main.group()
+def batch() -> None:
+    """Lots (batches) of a product."""
+
+
+@batch.command("register")
+@click.option("--gtin", required=True)
+@click.option("--lot", required=True)
+@click.option("--product", required=True)
+@click.option("--as", "as_", required=True, help="The producing party's name.")
+@click.option("--category", type=click.Choice(["food", "vaccine"]))
+@click.option("--expiry", help="YYYY-MM-DD")
+@click.option("--profile", help="Cold-chain profile, e.g. chilled, frozen, vaccine.")
+@pass_context
+@friendly
+def batch_register(
+    ctx: Context,
+    gtin: str,
+    lot: str,
+    product: str,
+    as_: str,
+    category: str | None,
+    expiry: str | None,
+    profile: str | None,
+) -> None:
+    """Commission a lot; prints its canonical GS1 Digital Link URI.
+
+    Example: provenance batch register --gtin 09506000134352 --lot LOT42 --product "Kale" --as Farm
+    """
+    gtin14 = gs1.normalize_gtin(gtin)
+    uri = gs1.lot_uri(gtin14, gs1.validate_lot(lot))
+    data: dict[str, Any] = {"gtin": gtin14, "lot": lot, "product": product}
+    for name, value in (("category", category), ("expiry", expiry), ("profile", profile)):
+        if value:
+            data[name] = value
+    envelope = _sign_as(ctx, _signing_key(ctx, as_), "commission", [uri], data)
+    result = ctx.ledger().append([envelope], atomic=True)[0]
+    if not result.ok:
+        raise click.ClickException(f"{result.reason}: {result.message}")
+    click.echo(uri)
+
+
+def _read_items(text: str) -> list[Any]:
+    text = text.strip()
+    if not text:
+        raise ValidationError("input", "is empty: give a JSON object, an array or JSON lines")
+    try:
+        value = parse_json(text)
+    except ValidationError:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise
+        return [parse_json(line) for line in lines]
+    return value if isinstance(value, list) else [value]
+
+
+@main.group()
+def event() -> None:
+    """Events of any kind."""
+
+
+@event.command("append")
+@click.argument("source", type=click.File("r"), default="-")
+@click.option("--as", "as_", help="Sign unsigned items as this party or device.")
+@pass_context
+@friendly
+def event_append(ctx: Context, source: Any, as_: str | None) -> None:
+    """Append envelopes from FILE (or stdin): a JSON object, an array or JSON lines.
+
+    Signed envelopes are appended as they are. Unsigned items (kind, batches,
+    data, optional time) are signed as --as with its next seq. All or nothing:
+    if any item is refused, none is stored. Prints one event id per line.
+
+    Example: provenance event append readings.jsonl --as truck7-probe
+    """
+    items = _read_items(source.read())
+    key = None
+    prepared: list[Any] = []
+    next_seq: int | None = None
+    for position, item in enumerate(items):
+        if isinstance(item, dict) and "sig" not in item:
+            if as_ is None:
+                raise click.ClickException(
+                    f"item {position} is unsigned: pass --as NAME to sign it"
+                )
+            key = key or _signing_key(ctx, as_)
+            unknown = set(item) - {"kind", "batches", "data", "time"}
+            if unknown:
+                raise click.ClickException(
+                    f"item {position}: unsigned items carry only kind, batches, data and time "
+                    f"(found {', '.join(sorted(unknown))})"
+                )
+            if next_seq is None:
+                next_seq = ctx.ledger().next_seq(did_of(key))
+            try:
+                prepared.append(
+                    sign(
+                        key,
+                        kind=item.get("kind"),
+                        seq=next_seq,
+                        time=item.get("time") or format_time(now_micros()),
+                        data=item.get("data"),
+                        batches=item.get("batches"),
+                    )
+                )
+            except ValidationError as exc:
+                raise click.ClickException(f"item {position}: {exc}") from None
+            next_seq += 1
+        else:
+            prepared.append(item)
+    results = ctx.ledger().append(prepared, atomic=True, source="cli")
+    failed = False
+    for position, result in enumerate(results):
+        if result.status == "rejected":
+            failed = True
+            click.echo(f"item {position}: rejected: {result.reason}: {result.message}", err=True)
+    if failed:
+        raise click.exceptions.Exit(1)
+    for result in results:
+        click.echo(result.event_id)
+
+
+@main.command()
+@click.option("--batch", "lot_uri", help="Verify one lot (as its proof bundle would).")
+@click.option("--checkpoint", type=click.File("r"), help="A checkpoint you kept earlier.")
+@click.option("--bundle", type=click.File("r"), help="Verify a proof bundle; needs no database.")
+@click.option("--log-key", help="The log's public key (did:key, or a file) for --bundle.")
+@click.option("--workers", type=int, help="Processes for whole-ledger checks (default: all cores).")
+@pass_context
+def verify(
+    ctx: Context,
+    lot_uri: str | None,
+    checkpoint: Any,
+    bundle: Any,
+    log_key: str | None,
+    workers: int | None,
+) -> None:
+    """Check that nothing was edited, removed, reordered or rolled back.
+
+    Exit status 0 when intact, 1 when anything is wrong (each broken event is
+    printed with the reason), 2 on a usage error.
+
+    Example: provenance verify --checkpoint yesterday.checkpoint
+    """
+    from .audit import verify_ledger, verify_lot
+    from .bundle import verify_bundle
+
+    try:
+        if bundle is not None:
+            if log_key is None:
+                raise click.UsageError("--bundle needs --log-key (the log's did:key or key file)")
+            key = public_key_from_did(read_public_key(log_key))
+            report = verify_bundle(parse_json(bundle.read(), max_depth=64), key)
+            click.echo(f"OK {report.summary()}")
+            for warning in report.warnings:
+                click.echo(f"warning: {warning}")
+            return
+        key = public_key_from_did(read_public_key(log_key)) if log_key else ctx.log_public_key()
+        store = ctx.store()
+        if lot_uri is not None:
+            report_lot = verify_lot(store, lot_uri, key)
+            click.echo(f"OK {report_lot.summary()}")
+            return
+        report = verify_ledger(
+            store,
+            key,
+            external_checkpoint=checkpoint.read() if checkpoint else None,
+            workers=workers,
+        )
+    except click.UsageError:
+        raise
+    except ProvenanceError as exc:
+        click.echo(f"FAILED: {exc}")
+        sys.exit(1)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")
+    if report.ok:
+        click.echo(
+            f"OK {report.log_size} events, {report.chains_checked} chains: signatures, "
+            "chains, log and checkpoints all verify"
+        )
+        return
+    for problem in report.problems:
+        click.echo(f"BROKEN {problem}")
+    click.echo(f"FAILED: {len(report.problems)} problem(s) in {report.log_size} events")
+    sys.exit(1)
+
+
+@main.group("log")
+def log_group() -> None:
+    """The transparency log: checkpoints and the log key."""
+
+
+@log_group.command("checkpoint")
+@pass_context
+@friendly
+def log_checkpoint(ctx: Context) -> None:
+    """Print the latest signed checkpoint (C2SP tlog-checkpoint, signed note).
+
+    Example: provenance log checkpoint > today.checkpoint
+    """
+    note = ctx.store().latest_checkpoint()
+    if note is None:
+        raise click.ClickException("no checkpoint yet: run `provenance init`")
+    click.echo(note, nl=False)
+
+
+@log_group.command("key")
+@click.option("--note-key", is_flag=True, help="Print the C2SP signed-note verifier key instead.")
+@pass_context
+@friendly
+def log_key_command(ctx: Context, note_key: bool) -> None:
+    """Print the log's public key as a did:key (give it to verifiers).
+
+    Example: provenance log key > log.did
+    """
+    if note_key:
+        from .checkpoint import format_verifier_key
+
+        name = ctx.store().get_meta("origin") or ""
+        click.echo(format_verifier_key(name, ctx.log_public_key()))
+        return
+    from .identity import did_from_public_key
+
+    click.echo(did_from_public_key(ctx.log_public_key()))
+
+
+@main.group()
+def export() -> None:
+    """Export proofs and records."""
+
+
+@export.command("proof")
+@click.argument("uri")
+@pass_context
+@friendly
+def export_proof(ctx: Context, uri: str) -> None:
+    """Print the offline proof bundle of lot URI (JSON).
+
+    Example: provenance export proof https://id.gs1.org/01/09506000134352/10/LOT42 > lot42.json
+    """
+    from .proofs import build_bundle
+
+    click.echo(json.dumps(build_bundle(ctx.store(), uri), indent=1, ensure_ascii=False))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@pass_context
+@friendly
+def stats(ctx: Context, as_json: bool) -> None:
+    """Counts of events by kind, lots, parties, devices, rejects, log size.
+
+    Example: provenance stats --json
+    """
+    numbers = ctx.store().stats()
+    if as_json:
+        click.echo(json.dumps(numbers, sort_keys=True))
+        return
+    for name, value in numbers.items():
+        click.echo(f"{name}: {value}")
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default="demo",
+    show_default=True,
+    help="Where the demo ledger and keys go (replaced each run).",
+)
+def demo(directory: str) -> None:
+    """A narrated walkthrough: parties, a lot, its journey, a checkpoint, then
+    tampering with a copy of the database and `verify` catching it."""
+    from .demo import run
+
+    sys.exit(run(Path(directory)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,280 @@
+"""The signed envelope of wire protocol v1 (docs/protocol.md).
+
+An `Envelope` is always well-formed: `Envelope.from_json` checks structure and
+the kind's `data` rules before one exists. Signing lives in
+`provenance.signing`; this module only verifies.
+
+- signing bytes = RFC 8785 bytes of the object without ``sig``
+- event id      = hex SHA-256 of the RFC 8785 bytes of the whole object
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+
+from . import kinds
+from .errors import SignatureError, ValidationError
+from .identity import public_key_from_did, verifier_for
+from .jcs import canonicalize, parse_json
+from .timefmt import parse_time
+
+VERSION = 1
+MAX_BATCHES = 64
+MAX_ENVELOPE_BYTES = 64 * 1024
+MAX_SEQ = 2**53 - 1
+TOP_LEVEL = frozenset({"v", "kind", "signer", "seq", "time", "batches", "data", "sig"})
+
+_json_str = json.JSONEncoder(ensure_ascii=False).encode
+_SIG = re.compile(r"[A-Za-z0-9_-]{85}[AQgw]")  # 64 bytes, canonical base64url
+
+
+def _str(value: str) -> str:
+    """JSON string literal; validated protocol fields need no escaping."""
+    if '"' in value or "\\" in value or not value.isprintable():
+        return _json_str(value)
+    return f'"{value}"'
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str, field: str = "sig") -> bytes:
+    if not isinstance(text, str) or "=" in text:
+        raise ValidationError(field, "must be base64url without padding")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationError(field, f"is not base64url: {exc}") from None
+    if b64url(raw) != text:
+        raise ValidationError(field, "is not canonical base64url (no padding, no stray bits)")
+    return raw
+
+
+class Envelope:
+    """One signed event. Immutable by convention; build with `from_json`."""
+
+    __slots__ = (
+        "_body",
+        "_id",
+        "_prefix_text",
+        "_sig_bytes",
+        "_suffix_text",
+        "batches",
+        "data",
+        "data_json",
+        "kind",
+        "seq",
+        "sig",
+        "signer",
+        "time",
+        "time_us",
+    )
+
+    kind: str
+    signer: str
+    seq: int
+    time: str
+    time_us: int
+    batches: tuple[str, ...] | None
+    data: dict[str, Any]
+    data_json: str
+    sig: str
+
+    def __init__(
+        self,
+        kind: str,
+        signer: str,
+        seq: int,
+        time: str,
+        batches: tuple[str, ...] | None,
+        data: dict[str, Any],
+        sig: str,
+        *,
+        data_json: str | None = None,
+        time_us: int | None = None,
+    ):
+        self.kind = kind
+        self.signer = signer
+        self.seq = seq
+        self.time = time
+        self.time_us = parse_time(time) if time_us is None else time_us
+        self.batches = batches
+        self.data = data
+        self.data_json = canonicalize(data).decode("utf-8") if data_json is None else data_json
+        self.sig = sig
+        self._body: str | None = None
+        self._id: bytes | None = None
+        self._prefix_text: str | None = None
+        self._suffix_text: str | None = None
+        self._sig_bytes: bytes | None = None
+
+    # --- canonical forms (JCS sorts: batches, data, kind, seq, sig, signer, time, v)
+
+    def _prefix(self) -> str:
+        if self._prefix_text is None:
+            batches = ""
+            if self.batches is not None:
+                batches = '"batches":[' + ",".join(map(_str, self.batches)) + "],"
+            self._prefix_text = (
+                f'{{{batches}"data":{self.data_json},"kind":{_str(self.kind)},"seq":{self.seq}'
+            )
+        return self._prefix_text
+
+    def _suffix(self) -> str:
+        if self._suffix_text is None:
+            self._suffix_text = (
+                f',"signer":{_str(self.signer)},"time":{_str(self.time)},"v":{VERSION}}}'
+            )
+        return self._suffix_text
+
+    def signing_bytes(self) -> bytes:
+        """RFC 8785 bytes of the envelope without `sig`: what the signer signed."""
+        return (self._prefix() + self._suffix()).encode("utf-8")
+
+    def canonical_bytes(self) -> bytes:
+        """RFC 8785 bytes of the whole envelope; its SHA-256 is the event id."""
+        if self._body is None:
+            self._body = self._prefix() + f',"sig":{_str(self.sig)}' + self._suffix()
+        return self._body.encode("utf-8")
+
+    @property
+    def id_bytes(self) -> bytes:
+        if self._id is None:
+            self._id = hashlib.sha256(self.canonical_bytes()).digest()
+        return self._id
+
+    @property
+    def event_id(self) -> str:
+        return self.id_bytes.hex()
+
+    @property
+    def signature(self) -> bytes:
+        if self._sig_bytes is None:
+            self._sig_bytes = b64url_decode(self.sig)
+        return self._sig_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {
+            "v": VERSION,
+            "kind": self.kind,
+            "signer": self.signer,
+            "seq": self.seq,
+            "time": self.time,
+        }
+        if self.batches is not None:
+            obj["batches"] = list(self.batches)
+        obj["data"] = self.data
+        obj["sig"] = self.sig
+        return obj
+
+    def __repr__(self) -> str:
+        return f"<Envelope {self.kind} {self.signer[:20]}… seq={self.seq} id={self.event_id[:12]}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Envelope) and self.id_bytes == other.id_bytes
+
+    def __hash__(self) -> int:
+        return hash(self.id_bytes)
+
+    # --- verification
+
+    def verify_signature(self) -> None:
+        """Raise SignatureError unless `sig` is the signer's Ed25519 signature."""
+        try:
+            verifier_for(self.signer).verify(self.signature, self.signing_bytes())
+        except InvalidSignature:
+            raise SignatureError(
+                f"signature does not verify for {self.signer} seq {self.seq}: the envelope was "
+                "changed after signing, or signed with another key"
+            ) from None
+
+    # --- parsing
+
+    @classmethod
+    def from_json(cls, value: Any) -> Envelope:
+        """Build from wire bytes, text or a parsed object, strictly.
+
+        Raises ValidationError naming the field and the rule. Does not check
+        the signature (see `verify_signature`) or anything needing ledger state.
+        """
+        if isinstance(value, (bytes, bytearray, str)):
+            if len(value) > MAX_ENVELOPE_BYTES:
+                raise ValidationError("", f"envelope larger than {MAX_ENVELOPE_BYTES} bytes")
+            value = parse_json(bytes(value) if isinstance(value, bytearray) else value)
+        unsigned = parse_unsigned(value, require_sig=True)
+        sig = value["sig"]
+        if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+            raise ValidationError(
+                "sig", "must be a 64-byte Ed25519 signature in base64url without padding (86 chars)"
+            )
+        return cls(sig=sig, **unsigned)
+
+
+def parse_unsigned(value: Any, require_sig: bool = False) -> dict[str, Any]:
+    """Validate every field of an envelope but `sig`; return constructor kwargs."""
+    if not isinstance(value, dict):
+        raise ValidationError("", "an envelope must be a JSON object")
+    unknown = set(value) - TOP_LEVEL
+    if unknown:
+        raise ValidationError(
+            sorted(unknown)[0],
+            f"is not an envelope field (allowed: {', '.join(sorted(TOP_LEVEL))})",
+        )
+    for name in ("v", "kind", "signer", "seq", "time", "data", *(("sig",) if require_sig else ())):
+        if name not in value:
+            raise ValidationError(name, "is required")
+    if value["v"] != VERSION or isinstance(value["v"], bool):
+        raise ValidationError("v", f"must be {VERSION} (this ledger speaks wire protocol v1)")
+    kind = value["kind"]
+    if kind not in kinds.KIND_CODES:
+        raise ValidationError(
+            "kind", f"unknown kind {kind!r}; known: {', '.join(kinds.KIND_CODES)}"
+        )
+    signer = value["signer"]
+    public_key_from_did(signer, "signer")
+    seq = value["seq"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+        raise ValidationError("seq", f"must be an integer from 0 to {MAX_SEQ}")
+    time = value["time"]
+    time_us = parse_time(time)
+    batches = _parse_batches(kind, value.get("batches", None), "batches" in value)
+    data = value["data"]
+    kinds.validate_data(kind, data, batches)
+    return {
+        "kind": kind,
+        "signer": signer,
+        "seq": seq,
+        "time": time,
+        "time_us": time_us,
+        "batches": batches,
+        "data": data,
+        "data_json": canonicalize(data).decode("utf-8"),
+    }
+
+
+def _parse_batches(kind: str, batches: Any, present: bool) -> tuple[str, ...] | None:
+    if kind in kinds.NO_BATCHES:
+        if present:
+            raise ValidationError(
+                "batches", f"a {kind} event concerns an identity, not lots: omit it"
+            )
+        return None
+    if not present:
+        if kind in kinds.BATCHES_OPTIONAL:
+            return None
+        raise ValidationError("batches", f"is required for {kind}: the lot URIs it concerns")
+    if not isinstance(batches, list) or not 1 <= len(batches) <= MAX_BATCHES:
+        raise ValidationError("batches", f"must be a list of 1 to {MAX_BATCHES} lot URIs")
+    for index, uri in enumerate(batches):
+        kinds.lot_uri(uri, f"batches[{index}]")
+    if len(set(batches)) != len(batches):
+        raise ValidationError("batches", "lists a lot twice")
+    return tuple(batches)

@@ -1,0 +1,86 @@
+"""Identities: Ed25519 public keys as W3C `did:key` identifiers.
+
+A did:key for Ed25519 is ``did:key:z`` + base58btc(0xed 0x01 ‖ 32-byte key).
+Pure functions; key files live in `provenance.keystore`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .errors import ValidationError
+
+ED25519_MULTICODEC = b"\xed\x01"
+DID_KEY_PREFIX = "did:key:z"
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58)}
+
+PARTY_ROLES = (
+    "producer",
+    "processor",
+    "carrier",
+    "distributor",
+    "retailer",
+    "clinic",
+    "regulator",
+)
+
+
+def b58encode(data: bytes) -> str:
+    number = int.from_bytes(data, "big")
+    out = []
+    while number:
+        number, rem = divmod(number, 58)
+        out.append(_B58[rem])
+    zeros = len(data) - len(data.lstrip(b"\0"))
+    return "1" * zeros + "".join(reversed(out))
+
+
+def b58decode(text: str) -> bytes:
+    number = 0
+    for char in text:
+        try:
+            number = number * 58 + _B58_INDEX[char]
+        except KeyError:
+            raise ValueError(f"{char!r} is not a base58btc character") from None
+    zeros = len(text) - len(text.lstrip("1"))
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
+    return b"\0" * zeros + body
+
+
+def did_from_public_key(public_key: bytes) -> str:
+    if len(public_key) != 32:
+        raise ValidationError("public key", f"Ed25519 keys are 32 bytes, got {len(public_key)}")
+    return DID_KEY_PREFIX + b58encode(ED25519_MULTICODEC + public_key)
+
+
+@lru_cache(maxsize=65536)
+def public_key_from_did(did: str, field: str = "did") -> bytes:
+    """The raw 32-byte Ed25519 key inside a did:key, or ValidationError."""
+    if not isinstance(did, str) or not did.startswith(DID_KEY_PREFIX):
+        raise ValidationError(field, "must be an Ed25519 did:key (did:key:z6Mk…)")
+    try:
+        raw = b58decode(did[len(DID_KEY_PREFIX) :])
+    except ValueError as exc:
+        raise ValidationError(field, f"bad did:key encoding: {exc}") from None
+    if raw[:2] != ED25519_MULTICODEC or len(raw) != 34:
+        raise ValidationError(field, "must be an Ed25519 did:key (multicodec 0xed01, 32-byte key)")
+    if b58encode(raw) != did[len(DID_KEY_PREFIX) :]:
+        raise ValidationError(field, "did:key is not in canonical base58btc form")
+    return raw[2:]
+
+
+@lru_cache(maxsize=65536)
+def verifier_for(did: str) -> Ed25519PublicKey:
+    """A cached `cryptography` public-key object for a did:key."""
+    return Ed25519PublicKey.from_public_bytes(public_key_from_did(did))
+
+
+def is_did_key(value: object) -> bool:
+    try:
+        public_key_from_did(value)  # type: ignore[arg-type]
+    except (ValidationError, TypeError):
+        return False
+    return True

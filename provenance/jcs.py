@@ -1,0 +1,140 @@
+"""RFC 8785 (JCS) canonical JSON.
+
+`canonicalize` is the one function the rest of the code calls. The reference
+implementation is the `rfc8785` package; for the small, plain objects that make
+up nearly all traffic (ASCII keys, integers, "ordinary" floats) the standard
+library encoder produces the very same bytes several times faster, so we use it
+there and hand everything else to `rfc8785`. tests/test_jcs.py checks the fast
+path against `rfc8785` on generated values and the cyberphone vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import rfc8785
+
+from .errors import ValidationError
+
+_ENCODE = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+).encode
+
+# Python's repr and ECMAScript's Number::toString agree (shortest round-trip
+# digits, plain notation) for finite non-integral floats in this range.
+_PLAIN_FLOAT_MIN = 1e-4
+_PLAIN_FLOAT_MAX = 1e16
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+_PLAIN = frozenset({str, bool, type(None)})
+
+
+def _fast_safe(value: Any) -> Any:
+    """Return a copy of *value* the stdlib encoder renders as JCS, or raise
+    LookupError when the value needs the reference encoder."""
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+            return value
+        raise LookupError
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise LookupError
+        if value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
+            return int(value)
+        if _PLAIN_FLOAT_MIN <= abs(value) < _PLAIN_FLOAT_MAX:
+            return value
+        raise LookupError
+    if isinstance(value, dict):
+        if all(type(item) in _PLAIN for item in value.values()) and all(
+            key.isascii() for key in value
+        ):
+            return value  # flat object of strings, bools, None and small ints: as it is
+        out = {}
+        for key, item in value.items():
+            # Python sorts keys by code point, JCS by UTF-16 unit: same for ASCII.
+            if not isinstance(key, str) or not key.isascii():
+                raise LookupError
+            out[key] = _fast_safe(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_fast_safe(item) for item in value]
+    raise LookupError
+
+
+def canonicalize(value: Any) -> bytes:
+    """RFC 8785 canonical UTF-8 bytes of a JSON value.
+
+    Raises ValidationError for values JSON cannot carry faithfully (NaN,
+    integers beyond ±2**53-1, lone surrogates, non-string keys).
+    """
+    try:
+        return _ENCODE(_fast_safe(value)).encode("utf-8")
+    except (LookupError, UnicodeEncodeError, RecursionError):
+        pass
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError("", f"cannot be canonicalised as RFC 8785 JSON: {exc}") from exc
+
+
+def canonical_text(value: Any) -> str:
+    return canonicalize(value).decode("utf-8")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(f"duplicate key {key!r}")
+            seen.add(key)
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+MAX_DEPTH = 32
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
+def _depth(value: Any, limit: int) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise ValidationError("", f"nested deeper than {limit} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def parse_json(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+    """Strict JSON parse for untrusted input: UTF-8 only, no duplicate keys, no
+    NaN/Infinity, bounded nesting. Raises ValidationError saying what is wrong."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError("", f"not UTF-8 (byte {exc.start}): send UTF-8 JSON") from exc
+    try:
+        value = _DECODER.decode(raw)
+    except RecursionError as exc:
+        raise ValidationError("", f"nested deeper than {max_depth} levels") from exc
+    except ValueError as exc:  # JSONDecodeError and _DuplicateKey
+        raise ValidationError("", f"malformed JSON: {exc}") from exc
+    if raw.count("[") + raw.count("{") > max_depth:  # else it cannot be too deep
+        _depth(value, max_depth)
+    return value

@@ -1,0 +1,102 @@
+"""Key files: Ed25519 private keys as PKCS#8 PEM, mode 0600, one file per name.
+
+This is an adapter (it touches the filesystem); the core only ever sees key
+objects. A key file is never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
+
+from .errors import KeyFileError, ValidationError
+from .identity import did_from_public_key, public_key_from_did
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+
+
+class KeyStore:
+    """A folder of private keys: ``{dir}/{name}.pem``."""
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.directory = Path(directory)
+
+    def path(self, name: str) -> Path:
+        if not _NAME.fullmatch(name):
+            raise ValidationError("name", f"{name!r}: use letters, digits and . _ : - (max 100)")
+        return self.directory / f"{name}.pem"
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).exists()
+
+    def create(self, name: str) -> Ed25519PrivateKey:
+        """Make a new key and write it with mode 0600; refuse to overwrite."""
+        path = self.path(name)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        return key
+
+    def load(self, name: str) -> Ed25519PrivateKey:
+        path = self.path(name)
+        try:
+            return load_private_key(path)
+        except FileNotFoundError:
+            raise KeyFileError(
+                f"no key for {name!r} at {path}: check --keys (PROVENANCE_KEYS) or create it"
+            ) from None
+
+
+def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    data = Path(path).read_bytes()
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path}: not an unencrypted PKCS#8 PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 key")
+    return key
+
+
+def public_key_text_to_did(text: str) -> str:
+    """A did:key from either a did:key string or PEM SubjectPublicKeyInfo text."""
+    text = text.strip()
+    if text.startswith("did:key:"):
+        public_key_from_did(text, "public key")
+        return text
+    try:
+        key = load_pem_public_key(text.encode())
+    except ValueError as exc:
+        raise ValidationError(
+            "public key", f"neither a did:key nor a PEM SubjectPublicKeyInfo ({exc})"
+        ) from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValidationError("public key", "must be an Ed25519 key")
+    return did_from_public_key(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+def read_public_key(file_or_did: str) -> str:
+    """`--public-key` values: a did:key, or a path to a PEM or did:key file."""
+    if file_or_did.startswith("did:key:"):
+        return public_key_text_to_did(file_or_did)
+    path = Path(file_or_did)
+    if not path.exists():
+        raise KeyFileError(f"{file_or_did}: no such file (give a PEM public key file or a did:key)")
+    return public_key_text_to_did(path.read_text())

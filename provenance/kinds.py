@@ -1,0 +1,346 @@
+"""Event kinds of wire protocol v1: what each kind's `data` may hold and who may
+sign it.
+
+Validation is strict: unknown fields are refused (partner extras go under
+`data.ext`), and every error names the field and the rule it broke.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from . import gs1
+from .errors import ValidationError
+from .identity import PARTY_ROLES, is_did_key
+from .jcs import canonicalize
+from .timefmt import parse_date, parse_time
+
+# Stable small codes for storage. Append only; never renumber.
+KIND_CODES: dict[str, int] = {
+    "enrol": 1,
+    "revoke": 2,
+    "commission": 3,
+    "reading": 4,
+    "attach": 5,
+    "detach": 6,
+    "ship": 7,
+    "receive": 8,
+    "transform": 9,
+    "inspect": 10,
+    "recall": 11,
+    "recall-lift": 12,
+    "dispense": 13,
+}
+KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
+
+REGISTRAR = "registrar"
+DEVICE = "device"
+
+# Who may sign each kind, by enrolled role (devices have the role "device").
+# Custodianship and the like are checked by the ledger against its state.
+SIGNER_ROLES: dict[str, frozenset[str]] = {
+    "enrol": frozenset({REGISTRAR}),
+    "revoke": frozenset({REGISTRAR}),
+    "commission": frozenset({"producer", "processor"}),
+    "reading": frozenset({DEVICE}),
+    "attach": frozenset(PARTY_ROLES),
+    "detach": frozenset(PARTY_ROLES),
+    "ship": frozenset(PARTY_ROLES),
+    "receive": frozenset(PARTY_ROLES),
+    "transform": frozenset({"producer", "processor"}),
+    "inspect": frozenset(PARTY_ROLES),
+    "recall": frozenset({"regulator"}),
+    "recall-lift": frozenset({"regulator"}),
+    "dispense": frozenset(PARTY_ROLES),
+}
+
+# Kinds whose `batches` may be absent (the lots are derived), and kinds that
+# concern identities rather than lots (their `batches` must be absent).
+BATCHES_OPTIONAL = frozenset({"reading"})
+NO_BATCHES = frozenset({"enrol", "revoke"})
+
+MAX_EXT_BYTES = 4096
+MAX_TEXT = 2000
+
+Validator = Callable[[Any, str], None]
+
+
+# --- field validators: each takes (value, field path) and raises ValidationError
+
+
+def text(max_len: int = 200, pattern: str | None = None, hint: str = "") -> Validator:
+    compiled = re.compile(pattern) if pattern else None
+
+    def check(value: Any, field: str) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError(field, "must be a non-empty string")
+        if len(value) > max_len:
+            raise ValidationError(field, f"must be at most {max_len} characters, got {len(value)}")
+        if compiled and not compiled.fullmatch(value):
+            raise ValidationError(field, hint or f"must match {pattern}")
+
+    return check
+
+
+def number(low: float, high: float, unit: str = "") -> Validator:
+    def check(value: Any, field: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError(field, "must be a number")
+        if not low <= value <= high:
+            raise ValidationError(field, f"must be between {low} and {high}{unit}, got {value}")
+
+    return check
+
+
+def one_of(*choices: str) -> Validator:
+    def check(value: Any, field: str) -> None:
+        if value not in choices:
+            raise ValidationError(field, f"must be one of {', '.join(choices)}; got {value!r}")
+
+    return check
+
+
+def boolean(value: Any, field: str) -> None:
+    if not isinstance(value, bool):
+        raise ValidationError(field, "must be true or false")
+
+
+def did(value: Any, field: str) -> None:
+    if not is_did_key(value):
+        raise ValidationError(field, "must be an Ed25519 did:key (did:key:z6Mk…)")
+
+
+def timestamp(value: Any, field: str) -> None:
+    parse_time(value, field)
+
+
+def a_date(value: Any, field: str) -> None:
+    parse_date(value, field)
+
+
+def date_or_time(value: Any, field: str) -> None:
+    if isinstance(value, str) and "T" in value:
+        parse_time(value, field)
+    else:
+        parse_date(value, field)
+
+
+def event_id(value: Any, field: str) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValidationError(field, "must be an event id: 64 lowercase hex digits")
+
+
+def sha256_hex(value: Any, field: str) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValidationError(field, "must be a SHA-256 digest: 64 lowercase hex digits")
+
+
+def lot_uri(value: Any, field: str) -> None:
+    if not isinstance(value, str):
+        raise ValidationError(field, "must be a lot URI string")
+    if value not in _VALID_LOT_URIS:
+        gs1.parse_lot_uri(value, field=field)
+        if len(_VALID_LOT_URIS) > 100_000:
+            _VALID_LOT_URIS.clear()
+        _VALID_LOT_URIS.add(value)
+
+
+_VALID_LOT_URIS: set[str] = set()  # URIs already found canonical (a pure memo)
+
+
+def ext(value: Any, field: str) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be an object (partner-specific extras)")
+    size = len(canonicalize(value))
+    if size > MAX_EXT_BYTES:
+        raise ValidationError(field, f"must be at most {MAX_EXT_BYTES} bytes, got {size}")
+
+
+def obj(required: dict[str, Validator], optional: dict[str, Validator] | None = None) -> Validator:
+    optional = optional or {}
+
+    def check(value: Any, field: str) -> None:
+        if not isinstance(value, dict):
+            raise ValidationError(field, "must be an object")
+        check_fields(value, required, optional, field)
+
+    return check
+
+
+def list_of(item: Validator, min_len: int = 1, max_len: int = 64) -> Validator:
+    def check(value: Any, field: str) -> None:
+        if not isinstance(value, list):
+            raise ValidationError(field, "must be a list")
+        if not min_len <= len(value) <= max_len:
+            raise ValidationError(
+                field, f"must have {min_len} to {max_len} items, got {len(value)}"
+            )
+        for index, element in enumerate(value):
+            item(element, f"{field}[{index}]")
+
+    return check
+
+
+def check_fields(
+    value: dict[str, Any],
+    required: dict[str, Validator],
+    optional: dict[str, Validator],
+    field: str,
+) -> None:
+    for name in value:
+        if name not in required and name not in optional and name != "ext":
+            allowed = ", ".join(sorted([*required, *optional]))
+            raise ValidationError(
+                f"{field}.{name}", f"is not a known field (allowed: {allowed}; extras go in ext)"
+            )
+    for name, validator in required.items():
+        if name not in value:
+            raise ValidationError(f"{field}.{name}", "is required")
+        validator(value[name], f"{field}.{name}")
+    for name, validator in optional.items():
+        if name in value:
+            validator(value[name], f"{field}.{name}")
+
+
+# --- shared shapes
+
+UNIT = text(3, r"[A-Z0-9]{2,3}", "must be a UN/CEFACT Rec 20 unit code such as KGM, EA or H87")
+QUANTITY = obj({"value": number(0, 1e12), "unit": UNIT})
+LAT = number(-90, 90)
+LON = number(-180, 180)
+COUNTRY = text(2, r"[A-Z]{2}", "must be an ISO 3166-1 alpha-2 country code such as KE")
+GLN = text(13, r"\d{13}", "must be a 13-digit GLN")
+LOCATION = obj({"name": text()}, {"lat": LAT, "lon": LON, "country": COUNTRY, "gln": GLN})
+PROFILE = text(32, r"[a-z0-9][a-z0-9-]*", "must be a profile name such as chilled or vaccine")
+CATEGORY = one_of("food", "vaccine")
+PRODUCT = text(200)
+DEVICE_NAME = text(64, r"[A-Za-z0-9][A-Za-z0-9._:-]*", "letters, digits and . _ : - only")
+
+READING_MEASURES = {
+    "temperature_c": number(-100, 150, " °C"),
+    "humidity_pct": number(0, 100, " %"),
+    "lat": LAT,
+    "lon": LON,
+    "shock_g": number(0, 1000, " g"),
+    "door_open": boolean,
+    "battery_pct": number(0, 100, " %"),
+}
+
+DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
+    "enrol": (
+        {"subject": did, "type": one_of("party", "device", REGISTRAR), "name": text(100)},
+        {"role": one_of(*PARTY_ROLES), "owner": did},
+    ),
+    "revoke": ({"subject": did, "from": timestamp}, {"reason": text(MAX_TEXT)}),
+    "commission": (
+        {"gtin": text(14), "lot": text(20), "product": PRODUCT},
+        {
+            "category": CATEGORY,
+            "origin": obj({"name": text()}, {"lat": LAT, "lon": LON, "country": COUNTRY}),
+            "produced": date_or_time,
+            "expiry": a_date,
+            "quantity": QUANTITY,
+            "profile": PROFILE,
+        },
+    ),
+    "reading": ({}, {**READING_MEASURES, "sensor": DEVICE_NAME}),
+    "attach": ({"device": did}, {}),
+    "detach": ({"device": did}, {}),
+    "ship": ({"to": did}, {"location": LOCATION}),
+    "receive": ({"shipment": event_id}, {"location": LOCATION, "condition": text(MAX_TEXT)}),
+    "transform": (
+        {
+            "inputs": list_of(obj({"batch": lot_uri, "quantity": QUANTITY})),
+            "outputs": list_of(
+                obj(
+                    {"batch": lot_uri, "quantity": QUANTITY},
+                    {
+                        "product": PRODUCT,
+                        "category": CATEGORY,
+                        "expiry": a_date,
+                        "profile": PROFILE,
+                    },
+                )
+            ),
+        },
+        {"location": LOCATION},
+    ),
+    "inspect": (
+        {"result": one_of("pass", "fail")},
+        {
+            "document": obj(
+                {"sha256": sha256_hex, "name": text(), "media_type": text(100)},
+            ),
+            "notes": text(MAX_TEXT),
+        },
+    ),
+    "recall": (
+        {"reason": text(MAX_TEXT), "class": one_of("I", "II", "III")},
+        {"instructions": text(MAX_TEXT)},
+    ),
+    "recall-lift": ({"reason": text(MAX_TEXT)}, {}),
+    "dispense": ({"quantity": QUANTITY}, {"location": LOCATION}),
+}
+
+
+def validate_data(kind: str, data: Any, batches: tuple[str, ...] | None) -> None:
+    """Check `data` of *kind* against its schema and the cross-field rules that
+    need nothing but the envelope itself."""
+    required, optional = DATA_SCHEMAS[kind]
+    if not isinstance(data, dict):
+        raise ValidationError("data", "must be an object")
+    check_fields(data, required, {**optional, "ext": ext}, "data")
+    rule = _CROSS_CHECKS.get(kind)
+    if rule:
+        rule(data, batches)
+
+
+def _check_enrol(data: dict[str, Any], _batches: Any) -> None:
+    kind = data["type"]
+    if kind == "party" and "role" not in data:
+        raise ValidationError(
+            "data.role", f"is required for a party: one of {', '.join(PARTY_ROLES)}"
+        )
+    if kind != "party" and "role" in data:
+        raise ValidationError("data.role", "only parties have a role")
+    if kind == "device":
+        if "owner" not in data:
+            raise ValidationError("data.owner", "is required for a device: the owning party's did")
+        DEVICE_NAME(data["name"], "data.name")
+    elif "owner" in data:
+        raise ValidationError("data.owner", "only devices have an owner")
+
+
+def _check_commission(data: dict[str, Any], batches: tuple[str, ...] | None) -> None:
+    gtin = gs1.normalize_gtin(data["gtin"], field="data.gtin")
+    lot = gs1.validate_lot(data["lot"], field="data.lot")
+    uri = gs1.lot_uri(gtin, lot)
+    if batches != (uri,):
+        raise ValidationError("batches", f"a commission names exactly its own lot: [{uri!r}]")
+
+
+def _check_reading(data: dict[str, Any], _batches: Any) -> None:
+    if not any(name in data for name in READING_MEASURES):
+        raise ValidationError(
+            "data", f"a reading needs at least one of {', '.join(READING_MEASURES)}"
+        )
+
+
+def _check_transform(data: dict[str, Any], batches: tuple[str, ...] | None) -> None:
+    inputs = [item["batch"] for item in data["inputs"]]
+    outputs = [item["batch"] for item in data["outputs"]]
+    everything = inputs + outputs
+    if len(set(everything)) != len(everything):
+        raise ValidationError("data", "a lot may appear only once among inputs and outputs")
+    if batches is None or sorted(batches) != sorted(everything):
+        raise ValidationError("batches", "must list exactly the transform's input and output lots")
+
+
+_CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
+    "enrol": _check_enrol,
+    "commission": _check_commission,
+    "reading": _check_reading,
+    "transform": _check_transform,
+}

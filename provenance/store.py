@@ -1,0 +1,675 @@
+"""SQLite storage (WAL) through sqlite-utils: the one adapter the ledger writes
+through. Everything here is plain persistence; the decisions are the ledger's.
+
+Layout (docs/architecture.md has the why):
+- events: one row per accepted event, keyed by its log index; the canonical
+  envelope is rebuilt from these columns (signer and lots by id).
+- chains: one hash chain per lot and per identity (subject URI or did),
+  with its head link and length; links: every link of every chain.
+- log_nodes: interior Merkle nodes of complete subtrees at level >= 4
+  (lower levels are recomputed from the leaf hashes in events).
+- checkpoints: the signed checkpoint made at each commit.
+- identities, lots, attachments, shipments: state derived from the events.
+- rejects: what was refused and why, with a bounded copy of the input.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .envelope import Envelope
+from .errors import ProvenanceError
+from .kinds import KIND_CODES, KIND_NAMES
+from .merkle import hash_leaf, root_from_leaf_hashes
+
+NODE_MIN_LEVEL = 4
+MAX_REJECT_RAW = 4096
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(name: str) -> Callable[[Migration], Migration]:
+    """Register a named schema migration; each runs once, in its own transaction."""
+
+    def register(function: Migration) -> Migration:
+        MIGRATIONS.append((name, function))
+        return function
+
+    return register
+
+
+@migration("0001_initial")
+def _initial(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        """CREATE TABLE events (
+            idx INTEGER PRIMARY KEY,  -- position in the Merkle log
+            kind INTEGER NOT NULL,
+            signer INTEGER NOT NULL,  -- chains.id of the signer's identity
+            seq INTEGER NOT NULL,
+            time TEXT NOT NULL,
+            batches TEXT,             -- JSON list of chains.id, NULL when the envelope had none
+            lots TEXT,                -- JSON list of chains.id it was filed under, when different
+            data TEXT NOT NULL,       -- RFC 8785 text of data
+            sig BLOB NOT NULL,
+            leaf BLOB NOT NULL,       -- RFC 9162 leaf hash of the event id
+            key INTEGER NOT NULL      -- first 8 bytes of the event id, for lookups
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX events_signer_seq ON events (signer, seq)")
+    db.execute("CREATE INDEX events_key ON events (key)")
+    db.execute(
+        """CREATE TABLE chains (
+            id INTEGER PRIMARY KEY, subject TEXT NOT NULL UNIQUE,
+            head BLOB NOT NULL, length INTEGER NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE links (
+            chain INTEGER NOT NULL, pos INTEGER NOT NULL, event INTEGER NOT NULL,
+            link BLOB NOT NULL, PRIMARY KEY (chain, pos)) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE log_nodes (
+            level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+            PRIMARY KEY (level, idx)) WITHOUT ROWID"""
+    )
+    db.execute("CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+    db.execute(
+        """CREATE TABLE identities (
+            id INTEGER PRIMARY KEY, did TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+            name TEXT NOT NULL, role TEXT, owner INTEGER, enrol_event INTEGER NOT NULL,
+            revoked_from TEXT, revoke_event INTEGER, UNIQUE (type, name))"""
+    )
+    db.execute(
+        """CREATE TABLE lots (
+            id INTEGER PRIMARY KEY, gtin TEXT NOT NULL, lot TEXT NOT NULL,
+            product TEXT NOT NULL, category TEXT, expiry TEXT, profile TEXT,
+            custodian INTEGER NOT NULL, commissioned_by INTEGER NOT NULL,
+            origin_event INTEGER NOT NULL, recalled INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (gtin, lot))"""
+    )
+    db.execute(
+        """CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY, device INTEGER NOT NULL, lot INTEGER NOT NULL,
+            from_us INTEGER NOT NULL, until_us INTEGER,
+            attach_event INTEGER NOT NULL, detach_event INTEGER)"""
+    )
+    db.execute("CREATE INDEX attachments_device ON attachments (device)")
+    db.execute("CREATE INDEX attachments_lot ON attachments (lot)")
+    db.execute(
+        """CREATE TABLE shipments (
+            event INTEGER PRIMARY KEY, sender INTEGER NOT NULL, receiver INTEGER NOT NULL,
+            lots TEXT NOT NULL, receive_event INTEGER)"""
+    )
+    db.execute(
+        """CREATE TABLE rejects (
+            id INTEGER PRIMARY KEY, at TEXT NOT NULL, reason TEXT NOT NULL,
+            detail TEXT NOT NULL, source TEXT, event_id TEXT, raw BLOB)"""
+    )
+    db.execute("CREATE INDEX rejects_reason ON rejects (reason)")
+
+
+@dataclass
+class Identity:
+    id: int
+    did: str
+    type: str  # party | device | registrar
+    name: str
+    role: str | None
+    owner: int | None
+    enrol_event: int
+    revoked_from: str | None = None
+    revoked_from_us: int | None = None
+
+
+@dataclass
+class Lot:
+    id: int
+    uri: str
+    gtin: str
+    lot: str
+    product: str
+    category: str | None
+    expiry: str | None
+    profile: str | None
+    custodian: int
+    commissioned_by: int
+    origin_event: int
+    recalled: bool
+
+
+@dataclass
+class StoredEvent:
+    index: int
+    envelope: Envelope
+    leaf: bytes
+    lots: tuple[int, ...]  # chains the event is filed under
+
+
+class StoreError(ProvenanceError):
+    """The database is missing, from a newer version, or not a Provenance ledger."""
+
+
+def _key(event_id: bytes) -> int:
+    return int.from_bytes(event_id[:8], "big", signed=True)
+
+
+class Store:
+    """The SQLite store. `Store(path)` or `Store.memory()`; one per thread."""
+
+    def __init__(
+        self, path: str | Path | None = None, *, create: bool = True, readonly: bool = False
+    ):
+        self.path = None if path is None else Path(path)
+        if self.path is None:
+            conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        else:
+            if not create and not self.path.exists():
+                raise StoreError(f"no ledger at {self.path}: run `provenance init` first")
+            uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+            conn = sqlite3.connect(
+                uri, uri=readonly, isolation_level=None, timeout=30, check_same_thread=False
+            )
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        if not readonly:
+            if self.path is not None:
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        self._subjects: dict[int, str] = {}
+        if not readonly:
+            self.migrate()
+        elif "_migrations" not in self.db.table_names():
+            raise StoreError(f"{self.path} is not a Provenance ledger")
+
+    @classmethod
+    def memory(cls) -> Store:
+        return cls(None)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- schema
+
+    def applied_migrations(self) -> list[str]:
+        if "_migrations" not in self.db.table_names():
+            return []
+        return [row[0] for row in self.conn.execute("SELECT name FROM _migrations ORDER BY id")]
+
+    def pending_migrations(self) -> list[str]:
+        done = set(self.applied_migrations())
+        return [name for name, _ in MIGRATIONS if name not in done]
+
+    def migrate(self) -> None:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"
+        )
+        known = {name for name, _ in MIGRATIONS}
+        unknown = set(self.applied_migrations()) - known
+        if unknown:
+            raise StoreError(
+                "database has migrations this version does not know "
+                f"({', '.join(sorted(unknown))}):"
+                " upgrade Provenance"
+            )
+        for name, function in MIGRATIONS:
+            if name in self.applied_migrations():
+                continue
+            with self.transaction():
+                function(self.db)
+                self.conn.execute("INSERT INTO _migrations (name) VALUES (?)", (name,))
+
+    # --- transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT: one writer at a time, all or nothing."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A consistent read view (deferred transaction)."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("ROLLBACK")
+
+    def data_version(self) -> int:
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # --- meta
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # --- the log
+
+    def log_size(self) -> int:
+        row = self.conn.execute("SELECT max(idx) FROM events").fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    def leaf_hashes(self, begin: int, end: int) -> list[bytes]:
+        rows = self.conn.execute(
+            "SELECT leaf FROM events WHERE idx >= ? AND idx < ? ORDER BY idx", (begin, end)
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def subtree_hash(self, level: int, index: int) -> bytes:
+        """HashReader: the hash of complete subtree (level, index) of the log."""
+        if level >= NODE_MIN_LEVEL:
+            row = self.conn.execute(
+                "SELECT hash FROM log_nodes WHERE level = ? AND idx = ?", (level, index)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"log node ({level}, {index}) is missing: run `provenance verify`")
+            return row[0]
+        width = 1 << level
+        leaves = self.leaf_hashes(index * width, (index + 1) * width)
+        if len(leaves) != width:
+            raise StoreError(f"log leaves {index * width}..{(index + 1) * width} are missing")
+        return root_from_leaf_hashes(leaves)
+
+    def insert_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)",
+            [node for node in nodes if node[0] >= NODE_MIN_LEVEL],
+        )
+
+    def log_nodes(self) -> Iterator[tuple[int, int, bytes]]:
+        yield from self.conn.execute("SELECT level, idx, hash FROM log_nodes ORDER BY level, idx")
+
+    def insert_checkpoint(self, size: int, note: str) -> None:
+        self.conn.execute(
+            "INSERT INTO checkpoints (size, note) VALUES (?, ?) "
+            "ON CONFLICT (size) DO UPDATE SET note = excluded.note",
+            (size, note),
+        )
+
+    def latest_checkpoint(self) -> str | None:
+        row = self.conn.execute(
+            "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        return self.conn.execute("SELECT size, note FROM checkpoints ORDER BY size").fetchall()
+
+    # --- events
+
+    def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows of (idx, kind, signer, seq, time, batches, lots, data, sig, leaf, key)."""
+        self.conn.executemany(
+            "INSERT INTO events (idx, kind, signer, seq, time, batches, lots, data, sig, leaf, key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    @staticmethod
+    def event_row(
+        index: int,
+        envelope: Envelope,
+        signer: int,
+        batches: Sequence[int] | None,
+        lots: Sequence[int] | None,
+        leaf: bytes,
+    ) -> tuple[Any, ...]:
+        return (
+            index,
+            KIND_CODES[envelope.kind],
+            signer,
+            envelope.seq,
+            envelope.time,
+            None if batches is None else "[" + ",".join(map(str, batches)) + "]",
+            None if lots is None else "[" + ",".join(map(str, lots)) + "]",
+            envelope.data_json,
+            envelope.signature,
+            leaf,
+            _key(envelope.id_bytes),
+        )
+
+    def subject(self, chain_id: int) -> str:
+        subject = self._subjects.get(chain_id)
+        if subject is None:
+            row = self.conn.execute(
+                "SELECT subject FROM chains WHERE id = ?", (chain_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"chain {chain_id} is missing")
+            subject = self._subjects[chain_id] = row[0]
+        return subject
+
+    _EVENT_COLUMNS = (
+        "SELECT e.idx, e.kind, i.did, e.seq, e.time, e.batches, e.lots, e.data, e.sig, e.leaf "
+        "FROM events e LEFT JOIN identities i ON i.id = e.signer "
+    )
+
+    def _stored(self, row: tuple[Any, ...]) -> StoredEvent:
+        from .envelope import b64url
+
+        idx, kind, did, seq, time, batches, lots, data, sig, leaf = row
+        batch_ids = None if batches is None else json.loads(batches)
+        envelope = Envelope(
+            kind=KIND_NAMES.get(kind, f"unknown-kind-{kind}"),
+            signer=did or "did:key:unknown",
+            seq=seq,
+            time=time,
+            batches=None if batch_ids is None else tuple(self.subject(i) for i in batch_ids),
+            data=json.loads(data),
+            sig=b64url(sig),
+            data_json=data,
+        )
+        filed = json.loads(lots) if lots is not None else (batch_ids or [])
+        return StoredEvent(idx, envelope, leaf, tuple(filed))
+
+    def events(self, begin: int = 0, end: int | None = None) -> Iterator[StoredEvent]:
+        end = self.log_size() if end is None else end
+        cursor = self.conn.execute(
+            self._EVENT_COLUMNS + "WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx", (begin, end)
+        )
+        for row in cursor:
+            yield self._stored(row)
+
+    def event_at(self, index: int) -> StoredEvent | None:
+        row = self.conn.execute(self._EVENT_COLUMNS + "WHERE e.idx = ?", (index,)).fetchone()
+        return self._stored(row) if row else None
+
+    def find_event(self, event_id: bytes) -> StoredEvent | None:
+        for row in self.conn.execute(self._EVENT_COLUMNS + "WHERE e.key = ?", (_key(event_id),)):
+            stored = self._stored(row)
+            if stored.envelope.id_bytes == event_id:
+                return stored
+        return None
+
+    def event_by_seq(self, signer: int, seq: int) -> StoredEvent | None:
+        row = self.conn.execute(
+            self._EVENT_COLUMNS + "WHERE e.signer = ? AND e.seq = ?", (signer, seq)
+        ).fetchone()
+        return self._stored(row) if row else None
+
+    def max_seq(self, signer: int) -> int | None:
+        row = self.conn.execute(
+            "SELECT max(seq) FROM events WHERE signer = ?", (signer,)
+        ).fetchone()
+        return row[0]
+
+    # --- chains
+
+    def chain_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM chains").fetchone()[0]
+
+    def insert_chain(self, chain_id: int, subject: str, head: bytes) -> None:
+        self.conn.execute(
+            "INSERT INTO chains (id, subject, head, length) VALUES (?, ?, ?, 0)",
+            (chain_id, subject, head),
+        )
+        self._subjects[chain_id] = subject
+
+    def update_chains(self, heads: Sequence[tuple[bytes, int, int]]) -> None:
+        """(head, length, id) for each chain that moved."""
+        self.conn.executemany("UPDATE chains SET head = ?, length = ? WHERE id = ?", heads)
+
+    def chains(self) -> Iterator[tuple[int, str, bytes, int]]:
+        yield from self.conn.execute("SELECT id, subject, head, length FROM chains ORDER BY id")
+
+    def chain_by_subject(self, subject: str) -> tuple[int, str, bytes, int] | None:
+        return self.conn.execute(
+            "SELECT id, subject, head, length FROM chains WHERE subject = ?", (subject,)
+        ).fetchone()
+
+    def insert_links(self, rows: Sequence[tuple[int, int, int, bytes]]) -> None:
+        """(chain, pos, event index, link)."""
+        self.conn.executemany(
+            "INSERT INTO links (chain, pos, event, link) VALUES (?, ?, ?, ?)", rows
+        )
+
+    def links(self, chain_id: int | None = None) -> Iterator[tuple[int, int, int, bytes]]:
+        if chain_id is None:
+            yield from self.conn.execute(
+                "SELECT chain, pos, event, link FROM links ORDER BY chain, pos"
+            )
+        else:
+            yield from self.conn.execute(
+                "SELECT chain, pos, event, link FROM links WHERE chain = ? ORDER BY pos",
+                (chain_id,),
+            )
+
+    def chain_events(self, chain_id: int) -> list[StoredEvent]:
+        rows = self.conn.execute(
+            self._EVENT_COLUMNS.replace(
+                "FROM events e", "FROM links l JOIN events e ON e.idx = l.event"
+            )
+            + "WHERE l.chain = ? ORDER BY l.pos",
+            (chain_id,),
+        ).fetchall()
+        return [self._stored(row) for row in rows]
+
+    # --- identities
+
+    _IDENTITY = (
+        "SELECT id, did, type, name, role, owner, enrol_event, revoked_from FROM identities "
+    )
+
+    @staticmethod
+    def _identity(row: tuple[Any, ...] | None) -> Identity | None:
+        if row is None:
+            return None
+        from .timefmt import parse_time
+
+        identity = Identity(*row)
+        if identity.revoked_from is not None:
+            identity.revoked_from_us = parse_time(identity.revoked_from)
+        return identity
+
+    def identity_by_did(self, did: str) -> Identity | None:
+        return self._identity(
+            self.conn.execute(self._IDENTITY + "WHERE did = ?", (did,)).fetchone()
+        )
+
+    def identity_by_id(self, identity_id: int) -> Identity | None:
+        return self._identity(
+            self.conn.execute(self._IDENTITY + "WHERE id = ?", (identity_id,)).fetchone()
+        )
+
+    def identity_by_name(self, type_: str, name: str) -> Identity | None:
+        return self._identity(
+            self.conn.execute(
+                self._IDENTITY + "WHERE type = ? AND name = ?", (type_, name)
+            ).fetchone()
+        )
+
+    def identities(self) -> list[Identity]:
+        rows = self.conn.execute(self._IDENTITY + "ORDER BY id").fetchall()
+        return [identity for row in rows if (identity := self._identity(row))]
+
+    def insert_identity(self, identity: Identity) -> None:
+        self.conn.execute(
+            "INSERT INTO identities (id, did, type, name, role, owner, enrol_event) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                identity.id,
+                identity.did,
+                identity.type,
+                identity.name,
+                identity.role,
+                identity.owner,
+                identity.enrol_event,
+            ),
+        )
+
+    def revoke_identity(self, identity_id: int, revoked_from: str, event_index: int) -> None:
+        self.conn.execute(
+            "UPDATE identities SET revoked_from = ?, revoke_event = ? WHERE id = ?",
+            (revoked_from, event_index, identity_id),
+        )
+
+    # --- lots
+
+    _LOT = (
+        "SELECT l.id, c.subject, l.gtin, l.lot, l.product, l.category, l.expiry, l.profile, "
+        "l.custodian, l.commissioned_by, l.origin_event, l.recalled FROM lots l "
+        "JOIN chains c ON c.id = l.id "
+    )
+
+    def lot_by_uri(self, uri: str) -> Lot | None:
+        row = self.conn.execute(self._LOT + "WHERE c.subject = ?", (uri,)).fetchone()
+        return Lot(*row) if row else None
+
+    def lots(self) -> list[Lot]:
+        return [Lot(*row) for row in self.conn.execute(self._LOT + "ORDER BY l.id")]
+
+    def insert_lot(self, lot: Lot) -> None:
+        self.conn.execute(
+            "INSERT INTO lots (id, gtin, lot, product, category, expiry, profile, custodian, "
+            "commissioned_by, origin_event, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                lot.id,
+                lot.gtin,
+                lot.lot,
+                lot.product,
+                lot.category,
+                lot.expiry,
+                lot.profile,
+                lot.custodian,
+                lot.commissioned_by,
+                lot.origin_event,
+                int(lot.recalled),
+            ),
+        )
+
+    def set_custodian(self, lot_id: int, party_id: int) -> None:
+        self.conn.execute("UPDATE lots SET custodian = ? WHERE id = ?", (party_id, lot_id))
+
+    def set_recalled(self, lot_id: int, recalled: bool) -> None:
+        self.conn.execute("UPDATE lots SET recalled = ? WHERE id = ?", (int(recalled), lot_id))
+
+    # --- attachments and shipments
+
+    def attachments(self, device_id: int) -> list[list[Any]]:
+        """[lot, from_us, until_us, attachment id] for a device, oldest first."""
+        return [
+            list(row)
+            for row in self.conn.execute(
+                "SELECT lot, from_us, until_us, id FROM attachments WHERE device = ? ORDER BY id",
+                (device_id,),
+            )
+        ]
+
+    def insert_attachment(self, device: int, lot: int, from_us: int, event_index: int) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO attachments (device, lot, from_us, attach_event) VALUES (?, ?, ?, ?)",
+            (device, lot, from_us, event_index),
+        )
+        return cursor.lastrowid or 0
+
+    def close_attachment(self, attachment_id: int, until_us: int, event_index: int) -> None:
+        self.conn.execute(
+            "UPDATE attachments SET until_us = ?, detach_event = ? WHERE id = ?",
+            (until_us, event_index, attachment_id),
+        )
+
+    def insert_shipment(
+        self, event_index: int, sender: int, receiver: int, lots: list[int]
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO shipments (event, sender, receiver, lots) VALUES (?, ?, ?, ?)",
+            (event_index, sender, receiver, json.dumps(sorted(lots))),
+        )
+
+    def shipment(self, event_index: int) -> tuple[int, int, list[int], int | None] | None:
+        row = self.conn.execute(
+            "SELECT sender, receiver, lots, receive_event FROM shipments WHERE event = ?",
+            (event_index,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], json.loads(row[2]), row[3])
+
+    def open_shipment_for(self, lot_id: int) -> int | None:
+        row = self.conn.execute(
+            "SELECT s.event FROM shipments s, json_each(s.lots) j "
+            "WHERE s.receive_event IS NULL AND j.value = ? LIMIT 1",
+            (lot_id,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def close_shipment(self, event_index: int, receive_index: int) -> None:
+        self.conn.execute(
+            "UPDATE shipments SET receive_event = ? WHERE event = ?", (receive_index, event_index)
+        )
+
+    # --- rejects
+
+    def insert_reject(
+        self,
+        at: str,
+        reason: str,
+        detail: str,
+        source: str | None,
+        event_id: str | None,
+        raw: bytes | None,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO rejects (at, reason, detail, source, event_id, raw) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                at,
+                reason,
+                detail[:2000],
+                source,
+                event_id,
+                None if raw is None else bytes(raw[:MAX_REJECT_RAW]),
+            ),
+        )
+
+    def rejects(self, limit: int = 100) -> list[tuple[Any, ...]]:
+        return self.conn.execute(
+            "SELECT at, reason, detail, source, event_id FROM rejects ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    # --- statistics
+
+    def stats(self) -> dict[str, Any]:
+        events = {
+            KIND_NAMES.get(kind, str(kind)): count
+            for kind, count in self.conn.execute("SELECT kind, count(*) FROM events GROUP BY kind")
+        }
+        count = self.conn.execute
+        return {
+            "events": events,
+            "lots": count("SELECT count(*) FROM lots").fetchone()[0],
+            "parties": count("SELECT count(*) FROM identities WHERE type = 'party'").fetchone()[0],
+            "devices": count("SELECT count(*) FROM identities WHERE type = 'device'").fetchone()[0],
+            "rejects": dict(
+                count("SELECT reason, count(*) FROM rejects GROUP BY reason").fetchall()
+            ),
+            "log_size": self.log_size(),
+        }
+
+
+def leaf_for(envelope: Envelope) -> bytes:
+    """The log's leaf hash for an event: RFC 9162 leaf hash of its 32-byte id."""
+    return hash_leaf(envelope.id_bytes)
