@@ -183,7 +183,10 @@ def party_add(ctx: Context, name: str, role: str) -> None:
 @pass_context
 @friendly
 def party_revoke(ctx: Context, name: str, from_: str | None, reason: str | None) -> None:
-    """Revoke a party's key from a point in time on."""
+    """Revoke a party's key from a point in time on.
+
+    Example: provenance party revoke "Cold Express" --from 2026-11-22T08:00:00Z
+    """
     identity = ctx.store().identity_by_name("party", name)
     if identity is None:
         raise click.ClickException(f"no party named {name!r}")

@@ -63,28 +63,26 @@ class Envelope:
 
     __slots__ = (
         "_body",
+        "_data",
         "_id",
         "_prefix_text",
         "_sig_bytes",
         "_suffix_text",
+        "_time_us",
         "batches",
-        "data",
         "data_json",
         "kind",
         "seq",
         "sig",
         "signer",
         "time",
-        "time_us",
     )
 
     kind: str
     signer: str
     seq: int
     time: str
-    time_us: int
     batches: tuple[str, ...] | None
-    data: dict[str, Any]
     data_json: str
     sig: str
 
@@ -105,9 +103,9 @@ class Envelope:
         self.signer = signer
         self.seq = seq
         self.time = time
-        self.time_us = parse_time(time) if time_us is None else time_us
+        self._time_us = time_us
         self.batches = batches
-        self.data = data
+        self._data = data
         self.data_json = canonicalize(data).decode("utf-8") if data_json is None else data_json
         self.sig = sig
         self._body: str | None = None
@@ -115,6 +113,46 @@ class Envelope:
         self._prefix_text: str | None = None
         self._suffix_text: str | None = None
         self._sig_bytes: bytes | None = None
+
+    @classmethod
+    def from_stored(
+        cls,
+        kind: str,
+        signer: str,
+        seq: int,
+        time: str,
+        batches: tuple[str, ...] | None,
+        data_json: str,
+        signature: bytes,
+    ) -> Envelope:
+        """Rebuild a stored event without re-validating it; `data` and
+        `time_us` are parsed only when asked for. Verification recomputes
+        everything that matters from these fields."""
+        envelope = cls(
+            kind,
+            signer,
+            seq,
+            time,
+            batches,
+            None,
+            b64url(signature),  # type: ignore[arg-type]
+            data_json=data_json,
+            time_us=None,
+        )
+        envelope._sig_bytes = signature
+        return envelope
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = json.loads(self.data_json)
+        return self._data
+
+    @property
+    def time_us(self) -> int:
+        if self._time_us is None:
+            self._time_us = parse_time(self.time)
+        return self._time_us
 
     # --- canonical forms (JCS sorts: batches, data, kind, seq, sig, signer, time, v)
 

@@ -11,7 +11,9 @@ changes nothing.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,8 @@ from .timefmt import format_time, now_micros
 log = logging.getLogger(__name__)
 
 MAX_FUTURE_US = 5 * 60 * 1_000_000  # clock skew we tolerate on `time`
+PARALLEL_VERIFY_MIN = 64  # below this, threads cost more than they save
+VERIFY_CHUNK = 50  # envelopes per verification task
 
 # Reject reasons (stable codes; docs/protocol.md lists them).
 MALFORMED = "malformed"
@@ -89,8 +93,11 @@ class Ledger:
         *,
         clock: Callable[[], int] = now_micros,
         max_future_us: int = MAX_FUTURE_US,
+        verify_threads: int | None = None,
     ):
         self.store = store
+        self.verify_threads = verify_threads or os.cpu_count() or 1
+        self._pool: ThreadPoolExecutor | None = None
         self.log_key = log_key
         self.clock = clock
         self.max_future_us = max_future_us
@@ -217,27 +224,27 @@ class Ledger:
         or a duplicate. Rejections are recorded in the store's reject log.
         """
         results: list[Appended] = []
-        candidates: list[tuple[int, Envelope]] = []
-        raws: list[Any] = []
-        for item in items:
-            raws.append(item)
+        raws = list(items)
+        chunks: list[_Verification] = []
+        parsed: list[tuple[int, Envelope]] = []
+        pool = self._verify_pool(len(raws))
+        for item in raws:
             envelope, failure = _parse(item)
             if failure:
                 results.append(failure)
                 continue
             assert envelope is not None
-            try:
-                envelope.verify_signature()
-            except SignatureError as exc:
-                results.append(_rejected(BAD_SIGNATURE, str(exc), envelope))
-                continue
             results.append(Appended("pending", envelope.event_id))
-            candidates.append((len(results) - 1, envelope))
-
+            parsed.append((len(results) - 1, envelope))
+            if len(parsed) == VERIFY_CHUNK:  # verify while we go on parsing
+                chunks.append(_Verification(parsed, pool))
+                parsed = []
+        if parsed:
+            chunks.append(_Verification(parsed, pool))
         if atomic and any(r.status == "rejected" for r in results):
-            candidates = []
-        if candidates:
-            self._commit(candidates, results, atomic)
+            chunks = []
+        if chunks:
+            self._commit(chunks, results, atomic)
         if atomic and any(r.status == "rejected" for r in results):
             for result in results:
                 if result.status in ("pending", "accepted"):
@@ -247,21 +254,39 @@ class Ledger:
         self._record_rejects(results, raws, source)
         return results
 
-    def _commit(
-        self, candidates: list[tuple[int, Envelope]], results: list[Appended], atomic: bool
-    ) -> None:
+    def _verify_pool(self, count: int) -> ThreadPoolExecutor | None:
+        """Threads for signature checks on big batches: Ed25519 verification in
+        `cryptography` releases the GIL, so it overlaps parsing and applying."""
+        if self.verify_threads <= 1 or count < PARALLEL_VERIFY_MIN:
+            return None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="verify")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the verification threads (the store stays open)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _commit(self, chunks: list[_Verification], results: list[Appended], atomic: bool) -> None:
         now = self.clock()
         try:
             with self.store.transaction():
                 self._sync()
                 batch = _Batch()
-                for position, envelope in candidates:
-                    try:
-                        results[position] = self._apply(envelope, batch, now)
-                    except RejectedEvent as exc:
-                        results[position] = _rejected(exc.reason, exc.args[0], envelope)
-                        if atomic:
-                            raise _Abort from None
+                for chunk in chunks:
+                    for (position, envelope), failure in zip(
+                        chunk.items, chunk.failures(), strict=True
+                    ):
+                        try:
+                            if failure is not None:
+                                raise RejectedEvent(BAD_SIGNATURE, failure)
+                            results[position] = self._apply(envelope, batch, now)
+                        except RejectedEvent as exc:
+                            results[position] = _rejected(exc.reason, exc.args[0], envelope)
+                            if atomic:
+                                raise _Abort from None
                 if batch.events:
                     self._flush(batch)
         except _Abort:
@@ -703,6 +728,39 @@ class Ledger:
 
 class _Abort(Exception):
     pass
+
+
+class _Verification:
+    """Signature checks of a chunk of envelopes, on a thread pool or inline."""
+
+    def __init__(self, items: list[tuple[int, Envelope]], pool: ThreadPoolExecutor | None):
+        self.items = items
+        envelopes = [envelope for _, envelope in items]
+        self._future: Future[list[str | None]] | None = None
+        self._failures: list[str | None] | None = None
+        if pool is None:
+            self._failures = _verify_all(envelopes)
+        else:
+            self._future = pool.submit(_verify_all, envelopes)
+
+    def failures(self) -> list[str | None]:
+        """None for each valid signature, else why not."""
+        if self._failures is None:
+            assert self._future is not None
+            self._failures = self._future.result()
+        return self._failures
+
+
+def _verify_all(envelopes: list[Envelope]) -> list[str | None]:
+    failures: list[str | None] = []
+    for envelope in envelopes:
+        try:
+            envelope.verify_signature()
+        except SignatureError as exc:
+            failures.append(str(exc))
+        else:
+            failures.append(None)
+    return failures
 
 
 def _rejected(reason: str, message: str, envelope: Envelope | None = None) -> Appended:

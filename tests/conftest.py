@@ -22,3 +22,19 @@ def conformance(relative: str) -> Path:
     pytest.skip(
         f"conformance data {relative!r} is in neither ../shared/conformance nor tests/vectors"
     )
+
+
+@pytest.fixture
+def world():
+    """An in-memory ledger with every kind of party, a probe and lot LOT42."""
+    from world import World
+
+    return World.create()
+
+
+@pytest.fixture
+def file_world(tmp_path):
+    """The same world in a SQLite file (for multi-process verification, tampering)."""
+    from world import World
+
+    return World.create(tmp_path)

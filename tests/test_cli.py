@@ -1,0 +1,349 @@
+"""The CLI contract of docs/cli.md, run in-process with click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from provenance.cli import main
+from provenance.signing import did_of, sign
+
+GTIN = "09506000134352"
+URI = f"https://id.gs1.org/01/{GTIN}/10/LOT42"
+
+
+class Cli:
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.env = {"PROVENANCE_DB": str(tmp_path / "p.db"), "PROVENANCE_KEYS": str(tmp_path / "k")}
+        self.runner = CliRunner()
+
+    def __call__(self, *args, input=None, code=0):
+        result = self.runner.invoke(main, list(args), input=input, env=self.env)
+        assert result.exit_code == code, (args, result.output, result.exception)
+        return result.output
+
+
+@pytest.fixture
+def cli(tmp_path):
+    run = Cli(tmp_path)
+    run("init")
+    return run
+
+
+@pytest.fixture
+def chain(cli):
+    """init + parties + device + a lot."""
+    cli.farm = cli("party", "add", "Green Valley Farm", "--role", "producer").strip()
+    cli.carrier = cli("party", "add", "Cold Express", "--role", "carrier").strip()
+    cli("party", "add", "Authority", "--role", "regulator")
+    cli.probe = cli("device", "add", "probe-1", "--owner", "Cold Express").strip()
+    assert (
+        cli(
+            "batch",
+            "register",
+            "--gtin",
+            GTIN,
+            "--lot",
+            "LOT42",
+            "--product",
+            "Kale",
+            "--as",
+            "Green Valley Farm",
+            "--category",
+            "food",
+        ).strip()
+        == URI
+    )
+    return cli
+
+
+def test_init_is_idempotent_and_keys_are_private(cli, tmp_path):
+    keys = sorted(p.name for p in (tmp_path / "k").iterdir())
+    assert keys == ["log.pem", "registrar.pem"]
+    before = (tmp_path / "k" / "log.pem").read_bytes()
+    cli("init")
+    assert (tmp_path / "k" / "log.pem").read_bytes() == before
+    for path in (tmp_path / "k").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert json.loads(cli("stats", "--json"))["log_size"] == 1
+
+
+def test_party_add_prints_a_did_and_makes_a_0600_key(chain, tmp_path):
+    assert chain.farm.startswith("did:key:z6Mk")
+    party_keys = list((tmp_path / "k" / "parties").iterdir())
+    assert len(party_keys) == 3
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in party_keys)
+    out = chain("party", "add", "Green Valley Farm", "--role", "producer", code=1)
+    assert "already enrolled" in out
+    assert "Invalid value for '--role'" in chain("party", "add", "X", "--role", "wizard", code=2)
+
+
+def test_device_add_with_public_key_only(chain, tmp_path):
+    key = Ed25519PrivateKey.generate()
+    pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "probe.pub").write_bytes(pem)
+    did = chain(
+        "device",
+        "add",
+        "probe-2",
+        "--owner",
+        "Cold Express",
+        "--public-key",
+        str(tmp_path / "probe.pub"),
+    ).strip()
+    assert did == did_of(key)
+    other = Ed25519PrivateKey.generate()
+    assert chain(
+        "device", "add", "probe-3", "--owner", "Cold Express", "--public-key", did_of(other)
+    ).strip() == did_of(other)
+    assert len(list((tmp_path / "k" / "devices").iterdir())) == 1  # only probe-1's
+    assert "no party named" in chain("device", "add", "p4", "--owner", "Nobody", code=1)
+
+
+def test_batch_register_refuses_a_bad_check_digit(chain):
+    out = chain(
+        "batch",
+        "register",
+        "--gtin",
+        "09506000134353",
+        "--lot",
+        "L",
+        "--product",
+        "P",
+        "--as",
+        "Green Valley Farm",
+        code=1,
+    )
+    assert "check digit" in out
+    assert json.loads(chain("stats", "--json"))["lots"] == 1
+
+
+def test_event_append_signs_unsigned_items_and_accepts_json_lines(chain):
+    attach = {"kind": "attach", "batches": [URI], "data": {"device": chain.probe}}
+    ids = chain("event", "append", "--as", "Green Valley Farm", input=json.dumps(attach)).split()
+    assert len(ids) == 1 and len(ids[0]) == 64
+    lines = "\n".join(
+        json.dumps({"kind": "reading", "data": {"temperature_c": t}}) for t in (3.0, 4.0, 5.0)
+    )
+    ids = chain("event", "append", "--as", "probe-1", input=lines).split()
+    assert len(ids) == 3
+    array = json.dumps([{"kind": "inspect", "batches": [URI], "data": {"result": "pass"}}] * 2)
+    assert len(chain("event", "append", "--as", "Authority", input=array).split()) == 2
+    assert json.loads(chain("stats", "--json"))["events"]["reading"] == 3
+
+
+def test_event_append_passes_signed_envelopes_through(chain, tmp_path):
+    key = Ed25519PrivateKey.generate()
+    pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "d.pub").write_bytes(pem)
+    chain(
+        "device",
+        "add",
+        "logger-9",
+        "--owner",
+        "Green Valley Farm",
+        "--public-key",
+        str(tmp_path / "d.pub"),
+    )
+    chain(
+        "event",
+        "append",
+        "--as",
+        "Green Valley Farm",
+        input=json.dumps({"kind": "attach", "batches": [URI], "data": {"device": did_of(key)}}),
+    )
+    from provenance.timefmt import format_time, now_micros
+
+    envelope = sign(
+        key, kind="reading", seq=7, time=format_time(now_micros()), data={"temperature_c": 2.5}
+    )
+    envelope_file = tmp_path / "e.json"
+    envelope_file.write_text(json.dumps(envelope.to_json()))
+    assert chain("event", "append", str(envelope_file)).strip() == envelope.event_id
+
+
+@pytest.mark.parametrize(
+    ("payload", "as_", "needle"),
+    [
+        ("{not json", "Green Valley Farm", "malformed JSON"),
+        (
+            '{"kind":"recall","batches":["' + URI + '"],"data":{"reason":"x","class":"I"}}',
+            "Cold Express",
+            "unauthorised: a carrier may not sign recall",
+        ),
+        (
+            '{"kind":"reading","data":{"temperature_c":"warm"}}',
+            "probe-1",
+            "data.temperature_c: must be a number",
+        ),
+        (
+            '{"kind":"inspect","batches":["' + URI + '"],"data":{"result":"pass"},"seq":3}',
+            "Authority",
+            "unsigned items carry only",
+        ),
+        (
+            '{"kind":"inspect","batches":["' + URI + '"],"data":{"result":"pass"}}',
+            None,
+            "pass --as NAME",
+        ),
+        (
+            '{"kind":"inspect","batches":["' + URI + '"],"data":{"result":"pass"}}',
+            "Nobody",
+            "no party or device named",
+        ),
+    ],
+)
+def test_event_append_refusals_exit_1_and_store_nothing(chain, payload, as_, needle):
+    before = json.loads(chain("stats", "--json"))["log_size"]
+    args = ["event", "append"] + (["--as", as_] if as_ else [])
+    assert needle in chain(*args, input=payload, code=1)
+    assert json.loads(chain("stats", "--json"))["log_size"] == before
+
+
+def test_event_append_is_all_or_nothing(chain):
+    items = [
+        {"kind": "inspect", "batches": [URI], "data": {"result": "pass"}},
+        {"kind": "recall", "batches": [URI], "data": {"reason": "x", "class": "I"}},
+    ]
+    before = json.loads(chain("stats", "--json"))
+    out = chain("event", "append", "--as", "Green Valley Farm", input=json.dumps(items), code=1)
+    assert "item 1: rejected: unauthorised" in out
+    after = json.loads(chain("stats", "--json"))
+    assert after["log_size"] == before["log_size"]
+    assert after["rejects"] == {"unauthorised": 1}
+
+
+def test_verify_exit_codes(chain, tmp_path):
+    assert chain("verify").startswith("OK")
+    assert chain("verify", "--batch", URI).startswith("OK")
+    assert "FAILED" in chain("verify", "--batch", URI.replace("LOT42", "NOPE"), code=1)
+    assert "--bundle needs --log-key" in chain("verify", "--bundle", __file__, code=2)
+    assert "No such option" in chain("verify", "--frobnicate", code=2)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "p.db") as conn:
+        conn.execute("UPDATE events SET data = replace(data, 'Kale', 'Kalo')")
+    out = chain("verify", code=1)
+    assert "BROKEN event" in out and "FAILED" in out
+
+
+def test_checkpoint_kept_outside_catches_a_rollback(chain, tmp_path):
+    kept = tmp_path / "kept.checkpoint"
+    kept.write_text(chain("log", "checkpoint"))
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "p.db") as live, sqlite3.connect(tmp_path / "old.db") as old:
+        live.backup(old)  # a consistent copy, WAL included
+    chain(
+        "event",
+        "append",
+        "--as",
+        "Authority",
+        input=json.dumps({"kind": "inspect", "batches": [URI], "data": {"result": "fail"}}),
+    )
+    assert chain("verify", "--checkpoint", str(kept)).startswith("OK")
+    chain.env["PROVENANCE_DB"] = str(tmp_path / "old.db")
+    later = tmp_path / "later.checkpoint"
+    chain.env["PROVENANCE_DB"] = str(tmp_path / "p.db")
+    later.write_text(chain("log", "checkpoint"))
+    chain.env["PROVENANCE_DB"] = str(tmp_path / "old.db")
+    out = chain("verify", "--checkpoint", str(later), code=1)
+    assert "rolled back" in out
+
+
+def test_log_commands(chain, tmp_path):
+    note = chain("log", "checkpoint")
+    lines = note.split("\n")
+    assert lines[0].startswith("provenance.local/")
+    assert int(lines[1]) == json.loads(chain("stats", "--json"))["log_size"]
+    assert "provenance-heads" in lines[3] and lines[4] == "" and lines[5].startswith("— ")
+    assert chain("log", "key").strip().startswith("did:key:z6Mk")
+    assert chain("log", "key", "--note-key").startswith(lines[0] + "+")
+
+
+def test_export_proof_verifies_without_a_database(chain, tmp_path):
+    bundle = tmp_path / "b.json"
+    bundle.write_text(chain("export", "proof", URI))
+    log_key = chain("log", "key").strip()
+    (tmp_path / "log.did").write_text(log_key)
+    empty = Cli(tmp_path / "elsewhere")
+    out = empty("verify", "--bundle", str(bundle), "--log-key", str(tmp_path / "log.did"))
+    assert out.startswith("OK") and "complete" in out
+    assert not (tmp_path / "elsewhere" / "p.db").exists()
+    wrong = did_of(Ed25519PrivateKey.generate())
+    assert "FAILED" in empty("verify", "--bundle", str(bundle), "--log-key", wrong, code=1)
+    assert "no lot" in chain("export", "proof", URI.replace("LOT42", "LOT9"), code=1)
+
+
+def test_stats_json_shape(chain):
+    numbers = json.loads(chain("stats", "--json"))
+    assert set(numbers) >= {"events", "lots", "parties", "devices", "rejects", "log_size"}
+    assert numbers["events"] == {"enrol": 5, "commission": 1}
+    assert (numbers["lots"], numbers["parties"], numbers["devices"]) == (1, 3, 1)
+
+
+def test_device_revoke_from_a_time(chain):
+    out = chain("device", "revoke", "probe-1", "--from", "2026-01-01T00:00:00Z")
+    assert "revoked" in out
+    chain(
+        "event",
+        "append",
+        "--as",
+        "Green Valley Farm",
+        input=json.dumps({"kind": "attach", "batches": [URI], "data": {"device": chain.probe}}),
+        code=1,
+    )
+    assert "--from" in chain("device", "revoke", "probe-1", "--from", "yesterday", code=1)
+
+
+def test_commands_without_a_database_say_what_to_do(tmp_path):
+    fresh = Cli(tmp_path)
+    assert "provenance init" in fresh("stats", code=1)
+
+
+def test_env_and_flags_choose_the_files(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["--db", str(tmp_path / "x.db"), "--keys", str(tmp_path / "kk"), "init"], env={}
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "x.db").exists() and (tmp_path / "kk" / "log.pem").exists()
+
+
+def test_every_command_has_help_with_an_example():
+    from click import Group
+
+    def walk(command, path):
+        if isinstance(command, Group):
+            for name, sub in command.commands.items():
+                yield from walk(sub, [*path, name])
+        else:
+            yield path, command
+
+    for path, command in walk(main, []):
+        assert command.help, path
+        if path not in (["demo"],):
+            assert "Example:" in command.help, path
+
+
+def test_module_entry_point(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ},
+    )
+    assert done.returncode == 0 and "verify" in done.stdout

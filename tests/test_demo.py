@@ -1,0 +1,28 @@
+"""The main job (`./run demo`) runs end to end and shows verify catching tampering."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_runs_and_catches_every_tamper(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance", "demo", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert out.count("\nOK ") + out.count("  OK ") >= 3
+    assert "content, signer or signature differs" in out
+    assert "rolled back or truncated" in out
+    assert "unauthorised: a carrier may not sign recall" in out
+    assert "check digit" in out
+    assert (tmp_path / "demo" / "kale.bundle.json").exists()

@@ -1,0 +1,364 @@
+"""Ledger.append: the one door for writes. Authorisation per kind, dedupe and
+replay, custody, attachments, atomicity, and that refused input stores nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from world import GTIN, HOUR, LOT, T0, World, at
+
+from provenance.audit import verify_ledger
+from provenance.ledger import Ledger
+from provenance.proofs import checkpoint_body
+
+LOT2 = f"https://id.gs1.org/01/{GTIN}/10/LOT43"
+MIX = f"https://id.gs1.org/01/{GTIN}/10/MIX1"
+
+
+def counts(world: World) -> tuple[int, int]:
+    return world.store.log_size(), world.store.conn.execute(
+        "SELECT count(*) FROM links"
+    ).fetchone()[0]
+
+
+def commission(world: World, uri: str = LOT2, who: str = "farm", lot: str = "LOT43"):
+    return world.append(
+        who, "commission", [uri], {"gtin": GTIN, "lot": lot, "product": "Kale"}, time=at(0)
+    )
+
+
+def test_genesis_is_the_registrars_self_enrolment(world):
+    first = world.store.event_at(0)
+    assert first.envelope.kind == "enrol"
+    assert first.envelope.signer == first.envelope.data["subject"] == world.did("registrar")
+    assert world.store.identity_by_did(world.did("registrar")).type == "registrar"
+
+
+def test_initialise_is_idempotent_and_refuses_other_keys(world):
+    again = Ledger.initialise(world.store, world.log_key, world.registrar, "test.local/log")
+    assert again.store.log_size() == world.store.log_size()
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from provenance.store import StoreError
+
+    with pytest.raises(StoreError, match="other keys"):
+        Ledger.initialise(world.store, Ed25519PrivateKey.generate(), world.registrar, "x")
+
+
+def test_readings_without_batches_land_in_the_lots_attached_at_their_time(world):
+    commission(world)
+    world.ok("farm", "attach", [LOT2], {"device": world.did("probe")}, time=at(5))
+    results = world.ledger.append([world.reading(2, 4.0), world.reading(6, 4.5)])
+    assert [r.status for r in results] == ["accepted", "accepted"]
+    early = world.store.event_at(results[0].index)
+    late = world.store.event_at(results[1].index)
+    lot1 = world.store.lot_by_uri(LOT).id
+    lot2 = world.store.lot_by_uri(LOT2).id
+    assert early.lots == (lot1,)
+    assert set(late.lots) == {lot1, lot2}
+    assert early.envelope.batches is None  # what was signed is kept as it was
+
+
+def test_detach_ends_the_attachment(world):
+    world.ok("farm", "detach", [LOT], {"device": world.did("probe")}, time=at(3))
+    assert world.ledger.append([world.reading(2, 4.0)])[0].status == "accepted"
+    late = world.ledger.append([world.reading(4, 4.0)])[0]
+    assert (late.status, late.reason) == ("rejected", "not-attached")
+
+
+def test_reading_naming_a_lot_it_is_not_attached_to_is_refused(world):
+    commission(world)
+    result = world.ledger.append([world.reading(2, 4.0, batches=[LOT2])])[0]
+    assert result.reason == "not-attached"
+    assert "LOT43" in result.message
+
+
+def test_same_event_twice_is_a_noop_and_another_event_with_that_seq_is_a_replay(world):
+    envelope = world.reading(2, 4.0)
+    first = world.ledger.append([envelope])[0]
+    before = counts(world)
+    again = world.ledger.append([envelope, json.dumps(envelope.to_json())])
+    assert [r.status for r in again] == ["duplicate", "duplicate"]
+    assert {r.index for r in again} == {first.index}
+    assert counts(world) == before
+    forged = world.sign(
+        "probe", "reading", None, {"temperature_c": 1.0}, time=at(2), seq=envelope.seq
+    )
+    replay = world.ledger.append([forged])[0]
+    assert (replay.status, replay.reason) == ("rejected", "replay")
+    assert envelope.event_id in replay.message
+    assert counts(world) == before
+
+
+def test_duplicate_and_replay_inside_one_batch(world):
+    envelope = world.reading(2, 4.0)
+    forged = world.sign(
+        "probe", "reading", None, {"temperature_c": 9.0}, time=at(2), seq=envelope.seq
+    )
+    results = world.ledger.append([envelope, envelope, forged])
+    assert [r.status for r in results] == ["accepted", "duplicate", "rejected"]
+    assert results[2].reason == "replay"
+
+
+@pytest.mark.parametrize(
+    ("who", "kind", "data_of", "reason"),
+    [
+        (
+            "carrier",
+            "commission",
+            lambda w: {"gtin": GTIN, "lot": "X1", "product": "P"},
+            "unauthorised",
+        ),
+        ("farm", "recall", lambda w: {"reason": "r", "class": "I"}, "unauthorised"),
+        ("probe", "inspect", lambda w: {"result": "pass"}, "unauthorised"),
+        ("farm", "reading", lambda w: {"temperature_c": 3.0}, "unauthorised"),
+        ("carrier", "ship", lambda w: {"to": w.did("dc")}, "not-custodian"),
+        (
+            "carrier",
+            "dispense",
+            lambda w: {"quantity": {"value": 1, "unit": "EA"}},
+            "not-custodian",
+        ),
+        (
+            "farm",
+            "enrol",
+            lambda w: {"subject": w.did("farm"), "type": "party", "name": "x", "role": "producer"},
+            "unauthorised",
+        ),
+        ("farm", "ship", lambda w: {"to": w.did("probe")}, "unknown-party"),
+        ("farm", "attach", lambda w: {"device": w.did("carrier")}, "unknown-device"),
+    ],
+)
+def test_authorisation_per_kind(world, who, kind, data_of, reason):
+    batches = (
+        None
+        if kind == "enrol"
+        else ([f"https://id.gs1.org/01/{GTIN}/10/X1"] if kind == "commission" else [LOT])
+    )
+    before = counts(world)
+    result = world.append(who, kind, batches, data_of(world))
+    assert (result.status, result.reason) == ("rejected", reason), result
+    assert counts(world) == before
+    assert world.store.stats()["rejects"][reason] == 1
+
+
+def test_unknown_signer_and_unknown_lot(world):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    world.keys["stranger"] = Ed25519PrivateKey.generate()
+    result = world.append("stranger", "inspect", [LOT], {"result": "pass"})
+    assert result.reason == "unknown-signer"
+    assert "not enrolled" in result.message
+    result = world.append("farm", "inspect", [LOT2], {"result": "pass"})
+    assert (result.reason, result.status) == ("unknown-lot", "rejected")
+
+
+def test_bad_signature_and_malformed_input_store_nothing_but_a_reject(world):
+    good = world.reading(2, 4.0).to_json()
+    tampered = dict(good, data={"temperature_c": 1.5})
+    before = counts(world)
+    results = world.ledger.append(
+        [tampered, b"{not json", b"\xff\xfe", json.dumps(dict(good, v=2)), "[]"]
+    )
+    assert [r.reason for r in results] == [
+        "bad-signature",
+        "malformed",
+        "malformed",
+        "schema",
+        "schema",
+    ]
+    assert "not UTF-8" in results[2].message
+    assert "v: must be 1" in results[3].message
+    assert counts(world) == before
+    stored = world.store.conn.execute("SELECT reason, raw FROM rejects ORDER BY id").fetchall()
+    assert [row[0] for row in stored] == [r.reason for r in results]
+    assert stored[1][1] == b"{not json"
+
+
+def test_reject_log_keeps_a_bounded_copy(world):
+    world.ledger.append([b"x" * 100_000])
+    raw = world.store.conn.execute("SELECT raw FROM rejects").fetchone()[0]
+    assert len(raw) == 4096
+
+
+def test_time_far_in_the_future_is_refused(world):
+    future = world.sign(
+        "probe", "reading", None, {"temperature_c": 3.0}, time=at((world.now - T0) / HOUR + 1)
+    )
+    result = world.ledger.append([future])[0]
+    assert result.reason == "future-time"
+    assert "clock" in result.message
+
+
+def test_revoked_key_from_a_point_in_time(world):
+    world.ledger.append([world.reading(1, 4.0)])
+    world.ok("registrar", "revoke", None, {"subject": world.did("probe"), "from": at(3)})
+    assert world.ledger.append([world.reading(2, 4.0)])[0].status == "accepted"  # before: fine
+    late = world.ledger.append([world.reading(3, 4.0)])[0]
+    assert (late.status, late.reason) == ("rejected", "revoked")
+    again = world.append(
+        "registrar", "revoke", None, {"subject": world.did("probe"), "from": at(1)}
+    )
+    assert again.reason == "conflict"
+
+
+def test_custody_moves_only_on_receive_and_only_to_the_named_party(world):
+    lot = world.store.lot_by_uri
+    shipped = world.ok("farm", "ship", [LOT], {"to": world.did("carrier")}, time=at(2))
+    assert lot(LOT).custodian == world.store.identity_by_did(world.did("farm")).id
+    wrong = world.append("dc", "receive", [LOT], {"shipment": shipped.event_id}, time=at(3))
+    assert wrong.reason == "unauthorised"
+    twice = world.append("farm", "ship", [LOT], {"to": world.did("dc")}, time=at(2.5))
+    assert twice.reason == "conflict" and "in transit" in twice.message
+    world.ok("carrier", "receive", [LOT], {"shipment": shipped.event_id}, time=at(3))
+    assert lot(LOT).custodian == world.store.identity_by_did(world.did("carrier")).id
+    again = world.append("carrier", "receive", [LOT], {"shipment": shipped.event_id}, time=at(4))
+    assert again.reason == "conflict"
+    assert world.append("farm", "ship", [LOT], {"to": world.did("dc")}).reason == "not-custodian"
+
+
+def test_ship_and_receive_in_one_batch(world):
+    ship = world.sign("farm", "ship", [LOT], {"to": world.did("carrier")}, time=at(2))
+    receive = world.sign("carrier", "receive", [LOT], {"shipment": ship.event_id}, time=at(3))
+    assert [r.status for r in world.ledger.append([ship, receive])] == ["accepted", "accepted"]
+
+
+def test_transform_consumes_inputs_and_makes_outputs(world):
+    commission(world)
+    result = world.ok(
+        "farm",
+        "transform",
+        [LOT, LOT2, MIX],
+        {
+            "inputs": [
+                {"batch": LOT, "quantity": {"value": 10, "unit": "KGM"}},
+                {"batch": LOT2, "quantity": {"value": 5, "unit": "KGM"}},
+            ],
+            "outputs": [
+                {
+                    "batch": MIX,
+                    "quantity": {"value": 60, "unit": "EA"},
+                    "product": "Salad mix",
+                    "category": "food",
+                }
+            ],
+        },
+        time=at(4),
+    )
+    mix = world.store.lot_by_uri(MIX)
+    assert mix.product == "Salad mix" and mix.origin_event == result.index
+    for uri in (LOT, LOT2, MIX):
+        chain = world.store.chain_events(world.store.lot_by_uri(uri).id)
+        assert chain[-1].index == result.index
+
+
+def test_transform_refusals(world):
+    commission(world, who="packer")  # LOT2 held by the packer
+    stolen = world.append(
+        "farm",
+        "transform",
+        [LOT2, MIX],
+        {
+            "inputs": [{"batch": LOT2, "quantity": {"value": 1, "unit": "KGM"}}],
+            "outputs": [{"batch": MIX, "quantity": {"value": 1, "unit": "EA"}, "product": "P"}],
+        },
+    )
+    assert stolen.reason == "not-custodian"
+    no_product = world.append(
+        "farm",
+        "transform",
+        [LOT, MIX],
+        {
+            "inputs": [{"batch": LOT, "quantity": {"value": 1, "unit": "KGM"}}],
+            "outputs": [{"batch": MIX, "quantity": {"value": 1, "unit": "EA"}}],
+        },
+    )
+    assert no_product.reason == "schema" and "product is required" in no_product.message
+    existing = world.append(
+        "farm",
+        "transform",
+        [LOT, LOT2],
+        {
+            "inputs": [{"batch": LOT, "quantity": {"value": 1, "unit": "KGM"}}],
+            "outputs": [{"batch": LOT2, "quantity": {"value": 1, "unit": "EA"}}],
+        },
+    )
+    assert existing.reason == "lot-exists"
+    assert world.store.lot_by_uri(MIX) is None
+
+
+def test_commission_twice_and_recall_rules(world):
+    assert commission(world, uri=LOT, lot="LOT42").reason == "lot-exists"
+    world.ok("regulator", "recall", [LOT], {"reason": "Listeria", "class": "I"})
+    assert world.store.lot_by_uri(LOT).recalled
+    world.ok("regulator", "recall-lift", [LOT], {"reason": "Retested clean"})
+    assert not world.store.lot_by_uri(LOT).recalled
+    lift = world.append("regulator", "recall-lift", [LOT], {"reason": "again"})
+    assert lift.reason == "conflict"
+
+
+def test_atomic_batch_stores_nothing_when_one_item_is_refused(world):
+    good = world.reading(2, 4.0)
+    bad = world.sign("farm", "recall", [LOT], {"reason": "x", "class": "I"})
+    before = counts(world)
+    results = world.ledger.append([good, bad], atomic=True)
+    assert [r.status for r in results] == ["aborted", "rejected"]
+    assert counts(world) == before
+    assert world.ledger.append([good])[0].status == "accepted"  # caches were reset properly
+
+
+def test_non_atomic_batch_keeps_the_good_ones(world):
+    good = [world.reading(2 + i / 10, 4.0) for i in range(3)]
+    bad = world.sign("farm", "recall", [LOT], {"reason": "x", "class": "I"})
+    results = world.ledger.append([good[0], bad, good[1], b"junk", good[2]])
+    assert [r.status for r in results] == [
+        "accepted",
+        "rejected",
+        "accepted",
+        "rejected",
+        "accepted",
+    ]
+    assert [r.index for r in results if r.index is not None] == sorted(
+        r.index for r in results if r.index is not None
+    )
+
+
+def test_every_commit_signs_a_checkpoint_of_the_whole_log(world):
+    world.ledger.append([world.reading(2, 4.0)])
+    body = checkpoint_body(world.store.latest_checkpoint())
+    assert body.size == world.store.log_size()
+    assert verify_ledger(world.store, world.log_public_key).ok
+
+
+def test_large_batch_uses_parallel_verification_and_keeps_order(world):
+    readings = [world.reading(2 + i / 1000, 3.0 + i % 5) for i in range(300)]
+    readings[150] = world.sign(
+        "probe", "reading", None, {"temperature_c": 1.0}, time=at(2), seq=readings[10].seq
+    )  # a replay in the middle
+    tampered = readings[200].to_json()
+    tampered["data"] = {"temperature_c": 99.0}
+    items = [*readings[:200], tampered, *readings[201:]]
+    results = world.ledger.append(items)
+    assert results[150].reason == "replay"
+    assert results[200].reason == "bad-signature"
+    assert sum(r.status == "accepted" for r in results) == 298
+    assert verify_ledger(world.store, world.log_public_key).ok
+
+
+def test_another_writer_is_noticed(tmp_path):
+    """Two Ledger objects on one file (e.g. CLI beside a running service)."""
+    world = World.create(tmp_path)
+    from provenance.store import Store
+
+    other = Ledger(Store(tmp_path / "ledger.db"), world.log_key, clock=lambda: world.now)
+    assert other.append([world.reading(2, 4.0)])[0].status == "accepted"
+    assert world.ledger.append([world.reading(3, 4.0)])[0].status == "accepted"
+    assert other.append([world.reading(4, 4.0)])[0].status == "accepted"
+    assert verify_ledger(world.store, world.log_public_key).ok
+
+
+def test_next_seq_follows_the_ledger(world):
+    seq = world.ledger.next_seq(world.did("probe"))
+    world.ledger.append([world.reading(2, 4.0)])
+    assert world.ledger.next_seq(world.did("probe")) == seq + 1

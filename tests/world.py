@@ -1,0 +1,149 @@
+"""A small supply chain for tests: a ledger with parties, a device and a lot.
+
+world = World.create(tmp_path)        # file-backed (or World.create() in memory)
+world.append("farm", "inspect", [world.lot], {"result": "pass"})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from provenance.envelope import Envelope
+from provenance.ledger import Appended, Ledger
+from provenance.signing import did_of, sign
+from provenance.store import Store
+from provenance.timefmt import format_time
+
+GTIN = "09506000134352"
+LOT = f"https://id.gs1.org/01/{GTIN}/10/LOT42"
+T0 = 1_790_000_000_000_000  # 2026-09-21T…Z, microseconds; "now" is T0 + 30 days
+HOUR = 3_600_000_000
+PARTIES = {
+    "farm": "producer",
+    "packer": "processor",
+    "carrier": "carrier",
+    "dc": "distributor",
+    "store": "retailer",
+    "clinic": "clinic",
+    "regulator": "regulator",
+}
+
+
+def at(hours: float) -> str:
+    """RFC 3339 text for T0 + hours."""
+    return format_time(T0 + int(hours * HOUR))
+
+
+@dataclass
+class World:
+    store: Store
+    ledger: Ledger
+    log_key: Ed25519PrivateKey
+    registrar: Ed25519PrivateKey
+    keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)
+    seqs: dict[str, int] = field(default_factory=dict)
+    lot: str = LOT
+    now: int = T0 + 30 * 24 * HOUR
+
+    @classmethod
+    def create(cls, directory: Path | None = None, *, with_lot: bool = True) -> World:
+        store = Store(directory / "ledger.db") if directory else Store.memory()
+        log_key, registrar = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        world = cls(store, None, log_key, registrar)  # type: ignore[arg-type]
+        world.ledger = Ledger.initialise(
+            store, log_key, registrar, "test.local/log", clock=lambda: world.now
+        )
+        world.keys["registrar"] = registrar
+        world.seqs["registrar"] = 1
+        for name, role in PARTIES.items():
+            world.enrol_party(name, role)
+        world.enrol_device("probe", owner="farm")
+        if with_lot:
+            world.ok(
+                "farm",
+                "commission",
+                [LOT],
+                {
+                    "gtin": GTIN,
+                    "lot": "LOT42",
+                    "product": "Kale",
+                    "category": "food",
+                    "profile": "chilled",
+                },
+                time=at(0),
+            )
+            world.ok("farm", "attach", [LOT], {"device": world.did("probe")}, time=at(0.5))
+        return world
+
+    # --- identities
+
+    def did(self, name: str) -> str:
+        return did_of(self.keys[name])
+
+    def public_key(self, name: str) -> bytes:
+        return self.keys[name].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    @property
+    def log_public_key(self) -> bytes:
+        return self.log_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def enrol_party(self, name: str, role: str) -> Appended:
+        self.keys[name] = Ed25519PrivateKey.generate()
+        return self.ok(
+            "registrar",
+            "enrol",
+            None,
+            {"subject": self.did(name), "type": "party", "name": name, "role": role},
+        )
+
+    def enrol_device(self, name: str, owner: str) -> Appended:
+        self.keys[name] = Ed25519PrivateKey.generate()
+        return self.ok(
+            "registrar",
+            "enrol",
+            None,
+            {"subject": self.did(name), "type": "device", "name": name, "owner": self.did(owner)},
+        )
+
+    # --- events
+
+    def sign(
+        self,
+        who: str,
+        kind: str,
+        batches: list[str] | None,
+        data: dict[str, Any],
+        *,
+        time: str | None = None,
+        seq: int | None = None,
+    ) -> Envelope:
+        if seq is None:
+            seq = self.seqs.get(who, 0)
+            self.seqs[who] = seq + 1
+        return sign(
+            self.keys[who], kind=kind, seq=seq, time=time or at(1), data=data, batches=batches
+        )
+
+    def append(
+        self, who: str, kind: str, batches: list[str] | None, data: dict[str, Any], **kwargs: Any
+    ) -> Appended:
+        return self.ledger.append([self.sign(who, kind, batches, data, **kwargs)])[0]
+
+    def ok(self, *args: Any, **kwargs: Any) -> Appended:
+        result = self.append(*args, **kwargs)
+        assert result.status == "accepted", result
+        return result
+
+    def reading(
+        self, hours: float, temperature: float, who: str = "probe", batches: list[str] | None = None
+    ) -> Envelope:
+        return self.sign(who, "reading", batches, {"temperature_c": temperature}, time=at(hours))
+
+    def ship_and_receive(self, sender: str, receiver: str, lots: list[str], hours: float) -> None:
+        shipped = self.ok(sender, "ship", lots, {"to": self.did(receiver)}, time=at(hours))
+        self.ok(receiver, "receive", lots, {"shipment": shipped.event_id}, time=at(hours + 1))
