@@ -26,14 +26,18 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+
 from . import chain as chains
 from .bundle import BundleReport, verify_bundle
 from .checkpoint import Checkpoint, open_checkpoint
-from .errors import ProvenanceError, SignatureError, VerificationError
-from .kinds import REGISTRAR, SIGNER_ROLES
-from .merkle import NODE_PREFIX, MemoryTree, hash_children, hash_leaf, range_hash
+from .envelope import b64url, canonical_pair
+from .errors import ProvenanceError, VerificationError
+from .identity import verifier_for
+from .kinds import KIND_NAMES, REGISTRAR, SIGNER_ROLES
+from .merkle import LEAF_PREFIX, NODE_PREFIX, MemoryTree, hash_children, range_hash
 from .proofs import build_bundle, checkpoint_body
-from .store import NODE_MIN_LEVEL, Store
+from .store import NODE_MIN_LEVEL, Store, StoredEvent, StoreError, _ids
 from .timefmt import parse_time
 
 CHUNK = 8192  # events per verification task, at most
@@ -76,9 +80,8 @@ class _Registry:
     """Who could sign what, as the log itself says (not the identities table)."""
 
     enrolled: dict[str, tuple[int, str]] = field(default_factory=dict)  # did -> (index, role)
-    revoked: dict[str, tuple[int, int, str]] = field(
-        default_factory=dict
-    )  # did -> (idx, from_us, text)
+    revoked: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # idx, from_us, text
+    enrolments: dict[str, dict[str, Any]] = field(default_factory=dict)  # did -> enrol data
 
 
 @dataclass
@@ -123,23 +126,26 @@ def _check_events(
     rows = store.conn.execute(
         Store._EVENT_COLUMNS + "WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx", (begin, end)
     )
-    for row in rows:
-        index = row[0]
+    sha256 = hashlib.sha256
+    subject = store.subject
+    for index, kind, did, seq, time, batches, _lots, data, sig, stored_leaf in rows:
         while expected < index:
             problems.append(Problem("event missing from the log (deleted?)", None, expected))
             expected += 1
         expected = index + 1
         try:
-            stored = store._stored(row)
-            envelope = stored.envelope
-            event_id = envelope.id_bytes
+            kind_name = KIND_NAMES[kind]
+            if did is None:
+                raise ValueError("its signer is not in the identities table")
+            uris = None if batches is None else [subject(i) for i in _ids(batches)]
+            signing, whole = canonical_pair(kind_name, did, seq, time, uris, data, b64url(sig))
         except (ProvenanceError, ValueError, TypeError, KeyError) as exc:
             problems.append(Problem(f"stored event cannot be read back: {exc}", None, index))
             continue
-        ids[index - begin] = event_id
-        leaf = leaves[index - begin] = hash_leaf(event_id)
-        hex_id = envelope.event_id
-        if leaf != stored.leaf:
+        event_id = ids[index - begin] = sha256(whole).digest()
+        leaf = leaves[index - begin] = sha256(LEAF_PREFIX + event_id).digest()
+        hex_id = event_id.hex()
+        if leaf != stored_leaf:
             problems.append(
                 Problem(
                     "content, signer or signature differs from what was logged (edited after "
@@ -149,27 +155,25 @@ def _check_events(
                 )
             )
         try:
-            envelope.verify_signature()
-        except SignatureError:
+            verifier_for(did).verify(sig, signing)
+        except InvalidSignature:
             problems.append(Problem("signature does not verify", hex_id, index))
-        except ProvenanceError as exc:
+        except (ProvenanceError, ValueError) as exc:
             problems.append(Problem(f"signer is not a valid key: {exc}", hex_id, index))
-        enrolled = registry.enrolled.get(envelope.signer)
+        enrolled = registry.enrolled.get(did)
         if enrolled is None or enrolled[0] > index or (enrolled[0] == index and index != 0):
             problems.append(
-                Problem(
-                    f"signer {envelope.signer} was not enrolled before this event", hex_id, index
-                )
+                Problem(f"signer {did} was not enrolled before this event", hex_id, index)
             )
             continue
         role = enrolled[1]
-        if role not in SIGNER_ROLES.get(envelope.kind, ()):
-            problems.append(Problem(f"a {role} may not sign {envelope.kind}", hex_id, index))
-        revoked = registry.revoked.get(envelope.signer)
+        if role not in SIGNER_ROLES.get(kind_name, ()):
+            problems.append(Problem(f"a {role} may not sign {kind_name}", hex_id, index))
+        revoked = registry.revoked.get(did)
         if revoked is not None:
             revoke_index, from_us, from_text = revoked
             try:
-                late = parse_time(envelope.time) >= from_us
+                late = parse_time(time) >= from_us
             except ProvenanceError:
                 late = False  # the signature check has already reported this row
             if late and revoke_index < index:
@@ -279,6 +283,7 @@ def _registry(store: Store, report: Report) -> _Registry:
                 report.add("a second registrar enrolment", envelope.event_id, index)
                 continue
             registry.enrolled.setdefault(data.get("subject"), (index, role))
+            registry.enrolments.setdefault(data.get("subject"), dict(data, index=index))
         elif envelope.kind == "revoke":
             try:
                 from_us = parse_time(data.get("from"))
@@ -286,6 +291,139 @@ def _registry(store: Store, report: Report) -> _Registry:
                 continue
             registry.revoked.setdefault(data.get("subject"), (index, from_us, data.get("from")))
     return registry
+
+
+def _check_identities(store: Store, registry: _Registry, report: Report) -> None:
+    """The identities table must be exactly what the log's enrolments and
+    revocations say: a key swapped in the table is caught before it is used."""
+    table = {identity.did: identity for identity in store.identities()}
+    by_id = {identity.id: identity.did for identity in table.values()}
+    for did, data in registry.enrolments.items():
+        identity = table.pop(did, None)
+        if identity is None:
+            report.add(
+                f"{did} ({data.get('name')}) is enrolled in the log but missing from the "
+                "identities table",
+                None,
+                data["index"],
+            )
+            continue
+        owner = by_id.get(identity.owner) if identity.owner is not None else None
+        revoked = registry.revoked.get(did)
+        expected = (
+            data.get("type"),
+            data.get("name"),
+            data.get("role"),
+            data.get("owner"),
+            data["index"],
+            revoked[2] if revoked else None,
+        )
+        actual = (
+            identity.type,
+            identity.name,
+            identity.role,
+            owner,
+            identity.enrol_event,
+            identity.revoked_from,
+        )
+        if expected != actual:
+            report.add(
+                f"identities table entry for {identity.name!r} differs from its enrolment "
+                f"in the log (table {actual}, log {expected}): the registry was edited",
+                None,
+                data["index"],
+            )
+    for did, identity in table.items():
+        report.add(
+            f"identities table holds {identity.name!r} ({did}), which no enrolment in the "
+            "log made: a key was swapped or added outside the ledger"
+        )
+
+
+def _check_state(store: Store, report: Report) -> None:
+    """Replay every event but readings through the ledger's own rules into an
+    empty in-memory store, then compare the derived tables. Catches edits of
+    lots, custody, recall state, attachments and shipments — and any event the
+    rules would refuse (the operator's ledger may have been misled by such an
+    edit into accepting it)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from .ledger import Ledger
+
+    replica = Store.memory()
+    with replica.transaction():
+        for key in ("origin", "registrar"):
+            replica.set_meta(key, store.get_meta(key) or "")
+    far_future = 250_000_000_000_000_000  # µs, year ~9892: no event is "in the future"
+    ledger = Ledger(
+        replica, Ed25519PrivateKey.generate(), clock=lambda: far_future, verify_threads=1
+    )
+    rows = store.conn.execute(Store._EVENT_COLUMNS + "WHERE e.kind != 4 ORDER BY e.idx")
+    batch: list[StoredEvent] = []
+
+    def replay() -> None:
+        # As JSON, so that the replay validates every field again.
+        results = ledger.append([stored.envelope.to_json() for stored in batch])
+        for stored, result in zip(batch, results, strict=True):
+            if result.status == "rejected":
+                report.add(
+                    f"the ledger's rules refuse this {stored.envelope.kind} on replay "
+                    f"({result.reason}: {result.message})",
+                    stored.envelope.event_id,
+                    stored.index,
+                )
+        batch.clear()
+
+    for row in rows:
+        try:
+            batch.append(store._stored(row))
+        except (ProvenanceError, ValueError, TypeError):
+            continue  # reported by the event checks
+        if len(batch) == 500:
+            replay()
+    if batch:
+        replay()
+    for table, describe in _STATE_TABLES.items():
+        derived, stored_rows = set(describe(replica)), set(describe(store))
+        for row in sorted(stored_rows - derived, key=repr)[:20]:
+            report.add(f"{table} table holds {row}, which the log does not produce: it was edited")
+        for row in sorted(derived - stored_rows, key=repr)[:20]:
+            report.add(f"{table} table lacks {row}, which the log produces: it was edited")
+    ledger.close()
+    replica.close()
+
+
+def _lot_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT c.subject, l.product, l.category, l.expiry, l.profile, cu.did, co.did, l.recalled "
+        "FROM lots l JOIN chains c ON c.id = l.id LEFT JOIN identities cu ON cu.id = l.custodian "
+        "LEFT JOIN identities co ON co.id = l.commissioned_by"
+    ).fetchall()
+
+
+def _attachment_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT d.did, c.subject, a.from_us, a.until_us FROM attachments a "
+        "LEFT JOIN identities d ON d.id = a.device LEFT JOIN chains c ON c.id = a.lot"
+    ).fetchall()
+
+
+def _shipment_state(store: Store) -> list[tuple[Any, ...]]:
+    rows = store.conn.execute(
+        "SELECT s.lots, f.did, t.did, s.receive_event IS NOT NULL FROM shipments s "
+        "LEFT JOIN identities f ON f.id = s.sender LEFT JOIN identities t ON t.id = s.receiver"
+    ).fetchall()
+    return [
+        (tuple(sorted(store.subject(i) for i in _ids(lots))), sender, receiver, received)
+        for lots, sender, receiver, received in rows
+    ]
+
+
+_STATE_TABLES = {
+    "lots": _lot_state,
+    "attachments": _attachment_state,
+    "shipments": _shipment_state,
+}
 
 
 def _levels(leaves: list[bytes]) -> list[list[bytes]]:
@@ -330,6 +468,8 @@ def verify_ledger(
     size = store.log_size()
     report.log_size = size
     registry = _registry(store, report)
+    _check_identities(store, registry, report)
+    _check_state(store, report)
     workers = workers or os.cpu_count() or 1
     step = _block_size(size, workers)
     ranges = [(begin, min(begin + step, size)) for begin in range(0, size, step)]
@@ -390,23 +530,44 @@ def verify_ledger(
         elif levels[level][index] != stored_hash:
             report.add(f"stored log node ({level}, {index}) differs from the recomputed one")
     reader = _LevelReader(levels)
+    matched = 0  # the largest checkpointed size whose history still matches
+    diverged: int | None = None  # the smallest checkpointed size whose history does not
     for checkpoint in checkpoints:
         if checkpoint.size > size:
             report.add(
                 f"checkpoint at size {checkpoint.size} covers more than the {size} events in the "
                 "log: events were deleted or the tail truncated"
             )
+            diverged = checkpoint.size if diverged is None else diverged
         elif range_hash(reader, 0, checkpoint.size) != checkpoint.root_hash:
             report.add(
                 f"the first {checkpoint.size} events do not hash to the signed checkpoint root: "
                 "logged events were edited, removed, inserted or reordered"
             )
+            diverged = checkpoint.size if diverged is None else diverged
+        elif diverged is None:
+            matched = checkpoint.size
+    if diverged is not None:
+        report.add(
+            f"history diverges from what the log key signed within log indices {matched}.."
+            f"{min(diverged, max(size, matched + 1)) - 1} (the first {matched} events still match)",
+            None,
+            matched,
+        )
     if not checkpoints:
         report.add("the ledger has no valid signed checkpoint")
     elif checkpoints[-1].size != size:
+        covered = checkpoints[-1].size
         report.add(
-            f"the latest checkpoint covers {checkpoints[-1].size} events but the log has {size}: "
-            "events were added outside the ledger, or removed"
+            f"the latest checkpoint covers {covered} events but the log has {size}: "
+            + (
+                f"log indices {covered}..{size - 1} are not covered by any signed checkpoint "
+                "(events were added outside the ledger)"
+                if size > covered
+                else "events were removed"
+            ),
+            None,
+            min(covered, size),
         )
 
     # 3. The heads tree against the latest checkpoint.
@@ -485,19 +646,27 @@ def _verify_external(
     if checkpoint.size > size:
         report.add(
             f"the database holds {size} events but the checkpoint you hold covers "
-            f"{checkpoint.size}: the database was rolled back or truncated"
+            f"{checkpoint.size}: the database was rolled back or truncated",
+            None,
+            size,
         )
         return
     if range_hash(reader, 0, checkpoint.size) != checkpoint.root_hash:
         report.add(
             f"the first {checkpoint.size} events differ from the checkpoint you hold: "
-            "history was rewritten"
+            "history was rewritten",
+            None,
+            0,
         )
 
 
 def verify_lot(store: Store, lot_uri: str, log_public_key: bytes) -> BundleReport:
     """Check one lot exactly as an outsider would: build its bundle, verify it."""
-    return verify_bundle(build_bundle(store, lot_uri), log_public_key)
+    try:
+        bundle = build_bundle(store, lot_uri)
+    except StoreError as exc:
+        raise VerificationError(f"{lot_uri}: its proofs cannot be built: {exc}") from exc
+    return verify_bundle(bundle, log_public_key)
 
 
 __all__ = ["Problem", "Report", "checkpoint_body", "verify_ledger", "verify_lot"]

@@ -40,9 +40,12 @@ def b64(data: bytes) -> str:
 
 def unb64(text: Any, what: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (ValueError, TypeError) as exc:
         raise VerificationError(f"{what}: not base64 ({exc})") from None
+    if b64(raw) != text:
+        raise VerificationError(f"{what}: not canonical base64")
+    return raw
 
 
 @dataclass
@@ -84,7 +87,10 @@ def _parse_chain(raw: Any) -> _Chain:
                     f"is not a valid envelope: {exc}"
                 ) from None
             proof = [unb64(h, "inclusion proof") for h in item["proof"]]
-            events.append((int(item["index"]), envelope, proof))
+            index = item["index"]
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise VerificationError(f"{subject}: event index {index!r} is not an integer")
+            events.append((index, envelope, proof))
         heads_proof = [unb64(h, "heads proof") for h in raw["heads_proof"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise VerificationError(f"bundle chain is malformed: missing or bad {exc}") from None
@@ -104,7 +110,10 @@ def verify_bundle(bundle: Any, log_public_key: bytes) -> BundleReport:
     # 1. The checkpoint is signed by the log key.
     checkpoint = open_checkpoint(note, origin, log_public_key)
     heads_count, heads_root = chains.parse_heads_extension(checkpoint.extensions)
-    parsed = [_parse_chain(raw) for raw in bundle.get("chains") or []]
+    raw_chains = bundle.get("chains")
+    if not isinstance(raw_chains, list):
+        raise VerificationError("bundle `chains` must be a list of chains")
+    parsed = [_parse_chain(raw) for raw in raw_chains]
     if not parsed:
         raise VerificationError("bundle has no chains")
     by_subject = {c.subject: c for c in parsed}

@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -56,6 +57,31 @@ def b64url_decode(text: str, field: str = "sig") -> bytes:
     if b64url(raw) != text:
         raise ValidationError(field, "is not canonical base64url (no padding, no stray bits)")
     return raw
+
+
+def _prefix(batches: Sequence[str] | None, data_json: str, kind: str, seq: int) -> str:
+    lots = "" if batches is None else '"batches":[' + ",".join(map(_str, batches)) + "],"
+    return f'{{{lots}"data":{data_json},"kind":{_str(kind)},"seq":{seq}'
+
+
+def _suffix(signer: str, time: str) -> str:
+    return f',"signer":{_str(signer)},"time":{_str(time)},"v":{VERSION}}}'
+
+
+def canonical_pair(
+    kind: str,
+    signer: str,
+    seq: int,
+    time: str,
+    batches: Sequence[str] | None,
+    data_json: str,
+    sig: str,
+) -> tuple[bytes, bytes]:
+    """(signing bytes, whole canonical bytes) straight from stored fields, for
+    bulk verification; `data_json` must already be canonical JSON text.
+    JCS member order: batches, data, kind, seq, sig, signer, time, v."""
+    prefix, suffix = _prefix(batches, data_json, kind, seq), _suffix(signer, time)
+    return (prefix + suffix).encode(), (prefix + f',"sig":{_str(sig)}' + suffix).encode()
 
 
 class Envelope:
@@ -158,19 +184,12 @@ class Envelope:
 
     def _prefix(self) -> str:
         if self._prefix_text is None:
-            batches = ""
-            if self.batches is not None:
-                batches = '"batches":[' + ",".join(map(_str, self.batches)) + "],"
-            self._prefix_text = (
-                f'{{{batches}"data":{self.data_json},"kind":{_str(self.kind)},"seq":{self.seq}'
-            )
+            self._prefix_text = _prefix(self.batches, self.data_json, self.kind, self.seq)
         return self._prefix_text
 
     def _suffix(self) -> str:
         if self._suffix_text is None:
-            self._suffix_text = (
-                f',"signer":{_str(self.signer)},"time":{_str(self.time)},"v":{VERSION}}}'
-            )
+            self._suffix_text = _suffix(self.signer, self.time)
         return self._suffix_text
 
     def signing_bytes(self) -> bytes:
@@ -244,7 +263,12 @@ class Envelope:
         the signature (see `verify_signature`) or anything needing ledger state.
         """
         if isinstance(value, (bytes, bytearray, str)):
-            if len(value) > MAX_ENVELOPE_BYTES:
+            size = (
+                len(value.encode("utf-8", "surrogatepass"))
+                if isinstance(value, str)
+                else len(value)
+            )
+            if size > MAX_ENVELOPE_BYTES:
                 raise ValidationError("", f"envelope larger than {MAX_ENVELOPE_BYTES} bytes")
             value = parse_json(bytes(value) if isinstance(value, bytearray) else value)
         unsigned = parse_unsigned(value, require_sig=True)
@@ -272,7 +296,7 @@ def parse_unsigned(value: Any, require_sig: bool = False) -> dict[str, Any]:
     if value["v"] != VERSION or isinstance(value["v"], bool):
         raise ValidationError("v", f"must be {VERSION} (this ledger speaks wire protocol v1)")
     kind = value["kind"]
-    if kind not in kinds.KIND_CODES:
+    if not isinstance(kind, str) or kind not in kinds.KIND_CODES:
         raise ValidationError(
             "kind", f"unknown kind {kind!r}; known: {', '.join(kinds.KIND_CODES)}"
         )
@@ -294,8 +318,15 @@ def parse_unsigned(value: Any, require_sig: bool = False) -> dict[str, Any]:
         "time_us": time_us,
         "batches": batches,
         "data": data,
-        "data_json": canonicalize(data).decode("utf-8"),
+        "data_json": _canonical_data(data),
     }
+
+
+def _canonical_data(data: dict[str, Any]) -> str:
+    try:
+        return canonicalize(data).decode("utf-8")
+    except ValidationError as exc:
+        raise ValidationError("data", exc.rule) from None
 
 
 def _parse_batches(kind: str, batches: Any, present: bool) -> tuple[str, ...] | None:

@@ -56,11 +56,24 @@ def did_from_public_key(public_key: bytes) -> str:
     return DID_KEY_PREFIX + b58encode(ED25519_MULTICODEC + public_key)
 
 
-@lru_cache(maxsize=65536)
-def public_key_from_did(did: str, field: str = "did") -> bytes:
+DID_KEY_LENGTH = 56  # "did:key:z" + base58btc of 34 bytes, always
+
+
+def public_key_from_did(did: object, field: str = "did") -> bytes:
     """The raw 32-byte Ed25519 key inside a did:key, or ValidationError."""
     if not isinstance(did, str) or not did.startswith(DID_KEY_PREFIX):
         raise ValidationError(field, "must be an Ed25519 did:key (did:key:z6Mk…)")
+    if len(did) != DID_KEY_LENGTH:
+        raise ValidationError(
+            field,
+            "must be an Ed25519 did:key (multicodec 0xed01, 32-byte key), "
+            f"{DID_KEY_LENGTH} characters long; got {len(did)}",
+        )
+    return _decode_did(did, field)
+
+
+@lru_cache(maxsize=65536)
+def _decode_did(did: str, field: str) -> bytes:
     try:
         raw = b58decode(did[len(DID_KEY_PREFIX) :])
     except ValueError as exc:
@@ -72,15 +85,21 @@ def public_key_from_did(did: str, field: str = "did") -> bytes:
     return raw[2:]
 
 
-@lru_cache(maxsize=65536)
 def verifier_for(did: str) -> Ed25519PublicKey:
     """A cached `cryptography` public-key object for a did:key."""
+    if not isinstance(did, str):
+        raise ValidationError("did", "must be an Ed25519 did:key string")
+    return _verifier(did)
+
+
+@lru_cache(maxsize=65536)
+def _verifier(did: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(public_key_from_did(did))
 
 
 def is_did_key(value: object) -> bool:
     try:
-        public_key_from_did(value)  # type: ignore[arg-type]
-    except (ValidationError, TypeError):
+        public_key_from_did(value)
+    except ValidationError:
         return False
     return True

@@ -44,14 +44,16 @@ def _fast_safe(value: Any) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise LookupError
-        if value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
-            return int(value)
+        if value.is_integer():
+            if abs(value) <= _MAX_SAFE_INTEGER:
+                return int(value)
+            raise LookupError  # ECMAScript digits, not Python's: the reference encoder
         if _PLAIN_FLOAT_MIN <= abs(value) < _PLAIN_FLOAT_MAX:
             return value
         raise LookupError
     if isinstance(value, dict):
         if all(type(item) in _PLAIN for item in value.values()) and all(
-            key.isascii() for key in value
+            isinstance(key, str) and key.isascii() for key in value
         ):
             return value  # flat object of strings, bools, None and small ints: as it is
         out = {}
@@ -106,19 +108,43 @@ def _no_constants(name: str) -> Any:
 
 
 MAX_DEPTH = 32
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range for an IEEE 754 double")
+    return value
+
+
+def _parse_int(text: str) -> int | float:
+    """JSON numbers are IEEE 754 doubles (RFC 8785, I-JSON): an integer beyond
+    ±(2**53-1) is read as the double it denotes, as a JCS producer wrote it."""
+    value = int(text)
+    if -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+        return value
+    return _parse_float(text)
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates,
+    parse_constant=_no_constants,
+    parse_float=_parse_float,
+    parse_int=_parse_int,
+)
 
 
 def _depth(value: Any, limit: int) -> None:
+    """Raise if containers nest deeper than *limit* (scalars add no level)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
             raise ValidationError("", f"nested deeper than {limit} levels")
         if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
         elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
 
 
 def parse_json(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:

@@ -65,7 +65,12 @@ class KeyStore:
 
 
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the key ({exc.strerror})") from None
     try:
         key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -99,4 +104,14 @@ def read_public_key(file_or_did: str) -> str:
     path = Path(file_or_did)
     if not path.exists():
         raise KeyFileError(f"{file_or_did}: no such file (give a PEM public key file or a did:key)")
-    return public_key_text_to_did(path.read_text())
+    try:
+        text = path.read_bytes().decode("ascii")
+    except OSError as exc:
+        raise KeyFileError(f"{file_or_did}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ValidationError(
+            "public key",
+            f"{file_or_did} is binary, not PEM (DER? convert it: openssl pkey -pubin -inform DER "
+            "-in FILE -out FILE.pem)",
+        ) from None
+    return public_key_text_to_did(text)

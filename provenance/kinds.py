@@ -153,7 +153,10 @@ _VALID_LOT_URIS: set[str] = set()  # URIs already found canonical (a pure memo)
 def ext(value: Any, field: str) -> None:
     if not isinstance(value, dict):
         raise ValidationError(field, "must be an object (partner-specific extras)")
-    size = len(canonicalize(value))
+    try:
+        size = len(canonicalize(value))
+    except ValidationError as exc:
+        raise ValidationError(field, exc.rule) from None
     if size > MAX_EXT_BYTES:
         raise ValidationError(field, f"must be at most {MAX_EXT_BYTES} bytes, got {size}")
 
@@ -211,7 +214,7 @@ QUANTITY = obj({"value": number(0, 1e12), "unit": UNIT})
 LAT = number(-90, 90)
 LON = number(-180, 180)
 COUNTRY = text(2, r"[A-Z]{2}", "must be an ISO 3166-1 alpha-2 country code such as KE")
-GLN = text(13, r"\d{13}", "must be a 13-digit GLN")
+GLN = text(13, r"[0-9]{13}", "must be a 13-digit GLN")
 LOCATION = obj({"name": text()}, {"lat": LAT, "lon": LON, "country": COUNTRY, "gln": GLN})
 PROFILE = text(32, r"[a-z0-9][a-z0-9-]*", "must be a profile name such as chilled or vaccine")
 CATEGORY = one_of("food", "vaccine")

@@ -13,8 +13,10 @@ from functools import lru_cache
 
 from .errors import ValidationError
 
-_RFC3339_UTC = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z\Z")
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})\Z")
+_RFC3339_UTC = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z\Z"
+)
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})\Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

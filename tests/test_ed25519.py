@@ -1,0 +1,147 @@
+"""Ed25519 as Provenance uses it: raw public key -> did:key -> `verifier_for(did)`.
+
+Vectors: Project Wycheproof `ed25519_test.json` (every case must give exactly its
+expected result; "invalid" covers malleable S, non-canonical R/S encodings,
+truncated and padded signatures) and RFC 8032 section 7.1 (derived public key,
+deterministic signature, verification). Both in
+../shared/conformance/wycheproof-ed25519, vendored in tests/vectors/wycheproof-ed25519.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import pytest
+from conftest import SHARED, VENDORED, conformance
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from provenance.envelope import b64url, b64url_decode
+from provenance.identity import did_from_public_key, public_key_from_did, verifier_for
+from provenance.signing import did_of
+
+VECTORS = "wycheproof-ed25519"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(conformance(f"{VECTORS}/{name}").read_text(encoding="utf-8"))
+    except pytest.skip.Exception:
+        return None
+
+
+def _wycheproof_params() -> list[Any]:
+    data = _load("ed25519_test.json")
+    if data is None:
+        return []
+    params = []
+    for group in data["testGroups"]:
+        public_key = group["publicKey"]["pk"]
+        for case in group["tests"]:
+            flags = "+".join(case["flags"])
+            params.append(
+                pytest.param(public_key, case, id=f"tc{case['tcId']}-{case['result']}-{flags}")
+            )
+    return params
+
+
+def _rfc8032_params() -> list[Any]:
+    data = _load("rfc8032_ed25519.json")
+    if data is None:
+        return []
+    return [pytest.param(v, id=v["name"].rsplit(" ", 2)[-1]) for v in data["vectors"]]
+
+
+def _verifies(did: str, signature: bytes, message: bytes) -> bool:
+    try:
+        verifier_for(did).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+# --- Wycheproof ----------------------------------------------------------------------------
+
+
+def test_wycheproof_file_is_complete() -> None:
+    data = _load("ed25519_test.json")
+    if data is None:
+        pytest.skip("no Wycheproof vectors")
+    cases = [case for group in data["testGroups"] for case in group["tests"]]
+    assert len(cases) == data["numberOfTests"] == len(_wycheproof_params())
+    assert {case["result"] for case in cases} <= {"valid", "invalid"}  # no "acceptable" here
+
+
+@pytest.mark.parametrize(("public_key", "case"), _wycheproof_params())
+def test_wycheproof_case(public_key: str, case: dict[str, Any]) -> None:
+    raw = bytes.fromhex(public_key)
+    did = did_from_public_key(raw)
+    assert public_key_from_did(did) == raw
+    signature, message = bytes.fromhex(case["sig"]), bytes.fromhex(case["msg"])
+    assert _verifies(did, signature, message) is (case["result"] == "valid"), case["comment"]
+
+
+# --- RFC 8032 section 7.1 ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", _rfc8032_params())
+def test_rfc8032_vector(vector: dict[str, str]) -> None:
+    private_key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(vector["secret_key"]))
+    public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    message, signature = bytes.fromhex(vector["message"]), bytes.fromhex(vector["signature"])
+
+    assert public_key.hex() == vector["public_key"]
+    did = did_of(private_key)
+    assert did == did_from_public_key(bytes.fromhex(vector["public_key"]))
+    assert private_key.sign(message) == signature  # deterministic: byte-equal
+    assert _verifies(did, signature, message)
+    # The signature survives its wire form (base64url, no padding, 86 characters).
+    assert len(b64url(signature)) == 86
+    assert b64url_decode(b64url(signature)) == signature
+
+
+@pytest.mark.parametrize("vector", _rfc8032_params())
+def test_rfc8032_tampering_fails(vector: dict[str, str]) -> None:
+    did = did_from_public_key(bytes.fromhex(vector["public_key"]))
+    message, signature = bytes.fromhex(vector["message"]), bytes.fromhex(vector["signature"])
+    for bit in range(len(signature) * 8):
+        flipped = bytearray(signature)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        assert not _verifies(did, bytes(flipped), message), f"signature bit {bit}"
+    assert not _verifies(did, signature, message + b"\0")
+    if message:
+        assert not _verifies(did, signature, message[:-1])
+        assert not _verifies(did, signature, bytes([message[0] ^ 1]) + message[1:])
+    assert not _verifies(did, signature[:63], message)
+    assert not _verifies(did, signature + b"\0", message)
+    other = did_from_public_key(
+        bytes.fromhex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")
+    )
+    if other != did:
+        assert not _verifies(other, signature, message)
+
+
+# --- vendored copies ----------------------------------------------------------------------
+
+
+def test_vendored_vectors_are_unedited() -> None:
+    folder = VENDORED / VECTORS
+    listed = re.findall(r"^([0-9a-f]{64})  (\S+)$", (folder / "ATTRIBUTION.md").read_text(), re.M)
+    files = {p.name for p in folder.iterdir() if p.is_file()} - {"ATTRIBUTION.md"}
+    assert {name for _, name in listed} == files
+    for digest, name in listed:
+        data = (folder / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, name
+        if SHARED.exists():
+            assert (SHARED / VECTORS / name).read_bytes() == data, name
+
+
+def test_vendored_folder_has_attribution() -> None:
+    text = (VENDORED / VECTORS / "ATTRIBUTION.md").read_text()
+    assert "https://github.com/C2SP/wycheproof" in text
+    assert "Apache-2.0" in text
+    assert "dac1dd4729fd1f8dd9e1e9f3dce51d783da6c166" in text
