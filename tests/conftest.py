@@ -38,3 +38,19 @@ def file_world(tmp_path):
     from world import World
 
     return World.create(tmp_path)
+
+
+def pytest_report_header(config):
+    from broker import describe
+
+    return describe()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real broker (Mosquitto, else amqtt) on a free loopback port; stopped after the test."""
+    from broker import Broker
+
+    running = Broker(tmp_path / "broker").start()
+    yield running
+    running.kill()
