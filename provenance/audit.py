@@ -37,7 +37,7 @@ from .identity import verifier_for
 from .kinds import KIND_NAMES, REGISTRAR, SIGNER_ROLES
 from .merkle import LEAF_PREFIX, NODE_PREFIX, MemoryTree, hash_children, range_hash
 from .proofs import build_bundle, checkpoint_body
-from .store import NODE_MIN_LEVEL, Store, StoredEvent, StoreError, _ids
+from .store import NODE_MIN_LEVEL, Store, StoredEvent, StoreError, parse_ids
 from .timefmt import parse_time
 
 CHUNK = 8192  # events per verification task, at most
@@ -123,9 +123,7 @@ def _check_events(
     problems: list[Problem] = []
     warnings: list[str] = []
     expected = begin
-    rows = store.conn.execute(
-        Store._EVENT_COLUMNS + "WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx", (begin, end)
-    )
+    rows = store.event_rows(begin, end)
     sha256 = hashlib.sha256
     subject = store.subject
     for index, kind, did, seq, time, batches, _lots, data, sig, stored_leaf in rows:
@@ -137,7 +135,7 @@ def _check_events(
             kind_name = KIND_NAMES[kind]
             if did is None:
                 raise ValueError("its signer is not in the identities table")
-            uris = None if batches is None else [subject(i) for i in _ids(batches)]
+            uris = None if batches is None else [subject(i) for i in parse_ids(batches)]
             signing, whole = canonical_pair(kind_name, did, seq, time, uris, data, b64url(sig))
         except (ProvenanceError, ValueError, TypeError, KeyError) as exc:
             problems.append(Problem(f"stored event cannot be read back: {exc}", None, index))
@@ -265,13 +263,11 @@ def _check_nodes(
 def _registry(store: Store, report: Report) -> _Registry:
     """Replay enrol/revoke events from the log (read cheaply by kind)."""
     registry = _Registry()
-    rows = store.conn.execute(
-        Store._EVENT_COLUMNS + "WHERE e.kind IN (1, 2) ORDER BY e.idx"
-    ).fetchall()
+    rows = store.event_rows(kinds=("enrol", "revoke")).fetchall()
     registrar = store.get_meta("registrar")
     for row in rows:
         try:
-            stored = store._stored(row)
+            stored = store.event_from_row(row)
             data = stored.envelope.data
         except (ProvenanceError, ValueError, TypeError) as exc:
             report.add(f"registry event cannot be read back: {exc}", None, row[0])
@@ -358,7 +354,7 @@ def _check_state(store: Store, report: Report) -> None:
     ledger = Ledger(
         replica, Ed25519PrivateKey.generate(), clock=lambda: far_future, verify_threads=1
     )
-    rows = store.conn.execute(Store._EVENT_COLUMNS + "WHERE e.kind != 4 ORDER BY e.idx")
+    rows = store.event_rows(kinds=("reading",), exclude=True)
     batch: list[StoredEvent] = []
 
     def replay() -> None:
@@ -376,7 +372,7 @@ def _check_state(store: Store, report: Report) -> None:
 
     for row in rows:
         try:
-            batch.append(store._stored(row))
+            batch.append(store.event_from_row(row))
         except (ProvenanceError, ValueError, TypeError):
             continue  # reported by the event checks
         if len(batch) == 500:
@@ -414,7 +410,7 @@ def _shipment_state(store: Store) -> list[tuple[Any, ...]]:
         "LEFT JOIN identities f ON f.id = s.sender LEFT JOIN identities t ON t.id = s.receiver"
     ).fetchall()
     return [
-        (tuple(sorted(store.subject(i) for i in _ids(lots))), sender, receiver, received)
+        (tuple(sorted(store.subject(i) for i in parse_ids(lots))), sender, receiver, received)
         for lots, sender, receiver, received in rows
     ]
 

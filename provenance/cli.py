@@ -174,6 +174,42 @@ def party_add(ctx: Context, name: str, role: str) -> None:
     click.echo(did)
 
 
+@party.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@pass_context
+@friendly
+def party_list(ctx: Context, as_json: bool) -> None:
+    """List enrolled parties: name, role, did:key, revoked from.
+
+    Example: provenance party list --json
+    """
+    _list_identities(ctx, "party", as_json)
+
+
+def _list_identities(ctx: Context, type_: str, as_json: bool) -> None:
+    for identity in ctx.store().identities():
+        if identity.type != type_:
+            continue
+        row = {
+            "name": identity.name,
+            "role": identity.role,
+            "did": identity.did,
+            "revoked_from": identity.revoked_from,
+        }
+        if type_ == "device":
+            owner = ctx.store().identity_by_id(identity.owner) if identity.owner else None
+            row = {
+                "name": identity.name,
+                "owner": owner.name if owner else None,
+                "did": identity.did,
+                "revoked_from": identity.revoked_from,
+            }
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            click.echo("\t".join("" if value is None else str(value) for value in row.values()))
+
+
 @party.command("revoke")
 @click.argument("name")
 @click.option(
@@ -246,6 +282,18 @@ def device_add(ctx: Context, device_id: str, owner: str, public_key: str | None)
         {"subject": did, "type": "device", "name": device_id, "owner": owner_identity.did},
     )
     click.echo(did)
+
+
+@device.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@pass_context
+@friendly
+def device_list(ctx: Context, as_json: bool) -> None:
+    """List enrolled devices: id, owner, did:key, revoked from.
+
+    Example: provenance device list
+    """
+    _list_identities(ctx, "device", as_json)
 
 
 @device.command("revoke")

@@ -17,9 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .timefmt import format_time, now_micros
+
 GTIN = "09506000134352"
 LOT = "KALE-2611"
 LOT_URI = f"https://id.gs1.org/01/{GTIN}/10/{LOT}"
+FARM, CARRIER, REGULATOR, PROBE = "Green Valley Farm", "Cold Express", "Health Authority", "truck7"
+HOUR = 3_600_000_000
 
 
 class Demo:
@@ -35,7 +39,12 @@ class Demo:
         print(f"\n== {text}", flush=True)
 
     def run(
-        self, *args: str, stdin: str | None = None, db: Path | None = None, expect: int = 0
+        self,
+        *args: str,
+        stdin: str | None = None,
+        db: Path | None = None,
+        expect: int = 0,
+        show: int = 12,
     ) -> str:
         env = dict(self.env)
         if db is not None:
@@ -52,8 +61,11 @@ class Demo:
             check=False,
         )
         output = (done.stdout + done.stderr).rstrip()
-        if output:
-            print("  " + output.replace("\n", "\n  "))
+        lines = output.splitlines()
+        if len(lines) > show:
+            lines = [*lines[:show], f"… ({len(lines) - show} more lines)"]
+        if lines:
+            print("  " + "\n  ".join(lines))
         if done.returncode != expect:
             raise SystemExit(
                 f"demo step failed (exit {done.returncode}, expected {expect}): {shown}"
@@ -66,14 +78,24 @@ def run(directory: Path) -> int:
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     demo = Demo(directory)
+    start = now_micros() - 6 * HOUR  # the journey happened this morning
+
+    def at(hours: float) -> str:
+        return format_time(start + int(hours * HOUR))
+
+    def append(who: str, item: dict | list, expect: int = 0) -> str:
+        items = item if isinstance(item, list) else [item]
+        text = "\n".join(json.dumps(one) for one in items)
+        return demo.run("event", "append", "--as", who, stdin=text, expect=expect)
+
     demo.say("1. A new ledger: database, log key (signs checkpoints), registrar key (enrols)")
     demo.run("init")
 
     demo.say("2. Parties and a cold-chain probe, each enrolled by a signed event in the log")
-    demo.run("party", "add", "Green Valley Farm", "--role", "producer")
-    demo.run("party", "add", "Cold Express", "--role", "carrier")
-    demo.run("party", "add", "Health Authority", "--role", "regulator")
-    demo.run("device", "add", "truck7-probe", "--owner", "Cold Express")
+    demo.run("party", "add", FARM, "--role", "producer")
+    carrier = demo.run("party", "add", CARRIER, "--role", "carrier").strip()
+    demo.run("party", "add", REGULATOR, "--role", "regulator")
+    probe = demo.run("device", "add", PROBE, "--owner", CARRIER).strip()
 
     demo.say("3. The farm registers a lot of kale; its ID is a GS1 Digital Link URI")
     demo.run(
@@ -86,89 +108,53 @@ def run(directory: Path) -> int:
         "--product",
         "Curly kale 250 g",
         "--as",
-        "Green Valley Farm",
+        FARM,
         "--category",
         "food",
         "--profile",
         "chilled",
         "--expiry",
-        "2026-12-06",
+        format_time(start + 14 * 24 * HOUR)[:10],
     )
-    probe = demo.run("stats", "--json")  # a cheap way to show the counters move
-    probe_did = _did_of_device(directory, "truck7-probe")
 
     demo.say(
         "4. The farm attaches the truck's probe and ships to the carrier; the carrier receives"
     )
-    demo.run(
-        "event",
-        "append",
-        "--as",
-        "Green Valley Farm",
-        stdin=json.dumps(
-            {
-                "kind": "attach",
-                "batches": [LOT_URI],
-                "data": {"device": probe_did},
-                "time": "2026-11-22T06:00:00.000Z",
-            }
-        ),
+    append(FARM, {"kind": "attach", "batches": [LOT_URI], "data": {"device": probe}, "time": at(0)})
+    location = {"name": "Green Valley packhouse", "country": "KE"}
+    ship_id = append(
+        FARM,
+        {
+            "kind": "ship",
+            "batches": [LOT_URI],
+            "data": {"to": carrier, "location": location},
+            "time": at(0.1),
+        },
     )
-    carrier = _did_of_party(directory, "Cold Express")
-    ship_id = demo.run(
-        "event",
-        "append",
-        "--as",
-        "Green Valley Farm",
-        stdin=json.dumps(
-            {
-                "kind": "ship",
-                "batches": [LOT_URI],
-                "data": {
-                    "to": carrier,
-                    "location": {"name": "Green Valley packhouse", "country": "KE"},
-                },
-                "time": "2026-11-22T06:05:00.000Z",
-            }
-        ),
-    ).strip()
-    demo.run(
-        "event",
-        "append",
-        "--as",
-        "Cold Express",
-        stdin=json.dumps(
-            {
-                "kind": "receive",
-                "batches": [LOT_URI],
-                "data": {"shipment": ship_id},
-                "time": "2026-11-22T06:20:00.000Z",
-            }
-        ),
+    append(
+        CARRIER,
+        {
+            "kind": "receive",
+            "batches": [LOT_URI],
+            "data": {"shipment": ship_id.strip()},
+            "time": at(0.3),
+        },
     )
 
     demo.say("5. The probe signs its own readings with its own key (no lot named: it is attached)")
-    readings = "\n".join(
-        json.dumps(
-            {
-                "kind": "reading",
-                "data": {"temperature_c": t},
-                "time": f"2026-11-22T{7 + i // 4:02d}:{(i % 4) * 15:02d}:00.000Z",
-            }
-        )
-        for i, t in enumerate([3.1, 3.4, 3.9, 4.2, 6.8, 4.4, 3.8, 3.5])
+    temperatures = [3.1, 3.4, 3.9, 4.2, 6.8, 4.4, 3.8, 3.5]
+    append(
+        PROBE,
+        [
+            {"kind": "reading", "data": {"temperature_c": t}, "time": at(1 + i / 4)}
+            for i, t in enumerate(temperatures)
+        ],
     )
-    demo.run("event", "append", "--as", "truck7-probe", stdin=readings)
 
     demo.say("6. Bad input is refused with a reason, and nothing is stored")
-    demo.run(
-        "event",
-        "append",
-        "--as",
-        "Cold Express",
-        stdin=json.dumps(
-            {"kind": "recall", "batches": [LOT_URI], "data": {"reason": "x", "class": "I"}}
-        ),
+    append(
+        CARRIER,
+        {"kind": "recall", "batches": [LOT_URI], "data": {"reason": "x", "class": "I"}},
         expect=1,
     )
     demo.run(
@@ -181,9 +167,10 @@ def run(directory: Path) -> int:
         "--product",
         "X",
         "--as",
-        "Green Valley Farm",
+        FARM,
         expect=1,
     )
+    demo.run("stats")
 
     demo.say("7. A signed checkpoint; keep it somewhere the database's owner cannot reach")
     checkpoint = demo.run("log", "checkpoint")
@@ -193,7 +180,7 @@ def run(directory: Path) -> int:
     demo.run("verify", "--batch", LOT_URI)
 
     demo.say("8. Anyone can check the lot offline with its proof bundle and the log key alone")
-    bundle = demo.run("export", "proof", LOT_URI)
+    bundle = demo.run("export", "proof", LOT_URI, show=6)
     (directory / "kale.bundle.json").write_text(bundle)
     demo.run("verify", "--bundle", str(directory / "kale.bundle.json"), "--log-key", log_key)
 
@@ -214,27 +201,10 @@ def run(directory: Path) -> int:
         conn.execute("DELETE FROM checkpoints WHERE size > ?", (size - 3,))
     demo.run("verify", "--checkpoint", str(directory / "kept.checkpoint"), db=rolled, expect=1)
 
-    demo.say("Done: the ledger, keys and tampered copies are in " + str(directory))
-    del probe
+    demo.say(f"Done: the ledger, keys, bundle and tampered copies are in {directory}")
     return 0
 
 
 def _copy_db(source: Path, target: Path) -> None:
     with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
-
-
-def _did_of(directory: Path, type_: str, name: str) -> str:
-    with sqlite3.connect(directory / "provenance.db") as conn:
-        row = conn.execute(
-            "SELECT did FROM identities WHERE type = ? AND name = ?", (type_, name)
-        ).fetchone()
-    return row[0]
-
-
-def _did_of_device(directory: Path, name: str) -> str:
-    return _did_of(directory, "device", name)
-
-
-def _did_of_party(directory: Path, name: str) -> str:
-    return _did_of(directory, "party", name)

@@ -160,7 +160,7 @@ class StoreError(ProvenanceError):
     """The database is missing, from a newer version, or not a Provenance ledger."""
 
 
-def _ids(text: str) -> list[int]:
+def parse_ids(text: str) -> list[int]:
     """Chain ids stored as "[3,7]" (faster than json.loads for this one shape)."""
     inner = text[1:-1]
     return [int(part) for part in inner.split(",")] if inner else []
@@ -378,9 +378,10 @@ class Store:
         "FROM events e LEFT JOIN identities i ON i.id = e.signer "
     )
 
-    def _stored(self, row: tuple[Any, ...]) -> StoredEvent:
+    def event_from_row(self, row: tuple[Any, ...]) -> StoredEvent:
+        """A StoredEvent from a row of `event_rows` (no validation: verify it)."""
         idx, kind, did, seq, time, batches, lots, data, sig, leaf = row
-        batch_ids = None if batches is None else _ids(batches)
+        batch_ids = None if batches is None else parse_ids(batches)
         envelope = Envelope.from_stored(
             KIND_NAMES.get(kind, f"unknown-kind-{kind}"),
             did or "did:key:unknown",
@@ -390,8 +391,30 @@ class Store:
             data,
             sig,
         )
-        filed = _ids(lots) if lots is not None else (batch_ids or [])
+        filed = parse_ids(lots) if lots is not None else (batch_ids or [])
         return StoredEvent(idx, envelope, leaf, tuple(filed))
+
+    def event_rows(
+        self,
+        begin: int = 0,
+        end: int | None = None,
+        *,
+        kinds: Sequence[str] | None = None,
+        exclude: bool = False,
+    ) -> sqlite3.Cursor:
+        """Raw rows (idx, kind code, signer did, seq, time, batch ids, lot ids, data
+        JSON, signature, leaf) in log order, for bulk checks; optionally only (or
+        all but) some kinds."""
+        where, params = ["e.idx >= ?"], [begin]
+        if end is not None:
+            where.append("e.idx < ?")
+            params.append(end)
+        if kinds:
+            codes = ",".join(str(KIND_CODES[kind]) for kind in kinds)
+            where.append(f"e.kind {'NOT IN' if exclude else 'IN'} ({codes})")
+        return self.conn.execute(
+            self._EVENT_COLUMNS + "WHERE " + " AND ".join(where) + " ORDER BY e.idx", params
+        )
 
     def events(self, begin: int = 0, end: int | None = None) -> Iterator[StoredEvent]:
         end = self.log_size() if end is None else end
@@ -399,15 +422,15 @@ class Store:
             self._EVENT_COLUMNS + "WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx", (begin, end)
         )
         for row in cursor:
-            yield self._stored(row)
+            yield self.event_from_row(row)
 
     def event_at(self, index: int) -> StoredEvent | None:
         row = self.conn.execute(self._EVENT_COLUMNS + "WHERE e.idx = ?", (index,)).fetchone()
-        return self._stored(row) if row else None
+        return self.event_from_row(row) if row else None
 
     def find_event(self, event_id: bytes) -> StoredEvent | None:
         for row in self.conn.execute(self._EVENT_COLUMNS + "WHERE e.key = ?", (_key(event_id),)):
-            stored = self._stored(row)
+            stored = self.event_from_row(row)
             if stored.envelope.id_bytes == event_id:
                 return stored
         return None
@@ -416,7 +439,7 @@ class Store:
         row = self.conn.execute(
             self._EVENT_COLUMNS + "WHERE e.signer = ? AND e.seq = ?", (signer, seq)
         ).fetchone()
-        return self._stored(row) if row else None
+        return self.event_from_row(row) if row else None
 
     def max_seq(self, signer: int) -> int | None:
         row = self.conn.execute(
@@ -473,7 +496,7 @@ class Store:
             + "WHERE l.chain = ? ORDER BY l.pos",
             (chain_id,),
         ).fetchall()
-        return [self._stored(row) for row in rows]
+        return [self.event_from_row(row) for row in rows]
 
     # --- identities
 

@@ -290,6 +290,26 @@ def test_stats_json_shape(chain):
     assert (numbers["lots"], numbers["parties"], numbers["devices"]) == (1, 3, 1)
 
 
+def test_party_and_device_lists(chain):
+    parties = [json.loads(line) for line in chain("party", "list", "--json").splitlines()]
+    assert [p["name"] for p in parties] == ["Green Valley Farm", "Cold Express", "Authority"]
+    assert parties[0] == {
+        "name": "Green Valley Farm",
+        "role": "producer",
+        "did": chain.farm,
+        "revoked_from": None,
+    }
+    chain("device", "revoke", "probe-1", "--from", "2026-01-01T00:00:00Z")
+    (device,) = [json.loads(line) for line in chain("device", "list", "--json").splitlines()]
+    assert device == {
+        "name": "probe-1",
+        "owner": "Cold Express",
+        "did": chain.probe,
+        "revoked_from": "2026-01-01T00:00:00Z",
+    }
+    assert chain.probe in chain("device", "list")
+
+
 def test_device_revoke_from_a_time(chain):
     out = chain("device", "revoke", "probe-1", "--from", "2026-01-01T00:00:00Z")
     assert "revoked" in out
