@@ -58,7 +58,10 @@ def parse_heads_extension(extensions: Iterable[str]) -> tuple[int, bytes]:
         if parts[0] == HEADS_EXTENSION:
             if len(parts) != 3 or not parts[1].isdigit():
                 raise VerificationError(f"malformed {HEADS_EXTENSION} line in checkpoint: {line!r}")
-            root = base64.b64decode(parts[2], validate=True)
+            try:
+                root = base64.b64decode(parts[2], validate=True)
+            except ValueError:
+                raise VerificationError(f"{HEADS_EXTENSION} root is not base64: {line!r}") from None
             if len(root) != 32:
                 raise VerificationError(f"{HEADS_EXTENSION} root is not 32 bytes")
             return int(parts[1]), root
