@@ -121,10 +121,8 @@ def init(ctx: Context, origin: str | None) -> None:
     Example: provenance init
     """
     keys = ctx.root_keys
-    log_key = keys.load(LOG_KEY) if keys.exists(LOG_KEY) else keys.create(LOG_KEY)
-    registrar = (
-        keys.load(REGISTRAR_KEY) if keys.exists(REGISTRAR_KEY) else keys.create(REGISTRAR_KEY)
-    )
+    log_key = keys.load_or_create(LOG_KEY)
+    registrar = keys.load_or_create(REGISTRAR_KEY)
     store = ctx.store(create=True)
     if origin is None:
         origin = store.get_meta("origin") or (
@@ -166,9 +164,7 @@ def party_add(ctx: Context, name: str, role: str) -> None:
     keys = ctx.party_keys
     if ctx.store().identity_by_name("party", name) is not None:
         raise click.ClickException(f"a party named {name!r} is already enrolled")
-    key = (
-        keys.load(_key_name(name)) if keys.exists(_key_name(name)) else keys.create(_key_name(name))
-    )
+    key = keys.load_or_create(_key_name(name))
     did = did_of(key)
     _registrar_sign(ctx, "enrol", {"subject": did, "type": "party", "name": name, "role": role})
     click.echo(did)
@@ -274,7 +270,7 @@ def device_add(ctx: Context, device_id: str, owner: str, public_key: str | None)
     else:
         keys = ctx.device_keys
         name = _key_name(device_id)
-        key = keys.load(name) if keys.exists(name) else keys.create(name)
+        key = keys.load_or_create(name)
         did = did_of(key)
     _registrar_sign(
         ctx,

@@ -54,6 +54,10 @@ class KeyStore:
             handle.write(pem)
         return key
 
+    def load_or_create(self, name: str) -> Ed25519PrivateKey:
+        """The key called *name*, made (mode 0600) if there is none yet."""
+        return self.load(name) if self.exists(name) else self.create(name)
+
     def load(self, name: str) -> Ed25519PrivateKey:
         path = self.path(name)
         try:
