@@ -612,13 +612,35 @@ def stats(ctx: Context, as_json: bool) -> None:
     show_default=True,
     help="Where the demo ledger and keys go (replaced each run).",
 )
-def demo(directory: str) -> None:
-    """A narrated walkthrough: parties, a lot, its journey, a checkpoint, then
-    tampering with a copy of the database and `verify` catching it."""
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=2),
+    default=20.0,
+    show_default=True,
+    help="How long the simulated fleet runs in the live part.",
+)
+def demo(directory: str, seconds: float) -> None:
+    """A narrated walkthrough: parties, a lot, its journey, a checkpoint,
+    tampering caught by `verify`; then the running system: a local broker, the
+    ingest service and a simulated fleet of gateways, with progress lines."""
     from .demo import run
 
-    sys.exit(run(Path(directory)))
+    sys.exit(run(Path(directory), seconds))
 
+
+def _register_services() -> None:
+    """Commands that live beside their service (imports stay light until run)."""
+    from gateway.cli import command as gateway_command
+
+    from .ingest_cli import command as ingest_command
+    from .simulate_cli import command as simulate_command
+
+    main.add_command(gateway_command)
+    main.add_command(ingest_command)
+    main.add_command(simulate_command)
+
+
+_register_services()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -72,8 +73,20 @@ class Demo:
             )
         return done.stdout
 
+    def stream(self, *args: str, timeout: float = 600) -> None:
+        """Run a command and show its output as it comes (long-running steps)."""
+        print("$ provenance " + " ".join(shlex.quote(a) for a in args), flush=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "provenance", *args],
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"demo step failed (exit {done.returncode}): provenance {args[0]}")
 
-def run(directory: Path) -> int:
+
+def run(directory: Path, seconds: float = 20.0) -> int:
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
@@ -201,8 +214,61 @@ def run(directory: Path) -> int:
         conn.execute("DELETE FROM checkpoints WHERE size > ?", (size - 3,))
     demo.run("verify", "--checkpoint", str(directory / "kept.checkpoint"), db=rolled, expect=1)
 
+    live(demo, directory, seconds)
     demo.say(f"Done: the ledger, keys, bundle and tampered copies are in {directory}")
     return 0
+
+
+def live(demo: Demo, directory: Path, seconds: float) -> None:
+    """The running system: broker, ingest service, simulated gateways."""
+    from .localbroker import Broker, describe
+
+    demo.say(
+        "11. The running system: a local MQTT broker, the ingest service, and a fleet of "
+        "simulated gateways whose sensors and dock scanners feed the real gateway code"
+    )
+    print(f"  {describe()}")
+    broker = Broker(directory / "broker").start()
+    ingest = subprocess.Popen(
+        [sys.executable, "-m", "provenance", "ingest", "--broker", broker.url],
+        env=demo.env,
+        stdout=subprocess.DEVNULL,
+        stderr=(directory / "ingest.log").open("wb"),
+    )
+    print(f"$ provenance ingest --broker {broker.url} &   (log: {directory / 'ingest.log'})")
+    try:
+        demo.stream(
+            "simulate",
+            "--broker",
+            broker.url,
+            "--scenario",
+            "vaccine",
+            "--gateways",
+            "6",
+            "--devices",
+            "24",
+            "--rate",
+            "200",
+            "--duration",
+            str(seconds),
+            "--accelerate",
+            "7200",
+            "--excursions",
+            "0.5",
+            "--offline",
+            "0.3",
+        )
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        try:
+            code = ingest.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            ingest.kill()
+            code = ingest.wait(timeout=10)
+        broker.stop()
+    print(f"  ingest stopped (exit {code}) after committing what was in flight")
+    demo.run("stats")
+    demo.run("verify")
 
 
 def _copy_db(source: Path, target: Path) -> None:

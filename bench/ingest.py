@@ -1,0 +1,514 @@
+"""Ingest benchmark: publisher processes → Mosquitto → `provenance ingest`.
+
+    .venv/bin/python bench/ingest.py [--seconds 20] [--publishers 2] [--rate 2000]
+
+In one run, on a private Mosquitto (tests/broker.py's configuration):
+
+1. the raw single-core Ed25519 verify rate (bench/ledger.py's `raw_verify_rate`);
+2. the raw MQTT QoS 1 pass-through: the same publishers → the broker → a
+   paho subscriber process that only acknowledges (same session settings as
+   the ingest: MQTT 5, persistent session, Receive Maximum, TCP_NODELAY);
+3. the ingest service (`provenance ingest` in its own process) draining
+   (a) one signed reading per message and (b) gateway batches (arrays of 50);
+   sustained committed envelopes/s = envelopes / (last commit − first publish);
+4. publish→commit latency p50/p99 at a fixed message rate (default 2,000/s,
+   one envelope per message), from the ingest's own histogram (publishers set
+   the MQTT 5 user property `sent_at`), and the pass-through latency at the
+   same rate for comparison;
+5. the ingest's resident memory before and after.
+
+Prints a Markdown table for docs/performance.md; figures are ratios to
+baselines measured in the same run because this machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the test suite's broker launcher
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from broker import Broker, free_port  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.serialization import (  # noqa: E402
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+from ledger import raw_verify_rate  # noqa: E402  (bench/ledger.py)
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from provenance import topics  # noqa: E402
+from provenance.keystore import KeyStore  # noqa: E402
+from provenance.ledger import Ledger  # noqa: E402
+from provenance.signing import did_of, sign  # noqa: E402
+from provenance.store import Store  # noqa: E402
+from provenance.timefmt import format_time, now_micros  # noqa: E402
+
+GTIN = "09506000134352"
+LOT = f"https://id.gs1.org/01/{GTIN}/10/BENCH-1"
+DAY_US = 24 * 3600 * 1_000_000
+RECEIVE_MAXIMUM = 10_000  # what the ingest asks for (its max_pending)
+RUNNER = (
+    "from provenance.cli import main\n"
+    "from provenance.ingest_cli import command\n"
+    "if 'ingest' not in main.commands:\n"
+    "    main.add_command(command)\n"
+    "main(prog_name='provenance')\n"
+)
+CONNECT_DEADLINE = 30.0
+DRAIN_DEADLINE = 600.0
+
+
+# --- publishers (child processes)
+
+
+def _pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def _no_delay(_client: Any, _userdata: Any, sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _rfc3339_us() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}Z"
+
+
+def _payloads(spec: dict[str, Any]) -> list[bytes]:
+    if spec["key"] is None:  # pass-through: any reading-shaped bytes will do
+        key = Ed25519PrivateKey.generate()
+        one = json.dumps(
+            sign(
+                key, kind="reading", seq=1, time=spec["time0"], data={"temperature_c": 4.5}
+            ).to_json()
+        ).encode()
+        return [one] * spec["messages"]
+    key = load_pem_private_key(spec["key"], password=None)
+    envelopes = [
+        json.dumps(
+            sign(
+                key,
+                kind="reading",
+                seq=spec["seq0"] + i,
+                time=format_time(spec["time0_us"] + (spec["seq0"] + i) * 1000),
+                data={"temperature_c": round(3 + i % 50 / 10, 2), "humidity_pct": 60 + i % 20},
+            ).to_json()
+        )
+        for i in range(spec["messages"] * spec["batch"])
+    ]
+    if spec["batch"] == 1:
+        return [e.encode() for e in envelopes]
+    size = spec["batch"]
+    return [
+        ("[" + ",".join(envelopes[i : i + size]) + "]").encode()
+        for i in range(0, len(envelopes), size)
+    ]
+
+
+def publisher(spec: dict[str, Any], ready: Any, go: Any, results: Any) -> None:
+    """Sign (before the clock starts), connect, wait for go, publish QoS 1."""
+    payloads = _payloads(spec)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=spec["client_id"], protocol=mqtt.MQTTv5
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.on_socket_open = _no_delay
+    connected = threading.Event()
+    client.on_connect = lambda *_a: connected.set()
+    client.connect(spec["host"], spec["port"])
+    client.loop_start()
+    connected.wait(CONNECT_DEADLINE)
+    ready.set()
+    go.wait(120)
+    start = time.perf_counter()
+    infos = []
+    interval = 1 / spec["rate"] if spec["rate"] else 0.0
+    for i, payload in enumerate(payloads):
+        if interval:
+            lag = start + i * interval - time.perf_counter()
+            if lag > 0:
+                time.sleep(lag)  # pacing to a fixed rate, not synchronisation
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = ("sent_at", _rfc3339_us())
+        infos.append(client.publish(spec["topic"], payload, qos=1, properties=properties))
+    for info in infos:
+        info.wait_for_publish(DRAIN_DEADLINE)
+    results.put({"published": len(payloads), "seconds": time.perf_counter() - start})
+    client.disconnect()
+    client.loop_stop()
+
+
+def null_subscriber(host: str, port: int, expected: int, ready: Any, results: Any) -> None:
+    """Receive and acknowledge, nothing else: the broker's pass-through."""
+    times: list[float] = []
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def on_message(client: Any, _u: Any, message: Any) -> None:
+        client.ack(message.mid, message.qos)
+        times.append(time.time())
+        if len(times) >= expected:
+            done.set()
+        for name, value in getattr(message.properties, "UserProperty", None) or ():
+            if name == "sent_at":
+                sent = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+                latencies.append(times[-1] - sent.timestamp())
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-null", protocol=mqtt.MQTTv5, manual_ack=True
+    )
+    client.on_socket_open = _no_delay
+    client.on_message = on_message
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_a: subscribed.set()
+    client.on_connect = lambda c, *_a: c.subscribe([(f, 1) for f in topics.EVENT_FILTERS])
+    properties = Properties(PacketTypes.CONNECT)
+    properties.ReceiveMaximum = RECEIVE_MAXIMUM
+    properties.SessionExpiryInterval = 3600
+    client.connect(host, port, clean_start=False, properties=properties)
+    client.loop_start()
+    subscribed.wait(CONNECT_DEADLINE)
+    ready.set()
+    done.wait(DRAIN_DEADLINE)
+    client.disconnect()
+    client.loop_stop()
+    results.put({"times": times, "latencies": latencies})
+
+
+# --- the ledger and the ingest process
+
+
+def make_ledger(directory: Path, publishers: int) -> tuple[Path, Path, list[bytes], int]:
+    keys_dir = directory / "keys"
+    keys = KeyStore(keys_dir)
+    log_key, registrar = keys.create("log"), keys.create("registrar")
+    db = directory / "bench.db"
+    store = Store(db)
+    ledger = Ledger.initialise(store, log_key, registrar, "bench.local/log")
+    farm = Ed25519PrivateKey.generate()
+    probes = [Ed25519PrivateKey.generate() for _ in range(publishers)]
+    start = now_micros() - 10 * DAY_US
+    t = format_time(start)
+    enrolments = [{"subject": did_of(farm), "type": "party", "name": "farm", "role": "producer"}]
+    enrolments += [
+        {"subject": did_of(p), "type": "device", "name": f"probe{i}", "owner": did_of(farm)}
+        for i, p in enumerate(probes)
+    ]
+    for seq, data in enumerate(enrolments, start=1):
+        envelope = sign(registrar, kind="enrol", seq=seq, time=t, data=data)
+        assert ledger.append([envelope])[0].ok
+    commission = {"gtin": GTIN, "lot": "BENCH-1", "product": "Kale"}
+    farm_events = [("commission", commission)] + [("attach", {"device": did_of(p)}) for p in probes]
+    for seq, (kind, data) in enumerate(farm_events):
+        envelope = sign(farm, kind=kind, seq=seq, time=t, data=data, batches=[LOT])
+        assert ledger.append([envelope])[0].ok, kind
+    ledger.close()
+    store.close()
+    return db, keys_dir, [_pem(p) for p in probes], start + 1000
+
+
+class Ingest:
+    """`provenance ingest` as a child process, observed through its metrics."""
+
+    def __init__(self, db: Path, keys: Path, url: str, log: Path):
+        self.port = free_port()
+        self.log = log.open("ab")
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-c", RUNNER, "--db", str(db), "--keys", str(keys), "ingest"),
+                *("--broker", url, "--metrics-port", str(self.port), "--client-id", "bench-ingest"),
+            ],
+            stdout=self.log,
+            stderr=self.log,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + CONNECT_DEADLINE
+        while self.metrics().get("provenance_ingest_connected") != 1.0:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"ingest did not connect; see {log}")
+            time.sleep(0.05)  # polling another process's endpoint, bounded by the deadline
+
+    def metrics(self) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        values: dict[str, Any] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    values.setdefault(sample.name, []).append(
+                        (sample.labels.get("clock"), float(sample.labels["le"]), sample.value)
+                    )
+                elif not sample.labels:
+                    values[sample.name] = sample.value
+        return values
+
+    def accepted(self) -> float:
+        return self.metrics().get("provenance_ingest_envelopes_accepted_total", 0.0)
+
+    def rss_mib(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+        return int(line.split()[1]) / 1024
+
+    def wait_accepted(self, target: float, deadline: float) -> float:
+        """Poll until `target` envelopes are accepted; the time it happened."""
+        while True:
+            if self.accepted() >= target:
+                return time.perf_counter()
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"ingest stalled below {target} accepted envelopes")
+            time.sleep(0.02)  # polling another process, bounded by the deadline
+
+    def stop(self) -> int:
+        self.process.terminate()
+        try:
+            return self.process.wait(60)
+        finally:
+            self.log.close()
+
+
+# --- phases
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, directory: Path):
+        self.args = args
+        self.context = multiprocessing.get_context("spawn")
+        self.broker = Broker(directory / "broker").start()
+        self.db, self.keys, self.probe_keys, self.time0 = make_ledger(directory, args.publishers)
+        self.next_seq = [0] * args.publishers
+        self.directory = directory
+
+    def publish(self, messages: int, batch: int, rate: float, signed: bool) -> float:
+        """Publish `messages` messages from the publisher processes; returns
+        perf_counter() at go. Signing happens before go."""
+        ready, results = [], self.context.Queue()
+        go = self.context.Event()
+        processes = []
+        count = self.args.publishers
+        for i in range(count):
+            share = messages // count + (1 if i < messages % count else 0)
+            spec = {
+                "host": self.broker.host,
+                "port": self.broker.port,
+                "client_id": f"bench-pub-{i}-{time.monotonic_ns()}",
+                "topic": topics.events_topic("gateways", f"bench-{i}"),
+                "key": self.probe_keys[i] if signed else None,
+                "seq0": self.next_seq[i],
+                "time0": format_time(self.time0),
+                "time0_us": self.time0,
+                "messages": share,
+                "batch": batch,
+                "rate": rate / count if rate else 0.0,
+            }
+            self.next_seq[i] += share * batch
+            event = self.context.Event()
+            ready.append(event)
+            process = self.context.Process(target=publisher, args=(spec, event, go, results))
+            process.start()
+            processes.append(process)
+        for event in ready:
+            if not event.wait(600):
+                raise RuntimeError("a publisher did not get ready")
+        start = time.perf_counter()
+        self.go_wall = time.time()
+        go.set()
+        self._publishers = (processes, results)
+        return start
+
+    def join_publishers(self) -> list[dict[str, Any]]:
+        processes, results = self._publishers
+        out = [results.get(timeout=DRAIN_DEADLINE) for _ in processes]
+        for process in processes:
+            process.join(60)
+        return out
+
+    def pass_through(self, messages: int, rate: float) -> tuple[float, list[float]]:
+        ready, results = self.context.Event(), self.context.Queue()
+        subscriber = self.context.Process(
+            target=null_subscriber,
+            args=(self.broker.host, self.broker.port, messages, ready, results),
+        )
+        subscriber.start()
+        if not ready.wait(CONNECT_DEADLINE):
+            raise RuntimeError("the null subscriber did not subscribe")
+        self.publish(messages, 1, rate, signed=False)
+        self.join_publishers()
+        got = results.get(timeout=DRAIN_DEADLINE)
+        subscriber.join(60)
+        times = got["times"]
+        if len(times) < messages:
+            raise RuntimeError(f"pass-through lost messages: {len(times)} of {messages}")
+        seconds = max(times) - self.go_wall
+        return messages / seconds, got["latencies"]
+
+    def ingest_rate(self, ingest: Ingest, envelopes: int, batch: int) -> float:
+        before = ingest.accepted()
+        start = self.publish(envelopes // batch, batch, 0.0, signed=True)
+        done = ingest.wait_accepted(before + envelopes, time.monotonic() + DRAIN_DEADLINE)
+        self.join_publishers()
+        return envelopes / (done - start)
+
+    def ingest_latency(self, ingest: Ingest, rate: float, seconds: float) -> tuple[float, float]:
+        before = ingest.metrics()
+        messages = int(rate * seconds)
+        self.publish(messages, 1, rate, signed=True)
+        ingest.wait_accepted(
+            before.get("provenance_ingest_envelopes_accepted_total", 0) + messages,
+            time.monotonic() + DRAIN_DEADLINE,
+        )
+        self.join_publishers()
+        after = ingest.metrics()
+        name = "provenance_ingest_publish_to_commit_seconds_bucket"
+        old = {(c, le): v for c, le, v in before.get(name, [])}
+        buckets = sorted(
+            (le, v - old.get((c, le), 0)) for c, le, v in after[name] if c == "sent_at"
+        )
+        return _quantile(buckets, 0.5), _quantile(buckets, 0.99)
+
+    def close(self) -> None:
+        self.broker.kill()
+
+
+def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """Prometheus-style quantile from cumulative buckets (linear inside a bucket)."""
+    total = buckets[-1][1]
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            inside = count - lower_count
+            fraction = (rank - lower_count) / inside if inside else 0.0
+            return lower_bound + (bound - lower_bound) * fraction
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    parser.add_argument(
+        "--rate", type=float, default=2000.0, help="msg/s for the fixed-rate latency phase"
+    )
+    parser.add_argument("--batch", type=int, default=50, help="envelopes per gateway message")
+    parser.add_argument("--max-readings", type=int, default=150_000, help="cap per phase")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        bench = Bench(args, Path(tmp))
+        ingest = None
+        try:
+            verify_before = raw_verify_rate()
+            print(f"raw verify: {verify_before:,.0f}/s", flush=True)
+
+            probe = 5000
+            rate, _ = bench.pass_through(probe, 0.0)
+            messages = min(args.max_readings, max(probe, int(rate * args.seconds)))
+            pass_rate, _ = bench.pass_through(messages, 0.0)
+            print(f"pass-through: {pass_rate:,.0f} msg/s ({messages} messages)", flush=True)
+            _, pass_latencies = bench.pass_through(int(args.rate * args.seconds), args.rate)
+            print(f"pass-through latency measured at {args.rate:,.0f} msg/s", flush=True)
+
+            ingest = Ingest(bench.db, bench.keys, bench.broker.url, Path(tmp) / "ingest.log")
+            rss_start = ingest.rss_mib()
+            single = min(args.max_readings, max(2000, int(0.6 * pass_rate * args.seconds)))
+            rate_a = bench.ingest_rate(ingest, single, 1)
+            print(f"(a) {rate_a:,.0f} envelopes/s ({single} messages)", flush=True)
+            batched = min(args.max_readings, max(5000, int(1.4 * verify_before * args.seconds)))
+            batched -= batched % args.batch
+            rate_b = bench.ingest_rate(ingest, batched, args.batch)
+            print(f"(b) {rate_b:,.0f} envelopes/s ({batched // args.batch} messages)", flush=True)
+            p50, p99 = bench.ingest_latency(ingest, args.rate, args.seconds)
+            print(f"latency at {args.rate:,.0f} msg/s: {p50 * 1000:.1f} / {p99 * 1000:.1f} ms")
+            half = round(rate_a / 2, -1)
+            h50, h99 = bench.ingest_latency(ingest, half, args.seconds)
+            _, half_pass = bench.pass_through(int(half * args.seconds), half)
+            rss_end = ingest.rss_mib()
+            verify_after = raw_verify_rate()
+            code = ingest.stop()
+            ingest = None
+        finally:
+            if ingest is not None:
+                ingest.stop()
+            bench.close()
+
+    raw = statistics.mean([verify_before, verify_after])
+    pt50, pt99 = _percentile(pass_latencies, 0.5), _percentile(pass_latencies, 0.99)
+    cores = os.cpu_count()
+    print()
+    print(
+        f"Ingest benchmark, {cores} cores, {args.publishers} publisher processes, "
+        f"Mosquitto, {args.seconds:g} s phases"
+    )
+    print()
+    print("| measure | value | ratio | target |")
+    print("|---|---|---|---|")
+    print(f"| raw Ed25519 verify, 1 core (`cryptography`) | {raw:,.0f}/s | | |")
+    print(f"| raw MQTT QoS 1 pass-through (null subscriber) | {pass_rate:,.0f} msg/s | | |")
+    print(
+        f"| (a) ingest, 1 envelope per message | {rate_a:,.0f} envelopes/s | "
+        f"{rate_a / pass_rate:.2f} × pass-through | ≥ 0.6 |"
+    )
+    print(
+        f"| (b) ingest, arrays of {args.batch} | {rate_b:,.0f} envelopes/s | "
+        f"{rate_b / raw:.2f} × raw verify | ≥ 1.4 |"
+    )
+    print(
+        f"| publish→commit at {args.rate:,.0f} msg/s, p50 / p99 | "
+        f"{p50 * 1000:.1f} / {p99 * 1000:.1f} ms | | p99 ≤ 20 ms |"
+    )
+    print(
+        f"| pass-through at {args.rate:,.0f} msg/s, p50 / p99 | "
+        f"{pt50 * 1000:.1f} / {pt99 * 1000:.1f} ms | | |"
+    )
+    print(
+        f"| publish→commit at {half:,.0f} msg/s (half of (a)), p50 / p99 | "
+        f"{h50 * 1000:.1f} / {h99 * 1000:.1f} ms | | |"
+    )
+    print(
+        f"| pass-through at {half:,.0f} msg/s, p50 / p99 | "
+        f"{_percentile(half_pass, 0.5) * 1000:.1f} / {_percentile(half_pass, 0.99) * 1000:.1f} ms"
+        " | | |"
+    )
+    print(f"| ingest resident memory, start → end | {rss_start:.0f} → {rss_end:.0f} MiB | | flat |")
+    print(
+        f"\nraw verify before/after: {verify_before:,.0f}/s, {verify_after:,.0f}/s; "
+        f"ingest exit status on SIGTERM: {code}"
+    )
+
+
+if __name__ == "__main__":
+    main()

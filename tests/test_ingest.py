@@ -1,0 +1,610 @@
+"""The MQTT ingest service against a real broker (tests/broker.py), in-process.
+
+Publishers are plain paho clients; the ledger is tests/world.py's supply chain
+in a SQLite file. Every wait has a deadline; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from world import GTIN, LOT, World, at
+
+from provenance import topics
+from provenance.audit import verify_ledger
+from provenance.errors import ValidationError
+from provenance.ingest import (
+    INTERNAL_ERROR,
+    MAX_ENVELOPES_PER_MESSAGE,
+    BrokerURL,
+    IngestError,
+    IngestService,
+    ItemResult,
+    _Inbox,
+    _Message,
+    commit_batch,
+    decode_message,
+    default_client_id,
+    reject_notice,
+)
+from provenance.ledger import Ledger
+from provenance.metrics import IngestMetrics, serve
+from provenance.signing import did_of, sign
+from provenance.store import Store
+
+READY = 15.0  # seconds to connect and subscribe
+SETTLE = 60.0  # seconds for published traffic to be committed
+PROBE_TOPIC = topics.events_topic("devices", "probe")
+GATEWAY_TOPIC = topics.events_topic("gateways", "truck7")
+UNKNOWN_LOT = f"https://id.gs1.org/01/{GTIN}/10/NOPE"
+
+
+def wire(envelope: Any) -> bytes:
+    value = envelope.to_json() if hasattr(envelope, "to_json") else envelope
+    return json.dumps(value).encode()
+
+
+class Publisher:
+    """A plain paho client that publishes QoS 1 and collects reject notices."""
+
+    def __init__(self, broker: Any, client_id: str = "publisher", protocol: int = mqtt.MQTTv5):
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
+        )
+        self.client.max_inflight_messages_set(200)
+        self.protocol = protocol
+        self.notices: list[tuple[str, dict[str, Any]]] = []
+        self.infos: list[Any] = []
+        self._changed = threading.Condition()
+        self._subscribed = threading.Event()
+        connected = threading.Event()
+        self.client.on_connect = lambda *_a: connected.set()
+        self.client.on_subscribe = lambda *_a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert connected.wait(READY), "publisher could not connect"
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        with self._changed:
+            self.notices.append((message.topic, json.loads(message.payload)))
+            self._changed.notify_all()
+
+    def listen_for_rejects(self) -> None:
+        self.client.subscribe("provenance/v1/+/+/rejects", qos=1)
+        assert self._subscribed.wait(READY)
+
+    def publish(self, topic: str, payload: bytes, sent_at: str | None = None) -> None:
+        properties = None
+        if sent_at is not None:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.UserProperty = ("sent_at", sent_at)
+        self.infos.append(self.client.publish(topic, payload, qos=1, properties=properties))
+
+    def wait_published(self, timeout: float = SETTLE) -> None:
+        deadline = time.monotonic() + timeout
+        for info in self.infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            assert info.is_published(), "the broker did not acknowledge a publish"
+
+    def wait_notices(self, count: int, timeout: float = SETTLE) -> list[tuple[str, dict[str, Any]]]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.notices) < count:
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"{len(self.notices)} of {count} reject notices arrived"
+                self._changed.wait(remaining)
+            return list(self.notices)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def file_world(tmp_path):
+    world = World.create(tmp_path)
+    yield world
+    world.ledger.close()
+    world.store.close()
+
+
+@pytest.fixture
+def start_ingest(tmp_path, broker):
+    """start_ingest(world, **options): an IngestService on the test's broker,
+    connected and subscribed; stopped (drained) after the test."""
+    services: list[IngestService] = []
+    stores: list[Store] = []
+
+    def factory(world: World) -> Any:
+        def make() -> Ledger:
+            store = Store(tmp_path / "ledger.db")
+            stores.append(store)
+            return Ledger(store, world.log_key)
+
+        return make
+
+    def start(world: World, url: str | None = None, **options: Any) -> IngestService:
+        options.setdefault("client_id", f"ingest-{len(services)}")
+        options.setdefault("backoff", (0.05, 0.5))
+        if options.get("worker"):
+            options.update(db_path=tmp_path / "ledger.db", log_key=world.log_key)
+            service = IngestService(broker=url or broker.url, **options)
+        else:
+            service = IngestService(factory(world), broker=url or broker.url, **options)
+        services.append(service.start())
+        assert service.ready.wait(READY), "the ingest service did not subscribe"
+        return service
+
+    yield start
+    for service in services:
+        service.stop(15)
+        assert service.join(15)
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def publisher(broker):
+    client = Publisher(broker)
+    yield client
+    client.close()
+
+
+def readings(world: World, count: int, start: float = 1.0) -> list[Any]:
+    return [world.reading(start + i / 1000, 4.0 + i % 7) for i in range(count)]
+
+
+# --- end to end
+
+
+@pytest.mark.parametrize("worker", [False, True], ids=["thread", "worker-process"])
+def test_exactly_n_readings_one_per_message_and_in_arrays(
+    file_world, start_ingest, publisher, worker
+):
+    world = file_world
+    service = start_ingest(world, worker=worker)
+    single, batched = readings(world, 120), readings(world, 180, start=2.0)
+    for envelope in single:
+        publisher.publish(PROBE_TOPIC, wire(envelope))
+    for offset in range(0, len(batched), 30):
+        array = [e.to_json() for e in batched[offset : offset + 30]]
+        publisher.publish(GATEWAY_TOPIC, json.dumps(array).encode())
+    publisher.publish(PROBE_TOPIC, wire(single[0]))  # a redelivery, say: a duplicate
+    publisher.wait_published()
+    n = len(single) + len(batched)
+    assert service.wait_for(lambda s: s.accepted + s.duplicates >= n + 1, SETTLE), service.stats()
+
+    stats = service.stats()
+    assert (stats.accepted, stats.duplicates, stats.rejected_total) == (n, 1, 0)
+    assert stats.messages == len(single) + len(batched) // 30 + 1
+    assert world.store.stats()["events"]["reading"] == n
+    report = verify_ledger(world.store, world.log_public_key)
+    assert report.ok, report.problems[:3]
+    stored = {(e.envelope.signer, e.envelope.seq) for e in world.store.events()}
+    assert {(e.signer, e.seq) for e in single + batched} <= stored
+    assert service.wait_for(lambda s: s.in_flight == 0, SETTLE)
+
+
+def test_rejects_are_stored_with_topic_counted_and_published(file_world, start_ingest, publisher):
+    world = file_world
+    service = start_ingest(world)
+    publisher.listen_for_rejects()
+    topic = topics.events_topic("devices", "broken-7")
+    publisher.publish(topic, b'{"v": 1, "kind": ')
+    good = world.reading(1, 4.0)
+    bad = good.to_json() | {"seq": good.seq + 1}  # signature no longer matches
+    publisher.publish(GATEWAY_TOPIC, json.dumps([good.to_json(), bad]).encode())
+    notices = publisher.wait_notices(2)
+
+    assert len(notices_of(notices, topic)) == len(notices_of(notices, GATEWAY_TOPIC)) == 1
+    malformed = notices_of(notices, topic)[0]
+    assert malformed["reason"] == "malformed" and "event_id" not in malformed
+    assert "malformed JSON" in malformed["message"]
+    signature = notices_of(notices, GATEWAY_TOPIC)[0]
+    assert signature["reason"] == "bad-signature" and len(signature["event_id"]) == 64
+    assert service.wait_for(lambda s: s.accepted == 1 and s.rejected_total == 2, SETTLE)
+    assert world.store.stats()["rejects"] == {"malformed": 1, "bad-signature": 1}
+    sources = {(row[1], row[3]) for row in world.store.rejects()}
+    assert sources == {("malformed", topic), ("bad-signature", GATEWAY_TOPIC)}
+    raw = world.store.conn.execute("SELECT raw FROM rejects WHERE reason = 'malformed'")
+    assert raw.fetchone()[0] == b'{"v": 1, "kind": '
+    assert service.metrics.rejected.labels("malformed")._value.get() == 1
+
+
+def notices_of(notices: list[tuple[str, dict[str, Any]]], events: str) -> list[dict[str, Any]]:
+    return [payload for topic, payload in notices if topic == topics.rejects_topic(events)]
+
+
+def bad_inputs(world: World) -> dict[str, tuple[bytes, str]]:
+    """name → (payload, the reason it must be refused with)."""
+    world.enrol_device("probe2", owner="farm")
+    world.ok("farm", "attach", [LOT], {"device": world.did("probe2")}, time=at(0.5))
+    world.ok("registrar", "revoke", None, {"subject": world.did("probe2"), "from": at(5)})
+    stranger = Ed25519PrivateKey.generate()
+    used = world.reading(1.5, 4.0)
+    world.ledger.append([used])  # committed before the ingest starts
+    tampered = world.reading(1.6, 4.0).to_json()
+    tampered["data"]["temperature_c"] = 9.5
+    wrong_types = world.reading(1.7, 4.0).to_json() | {"seq": "7"}
+    envelope = world.reading(1.8, 4.0).to_json()
+    oversized = json.dumps(envelope, indent=70_000 // 8).encode()  # > 64 KiB of whitespace
+    assert len(oversized) > 65_536
+    commission = {"gtin": GTIN, "lot": "LOT427", "product": "Kale"}
+    return {
+        "malformed-json": (b'{"v":1,"kind":"reading",', "malformed"),
+        "oversized": (oversized, "malformed"),
+        "non-utf8": (b'{"v":1,"kind":"\xff\xfe"}', "malformed"),
+        "deep-nesting": (b'{"a":' * 40 + b"1" + b"}" * 40, "malformed"),
+        "deep-array": (b"[" * 40 + b"]" * 40, "malformed"),
+        "wrong-types": (wire(wrong_types), "schema"),
+        "scalar": (b"42", "schema"),
+        "empty-array": (b"[]", "schema"),
+        "unknown-signer": (
+            wire(sign(stranger, kind="reading", seq=0, time=at(2), data={"temperature_c": 4})),
+            "unknown-signer",
+        ),
+        "unknown-device": (
+            wire(world.sign("farm", "attach", [LOT], {"device": did_of(stranger)}, time=at(2))),
+            "unknown-device",
+        ),
+        "bad-signature": (wire(tampered), "bad-signature"),
+        "replayed-seq": (
+            wire(
+                world.sign("probe", "reading", None, {"temperature_c": 5}, time=at(2), seq=used.seq)
+            ),
+            "replay",
+        ),
+        "revoked-key": (wire(world.reading(6, 4.0, who="probe2")), "revoked"),
+        "future-time": (wire(world.reading(24 * 365 * 50, 4.0)), "future-time"),
+        "kind-not-allowed": (
+            wire(world.sign("probe", "commission", [f"{LOT}7"], commission, time=at(2))),
+            "unauthorised",
+        ),
+        "unknown-lot": (
+            wire(world.sign("farm", "inspect", [UNKNOWN_LOT], {"result": "pass"}, time=at(2))),
+            "unknown-lot",
+        ),
+    }
+
+
+def test_bad_input_matrix_each_with_its_reason_while_valid_traffic_flows(
+    file_world, start_ingest, publisher
+):
+    world = file_world
+    cases = bad_inputs(world)
+    valid = readings(world, 2 * len(cases) + 2, start=3.0)
+    service = start_ingest(world)
+    publisher.listen_for_rejects()
+    feed = iter(valid)
+    publisher.publish(PROBE_TOPIC, wire(next(feed)))
+    for name, (payload, _reason) in cases.items():
+        publisher.publish(topics.events_topic("devices", f"bad-{name}"), payload)
+        publisher.publish(PROBE_TOPIC, wire(next(feed)))
+    for envelope in feed:
+        publisher.publish(PROBE_TOPIC, wire(envelope))
+    publisher.wait_published()
+    notices = publisher.wait_notices(len(cases))
+    assert service.wait_for(lambda s: s.accepted >= len(valid), SETTLE), service.stats()
+
+    got = {
+        name: [
+            n["reason"] for n in notices_of(notices, topics.events_topic("devices", f"bad-{name}"))
+        ]
+        for name in cases
+    }
+    assert got == {name: [reason] for name, (_payload, reason) in cases.items()}
+    stats = service.stats()
+    assert stats.accepted == len(valid) and stats.rejected_total == len(cases)
+    expected: dict[str, int] = {}
+    for _payload, reason in cases.values():
+        expected[reason] = expected.get(reason, 0) + 1
+    assert world.store.stats()["rejects"] == expected
+    assert verify_ledger(world.store, world.log_public_key).ok
+
+
+# --- never crash on input
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=16,
+)
+ENVELOPE_FIELDS = ["v", "kind", "signer", "seq", "time", "batches", "data", "sig", "extra"]
+
+
+def _mutants(template: dict[str, Any]) -> st.SearchStrategy[bytes]:
+    def mutate(field: str, value: Any, drop: bool) -> bytes:
+        changed = dict(template)
+        if drop:
+            changed.pop(field, None)
+        else:
+            changed[field] = value
+        return json.dumps(changed).encode()
+
+    return st.builds(mutate, st.sampled_from(ENVELOPE_FIELDS), JSON_VALUES, st.booleans())
+
+
+def payloads(template: dict[str, Any]) -> st.SearchStrategy[bytes]:
+    one = st.one_of(
+        st.binary(max_size=300),
+        JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+        _mutants(template),
+    )
+    return st.one_of(
+        one,
+        st.lists(one, max_size=4).map(lambda xs: b"[" + b",".join(xs) + b"]"),
+    )
+
+
+def test_hypothesis_payloads_never_crash_the_service(file_world, start_ingest, publisher):
+    world = file_world
+    service = start_ingest(world)
+    template = world.reading(0.9, 4.0).to_json()
+    topic = topics.events_topic("devices", "fuzz")
+    published = []
+
+    @settings(
+        max_examples=300,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(payloads(template))
+    def publish_one(payload: bytes) -> None:
+        publisher.publish(topic, payload)
+        published.append(payload)
+
+    publish_one()
+    valid = readings(world, 20, start=4.0)
+    for envelope in valid:
+        publisher.publish(PROBE_TOPIC, wire(envelope))
+    publisher.wait_published()
+    total = len(published) + len(valid)
+    assert service.wait_for(lambda s: s.messages >= total, SETTLE), service.stats()
+    assert service.alive and service.error is None
+    stats = service.stats()
+    assert stats.accepted >= len(valid)  # mutants may be valid envelopes too
+    assert INTERNAL_ERROR not in stats.rejected
+    assert service.wait_for(lambda s: s.in_flight == 0, SETTLE)
+    assert world.store.stats()["events"]["reading"] >= len(valid)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payloads({"v": 1, "kind": "reading", "seq": 1, "time": "2026-09-21T15:00:00Z"}))
+def test_decode_and_commit_never_raise_on_any_payload(payload):
+    items = decode_message(payload)
+    assert 1 <= len(items) <= MAX_ENVELOPES_PER_MESSAGE
+    world = _shared_world()
+    result = commit_batch(world.ledger, [("provenance/v1/devices/fuzz/events", payload, True)])
+    assert len(result.messages) == 1 and len(result.messages[0]) == len(items)
+    assert all(item.status in ("accepted", "duplicate", "rejected") for item in result.messages[0])
+
+
+_WORLD: list[World] = []
+
+
+def _shared_world() -> World:
+    if not _WORLD:
+        _WORLD.append(World.create())
+    return _WORLD[0]
+
+
+# --- pieces, without a broker
+
+
+def test_decode_message_keeps_single_envelopes_as_bytes_and_splits_arrays():
+    assert decode_message(b'{"v":1}') == [b'{"v":1}']
+    assert decode_message(b'  [{"v":1}, 2]') == [{"v": 1}, 2]
+    assert decode_message(b"[]") == [b"[]"]  # refused whole, as `schema`
+    assert decode_message(b"[1,") == [b"[1,"]  # refused whole, as `malformed`
+    too_many = json.dumps([{}] * (MAX_ENVELOPES_PER_MESSAGE + 1)).encode()
+    assert decode_message(too_many) == [too_many]
+    big = json.dumps([{"pad": "x" * 70_000}, {"v": 1}]).encode()
+    first, second = decode_message(big)
+    assert isinstance(first, bytes) and len(first) > 65_536  # refused as too large
+    assert second == {"v": 1}
+
+
+def test_reject_notice_has_event_id_only_when_known():
+    assert reject_notice(ItemResult("rejected", "replay", "seq used", "ab" * 32, None)) == {
+        "event_id": "ab" * 32,
+        "reason": "replay",
+        "message": "seq used",
+    }
+    assert reject_notice(ItemResult("rejected", "malformed", "not JSON", None, None)) == {
+        "reason": "malformed",
+        "message": "not JSON",
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mqtt://127.0.0.1:1884", BrokerURL("127.0.0.1", 1884, False)),
+        ("mqtt://broker.local", BrokerURL("broker.local", 1883, False)),
+        ("mqtts://broker.local", BrokerURL("broker.local", 8883, True)),
+        ("mqtts://[::1]:8884", BrokerURL("::1", 8884, True)),
+    ],
+)
+def test_broker_url(url, expected):
+    assert BrokerURL.parse(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://x:1", "mqtt://", "mqtt://x:99999", "mqtt://u:p@x:1", "mqtt://x:1/topic", "x:1"],
+)
+def test_broker_url_refuses(url):
+    with pytest.raises(ValidationError):
+        BrokerURL.parse(url)
+
+
+def test_inbox_is_bounded_by_count_and_bytes():
+    def message(size: int) -> _Message:
+        return _Message("t", b"x" * size, 1, 1, 1, None)
+
+    inbox = _Inbox(max_messages=2, max_bytes=100)
+    assert inbox.put(message(10), 0) and inbox.put(message(10), 0)
+    assert not inbox.put(message(10), 0.01)  # full by count
+    taken = [inbox.get(0), inbox.get(0)]
+    assert not inbox.put(message(10), 0.01)  # taken is not released: still in flight
+    inbox.release(taken)
+    assert inbox.put(message(60), 0)
+    assert not inbox.put(message(60), 0.01)  # full by bytes
+    big = _Inbox(max_messages=2, max_bytes=100)
+    assert big.put(message(500), 0)  # one message always fits
+    inbox.close()
+    assert not inbox.put(message(1), 1)  # closed: returns at once
+    assert inbox.get(0) is not None and inbox.drained
+
+
+def test_unblocked_put_when_a_release_makes_room():
+    inbox = _Inbox(max_messages=1, max_bytes=1000)
+    assert inbox.put(_Message("t", b"a", 1, 1, 1, None), 0)
+    done = []
+    waiter = threading.Thread(
+        target=lambda: done.append(inbox.put(_Message("t", b"b", 2, 1, 1, None), 30))
+    )
+    waiter.start()
+    first = inbox.get(0)
+    assert first is not None
+    inbox.release([first])
+    waiter.join(30)
+    assert done == [True]
+
+
+def test_default_client_id_is_stable_and_topic_safe():
+    assert default_client_id() == default_client_id()
+    assert default_client_id("blue").endswith("-blue")
+    assert all(c.isalnum() or c in "._-" for c in default_client_id())
+
+
+def test_configuration_errors_are_refused_early():
+    def factory() -> Ledger:
+        raise AssertionError("not called before start()")
+
+    with pytest.raises(IngestError, match="MQTT 5"):
+        IngestService(factory, broker="mqtt://127.0.0.1:1", shared_group="g", protocol="3.1.1")
+    with pytest.raises(ValidationError, match="mqtts"):
+        IngestService(factory, broker="mqtt://127.0.0.1:1", tls_ca="ca.pem")
+    with pytest.raises(ValidationError, match="group"):
+        IngestService(factory, broker="mqtt://127.0.0.1:1", shared_group="a/b")
+    with pytest.raises(ValueError, match="factory"):
+        IngestService(broker="mqtt://127.0.0.1:1")
+
+
+# --- protocol versions, sharing, metrics
+
+
+def test_shared_subscription_spreads_the_work_over_two_services(
+    file_world, start_ingest, publisher, broker
+):
+    if not broker.mqtt5:
+        pytest.skip("shared subscriptions need MQTT 5 (amqtt fallback in use)")
+    world = file_world
+    first = start_ingest(world, shared_group="ingest", client_id="ingest-a")
+    second = start_ingest(world, shared_group="ingest", client_id="ingest-b")
+    assert all(f.startswith("$share/ingest/") for f in first.filters)
+    batch = readings(world, 200)
+    for envelope in batch:
+        publisher.publish(PROBE_TOPIC, wire(envelope))
+    publisher.wait_published()
+
+    def both() -> int:
+        return first.stats().accepted + second.stats().accepted
+
+    deadline = time.monotonic() + SETTLE
+    while both() < len(batch):
+        assert time.monotonic() < deadline, (first.stats(), second.stats())
+        first.wait_for(lambda s: both() >= len(batch), 0.5)
+    assert first.stats().accepted > 0 and second.stats().accepted > 0
+    assert first.stats().duplicates + second.stats().duplicates == 0
+    assert world.store.stats()["events"]["reading"] == len(batch)
+
+
+@pytest.mark.slow
+def test_falls_back_to_mqtt_311_and_refuses_a_shared_group_there(
+    file_world, start_ingest, tmp_path
+):
+    from broker import Broker
+
+    amqtt = Broker(tmp_path / "amqtt")
+    amqtt.kind = "amqtt"  # an MQTT 3.1.1-only broker: it never answers an MQTT 5 CONNECT
+    amqtt.start()
+    try:
+        world = file_world
+        service = start_ingest(world, url=amqtt.url, connack_timeout=1.0)
+        assert service.stats().protocol == "3.1.1"
+        client = Publisher(amqtt, client_id="pub311", protocol=mqtt.MQTTv311)
+        batch = readings(world, 30)
+        for envelope in batch:
+            client.publish(PROBE_TOPIC, wire(envelope))
+        client.wait_published()
+        assert service.wait_for(lambda s: s.accepted >= len(batch), SETTLE), service.stats()
+        client.close()
+
+        shared = IngestService(
+            lambda: Ledger(world.store, world.log_key),
+            broker=amqtt.url,
+            shared_group="g",
+            client_id="shared311",
+            connack_timeout=1.0,
+        ).start()
+        assert shared.stopping.wait(READY)
+        assert shared.join(READY)
+        assert isinstance(shared.error, IngestError)
+        assert "MQTT 5" in str(shared.error) and "3.1.1" in str(shared.error)
+    finally:
+        amqtt.kill()
+
+
+def test_metrics_endpoint_serves_the_counters(file_world, start_ingest, publisher):
+    world = file_world
+    metrics = IngestMetrics()
+    service = start_ingest(world, metrics=metrics)
+    server = serve(metrics, 0)
+    try:
+        sent_at = "2026-11-22T10:15:00.000Z"
+        for envelope in readings(world, 3):
+            publisher.publish(PROBE_TOPIC, wire(envelope), sent_at=sent_at)
+        publisher.publish(PROBE_TOPIC, b"nope")
+        publisher.wait_published()
+        assert service.wait_for(lambda s: s.messages >= 4, SETTLE)
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        server.close()
+    for line in (
+        "provenance_ingest_messages_received_total 4.0",
+        "provenance_ingest_envelopes_received_total 4.0",
+        "provenance_ingest_envelopes_accepted_total 3.0",
+        "provenance_ingest_envelopes_duplicate_total 0.0",
+        'provenance_ingest_rejected_total{reason="malformed"} 1.0',
+        'provenance_ingest_publish_to_commit_seconds_count{clock="sent_at"} 3.0',
+        "provenance_ingest_in_flight_messages 0.0",
+        "provenance_ingest_connected 1.0",
+    ):
+        assert line in text, line
+    assert "provenance_ingest_batch_envelopes_bucket" in text
+    assert IngestMetrics().registry is not metrics.registry  # no shared global registry
