@@ -3,6 +3,7 @@ this module; devices and gateways use it to sign at the source."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -12,7 +13,9 @@ from .envelope import VERSION, Envelope, b64url, parse_unsigned
 from .identity import did_from_public_key
 
 
+@lru_cache(maxsize=4096)
 def did_of(private_key: Ed25519PrivateKey) -> str:
+    """The did:key of a private key's public half (cached: signing asks often)."""
     raw = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return did_from_public_key(raw)
 
