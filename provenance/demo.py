@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .timefmt import format_time, now_micros
@@ -185,7 +186,17 @@ def run(directory: Path, seconds: float = 20.0) -> int:
     )
     demo.run("stats")
 
-    demo.say("7. A signed checkpoint; keep it somewhere the database's owner cannot reach")
+    demo.say("7. The regulator's inspection fails; a signed checkpoint is kept outside")
+    _copy_db(directory / "provenance.db", directory / "backup-before-inspection.db")
+    append(
+        REGULATOR,
+        {
+            "kind": "inspect",
+            "batches": [LOT_URI],
+            "data": {"result": "fail", "notes": "probe log shows 6.8 °C"},
+            "time": at(3),
+        },
+    )
     checkpoint = demo.run("log", "checkpoint")
     (directory / "kept.checkpoint").write_text(checkpoint)
     log_key = demo.run("log", "key").strip()
@@ -205,13 +216,9 @@ def run(directory: Path, seconds: float = 20.0) -> int:
     demo.run("verify", db=edited, expect=1)
     demo.run("verify", "--batch", LOT_URI, db=edited, expect=1)
 
-    demo.say("10. Tampering: roll the database back by deleting the newest events")
-    rolled = directory / "rolled-back.db"
-    _copy_db(directory / "provenance.db", rolled)
-    with sqlite3.connect(rolled) as conn:
-        size = conn.execute("SELECT max(size) FROM checkpoints").fetchone()[0]
-        conn.execute("DELETE FROM events WHERE idx >= ?", (size - 3,))
-        conn.execute("DELETE FROM checkpoints WHERE size > ?", (size - 3,))
+    demo.say("10. Tampering: restore the backup from before the failed inspection (a rollback)")
+    rolled = directory / "backup-before-inspection.db"
+    demo.run("verify", db=rolled)  # on its own, an older database looks intact…
     demo.run("verify", "--checkpoint", str(directory / "kept.checkpoint"), db=rolled, expect=1)
 
     live(demo, directory, seconds)
@@ -237,6 +244,10 @@ def live(demo: Demo, directory: Path, seconds: float) -> None:
     )
     print(f"$ provenance ingest --broker {broker.url} &   (log: {directory / 'ingest.log'})")
     try:
+        # An MQTT broker drops what nobody has subscribed to yet: start the fleet
+        # only once the ingest service holds its subscriptions.
+        if not _wait_for_line(directory / "ingest.log", "subscribed to", ingest, 60):
+            raise SystemExit(f"the ingest service did not subscribe; see {directory}/ingest.log")
         demo.stream(
             "simulate",
             "--broker",
@@ -269,6 +280,18 @@ def live(demo: Demo, directory: Path, seconds: float) -> None:
     print(f"  ingest stopped (exit {code}) after committing what was in flight")
     demo.run("stats")
     demo.run("verify")
+
+
+def _wait_for_line(
+    path: Path, needle: str, process: subprocess.Popen[bytes], timeout: float
+) -> bool:
+    """Wait (bounded) until *needle* appears in a log file a process writes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists() and needle in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.1)  # polling a log file another process writes; bounded above
+    return False
 
 
 def _copy_db(source: Path, target: Path) -> None:

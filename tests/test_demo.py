@@ -11,7 +11,16 @@ import pytest
 @pytest.mark.slow
 def test_demo_runs_and_catches_every_tamper(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "provenance", "demo", "--dir", str(tmp_path / "demo")],
+        [
+            sys.executable,
+            "-m",
+            "provenance",
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--seconds",
+            "4",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -26,3 +35,9 @@ def test_demo_runs_and_catches_every_tamper(tmp_path):
     assert "unauthorised: a carrier may not sign recall" in out
     assert "check digit" in out
     assert (tmp_path / "demo" / "kale.bundle.json").exists()
+    # The live part: broker, ingest and the simulated fleet, then a clean verify.
+    live = out.split("== 11.")[1]
+    assert "broker: " in live and "done: readings" in live
+    assert "queued 0" in live.split("done:")[1]
+    assert "ingest stopped (exit 0)" in live
+    assert live.rstrip().splitlines()[-3].strip().startswith("OK ")
