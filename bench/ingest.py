@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/ingest.py [--seconds 20] [--publishers 2] [--rate 2000]
 
-In one run, on a private Mosquitto (tests/broker.py's configuration):
+In one run, on a private Mosquitto (tests/broker.py's configuration plus
+`set_tcp_nodelay true`, as docs/ingest.md asks of deployments):
 
 1. the raw single-core Ed25519 verify rate (bench/ledger.py's `raw_verify_rate`);
 2. the raw MQTT QoS 1 pass-through: the same publishers → the broker → a
@@ -12,9 +13,9 @@ In one run, on a private Mosquitto (tests/broker.py's configuration):
    (a) one signed reading per message and (b) gateway batches (arrays of 50);
    sustained committed envelopes/s = envelopes / (last commit − first publish);
 4. publish→commit latency p50/p99 at a fixed message rate (default 2,000/s,
-   one envelope per message), from the ingest's own histogram (publishers set
-   the MQTT 5 user property `sent_at`), and the pass-through latency at the
-   same rate for comparison;
+   one envelope per message) and at half the rate (a) reached, from the
+   ingest's own histogram (publishers set the MQTT 5 user property
+   `sent_at`), and the pass-through latency at the same rates;
 5. the ingest's resident memory before and after.
 
 Prints a Markdown table for docs/performance.md; figures are ratios to
@@ -68,6 +69,9 @@ GTIN = "09506000134352"
 LOT = f"https://id.gs1.org/01/{GTIN}/10/BENCH-1"
 DAY_US = 24 * 3600 * 1_000_000
 RECEIVE_MAXIMUM = 10_000  # what the ingest asks for (its max_pending)
+# Pass-through traffic stays off the ingest's topics, so that a running ingest
+# neither sees it nor slows it down: same broker work, other branch.
+PASS_THROUGH_FILTER = "bench/+/+/events"
 RUNNER = (
     "from provenance.cli import main\n"
     "from provenance.ingest_cli import command\n"
@@ -77,6 +81,19 @@ RUNNER = (
 )
 CONNECT_DEADLINE = 30.0
 DRAIN_DEADLINE = 600.0
+
+
+class BenchBroker(Broker):
+    """tests/broker.py's Mosquitto plus `set_tcp_nodelay true`, as docs/ingest.md
+    tells deployments: without it Mosquitto's Nagle delays what it sends the
+    ingest (which acknowledges only after a commit) by ~10 ms here."""
+
+    def _command(self) -> list[str]:
+        command = super()._command()
+        if self.kind == "mosquitto":
+            config = self.directory / "mosquitto.conf"
+            config.write_text(config.read_text() + "set_tcp_nodelay true\n")
+        return command
 
 
 # --- publishers (child processes)
@@ -183,11 +200,12 @@ def null_subscriber(host: str, port: int, expected: int, ready: Any, results: An
     client.on_message = on_message
     subscribed = threading.Event()
     client.on_subscribe = lambda *_a: subscribed.set()
-    client.on_connect = lambda c, *_a: c.subscribe([(f, 1) for f in topics.EVENT_FILTERS])
+    client.on_connect = lambda c, *_a: c.subscribe(PASS_THROUGH_FILTER, qos=1)
     properties = Properties(PacketTypes.CONNECT)
     properties.ReceiveMaximum = RECEIVE_MAXIMUM
-    properties.SessionExpiryInterval = 3600
-    client.connect(host, port, clean_start=False, properties=properties)
+    # A clean session: a persistent one would make the broker queue (and save
+    # every second) whatever is published while this subscriber is away.
+    client.connect(host, port, clean_start=True, properties=properties)
     client.loop_start()
     subscribed.wait(CONNECT_DEADLINE)
     ready.set()
@@ -271,9 +289,14 @@ class Ingest:
         return self.metrics().get("provenance_ingest_envelopes_accepted_total", 0.0)
 
     def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
-        return int(line.split()[1]) / 1024
+        """Resident memory of the ingest process and its commit worker."""
+        pids = [self.process.pid, *_children(self.process.pid)]
+        total = 0
+        for pid in pids:
+            status = Path(f"/proc/{pid}/status").read_text()
+            line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+            total += int(line.split()[1])
+        return total / 1024
 
     def wait_accepted(self, target: float, deadline: float) -> float:
         """Poll until `target` envelopes are accepted; the time it happened."""
@@ -292,6 +315,19 @@ class Ingest:
             self.log.close()
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 # --- phases
 
 
@@ -299,7 +335,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, directory: Path):
         self.args = args
         self.context = multiprocessing.get_context("spawn")
-        self.broker = Broker(directory / "broker").start()
+        self.broker = BenchBroker(directory / "broker").start()
         self.db, self.keys, self.probe_keys, self.time0 = make_ledger(directory, args.publishers)
         self.next_seq = [0] * args.publishers
         self.directory = directory
@@ -317,7 +353,9 @@ class Bench:
                 "host": self.broker.host,
                 "port": self.broker.port,
                 "client_id": f"bench-pub-{i}-{time.monotonic_ns()}",
-                "topic": topics.events_topic("gateways", f"bench-{i}"),
+                "topic": topics.events_topic("gateways", f"bench-{i}")
+                if signed
+                else f"bench/gateways/bench-{i}/events",
                 "key": self.probe_keys[i] if signed else None,
                 "seq0": self.next_seq[i],
                 "time0": format_time(self.time0),
@@ -446,17 +484,20 @@ def main() -> None:
             rss_start = ingest.rss_mib()
             single = min(args.max_readings, max(2000, int(0.6 * pass_rate * args.seconds)))
             rate_a = bench.ingest_rate(ingest, single, 1)
+            rss = [rss_start, ingest.rss_mib()]
             print(f"(a) {rate_a:,.0f} envelopes/s ({single} messages)", flush=True)
             batched = min(args.max_readings, max(5000, int(1.4 * verify_before * args.seconds)))
             batched -= batched % args.batch
             rate_b = bench.ingest_rate(ingest, batched, args.batch)
+            rss.append(ingest.rss_mib())
             print(f"(b) {rate_b:,.0f} envelopes/s ({batched // args.batch} messages)", flush=True)
             p50, p99 = bench.ingest_latency(ingest, args.rate, args.seconds)
+            rss.append(ingest.rss_mib())
             print(f"latency at {args.rate:,.0f} msg/s: {p50 * 1000:.1f} / {p99 * 1000:.1f} ms")
             half = round(rate_a / 2, -1)
             h50, h99 = bench.ingest_latency(ingest, half, args.seconds)
             _, half_pass = bench.pass_through(int(half * args.seconds), half)
-            rss_end = ingest.rss_mib()
+            rss.append(ingest.rss_mib())
             verify_after = raw_verify_rate()
             code = ingest.stop()
             ingest = None
@@ -503,7 +544,11 @@ def main() -> None:
         f"{_percentile(half_pass, 0.5) * 1000:.1f} / {_percentile(half_pass, 0.99) * 1000:.1f} ms"
         " | | |"
     )
-    print(f"| ingest resident memory, start → end | {rss_start:.0f} → {rss_end:.0f} MiB | | flat |")
+    steps = " → ".join(f"{value:.0f}" for value in rss)
+    print(
+        "| ingest + worker resident memory: start → after (a) → (b) → fixed rate → end | "
+        f"{steps} MiB | | flat |"
+    )
     print(
         f"\nraw verify before/after: {verify_before:,.0f}/s, {verify_after:,.0f}/s; "
         f"ingest exit status on SIGTERM: {code}"

@@ -1,31 +1,35 @@
 """The ledger's MQTT ingest service: broker traffic in, ledger appends out.
 
-    broker ─PUBLISH─▶ paho network thread ─▶ inbox ─▶ committer thread ─▶ Ledger.append
-           ◀─PUBACK── client.ack(mid) ◀──────────── only after the append returned
+    broker ─PUBLISH─▶ paho thread ─▶ inbox ─▶ committer thread ─▶ worker process: decode,
+           ◀─PUBACK── client.ack(mid) ◀─────────── after commit ◀─ one Ledger.append per group
 
 - The paho thread only wraps each message and puts it in the inbox, which is
-  bounded by message count and bytes (`max_pending`, `max_pending_bytes`). When
-  it is full the callback waits, so paho stops reading and the broker flow-
-  controls the session; under MQTT 5 the Receive Maximum we ask for keeps the
-  broker from sending more than `max_pending` unacknowledged messages at all.
-- The committer takes up to `max_batch` envelopes, or whatever arrived within
-  `max_wait_ms` of the first, decodes them (size limits, one envelope or a JSON
-  array) and hands them to ONE `Ledger.append` call: schema, signer, signature
-  (on the ledger's thread pool), replay/dedupe, authorisation, commit. Then it
-  acknowledges every message of the group and publishes a notice for every
-  rejection on the publisher's rejects topic.
+  bounded by message count and bytes (`max_pending`, `max_pending_bytes`) from
+  receipt until the acknowledgement. When it is full the callback waits, so
+  paho stops reading and the broker flow-controls us; under MQTT 5 the Receive
+  Maximum we ask for keeps the broker from sending more than `max_pending`
+  unacknowledged messages in the first place.
+- The committer thread takes up to `max_batch` envelopes, or whatever arrived
+  within `max_wait_ms` of the first, and has them committed in ONE
+  `Ledger.append` (`commit_batch`: size limits, one envelope or a JSON array,
+  then the ledger's schema, signer, signature, replay/dedupe, authorisation
+  and commit). Then it acknowledges every message of the group and publishes
+  a notice for every rejection on the publisher's rejects topic.
+- `commit_batch` runs in a worker process (`python -m provenance.ingest`) when
+  the service is given a database path, so the ledger's Python work never
+  holds the GIL that paho's thread needs; given a `Ledger` factory it runs on
+  the committer thread. docs/ingest.md has the measurements behind this.
 - A crash before the ack means the broker redelivers (persistent session) and
   the ledger reports the redelivered envelopes as duplicates: nothing is lost
   and nothing is stored twice.
 - One supervisor thread owns connecting: MQTT 5 when the broker speaks it,
   else 3.1.1; subscriptions are made in on_connect; refused credentials stop
   the service; anything else is retried with capped, jittered backoff.
-
-docs/ingest.md describes deployment, metrics and exit codes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -88,6 +92,7 @@ KEEPALIVE_S = 30
 CONNACK_TIMEOUT_S = 5.0  # an MQTT 3.1.1-only broker may never answer an MQTT 5 CONNECT
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 30.0
+STABLE_S = 10.0  # a connection that lasted this long resets the reconnect backoff
 COMMIT_RETRY_MAX_S = 5.0  # backoff cap while the database refuses writes
 FULL_INBOX_LIMIT_S = float(KEEPALIVE_S)  # then drop the connection (the broker redelivers)
 STOP_TIMEOUT_S = 30.0
@@ -241,6 +246,7 @@ class _Inbox:
         self._queue: deque[_Message] = deque()
         self.pending = 0  # put and not yet released
         self.pending_bytes = 0
+        self.peak = 0  # the most ever pending at once
         self.closed = False
 
     def _full(self, size: int) -> bool:
@@ -261,6 +267,7 @@ class _Inbox:
             self._queue.append(message)
             self.pending += 1
             self.pending_bytes += message.size
+            self.peak = max(self.peak, self.pending)
             self._not_empty.notify()
             return True
 
@@ -447,9 +454,12 @@ class _WorkerBackend:
         self.open()
 
     def abort(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        process = self.process
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+            _close_pipes(process)
 
     def close(self, timeout: float) -> None:
         process = self.process
@@ -466,9 +476,13 @@ class _WorkerBackend:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 log.warning("ingest: commit worker did not stop in %gs; killing it", timeout)
-                self.abort()
-        for stream in (process.stdin, process.stdout):
-            if stream is not None and not stream.closed:
+        self.abort()
+
+
+def _close_pipes(process: subprocess.Popen[bytes]) -> None:
+    for stream in (process.stdin, process.stdout):
+        if stream is not None and not stream.closed:
+            with contextlib.suppress(OSError):  # a broken pipe: nothing left to flush
                 stream.close()
 
 
@@ -542,7 +556,8 @@ class IngestStats:
     duplicates: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     batches: int = 0
-    in_flight: int = 0
+    in_flight: int = 0  # received, not yet acknowledged
+    peak_in_flight: int = 0
     connected: bool = False
     protocol: str | None = None
     connections: int = 0
@@ -570,7 +585,8 @@ def _guarded(callback: Callable[..., None]) -> Callable[..., None]:
 
 
 class _Outcome(Enum):
-    LOST = "lost"  # was connected; reconnect soon
+    LOST = "lost"  # was connected for a while; reconnect soon
+    DROPPED = "dropped"  # connected, lost again within STABLE_S: back off as if it had failed
     FAILED = "failed"  # never got connected; back off
     SWITCH = "switch"  # the broker does not speak that protocol version; try the other now
     FATAL = "fatal"
@@ -779,6 +795,7 @@ class IngestService:
         return IngestStats(
             **counts,
             in_flight=self._inbox.pending,
+            peak_in_flight=self._inbox.peak,
             connected=live is not None and live.connack is not None,
             protocol=None if self._settled is None else _PROTOCOL_NAMES[self._settled],
         )
@@ -821,6 +838,8 @@ class IngestService:
                     continue
                 if outcome is _Outcome.LOST:
                     delay = self.backoff[0]
+                elif outcome is _Outcome.DROPPED:  # connected, but not for long: back off
+                    outcome = _Outcome.FAILED
                 wait = random.uniform(delay / 2, delay)  # jitter: fleets do not reconnect in step
                 delay = min(self.backoff[1], delay * 2)
                 log.info("ingest: reconnecting in %.2fs", wait)
@@ -933,12 +952,15 @@ class IngestService:
                 )
             )
             return _Outcome.FATAL
+        connected_at = time.monotonic()
         while not connection.ended:  # each wait is bounded; stop() disconnects us
             connection.changed.clear()
             if connection.ended:
                 break
             connection.changed.wait(1.0)
-        return _Outcome.STOPPED if self.stopping.is_set() else _Outcome.LOST
+        if self.stopping.is_set():
+            return _Outcome.STOPPED
+        return _Outcome.LOST if time.monotonic() - connected_at >= STABLE_S else _Outcome.DROPPED
 
     # paho callbacks (network thread): short, and never raise
 
@@ -992,6 +1014,12 @@ class IngestService:
         if connection.connack is not None and not connection.connack.is_failure:
             if self.stopping.is_set():
                 log.info("ingest: disconnected")
+            elif getattr(reason, "value", None) == 0x8E:
+                log.warning(
+                    "ingest: connection lost: session taken over; is another ingest process "
+                    "using client id %r? Give each its own --client-id",
+                    self.client_id,
+                )
             else:
                 log.warning("ingest: connection lost (%s)", reason)
         connection.changed.set()

@@ -7,9 +7,12 @@ in a SQLite file. Every wait has a deadline; nothing sleeps to synchronise.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -32,6 +35,7 @@ from provenance.ingest import (
     IngestError,
     IngestService,
     ItemResult,
+    TransientError,
     _Inbox,
     _Message,
     commit_batch,
@@ -39,6 +43,7 @@ from provenance.ingest import (
     default_client_id,
     reject_notice,
 )
+from provenance.keystore import KeyStore
 from provenance.ledger import Ledger
 from provenance.metrics import IngestMetrics, serve
 from provenance.signing import did_of, sign
@@ -59,7 +64,9 @@ def wire(envelope: Any) -> bytes:
 class Publisher:
     """A plain paho client that publishes QoS 1 and collects reject notices."""
 
-    def __init__(self, broker: Any, client_id: str = "publisher", protocol: int = mqtt.MQTTv5):
+    def __init__(self, broker: Any, client_id: str = "publisher", protocol: int | None = None):
+        if protocol is None:
+            protocol = mqtt.MQTTv5 if broker.mqtt5 else mqtt.MQTTv311
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
         )
@@ -70,7 +77,9 @@ class Publisher:
         self._changed = threading.Condition()
         self._subscribed = threading.Event()
         connected = threading.Event()
-        self.client.on_connect = lambda *_a: connected.set()
+        self.client.on_connect = lambda _c, _u, _f, reason, _p: (
+            None if reason.is_failure else connected.set()
+        )
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
@@ -128,22 +137,30 @@ def start_ingest(tmp_path, broker):
     services: list[IngestService] = []
     stores: list[Store] = []
 
-    def factory(world: World) -> Any:
+    def factory(world: World, wrap: Callable[[Ledger], Ledger] | None) -> Any:
         def make() -> Ledger:
             store = Store(tmp_path / "ledger.db")
             stores.append(store)
-            return Ledger(store, world.log_key)
+            ledger = Ledger(store, world.log_key)
+            return wrap(ledger) if wrap else ledger
 
         return make
 
-    def start(world: World, url: str | None = None, **options: Any) -> IngestService:
+    def start(
+        world: World,
+        url: str | None = None,
+        wrap: Callable[[Ledger], Ledger] | None = None,
+        **options: Any,
+    ) -> IngestService:
         options.setdefault("client_id", f"ingest-{len(services)}")
         options.setdefault("backoff", (0.05, 0.5))
+        if not broker.mqtt5:  # amqtt never answers an MQTT 5 CONNECT: fall back sooner
+            options.setdefault("connack_timeout", 1.0)
         if options.get("worker"):
             options.update(db_path=tmp_path / "ledger.db", log_key=world.log_key)
             service = IngestService(broker=url or broker.url, **options)
         else:
-            service = IngestService(factory(world), broker=url or broker.url, **options)
+            service = IngestService(factory(world, wrap), broker=url or broker.url, **options)
         services.append(service.start())
         assert service.ready.wait(READY), "the ingest service did not subscribe"
         return service
@@ -315,6 +332,97 @@ def test_bad_input_matrix_each_with_its_reason_while_valid_traffic_flows(
     assert verify_ledger(world.store, world.log_public_key).ok
 
 
+# --- backpressure and failures
+
+
+def wrap_append(ledger: Ledger, before: Callable[[list[Any]], None]) -> Ledger:
+    """The same ledger, with *before(items)* run ahead of every append."""
+    original = ledger.append
+
+    def append(items: Any, **options: Any) -> Any:
+        items = list(items)
+        before(items)
+        return original(items, **options)
+
+    ledger.append = append  # type: ignore[method-assign]
+    return ledger
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_backpressure_bounds_what_is_in_flight(
+    file_world, start_ingest, publisher, broker, protocol
+):
+    if protocol == "5" and not broker.mqtt5:
+        pytest.skip("MQTT 5 needs Mosquitto (amqtt fallback in use)")
+    world = file_world
+    gate = threading.Event()
+
+    def hold(_items: list[Any]) -> None:
+        assert gate.wait(SETTLE), "the test never opened the gate"
+
+    service = start_ingest(
+        world,
+        protocol=protocol,
+        max_pending=5,
+        wrap=lambda ledger: wrap_append(ledger, hold),
+    )
+    batch = readings(world, 60)
+    for envelope in batch:
+        publisher.publish(PROBE_TOPIC, wire(envelope))
+    publisher.wait_published()  # the broker holds the rest for our session
+    assert service.wait_for(lambda s: s.in_flight == 5, SETTLE), service.stats()
+    gate.set()
+    assert service.wait_for(lambda s: s.accepted == len(batch), SETTLE), service.stats()
+    assert service.stats().peak_in_flight == 5
+    assert service.stats().protocol == protocol
+
+
+def test_database_errors_are_retried_and_nothing_is_lost(file_world, start_ingest, publisher):
+    world = file_world
+    failures = [3]
+
+    def flaky(_items: list[Any]) -> None:
+        if failures[0]:
+            failures[0] -= 1
+            raise sqlite3.OperationalError("database is locked")
+
+    service = start_ingest(world, wrap=lambda ledger: wrap_append(ledger, flaky))
+    batch = readings(world, 10)
+    for envelope in batch:
+        publisher.publish(PROBE_TOPIC, wire(envelope))
+    publisher.wait_published()
+    assert service.wait_for(lambda s: s.accepted == len(batch), SETTLE), service.stats()
+    assert failures == [0] and service.stats().rejected_total == 0
+
+
+def test_a_message_that_breaks_the_pipeline_is_rejected_alone(file_world):
+    world = file_world
+
+    def buggy(items: list[Any]) -> None:
+        if b"poison" in items:
+            raise KeyError("a bug that this input triggers")
+
+    ledger = wrap_append(Ledger(world.store, world.log_key), buggy)
+    reading = world.reading(1, 4.0)
+    good = wire(reading)
+    result = commit_batch(ledger, [(PROBE_TOPIC, good, True), (PROBE_TOPIC, b"poison", True)])
+    assert [[item.status for item in items] for items in result.messages] == [
+        ["accepted"],
+        ["rejected"],
+    ]
+    assert result.messages[0][0].time_us == reading.time_us
+    assert result.messages[1][0].reason == INTERNAL_ERROR
+    assert world.store.rejects()[0][1:4:2] == (INTERNAL_ERROR, PROBE_TOPIC)
+
+    def locked(_items: list[Any]) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(TransientError, match="locked"):
+        commit_batch(
+            wrap_append(Ledger(world.store, world.log_key), locked), [(PROBE_TOPIC, good, True)]
+        )
+
+
 # --- never crash on input
 
 
@@ -375,6 +483,7 @@ def test_hypothesis_payloads_never_crash_the_service(file_world, start_ingest, p
         published.append(payload)
 
     publish_one()
+    assert len(published) >= 200  # "a few hundred" payloads went through the broker
     valid = readings(world, 20, start=4.0)
     for envelope in valid:
         publisher.publish(PROBE_TOPIC, wire(envelope))
@@ -608,3 +717,170 @@ def test_metrics_endpoint_serves_the_counters(file_world, start_ingest, publishe
         assert line in text, line
     assert "provenance_ingest_batch_envelopes_bucket" in text
     assert IngestMetrics().registry is not metrics.registry  # no shared global registry
+
+
+# --- the command (registered on a group of our own: the owner adds it to `provenance`)
+
+
+def cli() -> Any:
+    import click
+
+    from provenance.cli import main
+    from provenance.ingest_cli import command
+
+    group = click.Group("provenance", params=main.params, callback=main.callback)
+    group.add_command(command)
+    return group
+
+
+def test_command_help_shows_options_and_an_example():
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli(), ["ingest", "--help"])
+    assert result.exit_code == 0
+    for option in ("--broker", "--username", "--password", "--tls-ca", "--shared-group"):
+        assert option in result.output
+    assert "--metrics-port" in result.output and "--client-id" in result.output
+    assert "Example: provenance ingest --broker mqtt://" in result.output
+
+
+def ledger_options(directory: Path) -> list[str]:
+    return ["--db", str(directory / "ledger.db"), "--keys", str(directory / "keys")]
+
+
+def write_log_key(world: World, keys: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    keys.mkdir(mode=0o700)
+    pem = world.log_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    KeyStore(keys).path("log").write_bytes(pem)
+    KeyStore(keys).path("log").chmod(0o600)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--broker", "http://127.0.0.1:1"], 2, "use mqtt://HOST:PORT"),
+        (["--broker", "mqtt://127.0.0.1:1", "--tls-ca", __file__], 2, "mqtts://"),
+        (["--broker", "mqtt://127.0.0.1:1", "--shared-group", "a/b"], 1, "shared group"),
+        (["--broker", "mqtt://127.0.0.1:1", "--metrics-port", "70000"], 2, "70000"),
+    ],
+)
+def test_command_usage_errors(file_world, tmp_path, args, code, message):
+    from click.testing import CliRunner
+
+    write_log_key(file_world, tmp_path / "keys")
+    result = CliRunner().invoke(
+        cli(),
+        ["--db", str(tmp_path / "ledger.db"), "--keys", str(tmp_path / "keys"), "ingest", *args],
+    )
+    assert message in result.output
+    assert result.exit_code == code, result.output
+
+
+def test_command_refuses_a_log_key_that_is_not_the_ledgers(file_world, tmp_path):
+    from click.testing import CliRunner
+
+    KeyStore(tmp_path / "keys").create("log")
+    result = CliRunner().invoke(
+        cli(),
+        [*ledger_options(tmp_path), "ingest", "--broker", "mqtt://127.0.0.1:1"],
+    )
+    assert result.exit_code == 1 and "is not the log key" in result.output
+
+
+def test_command_refuses_a_missing_ledger(tmp_path):
+    from click.testing import CliRunner
+
+    options = ["--db", str(tmp_path / "none.db"), "--keys", str(tmp_path)]
+    result = CliRunner().invoke(cli(), [*options, "ingest", "--broker", "mqtt://127.0.0.1:1"])
+    assert result.exit_code == 1 and "provenance init" in result.output
+
+
+# --- TLS
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 signed by it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: str, key: Any, issuer: Any, issuer_key: Any, ca: bool) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = certificate("test CA", ca_key, ca_name, ca_key, True)
+    server = certificate("127.0.0.1", server_key, ca_name, ca_key, False)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def test_mqtts_with_a_private_ca(file_world, start_ingest, tmp_path):
+    from broker import Broker, broker_kind
+
+    if broker_kind() != "mosquitto":
+        pytest.skip("the TLS test needs Mosquitto (amqtt fallback in use)")
+    ca, cert, key = make_tls_files(tmp_path / "tls")
+
+    class TLSBroker(Broker):
+        def _command(self) -> list[str]:
+            command = super()._command()
+            config = self.directory / "mosquitto.conf"
+            config.write_text(config.read_text() + f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n")
+            return command
+
+    tls = TLSBroker(tmp_path / "tls-broker").start()
+    try:
+        url = f"mqtts://{tls.host}:{tls.port}"
+        service = start_ingest(file_world, url=url, tls_ca=ca)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="tls-pub", protocol=mqtt.MQTTv5)
+        client.tls_set(ca_certs=str(ca))
+        client.connect(tls.host, tls.port)
+        client.loop_start()
+        batch = readings(file_world, 20)
+        infos = [client.publish(PROBE_TOPIC, wire(e), qos=1) for e in batch]
+        for info in infos:
+            info.wait_for_publish(SETTLE)
+        assert service.wait_for(lambda s: s.accepted == len(batch), SETTLE), service.stats()
+        client.disconnect()
+        client.loop_stop()
+    finally:
+        tls.kill()
