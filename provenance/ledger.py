@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_FUTURE_US = 5 * 60 * 1_000_000  # clock skew we tolerate on `time`
 PARALLEL_VERIFY_MIN = 64  # below this, threads cost more than they save
 VERIFY_CHUNK = 50  # envelopes per verification task
+GIL_SWITCH_INTERVAL_S = 0.0001  # while verification threads run (measured: docs/performance.md)
 
 # Reject reasons (stable codes; docs/protocol.md lists them).
 MALFORMED = "malformed"
@@ -223,11 +225,26 @@ class Ledger:
         With ``atomic=True`` nothing is stored unless every envelope is accepted
         or a duplicate. Rejections are recorded in the store's reject log.
         """
-        results: list[Appended] = []
         raws = list(items)
+        pool = self._verify_pool(len(raws))
+        if pool is None:
+            return self._append(raws, None, atomic, source)
+        # The verification threads need the GIL for a moment around each
+        # (GIL-free) Ed25519 verify; with the default 5 ms switch interval they
+        # starve behind this thread's parsing. Hand it over more often meanwhile.
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        try:
+            return self._append(raws, pool, atomic, source)
+        finally:
+            sys.setswitchinterval(previous)
+
+    def _append(
+        self, raws: list[Any], pool: ThreadPoolExecutor | None, atomic: bool, source: str | None
+    ) -> list[Appended]:
+        results: list[Appended] = []
         chunks: list[_Verification] = []
         parsed: list[tuple[int, Envelope]] = []
-        pool = self._verify_pool(len(raws))
         for item in raws:
             envelope, failure = _parse(item)
             if failure:
