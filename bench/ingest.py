@@ -41,10 +41,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the test suite's broker launcher
 
 import paho.mqtt.client as mqtt  # noqa: E402
-from broker import Broker, free_port  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.serialization import (  # noqa: E402
     Encoding,
@@ -61,6 +59,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from provenance import topics  # noqa: E402
 from provenance.keystore import KeyStore  # noqa: E402
 from provenance.ledger import Ledger  # noqa: E402
+from provenance.localbroker import Broker, free_port  # noqa: E402
 from provenance.signing import did_of, sign  # noqa: E402
 from provenance.store import Store  # noqa: E402
 from provenance.timefmt import format_time, now_micros  # noqa: E402

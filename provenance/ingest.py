@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import json
 import logging
 import os
@@ -604,7 +603,6 @@ class _Connection:
         self.connack: Any = None  # paho ReasonCode
         self.session_present = False
         self.ended = False
-        self.subscribe_mid: int | None = None
 
 
 class IngestService:
@@ -986,7 +984,7 @@ class IngestService:
                 wanted = [(f, SubscribeOptions(qos=1)) for f in self.filters]
             else:
                 wanted = [(f, 1) for f in self.filters]
-            _rc, connection.subscribe_mid = client.subscribe(wanted)
+            client.subscribe(wanted)
         connection.changed.set()
 
     @_guarded
@@ -1220,26 +1218,9 @@ def _ledger_factory(db_path: Path, log_key: Ed25519PrivateKey) -> Callable[[], L
     return make
 
 
-_TAKES_SOURCES: dict[type, bool] = {}
-
-
 def _append(ledger: Ledger, items: list[Any], sources: list[str]) -> list[Appended]:
-    """One `Ledger.append` for the whole group, each reject recorded under its
-    own topic. With a ledger that takes one `source` per call, consecutive
-    items of the same topic go together (order is kept, so a ship and its
-    receive still meet in order)."""
-    kind = type(ledger)
-    if kind not in _TAKES_SOURCES:
-        _TAKES_SOURCES[kind] = "sources" in inspect.signature(ledger.append).parameters
-    if _TAKES_SOURCES[kind]:
-        return ledger.append(items, sources=sources)  # type: ignore[call-arg]
-    results: list[Appended] = []
-    start = 0
-    for end in range(1, len(items) + 1):
-        if end == len(items) or sources[end] != sources[start]:
-            results.extend(ledger.append(items[start:end], source=sources[start]))
-            start = end
-    return results
+    """One `Ledger.append` for the whole group, each reject recorded under its own topic."""
+    return ledger.append(items, sources=sources)
 
 
 def _internal_reject(

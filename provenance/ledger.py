@@ -219,28 +219,38 @@ class Ledger:
         *,
         atomic: bool = False,
         source: str | None = None,
+        sources: Sequence[str | None] | None = None,
     ) -> list[Appended]:
         """Append envelopes; one result per item, in order.
 
         With ``atomic=True`` nothing is stored unless every envelope is accepted
-        or a duplicate. Rejections are recorded in the store's reject log.
+        or a duplicate. Rejections are recorded in the store's reject log with
+        *source* (e.g. the MQTT topic), or per item with *sources*.
         """
         raws = list(items)
+        if sources is None:
+            sources = [source] * len(raws)
+        elif len(sources) != len(raws):
+            raise ValueError(f"{len(sources)} sources for {len(raws)} items")
         pool = self._verify_pool(len(raws))
         if pool is None:
-            return self._append(raws, None, atomic, source)
+            return self._append(raws, None, atomic, sources)
         # The verification threads need the GIL for a moment around each
         # (GIL-free) Ed25519 verify; with the default 5 ms switch interval they
         # starve behind this thread's parsing. Hand it over more often meanwhile.
         previous = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         try:
-            return self._append(raws, pool, atomic, source)
+            return self._append(raws, pool, atomic, sources)
         finally:
             sys.setswitchinterval(previous)
 
     def _append(
-        self, raws: list[Any], pool: ThreadPoolExecutor | None, atomic: bool, source: str | None
+        self,
+        raws: list[Any],
+        pool: ThreadPoolExecutor | None,
+        atomic: bool,
+        sources: Sequence[str | None],
     ) -> list[Appended]:
         results: list[Appended] = []
         chunks: list[_Verification] = []
@@ -268,7 +278,7 @@ class Ledger:
                     result.status, result.index = "aborted", None
                     result.reason, result.message = "aborted", "not stored: another event in "
                     result.message += "the same batch was rejected"
-        self._record_rejects(results, raws, source)
+        self._record_rejects(results, raws, sources)
         return results
 
     def _verify_pool(self, count: int) -> ThreadPoolExecutor | None:
@@ -312,15 +322,19 @@ class Ledger:
             self._forget()
             raise
 
-    def _record_rejects(self, results: list[Appended], raws: list[Any], source: str | None) -> None:
+    def _record_rejects(
+        self, results: list[Appended], raws: list[Any], sources: Sequence[str | None]
+    ) -> None:
         rejected = [
-            (r, raw) for r, raw in zip(results, raws, strict=True) if r.status == "rejected"
+            (r, raw, source)
+            for r, raw, source in zip(results, raws, sources, strict=True)
+            if r.status == "rejected"
         ]
         if not rejected:
             return
         at = format_time(self.clock())
         with self.store.transaction():
-            for result, raw in rejected:
+            for result, raw, source in rejected:
                 self.store.insert_reject(
                     at,
                     result.reason or "",

@@ -93,6 +93,7 @@ class Broker:
                 "max_queued_messages 0",
                 "max_inflight_messages 0",
                 "max_packet_size 1048576",
+                "set_tcp_nodelay true",  # else Nagle delays deliveries by 10+ ms
                 f"log_dest file {self.log}",
                 # As root, Mosquitto drops to the mosquitto user, which cannot write its
                 # persistence file into pytest's root-only folders: stay root here.
