@@ -18,7 +18,6 @@ made but the broker has not yet acknowledged.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import sqlite3
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devices.filelock import exclusive_lock
 from provenance.errors import ProvenanceError, ValidationError
 from provenance.timefmt import now_micros
 
@@ -266,14 +266,10 @@ class Outbox:
 
 def _lock_file(path: Path) -> int:
     """Hold an exclusive flock on ``{path}.lock`` for the owner's lifetime."""
-    lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise OutboxLocked(
+    return exclusive_lock(
+        path,
+        lambda lock_path: OutboxLocked(
             f"outbox {path} is already open (lock {lock_path} is held by this or another "
             "process): one uplink per outbox keeps delivery in order"
-        ) from None
-    return fd
+        ),
+    )

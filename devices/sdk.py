@@ -14,7 +14,6 @@ Keygen from a shell::
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shlex
@@ -26,6 +25,7 @@ from typing import Any
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from devices.filelock import exclusive_lock
 from provenance.envelope import MAX_SEQ, Envelope
 from provenance.errors import ProvenanceError, ValidationError
 from provenance.keystore import KeyStore, load_private_key
@@ -145,17 +145,13 @@ class SeqCounter:
 
 
 def _exclusive_lock(path: Path) -> int:
-    lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise SeqStateError(
+    return exclusive_lock(
+        path,
+        lambda lock_path: SeqStateError(
             f"{path} is in use by another counter (lock {lock_path} is held): two writers "
             "would hand out the same seq"
-        ) from None
-    return fd
+        ),
+    )
 
 
 def _fsync_dir(directory: Path) -> None:

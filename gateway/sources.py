@@ -43,7 +43,7 @@ from devices.drivers import Measurement
 from devices.outbox import Outbox, OutboxFull
 from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError, ValidationError, VerificationError
-from provenance.jcs import parse_json
+from provenance.jcs import parse_json, split_items
 from provenance.signing import did_of, sign
 from provenance.timefmt import format_time, now_micros
 
@@ -205,21 +205,7 @@ def split_envelopes(body: bytes) -> list[Any]:
 
     A single object comes back as its raw bytes, so `Envelope.from_json`
     applies its size limit to exactly what was sent."""
-    text = body.strip()
-    if not text:
-        raise ValidationError("", "empty body: send an envelope, an array or JSON lines")
-    try:
-        value = parse_json(text)
-    except ValidationError:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) < 2:
-            raise
-        return lines  # JSON lines; each is checked on its own
-    if isinstance(value, list):
-        if not value:
-            raise ValidationError("", "an array of envelopes must not be empty")
-        return value
-    return [text]
+    return split_items(body)
 
 
 def looks_signed(body: bytes) -> bool:

@@ -16,7 +16,7 @@ import click
 from . import gs1
 from .errors import ProvenanceError, ValidationError
 from .identity import PARTY_ROLES, public_key_from_did
-from .jcs import parse_json
+from .jcs import parse_json, split_items
 from .keystore import KeyStore, load_private_key, read_public_key
 from .ledger import Appended, Ledger
 from .signing import did_of, sign
@@ -383,17 +383,7 @@ def batch_register(
 
 
 def _read_items(text: str) -> list[Any]:
-    text = text.strip()
-    if not text:
-        raise ValidationError("input", "is empty: give a JSON object, an array or JSON lines")
-    try:
-        value = parse_json(text)
-    except ValidationError:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) < 2:
-            raise
-        return [parse_json(line) for line in lines]
-    return value if isinstance(value, list) else [value]
+    return [parse_json(item) if isinstance(item, str) else item for item in split_items(text)]
 
 
 @main.group()

@@ -164,3 +164,27 @@ def parse_json(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     if raw.count("[") + raw.count("{") > max_depth:  # else it cannot be too deep
         _depth(value, max_depth)
     return value
+
+
+def split_items(text: str | bytes) -> list[Any]:
+    """A JSON value, a JSON array of values, or JSON lines → a list of items.
+
+    A single value and each JSON line come back as their text, so a caller can
+    bound and parse each exactly as it was sent; array elements come back
+    parsed. Raises ValidationError for empty input, an empty array, or text
+    that is none of the three."""
+    text = text.strip()
+    if not text:
+        raise ValidationError("", "empty: send a JSON object, an array or JSON lines")
+    try:
+        value = parse_json(text)
+    except ValidationError:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise
+        return lines
+    if isinstance(value, list):
+        if not value:
+            raise ValidationError("", "an empty array holds nothing to append")
+        return value
+    return [text]
