@@ -547,6 +547,6 @@ class Fleet:
         return True
 
 
-def ensure_lots(plan_: Plan) -> Sequence[str]:
-    """The lot URIs of a plan (for callers that report on them)."""
+def lot_uris(plan_: Plan) -> Sequence[str]:
+    """The lot URIs of a plan's journeys (for callers that report on them)."""
     return [gs1.lot_uri(plan_.scenario.gtin, lot) for lot in plan_.lots]

@@ -138,7 +138,7 @@ def command(
 
     Example: provenance simulate --broker mqtt://127.0.0.1:1883 --scenario vaccine --rate 100
     """
-    from devices.fleet import SCENARIOS, Fleet
+    from devices.fleet import SCENARIOS, Fleet, lot_uris
     from devices.uplink import parse_broker_url
 
     parse_broker_url(broker_url)
@@ -174,7 +174,5 @@ def command(
     click.echo(f"done: {final.line()}")
     if final.reject_reasons:
         click.echo(f"rejected by the ledger: {final.reject_reasons}")
-    for lot in made.lots:
-        from . import gs1
-
-        click.echo(f"lot {gs1.lot_uri(chosen.gtin, lot)}")
+    for uri in lot_uris(made):
+        click.echo(f"lot {uri}")
