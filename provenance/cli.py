@@ -133,7 +133,7 @@ def init(ctx: Context, origin: str | None) -> None:
     click.echo(f"log key {did_of(log_key)}")
 
 
-def _registrar_sign(ctx: Context, kind: str, data: dict[str, Any]) -> Appended:
+def registrar_sign(ctx: Context, kind: str, data: dict[str, Any]) -> Appended:
     ledger = ctx.ledger()
     key = ctx.root_keys.load(REGISTRAR_KEY)
     did = did_of(key)
@@ -164,9 +164,9 @@ def party_add(ctx: Context, name: str, role: str) -> None:
     keys = ctx.party_keys
     if ctx.store().identity_by_name("party", name) is not None:
         raise click.ClickException(f"a party named {name!r} is already enrolled")
-    key = keys.load_or_create(_key_name(name))
+    key = keys.load_or_create(key_name(name))
     did = did_of(key)
-    _registrar_sign(ctx, "enrol", {"subject": did, "type": "party", "name": name, "role": role})
+    registrar_sign(ctx, "enrol", {"subject": did, "type": "party", "name": name, "role": role})
     click.echo(did)
 
 
@@ -231,11 +231,11 @@ def _revoke(ctx: Context, did: str, from_: str | None, reason: str | None) -> No
     data: dict[str, Any] = {"subject": did, "from": when}
     if reason:
         data["reason"] = reason
-    _registrar_sign(ctx, "revoke", data)
+    registrar_sign(ctx, "revoke", data)
     click.echo(f"revoked {did} from {when}")
 
 
-def _key_name(name: str) -> str:
+def key_name(name: str) -> str:
     """A file-system-safe key name for a party or device name."""
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:60]
     return safe + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
@@ -269,10 +269,10 @@ def device_add(ctx: Context, device_id: str, owner: str, public_key: str | None)
         did = read_public_key(public_key)
     else:
         keys = ctx.device_keys
-        name = _key_name(device_id)
+        name = key_name(device_id)
         key = keys.load_or_create(name)
         did = did_of(key)
-    _registrar_sign(
+    registrar_sign(
         ctx,
         "enrol",
         {"subject": did, "type": "device", "name": device_id, "owner": owner_identity.did},
@@ -314,7 +314,7 @@ def device_revoke(ctx: Context, device_id: str, from_: str | None, reason: str |
 def _signing_key(ctx: Context, name: str) -> Any:
     for type_, keys in (("party", ctx.party_keys), ("device", ctx.device_keys)):
         if ctx.store().identity_by_name(type_, name) is not None:
-            return keys.load(_key_name(name))
+            return keys.load(key_name(name))
     path = Path(name)
     if path.exists():
         return load_private_key(path)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .cli import Context, _key_name, _registrar_sign, friendly, pass_context
+from .cli import Context, friendly, key_name, pass_context, registrar_sign
 
 
 def enrol_plan(ctx: Context, scenario: Any, gateways: int, devices: int, run_id: str) -> Any:
@@ -21,12 +21,12 @@ def enrol_plan(ctx: Context, scenario: Any, gateways: int, devices: int, run_id:
     store = ctx.store()
 
     def party_key(name: str) -> Any:
-        key = ctx.party_keys.load_or_create(_key_name(name))
+        key = ctx.party_keys.load_or_create(key_name(name))
         if store.identity_by_name("party", name) is None:
             from .signing import did_of
 
             role = next(s.role for s in scenario.stages if s.party == name)
-            _registrar_sign(
+            registrar_sign(
                 ctx, "enrol", {"subject": did_of(key), "type": "party", "name": name, "role": role}
             )
         return key
@@ -36,7 +36,7 @@ def enrol_plan(ctx: Context, scenario: Any, gateways: int, devices: int, run_id:
         gateways=gateways,
         devices=devices,
         party_key=party_key,
-        gateway_key=lambda gid: ctx.device_keys.load_or_create(_key_name(gid)),
+        gateway_key=lambda gid: ctx.device_keys.load_or_create(key_name(gid)),
         run_id=run_id,
     )
     from .signing import did_of
@@ -44,7 +44,7 @@ def enrol_plan(ctx: Context, scenario: Any, gateways: int, devices: int, run_id:
     for spec in made.gateways:
         if store.identity_by_name("device", spec.gateway_id) is None:
             owner = scenario.stages[spec.stage].party
-            _registrar_sign(
+            registrar_sign(
                 ctx,
                 "enrol",
                 {
