@@ -6,15 +6,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import select
 import stat
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from children import read_lines
 from click.testing import CliRunner
 from conftest import ROOT
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -40,26 +39,6 @@ from provenance.timefmt import format_time, parse_time
 
 URI = "https://id.gs1.org/01/09506000134352/10/LOT42"
 T0 = parse_time("2026-11-22T10:15:00Z")
-
-
-def read_lines(proc: subprocess.Popen[bytes], want: int, timeout: float) -> list[bytes]:
-    """Complete lines a child printed: *want* of them, or all if it exits first."""
-    lines: list[bytes] = []
-    partial = b""
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()  # type: ignore[union-attr]
-    while len(lines) < want:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"child printed {len(lines)} of {want} lines in {timeout}s"
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        *complete, partial = (partial + chunk).split(b"\n")
-        lines.extend(complete)
-    return lines
 
 
 # --- SeqCounter ----------------------------------------------------------------------------

@@ -3,8 +3,6 @@ across kill -9, thread safety, bounds, one owner per file)."""
 
 from __future__ import annotations
 
-import os
-import select
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +10,7 @@ import threading
 import time
 
 import pytest
+from children import read_lines
 from conftest import ROOT
 
 from devices.outbox import Outbox, OutboxEntry, OutboxFull, OutboxLocked
@@ -19,27 +18,6 @@ from provenance.errors import ProvenanceError, ValidationError
 
 TOPIC = "provenance/v1/devices/probe-1/events"
 OTHER = "provenance/v1/gateways/truck-7/events"
-
-
-def read_lines(proc: subprocess.Popen[bytes], want: int, timeout: float) -> list[bytes]:
-    """Complete lines a child printed: at least *want* of them, or all of them
-    when it exits first. Fails at the deadline."""
-    lines: list[bytes] = []
-    partial = b""
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()  # type: ignore[union-attr]
-    while len(lines) < want:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"child printed {len(lines)} of {want} lines in {timeout}s"
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        *complete, partial = (partial + chunk).split(b"\n")
-        lines.extend(complete)
-    return lines
 
 
 def drain(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> list[bytes]:
