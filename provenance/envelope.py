@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 
 from . import kinds
-from .errors import SignatureError, ValidationError
+from .errors import ProvenanceError, SignatureError, ValidationError
 from .identity import public_key_from_did, verifier_for
 from .jcs import canonicalize, parse_json
 from .timefmt import parse_time
@@ -278,6 +278,21 @@ class Envelope:
                 "sig", "must be a 64-byte Ed25519 signature in base64url without padding (86 chars)"
             )
         return cls(sig=sig, **unsigned)
+
+
+def verify_signatures(envelopes: Sequence[Envelope]) -> list[str | None]:
+    """Check each envelope's signature: None where it verifies, else why not.
+    (`cryptography` releases the GIL while verifying, so callers may spread
+    chunks of envelopes over threads.)"""
+    failures: list[str | None] = []
+    for envelope in envelopes:
+        try:
+            envelope.verify_signature()
+        except ProvenanceError as exc:  # SignatureError, or a signer that is no key
+            failures.append(str(exc))
+        else:
+            failures.append(None)
+    return failures
 
 
 def parse_unsigned(value: Any, require_sig: bool = False) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from . import chain as chains
 from . import gs1
 from .checkpoint import Checkpoint, sign_checkpoint
-from .envelope import Envelope
+from .envelope import Envelope, verify_signatures
 from .errors import ProvenanceError, RejectedEvent, ValidationError
 from .jcs import parse_json
 from .kinds import REGISTRAR, SIGNER_ROLES
@@ -770,9 +770,9 @@ class _Verification:
         self._future: Future[list[str | None]] | None = None
         self._failures: list[str | None] | None = None
         if pool is None:
-            self._failures = _verify_all(envelopes)
+            self._failures = verify_signatures(envelopes)
         else:
-            self._future = pool.submit(_verify_all, envelopes)
+            self._future = pool.submit(verify_signatures, envelopes)
 
     def failures(self) -> list[str | None]:
         """None for each valid signature, else why not."""
@@ -780,18 +780,6 @@ class _Verification:
             assert self._future is not None
             self._failures = self._future.result()
         return self._failures
-
-
-def _verify_all(envelopes: list[Envelope]) -> list[str | None]:
-    failures: list[str | None] = []
-    for envelope in envelopes:
-        try:
-            envelope.verify_signature()
-        except ProvenanceError as exc:  # SignatureError, or a signer that is no key
-            failures.append(str(exc))
-        else:
-            failures.append(None)
-    return failures
 
 
 def _rejected(reason: str, message: str, envelope: Envelope | None = None) -> Appended:
