@@ -1,0 +1,464 @@
+"""Tests for provenance.epcis: the GS1 EPCIS 2.0 JSON-LD export of ledger events.
+
+A real ledger (tests/world.py) goes through commission, attach, readings, inspection,
+shipping and receiving, a transformation, a retail sale, a recall and its lift, and a
+detach; its lots are exported and the documents are checked against the official EPCIS 2.0
+JSON Schema with format checking on (../shared/conformance/gs1-epcis/schema) and the CBV
+vocabulary list (../shared/conformance/gs1-epcis/cbv/cbv-vocabulary.json). Those two checks
+skip when ../shared is absent; the mapping tests run everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+from conftest import conformance
+from world import GTIN, LOT, World, at
+
+from provenance import gs1
+from provenance.epcis import (
+    EPCIS_CONTEXT,
+    LedgerEvent,
+    PartyInfo,
+    epcis_document,
+    epcis_events,
+    lot_document,
+    ns,
+    store_identities,
+)
+from provenance.errors import NotFound
+from provenance.event_hash import document_hashes, event_hash
+
+LOT2 = gs1.lot_uri(GTIN, "B7")
+MIX = gs1.lot_uri(GTIN, "MIX-1")
+CREATED = "2026-10-21T00:00:00.000Z"
+SCHEMA = "gs1-epcis/schema/EPCIS-JSON-Schema.json"
+VOCABULARY = "gs1-epcis/cbv/cbv-vocabulary.json"
+DOCK = {"name": "Farm dock 3", "gln": "4012345000115", "country": "KE"}
+PLANT = {"name": "Packing plant", "lat": -1.2921, "lon": 36.8219, "country": "KE"}
+
+
+@pytest.fixture(scope="module")
+def chain() -> World:
+    """One ledger with every lot event kind (module scope: built once, only read)."""
+    w = World.create()  # LOT commissioned by farm at 0 h, probe attached at 0.5 h
+    w.ok(
+        "farm",
+        "commission",
+        [LOT2],
+        {
+            "gtin": GTIN,
+            "lot": "B7",
+            "product": "Spinach",
+            "category": "food",
+            "origin": {"name": "Green Valley", "lat": -0.42, "lon": 36.95, "country": "KE"},
+            "produced": "2026-09-20",
+            "expiry": "2026-10-05",
+            "quantity": {"value": 120.5, "unit": "KGM"},
+            "profile": "chilled",
+            "ext": {"plot": "A3"},
+        },
+        time=at(0.2),
+    )
+    readings = [w.reading(1 + i * 0.25, 3.5 + i / 10) for i in range(10)]  # 1 h … 3.25 h
+    readings.append(
+        w.sign(
+            "probe",
+            "reading",
+            [LOT],
+            {
+                "temperature_c": 4.25,
+                "humidity_pct": 91,
+                "lat": -1.05,
+                "lon": 37.1,
+                "shock_g": 2.5,
+                "door_open": False,
+                "battery_pct": 80,
+                "sensor": "probe-A",
+            },
+            time=at(2.1),
+        )
+    )
+    assert {r.status for r in w.ledger.append(readings)} == {"accepted"}
+    w.ok(
+        "farm",
+        "inspect",
+        [LOT],
+        {
+            "result": "pass",
+            "document": {"sha256": "ab" * 32, "name": "lab.pdf", "media_type": "application/pdf"},
+            "notes": "Listeria negative",
+        },
+        time=at(3.5),
+    )
+    shipped = w.ok("farm", "ship", [LOT], {"to": w.did("packer"), "location": DOCK}, time=at(4))
+    w.ok(
+        "packer",
+        "receive",
+        [LOT],
+        {"shipment": shipped.event_id, "location": PLANT, "condition": "cold, intact"},
+        time=at(6),
+    )
+    w.ok("packer", "detach", [LOT], {"device": w.did("probe")}, time=at(6.5))
+    w.ok(
+        "packer",
+        "transform",
+        [LOT, MIX],
+        {
+            "inputs": [{"batch": LOT, "quantity": {"value": 10, "unit": "KGM"}}],
+            "outputs": [
+                {
+                    "batch": MIX,
+                    "quantity": {"value": 40, "unit": "EA"},
+                    "product": "Salad mix",
+                    "expiry": "2026-10-01",
+                }
+            ],
+            "location": PLANT,
+        },
+        time=at(7),
+    )
+    w.ship_and_receive("packer", "store", [MIX], hours=8)
+    w.ok("store", "dispense", [MIX], {"quantity": {"value": 2, "unit": "EA"}}, time=at(10))
+    w.ok("regulator", "recall", [MIX], {"reason": "Listeria", "class": "I"}, time=at(11))
+    w.ok("regulator", "recall-lift", [MIX], {"reason": "Retested clean"}, time=at(12))
+    return w
+
+
+@pytest.fixture(scope="module")
+def documents(chain) -> dict[str, dict[str, Any]]:
+    return {uri: lot_document(chain.store, uri, created=CREATED) for uri in (LOT, LOT2, MIX)}
+
+
+def _events(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return document["epcisBody"]["eventList"]
+
+
+def _by_kind(document: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e for e in _events(document) if e.get(ns("kind")) == kind]
+
+
+def _ledger_ids(world: World, uri: str) -> Counter[str]:
+    lot_id = world.store.chain_by_subject(uri)[0]
+    return Counter(stored.envelope.event_id for stored in world.store.chain_events(lot_id))
+
+
+def _exported_ids(document: dict[str, Any]) -> Counter[str]:
+    ids: Counter[str] = Counter()
+    for event in _events(document):
+        if ns("eventId") in event:
+            ids[event[ns("eventId")]] += 1
+        for element in event.get("sensorElementList", ()):
+            ids[element[ns("eventId")]] += 1
+    return ids
+
+
+# --- the document
+
+
+def test_document_shell(documents):
+    document = documents[LOT]
+    assert document["@context"][0] == EPCIS_CONTEXT
+    assert document["@context"][1]["provenance"].startswith("https://provenance.example/ns/")
+    assert (document["type"], document["schemaVersion"]) == ("EPCISDocument", "2.0")
+    assert document["creationDate"] == CREATED
+    json.dumps(document, allow_nan=False)  # plain JSON
+
+
+def test_every_ledger_event_of_the_lot_appears_once_with_its_id(chain, documents):
+    for uri, document in documents.items():
+        assert _exported_ids(document) == _ledger_ids(chain, uri), uri
+
+
+def test_event_ids_are_the_cbv_event_hash(documents):
+    for document in documents.values():
+        events = _events(document)
+        assert [e["eventID"] for e in events] == document_hashes(document)
+        for event in events:
+            assert event["eventID"] == event_hash(event, context=document["@context"])
+            assert event["eventID"].startswith("ni:///sha-256;")
+        assert len({e["eventID"] for e in events}) == len(events)
+
+
+def test_events_are_in_time_order_and_utc(documents):
+    for document in documents.values():
+        times = [e["eventTime"] for e in _events(document)]
+        assert times == sorted(times)
+        assert {e["eventTimeZoneOffset"] for e in _events(document)} == {"+00:00"}
+
+
+def test_export_is_deterministic(chain, documents):
+    again = lot_document(chain.store, LOT, created=CREATED)
+    assert json.dumps(again) == json.dumps(documents[LOT])
+
+
+def test_unknown_lot_is_not_found(chain):
+    with pytest.raises(NotFound, match="no lot"):
+        lot_document(chain.store, gs1.lot_uri(GTIN, "NOPE"), created=CREATED)
+
+
+# --- each kind
+
+
+def test_commission(chain, documents):
+    (event,) = _by_kind(documents[LOT2], "commission")
+    assert event["type"] == "ObjectEvent"
+    assert (event["action"], event["bizStep"], event["disposition"]) == (
+        "ADD",
+        "commissioning",
+        "active",
+    )
+    assert event["quantityList"] == [{"epcClass": LOT2, "quantity": 120.5, "uom": "KGM"}]
+    assert event["readPoint"] == {"id": "geo:-0.42,36.95"}
+    assert event["ilmd"]["cbvmda:itemExpirationDate"] == "2026-10-05"
+    assert event["ilmd"]["cbvmda:countryOfOrigin"] == "KE"
+    assert event["ilmd"][ns("product")] == "Spinach"
+    assert event[ns("ext")] == {"plot": "A3"}
+    assert event[ns("signer")] == chain.did("farm")
+    # without a quantity the element names the class only (quantity is optional in EPCIS)
+    (plain,) = _by_kind(documents[LOT], "commission")
+    assert plain["quantityList"] == [{"epcClass": LOT}]
+
+
+def test_readings_are_grouped_into_sensor_events(chain, documents):
+    events = _by_kind(documents[LOT], "reading")
+    assert len(events) == 3  # hours 1, 2 and 3 of T0
+    assert sum(len(e["sensorElementList"]) for e in events) == 11
+    for event in events:
+        assert (event["type"], event["action"], event["bizStep"]) == (
+            "ObjectEvent",
+            "OBSERVE",
+            "sensor_reporting",
+        )
+        assert event["quantityList"] == [{"epcClass": LOT}]
+        assert event[ns("signer")] == chain.did("probe")
+        times = [el["sensorMetadata"]["time"] for el in event["sensorElementList"]]
+        assert times == sorted(times) and event["eventTime"] == times[-1]
+        for element in event["sensorElementList"]:
+            assert element["sensorMetadata"]["deviceID"] == chain.did("probe")
+    first = events[0]["sensorElementList"][0]
+    assert first["sensorReport"] == [{"type": "Temperature", "value": 3.5, "uom": "CEL"}]
+    (rich,) = [el for e in events for el in e["sensorElementList"] if len(el["sensorReport"]) > 1]
+    reports = {(r["type"], r.get("component")): r for r in rich["sensorReport"]}
+    assert reports[("Temperature", None)]["value"] == 4.25
+    assert reports[("RelativeHumidity", None)] == {
+        "type": "RelativeHumidity",
+        "value": 91,
+        "uom": "P1",
+    }
+    assert reports[("Angle", "latitude")]["value"] == -1.05
+    assert reports[("Angle", "longitude")]["uom"] == "DD"
+    assert reports[("Acceleration", None)] == {
+        "type": "Acceleration",
+        "value": 24.516625,
+        "uom": "MSK",
+    }
+    assert reports[(ns("DoorOpen"), None)]["booleanValue"] is False
+    assert reports[(ns("BatteryLevel"), None)]["value"] == 80
+    assert rich[ns("sensor")] == "probe-A"
+
+
+def test_reading_window_is_a_parameter(chain):
+    lot_id = chain.store.chain_by_subject(LOT)[0]
+    readings = [
+        LedgerEvent(s.envelope, (LOT,))
+        for s in chain.store.chain_events(lot_id)
+        if s.envelope.kind == "reading"
+    ]
+    assert len(epcis_events(readings, reading_window_s=24 * 3600)) == 1
+    assert len(epcis_events(readings, reading_window_s=60)) == 11
+    with pytest.raises(ValueError):
+        epcis_events(readings, reading_window_s=0)
+
+
+def test_inspect(documents):
+    (event,) = _by_kind(documents[LOT], "inspect")
+    assert (event["bizStep"], event["disposition"]) == ("inspecting", "conformant")
+    # RFC 6920 name of the certificate's SHA-256 (base64url, no padding)
+    digest = base64.urlsafe_b64encode(bytes.fromhex("ab" * 32)).rstrip(b"=").decode()
+    assert event["certificationInfo"] == f"ni:///sha-256;{digest}"
+    assert event[ns("document")][ns("name")] == "lab.pdf"
+    assert event[ns("notes")] == "Listeria negative"
+
+
+def test_ship_and_receive(chain, documents):
+    (ship,) = _by_kind(documents[LOT], "ship")
+    assert (ship["action"], ship["bizStep"], ship["disposition"]) == (
+        "OBSERVE",
+        "shipping",
+        "in_transit",
+    )
+    assert ship["readPoint"] == {"id": "https://id.gs1.org/414/4012345000115"}
+    farm, packer = chain.did("farm"), chain.did("packer")
+    assert ship["sourceList"] == [
+        {"type": "owning_party", "source": farm},
+        {"type": "possessing_party", "source": farm},
+        {"type": "location", "source": "https://id.gs1.org/414/4012345000115"},
+    ]
+    assert ship["destinationList"] == [
+        {"type": "owning_party", "destination": packer},
+        {"type": "possessing_party", "destination": packer},
+    ]
+    (receive,) = _by_kind(documents[LOT], "receive")
+    assert (receive["bizStep"], receive["disposition"]) == ("receiving", "in_progress")
+    assert receive["readPoint"] == receive["bizLocation"] == {"id": "geo:-1.2921,36.8219"}
+    assert receive[ns("shipment")] == ship[ns("eventId")]
+    assert receive["sourceList"][0] == {"type": "owning_party", "source": farm}
+    assert receive["destinationList"][1] == {"type": "possessing_party", "destination": packer}
+    assert receive[ns("condition")] == "cold, intact"
+    assert receive[ns("location")][ns("name")] == "Packing plant"
+
+
+def test_transform(documents):
+    (event,) = _by_kind(documents[MIX], "transform")
+    assert event["type"] == "TransformationEvent"
+    assert "action" not in event
+    assert event["inputQuantityList"] == [{"epcClass": LOT, "quantity": 10, "uom": "KGM"}]
+    assert event["outputQuantityList"] == [{"epcClass": MIX, "quantity": 40, "uom": "EA"}]
+    assert event[ns("outputs")] == [
+        {ns("batch"): MIX, ns("product"): "Salad mix", ns("expiry"): "2026-10-01"}
+    ]
+    assert _by_kind(documents[LOT], "transform")[0]["eventID"] == event["eventID"]
+
+
+def test_dispense_recall_and_lift(documents):
+    (sale,) = _by_kind(documents[MIX], "dispense")
+    assert (sale["bizStep"], sale["disposition"]) == ("retail_selling", "retail_sold")
+    assert sale["quantityList"] == [{"epcClass": MIX, "quantity": 2, "uom": "EA"}]
+    (recall,) = _by_kind(documents[MIX], "recall")
+    assert recall["disposition"] == "recalled"
+    assert recall["persistentDisposition"] == {"set": ["recalled"]}
+    assert (recall[ns("reason")], recall[ns("recallClass")]) == ("Listeria", "I")
+    (lift,) = _by_kind(documents[MIX], "recall-lift")
+    assert lift["persistentDisposition"] == {"unset": ["recalled"]}
+    assert "disposition" not in lift
+
+
+def test_attach_and_detach_are_association_events(chain, documents):
+    attach, detach = _by_kind(documents[LOT], "attach"), _by_kind(documents[LOT], "detach")
+    for (event,), action, step in ((attach, "ADD", "installing"), (detach, "DELETE", "removing")):
+        assert event["type"] == "AssociationEvent"
+        assert event["parentID"] == chain.did("probe")
+        assert event["childQuantityList"] == [{"epcClass": LOT}]
+        assert (event["action"], event["bizStep"]) == (action, step)
+
+
+def test_master_data_names_lots_and_identities(chain, documents):
+    vocabularies = {
+        v["type"]: {e["id"]: e["attributes"] for e in v["vocabularyElementList"]}
+        for v in documents[MIX]["epcisHeader"]["epcisMasterData"]["vocabularyList"]
+    }
+    classes = vocabularies["urn:epcglobal:epcis:vtype:EPCClass"]
+    assert classes[MIX] == [
+        {"id": "urn:epcglobal:cbv:mda#descriptionShort", "attribute": "Salad mix"}
+    ]
+    parties = vocabularies["urn:epcglobal:epcis:vtype:SourceDest"]
+    assert parties[chain.did("store")][0]["attribute"] == "store"
+    signers = vocabularies["https://provenance.example/ns/epcis/Identity"]
+    assert {"id": "https://provenance.example/ns/epcis/role", "attribute": "regulator"} in signers[
+        chain.did("regulator")
+    ]
+
+
+# --- pure mapping, no store
+
+
+def test_mapping_without_a_store_uses_the_lookups(chain):
+    ship = chain.sign("farm", "ship", [LOT], {"to": chain.did("dc")}, time=at(20))
+    sale = chain.sign("dc", "dispense", [LOT], {"quantity": {"value": 1, "unit": "EA"}})
+    enrol = chain.sign(
+        "registrar",
+        "enrol",
+        None,
+        {"subject": chain.did("farm"), "type": "party", "name": "x", "role": "producer"},
+    )
+    glns = {chain.did("farm"): PartyInfo("Farm", "producer", gln="4012345000009")}
+    document = epcis_document([ship, sale, enrol], created=CREATED, identities=glns.get)
+    events = _events(document)
+    assert [e[ns("kind")] for e in events] == ["dispense", "ship"]  # by time; enrol left out
+    assert events[0]["bizStep"] == "dispensing"  # not known as a retailer
+    assert events[1]["sourceList"][0] == {
+        "type": "owning_party",
+        "source": "https://id.gs1.org/417/4012345000009",
+    }
+    assert events[1]["destinationList"][0]["destination"] == chain.did("dc")
+    assert events[1][ns("eventId")] == ship.event_id
+    assert "epcisHeader" in document  # the farm's name from the lookup
+    bare = epcis_document([ship], created=CREATED)
+    assert "epcisHeader" not in bare
+
+
+def test_events_given_twice_appear_once(chain):
+    def chain_of(uri: str) -> list[LedgerEvent]:
+        lot_id = chain.store.chain_by_subject(uri)[0]
+        return [LedgerEvent(s.envelope, (uri,)) for s in chain.store.chain_events(lot_id)]
+
+    both = epcis_events(chain_of(LOT) + chain_of(MIX))
+    kinds = Counter(event[ns("kind")] for event in both)
+    assert kinds["transform"] == 1
+    assert len(both) == len(epcis_events(chain_of(LOT))) + len(epcis_events(chain_of(MIX))) - 1
+
+
+def test_store_identity_lookup(chain):
+    lookup = store_identities(chain.store)
+    assert lookup(chain.did("probe")) == PartyInfo("probe", "device")
+    assert lookup(chain.did("clinic")) == PartyInfo("clinic", "clinic")
+    assert lookup("did:key:z6MkUnknown") is None
+
+
+# --- conformance: the official schema and vocabulary
+
+
+def _validator(format_checking: bool = True):
+    from jsonschema import Draft7Validator
+
+    schema = json.loads(conformance(SCHEMA).read_text(encoding="utf-8"))
+    checker = Draft7Validator.FORMAT_CHECKER if format_checking else None
+    return Draft7Validator(schema, format_checker=checker)
+
+
+@pytest.mark.shared
+def test_documents_validate_against_the_epcis_schema(documents):
+    validator = _validator()
+    for uri, document in documents.items():
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+        assert not errors, (uri, errors[:5])
+
+
+@pytest.mark.shared
+def test_format_checking_is_really_on(documents):
+    bad = json.loads(json.dumps(documents[LOT]))
+    bad["epcisBody"]["eventList"][0]["bizStep"] = "not a uri"
+    assert _validator(format_checking=False).is_valid(bad)  # only the uri format catches it
+    assert not _validator().is_valid(bad)
+    bad = json.loads(json.dumps(documents[LOT]))
+    bad["creationDate"] = "yesterday"
+    assert not _validator().is_valid(bad)
+
+
+@pytest.mark.shared
+def test_every_cbv_short_name_is_in_the_vocabulary(documents):
+    vocabularies = json.loads(conformance(VOCABULARY).read_text(encoding="utf-8"))["vocabularies"]
+    terms = {name: {t["term"] for t in v["terms"]} for name, v in vocabularies.items()}
+    used: dict[str, set[str]] = {name: set() for name in terms}
+    for document in documents.values():
+        for event in _events(document):
+            used["bizStep"].add(event.get("bizStep"))
+            used["disposition"].add(event.get("disposition"))
+            for values in event.get("persistentDisposition", {}).values():
+                used["disposition"].update(values)
+            for field in ("sourceList", "destinationList"):
+                used["sourceDestType"].update(end["type"] for end in event.get(field, ()))
+            for element in event.get("sensorElementList", ()):
+                for report in element["sensorReport"]:
+                    used["measurementType"].add(report["type"])
+                    used["component"].add(report.get("component"))
+    for name, values in used.items():
+        short = {v for v in values if v and ":" not in v}  # CURIEs and URIs are not CBV names
+        assert short <= terms[name], (name, short - terms[name])
+    assert used["bizStep"] >= {"commissioning", "shipping", "receiving", "sensor_reporting"}
+    assert used["disposition"] >= {"active", "in_transit", "recalled", "retail_sold"}
