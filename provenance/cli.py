@@ -623,10 +623,14 @@ def _register_services() -> None:
     from gateway.cli import command as gateway_command
 
     from .ingest_cli import command as ingest_command
+    from .label_cli import command as label_command
+    from .serve_cli import command as serve_command
     from .simulate_cli import command as simulate_command
 
     main.add_command(gateway_command)
     main.add_command(ingest_command)
+    main.add_command(label_command)
+    main.add_command(serve_command)
     main.add_command(simulate_command)
 
 

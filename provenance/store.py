@@ -488,13 +488,14 @@ class Store:
                 (chain_id,),
             )
 
-    def chain_events(self, chain_id: int) -> list[StoredEvent]:
+    def chain_events(self, chain_id: int, from_pos: int = 0) -> list[StoredEvent]:
+        """The chain's events in chain order, from position *from_pos* on."""
         rows = self.conn.execute(
             self._EVENT_COLUMNS.replace(
                 "FROM events e", "FROM links l JOIN events e ON e.idx = l.event"
             )
-            + "WHERE l.chain = ? ORDER BY l.pos",
-            (chain_id,),
+            + "WHERE l.chain = ? AND l.pos >= ? ORDER BY l.pos",
+            (chain_id, from_pos),
         ).fetchall()
         return [self.event_from_row(row) for row in rows]
 
@@ -567,10 +568,14 @@ class Store:
 
     def lot_by_uri(self, uri: str) -> Lot | None:
         row = self.conn.execute(self._LOT + "WHERE c.subject = ?", (uri,)).fetchone()
-        return Lot(*row) if row else None
+        return self._lot(row) if row else None
 
     def lots(self) -> list[Lot]:
-        return [Lot(*row) for row in self.conn.execute(self._LOT + "ORDER BY l.id")]
+        return [self._lot(row) for row in self.conn.execute(self._LOT + "ORDER BY l.id")]
+
+    @staticmethod
+    def _lot(row: tuple[Any, ...]) -> Lot:
+        return Lot(*row[:-1], recalled=bool(row[-1]))
 
     def insert_lot(self, lot: Lot) -> None:
         self.conn.execute(

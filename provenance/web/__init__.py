@@ -1,0 +1,65 @@
+"""The web app: GS1 Digital Link resolver, consumer scan page, transparency log.
+
+`create_app(config)` builds a Flask app (there is no module-level app). Settings,
+each also read from the environment when not given:
+
+- ``DATABASE`` (``PROVENANCE_DB``, default ``provenance.db``): the ledger file,
+  opened read-only; the web app never writes to the ledger.
+- ``LOG_PUBLIC_KEY``: the 32-byte Ed25519 key that checkpoints are checked with.
+  Default: the key the ledger names (`provenance serve` passes the operator's
+  own key file when it has one, so a swapped database cannot vouch for itself).
+- ``BASE_URL`` (``PROVENANCE_BASE_URL``): the resolver's public origin, used in
+  links it hands out; default: the origin of each request.
+- ``CLOCK``: a function returning now in µs (tests pin it).
+
+Routes are declared in the blueprints `resolver` and `transparency`; errors are
+mapped to pages or JSON in `errors`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from ..scan import Scanner
+from ..timefmt import now_micros
+from . import errors, i18n, resolver, security, transparency
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE.parents[1] / "static"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.config.from_mapping(
+        DATABASE=os.environ.get("PROVENANCE_DB", "provenance.db"),
+        BASE_URL=os.environ.get("PROVENANCE_BASE_URL") or None,
+        LOG_PUBLIC_KEY=None,
+        CLOCK=None,
+        SCAN_CACHE_LOTS=256,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+        JSON_SORT_KEYS=False,
+    )
+    if config:
+        app.config.update(config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+    app.extensions["provenance.scanner"] = Scanner(
+        log_public_key=app.config["LOG_PUBLIC_KEY"],
+        clock=app.config["CLOCK"] or now_micros,
+        capacity=app.config["SCAN_CACHE_LOTS"],
+    )
+    app.extensions["provenance.stores"] = threading.local()
+    i18n.init_app(app)
+    security.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(resolver.bp)
+    app.register_blueprint(transparency.bp)
+    return app

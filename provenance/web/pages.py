@@ -1,0 +1,86 @@
+"""Rendering the consumer page, with caches of finished pages and charts.
+
+A view (`provenance.scan.LotView`) is immutable and replaced whenever the lot
+changes, so a page rendered from it can be kept until then: the key is the view
+object itself plus the reader's language and text size. A leg's chart depends
+only on its `LegRecord` (kept by the Scanner while the leg is unchanged), the
+chart's end and the language, so one new reading redraws one chart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import render_template
+from flask_babel import get_locale, ngettext
+from flask_babel import gettext as _
+from markupsafe import Markup
+
+from ..chart import render_svg
+from ..scan import LegRecord, LotView
+from .cache import LRU
+
+_pages: LRU[str] = LRU(512)
+_charts: LRU[Markup] = LRU(4096)
+
+
+def render_lot(
+    view: LotView,
+    prefs: tuple[str, str],
+    page_url: str,
+    label_expiry: str | None,
+    serial: str | None,
+) -> str:
+    def render() -> str:
+        return render_template(
+            "lot.html",
+            view=view,
+            lot=view.lot,
+            custody=view.custody,
+            integrity=view.integrity,
+            page_url=page_url,
+            label_expiry=label_expiry if label_expiry != view.expiry else None,
+            serial=serial,
+            charts=[_chart(view, record, n) for n, record in enumerate(view.legs)],
+        )
+
+    return _pages.get_or_make((id(view), prefs, page_url, label_expiry, serial), render, view)
+
+
+def chart_labels() -> dict[str, Any]:
+    return {
+        "title": _("Temperature"),
+        "band": _("allowed band"),
+        "excursion": _("excursion"),
+        "no_data": _("no data"),
+        "no_readings": _("no readings"),
+        "summary": _("min {min}, max {max}"),
+        "excursions": lambda n: ngettext("%(num)d excursion", "%(num)d excursions", n),
+        "gaps": lambda n: ngettext("%(num)d gap without data", "%(num)d gaps without data", n),
+    }
+
+
+def _chart(view: LotView, record: LegRecord, position: int) -> Markup | None:
+    status = record.status
+    if status is None or not record.buckets or view.profile is None:
+        return None
+    leg = record.leg
+    end = leg.end_us
+    if end is None:  # still going: up to now while a logger is attached
+        end = view.now_us if view.custody.attached else (status.last_us or leg.start_us)
+    return _charts.get_or_make(
+        (id(record), end, position, str(get_locale())),
+        lambda: Markup(
+            render_svg(
+                record.buckets,
+                view.profile,
+                start_us=leg.start_us,
+                end_us=end,
+                excursions=status.excursions,
+                gaps=status.gaps,
+                labels=chart_labels(),
+                chart_id=f"leg{position}",
+            )
+        ),
+        record,
+    )

@@ -1,0 +1,166 @@
+"""A `LotView` as JSON: the page's twin, the recall status, and the RFC 9264
+linkset a GS1 resolver answers with. Pure functions of the view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..coldchain import Excursion
+from ..custody import Party, RecallNotice, Step
+from ..scan import LegRecord, LotView
+from ..timefmt import format_time
+
+# Link relation types of the GS1 Web Vocabulary that this resolver serves.
+GS1_VOC = "https://gs1.org/voc/"
+PAGE_LINK = "gs1:pip"  # product information page: the consumer page
+BUNDLE_RELATION = "https://provenance.example/rel/proof-bundle"
+LINK_TYPES = {
+    "gs1:pip": "Product information page",
+    "gs1:traceability": "Traceability events (GS1 EPCIS 2.0 JSON-LD)",
+    "gs1:recallStatus": "Recall status",
+}
+
+
+def party(value: Party | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {"did": value.did, "name": value.name, "role": value.role}
+
+
+def recall_notice(notice: RecallNotice) -> dict[str, Any]:
+    out = {
+        "time": format_time(notice.time_us),
+        "regulator": party(notice.regulator),
+        "reason": notice.reason,
+        "event_id": notice.event_id,
+        "lifted": notice.lifted,
+    }
+    if notice.recall_class:
+        out["class"] = notice.recall_class
+    if notice.instructions:
+        out["instructions"] = notice.instructions
+    return out
+
+
+def recall_status(view: LotView) -> dict[str, Any]:
+    """`?linkType=gs1:recallStatus`: is the lot recalled, by whom and why."""
+    active = view.custody.active_recall
+    return {
+        "lot": view.lot.uri,
+        "recalled": view.lot.recalled or active is not None,
+        "recall": recall_notice(active) if active else None,
+        "history": [recall_notice(notice) for notice in view.custody.recalls],
+        "checked_at": format_time(view.now_us),
+    }
+
+
+def _step(step: Step, bad: frozenset[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": step.kind,
+        "time": format_time(step.time_us),
+        "by": party(step.actor),
+        "event_id": step.event_id,
+        "log_index": step.index,
+        "signature_valid": step.event_id not in bad,
+    }
+    if step.counterpart:
+        out["counterpart"] = party(step.counterpart)
+    if step.location:
+        out["location"] = step.location
+    if step.details:
+        out["details"] = step.details
+    return out
+
+
+def _excursion(excursion: Excursion) -> dict[str, Any]:
+    return {
+        "start": format_time(excursion.start_us),
+        "end": format_time(excursion.end_us),
+        "duration_s": excursion.duration_us // 1_000_000,
+        "direction": excursion.direction,
+        "peak_c": excursion.peak_c,
+        "readings": excursion.readings,
+        "open_start": excursion.open_start,
+        "open_end": excursion.open_end,
+    }
+
+
+def _leg(record: LegRecord) -> dict[str, Any]:
+    leg = record.leg
+    out: dict[str, Any] = {
+        "start": format_time(leg.start_us),
+        "end": None if leg.end_us is None else format_time(leg.end_us),
+        "holder": party(leg.holder),
+        "in_transit_to": party(leg.receiver),
+        "loggers": [party(p) for p in record.loggers],
+        "readings": record.readings,
+    }
+    status = record.status
+    if status is not None:
+        out["cold_chain"] = {
+            "state": status.state,
+            "reasons": list(status.reasons),
+            "min_c": status.min_c,
+            "max_c": status.max_c,
+            "mkt_c": None if status.mkt_c is None else round(status.mkt_c, 2),
+            "time_out_of_range_s": status.time_out_of_range_us // 1_000_000,
+            "excursions": [_excursion(e) for e in status.excursions],
+            "gaps": [[format_time(a), format_time(b)] for a, b in status.gaps],
+        }
+    return out
+
+
+def lot_json(view: LotView) -> dict[str, Any]:
+    """The consumer page's content as JSON (`Accept: application/json`)."""
+    lot = view.lot
+    integrity = view.integrity
+    return {
+        "lot": lot.uri,
+        "gtin": lot.gtin,
+        "batch": lot.lot,
+        "product": lot.product,
+        "category": lot.category,
+        "expiry": view.expiry,
+        "profile": view.profile.name if view.profile else None,
+        "state": view.state,
+        "reasons": list(view.reasons),
+        "also": list(view.warnings),
+        "origin": view.custody.origin.get("origin") or view.custody.origin.get("location"),
+        "producer": party(view.custody.producer),
+        "custodian": party(view.custodian),
+        "made_from": list(view.custody.inputs),
+        "used_in": list(view.custody.outputs),
+        "recall": recall_status(view),
+        "custody": [_step(step, view.integrity.bad_signatures) for step in view.custody.steps],
+        "legs": [_leg(record) for record in view.legs],
+        "integrity": {
+            "verified": integrity.verified,
+            "events": integrity.events,
+            "signatures_valid": integrity.signatures_valid,
+            "chain_intact": integrity.chain_intact,
+            "checkpoint_size": integrity.checkpoint_size,
+            "included_in_log": integrity.included,
+            "log": integrity.log_origin,
+            "problems": list(integrity.problems),
+        },
+        "checked_at": format_time(view.now_us),
+    }
+
+
+def linkset(anchor: str, links: dict[str, str], title: str) -> dict[str, Any]:
+    """RFC 9264 JSON linkset for *anchor*: one target per GS1 link type."""
+    entry: dict[str, Any] = {"anchor": anchor}
+    for link_type, href in links.items():
+        relation = GS1_VOC + link_type.removeprefix("gs1:")
+        entry[relation] = [
+            {"href": href, "title": f"{LINK_TYPES[link_type]}: {title}", "type": _media(link_type)}
+        ]
+    entry[GS1_VOC + "defaultLink"] = [{"href": links[PAGE_LINK], "title": title}]
+    return {"linkset": [entry]}
+
+
+def _media(link_type: str) -> str:
+    return {
+        "gs1:pip": "text/html",
+        "gs1:traceability": "application/ld+json",
+    }.get(link_type, "application/json")

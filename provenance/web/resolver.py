@@ -1,0 +1,216 @@
+"""GS1 Digital Link resolver: what a phone camera opens after scanning a label.
+
+``GET /01/{gtin}/10/{lot}`` (with optional ``/21/{serial}`` and query AIs such as
+``?17=261231``) answers, by ``linkType``:
+
+- none or ``gs1:pip``: the consumer page (HTML), or its JSON twin when the
+  client prefers ``application/json``;
+- ``gs1:traceability``: the lot's events as GS1 EPCIS 2.0 JSON-LD;
+- ``gs1:recallStatus``: whether the lot is recalled, as JSON;
+- ``all`` (or ``Accept: application/linkset+json``): an RFC 9264 linkset.
+
+A link type this resolver does not serve is a 404 listing the ones it does.
+``GET /bundle/01/{gtin}/10/{lot}`` downloads the lot's proof bundle.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from .. import gs1
+from ..epcis import lot_document
+from ..errors import NotFound, ValidationError
+from ..proofs import build_bundle
+from ..scan import LotView
+from . import i18n, present
+from .cache import LRU
+from .errors import answer, wants_json
+from .pages import render_lot
+from .state import scanner as get_scanner
+from .state import store as get_store
+
+bp = Blueprint("resolver", __name__)
+
+LINKSET_TYPE = "application/linkset+json"
+
+_exports: LRU[str] = LRU(64)  # EPCIS documents and proof bundles, as JSON text
+
+
+def _raw_path() -> str:
+    """The request target still percent-encoded, as the Digital Link parser needs
+    (a decoded path cannot tell ``A%2FB`` from the segments ``A`` and ``B``)."""
+    environ = request.environ
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        return raw
+    query = environ.get("QUERY_STRING", "")
+    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/%")
+    return path + ("?" + query if query else "")
+
+
+def _link() -> gs1.DigitalLink:
+    path = _raw_path()
+    if path.startswith("/bundle/"):
+        path = path.removeprefix("/bundle")
+    return gs1.parse_digital_link(path)
+
+
+def _lot_uri(link: gs1.DigitalLink) -> str:
+    lot_id = link.lot_id
+    if lot_id is None:
+        what = f"item serial {link.serial}" if link.serial else "a product"
+        raise NotFound(
+            f"this code names {what} of GTIN {link.gtin} but not its batch/lot (AI 10); "
+            "this resolver answers for lots: scan the code on the pack, or add /10/{lot}"
+        )
+    return lot_id.uri
+
+
+def _self_url(lot_uri: str) -> str:
+    """The lot's page on this resolver: under BASE_URL when set, else the origin
+    the request came to."""
+    base = current_app.config.get("BASE_URL") or request.host_url.rstrip("/")
+    return base + lot_uri.removeprefix(gs1.DEFAULT_BASE)
+
+
+@bp.get("/")
+def home():
+    return render_template("home.html")
+
+
+@bp.get("/lookup")
+def lookup():
+    """The home page's form: GTIN + lot typed by hand, for when a camera fails."""
+    gtin = (request.args.get("gtin") or "").strip()
+    lot = (request.args.get("lot") or "").strip()
+    if not gtin or not lot:
+        raise ValidationError("lookup", "enter both the GTIN and the lot printed on the pack")
+    uri = gs1.lot_uri(gtin, lot)
+    return redirect(uri.removeprefix(gs1.DEFAULT_BASE), code=303)
+
+
+@bp.get("/01/<path:_rest>")
+def resolve(_rest: str):
+    link = _link()
+    lot_uri = _lot_uri(link)
+    link_type = request.args.get("linkType")
+    if link_type is None and request.accept_mimetypes.best == LINKSET_TYPE:
+        link_type = "all"
+    if link_type == "all":
+        return _linkset(lot_uri)
+    if link_type not in (None, present.PAGE_LINK, *present.LINK_TYPES):
+        available = ", ".join(["all", *present.LINK_TYPES])
+        return answer(
+            404,
+            "link type not available",
+            f"this resolver has no {link_type!r} link for this lot; available: {available}",
+        )
+    view = get_scanner().view(get_store(), lot_uri)
+    if link_type == "gs1:recallStatus":
+        return _json(present.recall_status(view), view)
+    if link_type == "gs1:traceability":
+        return _traceability(lot_uri, view)
+    if wants_json():
+        return _json(present.lot_json(view), view)
+    return _page(view, link)
+
+
+def _etag(view: LotView, *extra: Any) -> str:
+    integrity = view.integrity
+    return "-".join(
+        str(part)
+        for part in (
+            view.chain_length,
+            integrity.checkpoint_size,
+            int(view.lot.recalled),
+            view.lot.custodian,
+            view.now_us // 60_000_000,
+            *extra,
+        )
+    )
+
+
+def _conditional(response: Response, etag: str) -> Response:
+    response.set_etag(etag, weak=True)
+    response.headers["Cache-Control"] = "no-cache"  # always revalidate: recalls show at once
+    return response.make_conditional(request)
+
+
+def _json(body: dict[str, Any], view: LotView) -> Response:
+    return _conditional(jsonify(body), _etag(view, "json", request.args.get("linkType")))
+
+
+def _page(view: LotView, link: gs1.DigitalLink) -> Response:
+    prefs = i18n.cached_key()
+    label_expiry = None
+    try:
+        found = gs1.expiry(link)
+        label_expiry = found.isoformat() if found else None
+    except ValidationError:
+        label_expiry = None
+    html = render_lot(view, prefs, _self_url(view.lot.uri), label_expiry, link.serial)
+    response = Response(html, mimetype="text/html")
+    return _conditional(response, _etag(view, "html", *prefs, label_expiry, link.serial))
+
+
+def _traceability(lot_uri: str, view: LotView) -> Response:
+    """EPCIS costs ~0.1 ms per reading to build (mostly event hashes), so the
+    document is kept until the lot's chain grows."""
+    document = _exports.get_or_make(
+        ("epcis", lot_uri, view.chain_length),
+        lambda: json.dumps(lot_document(get_store(), lot_uri)),
+    )
+    response = Response(document, mimetype="application/ld+json")
+    return _conditional(response, _etag(view, "epcis"))
+
+
+def _linkset(lot_uri: str) -> Response:
+    lot = get_store().lot_by_uri(lot_uri)
+    if lot is None:
+        raise NotFound(f"no lot {lot_uri} in this ledger")
+    page = _self_url(lot_uri)
+    links = {link_type: f"{page}?linkType={link_type}" for link_type in present.LINK_TYPES}
+    links[present.PAGE_LINK] = page
+    body = present.linkset(page, links, f"{lot.product}, lot {lot.lot}")
+    body["linkset"][0][present.BUNDLE_RELATION] = [
+        {
+            "href": url_for("resolver.bundle", _rest=page.split("/01/", 1)[1], _external=True),
+            "type": "application/json",
+        }
+    ]
+    response = jsonify(body)
+    response.mimetype = LINKSET_TYPE
+    return response
+
+
+@bp.get("/bundle/01/<path:_rest>")
+def bundle(_rest: str):
+    lot_uri = _lot_uri(_link())
+    response = Response(
+        _bundle_json(lot_uri), mimetype="application/json", headers={"Cache-Control": "no-cache"}
+    )
+    name = f"provenance-bundle-{lot_uri.rsplit('/', 1)[-1]}.json"
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+    return response
+
+
+def _bundle_json(lot_uri: str) -> str:
+    """Kept per checkpoint: a bundle holds a proof for every event of the lot."""
+    note = get_store().latest_checkpoint()
+    return _exports.get_or_make(
+        ("bundle", lot_uri, note),
+        lambda: json.dumps(build_bundle(get_store(), lot_uri), separators=(",", ":")),
+    )

@@ -1,0 +1,80 @@
+"""Response hardening and compression for every answer.
+
+- A strict Content-Security-Policy: nothing from third parties, scripts only
+  from our own `/static/`, and the page's one inline stylesheet allowed by its
+  hash (the CSS is inlined so the first paint needs no second request).
+- gzip for text bodies when the client accepts it (the page must stay small on
+  slow mobile networks; waitress does not compress).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+from pathlib import Path
+
+from flask import Flask, Response, current_app, request
+
+COMPRESSIBLE = {
+    "text/html",
+    "text/plain",
+    "text/css",
+    "application/json",
+    "application/ld+json",
+    "application/linkset+json",
+    "application/javascript",
+    "text/javascript",
+    "image/svg+xml",
+}
+MIN_GZIP_BYTES = 512
+
+
+def init_app(app: Flask) -> None:
+    static = Path(app.static_folder or ".")
+    css = (static / "scan.css").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
+    app.config["PAGE_CSS"] = css
+    app.config["CSP"] = "; ".join(
+        [
+            "default-src 'none'",
+            f"style-src 'sha256-{digest}'",
+            "script-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+    app.jinja_env.globals["page_css"] = css
+    app.after_request(_harden)
+    app.after_request(_compress)
+
+
+def _harden(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", current_app.config["CSP"])
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+def _compress(response: Response) -> Response:
+    if (
+        response.direct_passthrough
+        or response.status_code < 200
+        or response.status_code in (204, 304)
+        or "Content-Encoding" in response.headers
+        or response.mimetype not in COMPRESSIBLE
+        or "gzip" not in request.headers.get("Accept-Encoding", "")
+    ):
+        return response
+    body = response.get_data()
+    response.vary.add("Accept-Encoding")
+    if len(body) < MIN_GZIP_BYTES:
+        return response
+    response.set_data(gzip.compress(body, compresslevel=6, mtime=0))
+    response.headers["Content-Encoding"] = "gzip"
+    return response

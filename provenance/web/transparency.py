@@ -1,0 +1,122 @@
+"""Transparency-log endpoints in the manner of Certificate Transparency
+(RFC 6962 §4), for monitors, auditors and witnesses:
+
+- ``GET /log/v1/checkpoint``: the latest signed checkpoint (C2SP signed note,
+  ``text/plain``);
+- ``GET /log/v1/proof/inclusion?id=<event id hex>&size=N``: the event's leaf
+  index and audit path in the tree of size N (default: the latest checkpoint);
+- ``GET /log/v1/proof/consistency?first=M&second=N``: the consistency proof
+  between two tree sizes (``second`` defaults to the latest checkpoint);
+- ``GET /log/v1/entries?start=A&end=B``: envelopes A..B-1 (at most 100).
+
+Hashes are base64, as in RFC 6962's JSON API. Sizes beyond the latest signed
+checkpoint are refused: a proof is only useful against a signed tree head.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..errors import NotFound, ValidationError
+from ..merkle import consistency_proof, inclusion_proof
+from ..proofs import checkpoint_body
+from .state import store as get_store
+
+bp = Blueprint("transparency", __name__, url_prefix="/log/v1")
+
+MAX_ENTRIES = 100
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _signed_size() -> tuple[str, int]:
+    note = get_store().latest_checkpoint()
+    if note is None:
+        raise NotFound("the log has no signed checkpoint yet")
+    return note, checkpoint_body(note).size
+
+
+def _int(name: str, default: int | None = None, *, low: int = 0) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        if default is None:
+            raise ValidationError(name, "is required")
+        return default
+    if not raw.isdigit() or len(raw) > 19:
+        raise ValidationError(name, f"must be a non-negative integer, got {raw[:40]!r}")
+    value = int(raw)
+    if value < low:
+        raise ValidationError(name, f"must be at least {low}, got {value}")
+    return value
+
+
+def _within(name: str, size: int, signed: int) -> None:
+    if size > signed:
+        raise ValidationError(
+            name, f"{size} is beyond the latest signed checkpoint ({signed}); ask for at most that"
+        )
+
+
+@bp.get("/checkpoint")
+def checkpoint() -> Response:
+    note, _ = _signed_size()
+    return Response(note, mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+
+
+@bp.get("/proof/inclusion")
+def inclusion() -> Any:
+    _, signed = _signed_size()
+    size = _int("size", signed, low=1)
+    _within("size", size, signed)
+    event_id = request.args.get("id", "")
+    try:
+        wanted = bytes.fromhex(event_id)
+    except ValueError:
+        wanted = b""
+    if len(wanted) != 32:
+        raise ValidationError("id", "must be an event id: 64 hex digits")
+    store = get_store()
+    found = store.find_event(wanted)
+    if found is None:
+        raise NotFound(f"no event {event_id} in this log")
+    if found.index >= size:
+        raise NotFound(f"event {event_id} is at index {found.index}, not in a tree of size {size}")
+    proof = inclusion_proof(store, found.index, size)
+    return jsonify(
+        {
+            "leaf_index": found.index,
+            "tree_size": size,
+            "leaf_hash": _b64(found.leaf),
+            "audit_path": [_b64(h) for h in proof],
+        }
+    )
+
+
+@bp.get("/proof/consistency")
+def consistency() -> Any:
+    _, signed = _signed_size()
+    first = _int("first", low=1)
+    second = _int("second", signed, low=1)
+    _within("second", second, signed)
+    if first > second:
+        raise ValidationError("first", f"must not exceed second ({first} > {second})")
+    proof = consistency_proof(get_store(), first, second)
+    return jsonify({"first": first, "second": second, "consistency": [_b64(h) for h in proof]})
+
+
+@bp.get("/entries")
+def entries() -> Any:
+    _, signed = _signed_size()
+    start = _int("start")
+    end = min(_int("end", start + MAX_ENTRIES), start + MAX_ENTRIES, signed)
+    if start >= end:
+        raise ValidationError("start", f"must be below end and the signed size ({signed})")
+    events = get_store().events(start, end)
+    return jsonify(
+        {"entries": [{"index": e.index, "envelope": e.envelope.to_json()} for e in events]}
+    )

@@ -1,0 +1,323 @@
+"""The resolver, the consumer page and the transparency endpoints through
+Flask's test client, against a real ledger file."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import re
+
+import pytest
+from world import GTIN, LOT, at
+
+from provenance import gs1
+from provenance.bundle import verify_bundle
+from provenance.checkpoint import open_checkpoint
+from provenance.merkle import verify_consistency, verify_inclusion
+from provenance.web import create_app
+
+PATH = LOT.removeprefix(gs1.DEFAULT_BASE)
+
+
+@pytest.fixture
+def world(file_world):
+    file_world.ledger.append(
+        [file_world.reading(1 + k / 4, 3.0) for k in range(40)]  # 10 h in range
+    )
+    file_world.ok("farm", "detach", [LOT], {"device": file_world.did("probe")}, time=at(12))
+    return file_world
+
+
+@pytest.fixture
+def app(world):
+    return create_app(
+        {
+            "DATABASE": str(world.store.path),
+            "CLOCK": lambda: world.now,
+            "LOG_PUBLIC_KEY": world.log_public_key,
+            "TESTING": True,
+        }
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def text_of(response) -> str:
+    body = response.get_data(as_text=True)
+    body = body.split("<main>", 1)[-1].split("</main>", 1)[0]  # what a reader sees
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+
+
+# --- the page
+
+
+def test_page_shows_the_lot_and_says_all_good(client):
+    response = client.get(PATH)
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    text = text_of(response)
+    assert "All good" in text
+    assert "Kale" in text and "LOT42" in text and GTIN in text
+    assert "Produced by farm" in text
+    assert "40 readings" in text
+    assert "Chain of records intact" in text
+    assert "43 of 43 signatures valid" in text
+    assert "<svg" in response.get_data(as_text=True)
+
+
+def test_recall_shows_first_at_once(world, client):
+    assert "RECALLED" not in text_of(client.get(PATH))
+    data = {"reason": "Listeria found", "class": "I", "instructions": "Return to store"}
+    world.ok("regulator", "recall", [LOT], data, time=at(20))
+    text = text_of(client.get(PATH))
+    assert text.index("RECALLED") < text.index("Kale")
+    assert "Listeria found" in text and "Return to store" in text
+    assert "a serious health risk" in text
+
+
+def test_producer_text_is_escaped(world, client):
+    evil = "https://id.gs1.org/01/09506000134352/10/EVIL"
+    world.enrol_party("<img src=x onerror=alert(1)>", "producer")
+    world.ok(
+        "<img src=x onerror=alert(1)>",
+        "commission",
+        [evil],
+        {"gtin": GTIN, "lot": "EVIL", "product": "<script>alert('x')</script>Kale"},
+        time=at(0),
+    )
+    body = client.get(evil.removeprefix(gs1.DEFAULT_BASE)).get_data(as_text=True)
+    assert "<script>alert" not in body
+    assert "<img src=x" not in body
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;Kale" in body
+    assert "&lt;img src=x onerror=alert(1)&gt;" in body
+
+
+def test_bad_check_digit_is_a_400_that_says_so(client):
+    response = client.get(f"/01/{GTIN[:-1]}3/10/LOT42")
+    assert response.status_code == 400
+    assert "check digit" in text_of(response)
+    as_json = client.get(f"/01/{GTIN[:-1]}3/10/LOT42", headers={"Accept": "application/json"})
+    assert as_json.status_code == 400
+    assert "check digit is 3, expected 2" in as_json.get_json()["detail"]
+
+
+def test_unknown_lot_is_a_friendly_404(client):
+    response = client.get(f"/01/{GTIN}/10/NOPE")
+    assert response.status_code == 404
+    assert "We could not find this product" in text_of(response)
+    assert '<form class="lookup"' in response.get_data(as_text=True)
+
+
+def test_serial_without_lot_explains_what_is_missing(client):
+    response = client.get(f"/01/{GTIN}/21/SERIAL1", headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert "item serial SERIAL1" in response.get_json()["detail"]
+    assert "AI 10" in response.get_json()["detail"]
+
+
+def test_lot_with_serial_and_label_expiry(client):
+    response = client.get(f"{PATH}/21/SER9?17=261231")
+    assert response.status_code == 200
+    text = text_of(response)
+    assert "item SER9" in text
+    assert "The label says it expires on 2026-12-31" in text
+
+
+def test_percent_encoded_lot(world, client):
+    uri = gs1.lot_uri(GTIN, "A/B+1")
+    world.ok("farm", "commission", [uri], {"gtin": GTIN, "lot": "A/B+1", "product": "Beans"})
+    response = client.get(uri.removeprefix(gs1.DEFAULT_BASE))
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert "A/B+1" in text_of(response)
+
+
+def test_lookup_form_redirects_to_the_lot(client):
+    response = client.get(f"/lookup?gtin={GTIN}&lot=LOT42")
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith(PATH)
+    assert client.get("/lookup?gtin=&lot=").status_code == 400
+
+
+# --- negotiation
+
+
+def test_json_twin(client):
+    body = client.get(PATH, headers={"Accept": "application/json"}).get_json()
+    assert body["lot"] == LOT
+    assert body["state"] == "ok"
+    assert body["integrity"]["verified"] is True
+    assert [step["kind"] for step in body["custody"]] == ["commission", "attach", "detach"]
+    assert body["legs"][0]["readings"] == 40
+
+
+def test_recall_status(world, client):
+    url = f"{PATH}?linkType=gs1:recallStatus"
+    assert client.get(url).get_json()["recalled"] is False
+    world.ok("regulator", "recall", [LOT], {"reason": "glass", "class": "II"}, time=at(20))
+    body = client.get(url).get_json()
+    assert body["recalled"] is True
+    assert body["recall"]["reason"] == "glass" and body["recall"]["class"] == "II"
+
+
+def test_linkset(client):
+    for response in (
+        client.get(f"{PATH}?linkType=all"),
+        client.get(PATH, headers={"Accept": "application/linkset+json"}),
+    ):
+        assert response.mimetype == "application/linkset+json"
+        entry = response.get_json()["linkset"][0]
+        assert entry["anchor"] == f"http://localhost{PATH}"
+        assert entry["https://gs1.org/voc/pip"][0]["href"] == f"http://localhost{PATH}"
+        traceability = entry["https://gs1.org/voc/traceability"][0]
+        assert traceability["href"].endswith("?linkType=gs1:traceability")
+        assert "https://gs1.org/voc/recallStatus" in entry
+        assert "https://gs1.org/voc/defaultLink" in entry
+
+
+def test_base_url_is_used_in_links(world):
+    app = create_app({"DATABASE": str(world.store.path), "BASE_URL": "https://id.example.com"})
+    entry = app.test_client().get(f"{PATH}?linkType=all").get_json()["linkset"][0]
+    assert entry["anchor"] == f"https://id.example.com{PATH}"
+
+
+def test_unknown_link_type_is_a_404_listing_the_known(client):
+    response = client.get(f"{PATH}?linkType=gs1:smpc", headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert "gs1:recallStatus" in response.get_json()["detail"]
+
+
+def test_traceability_is_epcis(client):
+    response = client.get(f"{PATH}?linkType=gs1:traceability")
+    assert response.status_code == 200
+    assert response.mimetype == "application/ld+json"
+    document = response.get_json()
+    assert document["type"] == "EPCISDocument"
+    assert document["epcisBody"]["eventList"]
+
+
+# --- languages and reading preferences
+
+
+def test_chinese_from_accept_language_and_switch(client):
+    response = client.get(PATH, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
+    assert '<html lang="zh-CN"' in response.get_data(as_text=True)
+    assert "一切正常" in text_of(response)
+    english = client.get(f"{PATH}?lang=en", headers={"Accept-Language": "zh-CN"})
+    assert "All good" in text_of(english)
+    assert "lang=en" in english.headers["Set-Cookie"]
+    remembered = client.get(PATH, headers={"Accept-Language": "zh-CN"})
+    assert "All good" in text_of(remembered)  # the cookie wins over the header
+
+
+def test_large_text_mode_without_javascript(client):
+    body = client.get(PATH).get_data(as_text=True)
+    assert 'class="text-normal"' in body
+    assert "text=large" in body  # a plain link switches it
+    large = client.get(f"{PATH}?text=large").get_data(as_text=True)
+    assert 'class="text-large"' in large
+
+
+def test_read_aloud_is_progressive_enhancement(client):
+    body = client.get(PATH).get_data(as_text=True)
+    assert re.search(r'<button id="read-aloud"[^>]* hidden', body)
+    with client.get("/static/scan.js") as script:
+        assert "speechSynthesis" in script.get_data(as_text=True)
+
+
+# --- transport
+
+
+def test_gzip_and_a_strict_csp_that_allows_the_inline_css(client):
+    response = client.get(PATH, headers={"Accept-Encoding": "gzip"})
+    assert response.headers["Content-Encoding"] == "gzip"
+    html = gzip.decompress(response.get_data()).decode("utf-8")
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy
+    css = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in policy
+    elsewhere = re.findall(r"(?:src|href|action)=\"(https?://[^/\"]*)", html)
+    assert set(elsewhere) <= {"http://localhost"}, "no third-party requests"
+
+
+def test_conditional_get(world, client):
+    first = client.get(PATH)
+    again = client.get(PATH, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    world.ok("farm", "inspect", [LOT], {"result": "pass"}, time=at(20))
+    changed = client.get(PATH, headers={"If-None-Match": first.headers["ETag"]})
+    assert changed.status_code == 200
+
+
+def test_missing_ledger_is_a_503(tmp_path):
+    app = create_app({"DATABASE": str(tmp_path / "absent.db")})
+    response = app.test_client().get(PATH, headers={"Accept": "application/json"})
+    assert response.status_code == 503
+    assert "provenance init" in response.get_json()["detail"]
+
+
+# --- proofs
+
+
+def test_bundle_download_verifies(world, client):
+    response = client.get(f"/bundle{PATH}")
+    assert response.status_code == 200
+    assert "attachment" in response.headers["Content-Disposition"]
+    report = verify_bundle(json.loads(response.get_data()), world.log_public_key)
+    assert report.subject == LOT
+
+
+def test_checkpoint_and_inclusion_proof(world, client):
+    note = client.get("/log/v1/checkpoint").get_data(as_text=True)
+    origin = note.split("\n", 1)[0]
+    checkpoint = open_checkpoint(note, origin, world.log_public_key)
+    event_id = world.ok("farm", "inspect", [LOT], {"result": "pass"}).event_id
+    proof = client.get(f"/log/v1/proof/inclusion?id={event_id}").get_json()
+    assert proof["tree_size"] == checkpoint.size + 1
+    latest = open_checkpoint(
+        client.get("/log/v1/checkpoint").get_data(as_text=True), origin, world.log_public_key
+    )
+    verify_inclusion(
+        proof["leaf_index"],
+        proof["tree_size"],
+        base64.b64decode(proof["leaf_hash"]),
+        [base64.b64decode(h) for h in proof["audit_path"]],
+        latest.root_hash,
+    )
+    consistency = client.get(f"/log/v1/proof/consistency?first={checkpoint.size}").get_json()
+    verify_consistency(
+        checkpoint.size,
+        latest.size,
+        [base64.b64decode(h) for h in consistency["consistency"]],
+        checkpoint.root_hash,
+        latest.root_hash,
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "words"),
+    [
+        ("/log/v1/proof/inclusion?id=zz", 400, "64 hex digits"),
+        ("/log/v1/proof/inclusion?id=" + "0" * 64, 404, "no event"),
+        ("/log/v1/proof/consistency", 400, "first: is required"),
+        ("/log/v1/proof/consistency?first=-1", 400, "non-negative integer"),
+        ("/log/v1/proof/consistency?first=1&second=99999", 400, "beyond the latest signed"),
+        ("/log/v1/proof/consistency?first=9&second=3", 400, "must not exceed second"),
+        ("/log/v1/entries?start=99999", 400, "below end"),
+    ],
+)
+def test_transparency_refusals_say_why(client, url, status, words):
+    response = client.get(url, headers={"Accept": "application/json"})
+    assert response.status_code == status
+    assert words in response.get_json()["detail"]
+
+
+def test_entries_are_the_logged_envelopes(world, client):
+    body = client.get("/log/v1/entries?start=0&end=3").get_json()
+    assert [entry["index"] for entry in body["entries"]] == [0, 1, 2]
+    assert body["entries"][0]["envelope"]["kind"] == "enrol"
