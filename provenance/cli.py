@@ -609,13 +609,24 @@ def stats(ctx: Context, as_json: bool) -> None:
     show_default=True,
     help="How long the simulated fleet runs in the live part.",
 )
-def demo(directory: str, seconds: float) -> None:
+@click.option(
+    "--serve",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds to keep serving the scan pages at the end "
+    "(default: until Ctrl-C on a terminal, else 0).",
+)
+def demo(directory: str, seconds: float, serve: float | None) -> None:
     """A narrated walkthrough: parties, a lot, its journey, a checkpoint,
     tampering caught by `verify`; then the running system: a local broker, the
-    ingest service and a simulated fleet of gateways, with progress lines."""
+    ingest service and a simulated fleet of gateways, with progress lines; and
+    last the consumer's scan page, with the lot's URL and QR code.
+
+    Example: provenance demo --dir /tmp/demo --seconds 10 --serve 0
+    """
     from .demo import run
 
-    sys.exit(run(Path(directory), seconds))
+    sys.exit(run(Path(directory), seconds, serve))
 
 
 def _register_services() -> None:

@@ -1,22 +1,28 @@
 """`provenance demo`: a narrated end-to-end walkthrough of the real CLI.
 
 Every step runs the actual `provenance` command in a subprocess against a
-fresh ledger in the demo folder, prints the command and what it said, and the
-walkthrough ends by tampering with copies of the database and showing
-`provenance verify` catch each change.
+fresh ledger in the demo folder, prints the command and what it said. It
+tampers with copies of the database and shows `provenance verify` catch each
+change, runs the live system (broker, ingest, a simulated fleet), and ends by
+serving the scan pages: it prints a lot's URL and QR code, so a phone on the
+same network can scan it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from .timefmt import format_time, now_micros
@@ -87,7 +93,7 @@ class Demo:
             raise SystemExit(f"demo step failed (exit {done.returncode}): provenance {args[0]}")
 
 
-def run(directory: Path, seconds: float = 20.0) -> int:
+def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> int:
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
@@ -222,8 +228,102 @@ def run(directory: Path, seconds: float = 20.0) -> int:
     demo.run("verify", "--checkpoint", str(directory / "kept.checkpoint"), db=rolled, expect=1)
 
     live(demo, directory, seconds)
+    scan(demo, directory, serve)
     demo.say(f"Done: the ledger, keys, bundle and tampered copies are in {directory}")
     return 0
+
+
+def scan(demo: Demo, directory: Path, serve: float | None) -> None:
+    """The consumer's side: the scan page, its QR label, served for a phone."""
+    demo.say("12. Scan it: the resolver and consumer page, and the lot's QR label")
+    port = _free_port(8080)
+    base = os.environ.get("PROVENANCE_BASE_URL") or f"http://{_lan_address()}:{port}"
+    url = base.rstrip("/") + LOT_URI.removeprefix("https://id.gs1.org")
+    demo.run("label", LOT_URI, "--out", str(directory / "kale-label.png"), "--base-url", base)
+    args = ["serve", "--host", "0.0.0.0", "--port", str(port), "--base-url", base]
+    print("$ provenance " + " ".join(args) + f" &   (log: {directory / 'serve.log'})")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "provenance", *args],
+        env=demo.env,
+        stdout=subprocess.DEVNULL,
+        stderr=(directory / "serve.log").open("wb"),
+    )
+    try:
+        local = f"http://127.0.0.1:{port}" + LOT_URI.removeprefix("https://id.gs1.org")
+        page = _fetch_when_up(local + "?linkType=gs1:recallStatus", server, 30)
+        status = json.loads(_fetch_when_up(local, server, 30, accept="application/json"))
+        print(f"  GET {local}  ->  state: {status['state']}")
+        for reason in status["reasons"][:3]:
+            print(f"    {reason}")
+        print(f"  recall status: {json.loads(page)['recalled']}")
+        print(f"\n  Scan with a phone on this network, or open:\n  {url}\n")
+        _print_qr(url)
+        if serve is None:
+            serve = float("inf") if sys.stdin.isatty() else 0.0
+        if serve > 0:
+            forever = serve == float("inf")
+            print(
+                "  Serving until Ctrl-C" if forever else f"  Serving for {serve:.0f} s", flush=True
+            )
+            with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
+                server.wait(timeout=None if forever else serve)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def _free_port(preferred: int) -> int:
+    """*preferred* when it is free, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise SystemExit("no free TCP port for the web server")
+
+
+def _lan_address() -> str:
+    """This machine's address on its network, for a phone to reach; loopback if
+    none. (Connecting a UDP socket sends nothing: it only picks a route.)"""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.255.255.255", 1))
+            address = probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+    return address if not address.startswith("0.") else "127.0.0.1"
+
+
+def _fetch_when_up(
+    url: str, process: subprocess.Popen[bytes], timeout: float, accept: str = "*/*"
+) -> str:
+    """GET *url* once the server answers (bounded); fail if it dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("provenance serve stopped; see serve.log in the demo folder")
+        request = urllib.request.Request(url, headers={"Accept": accept})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # loopback only
+                return response.read().decode("utf-8")
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)  # the server is still starting; bounded by the deadline
+    raise SystemExit(f"provenance serve did not answer within {timeout:.0f} s")
+
+
+def _print_qr(url: str) -> None:
+    import qrcode
+
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=2)
+    code.add_data(url)
+    code.print_ascii(out=sys.stdout, invert=True)
+    sys.stdout.flush()
 
 
 def live(demo: Demo, directory: Path, seconds: float) -> None:

@@ -40,4 +40,12 @@ def test_demo_runs_and_catches_every_tamper(tmp_path):
     assert "broker: " in live and "done: readings" in live
     assert "queued 0" in live.split("done:")[1]
     assert "ingest stopped (exit 0)" in live
-    assert live.rstrip().splitlines()[-3].strip().startswith("OK ")
+    verified = live.split("== 12.")[0].rstrip().splitlines()[-1]
+    assert verified.strip().startswith("OK "), verified
+    # The scan page: served, answering, with the lot's URL and a QR code.
+    scan = out.split("== 12.")[1]
+    assert "state: excursion" in scan
+    assert "recall status: False" in scan
+    assert "/01/09506000134352/10/KALE-2611" in scan
+    assert "▄▄▄▄▄" in scan  # the QR code, in block characters
+    assert (tmp_path / "demo" / "kale-label.png").stat().st_size > 1000
