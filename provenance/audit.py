@@ -34,10 +34,10 @@ from .checkpoint import Checkpoint, open_checkpoint
 from .envelope import b64url, canonical_pair
 from .errors import ProvenanceError, VerificationError
 from .identity import verifier_for
-from .kinds import KIND_NAMES, REGISTRAR, SIGNER_ROLES
+from .kinds import KIND_CODES, KIND_NAMES, REGISTRAR, SIGNER_ROLES
 from .merkle import LEAF_PREFIX, NODE_PREFIX, MemoryTree, hash_children, range_hash
 from .proofs import build_bundle, checkpoint_body
-from .store import NODE_MIN_LEVEL, Store, StoredEvent, StoreError, parse_ids
+from .store import NODE_MIN_LEVEL, RECALL_RULES_FROM, Store, StoredEvent, StoreError, parse_ids
 from .timefmt import parse_time
 
 CHUNK = 8192  # events per verification task, at most
@@ -350,6 +350,18 @@ def _check_state(store: Store, report: Report) -> None:
     with replica.transaction():
         for key in ("origin", "registrar"):
             replica.set_meta(key, store.get_meta(key) or "")
+        # The recall rules apply from a log index of the store; the replica's log
+        # lacks the readings, so the same boundary is at a smaller index there.
+        rules_from = int(store.get_meta(RECALL_RULES_FROM) or 0)
+        replica.set_meta(
+            RECALL_RULES_FROM,
+            str(
+                store.conn.execute(
+                    "SELECT count(*) FROM events WHERE idx < ? AND kind <> ?",
+                    (rules_from, KIND_CODES["reading"]),
+                ).fetchone()[0]
+            ),
+        )
     far_future = 250_000_000_000_000_000  # µs, year ~9892: no event is "in the future"
     ledger = Ledger(
         replica, Ed25519PrivateKey.generate(), clock=lambda: far_future, verify_threads=1
@@ -391,10 +403,54 @@ def _check_state(store: Store, report: Report) -> None:
 
 def _lot_state(store: Store) -> list[tuple[Any, ...]]:
     return store.conn.execute(
-        "SELECT c.subject, l.product, l.category, l.expiry, l.profile, cu.did, co.did, l.recalled "
+        "SELECT c.subject, l.product, l.category, l.expiry, l.profile, cu.did, co.did, l.recalled, "
+        "l.quantity, l.unit, l.used, l.used_other, l.location "
         "FROM lots l JOIN chains c ON c.id = l.id LEFT JOIN identities cu ON cu.id = l.custodian "
         "LEFT JOIN identities co ON co.id = l.commissioned_by"
     ).fetchall()
+
+
+# Events are named by (signer, seq) below: log indexes differ in the replica,
+# which replays everything but the readings.
+_EVENT_NAME = "(SELECT i.did || ' #' || e.seq FROM events e JOIN identities i ON i.id = e.signer "
+
+
+def _lineage_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT p.subject, c.subject, "
+        + _EVENT_NAME
+        + "WHERE e.idx = l.event), l.in_value, l.in_unit, l.out_value, l.out_unit "
+        "FROM lineage l LEFT JOIN chains p ON p.id = l.parent LEFT JOIN chains c ON c.id = l.child"
+    ).fetchall()
+
+
+def _recall_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT l.subject, s.subject, "
+        + _EVENT_NAME
+        + "WHERE e.idx = r.event), "
+        + _EVENT_NAME
+        + "WHERE e.idx = r.lift_event) "
+        "FROM recalls r LEFT JOIN chains l ON l.id = r.lot LEFT JOIN chains s ON s.id = r.source"
+    ).fetchall()
+
+
+def _filing_state(store: Store) -> list[tuple[Any, ...]]:
+    """Where recalls, lifts and EPCIS imports were filed: the ledger decides
+    that from its state (the cascade, the signer's stream), not the envelope."""
+    codes = ",".join(str(KIND_CODES[k]) for k in ("recall", "recall-lift", "epcis"))
+    rows = store.conn.execute(
+        f"SELECT i.did, e.seq, e.idx FROM events e JOIN identities i ON i.id = e.signer "
+        f"WHERE e.kind IN ({codes})"
+    ).fetchall()
+    filed: dict[int, list[str]] = {}
+    if rows:
+        for chain_id, event_index in store.conn.execute(
+            f"SELECT l.chain, l.event FROM links l JOIN events e ON e.idx = l.event "
+            f"WHERE e.kind IN ({codes})"
+        ):
+            filed.setdefault(event_index, []).append(store.subject(chain_id))
+    return [(did, seq, tuple(sorted(filed.get(index, ())))) for did, seq, index in rows]
 
 
 def _attachment_state(store: Store) -> list[tuple[Any, ...]]:
@@ -419,6 +475,9 @@ _STATE_TABLES = {
     "lots": _lot_state,
     "attachments": _attachment_state,
     "shipments": _shipment_state,
+    "lineage": _lineage_state,
+    "recalls": _recall_state,
+    "links (recall, lift and EPCIS filing)": _filing_state,
 }
 
 

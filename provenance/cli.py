@@ -635,12 +635,18 @@ def _register_services() -> None:
 
     from .ingest_cli import command as ingest_command
     from .label_cli import command as label_command
+    from .notify_cli import command as notify_command
+    from .recall_cli import command as recall_command
     from .serve_cli import command as serve_command
     from .simulate_cli import command as simulate_command
+    from .trace_cli import command as trace_command
 
     main.add_command(gateway_command)
     main.add_command(ingest_command)
     main.add_command(label_command)
+    main.add_command(notify_command)
+    main.add_command(recall_command)
+    main.add_command(trace_command)
     main.add_command(serve_command)
     main.add_command(simulate_command)
 

@@ -32,6 +32,7 @@ KIND_CODES: dict[str, int] = {
     "recall": 11,
     "recall-lift": 12,
     "dispense": 13,
+    "epcis": 14,
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
@@ -54,15 +55,32 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     "recall": frozenset({"regulator"}),
     "recall-lift": frozenset({"regulator"}),
     "dispense": frozenset(PARTY_ROLES),
+    "epcis": frozenset(PARTY_ROLES),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
 # concern identities rather than lots (their `batches` must be absent).
-BATCHES_OPTIONAL = frozenset({"reading"})
+BATCHES_OPTIONAL = frozenset({"reading", "epcis"})
 NO_BATCHES = frozenset({"enrol", "revoke"})
 
 MAX_EXT_BYTES = 4096
 MAX_TEXT = 2000
+
+EPCIS_STREAM_FRAGMENT = "#epcis"
+
+# GS1 EPCIS 2.0 event types an imported `epcis` event may carry verbatim.
+EPCIS_EVENT_TYPES = (
+    "ObjectEvent",
+    "AggregationEvent",
+    "TransformationEvent",
+    "TransactionEvent",
+    "AssociationEvent",
+)
+# xsd:dateTime as EPCIS uses it: a UTC `Z` or a ±hh:mm offset (the envelope's own
+# `time` stays strict UTC; this is the partner's text, carried as signed).
+_EPCIS_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
 
 Validator = Callable[[Any, str], None]
 
@@ -159,6 +177,34 @@ def ext(value: Any, field: str) -> None:
         raise ValidationError(field, exc.rule) from None
     if size > MAX_EXT_BYTES:
         raise ValidationError(field, f"must be at most {MAX_EXT_BYTES} bytes, got {size}")
+
+
+def epcis_stream(did_key: str) -> str:
+    """The chain subject of a signer's imported EPCIS events that name no ledger
+    lot: a DID URL of the signer (docs/protocol.md §5). Not the identity chain,
+    which stays enrolments and revocations only."""
+    return did_key + EPCIS_STREAM_FRAGMENT
+
+
+def epcis_event(value: Any, field: str) -> None:
+    """An EPCIS 2.0 event object, carried verbatim: only its `type` and
+    `eventTime` are checked here (the envelope's size and depth limits bound
+    the rest; its JSON must be representable in JCS, so no integers beyond
+    ±(2**53 - 1))."""
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be an EPCIS 2.0 event object")
+    event_type = value.get("type")
+    if event_type not in EPCIS_EVENT_TYPES:
+        raise ValidationError(
+            f"{field}.type", f"must be one of {', '.join(EPCIS_EVENT_TYPES)}; got {event_type!r}"
+        )
+    event_time = value.get("eventTime")
+    if not isinstance(event_time, str) or not _EPCIS_TIME.fullmatch(event_time):
+        raise ValidationError(
+            f"{field}.eventTime",
+            "is required: an xsd:dateTime with Z or a ±hh:mm offset, "
+            f"e.g. 2005-04-03T20:33:31.116-06:00; got {event_time!r}",
+        )
 
 
 def obj(required: dict[str, Validator], optional: dict[str, Validator] | None = None) -> Validator:
@@ -285,6 +331,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
     ),
     "recall-lift": ({"reason": text(MAX_TEXT)}, {}),
     "dispense": ({"quantity": QUANTITY}, {"location": LOCATION}),
+    "epcis": ({"event": epcis_event}, {}),
 }
 
 

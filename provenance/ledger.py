@@ -26,9 +26,9 @@ from .checkpoint import Checkpoint, sign_checkpoint
 from .envelope import Envelope, verify_signatures
 from .errors import ProvenanceError, RejectedEvent, ValidationError
 from .jcs import parse_json
-from .kinds import REGISTRAR, SIGNER_ROLES
+from .kinds import KIND_NAMES, REGISTRAR, SIGNER_ROLES, epcis_stream
 from .merkle import Frontier, MemoryTree, decompose
-from .store import Identity, Lot, Store, StoreError, leaf_for
+from .store import RECALL_RULES_FROM, Identity, Lot, Store, StoreError, leaf_for
 from .timefmt import format_time, now_micros
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ NOT_CUSTODIAN = "not-custodian"
 NOT_ATTACHED = "not-attached"
 LOT_EXISTS = "lot-exists"
 CONFLICT = "conflict"
+RECALLED = "recalled"
 
 
 @dataclass
@@ -83,6 +84,7 @@ class _Batch:
     seqs: dict[tuple[int, int], bytes] = field(default_factory=dict)
     ids: dict[bytes, int] = field(default_factory=dict)
     moved: set[int] = field(default_factory=set)
+    recalls: dict[int, Envelope] = field(default_factory=dict)  # recalls not yet flushed
 
 
 class Ledger:
@@ -174,8 +176,11 @@ class Ledger:
         self._identities: dict[str, Identity | None] = {}
         self._identities_by_id: dict[int, Identity] = {}
         self._lots: dict[str, Lot | None] = {}
+        self._lots_by_id: dict[int, Lot] = {}
+        self._rules_from = int(store.get_meta(RECALL_RULES_FROM) or 0)
         self._attachments: dict[int, list[list[Any]]] = {}
         self._max_seq: dict[int, int] = {}
+        self._streams: dict[str, int] = {}  # EPCIS stream chain subject -> chain id
         self._seen_version = store.data_version()
         self._loaded = True
 
@@ -196,7 +201,9 @@ class Ledger:
 
     def lot(self, uri: str) -> Lot | None:
         if uri not in self._lots:
-            self._lots[uri] = self.store.lot_by_uri(uri)
+            found = self._lots[uri] = self.store.lot_by_uri(uri)
+            if found is not None:
+                self._lots_by_id[found.id] = found
         return self._lots[uri]
 
     def _highest_seq(self, signer_id: int) -> int:
@@ -555,6 +562,7 @@ class Ledger:
         )
         self.store.insert_lot(lot)
         self._lots[uri] = lot
+        self._lots_by_id[lot.id] = lot
         return lot
 
     def _on_commission(
@@ -564,7 +572,9 @@ class Ledger:
         uri = env.batches[0]
         if self.lot(uri) is not None:
             raise RejectedEvent(LOT_EXISTS, f"{uri} is already commissioned")
-        return [self._create_lot(uri, env.data["product"], env.data, signer, index).id]
+        lot = self._create_lot(uri, env.data["product"], env.data, signer, index)
+        self.store.record_commission(lot.id, env.data)
+        return [lot.id]
 
     def _on_reading(self, env: Envelope, signer: Identity | None, _i: int, _b: _Batch) -> list[int]:
         assert signer is not None
@@ -643,10 +653,13 @@ class Ledger:
             raise RejectedEvent(UNKNOWN_PARTY, f"{did} is not an enrolled party")
         return party
 
-    def _on_ship(self, env: Envelope, signer: Identity | None, index: int, _b: _Batch) -> list[int]:
+    def _on_ship(
+        self, env: Envelope, signer: Identity | None, index: int, batch: _Batch
+    ) -> list[int]:
         assert signer is not None
         lots = self._lots_of(env)
         self._custodian_of(env, signer, lots)
+        self._not_recalled(lots, index, batch, "shipped")
         receiver = self._party(env.data["to"])
         if receiver.id == signer.id:
             raise RejectedEvent(CONFLICT, "a shipment goes to another party")
@@ -656,6 +669,7 @@ class Ledger:
             if self.store.open_shipment_for(lot.id) is not None:
                 raise RejectedEvent(CONFLICT, f"{lot.uri} is already in transit: receive it first")
         self.store.insert_shipment(index, signer.id, receiver.id, [lot.id for lot in lots])
+        self.store.record_location([lot.id for lot in lots], env.data.get("location"))
         return [lot.id for lot in lots]
 
     def _on_receive(
@@ -684,10 +698,11 @@ class Ledger:
             lot.custodian = signer.id
             self.store.set_custodian(lot.id, signer.id)
         self.store.close_shipment(ship_index, index)
+        self.store.record_location([lot.id for lot in lots], env.data.get("location"))
         return [lot.id for lot in lots]
 
     def _on_transform(
-        self, env: Envelope, signer: Identity | None, index: int, _b: _Batch
+        self, env: Envelope, signer: Identity | None, index: int, batch: _Batch
     ) -> list[int]:
         assert signer is not None and env.batches is not None
         inputs = []
@@ -697,6 +712,7 @@ class Ledger:
                 raise RejectedEvent(UNKNOWN_LOT, f"input {item['batch']} is not registered")
             inputs.append(lot)
         self._custodian_of(env, signer, inputs)
+        self._not_recalled(inputs, index, batch, "transformed")
         to_create = []
         for position, item in enumerate(env.data["outputs"]):
             lot = self.lot(item["batch"])
@@ -706,46 +722,138 @@ class Ledger:
                         SCHEMA, f"data.outputs[{position}].product is required for a new lot"
                     )
                 to_create.append(item)
-            elif (
-                lot.commissioned_by != signer.id
-                or lot.custodian != signer.id
-                or self._heads[lot.id - 1][2] != 1
-            ):
-                raise RejectedEvent(
-                    LOT_EXISTS,
-                    f"output {lot.uri} already exists; an output must be new or just commissioned "
-                    "by the same party",
-                )
+            else:
+                self._not_recalled([lot], index, batch, "made into a transform output")
+                if (
+                    lot.commissioned_by != signer.id
+                    or lot.custodian != signer.id
+                    or self._heads[lot.id - 1][2] != 1
+                    # its one event must be its commission, not the transform that made it
+                    or self._kind_at(lot.origin_event, batch) != "commission"
+                ):
+                    raise RejectedEvent(
+                        LOT_EXISTS,
+                        f"output {lot.uri} already exists; an output must be new or just "
+                        "commissioned by the same party",
+                    )
         for item in to_create:
             self._create_lot(item["batch"], item["product"], item, signer, index)
-        return [self.lot(uri).id for uri in env.batches]  # type: ignore[union-attr]
+        ids = {uri: self.lot(uri).id for uri in env.batches}  # type: ignore[union-attr]
+        # Lineage edges in this transaction: a recall later in the batch cascades.
+        # An output is new or has only its commission, so it has no descendants:
+        # no edge can close a cycle.
+        self.store.record_transform(index, env.data, ids)
+        return list(ids.values())
+
+    def _kind_at(self, index: int, batch: _Batch) -> str | None:
+        """Kind of the event at log *index*, in this batch or already stored."""
+        for row in reversed(batch.events):  # rows are in index order
+            if row[0] == index:
+                return KIND_NAMES[row[1]]
+            if row[0] < index:
+                break
+        return self.store.event_kind(index)
 
     def _on_inspect(self, env: Envelope, _s: Identity | None, _i: int, _b: _Batch) -> list[int]:
         return [lot.id for lot in self._lots_of(env)]
 
-    def _on_recall(self, env: Envelope, _s: Identity | None, _i: int, _b: _Batch) -> list[int]:
+    def _on_recall(
+        self, env: Envelope, _s: Identity | None, index: int, batch: _Batch
+    ) -> list[int]:
+        """Recall the named lots and, in the same transaction, every lot made
+        from them (transitively); each affected lot records which named lot
+        its recall comes from. Filed under every affected lot's chain, so each
+        one's history and proof bundle carry the recall (docs/lineage.md)."""
         lots = self._lots_of(env)
-        for lot in lots:
-            lot.recalled = True
-            self.store.set_recalled(lot.id, True)
-        return [lot.id for lot in lots]
+        affected = self.store.record_recall(index, [lot.id for lot in lots])
+        self._set_recalled_cache(affected, True)
+        batch.recalls[index] = env
+        return affected if index >= self._rules_from else [lot.id for lot in lots]
 
-    def _on_recall_lift(self, env: Envelope, _s: Identity | None, _i: int, _b: _Batch) -> list[int]:
+    def _on_recall_lift(
+        self, env: Envelope, _s: Identity | None, index: int, _b: _Batch
+    ) -> list[int]:
+        """End the recalls the named lots are the source of, here and downstream.
+        A lot recalled only through an ancestor is lifted by lifting that ancestor."""
         lots = self._lots_of(env)
         for lot in lots:
-            if not lot.recalled:
-                raise RejectedEvent(CONFLICT, f"{lot.uri} is not recalled")
+            active = self.store.active_recalls(lot.id)
+            if not any(source == lot.id for source, _ in active):
+                if not active:
+                    raise RejectedEvent(CONFLICT, f"{lot.uri} is not recalled")
+                sources = ", ".join(dict.fromkeys(self.store.subject(s) for s, _ in active))
+                raise RejectedEvent(
+                    CONFLICT,
+                    f"{lot.uri} is recalled only through {sources}: lift the recall of that lot",
+                )
+        affected = self.store.record_lift(index, [lot.id for lot in lots])
+        still = {
+            lot_id
+            for lot_id in affected
+            if self.store.active_recalls(lot_id)  # recalled through another source too
+        }
+        self._set_recalled_cache([lot_id for lot_id in affected if lot_id not in still], False)
+        return affected if index >= self._rules_from else [lot.id for lot in lots]
+
+    def _set_recalled_cache(self, lot_ids: Iterable[int], recalled: bool) -> None:
+        for lot_id in lot_ids:
+            cached = self._lots_by_id.get(lot_id)
+            if cached is not None:
+                cached.recalled = recalled
+
+    def _not_recalled(self, lots: Sequence[Lot], index: int, batch: _Batch, verb: str) -> None:
+        """Refuse to act on a recalled lot, naming the recall (regulator, reason,
+        event, source lot). Applies from the log index the recall rules came in."""
+        if index < self._rules_from:
+            return
         for lot in lots:
-            lot.recalled = False
-            self.store.set_recalled(lot.id, False)
-        return [lot.id for lot in lots]
+            if lot.recalled:
+                raise RejectedEvent(RECALLED, self._recall_message(lot, batch, verb))
+
+    def _recall_message(self, lot: Lot, batch: _Batch, verb: str) -> str:
+        active = self.store.active_recalls(lot.id)
+        if not active:  # pragma: no cover - the recalls table always backs the flag
+            return f"{lot.uri} is recalled; it cannot be {verb} until the recall is lifted"
+        source, event_index = active[0]
+        envelope = batch.recalls.get(event_index)
+        if envelope is None:
+            stored = self.store.event_at(event_index)
+            assert stored is not None
+            envelope = stored.envelope
+        regulator = self.identity(envelope.signer)
+        who = regulator.name if regulator else envelope.signer
+        through = "" if source == lot.id else f" through {self.store.subject(source)}"
+        more = f" (and {len(active) - 1} more active recalls)" if len(active) > 1 else ""
+        data = envelope.data
+        return (
+            f"{lot.uri} is recalled{through}: class {data.get('class')} recall by {who}, "
+            f"event {envelope.event_id}, reason: {data.get('reason')}{more}; it cannot be "
+            f"{verb} until the recall is lifted"
+        )
 
     def _on_dispense(
-        self, env: Envelope, signer: Identity | None, _i: int, _b: _Batch
+        self, env: Envelope, signer: Identity | None, index: int, batch: _Batch
     ) -> list[int]:
         lots = self._lots_of(env)
         self._custodian_of(env, signer, lots)
+        self._not_recalled(lots, index, batch, "dispensed")
+        self.store.record_dispense([lot.id for lot in lots], env.data)
         return [lot.id for lot in lots]
+
+    def _on_epcis(self, env: Envelope, signer: Identity | None, _i: int, _b: _Batch) -> list[int]:
+        """An imported EPCIS 2.0 event, carried verbatim. With `batches` it is
+        filed under those lots (each must exist); without, under the signer's
+        EPCIS stream chain `{did}#epcis`, made on first use."""
+        assert signer is not None
+        if env.batches is not None:
+            return [lot.id for lot in self._lots_of(env)]
+        subject = epcis_stream(signer.did)
+        chain_id = self._streams.get(subject)
+        if chain_id is None:
+            found = self.store.chain_by_subject(subject)
+            chain_id = found[0] if found else self._new_chain(subject)
+            self._streams[subject] = chain_id
+        return [chain_id]
 
     # --- reads used by adapters
 

@@ -10,6 +10,9 @@ Layout (docs/architecture.md has the why):
   (lower levels are recomputed from the leaf hashes in events).
 - checkpoints: the signed checkpoint made at each commit.
 - identities, lots, attachments, shipments: state derived from the events.
+- lineage: input lot -> output lot of every transform (both directions indexed);
+  recalls: each lot's recalls by source lot, so a recall cascades downstream and
+  a lift ends only what its source caused (docs/lineage.md).
 - rejects: what was refused and why, with a bounded copy of the input.
 """
 
@@ -119,6 +122,257 @@ def _initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX rejects_reason ON rejects (reason)")
 
 
+@migration("0002_lineage")
+def _lineage(db: sqlite_utils.Database) -> None:
+    """The lineage graph (input lot -> output lot of every transform) and what a
+    trace shows of each lot: registered quantity, amount used since, last known
+    location. Backfilled from the events already in the log."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE lineage (
+            parent INTEGER NOT NULL,  -- lots.id of a transform input
+            child INTEGER NOT NULL,   -- lots.id of an output of the same transform
+            event INTEGER NOT NULL,   -- log index of the transform
+            in_value REAL, in_unit TEXT,    -- how much of the input the transform used
+            out_value REAL, out_unit TEXT,  -- how much of the output it made
+            PRIMARY KEY (parent, child)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX lineage_child ON lineage (child, parent)")
+    for column in (
+        "quantity REAL",  # registered: commission or transform output
+        "unit TEXT",
+        "used REAL NOT NULL DEFAULT 0",  # used by transforms and dispensed, in `unit`
+        "used_other INTEGER NOT NULL DEFAULT 0",  # 1: some use was in another unit
+        "location TEXT",  # JSON: last location given by commission/transform/ship/receive/dispense
+    ):
+        conn.execute(f"ALTER TABLE lots ADD COLUMN {column}")
+    # Open shipments are few; without this index each ship scans every shipment.
+    conn.execute("CREATE INDEX shipments_open ON shipments (event) WHERE receive_event IS NULL")
+    _backfill_lots(conn)
+
+
+@migration("0003_recall_sources")
+def _recall_sources(db: sqlite_utils.Database) -> None:
+    """Recalls per (affected lot, source lot, recall event), so that a recall
+    cascades downstream and a lift ends only what its source caused."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE recalls (
+            lot INTEGER NOT NULL,     -- the recalled lot
+            source INTEGER NOT NULL,  -- the lot the recall named (lot itself, or an ancestor)
+            event INTEGER NOT NULL,   -- log index of the recall
+            lift_event INTEGER,       -- log index of the lift that ended it; NULL: active
+            PRIMARY KEY (lot, event, source)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX recalls_event ON recalls (event)")
+    conn.execute("CREATE INDEX recalls_source ON recalls (source) WHERE lift_event IS NULL")
+    conn.execute("CREATE INDEX recalls_lift ON recalls (lift_event) WHERE lift_event IS NOT NULL")
+    # The cascade's filing and the `recalled` refusals apply to events from here on;
+    # what the log already holds was accepted under the earlier rules.
+    # Never moved once set (a boundary already recorded stays where it was).
+    size = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        (RECALL_RULES_FROM, str(size)),
+    )
+    _backfill_recalls(conn)
+
+
+RECALL_RULES_FROM = "recall_rules_from"  # meta: log index from which recall rules apply
+
+
+def _subject_ids(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT subject, id FROM chains"))
+
+
+def _backfill_lots(conn: sqlite3.Connection) -> None:
+    """Replay commission, transform, ship, receive and dispense into the lineage
+    table and the lots' quantity and location columns, through the same
+    functions the ledger writes with."""
+    ids = _subject_ids(conn)
+    codes = ",".join(
+        str(KIND_CODES[k]) for k in ("commission", "transform", "ship", "receive", "dispense")
+    )
+    rows = conn.execute(
+        f"SELECT idx, kind, batches, data FROM events WHERE kind IN ({codes}) ORDER BY idx"
+    ).fetchall()
+    for idx, kind, batches, data_text in rows:
+        data = json.loads(data_text)
+        lots = parse_ids(batches) if batches else []
+        name = KIND_NAMES[kind]
+        if name == "commission":
+            record_commission(conn, lots[0], data)
+        elif name == "transform":
+            record_transform(conn, idx, data, ids)
+        elif name == "dispense":
+            record_dispense(conn, lots, data)
+        else:  # ship, receive
+            record_location(conn, lots, data.get("location"))
+
+
+def _backfill_recalls(conn: sqlite3.Connection) -> None:
+    codes = f"{KIND_CODES['recall']},{KIND_CODES['recall-lift']}"
+    rows = conn.execute(
+        f"SELECT idx, kind, batches FROM events WHERE kind IN ({codes}) ORDER BY idx"
+    ).fetchall()
+    for idx, kind, batches in rows:
+        sources = parse_ids(batches) if batches else []
+        if KIND_NAMES[kind] == "recall":
+            record_recall(conn, idx, sources)
+        else:
+            record_lift(conn, idx, sources)
+
+
+# --- derived lot state, written by the ledger and by the backfills alike
+
+
+def _location_json(location: Any) -> str | None:
+    if not isinstance(location, dict):
+        return None
+    return json.dumps(location, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_commission(conn: sqlite3.Connection, lot_id: int, data: dict[str, Any]) -> None:
+    """A commissioned lot's registered quantity and its origin as first location."""
+    quantity = data.get("quantity") or {}
+    conn.execute(
+        "UPDATE lots SET quantity = ?, unit = ?, location = ? WHERE id = ?",
+        (quantity.get("value"), quantity.get("unit"), _location_json(data.get("origin")), lot_id),
+    )
+
+
+def _use(conn: sqlite3.Connection, lot_id: int, quantity: dict[str, Any]) -> None:
+    value, unit = quantity["value"], quantity["unit"]
+    conn.execute(
+        "UPDATE lots SET used = used + CASE WHEN unit = ? THEN ? ELSE 0 END, "
+        "used_other = CASE WHEN unit IS ? THEN used_other ELSE 1 END WHERE id = ?",
+        (unit, value, unit, lot_id),
+    )
+
+
+def record_transform(
+    conn: sqlite3.Connection, event_index: int, data: dict[str, Any], ids: dict[str, int]
+) -> list[tuple[int, int]]:
+    """Lineage edges of a transform (every input x every output, each edge with
+    the input's and the output's quantity: the event does not say how inputs
+    split among outputs), the inputs' use and the outputs' quantity and
+    location. Returns the (parent, child) edges."""
+    location = _location_json(data.get("location"))
+    rows, edges = [], []
+    for item in data["inputs"]:
+        parent = ids[item["batch"]]
+        _use(conn, parent, item["quantity"])
+        for out in data["outputs"]:
+            child = ids[out["batch"]]
+            q_in, q_out = item["quantity"], out["quantity"]
+            rows.append(
+                (
+                    parent,
+                    child,
+                    event_index,
+                    q_in["value"],
+                    q_in["unit"],
+                    q_out["value"],
+                    q_out["unit"],
+                )
+            )
+            edges.append((parent, child))
+    conn.executemany(
+        "INSERT INTO lineage (parent, child, event, in_value, in_unit, out_value, out_unit) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    for out in data["outputs"]:
+        conn.execute(
+            "UPDATE lots SET quantity = ?, unit = ?, used = 0, used_other = 0, "
+            "location = coalesce(?, location) WHERE id = ?",
+            (out["quantity"]["value"], out["quantity"]["unit"], location, ids[out["batch"]]),
+        )
+    return edges
+
+
+def record_dispense(conn: sqlite3.Connection, lot_ids: Sequence[int], data: dict[str, Any]) -> None:
+    for lot_id in lot_ids:
+        _use(conn, lot_id, data["quantity"])
+    record_location(conn, lot_ids, data.get("location"))
+
+
+def record_location(conn: sqlite3.Connection, lot_ids: Sequence[int], location: Any) -> None:
+    text = _location_json(location)
+    if text is not None:
+        conn.executemany(
+            "UPDATE lots SET location = ? WHERE id = ?", [(text, lot_id) for lot_id in lot_ids]
+        )
+
+
+_DESCENDANTS = (
+    "WITH RECURSIVE down(id) AS (SELECT ? UNION "
+    "SELECT l.child FROM lineage l JOIN down d ON l.parent = d.id) "
+)
+_EDGE = "SELECT parent, child, event, in_value, in_unit, out_value, out_unit FROM lineage "
+_ANCESTORS = (
+    "WITH RECURSIVE up(id) AS (SELECT ? UNION "
+    "SELECT l.parent FROM lineage l JOIN up u ON l.child = u.id) "
+)
+
+
+def descendants(conn: sqlite3.Connection, lot_id: int, before: int | None = None) -> list[int]:
+    """Every lot made, transitively, from *lot_id* (not itself), by id; with
+    *before*, only through transforms logged before that index."""
+    sql, params = _DESCENDANTS, [lot_id, lot_id]
+    if before is not None:
+        sql = (
+            "WITH RECURSIVE down(id) AS (SELECT ? UNION SELECT l.child FROM lineage l "
+            "JOIN down d ON l.parent = d.id WHERE l.event < ?) "
+        )
+        params = [lot_id, before, lot_id]
+    return [
+        row[0]
+        for row in conn.execute(sql + "SELECT id FROM down WHERE id <> ? ORDER BY id", params)
+    ]
+
+
+def record_recall(conn: sqlite3.Connection, event_index: int, sources: Sequence[int]) -> list[int]:
+    """A recall of *sources*: each source and every lot downstream of it gets an
+    active row naming that source; all become recalled. Returns the affected
+    lots: the sources in order, then the rest by id."""
+    rows: list[tuple[int, int, int]] = []
+    for source in sources:
+        rows.append((source, source, event_index))
+        rows.extend(
+            (lot_id, source, event_index) for lot_id in descendants(conn, source, event_index)
+        )
+    conn.executemany("INSERT OR IGNORE INTO recalls (lot, source, event) VALUES (?, ?, ?)", rows)
+    affected = list(dict.fromkeys([*sources, *sorted({row[0] for row in rows})]))
+    conn.executemany("UPDATE lots SET recalled = 1 WHERE id = ?", [(i,) for i in affected])
+    return affected
+
+
+def record_lift(conn: sqlite3.Connection, event_index: int, sources: Sequence[int]) -> list[int]:
+    """A lift of *sources*: every active row naming one of them as source ends;
+    a lot stays recalled while any other active row remains. Returns the lots
+    whose rows it ended: the sources in order, then the rest by id."""
+    marks = ",".join("?" * len(sources))
+    touched = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT DISTINCT lot FROM recalls WHERE source IN ({marks}) AND lift_event IS NULL",
+            list(sources),
+        )
+    ]
+    conn.execute(
+        f"UPDATE recalls SET lift_event = ? WHERE source IN ({marks}) AND lift_event IS NULL",
+        [event_index, *sources],
+    )
+    affected = list(dict.fromkeys([*sources, *sorted(set(touched) - set(sources))]))
+    conn.executemany(
+        "UPDATE lots SET recalled = EXISTS (SELECT 1 FROM recalls r "
+        "WHERE r.lot = lots.id AND r.lift_event IS NULL) WHERE id = ?",
+        [(lot_id,) for lot_id in affected],
+    )
+    return affected
+
+
 @dataclass
 class Identity:
     id: int
@@ -146,6 +400,43 @@ class Lot:
     commissioned_by: int
     origin_event: int
     recalled: bool
+
+
+@dataclass(frozen=True)
+class LineageEdge:
+    """One row of the lineage table: *parent* went into the transform at log
+    index *event*, which made *child*."""
+
+    parent: int
+    child: int
+    event: int
+    in_value: float | None
+    in_unit: str | None
+    out_value: float | None
+    out_unit: str | None
+
+
+@dataclass(frozen=True)
+class LotState:
+    """A lot as a trace shows it (`Store.lot_states`)."""
+
+    id: int
+    uri: str
+    gtin: str
+    lot: str
+    product: str
+    category: str | None
+    expiry: str | None
+    custodian_did: str | None
+    custodian_name: str | None
+    custodian_role: str | None
+    quantity: float | None  # registered by the commission or the transform that made it
+    unit: str | None
+    used: float  # used by transforms and dispensed since, in `unit`
+    used_other: bool  # some use was stated in another unit
+    location: dict[str, Any] | None  # the last location an event gave
+    recalled: bool
+    origin_event: int
 
 
 @dataclass
@@ -441,6 +732,11 @@ class Store:
         ).fetchone()
         return self.event_from_row(row) if row else None
 
+    def event_kind(self, index: int) -> str | None:
+        """The kind of the event at log *index* (None when there is none)."""
+        row = self.conn.execute("SELECT kind FROM events WHERE idx = ?", (index,)).fetchone()
+        return None if row is None else KIND_NAMES.get(row[0])
+
     def max_seq(self, signer: int) -> int | None:
         row = self.conn.execute(
             "SELECT max(seq) FROM events WHERE signer = ?", (signer,)
@@ -601,6 +897,142 @@ class Store:
 
     def set_recalled(self, lot_id: int, recalled: bool) -> None:
         self.conn.execute("UPDATE lots SET recalled = ? WHERE id = ?", (int(recalled), lot_id))
+
+    # --- lineage and lot state (what a trace shows)
+
+    def record_commission(self, lot_id: int, data: dict[str, Any]) -> None:
+        record_commission(self.conn, lot_id, data)
+
+    def record_transform(
+        self, event_index: int, data: dict[str, Any], ids: dict[str, int]
+    ) -> list[tuple[int, int]]:
+        return record_transform(self.conn, event_index, data, ids)
+
+    def record_dispense(self, lot_ids: Sequence[int], data: dict[str, Any]) -> None:
+        record_dispense(self.conn, lot_ids, data)
+
+    def record_location(self, lot_ids: Sequence[int], location: Any) -> None:
+        record_location(self.conn, lot_ids, location)
+
+    def descendants(self, lot_id: int) -> list[int]:
+        return descendants(self.conn, lot_id)
+
+    def ancestors(self, lot_id: int) -> list[int]:
+        return [
+            row[0]
+            for row in self.conn.execute(
+                _ANCESTORS + "SELECT id FROM up WHERE id <> ? ORDER BY id", (lot_id, lot_id)
+            )
+        ]
+
+    def lineage_edges(self, lot_id: int, direction: str) -> list[LineageEdge]:
+        """Every lineage edge upstream ("back") or downstream ("forward") of a
+        lot, through one recursive query over the indexed edges."""
+        if direction == "forward":
+            sql = _DESCENDANTS + _EDGE + "WHERE parent IN (SELECT id FROM down)"
+        elif direction == "back":
+            sql = _ANCESTORS + _EDGE + "WHERE child IN (SELECT id FROM up)"
+        else:
+            raise ValueError(f"direction must be back or forward, not {direction!r}")
+        return [LineageEdge(*row) for row in self.conn.execute(sql, (lot_id,))]
+
+    def lot_states(self, lot_ids: Sequence[int]) -> list[LotState]:
+        """What a trace shows of each lot (in no particular order)."""
+        rows = self.conn.execute(
+            "SELECT l.id, c.subject, l.gtin, l.lot, l.product, l.category, l.expiry, "
+            "i.did, i.name, i.role, l.quantity, l.unit, l.used, l.used_other, l.location, "
+            "l.recalled, l.origin_event FROM lots l JOIN chains c ON c.id = l.id "
+            "LEFT JOIN identities i ON i.id = l.custodian "
+            "WHERE l.id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(lot_ids)),),
+        ).fetchall()
+        return [
+            LotState(
+                *row[:13],
+                bool(row[13]),
+                None if row[14] is None else json.loads(row[14]),
+                bool(row[15]),
+                row[16],
+            )
+            for row in rows
+        ]
+
+    def open_shipments(self) -> dict[int, tuple[int, str | None, str | None, str | None]]:
+        """lot id -> (ship event index, receiver did, name, role) of every lot in transit."""
+        rows = self.conn.execute(
+            "SELECT j.value, s.event, r.did, r.name, r.role FROM shipments s "
+            "JOIN json_each(s.lots) j LEFT JOIN identities r ON r.id = s.receiver "
+            "WHERE s.receive_event IS NULL"
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}  # type: ignore[misc]
+
+    def event_ids(self, indexes: Sequence[int]) -> dict[int, str]:
+        """Event ids (hex) of the events at these log indexes."""
+        rows = self.conn.execute(
+            self._EVENT_COLUMNS + "WHERE e.idx IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(indexes))),),
+        )
+        return {row[0]: self.event_from_row(row).envelope.event_id for row in rows}
+
+    # --- recalls (by source: a lot may be recalled directly and through ancestors)
+
+    def record_recall(self, event_index: int, sources: Sequence[int]) -> list[int]:
+        return record_recall(self.conn, event_index, sources)
+
+    def record_lift(self, event_index: int, sources: Sequence[int]) -> list[int]:
+        return record_lift(self.conn, event_index, sources)
+
+    def active_recalls(self, lot_id: int) -> list[tuple[int, int]]:
+        """(source lot id, recall event index) of the lot's active recalls, oldest first."""
+        return self.conn.execute(
+            "SELECT source, event FROM recalls WHERE lot = ? AND lift_event IS NULL "
+            "ORDER BY event, source",
+            (lot_id,),
+        ).fetchall()
+
+    def recall_rows(self, lot_id: int) -> list[tuple[int, int, int | None]]:
+        """(source, recall event, lift event or None) of every recall that reached the lot."""
+        return self.conn.execute(
+            "SELECT source, event, lift_event FROM recalls WHERE lot = ? ORDER BY event, source",
+            (lot_id,),
+        ).fetchall()
+
+    def lots_of_recall_event(self, event_index: int) -> list[int]:
+        """The lots a recall (or, for a lift's index, a lift) changed, by id."""
+        return [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT lot FROM recalls WHERE event = ? UNION "
+                "SELECT lot FROM recalls WHERE lift_event = ? ORDER BY 1",
+                (event_index, event_index),
+            )
+        ]
+
+    def recall_effects(self, event_index: int) -> list[tuple[int, int]]:
+        """(lot, source) of every recall row a recall (or lift) at this index made (or ended)."""
+        return self.conn.execute(
+            "SELECT lot, source FROM recalls WHERE event = ? OR lift_event = ? "
+            "ORDER BY lot, source",
+            (event_index, event_index),
+        ).fetchall()
+
+    def recall_events_since(self, begin: int) -> list[int]:
+        """Log indexes of recalls and lifts from *begin* on."""
+        codes = f"{KIND_CODES['recall']},{KIND_CODES['recall-lift']}"
+        return [
+            row[0]
+            for row in self.conn.execute(
+                f"SELECT idx FROM events WHERE idx >= ? AND kind IN ({codes}) ORDER BY idx",
+                (begin,),
+            )
+        ]
+
+    def recalled_count(self, lot_ids: Sequence[int]) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM lots WHERE recalled = 1 "
+            "AND id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(lot_ids)),),
+        ).fetchone()[0]
 
     # --- attachments and shipments
 

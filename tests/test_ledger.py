@@ -288,6 +288,38 @@ def test_transform_refusals(world):
     assert world.store.lot_by_uri(MIX) is None
 
 
+def test_a_transform_output_cannot_be_made_again(world):
+    """Regression: repeating a transform whose output an earlier transform made
+    was taken for 'just commissioned' and crashed on the lineage key."""
+    made = {
+        "inputs": [{"batch": LOT, "quantity": {"value": 1, "unit": "KGM"}}],
+        "outputs": [{"batch": MIX, "quantity": {"value": 1, "unit": "EA"}, "product": "P"}],
+    }
+    world.ok("farm", "transform", [LOT, MIX], made)
+    again = world.append("farm", "transform", [LOT, MIX], made)
+    assert again.reason == "lot-exists", again
+
+
+def test_a_lot_commissioned_in_the_same_batch_can_be_a_transform_output(world):
+    commissioned = world.sign(
+        "farm",
+        "commission",
+        [MIX],
+        {"gtin": "09506000134352", "lot": "MIX1", "product": "Mix"},
+    )
+    made = world.sign(
+        "farm",
+        "transform",
+        [LOT, MIX],
+        {
+            "inputs": [{"batch": LOT, "quantity": {"value": 1, "unit": "KGM"}}],
+            "outputs": [{"batch": MIX, "quantity": {"value": 1, "unit": "EA"}}],
+        },
+    )
+    results = world.ledger.append([commissioned, made])
+    assert [r.status for r in results] == ["accepted", "accepted"], results
+
+
 def test_commission_twice_and_recall_rules(world):
     assert commission(world, uri=LOT, lot="LOT42").reason == "lot-exists"
     world.ok("regulator", "recall", [LOT], {"reason": "Listeria", "class": "I"})
@@ -362,3 +394,71 @@ def test_next_seq_follows_the_ledger(world):
     seq = world.ledger.next_seq(world.did("probe"))
     world.ledger.append([world.reading(2, 4.0)])
     assert world.ledger.next_seq(world.did("probe")) == seq + 1
+
+
+# --- epcis: imported GS1 EPCIS 2.0 events, carried verbatim
+
+EPCIS_EVENT = {
+    "type": "ObjectEvent",
+    "eventTime": "2005-04-03T20:33:31.116-06:00",
+    "eventTimeZoneOffset": "-06:00",
+    "epcList": ["urn:epc:id:sgtin:0614141.107346.2017"],
+    "action": "OBSERVE",
+    "bizStep": "shipping",
+}
+
+
+def test_epcis_event_naming_ledger_lots_is_filed_under_them(file_world):
+    world = file_world
+    result = world.ok("dc", "epcis", [world.lot], {"event": EPCIS_EVENT})
+    chain = world.store.chain_events(world.store.lot_by_uri(world.lot).id)
+    assert chain[-1].index == result.index
+    assert chain[-1].envelope.data == {"event": EPCIS_EVENT}
+    from provenance.audit import verify_lot
+
+    assert verify_lot(world.store, world.lot, world.log_public_key).events[-1].kind == "epcis"
+    assert verify_ledger(world.store, world.log_public_key, workers=1).ok
+
+
+def test_epcis_event_without_lots_goes_to_the_signers_stream_not_identity_chain(file_world):
+    world = file_world
+    first = world.ok("dc", "epcis", None, {"event": EPCIS_EVENT})
+    second = world.ok("dc", "epcis", None, {"event": dict(EPCIS_EVENT, action="ADD")})
+    stream = world.store.chain_by_subject(world.did("dc") + "#epcis")
+    assert stream is not None and stream[3] == 2
+    assert [e.index for e in world.store.chain_events(stream[0])] == [first.index, second.index]
+    identity = world.store.chain_by_subject(world.did("dc"))
+    assert identity[3] == 1  # still just the enrolment
+    # The dc's lot events still make a verifiable bundle; the whole ledger verifies.
+    world.ship_and_receive("farm", "dc", [world.lot], 2)
+    from provenance.audit import verify_lot
+
+    verify_lot(world.store, world.lot, world.log_public_key)
+    assert verify_ledger(world.store, world.log_public_key, workers=1).ok
+
+
+@pytest.mark.parametrize(
+    ("batches", "data", "reason", "words"),
+    [
+        (None, {"event": []}, "schema", "data.event: must be an EPCIS 2.0 event object"),
+        (None, {"event": {"eventTime": "2005-04-03T20:33:31Z"}}, "schema", "data.event.type"),
+        (None, {"event": dict(EPCIS_EVENT, type="ExtendedEvent")}, "schema", "data.event.type"),
+        (None, {"event": dict(EPCIS_EVENT, eventTime="yesterday")}, "schema", "eventTime"),
+        (None, {"event": EPCIS_EVENT, "extra": 1}, "schema", "data.extra"),
+        ([f"https://id.gs1.org/01/{GTIN}/10/NOPE"], {"event": EPCIS_EVENT}, "unknown-lot", "NOPE"),
+    ],
+)
+def test_epcis_refusals(world, batches, data, reason, words):
+    result = world.append("dc", "epcis", batches, data) if reason != "schema" else None
+    if reason == "schema":
+        from provenance.errors import ValidationError
+
+        with pytest.raises(ValidationError, match=words.replace(".", r"\.")):
+            world.sign("dc", "epcis", batches, data)
+        return
+    assert result.reason == reason and words in result.message
+
+
+def test_epcis_is_signed_by_parties_only(world):
+    result = world.append("probe", "epcis", None, {"event": EPCIS_EVENT})
+    assert result.reason == "unauthorised"

@@ -662,7 +662,11 @@ def _give_lot_to_dc(db, scene):
 
 
 def _mark_lot2_recalled(db, scene):
-    db.execute("UPDATE lots SET recalled = 1 WHERE id = ?", (chain_id_of(db, LOT2),))
+    # A lift is checked against the recalls table (its active rows by source), so the
+    # edit forges a direct recall there as well as the lots flag.
+    lot2 = chain_id_of(db, LOT2)
+    db.execute("UPDATE lots SET recalled = 1 WHERE id = ?", (lot2,))
+    db.execute("INSERT INTO recalls (lot, source, event) VALUES (?, ?, 0)", (lot2, lot2))
 
 
 @pytest.mark.parametrize(
