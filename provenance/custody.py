@@ -1,5 +1,6 @@
-"""A lot's life in the words a consumer reads: custody steps, the legs between
-handoffs, and its recall state.
+"""A lot's life in the words a consumer reads: custody steps and the legs
+between handoffs. (Whether it is recalled is the store's to say: a recall can
+reach a lot through an ancestor; see `provenance.lineage.recall_records`.)
 
 Pure: give it the lot's chain (envelopes in chain order) and a way to name
 identities; it does no I/O. `provenance.scan` feeds it from the store and the
@@ -62,37 +63,16 @@ class Leg:
 
 
 @dataclass(frozen=True)
-class RecallNotice:
-    """A regulator's recall (or its lift), as signed."""
-
-    time_us: int
-    regulator: Party
-    reason: str
-    event_id: str
-    recall_class: str | None = None  # I, II or III; None for a lift
-    instructions: str | None = None
-    lifted: bool = False  # this notice is a recall-lift
-
-
-@dataclass(frozen=True)
 class Custody:
     """What `read_custody` makes of a lot's chain."""
 
     steps: tuple[Step, ...]
     legs: tuple[Leg, ...]
-    recalls: tuple[RecallNotice, ...]  # recalls and lifts, oldest first
     origin: dict[str, Any]  # the commission's (or transform output's) data for this lot
     producer: Party | None  # who commissioned or made the lot
     inputs: tuple[dict[str, Any], ...] = ()  # lots it was made from, with quantities
     outputs: tuple[dict[str, Any], ...] = ()  # lots made from it
     attached: tuple[Party, ...] = ()  # loggers still attached after the last event
-
-    @property
-    def active_recall(self) -> RecallNotice | None:
-        """The recall in force: the latest notice, unless it was a lift."""
-        if self.recalls and not self.recalls[-1].lifted:
-            return self.recalls[-1]
-        return None
 
 
 def read_custody(lot_uri: str, events: Iterable[tuple[int, Envelope]], lookup: Lookup) -> Custody:
@@ -111,7 +91,6 @@ class _Builder:
         self.lookup = lookup
         self.steps: list[Step] = []
         self.legs: list[Leg] = []
-        self.recalls: list[RecallNotice] = []
         self.origin: dict[str, Any] = {}
         self.producer: Party | None = None
         self.inputs: list[dict[str, Any]] = []
@@ -141,18 +120,6 @@ class _Builder:
         elif kind == "detach":
             counterpart = self.lookup(data["device"])
             self.attached.pop(data["device"], None)
-        elif kind in ("recall", "recall-lift"):
-            self.recalls.append(
-                RecallNotice(
-                    time_us,
-                    actor,
-                    data["reason"],
-                    envelope.event_id,
-                    data.get("class"),
-                    data.get("instructions"),
-                    lifted=kind == "recall-lift",
-                )
-            )
         self.steps.append(
             Step(
                 kind,
@@ -189,7 +156,6 @@ class _Builder:
         return Custody(
             tuple(self.steps),
             tuple(self.legs),
-            tuple(self.recalls),
             self.origin,
             self.producer,
             tuple(self.inputs),

@@ -32,6 +32,7 @@ from .custody import Custody, Leg, Party, read_custody, unknown_party
 from .envelope import Envelope, verify_signatures
 from .errors import NotFound, ProvenanceError, ValidationError
 from .identity import public_key_from_did
+from .lineage import RecallRecord, recall_records
 from .merkle import inclusion_proof, verify_inclusion
 from .proofs import checkpoint_body
 from .store import Lot, Store
@@ -100,10 +101,16 @@ class LotView:
     warnings: tuple[str, ...]  # lesser states that also apply, e.g. a gap beside an expiry
     now_us: int
     chain_length: int
+    recalls: tuple[RecallRecord, ...] = ()  # every recall that reached the lot, oldest first
 
     @property
     def expiry(self) -> str | None:
         return self.lot.expiry or self.custody.origin.get("expiry")
+
+    @property
+    def active_recalls(self) -> tuple[RecallRecord, ...]:
+        """Recalls in force, its own or cascaded from lots it was made from."""
+        return tuple(record for record in self.recalls if record.active)
 
 
 @dataclass
@@ -163,7 +170,8 @@ class Scanner:
                 key = (length, note, lot.recalled, lot.custodian, now // MINUTE)
                 if history.view_key != key or history.view is None:
                     integrity = self._integrity(store, history, lot_uri, head, note)
-                    history.view = _build_view(store, lot, history, integrity, now)
+                    recalls = tuple(recall_records(store, lot.id, lot_uri))
+                    history.view = _build_view(store, lot, history, integrity, recalls, now)
                     history.view_key = key
                 return history.view
 
@@ -310,7 +318,12 @@ def profile_of(lot: Lot, origin: dict[str, Any]) -> coldchain.Profile | None:
 
 
 def _build_view(
-    store: Store, lot: Lot, history: _History, integrity: Integrity, now: int
+    store: Store,
+    lot: Lot,
+    history: _History,
+    integrity: Integrity,
+    recalls: tuple[RecallRecord, ...],
+    now: int,
 ) -> LotView:
     lookup = _lookup(store)
     custody = read_custody(lot.uri, history.steps, lookup)
@@ -320,7 +333,8 @@ def _build_view(
     custodian = (
         Party(identity.did, identity.name, identity.role) if identity else unknown_party("?")
     )
-    state, reasons, warnings = judge(lot, custody, integrity, legs, now)
+    active = tuple(record for record in recalls if record.active)
+    state, reasons, warnings = judge(lot, custody, integrity, legs, active, now)
     return LotView(
         lot,
         custody,
@@ -333,6 +347,7 @@ def _build_view(
         warnings,
         now,
         history.length,
+        recalls,
     )
 
 
@@ -400,13 +415,14 @@ def judge(
     custody: Custody,
     integrity: Integrity,
     legs: tuple[LegRecord, ...],
+    recalls: tuple[RecallRecord, ...],
     now_us: int,
 ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """The headline state, its reasons, and the lesser states that also apply."""
+    """The headline state, its reasons, and the lesser states that also apply.
+    *recalls* are those in force."""
     found: dict[str, list[str]] = {}
-    recall = custody.active_recall
-    if lot.recalled or recall is not None:
-        found[RECALLED] = [recall.reason] if recall else ["recalled by a regulator"]
+    if lot.recalled or recalls:
+        found[RECALLED] = [r.reason for r in recalls] or ["recalled by a regulator"]
     if not integrity.verified:
         found[UNVERIFIED] = list(integrity.problems) or ["the record could not be checked"]
     for record in legs:

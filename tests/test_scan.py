@@ -89,11 +89,45 @@ def test_recall_outranks_everything_and_lift_clears_it(world, scanner):
     assert view.state == scan.RECALLED
     assert view.reasons == ("Listeria",)
     assert scan.EXCURSION in view.warnings
-    assert view.custody.active_recall.instructions == "Return it"
+    assert view.active_recalls[0].instructions == "Return it"
     world.ok("regulator", "recall-lift", [LOT], {"reason": "retested clean"}, time=at(30))
     view = scanner.view(world.store, LOT)
     assert view.state == scan.EXCURSION
-    assert [n.lifted for n in view.custody.recalls] == [False, True]
+    assert [record.active for record in view.recalls] == [False]
+    assert view.recalls[0].lift.reason == "retested clean"
+
+
+def transform(world, inputs, output, time):
+    quantity = {"value": 1, "unit": "KGM"}
+    world.ok(
+        "farm",
+        "transform",
+        [*inputs, output],
+        {
+            "inputs": [{"batch": uri, "quantity": quantity} for uri in inputs],
+            "outputs": [{"batch": output, "quantity": quantity, "product": "Mix"}],
+        },
+        time=time,
+    )
+
+
+def test_a_recall_of_an_ingredient_shows_on_what_was_made_from_it(world, scanner):
+    other = f"https://id.gs1.org/01/{GTIN}/10/LOT99"
+    world.ok("farm", "commission", [other], {"gtin": GTIN, "lot": "LOT99", "product": "Chard"})
+    mix = f"https://id.gs1.org/01/{GTIN}/10/MIX1"
+    transform(world, [LOT, other], mix, at(2))
+    assert scanner.view(world.store, mix).state == scan.OK
+    world.ok("regulator", "recall", [LOT], {"reason": "Listeria", "class": "I"}, time=at(5))
+    world.ok("regulator", "recall", [other], {"reason": "Glass", "class": "II"}, time=at(6))
+    view = scanner.view(world.store, mix)
+    assert view.state == scan.RECALLED
+    assert [(r.source, r.direct) for r in view.active_recalls] == [(LOT, False), (other, False)]
+    assert view.reasons == ("Listeria", "Glass")
+    # Lifting one ingredient's recall leaves the other in force.
+    world.ok("regulator", "recall-lift", [LOT], {"reason": "retested"}, time=at(7))
+    view = scanner.view(world.store, mix)
+    assert view.state == scan.RECALLED
+    assert [r.source for r in view.active_recalls] == [other]
 
 
 def test_expired_by_the_clock(world):

@@ -161,7 +161,30 @@ def test_recall_status(world, client):
     world.ok("regulator", "recall", [LOT], {"reason": "glass", "class": "II"}, time=at(20))
     body = client.get(url).get_json()
     assert body["recalled"] is True
-    assert body["recall"]["reason"] == "glass" and body["recall"]["class"] == "II"
+    assert [(r["reason"], r["class"], r["direct"]) for r in body["recalls"]] == [
+        ("glass", "II", True)
+    ]
+
+
+def test_cascaded_recall_names_the_ingredient(world, client):
+    mix = f"https://id.gs1.org/01/{GTIN}/10/MIX1"
+    quantity = {"value": 1, "unit": "KGM"}
+    world.ok(
+        "farm",
+        "transform",
+        [LOT, mix],
+        {
+            "inputs": [{"batch": LOT, "quantity": quantity}],
+            "outputs": [{"batch": mix, "quantity": quantity, "product": "Kale mix"}],
+        },
+        time=at(13),
+    )
+    world.ok("regulator", "recall", [LOT], {"reason": "Listeria", "class": "I"}, time=at(20))
+    response = client.get(mix.removeprefix(gs1.DEFAULT_BASE))
+    text = text_of(response)
+    assert "RECALLED" in text and "Listeria" in text
+    assert "It was made from a recalled lot: LOT42" in text
+    assert f'href="{PATH}"' in response.get_data(as_text=True)
 
 
 def test_linkset(client):

@@ -17,7 +17,7 @@ from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 
 from ..coldchain import MINUTE
-from ..timefmt import format_time
+from ..timefmt import format_time, parse_time
 
 LANGUAGES = {"en": "English", "zh": "中文"}
 HTML_LANG = {"en": "en", "zh": "zh-CN"}
@@ -35,6 +35,7 @@ def init_app(app: Flask) -> None:
         html_lang=lambda: HTML_LANG[language()],
         text_size=text_size,
         when=when,
+        when_text=lambda text: when(parse_time(text)),
         iso=format_time,
         day=day,
         duration=duration,

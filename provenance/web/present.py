@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..coldchain import Excursion
-from ..custody import Party, RecallNotice, Step
+from ..custody import Party, Step
 from ..scan import LegRecord, LotView
 from ..timefmt import format_time
 
@@ -27,29 +27,15 @@ def party(value: Party | None) -> dict[str, Any] | None:
     return {"did": value.did, "name": value.name, "role": value.role}
 
 
-def recall_notice(notice: RecallNotice) -> dict[str, Any]:
-    out = {
-        "time": format_time(notice.time_us),
-        "regulator": party(notice.regulator),
-        "reason": notice.reason,
-        "event_id": notice.event_id,
-        "lifted": notice.lifted,
-    }
-    if notice.recall_class:
-        out["class"] = notice.recall_class
-    if notice.instructions:
-        out["instructions"] = notice.instructions
-    return out
-
-
 def recall_status(view: LotView) -> dict[str, Any]:
-    """`?linkType=gs1:recallStatus`: is the lot recalled, by whom and why."""
-    active = view.custody.active_recall
+    """`?linkType=gs1:recallStatus`: is the lot recalled, by whom and why
+    (its own recalls and those cascaded from lots it was made from)."""
+    active = view.active_recalls
     return {
         "lot": view.lot.uri,
-        "recalled": view.lot.recalled or active is not None,
-        "recall": recall_notice(active) if active else None,
-        "history": [recall_notice(notice) for notice in view.custody.recalls],
+        "recalled": view.lot.recalled or bool(active),
+        "recalls": [record.to_json() for record in active],
+        "history": [record.to_json() for record in view.recalls],
         "checked_at": format_time(view.now_us),
     }
 

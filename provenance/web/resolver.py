@@ -86,6 +86,18 @@ def _self_url(lot_uri: str) -> str:
     return base + lot_uri.removeprefix(gs1.DEFAULT_BASE)
 
 
+@bp.app_template_filter("lot_path")
+def lot_path(lot_uri: str) -> str:
+    """A ledger lot URI as a path on this resolver."""
+    return lot_uri.removeprefix(gs1.DEFAULT_BASE)
+
+
+@bp.app_template_filter("lot_code")
+def lot_code(lot_uri: str) -> str:
+    """The lot code a person reads on the pack (AI 10), decoded."""
+    return gs1.parse_lot_uri(lot_uri)[1]
+
+
 @bp.get("/")
 def home():
     return render_template("home.html")
