@@ -31,6 +31,9 @@ GTIN = "09506000134352"
 LOT = "KALE-2611"
 LOT_URI = f"https://id.gs1.org/01/{GTIN}/10/{LOT}"
 FARM, CARRIER, REGULATOR, PROBE = "Green Valley Farm", "Cold Express", "Health Authority", "truck7"
+PROCESSOR = "Fresh Cuts"
+SALAD = "SALAD-2611"
+SALAD_URI = f"https://id.gs1.org/01/{GTIN}/10/{SALAD}"
 HOUR = 3_600_000_000
 
 
@@ -227,19 +230,93 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
     demo.run("verify", db=rolled)  # on its own, an older database looks intact…
     demo.run("verify", "--checkpoint", str(directory / "kept.checkpoint"), db=rolled, expect=1)
 
+    port = _free_port(8080)
+    base = os.environ.get("PROVENANCE_BASE_URL") or f"http://{_lan_address()}:{port}"
+    cascade(demo, directory, base, carrier, at, append)
     live(demo, directory, seconds)
-    scan(demo, directory, serve)
+    scan(demo, directory, port, base, serve)
     demo.say(f"Done: the ledger, keys, bundle and tampered copies are in {directory}")
     return 0
 
 
-def scan(demo: Demo, directory: Path, serve: float | None) -> None:
-    """The consumer's side: the scan page, its QR label, served for a phone."""
-    demo.say("12. Scan it: the resolver and consumer page, and the lot's QR label")
-    port = _free_port(8080)
-    base = os.environ.get("PROVENANCE_BASE_URL") or f"http://{_lan_address()}:{port}"
-    url = base.rstrip("/") + LOT_URI.removeprefix("https://id.gs1.org")
-    demo.run("label", LOT_URI, "--out", str(directory / "kale-label.png"), "--base-url", base)
+def cascade(demo: Demo, directory: Path, base: str, carrier: str, at, append) -> None:  # type: ignore[no-untyped-def]
+    """Lineage and a recall that reaches what was made from the recalled lot."""
+    demo.say(
+        "11. A processor makes salad from the kale; then the regulator recalls the kale "
+        "and the recall cascades to the salad"
+    )
+    processor = demo.run("party", "add", PROCESSOR, "--role", "processor").strip()
+    shipped = append(
+        CARRIER,
+        {
+            "kind": "ship",
+            "batches": [LOT_URI],
+            "data": {"to": processor, "location": {"name": "Nairobi hub", "country": "KE"}},
+            "time": at(4),
+        },
+    )
+    append(
+        PROCESSOR,
+        {
+            "kind": "receive",
+            "batches": [LOT_URI],
+            "data": {"shipment": shipped.strip(), "location": {"name": "Fresh Cuts plant"}},
+            "time": at(4.5),
+        },
+    )
+    kilograms = {"value": 200, "unit": "KGM"}
+    append(
+        PROCESSOR,
+        {
+            "kind": "transform",
+            "batches": [LOT_URI, SALAD_URI],
+            "data": {
+                "inputs": [{"batch": LOT_URI, "quantity": kilograms}],
+                "outputs": [
+                    {
+                        "batch": SALAD_URI,
+                        "quantity": {"value": 1600, "unit": "EA"},
+                        "product": "Kale salad bowl 125 g",
+                        "profile": "chilled",
+                    }
+                ],
+                "location": {"name": "Fresh Cuts plant", "country": "KE"},
+            },
+            "time": at(5),
+        },
+    )
+    print("  (the processor prints the salad's GS1 Digital Link labels, then traces it)")
+    label = str(directory / "salad-label.png")
+    demo.run("label", SALAD_URI, "--out", label, "--base-url", base)
+    demo.run("trace", SALAD_URI, "--direction", "back")
+    demo.run(
+        "recall",
+        LOT_URI,
+        "--as",
+        REGULATOR,
+        "--reason",
+        "Listeria monocytogenes found in a retained sample",
+        "--class",
+        "I",
+        "--instructions",
+        "Do not eat. Return it to the shop or throw it away.",
+    )
+    append(  # a recalled lot cannot be used any more
+        PROCESSOR,
+        {
+            "kind": "ship",
+            "batches": [SALAD_URI],
+            "data": {"to": carrier},
+            "time": at(6),
+        },
+        expect=1,
+    )
+
+
+def scan(demo: Demo, directory: Path, port: int, base: str, serve: float | None) -> None:
+    """The consumer's side: the scan page, served for a phone, and its QR code."""
+    demo.say("13. Scan it: the resolver and the consumer pages of the kale and the salad")
+    url = base.rstrip("/") + SALAD_URI.removeprefix("https://id.gs1.org")
     args = ["serve", "--host", "0.0.0.0", "--port", str(port), "--base-url", base]
     print("$ provenance " + " ".join(args) + f" &   (log: {directory / 'serve.log'})")
     server = subprocess.Popen(
@@ -249,13 +326,13 @@ def scan(demo: Demo, directory: Path, serve: float | None) -> None:
         stderr=(directory / "serve.log").open("wb"),
     )
     try:
-        local = f"http://127.0.0.1:{port}" + LOT_URI.removeprefix("https://id.gs1.org")
-        page = _fetch_when_up(local + "?linkType=gs1:recallStatus", server, 30)
-        status = json.loads(_fetch_when_up(local, server, 30, accept="application/json"))
-        print(f"  GET {local}  ->  state: {status['state']}")
-        for reason in status["reasons"][:3]:
-            print(f"    {reason}")
-        print(f"  recall status: {json.loads(page)['recalled']}")
+        for uri in (LOT_URI, SALAD_URI):
+            local = f"http://127.0.0.1:{port}" + uri.removeprefix("https://id.gs1.org")
+            status = json.loads(_fetch_when_up(local, server, 30, accept="application/json"))
+            print(f"  GET {local}  ->  state: {status['state']}")
+            for record in status["recall"]["recalls"]:
+                source = "" if record["direct"] else f" (made from {record['source']})"
+                print(f"    recalled{source}: {record['reason']}")
         print(f"\n  Scan with a phone on this network, or open:\n  {url}\n")
         _print_qr(url)
         if serve is None:
@@ -331,7 +408,7 @@ def live(demo: Demo, directory: Path, seconds: float) -> None:
     from .localbroker import Broker, describe
 
     demo.say(
-        "11. The running system: a local MQTT broker, the ingest service, and a fleet of "
+        "12. The running system: a local MQTT broker, the ingest service, and a fleet of "
         "simulated gateways whose sensors and dock scanners feed the real gateway code"
     )
     print(f"  {describe()}")

@@ -35,17 +35,26 @@ def test_demo_runs_and_catches_every_tamper(tmp_path):
     assert "unauthorised: a carrier may not sign recall" in out
     assert "check digit" in out
     assert (tmp_path / "demo" / "kale.bundle.json").exists()
+    # Lineage and a recall that cascades from the kale to the salad made from it.
+    cascade = out.split("== 11.")[1].split("== 12.")[0]
+    assert "made from (1 lots upstream; origins: 09506000134352/KALE-2611)" in cascade
+    assert "recalled (class I) 2 lots" in cascade  # the kale and, through it, the salad
+    assert "rejected: recalled: https://id.gs1.org/01/09506000134352/10/SALAD-2611" in cascade
+    assert (tmp_path / "demo" / "salad-label.png").stat().st_size > 1000
     # The live part: broker, ingest and the simulated fleet, then a clean verify.
-    live = out.split("== 11.")[1]
+    live = out.split("== 12.")[1].split("== 13.")[0]
     assert "broker: " in live and "done: readings" in live
     assert "queued 0" in live.split("done:")[1]
     assert "ingest stopped (exit 0)" in live
-    verified = live.split("== 12.")[0].rstrip().splitlines()[-1]
+    verified = live.rstrip().splitlines()[-1]
     assert verified.strip().startswith("OK "), verified
-    # The scan page: served, answering, with the lot's URL and a QR code.
-    scan = out.split("== 12.")[1]
-    assert "state: excursion" in scan
-    assert "recall status: False" in scan
-    assert "/01/09506000134352/10/KALE-2611" in scan
+    # The scan pages: the kale recalled, the salad recalled through it, a QR code.
+    scan = out.split("== 13.")[1]
+    kale, salad = scan.split("state: ")[1:3]
+    assert kale.startswith("recalled") and "Listeria" in kale
+    assert (
+        salad.startswith("recalled")
+        and "(made from https://id.gs1.org/01/09506000134352/10/KALE-2611)" in salad
+    )
+    assert "/01/09506000134352/10/SALAD-2611" in scan
     assert "▄▄▄▄▄" in scan  # the QR code, in block characters
-    assert (tmp_path / "demo" / "kale-label.png").stat().st_size > 1000
