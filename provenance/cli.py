@@ -633,6 +633,7 @@ def _register_services() -> None:
     """Commands that live beside their service (imports stay light until run)."""
     from gateway.cli import command as gateway_command
 
+    from .exchange_cli import export_epcis, export_fsma204, import_group
     from .ingest_cli import command as ingest_command
     from .label_cli import command as label_command
     from .notify_cli import command as notify_command
@@ -644,6 +645,9 @@ def _register_services() -> None:
     main.add_command(gateway_command)
     main.add_command(ingest_command)
     main.add_command(label_command)
+    main.add_command(import_group)
+    export.add_command(export_epcis)
+    export.add_command(export_fsma204)
     main.add_command(notify_command)
     main.add_command(recall_command)
     main.add_command(trace_command)

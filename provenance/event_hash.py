@@ -43,6 +43,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from . import gs1
@@ -159,6 +160,10 @@ _SENSOR_VOCAB_PREFIX = {
 }
 
 _SENSOR_REPORT_FIELDS = {name: _SENSOR_VOCAB_PREFIX.get(name) for name in SENSOR_REPORT}
+_SENSOR_METADATA_FIELDS: dict[str, str | None] = dict.fromkeys(SENSOR_METADATA)
+_QUANTITY_FIELDS: dict[str, str | None] = dict.fromkeys(_QUANTITY)
+_SENSOR_ELEMENT_FIELDS = frozenset({"sensorMetadata", "sensorReport"})
+_MEMO_LIMIT = 65_536  # values memoised per event (sensor events repeat units, types, ids)
 _TIME_FIELDS = frozenset({"eventTime", "time", "startTime", "endTime"})
 
 _CBV_URNS = (
@@ -171,6 +176,10 @@ _CBV_URNS = (
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _CURIE = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*):(?!//)(.*)", re.DOTALL)
+# UTC with exactly three fraction digits and a four-digit year from 1000: nothing to change.
+_CANONICAL_TIME = re.compile(
+    r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
+)
 _TIMESTAMP = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})"
     r"(?::([0-9]{2})(?:[.,]([0-9]+))?)?\s*(Z|z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
@@ -193,16 +202,51 @@ def event_hash(event: Mapping[str, Any], *, context: Any = None, ignore: Iterabl
 
 def prehash(event: Mapping[str, Any], *, context: Any = None, ignore: Iterable[str] = ()) -> str:
     """The canonical pre-hash string of one event (see the module docstring)."""
-    if not isinstance(event, Mapping):
-        raise ValidationError("event", "must be a JSON object")
-    event_type = event.get("type")
-    if not isinstance(event_type, str) or not event_type.strip():
-        raise ValidationError("event.type", "must name the event type, e.g. ObjectEvent")
-    namespaces = dict(EPCIS_PREFIXES)
-    namespaces.update(prefixes(context))
-    namespaces.update(prefixes(event.get("@context")))
-    render = _Renderer(namespaces, ignore)
-    return "eventType=" + event_type.strip() + render.event(event)
+    return Prehasher(context, ignore).prehash(event)
+
+
+class Prehasher:
+    """Pre-hash strings of many events of one document (one ``@context``, one ignore list),
+    sharing what it has already expanded: a whole-ledger export hashes thousands of events
+    that repeat the same names, units and identifiers.
+
+    `sensor_piece` renders one sensorElement on its own, and `prehash` can take such pieces
+    in place of the event's ``sensorElementList``: the pieces are independent of each other,
+    so a writer can render each reading once, as it goes, and keep only text."""
+
+    def __init__(self, context: Any = None, ignore: Iterable[str] = ()):
+        self._namespaces = dict(EPCIS_PREFIXES)
+        self._namespaces.update(prefixes(context))
+        self._ignore = tuple(ignore)
+        self._renderer = _Renderer(self._namespaces, self._ignore)
+
+    def _renderer_for(self, event: Mapping[str, Any]) -> _Renderer:
+        own = prefixes(event.get("@context"))
+        if not own:
+            return self._renderer
+        return _Renderer({**self._namespaces, **own}, self._ignore)
+
+    def prehash(
+        self, event: Mapping[str, Any], *, sensor_pieces: Iterable[str] | None = None
+    ) -> str:
+        """The pre-hash string of *event*; with *sensor_pieces* (from `sensor_piece`), those
+        stand for its sensorElementList."""
+        if not isinstance(event, Mapping):
+            raise ValidationError("event", "must be a JSON object")
+        event_type = event.get("type")
+        if not isinstance(event_type, str) or not event_type.strip():
+            raise ValidationError("event.type", "must name the event type, e.g. ObjectEvent")
+        render = self._renderer_for(event)
+        return "eventType=" + event_type.strip() + render.event(event, sensor_pieces)
+
+    def event_hash(
+        self, event: Mapping[str, Any], *, sensor_pieces: Iterable[str] | None = None
+    ) -> str:
+        return hash_prehash(self.prehash(event, sensor_pieces=sensor_pieces))
+
+    def sensor_piece(self, element: Mapping[str, Any]) -> str:
+        """The pre-hash piece of one sensorElement of an event without its own context."""
+        return self._renderer.sensor_element(element)
 
 
 def hash_prehash(pre_hash: str) -> str:
@@ -280,6 +324,7 @@ class _Renderer:
     def __init__(self, namespaces: Mapping[str, str], ignore: Iterable[str]):
         self.namespaces = namespaces
         self._keys: dict[str, str] = {}  # key names repeat across elements: memoised
+        self._values: dict[tuple[Any, ...], str] = {}  # and so do many values
         self._skips: dict[str, bool] = {}
         ignored = set(_COMMENTS)
         for name in ignore:
@@ -312,6 +357,19 @@ class _Renderer:
 
     def value(self, value: Any, vocab: str | None = None) -> str:
         """The canonical text of a scalar (vocab: the URI prefix of a bare CBV name)."""
+        key = (value.__class__, value, vocab)  # the class too: 1, 1.0 and True are equal
+        try:
+            return self._values[key]
+        except KeyError:
+            pass
+        except TypeError:  # not hashable: not a scalar, rendered as text
+            return self._value(value, vocab)
+        text = self._value(value, vocab)
+        if len(self._values) < _MEMO_LIMIT:
+            self._values[key] = text
+        return text
+
+    def _value(self, value: Any, vocab: str | None) -> str:
         if isinstance(value, bool):
             return "true" if value else "false"
         if value is None:
@@ -339,12 +397,16 @@ class _Renderer:
 
     # the event
 
-    def event(self, event: Mapping[str, Any]) -> str:
+    def event(self, event: Mapping[str, Any], sensor_pieces: Iterable[str] | None = None) -> str:
         ordered: list[str] = []
         rest: list[str] = []
         handled: set[str] = set()
         for name, shape in ORDER:
-            if name in event and not self.skip(name):
+            if shape == "sensors" and sensor_pieces is not None:
+                if not self.skip(name):
+                    ordered.append(self.named(name, list(sensor_pieces)))
+                handled.add(name)
+            elif name in event and not self.skip(name):
                 text = self.field(name, shape, event[name])
                 if text is not None:
                     ordered.append(text)
@@ -392,13 +454,17 @@ class _Renderer:
         text = ""
         for field, vocab in fields.items():
             if field in value and not self.skip(field):
-                items = value[field] if isinstance(value[field], list) else [value[field]]
-                text += "".join(sorted(self.pair(field, item, vocab) for item in items))
+                item = value[field]
+                if isinstance(item, list):
+                    text += "".join(sorted(self.pair(field, one, vocab) for one in item))
+                else:
+                    text += self.pair(field, item, vocab)
         text += self.extensions(value, fields)
         return name + text if text else ""
 
     def extensions(self, value: Mapping[str, Any], known: Iterable[str]) -> str:
-        known = set(known)
+        if not isinstance(known, (dict, set, frozenset)):
+            known = set(known)
         pieces = [
             piece
             for key, item in value.items()
@@ -408,13 +474,13 @@ class _Renderer:
         return "".join(sorted(pieces))
 
     def quantity(self, element: Mapping[str, Any]) -> str:
-        return self.structure("quantityElement", element, dict.fromkeys(_QUANTITY))
+        return self.structure("quantityElement", element, _QUANTITY_FIELDS)
 
     def sensor_element(self, element: Mapping[str, Any]) -> str:
         text = ""
         metadata = element.get("sensorMetadata")
         if isinstance(metadata, Mapping) and not self.skip("sensorMetadata"):
-            text += self.structure("sensorMetadata", metadata, dict.fromkeys(SENSOR_METADATA))
+            text += self.structure("sensorMetadata", metadata, _SENSOR_METADATA_FIELDS)
         reports = element.get("sensorReport")
         if reports is not None and not self.skip("sensorReport"):
             reports = reports if isinstance(reports, list) else [reports]
@@ -425,7 +491,7 @@ class _Renderer:
                     if isinstance(report, Mapping)
                 )
             )
-        text += self.extensions(element, ("sensorMetadata", "sensorReport"))
+        text += self.extensions(element, _SENSOR_ELEMENT_FIELDS)
         return "sensorElement" + text if text else ""
 
     # everything else: ilmd, typed lists, user extensions
@@ -496,10 +562,31 @@ def canonical_number(text: str) -> str:
     return repr(number)
 
 
+@lru_cache(maxsize=4096)
+def _real_day(day: str) -> bool:
+    try:
+        datetime.strptime(day, "%Y-%m-%d")
+    except ValueError:
+        return False
+    return True
+
+
+def _real_time(text: str) -> bool:
+    """Whether a ``YYYY-MM-DDTHH:MM:SS.mmmZ`` text names a real instant (no leap second)."""
+    return (
+        _real_day(text[:10])
+        and int(text[11:13]) < 24
+        and int(text[14:16]) < 60
+        and int(text[17:19]) < 60
+    )
+
+
 def normalise_time(text: str) -> str | None:
     """An ISO 8601 date-time in UTC with milliseconds (``…T10:00:30.000Z``), the third
     fraction digit rounded up when the fourth is 5–9; None if *text* is not a date-time.
     A time without an offset is taken as UTC."""
+    if _CANONICAL_TIME.fullmatch(text) and _real_time(text):
+        return text  # already UTC with milliseconds (every time the ledger writes)
     match = _TIMESTAMP.fullmatch(text.strip())
     if not match:
         return None
