@@ -633,6 +633,9 @@ def _register_services() -> None:
     """Commands that live beside their service (imports stay light until run)."""
     from gateway.cli import command as gateway_command
 
+    from .accounts_cli import portal as portal_group
+    from .accounts_cli import token as token_group
+    from .accounts_cli import user as user_group
     from .exchange_cli import export_epcis, export_fsma204, import_group
     from .ingest_cli import command as ingest_command
     from .label_cli import command as label_command
@@ -653,6 +656,9 @@ def _register_services() -> None:
     main.add_command(trace_command)
     main.add_command(serve_command)
     main.add_command(simulate_command)
+    main.add_command(portal_group)
+    main.add_command(token_group)
+    main.add_command(user_group)
 
 
 _register_services()

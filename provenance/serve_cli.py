@@ -37,14 +37,35 @@ log = logging.getLogger(__name__)
     metavar="URL",
     help="Public origin of this resolver, for the links it gives out (env PROVENANCE_BASE_URL).",
 )
+@click.option(
+    "--accounts",
+    envvar="PROVENANCE_ACCOUNTS",
+    type=click.Path(file_okay=False),
+    help="The portal's accounts folder (env PROVENANCE_ACCOUNTS; default: accounts/ beside --db).",
+)
+@click.option(
+    "--trusted-proxies",
+    type=click.IntRange(0, 10),
+    default=0,
+    show_default=True,
+    help="Reverse proxies in front whose X-Forwarded-For to trust (for rate limits).",
+)
 @click.pass_context
 def command(
-    click_ctx: click.Context, host: str, port: int, workers: int, base_url: str | None
+    click_ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    base_url: str | None,
+    accounts: str | None,
+    trusted_proxies: int,
 ) -> None:
-    """Serve the consumer scan pages, the Digital Link resolver and the log API.
+    """Serve the consumer scan pages, the Digital Link resolver, the log API,
+    and the producer/regulator portals with their JSON API (docs/portal.md).
 
-    Scanning a label opens /01/{GTIN}/10/{lot} here. The ledger is opened
-    read-only; run `provenance ingest` or the CLI beside it to write.
+    Scanning a label opens /01/{GTIN}/10/{lot} here. Pages read the ledger
+    read-only; portal actions write through the ledger with the log key in
+    --keys, beside `provenance ingest` and the CLI.
 
     Example: provenance serve --host 0.0.0.0 --port 8080 --base-url https://id.example.com
     """
@@ -62,6 +83,9 @@ def command(
             "DATABASE": str(ctx.db_path),
             "BASE_URL": base_url.rstrip("/") if base_url else None,
             "LOG_PUBLIC_KEY": _trusted_log_key(ctx),
+            "KEYS": str(ctx.keys_dir),
+            "ACCOUNTS_DIR": accounts,
+            "TRUSTED_PROXIES": trusted_proxies,
         }
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -1,19 +1,26 @@
-"""The web app: GS1 Digital Link resolver, consumer scan page, transparency log.
+"""The web app: GS1 Digital Link resolver, consumer scan page, transparency log,
+and the producer/regulator portals with their JSON API.
 
 `create_app(config)` builds a Flask app (there is no module-level app). Settings,
 each also read from the environment when not given:
 
-- ``DATABASE`` (``PROVENANCE_DB``, default ``provenance.db``): the ledger file,
-  opened read-only; the web app never writes to the ledger.
+- ``DATABASE`` (``PROVENANCE_DB``, default ``provenance.db``): the ledger file.
+  Pages read it through read-only connections; only portal and API actions
+  write, through `Ledger.append`, and only when the log key is at
+  ``{KEYS}/log.pem`` (``KEYS``, env ``PROVENANCE_KEYS``, default ``keys``).
 - ``LOG_PUBLIC_KEY``: the 32-byte Ed25519 key that checkpoints are checked with.
   Default: the key the ledger names (`provenance serve` passes the operator's
   own key file when it has one, so a swapped database cannot vouch for itself).
 - ``BASE_URL`` (``PROVENANCE_BASE_URL``): the resolver's public origin, used in
   links it hands out; default: the origin of each request.
 - ``CLOCK``: a function returning now in µs (tests pin it).
+- The portal's settings (accounts folder, secret key, rate limits, trusted
+  proxies, scan place header, upload size…): `portal.state.defaults` and
+  docs/portal.md.
 
-Routes are declared in the blueprints `resolver` and `transparency`; errors are
-mapped to pages or JSON in `errors`.
+Routes are declared in the blueprints `resolver`, `transparency`, `portal.*`
+and `api`; errors are mapped to pages or JSON in `errors` (and, for the
+portal's own refusals, `portal.guard`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from flask import Flask
 
 from ..scan import Scanner
 from ..timefmt import now_micros
-from . import errors, i18n, resolver, security, transparency
+from . import errors, i18n, portal, resolver, security, transparency
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE.parents[1] / "static"
@@ -62,4 +69,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     app.register_blueprint(resolver.bp)
     app.register_blueprint(transparency.bp)
+    portal.init_app(app)
     return app

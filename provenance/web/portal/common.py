@@ -1,0 +1,176 @@
+"""Helpers the portal's views share: loading a lot the caller may see,
+lot views and alerts, pages of results, and labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from urllib.parse import quote
+
+from flask import Response, current_app, request
+
+from ... import labels
+from ...accounts import Principal
+from ...errors import NotFound, ProvenanceError, ValidationError
+from ...scan import OK, LotView
+from ...store import Lot, Store
+from ..state import scanner
+from ..state import store as read_store
+from . import queries
+from .actions import audit, party_identity
+from .guard import PortalError, allowed, forbidden
+from .state import portal
+
+MAX_LABELS = 500
+
+
+@dataclass(frozen=True)
+class LotRow:
+    """A lot with what its page would say about it (its alerts)."""
+
+    lot: Lot
+    view: LotView | None
+    holder: str
+    in_transit_to: str | None
+
+    @property
+    def state(self) -> str:
+        if self.view is None:
+            return "recalled" if self.lot.recalled else "unknown"
+        return self.view.state
+
+    @property
+    def alerts(self) -> list[str]:
+        if self.view is None:
+            return ["recalled"] if self.lot.recalled else []
+        if self.view.state == OK:
+            return []
+        return [*self.view.reasons, *self.view.warnings]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lot": self.lot.uri,
+            "id": self.lot.id,
+            "gtin": self.lot.gtin,
+            "lot_code": self.lot.lot,
+            "product": self.lot.product,
+            "expiry": self.lot.expiry,
+            "holder": self.holder,
+            "in_transit_to": self.in_transit_to,
+            "recalled": self.lot.recalled,
+            "state": self.state,
+            "alerts": self.alerts,
+        }
+
+
+def view_of(store: Store, lot: Lot) -> LotView | None:
+    """The scan page's view of the lot (None when it cannot be built)."""
+    try:
+        return scanner().view(store, lot.uri)
+    except ProvenanceError:
+        return None
+
+
+def lot_row(store: Store, lot: Lot) -> LotRow:
+    holder = store.identity_by_id(lot.custodian)
+    transit = queries.shipments_of_lot(store, lot.id)
+    receiver = transit[0].receiver if transit else None
+    return LotRow(
+        lot,
+        view_of(store, lot),
+        holder.name if holder else "?",
+        receiver.name if receiver else None,
+    )
+
+
+def page_args(size: int) -> tuple[int, int, int]:
+    """(page number, limit, offset) from ``?page=``."""
+    raw = request.args.get("page", "1")
+    page = int(raw) if raw.isdigit() and 0 < len(raw) < 7 else 1
+    page = max(1, page)
+    return page, size, (page - 1) * size
+
+
+def lot_for(store: Store, who: Principal, lot_id: int) -> Lot:
+    """The lot if the caller may see it in the portal: regulators see every lot;
+    a party sees the lots it holds, made, handled or is being sent."""
+    lot = queries.lot_by_id(store, lot_id)
+    if lot is None:
+        raise PortalError(404, "not found", f"no lot {lot_id} in this ledger", reason="unknown-lot")
+    return check_lot_access(store, who, lot)
+
+
+def lot_by_uri_for(store: Store, who: Principal, uri: str) -> Lot:
+    lot = store.lot_by_uri(uri)
+    if lot is None:
+        raise PortalError(404, "not found", f"no lot {uri} in this ledger", reason="unknown-lot")
+    return check_lot_access(store, who, lot)
+
+
+def check_lot_access(store: Store, who: Principal, lot: Lot) -> Lot:
+    if allowed(who, "search"):
+        audit(who, "view-lot", {"lot": lot.uri})
+        return lot
+    me = party_identity(store, who)
+    if not queries.involved(store, lot, me.id):
+        raise forbidden(
+            f"{lot.uri} is not held, made or handled by your party ({who.party_name})",
+            "other-party",
+        )
+    return lot
+
+
+def label_bytes(store: Store, who: Principal, lot: Lot, kind: str, count: int) -> tuple[bytes, str]:
+    """A label (PNG) or an A4 sheet of *count* labels (PDF) for the lot, for the
+    party that made or holds it."""
+    me = party_identity(store, who)
+    if me.id not in (lot.custodian, lot.commissioned_by):
+        raise forbidden(
+            f"labels for {lot.uri} are printed by the party that made or holds it", "other-party"
+        )
+    if lot.recalled:
+        raise PortalError(
+            409, "recalled", f"{lot.uri} is recalled: no new labels for it", reason="recalled"
+        )
+    base = current_app.config.get("BASE_URL") or request.host_url.rstrip("/")
+    try:
+        expiry = date.fromisoformat(lot.expiry) if lot.expiry else None
+        label = labels.Label.from_uri(lot.uri, base=base, product=lot.product, expiry=expiry)
+        if kind == "png":
+            return labels.label_png(label), "image/png"
+        if not 1 <= count <= MAX_LABELS:
+            raise ValidationError("count", f"must be between 1 and {MAX_LABELS}")
+        return labels.sheet_pdf([label] * count), "application/pdf"
+    except (ValidationError, NotFound) as exc:
+        raise PortalError(422, "cannot make the label", str(exc), reason="label") from exc
+
+
+def send_document(who: Principal, sha256: str) -> Response:
+    """An uploaded document, as a download. Regulators and admins may fetch any;
+    a party the ones it uploaded or that concern lots it handles."""
+    state = portal()
+    found = state.accounts.document(sha256) if len(sha256) == 64 else None
+    if found is None or not state.documents.exists(sha256):
+        raise PortalError(404, "not found", "no such document on this server", reason="unknown")
+    if not (allowed(who, "search") or who.is_admin or found.party_did == who.party_did):
+        store = read_store()
+        me = party_identity(store, who)
+        lots = [store.lot_by_uri(uri) for uri in state.accounts.document_lots(sha256)]
+        if not any(lot is not None and queries.involved(store, lot, me.id) for lot in lots):
+            raise forbidden(
+                "this document belongs to lots your party does not handle", "other-party"
+            )
+    if allowed(who, "search"):
+        audit(who, "view-document", {"sha256": sha256})
+    name = found.name.replace('"', "'")
+    response = Response(
+        state.documents.path(sha256).read_bytes(),  # at most DOCUMENT_MAX_BYTES
+        mimetype=found.media_type,
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+            "Cache-Control": "no-store",
+        },
+    )
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response

@@ -1,0 +1,319 @@
+"""The portal for parties that handle lots: producers, processors, carriers,
+distributors, retailers and clinics. Each action signs with the party's
+server-held key; the ledger checks custody and roles again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from ...coldchain import PROFILES
+from ...lineage import active_recalls, held, quantity
+from ..state import store as read_store
+from . import actions, common, queries
+from .actions import audit, party_identity
+from .guard import PortalError, forbidden, login_required, needs, principal
+from .state import portal
+
+bp = Blueprint("producer", __name__)
+
+INPUT_ROWS = 3
+OUTPUT_ROWS = 2
+
+
+def _redirect_lot(lot_id: int) -> Response:
+    return redirect(url_for("portal.producer.lot", lot_id=lot_id), code=303)
+
+
+@bp.get("/")
+@login_required
+def home():
+    who = principal()
+    if who.is_admin:
+        return redirect(url_for("portal.admin.home"))
+    if who.role == "regulator":
+        return redirect(url_for("portal.regulator.home"))
+    store = read_store()
+    me = party_identity(store, who)
+    page, size, offset = common.page_args(portal().config["PORTAL_PAGE_SIZE"])
+    lots, total = queries.party_lots(store, me.id, limit=size, offset=offset)
+    rows = [common.lot_row(store, lot) for lot in lots]
+    incoming = queries.open_shipments(store, me.id, incoming=True)
+    return render_template(
+        "portal/home.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // size)),
+        incoming=incoming,
+        can_sign=portal().accounts.has_party_key(who.party_did or ""),
+    )
+
+
+@bp.get("/lots/<int:lot_id>")
+@login_required
+def lot(lot_id: int):
+    who = principal()
+    store = read_store()
+    found = common.lot_for(store, who, lot_id)
+    view = common.view_of(store, found)
+    me = store.identity_by_did(who.party_did) if who.party_did else None
+    transit = queries.shipments_of_lot(store, found.id)
+    incoming = (
+        transit[0]
+        if transit and me and transit[0].receiver and transit[0].receiver.id == me.id
+        else None
+    )
+    state = queries.lot_state(store, found.id)
+    documents = portal().accounts.lot_documents(found.uri)
+    on_disk = {d.sha256 for d, _ in documents if portal().documents.exists(d.sha256)}
+    return render_template(
+        "portal/lot.html",
+        lot=found,
+        view=view,
+        holder=store.identity_by_id(found.custodian),
+        mine=me is not None and found.custodian == me.id,
+        me=me,
+        transit=transit[0] if transit else None,
+        incoming=incoming,
+        parties=[p for p in queries.parties(store) if me is None or p.id != me.id],
+        documents=documents,
+        held=on_disk,
+        state=state,
+        left=held(state) if state else None,
+        made=quantity(state.quantity, state.unit) if state else None,
+        recalls=active_recalls(store, found.uri),
+    )
+
+
+@bp.route("/lots/new", methods=["GET", "POST"])
+@needs("commission")
+def new_lot():
+    who = principal()
+    if request.method == "GET":
+        return render_template("portal/new_lot.html", profiles=list(PROFILES), form={})
+    form = request.form
+    done = actions.commission(
+        who,
+        gtin=form.get("gtin", ""),
+        lot=form.get("lot", ""),
+        product=form.get("product", ""),
+        category=form.get("category") or None,
+        expiry=form.get("expiry") or None,
+        profile=form.get("profile") or None,
+        quantity=actions.form_quantity(form.get("quantity"), form.get("unit"), "quantity"),
+        origin=actions.form_location(form.get("origin"), form.get("country")),
+    )
+    made = read_store().lot_by_uri(done.lot_uri or "")
+    flash(f"Lot registered: {done.lot_uri}")
+    return _redirect_lot(made.id) if made else redirect(url_for("portal.producer.home"), code=303)
+
+
+@bp.post("/lots/<int:lot_id>/ship")
+@needs("ship")
+def ship(lot_id: int):
+    who = principal()
+    store = read_store()
+    found = common.lot_for(store, who, lot_id)
+    to = request.form.get("to", "")
+    actions.ship(
+        who,
+        batches=[found.uri],
+        to=to,
+        where=actions.form_location(request.form.get("location"), request.form.get("country")),
+    )
+    flash(f"Shipped {found.lot}: custody moves when the receiver confirms receipt.")
+    return _redirect_lot(lot_id)
+
+
+@bp.get("/shipments")
+@login_required
+def shipments():
+    who = principal()
+    store = read_store()
+    me = party_identity(store, who)
+    return render_template(
+        "portal/shipments.html",
+        incoming=queries.open_shipments(store, me.id, incoming=True),
+        outgoing=queries.open_shipments(store, me.id, incoming=False),
+    )
+
+
+@bp.post("/shipments/<event_id>/receive")
+@needs("receive")
+def receive(event_id: str):
+    who = principal()
+    actions.receive(
+        who,
+        shipment=event_id,
+        where=actions.form_location(request.form.get("location"), request.form.get("country")),
+        condition=request.form.get("condition") or None,
+    )
+    flash("Receipt confirmed: your party now holds the shipment's lots.")
+    return redirect(url_for("portal.producer.shipments"), code=303)
+
+
+@bp.route("/transform", methods=["GET", "POST"])
+@needs("transform")
+def transform():
+    who = principal()
+    store = read_store()
+    me = party_identity(store, who)
+    if request.method == "GET":
+        return render_template(
+            "portal/transform.html",
+            held=queries.held_lots(store, me.id),
+            inputs=range(INPUT_ROWS),
+            outputs=range(OUTPUT_ROWS),
+            profiles=list(PROFILES),
+        )
+    form = request.form
+    inputs: list[dict[str, Any]] = []
+    for n in range(INPUT_ROWS):
+        batch = form.get(f"in{n}_batch")
+        if batch:
+            inputs.append(
+                {
+                    "batch": batch,
+                    "quantity": actions.form_quantity(
+                        form.get(f"in{n}_quantity"),
+                        form.get(f"in{n}_unit"),
+                        f"inputs[{n}].quantity",
+                    ),
+                }
+            )
+    outputs: list[dict[str, Any]] = []
+    for n in range(OUTPUT_ROWS):
+        if form.get(f"out{n}_lot"):
+            outputs.append(
+                {
+                    "gtin": form.get(f"out{n}_gtin", ""),
+                    "lot": form.get(f"out{n}_lot", ""),
+                    "product": (form.get(f"out{n}_product") or "").strip() or None,
+                    "quantity": actions.form_quantity(
+                        form.get(f"out{n}_quantity"),
+                        form.get(f"out{n}_unit"),
+                        f"outputs[{n}].quantity",
+                    ),
+                    "category": form.get(f"out{n}_category") or None,
+                    "expiry": form.get(f"out{n}_expiry") or None,
+                    "profile": form.get(f"out{n}_profile") or None,
+                }
+            )
+    done = actions.transform(
+        who,
+        inputs=inputs,
+        outputs=outputs,
+        where=actions.form_location(form.get("location"), form.get("country")),
+    )
+    flash(f"Transformation recorded: {len(inputs)} lot(s) in, {len(outputs)} out.")
+    made = read_store().lot_by_uri(done.lot_uri or "")
+    return _redirect_lot(made.id) if made else redirect(url_for("portal.producer.home"), code=303)
+
+
+@bp.post("/lots/<int:lot_id>/documents")
+@needs("document")
+def upload_document(lot_id: int):
+    who = principal()
+    store = read_store()
+    found = common.lot_for(store, who, lot_id)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise PortalError(400, "bad request", "choose a file to attach", reason="document")
+    _, document = actions.attach_document(
+        who,
+        batches=[found.uri],
+        stream=upload.stream,
+        filename=upload.filename,
+        declared_type=upload.mimetype,
+        result=request.form.get("result", ""),
+        notes=request.form.get("notes"),
+    )
+    flash(f"Attached {document.name} (SHA-256 {document.sha256[:16]}…) in a signed inspection.")
+    return _redirect_lot(lot_id)
+
+
+@bp.get("/documents/<sha256>")
+@login_required
+def document(sha256: str):
+    return common.send_document(principal(), sha256)
+
+
+@bp.get("/lots/<int:lot_id>/label.<kind>")
+@needs("label")
+def label(lot_id: int, kind: str):
+    who = principal()
+    if kind not in ("png", "pdf"):
+        raise PortalError(
+            404, "not found", "labels come as label.png or label.pdf", reason="format"
+        )
+    store = read_store()
+    found = common.lot_for(store, who, lot_id)
+    raw = request.args.get("count", "")
+    count = int(raw) if raw.isdigit() and len(raw) < 6 else 0
+    data, mimetype = common.label_bytes(store, who, found, kind, count or 24)
+    audit(
+        who,
+        "label",
+        {"lot": found.uri, "format": kind, "count": 1 if kind == "png" else count or 24},
+    )
+    name = f"label-{found.gtin}-{found.lot}.{kind}"
+    return Response(
+        data,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{_ascii(name)}"'},
+    )
+
+
+def _ascii(name: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-._") else "_" for c in name)
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+@login_required
+def tokens():
+    """API tokens of the caller's party: list, create (shown once), revoke."""
+    who = principal()
+    if not who.party_did:
+        raise forbidden("API tokens act for a party; an admin manages them under Admin", "no-party")
+    accounts = portal().accounts
+    secret = None
+    if request.method == "POST":
+        scope = request.form.get("scope", "write")
+        token, secret = accounts.create_token(
+            who.party_did,
+            who.party_name or "",
+            who.role,
+            scope=scope,
+            label=request.form.get("label", ""),
+            created_by=who.actor,
+        )
+        audit(who, "token-create", {"token": token.id, "scope": token.scope, "label": token.label})
+    return render_template(
+        "portal/tokens.html", tokens=accounts.tokens(who.party_did), secret=secret
+    )
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int):
+    who = principal()
+    accounts = portal().accounts
+    token = accounts.token(token_id)
+    if token is None:
+        raise PortalError(404, "not found", f"no token {token_id}", reason="unknown-token")
+    if token.party_did != who.party_did:
+        raise forbidden("that token belongs to another party", "other-party")
+    accounts.revoke_token(token_id)
+    audit(who, "token-revoke", {"token": token_id})
+    flash(f"Token {token_id} revoked.")
+    return redirect(url_for("portal.producer.tokens"), code=303)

@@ -1,0 +1,305 @@
+"""The regulator's portal: search lots, trace them, recall and lift, active
+recalls and recall reports, EPCIS and FSMA 204 exports, ledger integrity, and
+the audit trail. Every query and action here is written to the audit trail
+(who, what, when, parameters)."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from ...errors import ValidationError
+from ...lineage import BOTH, DIRECTIONS, trace
+from ..state import store as read_store
+from . import actions, common, exports, integrity, queries
+from .actions import audit
+from .guard import PortalError, needs, principal
+from .reports import recall_report
+from .state import portal
+
+bp = Blueprint("regulator", __name__, url_prefix="/regulator")
+
+SEARCH_PAGE = 50
+
+
+def _log_key() -> bytes | None:
+    return current_app.config.get("LOG_PUBLIC_KEY")
+
+
+def _attachment(data: bytes | str, mimetype: str, name: str) -> Response:
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-._") else "_" for c in name)
+    return Response(
+        data,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{safe}"'},
+    )
+
+
+@bp.get("/")
+@needs("search")
+def home():
+    store = read_store()
+    return render_template(
+        "portal/regulator_home.html",
+        recalls=queries.active_recall_events(store, limit=20),
+        form={},
+    )
+
+
+@bp.get("/search")
+@needs("search")
+def search():
+    who = principal()
+    form = {k: (request.args.get(k) or "").strip()[:200] for k in ("q", "gtin", "lot")}
+    page, size, offset = common.page_args(SEARCH_PAGE)
+    store = read_store()
+    lots, total = queries.search_lots(
+        store, text=form["q"], gtin=form["gtin"], lot=form["lot"], limit=size, offset=offset
+    )
+    audit(who, "search", {**form, "page": page, "found": total})
+    return render_template(
+        "portal/search.html",
+        form=form,
+        rows=[common.lot_row(store, lot) for lot in lots],
+        total=total,
+        page=page,
+        pages=max(1, -(-total // size)),
+    )
+
+
+@bp.get("/trace")
+@needs("search")
+def trace_page():
+    """Where a lot came from and every lot made from it, with who holds each now."""
+    who = principal()
+    uri = actions.lot_uri_of(request.args.get("uri"), "uri")
+    direction = request.args.get("direction", BOTH)
+    if direction not in DIRECTIONS:
+        raise ValidationError("direction", f"must be one of {', '.join(DIRECTIONS)}")
+    store = read_store()
+    found = trace(store, uri, direction)
+    audit(
+        who,
+        "trace",
+        {
+            "lot": uri,
+            "direction": direction,
+            "upstream": len(found.upstream),
+            "downstream": len(found.downstream),
+        },
+    )
+    ids = {
+        lot.uri: lot_id
+        for lot in (found.lot, *found.upstream, *found.downstream)
+        if (lot_id := _lot_id(store, lot.uri)) is not None
+    }
+    return render_template("portal/trace.html", trace=found, ids=ids, directions=DIRECTIONS)
+
+
+def _lot_id(store, uri: str) -> int | None:
+    lot = store.lot_by_uri(uri)
+    return None if lot is None else lot.id
+
+
+def _lots_from_form() -> list[str]:
+    raw = request.form.getlist("lot") or []
+    text = request.form.get("lots", "")
+    raw += [line for line in text.replace(",", "\n").splitlines() if line.strip()]
+    return [item.strip() for item in raw if item.strip()]
+
+
+def _back(lots: list[str]) -> Response:
+    store = read_store()
+    found = store.lot_by_uri(actions.lot_uri_of(lots[0])) if lots else None
+    if found is not None:
+        return redirect(url_for("portal.producer.lot", lot_id=found.id), code=303)
+    return redirect(url_for("portal.regulator.recalls"), code=303)
+
+
+@bp.post("/recall")
+@needs("recall")
+def recall():
+    who = principal()
+    lots = _lots_from_form()
+    if request.form.get("confirm") != "yes":
+        raise PortalError(
+            400,
+            "not confirmed",
+            "tick the box to confirm the recall: it is signed and public",
+            reason="confirm",
+        )
+    done = actions.recall(
+        who,
+        batches=lots,
+        reason=request.form.get("reason", ""),
+        recall_class=request.form.get("class", ""),
+        instructions=request.form.get("instructions"),
+    )
+    reached = len(read_store().lots_of_recall_event(done.results[0].index or 0))
+    flash(
+        f"Recall signed for {len(lots)} lot(s); with the lots made from them, {reached} lot(s) "
+        "are recalled and every one of their scan pages shows it now."
+    )
+    return _back(lots)
+
+
+@bp.post("/lift")
+@needs("recall")
+def lift():
+    who = principal()
+    lots = _lots_from_form()
+    actions.lift(who, batches=lots, reason=request.form.get("reason", ""))
+    flash(f"Recall lifted for {len(lots)} lot(s) and the lots made from them.")
+    return _back(lots)
+
+
+@bp.get("/recalls")
+@needs("report")
+def recalls():
+    who = principal()
+    found = queries.active_recall_events(read_store())
+    audit(who, "active-recalls", {"count": len(found)})
+    return render_template("portal/recalls.html", recalls=found)
+
+
+def _report(lot_id: int):
+    who = principal()
+    store = read_store()
+    lot = queries.lot_by_id(store, lot_id)
+    if lot is None:
+        raise PortalError(404, "not found", f"no lot {lot_id}", reason="unknown-lot")
+    raw = request.args.get("event", "")
+    event = int(raw) if raw.isdigit() and len(raw) < 19 else None
+    return who, recall_report(store, portal().accounts, lot, event)
+
+
+@bp.get("/recalls/<int:lot_id>")
+@needs("report")
+def report(lot_id: int):
+    who, found = _report(lot_id)
+    audit(who, "recall-report", {"lot": found.lot.uri, "event": found.recall.event_id})
+    return render_template("portal/report.html", report=found)
+
+
+@bp.get("/recalls/<int:lot_id>/<part>.csv")
+@needs("report")
+def report_csv(lot_id: int, part: str):
+    if part not in ("lots", "scans"):
+        raise PortalError(404, "not found", "the report comes as lots.csv and scans.csv")
+    who, found = _report(lot_id)
+    audit(
+        who,
+        "recall-report",
+        {"lot": found.lot.uri, "event": found.recall.event_id, "format": f"{part}.csv"},
+    )
+    body = found.lots_csv() if part == "lots" else found.scans_csv()
+    name = f"recall-{found.lot.gtin}-{found.lot.lot}-{part}.csv"
+    return _attachment(body, "text/csv", name)
+
+
+@bp.route("/exports", methods=["GET"])
+@needs("report")
+def exports_page():
+    """The form; with ``?format=`` the download itself (EPCIS or FSMA 204)."""
+    who = principal()
+    kind = request.args.get("format")
+    if not kind:
+        return render_template("portal/exports.html", kinds=exports.KINDS)
+    lot = (request.args.get("lot") or "").strip()
+    params = {
+        "format": kind,
+        "lot": actions.lot_uri_of(lot, "lot") if lot else None,
+        "product": (request.args.get("product") or "").strip()[:200] or None,
+        "from": request.args.get("from") or None,
+        "to": request.args.get("to") or None,
+    }
+    made = exports.export(
+        read_store(),
+        kind,
+        lot=params["lot"],
+        product=params["product"],
+        since=params["from"],
+        until=params["to"],
+    )
+    audit(who, "export", {**params, "count": made.count})
+    return _attachment(made.data, made.mimetype, made.filename)
+
+
+@bp.get("/integrity")
+@needs("integrity")
+def integrity_page():
+    who = principal()
+    store = read_store()
+    found = integrity.latest(store, _log_key())
+    audit(who, "integrity", {"size": found.get("size")})
+    return render_template("portal/integrity.html", latest=found, result=None)
+
+
+@bp.post("/integrity/verify")
+@needs("integrity")
+def verify():
+    who = principal()
+    store = read_store()
+    uri = (request.form.get("lot") or "").strip()
+    if uri:
+        result = integrity.verify_one(store, _log_key(), actions.lot_uri_of(uri, "lot"))
+    else:
+        result = integrity.verify_all(store, _log_key(), portal().config["VERIFY_WORKERS"])
+    audit(
+        who,
+        "verify",
+        {"lot": uri or None},
+        "ok" if result["ok"] else f"problems: {len(result['problems'])}",
+    )
+    return render_template(
+        "portal/integrity.html", latest=integrity.latest(store, _log_key()), result=result
+    )
+
+
+@bp.post("/integrity/consistency")
+@needs("integrity")
+def consistency():
+    who = principal()
+    store = read_store()
+    note = request.form.get("checkpoint", "")
+    result = integrity.consistency(store, _log_key(), note)
+    result["scope"] = "consistency"
+    audit(
+        who,
+        "consistency",
+        {"old_size": result.get("old_size"), "new_size": result.get("new_size")},
+        "ok" if result["ok"] else f"failed: {result.get('problem')}",
+    )
+    return render_template(
+        "portal/integrity.html", latest=integrity.latest(store, _log_key()), result=result
+    )
+
+
+@bp.get("/audit")
+@needs("audit")
+def audit_trail():
+    who = principal()
+    accounts = portal().accounts
+    raw = request.args.get("before", "")
+    before = int(raw) if raw.isdigit() and len(raw) < 12 else None
+    action = (request.args.get("action") or "").strip()[:40] or None
+    actor = (request.args.get("actor") or "").strip()[:100] or None
+    entries = accounts.audit_entries(limit=100, before=before, action=action, actor=actor)
+    checked, problem = accounts.verify_audit()
+    audit(who, "audit-view", {"before": before, "action": action, "actor": actor})
+    return render_template(
+        "portal/audit.html",
+        entries=entries,
+        checked=checked,
+        problem=problem,
+        action=action or "",
+        actor=actor or "",
+    )

@@ -1,0 +1,98 @@
+"""The portal's one way into the ledger: `Ledger.append`, behind a lock.
+
+The consumer pages read the ledger through read-only connections; portal and
+API actions write through one `Ledger` per app (a `Ledger` is not thread-safe,
+so the web server's threads take turns). It needs the log key to sign the
+checkpoint of each commit: ``{KEYS}/log.pem``, as the CLI and the ingest
+service use. Without it the portal still reads, and every action answers 503
+with what to configure.
+
+Signing with a server-held party key and choosing its next seq happen under
+the same lock, so two requests of one party never pick the same seq.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ...errors import KeyFileError, ProvenanceError
+from ...keystore import KeyStore
+from ...ledger import Appended, Ledger
+from ...signing import did_of, sign
+from ...store import Store
+from ...timefmt import format_time
+
+LOG_KEY = "log"
+
+Item = tuple[str, list[str] | None, dict[str, Any]]  # kind, batches, data
+
+
+class WriteUnavailable(ProvenanceError):
+    """This server cannot write to the ledger (no log key, no ledger)."""
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        database: str | Path,
+        keys_dir: str | Path,
+        clock: Callable[[], int],
+    ):
+        self.database = Path(database)
+        self.keys_dir = Path(keys_dir)
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._ledger: Ledger | None = None
+
+    def _open(self) -> Ledger:
+        if self._ledger is None:
+            keys = KeyStore(self.keys_dir)
+            if not keys.exists(LOG_KEY):
+                raise WriteUnavailable(
+                    f"this server cannot write to the ledger: no log key at "
+                    f"{keys.path(LOG_KEY)} (start `provenance serve` with the --keys folder "
+                    "the ledger was made with)"
+                )
+            try:
+                log_key = keys.load(LOG_KEY)
+                store = Store(self.database, create=False)
+                self._ledger = Ledger(store, log_key, clock=self.clock)
+            except (KeyFileError, ProvenanceError) as exc:
+                raise WriteUnavailable(f"this server cannot write to the ledger: {exc}") from exc
+        return self._ledger
+
+    def available(self) -> bool:
+        return KeyStore(self.keys_dir).exists(LOG_KEY)
+
+    def sign_and_append(
+        self, key: Ed25519PrivateKey, items: Sequence[Item], *, source: str
+    ) -> list[Appended]:
+        """Sign *items* as the holder of *key* with its next seqs and the
+        current time, and append them all or nothing."""
+        with self._lock:
+            ledger = self._open()
+            did = did_of(key)
+            seq = ledger.next_seq(did)
+            now = format_time(self.clock())
+            envelopes = [
+                sign(key, kind=kind, seq=seq + n, time=now, data=data, batches=batches)
+                for n, (kind, batches, data) in enumerate(items)
+            ]
+            return ledger.append(envelopes, atomic=True, source=source)
+
+    def append(self, items: Sequence[Any], *, atomic: bool, source: str) -> list[Appended]:
+        """Append envelopes that were signed elsewhere, as they are."""
+        with self._lock:
+            return self._open().append(items, atomic=atomic, source=source)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger.store.close()
+                self._ledger = None
