@@ -339,7 +339,7 @@ def _check_identities(store: Store, registry: _Registry, report: Report) -> None
 def _check_state(store: Store, report: Report) -> None:
     """Replay every event but readings through the ledger's own rules into an
     empty in-memory store, then compare the derived tables. Catches edits of
-    lots, custody, recall state, attachments and shipments — and any event the
+    lots, custody, recall and hold state, flags, attachments and shipments — and any event the
     rules would refuse (the operator's ledger may have been misled by such an
     edit into accepting it)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -404,7 +404,7 @@ def _check_state(store: Store, report: Report) -> None:
 def _lot_state(store: Store) -> list[tuple[Any, ...]]:
     return store.conn.execute(
         "SELECT c.subject, l.product, l.category, l.expiry, l.profile, cu.did, co.did, l.recalled, "
-        "l.quantity, l.unit, l.used, l.used_other, l.location "
+        "l.quantity, l.unit, l.used, l.used_other, l.location, l.held "
         "FROM lots l JOIN chains c ON c.id = l.id LEFT JOIN identities cu ON cu.id = l.custodian "
         "LEFT JOIN identities co ON co.id = l.commissioned_by"
     ).fetchall()
@@ -432,6 +432,25 @@ def _recall_state(store: Store) -> list[tuple[Any, ...]]:
         + _EVENT_NAME
         + "WHERE e.idx = r.lift_event) "
         "FROM recalls r LEFT JOIN chains l ON l.id = r.lot LEFT JOIN chains s ON s.id = r.source"
+    ).fetchall()
+
+
+def _hold_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT l.subject, h.rule, "
+        + _EVENT_NAME
+        + "WHERE e.idx = h.event), "
+        + _EVENT_NAME
+        + "WHERE e.idx = h.release_event) "
+        "FROM holds h LEFT JOIN chains l ON l.id = h.lot"
+    ).fetchall()
+
+
+def _flag_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT l.subject, f.rule, f.key, f.signal, "
+        + _EVENT_NAME
+        + "WHERE e.idx = f.event) FROM flags f LEFT JOIN chains l ON l.id = f.lot"
     ).fetchall()
 
 
@@ -477,6 +496,8 @@ _STATE_TABLES = {
     "shipments": _shipment_state,
     "lineage": _lineage_state,
     "recalls": _recall_state,
+    "holds": _hold_state,
+    "flags": _flag_state,
     "links (recall, lift and EPCIS filing)": _filing_state,
 }
 

@@ -641,6 +641,7 @@ def _register_services() -> None:
     from .label_cli import command as label_command
     from .notify_cli import command as notify_command
     from .recall_cli import command as recall_command
+    from .rules_cli import group as rules_group
     from .serve_cli import command as serve_command
     from .simulate_cli import command as simulate_command
     from .trace_cli import command as trace_command
@@ -653,6 +654,7 @@ def _register_services() -> None:
     export.add_command(export_fsma204)
     main.add_command(notify_command)
     main.add_command(recall_command)
+    main.add_command(rules_group)
     main.add_command(trace_command)
     main.add_command(serve_command)
     main.add_command(simulate_command)

@@ -33,11 +33,18 @@ KIND_CODES: dict[str, int] = {
     "recall-lift": 12,
     "dispense": 13,
     "epcis": 14,
+    "hold": 15,
+    "release": 16,
+    "flag": 17,
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
 REGISTRAR = "registrar"
 DEVICE = "device"
+# The rules engine's key (docs/rules.md): an identity of its own type, enrolled by
+# the registrar like a party or device, that may sign only holds, releases and flags.
+RULES = "rules"
+IDENTITY_TYPES = ("party", DEVICE, REGISTRAR, RULES)
 
 # Who may sign each kind, by enrolled role (devices have the role "device").
 # Custodianship and the like are checked by the ledger against its state.
@@ -56,6 +63,9 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     "recall-lift": frozenset({"regulator"}),
     "dispense": frozenset(PARTY_ROLES),
     "epcis": frozenset(PARTY_ROLES),
+    "hold": frozenset({RULES}),
+    "release": frozenset({RULES, "regulator"}),
+    "flag": frozenset({RULES}),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
@@ -64,6 +74,7 @@ BATCHES_OPTIONAL = frozenset({"reading", "epcis"})
 NO_BATCHES = frozenset({"enrol", "revoke"})
 
 MAX_EXT_BYTES = 4096
+MAX_EVIDENCE_BYTES = 8192
 MAX_TEXT = 2000
 
 EPCIS_STREAM_FRAGMENT = "#epcis"
@@ -179,6 +190,24 @@ def ext(value: Any, field: str) -> None:
         raise ValidationError(field, f"must be at most {MAX_EXT_BYTES} bytes, got {size}")
 
 
+def evidence(value: Any, field: str) -> None:
+    """What a rule saw (excursions, silences, scans, event ids): an object of at
+    most MAX_EVIDENCE_BYTES canonical bytes, carried as signed."""
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be an object (what the rule saw)")
+    try:
+        size = len(canonicalize(value))
+    except ValidationError as exc:
+        raise ValidationError(field, exc.rule) from None
+    if size > MAX_EVIDENCE_BYTES:
+        raise ValidationError(field, f"must be at most {MAX_EVIDENCE_BYTES} bytes, got {size}")
+
+
+# EPCIS 2.0 lets partners define their own event types (the schema's
+# Extended-Event): a compact IRI such as example:CustomEvent, or an absolute URI.
+_EPCIS_EXTENSION_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]{1,200}")
+
+
 def epcis_stream(did_key: str) -> str:
     """The chain subject of a signer's imported EPCIS events that name no ledger
     lot: a DID URL of the signer (docs/protocol.md §5). Not the identity chain,
@@ -194,9 +223,12 @@ def epcis_event(value: Any, field: str) -> None:
     if not isinstance(value, dict):
         raise ValidationError(field, "must be an EPCIS 2.0 event object")
     event_type = value.get("type")
-    if event_type not in EPCIS_EVENT_TYPES:
+    extension = isinstance(event_type, str) and _EPCIS_EXTENSION_TYPE.fullmatch(event_type)
+    if event_type not in EPCIS_EVENT_TYPES and not extension:
         raise ValidationError(
-            f"{field}.type", f"must be one of {', '.join(EPCIS_EVENT_TYPES)}; got {event_type!r}"
+            f"{field}.type",
+            f"must be one of {', '.join(EPCIS_EVENT_TYPES)}, or an extension event type "
+            f"named by a prefixed name or URI (e.g. example:CustomEvent); got {event_type!r}",
         )
     event_time = value.get("eventTime")
     if not isinstance(event_time, str) or not _EPCIS_TIME.fullmatch(event_time):
@@ -266,6 +298,12 @@ PROFILE = text(32, r"[a-z0-9][a-z0-9-]*", "must be a profile name such as chille
 CATEGORY = one_of("food", "vaccine")
 PRODUCT = text(200)
 DEVICE_NAME = text(64, r"[A-Za-z0-9][A-Za-z0-9._:-]*", "letters, digits and . _ : - only")
+RULE_NAME = text(
+    64, r"[a-z0-9][a-z0-9._-]*", "must be a rule name: lowercase letters, digits and . _ - only"
+)
+SIGNAL = text(
+    32, r"[a-z][a-z0-9-]*", "must be a signal type such as coldchain, logger-silent or counterfeit"
+)
 
 READING_MEASURES = {
     "temperature_c": number(-100, 150, " °C"),
@@ -279,7 +317,7 @@ READING_MEASURES = {
 
 DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
     "enrol": (
-        {"subject": did, "type": one_of("party", "device", REGISTRAR), "name": text(100)},
+        {"subject": did, "type": one_of(*IDENTITY_TYPES), "name": text(100)},
         {"role": one_of(*PARTY_ROLES), "owner": did},
     ),
     "revoke": ({"subject": did, "from": timestamp}, {"reason": text(MAX_TEXT)}),
@@ -332,6 +370,12 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
     "recall-lift": ({"reason": text(MAX_TEXT)}, {}),
     "dispense": ({"quantity": QUANTITY}, {"location": LOCATION}),
     "epcis": ({"event": epcis_event}, {}),
+    "hold": ({"rule": RULE_NAME, "reason": text(MAX_TEXT)}, {"evidence": evidence}),
+    "release": ({"reason": text(MAX_TEXT)}, {"hold": event_id}),
+    "flag": (
+        {"signal": SIGNAL, "rule": RULE_NAME, "reason": text(MAX_TEXT), "key": text(200)},
+        {"evidence": evidence},
+    ),
 }
 
 

@@ -55,6 +55,7 @@ NOT_ATTACHED = "not-attached"
 LOT_EXISTS = "lot-exists"
 CONFLICT = "conflict"
 RECALLED = "recalled"
+HELD = "held"
 
 
 @dataclass
@@ -85,6 +86,7 @@ class _Batch:
     ids: dict[bytes, int] = field(default_factory=dict)
     moved: set[int] = field(default_factory=set)
     recalls: dict[int, Envelope] = field(default_factory=dict)  # recalls not yet flushed
+    holds: dict[int, Envelope] = field(default_factory=dict)  # holds not yet flushed
 
 
 class Ledger:
@@ -660,6 +662,7 @@ class Ledger:
         lots = self._lots_of(env)
         self._custodian_of(env, signer, lots)
         self._not_recalled(lots, index, batch, "shipped")
+        self._not_held(lots, batch, "shipped")
         receiver = self._party(env.data["to"])
         if receiver.id == signer.id:
             raise RejectedEvent(CONFLICT, "a shipment goes to another party")
@@ -713,6 +716,7 @@ class Ledger:
             inputs.append(lot)
         self._custodian_of(env, signer, inputs)
         self._not_recalled(inputs, index, batch, "transformed")
+        self._not_held(inputs, batch, "transformed")
         to_create = []
         for position, item in enumerate(env.data["outputs"]):
             lot = self.lot(item["batch"])
@@ -724,6 +728,7 @@ class Ledger:
                 to_create.append(item)
             else:
                 self._not_recalled([lot], index, batch, "made into a transform output")
+                self._not_held([lot], batch, "made into a transform output")
                 if (
                     lot.commissioned_by != signer.id
                     or lot.custodian != signer.id
@@ -831,12 +836,106 @@ class Ledger:
             f"{verb} until the recall is lifted"
         )
 
+    # --- holds, releases and flags: the rules key's decisions (docs/rules.md)
+
+    def _on_hold(self, env: Envelope, _s: Identity | None, index: int, batch: _Batch) -> list[int]:
+        """Hold the named lots for `data.rule` until a release: they cannot be
+        shipped, transformed or dispensed meanwhile. One hold in force per lot
+        and rule; a hold does not cascade to lots made from the lot earlier."""
+        lots = self._lots_of(env)
+        rule = env.data["rule"]
+        for lot in lots:
+            if any(held_rule == rule for _, held_rule in self.store.active_holds(lot.id)):
+                raise RejectedEvent(
+                    CONFLICT, f"{lot.uri} is already on hold by rule {rule}: release it first"
+                )
+        ids = [lot.id for lot in lots]
+        self.store.record_hold(index, ids, rule)
+        self._set_held_cache(ids, True)
+        batch.holds[index] = env
+        return ids
+
+    def _on_release(
+        self, env: Envelope, _s: Identity | None, index: int, batch: _Batch
+    ) -> list[int]:
+        """End the hold `data.hold` names on the named lots, or every hold in force
+        on them; a lot stays held while another hold remains."""
+        lots = self._lots_of(env)
+        hold_index = None
+        if "hold" in env.data:
+            hold_id = bytes.fromhex(env.data["hold"])
+            hold_index = batch.ids.get(hold_id)
+            if hold_index is None:
+                stored = self.store.find_event(hold_id)
+                hold_index = None if stored is None else stored.index
+            if hold_index is None or self._kind_at(hold_index, batch) != "hold":
+                raise RejectedEvent(CONFLICT, f"no hold {env.data['hold']} in the ledger")
+        for lot in lots:
+            active = [event for event, _ in self.store.active_holds(lot.id)]
+            if not active:
+                raise RejectedEvent(CONFLICT, f"{lot.uri} is not on hold")
+            if hold_index is not None and hold_index not in active:
+                raise RejectedEvent(
+                    CONFLICT, f"hold {env.data['hold']} is not in force on {lot.uri}"
+                )
+        ids = [lot.id for lot in lots]
+        self.store.record_release(index, ids, hold_index)
+        self._set_held_cache([i for i in ids if not self.store.active_holds(i)], False)
+        return ids
+
+    def _on_flag(self, env: Envelope, _s: Identity | None, index: int, _b: _Batch) -> list[int]:
+        """A signal about the named lots (a silent logger, a counterfeit serial…):
+        recorded once per lot, rule and key; it changes nothing else."""
+        lots = self._lots_of(env)
+        data = env.data
+        for lot in lots:
+            if self.store.has_flag(lot.id, data["rule"], data["key"]):
+                raise RejectedEvent(
+                    CONFLICT,
+                    f"{lot.uri} is already flagged by rule {data['rule']} for {data['key']}",
+                )
+        ids = [lot.id for lot in lots]
+        self.store.record_flag(index, ids, data["rule"], data["signal"], data["key"])
+        return ids
+
+    def _set_held_cache(self, lot_ids: Iterable[int], held: bool) -> None:
+        for lot_id in lot_ids:
+            cached = self._lots_by_id.get(lot_id)
+            if cached is not None:
+                cached.held = held
+
+    def _not_held(self, lots: Sequence[Lot], batch: _Batch, verb: str) -> None:
+        """Refuse to act on a held lot, naming the hold (rule, reason, signer, event)."""
+        for lot in lots:
+            if lot.held:
+                raise RejectedEvent(HELD, self._hold_message(lot, batch, verb))
+
+    def _hold_message(self, lot: Lot, batch: _Batch, verb: str) -> str:
+        active = self.store.active_holds(lot.id)
+        if not active:  # pragma: no cover - the holds table always backs the flag
+            return f"{lot.uri} is on hold; it cannot be {verb} until the hold is released"
+        event_index, rule = active[0]
+        envelope = batch.holds.get(event_index)
+        if envelope is None:
+            stored = self.store.event_at(event_index)
+            assert stored is not None
+            envelope = stored.envelope
+        signer = self.identity(envelope.signer)
+        who = signer.name if signer else envelope.signer
+        more = f" (and {len(active) - 1} more holds)" if len(active) > 1 else ""
+        return (
+            f"{lot.uri} is on hold by rule {rule} ({who}, {envelope.time}, event "
+            f"{envelope.event_id}): {envelope.data.get('reason')}{more}; it cannot be {verb} "
+            "until the hold is released by a regulator or the rules key"
+        )
+
     def _on_dispense(
         self, env: Envelope, signer: Identity | None, index: int, batch: _Batch
     ) -> list[int]:
         lots = self._lots_of(env)
         self._custodian_of(env, signer, lots)
         self._not_recalled(lots, index, batch, "dispensed")
+        self._not_held(lots, batch, "dispensed")
         self.store.record_dispense([lot.id for lot in lots], env.data)
         return [lot.id for lot in lots]
 

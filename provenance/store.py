@@ -13,6 +13,8 @@ Layout (docs/architecture.md has the why):
 - lineage: input lot -> output lot of every transform (both directions indexed);
   recalls: each lot's recalls by source lot, so a recall cascades downstream and
   a lift ends only what its source caused (docs/lineage.md).
+- holds, flags: what the rules key decided about each lot (docs/rules.md): holds
+  with the release that ended them, flags once per (lot, rule, key).
 - rejects: what was refused and why, with a bounded copy of the input.
 """
 
@@ -179,6 +181,62 @@ def _recall_sources(db: sqlite_utils.Database) -> None:
 
 
 RECALL_RULES_FROM = "recall_rules_from"  # meta: log index from which recall rules apply
+
+
+@migration("0004_holds_and_flags")
+def _holds_and_flags(db: sqlite_utils.Database) -> None:
+    """Holds (a lot stopped by a rule until released) and flags (signals such as
+    a silent logger or a counterfeit serial), derived from `hold`, `release` and
+    `flag` events; `lots.held` says whether any hold is in force. Backfilled from
+    the log (empty unless the log already holds such events)."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE holds (
+            lot INTEGER NOT NULL,      -- the held lot
+            event INTEGER NOT NULL,    -- log index of the hold
+            rule TEXT NOT NULL,        -- the rule that decided it (data.rule)
+            release_event INTEGER,     -- log index of the release that ended it; NULL: active
+            PRIMARY KEY (lot, event)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX holds_active ON holds (event) WHERE release_event IS NULL")
+    conn.execute(
+        """CREATE TABLE flags (
+            lot INTEGER NOT NULL,
+            rule TEXT NOT NULL,
+            key TEXT NOT NULL,         -- what the flag is about: one flag per lot, rule and key
+            signal TEXT NOT NULL,      -- e.g. logger-silent, counterfeit, coldchain
+            event INTEGER NOT NULL,    -- log index of the flag
+            PRIMARY KEY (lot, rule, key)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX flags_event ON flags (event)")
+    conn.execute("ALTER TABLE lots ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
+    # The rules service looks at the loggers attached now, every round.
+    conn.execute("CREATE INDEX attachments_open ON attachments (id) WHERE until_us IS NULL")
+    _backfill_holds(conn)
+
+
+def _backfill_holds(conn: sqlite3.Connection) -> None:
+    codes = ",".join(str(KIND_CODES[k]) for k in ("hold", "release", "flag"))
+    rows = conn.execute(
+        f"SELECT idx, kind, batches, data FROM events WHERE kind IN ({codes}) ORDER BY idx"
+    ).fetchall()
+    for idx, kind, batches, data_text in rows:
+        data = json.loads(data_text)
+        lots = parse_ids(batches) if batches else []
+        name = KIND_NAMES[kind]
+        if name == "hold":
+            record_hold(conn, idx, lots, data["rule"])
+        elif name == "release":
+            hold = None
+            if "hold" in data:  # the named hold, found by its id's key among holds
+                found = conn.execute(
+                    "SELECT idx FROM events WHERE key = ? AND kind = ? AND idx < ?",
+                    (_key(bytes.fromhex(data["hold"])), KIND_CODES["hold"], idx),
+                ).fetchone()
+                hold = found[0] if found else -1
+            record_release(conn, idx, lots, hold)
+        else:
+            record_flag(conn, idx, lots, data["rule"], data["signal"], data["key"])
 
 
 def _subject_ids(conn: sqlite3.Connection) -> dict[str, int]:
@@ -373,6 +431,50 @@ def record_lift(conn: sqlite3.Connection, event_index: int, sources: Sequence[in
     return affected
 
 
+def record_hold(
+    conn: sqlite3.Connection, event_index: int, lot_ids: Sequence[int], rule: str
+) -> None:
+    """A hold of *lot_ids* by *rule*: an active row each; the lots become held."""
+    conn.executemany(
+        "INSERT INTO holds (lot, event, rule) VALUES (?, ?, ?)",
+        [(lot_id, event_index, rule) for lot_id in lot_ids],
+    )
+    conn.executemany("UPDATE lots SET held = 1 WHERE id = ?", [(i,) for i in lot_ids])
+
+
+def record_release(
+    conn: sqlite3.Connection, event_index: int, lot_ids: Sequence[int], hold: int | None
+) -> None:
+    """A release of *lot_ids*: ends the hold at log index *hold* on them, or (None)
+    every active hold on them; a lot stays held while another hold remains."""
+    marks = ",".join("?" * len(lot_ids))
+    sql = f"UPDATE holds SET release_event = ? WHERE lot IN ({marks}) AND release_event IS NULL"
+    params: list[Any] = [event_index, *lot_ids]
+    if hold is not None:
+        sql += " AND event = ?"
+        params.append(hold)
+    conn.execute(sql, params)
+    conn.executemany(
+        "UPDATE lots SET held = EXISTS (SELECT 1 FROM holds h "
+        "WHERE h.lot = lots.id AND h.release_event IS NULL) WHERE id = ?",
+        [(lot_id,) for lot_id in lot_ids],
+    )
+
+
+def record_flag(
+    conn: sqlite3.Connection,
+    event_index: int,
+    lot_ids: Sequence[int],
+    rule: str,
+    signal: str,
+    key: str,
+) -> None:
+    conn.executemany(
+        "INSERT INTO flags (lot, rule, key, signal, event) VALUES (?, ?, ?, ?, ?)",
+        [(lot_id, rule, key, signal, event_index) for lot_id in lot_ids],
+    )
+
+
 @dataclass
 class Identity:
     id: int
@@ -400,6 +502,7 @@ class Lot:
     commissioned_by: int
     origin_event: int
     recalled: bool
+    held: bool = False  # under an active hold (docs/rules.md)
 
 
 @dataclass(frozen=True)
@@ -858,7 +961,7 @@ class Store:
 
     _LOT = (
         "SELECT l.id, c.subject, l.gtin, l.lot, l.product, l.category, l.expiry, l.profile, "
-        "l.custodian, l.commissioned_by, l.origin_event, l.recalled FROM lots l "
+        "l.custodian, l.commissioned_by, l.origin_event, l.recalled, l.held FROM lots l "
         "JOIN chains c ON c.id = l.id "
     )
 
@@ -869,9 +972,13 @@ class Store:
     def lots(self) -> list[Lot]:
         return [self._lot(row) for row in self.conn.execute(self._LOT + "ORDER BY l.id")]
 
+    def lot_by_id(self, lot_id: int) -> Lot | None:
+        row = self.conn.execute(self._LOT + "WHERE l.id = ?", (lot_id,)).fetchone()
+        return self._lot(row) if row else None
+
     @staticmethod
     def _lot(row: tuple[Any, ...]) -> Lot:
-        return Lot(*row[:-1], recalled=bool(row[-1]))
+        return Lot(*row[:11], recalled=bool(row[11]), held=bool(row[12]))
 
     def insert_lot(self, lot: Lot) -> None:
         self.conn.execute(
@@ -1033,6 +1140,113 @@ class Store:
             "AND id IN (SELECT value FROM json_each(?))",
             (json.dumps(list(lot_ids)),),
         ).fetchone()[0]
+
+    # --- holds and flags (what the rules key decided; docs/rules.md)
+
+    def record_hold(self, event_index: int, lot_ids: Sequence[int], rule: str) -> None:
+        record_hold(self.conn, event_index, lot_ids, rule)
+
+    def record_release(self, event_index: int, lot_ids: Sequence[int], hold: int | None) -> None:
+        record_release(self.conn, event_index, lot_ids, hold)
+
+    def record_flag(
+        self, event_index: int, lot_ids: Sequence[int], rule: str, signal: str, key: str
+    ) -> None:
+        record_flag(self.conn, event_index, lot_ids, rule, signal, key)
+
+    def active_holds(self, lot_id: int) -> list[tuple[int, str]]:
+        """(hold event index, rule) of the lot's holds in force, oldest first."""
+        return self.conn.execute(
+            "SELECT event, rule FROM holds WHERE lot = ? AND release_event IS NULL ORDER BY event",
+            (lot_id,),
+        ).fetchall()
+
+    def hold_rows(self, lot_id: int) -> list[tuple[int, str, int | None]]:
+        """(hold event index, rule, release event index or None) of every hold of the lot."""
+        return self.conn.execute(
+            "SELECT event, rule, release_event FROM holds WHERE lot = ? ORDER BY event", (lot_id,)
+        ).fetchall()
+
+    def held_lots(self) -> list[tuple[int, int]]:
+        """(lot id, hold event index) of every hold in force, oldest first."""
+        return self.conn.execute(
+            "SELECT lot, event FROM holds WHERE release_event IS NULL ORDER BY event, lot"
+        ).fetchall()
+
+    def has_flag(self, lot_id: int, rule: str, key: str) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM flags WHERE lot = ? AND rule = ? AND key = ?", (lot_id, rule, key)
+            ).fetchone()
+            is not None
+        )
+
+    def flag_rows(self, lot_id: int) -> list[tuple[int, str, str, str]]:
+        """(flag event index, rule, signal, key) of every flag of the lot, oldest first."""
+        return self.conn.execute(
+            "SELECT event, rule, signal, key FROM flags WHERE lot = ? ORDER BY event", (lot_id,)
+        ).fetchall()
+
+    def recent_flags(self, limit: int = 100) -> list[tuple[int, int]]:
+        """(lot id, flag event index) of the newest flags, newest first."""
+        return self.conn.execute(
+            "SELECT lot, event FROM flags ORDER BY event DESC, lot LIMIT ?", (limit,)
+        ).fetchall()
+
+    def hold_events_since(self, begin: int) -> list[tuple[int, str, list[int]]]:
+        """(log index, kind, lot ids) of holds, releases and flags from *begin* on."""
+        codes = ",".join(str(KIND_CODES[k]) for k in ("hold", "release", "flag"))
+        return [
+            (idx, KIND_NAMES[kind], parse_ids(lots or batches or "[]"))
+            for idx, kind, batches, lots in self.conn.execute(
+                f"SELECT idx, kind, batches, lots FROM events WHERE idx >= ? AND kind IN ({codes}) "
+                "ORDER BY idx",
+                (begin,),
+            )
+        ]
+
+    def lot_events_since(
+        self, begin: int, end: int, kinds: Sequence[str]
+    ) -> list[tuple[int, str, int, str, list[int]]]:
+        """(log index, kind, signer id, time, lot ids filed under) of events of *kinds*
+        in [begin, end), in log order: what a follower of the ledger needs to know
+        which lots an event touched, without rebuilding envelopes."""
+        codes = ",".join(str(KIND_CODES[k]) for k in kinds)
+        return [
+            (idx, KIND_NAMES[kind], signer, time, parse_ids(lots or batches or "[]"))
+            for idx, kind, signer, time, batches, lots in self.conn.execute(
+                "SELECT idx, kind, signer, time, batches, lots FROM events "
+                f"WHERE idx >= ? AND idx < ? AND kind IN ({codes}) ORDER BY idx",
+                (begin, end),
+            )
+        ]
+
+    def lot_readings(
+        self, lot_id: int, from_pos: int = 0
+    ) -> list[tuple[int, int, int, str, float | None, str | None]]:
+        """(chain position, log index, device id, time, temperature °C or None, sensor
+        or None) of the readings filed under the lot from chain position *from_pos*
+        on, in chain order (a follower reads only what is new)."""
+        return self.conn.execute(
+            "SELECT l.pos, e.idx, e.signer, e.time, json_extract(e.data, '$.temperature_c'), "
+            "json_extract(e.data, '$.sensor') "
+            "FROM links l JOIN events e ON e.idx = l.event "
+            "WHERE l.chain = ? AND l.pos >= ? AND e.kind = ? ORDER BY l.pos",
+            (lot_id, from_pos, KIND_CODES["reading"]),
+        ).fetchall()
+
+    def lot_attachments(self, lot_id: int) -> list[tuple[int, int, int | None]]:
+        """(device id, from µs, until µs or None) of every logger attached to the lot."""
+        return self.conn.execute(
+            "SELECT device, from_us, until_us FROM attachments WHERE lot = ? ORDER BY id",
+            (lot_id,),
+        ).fetchall()
+
+    def open_attachments(self) -> list[tuple[int, int, int]]:
+        """(lot id, device id, from µs) of every logger attached now."""
+        return self.conn.execute(
+            "SELECT lot, device, from_us FROM attachments WHERE until_us IS NULL ORDER BY id"
+        ).fetchall()
 
     # --- attachments and shipments
 

@@ -84,6 +84,25 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
     "recall": ([LOT], {"reason": "Listeria", "class": "I", "instructions": "Return it"}),
     "recall-lift": ([LOT], {"reason": "Cleared"}),
     "dispense": ([LOT], {"quantity": {"value": 1, "unit": "EA"}}),
+    "epcis": (
+        [LOT],
+        {"event": {"type": "ObjectEvent", "eventTime": "2026-09-21T10:00:00.000+02:00"}},
+    ),
+    "hold": (
+        [LOT],
+        {"rule": "vaccine-excursion", "reason": "3 h at 12 °C", "evidence": {"peak_c": 12}},
+    ),
+    "release": ([LOT], {"reason": "Stable", "hold": EVENT_ID}),
+    "flag": (
+        [LOT],
+        {
+            "signal": "counterfeit",
+            "rule": "serial-far-apart",
+            "reason": "KE and DE",
+            "key": "serial:S1",
+            "evidence": {"places": ["DE", "KE"]},
+        },
+    ),
 }
 
 

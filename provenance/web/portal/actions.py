@@ -43,6 +43,7 @@ STATUS_OF_REASON = {
     "lot-exists": 409,
     "conflict": 409,
     "recalled": 409,
+    "held": 409,
     "aborted": 409,
 }
 

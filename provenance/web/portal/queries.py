@@ -14,15 +14,10 @@ from typing import Any
 from ...envelope import Envelope
 from ...store import Identity, Lot, LotState, Store
 
-_LOT = (
-    "SELECT l.id, c.subject, l.gtin, l.lot, l.product, l.category, l.expiry, l.profile, "
-    "l.custodian, l.commissioned_by, l.origin_event, l.recalled FROM lots l "
-    "JOIN chains c ON c.id = l.id "
-)
-
-
-def _lot(row: tuple[Any, ...]) -> Lot:
-    return Lot(*row[:-1], recalled=bool(row[-1]))
+# The store's own lot query and row mapping, so the portal sees every lot column
+# (recalled, held, …) the ledger keeps.
+_LOT = Store._LOT
+_lot = Store._lot
 
 
 @dataclass(frozen=True)
