@@ -173,6 +173,9 @@ def _details(kind: str, data: dict[str, Any], lot_uri: str) -> dict[str, Any]:
         "recall": ("reason", "class", "instructions"),
         "recall-lift": ("reason",),
         "dispense": ("quantity",),
+        "hold": ("rule", "reason"),
+        "release": ("reason",),
+        "flag": ("signal", "reason"),
     }.get(kind, ())
     details = {name: data[name] for name in keep if name in data}
     if kind == "transform":

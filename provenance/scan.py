@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import chain as chains
 from . import coldchain
@@ -35,6 +35,8 @@ from .identity import public_key_from_did
 from .lineage import RecallRecord, recall_records
 from .merkle import inclusion_proof, verify_inclusion
 from .proofs import checkpoint_body
+from .rules import Flag, Hold
+from .rules_service import flag_records, hold_records
 from .store import Lot, Store
 from .timefmt import now_micros, parse_date
 
@@ -45,12 +47,13 @@ DAY = 86_400_000_000
 
 # Page states, most severe first: the first that applies is the headline.
 RECALLED = "recalled"
+HELD = "held"  # a rule stopped it (e.g. a vaccine out of its band too long) until released
 UNVERIFIED = "unverified"  # the record does not check out
 EXCURSION = "excursion"  # the cold chain broke (within or beyond tolerance)
 EXPIRED = "expired"
 GAP = "gap"  # loggers fell silent: not known to be fine
 OK = "ok"
-STATES = (RECALLED, UNVERIFIED, EXCURSION, EXPIRED, GAP, OK)
+STATES = (RECALLED, HELD, UNVERIFIED, EXCURSION, EXPIRED, GAP, OK)
 
 # A lot's category decides its profile when the producer named none.
 DEFAULT_PROFILES = {"vaccine": "vaccine"}
@@ -102,6 +105,8 @@ class LotView:
     now_us: int
     chain_length: int
     recalls: tuple[RecallRecord, ...] = ()  # every recall that reached the lot, oldest first
+    holds: tuple[Hold, ...] = ()  # holds in force, oldest first
+    flags: tuple[Flag, ...] = ()  # signals rules raised about it (they stop nothing)
 
     @property
     def expiry(self) -> str | None:
@@ -111,6 +116,12 @@ class LotView:
     def active_recalls(self) -> tuple[RecallRecord, ...]:
         """Recalls in force, its own or cascaded from lots it was made from."""
         return tuple(record for record in self.recalls if record.active)
+
+
+class _Alerts(NamedTuple):
+    recalls: tuple[RecallRecord, ...]  # all, with their lifts
+    holds: tuple[Hold, ...]  # in force
+    flags: tuple[Flag, ...]
 
 
 @dataclass
@@ -170,8 +181,12 @@ class Scanner:
                 key = (length, note, lot.recalled, lot.custodian, now // MINUTE)
                 if history.view_key != key or history.view is None:
                     integrity = self._integrity(store, history, lot_uri, head, note)
-                    recalls = tuple(recall_records(store, lot.id, lot_uri))
-                    history.view = _build_view(store, lot, history, integrity, recalls, now)
+                    alerts = _Alerts(
+                        tuple(recall_records(store, lot.id, lot_uri)),
+                        tuple(hold_records(store, lot.id, lot_uri)),
+                        tuple(flag_records(store, lot.id, lot_uri)),
+                    )
+                    history.view = _build_view(store, lot, history, integrity, alerts, now)
                     history.view_key = key
                 return history.view
 
@@ -322,7 +337,7 @@ def _build_view(
     lot: Lot,
     history: _History,
     integrity: Integrity,
-    recalls: tuple[RecallRecord, ...],
+    alerts: _Alerts,
     now: int,
 ) -> LotView:
     lookup = _lookup(store)
@@ -333,8 +348,8 @@ def _build_view(
     custodian = (
         Party(identity.did, identity.name, identity.role) if identity else unknown_party("?")
     )
-    active = tuple(record for record in recalls if record.active)
-    state, reasons, warnings = judge(lot, custody, integrity, legs, active, now)
+    active = tuple(record for record in alerts.recalls if record.active)
+    state, reasons, warnings = judge(lot, custody, integrity, legs, active, alerts.holds, now)
     return LotView(
         lot,
         custody,
@@ -347,7 +362,9 @@ def _build_view(
         warnings,
         now,
         history.length,
-        recalls,
+        alerts.recalls,
+        alerts.holds,
+        alerts.flags,
     )
 
 
@@ -416,13 +433,16 @@ def judge(
     integrity: Integrity,
     legs: tuple[LegRecord, ...],
     recalls: tuple[RecallRecord, ...],
+    holds: tuple[Hold, ...],
     now_us: int,
 ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """The headline state, its reasons, and the lesser states that also apply.
-    *recalls* are those in force."""
+    *recalls* and *holds* are those in force."""
     found: dict[str, list[str]] = {}
     if lot.recalled or recalls:
         found[RECALLED] = [r.reason for r in recalls] or ["recalled by a regulator"]
+    if lot.held or holds:
+        found[HELD] = [h.reason for h in holds] or ["held by a rule"]
     if not integrity.verified:
         found[UNVERIFIED] = list(integrity.problems) or ["the record could not be checked"]
     for record in legs:

@@ -222,3 +222,21 @@ def test_read_custody_skips_readings_and_names_unknown_signers(world):
     envelope = world.reading(1, 3.0)
     custody = read_custody(LOT, [(0, envelope)], lambda did: None)  # type: ignore[arg-type,return-value]
     assert custody.steps == () and custody.legs == ()
+
+
+def test_a_hold_by_a_rule_is_the_headline_until_released(world, scanner):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    world.keys["rules"] = Ed25519PrivateKey.generate()
+    rules = {"subject": world.did("rules"), "type": "rules", "name": "rules"}
+    world.ok("registrar", "enrol", None, rules)
+    hold = {"rule": "vaccine-excursion", "reason": "3 h at 12 °C, tolerated: 1 h"}
+    world.ok("rules", "hold", [LOT], hold, time=at(3))
+    view = scanner.view(world.store, LOT)
+    assert view.state == scan.HELD
+    assert view.reasons == ("3 h at 12 °C, tolerated: 1 h",)
+    assert [h.rule for h in view.holds] == ["vaccine-excursion"]
+    assert view.custody.steps[-1].details == hold
+    world.ok("regulator", "release", [LOT], {"reason": "Stability data"}, time=at(4))
+    view = scanner.view(world.store, LOT)
+    assert view.state == scan.OK and view.holds == ()

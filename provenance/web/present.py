@@ -117,6 +117,8 @@ def lot_json(view: LotView) -> dict[str, Any]:
         "made_from": list(view.custody.inputs),
         "used_in": list(view.custody.outputs),
         "recall": recall_status(view),
+        "holds": [hold.to_json() for hold in view.holds],
+        "flags": [flag.to_json() for flag in view.flags],
         "custody": [_step(step, view.integrity.bad_signatures) for step in view.custody.steps],
         "legs": [_leg(record) for record in view.legs],
         "integrity": {
