@@ -297,3 +297,23 @@ def test_admin_manages_users_and_tokens(lineage):
     assert lineage.api("GET", "/api/v1/me", token).status_code == 401
     assert lineage.post("root", "/portal/admin/users/root/disable").status_code == 409
     assert {"user-add", "token-revoke"} <= set(actions(lineage))
+
+
+def test_holds_page_lists_holds_and_flags_and_releases(lineage):
+    world = lineage.world
+    world.keys["rules"] = Ed25519PrivateKey.generate()
+    enrol = {"subject": world.did("rules"), "type": "rules", "name": "rules"}
+    world.ok("registrar", "enrol", None, enrol)
+    hold = world.ok("rules", "hold", [BAG], {"rule": "cold", "reason": "4 h at 11 °C"})
+    flag = {"signal": "counterfeit", "rule": "far", "reason": "KE and DE", "key": "serial:S1"}
+    world.ok("rules", "flag", [BAG], flag)
+    page = text(lineage.client("reg1").get("/portal/regulator/holds"))
+    assert "4 h at 11 °C" in page and "KE and DE" in page and "BAG1" in page
+    assert lineage.client("farm1").get("/portal/regulator/holds").status_code == 403
+    form = {"lots": BAG, "hold": hold.event_id, "reason": "retested"}
+    assert lineage.post("farm1", "/portal/regulator/holds/release", form).status_code == 403
+    assert lineage.post("reg1", "/portal/regulator/holds/release", form).status_code == 303
+    assert not world.store.lot_by_uri(BAG).held
+    released = world.store.chain_events(world.store.chain_by_subject(BAG)[0])[-1].envelope
+    assert released.kind == "release" and released.signer == world.did("regulator")
+    assert lineage.accounts.audit_entries(action="holds")

@@ -372,6 +372,18 @@ def lift(who: Principal, *, batches: list[str], reason: str) -> Done:
     )
 
 
+def release(who: Principal, *, batches: list[str], reason: str, hold: str | None = None) -> Done:
+    """End the holds a rule put on these lots (all of them, or the one named)."""
+    require(who, "recall")
+    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(batches)]
+    if not uris:
+        raise ValidationError("batches", "name the held lot to release")
+    data: dict[str, Any] = {"reason": (reason or "").strip()}
+    if hold:
+        data["hold"] = hold.strip()
+    return _sign(who, "recall", [("release", uris, data)], {"lots": uris, **data})
+
+
 def append_envelopes(who: Principal, items: list[Any], *, atomic: bool) -> list[Appended]:
     """Envelopes signed by the client, appended as they are. Each must be
     signed by the caller's party or one of its devices."""

@@ -18,6 +18,7 @@ from flask import (
 
 from ...errors import ValidationError
 from ...lineage import BOTH, DIRECTIONS, trace
+from ...rules_service import active_holds, recent_flags
 from ..state import store as read_store
 from . import actions, common, exports, integrity, queries
 from .actions import audit
@@ -159,6 +160,29 @@ def lift():
     actions.lift(who, batches=lots, reason=request.form.get("reason", ""))
     flash(f"Recall lifted for {len(lots)} lot(s) and the lots made from them.")
     return _back(lots)
+
+
+@bp.get("/holds")
+@needs("report")
+def holds():
+    """Lots stopped by rules, and the newest signals the rules raised."""
+    who = principal()
+    store = read_store()
+    held, flags = active_holds(store), recent_flags(store, limit=100)
+    audit(who, "holds", {"holds": len(held), "flags": len(flags)})
+    return render_template("portal/holds.html", holds=held, flags=flags)
+
+
+@bp.post("/holds/release")
+@needs("recall")
+def release():
+    who = principal()
+    lots = _lots_from_form()
+    actions.release(
+        who, batches=lots, reason=request.form.get("reason", ""), hold=request.form.get("hold")
+    )
+    flash(f"Hold released for {len(lots)} lot(s).")
+    return redirect(url_for("portal.regulator.holds"), code=303)
 
 
 @bp.get("/recalls")
