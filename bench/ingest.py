@@ -28,7 +28,9 @@ import argparse
 import json
 import multiprocessing
 import os
+import pickle
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -57,6 +59,10 @@ from paho.mqtt.properties import Properties  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from provenance import topics  # noqa: E402
+from provenance.envelope import Envelope  # noqa: E402
+from provenance.ingest import MAX_BATCH  # noqa: E402
+from provenance.ingest_prepare import items_of, prepare  # noqa: E402
+from provenance.jcs import MAX_DEPTH, parse_json  # noqa: E402
 from provenance.keystore import KeyStore  # noqa: E402
 from provenance.ledger import Ledger  # noqa: E402
 from provenance.localbroker import Broker, free_port  # noqa: E402
@@ -78,6 +84,11 @@ RUNNER = (
     "    main.add_command(command)\n"
     "main(prog_name='provenance')\n"
 )
+# Messages a publisher has in flight to the broker: gateways use 64
+# (gateway/config.py). paho scans its whole in-flight window on every PUBACK,
+# so a window of 1,000 cost the publishers ~0.1 ms per message of the CPU the
+# broker and the ingest share with them.
+PUBLISHER_WINDOW = 64
 CONNECT_DEADLINE = 30.0
 DRAIN_DEADLINE = 600.0
 
@@ -107,8 +118,23 @@ def _no_delay(_client: Any, _userdata: Any, sock: socket.socket) -> None:
 
 
 def _rfc3339_us() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}Z"
+    now = time.time()
+    seconds = int(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
+        f".{int((now - seconds) * 1e6):06d}Z"
+    )
+
+
+def _sent_at(template: Properties) -> Properties:
+    """PUBLISH properties with `sent_at` = now. paho's `Properties()` and its
+    attribute setter cost ~0.2 ms per message (name tables rebuilt and
+    scanned each time), CPU the publishers share with the broker and the
+    ingest: a copy of a template with the one value replaced carries the same
+    bytes for a few µs."""
+    properties = Properties.__new__(Properties)
+    properties.__dict__.update(template.__dict__)
+    properties.__dict__["UserProperty"] = [("sent_at", _rfc3339_us())]
+    return properties
 
 
 def _payloads(spec: dict[str, Any]) -> list[bytes]:
@@ -148,7 +174,7 @@ def publisher(spec: dict[str, Any], ready: Any, go: Any, results: Any) -> None:
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=spec["client_id"], protocol=mqtt.MQTTv5
     )
-    client.max_inflight_messages_set(1000)
+    client.max_inflight_messages_set(PUBLISHER_WINDOW)
     client.max_queued_messages_set(0)
     client.on_socket_open = _no_delay
     connected = threading.Event()
@@ -158,6 +184,9 @@ def publisher(spec: dict[str, Any], ready: Any, go: Any, results: Any) -> None:
     connected.wait(CONNECT_DEADLINE)
     ready.set()
     go.wait(120)
+    template = Properties(PacketTypes.PUBLISH)
+    template.UserProperty = ("sent_at", _rfc3339_us())
+    cpu = time.process_time()
     start = time.perf_counter()
     infos = []
     interval = 1 / spec["rate"] if spec["rate"] else 0.0
@@ -166,12 +195,16 @@ def publisher(spec: dict[str, Any], ready: Any, go: Any, results: Any) -> None:
             lag = start + i * interval - time.perf_counter()
             if lag > 0:
                 time.sleep(lag)  # pacing to a fixed rate, not synchronisation
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.UserProperty = ("sent_at", _rfc3339_us())
-        infos.append(client.publish(spec["topic"], payload, qos=1, properties=properties))
+        infos.append(client.publish(spec["topic"], payload, qos=1, properties=_sent_at(template)))
     for info in infos:
         info.wait_for_publish(DRAIN_DEADLINE)
-    results.put({"published": len(payloads), "seconds": time.perf_counter() - start})
+    results.put(
+        {
+            "published": len(payloads),
+            "seconds": time.perf_counter() - start,
+            "cpu": time.process_time() - cpu,
+        }
+    )
     client.disconnect()
     client.loop_stop()
 
@@ -208,10 +241,12 @@ def null_subscriber(host: str, port: int, expected: int, ready: Any, results: An
     client.loop_start()
     subscribed.wait(CONNECT_DEADLINE)
     ready.set()
+    cpu = time.process_time()
     done.wait(DRAIN_DEADLINE)
+    cpu = time.process_time() - cpu
     client.disconnect()
     client.loop_stop()
-    results.put({"times": times, "latencies": latencies})
+    results.put({"times": times, "latencies": latencies, "cpu": cpu})
 
 
 # --- the ledger and the ingest process
@@ -288,23 +323,26 @@ class Ingest:
         return self.metrics().get("provenance_ingest_envelopes_accepted_total", 0.0)
 
     def rss_mib(self) -> float:
-        """Resident memory of the ingest process and its commit worker."""
-        pids = [self.process.pid, *_children(self.process.pid)]
+        """Resident memory of the ingest process, its commit worker and prep processes."""
         total = 0
-        for pid in pids:
-            status = Path(f"/proc/{pid}/status").read_text()
+        for pid in _tree(self.process.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
             line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
             total += int(line.split()[1])
         return total / 1024
 
-    def wait_accepted(self, target: float, deadline: float) -> float:
-        """Poll until `target` envelopes are accepted; the time it happened."""
-        while True:
-            if self.accepted() >= target:
-                return time.perf_counter()
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"ingest stalled below {target} accepted envelopes")
-            time.sleep(0.02)  # polling another process, bounded by the deadline
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far: the ingest process (MQTT, committer), its commit
+        worker (the ledger's appends) and the worker's prep processes."""
+        roles = {"mqtt": _cpu_seconds(self.process.pid), "append": 0.0, "prep": 0.0}
+        for worker in _children(self.process.pid):
+            roles["append"] += _cpu_seconds(worker)
+            for pid in _tree(worker)[1:]:
+                roles["prep"] += _cpu_seconds(pid)
+        return roles
 
     def stop(self) -> int:
         self.process.terminate()
@@ -327,7 +365,74 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _tree(pid: int) -> list[int]:
+    """*pid* and all its descendants."""
+    found = [pid]
+    for child in _children(pid):
+        found += _tree(child)
+    return found
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all processes, all cores)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # up to steal, no guests
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Ledgerwatch:
+    """The ledger's size, read from its database (a WAL reader never blocks
+    the writer): how the benchmark sees commits without asking the ingest."""
+
+    def __init__(self, db: Path):
+        self.conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+
+    def size(self) -> int:
+        row = self.conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()
+        return row[0] or 0
+
+    def wait_size(self, target: int, deadline: float, ingest: Ingest) -> float:
+        """Poll until the log holds `target` events; perf_counter() when it did."""
+        while True:
+            if self.size() >= target:
+                return time.perf_counter()
+            if time.monotonic() > deadline or ingest.process.poll() is not None:
+                raise RuntimeError(f"ingest stalled below a log of {target} events")
+            time.sleep(0.01)  # polling another process's database, bounded by the deadline
+
+
 # --- phases
+
+
+class Costs:
+    """CPU seconds by process during one phase, per committed envelope."""
+
+    def __init__(self, envelopes: int, seconds: float):
+        self.envelopes = envelopes
+        self.seconds = seconds
+        self.parts: dict[str, float] = {}
+        self.others = 0.0  # CPU seconds of everything else on the machine meanwhile
+
+    def add(self, name: str, cpu_seconds: float) -> None:
+        self.parts[name] = cpu_seconds
+
+    def rows(self) -> list[tuple[str, float]]:
+        """(part, µs of CPU per envelope)."""
+        return [(name, cpu / self.envelopes * 1e6) for name, cpu in self.parts.items()]
+
+    @property
+    def cores(self) -> float:
+        """CPU used by the whole set-up, in cores (of os.cpu_count())."""
+        return sum(self.parts.values()) / self.seconds
 
 
 class Bench:
@@ -338,6 +443,7 @@ class Bench:
         self.db, self.keys, self.probe_keys, self.time0 = make_ledger(directory, args.publishers)
         self.next_seq = [0] * args.publishers
         self.directory = directory
+        self.ledger = Ledgerwatch(self.db)
 
     def publish(self, messages: int, batch: int, rate: float, signed: bool) -> float:
         """Publish `messages` messages from the publisher processes; returns
@@ -404,21 +510,32 @@ class Bench:
         seconds = max(times) - self.go_wall
         return messages / seconds, got["latencies"]
 
-    def ingest_rate(self, ingest: Ingest, envelopes: int, batch: int) -> float:
-        before = ingest.accepted()
-        start = self.publish(envelopes // batch, batch, 0.0, signed=True)
-        done = ingest.wait_accepted(before + envelopes, time.monotonic() + DRAIN_DEADLINE)
-        self.join_publishers()
-        return envelopes / (done - start)
+    def ingest_rate(self, ingest: Ingest, envelopes: int, batch: int) -> tuple[float, Costs]:
+        """Committed envelopes/s from go to the last commit, and where the CPU went."""
+        target = self.ledger.size() + envelopes
+        start = self.publish(envelopes // batch, batch, 0.0, signed=True)  # signs, then go
+        cpu_before, broker_before = ingest.cpu(), _cpu_seconds(self.broker.process.pid)
+        machine_before = _machine_busy()
+        done = self.ledger.wait_size(target, time.monotonic() + DRAIN_DEADLINE, ingest)
+        machine_after = _machine_busy()
+        cpu_after, broker_after = ingest.cpu(), _cpu_seconds(self.broker.process.pid)
+        published = self.join_publishers()
+        seconds = done - start
+        costs = Costs(envelopes, seconds)
+        costs.add("publishers (2 processes, paho)", sum(p["cpu"] for p in published))
+        costs.add("broker (Mosquitto)", broker_after - broker_before)
+        costs.add("ingest: MQTT, inbox, acks", cpu_after["mqtt"] - cpu_before["mqtt"])
+        costs.add("ingest: prep processes", cpu_after["prep"] - cpu_before["prep"])
+        costs.add("ingest: worker, Ledger.append", cpu_after["append"] - cpu_before["append"])
+        costs.others = max(0.0, machine_after - machine_before - sum(costs.parts.values()))
+        return envelopes / seconds, costs
 
     def ingest_latency(self, ingest: Ingest, rate: float, seconds: float) -> tuple[float, float]:
         before = ingest.metrics()
         messages = int(rate * seconds)
+        target = self.ledger.size() + messages
         self.publish(messages, 1, rate, signed=True)
-        ingest.wait_accepted(
-            before.get("provenance_ingest_envelopes_accepted_total", 0) + messages,
-            time.monotonic() + DRAIN_DEADLINE,
-        )
+        self.ledger.wait_size(target, time.monotonic() + DRAIN_DEADLINE, ingest)
         self.join_publishers()
         after = ingest.metrics()
         name = "provenance_ingest_publish_to_commit_seconds_bucket"
@@ -453,6 +570,114 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+# --- where one envelope's CPU goes, stage by stage (one core, this process)
+
+
+class _TimedConnection:
+    """A sqlite3 connection whose statements add up their CPU time."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+        self.seconds = 0.0
+
+    def execute(self, *args: Any) -> Any:
+        start = time.process_time()
+        try:
+            return self._conn.execute(*args)
+        finally:
+            self.seconds += time.process_time() - start
+
+    def executemany(self, *args: Any) -> Any:
+        start = time.process_time()
+        try:
+            return self._conn.executemany(*args)
+        finally:
+            self.seconds += time.process_time() - start
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def stages(envelopes: int, batch: int) -> tuple[list[tuple[str, float]], float | None]:
+    """(stage, µs of CPU per envelope) for gateway arrays of *batch* readings,
+    each stage alone on one core: what the ingest's processes do per envelope."""
+    with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
+        db, keys, probe_keys, time0 = make_ledger(Path(tmp), 1)
+        spec = {"key": probe_keys[0], "seq0": 0, "time0_us": time0, "batch": batch}
+        arrays = _payloads({**spec, "messages": envelopes // batch})
+        n = len(arrays) * batch
+        out: list[tuple[str, float]] = []
+
+        def timed(name: str, work: Any) -> Any:
+            start = time.process_time()
+            result = work()
+            out.append((name, (time.process_time() - start) / n * 1e6))
+            return result
+
+        values = timed(
+            "decode: strict JSON parse of the array",
+            lambda: [parse_json(a, max_depth=MAX_DEPTH + 1) for a in arrays],
+        )
+        parsed = timed(
+            "schema: Envelope.from_json (fields, kind rules, JCS of data)",
+            lambda: [Envelope.from_json(v) for value in values for v in value],
+        )
+        timed("signature: Ed25519 verify (`cryptography`)", lambda: _verify_all(parsed))
+        libsodium = _libsodium_verify_us(parsed)
+        records = prepare(arrays)  # what the prep processes send the worker
+        timed(
+            "prep → worker: pickle, unpickle, rebuild envelopes",
+            lambda: [items_of(m) for m in pickle.loads(pickle.dumps(records))],
+        )
+        items = [items_of(message) for message in records]
+        log_key = KeyStore(keys).load("log")
+        store = Store(db)
+        timer = _TimedConnection(store.conn)
+        store.conn = timer  # type: ignore[assignment]
+        ledger = Ledger(store, log_key, verify_threads=1)
+        group = max(1, MAX_BATCH // batch)  # messages per group commit, as the ingest makes them
+        start = time.process_time()
+        for first in range(0, len(items), group):
+            results = ledger.append(
+                [i for message in items[first : first + group] for i in message]
+            )
+            assert all(r.status == "accepted" for r in results), results[0]
+        append = (time.process_time() - start) / n * 1e6
+        sql = timer.seconds / n * 1e6
+        out.append(
+            (
+                f"Ledger.append, {group * batch} per call, signatures checked already: Python "
+                "(event id, rules, chains, Merkle log, rows, signed checkpoint)",
+                append - sql,
+            )
+        )
+        out.append(("Ledger.append: SQLite (statements and commit)", sql))
+        ledger.close()
+        store.close()
+        return out, libsodium
+
+
+def _verify_all(envelopes: list[Envelope]) -> None:
+    for envelope in envelopes:
+        envelope.verify_signature()
+
+
+def _libsodium_verify_us(envelopes: list[Envelope]) -> float | None:
+    """µs per verify with libsodium (PyNaCl) on the same envelopes, if it is
+    installed: for comparison only, the ledger verifies with `cryptography`."""
+    try:
+        from nacl.bindings import crypto_sign_open
+    except ImportError:
+        return None
+    from provenance.identity import public_key_from_did
+
+    work = [(e.signature + e.signing_bytes(), public_key_from_did(e.signer)) for e in envelopes]
+    start = time.process_time()
+    for signed, key in work:
+        crypto_sign_open(signed, key)
+    return (time.process_time() - start) / len(work) * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
@@ -462,7 +687,16 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=50, help="envelopes per gateway message")
     parser.add_argument("--max-readings", type=int, default=150_000, help="cap per phase")
+    parser.add_argument(
+        "--stages-only", action="store_true", help="only the per-stage CPU costs (no broker)"
+    )
     args = parser.parse_args()
+
+    verify = raw_verify_rate()
+    costs, libsodium = stages(10_000, args.batch)
+    _print_stages(costs, verify, args.batch, libsodium)
+    if args.stages_only:
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         bench = Bench(args, Path(tmp))
@@ -482,12 +716,12 @@ def main() -> None:
             ingest = Ingest(bench.db, bench.keys, bench.broker.url, Path(tmp) / "ingest.log")
             rss_start = ingest.rss_mib()
             single = min(args.max_readings, max(2000, int(0.6 * pass_rate * args.seconds)))
-            rate_a = bench.ingest_rate(ingest, single, 1)
+            rate_a, costs_a = bench.ingest_rate(ingest, single, 1)
             rss = [rss_start, ingest.rss_mib()]
             print(f"(a) {rate_a:,.0f} envelopes/s ({single} messages)", flush=True)
             batched = min(args.max_readings, max(5000, int(1.4 * verify_before * args.seconds)))
             batched -= batched % args.batch
-            rate_b = bench.ingest_rate(ingest, batched, args.batch)
+            rate_b, costs_b = bench.ingest_rate(ingest, batched, args.batch)
             rss.append(ingest.rss_mib())
             print(f"(b) {rate_b:,.0f} envelopes/s ({batched // args.batch} messages)", flush=True)
             p50, p99 = bench.ingest_latency(ingest, args.rate, args.seconds)
@@ -545,13 +779,55 @@ def main() -> None:
     )
     steps = " → ".join(f"{value:.0f}" for value in rss)
     print(
-        "| ingest + worker resident memory: start → after (a) → (b) → fixed rate → end | "
+        "| ingest + prep + worker resident memory: start → after (a) → (b) → fixed rate → end | "
         f"{steps} MiB | | flat |"
+    )
+    print()
+    print("Where the CPU went (µs of CPU per committed envelope, every process of the set-up):")
+    print()
+    print(f"| process | (a) 1 per message | (b) arrays of {args.batch} |")
+    print("|---|---|---|")
+    for (name, a), (_, b) in zip(costs_a.rows(), costs_b.rows(), strict=True):
+        print(f"| {name} | {a:,.0f} | {b:,.0f} |")
+    total_a = sum(v for _, v in costs_a.rows())
+    total_b = sum(v for _, v in costs_b.rows())
+    print(f"| **total** | **{total_a:,.0f}** | **{total_b:,.0f}** |")
+    print(f"| cores busy (CPU ÷ wall time) | {costs_a.cores:.2f} | {costs_b.cores:.2f} |")
+    print(
+        "| other processes on the machine meanwhile, cores | "
+        f"{costs_a.others / costs_a.seconds:.2f} | {costs_b.others / costs_b.seconds:.2f} |"
     )
     print(
         f"\nraw verify before/after: {verify_before:,.0f}/s, {verify_after:,.0f}/s; "
         f"ingest exit status on SIGTERM: {code}"
     )
+
+
+def _print_stages(
+    costs: list[tuple[str, float]], verify: float, batch: int, libsodium: float | None
+) -> None:
+    total = sum(value for _, value in costs)
+    print(f"Per-envelope CPU by stage, one core, gateway arrays of {batch} readings:")
+    print()
+    print("| stage | µs per envelope | share |")
+    print("|---|---|---|")
+    for name, value in costs:
+        print(f"| {name} | {value:,.1f} | {value / total:.0%} |")
+    print(f"| **total** | **{total:,.1f}** | |")
+    print(
+        f"\nraw verify {verify:,.0f}/s = {1e6 / verify:,.0f} µs each; all stages on 2 cores at "
+        f"best: {2e6 / total:,.0f} envelopes/s = {2e6 / total / verify:.2f} × raw verify",
+        flush=True,
+    )
+    if libsodium is not None:
+        signature = next(value for name, value in costs if name.startswith("signature"))
+        other = total - signature + libsodium
+        print(
+            f"for comparison, libsodium (PyNaCl, not used): {libsodium:,.1f} µs per verify; with "
+            f"it, at best {2e6 / other:,.0f} envelopes/s = {2e6 / other / verify:.2f} × raw verify",
+            flush=True,
+        )
+    print()
 
 
 if __name__ == "__main__":

@@ -4,15 +4,19 @@ The command is registered on the main group with `main.add_command(command)`.
 Exit status: 0 after a clean stop (SIGTERM/SIGINT: in-flight messages were
 committed and acknowledged), 1 when it cannot run (no ledger, bad key, the
 broker refused our subscriptions…), 2 on a usage error, 3 when the broker
-refused our credentials.
+refused our credentials. `--ready-file PATH` tells a supervisor (or the demo)
+when it is subscribed: see `ReadyFile`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,6 +25,7 @@ from .cli import LOG_KEY, Context
 from .errors import ProvenanceError, ValidationError
 from .ingest import STOP_TIMEOUT_S, BrokerURL, CredentialsRefused, IngestService, IngestStats
 from .signing import did_of
+from .timefmt import format_time, now_micros
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,13 @@ WAKE_EVERY_S = 0.1  # how soon the main loop notices a signal
     metavar="ID",
     help="MQTT client id; the broker keeps our session under it (default: per host).",
 )
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    metavar="PATH",
+    help="Once connected and subscribed, write JSON {pid, broker, topics, started} here "
+    "(atomically); removed when the command exits.",
+)
 @click.pass_context
 def command(
     click_ctx: click.Context,
@@ -76,6 +88,7 @@ def command(
     shared_group: str | None,
     metrics_port: int | None,
     client_id: str | None,
+    ready_file: Path | None,
 ) -> None:
     """Append what devices, gateways and parties publish over MQTT to the ledger.
 
@@ -97,6 +110,9 @@ def command(
         raise click.BadParameter(exc.rule, param_hint="--broker") from None
     if tls_ca is not None and not broker.tls:
         raise click.BadParameter("--tls-ca needs an mqtts:// broker URL", param_hint="--tls-ca")
+    if ready_file is not None and not ready_file.parent.is_dir():
+        message = f"{ready_file.parent} is not a folder"
+        raise click.BadParameter(message, param_hint="--ready-file")
     try:
         store = ctx.store()
         log_key = ctx.root_keys.load(LOG_KEY)
@@ -127,7 +143,7 @@ def command(
             message = f"cannot serve metrics on port {metrics_port}: {exc}"
             raise click.ClickException(message) from None
     try:
-        code = run(service)
+        code = run(service, ready_file)
     finally:
         if server is not None:
             server.close()
@@ -136,20 +152,26 @@ def command(
     sys.exit(code)
 
 
-def run(service: IngestService) -> int:
-    """Run *service* until SIGTERM/SIGINT or a fatal error; the exit status."""
+def run(service: IngestService, ready_file: Path | None = None) -> int:
+    """Run *service* until SIGTERM/SIGINT or a fatal error; the exit status.
+    With *ready_file*: see `ReadyFile`."""
     signalled: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
         signalled.append(signum)  # no locks in a signal handler: the main loop notices
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    ready = ReadyFile(ready_file, service) if ready_file is not None else None
     try:
+        if ready is not None:
+            ready.clear()  # a stale one (a killed run) must not say we are ready
         service.start()
         last: IngestStats | None = None
         next_progress = time.monotonic() + PROGRESS_EVERY_S
         while not signalled and not service.stopping.is_set():
             service.stopping.wait(WAKE_EVERY_S)
+            if ready is not None and not ready.written and service.ready.is_set():
+                ready.write()
             if time.monotonic() >= next_progress:
                 next_progress += PROGRESS_EVERY_S
                 now = service.stats()
@@ -160,11 +182,53 @@ def run(service: IngestService) -> int:
             log.info("ingest: %s: finishing what is in flight", signal.Signals(signalled[0]).name)
         service.stop(STOP_TIMEOUT_S)
     finally:
+        if ready is not None:
+            ready.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if isinstance(service.error, CredentialsRefused):
         return EXIT_CREDENTIALS
     return EXIT_ERROR if service.error is not None else EXIT_OK
+
+
+class ReadyFile:
+    """`--ready-file`: written (temp file + rename, so a reader never sees half
+    of it) once the service is connected and subscribed, removed on exit.
+
+        {"pid": 4242, "broker": "mqtt://127.0.0.1:1883",
+         "topics": ["provenance/v1/gateways/+/events", …], "started": "2026-11-22T10:15:00.123456Z"}
+
+    It says the service came up; whether it is connected now is the metric
+    `provenance_ingest_connected`. A kill -9 leaves it behind: check its pid.
+    """
+
+    def __init__(self, path: Path, service: IngestService):
+        self.path = path
+        self.service = service
+        self.started = format_time(now_micros())
+        self.written = False
+
+    def write(self) -> None:
+        content = {
+            "pid": os.getpid(),
+            "broker": str(self.service.broker),
+            "topics": list(self.service.filters),
+            "started": self.started,
+        }
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_text(json.dumps(content) + "\n")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            log.error("ingest: cannot write the ready file %s: %s", self.path, exc)
+            temporary.unlink(missing_ok=True)
+        self.written = True  # once: a failure is logged, not retried every tick
+
+    def clear(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("ingest: cannot remove the ready file %s: %s", self.path, exc)
 
 
 def _progress(now: IngestStats, last: IngestStats | None) -> str:

@@ -92,6 +92,16 @@ class IngestMetrics:
             "Reject notices not published (client queue full or disconnected)",
             registry=r,
         )
+        self.checkpoints_published = Counter(
+            f"{PREFIX}_checkpoints_published",
+            "Signed checkpoint notes published (retained) on provenance/v1/checkpoint",
+            registry=r,
+        )
+        self.checkpoint_size = Gauge(
+            f"{PREFIX}_checkpoint_size",
+            "Log size signed by the last checkpoint note published",
+            registry=r,
+        )
 
 
 @dataclass

@@ -27,6 +27,7 @@ from world import GTIN, LOT, World, at
 
 from provenance import topics
 from provenance.audit import verify_ledger
+from provenance.checkpoint import open_checkpoint
 from provenance.errors import ValidationError
 from provenance.ingest import (
     INTERNAL_ERROR,
@@ -297,13 +298,14 @@ def bad_inputs(world: World) -> dict[str, tuple[bytes, str]]:
     }
 
 
+@pytest.mark.parametrize("worker", [False, True], ids=["thread", "worker-process"])
 def test_bad_input_matrix_each_with_its_reason_while_valid_traffic_flows(
-    file_world, start_ingest, publisher
+    file_world, start_ingest, publisher, worker
 ):
     world = file_world
     cases = bad_inputs(world)
     valid = readings(world, 2 * len(cases) + 2, start=3.0)
-    service = start_ingest(world)
+    service = start_ingest(world, worker=worker)
     publisher.listen_for_rejects()
     feed = iter(valid)
     publisher.publish(PROBE_TOPIC, wire(next(feed)))
@@ -464,9 +466,10 @@ def payloads(template: dict[str, Any]) -> st.SearchStrategy[bytes]:
     )
 
 
-def test_hypothesis_payloads_never_crash_the_service(file_world, start_ingest, publisher):
+@pytest.mark.parametrize("worker", [False, True], ids=["thread", "worker-process"])
+def test_hypothesis_payloads_never_crash_the_service(file_world, start_ingest, publisher, worker):
     world = file_world
-    service = start_ingest(world)
+    service = start_ingest(world, worker=worker)
     template = world.reading(0.9, 4.0).to_json()
     topic = topics.events_topic("devices", "fuzz")
     published = []
@@ -722,6 +725,107 @@ def test_metrics_endpoint_serves_the_counters(file_world, start_ingest, publishe
     assert IngestMetrics().registry is not metrics.registry  # no shared global registry
 
 
+# --- checkpoints on provenance/v1/checkpoint
+
+
+class CheckpointWatcher:
+    """A subscriber to the checkpoint topic: the retained note, and each new one."""
+
+    def __init__(self, broker: Any, client_id: str):
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.notes: list[tuple[bool, str]] = []  # (retained, note)
+        self._changed = threading.Condition()
+        subscribed = threading.Event()
+        self.client.on_connect = lambda c, *_a: c.subscribe(topics.CHECKPOINT, qos=1)
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert subscribed.wait(READY), "could not subscribe to the checkpoint topic"
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        with self._changed:
+            self.notes.append((bool(message.retain), message.payload.decode()))
+            self._changed.notify_all()
+
+    def wait_for_size(self, world: World, size: int, timeout: float = SETTLE) -> Any:
+        """The first note that verifies with the log key and signs *size*."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for _retained, note in self.notes:
+                    checkpoint = open_checkpoint(note, ORIGIN, world.log_public_key)
+                    if checkpoint.size == size:
+                        return checkpoint
+                remaining = deadline - time.monotonic()
+                sizes = [note.split("\n")[1] for _, note in self.notes]
+                assert remaining > 0, f"no checkpoint of size {size}; got sizes {sizes}"
+                self._changed.wait(remaining)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+ORIGIN = "test.local/log"  # tests/world.py
+
+
+@pytest.mark.parametrize("worker", [False, True], ids=["thread", "worker-process"])
+def test_the_newest_checkpoint_is_published_retained_after_commits(
+    file_world, start_ingest, publisher, broker, worker
+):
+    world = file_world
+    assert world.store.get_meta("origin") == ORIGIN
+    service = start_ingest(world, worker=worker)
+    batch = readings(world, 120)
+    for envelope in batch[:60]:
+        publisher.publish(PROBE_TOPIC, wire(envelope))
+    publisher.publish(GATEWAY_TOPIC, json.dumps([e.to_json() for e in batch[60:]]).encode())
+    publisher.wait_published()
+    assert service.wait_for(lambda s: s.accepted == len(batch), SETTLE), service.stats()
+    size = world.store.log_size()
+
+    # While it runs: the newest note goes out once commits pause (rate limit 1 s).
+    live = CheckpointWatcher(broker, "witness-live")
+    try:
+        checkpoint = live.wait_for_size(world, size)
+    finally:
+        live.close()
+    assert checkpoint.origin == ORIGIN
+    assert world.store.latest_checkpoint() is not None
+    published = service.metrics.checkpoints_published._value.get()
+    assert 1 <= published <= 10  # rate-limited: not one per commit
+
+    # After a clean stop a newcomer gets the final note, retained, from the broker alone.
+    more = readings(world, 5, start=3.0)
+    for envelope in more:
+        publisher.publish(PROBE_TOPIC, wire(envelope))
+    publisher.wait_published()
+    assert service.wait_for(lambda s: s.accepted == len(batch) + len(more), SETTLE)
+    service.stop(15)
+    late = CheckpointWatcher(broker, "witness-late")
+    try:
+        final = late.wait_for_size(world, world.store.log_size())
+        assert final.size == size + len(more)
+        assert late.notes[0][0], "the checkpoint was not retained"
+        assert world.store.latest_checkpoint() == late.notes[-1][1]
+    finally:
+        late.close()
+
+
+def test_checkpoint_publisher_keeps_the_newest_note_only():
+    from provenance.ingest_checkpoint import CheckpointPublisher, note_size
+
+    publisher = CheckpointPublisher(lambda: None, IngestMetrics(), interval=60)
+    assert note_size("origin\n17\nroot=\n\n— origin sig\n") == 17
+    assert note_size("garbage") == -1
+    publisher.offer("o\n5\nr\n")
+    publisher.offer("o\n4\nr\n")  # an older one (another writer) is ignored
+    publisher.offer(None)
+    assert publisher._latest == "o\n5\nr\n"
+    assert publisher.stop(0.1) is False  # never connected: not published
+
+
 # --- the command (registered on a group of our own: the owner adds it to `provenance`)
 
 
@@ -744,6 +848,7 @@ def test_command_help_shows_options_and_an_example():
     for option in ("--broker", "--username", "--password", "--tls-ca", "--shared-group"):
         assert option in result.output
     assert "--metrics-port" in result.output and "--client-id" in result.output
+    assert "--ready-file" in result.output
     assert "Example: provenance ingest --broker mqtt://" in result.output
 
 

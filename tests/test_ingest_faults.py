@@ -355,3 +355,33 @@ def test_refused_credentials_exit_3_quickly_with_a_clear_message(ledger, tmp_pat
         assert good.terminate() == 0, good.output
     finally:
         guarded.kill()
+
+
+def test_ready_file_is_written_once_subscribed_and_removed_on_exit(
+    ledger, broker, processes, tmp_path
+):
+    ready = tmp_path / "run" / "ingest.ready"
+    ready.parent.mkdir()
+    ready.write_text("stale: a killed run left this")  # must not pass for ready
+    ledger.close_writer()
+    ingest = start(processes, ledger, broker.url, "--ready-file", str(ready))
+    wait_until(lambda: _ready_content(ready) is not None, READY, "the ready file")
+    content = _ready_content(ready)
+    assert content == {
+        "pid": ingest.process.pid,
+        "broker": broker.url,
+        "topics": list(topics.EVENT_FILTERS),
+        "started": content["started"],
+    }
+    assert content["started"].endswith("Z") and "subscribed to" in ingest.output
+    assert sorted(p.name for p in ready.parent.iterdir()) == ["ingest.ready"]  # no temp file
+    assert ingest.terminate() == 0, ingest.output
+    assert not ready.exists()
+
+
+def _ready_content(path: Path) -> dict[str, Any] | None:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # not there yet, or still the stale text
+    return content if isinstance(content, dict) else None
