@@ -413,17 +413,30 @@ def live(demo: Demo, directory: Path, seconds: float) -> None:
     )
     print(f"  {describe()}")
     broker = Broker(directory / "broker").start()
+    ready = directory / "ingest.ready"
     ingest = subprocess.Popen(
-        [sys.executable, "-m", "provenance", "ingest", "--broker", broker.url],
+        [
+            sys.executable,
+            "-m",
+            "provenance",
+            "ingest",
+            "--broker",
+            broker.url,
+            "--ready-file",
+            str(ready),
+        ],
         env=demo.env,
         stdout=subprocess.DEVNULL,
         stderr=(directory / "ingest.log").open("wb"),
     )
-    print(f"$ provenance ingest --broker {broker.url} &   (log: {directory / 'ingest.log'})")
+    print(
+        f"$ provenance ingest --broker {broker.url} --ready-file {ready} &"
+        f"   (log: {directory / 'ingest.log'})"
+    )
     try:
         # An MQTT broker drops what nobody has subscribed to yet: start the fleet
-        # only once the ingest service holds its subscriptions.
-        if not _wait_for_line(directory / "ingest.log", "subscribed to", ingest, 60):
+        # only once the ingest service says it holds its subscriptions.
+        if not _wait_for_file(ready, ingest, 60):
             raise SystemExit(f"the ingest service did not subscribe; see {directory}/ingest.log")
         demo.stream(
             "simulate",
@@ -459,15 +472,13 @@ def live(demo: Demo, directory: Path, seconds: float) -> None:
     demo.run("verify")
 
 
-def _wait_for_line(
-    path: Path, needle: str, process: subprocess.Popen[bytes], timeout: float
-) -> bool:
-    """Wait (bounded) until *needle* appears in a log file a process writes."""
+def _wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait (bounded) until a process has written its ready file."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        if path.exists() and needle in path.read_text(errors="replace"):
+        if path.exists():
             return True
-        time.sleep(0.1)  # polling a log file another process writes; bounded above
+        time.sleep(0.1)  # the file appears once; bounded by the deadline
     return False
 
 
