@@ -24,6 +24,7 @@ import click
 from .cli import LOG_KEY, Context
 from .errors import ProvenanceError, ValidationError
 from .ingest import STOP_TIMEOUT_S, BrokerURL, CredentialsRefused, IngestService, IngestStats
+from .mqtt_options import credential_options
 from .signing import did_of
 from .timefmt import format_time, now_micros
 
@@ -44,17 +45,7 @@ WAKE_EVERY_S = 0.1  # how soon the main loop notices a signal
     metavar="mqtt://HOST:PORT",
     help="The broker; mqtts://HOST:PORT for TLS.",
 )
-@click.option("--username", help="MQTT user name.")
-@click.option(
-    "--password",
-    envvar="PROVENANCE_MQTT_PASSWORD",
-    help="MQTT password (better: env PROVENANCE_MQTT_PASSWORD).",
-)
-@click.option(
-    "--tls-ca",
-    type=click.Path(exists=True, dir_okay=False),
-    help="CA certificate file to trust for mqtts:// (default: the system's).",
-)
+@credential_options
 @click.option(
     "--shared-group",
     metavar="NAME",

@@ -20,6 +20,7 @@ import click
 from .cli import Context, friendly, pass_context
 from .errors import ValidationError
 from .ingest import BrokerURL
+from .mqtt_options import credential_options
 from .notify import (
     ACK_TIMEOUT_S,
     POLL_INTERVAL_S,
@@ -40,17 +41,7 @@ log = logging.getLogger(__name__)
     metavar="mqtt://HOST:PORT",
     help="The broker; mqtts://HOST:PORT for TLS.",
 )
-@click.option("--username", help="MQTT user name.")
-@click.option(
-    "--password",
-    envvar="PROVENANCE_MQTT_PASSWORD",
-    help="MQTT password (better: env PROVENANCE_MQTT_PASSWORD).",
-)
-@click.option(
-    "--tls-ca",
-    type=click.Path(exists=True, dir_okay=False),
-    help="CA certificate file to trust for mqtts:// (default: the system's).",
-)
+@credential_options
 @click.option(
     "--cursor",
     "cursor_path",

@@ -29,6 +29,7 @@ import click
 from .cli import Context, _signing_key, friendly, pass_context, registrar_sign
 from .errors import ProvenanceError, ValidationError
 from .kinds import RULES
+from .mqtt_options import credential_options
 from .rules import RuleSet, parse_rules
 from .rules_service import (
     POLL_INTERVAL_S,
@@ -157,17 +158,7 @@ def check(config: str) -> None:
     metavar="mqtt://HOST:PORT",
     help="Publish retained alert notices here (mqtts:// for TLS); none without it.",
 )
-@click.option("--username", help="MQTT user name.")
-@click.option(
-    "--password",
-    envvar="PROVENANCE_MQTT_PASSWORD",
-    help="MQTT password (better: env PROVENANCE_MQTT_PASSWORD).",
-)
-@click.option(
-    "--tls-ca",
-    type=click.Path(exists=True, dir_okay=False),
-    help="CA certificate file to trust for mqtts:// (default: the system's).",
-)
+@credential_options
 @click.option("--client-id", metavar="ID", help="MQTT client id (default: per host).")
 @pass_context
 @friendly
