@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from flask import request
+
 from ... import gs1
 from ...accounts import Document, KeyUnavailable, Principal
 from ...errors import ProvenanceError, ValidationError
@@ -20,6 +22,7 @@ from ...ledger import Appended
 from ...store import Identity, Store
 from ...timefmt import format_time
 from ..state import store as read_store
+from . import exports
 from .documents import DocumentRefused
 from .guard import PortalError, forbidden, require
 from .state import portal
@@ -421,3 +424,26 @@ def append_envelopes(who: Principal, items: list[Any], *, atomic: bool) -> list[
     outcome = "ok" if accepted == len(results) else f"{len(results) - accepted} refused"
     audit(who, "envelopes", {"count": len(items), "accepted": accepted}, outcome)
     return results
+
+
+def audited_export(who: Principal, kind: str, lot_arg: str) -> exports.Export:
+    """An export for the request's lot (query parameter *lot_arg*), product and
+    date range, written to the audit trail (the portal page and the API share it)."""
+    lot = (request.args.get(lot_arg) or "").strip()
+    params = {
+        "format": kind,
+        "lot": lot_uri_of(lot, lot_arg) if lot else None,
+        "product": (request.args.get("product") or "").strip()[:200] or None,
+        "from": request.args.get("from") or None,
+        "to": request.args.get("to") or None,
+    }
+    made = exports.export(
+        read_store(),
+        kind,
+        lot=params["lot"],
+        product=params["product"],
+        since=params["from"],
+        until=params["to"],
+    )
+    audit(who, "export", {**params, "count": made.count})
+    return made

@@ -21,7 +21,7 @@ from ...jcs import parse_json
 from ...lineage import BOTH, DIRECTIONS, trace
 from ..present import lot_json
 from ..state import store as read_store
-from . import actions, common, exports, integrity, queries
+from . import actions, common, integrity, queries
 from .actions import audit, party_identity
 from .guard import PortalError, principal, render_refusal, require
 from .reports import recall_report
@@ -459,23 +459,7 @@ def export(kind: str):
     require(who, "report")
     if kind == "fsma204":
         kind = "fsma204-" + request.args.get("format", "csv")
-    lot = (request.args.get("batch") or "").strip()
-    params = {
-        "format": kind,
-        "lot": actions.lot_uri_of(lot, "batch") if lot else None,
-        "product": (request.args.get("product") or "").strip()[:200] or None,
-        "from": request.args.get("from") or None,
-        "to": request.args.get("to") or None,
-    }
-    made = exports.export(
-        read_store(),
-        kind,
-        lot=params["lot"],
-        product=params["product"],
-        since=params["from"],
-        until=params["to"],
-    )
-    audit(who, "export", {**params, "count": made.count})
+    made = actions.audited_export(who, kind, "batch")
     return Response(
         made.data,
         mimetype=made.mimetype,

@@ -237,23 +237,7 @@ def exports_page():
     kind = request.args.get("format")
     if not kind:
         return render_template("portal/exports.html", kinds=exports.KINDS)
-    lot = (request.args.get("lot") or "").strip()
-    params = {
-        "format": kind,
-        "lot": actions.lot_uri_of(lot, "lot") if lot else None,
-        "product": (request.args.get("product") or "").strip()[:200] or None,
-        "from": request.args.get("from") or None,
-        "to": request.args.get("to") or None,
-    }
-    made = exports.export(
-        read_store(),
-        kind,
-        lot=params["lot"],
-        product=params["product"],
-        since=params["from"],
-        until=params["to"],
-    )
-    audit(who, "export", {**params, "count": made.count})
+    made = actions.audited_export(who, kind, "lot")
     return _attachment(made.data, made.mimetype, made.filename)
 
 
