@@ -10,7 +10,6 @@ nothing is fetched from anywhere but our server, and saves a screenshot to
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from world import LOT, at
 
 from provenance import gs1
 from provenance.web import create_app
+from provenance.web.background import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts" / "screenshots"
@@ -62,8 +62,6 @@ def troubled_lot(file_world):
 
 @pytest.fixture
 def server(troubled_lot):
-    import waitress.server
-
     app = create_app(
         {
             "DATABASE": str(troubled_lot.store.path),
@@ -71,12 +69,8 @@ def server(troubled_lot):
             "LOG_PUBLIC_KEY": troubled_lot.log_public_key,
         }
     )
-    httpd = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=httpd.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.effective_port}"
-    httpd.close()
-    thread.join(timeout=10)
+    with serving(app) as base_url:
+        yield base_url
 
 
 def open_page(browser, url: str, **options):
