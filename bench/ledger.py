@@ -17,10 +17,12 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.audit import verify_ledger
+from provenance.ed25519 import Verifier
 from provenance.identity import public_key_from_did
 from provenance.ledger import Ledger
 from provenance.signing import did_of, sign
@@ -30,10 +32,23 @@ from provenance.timefmt import format_time, now_micros
 LOT = "https://id.gs1.org/01/09506000134352/10/BENCH-1"
 
 
-def raw_verify_rate(seconds: float = 2.0) -> float:
-    """Ed25519 verifies/s on one core for a reading-sized message."""
+LIBRARIES = {
+    "openssl": "OpenSSL via `cryptography`",
+    "libsodium": "libsodium via PyNaCl, the ledger's verifier",
+}
+
+
+def raw_verify_rate(seconds: float = 2.0, library: str = "openssl") -> float:
+    """Ed25519 verifies/s on one core for a reading-sized message, with
+    OpenSSL (the baseline the targets were set against) or libsodium (what
+    the ledger verifies with since provenance/ed25519.py)."""
     key = Ed25519PrivateKey.generate()
-    public = key.public_key()
+    if library == "openssl":
+        public: Any = key.public_key()
+    elif library == "libsodium":
+        public = Verifier(key.public_key().public_bytes_raw())
+    else:
+        raise ValueError(f"library must be one of {', '.join(LIBRARIES)}")
     message = b'{"data":{"humidity_pct":61.5,"temperature_c":4.25},"kind":"reading","seq":4211,' + (
         b'"signer":"did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",'
         b'"time":"2026-11-22T10:15:00.123Z","v":1}'
@@ -97,6 +112,7 @@ def main() -> None:
         print(f"signing {args.readings} readings …", flush=True)
         wire = signed_readings(probe, args.readings)
         raw_before = raw_verify_rate()
+        sodium_before = raw_verify_rate(library="libsodium")
         size_before = _db_bytes(store)
 
         start = time.perf_counter()
@@ -116,21 +132,32 @@ def main() -> None:
         assert report.ok, report.problems[:3]
         verify_rate = report.log_size / verify_seconds
         raw_after = raw_verify_rate()
+        sodium_after = raw_verify_rate(library="libsodium")
         raw = statistics.mean([raw_before, raw_after])
+        sodium = statistics.mean([sodium_before, sodium_after])
 
         print()
-        print(f"| measure | value | ratio to raw verify ({raw:,.0f}/s, 1 core) | target |")
-        print("|---|---|---|---|")
+        print(
+            f"| measure | value | × raw verify, OpenSSL ({raw:,.0f}/s, 1 core) "
+            f"| × raw verify, libsodium ({sodium:,.0f}/s) | target |"
+        )
+        print("|---|---|---|---|---|")
         print(
             f"| append, batches of {args.batch} | {append_rate:,.0f} readings/s | "
-            f"{append_rate / raw:.2f} | ≥ 0.70 |"
+            f"{append_rate / raw:.2f} | {append_rate / sodium:.2f} | ≥ 0.70 |"
         )
         print(
             f"| whole-ledger verify, {report.log_size:,} events, {os.cpu_count()} cores | "
-            f"{verify_rate:,.0f} events/s | {verify_rate / raw:.2f} | ≥ 1.60 |"
+            f"{verify_rate:,.0f} events/s | {verify_rate / raw:.2f} | {verify_rate / sodium:.2f} "
+            "| ≥ 1.60 |"
         )
-        print(f"| disk per stored reading (indexes included) | {per_reading:.0f} bytes | | ≤ 400 |")
-        print(f"\nraw verify before/after: {raw_before:,.0f}/s, {raw_after:,.0f}/s")
+        print(
+            f"| disk per stored reading (indexes included) | {per_reading:.0f} bytes | | | ≤ 400 |"
+        )
+        print(
+            f"\nraw verify before/after: OpenSSL {raw_before:,.0f}/s, {raw_after:,.0f}/s; "
+            f"libsodium {sodium_before:,.0f}/s, {sodium_after:,.0f}/s"
+        )
 
 
 def _db_bytes(store: Store) -> int:

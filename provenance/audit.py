@@ -26,11 +26,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-
 from . import chain as chains
 from .bundle import BundleReport, verify_bundle
 from .checkpoint import Checkpoint, open_checkpoint
+from .ed25519 import InvalidSignature
 from .envelope import b64url, canonical_pair
 from .errors import ProvenanceError, VerificationError
 from .identity import verifier_for

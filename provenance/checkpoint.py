@@ -30,9 +30,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from provenance.ed25519 import InvalidSignature, Verifier
 from provenance.errors import SignatureError, ValidationError, VerificationError
 
 __all__ = [
@@ -58,7 +58,6 @@ MAX_TREE_SIZE = 2**64 - 1
 
 ROOT_HASH_SIZE = 32
 PUBLIC_KEY_SIZE = 32
-SIGNATURE_SIZE = 64
 KEY_ID_SIZE = 4
 _SIG_PREFIX = "— "  # em dash U+2014, space
 
@@ -320,14 +319,12 @@ def open_note(note: str, name: str, public_key: bytes) -> str:
             f"no signature by {name} with key id {want.hex()}{hint} — is this the right log key?"
         )
     try:
-        verifier = Ed25519PublicKey.from_public_bytes(public_key)
+        verifier = Verifier(bytes(public_key))
     except ValueError as exc:
         raise ValidationError("public_key", f"is not an Ed25519 public key ({exc})") from None
     message = body.encode("utf-8")
     for sig in mine:
         try:
-            if len(sig) != SIGNATURE_SIZE:
-                raise InvalidSignature
             verifier.verify(sig, message)
         except InvalidSignature:
             raise SignatureError(

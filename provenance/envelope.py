@@ -18,9 +18,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-
 from . import kinds
+from .ed25519 import InvalidSignature
 from .errors import ProvenanceError, SignatureError, ValidationError
 from .identity import public_key_from_did, verifier_for
 from .jcs import canonicalize, parse_json

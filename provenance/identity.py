@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
+from .ed25519 import Verifier
 from .errors import ValidationError
 
 ED25519_MULTICODEC = b"\xed\x01"
@@ -85,16 +84,16 @@ def _decode_did(did: str, field: str) -> bytes:
     return raw[2:]
 
 
-def verifier_for(did: str) -> Ed25519PublicKey:
-    """A cached `cryptography` public-key object for a did:key."""
+def verifier_for(did: str) -> Verifier:
+    """The (cached) signature verifier for a did:key's public key."""
     if not isinstance(did, str):
         raise ValidationError("did", "must be an Ed25519 did:key string")
     return _verifier(did)
 
 
 @lru_cache(maxsize=65536)
-def _verifier(did: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(public_key_from_did(did))
+def _verifier(did: str) -> Verifier:
+    return Verifier(public_key_from_did(did))
 
 
 def is_did_key(value: object) -> bool:

@@ -1,4 +1,6 @@
-"""Ed25519 as Provenance uses it: raw public key -> did:key -> `verifier_for(did)`.
+"""Ed25519 as Provenance uses it: raw public key -> did:key -> `verifier_for(did)`
+(libsodium, provenance/ed25519.py), checked against OpenSSL (`cryptography`) as an
+independent reference.
 
 Vectors: Project Wycheproof `ed25519_test.json` (every case must give exactly its
 expected result; "invalid" covers malleable S, non-canonical R/S encodings,
@@ -16,10 +18,11 @@ from typing import Any
 
 import pytest
 from conftest import SHARED, VENDORED, conformance
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.exceptions import InvalidSignature as OpenSSLInvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from provenance.ed25519 import InvalidSignature, Verifier
 from provenance.envelope import b64url, b64url_decode
 from provenance.identity import did_from_public_key, public_key_from_did, verifier_for
 from provenance.signing import did_of
@@ -64,6 +67,14 @@ def _verifies(did: str, signature: bytes, message: bytes) -> bool:
     return True
 
 
+def _openssl_verifies(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (OpenSSLInvalidSignature, ValueError):
+        return False
+    return True
+
+
 # --- Wycheproof ----------------------------------------------------------------------------
 
 
@@ -83,6 +94,8 @@ def test_wycheproof_case(public_key: str, case: dict[str, Any]) -> None:
     assert public_key_from_did(did) == raw
     signature, message = bytes.fromhex(case["sig"]), bytes.fromhex(case["msg"])
     assert _verifies(did, signature, message) is (case["result"] == "valid"), case["comment"]
+    # The reference gets every case right too, so the two agree on all of them.
+    assert _openssl_verifies(raw, signature, message) is (case["result"] == "valid")
 
 
 # --- RFC 8032 section 7.1 ------------------------------------------------------------------
@@ -123,6 +136,74 @@ def test_rfc8032_tampering_fails(vector: dict[str, str]) -> None:
     )
     if other != did:
         assert not _verifies(other, signature, message)
+
+
+# --- stricter than OpenSSL, never looser --------------------------------------------------
+
+# Encodings of the points of order 1, 2, 4 and 8 (including the non-canonical
+# sign-bit variants), as listed in libsodium's blocklist and in "Taming the many
+# EdDSAs" (Chalkias et al., 2020).
+SMALL_ORDER_POINTS = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+]
+IDENTITY = bytes.fromhex(SMALL_ORDER_POINTS[0])
+
+
+@pytest.mark.parametrize("point", SMALL_ORDER_POINTS)
+def test_small_order_keys_prove_nothing_and_are_refused(point: str) -> None:
+    # With a small-order key A, the "signature" (R = identity, S = 0) satisfies
+    # the cofactorless equation SB = R + hA whenever h is a multiple of A's
+    # order — for one message in eight at worst, without any private key.
+    public_key = bytes.fromhex(point)
+    forged = IDENTITY + bytes(32)
+    messages = [f"any message {i}".encode() for i in range(200)]
+    accepted_by_openssl = [m for m in messages if _openssl_verifies(public_key, forged, m)]
+    assert accepted_by_openssl, "OpenSSL refused every forgery: the premise changed"
+    for message in accepted_by_openssl:
+        assert not Verifier(public_key).is_valid(forged, message)
+
+
+@pytest.mark.parametrize(("public_key", "case"), _wycheproof_params())
+def test_we_accept_nothing_openssl_refuses(public_key: str, case: dict[str, Any]) -> None:
+    # An event we log must verify for an outside auditor using another library.
+    raw = bytes.fromhex(public_key)
+    for signature, message in _variants(bytes.fromhex(case["sig"]), bytes.fromhex(case["msg"])):
+        if Verifier(raw).is_valid(signature, message):
+            assert _openssl_verifies(raw, signature, message)
+
+
+def _variants(signature: bytes, message: bytes) -> list[tuple[bytes, bytes]]:
+    """The case itself, and R or S swapped for edge values (small order, S = 0, S ≥ L)."""
+    order = (2**252 + 27742317777372353535851937790883648493).to_bytes(32, "little")
+    out = [(signature, message)]
+    for point in SMALL_ORDER_POINTS:
+        out.append((bytes.fromhex(point) + signature[32:], message))
+    for s in (bytes(32), order, (int.from_bytes(order, "little") + 1).to_bytes(32, "little")):
+        out.append((signature[:32] + s, message))
+    return out
+
+
+def test_verifier_refuses_wrong_lengths() -> None:
+    key = Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    signature = key.sign(b"m")
+    verifier = Verifier(raw)
+    verifier.verify(signature, b"m")
+    # A short signature must not borrow bytes from the message.
+    with pytest.raises(InvalidSignature, match="64 bytes"):
+        verifier.verify(signature[:63], signature[63:] + b"m")
+    with pytest.raises(InvalidSignature):
+        verifier.verify(signature + b"m", b"")
+    for bad in (raw[:31], raw + b"\0", "not bytes"):
+        with pytest.raises(ValueError, match="32 bytes"):
+            Verifier(bad)  # type: ignore[arg-type]
 
 
 # --- vendored copies ----------------------------------------------------------------------
