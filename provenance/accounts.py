@@ -383,7 +383,8 @@ class Accounts:
             str(path), isolation_level=None, timeout=30, check_same_thread=False
         )
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        # FULL: accounts, keys and the audit trail survive a power cut.
+        self.conn.execute("PRAGMA synchronous=FULL")
         self.db = sqlite_utils.Database(self.conn)
         self._lock = threading.RLock()
         self._keys: dict[str, Ed25519PrivateKey] = {}

@@ -473,12 +473,16 @@ def live(demo: Demo, directory: Path, seconds: float) -> None:
 
 
 def _wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait (bounded) until a process has written its ready file."""
+    """Wait (bounded) until `process` has written its ready file: one naming
+    its own pid, not one a killed earlier run left behind (docs/ingest.md)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        if path.exists():
-            return True
-        time.sleep(0.1)  # the file appears once; bounded by the deadline
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") == process.pid:
+                return True
+        except (OSError, ValueError, AttributeError):
+            pass  # not written yet (it is renamed into place whole)
+        time.sleep(0.1)  # bounded by the deadline
     return False
 
 

@@ -462,3 +462,17 @@ def test_epcis_refusals(world, batches, data, reason, words):
 def test_epcis_is_signed_by_parties_only(world):
     result = world.append("probe", "epcis", None, {"event": EPCIS_EVENT})
     assert result.reason == "unauthorised"
+
+
+def test_a_commit_is_on_disk_before_it_returns(tmp_path):
+    # The ingest acknowledges a message once its commit returns, and the gateway
+    # then forgets it: that commit must survive a power cut, not only a crash.
+    from provenance.accounts import Accounts, HashParams
+    from provenance.store import Store
+
+    store = Store(tmp_path / "ledger.db")
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
+    accounts = Accounts(tmp_path / "accounts", hash_params=HashParams(1, 8, 1))
+    assert accounts.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
