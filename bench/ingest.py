@@ -79,13 +79,7 @@ RECEIVE_MAXIMUM = 10_000  # what the ingest asks for (its max_pending)
 # Pass-through traffic stays off the ingest's topics, so that a running ingest
 # neither sees it nor slows it down: same broker work, other branch.
 PASS_THROUGH_FILTER = "bench/+/+/events"
-RUNNER = (
-    "from provenance.cli import main\n"
-    "from provenance.ingest_cli import command\n"
-    "if 'ingest' not in main.commands:\n"
-    "    main.add_command(command)\n"
-    "main(prog_name='provenance')\n"
-)
+RUNNER = "from provenance.cli import main\nmain(prog_name='provenance')\n"
 # Messages a publisher has in flight to the broker: gateways use 64
 # (gateway/config.py). paho scans its whole in-flight window on every PUBACK,
 # so a window of 1,000 cost the publishers ~0.1 ms per message of the CPU the

@@ -2,8 +2,8 @@
 accounts, API tokens, the server-held party keys and the audit trail, from the
 command line (the first admin is made here).
 
-Register on the main group with ``main.add_command(user)``,
-``main.add_command(token)`` and ``main.add_command(portal)``. Each group takes
+The three groups are listed in ``provenance.cli.SERVICE_COMMANDS`` (imported
+when first run). Each group takes
 ``--accounts DIR`` (env ``PROVENANCE_ACCOUNTS``; default ``accounts/`` beside
 the ledger), the folder `provenance serve` uses too.
 """

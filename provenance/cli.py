@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -86,7 +87,50 @@ def friendly(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose commands in `lazy` ("name" -> "module:attribute") are
+    imported when first asked for. Service commands live beside their service
+    and import this module, so importing them here at load time would be a
+    cycle; it also keeps `provenance --help` from loading Flask and paho."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+# Commands that live beside their service, by name.
+SERVICE_COMMANDS = {
+    "gateway": "gateway.cli:command",
+    "import": "provenance.exchange_cli:import_group",
+    "ingest": "provenance.ingest_cli:command",
+    "label": "provenance.label_cli:command",
+    "notify": "provenance.notify_cli:command",
+    "portal": "provenance.accounts_cli:portal",
+    "recall": "provenance.recall_cli:command",
+    "rules": "provenance.rules_cli:group",
+    "serve": "provenance.serve_cli:command",
+    "simulate": "provenance.simulate_cli:command",
+    "token": "provenance.accounts_cli:token",
+    "trace": "provenance.trace_cli:command",
+    "user": "provenance.accounts_cli:user",
+}
+EXPORT_COMMANDS = {
+    "epcis": "provenance.exchange_cli:export_epcis",
+    "fsma204": "provenance.exchange_cli:export_fsma204",
+}
+
+
+@click.group(cls=LazyGroup, lazy=SERVICE_COMMANDS)
 @click.option(
     "--db",
     envvar="PROVENANCE_DB",
@@ -557,7 +601,7 @@ def log_key_command(ctx: Context, note_key: bool) -> None:
     click.echo(did_from_public_key(ctx.log_public_key()))
 
 
-@main.group()
+@main.group(cls=LazyGroup, lazy=EXPORT_COMMANDS)
 def export() -> None:
     """Export proofs and records."""
 
@@ -627,43 +671,3 @@ def demo(directory: str, seconds: float, serve: float | None) -> None:
     from .demo import run
 
     sys.exit(run(Path(directory), seconds, serve))
-
-
-def _register_services() -> None:
-    """Commands that live beside their service (imports stay light until run)."""
-    from gateway.cli import command as gateway_command
-
-    from .accounts_cli import portal as portal_group
-    from .accounts_cli import token as token_group
-    from .accounts_cli import user as user_group
-    from .exchange_cli import export_epcis, export_fsma204, import_group
-    from .ingest_cli import command as ingest_command
-    from .label_cli import command as label_command
-    from .notify_cli import command as notify_command
-    from .recall_cli import command as recall_command
-    from .rules_cli import group as rules_group
-    from .serve_cli import command as serve_command
-    from .simulate_cli import command as simulate_command
-    from .trace_cli import command as trace_command
-
-    main.add_command(gateway_command)
-    main.add_command(ingest_command)
-    main.add_command(label_command)
-    main.add_command(import_group)
-    export.add_command(export_epcis)
-    export.add_command(export_fsma204)
-    main.add_command(notify_command)
-    main.add_command(recall_command)
-    main.add_command(rules_group)
-    main.add_command(trace_command)
-    main.add_command(serve_command)
-    main.add_command(simulate_command)
-    main.add_command(portal_group)
-    main.add_command(token_group)
-    main.add_command(user_group)
-
-
-_register_services()
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

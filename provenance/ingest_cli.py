@@ -1,6 +1,6 @@
 """`provenance ingest`: run the MQTT ingest service until SIGTERM or SIGINT.
 
-The command is registered on the main group with `main.add_command(command)`.
+The command is listed in `provenance.cli.SERVICE_COMMANDS` (imported when first run).
 Exit status: 0 after a clean stop (SIGTERM/SIGINT: in-flight messages were
 committed and acknowledged), 1 when it cannot run (no ledger, bad key, the
 broker refused our subscriptions…), 2 on a usage error, 3 when the broker

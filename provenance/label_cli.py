@@ -1,6 +1,6 @@
 """`provenance label`: print GS1 Digital Link QR labels for a lot as PNG, SVG or PDF.
 
-Registered on the main group with `main.add_command(command)`. When the lot is in the
+Listed in `provenance.cli.SERVICE_COMMANDS` (imported when first run). When the lot is in the
 ledger its product name and expiry go on the label; the ledger is opened read-only.
 Exit status: 0 written, 1 bad input or a recalled lot, 2 usage error.
 """

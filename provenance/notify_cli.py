@@ -1,7 +1,7 @@
 """`provenance notify`: publish retained recall notices over MQTT while the
 ledger grows (or once, with --once).
 
-Registered on the main group with `main.add_command(command)`. Exit status: 0
+Listed in `provenance.cli.SERVICE_COMMANDS` (imported when first run). Exit status: 0
 after a clean stop (SIGTERM/SIGINT) or a completed --once round, 1 when it
 cannot run or --once could not get its notices acknowledged, 2 usage error.
 """

@@ -5,7 +5,7 @@ A recall cascades: every lot made from a recalled lot, transitively, is
 recalled in the same transaction (docs/lineage.md). A lift ends what the named
 lots' recalls caused; a lot recalled through another source stays recalled.
 
-Registered on the main group with `main.add_command(command)`. Exit status: 0
+Listed in `provenance.cli.SERVICE_COMMANDS` (imported when first run). Exit status: 0
 appended, 1 refused (the reason is printed, e.g. `unauthorised` for a signer
 who is not a regulator) or unknown lot, 2 usage error.
 """

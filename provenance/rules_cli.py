@@ -10,7 +10,7 @@
 - `rules release URI… --reason TEXT [--hold EVENT_ID] [--as REGULATOR]`: end
   holds, signed with the rules key or a regulator's.
 
-Registered on the main group with `main.add_command(group)`. Exit status: 0 done,
+Listed in `provenance.cli.SERVICE_COMMANDS` (imported when first run). Exit status: 0 done,
 1 refused or failed (the reason is printed), 2 usage error.
 """
 

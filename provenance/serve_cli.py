@@ -2,7 +2,7 @@
 with waitress (a production WSGI server in pure Python; it runs the same on
 every platform and needs no build step).
 
-Registered on the main group with `main.add_command(command)`.
+Listed in `provenance.cli.SERVICE_COMMANDS` (imported when first run).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`provenance trace URI`: a lot's lineage, back to its origins and forward to
 everything made from it, with who holds each lot now.
 
-Registered on the main group with `main.add_command(command)`. Exit status: 0
+Listed in `provenance.cli.SERVICE_COMMANDS` (imported when first run). Exit status: 0
 traced, 1 unknown lot or bad input, 2 usage error.
 """
 

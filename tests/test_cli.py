@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from provenance.cli import main
+from provenance.cli import EXPORT_COMMANDS, SERVICE_COMMANDS, export, main
 from provenance.signing import did_of, sign
 
 GTIN = "09506000134352"
@@ -339,12 +341,13 @@ def test_env_and_flags_choose_the_files(tmp_path):
 
 
 def test_every_command_has_help_with_an_example():
-    from click import Group
+    from click import Context, Group
 
     def walk(command, path):
         if isinstance(command, Group):
-            for name, sub in command.commands.items():
-                yield from walk(sub, [*path, name])
+            context = Context(command)
+            for name in command.list_commands(context):
+                yield from walk(command.get_command(context, name), [*path, name])
         else:
             yield path, command
 
@@ -367,3 +370,24 @@ def test_module_entry_point(tmp_path):
         env={**os.environ},
     )
     assert done.returncode == 0 and "verify" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "module", sorted({target.partition(":")[0] for target in SERVICE_COMMANDS.values()})
+)
+def test_a_service_command_module_imports_on_its_own(module):
+    # They import provenance.cli; it must not import them back while loading.
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_lazy_command_resolves():
+    from click import Context
+
+    for group, table in ((main, SERVICE_COMMANDS), (export, EXPORT_COMMANDS)):
+        context = Context(group)
+        for name in table:
+            assert group.get_command(context, name) is not None, name
+        assert set(table) <= set(group.list_commands(context))

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from click import Group
+from click import Context, Group
 from conftest import ROOT
 
 from provenance import ledger
@@ -16,7 +16,9 @@ from provenance.kinds import KIND_CODES
 
 
 def commands(group: Group, path: tuple[str, ...] = ()):
-    for name, command in group.commands.items():
+    context = Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         if isinstance(command, Group):
             yield from commands(command, (*path, name))
         else:

@@ -30,8 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNNER = """\
 import sys
 from provenance.cli import main
-from gateway.cli import command
-main.add_command(command)
 main(["gateway", *sys.argv[1:]], prog_name="provenance")
 """
 

@@ -35,9 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNNER = """\
 import sys
 from provenance.cli import main
-from provenance.ingest_cli import command
-if "ingest" not in main.commands:
-    main.add_command(command)
 main(prog_name="provenance")
 """
 READY = 20.0

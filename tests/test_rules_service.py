@@ -25,7 +25,6 @@ from provenance.ingest import BrokerURL
 from provenance.ledger import Ledger
 from provenance.notify import Cursor, RetainedPublisher
 from provenance.rules import NOTICE_FORMAT, alert_topic, parse_rules
-from provenance.rules_cli import group as rules_group
 from provenance.rules_service import (
     RulesService,
     accounts_scans,
@@ -289,12 +288,8 @@ def test_the_portal_counts_serial_scans(file_world, tmp_path):
 
 
 def provenance() -> click.Group:
-    """The main group with the rules commands (the lead registers them in cli.py)."""
-    group = click.Group(
-        "provenance", params=main.params, callback=main.callback, commands=dict(main.commands)
-    )
-    group.add_command(rules_group)
-    return group
+    """The main group; `rules` is one of its service commands."""
+    return main
 
 
 def test_rules_end_to_end_with_once(tmp_path, monkeypatch):
