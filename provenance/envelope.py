@@ -281,7 +281,7 @@ class Envelope:
 
 def verify_signatures(envelopes: Sequence[Envelope]) -> list[str | None]:
     """Check each envelope's signature: None where it verifies, else why not.
-    (`cryptography` releases the GIL while verifying, so callers may spread
+    (libsodium releases the GIL while verifying, so callers may spread
     chunks of envelopes over threads.)"""
     failures: list[str | None] = []
     for envelope in envelopes:

@@ -292,7 +292,7 @@ class Ledger:
 
     def _verify_pool(self, count: int) -> ThreadPoolExecutor | None:
         """Threads for signature checks on big batches: Ed25519 verification in
-        `cryptography` releases the GIL, so it overlaps parsing and applying."""
+        libsodium releases the GIL, so it overlaps parsing and applying."""
         if self.verify_threads <= 1 or count < PARALLEL_VERIFY_MIN:
             return None
         if self._pool is None:

@@ -277,7 +277,7 @@ class Scanner:
 
 def _verify(envelopes: list[Envelope]) -> list[str | None]:
     """Signature checks spread over the cores (a first scan of a big lot checks
-    tens of thousands; `cryptography` releases the GIL while verifying)."""
+    tens of thousands; libsodium releases the GIL while verifying)."""
     if len(envelopes) < VERIFY_CHUNK * 2:
         return verify_signatures(envelopes)
     chunks = [envelopes[i : i + VERIFY_CHUNK] for i in range(0, len(envelopes), VERIFY_CHUNK)]
