@@ -15,12 +15,12 @@ import io
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from conftest import conformance
+from export_ledgers import build_reading_ledger, time_epcis_export
 from world import GTIN, HOUR, LOT, T0, World, at
 
 from provenance import gs1
@@ -625,41 +625,7 @@ def test_time_range_bounds():
     assert until == since + 1  # both ends included
 
 
-# --- how long a large export takes (the figure for docs/performance.md)
-
-
-def build_reading_ledger(directory: Path | None, readings: int) -> World:
-    """A ledger with LOT42, its probe and *readings* readings, one every 10 s."""
-    world = World.create(directory)
-    batch = []
-    for i in range(readings):
-        time = format_time(T0 + HOUR + i * 10_000_000)
-        data = {"temperature_c": 4 + i % 20 / 10}
-        batch.append(world.sign("probe", "reading", None, data, time=time))
-        if len(batch) == 500 or i == readings - 1:
-            assert {r.status for r in world.ledger.append(batch)} == {"accepted"}
-            batch = []
-    return world
-
-
-def time_epcis_export(world: World, *, memory: bool = False) -> dict[str, float]:
-    """Seconds (and with *memory*, the peak of Python allocations in MiB, measured in a
-    second run under tracemalloc) to export the whole ledger as EPCIS to a file."""
-    import tempfile
-    import time as clock
-    import tracemalloc
-
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
-        start = clock.perf_counter()
-        count = write_ledger_document(world.store, out, created=CREATED)
-        figures = {"seconds": clock.perf_counter() - start, "events": count, "bytes": out.tell()}
-    if memory:
-        tracemalloc.start()
-        with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
-            write_ledger_document(world.store, out, created=CREATED)
-        figures["peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
-    return figures
+# --- the large-ledger harness of bench/exports.py stays honest
 
 
 def test_large_export_harness(tmp_path):
@@ -670,28 +636,3 @@ def test_large_export_harness(tmp_path):
     elements = [el for e in _events(document) for el in e.get("sensorElementList", ())]
     assert len(elements) == 1_200
     assert figures["peak_mib"] < 20
-
-
-if __name__ == "__main__":  # .venv/bin/python tests/test_epcis.py --readings 100000
-    import argparse
-    import sys
-    import tempfile
-
-    parser = argparse.ArgumentParser(description="Time `export epcis` of a ledger of readings.")
-    parser.add_argument("--readings", type=int, default=100_000)
-    arguments = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    from ledger import raw_verify_rate  # bench/ledger.py: the baseline of docs/performance.md
-
-    with tempfile.TemporaryDirectory() as folder:
-        started = datetime.now(UTC)
-        world = build_reading_ledger(Path(folder), arguments.readings)
-        print(f"built {arguments.readings} readings in {datetime.now(UTC) - started}")
-        # The machine is shared: the best of three runs, and the baseline around them.
-        before = raw_verify_rate()
-        runs = [time_epcis_export(world, memory=index == 0) for index in range(3)]
-        figures = {key: min(run[key] for run in runs if key in run) for key in runs[0]}
-        figures["raw_verify_per_s"] = (before + raw_verify_rate()) / 2
-        rate = arguments.readings / figures["seconds"]
-        figures["readings_ratio_to_raw_verify"] = round(rate / figures["raw_verify_per_s"], 2)
-        print(figures)

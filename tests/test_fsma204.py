@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import date, datetime, time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from export_ledgers import build_cte_ledger, time_fsma_export
 from world import GTIN, LOT, T0, World, at
 
 from provenance import exchange_cli, fsma204, gs1
@@ -44,7 +43,6 @@ from provenance.fsma204 import (
     write_csv,
     write_xlsx,
 )
-from provenance.timefmt import format_time
 
 LOT2 = gs1.lot_uri(GTIN, "B7")
 MIX = gs1.lot_uri(GTIN, "MIX-1")
@@ -426,53 +424,6 @@ def test_cli_xlsx(cli, tmp_path, monkeypatch):
 # --- how long a large export takes (the figure for docs/performance.md)
 
 
-def build_cte_ledger(directory: Path | None, events: int) -> World:
-    """A ledger of about *events* CTE events: lots commissioned (with origin and quantity)
-    by the farm, each shipped to the packer and received there."""
-    world = World.create(directory)
-    lots = max(1, events // 3)
-    start = T0 + 3600 * 10**6
-
-    def flush(batch: list) -> list:
-        results = world.ledger.append(batch)
-        assert {r.status for r in results} == {"accepted"}, results[0]
-        return results
-
-    origin = {"name": "Field 4", "lat": -0.42, "lon": 36.95, "country": "KE"}
-    for first in range(0, lots, 500):
-        names = [f"L{i}" for i in range(first, min(first + 500, lots))]
-        uris = [gs1.lot_uri(GTIN, name) for name in names]
-        data = {"gtin": GTIN, "product": "Kale", "origin": origin}
-        flush([
-            world.sign("farm", "commission", [uri], data | {"lot": name, "quantity": {"value": 100, "unit": "KGM"}}, time=format_time(start))  # noqa: E501
-            for name, uri in zip(names, uris, strict=True)
-        ])  # fmt: skip
-        to = {"to": world.did("packer"), "location": {"name": "Dock", "gln": "4012345000115"}}
-        ships = flush([world.sign("farm", "ship", [uri], to, time=format_time(start + 10**6)) for uri in uris])  # noqa: E501  # fmt: skip
-        flush([
-            world.sign("packer", "receive", [uri], {"shipment": s.event_id, "location": {"name": "Plant"}}, time=format_time(start + 2 * 10**6))  # noqa: E501
-            for uri, s in zip(uris, ships, strict=True)
-        ])  # fmt: skip
-    return world
-
-
-def time_fsma_export(world: World) -> dict[str, float]:
-    """Seconds to export the whole ledger's spreadsheet as CSV and as XLSX (to files)."""
-    import tempfile
-    import time as clock
-
-    figures: dict[str, float] = {}
-    for name, writer in (("csv", write_csv), ("xlsx", write_xlsx)):
-        mode = "w+" if name == "csv" else "w+b"
-        kwargs = {"encoding": "utf-8", "newline": ""} if name == "csv" else {}
-        with tempfile.TemporaryFile(mode, **kwargs) as out:
-            start = clock.perf_counter()
-            figures["rows"] = writer(store_rows(world.store), out)
-            figures[f"{name}_seconds"] = clock.perf_counter() - start
-            figures[f"{name}_bytes"] = out.tell()
-    return figures
-
-
 def test_large_export_harness(tmp_path):
     world = build_cte_ledger(tmp_path, 300)
     figures = time_fsma_export(world)
@@ -482,29 +433,3 @@ def test_large_export_harness(tmp_path):
     assert (
         lookups.lots(gs1.lot_uri(GTIN, "L7")).source_location == "farm; Field 4; KE; -0.42, 36.95"
     )
-
-
-if __name__ == "__main__":  # .venv/bin/python tests/test_fsma204.py --events 100000
-    import argparse
-    import sys
-    import tempfile
-
-    parser = argparse.ArgumentParser(description="Time `export fsma204` of a large ledger.")
-    parser.add_argument("--events", type=int, default=100_000)
-    arguments = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    from ledger import raw_verify_rate  # bench/ledger.py: the baseline of docs/performance.md
-
-    with tempfile.TemporaryDirectory() as folder:
-        started = datetime.now()
-        world = build_cte_ledger(Path(folder), arguments.events)
-        print(f"built {world.store.log_size()} events in {datetime.now() - started}")
-        # The machine is shared: the best of three runs, and the baseline around them.
-        before = raw_verify_rate()
-        runs = [time_fsma_export(world) for _ in range(3)]
-        figures = {key: min(run[key] for run in runs) for key in runs[0]}
-        figures["raw_verify_per_s"] = (before + raw_verify_rate()) / 2
-        for name in ("csv", "xlsx"):
-            rate = figures["rows"] / figures[f"{name}_seconds"]
-            figures[f"{name}_ratio_to_raw_verify"] = round(rate / figures["raw_verify_per_s"], 2)
-        print(json.dumps(figures))
