@@ -168,6 +168,7 @@ def _details(kind: str, data: dict[str, Any], lot_uri: str) -> dict[str, Any]:
     """The few fields of *data* a timeline shows for each kind."""
     keep: Sequence[str] = {
         "commission": ("product", "produced", "quantity"),
+        "ship": ("purpose",),
         "receive": ("condition",),
         "inspect": ("result", "notes", "document"),
         "recall": ("reason", "class", "instructions"),

@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .envelope import Envelope
 from .errors import NotFound
 from .event_hash import Prehasher
+from .kinds import RECALL_RETURN
 from .timefmt import format_time, now_micros
 
 if TYPE_CHECKING:  # the adapters only; the mapping never touches the store
@@ -540,11 +541,16 @@ class _Mapper:
         location = data.get("location")
         event = _base("ObjectEvent", envelope)
         event["quantityList"] = _classes(item.lots)
-        event |= {"action": "OBSERVE", "bizStep": "shipping", "disposition": "in_transit"}
+        # CBV 2.0 disposition "recalled": a recalled lot on its way back.
+        returning = data.get("purpose") == RECALL_RETURN
+        disposition = "recalled" if returning else "in_transit"
+        event |= {"action": "OBSERVE", "bizStep": "shipping", "disposition": disposition}
         place = _place(location)
         if place:
             event["readPoint"] = place
         event["sourceList"] = self.ends("source", envelope.signer, location)
+        if returning:
+            event[ns("purpose")] = RECALL_RETURN
         event["destinationList"] = self.ends("destination", data["to"], None)
         if location:
             event[ns("location")] = _prefixed(location)

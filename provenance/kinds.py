@@ -296,6 +296,8 @@ GLN = text(13, r"[0-9]{13}", "must be a 13-digit GLN")
 LOCATION = obj({"name": text()}, {"lat": LAT, "lon": LON, "country": COUNTRY, "gln": GLN})
 PROFILE = text(32, r"[a-z0-9][a-z0-9-]*", "must be a profile name such as chilled or vaccine")
 CATEGORY = one_of("food", "vaccine")
+RECALL_RETURN = "recall-return"
+SHIP_PURPOSE = one_of(RECALL_RETURN)  # docs/protocol.md §3: shipping a recalled lot back
 PRODUCT = text(200)
 DEVICE_NAME = text(64, r"[A-Za-z0-9][A-Za-z0-9._:-]*", "letters, digits and . _ : - only")
 RULE_NAME = text(
@@ -335,7 +337,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
     "reading": ({}, {**READING_MEASURES, "sensor": DEVICE_NAME}),
     "attach": ({"device": did}, {}),
     "detach": ({"device": did}, {}),
-    "ship": ({"to": did}, {"location": LOCATION}),
+    "ship": ({"to": did}, {"location": LOCATION, "purpose": SHIP_PURPOSE}),
     "receive": ({"shipment": event_id}, {"location": LOCATION, "condition": text(MAX_TEXT)}),
     "transform": (
         {

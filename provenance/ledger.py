@@ -26,7 +26,7 @@ from .checkpoint import Checkpoint, sign_checkpoint
 from .envelope import Envelope, verify_signatures
 from .errors import ProvenanceError, RejectedEvent, ValidationError
 from .jcs import parse_json
-from .kinds import KIND_NAMES, REGISTRAR, SIGNER_ROLES, epcis_stream
+from .kinds import KIND_NAMES, RECALL_RETURN, REGISTRAR, SIGNER_ROLES, epcis_stream
 from .merkle import Frontier, MemoryTree, decompose
 from .store import RECALL_RULES_FROM, Identity, Lot, Store, StoreError, leaf_for
 from .timefmt import format_time, now_micros
@@ -661,8 +661,13 @@ class Ledger:
         assert signer is not None
         lots = self._lots_of(env)
         self._custodian_of(env, signer, lots)
-        self._not_recalled(lots, index, batch, "shipped")
-        self._not_held(lots, batch, "shipped")
+        if env.data.get("purpose") == RECALL_RETURN:
+            # Moving a recalled lot back (to its maker, or for destruction) is
+            # what a recall asks for; the movement is recorded like any other.
+            self._only_recalled(lots)
+        else:
+            self._not_recalled(lots, index, batch, "shipped")
+            self._not_held(lots, batch, "shipped")
         receiver = self._party(env.data["to"])
         if receiver.id == signer.id:
             raise RejectedEvent(CONFLICT, "a shipment goes to another party")
@@ -815,6 +820,17 @@ class Ledger:
             if lot.recalled:
                 raise RejectedEvent(RECALLED, self._recall_message(lot, batch, verb))
 
+    def _only_recalled(self, lots: Sequence[Lot]) -> None:
+        """A recall return ships recalled lots only."""
+        for lot in lots:
+            if not lot.recalled:
+                raise RejectedEvent(
+                    CONFLICT,
+                    f"{lot.uri} is not recalled: a shipment with purpose "
+                    f"{RECALL_RETURN!r} carries recalled lots only; ship it without "
+                    "a purpose",
+                )
+
     def _recall_message(self, lot: Lot, batch: _Batch, verb: str) -> str:
         active = self.store.active_recalls(lot.id)
         if not active:  # pragma: no cover - the recalls table always backs the flag
@@ -834,6 +850,7 @@ class Ledger:
             f"{lot.uri} is recalled{through}: class {data.get('class')} recall by {who}, "
             f"event {envelope.event_id}, reason: {data.get('reason')}{more}; it cannot be "
             f"{verb} until the recall is lifted"
+            + (f' (or shipped back with "purpose": "{RECALL_RETURN}")' if verb == "shipped" else "")
         )
 
     # --- holds, releases and flags: the rules key's decisions (docs/rules.md)

@@ -105,6 +105,22 @@ def test_ship_and_receive(portal):
     assert missing.status_code == 404
 
 
+def test_a_recalled_lot_is_sent_back_only_as_a_recall_return(portal):
+    world = portal.world
+    world.ok("regulator", "recall", [LOT], {"reason": "Listeria", "class": "I"})
+    farm = portal.token("farm")
+    body = {"batches": [LOT], "to": "packer"}
+    refused = portal.api("POST", "/api/v1/shipments", farm, json=body)
+    assert refused.status_code == 409 and refused.json["reason"] == "recalled"
+    assert "recall-return" in refused.json["detail"]
+    wrong = portal.api("POST", "/api/v1/shipments", farm, json={**body, "purpose": "sale"})
+    assert wrong.status_code == 400 and "purpose" in wrong.json["detail"]
+    back = portal.api("POST", "/api/v1/shipments", farm, json={**body, "purpose": "recall-return"})
+    assert back.status_code == 201, back.json
+    shipped = world.store.find_event(bytes.fromhex(back.json["shipment"])).envelope
+    assert shipped.data["purpose"] == "recall-return"
+
+
 def test_transform(portal):
     world = portal.world
     world.ship_and_receive("farm", "packer", [LOT], 2)

@@ -112,6 +112,22 @@ def test_labels(portal):
     assert refused.status_code == 409 and "recalled" in text(refused)
 
 
+def test_a_recalled_lot_page_offers_to_send_it_back(portal):
+    world = portal.world
+    world.ok("regulator", "recall", [LOT], {"reason": "x", "class": "I"}, time=at(2))
+    lot_id = portal.lot_id(LOT)
+    page = text(portal.client("farm1").get(f"/portal/lots/{lot_id}"))
+    assert "Send back under the recall" in page and "Ship to another party" not in page
+    assert 'name="purpose" value="recall-return"' in page
+    refused = portal.post("farm1", f"/portal/lots/{lot_id}/ship", {"to": world.did("dc")})
+    assert refused.status_code == 409 and "recall-return" in text(refused)
+    back = {"to": world.did("packer"), "purpose": "recall-return"}
+    response = portal.post("farm1", f"/portal/lots/{lot_id}/ship", back)
+    assert response.status_code == 303
+    ship = chain(world, LOT)[-1]
+    assert (ship.kind, ship.data.get("purpose")) == ("ship", "recall-return")
+
+
 def test_ship_then_the_receiver_confirms(portal):
     world = portal.world
     store = world.store

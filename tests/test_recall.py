@@ -17,6 +17,7 @@ from world import GTIN, World, at
 from provenance import ledger as ledger_module
 from provenance.audit import verify_ledger, verify_lot
 from provenance.cli import Context, main
+from provenance.errors import ValidationError
 from provenance.lineage import active_recalls, recall_history
 from provenance.recall_cli import command as recall_command
 
@@ -134,6 +135,89 @@ def test_a_shipment_in_transit_when_the_recall_lands_can_still_be_received(famil
     assert onward.reason == "recalled"
     # Monitoring and inspection continue.
     world.ok("dc", "inspect", [lot("C")], {"result": "fail"}, time=at(6))
+
+
+RETURN = "recall-return"
+
+
+@pytest.fixture
+def returned(family):
+    """C reached the distribution centre before A's recall; it goes back to the farm."""
+    world = family
+    shipped = world.ok("farm", "ship", [lot("C")], {"to": world.did("dc")}, time=at(3))
+    world.ok("dc", "receive", [lot("C")], {"shipment": shipped.event_id}, time=at(4))
+    world.ok("regulator", "recall", [lot("A")], RECALL, time=at(5))
+    back = world.ok(
+        "dc", "ship", [lot("C")], {"to": world.did("farm"), "purpose": RETURN}, time=at(6)
+    )
+    world.ok("farm", "receive", [lot("C")], {"shipment": back.event_id}, time=at(7))
+    world.returned = back  # type: ignore[attr-defined]
+    return world
+
+
+def test_a_recalled_lot_can_be_sent_back_under_the_recall(returned):
+    world = returned
+    farm = world.store.identity_by_did(world.did("farm")).id
+    assert world.store.lot_by_uri(lot("C")).custodian == farm
+    assert world.store.lot_by_uri(lot("C")).recalled  # still recalled where it now is
+    # Onward shipping without the purpose is still refused, and the refusal says how.
+    onward = world.append("farm", "ship", [lot("C")], {"to": world.did("store")}, time=at(8))
+    assert onward.reason == "recalled" and '"purpose": "recall-return"' in onward.message
+    assert verify_ledger(world.store, world.log_public_key).ok
+
+
+def test_a_recall_return_carries_recalled_lots_only(family):
+    world = family
+    world.ok("regulator", "recall", [lot("A")], RECALL)
+    refused = world.append("farm", "ship", [lot("Z")], {"to": world.did("dc"), "purpose": RETURN})
+    assert refused.reason == "conflict" and f"{lot('Z')} is not recalled" in refused.message
+    mixed = world.append(
+        "farm", "ship", [lot("D"), lot("Z")], {"to": world.did("dc"), "purpose": RETURN}
+    )
+    assert mixed.reason == "conflict"
+    with pytest.raises(ValidationError, match="purpose: must be one of recall-return"):
+        world.sign("farm", "ship", [lot("D")], {"to": world.did("dc"), "purpose": "sale"})
+
+
+def test_a_recall_return_shows_in_epcis_and_on_the_page(returned):
+    from provenance.custody import read_custody, unknown_party
+    from provenance.epcis import lot_document
+
+    world = returned
+    document = lot_document(world.store, lot("C"), created="2026-10-21T00:00:00.000Z")
+    ships = [
+        event for event in document["epcisBody"]["eventList"] if event.get("bizStep") == "shipping"
+    ]
+    assert [event["disposition"] for event in ships] == ["in_transit", "recalled"]
+    assert ships[1]["provenance:purpose"] == RETURN
+    chain = world.store.chain_by_subject(lot("C"))[0]
+    events = [(e.index, e.envelope) for e in world.store.chain_events(chain)]
+    custody = read_custody(lot("C"), events, unknown_party)
+    ships = [step for step in custody.steps if step.kind == "ship"]
+    assert [step.details.get("purpose") for step in ships] == [None, RETURN]
+
+
+def test_the_scan_page_says_the_lot_was_sent_back(file_world):
+    from provenance.web import create_app
+
+    world = file_world
+    shipped = world.ok("farm", "ship", [world.lot], {"to": world.did("dc")}, time=at(3))
+    world.ok("dc", "receive", [world.lot], {"shipment": shipped.event_id}, time=at(4))
+    world.ok("regulator", "recall", [world.lot], RECALL, time=at(5))
+    world.ok("dc", "ship", [world.lot], {"to": world.did("farm"), "purpose": RETURN}, time=at(6))
+    app = create_app(
+        {
+            "DATABASE": str(world.store.path),
+            "CLOCK": lambda: world.now,
+            "LOG_PUBLIC_KEY": world.log_public_key,
+            "TESTING": True,
+        }
+    )
+    page = app.test_client().get(world.lot.removeprefix("https://id.gs1.org"))
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Sent back under the recall by dc to farm" in html
+    assert html.count("Shipped by farm to dc") == 1
 
 
 def test_lift_ends_only_what_its_source_caused(family):

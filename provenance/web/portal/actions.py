@@ -205,8 +205,15 @@ def commission(
 
 
 def ship(
-    who: Principal, *, batches: list[str], to: str, where: dict[str, Any] | None = None
+    who: Principal,
+    *,
+    batches: list[str],
+    to: str,
+    where: dict[str, Any] | None = None,
+    purpose: str | None = None,
 ) -> Done:
+    """Ship lots to another party; with purpose "recall-return", send recalled
+    lots back as their recall asks (docs/protocol.md §3)."""
     require(who, "ship")
     store = read_store()
     me = party_identity(store, who)
@@ -219,6 +226,8 @@ def ship(
     data: dict[str, Any] = {"to": receiver.did}
     if where:
         data["location"] = where
+    if purpose:
+        data["purpose"] = purpose  # the ledger checks the value and the lots
     params = {"lots": uris, "to": receiver.name}
     return _sign(who, "ship", [("ship", uris, data)], params)
 

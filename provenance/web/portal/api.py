@@ -249,6 +249,7 @@ def ship():
         batches=_list(body, "batches"),
         to=_text(body, "to") or "",
         where=body.get("location"),
+        purpose=_text(body, "purpose", required=False),
     )
     return _created(done, shipment=done.event_ids[0])
 

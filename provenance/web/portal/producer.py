@@ -125,13 +125,16 @@ def ship(lot_id: int):
     store = read_store()
     found = common.lot_for(store, who, lot_id)
     to = request.form.get("to", "")
+    purpose = request.form.get("purpose") or None
     actions.ship(
         who,
         batches=[found.uri],
         to=to,
         where=actions.form_location(request.form.get("location"), request.form.get("country")),
+        purpose=purpose,
     )
-    flash(f"Shipped {found.lot}: custody moves when the receiver confirms receipt.")
+    verb = "Sent back" if purpose else "Shipped"
+    flash(f"{verb} {found.lot}: custody moves when the receiver confirms receipt.")
     return _redirect_lot(lot_id)
 
 
