@@ -134,6 +134,24 @@ class HashReader(Protocol):
         ...
 
 
+class ReadOnce:
+    """A HashReader that reads each subtree hash once from another. Proofs of
+    many leaves against one tree size share most of their upper nodes: a lot's
+    proof bundle with 20,000 events needs ~2 reads per event through this,
+    against ~19 without it."""
+
+    def __init__(self, reader: HashReader):
+        self.reader = reader
+        self.hashes: dict[tuple[int, int], bytes] = {}
+
+    def subtree_hash(self, level: int, index: int) -> bytes:
+        key = (level, index)
+        found = self.hashes.get(key)
+        if found is None:
+            found = self.hashes[key] = self.reader.subtree_hash(level, index)
+        return found
+
+
 def range_hash(reader: HashReader, begin: int, end: int) -> bytes:
     """MTH(D[begin:end]) from O(log n) subtree hashes; EMPTY_ROOT for an empty range.
 

@@ -10,7 +10,7 @@ from . import chain as chains
 from .bundle import FORMAT, b64
 from .checkpoint import Checkpoint
 from .errors import NotFound, VerificationError
-from .merkle import MemoryTree, inclusion_proof
+from .merkle import MemoryTree, ReadOnce, inclusion_proof
 from .store import Store
 
 
@@ -42,6 +42,14 @@ def build_bundle(store: Store, lot_uri: str) -> dict[str, Any]:
         if found is None or lot_uri.startswith("did:"):
             raise NotFound(f"no lot {lot_uri} in this ledger")
         tree, positions = heads_tree(store)
+        nodes = ReadOnce(store)  # the proofs share their upper nodes
+        texts: dict[bytes, str] = {}
+
+        def proof_of(index: int) -> list[str]:
+            return [
+                texts.get(h) or texts.setdefault(h, b64(h))
+                for h in inclusion_proof(nodes, index, size)
+            ]
 
         def chain_entry(chain_id: int, subject: str) -> tuple[dict[str, Any], set[str]]:
             events = store.chain_events(chain_id)
@@ -54,7 +62,7 @@ def build_bundle(store: Store, lot_uri: str) -> dict[str, Any]:
                     {
                         "index": stored.index,
                         "envelope": stored.envelope.to_json(),
-                        "proof": [b64(h) for h in inclusion_proof(store, stored.index, size)],
+                        "proof": proof_of(stored.index),
                     }
                     for stored in events
                 ],

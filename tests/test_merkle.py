@@ -27,6 +27,7 @@ from provenance.merkle import (
     NODE_PREFIX,
     Frontier,
     MemoryTree,
+    ReadOnce,
     consistency_proof,
     decompose,
     fold_subtrees,
@@ -599,3 +600,25 @@ def test_vendored_folder_has_attribution():
     assert "Apache-2.0" in text
     assert "417fb0c314750d94e53942e9f92e79b6d35915db" in text
     assert Path(VENDORED / VECTORS / "rfc6962_reference_tree.json").exists()
+
+
+def test_read_once_gives_the_same_proofs_with_far_fewer_reads():
+    tree = MemoryTree()
+    for i in range(1000):
+        tree.append(hash_leaf(i.to_bytes(4, "big")))
+
+    class Counting:
+        reads = 0
+
+        def subtree_hash(self, level: int, index: int) -> bytes:
+            Counting.reads += 1
+            return tree.subtree_hash(level, index)
+
+    for size in (1, 2, 7, 64, 513, 1000):
+        direct = [inclusion_proof(tree, i, size) for i in range(size)]
+        Counting.reads = 0
+        shared = ReadOnce(Counting())
+        assert [inclusion_proof(shared, i, size) for i in range(size)] == direct
+        per_proof = sum(len(proof) for proof in direct)
+        assert Counting.reads <= 2 * size  # each node at most once
+        assert size < 64 or Counting.reads * 3 < per_proof
