@@ -13,7 +13,9 @@ from ..timefmt import format_time
 # Link relation types of the GS1 Web Vocabulary that this resolver serves.
 GS1_VOC = "https://gs1.org/voc/"
 PAGE_LINK = "gs1:pip"  # product information page: the consumer page
-BUNDLE_RELATION = "https://provenance.example/rel/proof-bundle"
+# Our own relation (RFC 8288 §2.1.2: an extension relation type is a URI), in
+# the project's w3id.org namespace like the EPCIS extensions (docs/epcis.md).
+BUNDLE_RELATION = "https://w3id.org/provenance-ledger/rel#proof-bundle"
 LINK_TYPES = {
     "gs1:pip": "Product information page",
     "gs1:traceability": "Traceability events (GS1 EPCIS 2.0 JSON-LD)",
