@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from . import gs1, labels
+from . import gs1, gs1_syntax, labels
 from .errors import ProvenanceError
 from .store import Lot, Store
 
@@ -75,7 +75,7 @@ def command(
     if count is not None and kind != "pdf":
         raise click.UsageError("--count is for PDF sheets; a PNG or SVG file holds one label")
     try:
-        link = gs1.DigitalLink.parse(uri)
+        link = gs1_syntax.DigitalLink.parse(uri)
         lot = _ledger_lot(click_ctx, db, link)
         expiry = date.fromisoformat(lot.expiry) if lot and lot.expiry else None
         label = labels.Label.from_uri(
@@ -110,7 +110,9 @@ def _format(out: str, format_: str | None) -> str:
     return format_
 
 
-def _ledger_lot(click_ctx: click.Context, db: str | None, link: gs1.DigitalLink) -> Lot | None:
+def _ledger_lot(
+    click_ctx: click.Context, db: str | None, link: gs1_syntax.DigitalLink
+) -> Lot | None:
     """The lot in the ledger, if there is a ledger and the link names a registered lot.
     A missing database is not an error unless --db named it."""
     path = Path(db) if db is not None else _context_db(click_ctx)

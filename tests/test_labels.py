@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from conftest import conformance
 from PIL import Image, ImageDraw
 
-from provenance import gs1, labels
+from provenance import gs1, gs1_syntax, labels
 from provenance.errors import ValidationError
 from provenance.label_cli import command as label_command
 from provenance.labels import Label, PrintSettings
@@ -288,7 +288,7 @@ def test_from_uri_rebases_any_resolver_as_the_gs1_engine_generates():
     # fixed-length AIs first, escapes upper-case, the path prefix of the old resolver gone
     expected = f"https://labels.example.org/01/{GTIN}/10/A%2FB?3103=000500&17=261200&x=a%3Ab"
     assert label.uri == expected
-    assert label.uri == gs1.DigitalLink.parse(given).to_uri("https://labels.example.org")
+    assert label.uri == gs1_syntax.DigitalLink.parse(given).to_uri("https://labels.example.org")
     assert (label.gtin, label.lot, label.serial) == (GTIN, "A/B", None)
     assert label.expiry == date(2026, 12, 31)  # day 00: the last day of the month
     assert label.lines == (f"GTIN {GTIN}", "LOT A/B", "EXP 2026-12-31")
@@ -297,7 +297,7 @@ def test_from_uri_rebases_any_resolver_as_the_gs1_engine_generates():
 def test_for_lot_builds_the_same_uri_as_gs1():
     label = Label.for_lot("9506000134352", "LOT+1", serial="S/7", expiry=date(2027, 1, 31))
     assert label.uri == f"https://id.gs1.org/01/{GTIN}/10/LOT%2B1/21/S%2F7?17=270131"
-    assert label.uri == gs1.DigitalLink.for_gtin(
+    assert label.uri == gs1_syntax.DigitalLink.for_gtin(
         GTIN, lot="LOT+1", serial="S/7", expiry=date(2027, 1, 31)
     ).to_uri(gs1.DEFAULT_BASE)
     assert label.lines == (f"GTIN {GTIN}", "LOT LOT+1", "SN S/7", "EXP 2027-01-31")

@@ -30,7 +30,7 @@ from flask import (
     url_for,
 )
 
-from .. import gs1
+from .. import gs1, gs1_syntax
 from ..epcis import lot_document
 from ..errors import NotFound, ValidationError
 from ..proofs import build_bundle
@@ -61,14 +61,14 @@ def _raw_path() -> str:
     return path + ("?" + query if query else "")
 
 
-def _link() -> gs1.DigitalLink:
+def _link() -> gs1_syntax.DigitalLink:
     path = _raw_path()
     if path.startswith("/bundle/"):
         path = path.removeprefix("/bundle")
-    return gs1.parse_digital_link(path)
+    return gs1_syntax.parse_digital_link(path)
 
 
-def _lot_uri(link: gs1.DigitalLink) -> str:
+def _lot_uri(link: gs1_syntax.DigitalLink) -> str:
     lot_id = link.lot_id
     if lot_id is None:
         what = f"item serial {link.serial}" if link.serial else "a product"
@@ -165,11 +165,11 @@ def _json(body: dict[str, Any], view: LotView) -> Response:
     return _conditional(jsonify(body), _etag(view, "json", request.args.get("linkType")))
 
 
-def _page(view: LotView, link: gs1.DigitalLink) -> Response:
+def _page(view: LotView, link: gs1_syntax.DigitalLink) -> Response:
     prefs = i18n.cached_key()
     label_expiry = None
     try:
-        found = gs1.expiry(link)
+        found = gs1_syntax.expiry(link)
         label_expiry = found.isoformat() if found else None
     except ValidationError:
         label_expiry = None

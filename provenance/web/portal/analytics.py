@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from flask import Response, request
 
-from ... import gs1
+from ... import gs1_syntax
 from ...accounts import AccountError, check_place
 from ...errors import ProvenanceError
 from ..errors import wants_json
@@ -58,7 +58,7 @@ def _scanned() -> tuple[str, str | None] | None:
         raw = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/%")
         raw += "?" + query if query else ""
     try:
-        link = gs1.parse_digital_link(raw)
+        link = gs1_syntax.parse_digital_link(raw)
     except ProvenanceError:
         return None
     lot_id = link.lot_id
