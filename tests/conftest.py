@@ -47,6 +47,35 @@ def file_world(tmp_path):
     return World.create(tmp_path)
 
 
+@pytest.fixture
+def two_lot_cli(tmp_path):
+    """`provenance` as a user runs it, on a fresh ledger where Farm registered
+    LOT42 (Kale) and B7 (Spinach). Call it with arguments (and `command=` to
+    invoke one subcommand directly) and the exit status expected; it returns
+    click's result."""
+    from click.testing import CliRunner
+    from world import GTIN
+
+    from provenance.cli import Context, main
+
+    db, keys = str(tmp_path / "p.db"), str(tmp_path / "keys")
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0, command=None):
+        if command is None:
+            result = runner.invoke(main, ["--db", db, "--keys", keys, *args])
+        else:
+            result = runner.invoke(command, list(args), obj=Context(db, keys))
+        assert result.exit_code == code, (args, result.output, result.exception)
+        return result
+
+    run("init")
+    run("party", "add", "Farm", "--role", "producer")
+    for lot, product in (("LOT42", "Kale"), ("B7", "Spinach")):
+        run("batch", "register", "--gtin", GTIN, "--lot", lot, "--product", product, "--as", "Farm")
+    return run
+
+
 def pytest_report_header(config):
     from broker import describe
 

@@ -18,14 +18,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from conftest import conformance
 from export_ledgers import build_reading_ledger, time_epcis_export
 from world import GTIN, HOUR, LOT, T0, World, at
 
 from provenance import gs1
-from provenance.cli import Context
-from provenance.cli import main as cli_main
 from provenance.epcis import (
     EPCIS_CONTEXT,
     NAMESPACE,
@@ -568,51 +565,31 @@ def test_whole_ledger_document_validates(chain):
 # --- the command line: provenance export epcis
 
 
-@pytest.fixture
-def ledger_cli(tmp_path):
-    db, keys = str(tmp_path / "p.db"), str(tmp_path / "keys")
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0, command: Any = None) -> Any:
-        if command is None:
-            result = runner.invoke(cli_main, ["--db", db, "--keys", keys, *args])
-        else:
-            result = runner.invoke(command, list(args), obj=Context(db, keys))
-        assert result.exit_code == code, (args, result.output, result.exception)
-        return result
-
-    run("init")
-    run("party", "add", "Farm", "--role", "producer")
-    for lot, product in (("LOT42", "Kale"), ("B7", "Spinach")):
-        run("batch", "register", "--gtin", GTIN, "--lot", lot, "--product", product, "--as", "Farm")
-    return run
-
-
-def test_cli_export_epcis(ledger_cli, tmp_path):
-    whole = json.loads(ledger_cli(command=export_epcis).stdout)
+def test_cli_export_epcis(two_lot_cli, tmp_path):
+    whole = json.loads(two_lot_cli(command=export_epcis).stdout)
     assert [e[ns("kind")] for e in _events(whole)] == ["commission", "commission"]
-    kale = json.loads(ledger_cli("--product", "kale", command=export_epcis).stdout)
+    kale = json.loads(two_lot_cli("--product", "kale", command=export_epcis).stdout)
     assert [e["quantityList"][0]["epcClass"] for e in _events(kale)] == [LOT]
     out = tmp_path / "lot.jsonld"
-    result = ledger_cli("--batch", LOT2, "--out", str(out), command=export_epcis)
+    result = two_lot_cli("--batch", LOT2, "--out", str(out), command=export_epcis)
     assert "1 EPCIS events written to" in result.stderr
     assert _events(json.loads(out.read_text()))[0]["quantityList"][0]["epcClass"] == LOT2
     assert not list(tmp_path.glob("*.part"))
     today = datetime.now(UTC).date()
     yesterday = str(today - timedelta(days=1))
-    none = json.loads(ledger_cli("--to", yesterday, command=export_epcis).stdout)
+    none = json.loads(two_lot_cli("--to", yesterday, command=export_epcis).stdout)
     assert _events(none) == []
-    both = ledger_cli("--from", str(today), "--to", str(today), command=export_epcis)
+    both = two_lot_cli("--from", str(today), "--to", str(today), command=export_epcis)
     both = json.loads(both.stdout)
     assert len(_events(both)) == 2
 
 
-def test_cli_export_epcis_refuses_bad_input(ledger_cli):
-    result = ledger_cli("--from", "21/09/2026", code=2, command=export_epcis)
+def test_cli_export_epcis_refuses_bad_input(two_lot_cli):
+    result = two_lot_cli("--from", "21/09/2026", code=2, command=export_epcis)
     assert "YYYY-MM-DD" in result.output
-    result = ledger_cli("--from", "2026-09-02", "--to", "2026-09-01", code=2, command=export_epcis)
+    result = two_lot_cli("--from", "2026-09-02", "--to", "2026-09-01", code=2, command=export_epcis)
     assert "--to is before --from" in result.output
-    result = ledger_cli("--batch", gs1.lot_uri(GTIN, "NOPE"), code=1, command=export_epcis)
+    result = two_lot_cli("--batch", gs1.lot_uri(GTIN, "NOPE"), code=1, command=export_epcis)
     assert "no lot" in result.output
 
 

@@ -17,13 +17,10 @@ from datetime import date, datetime, time
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from export_ledgers import build_cte_ledger, time_fsma_export
 from world import GTIN, LOT, T0, World, at
 
 from provenance import exchange_cli, fsma204, gs1
-from provenance.cli import Context
-from provenance.cli import main as cli_main
 from provenance.epcis import EPCIS_CONTEXT, LedgerEvent
 from provenance.epcis_import import import_events, prepare
 from provenance.exchange_cli import export_fsma204
@@ -376,28 +373,8 @@ def test_xlsx_survives_awkward_text(tmp_path):
 # --- the command line: provenance export fsma204
 
 
-@pytest.fixture
-def cli(tmp_path):
-    db, keys = str(tmp_path / "p.db"), str(tmp_path / "keys")
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0, command: Any = None) -> Any:
-        if command is None:
-            result = runner.invoke(cli_main, ["--db", db, "--keys", keys, *args])
-        else:
-            result = runner.invoke(command, list(args), obj=Context(db, keys))
-        assert result.exit_code == code, (args, result.output, result.exception)
-        return result
-
-    run("init")
-    run("party", "add", "Farm", "--role", "producer")
-    for lot, product in (("LOT42", "Kale"), ("B7", "Spinach")):
-        run("batch", "register", "--gtin", GTIN, "--lot", lot, "--product", product, "--as", "Farm")
-    return run
-
-
-def test_cli_csv_to_stdout(cli):
-    result = cli("--product", "kale", command=export_fsma204)
+def test_cli_csv_to_stdout(two_lot_cli):
+    result = two_lot_cli("--product", "kale", command=export_fsma204)
     raw = result.stdout_bytes
     assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 byte-order mark, for spreadsheet programs
     table = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
@@ -406,19 +383,19 @@ def test_cli_csv_to_stdout(cli):
     assert "1 rows" in result.stderr
 
 
-def test_cli_xlsx(cli, tmp_path, monkeypatch):
+def test_cli_xlsx(two_lot_cli, tmp_path, monkeypatch):
     from openpyxl import load_workbook
 
     out = tmp_path / "fsma.xlsx"
-    result = cli("--out", str(out), command=export_fsma204)  # the suffix picks XLSX
+    result = two_lot_cli("--out", str(out), command=export_fsma204)  # the suffix picks XLSX
     assert "2 rows written to" in result.stderr
     assert load_workbook(out).active.max_row == 3
-    piped = cli("--format", "xlsx", "--from", "2000-01-01", command=export_fsma204)
+    piped = two_lot_cli("--format", "xlsx", "--from", "2000-01-01", command=export_fsma204)
     assert piped.stdout_bytes.startswith(b"PK")  # standard output is no terminal here
     monkeypatch.setattr(exchange_cli, "_stdout_is_terminal", lambda: True)
-    refused = cli("--format", "xlsx", code=2, command=export_fsma204)
+    refused = two_lot_cli("--format", "xlsx", code=2, command=export_fsma204)
     assert "XLSX is binary" in refused.output
-    cli("--to", "2000-01-01", "--from", "2001-01-01", code=2, command=export_fsma204)
+    two_lot_cli("--to", "2000-01-01", "--from", "2001-01-01", code=2, command=export_fsma204)
 
 
 # --- how long a large export takes (the figure for docs/performance.md)
