@@ -22,9 +22,9 @@ from typing import Any
 import click
 
 from .cli import LOG_KEY, Context
-from .errors import ProvenanceError, ValidationError
-from .ingest import STOP_TIMEOUT_S, BrokerURL, CredentialsRefused, IngestService, IngestStats
-from .mqtt_options import credential_options
+from .errors import ProvenanceError
+from .ingest import STOP_TIMEOUT_S, CredentialsRefused, IngestService, IngestStats
+from .mqtt_options import broker_options, parse_broker
 from .signing import did_of
 from .timefmt import format_time, now_micros
 
@@ -38,14 +38,7 @@ WAKE_EVERY_S = 0.1  # how soon the main loop notices a signal
 
 
 @click.command("ingest")
-@click.option(
-    "--broker",
-    "broker_url",
-    required=True,
-    metavar="mqtt://HOST:PORT",
-    help="The broker; mqtts://HOST:PORT for TLS.",
-)
-@credential_options
+@broker_options
 @click.option(
     "--shared-group",
     metavar="NAME",
@@ -95,12 +88,7 @@ def command(
     if ctx is None:
         raise click.UsageError("run it as `provenance [--db PATH] [--keys DIR] ingest …`")
     _configure_logging()
-    try:
-        broker = BrokerURL.parse(broker_url)
-    except ValidationError as exc:
-        raise click.BadParameter(exc.rule, param_hint="--broker") from None
-    if tls_ca is not None and not broker.tls:
-        raise click.BadParameter("--tls-ca needs an mqtts:// broker URL", param_hint="--tls-ca")
+    broker = parse_broker(broker_url, tls_ca)
     if ready_file is not None and not ready_file.parent.is_dir():
         message = f"{ready_file.parent} is not a folder"
         raise click.BadParameter(message, param_hint="--ready-file")

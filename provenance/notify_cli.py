@@ -9,52 +9,27 @@ cannot run or --once could not get its notices acknowledged, 2 usage error.
 from __future__ import annotations
 
 import logging
-import signal
-import socket
 import sys
-import threading
-from typing import Any
 
 import click
 
 from .cli import Context, friendly, pass_context
-from .errors import ValidationError
-from .ingest import BrokerURL
-from .mqtt_options import credential_options
+from .mqtt_options import broker_options, parse_broker, retained_publisher
 from .notify import (
-    ACK_TIMEOUT_S,
     POLL_INTERVAL_S,
     Cursor,
     RecallNotifier,
-    RetainedPublisher,
     default_cursor_path,
 )
+from .service_options import cursor_option, interval_option, stop_on_signals
 
 log = logging.getLogger(__name__)
 
 
 @click.command("notify")
-@click.option(
-    "--broker",
-    "broker_url",
-    required=True,
-    metavar="mqtt://HOST:PORT",
-    help="The broker; mqtts://HOST:PORT for TLS.",
-)
-@credential_options
-@click.option(
-    "--cursor",
-    "cursor_path",
-    type=click.Path(dir_okay=False),
-    help="File keeping the next log index to look at (default: DB.notify-cursor).",
-)
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.05),
-    default=POLL_INTERVAL_S,
-    show_default=True,
-    help="Seconds between looks at the database.",
-)
+@broker_options
+@cursor_option("DB.notify-cursor")
+@interval_option(POLL_INTERVAL_S, "Seconds between looks at the database.")
 @click.option("--once", is_flag=True, help="Publish what is due, wait for the acks, and exit.")
 @click.option("--client-id", metavar="ID", help="MQTT client id (default: per host).")
 @pass_context
@@ -76,24 +51,19 @@ def command(
 
     Example: provenance notify --broker mqtt://127.0.0.1:1883
     """
-    try:
-        broker = BrokerURL.parse(broker_url)
-    except ValidationError as exc:
-        raise click.BadParameter(exc.rule, param_hint="--broker") from None
-    if tls_ca is not None and not broker.tls:
-        raise click.BadParameter("--tls-ca needs an mqtts:// broker URL", param_hint="--tls-ca")
+    broker = parse_broker(broker_url, tls_ca)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = ctx.store()
     cursor = Cursor(cursor_path or default_cursor_path(ctx.db_path))
-    publisher = RetainedPublisher(
+    publisher = retained_publisher(
+        "notify",
         broker,
-        client_id or f"provenance-notify-{socket.gethostname()}"[:64],
+        client_id=client_id,
         username=username,
         password=password,
         tls_ca=tls_ca,
-        ack_timeout=ACK_TIMEOUT_S,
-    ).start()
+    )
     notifier = RecallNotifier(store, publisher, cursor)
     try:
         if once:
@@ -104,17 +74,8 @@ def command(
                 )
             click.echo(f"published {notifier.published} recall notices; cursor {cursor.load()}")
             return
-        stop = threading.Event()
-
-        def on_signal(_signum: int, _frame: Any) -> None:
-            stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with stop_on_signals() as stop:
             notifier.run(stop, interval)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         click.echo(f"stopped; published {notifier.published} recall notices", err=True)
     finally:
         publisher.stop()

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import socket
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ import click
 from .cli import Context, _signing_key, friendly, pass_context, registrar_sign
 from .errors import ProvenanceError, ValidationError
 from .kinds import RULES
-from .mqtt_options import credential_options
+from .mqtt_options import credential_options, parse_broker, retained_publisher
 from .rules import RuleSet, parse_rules
 from .rules_service import (
     POLL_INTERVAL_S,
@@ -41,6 +38,7 @@ from .rules_service import (
     recent_flags,
     release,
 )
+from .service_options import cursor_option, interval_option, stop_on_signals
 from .signing import did_of
 
 RULES_KEY = "rules"  # keys/rules.pem, beside log.pem and registrar.pem
@@ -122,13 +120,7 @@ def check(config: str) -> None:
 @click.option(
     "--once", is_flag=True, help="Evaluate what is due once (timer rules too), then exit."
 )
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.05),
-    default=POLL_INTERVAL_S,
-    show_default=True,
-    help="Seconds between looks at the ledger for new events.",
-)
+@interval_option(POLL_INTERVAL_S, "Seconds between looks at the ledger for new events.")
 @click.option(
     "--timer",
     "timer_interval",
@@ -146,12 +138,7 @@ def check(config: str) -> None:
     help="Accounts folder with the serial scans (env PROVENANCE_ACCOUNTS; default: accounts/ "
     "beside the ledger).",
 )
-@click.option(
-    "--cursor",
-    "cursor_path",
-    type=click.Path(dir_okay=False),
-    help="File keeping the next log index to look at (default: DB.rules-cursor).",
-)
+@cursor_option("DB.rules-cursor")
 @click.option(
     "--broker",
     "broker_url",
@@ -221,17 +208,8 @@ def run(
                 f"notices; cursor {Cursor(cursor_file).load()}"
             )
             return
-        stop = threading.Event()
-
-        def on_signal(_signum: int, _frame: Any) -> None:
-            stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with stop_on_signals() as stop:
             service.run(stop, interval, timer_interval)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         click.echo(
             f"stopped; appended {service.appended} actions, published {service.published} notices",
             err=True,
@@ -250,21 +228,14 @@ def _publisher(
 ) -> Any:
     if broker_url is None:
         return None
-    from .ingest import BrokerURL
-    from .notify import ACK_TIMEOUT_S, RetainedPublisher
-
-    try:
-        broker = BrokerURL.parse(broker_url)
-    except ValidationError as exc:
-        raise click.BadParameter(exc.rule, param_hint="--broker") from None
-    return RetainedPublisher(
-        broker,
-        client_id or f"provenance-rules-{socket.gethostname()}"[:64],
+    return retained_publisher(
+        "rules",
+        parse_broker(broker_url, tls_ca),
+        client_id=client_id,
         username=username,
         password=password,
         tls_ca=tls_ca,
-        ack_timeout=ACK_TIMEOUT_S,
-    ).start()
+    )
 
 
 @group.command("list")

@@ -261,59 +261,63 @@ def assert_exactly(ledger: Ledger, published: list[Any]) -> None:
         store.close()
 
 
+def stream_to_ingest(
+    ledger: Ledger, broker: Any, processes: list[Ingest], count: int
+) -> tuple[list[Any], Ingest, Stream]:
+    """*count* readings, published paced (so that a fault lands mid-stream) to
+    one ingest process that has subscribed; the test's writer is closed first."""
+    published = ledger.readings(count)
+    ledger.close_writer()
+    ingest = start(processes, ledger, broker.url)
+    ingest.wait_for_line("subscribed to")
+    stream = Stream(broker, [wire(e) for e in published])
+    stream.start()
+    return published, ingest, stream
+
+
+def assert_all_taken_in(
+    ledger: Ledger, ingest: Ingest, stream: Stream, published: list[Any]
+) -> None:
+    """Once the broker has acknowledged the stream and *ingest* has committed
+    every reading, *ingest* stops on SIGTERM with 0 and the ledger holds exactly
+    the published readings."""
+    stream.wait_acknowledged()
+    wait_until(lambda: ledger.count() >= len(published), SETTLE, "every reading")
+    assert ingest.terminate() == 0, ingest.output
+    stream.close()
+    assert_exactly(ledger, published)
+
+
 # --- the tests
 
 
 @pytest.mark.slow
 def test_kill_9_mid_stream_loses_and_duplicates_nothing(ledger, broker, processes):
     needs_redelivery(broker)
-    published = ledger.readings(3000)
-    ledger.close_writer()
-    ingest = start(processes, ledger, broker.url)
-    ingest.wait_for_line("subscribed to")
-    stream = Stream(broker, [wire(e) for e in published])
-    stream.start()
+    published, ingest, stream = stream_to_ingest(ledger, broker, processes, 3000)
     for fraction in (0.15, 0.4, 0.65):
         wait_until(
             lambda f=fraction: ledger.count() >= f * len(published), SETTLE, f"{fraction:.0%}"
         )
         ingest.kill9()
         ingest = start(processes, ledger, broker.url)
-    stream.wait_acknowledged()
-    wait_until(lambda: ledger.count() >= len(published), SETTLE, "every reading")
-    assert ingest.terminate() == 0, ingest.output
-    stream.close()
-    assert_exactly(ledger, published)
+    assert_all_taken_in(ledger, ingest, stream, published)
 
 
 @pytest.mark.slow
 def test_broker_restart_mid_stream_loses_and_duplicates_nothing(ledger, broker, processes):
     needs_redelivery(broker)
-    published = ledger.readings(2500)
-    ledger.close_writer()
-    ingest = start(processes, ledger, broker.url)
-    ingest.wait_for_line("subscribed to")
-    stream = Stream(broker, [wire(e) for e in published])
-    stream.start()
+    published, ingest, stream = stream_to_ingest(ledger, broker, processes, 2500)
     wait_until(lambda: ledger.count() >= 0.3 * len(published), SETTLE, "30% committed")
     broker.restart()
-    stream.wait_acknowledged()
-    wait_until(lambda: ledger.count() >= len(published), SETTLE, "every reading")
+    assert_all_taken_in(ledger, ingest, stream, published)
     assert "connection lost" in ingest.output
-    assert ingest.terminate() == 0, ingest.output
-    stream.close()
-    assert_exactly(ledger, published)
 
 
 @pytest.mark.slow
 def test_sigterm_commits_what_is_in_flight_and_exits_0(ledger, broker, processes):
     needs_redelivery(broker)
-    published = ledger.readings(2000)
-    ledger.close_writer()
-    ingest = start(processes, ledger, broker.url)
-    ingest.wait_for_line("subscribed to")
-    stream = Stream(broker, [wire(e) for e in published])
-    stream.start()
+    published, ingest, stream = stream_to_ingest(ledger, broker, processes, 2000)
     wait_until(lambda: ledger.count() >= 0.3 * len(published), SETTLE, "30% committed")
     assert ingest.terminate() == 0, ingest.output
     output = ingest.output
@@ -322,10 +326,7 @@ def test_sigterm_commits_what_is_in_flight_and_exits_0(ledger, broker, processes
     stream.wait_acknowledged()
     again = start(processes, ledger, broker.url)  # the broker kept the rest for our session
     again.wait_for_line("subscribed to")
-    wait_until(lambda: ledger.count() >= len(published), SETTLE, "every reading")
-    assert again.terminate() == 0
-    stream.close()
-    assert_exactly(ledger, published)
+    assert_all_taken_in(ledger, again, stream, published)
 
 
 def test_refused_credentials_exit_3_quickly_with_a_clear_message(ledger, tmp_path, processes):

@@ -8,10 +8,9 @@ import json
 import threading
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
+from broker import Collector, Retained
 from click.testing import CliRunner
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from test_lineage import commission, lot, ok_transform
 from world import GTIN, World
 
@@ -23,6 +22,7 @@ from provenance.notify_cli import command as notify_command
 from provenance.recall_notice import FORMAT, build_notice, notice_bytes, notice_topic
 
 WAIT = 30.0  # every wait has this deadline; a healthy run needs a fraction of it
+RECALLS = "provenance/v1/recalls/#"  # every recall notice
 RECALL = {"reason": "Listeria", "class": "I", "instructions": "Do not eat"}
 
 
@@ -68,17 +68,6 @@ def test_notice_is_the_lots_current_state(family):
     assert lifted["lifted"][0]["lifted"]["event_id"] == lift.event_id
 
 
-class Collector:
-    def __init__(self, ok: bool = True):
-        self.ok = ok
-        self.rounds: list[dict[str, dict]] = []
-
-    def __call__(self, notices):
-        if self.ok:
-            self.rounds.append({topic: json.loads(payload) for topic, payload in notices})
-        return self.ok
-
-
 def topic(code: str) -> str:
     return f"provenance/v1/recalls/{GTIN}/{code}"
 
@@ -120,40 +109,6 @@ def test_unacknowledged_notices_go_again(family, tmp_path):
 # --- against a real broker
 
 
-class Retained:
-    """Subscribes to every recall topic and keeps the latest payload per topic."""
-
-    def __init__(self, broker, name: str):
-        self.latest: dict[str, dict] = {}
-        self._changed = threading.Condition()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"test-{name}",
-            clean_session=True,
-            protocol=MQTTProtocolVersion.MQTTv311,
-        )
-        self.client.on_connect = lambda c, *_: c.subscribe("provenance/v1/recalls/#", qos=1)
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert self._subscribed.wait(WAIT), "no SUBACK"
-
-    def _on_message(self, _client, _userdata, message):
-        with self._changed:
-            self.latest[message.topic] = json.loads(message.payload)
-            self._changed.notify_all()
-
-    def wait_for(self, predicate) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: predicate(self.latest), WAIT)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def notify_once(world: World, broker, tmp_path: Path) -> str:
     ctx = Context(str(world.store.path), str(tmp_path / "keys"))
     result = CliRunner().invoke(
@@ -169,7 +124,7 @@ def test_a_late_subscriber_gets_the_retained_notice_of_every_affected_lot(family
     world = family
     world.ok("regulator", "recall", [lot("A")], RECALL)
     assert "published 4 recall notices" in notify_once(world, broker, tmp_path)
-    late = Retained(broker, "late")  # subscribes after the notices went out
+    late = Retained(broker, "late", RECALLS)  # subscribes after the notices went out
     try:
         assert late.wait_for(lambda got: set(got) == {topic(code) for code in "ABCD"})
         assert all(notice["recalled"] for notice in late.latest.values())
@@ -178,7 +133,7 @@ def test_a_late_subscriber_gets_the_retained_notice_of_every_affected_lot(family
         late.close()
     world.ok("regulator", "recall-lift", [lot("A")], {"reason": "Clean"})
     notify_once(world, broker, tmp_path)
-    later = Retained(broker, "later")
+    later = Retained(broker, "later", RECALLS)
     try:
         assert later.wait_for(
             lambda got: len(got) == 4 and not any(n["recalled"] for n in got.values())
@@ -190,7 +145,7 @@ def test_a_late_subscriber_gets_the_retained_notice_of_every_affected_lot(family
 
 def test_the_service_follows_the_ledger(family, broker, tmp_path):
     world = family
-    watcher = Retained(broker, "watcher")
+    watcher = Retained(broker, "watcher", RECALLS)
     publisher = RetainedPublisher(BrokerURL.parse(broker.url), "test-notify").start()
     notifier = RecallNotifier(
         world.store.__class__(world.store.path), publisher, Cursor(tmp_path / "c")

@@ -10,10 +10,9 @@ import threading
 from pathlib import Path
 
 import click
-import paho.mqtt.client as mqtt
+from broker import Collector, Retained
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from test_portal_support import FAST_HASH, make_app
 from world import GTIN, HOUR, LOT, T0, World, at
 
@@ -42,25 +41,13 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_FILE = ROOT / "rules.example.toml"
 EXAMPLE = parse_rules(EXAMPLE_FILE.read_bytes(), str(EXAMPLE_FILE))
 VAX = gs1.lot_uri(GTIN, "VAX1")
+ALERTS = "provenance/v1/alerts/#"  # every alert notice
 WAIT = 30.0  # every wait has this deadline; a healthy run needs a fraction of it
 
 
-class Collector:
-    """A publisher that keeps what it was given (or refuses to acknowledge)."""
-
-    def __init__(self, ok: bool = True):
-        self.ok = ok
-        self.rounds: list[dict[str, dict]] = []
-
-    def __call__(self, notices):
-        if self.ok:
-            self.rounds.append({topic: json.loads(payload) for topic, payload in notices})
-        return self.ok
-
-
-def vaccine_world(directory: Path) -> World:
-    """A ledger file with a rules identity and lot VAX1 (a vaccine) whose probe
-    read 5 °C, then 12 °C from 2 h to 5 h, then 5 °C until 8 h."""
+def vaccine_lot(directory: Path) -> World:
+    """A ledger file with a rules identity and lot VAX1 (a vaccine), the probe
+    on it from 0.5 h; no readings yet."""
     directory.mkdir()
     world = World.create(directory)
     world.keys["rules"] = Ed25519PrivateKey.generate()
@@ -79,6 +66,13 @@ def vaccine_world(directory: Path) -> World:
     )
     world.ok("farm", "attach", [VAX], {"device": world.did("probe")}, time=at(0.5))
     world.ok("farm", "detach", [LOT], {"device": world.did("probe")}, time=at(0.75))
+    return world
+
+
+def vaccine_world(directory: Path) -> World:
+    """`vaccine_lot` whose probe read 5 °C, then 12 °C from 2 h to 5 h, then
+    5 °C until 8 h."""
+    world = vaccine_lot(directory)
     readings(world, VAX, (0.5, 2, 5.0), (2, 5, 12.0), (5, 8, 5.0))
     world.now = T0 + 8 * HOUR
     return world
@@ -197,23 +191,7 @@ class Announced(Collector):
 
 
 def test_the_service_follows_the_ledger(tmp_path):
-    (tmp_path / "ledger").mkdir()
-    world = World.create(tmp_path / "ledger")
-    world.keys["rules"] = Ed25519PrivateKey.generate()
-    world.ok(
-        "registrar",
-        "enrol",
-        None,
-        {"subject": world.did("rules"), "type": "rules", "name": "rules"},
-    )
-    world.ok(
-        "farm",
-        "commission",
-        [VAX],
-        {"gtin": GTIN, "lot": "VAX1", "product": "Vaccine", "category": "vaccine"},
-    )
-    world.ok("farm", "attach", [VAX], {"device": world.did("probe")}, time=at(0.5))
-    world.ok("farm", "detach", [LOT], {"device": world.did("probe")}, time=at(0.75))
+    world = vaccine_lot(tmp_path / "ledger")
     readings(world, VAX, (0.5, 2, 5.0))
     world.now = T0 + 2 * HOUR
     announced = Announced()
@@ -388,40 +366,6 @@ def test_run_needs_the_rules_key_and_a_valid_file(tmp_path, monkeypatch):
 # --- alert notices on a real broker
 
 
-class Retained:
-    """Subscribes to every alert topic and keeps the latest payload per topic."""
-
-    def __init__(self, broker, name: str):
-        self.latest: dict[str, dict] = {}
-        self._changed = threading.Condition()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"test-{name}",
-            clean_session=True,
-            protocol=MQTTProtocolVersion.MQTTv311,
-        )
-        self.client.on_connect = lambda c, *_: c.subscribe("provenance/v1/alerts/#", qos=1)
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert self._subscribed.wait(WAIT), "no SUBACK"
-
-    def _on_message(self, _client, _userdata, message):
-        with self._changed:
-            self.latest[message.topic] = json.loads(message.payload)
-            self._changed.notify_all()
-
-    def wait_for(self, predicate) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: predicate(self.latest), WAIT)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def test_alert_notices_are_retained_on_the_broker(tmp_path, broker):
     world = vaccine_world(tmp_path / "ledger")
     publisher = RetainedPublisher(BrokerURL.parse(broker.url), "test-rules").start()
@@ -429,14 +373,14 @@ def test_alert_notices_are_retained_on_the_broker(tmp_path, broker):
         running = service(world, tmp_path, publish=publisher)
         running.run_once()
         assert running.published == 1
-        late = Retained(broker, "late")  # subscribes after the notice went out
+        late = Retained(broker, "late", ALERTS)  # subscribes after the notice went out
         try:
             assert late.wait_for(lambda got: got.get(alert_topic(VAX), {}).get("held") is True)
         finally:
             late.close()
         world.ok("regulator", "release", [VAX], {"reason": "cleared"}, time=at(8))
         running.run_once()
-        later = Retained(broker, "later")
+        later = Retained(broker, "later", ALERTS)
         try:
             assert later.wait_for(lambda got: got.get(alert_topic(VAX), {}).get("held") is False)
         finally:
