@@ -23,11 +23,22 @@ deterministic, so the library that signs does not matter to verifiers.
 
 from __future__ import annotations
 
-from nacl.bindings import crypto_sign_open
+from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
+
+
+def is_usable_public_key(public_key: bytes) -> bool:
+    """Whether signatures by this key can ever verify here: a canonical point
+    of the curve's prime-order subgroup (every key made from a private key is
+    one), not a small-order or off-curve point."""
+    return (
+        isinstance(public_key, bytes)
+        and len(public_key) == PUBLIC_KEY_SIZE
+        and bool(crypto_core_ed25519_is_valid_point(public_key))
+    )
 
 
 class InvalidSignature(Exception):

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from . import gs1
+from .ed25519 import is_usable_public_key
 from .errors import ValidationError
-from .identity import PARTY_ROLES, is_did_key
+from .identity import PARTY_ROLES, is_did_key, public_key_from_did
 from .jcs import canonicalize
 from .timefmt import parse_date, parse_time
 
@@ -394,6 +395,12 @@ def validate_data(kind: str, data: Any, batches: tuple[str, ...] | None) -> None
 
 
 def _check_enrol(data: dict[str, Any], _batches: Any) -> None:
+    if not is_usable_public_key(public_key_from_did(data["subject"], "data.subject")):
+        raise ValidationError(
+            "data.subject",
+            "is not a usable Ed25519 public key (a small-order or off-curve point: no "
+            "signature by it can verify); generate a new key pair and enrol that",
+        )
     kind = data["type"]
     if kind == "party" and "role" not in data:
         raise ValidationError(

@@ -226,3 +226,40 @@ def test_vendored_folder_has_attribution() -> None:
     assert "https://github.com/C2SP/wycheproof" in text
     assert "Apache-2.0" in text
     assert "dac1dd4729fd1f8dd9e1e9f3dce51d783da6c166" in text
+
+
+def test_small_order_keys_cannot_be_enrolled() -> None:
+    from provenance.ed25519 import is_usable_public_key
+    from provenance.errors import ValidationError
+    from provenance.signing import sign
+
+    registrar = Ed25519PrivateKey.generate()
+    real = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert is_usable_public_key(real)
+    sign(
+        registrar,
+        kind="enrol",
+        seq=1,
+        time="2026-11-23T00:00:00Z",
+        data={
+            "subject": did_from_public_key(real),
+            "type": "device",
+            "name": "p",
+            "owner": did_of(registrar),
+        },
+    )
+    for point in SMALL_ORDER_POINTS:
+        assert not is_usable_public_key(bytes.fromhex(point))
+        with pytest.raises(ValidationError, match="not a usable Ed25519 public key"):
+            sign(
+                registrar,
+                kind="enrol",
+                seq=1,
+                time="2026-11-23T00:00:00Z",
+                data={
+                    "subject": did_from_public_key(bytes.fromhex(point)),
+                    "type": "device",
+                    "name": "p",
+                    "owner": did_of(registrar),
+                },
+            )
