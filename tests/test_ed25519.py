@@ -234,32 +234,16 @@ def test_small_order_keys_cannot_be_enrolled() -> None:
     from provenance.signing import sign
 
     registrar = Ed25519PrivateKey.generate()
+
+    def enrol(public_key: bytes) -> None:
+        subject = did_from_public_key(public_key)
+        data = {"subject": subject, "type": "device", "name": "p", "owner": did_of(registrar)}
+        sign(registrar, kind="enrol", seq=1, time="2026-11-23T00:00:00Z", data=data)
+
     real = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     assert is_usable_public_key(real)
-    sign(
-        registrar,
-        kind="enrol",
-        seq=1,
-        time="2026-11-23T00:00:00Z",
-        data={
-            "subject": did_from_public_key(real),
-            "type": "device",
-            "name": "p",
-            "owner": did_of(registrar),
-        },
-    )
+    enrol(real)
     for point in SMALL_ORDER_POINTS:
         assert not is_usable_public_key(bytes.fromhex(point))
         with pytest.raises(ValidationError, match="not a usable Ed25519 public key"):
-            sign(
-                registrar,
-                kind="enrol",
-                seq=1,
-                time="2026-11-23T00:00:00Z",
-                data={
-                    "subject": did_from_public_key(bytes.fromhex(point)),
-                    "type": "device",
-                    "name": "p",
-                    "owner": did_of(registrar),
-                },
-            )
+            enrol(bytes.fromhex(point))
