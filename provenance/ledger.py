@@ -666,7 +666,8 @@ class Ledger:
             # what a recall asks for; the movement is recorded like any other.
             self._only_recalled(lots)
         else:
-            self._not_recalled(lots, index, batch, "shipped")
+            back = f' (or shipped back with "purpose": "{RECALL_RETURN}")'
+            self._not_recalled(lots, index, batch, "shipped", hint=back)
             self._not_held(lots, batch, "shipped")
         receiver = self._party(env.data["to"])
         if receiver.id == signer.id:
@@ -811,14 +812,16 @@ class Ledger:
             if cached is not None:
                 cached.recalled = recalled
 
-    def _not_recalled(self, lots: Sequence[Lot], index: int, batch: _Batch, verb: str) -> None:
+    def _not_recalled(
+        self, lots: Sequence[Lot], index: int, batch: _Batch, verb: str, hint: str = ""
+    ) -> None:
         """Refuse to act on a recalled lot, naming the recall (regulator, reason,
         event, source lot). Applies from the log index the recall rules came in."""
         if index < self._rules_from:
             return
         for lot in lots:
             if lot.recalled:
-                raise RejectedEvent(RECALLED, self._recall_message(lot, batch, verb))
+                raise RejectedEvent(RECALLED, self._recall_message(lot, batch, verb) + hint)
 
     def _only_recalled(self, lots: Sequence[Lot]) -> None:
         """A recall return ships recalled lots only."""
@@ -836,13 +839,7 @@ class Ledger:
         if not active:  # pragma: no cover - the recalls table always backs the flag
             return f"{lot.uri} is recalled; it cannot be {verb} until the recall is lifted"
         source, event_index = active[0]
-        envelope = batch.recalls.get(event_index)
-        if envelope is None:
-            stored = self.store.event_at(event_index)
-            assert stored is not None
-            envelope = stored.envelope
-        regulator = self.identity(envelope.signer)
-        who = regulator.name if regulator else envelope.signer
+        envelope, who = self._decision(event_index, batch.recalls)
         through = "" if source == lot.id else f" through {self.store.subject(source)}"
         more = f" (and {len(active) - 1} more active recalls)" if len(active) > 1 else ""
         data = envelope.data
@@ -850,8 +847,18 @@ class Ledger:
             f"{lot.uri} is recalled{through}: class {data.get('class')} recall by {who}, "
             f"event {envelope.event_id}, reason: {data.get('reason')}{more}; it cannot be "
             f"{verb} until the recall is lifted"
-            + (f' (or shipped back with "purpose": "{RECALL_RETURN}")' if verb == "shipped" else "")
         )
+
+    def _decision(self, event_index: int, pending: dict[int, Envelope]) -> tuple[Envelope, str]:
+        """The recall or hold event at *event_index* (from this batch or the
+        store) and the name of who signed it."""
+        envelope = pending.get(event_index)
+        if envelope is None:
+            stored = self.store.event_at(event_index)
+            assert stored is not None
+            envelope = stored.envelope
+        signer = self.identity(envelope.signer)
+        return envelope, signer.name if signer else envelope.signer
 
     # --- holds, releases and flags: the rules key's decisions (docs/rules.md)
 
@@ -932,13 +939,7 @@ class Ledger:
         if not active:  # pragma: no cover - the holds table always backs the flag
             return f"{lot.uri} is on hold; it cannot be {verb} until the hold is released"
         event_index, rule = active[0]
-        envelope = batch.holds.get(event_index)
-        if envelope is None:
-            stored = self.store.event_at(event_index)
-            assert stored is not None
-            envelope = stored.envelope
-        signer = self.identity(envelope.signer)
-        who = signer.name if signer else envelope.signer
+        envelope, who = self._decision(event_index, batch.holds)
         more = f" (and {len(active) - 1} more holds)" if len(active) > 1 else ""
         return (
             f"{lot.uri} is on hold by rule {rule} ({who}, {envelope.time}, event "

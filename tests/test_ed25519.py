@@ -60,11 +60,7 @@ def _rfc8032_params() -> list[Any]:
 
 
 def _verifies(did: str, signature: bytes, message: bytes) -> bool:
-    try:
-        verifier_for(did).verify(signature, message)
-    except InvalidSignature:
-        return False
-    return True
+    return verifier_for(did).is_valid(signature, message)
 
 
 def _openssl_verifies(public_key: bytes, signature: bytes, message: bytes) -> bool:

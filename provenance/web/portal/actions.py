@@ -19,6 +19,7 @@ from ...accounts import Document, KeyUnavailable, Principal
 from ...errors import ProvenanceError, ValidationError
 from ...identity import is_did_key
 from ...ledger import Appended
+from ...lineage import BOTH, DIRECTIONS, Trace, trace
 from ...store import Identity, Store
 from ...timefmt import format_time
 from ..state import store as read_store
@@ -433,6 +434,19 @@ def append_envelopes(who: Principal, items: list[Any], *, atomic: bool) -> list[
     outcome = "ok" if accepted == len(results) else f"{len(results) - accepted} refused"
     audit(who, "envelopes", {"count": len(items), "accepted": accepted}, outcome)
     return results
+
+
+def audited_trace(who: Principal, store: Store) -> Trace:
+    """The trace of the request's lot (`uri`, `direction`), written to the
+    audit trail (the portal page and the API share it)."""
+    uri = lot_uri_of(request.args.get("uri"), "uri")
+    direction = request.args.get("direction", BOTH)
+    if direction not in DIRECTIONS:
+        raise ValidationError("direction", f"must be one of {', '.join(DIRECTIONS)}")
+    found = trace(store, uri, direction)
+    counts = {"upstream": len(found.upstream), "downstream": len(found.downstream)}
+    audit(who, "trace", {"lot": uri, "direction": direction, **counts})
+    return found
 
 
 def audited_export(who: Principal, kind: str, lot_arg: str) -> exports.Export:

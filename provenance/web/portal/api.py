@@ -18,7 +18,6 @@ from werkzeug.exceptions import HTTPException
 from ...accounts import TokenRefused
 from ...errors import NotFound, ProvenanceError, ValidationError
 from ...jcs import parse_json
-from ...lineage import BOTH, DIRECTIONS, trace
 from ..present import lot_json
 from ..state import store as read_store
 from . import actions, common, integrity, queries
@@ -434,22 +433,7 @@ def report():
 def trace_lot():
     who = principal()
     require(who, "search")
-    uri = _uri_arg()
-    direction = request.args.get("direction", BOTH)
-    if direction not in DIRECTIONS:
-        raise ValidationError("direction", f"must be one of {', '.join(DIRECTIONS)}")
-    found = trace(read_store(), uri, direction)
-    audit(
-        who,
-        "trace",
-        {
-            "lot": uri,
-            "direction": direction,
-            "upstream": len(found.upstream),
-            "downstream": len(found.downstream),
-        },
-    )
-    return found.to_json()
+    return actions.audited_trace(who, read_store()).to_json()
 
 
 @bp.get("/exports/<kind>")

@@ -16,8 +16,7 @@ from flask import (
     url_for,
 )
 
-from ...errors import ValidationError
-from ...lineage import BOTH, DIRECTIONS, trace
+from ...lineage import DIRECTIONS
 from ...rules_service import active_holds, recent_flags
 from ..state import store as read_store
 from . import actions, common, exports, integrity, queries
@@ -80,23 +79,8 @@ def search():
 @needs("search")
 def trace_page():
     """Where a lot came from and every lot made from it, with who holds each now."""
-    who = principal()
-    uri = actions.lot_uri_of(request.args.get("uri"), "uri")
-    direction = request.args.get("direction", BOTH)
-    if direction not in DIRECTIONS:
-        raise ValidationError("direction", f"must be one of {', '.join(DIRECTIONS)}")
     store = read_store()
-    found = trace(store, uri, direction)
-    audit(
-        who,
-        "trace",
-        {
-            "lot": uri,
-            "direction": direction,
-            "upstream": len(found.upstream),
-            "downstream": len(found.downstream),
-        },
-    )
+    found = actions.audited_trace(principal(), store)
     ids = {
         lot.uri: lot_id
         for lot in (found.lot, *found.upstream, *found.downstream)
