@@ -9,6 +9,7 @@ nothing is fetched from anywhere but our server, and saves a screenshot to
 
 from __future__ import annotations
 
+import ctypes.util
 import shutil
 from pathlib import Path
 
@@ -30,6 +31,11 @@ pytestmark = pytest.mark.slow
 def playwright():
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed (./run tests installs it as root)")
+    if ctypes.util.find_library("atomic") is None:
+        pytest.skip(
+            "libatomic1, which Playwright's driver needs, is not installed (./run tests "
+            "installs it as root)"
+        )
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as driver:
         yield driver
