@@ -140,11 +140,22 @@ def test_kill_9_mid_stream_then_the_outbox_delivers_the_rest(tmp_path, broker):
     gateway = GatewayProcess(directory, config, url)
     acknowledged = 0
     try:
-        for first in range(0, 600, 300):
-            status, reply = post(url + "/readings", readings(first, 300))
+        status, reply = post(url + "/readings", readings(0, 300))
+        assert status == 202 and reply["queued"] == 300
+        acknowledged += 300
+        assert subscriber.wait_for(lambda got: len(got) > 0, 60), "nothing was delivered"
+        # Mid-stream for certain, however fast the machine: the broker is paused
+        # (it takes no more PUBLISHes and sends no PUBACKs), so what the sensor
+        # is told "queued" next is still in the outbox, some of it in flight,
+        # when the gateway dies.
+        os.kill(broker.process.pid, signal.SIGSTOP)
+        try:
+            status, reply = post(url + "/readings", readings(300, 300))
             assert status == 202 and reply["queued"] == 300
             acknowledged += 300
-        gateway.kill()  # right after the sensor was told "queued"
+            gateway.kill()  # right after the sensor was told "queued"
+        finally:
+            os.kill(broker.process.pid, signal.SIGCONT)
         with Outbox(load_config(config).outbox) as outbox:
             left = len(outbox)
         assert left > 0, "the kill came too late to be mid-stream"
