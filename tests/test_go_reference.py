@@ -52,17 +52,20 @@ from provenance.checkpoint import (
     sign_checkpoint,
     sign_note,
 )
+from provenance.envelope import Envelope
 from provenance.errors import ProofError, ValidationError, VerificationError
 from provenance.merkle import (
     EMPTY_ROOT,
     MemoryTree,
     ReadOnce,
     consistency_proof,
+    hash_leaf,
     inclusion_proof,
     range_hash,
     verify_consistency,
     verify_inclusion,
 )
+from provenance.proofs import build_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_SOURCE = ROOT / "tests" / "go" / "sumdbcheck"
@@ -372,6 +375,7 @@ def log_request(log: Log) -> LogRequest:
             cases.append(consistency_case(f"{size1} -> {size2}", *args, True))
             if size2 <= TAMPER_SIZES:
                 cases.extend(tampered_consistency(*args))
+    cases.extend(bundle_cases(log))
     tree_sizes = list(range(1, log.size + 1))
     request = {
         "records": [b64(event.envelope.id_bytes) for event in store.events()],
@@ -382,6 +386,24 @@ def log_request(log: Log) -> LogRequest:
         "consistency": [c.request for c in cases if c.kind == "consistency"],
     }
     return LogRequest(request, tree_sizes, [root(n) for n in tree_sizes], cases)
+
+
+def bundle_cases(log: Log) -> list[ProofCase]:
+    """Every event proof in the lot's proof bundle (what a consumer is handed),
+    against the bundle's checkpoint; the leaf comes from the envelope itself."""
+    bundle = build_bundle(log.world.store, log.world.lot)
+    cp = open_checkpoint(bundle["checkpoint"], *parse_verifier_key(log.verifier_key))
+    cases = []
+    for chain in bundle["chains"]:
+        for event in chain["events"]:
+            leaf = hash_leaf(Envelope.from_json(event["envelope"]).id_bytes)
+            proof = [unb64(h) for h in event["proof"]]
+            desc = f"bundle: {chain['subject']} event {event['index']}"
+            cases.append(
+                inclusion_case(desc, event["index"], cp.size, leaf, proof, cp.root_hash, True)
+            )
+    assert len(cases) > 1200, len(cases)
+    return cases
 
 
 def heads_request(log: Log) -> LogRequest:
