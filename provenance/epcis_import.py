@@ -3,6 +3,9 @@
 
 The pieces, in the order the CLI uses them:
 
+0. `parse_document`: the JSON text, read as JSON.parse and JSON-LD processors read it: a
+   member repeated in one object keeps its last value, and each repeat is reported
+   (`DuplicateMember`). Signed envelopes stay strict (`jcs.parse_json` refuses repeats).
 1. `epcis_validator` / `schema_problems`: the official EPCIS 2.0 JSON Schema with format
    checking on (the file is not shipped with us: `find_schema` says where it is looked for).
 2. `prepare`: pure. Takes an EPCISDocument, an EPCISQueryDocument or one bare event and
@@ -19,15 +22,16 @@ The pieces, in the order the CLI uses them:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import gs1
+from . import gs1, jcs
 from .envelope import MAX_BATCHES, Envelope
 from .epcis import IMPORTED
 from .errors import ProvenanceError, ValidationError
@@ -68,6 +72,117 @@ _DL_LOT = re.compile(
 
 class EpcisInputError(ProvenanceError):
     """The input cannot be imported (not JSON, not EPCIS, no schema at hand)."""
+
+
+# --- reading the JSON text
+
+
+@dataclass(frozen=True)
+class DuplicateMember:
+    """A member name that appears more than once in one object of the input: where the
+    object is (a JSON path), which event it is in (its position, or None outside events),
+    the name, how many times it appears and the value kept (the last)."""
+
+    path: str
+    event: int | None
+    name: str
+    count: int
+    kept: Any
+
+    def warning(self) -> str:
+        where = f"event {self.event} ({self.path})" if self.event is not None else self.path
+        kept = json.dumps(self.kept, ensure_ascii=False)
+        if len(kept) > 80:
+            kept = kept[:79] + "…"
+        return f"{where}: member {self.name!r} appears {self.count} times; the last is used: {kept}"
+
+
+class _Members(dict):  # type: ignore[type-arg]
+    """An object as parsed: the last value of each member, and the names that repeat."""
+
+    __slots__ = ("repeats",)
+
+
+def _last_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = _Members(pairs)
+    if len(members) != len(pairs):
+        counts: dict[str, int] = {}
+        for name, _ in pairs:
+            counts[name] = counts.get(name, 0) + 1
+        members.repeats = {name: n for name, n in counts.items() if n > 1}
+    return members
+
+
+_TOLERANT = json.JSONDecoder(
+    object_pairs_hook=_last_wins,
+    parse_constant=jcs._no_constants,  # the same rules as the strict parser, but repeats
+    parse_float=jcs._parse_float,
+    parse_int=jcs._parse_int,
+)
+
+
+def parse_document(raw: bytes | str, max_depth: int) -> tuple[Any, list[DuplicateMember]]:
+    """The JSON value of an EPCIS input, and the members it repeats.
+
+    Everything `jcs.parse_json` refuses is refused the same way (not UTF-8, NaN, too deep,
+    malformed), except a member name repeated in one object: there the **last** value is
+    kept, as ECMAScript's JSON.parse, Python's json, Jackson and so every JSON-LD processor
+    and JSON Schema validator built on them read it (RFC 8259 §4: "many implementations
+    report the last name/value pair only"), and each repeat is returned so the caller can
+    say so. The official example AssociationEvent-h.jsonld repeats ``eventID``."""
+    try:
+        return jcs.parse_json(raw, max_depth=max_depth), []
+    except ValidationError as strict:
+        if not isinstance(strict.__cause__, jcs._DuplicateKey):
+            raise
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # UTF-8: checked above
+    try:
+        value = _TOLERANT.decode(text)
+    except RecursionError as exc:
+        raise ValidationError("", f"nested deeper than {max_depth} levels") from exc
+    except ValueError as exc:
+        raise ValidationError("", f"malformed JSON: {exc}") from exc
+    jcs._depth(value, max_depth)
+    bare = isinstance(value, dict) and value.get("type") not in DOCUMENT_TYPES
+    return _plain(value), list(_repeats(value, bare))
+
+
+def _repeats(value: Any, bare: bool) -> Iterator[DuplicateMember]:
+    """Every repeated member of *value* in document order, with its path and the event it
+    is in (*bare*: the whole input is one event)."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    found = []
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for name, count in getattr(item, "repeats", {}).items():
+                found.append((path, name, count, item[name]))
+            stack.extend((child, (*path, key)) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, (*path, i)) for i, child in enumerate(item))
+    for path, name, count, kept in sorted(found, key=lambda f: [str(p) for p in f[0]]):
+        event = 0 if bare else _event_of(path)
+        yield DuplicateMember(json_path(path) or "(document)", event, name, count, kept)
+
+
+def _event_of(path: tuple[Any, ...]) -> int | None:
+    """The position of the event a path is in: ``epcisBody.eventList[i]…`` (also inside
+    ``queryResults.resultsBody``), ``epcisBody.event``, or a bare event (the whole input)."""
+    for i, part in enumerate(path):
+        if part == "eventList" and i + 1 < len(path) and isinstance(path[i + 1], int):
+            return path[i + 1]
+    if path[:2] == ("epcisBody", "event"):
+        return 0
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """The parsed value with plain dicts (the repeats are told once, not carried along)."""
+    if isinstance(value, dict):
+        return {key: _plain(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [_plain(child) for child in value]
+    return value
 
 
 # --- the schema

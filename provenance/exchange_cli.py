@@ -22,7 +22,6 @@ import click
 
 from .cli import Context, friendly, key_name, pass_context
 from .errors import ValidationError
-from .jcs import parse_json
 from .timefmt import parse_date, parse_time
 
 MAX_INPUT_DEPTH = 64  # EPCIS documents nest deeper than envelopes
@@ -229,6 +228,7 @@ def import_epcis(ctx: Context, source: Any, as_: str, schema: str | None) -> Non
         epcis_validator,
         find_schema,
         import_events,
+        parse_document,
         prepare,
         schema_problems,
     )
@@ -240,9 +240,11 @@ def import_epcis(ctx: Context, source: Any, as_: str, schema: str | None) -> Non
     except EpcisInputError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        document = parse_json(source.read(), max_depth=MAX_INPUT_DEPTH)
+        document, repeats = parse_document(source.read(), max_depth=MAX_INPUT_DEPTH)
     except ValidationError as exc:
         raise click.ClickException(f"{name} is not JSON: {exc}") from None
+    for repeat in repeats:  # kept the last, as JSON.parse and JSON-LD processors do
+        click.echo(f"warning: {name}: {repeat.warning()}", err=True)
     validator = epcis_validator(json.loads(schema_path.read_text(encoding="utf-8")))
     count, problems = schema_problems(validator, document)
     if count:

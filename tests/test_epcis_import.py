@@ -30,6 +30,7 @@ from provenance.epcis import (
     write_ledger_document,
 )
 from provenance.epcis_import import (
+    DuplicateMember,
     Prepared,
     content_key,
     epcis_validator,
@@ -37,6 +38,7 @@ from provenance.epcis_import import (
     find_schema,
     import_events,
     lot_of,
+    parse_document,
     prepare,
     schema_problems,
     utc_time,
@@ -44,7 +46,7 @@ from provenance.epcis_import import (
 from provenance.errors import ValidationError
 from provenance.event_hash import document_events, event_hash, ignore_fields
 from provenance.exchange_cli import export_epcis, import_group
-from provenance.jcs import canonicalize
+from provenance.jcs import canonicalize, parse_json
 from provenance.kinds import epcis_stream
 
 SCHEMA = "gs1-epcis/schema/EPCIS-JSON-Schema.json"
@@ -399,6 +401,59 @@ def test_all_examples_into_one_ledger(validator):
     assert counts["duplicate"] >= 5
 
 
+# --- reading the JSON: a repeated member keeps its last value, and is reported
+
+
+def test_a_repeated_member_keeps_its_last_value_and_is_reported():
+    text = (
+        '{"type": "EPCISDocument", "epcisBody": {"eventList": ['
+        '{"eventID": "first", "type": "ObjectEvent", "eventID": "last", "action": "ADD"},'
+        '{"type": "ObjectEvent", "readPoint": {"id": "a", "id": "b", "id": "c"}}]},'
+        '"schemaVersion": "1.2", "schemaVersion": "2.0"}'
+    )
+    value, repeats = parse_document(text.encode(), max_depth=64)
+    events = value["epcisBody"]["eventList"]
+    assert events[0]["eventID"] == "last" and events[1]["readPoint"] == {"id": "c"}
+    assert value["schemaVersion"] == "2.0"
+    assert value == json.loads(text)  # what JSON.parse, Python, Jackson and JSON-LD read
+    assert repeats == [
+        DuplicateMember("(document)", None, "schemaVersion", 2, "2.0"),
+        DuplicateMember("epcisBody.eventList[0]", 0, "eventID", 2, "last"),
+        DuplicateMember("epcisBody.eventList[1].readPoint", 1, "id", 3, "c"),
+    ]
+    assert repeats[1].warning() == (
+        "event 0 (epcisBody.eventList[0]): member 'eventID' appears 2 times; the last is used:"
+        ' "last"'
+    )
+    assert type(events[0]) is dict  # plain values, nothing of the parser carried along
+    # a bare event: the whole input is event 0
+    _, (bare,) = parse_document('{"type": "ObjectEvent", "action": "ADD", "action": "DELETE"}', 64)
+    assert (bare.event, bare.path, bare.kept) == (0, "(document)", "DELETE")
+
+
+def test_signed_envelopes_stay_strict_about_repeats():
+    """Only the EPCIS import tolerates repeated members; the envelope parser refuses them."""
+    text = '{"v": 1, "kind": "reading", "kind": "recall"}'
+    with pytest.raises(ValidationError, match="duplicate key 'kind'"):
+        parse_json(text)
+    assert parse_document(text, max_depth=64)[1][0].name == "kind"
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        (b'{"a": 1, "a": NaN}', "NaN is not valid JSON"),
+        (b'{"a": 1, "a": 2', "malformed JSON"),
+        (b'{"a": 1, "a": "\xff"}', "not UTF-8"),
+        (b'{"a": 1, "a": ' + b"[" * 70 + b"]" * 70 + b"}", "nested deeper than 64"),
+        (b'{"a": 1, "a": 1e400}', "out of range"),
+    ],
+)
+def test_repeats_excuse_nothing_else(text, reason):
+    with pytest.raises(ValidationError, match=reason):
+        parse_document(text, max_depth=64)
+
+
 # --- the command line
 
 
@@ -475,3 +530,27 @@ def test_cli_without_a_schema_is_a_usage_error(cli, tmp_path, monkeypatch):
     assert "no EPCIS JSON Schema" in result.output and "--schema" in result.output
     with pytest.raises(epcis_import.EpcisInputError):
         find_schema()
+
+
+@pytest.mark.shared
+def test_cli_imports_every_official_example_through_its_own_parser(cli, tmp_path):
+    """`provenance import epcis` on each of the 52 official example files, as a user runs
+    it: the CLI reads the bytes (not json.loads), validates, imports. All are accepted;
+    AssociationEvent-h.jsonld repeats `eventID`: the last one is kept, and said."""
+    stored = 0
+    for path in example_files():
+        result = cli("epcis", str(path), "--as", "Green Valley Farm", command=import_group)
+        stored += sum(line.startswith("stored\t") for line in result.stdout.splitlines())
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        if path.name == "AssociationEvent-h.jsonld":
+            assert warnings == [
+                f"warning: {path}: event 0 (epcisBody.eventList[0]): member 'eventID' appears"
+                ' 2 times; the last is used: "urn:uuid:fd338495-0e6d-41dd-afee-a862ecd32518"'
+            ]
+            (line,) = result.stdout.splitlines()
+            assert line.split("\t")[:2] == [
+                "stored", "urn:uuid:fd338495-0e6d-41dd-afee-a862ecd32518"
+            ]  # fmt: skip
+        else:
+            assert warnings == [], path.name
+    assert stored > 50
