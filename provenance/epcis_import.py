@@ -7,7 +7,7 @@ The pieces, in the order the CLI uses them:
    member repeated in one object keeps its last value, and each repeat is reported
    (`DuplicateMember`). Signed envelopes stay strict (`jcs.parse_json` refuses repeats).
 1. `epcis_validator` / `schema_problems`: the official EPCIS 2.0 JSON Schema with format
-   checking on (the file is not shipped with us: `find_schema` says where it is looked for).
+   checking on (`find_schema` says where it is looked for).
 2. `prepare`: pure. Takes an EPCISDocument, an EPCISQueryDocument or one bare event and
    returns what will be stored for each event: the event verbatim, plus ``eventID`` (its
    CBV 2.0 Event Hash ID) when it has none, plus an event-level ``@context`` (the
@@ -47,10 +47,8 @@ if TYPE_CHECKING:
 
 SCHEMA_ENV = "PROVENANCE_EPCIS_SCHEMA"
 SCHEMA_NAME = "EPCIS-JSON-Schema.json"
-# Where a checkout finds the official schema: ../shared/conformance beside it.
-SHARED_SCHEMA = (
-    Path(__file__).resolve().parents[2] / "shared/conformance/gs1-epcis/schema" / SCHEMA_NAME
-)
+# The official schema, shipped with the package (schemas/epcis/NOTICE.md: GS1's, unmodified).
+PACKAGED_SCHEMA = Path(__file__).resolve().parent / "schemas" / "epcis" / SCHEMA_NAME
 DOCUMENT_TYPES = ("EPCISDocument", "EPCISQueryDocument")
 MAX_PROBLEMS = 10  # schema problems listed in an error
 MAX_FRACTION = 9  # fraction digits the protocol's `time` can carry
@@ -190,13 +188,13 @@ def _plain(value: Any) -> Any:
 
 def find_schema(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The EPCIS 2.0 JSON Schema file: *explicit*, else ``$PROVENANCE_EPCIS_SCHEMA``, else
-    ``../shared/conformance/gs1-epcis/schema/EPCIS-JSON-Schema.json`` beside the checkout.
-    Raises EpcisInputError saying where to get it when none exists."""
+    the copy shipped with the package (`PACKAGED_SCHEMA`). Raises EpcisInputError saying
+    where to get it when none exists (an installation that lost its package data)."""
     candidates = [Path(explicit)] if explicit else []
     if not explicit and os.environ.get(SCHEMA_ENV):
         candidates.append(Path(os.environ[SCHEMA_ENV]))
     if not candidates:
-        candidates.append(SHARED_SCHEMA)
+        candidates.append(PACKAGED_SCHEMA)
     for path in candidates:
         if path.is_file():
             return path

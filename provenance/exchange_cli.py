@@ -204,8 +204,8 @@ def import_group() -> None:
 @click.option(
     "--schema",
     type=click.Path(exists=True, dir_okay=False),
-    help="The EPCIS 2.0 JSON Schema file (default: $PROVENANCE_EPCIS_SCHEMA, else "
-    "../shared/conformance/gs1-epcis/schema/EPCIS-JSON-Schema.json beside the checkout).",
+    help="The EPCIS 2.0 JSON Schema file (default: $PROVENANCE_EPCIS_SCHEMA, else the "
+    "official schema shipped with provenance).",
 )
 @pass_context
 @friendly

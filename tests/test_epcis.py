@@ -3,9 +3,10 @@
 A real ledger (tests/world.py) goes through commission, attach, readings, inspection,
 shipping and receiving, a transformation, a retail sale, a recall and its lift, and a
 detach; its lots are exported and the documents are checked against the official EPCIS 2.0
-JSON Schema with format checking on (../shared/conformance/gs1-epcis/schema) and the CBV
-vocabulary list (../shared/conformance/gs1-epcis/cbv/cbv-vocabulary.json). Those two checks
-skip when ../shared is absent; the mapping tests run everywhere.
+JSON Schema with format checking on (the copy shipped in provenance/schemas/epcis) and the
+CBV vocabulary list (../shared/conformance/gs1-epcis/cbv/cbv-vocabulary.json; that check
+skips when ../shared is absent), and every eventID against GS1's reference implementation of
+the event hash (tests/reference_event_hash.py).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from provenance.epcis import (
     write_document,
     write_ledger_document,
 )
-from provenance.epcis_import import import_events, prepare
+from provenance.epcis_import import find_schema, import_events, prepare
 from provenance.errors import NotFound
 from provenance.event_hash import Prehasher, document_hashes, event_hash, hash_prehash
 from provenance.exchange_cli import export_epcis, time_range
@@ -49,7 +50,6 @@ from provenance.timefmt import format_time
 LOT2 = gs1.lot_uri(GTIN, "B7")
 MIX = gs1.lot_uri(GTIN, "MIX-1")
 CREATED = "2026-10-21T00:00:00.000Z"
-SCHEMA = "gs1-epcis/schema/EPCIS-JSON-Schema.json"
 VOCABULARY = "gs1-epcis/cbv/cbv-vocabulary.json"
 DOCK = {"name": "Farm dock 3", "gln": "4012345000115", "country": "KE"}
 PLANT = {"name": "Packing plant", "lat": -1.2921, "lon": 36.8219, "country": "KE"}
@@ -431,12 +431,11 @@ def test_store_identity_lookup(chain):
 def _validator(format_checking: bool = True):
     from jsonschema import Draft7Validator
 
-    schema = json.loads(conformance(SCHEMA).read_text(encoding="utf-8"))
+    schema = json.loads(find_schema().read_text(encoding="utf-8"))  # the shipped one
     checker = Draft7Validator.FORMAT_CHECKER if format_checking else None
     return Draft7Validator(schema, format_checker=checker)
 
 
-@pytest.mark.shared
 def test_documents_validate_against_the_epcis_schema(documents):
     validator = _validator()
     for uri, document in documents.items():
@@ -444,7 +443,6 @@ def test_documents_validate_against_the_epcis_schema(documents):
         assert not errors, (uri, errors[:5])
 
 
-@pytest.mark.shared
 def test_format_checking_is_really_on(documents):
     bad = json.loads(json.dumps(documents[LOT]))
     bad["epcisBody"]["eventList"][0]["bizStep"] = "not a uri"
@@ -556,7 +554,6 @@ def test_imported_events_pass_through_unchanged(chain):
     assert events[0]["eventID"] == partner["eventID"]
 
 
-@pytest.mark.shared
 def test_whole_ledger_document_validates(chain):
     validator = _validator()
     document = _written(chain)

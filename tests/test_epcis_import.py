@@ -11,8 +11,13 @@ documents built here.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +82,7 @@ def _example_ids() -> list[str]:
 
 @pytest.fixture(scope="module")
 def validator():
-    return epcis_validator(json.loads(conformance(SCHEMA).read_text(encoding="utf-8")))
+    return epcis_validator(json.loads(find_schema().read_text(encoding="utf-8")))
 
 
 def document(*events: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -477,7 +482,6 @@ def cli(tmp_path):
     return run
 
 
-@pytest.mark.shared
 def test_cli_imports_and_reports_each_event(cli, tmp_path):
     source = tmp_path / "partner.jsonld"
     source.write_text(json.dumps(document(shipping(LGTIN_URN), shipping(ELSEWHERE))))
@@ -495,7 +499,6 @@ def test_cli_imports_and_reports_each_event(cli, tmp_path):
     assert lines[0][1] in [e["eventID"] for e in events]
 
 
-@pytest.mark.shared
 def test_cli_lists_the_first_schema_problems(cli, tmp_path):
     bad = document(shipping(LOT, bizStep="not a uri"), shipping(LOT) | {"action": "SOMETIMES"})
     source = tmp_path / "bad.jsonld"
@@ -510,7 +513,6 @@ def test_cli_lists_the_first_schema_problems(cli, tmp_path):
     assert "is not JSON" in result.output
 
 
-@pytest.mark.shared
 def test_cli_refuses_unknown_parties_and_refused_events(cli, tmp_path):
     source = tmp_path / "doc.jsonld"
     source.write_text(json.dumps(document(shipping(LOT, time="2099-01-01T00:00:00Z"))))
@@ -522,7 +524,7 @@ def test_cli_refuses_unknown_parties_and_refused_events(cli, tmp_path):
 
 
 def test_cli_without_a_schema_is_a_usage_error(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(epcis_import, "SHARED_SCHEMA", tmp_path / "absent.json")
+    monkeypatch.setattr(epcis_import, "PACKAGED_SCHEMA", tmp_path / "absent.json")
     monkeypatch.delenv(epcis_import.SCHEMA_ENV, raising=False)
     source = tmp_path / "doc.jsonld"
     source.write_text(json.dumps(document(shipping(LOT))))
@@ -554,3 +556,60 @@ def test_cli_imports_every_official_example_through_its_own_parser(cli, tmp_path
         else:
             assert warnings == [], path.name
     assert stored > 50
+
+
+# --- the schema ships with the package
+
+
+SCHEMA_SHA256 = "ed3228d7867198b4a5be9748fe77f473457c6ed98224fab28a950b4ce634a041"
+
+
+def test_the_shipped_schema_is_the_official_one():
+    """provenance/schemas/epcis holds GS1's schema unmodified, with its notice (origin,
+    copyright, the repository's licence terms), and the import finds it by default."""
+    shipped = epcis_import.PACKAGED_SCHEMA
+    assert find_schema() == shipped
+    assert shipped.is_relative_to(Path(epcis_import.__file__).parent)
+    data = shipped.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == SCHEMA_SHA256
+    notice = (shipped.parent / "NOTICE.md").read_text(encoding="utf-8")
+    assert SCHEMA_SHA256 in notice and "GS1 AISBL" in notice
+    assert "https://github.com/gs1/EPCIS" in notice and "not** covered" in notice
+    from conftest import SHARED
+
+    if SHARED.exists():
+        assert (SHARED / SCHEMA).read_bytes() == data
+
+
+def test_import_works_from_a_checkout_without_shared(tmp_path):
+    """A fresh clone has no ../shared beside it: `provenance import epcis` run from a copy of
+    the package in an empty folder, without --schema or $PROVENANCE_EPCIS_SCHEMA, validates
+    with the shipped schema and imports."""
+    checkout = tmp_path / "clone"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(epcis_import.__file__).parent, checkout / "provenance", ignore=ignore)
+    assert not (tmp_path / "shared").exists() and not (checkout.parent / "shared").exists()
+    env = {k: v for k, v in os.environ.items() if k != epcis_import.SCHEMA_ENV}
+    env["PYTHONPATH"] = str(checkout)
+    db, keys = str(tmp_path / "p.db"), str(tmp_path / "keys")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "provenance", "--db", db, "--keys", keys, *args],
+            capture_output=True, text=True, timeout=120, check=False, env=env, cwd=checkout,
+        )  # fmt: skip
+
+    assert run("init").returncode == 0
+    assert run("party", "add", "Farm", "--role", "producer").returncode == 0
+    source = tmp_path / "doc.jsonld"
+    source.write_text(json.dumps(document(shipping(ELSEWHERE))), encoding="utf-8")
+    done = run("import", "epcis", str(source), "--as", "Farm")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("stored\tni:///sha-256;")
+    probe = subprocess.run(
+        [sys.executable, "-c", "import provenance.epcis_import as m; print(m.find_schema())"],
+        capture_output=True, text=True, timeout=60, check=True, env=env, cwd=checkout,
+    )  # fmt: skip
+    assert probe.stdout.strip() == str(
+        checkout / "provenance" / "schemas" / "epcis" / "EPCIS-JSON-Schema.json"
+    )
