@@ -51,6 +51,8 @@ SCHEMA_NAME = "EPCIS-JSON-Schema.json"
 PACKAGED_SCHEMA = Path(__file__).resolve().parent / "schemas" / "epcis" / SCHEMA_NAME
 DOCUMENT_TYPES = ("EPCISDocument", "EPCISQueryDocument")
 MAX_PROBLEMS = 10  # schema problems listed in an error
+MAX_REPEATS_TOLD = 10  # repeated members told one by one; the rest are counted
+MAX_SHOWN = 80  # characters of a partner's path or value in a warning
 MAX_FRACTION = 9  # fraction digits the protocol's `time` can carry
 
 _EPC_LISTS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
@@ -88,11 +90,23 @@ class DuplicateMember:
     kept: Any
 
     def warning(self) -> str:
-        where = f"event {self.event} ({self.path})" if self.event is not None else self.path
-        kept = json.dumps(self.kept, ensure_ascii=False)
-        if len(kept) > 80:
-            kept = kept[:79] + "…"
-        return f"{where}: member {self.name!r} appears {self.count} times; the last is used: {kept}"
+        """One line for a terminal: names, path and value with every character that is not
+        printable ASCII escaped (a partner's text never reaches the terminal raw)."""
+        path = _printable(self.path)
+        where = f"event {self.event} ({path})" if self.event is not None else path
+        kept = _printable(json.dumps(self.kept, ensure_ascii=True))
+        return (
+            f"{where}: member {_printable(json.dumps(self.name))} appears {self.count} times;"
+            f" the last is used: {kept}"
+        )
+
+
+def _printable(text: str) -> str:
+    """*text* cut to `MAX_SHOWN` characters, anything but printable ASCII JSON-escaped."""
+    shown = "".join(
+        char if " " <= char <= "~" else json.dumps(char)[1:-1] for char in text[:MAX_SHOWN]
+    )
+    return shown + ("…" if len(text) > MAX_SHOWN else "")
 
 
 class _Members(dict):  # type: ignore[type-arg]
@@ -158,7 +172,10 @@ def _repeats(value: Any, bare: bool) -> Iterator[DuplicateMember]:
             stack.extend((child, (*path, key)) for key, child in item.items())
         elif isinstance(item, list):
             stack.extend((child, (*path, i)) for i, child in enumerate(item))
-    for path, name, count, kept in sorted(found, key=lambda f: [str(p) for p in f[0]]):
+    in_order = sorted(
+        found, key=lambda f: [(0, p, "") if isinstance(p, int) else (1, 0, p) for p in f[0]]
+    )
+    for path, name, count, kept in in_order:
         event = 0 if bare else _event_of(path)
         yield DuplicateMember(json_path(path) or "(document)", event, name, count, kept)
 

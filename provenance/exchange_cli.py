@@ -224,6 +224,7 @@ def import_epcis(ctx: Context, source: Any, as_: str, schema: str | None) -> Non
     Example: provenance import epcis partner.jsonld --as "Green Valley Farm"
     """
     from .epcis_import import (
+        MAX_REPEATS_TOLD,
         EpcisInputError,
         epcis_validator,
         find_schema,
@@ -243,8 +244,14 @@ def import_epcis(ctx: Context, source: Any, as_: str, schema: str | None) -> Non
         document, repeats = parse_document(source.read(), max_depth=MAX_INPUT_DEPTH)
     except ValidationError as exc:
         raise click.ClickException(f"{name} is not JSON: {exc}") from None
-    for repeat in repeats:  # kept the last, as JSON.parse and JSON-LD processors do
+    for repeat in repeats[:MAX_REPEATS_TOLD]:  # the last kept, as JSON.parse and JSON-LD do
         click.echo(f"warning: {name}: {repeat.warning()}", err=True)
+    if len(repeats) > MAX_REPEATS_TOLD:
+        click.echo(
+            f"warning: {name}: {len(repeats) - MAX_REPEATS_TOLD} more objects repeat a member;"
+            " the last of each is used",
+            err=True,
+        )
     validator = epcis_validator(json.loads(schema_path.read_text(encoding="utf-8")))
     count, problems = schema_problems(validator, document)
     if count:

@@ -139,6 +139,8 @@ class ReferenceBug:
     # Our hashing with the bug put in (a context manager around it), when a rewrite of our
     # output cannot reproduce it.
     emulate: Callable[[], AbstractContextManager[Any]] | None = None
+    # For a bug that makes it fail on a whole document: what its error says.
+    fails_with: str | None = None
 
 
 def _python_booleans(text: str) -> str:
@@ -194,10 +196,14 @@ REFERENCE_BUGS: dict[str, ReferenceBug] = {
         "it runs a full JSON-LD expansion first, and pyld refuses this official example's"
         " @context (it redefines a protected term of the EPCIS context), so it hashes"
         " nothing. CBV 2.0 needs no expansion of the document.",
+        fails_with="tried to redefine a protected term",
     ),
-    "dict-in-value": ReferenceBug(
-        'it crashes (TypeError: can only concatenate str (not "dict") to str) on this'
-        " official example, so it hashes nothing.",
+    "term-definition": ReferenceBug(
+        'it crashes (TypeError: can only concatenate str (not "dict") to str) on a @context'
+        ' that defines a term by an object ({"@type": "xsd:integer"}, as this official'
+        " example does for its rail: terms), so it hashes nothing. JSON-LD allows expanded"
+        " term definitions.",
+        fails_with='can only concatenate str (not "dict") to str',
     ),
 }
 
@@ -209,7 +215,7 @@ KNOWN_DIFFERENCES: dict[tuple[str, int | None], tuple[str, ...]] = {
     ("gs1-epcis/examples/WithFullCombinationOfFields/object_event_all_possible_fields.jsonld", 0): ("inline-prefixes-only", "python-booleans"),  # noqa: E501
     ("gs1-epcis/examples/WithFullCombinationOfFields/transaction_event_all_possible_fields.jsonld", 0): ("python-booleans",),  # noqa: E501
     ("gs1-epcis/examples/WithFullCombinationOfFields/transformation_event_all_possible_fields.jsonld", None): ("protected-term",),  # noqa: E501
-    ("gs1-epcis/examples/Example-TransactionEvents-2020_07_03y.jsonld", None): ("dict-in-value",),
+    ("gs1-epcis/examples/Example-TransactionEvents-2020_07_03y.jsonld", None): ("term-definition",),
     ("gs1-epcis/examples/WithSensorData/SensorDataExample7.jsonld", 0): ("python-booleans",),
     ("gs1-epcis/examples/WithSensorData/SensorDataExample9.jsonld", 0): ("python-booleans",),
     ("gs1-epcis/examples/WithSensorData/SensorDataExample12.jsonld", 0): ("extension-namespace-slash",),  # noqa: E501
@@ -235,7 +241,8 @@ def check_against_reference(
     try:
         theirs = reference_prehashes(item)
     except ReferenceFailed as failure:
-        if document_bugs:
+        expected = [REFERENCE_BUGS[bug].fails_with for bug in document_bugs or ()]
+        if any(text and text in str(failure) for text in expected):
             return []
         return [f"{source}: the reference failed: {failure}"]
     if document_bugs:

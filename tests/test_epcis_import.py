@@ -427,13 +427,41 @@ def test_a_repeated_member_keeps_its_last_value_and_is_reported():
         DuplicateMember("epcisBody.eventList[1].readPoint", 1, "id", 3, "c"),
     ]
     assert repeats[1].warning() == (
-        "event 0 (epcisBody.eventList[0]): member 'eventID' appears 2 times; the last is used:"
+        'event 0 (epcisBody.eventList[0]): member "eventID" appears 2 times; the last is used:'
         ' "last"'
     )
     assert type(events[0]) is dict  # plain values, nothing of the parser carried along
     # a bare event: the whole input is event 0
     _, (bare,) = parse_document('{"type": "ObjectEvent", "action": "ADD", "action": "DELETE"}', 64)
     assert (bare.event, bare.path, bare.kept) == (0, "(document)", "DELETE")
+
+
+def test_repeat_warnings_are_in_document_order_and_escape_what_they_quote():
+    quoted = json.dumps("\x1b[31m\u202eevil")  # the JSON text escapes them; the value has them
+    events = [{"type": "ObjectEvent"} for _ in range(12)]
+    text = json.dumps(document(*events))
+    text = text.replace('{"type": "ObjectEvent"}', '{"type": "ObjectEvent", "type": "X"}')
+    text = text.replace('"creationDate"', f'{quoted}: 1, {quoted}: {quoted}, "creationDate"')
+    _, repeats = parse_document(text, max_depth=64)
+    assert [r.event for r in repeats] == [None, *range(12)]  # [2] before [10]
+    line = repeats[0].warning()
+    assert line.isascii() and line.isprintable(), line
+    assert '"\\u001b[31m\\u202eevil" appears 2 times' in line
+
+
+def test_cli_tells_ten_repeats_and_counts_the_rest(cli, tmp_path):
+    source = tmp_path / "many.jsonld"
+    events = [shipping(LOT, time=f"2026-09-21T10:{i:02d}:00Z") for i in range(25)]
+    text = json.dumps(document(*events)).replace(
+        '"action": "OBSERVE"', '"action": "ADD", "action": "OBSERVE"'
+    )
+    source.write_text(text, encoding="utf-8")
+    result = cli("epcis", str(source), "--as", "Green Valley Farm", command=import_group)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 11
+    assert warnings[-1].endswith("15 more objects repeat a member; the last of each is used")
+    assert "event 9 (epcisBody.eventList[9])" in warnings[9]
+    assert result.stdout.count("stored\t") == 25
 
 
 def test_signed_envelopes_stay_strict_about_repeats():
@@ -546,7 +574,7 @@ def test_cli_imports_every_official_example_through_its_own_parser(cli, tmp_path
         warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
         if path.name == "AssociationEvent-h.jsonld":
             assert warnings == [
-                f"warning: {path}: event 0 (epcisBody.eventList[0]): member 'eventID' appears"
+                f'warning: {path}: event 0 (epcisBody.eventList[0]): member "eventID" appears'
                 ' 2 times; the last is used: "urn:uuid:fd338495-0e6d-41dd-afee-a862ecd32518"'
             ]
             (line,) = result.stdout.splitlines()
