@@ -40,6 +40,7 @@ from pyld import jsonld
 from provenance import event_hash
 
 REFERENCE = "epcis-event-hash-generator"
+RELEASE = "1.9.3"  # the release REFERENCE_BUGS and KNOWN_DIFFERENCES describe
 _PACKAGE = "epcis_event_hash_generator"
 # The contexts the reference ships (its file_document_loader's table), by URL.
 _SHIPPED_CONTEXTS = {
@@ -56,9 +57,13 @@ class ReferenceFailed(Exception):
     """The reference could not hash a document (it raised, or dropped events)."""
 
 
+REFUSED: list[str] = []  # URLs the reference asked for and did not get (tests look)
+
+
 def _offline_loader(url: str, options: Any = None) -> dict[str, Any]:
     name = _SHIPPED_CONTEXTS.get(url)
     if name is None:
+        REFUSED.append(url)
         raise jsonld.JsonLdError(
             f"offline: the tests serve only the EPCIS contexts, not {url}",
             "jsonld.LoadDocumentError",

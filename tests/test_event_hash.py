@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.metadata
 import json
 import random
 import re
@@ -26,7 +27,11 @@ import pytest
 from conftest import SHARED, VENDORED, conformance
 from reference_event_hash import (
     KNOWN_DIFFERENCES,
+    REFERENCE,
     REFERENCE_BUGS,
+    REFUSED,
+    RELEASE,
+    ReferenceFailed,
     check_against_reference,
     reference_hashes,
 )
@@ -166,6 +171,12 @@ def test_the_reference_implementation_agrees_event_by_event(source):
     assert check_against_reference(source, item, _our_prehashes) == []
 
 
+def test_the_reference_is_the_release_its_bug_list_describes():
+    """The dev dependency is pinned: another release may fix or add bugs, and then
+    KNOWN_DIFFERENCES must be redone against it, not loosened."""
+    assert importlib.metadata.version(REFERENCE) == RELEASE
+
+
 def test_the_reference_gives_the_published_hashes():
     """The reference (a release older than the vectors) reproduces the published hashes,
     except on the documents listed as beyond it: the comparison above is with the real thing."""
@@ -187,6 +198,20 @@ def test_every_listed_difference_names_an_input_and_a_known_bug():
     used = {bug for bugs in KNOWN_DIFFERENCES.values() for bug in bugs}
     # event-context shows on exported imported events (tests/test_epcis.py), not on inputs
     assert used | {"event-context"} == set(REFERENCE_BUGS)
+
+
+def test_the_reference_runs_offline():
+    """It would fetch an unknown @context from the internet; here it is refused instead."""
+    document = {
+        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
+                     "https://example.org/remote-context.jsonld"],
+        "type": "EPCISDocument",
+        "epcisBody": {"eventList": [{"type": "ObjectEvent", "action": "ADD"}]},
+    }  # fmt: skip
+    REFUSED.clear()
+    with pytest.raises(ReferenceFailed, match="loading remote context failed"):
+        reference_hashes(document)
+    assert REFUSED == ["https://example.org/remote-context.jsonld"]
 
 
 def test_the_comparison_can_fail():
