@@ -186,8 +186,9 @@ REFERENCE_BUGS: dict[str, ReferenceBug] = {
     "misplaced-standard-field": ReferenceBug(
         "a standard EPCIS field that appears in the wrong structure (bizRules, a sensorMetadata"
         " field, inside a sensorReport) is neither ordered nor an extension for it, so it is"
-        " moved to the end of the event under a copy of its path. We render it with the"
-        " structure it is in, like any other non-standard member.",
+        " moved to the end of the event under a copy of its path. The algorithm's text does"
+        " not cover this case (not a user extension, not in the order); we render it with the"
+        " structure it is in, like an extension, which keeps it where the event put it.",
     ),
     "event-context": ReferenceBug(
         "it reads CURIE prefixes only from the document's @context; an event's own @context"
