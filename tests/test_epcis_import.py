@@ -3,9 +3,11 @@ one signed `epcis` envelope per event, and back out through the export unchanged
 
 Every official example in ../shared/conformance/gs1-epcis/examples (47 documents and the 5
 bare events in schema-test/) is validated, imported into a fresh ledger, exported and
-compared, and imported again as duplicates. Those tests skip when ../shared is absent; the
-rules (times, lots, eventIDs, contexts, duplicates, all-or-nothing) run everywhere on
-documents built here.
+compared, and imported again as duplicates; and each file goes through `provenance import
+epcis` itself (the CLI's own JSON reading, which keeps the last of a repeated member and
+says so). Those tests skip when ../shared is absent; the rules (times, lots, eventIDs,
+contexts, duplicates, all-or-nothing, repeated members) and the CLI run everywhere on
+documents built here, with the schema shipped in provenance/schemas/epcis.
 """
 
 from __future__ import annotations
