@@ -43,9 +43,11 @@ if TYPE_CHECKING:  # the adapters only; the mapping never touches the store
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 # Our user-extension namespace (docs/epcis.md, "The namespace"): a W3C Permanent Identifier
-# (w3id.org), so it outlives any host the project moves to. It is part of the pre-hash
-# string of every exported ledger event: changing it changes every eventID.
-NAMESPACE = "https://w3id.org/provenance-ledger/epcis#"
+# (w3id.org), so it outlives any host the project moves to. It ends in "/" because GS1's
+# reference event hasher treats a key as an extension of its structure (a sensorElement…)
+# only then. It is part of the pre-hash string of every exported ledger event: changing it
+# changes every eventID (docs/epcis.md has the migration note).
+NAMESPACE = "https://w3id.org/provenance-ledger/epcis/"
 PREFIX = "provenance"
 CBVMDA = "urn:epcglobal:cbv:mda:"
 SCHEMA_VERSION = "2.0"

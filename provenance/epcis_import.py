@@ -3,8 +3,11 @@
 
 The pieces, in the order the CLI uses them:
 
+0. `parse_document`: the JSON text, read as JSON.parse and JSON-LD processors read it: a
+   member repeated in one object keeps its last value, and each repeat is reported
+   (`DuplicateMember`). Signed envelopes stay strict (`jcs.parse_json` refuses repeats).
 1. `epcis_validator` / `schema_problems`: the official EPCIS 2.0 JSON Schema with format
-   checking on (the file is not shipped with us: `find_schema` says where it is looked for).
+   checking on (`find_schema` says where it is looked for).
 2. `prepare`: pure. Takes an EPCISDocument, an EPCISQueryDocument or one bare event and
    returns what will be stored for each event: the event verbatim, plus ``eventID`` (its
    CBV 2.0 Event Hash ID) when it has none, plus an event-level ``@context`` (the
@@ -19,15 +22,16 @@ The pieces, in the order the CLI uses them:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import gs1
+from . import gs1, jcs
 from .envelope import MAX_BATCHES, Envelope
 from .epcis import IMPORTED
 from .errors import ProvenanceError, ValidationError
@@ -43,12 +47,12 @@ if TYPE_CHECKING:
 
 SCHEMA_ENV = "PROVENANCE_EPCIS_SCHEMA"
 SCHEMA_NAME = "EPCIS-JSON-Schema.json"
-# Where a checkout finds the official schema: ../shared/conformance beside it.
-SHARED_SCHEMA = (
-    Path(__file__).resolve().parents[2] / "shared/conformance/gs1-epcis/schema" / SCHEMA_NAME
-)
+# The official schema, shipped with the package (schemas/epcis/NOTICE.md: GS1's, unmodified).
+PACKAGED_SCHEMA = Path(__file__).resolve().parent / "schemas" / "epcis" / SCHEMA_NAME
 DOCUMENT_TYPES = ("EPCISDocument", "EPCISQueryDocument")
 MAX_PROBLEMS = 10  # schema problems listed in an error
+MAX_REPEATS_TOLD = 10  # repeated members told one by one; the rest are counted
+MAX_SHOWN = 80  # characters of a partner's path or value in a warning
 MAX_FRACTION = 9  # fraction digits the protocol's `time` can carry
 
 _EPC_LISTS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
@@ -70,18 +74,144 @@ class EpcisInputError(ProvenanceError):
     """The input cannot be imported (not JSON, not EPCIS, no schema at hand)."""
 
 
+# --- reading the JSON text
+
+
+@dataclass(frozen=True)
+class DuplicateMember:
+    """A member name that appears more than once in one object of the input: where the
+    object is (a JSON path), which event it is in (its position, or None outside events),
+    the name, how many times it appears and the value kept (the last)."""
+
+    path: str
+    event: int | None
+    name: str
+    count: int
+    kept: Any
+
+    def warning(self) -> str:
+        """One line for a terminal: names, path and value with every character that is not
+        printable ASCII escaped (a partner's text never reaches the terminal raw)."""
+        path = _printable(self.path)
+        where = f"event {self.event} ({path})" if self.event is not None else path
+        kept = _printable(json.dumps(self.kept, ensure_ascii=True))
+        return (
+            f"{where}: member {_printable(json.dumps(self.name))} appears {self.count} times;"
+            f" the last is used: {kept}"
+        )
+
+
+def _printable(text: str) -> str:
+    """*text* cut to `MAX_SHOWN` characters, anything but printable ASCII JSON-escaped."""
+    shown = "".join(
+        char if " " <= char <= "~" else json.dumps(char)[1:-1] for char in text[:MAX_SHOWN]
+    )
+    return shown + ("…" if len(text) > MAX_SHOWN else "")
+
+
+class _Members(dict):  # type: ignore[type-arg]
+    """An object as parsed: the last value of each member, and the names that repeat."""
+
+    __slots__ = ("repeats",)
+
+
+def _last_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = _Members(pairs)
+    if len(members) != len(pairs):
+        counts: dict[str, int] = {}
+        for name, _ in pairs:
+            counts[name] = counts.get(name, 0) + 1
+        members.repeats = {name: n for name, n in counts.items() if n > 1}
+    return members
+
+
+_TOLERANT = json.JSONDecoder(
+    object_pairs_hook=_last_wins,
+    parse_constant=jcs._no_constants,  # the same rules as the strict parser, but repeats
+    parse_float=jcs._parse_float,
+    parse_int=jcs._parse_int,
+)
+
+
+def parse_document(raw: bytes | str, max_depth: int) -> tuple[Any, list[DuplicateMember]]:
+    """The JSON value of an EPCIS input, and the members it repeats.
+
+    Everything `jcs.parse_json` refuses is refused the same way (not UTF-8, NaN, too deep,
+    malformed), except a member name repeated in one object: there the **last** value is
+    kept, as ECMAScript's JSON.parse, Python's json, Jackson and so every JSON-LD processor
+    and JSON Schema validator built on them read it (RFC 8259 §4: "many implementations
+    report the last name/value pair only"), and each repeat is returned so the caller can
+    say so. The official example AssociationEvent-h.jsonld repeats ``eventID``."""
+    try:
+        return jcs.parse_json(raw, max_depth=max_depth), []
+    except ValidationError as strict:
+        if not isinstance(strict.__cause__, jcs._DuplicateKey):
+            raise
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # UTF-8: checked above
+    try:
+        value = _TOLERANT.decode(text)
+    except RecursionError as exc:
+        raise ValidationError("", f"nested deeper than {max_depth} levels") from exc
+    except ValueError as exc:
+        raise ValidationError("", f"malformed JSON: {exc}") from exc
+    jcs._depth(value, max_depth)
+    bare = isinstance(value, dict) and value.get("type") not in DOCUMENT_TYPES
+    return _plain(value), list(_repeats(value, bare))
+
+
+def _repeats(value: Any, bare: bool) -> Iterator[DuplicateMember]:
+    """Every repeated member of *value* in document order, with its path and the event it
+    is in (*bare*: the whole input is one event)."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    found = []
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for name, count in getattr(item, "repeats", {}).items():
+                found.append((path, name, count, item[name]))
+            stack.extend((child, (*path, key)) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, (*path, i)) for i, child in enumerate(item))
+    in_order = sorted(
+        found, key=lambda f: [(0, p, "") if isinstance(p, int) else (1, 0, p) for p in f[0]]
+    )
+    for path, name, count, kept in in_order:
+        event = 0 if bare else _event_of(path)
+        yield DuplicateMember(json_path(path) or "(document)", event, name, count, kept)
+
+
+def _event_of(path: tuple[Any, ...]) -> int | None:
+    """The position of the event a path is in: ``epcisBody.eventList[i]…`` (also inside
+    ``queryResults.resultsBody``), ``epcisBody.event``, or a bare event (the whole input)."""
+    for i, part in enumerate(path):
+        if part == "eventList" and i + 1 < len(path) and isinstance(path[i + 1], int):
+            return path[i + 1]
+    if path[:2] == ("epcisBody", "event"):
+        return 0
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """The parsed value with plain dicts (the repeats are told once, not carried along)."""
+    if isinstance(value, dict):
+        return {key: _plain(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [_plain(child) for child in value]
+    return value
+
+
 # --- the schema
 
 
 def find_schema(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The EPCIS 2.0 JSON Schema file: *explicit*, else ``$PROVENANCE_EPCIS_SCHEMA``, else
-    ``../shared/conformance/gs1-epcis/schema/EPCIS-JSON-Schema.json`` beside the checkout.
-    Raises EpcisInputError saying where to get it when none exists."""
+    the copy shipped with the package (`PACKAGED_SCHEMA`). Raises EpcisInputError saying
+    where to get it when none exists (an installation that lost its package data)."""
     candidates = [Path(explicit)] if explicit else []
     if not explicit and os.environ.get(SCHEMA_ENV):
         candidates.append(Path(os.environ[SCHEMA_ENV]))
     if not candidates:
-        candidates.append(SHARED_SCHEMA)
+        candidates.append(PACKAGED_SCHEMA)
     for path in candidates:
         if path.is_file():
             return path

@@ -33,8 +33,10 @@ The *pre-hash string* concatenates ``key=value`` pieces without separators:
 Pure: takes values, returns values. `document_hashes` reads a whole EPCISDocument or
 EPCISQueryDocument (its ``@context`` prefixes and ignore lists); `event_hash` one event.
 Reference: github.com/RalphTro/epcis-event-hash-generator (by the algorithm's author);
-``tests/test_event_hash.py`` checks every vector it publishes. Where that prototype and the
-CBV text disagree on inputs no vector covers, docs/epcis.md lists what we do.
+``tests/test_event_hash.py`` checks every vector it publishes, and runs the implementation
+itself (the ``epcis-event-hash-generator`` package) on every vector, official example and
+exported event. Where that prototype departs from the CBV text, docs/epcis.md lists its bugs
+and what we do.
 """
 
 from __future__ import annotations

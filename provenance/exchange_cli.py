@@ -22,7 +22,6 @@ import click
 
 from .cli import Context, friendly, key_name, pass_context
 from .errors import ValidationError
-from .jcs import parse_json
 from .timefmt import parse_date, parse_time
 
 MAX_INPUT_DEPTH = 64  # EPCIS documents nest deeper than envelopes
@@ -205,8 +204,8 @@ def import_group() -> None:
 @click.option(
     "--schema",
     type=click.Path(exists=True, dir_okay=False),
-    help="The EPCIS 2.0 JSON Schema file (default: $PROVENANCE_EPCIS_SCHEMA, else "
-    "../shared/conformance/gs1-epcis/schema/EPCIS-JSON-Schema.json beside the checkout).",
+    help="The EPCIS 2.0 JSON Schema file (default: $PROVENANCE_EPCIS_SCHEMA, else the "
+    "official schema shipped with provenance).",
 )
 @pass_context
 @friendly
@@ -225,10 +224,12 @@ def import_epcis(ctx: Context, source: Any, as_: str, schema: str | None) -> Non
     Example: provenance import epcis partner.jsonld --as "Green Valley Farm"
     """
     from .epcis_import import (
+        MAX_REPEATS_TOLD,
         EpcisInputError,
         epcis_validator,
         find_schema,
         import_events,
+        parse_document,
         prepare,
         schema_problems,
     )
@@ -240,9 +241,17 @@ def import_epcis(ctx: Context, source: Any, as_: str, schema: str | None) -> Non
     except EpcisInputError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        document = parse_json(source.read(), max_depth=MAX_INPUT_DEPTH)
+        document, repeats = parse_document(source.read(), max_depth=MAX_INPUT_DEPTH)
     except ValidationError as exc:
         raise click.ClickException(f"{name} is not JSON: {exc}") from None
+    for repeat in repeats[:MAX_REPEATS_TOLD]:  # the last kept, as JSON.parse and JSON-LD do
+        click.echo(f"warning: {name}: {repeat.warning()}", err=True)
+    if len(repeats) > MAX_REPEATS_TOLD:
+        click.echo(
+            f"warning: {name}: {len(repeats) - MAX_REPEATS_TOLD} more objects repeat a member;"
+            " the last of each is used",
+            err=True,
+        )
     validator = epcis_validator(json.loads(schema_path.read_text(encoding="utf-8")))
     count, problems = schema_problems(validator, document)
     if count:

@@ -3,9 +3,10 @@
 A real ledger (tests/world.py) goes through commission, attach, readings, inspection,
 shipping and receiving, a transformation, a retail sale, a recall and its lift, and a
 detach; its lots are exported and the documents are checked against the official EPCIS 2.0
-JSON Schema with format checking on (../shared/conformance/gs1-epcis/schema) and the CBV
-vocabulary list (../shared/conformance/gs1-epcis/cbv/cbv-vocabulary.json). Those two checks
-skip when ../shared is absent; the mapping tests run everywhere.
+JSON Schema with format checking on (the copy shipped in provenance/schemas/epcis) and the
+CBV vocabulary list (../shared/conformance/gs1-epcis/cbv/cbv-vocabulary.json; that check
+skips when ../shared is absent), and every eventID against GS1's reference implementation of
+the event hash (tests/reference_event_hash.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import conformance
 from export_ledgers import build_reading_ledger, time_epcis_export
+from reference_event_hash import check_against_reference, reference_hashes
 from world import GTIN, HOUR, LOT, T0, World, at
 
 from provenance import gs1
@@ -39,15 +41,15 @@ from provenance.epcis import (
     write_document,
     write_ledger_document,
 )
+from provenance.epcis_import import find_schema, import_events, prepare
 from provenance.errors import NotFound
-from provenance.event_hash import document_hashes, event_hash
+from provenance.event_hash import Prehasher, document_hashes, event_hash, hash_prehash
 from provenance.exchange_cli import export_epcis, time_range
 from provenance.timefmt import format_time
 
 LOT2 = gs1.lot_uri(GTIN, "B7")
 MIX = gs1.lot_uri(GTIN, "MIX-1")
 CREATED = "2026-10-21T00:00:00.000Z"
-SCHEMA = "gs1-epcis/schema/EPCIS-JSON-Schema.json"
 VOCABULARY = "gs1-epcis/cbv/cbv-vocabulary.json"
 DOCK = {"name": "Farm dock 3", "gln": "4012345000115", "country": "KE"}
 PLANT = {"name": "Packing plant", "lat": -1.2921, "lon": 36.8219, "country": "KE"}
@@ -177,7 +179,7 @@ def test_document_shell(documents):
     assert (
         document["@context"][1]["provenance"]
         == NAMESPACE
-        == "https://w3id.org/provenance-ledger/epcis#"
+        == "https://w3id.org/provenance-ledger/epcis/"
     )
     assert (document["type"], document["schemaVersion"]) == ("EPCISDocument", "2.0")
     assert document["creationDate"] == CREATED
@@ -429,12 +431,11 @@ def test_store_identity_lookup(chain):
 def _validator(format_checking: bool = True):
     from jsonschema import Draft7Validator
 
-    schema = json.loads(conformance(SCHEMA).read_text(encoding="utf-8"))
+    schema = json.loads(find_schema().read_text(encoding="utf-8"))  # the shipped one
     checker = Draft7Validator.FORMAT_CHECKER if format_checking else None
     return Draft7Validator(schema, format_checker=checker)
 
 
-@pytest.mark.shared
 def test_documents_validate_against_the_epcis_schema(documents):
     validator = _validator()
     for uri, document in documents.items():
@@ -442,7 +443,6 @@ def test_documents_validate_against_the_epcis_schema(documents):
         assert not errors, (uri, errors[:5])
 
 
-@pytest.mark.shared
 def test_format_checking_is_really_on(documents):
     bad = json.loads(json.dumps(documents[LOT]))
     bad["epcisBody"]["eventList"][0]["bizStep"] = "not a uri"
@@ -554,7 +554,6 @@ def test_imported_events_pass_through_unchanged(chain):
     assert events[0]["eventID"] == partner["eventID"]
 
 
-@pytest.mark.shared
 def test_whole_ledger_document_validates(chain):
     validator = _validator()
     document = _written(chain)
@@ -613,3 +612,107 @@ def test_large_export_harness(tmp_path):
     elements = [el for e in _events(document) for el in e.get("sensorElementList", ())]
     assert len(elements) == 1_200
     assert figures["peak_mib"] < 20
+
+
+# --- the reference implementation of the event hash agrees with every eventID we write
+
+
+PARTNER = {
+    "@context": [EPCIS_CONTEXT, {"example": "http://ns.example.com/epcis/"}],
+    "type": "EPCISDocument", "schemaVersion": "2.0", "creationDate": "2026-09-21T00:00:00Z",
+    "epcisBody": {"eventList": [{
+        "type": "ObjectEvent", "eventTime": "2026-09-21T12:00:00.5-05:00",
+        "eventTimeZoneOffset": "-05:00", "action": "OBSERVE", "bizStep": "receiving",
+        "quantityList": [{"epcClass": LOT, "quantity": 1.50, "uom": "KGM"}],
+        "example:probe": {"example:ok": "yes", "example:readings": ["2", "10"]},
+    }]},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shapes() -> World:
+    """A second ledger with the shapes the first lacks: a reading for two lots at once, a
+    failed inspection, a recall return, a dispense by a clinic, a ship and a receive without
+    locations, an output with everything, and an imported partner event without an id."""
+    w = World.create()
+    lot3 = gs1.lot_uri(GTIN, "C/3%")  # a lot code that needs escaping
+    w.ok("farm", "commission", [lot3], {"gtin": GTIN, "lot": "C/3%", "product": "Kale 'n' co",
+         "category": "food", "profile": "chilled", "quantity": {"value": 7, "unit": "EA"},
+         "expiry": "2026-10-30", "produced": "2026-09-19",
+         "origin": {"name": "Hill", "lat": 1.5, "lon": -0.25, "country": "UG"}},
+         time=at(0.1))  # fmt: skip
+    w.ok("farm", "attach", [lot3], {"device": w.did("probe")}, time=at(0.6))
+    both = sorted([LOT, lot3])
+    readings = [
+        w.sign("probe", "reading", both, {"temperature_c": -18.5, "door_open": True}, time=at(1)),
+        w.sign("probe", "reading", both, {"humidity_pct": 40.25, "battery_pct": 3}, time=at(1.2)),
+        w.sign("probe", "reading", None, {"lat": 0, "lon": -179.999999}, time=at(1.4)),
+    ]
+    assert {r.status for r in w.ledger.append(readings)} == {"accepted"}
+    w.ok("farm", "inspect", [lot3], {"result": "fail", "notes": "Bruised\nbatch"}, time=at(2))
+    w.ok("regulator", "recall", [lot3], {"reason": "Bruising", "class": "II",
+         "instructions": "Return to farm"}, time=at(3))  # fmt: skip
+    w.ok("farm", "ship", [lot3], {"to": w.did("packer"), "purpose": "recall-return"},
+         time=at(4))  # fmt: skip
+    w.ship_and_receive("farm", "clinic", [LOT], hours=5)
+    w.ok("clinic", "dispense", [LOT], {"quantity": {"value": 0.5, "unit": "KGM"}}, time=at(6.5))
+    report = import_events(w.ledger, w.keys["packer"], prepare(PARTNER))
+    assert report.ok, report
+    return w
+
+
+def _documents_to_check(chain: World, shapes: World) -> dict[str, dict[str, Any]]:
+    found = {f"chain lot {uri}": lot_document(chain.store, uri, created=CREATED)
+             for uri in (LOT, LOT2, MIX)}  # fmt: skip
+    found["chain whole ledger (streamed)"] = _written(chain)
+    found["shapes whole ledger (streamed)"] = _written(shapes)
+    found["shapes whole ledger (in memory)"] = epcis_document(
+        ledger_events(shapes.store),
+        created=CREATED,
+        identities=lambda did: PartyInfo("Farm", "producer", gln="4012345000009"),
+        lots=store_lots(shapes.store),
+        shipments=store_shipments(shapes.store),
+    )
+    return found
+
+
+def _our_prehashes(document: dict[str, Any]) -> list[str]:
+    prehasher = Prehasher(document["@context"])
+    return [prehasher.prehash(event) for event in _events(document)]
+
+
+def test_every_exported_event_id_is_what_the_reference_implementation_computes(chain, shapes):
+    """Every eventID the export writes is the reference's hash of that event (GS1's
+    `epcis-event-hash-generator`), and so is our hash of an imported event passed through.
+    One listed bug of the reference is allowed, and checked to be the only difference: it
+    writes booleans as Python's True/False (tests/reference_event_hash.py)."""
+    kinds: Counter[str] = Counter()
+    for name, document in _documents_to_check(chain, shapes).items():
+        events = _events(document)
+        booleans = {
+            (name, index): ("python-booleans",)
+            for index, event in enumerate(events)
+            if "booleanValue" in json.dumps(event)
+        }
+        own_context = {
+            (name, index): ("event-context",)
+            for index, event in enumerate(events)
+            if "@context" in event
+        }
+        ours = _our_prehashes(document)
+        known = booleans | own_context
+        assert check_against_reference(name, document, _our_prehashes, known) == []
+        theirs = reference_hashes(document)
+        for index, event in enumerate(events):
+            kind = event.get(ns("kind"), "imported")
+            kinds[kind] += 1
+            assert event["eventID"] == hash_prehash(ours[index]), (name, kind)
+            if (name, index) not in known:
+                assert event["eventID"] == theirs[index], (name, kind)
+            if "@context" in event:  # the id the import gave it: the partner's document's hash
+                assert event["eventID"] == reference_hashes(PARTNER)[0]
+        kinds["boolean"] += len(booleans)
+    exported = {"commission", "attach", "detach", "reading", "inspect", "ship", "receive",
+                "transform", "dispense", "recall", "recall-lift", "imported",
+                "boolean"}  # fmt: skip
+    assert set(kinds) == exported, kinds

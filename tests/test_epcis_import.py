@@ -3,16 +3,23 @@ one signed `epcis` envelope per event, and back out through the export unchanged
 
 Every official example in ../shared/conformance/gs1-epcis/examples (47 documents and the 5
 bare events in schema-test/) is validated, imported into a fresh ledger, exported and
-compared, and imported again as duplicates. Those tests skip when ../shared is absent; the
-rules (times, lots, eventIDs, contexts, duplicates, all-or-nothing) run everywhere on
-documents built here.
+compared, and imported again as duplicates; and each file goes through `provenance import
+epcis` itself (the CLI's own JSON reading, which keeps the last of a repeated member and
+says so). Those tests skip when ../shared is absent; the rules (times, lots, eventIDs,
+contexts, duplicates, all-or-nothing, repeated members) and the CLI run everywhere on
+documents built here, with the schema shipped in provenance/schemas/epcis.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from provenance.epcis import (
     write_ledger_document,
 )
 from provenance.epcis_import import (
+    DuplicateMember,
     Prepared,
     content_key,
     epcis_validator,
@@ -37,6 +45,7 @@ from provenance.epcis_import import (
     find_schema,
     import_events,
     lot_of,
+    parse_document,
     prepare,
     schema_problems,
     utc_time,
@@ -44,7 +53,7 @@ from provenance.epcis_import import (
 from provenance.errors import ValidationError
 from provenance.event_hash import document_events, event_hash, ignore_fields
 from provenance.exchange_cli import export_epcis, import_group
-from provenance.jcs import canonicalize
+from provenance.jcs import canonicalize, parse_json
 from provenance.kinds import epcis_stream
 
 SCHEMA = "gs1-epcis/schema/EPCIS-JSON-Schema.json"
@@ -75,7 +84,7 @@ def _example_ids() -> list[str]:
 
 @pytest.fixture(scope="module")
 def validator():
-    return epcis_validator(json.loads(conformance(SCHEMA).read_text(encoding="utf-8")))
+    return epcis_validator(json.loads(find_schema().read_text(encoding="utf-8")))
 
 
 def document(*events: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -399,6 +408,87 @@ def test_all_examples_into_one_ledger(validator):
     assert counts["duplicate"] >= 5
 
 
+# --- reading the JSON: a repeated member keeps its last value, and is reported
+
+
+def test_a_repeated_member_keeps_its_last_value_and_is_reported():
+    text = (
+        '{"type": "EPCISDocument", "epcisBody": {"eventList": ['
+        '{"eventID": "first", "type": "ObjectEvent", "eventID": "last", "action": "ADD"},'
+        '{"type": "ObjectEvent", "readPoint": {"id": "a", "id": "b", "id": "c"}}]},'
+        '"schemaVersion": "1.2", "schemaVersion": "2.0"}'
+    )
+    value, repeats = parse_document(text.encode(), max_depth=64)
+    events = value["epcisBody"]["eventList"]
+    assert events[0]["eventID"] == "last" and events[1]["readPoint"] == {"id": "c"}
+    assert value["schemaVersion"] == "2.0"
+    assert value == json.loads(text)  # what JSON.parse, Python, Jackson and JSON-LD read
+    assert repeats == [
+        DuplicateMember("(document)", None, "schemaVersion", 2, "2.0"),
+        DuplicateMember("epcisBody.eventList[0]", 0, "eventID", 2, "last"),
+        DuplicateMember("epcisBody.eventList[1].readPoint", 1, "id", 3, "c"),
+    ]
+    assert repeats[1].warning() == (
+        'event 0 (epcisBody.eventList[0]): member "eventID" appears 2 times; the last is used:'
+        ' "last"'
+    )
+    assert type(events[0]) is dict  # plain values, nothing of the parser carried along
+    # a bare event: the whole input is event 0
+    _, (bare,) = parse_document('{"type": "ObjectEvent", "action": "ADD", "action": "DELETE"}', 64)
+    assert (bare.event, bare.path, bare.kept) == (0, "(document)", "DELETE")
+
+
+def test_repeat_warnings_are_in_document_order_and_escape_what_they_quote():
+    quoted = json.dumps("\x1b[31m\u202eevil")  # the JSON text escapes them; the value has them
+    events = [{"type": "ObjectEvent"} for _ in range(12)]
+    text = json.dumps(document(*events))
+    text = text.replace('{"type": "ObjectEvent"}', '{"type": "ObjectEvent", "type": "X"}')
+    text = text.replace('"creationDate"', f'{quoted}: 1, {quoted}: {quoted}, "creationDate"')
+    _, repeats = parse_document(text, max_depth=64)
+    assert [r.event for r in repeats] == [None, *range(12)]  # [2] before [10]
+    line = repeats[0].warning()
+    assert line.isascii() and line.isprintable(), line
+    assert '"\\u001b[31m\\u202eevil" appears 2 times' in line
+
+
+def test_cli_tells_ten_repeats_and_counts_the_rest(cli, tmp_path):
+    source = tmp_path / "many.jsonld"
+    events = [shipping(LOT, time=f"2026-09-21T10:{i:02d}:00Z") for i in range(25)]
+    text = json.dumps(document(*events)).replace(
+        '"action": "OBSERVE"', '"action": "ADD", "action": "OBSERVE"'
+    )
+    source.write_text(text, encoding="utf-8")
+    result = cli("epcis", str(source), "--as", "Green Valley Farm", command=import_group)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 11
+    assert warnings[-1].endswith("15 more objects repeat a member; the last of each is used")
+    assert "event 9 (epcisBody.eventList[9])" in warnings[9]
+    assert result.stdout.count("stored\t") == 25
+
+
+def test_signed_envelopes_stay_strict_about_repeats():
+    """Only the EPCIS import tolerates repeated members; the envelope parser refuses them."""
+    text = '{"v": 1, "kind": "reading", "kind": "recall"}'
+    with pytest.raises(ValidationError, match="duplicate key 'kind'"):
+        parse_json(text)
+    assert parse_document(text, max_depth=64)[1][0].name == "kind"
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        (b'{"a": 1, "a": NaN}', "NaN is not valid JSON"),
+        (b'{"a": 1, "a": 2', "malformed JSON"),
+        (b'{"a": 1, "a": "\xff"}', "not UTF-8"),
+        (b'{"a": 1, "a": ' + b"[" * 70 + b"]" * 70 + b"}", "nested deeper than 64"),
+        (b'{"a": 1, "a": 1e400}', "out of range"),
+    ],
+)
+def test_repeats_excuse_nothing_else(text, reason):
+    with pytest.raises(ValidationError, match=reason):
+        parse_document(text, max_depth=64)
+
+
 # --- the command line
 
 
@@ -422,7 +512,6 @@ def cli(tmp_path):
     return run
 
 
-@pytest.mark.shared
 def test_cli_imports_and_reports_each_event(cli, tmp_path):
     source = tmp_path / "partner.jsonld"
     source.write_text(json.dumps(document(shipping(LGTIN_URN), shipping(ELSEWHERE))))
@@ -440,7 +529,6 @@ def test_cli_imports_and_reports_each_event(cli, tmp_path):
     assert lines[0][1] in [e["eventID"] for e in events]
 
 
-@pytest.mark.shared
 def test_cli_lists_the_first_schema_problems(cli, tmp_path):
     bad = document(shipping(LOT, bizStep="not a uri"), shipping(LOT) | {"action": "SOMETIMES"})
     source = tmp_path / "bad.jsonld"
@@ -455,7 +543,6 @@ def test_cli_lists_the_first_schema_problems(cli, tmp_path):
     assert "is not JSON" in result.output
 
 
-@pytest.mark.shared
 def test_cli_refuses_unknown_parties_and_refused_events(cli, tmp_path):
     source = tmp_path / "doc.jsonld"
     source.write_text(json.dumps(document(shipping(LOT, time="2099-01-01T00:00:00Z"))))
@@ -467,7 +554,7 @@ def test_cli_refuses_unknown_parties_and_refused_events(cli, tmp_path):
 
 
 def test_cli_without_a_schema_is_a_usage_error(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(epcis_import, "SHARED_SCHEMA", tmp_path / "absent.json")
+    monkeypatch.setattr(epcis_import, "PACKAGED_SCHEMA", tmp_path / "absent.json")
     monkeypatch.delenv(epcis_import.SCHEMA_ENV, raising=False)
     source = tmp_path / "doc.jsonld"
     source.write_text(json.dumps(document(shipping(LOT))))
@@ -475,3 +562,84 @@ def test_cli_without_a_schema_is_a_usage_error(cli, tmp_path, monkeypatch):
     assert "no EPCIS JSON Schema" in result.output and "--schema" in result.output
     with pytest.raises(epcis_import.EpcisInputError):
         find_schema()
+
+
+@pytest.mark.shared
+def test_cli_imports_every_official_example_through_its_own_parser(cli, tmp_path):
+    """`provenance import epcis` on each of the 52 official example files, as a user runs
+    it: the CLI reads the bytes (not json.loads), validates, imports. All are accepted;
+    AssociationEvent-h.jsonld repeats `eventID`: the last one is kept, and said."""
+    stored = 0
+    for path in example_files():
+        result = cli("epcis", str(path), "--as", "Green Valley Farm", command=import_group)
+        stored += sum(line.startswith("stored\t") for line in result.stdout.splitlines())
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        if path.name == "AssociationEvent-h.jsonld":
+            assert warnings == [
+                f'warning: {path}: event 0 (epcisBody.eventList[0]): member "eventID" appears'
+                ' 2 times; the last is used: "urn:uuid:fd338495-0e6d-41dd-afee-a862ecd32518"'
+            ]
+            (line,) = result.stdout.splitlines()
+            assert line.split("\t")[:2] == [
+                "stored", "urn:uuid:fd338495-0e6d-41dd-afee-a862ecd32518"
+            ]  # fmt: skip
+        else:
+            assert warnings == [], path.name
+    assert stored > 50
+
+
+# --- the schema ships with the package
+
+
+SCHEMA_SHA256 = "ed3228d7867198b4a5be9748fe77f473457c6ed98224fab28a950b4ce634a041"
+
+
+def test_the_shipped_schema_is_the_official_one():
+    """provenance/schemas/epcis holds GS1's schema unmodified, with its notice (origin,
+    copyright, the repository's licence terms), and the import finds it by default."""
+    shipped = epcis_import.PACKAGED_SCHEMA
+    assert find_schema() == shipped
+    assert shipped.is_relative_to(Path(epcis_import.__file__).parent)
+    data = shipped.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == SCHEMA_SHA256
+    notice = (shipped.parent / "NOTICE.md").read_text(encoding="utf-8")
+    assert SCHEMA_SHA256 in notice and "GS1 AISBL" in notice
+    assert "https://github.com/gs1/EPCIS" in notice and "not** covered" in notice
+    from conftest import SHARED
+
+    if SHARED.exists():
+        assert (SHARED / SCHEMA).read_bytes() == data
+
+
+def test_import_works_from_a_checkout_without_shared(tmp_path):
+    """A fresh clone has no ../shared beside it: `provenance import epcis` run from a copy of
+    the package in an empty folder, without --schema or $PROVENANCE_EPCIS_SCHEMA, validates
+    with the shipped schema and imports."""
+    checkout = tmp_path / "clone"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(epcis_import.__file__).parent, checkout / "provenance", ignore=ignore)
+    assert not (tmp_path / "shared").exists() and not (checkout.parent / "shared").exists()
+    env = {k: v for k, v in os.environ.items() if k != epcis_import.SCHEMA_ENV}
+    env["PYTHONPATH"] = str(checkout)
+    db, keys = str(tmp_path / "p.db"), str(tmp_path / "keys")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "provenance", "--db", db, "--keys", keys, *args],
+            capture_output=True, text=True, timeout=120, check=False, env=env, cwd=checkout,
+        )  # fmt: skip
+
+    assert run("init").returncode == 0
+    assert run("party", "add", "Farm", "--role", "producer").returncode == 0
+    source = tmp_path / "doc.jsonld"
+    source.write_text(json.dumps(document(shipping(ELSEWHERE))), encoding="utf-8")
+    done = run("import", "epcis", str(source), "--as", "Farm")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("stored\tni:///sha-256;")
+    probe = subprocess.run(
+        [sys.executable, "-c", "import provenance.epcis_import as m; print(m.find_schema())"],
+        capture_output=True, text=True, timeout=60, check=True, env=env, cwd=checkout,
+    )  # fmt: skip
+    assert probe.stdout.strip() == str(
+        checkout / "provenance" / "schemas" / "epcis" / "EPCIS-JSON-Schema.json"
+    )
