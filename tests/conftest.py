@@ -26,7 +26,9 @@ def conformance(relative: str) -> Path:
 
 def pytest_runtest_setup(item):
     """Tests marked `shared` need ../shared/conformance itself (e.g. the EPCIS
-    schema, which GS1's licence keeps us from vendoring): skip without it."""
+    examples, which GS1 grants no open licence for, so tests/vectors does not hold them;
+    the schema itself ships with the package, see provenance/schemas/epcis/NOTICE.md):
+    skip without it."""
     if item.get_closest_marker("shared") and not SHARED.exists():
         pytest.skip(f"needs {SHARED} beside the checkout (not vendored)")
 
