@@ -28,6 +28,7 @@ from pathlib import Path
 from .timefmt import format_time, now_micros
 
 GTIN = "09506000134352"
+PREFIX = "9506000"  # its GS1 company prefix: what the farm is enrolled to commission under
 LOT = "KALE-2611"
 LOT_URI = f"https://id.gs1.org/01/{GTIN}/10/{LOT}"
 FARM, CARRIER, REGULATOR, PROBE = "Green Valley Farm", "Cold Express", "Health Authority", "truck7"
@@ -115,7 +116,7 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
     demo.run("init")
 
     demo.say("2. Parties and a cold-chain probe, each enrolled by a signed event in the log")
-    demo.run("party", "add", FARM, "--role", "producer")
+    demo.run("party", "add", FARM, "--role", "producer", "--prefix", PREFIX)
     carrier = demo.run("party", "add", CARRIER, "--role", "carrier").strip()
     demo.run("party", "add", REGULATOR, "--role", "regulator")
     probe = demo.run("device", "add", PROBE, "--owner", CARRIER).strip()
@@ -245,7 +246,9 @@ def cascade(demo: Demo, directory: Path, base: str, carrier: str, at, append) ->
         "11. A processor makes salad from the kale; then the regulator recalls the kale "
         "and the recall cascades to the salad"
     )
-    processor = demo.run("party", "add", PROCESSOR, "--role", "processor").strip()
+    processor = demo.run(
+        "party", "add", PROCESSOR, "--role", "processor", "--prefix", PREFIX
+    ).strip()
     shipped = append(
         CARRIER,
         {
