@@ -29,6 +29,7 @@ from .timefmt import format_time, now_micros
 
 GTIN = "09506000134352"
 PREFIX = "9506000"  # its GS1 company prefix: what the farm is enrolled to commission under
+COPYCAT = "Copycat Greens"  # another brand (prefix 9520123) trying the farm's GTIN
 LOT = "KALE-2611"
 LOT_URI = f"https://id.gs1.org/01/{GTIN}/10/{LOT}"
 FARM, CARRIER, REGULATOR, PROBE = "Green Valley Farm", "Cold Express", "Health Authority", "truck7"
@@ -175,7 +176,10 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
         ],
     )
 
-    demo.say("6. Bad input is refused with a reason, and nothing is stored")
+    demo.say(
+        "6. Bad input is refused with a reason, and nothing is stored: a carrier's recall, a "
+        "wrong check digit, a competitor registering the farm's GTIN"
+    )
     append(
         CARRIER,
         {"kind": "recall", "batches": [LOT_URI], "data": {"reason": "x", "class": "I"}},
@@ -192,6 +196,21 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
         "X",
         "--as",
         FARM,
+        expect=1,
+    )
+    # A competitor may not register lot codes under the farm's GTINs (its GS1 prefix).
+    demo.run("party", "add", COPYCAT, "--role", "producer", "--prefix", "9520123")
+    demo.run(
+        "batch",
+        "register",
+        "--gtin",
+        GTIN,
+        "--lot",
+        "LOT43",
+        "--product",
+        "X",
+        "--as",
+        COPYCAT,
         expect=1,
     )
     demo.run("stats")

@@ -13,10 +13,11 @@ import io
 
 import pytest
 from click.testing import CliRunner
+from test_ingest import SETTLE, publisher, start_ingest, wire  # noqa: F401 (fixtures)
 from test_portal_support import make_app
 from world import GTIN, LOT, PREFIXES, World, at
 
-from provenance import gs1
+from provenance import gs1, topics
 from provenance.audit import verify_ledger, verify_lot
 from provenance.cli import main
 from provenance.kinds import KIND_CODES, under_prefix
@@ -378,3 +379,31 @@ def test_cli_grant_errors(cli):
 
 def test_world_prefixes_cover_the_world_gtin():
     assert under_prefix(GTIN, PREFIXES)
+
+
+# --- the same rules over MQTT (the ingest service appends through the same ledger)
+
+
+def test_over_mqtt_the_rules_hold_and_rejects_name_them(
+    file_world,
+    start_ingest,  # noqa: F811 (the fixture from test_ingest)
+    publisher,  # noqa: F811
+):
+    world = file_world
+    world.enrol_party("rival", "producer", prefixes=["9520123"])
+    service = start_ingest(world)
+    publisher.listen_for_rejects()
+    topic = topics.events_topic("parties", "handheld-1")
+    stranger = world.sign("store", "inspect", [LOT], ABOUT["inspect"])
+    squat = world.sign("rival", "commission", [gs1.lot_uri(GTIN, "SQ1")], _kale("SQ1"))
+    allowed = world.sign("inspector", "inspect", [LOT], {"result": "pass"})
+    for envelope in (stranger, squat, allowed):
+        publisher.publish(topic, wire(envelope))
+    notices = [notice for _, notice in publisher.wait_notices(2)]
+    assert {(n["event_id"], n["reason"]) for n in notices} == {
+        (stranger.event_id, NOT_CUSTODIAN),
+        (squat.event_id, UNAUTHORISED),
+    }
+    assert service.wait_for(lambda s: s.accepted == 1 and s.rejected_total == 2, SETTLE)
+    assert world.store.find_event(allowed.id_bytes) is not None
+    assert world.store.lot_by_uri(gs1.lot_uri(GTIN, "SQ1")) is None
