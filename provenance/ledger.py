@@ -567,14 +567,15 @@ class Ledger:
         if under_prefix(gtin14, prefixes):
             return
         digits = company_prefix_digits(gtin14)
+        guess = digits[:7]  # the GTIN does not say how long its company prefix is
         held = ", ".join(sorted(prefixes)) or "none"
         raise RejectedEvent(
             UNAUTHORISED,
             f"{signer.name} may not commission {uri}: GTIN {gtin14} is not under a GS1 company "
-            f"prefix granted to it (its prefix is the first 6 to 12 of the digits {digits}, "
-            f"e.g. {digits[:7]}; granted: {held}). If the brand is yours, ask the registrar to "
-            f"grant prefix {digits[:7]} (as GS1 issued it) to {signer.name}: "
-            f'provenance party grant "{signer.name}" --prefix {digits[:7]}',
+            f"prefix granted to {signer.name} (granted: {held}). If the brand is yours, ask the "
+            f"registrar to grant prefix {guess} (or the one GS1 issued you: the first 6 to 12 "
+            f"of the digits {digits}): provenance party grant "
+            f'"{signer.name}" --prefix {guess}',
         )
 
     def _may_sign_about(self, env: Envelope, signer: Identity | None, lots: Sequence[Lot]) -> None:

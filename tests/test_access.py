@@ -231,7 +231,9 @@ def test_a_producer_cannot_commission_under_another_brands_prefix(world):
     squat = gs1.lot_uri(GTIN, "LOT43")  # the World farm's brand
     result = world.append("rival", "commission", [squat], _kale("LOT43"))
     assert (result.status, result.reason) == ("rejected", UNAUTHORISED)
-    assert "GTIN 09506000134352 is not under a GS1 company prefix granted to it" in result.message
+    assert (
+        "GTIN 09506000134352 is not under a GS1 company prefix granted to rival" in result.message
+    )
     assert "granted: 9520123" in result.message
     assert "ask the registrar to grant prefix 9506000" in result.message
     assert world.store.lot_by_uri(squat) is None
@@ -407,3 +409,34 @@ def test_over_mqtt_the_rules_hold_and_rejects_name_them(
     assert service.wait_for(lambda s: s.accepted == 1 and s.rejected_total == 2, SETTLE)
     assert world.store.find_event(allowed.id_bytes) is not None
     assert world.store.lot_by_uri(gs1.lot_uri(GTIN, "SQ1")) is None
+
+
+def test_an_existing_ledger_migrates_with_the_rules_from_its_size(tmp_path):
+    """A ledger from before the access rules (tests/fixtures/README.md): the
+    migration backfills custody from its lots and received shipments, records
+    the boundary at its log size, and `verify` replays its old events as they
+    were accepted."""
+    import shutil
+    import sqlite3
+
+    from test_lineage import BEFORE_LINEAGE_LOG_KEY, FIXTURES
+
+    from provenance.store import Store
+
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(FIXTURES / "ledger-before-lineage.db", path)
+    with sqlite3.connect(path) as old:
+        size = old.execute("SELECT count(*) FROM events").fetchone()[0]
+        received = old.execute(
+            "SELECT count(*) FROM shipments WHERE receive_event IS NOT NULL"
+        ).fetchone()[0]
+    store = Store(path)
+    assert "0005_access" in store.applied_migrations()
+    assert store.get_meta(ACCESS_RULES_FROM) == str(size) != "0"
+    for lot in store.lots():
+        history = store.custodian_history(lot.id)
+        assert lot.commissioned_by in history and lot.custodian in history
+    rows = store.conn.execute("SELECT count(*) FROM custodians").fetchone()[0]
+    assert rows >= len(store.lots()) + (1 if received else 0)
+    report = verify_ledger(store, bytes.fromhex(BEFORE_LINEAGE_LOG_KEY), workers=1)
+    assert report.ok, [str(p) for p in report.problems]
