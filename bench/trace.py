@@ -106,7 +106,7 @@ class Generator:
             yield from self._readings(self.target_events - self.emitted)
 
     def _enrolments(self) -> Iterator[Envelope]:
-        def enrol(key: Ed25519PrivateKey, name: str, **extra: str) -> Envelope:
+        def enrol(key: Ed25519PrivateKey, name: str, **extra: Any) -> Envelope:
             data = {"subject": did_of(key), "name": name, **extra}
             return self.sign(self.registrar, "enrol", None, data)
 
