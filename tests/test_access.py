@@ -168,7 +168,7 @@ def test_signing_about_a_lot_grants_no_access_to_it(legacy_portal):
     assert portal.client("insp1").get(f"/portal/documents/{sha}").status_code == 403
 
 
-def test_signing_through_the_api_is_refused_and_the_upload_removed(legacy_portal, tmp_path):
+def test_signing_through_the_api_is_refused_and_no_upload_is_kept(legacy_portal, tmp_path):
     portal = legacy_portal
     world = portal.world
     token = portal.token("store")
@@ -186,6 +186,7 @@ def test_signing_through_the_api_is_refused_and_the_upload_removed(legacy_portal
         content_type="multipart/form-data",
     )
     assert upload.status_code == 403 and upload.json["reason"] == NOT_CUSTODIAN
+    assert "never held" in upload.json["detail"]  # the portal's check, before storing a byte
     documents = tmp_path / "accounts" / "documents"
     stored = [p.name for p in documents.rglob("*") if p.is_file()]
     assert stored == [portal.sha256]  # only the farm's file is kept

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...envelope import Envelope
+from ...identity import OVERSIGHT_ROLES
 from ...store import Identity, Lot, LotState, Store
 
 # The store's own lot query and row mapping, so the portal sees every lot column
@@ -62,6 +63,14 @@ def involved(store: Store, lot: Lot, party_id: int) -> bool:
     if party_id in (lot.custodian, lot.commissioned_by) or store.held_by(lot.id, party_id):
         return True
     return any(s.receiver and s.receiver.id == party_id for s in shipments_of_lot(store, lot.id))
+
+
+def may_sign_about(store: Store, lot: Lot, party: Identity) -> bool:
+    """The ledger's rule for `inspect`/`epcis` about a lot (docs/protocol.md §3):
+    its custodians past and present, inspectors and regulators."""
+    if party.role in OVERSIGHT_ROLES:
+        return True
+    return lot.custodian == party.id or store.held_by(lot.id, party.id)
 
 
 def _shipments(store: Store, rows: list[tuple[Any, ...]]) -> list[Shipment]:
