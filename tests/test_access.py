@@ -206,6 +206,13 @@ def test_signing_through_the_api_is_refused_and_no_upload_is_kept(legacy_portal,
     assert portal.api("GET", f"/api/v1/lots/lookup?uri={LOT}", inspector).status_code == 403
 
 
+def test_api_me_names_the_prefixes_a_party_commissions_under(portal):
+    me = portal.api("GET", "/api/v1/me", portal.token("farm")).json
+    assert me["party"]["gs1_company_prefixes"] == sorted(PREFIXES)
+    carrier = portal.api("GET", "/api/v1/me", portal.token("carrier")).json
+    assert "gs1_company_prefixes" not in carrier["party"]
+
+
 def test_past_custodians_keep_seeing_the_lot(portal):
     world = portal.world
     world.ship_and_receive("farm", "carrier", [LOT], 2)
