@@ -259,7 +259,15 @@ def make_ledger(directory: Path, publishers: int) -> tuple[Path, Path, list[byte
     probes = [Ed25519PrivateKey.generate() for _ in range(publishers)]
     start = now_micros() - 10 * DAY_US
     t = format_time(start)
-    enrolments = [{"subject": did_of(farm), "type": "party", "name": "farm", "role": "producer"}]
+    enrolments = [
+        {
+            "subject": did_of(farm),
+            "type": "party",
+            "name": "farm",
+            "role": "producer",
+            "gs1_company_prefixes": ["9506000"],  # the GTIN's: it may commission under it
+        }
+    ]
     enrolments += [
         {"subject": did_of(p), "type": "device", "name": f"probe{i}", "owner": did_of(farm)}
         for i, p in enumerate(probes)

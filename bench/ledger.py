@@ -71,7 +71,16 @@ def setup(directory: Path) -> tuple[Store, Ledger, Ed25519PrivateKey, Ed25519Pri
         result = ledger.append([sign(registrar, kind="enrol", seq=seq, time=t, data=data)])[0]
         assert result.ok, result
 
-    reg(1, {"subject": did_of(farm), "type": "party", "name": "farm", "role": "producer"})
+    reg(
+        1,
+        {
+            "subject": did_of(farm),
+            "type": "party",
+            "name": "farm",
+            "role": "producer",
+            "gs1_company_prefixes": ["9506000"],  # the GTIN's: it may commission under it
+        },
+    )
     reg(2, {"subject": did_of(probe), "type": "device", "name": "probe", "owner": did_of(farm)})
     for seq, kind, batches, data in (
         (0, "commission", [LOT], {"gtin": "09506000134352", "lot": "BENCH-1", "product": "Kale"}),

@@ -71,7 +71,10 @@ class Journey:
             ("dc", "distributor"),
             ("store", "retailer"),
         ]:
-            self.enrol(name, {"type": "party", "name": name, "role": role})
+            data = {"type": "party", "name": name, "role": role}
+            if role in ("producer", "processor"):  # they commission under the GTIN's prefix
+                data["gs1_company_prefixes"] = ["9506000"]
+            self.enrol(name, data)
         self.enrol("probe", {"type": "device", "name": "probe", "owner": self.did("farm")})
 
     def did(self, name: str) -> str:

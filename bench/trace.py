@@ -106,7 +106,7 @@ class Generator:
             yield from self._readings(self.target_events - self.emitted)
 
     def _enrolments(self) -> Iterator[Envelope]:
-        def enrol(key: Ed25519PrivateKey, name: str, **extra: str) -> Envelope:
+        def enrol(key: Ed25519PrivateKey, name: str, **extra: Any) -> Envelope:
             data = {"subject": did_of(key), "name": name, **extra}
             return self.sign(self.registrar, "enrol", None, data)
 
@@ -116,7 +116,16 @@ class Generator:
             ("distributor", self.distributors),
         ):
             for number, key in enumerate(keys):
-                yield enrol(key, f"{role}-{number}", type="party", role=role)
+                if role == "distributor":
+                    yield enrol(key, f"{role}-{number}", type="party", role=role)
+                else:  # they commission under the GTIN's company prefix
+                    yield enrol(
+                        key,
+                        f"{role}-{number}",
+                        type="party",
+                        role=role,
+                        gs1_company_prefixes=[GTIN[1:8]],
+                    )
         yield enrol(self.regulator, "regulator", type="party", role="regulator")
         for number, key in enumerate(self.probes):
             owner = did_of(self.processors[number % PARTIES])

@@ -70,6 +70,9 @@ class Scenario:
     category: str
     profile: str
     stages: tuple[Stage, ...]
+    # The GS1 company prefix of `gtin` (after its indicator digit): the producer is
+    # enrolled with it, else the ledger refuses its commissions (docs/protocol.md §3).
+    company_prefix: str = "9506000"
 
 
 def _gtin(body: str) -> str:

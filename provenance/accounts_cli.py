@@ -112,7 +112,7 @@ def _import_key(click_ctx: click.Context, accounts: Accounts, party: Any, path: 
 @_accounts_option
 def user() -> None:
     """Portal users: producers, processors, carriers, distributors, retailers,
-    clinics, regulators (each of one party) and admins."""
+    clinics, inspectors, regulators (each of one party) and admins."""
 
 
 @user.command("add")

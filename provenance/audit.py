@@ -36,7 +36,15 @@ from .identity import verifier_for
 from .kinds import KIND_CODES, KIND_NAMES, REGISTRAR, SIGNER_ROLES
 from .merkle import LEAF_PREFIX, NODE_PREFIX, MemoryTree, hash_children, range_hash
 from .proofs import build_bundle, checkpoint_body
-from .store import NODE_MIN_LEVEL, RECALL_RULES_FROM, Store, StoredEvent, StoreError, parse_ids
+from .store import (
+    ACCESS_RULES_FROM,
+    NODE_MIN_LEVEL,
+    RECALL_RULES_FROM,
+    Store,
+    StoredEvent,
+    StoreError,
+    parse_ids,
+)
 from .timefmt import parse_time
 
 CHUNK = 8192  # events per verification task, at most
@@ -349,18 +357,20 @@ def _check_state(store: Store, report: Report) -> None:
     with replica.transaction():
         for key in ("origin", "registrar"):
             replica.set_meta(key, store.get_meta(key) or "")
-        # The recall rules apply from a log index of the store; the replica's log
-        # lacks the readings, so the same boundary is at a smaller index there.
-        rules_from = int(store.get_meta(RECALL_RULES_FROM) or 0)
-        replica.set_meta(
-            RECALL_RULES_FROM,
-            str(
-                store.conn.execute(
-                    "SELECT count(*) FROM events WHERE idx < ? AND kind <> ?",
-                    (rules_from, KIND_CODES["reading"]),
-                ).fetchone()[0]
-            ),
-        )
+        # The recall and access rules apply from log indexes of the store; the
+        # replica's log lacks the readings, so the same boundaries are at smaller
+        # indexes there.
+        for boundary in (RECALL_RULES_FROM, ACCESS_RULES_FROM):
+            rules_from = int(store.get_meta(boundary) or 0)
+            replica.set_meta(
+                boundary,
+                str(
+                    store.conn.execute(
+                        "SELECT count(*) FROM events WHERE idx < ? AND kind <> ?",
+                        (rules_from, KIND_CODES["reading"]),
+                    ).fetchone()[0]
+                ),
+            )
     far_future = 250_000_000_000_000_000  # µs, year ~9892: no event is "in the future"
     ledger = Ledger(
         replica, Ed25519PrivateKey.generate(), clock=lambda: far_future, verify_threads=1
@@ -453,10 +463,29 @@ def _flag_state(store: Store) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def _custody_state(store: Store) -> list[tuple[Any, ...]]:
+    """Every party that held each lot: it decides who may sign inspections and
+    who sees the lot in the portal."""
+    return store.conn.execute(
+        "SELECT c.subject, i.did FROM custodians k LEFT JOIN chains c ON c.id = k.lot "
+        "LEFT JOIN identities i ON i.id = k.party"
+    ).fetchall()
+
+
+def _prefix_state(store: Store) -> list[tuple[Any, ...]]:
+    """The GS1 company prefixes of each party, and the event that gave each."""
+    return store.conn.execute(
+        "SELECT i.did, p.prefix, "
+        + _EVENT_NAME
+        + "WHERE e.idx = p.event) FROM prefixes p LEFT JOIN identities i ON i.id = p.party"
+    ).fetchall()
+
+
 def _filing_state(store: Store) -> list[tuple[Any, ...]]:
-    """Where recalls, lifts and EPCIS imports were filed: the ledger decides
-    that from its state (the cascade, the signer's stream), not the envelope."""
-    codes = ",".join(str(KIND_CODES[k]) for k in ("recall", "recall-lift", "epcis"))
+    """Where recalls, lifts, EPCIS imports and prefix grants were filed: the
+    ledger decides that from its state (the cascade, the signer's stream, the
+    grantee's prefix chain), not the envelope's batches."""
+    codes = ",".join(str(KIND_CODES[k]) for k in ("recall", "recall-lift", "epcis", "grant"))
     rows = store.conn.execute(
         f"SELECT i.did, e.seq, e.idx FROM events e JOIN identities i ON i.id = e.signer "
         f"WHERE e.kind IN ({codes})"
@@ -497,6 +526,8 @@ _STATE_TABLES = {
     "recalls": _recall_state,
     "holds": _hold_state,
     "flags": _flag_state,
+    "custodians": _custody_state,
+    "prefixes": _prefix_state,
     "links (recall, lift and EPCIS filing)": _filing_state,
 }
 

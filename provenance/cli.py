@@ -16,9 +16,10 @@ import click
 
 from . import gs1
 from .errors import ProvenanceError, ValidationError
-from .identity import PARTY_ROLES, public_key_from_did
+from .identity import COMMISSIONING_ROLES, PARTY_ROLES, public_key_from_did
 from .jcs import parse_json, split_items
 from .keystore import KeyStore, load_private_key, read_public_key
+from .kinds import PREFIXES_FIELD, company_prefixes
 from .ledger import Appended, Ledger
 from .signing import did_of, sign
 from .store import Store
@@ -192,26 +193,107 @@ def registrar_sign(ctx: Context, kind: str, data: dict[str, Any]) -> Appended:
 
 @main.group()
 def party() -> None:
-    """Parties: producers, processors, carriers, distributors, retailers, clinics, regulators."""
+    """Parties: producers, processors, carriers, distributors, retailers, clinics, inspectors,
+    regulators; and the GS1 company prefixes producers and processors commission under."""
+
+
+PREFIX_OPTION = click.option(
+    "--prefix",
+    "prefixes",
+    multiple=True,
+    metavar="DIGITS",
+    help="A GS1 company prefix the party may commission lots under: 6-12 digits as GS1 "
+    "issued it, matched after the GTIN-14's indicator digit (9506000 for GTIN "
+    "09506000134352). Repeatable.",
+)
+
+
+def _prefix_list(prefixes: tuple[str, ...]) -> list[str]:
+    """The --prefix values, checked as the ledger will check them."""
+    found = list(dict.fromkeys(p.strip() for p in prefixes))
+    company_prefixes(found, "--prefix")
+    return found
 
 
 @party.command("add")
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(PARTY_ROLES))
+@PREFIX_OPTION
 @pass_context
 @friendly
-def party_add(ctx: Context, name: str, role: str) -> None:
-    """Make a key for NAME and enrol it; prints its did:key.
+def party_add(ctx: Context, name: str, role: str, prefixes: tuple[str, ...]) -> None:
+    """Make a key for NAME and enrol it; prints its did:key. Producers and
+    processors commission lots only under the GS1 company prefixes they are
+    enrolled (--prefix) or granted (`party grant`) with.
 
-    Example: provenance party add "Green Valley Farm" --role producer
+    Example: provenance party add "Green Valley Farm" --role producer --prefix 9506000
     """
     keys = ctx.party_keys
     if ctx.store().identity_by_name("party", name) is not None:
         raise click.ClickException(f"a party named {name!r} is already enrolled")
+    data: dict[str, Any] = {"subject": "", "type": "party", "name": name, "role": role}
+    if prefixes:
+        if role not in COMMISSIONING_ROLES:
+            raise click.ClickException(
+                f"a {role} commissions no lots, so it holds no GS1 company prefix: drop --prefix "
+                f"(only {' and '.join(COMMISSIONING_ROLES)}s take one)"
+            )
+        data[PREFIXES_FIELD] = _prefix_list(prefixes)
     key = keys.load_or_create(key_name(name))
     did = did_of(key)
-    registrar_sign(ctx, "enrol", {"subject": did, "type": "party", "name": name, "role": role})
+    data["subject"] = did
+    registrar_sign(ctx, "enrol", data)
     click.echo(did)
+
+
+@party.command("grant")
+@click.argument("name")
+@PREFIX_OPTION
+@click.option("--reason", help="Why, e.g. the GS1 licence number.")
+@click.option(
+    "--by",
+    "by",
+    metavar="REGULATOR",
+    help="Sign the grant as this regulator party (its key in --keys) instead of the registrar.",
+)
+@pass_context
+@friendly
+def party_grant(
+    ctx: Context, name: str, prefixes: tuple[str, ...], reason: str | None, by: str | None
+) -> None:
+    """Let party NAME commission lots under more GS1 company prefixes: a
+    signed `grant` event, signed by the registrar (or a regulator with --by).
+
+    Example: provenance party grant "Green Valley Farm" --prefix 9520123 --reason "GS1 licence 42"
+    """
+    if not prefixes:
+        raise click.ClickException("name the prefixes to grant: --prefix DIGITS (repeatable)")
+    identity = ctx.store().identity_by_name("party", name)
+    if identity is None:
+        raise click.ClickException(f"no party named {name!r}: add it with `provenance party add`")
+    data: dict[str, Any] = {"subject": identity.did, PREFIXES_FIELD: _prefix_list(prefixes)}
+    if reason:
+        data["reason"] = reason
+    if by is None:
+        registrar_sign(ctx, "grant", data)
+    else:
+        regulator = ctx.store().identity_by_name("party", by)
+        if regulator is None or regulator.role != "regulator":
+            raise click.ClickException(f"no regulator party named {by!r}")
+        ledger = ctx.ledger()
+        key = ctx.party_keys.load(key_name(by))
+        envelope = sign(
+            key,
+            kind="grant",
+            seq=ledger.next_seq(regulator.did),
+            time=format_time(now_micros()),
+            data=data,
+        )
+        result = ledger.append([envelope], atomic=True)[0]
+        if not result.ok:
+            raise click.ClickException(f"{result.reason}: {result.message}")
+    held = ctx.store().prefixes(identity.id)
+    click.echo(f"{name} may commission under {', '.join(held)}")
 
 
 @party.command("list")
@@ -230,12 +312,14 @@ def _list_identities(ctx: Context, type_: str, as_json: bool) -> None:
     for identity in ctx.store().identities():
         if identity.type != type_:
             continue
-        row = {
+        row: dict[str, Any] = {
             "name": identity.name,
             "role": identity.role,
             "did": identity.did,
             "revoked_from": identity.revoked_from,
         }
+        if identity.role in COMMISSIONING_ROLES:
+            row[PREFIXES_FIELD] = ctx.store().prefixes(identity.id)
         if type_ == "device":
             owner = ctx.store().identity_by_id(identity.owner) if identity.owner else None
             row = {

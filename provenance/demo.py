@@ -28,6 +28,8 @@ from pathlib import Path
 from .timefmt import format_time, now_micros
 
 GTIN = "09506000134352"
+PREFIX = "9506000"  # its GS1 company prefix: what the farm is enrolled to commission under
+COPYCAT = "Copycat Greens"  # another brand (prefix 9520123) trying the farm's GTIN
 LOT = "KALE-2611"
 LOT_URI = f"https://id.gs1.org/01/{GTIN}/10/{LOT}"
 FARM, CARRIER, REGULATOR, PROBE = "Green Valley Farm", "Cold Express", "Health Authority", "truck7"
@@ -115,7 +117,7 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
     demo.run("init")
 
     demo.say("2. Parties and a cold-chain probe, each enrolled by a signed event in the log")
-    demo.run("party", "add", FARM, "--role", "producer")
+    demo.run("party", "add", FARM, "--role", "producer", "--prefix", PREFIX)
     carrier = demo.run("party", "add", CARRIER, "--role", "carrier").strip()
     demo.run("party", "add", REGULATOR, "--role", "regulator")
     probe = demo.run("device", "add", PROBE, "--owner", CARRIER).strip()
@@ -174,7 +176,10 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
         ],
     )
 
-    demo.say("6. Bad input is refused with a reason, and nothing is stored")
+    demo.say(
+        "6. Bad input is refused with a reason, and nothing is stored: a carrier's recall, a "
+        "wrong check digit, a competitor registering the farm's GTIN"
+    )
     append(
         CARRIER,
         {"kind": "recall", "batches": [LOT_URI], "data": {"reason": "x", "class": "I"}},
@@ -191,6 +196,21 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
         "X",
         "--as",
         FARM,
+        expect=1,
+    )
+    # A competitor may not register lot codes under the farm's GTINs (its GS1 prefix).
+    demo.run("party", "add", COPYCAT, "--role", "producer", "--prefix", "9520123")
+    demo.run(
+        "batch",
+        "register",
+        "--gtin",
+        GTIN,
+        "--lot",
+        "LOT43",
+        "--product",
+        "X",
+        "--as",
+        COPYCAT,
         expect=1,
     )
     demo.run("stats")
@@ -245,7 +265,9 @@ def cascade(demo: Demo, directory: Path, base: str, carrier: str, at, append) ->
         "11. A processor makes salad from the kale; then the regulator recalls the kale "
         "and the recall cascades to the salad"
     )
-    processor = demo.run("party", "add", PROCESSOR, "--role", "processor").strip()
+    processor = demo.run(
+        "party", "add", PROCESSOR, "--role", "processor", "--prefix", PREFIX
+    ).strip()
     shipped = append(
         CARRIER,
         {

@@ -57,7 +57,8 @@ GS1_STEM = "https://id.gs1.org"
 WGS84 = "http://www.opengis.net/def/crs/EPSG/0/4326"
 STANDARD_GRAVITY = 9.80665  # m/s² per g (exact, by definition)
 IMPORTED = "epcis"  # the kind of events imported from partners' EPCIS documents
-IDENTITY_KINDS = ("enrol", "revoke")  # no EPCIS counterpart: identities are master data
+# No EPCIS counterpart: identities and their GS1 prefixes are master data.
+IDENTITY_KINDS = ("enrol", "revoke", "grant")
 
 # Master data vocabulary types and attributes (CBV).
 VTYPE_EPC_CLASS = "urn:epcglobal:epcis:vtype:EPCClass"
@@ -873,7 +874,7 @@ def ledger_events(
     until_us: int | None = None,
     product: str | None = None,
 ) -> Iterator[LedgerEvent]:
-    """The ledger's lot events (every kind but enrol and revoke) in log order, or one lot's
+    """The ledger's lot events (every kind but enrol, revoke and grant) in log order, or one lot's
     chain in chain order (*lot*; NotFound if the ledger has no such lot), keeping those with
     ``since_us <= time < until_us`` (microseconds) and, with *product*, those filed under a
     lot whose product name contains it (case-insensitive)."""

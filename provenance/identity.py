@@ -23,8 +23,14 @@ PARTY_ROLES = (
     "distributor",
     "retailer",
     "clinic",
+    "inspector",  # an accredited inspector or laboratory (docs/protocol.md §3)
     "regulator",
 )
+# Roles that may sign `inspect` and `epcis` about any lot, beside the lot's own
+# custodians past and present (docs/protocol.md §3, "Who may sign about a lot").
+OVERSIGHT_ROLES = ("inspector", "regulator")
+# Roles that may commission lots (and so hold GS1 company prefixes).
+COMMISSIONING_ROLES = ("producer", "processor")
 
 
 def b58encode(data: bytes) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from . import gs1
 from .ed25519 import is_usable_public_key
 from .errors import ValidationError
-from .identity import PARTY_ROLES, is_did_key, public_key_from_did
+from .identity import COMMISSIONING_ROLES, PARTY_ROLES, is_did_key, public_key_from_did
 from .jcs import canonicalize
 from .timefmt import parse_date, parse_time
 
@@ -37,6 +37,7 @@ KIND_CODES: dict[str, int] = {
     "hold": 15,
     "release": 16,
     "flag": 17,
+    "grant": 18,
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
@@ -52,13 +53,13 @@ IDENTITY_TYPES = ("party", DEVICE, REGISTRAR, RULES)
 SIGNER_ROLES: dict[str, frozenset[str]] = {
     "enrol": frozenset({REGISTRAR}),
     "revoke": frozenset({REGISTRAR}),
-    "commission": frozenset({"producer", "processor"}),
+    "commission": frozenset(COMMISSIONING_ROLES),
     "reading": frozenset({DEVICE}),
     "attach": frozenset(PARTY_ROLES),
     "detach": frozenset(PARTY_ROLES),
     "ship": frozenset(PARTY_ROLES),
     "receive": frozenset(PARTY_ROLES),
-    "transform": frozenset({"producer", "processor"}),
+    "transform": frozenset(COMMISSIONING_ROLES),
     "inspect": frozenset(PARTY_ROLES),
     "recall": frozenset({"regulator"}),
     "recall-lift": frozenset({"regulator"}),
@@ -67,18 +68,22 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     "hold": frozenset({RULES}),
     "release": frozenset({RULES, "regulator"}),
     "flag": frozenset({RULES}),
+    "grant": frozenset({REGISTRAR, "regulator"}),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
 # concern identities rather than lots (their `batches` must be absent).
 BATCHES_OPTIONAL = frozenset({"reading", "epcis"})
-NO_BATCHES = frozenset({"enrol", "revoke"})
+NO_BATCHES = frozenset({"enrol", "revoke", "grant"})
 
 MAX_EXT_BYTES = 4096
 MAX_EVIDENCE_BYTES = 8192
 MAX_TEXT = 2000
 
 EPCIS_STREAM_FRAGMENT = "#epcis"
+GS1_PREFIX_FRAGMENT = "#gs1"
+PREFIXES_FIELD = "gs1_company_prefixes"
+MAX_PREFIXES = 64
 
 # GS1 EPCIS 2.0 event types an imported `epcis` event may carry verbatim.
 EPCIS_EVENT_TYPES = (
@@ -216,6 +221,44 @@ def epcis_stream(did_key: str) -> str:
     return did_key + EPCIS_STREAM_FRAGMENT
 
 
+def prefix_chain(did_key: str) -> str:
+    """The chain subject of the `grant` events of a party: a DID URL of the
+    party (docs/protocol.md §5), so that identity chains stay enrolments and
+    revocations only."""
+    return did_key + GS1_PREFIX_FRAGMENT
+
+
+def company_prefix_digits(gtin14: str) -> str:
+    """The digits a GS1 company prefix is matched against: the GTIN-14 without
+    its indicator digit (a GTIN-13's own digits; a GTIN-12's with a leading 0),
+    as GS1 allocates prefixes (GS1 General Specifications §1.4.2)."""
+    return gtin14[1:]
+
+
+def under_prefix(gtin14: str, prefixes: Any) -> bool:
+    """Whether the GTIN lies under one of *prefixes* (GS1 company prefixes)."""
+    digits = company_prefix_digits(gtin14)
+    return any(digits.startswith(prefix) for prefix in prefixes)
+
+
+def company_prefixes(value: Any, field: str) -> None:
+    """A list of GS1 company prefixes: 1 to MAX_PREFIXES distinct strings of 6 to
+    12 digits, as GS1 issued them (without the indicator digit)."""
+    if not isinstance(value, list):
+        raise ValidationError(field, 'must be a list of GS1 company prefixes, e.g. ["9506000"]')
+    if not 1 <= len(value) <= MAX_PREFIXES:
+        raise ValidationError(field, f"must have 1 to {MAX_PREFIXES} items, got {len(value)}")
+    for position, prefix in enumerate(value):
+        if not isinstance(prefix, str) or not re.fullmatch(r"[0-9]{6,12}", prefix):
+            raise ValidationError(
+                f"{field}[{position}]",
+                "must be a GS1 company prefix: 6 to 12 digits as GS1 issued it (without "
+                f"the GTIN-14 indicator digit), e.g. 9506000; got {prefix!r}",
+            )
+    if len(set(value)) != len(value):
+        raise ValidationError(field, "lists a prefix twice")
+
+
 def epcis_event(value: Any, field: str) -> None:
     """An EPCIS 2.0 event object, carried verbatim: only its `type` and
     `eventTime` are checked here (the envelope's size and depth limits bound
@@ -321,7 +364,7 @@ READING_MEASURES = {
 DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
     "enrol": (
         {"subject": did, "type": one_of(*IDENTITY_TYPES), "name": text(100)},
-        {"role": one_of(*PARTY_ROLES), "owner": did},
+        {"role": one_of(*PARTY_ROLES), "owner": did, PREFIXES_FIELD: company_prefixes},
     ),
     "revoke": ({"subject": did, "from": timestamp}, {"reason": text(MAX_TEXT)}),
     "commission": (
@@ -379,6 +422,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
         {"signal": SIGNAL, "rule": RULE_NAME, "reason": text(MAX_TEXT), "key": text(200)},
         {"evidence": evidence},
     ),
+    "grant": ({"subject": did, PREFIXES_FIELD: company_prefixes}, {"reason": text(MAX_TEXT)}),
 }
 
 
@@ -414,6 +458,11 @@ def _check_enrol(data: dict[str, Any], _batches: Any) -> None:
         DEVICE_NAME(data["name"], "data.name")
     elif "owner" in data:
         raise ValidationError("data.owner", "only devices have an owner")
+    if PREFIXES_FIELD in data and data.get("role") not in COMMISSIONING_ROLES:
+        raise ValidationError(
+            f"data.{PREFIXES_FIELD}",
+            "only parties that commission lots (producer, processor) hold GS1 company prefixes",
+        )
 
 
 def _check_commission(data: dict[str, Any], batches: tuple[str, ...] | None) -> None:

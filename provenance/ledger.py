@@ -25,10 +25,29 @@ from . import gs1
 from .checkpoint import Checkpoint, sign_checkpoint
 from .envelope import Envelope, verify_signatures
 from .errors import ProvenanceError, RejectedEvent, ValidationError
+from .identity import COMMISSIONING_ROLES, OVERSIGHT_ROLES
 from .jcs import parse_json
-from .kinds import KIND_NAMES, RECALL_RETURN, REGISTRAR, SIGNER_ROLES, epcis_stream
+from .kinds import (
+    KIND_NAMES,
+    PREFIXES_FIELD,
+    RECALL_RETURN,
+    REGISTRAR,
+    SIGNER_ROLES,
+    company_prefix_digits,
+    epcis_stream,
+    prefix_chain,
+    under_prefix,
+)
 from .merkle import Frontier, MemoryTree, decompose
-from .store import RECALL_RULES_FROM, Identity, Lot, Store, StoreError, leaf_for
+from .store import (
+    ACCESS_RULES_FROM,
+    RECALL_RULES_FROM,
+    Identity,
+    Lot,
+    Store,
+    StoreError,
+    leaf_for,
+)
 from .timefmt import format_time, now_micros
 
 log = logging.getLogger(__name__)
@@ -180,6 +199,9 @@ class Ledger:
         self._lots: dict[str, Lot | None] = {}
         self._lots_by_id: dict[int, Lot] = {}
         self._rules_from = int(store.get_meta(RECALL_RULES_FROM) or 0)
+        # Who may sign about a lot, and GS1 prefixes, apply from this log index.
+        self._access_from = int(store.get_meta(ACCESS_RULES_FROM) or 0)
+        self._prefixes: dict[int, set[str]] = {}  # party id -> GS1 company prefixes
         self._attachments: dict[int, list[list[Any]]] = {}
         self._max_seq: dict[int, int] = {}
         self._streams: dict[str, int] = {}  # EPCIS stream chain subject -> chain id
@@ -501,7 +523,76 @@ class Ledger:
         self.store.insert_identity(identity)
         self._identities[subject] = identity
         self._identities_by_id[chain_id] = identity
+        if PREFIXES_FIELD in data:
+            self.store.record_prefixes(chain_id, data[PREFIXES_FIELD], index)
+            self._prefixes_of(chain_id).update(data[PREFIXES_FIELD])
         return [chain_id]
+
+    def _prefixes_of(self, party_id: int) -> set[str]:
+        if party_id not in self._prefixes:
+            self._prefixes[party_id] = set(self.store.prefixes(party_id))
+        return self._prefixes[party_id]
+
+    def _on_grant(self, env: Envelope, _s: Identity | None, index: int, _b: _Batch) -> list[int]:
+        """More GS1 company prefixes for a party that commissions lots. Filed
+        under the party's prefix chain `{did}#gs1`, made on first use, so that
+        its identity chain stays enrolments and revocations (docs/protocol.md §5)."""
+        subject = self._party(env.data["subject"])
+        if subject.role not in COMMISSIONING_ROLES:
+            raise RejectedEvent(
+                CONFLICT,
+                f"{subject.name} is a {subject.role}: only producers and processors commission "
+                "lots, so only they hold GS1 company prefixes",
+            )
+        if subject.revoked_from is not None:
+            raise RejectedEvent(REVOKED, f"{subject.name} is revoked from {subject.revoked_from}")
+        held = self._prefixes_of(subject.id)
+        new = [prefix for prefix in env.data[PREFIXES_FIELD] if prefix not in held]
+        if not new:
+            raise RejectedEvent(
+                CONFLICT, f"{subject.name} already holds every prefix this grant names"
+            )
+        self.store.record_prefixes(subject.id, new, index)
+        held.update(new)
+        chain_subject = prefix_chain(subject.did)
+        found = self.store.chain_by_subject(chain_subject)
+        return [found[0] if found else self._new_chain(chain_subject)]
+
+    def _may_commission(self, signer: Identity, gtin14: str, uri: str, index: int) -> None:
+        """A party commissions lots only under the GS1 company prefixes it was
+        enrolled or granted with (from `access_rules_from` on)."""
+        if index < self._access_from:
+            return
+        prefixes = self._prefixes_of(signer.id)
+        if under_prefix(gtin14, prefixes):
+            return
+        digits = company_prefix_digits(gtin14)
+        guess = digits[:7]  # the GTIN does not say how long its company prefix is
+        held = ", ".join(sorted(prefixes)) or "none"
+        raise RejectedEvent(
+            UNAUTHORISED,
+            f"{signer.name} may not commission {uri}: GTIN {gtin14} is not under a GS1 company "
+            f"prefix granted to {signer.name} (granted: {held}). If the brand is yours, ask the "
+            f"registrar to grant prefix {guess} (or the one GS1 issued you: the first 6 to 12 "
+            f"of the digits {digits}): provenance party grant "
+            f'"{signer.name}" --prefix {guess}',
+        )
+
+    def _may_sign_about(self, env: Envelope, signer: Identity | None, lots: Sequence[Lot]) -> None:
+        """Inspections and EPCIS records about a lot come from the parties that
+        hold or held it, accredited inspectors and regulators; having signed
+        something about a lot grants nothing (docs/protocol.md §3)."""
+        assert signer is not None
+        if signer.role in OVERSIGHT_ROLES:
+            return
+        for lot in lots:
+            if lot.custodian != signer.id and not self.store.held_by(lot.id, signer.id):
+                raise RejectedEvent(
+                    NOT_CUSTODIAN,
+                    f"{signer.name} ({signer.role}) never held {lot.uri}: only its custodians "
+                    f"past and present, inspectors and regulators may sign {env.kind} events "
+                    "about it (an accredited lab or inspector is enrolled with role inspector)",
+                )
 
     def _on_revoke(self, env: Envelope, _s: Identity | None, index: int, _b: _Batch) -> list[int]:
         from .timefmt import parse_time
@@ -574,6 +665,7 @@ class Ledger:
         uri = env.batches[0]
         if self.lot(uri) is not None:
             raise RejectedEvent(LOT_EXISTS, f"{uri} is already commissioned")
+        self._may_commission(signer, gs1.parse_lot_uri(uri)[0], uri, index)
         lot = self._create_lot(uri, env.data["product"], env.data, signer, index)
         self.store.record_commission(lot.id, env.data)
         return [lot.id]
@@ -731,6 +823,9 @@ class Ledger:
                     raise RejectedEvent(
                         SCHEMA, f"data.outputs[{position}].product is required for a new lot"
                     )
+                self._may_commission(
+                    signer, gs1.parse_lot_uri(item["batch"])[0], item["batch"], index
+                )
                 to_create.append(item)
             else:
                 self._not_recalled([lot], index, batch, "made into a transform output")
@@ -765,8 +860,13 @@ class Ledger:
                 break
         return self.store.event_kind(index)
 
-    def _on_inspect(self, env: Envelope, _s: Identity | None, _i: int, _b: _Batch) -> list[int]:
-        return [lot.id for lot in self._lots_of(env)]
+    def _on_inspect(
+        self, env: Envelope, signer: Identity | None, index: int, _b: _Batch
+    ) -> list[int]:
+        lots = self._lots_of(env)
+        if index >= self._access_from:
+            self._may_sign_about(env, signer, lots)
+        return [lot.id for lot in lots]
 
     def _on_recall(
         self, env: Envelope, _s: Identity | None, index: int, batch: _Batch
@@ -957,13 +1057,19 @@ class Ledger:
         self.store.record_dispense([lot.id for lot in lots], env.data)
         return [lot.id for lot in lots]
 
-    def _on_epcis(self, env: Envelope, signer: Identity | None, _i: int, _b: _Batch) -> list[int]:
+    def _on_epcis(
+        self, env: Envelope, signer: Identity | None, index: int, _b: _Batch
+    ) -> list[int]:
         """An imported EPCIS 2.0 event, carried verbatim. With `batches` it is
-        filed under those lots (each must exist); without, under the signer's
+        filed under those lots (each must exist, and the signer must be allowed
+        to sign about each, as for `inspect`); without, under the signer's
         EPCIS stream chain `{did}#epcis`, made on first use."""
         assert signer is not None
         if env.batches is not None:
-            return [lot.id for lot in self._lots_of(env)]
+            lots = self._lots_of(env)
+            if index >= self._access_from:
+                self._may_sign_about(env, signer, lots)
+            return [lot.id for lot in lots]
         subject = epcis_stream(signer.did)
         chain_id = self._streams.get(subject)
         if chain_id is None:

@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from .cli import Context, friendly, key_name, pass_context, registrar_sign
+from .identity import COMMISSIONING_ROLES
+from .kinds import PREFIXES_FIELD
 
 
 def enrol_plan(ctx: Context, scenario: Any, gateways: int, devices: int, run_id: str) -> Any:
@@ -26,9 +28,10 @@ def enrol_plan(ctx: Context, scenario: Any, gateways: int, devices: int, run_id:
             from .signing import did_of
 
             role = next(s.role for s in scenario.stages if s.party == name)
-            registrar_sign(
-                ctx, "enrol", {"subject": did_of(key), "type": "party", "name": name, "role": role}
-            )
+            data = {"subject": did_of(key), "type": "party", "name": name, "role": role}
+            if role in COMMISSIONING_ROLES:  # it may commission the scenario's GTIN
+                data[PREFIXES_FIELD] = [scenario.company_prefix]
+            registrar_sign(ctx, "enrol", data)
         return key
 
     made = plan(

@@ -16,6 +16,10 @@ Layout (docs/architecture.md has the why):
 - holds, flags: what the rules key decided about each lot (docs/rules.md): holds
   with the release that ended them, flags once per (lot, rule, key).
 - rejects: what was refused and why, with a bounded copy of the input.
+- custodians: every party that ever held each lot (the commissioner and every
+  receiver), which decides who may sign inspections about a lot and who sees
+  it in the portal; prefixes: the GS1 company prefixes each party may
+  commission under, from enrolments and grants (docs/protocol.md §3).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import sqlite_utils
 
 from .envelope import Envelope
 from .errors import ProvenanceError
-from .kinds import KIND_CODES, KIND_NAMES
+from .kinds import KIND_CODES, KIND_NAMES, PREFIXES_FIELD
 from .merkle import hash_leaf, root_from_leaf_hashes
 
 NODE_MIN_LEVEL = 4
@@ -213,6 +217,66 @@ def _holds_and_flags(db: sqlite_utils.Database) -> None:
     # The rules service looks at the loggers attached now, every round.
     conn.execute("CREATE INDEX attachments_open ON attachments (id) WHERE until_us IS NULL")
     _backfill_holds(conn)
+
+
+@migration("0005_access")
+def _access(db: sqlite_utils.Database) -> None:
+    """Custody history per lot and GS1 company prefixes per party, for the
+    access rules (docs/protocol.md §3): who may sign `inspect`/`epcis` about a
+    lot, and who may commission under a GTIN. Backfilled from the log; the
+    rules apply to events from the log's size now on (meta `access_rules_from`),
+    so the events already logged stay valid on replay."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE custodians (
+            lot INTEGER NOT NULL,    -- lots.id
+            party INTEGER NOT NULL,  -- identities.id of a party that held it (made or received)
+            PRIMARY KEY (lot, party)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX custodians_party ON custodians (party, lot)")
+    conn.execute(
+        """CREATE TABLE prefixes (
+            party INTEGER NOT NULL,  -- identities.id
+            prefix TEXT NOT NULL,    -- a GS1 company prefix, 6-12 digits
+            event INTEGER NOT NULL,  -- log index of the enrolment or grant that gave it
+            PRIMARY KEY (party, prefix)) WITHOUT ROWID"""
+    )
+    size = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        (ACCESS_RULES_FROM, str(size)),
+    )
+    conn.execute("INSERT OR IGNORE INTO custodians SELECT id, commissioned_by FROM lots")
+    conn.execute("INSERT OR IGNORE INTO custodians SELECT id, custodian FROM lots")
+    for receiver, lots in conn.execute(
+        "SELECT receiver, lots FROM shipments WHERE receive_event IS NOT NULL"
+    ).fetchall():
+        conn.executemany(
+            "INSERT OR IGNORE INTO custodians (lot, party) VALUES (?, ?)",
+            [(lot, receiver) for lot in parse_ids(lots)],
+        )
+    for idx, data_text in conn.execute(
+        "SELECT idx, data FROM events WHERE kind = ? ORDER BY idx", (KIND_CODES["enrol"],)
+    ).fetchall():
+        data = json.loads(data_text)
+        if data.get(PREFIXES_FIELD):
+            party = conn.execute(
+                "SELECT id FROM identities WHERE did = ?", (data["subject"],)
+            ).fetchone()
+            if party:
+                record_prefixes(conn, party[0], data[PREFIXES_FIELD], idx)
+
+
+ACCESS_RULES_FROM = "access_rules_from"  # meta: log index from which access rules apply
+
+
+def record_prefixes(
+    conn: sqlite3.Connection, party_id: int, prefixes: Sequence[str], event_index: int
+) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO prefixes (party, prefix, event) VALUES (?, ?, ?)",
+        [(party_id, prefix, event_index) for prefix in prefixes],
+    )
 
 
 def _backfill_holds(conn: sqlite3.Connection) -> None:
@@ -1002,9 +1066,49 @@ class Store:
                 int(lot.recalled),
             ),
         )
+        self._add_custodian(lot.id, lot.commissioned_by)
+        self._add_custodian(lot.id, lot.custodian)
 
     def set_custodian(self, lot_id: int, party_id: int) -> None:
         self.conn.execute("UPDATE lots SET custodian = ? WHERE id = ?", (party_id, lot_id))
+        self._add_custodian(lot_id, party_id)
+
+    def _add_custodian(self, lot_id: int, party_id: int) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO custodians (lot, party) VALUES (?, ?)", (lot_id, party_id)
+        )
+
+    def held_by(self, lot_id: int, party_id: int) -> bool:
+        """Whether the party holds or ever held the lot (made it, or received it)."""
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM custodians WHERE lot = ? AND party = ?", (lot_id, party_id)
+            ).fetchone()
+            is not None
+        )
+
+    def custodian_history(self, lot_id: int) -> list[int]:
+        """Identity ids of every party that held the lot, in id order."""
+        return [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT party FROM custodians WHERE lot = ? ORDER BY party", (lot_id,)
+            )
+        ]
+
+    # --- GS1 company prefixes (who may commission under which GTINs)
+
+    def record_prefixes(self, party_id: int, prefixes: Sequence[str], event_index: int) -> None:
+        record_prefixes(self.conn, party_id, prefixes, event_index)
+
+    def prefixes(self, party_id: int) -> list[str]:
+        """The GS1 company prefixes the party may commission under, sorted."""
+        return [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT prefix FROM prefixes WHERE party = ? ORDER BY prefix", (party_id,)
+            )
+        ]
 
     def set_recalled(self, lot_id: int, recalled: bool) -> None:
         self.conn.execute("UPDATE lots SET recalled = ? WHERE id = ?", (int(recalled), lot_id))

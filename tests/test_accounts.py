@@ -360,7 +360,7 @@ def ledger_dir(tmp_path, monkeypatch):
     base = ["--db", str(tmp_path / "ledger.db"), "--keys", str(tmp_path / "keys")]
     for args in (
         ["init"],
-        ["party", "add", "Green Valley Farm", "--role", "producer"],
+        ["party", "add", "Green Valley Farm", "--role", "producer", "--prefix", "9506000"],
         ["party", "add", "Food Agency", "--role", "regulator"],
     ):
         result = runner.invoke(main, [*base, *args])

@@ -42,7 +42,9 @@ def cli(tmp_path):
 @pytest.fixture
 def chain(cli):
     """init + parties + device + a lot."""
-    cli.farm = cli("party", "add", "Green Valley Farm", "--role", "producer").strip()
+    cli.farm = cli(
+        "party", "add", "Green Valley Farm", "--role", "producer", "--prefix", "9506000"
+    ).strip()
     cli.carrier = cli("party", "add", "Cold Express", "--role", "carrier").strip()
     cli("party", "add", "Authority", "--role", "regulator")
     cli.probe = cli("device", "add", "probe-1", "--owner", "Cold Express").strip()
@@ -300,7 +302,9 @@ def test_party_and_device_lists(chain):
         "role": "producer",
         "did": chain.farm,
         "revoked_from": None,
+        "gs1_company_prefixes": ["9506000"],
     }
+    assert "gs1_company_prefixes" not in parties[1]  # a carrier commissions nothing
     chain("device", "revoke", "probe-1", "--from", "2026-01-01T00:00:00Z")
     (device,) = [json.loads(line) for line in chain("device", "list", "--json").splitlines()]
     assert device == {

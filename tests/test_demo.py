@@ -34,6 +34,7 @@ def test_demo_runs_and_catches_every_tamper(tmp_path):
     assert "rolled back or truncated" in out
     assert "unauthorised: a carrier may not sign recall" in out
     assert "check digit" in out
+    assert "Copycat Greens may not commission" in out  # GTIN squatting is refused
     assert (tmp_path / "demo" / "kale.bundle.json").exists()
     # Lineage and a recall that cascades from the kale to the salad made from it.
     cascade = out.split("== 11.")[1].split("== 12.")[0]

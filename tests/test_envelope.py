@@ -42,7 +42,16 @@ EVENT_ID = "ab" * 32
 MAX_SAFE = 2**53 - 1
 
 BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
-    "enrol": (None, {"subject": OTHER, "type": "party", "name": "Farm", "role": "producer"}),
+    "enrol": (
+        None,
+        {
+            "subject": OTHER,
+            "type": "party",
+            "name": "Farm",
+            "role": "producer",
+            "gs1_company_prefixes": ["9506000"],
+        },
+    ),
     "revoke": (None, {"subject": OTHER, "from": TIME, "reason": "lost"}),
     "commission": (
         [LOT],
@@ -103,6 +112,7 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
             "evidence": {"places": ["DE", "KE"]},
         },
     ),
+    "grant": (None, {"subject": OTHER, "gs1_company_prefixes": ["9520123"], "reason": "licence"}),
 }
 
 
@@ -470,6 +480,7 @@ def mutate(obj: dict[str, Any], path: str, value: Any) -> None:
 
 
 REQUIRED = "is required"
+PREFIX = "must be a GS1 company prefix: 6 to 12 digits"
 NOT_UTC = "is not RFC 3339 UTC (YYYY-MM-DDTHH:MM:SS[.fff]Z, ending in Z)"
 NOT_DATE = "is not a real date"
 NOT_TIME = "is not a real time of day"
@@ -743,6 +754,59 @@ MATRIX = [
     bad("subject", "enrol", "data.subject", "farm", DID),
     bad("enrol-type", "enrol", "data.type", "robot", "must be one of party, device, registrar"),
     bad("revoke-from", "revoke", "data.from", "yesterday", NOT_UTC),
+    # GS1 company prefixes: digits, 6-12 long, distinct, only for commissioning parties
+    bad(
+        "prefix-short",
+        "enrol",
+        "data.gs1_company_prefixes.0",
+        "95060",
+        PREFIX,
+        "data.gs1_company_prefixes[0]",
+    ),
+    bad(
+        "prefix-long",
+        "grant",
+        "data.gs1_company_prefixes.0",
+        "9506000134352",
+        PREFIX,
+        "data.gs1_company_prefixes[0]",
+    ),
+    bad(
+        "prefix-letters",
+        "grant",
+        "data.gs1_company_prefixes.0",
+        "95O6000",
+        PREFIX,
+        "data.gs1_company_prefixes[0]",
+    ),
+    bad(
+        "prefix-arabic-digits",
+        "grant",
+        "data.gs1_company_prefixes.0",
+        "٩٥٠٦٠٠٠",
+        PREFIX,
+        "data.gs1_company_prefixes[0]",
+    ),
+    bad(
+        "prefix-number",
+        "grant",
+        "data.gs1_company_prefixes.0",
+        9506000,
+        PREFIX,
+        "data.gs1_company_prefixes[0]",
+    ),
+    bad("prefix-twice", "grant", "data.gs1_company_prefixes", ["950600", "950600"], "twice"),
+    bad("prefixes-empty", "grant", "data.gs1_company_prefixes", [], "must have 1 to 64"),
+    bad("prefixes-text", "enrol", "data.gs1_company_prefixes", "9506000", "must be a list"),
+    bad(
+        "prefix-carrier",
+        "enrol",
+        "data.role",
+        "carrier",
+        "only parties that commission lots",
+        "data.gs1_company_prefixes",
+    ),
+    bad("grant-no-subject", "grant", "data.subject", DROP, REQUIRED),
     # others
     bad("recall-class-IV", "recall", "data.class", "IV", "must be one of I, II, III; got 'IV'"),
     bad("recall-no-reason", "recall", "data.reason", DROP, REQUIRED),

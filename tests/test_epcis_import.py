@@ -506,7 +506,7 @@ def cli(tmp_path):
         return result
 
     run("init")
-    run("party", "add", "Green Valley Farm", "--role", "producer")
+    run("party", "add", "Green Valley Farm", "--role", "producer", "--prefix", "9506000")
     run("batch", "register", "--gtin", GTIN, "--lot", "LOT42", "--product", "Kale",
         "--as", "Green Valley Farm")  # fmt: skip
     return run

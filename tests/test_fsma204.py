@@ -155,7 +155,8 @@ def ledger() -> World:
         {"gtin": GTIN, "lot": "P1", "product": "Pesto", "origin": {"name": "Packing plant"}},
         time=at(12),
     )
-    report = import_events(w.ledger, w.keys["dc"], prepare(partner_events()))
+    # The packer held LOT, so it may record the partner's events about it.
+    report = import_events(w.ledger, w.keys["packer"], prepare(partner_events()))
     assert report.ok
     w.import_ids = [o.ledger_id for o in report.outcomes]  # type: ignore[attr-defined]
     return w
@@ -258,7 +259,7 @@ def test_transformation(rows):
 
 
 def test_imported_epcis_events(ledger, rows):
-    (ship,) = [r for r in by(rows, SHIPPING, LOT) if cell(r, "Recorded By") == "dc"]
+    (ship,) = [r for r in by(rows, SHIPPING, LOT) if cell(r, "Recorded By") == "packer"]
     assert cell(ship, "Product Description") == "Kale"  # the ledger's lot
     assert (cell(ship, "Quantity"), cell(ship, "Unit of Measure")) == (12.5, "KGM (kilogram)")
     assert cell(ship, "Location Description") == "GLN 4012345000115"

@@ -410,6 +410,7 @@ EPCIS_EVENT = {
 
 def test_epcis_event_naming_ledger_lots_is_filed_under_them(file_world):
     world = file_world
+    world.ship_and_receive("farm", "dc", [world.lot], 2)  # the dc holds it: it may record it
     result = world.ok("dc", "epcis", [world.lot], {"event": EPCIS_EVENT})
     chain = world.store.chain_events(world.store.lot_by_uri(world.lot).id)
     assert chain[-1].index == result.index

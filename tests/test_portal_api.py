@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 
-from world import GTIN, LOT, at
+from world import GTIN, LOT, PREFIXES, at
 
 from provenance import gs1
 
@@ -20,7 +20,11 @@ def test_me_and_parties(portal):
         "actor": "token 1",
         "role": "producer",
         "scope": "write",
-        "party": {"name": "farm", "did": portal.world.did("farm")},
+        "party": {
+            "name": "farm",
+            "did": portal.world.did("farm"),
+            "gs1_company_prefixes": sorted(PREFIXES),
+        },
     }
     parties = portal.api("GET", "/api/v1/parties", token).json["parties"]
     assert {p["name"] for p in parties} >= {"farm", "carrier", "regulator"}

@@ -102,7 +102,7 @@ def test_a_producer_cannot_act_for_another_party(portal):
     assert portal.client("packer1").get(f"/portal/lots/{lot_id}").status_code == 403
     response = portal.post("packer1", f"/portal/lots/{lot_id}/ship", {"to": world.did("store")})
     assert response.status_code == 403
-    assert "not held, made or handled by your party" in response.get_data(as_text=True)
+    assert "was never held by your party" in response.get_data(as_text=True)
     # through the API the ledger's own check answers: not the custodian
     token = portal.token("packer")
     response = portal.api(

@@ -367,7 +367,7 @@ def cli_ledger(tmp_path):
         return result.output
 
     run("init")
-    run("party", "add", "Green Valley Farm", "--role", "producer")
+    run("party", "add", "Green Valley Farm", "--role", "producer", "--prefix", "9506000")
     run("party", "add", "Food Agency", "--role", "regulator")
     run("batch", "register", "--gtin", GTIN, "--lot", "A", "--product", "Wheat", "--as",
         "Green Valley Farm")  # fmt: skip

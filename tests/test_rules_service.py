@@ -285,7 +285,7 @@ def test_rules_end_to_end_with_once(tmp_path, monkeypatch):
 
     start = now_micros()
     run("init")
-    run("party", "add", "Farm", "--role", "producer")
+    run("party", "add", "Farm", "--role", "producer", "--prefix", "9506000")
     agency = run("party", "add", "Medicines Agency", "--role", "regulator").strip()
     probe = run("device", "add", "probe", "--owner", "Farm").strip()
     uri = run(

@@ -615,16 +615,17 @@ def test_forged_events_under_a_swapped_key_are_caught_once_logged(scene: Scene, 
         scene,
         tmp_path,
         lambda db, s: db.execute(
-            "UPDATE identities SET did = ? WHERE id = ?", (did_of(ATTACKER), s.identity_id("dc"))
+            "UPDATE identities SET did = ? WHERE id = ?",
+            (did_of(ATTACKER), s.identity_id("regulator")),  # may inspect any lot
         ),
     )
     store = Store(path)
     ledger = Ledger(store, scene.world.log_key, clock=lambda: scene.world.now)
     forged = sign(
-        ATTACKER, kind="inspect", seq=0, time=at(6), data={"result": "fail"}, batches=[LOT]
+        ATTACKER, kind="inspect", seq=10_000, time=at(6), data={"result": "fail"}, batches=[LOT]
     )
     (result,) = ledger.append([forged])
-    assert result.status == "accepted"  # the table was trusted
+    assert result.status == "accepted", result  # the table was trusted
     report = verify_ledger(store, scene.key, workers=1)
     named = [p for p in report.problems if p.index == result.index]
     assert named and all(p.event_id == result.event_id for p in named)
@@ -661,6 +662,13 @@ def _give_lot_to_dc(db, scene):
     )
 
 
+def _make_dc_a_past_custodian(db, scene):
+    db.execute(
+        "INSERT INTO custodians (lot, party) VALUES (?, ?)",
+        (chain_id_of(db, LOT), scene.identity_id("dc")),
+    )
+
+
 def _mark_lot2_recalled(db, scene):
     # A lift is checked against the recalls table (its active rows by source), so the
     # edit forges a direct recall there as well as the lots flag.
@@ -673,6 +681,9 @@ def _mark_lot2_recalled(db, scene):
     ("tamper", "who", "kind", "lot", "data"),
     [
         pytest.param(_give_lot_to_dc, "dc", "ship", LOT, {"to": "store"}, id="custodian"),
+        pytest.param(
+            _make_dc_a_past_custodian, "dc", "inspect", LOT, {"result": "fail"}, id="custody"
+        ),
         pytest.param(
             _mark_lot2_recalled, "regulator", "recall-lift", LOT2, {"reason": "none"}, id="recalled"
         ),
@@ -687,7 +698,7 @@ def test_forbidden_event_accepted_after_lots_table_edit_is_detected(
     if "to" in data:
         data = {"to": scene.world.did(data["to"])}
     (result,) = ledger.append([scene.world.sign(who, kind, [lot], data, time=at(10))])
-    # dc never received LOT; LOT43 was never recalled: the real ledger refuses both.
+    # dc never received LOT; LOT43 was never recalled: the real ledger refuses them.
     assert result.status == "accepted"
     report = verify_ledger(store, scene.key, workers=1)
     assert any(p.index == result.index for p in report.problems), problems_text(report)

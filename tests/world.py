@@ -30,8 +30,24 @@ PARTIES = {
     "dc": "distributor",
     "store": "retailer",
     "clinic": "clinic",
+    "inspector": "inspector",
     "regulator": "regulator",
 }
+# The GS1 company prefixes the world's producer and processor commission under
+# (matched after the GTIN-14's indicator digit): every GTIN the tests use.
+PREFIXES = [
+    "9506000",
+    "9520123",
+    "4012345",
+    "0614141",
+    "0416000",
+    "0000002",
+    "978034",
+    "950123",
+    "4054739",
+    "999999",
+]
+COMMISSIONERS = ("producer", "processor")
 
 
 def at(hours: float) -> str:
@@ -92,14 +108,16 @@ class World:
     def log_public_key(self) -> bytes:
         return self.log_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
-    def enrol_party(self, name: str, role: str) -> Appended:
+    def enrol_party(self, name: str, role: str, prefixes: list[str] | None = None) -> Appended:
+        """Enrol a party; a producer or processor gets the world's GS1 company
+        prefixes unless *prefixes* says otherwise ([] for none)."""
         self.keys[name] = Ed25519PrivateKey.generate()
-        return self.ok(
-            "registrar",
-            "enrol",
-            None,
-            {"subject": self.did(name), "type": "party", "name": name, "role": role},
-        )
+        data = {"subject": self.did(name), "type": "party", "name": name, "role": role}
+        if prefixes is None and role in COMMISSIONERS:
+            prefixes = PREFIXES
+        if prefixes:
+            data["gs1_company_prefixes"] = list(prefixes)
+        return self.ok("registrar", "enrol", None, data)
 
     def enrol_device(self, name: str, owner: str) -> Appended:
         self.keys[name] = Ed25519PrivateKey.generate()

@@ -23,7 +23,7 @@ from ...lineage import BOTH, DIRECTIONS, Trace, trace
 from ...store import Identity, Store
 from ...timefmt import format_time
 from ..state import store as read_store
-from . import exports
+from . import exports, queries
 from .documents import DocumentRefused
 from .guard import PortalError, forbidden, require
 from .state import portal
@@ -304,6 +304,26 @@ def transform(
     return Done(done.results, outs[0]["batch"])
 
 
+def _may_sign_about(who: Principal, uris: list[str]) -> None:
+    """The ledger's rule for inspections, checked before anything is stored: the
+    party holds or held every lot, or is an inspector or a regulator."""
+    store = read_store()
+    me = party_identity(store, who)
+    for uri in uris:
+        lot = store.lot_by_uri(uri)
+        if lot is None:
+            raise PortalError(
+                404, "not found", f"no lot {uri} in this ledger", reason="unknown-lot"
+            )
+        if not queries.may_sign_about(store, lot, me):
+            audit(who, "document", {"lots": uris}, "refused: never held the lot")
+            raise forbidden(
+                f"your party ({who.party_name}) never held {uri}: only its custodians past and "
+                "present, inspectors and regulators may attach documents about it",
+                "not-custodian",
+            )
+
+
 def attach_document(
     who: Principal,
     *,
@@ -322,6 +342,7 @@ def attach_document(
         raise ValidationError("batches", "name the lot the document is about")
     if result not in ("pass", "fail"):
         raise ValidationError("result", "must be pass or fail")
+    _may_sign_about(who, uris)  # before a byte of the file is stored
     state = portal()
     try:
         stored = state.documents.put(stream, filename, declared_type)

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from ...accounts import TokenRefused
 from ...errors import NotFound, ProvenanceError, ValidationError
+from ...identity import COMMISSIONING_ROLES
 from ...jcs import parse_json
 from ..present import lot_json
 from ..state import store as read_store
@@ -144,12 +145,12 @@ def _shipment(s: queries.Shipment) -> dict[str, Any]:
 @bp.get("/me")
 def me():
     who = principal()
-    return {
-        "actor": who.actor,
-        "role": who.role,
-        "scope": who.scope,
-        "party": {"name": who.party_name, "did": who.party_did},
-    }
+    party: dict[str, Any] = {"name": who.party_name, "did": who.party_did}
+    identity = read_store().identity_by_did(who.party_did) if who.party_did else None
+    if identity is not None and identity.role in COMMISSIONING_ROLES:
+        # the GS1 company prefixes it may commission lots under (docs/protocol.md §3)
+        party["gs1_company_prefixes"] = read_store().prefixes(identity.id)
+    return {"actor": who.actor, "role": who.role, "scope": who.scope, "party": party}
 
 
 @bp.get("/parties")

@@ -94,7 +94,7 @@ def page_args(size: int) -> tuple[int, int, int]:
 
 def lot_for(store: Store, who: Principal, lot_id: int) -> Lot:
     """The lot if the caller may see it in the portal: regulators see every lot;
-    a party sees the lots it holds, made, handled or is being sent."""
+    a party sees the lots it holds, held (made or received) or is being sent."""
     lot = queries.lot_by_id(store, lot_id)
     if lot is None:
         raise PortalError(404, "not found", f"no lot {lot_id} in this ledger", reason="unknown-lot")
@@ -115,7 +115,8 @@ def check_lot_access(store: Store, who: Principal, lot: Lot) -> Lot:
     me = party_identity(store, who)
     if not queries.involved(store, lot, me.id):
         raise forbidden(
-            f"{lot.uri} is not held, made or handled by your party ({who.party_name})",
+            f"{lot.uri} was never held by your party ({who.party_name}), nor is it being "
+            "sent to it",
             "other-party",
         )
     return lot
@@ -148,7 +149,7 @@ def label_bytes(store: Store, who: Principal, lot: Lot, kind: str, count: int) -
 
 def send_document(who: Principal, sha256: str) -> Response:
     """An uploaded document, as a download. Regulators and admins may fetch any;
-    a party the ones it uploaded or that concern lots it handles."""
+    a party the ones it uploaded itself or that concern lots it holds or held."""
     state = portal()
     found = state.accounts.document(sha256) if len(sha256) == 64 else None
     if found is None or not state.documents.exists(sha256):
@@ -158,9 +159,7 @@ def send_document(who: Principal, sha256: str) -> Response:
         me = party_identity(store, who)
         lots = [store.lot_by_uri(uri) for uri in state.accounts.document_lots(sha256)]
         if not any(lot is not None and queries.involved(store, lot, me.id) for lot in lots):
-            raise forbidden(
-                "this document belongs to lots your party does not handle", "other-party"
-            )
+            raise forbidden("this document belongs to lots your party never held", "other-party")
     if allowed(who, "search"):
         audit(who, "view-document", {"sha256": sha256})
     name = found.name.replace('"', "'")

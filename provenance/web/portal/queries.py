@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...envelope import Envelope
+from ...identity import OVERSIGHT_ROLES
 from ...store import Identity, Lot, LotState, Store
 
 # The store's own lot query and row mapping, so the portal sees every lot column
@@ -56,18 +57,20 @@ def held_lots(store: Store, party_id: int, limit: int = 500) -> list[Lot]:
 
 
 def involved(store: Store, lot: Lot, party_id: int) -> bool:
-    """Whether the party holds or made the lot, signed any of its events, or
-    is the receiver of its open shipment."""
-    if party_id in (lot.custodian, lot.commissioned_by):
-        return True
-    signed = store.conn.execute(
-        "SELECT 1 FROM links k JOIN events e ON e.idx = k.event "
-        "WHERE k.chain = ? AND e.signer = ? LIMIT 1",
-        (lot.id, party_id),
-    ).fetchone()
-    if signed:
+    """Whether the party holds the lot, held it (made or received it), or is
+    the receiver of its open shipment: custody, never "signed an event naming
+    it" (anyone enrolled may try to sign about any lot; docs/portal.md)."""
+    if party_id in (lot.custodian, lot.commissioned_by) or store.held_by(lot.id, party_id):
         return True
     return any(s.receiver and s.receiver.id == party_id for s in shipments_of_lot(store, lot.id))
+
+
+def may_sign_about(store: Store, lot: Lot, party: Identity) -> bool:
+    """The ledger's rule for `inspect`/`epcis` about a lot (docs/protocol.md §3):
+    its custodians past and present, inspectors and regulators."""
+    if party.role in OVERSIGHT_ROLES:
+        return True
+    return lot.custodian == party.id or store.held_by(lot.id, party.id)
 
 
 def _shipments(store: Store, rows: list[tuple[Any, ...]]) -> list[Shipment]:
