@@ -656,7 +656,8 @@ def shapes() -> World:
          time=at(4))  # fmt: skip
     w.ship_and_receive("farm", "clinic", [LOT], hours=5)
     w.ok("clinic", "dispense", [LOT], {"quantity": {"value": 0.5, "unit": "KGM"}}, time=at(6.5))
-    report = import_events(w.ledger, w.keys["packer"], prepare(PARTNER))
+    # The clinic received LOT, so it may sign partner events about it (docs/protocol.md §3).
+    report = import_events(w.ledger, w.keys["clinic"], prepare(PARTNER))
     assert report.ok, report
     return w
 
