@@ -78,9 +78,10 @@ def commit_batch(
         decoded = list(prepared)
     items = [item for found in decoded for item in found]
     sources = [m[0] for m, found in zip(messages, decoded, strict=True) for _ in found]
+    numbers = [n for n, found in enumerate(decoded) for _ in found]
     started = time.perf_counter()
     try:
-        results = ledger.append(items, sources=sources)
+        results = ledger.append(items, sources=sources, messages=numbers)
     except TRANSIENT as exc:
         raise TransientError(f"commit failed: {exc}") from exc
     except Exception:
