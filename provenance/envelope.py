@@ -367,11 +367,14 @@ def _fresh(envelope: Envelope) -> tuple[str, str]:
     return _prefix(e.batches, e.data_json, e.kind, e.seq), _suffix(e.signer, e.time)
 
 
-def _mark(envelope: Envelope, prefix: str, suffix: str, signature: bytes) -> None:
+def _mark(
+    envelope: Envelope, prefix: str, suffix: str, signature: bytes, body: bytes | None = None
+) -> None:
     """Set the caches from what was checked, and the mark over all of it."""
     envelope._prefix_text, envelope._suffix_text = prefix, suffix
-    envelope._body = body = prefix + f',"sig":{_str(envelope.sig)}' + suffix
-    envelope._id = hashlib.sha256(body.encode("utf-8")).digest()
+    text = prefix + f',"sig":{_str(envelope.sig)}' + suffix
+    envelope._body = text
+    envelope._id = hashlib.sha256(text.encode("utf-8") if body is None else body).digest()
     envelope._sig_bytes = signature
     envelope._checked = _Checked(_marked_values(envelope))
 
@@ -428,15 +431,14 @@ class SignatureVouchers:
         """Mark *envelope* checked if *voucher* vouches for it; True if so."""
         if type(envelope) is not Envelope or not isinstance(voucher, bytes):
             return False
+        sig = envelope.sig
+        if not isinstance(sig, str) or not _SIG.fullmatch(sig):  # canonical: decodes as is
+            return False
         prefix, suffix = _fresh(envelope)
-        whole = (prefix + f',"sig":{_str(envelope.sig)}' + suffix).encode("utf-8")
+        whole = (prefix + f',"sig":{_str(sig)}' + suffix).encode("utf-8")
         if not hmac.compare_digest(voucher, self._mac(whole)):
             return False
-        try:
-            signature = b64url_decode(envelope.sig)
-        except ValidationError:
-            return False
-        _mark(envelope, prefix, suffix, signature)
+        _mark(envelope, prefix, suffix, base64.urlsafe_b64decode(sig + "=="), whole)
         return True
 
 

@@ -160,6 +160,51 @@ def test_a_flood_from_one_source_is_bounded_and_counted_and_others_are_still_sto
     assert reject_rows(world.store)[-1][1] == 1
 
 
+def test_through_the_broker_and_the_worker_one_source_cannot_grow_the_ledger(
+    tmp_path: Path, broker: Any
+) -> None:
+    """End to end: the real broker, the commit worker and its prep processes."""
+    world = World.create(tmp_path)
+    payload, valid, refused = hostile_message(world)
+    flood = 600
+    later = readings(world, 5, start=8.0)
+    before = database_bytes(world.store)
+    publisher = RetainingPublisher(broker)
+    service = IngestService(
+        db_path=tmp_path / "ledger.db",
+        log_key=world.log_key,
+        broker=broker.url,
+        client_id="ingest-hostile",
+        backoff=(0.05, 0.5),
+        worker=True,
+    ).start()
+    try:
+        assert service.ready.wait(READY), "the ingest service did not subscribe"
+        infos = [publisher.client.publish(HOSTILE_TOPIC, payload, qos=1)]
+        for i in range(flood):
+            infos.append(
+                publisher.client.publish(HOSTILE_TOPIC, json.dumps(junk(i)).encode(), qos=1)
+            )
+        infos += [publisher.client.publish(HOSTILE_TOPIC, wire(e), qos=1) for e in later]
+        for info in infos:
+            info.wait_for_publish(SETTLE)
+        total = len(valid) + refused + flood + len(later)
+        assert service.wait_for(lambda s: s.accepted + s.rejected_total >= total, SETTLE), (
+            service.stats()
+        )
+        stats = service.stats()
+        assert stats.accepted == len(valid) + len(later)
+        assert stats.rejected_total == refused + flood
+    finally:
+        service.stop(15)
+        assert service.join(15)
+        publisher.close()
+    assert counted(world.store) == refused + flood
+    assert len(reject_rows(world.store)) <= SOURCE_BURST + 10
+    growth = database_bytes(world.store) - before
+    assert growth < 192 * 1024, f"one source grew the database by {growth:,} bytes"
+
+
 def test_stored_raw_bytes_are_capped_whatever_was_refused(tmp_path: Path) -> None:
     world = World.create(tmp_path)
     big_envelope = json.dumps(junk(1, 60_000)).encode()  # refused, under 64 KiB
