@@ -19,7 +19,15 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from test_ingest import GATEWAY_TOPIC, PROBE_TOPIC, READY, SETTLE, readings, wire
+from test_ingest import (
+    GATEWAY_TOPIC,
+    PROBE_TOPIC,
+    READY,
+    SETTLE,
+    readings,
+    wire,
+    wrap_append,
+)
 from world import World
 
 from provenance import envelope as envelope_module
@@ -29,7 +37,7 @@ from provenance.envelope import (
     SignatureVouchers,
     signature_checked,
 )
-from provenance.ingest import IngestService, commit_batch
+from provenance.ingest import INTERNAL_ERROR, IngestService, commit_batch
 from provenance.ingest_decode import MAX_MESSAGE_BYTES
 from provenance.ingest_prepare import items_of, prepare
 from provenance.ledger import Ledger
@@ -203,6 +211,23 @@ def test_through_the_broker_and_the_worker_one_source_cannot_grow_the_ledger(
     assert len(reject_rows(world.store)) <= SOURCE_BURST + 10
     growth = database_bytes(world.store) - before
     assert growth < 192 * 1024, f"one source grew the database by {growth:,} bytes"
+
+
+def test_messages_that_break_the_pipeline_are_bounded_like_any_refusal(tmp_path: Path) -> None:
+    world = World.create(tmp_path)
+
+    def buggy(items: list[Any]) -> None:
+        if any(isinstance(item, bytes) and item.startswith(b"poison") for item in items):
+            raise KeyError("a bug that this input triggers")
+
+    ledger = wrap_append(world.ledger, buggy)
+    flood = 300
+    for start in range(0, flood, 50):
+        messages = [(HOSTILE_TOPIC, b"poison %d" % (start + i), True) for i in range(50)]
+        result = commit_batch(ledger, messages)
+        assert all(m[0].reason == INTERNAL_ERROR for m in result.messages)
+    assert counted(world.store) == flood
+    assert len(reject_rows(world.store)) <= SOURCE_BURST + 1
 
 
 def test_stored_raw_bytes_are_capped_whatever_was_refused(tmp_path: Path) -> None:
