@@ -9,9 +9,10 @@ the kind's `data` rules before one exists. Signing lives in
 
 "This signature was checked" is a mark only this module's verifier sets
 (`Envelope.verify_signature`, or `SignatureVouchers.redeem` for a check done
-in another process) and `signature_checked` reads; it holds the exact bytes
-that verified, so it is void on a subclass, on a copy made by other code, or
-once a field changed. The ledger skips its own check only for marked envelopes.
+in another process) and `signature_checked` reads; it holds the very field
+and cache objects that were checked, so it is void on a subclass, on a copy
+made in another process, and once a field or cache is replaced. The ledger
+skips its own check only for marked envelopes.
 """
 
 from __future__ import annotations
@@ -257,16 +258,17 @@ class Envelope:
     def verify_signature(self) -> None:
         """Raise SignatureError unless `sig` is the signer's Ed25519 signature.
         On success the envelope is marked checked (see `signature_checked`)."""
-        prefix, suffix = _fresh(self)  # from the fields, not from caches
+        e = self if type(self) is Envelope else plain(self)  # the stored fields, no overrides
+        prefix, suffix = _fresh(e)  # from the fields, not from caches
         try:
-            signature = b64url_decode(self.sig)
-            verifier_for(self.signer).verify(signature, (prefix + suffix).encode("utf-8"))
+            signature = b64url_decode(e.sig)
+            verifier_for(e.signer).verify(signature, (prefix + suffix).encode("utf-8"))
         except InvalidSignature:
             raise SignatureError(
-                f"signature does not verify for {self.signer} seq {self.seq}: the envelope was "
+                f"signature does not verify for {e.signer} seq {e.seq}: the envelope was "
                 "changed after signing, or signed with another key"
             ) from None
-        if type(self) is Envelope:
+        if e is self:
             _mark(self, prefix, suffix, signature)
 
     # --- parsing
@@ -309,7 +311,7 @@ class NotAnEnvelope(NamedTuple):
 
 def too_large(size: int, what: str = "envelope") -> str:
     """The reason for an envelope (or *what*) over MAX_ENVELOPE_BYTES."""
-    return f"{what} of {size:,} bytes is larger than the limit of {MAX_ENVELOPE_BYTES:,} bytes"
+    return f"{what} of {size} bytes is larger than the limit of {MAX_ENVELOPE_BYTES} bytes"
 
 
 def verify_signatures(envelopes: Sequence[Envelope]) -> list[str | None]:

@@ -50,8 +50,8 @@ def _decode(payload: bytes) -> list[Any]:
         return [
             NotAnEnvelope(
                 MALFORMED,
-                f"message of {len(payload):,} bytes is larger than the limit of "
-                f"{MAX_MESSAGE_BYTES:,} bytes per message",
+                f"message of {len(payload)} bytes is larger than the limit of "
+                f"{MAX_MESSAGE_BYTES} bytes per message",
                 payload,
             )
         ]
