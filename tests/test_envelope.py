@@ -844,8 +844,8 @@ def test_from_json_refuses_envelopes_over_64_kib() -> None:
             with pytest.raises(ValidationError) as info:
                 Envelope.from_json(value)
             assert str(info.value) == (
-                f"envelope of {len(form):,} bytes is larger than the limit of "
-                f"{MAX_ENVELOPE_BYTES:,} bytes"
+                f"envelope of {len(form)} bytes is larger than the limit of "
+                f"{MAX_ENVELOPE_BYTES} bytes"
             )
     exactly = _padded(obj, MAX_ENVELOPE_BYTES)
     assert Envelope.from_json(exactly) == Envelope.from_json(obj)
