@@ -17,13 +17,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from .envelope import Envelope
+from .envelope import Envelope, NotAnEnvelope
 from .ingest_decode import INTERNAL_ERROR, decode_message, event_time
 from .ingest_errors import TransientError
 from .ingest_inbox import Message
 from .ledger import Appended, Ledger
 from .store import StoreError
-from .timefmt import format_time
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +77,10 @@ def commit_batch(
         decoded = list(prepared)
     items = [item for found in decoded for item in found]
     sources = [m[0] for m, found in zip(messages, decoded, strict=True) for _ in found]
+    numbers = [n for n, found in enumerate(decoded) for _ in found]
     started = time.perf_counter()
     try:
-        results = ledger.append(items, sources=sources)
+        results = ledger.append(items, sources=sources, messages=numbers)
     except TRANSIENT as exc:
         raise TransientError(f"commit failed: {exc}") from exc
     except Exception:
@@ -133,13 +133,13 @@ def latest_checkpoint(ledger: Ledger) -> str | None:
 def _internal_reject(
     ledger: Ledger, topic: str, payload: bytes, count: int, exc: Exception
 ) -> list[Appended]:
-    """Record a message whose handling raised, so that it is not redelivered forever."""
+    """Record a message whose handling raised, so that it is not redelivered
+    forever: as a `NotAnEnvelope`, so that the ledger's bounds on stored
+    rejects apply to it as to any other refusal."""
     text = f"the ingest service could not process this message ({type(exc).__name__})"
     try:
-        with ledger.store.transaction():
-            at = format_time(ledger.clock())
-            ledger.store.insert_reject(at, INTERNAL_ERROR, text, topic, None, payload)
-    except TRANSIENT:
+        ledger.append([NotAnEnvelope(INTERNAL_ERROR, text, payload)], source=topic)
+    except Exception:  # the ledger cannot record it either: say so, the count stays
         log.exception("ingest: could not record the reject either")
     return [Appended("rejected", None, None, INTERNAL_ERROR, text) for _ in range(count)]
 

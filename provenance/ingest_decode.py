@@ -2,8 +2,9 @@
 
 A message is one envelope, or a JSON array of 1 to MAX_ENVELOPES_PER_MESSAGE
 envelopes (a gateway batch). Nothing here raises on input: whatever is no
-envelope goes to the ledger as it came, and the ledger refuses it with its
-reason and records it.
+envelope goes to the ledger as it came (or, when the message or array is over
+its limit, as a `NotAnEnvelope` that says so), and the ledger refuses it with
+its reason and records it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 from typing import Any, Protocol
 
-from .envelope import MAX_ENVELOPE_BYTES
+from .envelope import MAX_ENVELOPE_BYTES, NotAnEnvelope, too_large
 from .errors import ValidationError
 from .jcs import MAX_DEPTH, parse_json
 from .timefmt import parse_time
@@ -23,6 +24,7 @@ MAX_MESSAGE_BYTES = 1 << 20  # one MQTT message: an envelope or an array of them
 MAX_ENVELOPES_PER_MESSAGE = 4096  # bounds the reject records one message can cause
 INTERNAL_ERROR = "internal-error"  # reject reason when handling a message raised unexpectedly
 SENT_AT = "sent_at"  # MQTT 5 user property: when the publisher sent it (RFC 3339 UTC)
+MALFORMED, SCHEMA = "malformed", "schema"  # the ledger's reasons (docs/protocol.md §4)
 
 
 def decode_message(payload: bytes) -> list[Any]:
@@ -32,8 +34,9 @@ def decode_message(payload: bytes) -> list[Any]:
     elements of an array as parsed JSON values; the ledger refuses whatever is
     no envelope with its reason (`malformed` for bytes that are too large, not
     UTF-8, not JSON or too deep; `schema` for JSON that is no envelope),
-    recording it with its raw bytes. A message that is not a usable array
-    goes to the ledger whole, as bytes.
+    recording it with its raw bytes. A message over the size limit, and an
+    array that is empty or too long, go as a `NotAnEnvelope` saying so; a
+    message that is not a usable array goes to the ledger whole, as bytes.
     """
     try:
         return _decode(payload)
@@ -43,20 +46,44 @@ def decode_message(payload: bytes) -> list[Any]:
 
 
 def _decode(payload: bytes) -> list[Any]:
-    if len(payload) > MAX_MESSAGE_BYTES or not is_array(payload):
+    if len(payload) > MAX_MESSAGE_BYTES:
+        return [
+            NotAnEnvelope(
+                MALFORMED,
+                f"message of {len(payload)} bytes is larger than the limit of "
+                f"{MAX_MESSAGE_BYTES} bytes per message",
+                payload,
+            )
+        ]
+    if not is_array(payload):
         return [payload]
     try:
         value = parse_json(payload, max_depth=MAX_DEPTH + 1)  # + the array around envelopes
     except ValidationError:
+        return [payload]  # the ledger says what is wrong with it, as for one envelope
+    if not isinstance(value, list):
         return [payload]
-    if not isinstance(value, list) or not value or len(value) > MAX_ENVELOPES_PER_MESSAGE:
-        return [payload]  # the ledger: `schema`, an envelope must be a JSON object
+    if not value:
+        return [NotAnEnvelope(SCHEMA, "an empty array holds no envelope", payload)]
+    if len(value) > MAX_ENVELOPES_PER_MESSAGE:
+        return [
+            NotAnEnvelope(
+                SCHEMA,
+                f"the array is too long: {len(value):,} items, limit "
+                f"{MAX_ENVELOPES_PER_MESSAGE:,} envelopes per message",
+                payload,
+            )
+        ]
     if len(payload) <= MAX_ENVELOPE_BYTES:
         return value
     items: list[Any] = []
-    for element in value:  # only a big message can hold an envelope that is too big
-        encoded = json.dumps(element, ensure_ascii=False).encode("utf-8", "surrogatepass")
-        items.append(encoded if len(encoded) > MAX_ENVELOPE_BYTES else element)
+    for index, element in enumerate(value):  # only a big message holds an envelope too big
+        encoded = json.dumps(element, ensure_ascii=False).encode("utf-8")
+        if len(encoded) > MAX_ENVELOPE_BYTES:
+            what = f"array element {index} (an envelope)"
+            items.append(NotAnEnvelope(MALFORMED, too_large(len(encoded), what), encoded))
+        else:
+            items.append(element)
     return items
 
 

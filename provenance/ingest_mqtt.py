@@ -384,7 +384,10 @@ class Connector:
             )
             filters = self.settings.filters
             if connection.protocol == mqtt.MQTTv5:
-                wanted = [(f, SubscribeOptions(qos=1)) for f in filters]
+                # Retained messages are no events: a subscription (ours comes back
+                # at every start) must not deliver the topic's retained one again.
+                never = SubscribeOptions.RETAIN_DO_NOT_SEND
+                wanted = [(f, SubscribeOptions(qos=1, retainHandling=never)) for f in filters]
             else:
                 wanted = [(f, 1) for f in filters]
             client.subscribe(wanted)
@@ -403,6 +406,25 @@ class Connector:
             return
         log.info("ingest: subscribed to %s", ", ".join(filters))
         self.ready.set()
+
+    def _ignore_retained(self, client: mqtt.Client, message: Any) -> None:
+        """A message with the retain flag is the broker's stored copy, sent
+        because we subscribed (MQTT 3.1.1, or a broker that ignores retain
+        handling), never a live publication (those arrive with the flag off:
+        MQTT 5 "retain as published" is off). Ingesting it would read the same
+        event, or write the same reject, at every restart: acknowledge it and
+        count it, nothing else."""
+        try:
+            if message.qos > 0:
+                client.ack(message.mid, message.qos)
+            topic = message.topic
+        except Exception:  # a callback must not raise: it would end paho's thread
+            log.exception("ingest: cannot acknowledge a retained message (mid %s)", message.mid)
+            return
+        self.metrics.retained_ignored.inc()
+        log.info(
+            "ingest: ignored the retained message on %s (retained messages are no events)", topic
+        )
 
     @_guarded
     def _on_disconnect(
@@ -430,6 +452,9 @@ class Connector:
     def _on_message(self, client: mqtt.Client, connection: Connection, message: Any) -> None:
         if self.stopping.is_set():
             return  # not acknowledged: the broker delivers it to our next session
+        if message.retain:
+            self._ignore_retained(client, message)
+            return
         try:
             sent_at = None
             properties = getattr(message, "properties", None)

@@ -8,14 +8,18 @@ signature does not verify — the ledger then refuses it with its own reason
 and message, exactly as if it had come without preparation. The writer turns
 records back into `Ledger.append` items with `items_of`.
 
-Why a subclass of `Envelope`: `Ledger.append` checks the signature of every
-`Envelope` it is given, and has no way to be told that this was done. A
-`VerifiedEnvelope` is made only by `items_of`, from fields that a prep
-process built with `Envelope.from_json` and checked with
-`Envelope.verify_signature` (the ledger's own code); its `verify_signature`
-is then a no-op. Everything that decides the signing bytes (kind, signer,
-seq, time, batches, canonical data, sig) is carried over unchanged, and the
-event id is recomputed here from them.
+Why the ledger believes a prep process: `Ledger.append` checks the signature
+of every envelope that this process's verifier has not marked checked
+(`envelope.signature_checked`), and a mark cannot cross a pipe. So the
+worker makes one `SignatureVouchers` (a random key) and hands it to its prep
+processes when it starts them; a prep process verifies each envelope with
+`SignatureVouchers.check` (`Envelope.verify_signature`, then an HMAC of the
+canonical bytes), and `items_of`, in the worker, rebuilds the envelope from
+its fields and marks it with `SignatureVouchers.redeem` only if the voucher
+is that key's for exactly those bytes. An envelope without a valid voucher
+(made by other code, a record altered on the way, another worker's key) is
+checked by the ledger as usual: a bad signature is refused as `bad-signature`.
+The event id is recomputed here from the fields.
 """
 
 from __future__ import annotations
@@ -26,28 +30,34 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .envelope import MAX_ENVELOPE_BYTES, Envelope
+from .envelope import MAX_ENVELOPE_BYTES, Envelope, NotAnEnvelope, SignatureVouchers
 from .errors import ProvenanceError
 from .ingest_decode import decode_message
 
 log = logging.getLogger(__name__)
 
-# A record: (True, fields of a verified envelope) or (False, the item as decoded).
+# A record: (True, (fields of a verified envelope, voucher)) or (False, the item as decoded).
 Fields = tuple[str, str, int, str, int, tuple[str, ...] | None, str, str]
 Record = tuple[bool, Any]
 
+IN_PROCESS = SignatureVouchers()  # for preparing and appending in one process
 
-def prepare(payloads: Sequence[bytes]) -> list[list[Record]]:
+
+def prepare(
+    payloads: Sequence[bytes], vouchers: SignatureVouchers = IN_PROCESS
+) -> list[list[Record]]:
     """Records for each message (one per item of `decode_message`); never raises."""
-    return [[_prepare(item) for item in decode_message(payload)] for payload in payloads]
+    return [[_prepare(item, vouchers) for item in decode_message(payload)] for payload in payloads]
 
 
-def _prepare(item: Any) -> Record:
+def _prepare(item: Any, vouchers: SignatureVouchers) -> Record:
+    if isinstance(item, NotAnEnvelope):
+        return False, item  # the ledger refuses it with its reason
     if isinstance(item, (bytes, bytearray)) and len(item) > MAX_ENVELOPE_BYTES:
         return False, item  # the ledger: `malformed`, too large
     try:
         envelope = Envelope.from_json(item)
-        envelope.verify_signature()
+        voucher = vouchers.check(envelope)
     except ProvenanceError:
         return False, item  # no envelope, or a bad signature: the ledger says which and why
     except Exception:  # never crash on input: the ledger refuses it with its own reason
@@ -63,49 +73,44 @@ def _prepare(item: Any) -> Record:
         envelope.data_json,
         envelope.sig,
     )
-    return True, fields
+    return True, (fields, voucher)
 
 
-class VerifiedEnvelope(Envelope):
-    """An envelope whose signature a prep process checked (see the module doc)."""
-
-    __slots__ = ()
-
-    def verify_signature(self) -> None:
-        """Checked already, in the prep process, by `Envelope.verify_signature`."""
-
-
-def items_of(records: Sequence[Record]) -> list[Any]:
-    """`Ledger.append` items for one message's records."""
+def items_of(records: Sequence[Record], vouchers: SignatureVouchers = IN_PROCESS) -> list[Any]:
+    """`Ledger.append` items for one message's records: envelopes marked
+    checked where *vouchers* vouch for them (the key the prep process used)."""
     items: list[Any] = []
     for verified, value in records:
         if verified:
-            kind, signer, seq, time, time_us, batches, data_json, sig = value
+            fields, voucher = value
+            kind, signer, seq, time, time_us, batches, data_json, sig = fields
             # `data` is parsed from its canonical text only if a rule reads it
             # (readings never do), as for stored events (Envelope.from_stored).
-            items.append(
-                VerifiedEnvelope(
-                    kind,
-                    signer,
-                    seq,
-                    time,
-                    batches,
-                    None,  # type: ignore[arg-type]
-                    sig,
-                    data_json=data_json,
-                    time_us=time_us,
-                )
+            envelope = Envelope(
+                kind,
+                signer,
+                seq,
+                time,
+                batches,
+                None,  # type: ignore[arg-type]
+                sig,
+                data_json=data_json,
+                time_us=time_us,
             )
+            vouchers.redeem(envelope, voucher)  # if not, the ledger checks it itself
+            items.append(envelope)
         else:
             items.append(value)
     return items
 
 
-def serve(requests: Connection, results: Connection) -> None:
-    """A prep process (started by the commit worker): `prepare` each chunk of
-    payloads it is sent and send back the records, in order, until its
-    requests pipe closes. The ingest service decides when everything stops,
-    so SIGINT/SIGTERM are ignored."""
+def serve(
+    requests: Connection, results: Connection, vouchers: SignatureVouchers = IN_PROCESS
+) -> None:
+    """A prep process (started by the commit worker, which gives it its
+    *vouchers*): `prepare` each chunk of payloads it is sent and send back
+    the records, in order, until its requests pipe closes. The ingest
+    service decides when everything stops, so SIGINT/SIGTERM are ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while True:
@@ -114,6 +119,6 @@ def serve(requests: Connection, results: Connection) -> None:
         except (EOFError, OSError):
             return  # the worker is gone or done
         try:
-            results.send(prepare(payloads))
+            results.send(prepare(payloads, vouchers))
         except OSError:
             return

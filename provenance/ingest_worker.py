@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from .envelope import SignatureVouchers
 from .ingest_commit import (
     COMMIT_RETRY_MAX_S,
     COMMIT_RETRY_MIN_S,
@@ -93,12 +94,15 @@ def read_frame(stream: Any) -> Any:
 class _Prep:
     """One prep process and its two pipes (requests in, records out)."""
 
-    def __init__(self, context: Any):
+    def __init__(self, context: Any, vouchers: SignatureVouchers):
         # Pipe(duplex=False) is (receiving end, sending end).
         requests_in, self.requests = context.Pipe(duplex=False)
         self.results, results_out = context.Pipe(duplex=False)
         self.process = context.Process(
-            target=serve, args=(requests_in, results_out), name="ingest-prep", daemon=True
+            target=serve,
+            args=(requests_in, results_out, vouchers),
+            name="ingest-prep",
+            daemon=True,
         )
         self.process.start()
         requests_in.close()  # the child's ends: its exit is then our EOF
@@ -122,10 +126,11 @@ class _PrepPool:
         self._next = 0  # round robin: where the next group's first chunk goes
         self._closed = False
         self._lock = threading.Lock()
+        self.vouchers = SignatureVouchers()  # the key our prep processes vouch with
 
     def start(self) -> None:
         with self._lock:
-            self._preps = [_Prep(self._context) for _ in range(self.processes)]
+            self._preps = [_Prep(self._context, self.vouchers) for _ in range(self.processes)]
             for prep in self._preps:  # a round trip each: started and importable
                 prep.requests.send([])
                 prep.results.recv()
@@ -185,7 +190,7 @@ class _PrepPool:
             old, self._preps = self._preps, []
             _stop_preps(old)
             try:
-                self._preps = [_Prep(self._context) for _ in range(self.processes)]
+                self._preps = [_Prep(self._context, self.vouchers) for _ in range(self.processes)]
             except OSError as exc:
                 log.error("ingest: cannot start prep processes (%r); verifying here", exc)
 
@@ -263,9 +268,10 @@ class _Group:
         if records is not None and len(records) != len(self.request):  # never trust blindly
             log.error("ingest: prep records do not match the group; preparing it here")
             records = None
+        vouchers = self.pool.vouchers
         if records is None:
-            records = prepare(self._payloads())
-        return [items_of(message) for message in records]
+            records = prepare(self._payloads(), vouchers)
+        return [items_of(message, vouchers) for message in records]
 
 
 _STOP = object()

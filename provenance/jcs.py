@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import rfc8785
@@ -110,16 +111,42 @@ def _no_constants(name: str) -> Any:
 MAX_DEPTH = 32
 
 
+MAX_NUMBER_CHARS = 400  # longer than any double needs (~ 24 significant digits + exponent)
+
+
+class _NumberTooLarge(ValueError):
+    pass
+
+
+def _shown(text: str) -> str:
+    """A number as quoted in a reason: long ones cut, with their length."""
+    if len(text) <= 40:
+        return text
+    return f"{text[:20]}… ({len(text):,} characters)"
+
+
+def _too_large(text: str) -> _NumberTooLarge:
+    return _NumberTooLarge(
+        f"number {_shown(text)} is too large: a JSON number must fit an IEEE 754 double "
+        f"(at most ±1.8e308 and {MAX_NUMBER_CHARS} characters)"
+    )
+
+
 def _parse_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _too_large(text)
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"number {text} is out of range for an IEEE 754 double")
+        raise _too_large(text)
     return value
 
 
 def _parse_int(text: str) -> int | float:
     """JSON numbers are IEEE 754 doubles (RFC 8785, I-JSON): an integer beyond
-    ±(2**53-1) is read as the double it denotes, as a JCS producer wrote it."""
+    ±(2**53-1) is read as the double it denotes, as a JCS producer wrote it.
+    Digits are counted before `int` sees them (Python refuses over 4,300)."""
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _too_large(text)
     value = int(text)
     if -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
         return value
@@ -147,22 +174,92 @@ def _depth(value: Any, limit: int) -> None:
             stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
 
 
+def not_utf8(raw: bytes, offset: int) -> ValidationError:
+    """The reason for bytes that are not UTF-8 from *offset* on."""
+    return ValidationError(
+        "",
+        f"not UTF-8: the bytes are not valid UTF-8 at byte offset {offset} "
+        f"(0x{raw[offset : offset + 1].hex()}): send UTF-8 JSON",
+    )
+
+
+def _check_text(text: str) -> None:
+    """Refuse text that is no Unicode: bytes that were not UTF-8, decoded with
+    ``surrogateescape`` by a caller (U+DC80-U+DCFF), or other lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        escaped = text.encode("utf-8", "surrogateescape") if _escaped_only(text) else None
+        if escaped is not None:
+            offset = len(text[: exc.start].encode("utf-8", "surrogateescape"))
+            raise not_utf8(escaped, offset) from None
+        raise ValidationError(
+            "", f"a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start}: not text"
+        ) from None
+
+
+def _escaped_only(text: str) -> bool:
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogates(value: Any) -> None:
+    """I-JSON (RFC 7493 §2.1): no string may hold a lone surrogate, which
+    JSON's \\uXXXX escapes can spell (\\ud800) but UTF-8 cannot carry. The
+    error names where (`data.notes`, `batches[0]`; a key: its object)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        texts: list[tuple[str, str]] = []
+        if isinstance(item, str):
+            texts.append((item, path))
+        elif isinstance(item, dict):
+            for key, member in item.items():
+                texts.append((key, path))
+                stack.append((member, f"{path}.{key}" if path else key))
+        elif isinstance(item, list):
+            stack.extend((member, f"{path}[{i}]") for i, member in enumerate(item))
+        for text, where in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                code = ord(text[exc.start])
+                raise ValidationError(
+                    where.encode("utf-8", "backslashreplace").decode("utf-8"),
+                    f"a JSON string holds the lone surrogate \\u{code:04x}, which is no "
+                    "Unicode character (RFC 7493): send UTF-8 text",
+                ) from None
+
+
 def parse_json(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
-    """Strict JSON parse for untrusted input: UTF-8 only, no duplicate keys, no
-    NaN/Infinity, bounded nesting. Raises ValidationError saying what is wrong."""
+    """Strict JSON parse for untrusted input: UTF-8 only, no lone surrogates,
+    no duplicate keys, no NaN/Infinity, numbers that fit a double, bounded
+    nesting. Raises ValidationError saying what is wrong."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ValidationError("", f"not UTF-8 (byte {exc.start}): send UTF-8 JSON") from exc
+            raise not_utf8(raw, exc.start) from exc
+    else:
+        _check_text(raw)
     try:
         value = _DECODER.decode(raw)
     except RecursionError as exc:
         raise ValidationError("", f"nested deeper than {max_depth} levels") from exc
+    except _NumberTooLarge as exc:
+        raise ValidationError("", str(exc)) from exc
     except ValueError as exc:  # JSONDecodeError and _DuplicateKey
         raise ValidationError("", f"malformed JSON: {exc}") from exc
     if raw.count("[") + raw.count("{") > max_depth:  # else it cannot be too deep
         _depth(value, max_depth)
+    if _SURROGATE_ESCAPE.search(raw):  # else no string can hold a lone surrogate
+        _lone_surrogates(value)
     return value
 
 

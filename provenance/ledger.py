@@ -23,7 +23,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from . import chain as chains
 from . import gs1
 from .checkpoint import Checkpoint, sign_checkpoint
-from .envelope import Envelope, verify_signatures
+from .envelope import (
+    MAX_ENVELOPE_BYTES,
+    Envelope,
+    NotAnEnvelope,
+    plain,
+    too_large,
+    verify_signatures,
+)
 from .errors import ProvenanceError, RejectedEvent, ValidationError
 from .identity import COMMISSIONING_ROLES, OVERSIGHT_ROLES
 from .jcs import parse_json
@@ -39,8 +46,17 @@ from .kinds import (
     under_prefix,
 )
 from .merkle import Frontier, MemoryTree, decompose
+from .rejects import (
+    MAX_AGGREGATE_RAW,
+    MAX_PER_MESSAGE,
+    SOURCE_BURST,
+    SOURCE_ROWS_PER_MINUTE,
+    Refusal,
+    RejectBudget,
+)
 from .store import (
     ACCESS_RULES_FROM,
+    MAX_REJECT_RAW,
     RECALL_RULES_FROM,
     Identity,
     Lot,
@@ -56,6 +72,12 @@ MAX_FUTURE_US = 5 * 60 * 1_000_000  # clock skew we tolerate on `time`
 PARALLEL_VERIFY_MIN = 64  # below this, threads cost more than they save
 VERIFY_CHUNK = 50  # envelopes per verification task
 GIL_SWITCH_INTERVAL_S = 0.0001  # while verification threads run (measured: docs/performance.md)
+
+_AGGREGATE_DETAIL = (
+    "{reason}: more refusals from this source than are stored one by one (the first "
+    f"{MAX_PER_MESSAGE} of a message; a source's {SOURCE_BURST}, then "
+    f"{SOURCE_ROWS_PER_MINUTE} a minute); this row counts them (`count`). First: {{first}}"
+)
 
 # Reject reasons (stable codes; docs/protocol.md lists them).
 MALFORMED = "malformed"
@@ -132,6 +154,7 @@ class Ledger:
         self.origin = origin
         self._loaded = False
         self._seen_version = -1
+        self.reject_budget = RejectBudget()  # what of the refusals is stored one by one
 
     # --- set-up
 
@@ -246,33 +269,43 @@ class Ledger:
 
     def append(
         self,
-        items: Iterable[Envelope | bytes | str | dict[str, Any]],
+        items: Iterable[Envelope | bytes | str | dict[str, Any] | NotAnEnvelope],
         *,
         atomic: bool = False,
         source: str | None = None,
         sources: Sequence[str | None] | None = None,
+        messages: Sequence[int] | None = None,
     ) -> list[Appended]:
         """Append envelopes; one result per item, in order.
 
         With ``atomic=True`` nothing is stored unless every envelope is accepted
         or a duplicate. Rejections are recorded in the store's reject log with
-        *source* (e.g. the MQTT topic), or per item with *sources*.
+        *source* (e.g. the MQTT topic), or per item with *sources*; *messages*
+        says which message each item came in (default: all in one), for the
+        per-message bound on stored rejects (provenance/rejects.py).
+
+        An `Envelope` counts as signature-checked only if this process's
+        verifier marked it so (`envelope.signature_checked`); any other,
+        including any subclass whatever its `verify_signature` does, is
+        checked here, and refused as `bad-signature` if it does not verify.
         """
         raws = list(items)
         if sources is None:
             sources = [source] * len(raws)
         elif len(sources) != len(raws):
             raise ValueError(f"{len(sources)} sources for {len(raws)} items")
+        if messages is not None and len(messages) != len(raws):
+            raise ValueError(f"{len(messages)} message numbers for {len(raws)} items")
         pool = self._verify_pool(len(raws))
         if pool is None:
-            return self._append(raws, None, atomic, sources)
+            return self._append(raws, None, atomic, sources, messages)
         # The verification threads need the GIL for a moment around each
         # (GIL-free) Ed25519 verify; with the default 5 ms switch interval they
         # starve behind this thread's parsing. Hand it over more often meanwhile.
         previous = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         try:
-            return self._append(raws, pool, atomic, sources)
+            return self._append(raws, pool, atomic, sources, messages)
         finally:
             sys.setswitchinterval(previous)
 
@@ -282,6 +315,7 @@ class Ledger:
         pool: ThreadPoolExecutor | None,
         atomic: bool,
         sources: Sequence[str | None],
+        messages: Sequence[int] | None = None,
     ) -> list[Appended]:
         results: list[Appended] = []
         chunks: list[_Verification] = []
@@ -309,7 +343,7 @@ class Ledger:
                     result.status, result.index = "aborted", None
                     result.reason, result.message = "aborted", "not stored: another event in "
                     result.message += "the same batch was rejected"
-        self._record_rejects(results, raws, sources)
+        self._record_rejects(results, raws, sources, messages)
         return results
 
     def _verify_pool(self, count: int) -> ThreadPoolExecutor | None:
@@ -354,26 +388,63 @@ class Ledger:
             raise
 
     def _record_rejects(
-        self, results: list[Appended], raws: list[Any], sources: Sequence[str | None]
+        self,
+        results: list[Appended],
+        raws: list[Any],
+        sources: Sequence[str | None],
+        messages: Sequence[int] | None = None,
     ) -> None:
+        """Record the refusals: each counted, the first ones of a message and
+        of a source stored one by one, the rest added to an aggregate row per
+        source and reason (provenance/rejects.py)."""
         rejected = [
-            (r, raw, source)
-            for r, raw, source in zip(results, raws, sources, strict=True)
-            if r.status == "rejected"
+            (position, result)
+            for position, result in enumerate(results)
+            if result.status == "rejected"
         ]
         if not rejected:
             return
-        at = format_time(self.clock())
-        with self.store.transaction():
-            for result, raw, source in rejected:
-                self.store.insert_reject(
-                    at,
-                    result.reason or "",
-                    result.message or "",
-                    source,
-                    result.event_id,
-                    _raw_bytes(raw),
-                )
+        now = self.clock()
+        at = format_time(now)
+        budget = self.reject_budget
+        plan = budget.plan(
+            [
+                Refusal(0 if messages is None else messages[p], sources[p], r.reason or "")
+                for p, r in rejected
+            ],
+            now,
+        )
+        try:
+            with self.store.transaction():
+                for index in plan.stored:
+                    position, result = rejected[index]
+                    self.store.insert_reject(
+                        at,
+                        result.reason or "",
+                        result.message or "",
+                        sources[position],
+                        result.event_id,
+                        _raw_bytes(raws[position]),
+                    )
+                for counted in plan.counted:
+                    if counted.row is not None and self.store.count_rejects(
+                        counted.row, counted.count, at
+                    ):
+                        continue
+                    position, first = rejected[counted.first]
+                    row = self.store.insert_reject(
+                        at,
+                        counted.reason,
+                        _AGGREGATE_DETAIL.format(reason=counted.reason, first=first.message or ""),
+                        counted.source,
+                        None,
+                        (_raw_bytes(raws[position]) or b"")[:MAX_AGGREGATE_RAW],
+                        count=counted.count,
+                    )
+                    budget.opened(counted.source, counted.reason, row, now)
+        except BaseException:
+            budget.forget()
+            raise
 
     # --- one envelope
 
@@ -1093,7 +1164,10 @@ class _Abort(Exception):
 
 
 class _Verification:
-    """Signature checks of a chunk of envelopes, on a thread pool or inline."""
+    """Signature checks of a chunk of envelopes, on a thread pool or inline.
+    `verify_signatures` skips only envelopes the verifier itself marked
+    checked (`envelope.signature_checked`) and checks every other one with
+    `Envelope.verify_signature`, whatever its class says."""
 
     def __init__(self, items: list[tuple[int, Envelope]], pool: ThreadPoolExecutor | None):
         self.items = items
@@ -1121,11 +1195,14 @@ def _rejected(reason: str, message: str, envelope: Envelope | None = None) -> Ap
 
 def _parse(item: Any) -> tuple[Envelope | None, Appended | None]:
     if isinstance(item, Envelope):
-        return item, None
+        return plain(item), None  # a subclass's overrides decide nothing
+    if isinstance(item, NotAnEnvelope):
+        return None, _rejected(item.reason, item.message)
     if isinstance(item, (bytes, bytearray, str)):
         try:
-            if len(item) > 64 * 1024:
-                raise ValidationError("", "envelope larger than 65536 bytes")
+            size = len(item) if not isinstance(item, str) else _utf8_size(item)
+            if size > MAX_ENVELOPE_BYTES:
+                raise ValidationError("", too_large(size))
             item = parse_json(bytes(item) if isinstance(item, bytearray) else item)
         except ValidationError as exc:
             return None, _rejected(MALFORMED, str(exc))
@@ -1137,16 +1214,32 @@ def _parse(item: Any) -> tuple[Envelope | None, Appended | None]:
         return None, _rejected(SCHEMA, str(exc))
 
 
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _text_bytes(text: str) -> bytes:
+    """Text as the bytes it was (surrogateescape), or with unencodable characters escaped."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 def _raw_bytes(raw: Any) -> bytes | None:
+    """The input as stored with its reject: at most MAX_REJECT_RAW bytes (the
+    store cuts them), never more work than that for a big one."""
+    if isinstance(raw, NotAnEnvelope):
+        raw = raw.raw
     if isinstance(raw, (bytes, bytearray)):
-        return bytes(raw)
+        return bytes(raw[:MAX_REJECT_RAW])
     if isinstance(raw, str):
-        return raw.encode("utf-8", "replace")
+        return _text_bytes(raw[:MAX_REJECT_RAW])[:MAX_REJECT_RAW]
     if isinstance(raw, Envelope):
-        return raw.canonical_bytes()
+        return plain(raw).canonical_bytes()[:MAX_REJECT_RAW]
     try:
         import json
 
-        return json.dumps(raw, default=str).encode()
-    except (TypeError, ValueError):
-        return repr(raw).encode()
+        return json.dumps(raw, default=str).encode("utf-8", "backslashreplace")[:MAX_REJECT_RAW]
+    except (TypeError, ValueError, RecursionError):
+        return repr(raw).encode("utf-8", "backslashreplace")[:MAX_REJECT_RAW]

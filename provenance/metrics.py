@@ -92,6 +92,11 @@ class IngestMetrics:
             "Reject notices not published (client queue full or disconnected)",
             registry=r,
         )
+        self.retained_ignored = Counter(
+            f"{PREFIX}_retained_ignored",
+            "Retained messages on an events topic, acknowledged and ignored (not ingested)",
+            registry=r,
+        )
         self.checkpoints_published = Counter(
             f"{PREFIX}_checkpoints_published",
             "Signed checkpoint notes published (retained) on provenance/v1/checkpoint",

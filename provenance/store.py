@@ -15,7 +15,8 @@ Layout (docs/architecture.md has the why):
   a lift ends only what its source caused (docs/lineage.md).
 - holds, flags: what the rules key decided about each lot (docs/rules.md): holds
   with the release that ended them, flags once per (lot, rule, key).
-- rejects: what was refused and why, with a bounded copy of the input.
+- rejects: what was refused and why, with a bounded copy of the input; a row
+  counts `count` refusals (more than one: an aggregate, provenance/rejects.py).
 - custodians: every party that ever held each lot (the commissioner and every
   receiver), which decides who may sign inspections about a lot and who sees
   it in the portal; prefixes: the GS1 company prefixes each party may
@@ -277,6 +278,15 @@ def record_prefixes(
         "INSERT OR IGNORE INTO prefixes (party, prefix, event) VALUES (?, ?, ?)",
         [(party_id, prefix, event_index) for prefix in prefixes],
     )
+
+
+@migration("0006_reject_counts")
+def _reject_counts(db: sqlite_utils.Database) -> None:
+    """A reject row may stand for several refusals (provenance/rejects.py):
+    `count` of them, the last at `last_at`. Existing rows are one each."""
+    conn = db.conn
+    conn.execute("ALTER TABLE rejects ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+    conn.execute("ALTER TABLE rejects ADD COLUMN last_at TEXT")
 
 
 def _backfill_holds(conn: sqlite3.Connection) -> None:
@@ -1419,23 +1429,38 @@ class Store:
         source: str | None,
         event_id: str | None,
         raw: bytes | None,
-    ) -> None:
-        self.conn.execute(
-            "INSERT INTO rejects (at, reason, detail, source, event_id, raw) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+        count: int = 1,
+    ) -> int:
+        """Record a refusal (or *count* of them: an aggregate row); its row id.
+        Text is stored as valid UTF-8 (anything else escaped), raw bytes capped."""
+        cursor = self.conn.execute(
+            "INSERT INTO rejects (at, reason, detail, source, event_id, raw, count, last_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 at,
-                reason,
-                detail[:2000],
-                source,
+                _text(reason),
+                _text(detail[:2000]),
+                None if source is None else _text(source),
                 event_id,
                 None if raw is None else bytes(raw[:MAX_REJECT_RAW]),
+                count,
+                at,
             ),
         )
+        return int(cursor.lastrowid or 0)
+
+    def count_rejects(self, row: int, count: int, at: str) -> bool:
+        """Add *count* refusals to aggregate row *row*; False if there is no such row."""
+        cursor = self.conn.execute(
+            "UPDATE rejects SET count = count + ?, last_at = ? WHERE id = ?", (count, at, row)
+        )
+        return cursor.rowcount == 1
 
     def rejects(self, limit: int = 100) -> list[tuple[Any, ...]]:
+        """The newest reject rows: (at, reason, detail, source, event_id, count)."""
         return self.conn.execute(
-            "SELECT at, reason, detail, source, event_id FROM rejects ORDER BY id DESC LIMIT ?",
+            "SELECT at, reason, detail, source, event_id, count FROM rejects "
+            "ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
 
@@ -1453,10 +1478,19 @@ class Store:
             "parties": count("SELECT count(*) FROM identities WHERE type = 'party'").fetchone()[0],
             "devices": count("SELECT count(*) FROM identities WHERE type = 'device'").fetchone()[0],
             "rejects": dict(
-                count("SELECT reason, count(*) FROM rejects GROUP BY reason").fetchall()
+                count("SELECT reason, sum(count) FROM rejects GROUP BY reason").fetchall()
             ),
             "log_size": self.log_size(),
         }
+
+
+def _text(text: str) -> str:
+    """*text* as valid UTF-8 (a lone surrogate, from input that was no text, escaped)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def leaf_for(envelope: Envelope) -> bytes:

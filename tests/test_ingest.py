@@ -527,13 +527,17 @@ def _shared_world() -> World:
 def test_decode_message_keeps_single_envelopes_as_bytes_and_splits_arrays():
     assert decode_message(b'{"v":1}') == [b'{"v":1}']
     assert decode_message(b'  [{"v":1}, 2]') == [{"v": 1}, 2]
-    assert decode_message(b"[]") == [b"[]"]  # refused whole, as `schema`
+    (empty,) = decode_message(b"[]")  # refused whole, as `schema`, saying why
+    assert (empty.reason, empty.raw) == ("schema", b"[]")
     assert decode_message(b"[1,") == [b"[1,"]  # refused whole, as `malformed`
     too_many = json.dumps([{}] * (MAX_ENVELOPES_PER_MESSAGE + 1)).encode()
-    assert decode_message(too_many) == [too_many]
+    (long,) = decode_message(too_many)
+    assert (long.reason, long.raw) == ("schema", too_many)
+    assert f"{MAX_ENVELOPES_PER_MESSAGE + 1:,} items" in long.message
     big = json.dumps([{"pad": "x" * 70_000}, {"v": 1}]).encode()
     first, second = decode_message(big)
-    assert isinstance(first, bytes) and len(first) > 65_536  # refused as too large
+    assert first.reason == "malformed" and len(first.raw) > 65_536  # refused as too large
+    assert "array element 0" in first.message
     assert second == {"v": 1}
 
 

@@ -24,12 +24,12 @@ from world import World
 
 from provenance import topics
 from provenance.audit import verify_ledger
-from provenance.envelope import Envelope
+from provenance.envelope import Envelope, signature_checked
 from provenance.ingest import BatchResult, commit_batch, decode_message
 from provenance.ingest_backend import WorkerBackend
 from provenance.ingest_errors import IngestError
 from provenance.ingest_inbox import Message
-from provenance.ingest_prepare import VerifiedEnvelope, items_of, prepare
+from provenance.ingest_prepare import items_of, prepare
 
 SETTLE = 60.0
 
@@ -213,7 +213,7 @@ def test_prepared_items_are_judged_exactly_like_raw_ones(file_world):
     # rules (signer, replay, time, authorisation, lots) still judge them.
     ruled = {"unknown-signer", "unknown-device", "replay", "revoked", "future-time"}
     ruled |= {"unauthorised", "unknown-lot"}
-    verified = [isinstance(items[0], VerifiedEnvelope) for items in prepared]
+    verified = [signature_checked(items[0]) for items in prepared]
     assert verified == [reason in ruled for _, reason in cases.values()] + [True] * len(valid)
     result = commit_batch(world.ledger, messages, prepared)
     got = [items[0].reason for items in result.messages]
