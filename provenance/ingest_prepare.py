@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import lifeline
 from .envelope import MAX_ENVELOPE_BYTES, Envelope
 from .errors import ProvenanceError
 from .ingest_decode import decode_message
@@ -101,11 +102,13 @@ def items_of(records: Sequence[Record]) -> list[Any]:
     return items
 
 
-def serve(requests: Connection, results: Connection) -> None:
-    """A prep process (started by the commit worker): `prepare` each chunk of
-    payloads it is sent and send back the records, in order, until its
-    requests pipe closes. The ingest service decides when everything stops,
-    so SIGINT/SIGTERM are ignored."""
+def serve(requests: Connection, results: Connection, parent: int) -> None:
+    """A prep process (started by the commit worker, pid *parent*): `prepare`
+    each chunk of payloads it is sent and send back the records, in order,
+    until its requests pipe closes. The ingest service decides when
+    everything stops, so SIGINT/SIGTERM are ignored; if the worker dies,
+    whatever kills it, so does this process (provenance.lifeline)."""
+    lifeline.hold(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while True:
