@@ -159,14 +159,15 @@ sys.stdin.read()
 
 
 def _python(code: str, *args: str, **kw) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    return _python_command([sys.executable, "-c", code, *args], **kw)
+
+
+def _python_command(command: list[str], **kw) -> subprocess.Popen[bytes]:
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
+        command,
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": path},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         **kw,
@@ -236,3 +237,26 @@ def test_another_program_started_through_the_lifeline_dies_with_its_parent(tmp_p
         parent.kill()
         parent.wait(READY)
         assert_nothing_left(family, GONE)
+
+
+def test_kill_9_of_verify_leaves_no_pool_worker(tmp_path):
+    """`provenance verify` checks a large ledger on a pool of forked workers;
+    fork gave each one the pool's queues, write ends included, so after a
+    kill -9 they waited for work for ever."""
+    ledger = Ledger(tmp_path)
+    world = ledger.world
+    for first in range(0, 2048, 512):
+        world.ledger.append([world.reading(1 + n / 10_000, 4.0) for n in range(first, first + 512)])
+    ledger.close_writer()
+    command = [sys.executable, str(ledger.runner), "--db", str(ledger.db), "verify"]
+    with _python_command([*command, "--workers", "2"]) as verify, _killed(verify):
+        family = Family(verify.pid)
+        deadline = time.monotonic() + READY
+        tick = threading.Event()
+        while not family.look():
+            assert verify.poll() is None, "verify ended before its pool started"
+            assert time.monotonic() < deadline, "no pool worker started"
+            tick.wait(0.002)
+        verify.kill()
+        verify.wait(READY)
+        assert_nothing_left(family, GONE, ledger.db)
