@@ -18,7 +18,10 @@ the parent's is ingest_backend.WorkerBackend.
   refuses (locked, full), with backoff up to COMMIT_RETRY_MAX_S.
 - The child ignores SIGINT/SIGTERM (the parent decides when it stops) and
   stops when its stdin closes — after the append under way, dropping what it
-  has not appended: the broker redelivers what was not acknowledged.
+  has not appended: the broker redelivers what was not acknowledged. If the
+  parent dies, whatever kills it, the child exits at once, and its prep
+  processes with it (provenance.lifeline; docs/ingest.md, "Process
+  lifecycle"); only the parent and the child hold the frame pipes.
 - If the child dies, the parent (ingest_backend.WorkerBackend) starts another
   and sends it every group still unanswered, in order.
 """
