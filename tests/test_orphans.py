@@ -5,10 +5,12 @@ lifecycle"; provenance/lifeline.py).
 commit worker is still starting (where the worker used to hang for ever in
 multiprocessing's exit handler, waiting for prep processes that ignore
 SIGTERM) — and every process it started must be gone within GONE seconds,
-with nothing holding the ledger open. The lifeline itself is checked on
-plain Python children: a parent-death signal that the death of the parent's
-*thread* does not trip, a parent that died before the child could arm it,
-and a program that is not ours (exec'd through `lifeline.command`).
+with nothing holding the ledger open; a killed commit worker takes its prep
+processes along; a killed `provenance verify` its pool of forked checkers.
+The lifeline itself is checked on plain Python children: a parent-death
+signal that the death of the parent's *thread* does not trip, a parent that
+died before the child could arm it, and a program that is not ours (exec'd
+through `lifeline.command`).
 
 RUNS sets how many kill -9 runs the mid-stream test makes (5 by default; set
 PROVENANCE_ORPHAN_RUNS=20 for a longer hunt).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import signal
 import subprocess
@@ -38,6 +41,7 @@ pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="walks the process tree in /proc"
 )
 
+READY_LINE = re.compile(r"commit worker \d+ ready")
 RUNS = int(os.environ.get("PROVENANCE_ORPHAN_RUNS", "5"))
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,6 +120,7 @@ def test_a_killed_worker_takes_its_prep_processes_with_it(ledger, broker, starte
     os.kill(worker.pid, signal.SIGKILL)
     assert_nothing_left(below, GONE)
     ingest.wait_for_line("starting a new one")
+    wait_until(lambda: len(READY_LINE.findall(ingest.output)) == 2, READY, "the new worker")
     assert ingest.process.poll() is None, ingest.output
     assert ingest.terminate() == 0, ingest.output  # and the new worker stops with it
 
