@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import chain as chains
+from . import lifeline
 from .bundle import BundleReport, verify_bundle
 from .checkpoint import Checkpoint, open_checkpoint
 from .ed25519 import InvalidSignature
@@ -585,8 +586,15 @@ def verify_ledger(
     #    checkpoints' signatures and the chain heads here.
     results: list[_RangeResult] = []
     if store.path is not None and workers > 1 and len(ranges) > 1:
+        # fork copies every descriptor, the pool's own queue included, so a
+        # worker never sees EOF if we die: the lifeline ends it instead.
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=lifeline.hold,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = [
                 pool.submit(_check_range, str(store.path), None, begin, end, registry)
                 for begin, end in ranges

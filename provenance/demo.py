@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from . import lifeline
 from .timefmt import format_time, now_micros
 
 GTIN = "09506000134352"
@@ -42,11 +43,15 @@ HOUR = 3_600_000_000
 class Demo:
     def __init__(self, directory: Path):
         self.directory = directory.resolve()
-        self.env = {
-            **os.environ,
-            "PROVENANCE_DB": str(self.directory / "provenance.db"),
-            "PROVENANCE_KEYS": str(self.directory / "keys"),
-        }
+        # Every command it starts (`python -m provenance …`) dies with the demo,
+        # whatever ends it (provenance.lifeline).
+        self.env = lifeline.child_env(
+            {
+                **os.environ,
+                "PROVENANCE_DB": str(self.directory / "provenance.db"),
+                "PROVENANCE_KEYS": str(self.directory / "keys"),
+            }
+        )
 
     def say(self, text: str) -> None:
         print(f"\n== {text}", flush=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from . import lifeline
 from .ingest_commit import (
     COMMIT_RETRY_MAX_S,
     COMMIT_RETRY_MIN_S,
@@ -156,14 +157,17 @@ class WorkerBackend:
         return note
 
     def _start(self) -> str | None:
-        env = dict(os.environ)
+        env = lifeline.child_env()  # the worker dies with us, whatever kills us
         here = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        # Its pipes are ours alone: created close-on-exec, and close_fds keeps
+        # any other descriptor of ours out of it (docs/ingest.md, "Process lifecycle").
         self.process = subprocess.Popen(
             [sys.executable, "-m", MODULE],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
+            close_fds=True,
         )
         config = {
             "db": str(self.db_path),

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import lifeline
 from .envelope import MAX_ENVELOPE_BYTES, Envelope, NotAnEnvelope, SignatureVouchers
 from .errors import ProvenanceError
 from .ingest_decode import decode_message
@@ -105,12 +106,18 @@ def items_of(records: Sequence[Record], vouchers: SignatureVouchers = IN_PROCESS
 
 
 def serve(
-    requests: Connection, results: Connection, vouchers: SignatureVouchers = IN_PROCESS
+    requests: Connection,
+    results: Connection,
+    parent: int,
+    vouchers: SignatureVouchers = IN_PROCESS,
 ) -> None:
-    """A prep process (started by the commit worker, which gives it its
-    *vouchers*): `prepare` each chunk of payloads it is sent and send back
-    the records, in order, until its requests pipe closes. The ingest
-    service decides when everything stops, so SIGINT/SIGTERM are ignored."""
+    """A prep process (started by the commit worker, pid *parent*, which gives
+    it its *vouchers*): `prepare` each chunk of payloads it is sent and send
+    back the records, in order, until its requests pipe closes. The ingest
+    service decides when everything stops, so SIGINT/SIGTERM are ignored; if
+    the worker dies, whatever kills it, so does this process
+    (provenance.lifeline)."""
+    lifeline.hold(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while True:

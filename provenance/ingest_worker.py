@@ -18,7 +18,10 @@ the parent's is ingest_backend.WorkerBackend.
   refuses (locked, full), with backoff up to COMMIT_RETRY_MAX_S.
 - The child ignores SIGINT/SIGTERM (the parent decides when it stops) and
   stops when its stdin closes — after the append under way, dropping what it
-  has not appended: the broker redelivers what was not acknowledged.
+  has not appended: the broker redelivers what was not acknowledged. If the
+  parent dies, whatever kills it, the child exits at once, and its prep
+  processes with it (provenance.lifeline; docs/ingest.md, "Process
+  lifecycle"); only the parent and the child hold the frame pipes.
 - If the child dies, the parent (ingest_backend.WorkerBackend) starts another
   and sends it every group still unanswered, in order.
 """
@@ -44,6 +47,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from . import lifeline
 from .envelope import SignatureVouchers
 from .ingest_commit import (
     COMMIT_RETRY_MAX_S,
@@ -100,7 +104,7 @@ class _Prep:
         self.results, results_out = context.Pipe(duplex=False)
         self.process = context.Process(
             target=serve,
-            args=(requests_in, results_out, vouchers),
+            args=(requests_in, results_out, os.getpid(), vouchers),
             name="ingest-prep",
             daemon=True,
         )
@@ -391,52 +395,86 @@ class _Writer:
             write_frame(self.replies, ("ok", reply))
 
 
+def _own_pipes() -> tuple[Any, Any]:
+    """Take the frames pipes off descriptors 0 and 1 onto ones no child of
+    ours inherits (`os.dup` makes them non-inheritable): a spawned child gets
+    our 0, 1 and 2, and a prep process or multiprocessing's resource tracker
+    holding our stdout would keep the parent from seeing EOF when we die
+    (docs/ingest.md, "Process lifecycle"). Our 0 becomes /dev/null and our 1
+    stderr, so that a stray print goes to the log, never into the frames."""
+    requests = os.fdopen(os.dup(0), "rb")
+    replies = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - for the process's life
+    sys.stdout = sys.stderr
+    return requests, replies
+
+
 def worker_main() -> int:
     """The commit worker process: `python -m provenance.ingest_worker`."""
+    lifeline.hold_from_env()  # the ingest process goes, whatever kills it: so do we
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    requests, replies = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # a stray print must not corrupt the frames
-    config = read_frame(requests)
+    requests, replies = _own_pipes()
+    try:
+        config = read_frame(requests)
+    except EOFError:
+        return 1  # the parent went before it told us anything
     logging.basicConfig(
         level=config["level"], format="%(asctime)s %(levelname)s worker: %(message)s"
     )
     processes = config.get("prep_processes")
     pool = _PrepPool(processes if processes is not None else os.cpu_count() or 1)
+    ledger: Ledger | None = None
+    # Whatever ends this function, the prep processes are stopped first: they
+    # ignore SIGTERM, so multiprocessing's exit handler (SIGTERM, then join
+    # without a deadline) would wait for them for ever while we hold their pipes.
     try:
-        key = load_pem_private_key(config["key"], password=None)
-        assert isinstance(key, Ed25519PrivateKey)
-        # Prepared envelopes are verified already, the rest (rare) inline; without
-        # prep processes the ledger verifies on its threads as usual.
-        threads = 1 if pool.processes else None
-        ledger = Ledger(Store(config["db"], create=False), key, verify_threads=threads)
-        note = latest_checkpoint(ledger)
-        pool.start()
-    except Exception as exc:  # report it to the parent, which says it to the operator
-        pool.close()
-        write_frame(replies, ("fatal", str(exc)))
-        return 1
-    write_frame(replies, ("ready", note))
-    writer = _Writer(ledger, pool, replies)
-    writer.thread.start()
-    try:
-        while True:
-            try:
-                request = read_frame(requests)
-            except EOFError:
-                writer.abandon.set()  # the parent is gone: the broker redelivers the rest
-                break
-            if request[0] != "commit":
-                break
-            writer.groups.put(_Group(request[1], pool))
-        writer.groups.put(_STOP)
-        while writer.thread.is_alive():
-            writer.thread.join(0.5)
-        return 1 if writer.failed else 0
+        try:
+            key = load_pem_private_key(config["key"], password=None)
+            assert isinstance(key, Ed25519PrivateKey)
+            # Prepared envelopes are verified already, the rest (rare) inline; without
+            # prep processes the ledger verifies on its threads as usual.
+            threads = 1 if pool.processes else None
+            ledger = Ledger(Store(config["db"], create=False), key, verify_threads=threads)
+            note = latest_checkpoint(ledger)
+            pool.start()
+        except Exception as exc:  # report it to the parent, which says it to the operator
+            with contextlib.suppress(OSError):
+                write_frame(replies, ("fatal", str(exc)))
+            return 1
+        try:
+            write_frame(replies, ("ready", note))
+        except OSError:
+            return 1  # the parent went while we started
+        return _serve(ledger, pool, requests, replies)
     finally:
         pool.close()
-        ledger.close()
-        ledger.store.close()
+        if ledger is not None:
+            ledger.close()
+            ledger.store.close()
+
+
+def _serve(ledger: Ledger, pool: _PrepPool, requests: Any, replies: Any) -> int:
+    """Take groups until told to stop or the parent goes; the writer appends them."""
+    writer = _Writer(ledger, pool, replies)
+    writer.thread.start()
+    while True:
+        try:
+            request = read_frame(requests)
+        except EOFError:
+            writer.abandon.set()  # the parent is gone: the broker redelivers the rest
+            break
+        if request[0] != "commit":
+            break
+        writer.groups.put(_Group(request[1], pool))
+    writer.groups.put(_STOP)
+    while writer.thread.is_alive():
+        writer.thread.join(0.5)
+    return 1 if writer.failed else 0
 
 
 if __name__ == "__main__":  # the commit worker process: see WorkerBackend

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import lifeline
+
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 START_DEADLINE = 15.0
 
@@ -128,9 +130,12 @@ class Broker:
     def start(self) -> Broker:
         if self.kind == "amqtt" and self.users:
             raise BrokerUnavailable("password checks need Mosquitto (amqtt fallback in use)")
+        # Stopped (SIGTERM) when we go, whatever ends us (provenance.lifeline): the
+        # thread that starts it must outlive it, as the demo's and a test's main thread do.
+        command = lifeline.command(self._command())
         with self.log.open("ab") as handle:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                self._command(), stdout=handle, stderr=handle, start_new_session=True
+                command, stdout=handle, stderr=handle, start_new_session=True
             )
         deadline = time.monotonic() + START_DEADLINE
         while time.monotonic() < deadline:

@@ -9,6 +9,7 @@ poll the database or watch the service's log lines, always with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from children import Family, assert_nothing_left
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from paho.mqtt.enums import CallbackAPIVersion
 from world import World
@@ -39,6 +41,7 @@ main(prog_name="provenance")
 """
 READY = 20.0
 SETTLE = 60.0
+GONE = 10.0  # the processes an ingest started are gone this soon after it
 TOPIC = topics.events_topic("gateways", "truck7")
 
 
@@ -102,6 +105,8 @@ class Ingest:
             cwd=ROOT,
             env={**os.environ, **(env or {})},
         )
+        self.ledger = ledger
+        self.family = Family(self.process.pid)  # what it started: none may outlive it
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -131,28 +136,40 @@ class Ingest:
                     f"no {text!r} from ingest:\n{self.output}"
                 )
                 self._changed.wait(remaining)
+        self.family.look()
 
     def kill9(self) -> None:
+        """SIGKILL: nothing it started may be left, nor hold the ledger."""
+        self.family.look()
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(READY)
-        self._reader.join(READY)
+        self.assert_nothing_left()
 
     def terminate(self) -> int:
+        self.family.look()
         self.process.send_signal(signal.SIGTERM)
         return self.wait()
 
     def wait(self, timeout: float = SETTLE) -> int:
         code = self.process.wait(timeout)
-        self._reader.join(READY)
+        self.assert_nothing_left()
         return code
+
+    def assert_nothing_left(self) -> None:
+        assert_nothing_left(self.family, GONE, self.ledger.db)
+        self._reader.join(READY)  # EOF: no process of its is left holding its output
+        assert not self._reader.is_alive(), "something still holds the ingest's output"
 
     def close(self) -> None:
         if self.process.poll() is None:
+            self.family.look()
             self.process.kill()
             self.process.wait(READY)
-        self._reader.join(READY)
-        if self.process.stdout:
-            self.process.stdout.close()
+        try:
+            self.assert_nothing_left()
+        finally:
+            if self.process.stdout:
+                self.process.stdout.close()
 
 
 class Stream(threading.Thread):
@@ -236,10 +253,13 @@ def ledger(tmp_path):
 
 @pytest.fixture
 def processes():
+    """The ingest processes a test starts; at the end each is killed if it
+    still runs, and none may have left a process of its own behind."""
     running: list[Ingest] = []
     yield running
-    for ingest in running:
-        ingest.close()
+    with contextlib.ExitStack() as closing:  # every one is closed, the first failure raised
+        for ingest in running:
+            closing.callback(ingest.close)
 
 
 def start(processes: list[Ingest], ledger: Ledger, url: str, *extra: str, **kw: Any) -> Ingest:
