@@ -38,6 +38,7 @@ __all__ = [
     "LotId",
     "check_digit",
     "gtin_uri",
+    "lot_path",
     "lot_uri",
     "normalize_gtin",
     "parse_lot_uri",
@@ -197,10 +198,25 @@ def _validate_cset82(value: str, field: str, ai: str, max_length: int) -> str:
     return value
 
 
+DOT_SEGMENTS = frozenset({".", ".."})
+"""Lot codes no web address can carry: in a URI path a segment ``.`` or ``..`` (and,
+for browsers, ``%2E`` or ``%2E%2E``) is a relative step that clients remove
+(RFC 3986 §5.2.4, WHATWG URL), so ``…/10/..`` would open ``…/01/{GTIN}/``."""
+
+
 def validate_lot(lot: str, field: str = "lot") -> str:
     """Return ``lot`` if it is a valid AI (10) batch/lot number: 1 to 20 characters
-    of GS1 AI encodable character set 82 (:data:`CSET82`). Never alters the value."""
-    return _validate_cset82(lot, field, AI_BATCH_LOT, QUALIFIER_MAX_LENGTH)
+    of GS1 AI encodable character set 82 (:data:`CSET82`). Never alters the value.
+
+    ``.`` and ``..`` are refused although CSET 82 allows them: see :data:`DOT_SEGMENTS`."""
+    _validate_cset82(lot, field, AI_BATCH_LOT, QUALIFIER_MAX_LENGTH)
+    if lot in DOT_SEGMENTS:
+        raise ValidationError(
+            field,
+            f"{lot!r} cannot be a lot code: web addresses drop a path step of {lot!r}, so its"
+            " GS1 Digital Link would open another page; choose a code with other characters",
+        )
+    return lot
 
 
 # --- percent-encoding ---------------------------------------------------------------------
@@ -383,7 +399,10 @@ def gtin_uri(
     for ai in GTIN_QUALIFIERS:
         value, field = values[ai]
         if value is not None:
-            _validate_cset82(value, field, ai, QUALIFIER_MAX_LENGTH)
+            if ai == AI_BATCH_LOT:
+                validate_lot(value, field)
+            else:
+                _validate_cset82(value, field, ai, QUALIFIER_MAX_LENGTH)
             parts.append(f"/{ai}/{percent_encode(value)}")
     return "".join(parts)
 
@@ -395,6 +414,14 @@ def lot_uri(gtin: str, lot: str, base: str = DEFAULT_BASE) -> str:
     ``"https://id.gs1.org/01/09520123456788/10/ABC%2B1"``.
     """
     return gtin_uri(gtin, lot=lot, base=base)
+
+
+def lot_path(uri: str) -> str:
+    """The path of a lot's page on a resolver, ``/01/{GTIN-14}/10/{lot}``, percent-encoded
+    as :func:`percent_encode` does (``A/B`` is ``A%2FB``, ``%`` is ``%25``), from the lot's
+    canonical URI. Every link to a lot is built from this path, never from decoded text."""
+    gtin14, lot = parse_lot_uri(uri)
+    return lot_uri(gtin14, lot, base="")
 
 
 @dataclass(frozen=True)
