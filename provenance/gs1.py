@@ -44,6 +44,7 @@ __all__ = [
     "parse_lot_uri",
     "percent_decode",
     "percent_encode",
+    "require_linkable_lot",
     "validate_check_digit",
     "validate_lot",
 ]
@@ -198,23 +199,28 @@ def _validate_cset82(value: str, field: str, ai: str, max_length: int) -> str:
     return value
 
 
+def validate_lot(lot: str, field: str = "lot") -> str:
+    """Return ``lot`` if it is a valid AI (10) batch/lot number: 1 to 20 characters
+    of GS1 AI encodable character set 82 (:data:`CSET82`). Never alters the value."""
+    return _validate_cset82(lot, field, AI_BATCH_LOT, QUALIFIER_MAX_LENGTH)
+
+
 DOT_SEGMENTS = frozenset({".", ".."})
 """Lot codes no web address can carry: in a URI path a segment ``.`` or ``..`` (and,
 for browsers, ``%2E`` or ``%2E%2E``) is a relative step that clients remove
 (RFC 3986 §5.2.4, WHATWG URL), so ``…/10/..`` would open ``…/01/{GTIN}/``."""
 
 
-def validate_lot(lot: str, field: str = "lot") -> str:
-    """Return ``lot`` if it is a valid AI (10) batch/lot number: 1 to 20 characters
-    of GS1 AI encodable character set 82 (:data:`CSET82`). Never alters the value.
-
-    ``.`` and ``..`` are refused although CSET 82 allows them: see :data:`DOT_SEGMENTS`."""
-    _validate_cset82(lot, field, AI_BATCH_LOT, QUALIFIER_MAX_LENGTH)
+def require_linkable_lot(lot: str, field: str = "lot") -> str:
+    """Return ``lot`` if a web address can carry it; refuse ``.`` and ``..``, which
+    GS1 allows but no link can reach (:data:`DOT_SEGMENTS`). For new lots only:
+    lots a ledger already holds keep their codes."""
     if lot in DOT_SEGMENTS:
         raise ValidationError(
             field,
-            f"{lot!r} cannot be a lot code: web addresses drop a path step of {lot!r}, so its"
-            " GS1 Digital Link would open another page; choose a code with other characters",
+            f"{lot!r} cannot be a new lot's code: web addresses drop a path step of {lot!r},"
+            " so the lot's GS1 Digital Link would open another page; choose a code with"
+            " other characters",
         )
     return lot
 
@@ -399,10 +405,7 @@ def gtin_uri(
     for ai in GTIN_QUALIFIERS:
         value, field = values[ai]
         if value is not None:
-            if ai == AI_BATCH_LOT:
-                validate_lot(value, field)
-            else:
-                _validate_cset82(value, field, ai, QUALIFIER_MAX_LENGTH)
+            _validate_cset82(value, field, ai, QUALIFIER_MAX_LENGTH)
             parts.append(f"/{ai}/{percent_encode(value)}")
     return "".join(parts)
 

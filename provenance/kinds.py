@@ -506,7 +506,7 @@ def _check_enrol(data: dict[str, Any], _batches: Any) -> None:
 
 def _check_commission(data: dict[str, Any], batches: tuple[str, ...] | None) -> None:
     gtin = gs1.normalize_gtin(data["gtin"], field="data.gtin")
-    lot = gs1.validate_lot(data["lot"], field="data.lot")
+    lot = gs1.require_linkable_lot(gs1.validate_lot(data["lot"], field="data.lot"), "data.lot")
     uri = gs1.lot_uri(gtin, lot)
     if batches != (uri,):
         raise ValidationError("batches", f"a commission names exactly its own lot: [{uri!r}]")
@@ -527,6 +527,8 @@ def _check_transform(data: dict[str, Any], batches: tuple[str, ...] | None) -> N
         raise ValidationError("data", "a lot may appear only once among inputs and outputs")
     if batches is None or sorted(batches) != sorted(everything):
         raise ValidationError("batches", "must list exactly the transform's input and output lots")
+    for index, uri in enumerate(outputs):  # new lots
+        gs1.require_linkable_lot(gs1.parse_lot_uri(uri)[1], f"data.outputs[{index}].batch")
 
 
 _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {

@@ -19,9 +19,9 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_portal_support import Portal, make_app
-from world import GTIN, at
+from world import GTIN, LOT, at
 
-from provenance import gs1
+from provenance import gs1, kinds
 from provenance.errors import ValidationError
 
 pytest_plugins = ["test_portal_support"]
@@ -246,10 +246,43 @@ def test_codes_no_lot_can_have_answer_400_and_their_links_stay_put(portal, lots,
             assert again.status_code == response.status_code
 
 
-def test_dot_lot_codes_are_refused_with_a_reason():
-    for code in (".", ".."):
-        with pytest.raises(ValidationError, match="cannot be a lot code"):
-            gs1.lot_uri(GTIN, code)
+@pytest.mark.parametrize("code", [".", ".."])
+def test_new_lots_cannot_have_codes_no_link_can_carry(portal, code):
+    """A path step '.' or '..' is removed by every client (browsers also remove
+    %2E and %2E%2E), so a new lot may not be called so."""
+    uri = uri_of(code)
+    data = {"gtin": GTIN, "lot": code, "product": "Dots"}
+    with pytest.raises(ValidationError, match="cannot be a new lot's code") as refused:
+        kinds.validate_data("commission", data, (uri,))
+    assert refused.value.field == "data.lot"
+    one = {"value": 1, "unit": "KGM"}
+    made = {
+        "inputs": [{"batch": LOT, "quantity": one}],
+        "outputs": [{"batch": uri, "quantity": one}],
+    }
+    with pytest.raises(ValidationError, match="cannot be a new lot's code") as refused:
+        kinds.validate_data("transform", made, (LOT, uri))
+    assert refused.value.field == "data.outputs[0].batch"
+    response = portal.api("POST", "/api/v1/lots", portal.token("farm"), json=data)
+    assert response.status_code == 400 and "data.lot" in response.json["detail"]
+
+
+def test_an_old_dot_lot_can_still_be_named_and_its_links_open_no_other_lot(
+    portal, lots, monkeypatch
+):
+    uri = uri_of("..")
+    with monkeypatch.context() as before_the_rule:
+        before_the_rule.setattr(gs1, "require_linkable_lot", lambda lot, field="lot": lot)
+        portal.world.ok("farm", "commission", [uri], {"gtin": GTIN, "lot": "..", "product": "Dots"})
+    portal.world.ok("regulator", "recall", [uri], {"reason": "test", "class": "II"}, time=at(3))
+    page = portal.client("reg1").get(f"/portal/lots/{portal.lot_id(uri)}")
+    assert page.status_code == 200
+    client = portal.app.test_client()
+    for href in hrefs(page.get_data(as_text=True)):
+        target = browser_target(f"http://localhost/portal/lots/{portal.lot_id(uri)}", href)
+        if target.startswith("/01/"):
+            response = client.get(target, headers={"Accept": "application/json"})
+            assert response.status_code in (400, 404), (href, target)
 
 
 def test_links_use_base_url_and_stay_encoded(portal, lots, tmp_path):
