@@ -18,6 +18,7 @@ from flask import current_app, g, request
 from .. import gs1
 
 BUNDLE_PREFIX = "/bundle"
+_PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar, "/" and the escapes already made
 
 
 def lot_path(lot_uri: str) -> str:
@@ -70,7 +71,10 @@ def this_path() -> str:
     if page:
         return str(page)
     path = raw_target().split("?", 1)[0].split("#", 1)[0]
-    return "/" + path.lstrip("/")  # never "//host/…", which a browser reads as another site
+    # Escape what may not stand in a path (a browser reads "\\" as "/"), keep the
+    # escapes already there, and never start with "//", which names another site.
+    path = quote(path, safe=_PATH_SAFE)
+    return "/" + path.lstrip("/")
 
 
 def url_with(**changes: str) -> str:
