@@ -303,3 +303,12 @@ def test_a_page_never_links_off_site_from_a_crafted_path(portal, path):
             continue
         resolved = urlsplit(urljoin("http://localhost/", href.replace("\\", "/")))
         assert resolved.netloc == "localhost", href
+
+
+@pytest.mark.parametrize("code", HOSTILE)
+def test_the_lookup_form_redirects_to_that_lot(portal, lots, code):
+    client = portal.app.test_client()
+    response = client.get("/lookup", query_string={"gtin": GTIN, "lot": code})
+    assert response.status_code == 303
+    target = browser_target("http://localhost/lookup", response.headers["Location"])
+    assert lot_answered(client, target, lots) == uri_of(code)
