@@ -27,7 +27,7 @@ from . import chain as chains
 from .checkpoint import Checkpoint, open_checkpoint
 from .envelope import Envelope
 from .errors import ProvenanceError, VerificationError
-from .kinds import REGISTRAR, SIGNER_ROLES
+from .kinds import REGISTRAR, SIGNER_ROLES, text_as_signed
 from .merkle import hash_leaf, verify_inclusion
 from .timefmt import parse_time
 
@@ -80,7 +80,8 @@ def _parse_chain(raw: Any) -> _Chain:
         events = []
         for item in raw["events"]:
             try:
-                envelope = Envelope.from_json(item["envelope"])
+                with text_as_signed():  # signed perhaps before the text rule (docs/protocol.md)
+                    envelope = Envelope.from_json(item["envelope"])
             except ProvenanceError as exc:
                 raise VerificationError(
                     f"{subject}: event at log index {item.get('index')} "

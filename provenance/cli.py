@@ -23,6 +23,7 @@ from .kinds import PREFIXES_FIELD, company_prefixes
 from .ledger import Appended, Ledger
 from .signing import did_of, sign
 from .store import Store
+from .terminal import escape_standard_streams
 from .timefmt import format_time, now_micros, parse_time
 
 LOG_KEY = "log"
@@ -150,6 +151,7 @@ EXPORT_COMMANDS = {
 @click.pass_context
 def main(ctx: click.Context, db: str, keys: str) -> None:
     """Signed, chained, checkable supply-chain records for food and vaccines."""
+    escape_standard_streams()  # ledger text is shown, never obeyed, by the terminal
     ctx.obj = Context(db, keys)
 
 

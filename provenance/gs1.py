@@ -38,11 +38,13 @@ __all__ = [
     "LotId",
     "check_digit",
     "gtin_uri",
+    "lot_path",
     "lot_uri",
     "normalize_gtin",
     "parse_lot_uri",
     "percent_decode",
     "percent_encode",
+    "require_linkable_lot",
     "validate_check_digit",
     "validate_lot",
 ]
@@ -201,6 +203,26 @@ def validate_lot(lot: str, field: str = "lot") -> str:
     """Return ``lot`` if it is a valid AI (10) batch/lot number: 1 to 20 characters
     of GS1 AI encodable character set 82 (:data:`CSET82`). Never alters the value."""
     return _validate_cset82(lot, field, AI_BATCH_LOT, QUALIFIER_MAX_LENGTH)
+
+
+DOT_SEGMENTS = frozenset({".", ".."})
+"""Lot codes no web address can carry: in a URI path a segment ``.`` or ``..`` (and,
+for browsers, ``%2E`` or ``%2E%2E``) is a relative step that clients remove
+(RFC 3986 §5.2.4, WHATWG URL), so ``…/10/..`` would open ``…/01/{GTIN}/``."""
+
+
+def require_linkable_lot(lot: str, field: str = "lot") -> str:
+    """Return ``lot`` if a web address can carry it; refuse ``.`` and ``..``, which
+    GS1 allows but no link can reach (:data:`DOT_SEGMENTS`). For new lots only:
+    lots a ledger already holds keep their codes."""
+    if lot in DOT_SEGMENTS:
+        raise ValidationError(
+            field,
+            f"{lot!r} cannot be a new lot's code: web addresses drop a path step of {lot!r},"
+            " so the lot's GS1 Digital Link would open another page; choose a code with"
+            " other characters",
+        )
+    return lot
 
 
 # --- percent-encoding ---------------------------------------------------------------------
@@ -395,6 +417,14 @@ def lot_uri(gtin: str, lot: str, base: str = DEFAULT_BASE) -> str:
     ``"https://id.gs1.org/01/09520123456788/10/ABC%2B1"``.
     """
     return gtin_uri(gtin, lot=lot, base=base)
+
+
+def lot_path(uri: str) -> str:
+    """The path of a lot's page on a resolver, ``/01/{GTIN-14}/10/{lot}``, percent-encoded
+    as :func:`percent_encode` does (``A/B`` is ``A%2FB``, ``%`` is ``%25``), from the lot's
+    canonical URI. Every link to a lot is built from this path, never from decoded text."""
+    gtin14, lot = parse_lot_uri(uri)
+    return lot_uri(gtin14, lot, base="")
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,11 @@ Validation is strict: unknown fields are refused (partner extras go under
 
 from __future__ import annotations
 
+import contextvars
 import re
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from . import gs1
@@ -104,8 +107,72 @@ Validator = Callable[[Any, str], None]
 
 # --- field validators: each takes (value, field path) and raises ValidationError
 
+# Characters free text may not hold (docs/protocol.md, "Free text"): they act on a
+# terminal or a page instead of being shown. C0 controls (a note may keep tab and
+# line feed), DEL and C1 controls (ESC and CSI start terminal commands, CR overwrites
+# a line); the line and paragraph separators; and the bidirectional embeddings,
+# overrides and isolates, which reorder everything shown after them. The marks
+# U+200E, U+200F and U+061C are allowed: they act like one letter of their direction,
+# carry no state past themselves, and mixed-direction names need them.
+_BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+_REFUSED_IN_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI_CONTROLS}]")
+REFUSED_IN_NOTE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI_CONTROLS}]")
+_CONTROL_NAMES = {
+    "\t": "TAB",
+    "\n": "LINE FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x1b": "ESCAPE",
+    "\x7f": "DELETE",
+    "\x9b": "CONTROL SEQUENCE INTRODUCER",
+}
 
-def text(max_len: int = 200, pattern: str | None = None, hint: str = "") -> Validator:
+
+def describe_character(char: str) -> str:
+    """``U+202E RIGHT-TO-LEFT OVERRIDE``: a character as an error message names it."""
+    name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "control character")
+    return f"U+{ord(char):04X} {name}"
+
+
+_TEXT_RULE = contextvars.ContextVar("provenance_text_rule", default=True)
+
+
+@contextmanager
+def text_as_signed() -> Iterator[None]:
+    """Within this block free text is not checked for the characters
+    `refuse_controls` refuses: for verifying events a ledger already holds (a proof
+    bundle), which may have been signed before the rule. New input never uses it."""
+    token = _TEXT_RULE.set(False)
+    try:
+        yield
+    finally:
+        _TEXT_RULE.reset(token)
+
+
+def refuse_controls(value: str, field: str, *, multiline: bool = False) -> None:
+    """Refuse control, separator and bidirectional-override characters in free text
+    (see above); with *multiline*, tab and line feed are allowed."""
+    found = (REFUSED_IN_NOTE if multiline else _REFUSED_IN_LINE).search(value)
+    if found is None or not _TEXT_RULE.get():
+        return
+    char, position = found.group(), found.start() + 1
+    if "\u202a" <= char <= "\u202e" or "\u2066" <= char <= "\u2069":
+        why = "a bidirectional control reorders the text shown after it"
+    elif char in "\n\t":
+        why = "this field is one line (notes, reasons and instructions may hold tab and line feed)"
+    elif char in "\r\u2028\u2029":
+        why = "lines are separated by line feed (U+000A) alone"
+    else:
+        why = "control characters act on terminals and pages instead of being shown"
+    raise ValidationError(
+        field, f"contains {describe_character(char)} at position {position}: {why}; remove it"
+    )
+
+
+def text(
+    max_len: int = 200, pattern: str | None = None, hint: str = "", *, multiline: bool = False
+) -> Validator:
+    """A non-empty string of at most *max_len* characters, free of the characters
+    `refuse_controls` refuses; with *multiline*, it may hold tabs and line feeds."""
     compiled = re.compile(pattern) if pattern else None
 
     def check(value: Any, field: str) -> None:
@@ -115,8 +182,14 @@ def text(max_len: int = 200, pattern: str | None = None, hint: str = "") -> Vali
             raise ValidationError(field, f"must be at most {max_len} characters, got {len(value)}")
         if compiled and not compiled.fullmatch(value):
             raise ValidationError(field, hint or f"must match {pattern}")
+        refuse_controls(value, field, multiline=multiline)
 
     return check
+
+
+def note(max_len: int = MAX_TEXT) -> Validator:
+    """Free text of several lines: reasons, notes, conditions, instructions."""
+    return text(max_len, multiline=True)
 
 
 def number(low: float, high: float, unit: str = "") -> Validator:
@@ -194,6 +267,21 @@ def ext(value: Any, field: str) -> None:
         raise ValidationError(field, exc.rule) from None
     if size > MAX_EXT_BYTES:
         raise ValidationError(field, f"must be at most {MAX_EXT_BYTES} bytes, got {size}")
+    _free_text_within(value, field)
+
+
+def _free_text_within(value: Any, field: str) -> None:
+    """Every name and string in a partner's extras is free text too (the size
+    check above bounds the walk)."""
+    if isinstance(value, str):
+        refuse_controls(value, field, multiline=True)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            refuse_controls(name, f"{field} (a name in it)")
+            _free_text_within(item, f"{field}.{name}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _free_text_within(item, f"{field}[{index}]")
 
 
 def evidence(value: Any, field: str) -> None:
@@ -366,7 +454,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
         {"subject": did, "type": one_of(*IDENTITY_TYPES), "name": text(100)},
         {"role": one_of(*PARTY_ROLES), "owner": did, PREFIXES_FIELD: company_prefixes},
     ),
-    "revoke": ({"subject": did, "from": timestamp}, {"reason": text(MAX_TEXT)}),
+    "revoke": ({"subject": did, "from": timestamp}, {"reason": note()}),
     "commission": (
         {"gtin": text(14), "lot": text(20), "product": PRODUCT},
         {
@@ -382,7 +470,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
     "attach": ({"device": did}, {}),
     "detach": ({"device": did}, {}),
     "ship": ({"to": did}, {"location": LOCATION, "purpose": SHIP_PURPOSE}),
-    "receive": ({"shipment": event_id}, {"location": LOCATION, "condition": text(MAX_TEXT)}),
+    "receive": ({"shipment": event_id}, {"location": LOCATION, "condition": note()}),
     "transform": (
         {
             "inputs": list_of(obj({"batch": lot_uri, "quantity": QUANTITY})),
@@ -406,20 +494,20 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
             "document": obj(
                 {"sha256": sha256_hex, "name": text(), "media_type": text(100)},
             ),
-            "notes": text(MAX_TEXT),
+            "notes": note(),
         },
     ),
     "recall": (
-        {"reason": text(MAX_TEXT), "class": one_of("I", "II", "III")},
-        {"instructions": text(MAX_TEXT)},
+        {"reason": note(), "class": one_of("I", "II", "III")},
+        {"instructions": note()},
     ),
-    "recall-lift": ({"reason": text(MAX_TEXT)}, {}),
+    "recall-lift": ({"reason": note()}, {}),
     "dispense": ({"quantity": QUANTITY}, {"location": LOCATION}),
     "epcis": ({"event": epcis_event}, {}),
-    "hold": ({"rule": RULE_NAME, "reason": text(MAX_TEXT)}, {"evidence": evidence}),
-    "release": ({"reason": text(MAX_TEXT)}, {"hold": event_id}),
+    "hold": ({"rule": RULE_NAME, "reason": note()}, {"evidence": evidence}),
+    "release": ({"reason": note()}, {"hold": event_id}),
     "flag": (
-        {"signal": SIGNAL, "rule": RULE_NAME, "reason": text(MAX_TEXT), "key": text(200)},
+        {"signal": SIGNAL, "rule": RULE_NAME, "reason": note(), "key": text(200)},
         {"evidence": evidence},
     ),
     "grant": ({"subject": did, PREFIXES_FIELD: company_prefixes}, {"reason": text(MAX_TEXT)}),
@@ -467,7 +555,7 @@ def _check_enrol(data: dict[str, Any], _batches: Any) -> None:
 
 def _check_commission(data: dict[str, Any], batches: tuple[str, ...] | None) -> None:
     gtin = gs1.normalize_gtin(data["gtin"], field="data.gtin")
-    lot = gs1.validate_lot(data["lot"], field="data.lot")
+    lot = gs1.require_linkable_lot(gs1.validate_lot(data["lot"], field="data.lot"), "data.lot")
     uri = gs1.lot_uri(gtin, lot)
     if batches != (uri,):
         raise ValidationError("batches", f"a commission names exactly its own lot: [{uri!r}]")
@@ -488,6 +576,8 @@ def _check_transform(data: dict[str, Any], batches: tuple[str, ...] | None) -> N
         raise ValidationError("data", "a lot may appear only once among inputs and outputs")
     if batches is None or sorted(batches) != sorted(everything):
         raise ValidationError("batches", "must list exactly the transform's input and output lots")
+    for index, uri in enumerate(outputs):  # new lots
+        gs1.require_linkable_lot(gs1.parse_lot_uri(uri)[1], f"data.outputs[{index}].batch")
 
 
 _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {

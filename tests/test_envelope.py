@@ -200,10 +200,18 @@ def test_event_id_differs_from_hash_of_signing_bytes() -> None:
 
 # --- generated envelopes -------------------------------------------------------------------
 
-KEY_CHARS = st.characters(codec="utf-8") | st.sampled_from(["é", "标", "\U0001f602", "\ue000"])
-texts = st.text(st.characters(codec="utf-8"), min_size=1, max_size=20).filter(str.strip)
+# Free text as the protocol allows it: no controls, line separators or bidi overrides.
+FREE_CHARS = st.characters(
+    codec="utf-8",
+    exclude_categories=("Cc", "Zl", "Zp"),
+    exclude_characters="\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
+)
+KEY_CHARS = FREE_CHARS | st.sampled_from(["é", "标", "\U0001f602", "\ue000"])
+texts = st.text(FREE_CHARS, min_size=1, max_size=20).filter(str.strip)
 gtins = st.text("0123456789", min_size=13, max_size=13).map(lambda b: b + gs1.check_digit(b))
-lots = st.text(st.sampled_from(sorted(gs1.CSET82)), min_size=1, max_size=20)
+lots = st.text(st.sampled_from(sorted(gs1.CSET82)), min_size=1, max_size=20).filter(
+    lambda lot: lot not in gs1.DOT_SEGMENTS
+)
 lot_uris = st.builds(gs1.lot_uri, gtins, lots)
 dids = st.binary(min_size=32, max_size=32).map(did_from_public_key)
 seqs = st.integers(0, MAX_SAFE)
@@ -226,7 +234,7 @@ ext_values = st.recursive(
     | st.booleans()
     | st.integers(-MAX_SAFE, MAX_SAFE)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(st.characters(codec="utf-8"), max_size=10),
+    | st.text(FREE_CHARS, max_size=10),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(KEY_CHARS), inner),
     max_leaves=12,
 )
@@ -308,7 +316,9 @@ def inspections(draw: st.DrawFn) -> dict[str, Any]:
             {"result": st.sampled_from(["pass", "fail"])},
             optional={
                 "document": document,
-                "notes": st.text(st.characters(codec="utf-8"), min_size=1).filter(str.strip),
+                "notes": st.text(FREE_CHARS | st.sampled_from("\t\n"), min_size=1).filter(
+                    str.strip
+                ),
                 "ext": exts,
             },
         )

@@ -328,7 +328,7 @@ def test_checkpoint_and_inclusion_proof(world, client):
         ("/log/v1/proof/inclusion?id=zz", 400, "64 hex digits"),
         ("/log/v1/proof/inclusion?id=" + "0" * 64, 404, "no event"),
         ("/log/v1/proof/consistency", 400, "first: is required"),
-        ("/log/v1/proof/consistency?first=-1", 400, "non-negative integer"),
+        ("/log/v1/proof/consistency?first=-1", 400, "written with the digits 0-9"),
         ("/log/v1/proof/consistency?first=1&second=99999", 400, "beyond the latest signed"),
         ("/log/v1/proof/consistency?first=9&second=3", 400, "must not exceed second"),
         ("/log/v1/entries?start=99999", 400, "below end"),

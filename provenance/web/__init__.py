@@ -35,7 +35,7 @@ from flask import Flask
 
 from ..scan import Scanner
 from ..timefmt import now_micros
-from . import errors, i18n, portal, resolver, security, transparency
+from . import errors, i18n, params, portal, resolver, security, transparency
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE.parents[1] / "static"
@@ -64,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         capacity=app.config["SCAN_CACHE_LOTS"],
     )
     app.extensions["provenance.stores"] = threading.local()
+    params.init_app(app)  # before any route is added
     i18n.init_app(app)
     security.init_app(app)
     errors.init_app(app)

@@ -10,7 +10,6 @@ on the large-text mode the same way. Both work without JavaScript.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlencode
 
 from flask import Flask, Response, g, request
 from flask_babel import Babel, get_locale
@@ -18,6 +17,7 @@ from flask_babel import gettext as _
 
 from ..coldchain import MINUTE
 from ..timefmt import format_time, parse_time
+from .links import url_with
 
 LANGUAGES = {"en": "English", "zh": "中文"}
 HTML_LANG = {"en": "en", "zh": "zh-CN"}
@@ -46,14 +46,6 @@ def init_app(app: Flask) -> None:
 
 def _translations() -> Path:
     return Path(__file__).resolve().parent / "translations"
-
-
-def url_with(**changes: str) -> str:
-    """This page's URL with some query parameters changed (the language and
-    text-size switches are plain links, so they work without JavaScript)."""
-    args = {k: v for k, v in request.args.items() if k not in changes}
-    args.update(changes)
-    return request.path + "?" + urlencode(args)
 
 
 def select_language() -> str:

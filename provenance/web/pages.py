@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import render_template
+from flask import render_template, request
 from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from markupsafe import Markup
@@ -44,7 +44,10 @@ def render_lot(
             charts=[_chart(view, record, n) for n, record in enumerate(view.legs)],
         )
 
-    return _pages.get_or_make((id(view), prefs, page_url, label_expiry, serial), render, view)
+    # The page's own links (language, text size) keep the request's query: part of the key.
+    query = tuple(request.args.items(multi=True))
+    key = (id(view), prefs, page_url, label_expiry, serial, query)
+    return _pages.get_or_make(key, render, view)
 
 
 def chart_labels() -> dict[str, Any]:

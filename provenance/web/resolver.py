@@ -22,12 +22,11 @@ from urllib.parse import quote
 from flask import (
     Blueprint,
     Response,
-    current_app,
+    g,
     jsonify,
     redirect,
     render_template,
     request,
-    url_for,
 )
 
 from .. import gs1, gs1_syntax
@@ -35,7 +34,7 @@ from ..epcis import lot_document
 from ..errors import NotFound, ValidationError
 from ..proofs import build_bundle
 from ..scan import LotView
-from . import i18n, present
+from . import i18n, links, present
 from .cache import LRU
 from .errors import answer, wants_json
 from .pages import render_lot
@@ -49,22 +48,10 @@ LINKSET_TYPE = "application/linkset+json"
 _exports: LRU[str] = LRU(64)  # EPCIS documents and proof bundles, as JSON text
 
 
-def _raw_path() -> str:
-    """The request target still percent-encoded, as the Digital Link parser needs
-    (a decoded path cannot tell ``A%2FB`` from the segments ``A`` and ``B``)."""
-    environ = request.environ
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if raw:
-        return raw
-    query = environ.get("QUERY_STRING", "")
-    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/%")
-    return path + ("?" + query if query else "")
-
-
 def _link() -> gs1_syntax.DigitalLink:
-    path = _raw_path()
-    if path.startswith("/bundle/"):
-        path = path.removeprefix("/bundle")
+    path = links.raw_target()
+    if path.startswith(links.BUNDLE_PREFIX + "/"):
+        path = path.removeprefix(links.BUNDLE_PREFIX)
     return gs1_syntax.parse_digital_link(path)
 
 
@@ -79,17 +66,14 @@ def _lot_uri(link: gs1_syntax.DigitalLink) -> str:
     return lot_id.uri
 
 
-def _self_url(lot_uri: str) -> str:
-    """The lot's page on this resolver: under BASE_URL when set, else the origin
-    the request came to."""
-    base = current_app.config.get("BASE_URL") or request.host_url.rstrip("/")
-    return base + lot_uri.removeprefix(gs1.DEFAULT_BASE)
-
-
 @bp.app_template_filter("lot_path")
 def lot_path(lot_uri: str) -> str:
-    """A ledger lot URI as a path on this resolver."""
-    return lot_uri.removeprefix(gs1.DEFAULT_BASE)
+    """A ledger lot URI as a path on this resolver (see `links`)."""
+    return links.lot_path(lot_uri)
+
+
+bp.add_app_template_filter(links.bundle_path, "bundle_path")
+bp.add_app_template_filter(links.lot_url, "lot_url")
 
 
 @bp.app_template_filter("lot_code")
@@ -110,8 +94,7 @@ def lookup():
     lot = (request.args.get("lot") or "").strip()
     if not gtin or not lot:
         raise ValidationError("lookup", "enter both the GTIN and the lot printed on the pack")
-    uri = gs1.lot_uri(gtin, lot)
-    return redirect(uri.removeprefix(gs1.DEFAULT_BASE), code=303)
+    return redirect(links.lot_path(gs1.lot_uri(gtin, lot)), code=303)
 
 
 @bp.get("/01/<path:_rest>")
@@ -173,7 +156,9 @@ def _page(view: LotView, link: gs1_syntax.DigitalLink) -> Response:
         label_expiry = found.isoformat() if found else None
     except ValidationError:
         label_expiry = None
-    html = render_lot(view, prefs, _self_url(view.lot.uri), label_expiry, link.serial)
+    lot = view.lot
+    g.page_path = gs1.gtin_uri(lot.gtin, lot=lot.lot, serial=link.serial, base="")
+    html = render_lot(view, prefs, links.lot_url(lot.uri), label_expiry, link.serial)
     response = Response(html, mimetype="text/html")
     return _conditional(response, _etag(view, "html", *prefs, label_expiry, link.serial))
 
@@ -193,15 +178,12 @@ def _linkset(lot_uri: str) -> Response:
     lot = get_store().lot_by_uri(lot_uri)
     if lot is None:
         raise NotFound(f"no lot {lot_uri} in this ledger")
-    page = _self_url(lot_uri)
-    links = {link_type: f"{page}?linkType={link_type}" for link_type in present.LINK_TYPES}
-    links[present.PAGE_LINK] = page
-    body = present.linkset(page, links, f"{lot.product}, lot {lot.lot}")
+    page = links.lot_url(lot_uri)
+    targets = {link_type: links.lot_url(lot_uri, link_type) for link_type in present.LINK_TYPES}
+    targets[present.PAGE_LINK] = page
+    body = present.linkset(page, targets, f"{lot.product}, lot {lot.lot}")
     body["linkset"][0][present.BUNDLE_RELATION] = [
-        {
-            "href": url_for("resolver.bundle", _rest=page.split("/01/", 1)[1], _external=True),
-            "type": "application/json",
-        }
+        {"href": links.bundle_url(lot_uri), "type": "application/json"}
     ]
     response = jsonify(body)
     response.mimetype = LINKSET_TYPE
@@ -214,7 +196,9 @@ def bundle(_rest: str):
     response = Response(
         _bundle_json(lot_uri), mimetype="application/json", headers={"Cache-Control": "no-cache"}
     )
-    name = f"provenance-bundle-{lot_uri.rsplit('/', 1)[-1]}.json"
+    gtin14, code = gs1.parse_lot_uri(lot_uri)
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in code)
+    name = f"provenance-bundle-{gtin14}-{safe}.json"
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
     return response
 

@@ -3,6 +3,8 @@
 - A strict Content-Security-Policy: nothing from third parties, scripts only
   from our own `/static/`, and the page's one inline stylesheet allowed by its
   hash (the CSS is inlined so the first paint needs no second request).
+- Text shown, never obeyed: every value a template prints goes through
+  `terminal.safe_text` (control and bidi-override characters as ``\\uXXXX``).
 - gzip for text bodies when the client accepts it (the page must stay small on
   slow mobile networks; waitress does not compress).
 """
@@ -15,6 +17,9 @@ import hashlib
 from pathlib import Path
 
 from flask import Flask, Response, current_app, request
+from markupsafe import Markup
+
+from ..terminal import safe_text
 
 COMPRESSIBLE = {
     "text/html",
@@ -48,8 +53,18 @@ def init_app(app: Flask) -> None:
         ]
     )
     app.jinja_env.globals["page_css"] = css
+    app.jinja_env.finalize = shown_not_obeyed
     app.after_request(_harden)
     app.after_request(_compress)
+
+
+def shown_not_obeyed(value: object) -> object:
+    """Every value a template prints: text from the ledger (which may predate the
+    text rule, docs/protocol.md) with its control and bidirectional-override
+    characters written as ``\\uXXXX``, so U+202E cannot reorder the page."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return safe_text(value)
+    return value
 
 
 def _harden(response: Response) -> Response:

@@ -23,6 +23,7 @@ from flask import Blueprint, Response, jsonify, request
 from ..errors import NotFound, ValidationError
 from ..merkle import consistency_proof, inclusion_proof
 from ..proofs import checkpoint_body
+from .params import int_arg
 from .state import store as get_store
 
 bp = Blueprint("transparency", __name__, url_prefix="/log/v1")
@@ -41,20 +42,6 @@ def _signed_size() -> tuple[str, int]:
     return note, checkpoint_body(note).size
 
 
-def _int(name: str, default: int | None = None, *, low: int = 0) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        if default is None:
-            raise ValidationError(name, "is required")
-        return default
-    if not raw.isdigit() or len(raw) > 19:
-        raise ValidationError(name, f"must be a non-negative integer, got {raw[:40]!r}")
-    value = int(raw)
-    if value < low:
-        raise ValidationError(name, f"must be at least {low}, got {value}")
-    return value
-
-
 def _within(name: str, size: int, signed: int) -> None:
     if size > signed:
         raise ValidationError(
@@ -71,7 +58,7 @@ def checkpoint() -> Response:
 @bp.get("/proof/inclusion")
 def inclusion() -> Any:
     _, signed = _signed_size()
-    size = _int("size", signed, low=1)
+    size = int_arg("size", signed, low=1)
     _within("size", size, signed)
     event_id = request.args.get("id", "")
     try:
@@ -100,8 +87,8 @@ def inclusion() -> Any:
 @bp.get("/proof/consistency")
 def consistency() -> Any:
     _, signed = _signed_size()
-    first = _int("first", low=1)
-    second = _int("second", signed, low=1)
+    first = int_arg("first", low=1)
+    second = int_arg("second", signed, low=1)
     _within("second", second, signed)
     if first > second:
         raise ValidationError("first", f"must not exceed second ({first} > {second})")
@@ -112,8 +99,8 @@ def consistency() -> Any:
 @bp.get("/entries")
 def entries() -> Any:
     _, signed = _signed_size()
-    start = _int("start")
-    end = min(_int("end", start + MAX_ENTRIES), start + MAX_ENTRIES, signed)
+    start = int_arg("start")
+    end = min(int_arg("end", start + MAX_ENTRIES), start + MAX_ENTRIES, signed)
     if start >= end:
         raise ValidationError("start", f"must be below end and the signed size ({signed})")
     events = get_store().events(start, end)

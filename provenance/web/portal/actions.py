@@ -22,6 +22,7 @@ from ...ledger import Appended
 from ...lineage import BOTH, DIRECTIONS, Trace, trace
 from ...store import Identity, Store
 from ...timefmt import format_time
+from ..params import parse_decimal
 from ..state import store as read_store
 from . import exports, queries
 from .documents import DocumentRefused
@@ -139,12 +140,7 @@ def form_quantity(value: Any, unit: Any, field: str) -> dict[str, Any] | None:
     """``{value, unit}`` from form text (None when both are blank)."""
     if (value is None or str(value).strip() == "") and not unit:
         return None
-    try:
-        number: float | int = float(str(value).strip())
-    except ValueError:
-        raise ValidationError(f"{field}.value", f"must be a number, got {value!r}") from None
-    if number.is_integer() and abs(number) < 2**53:
-        number = int(number)
+    number = parse_decimal(str(value or ""), f"{field}.value")
     return {"value": number, "unit": str(unit or "").strip().upper()}
 
 

@@ -19,6 +19,7 @@ from ...accounts import TokenRefused
 from ...errors import NotFound, ProvenanceError, ValidationError
 from ...identity import COMMISSIONING_ROLES
 from ...jcs import parse_json
+from ..params import int_arg, optional_int_arg
 from ..present import lot_json
 from ..state import store as read_store
 from . import actions, common, integrity, queries
@@ -30,6 +31,7 @@ from .state import portal
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_ENVELOPES = 1000
+MAX_AUDIT_LIMIT = 1000
 MAX_ENVELOPE_BODY = 4 * 1024 * 1024
 LARGE_BODIES = {"api.envelopes": MAX_ENVELOPE_BODY}
 
@@ -219,8 +221,7 @@ def label():
     kind = request.args.get("format", "png")
     if kind not in ("png", "pdf"):
         raise ValidationError("format", "must be png or pdf")
-    raw = request.args.get("count", "24")
-    count = int(raw) if raw.isdigit() and len(raw) < 6 else 0
+    count = int_arg("count", 24, low=1, high=common.MAX_LABELS)
     data, mimetype = common.label_bytes(store, who, found, kind, count)
     audit(who, "label", {"lot": found.uri, "format": kind, "count": 1 if kind == "png" else count})
     return Response(data, mimetype=mimetype)
@@ -423,8 +424,7 @@ def report():
     found = store.lot_by_uri(uri)
     if found is None:
         raise NotFound(f"no lot {uri} in this ledger")
-    raw = request.args.get("event", "")
-    event = int(raw) if raw.isdigit() and len(raw) < 19 else None
+    event = optional_int_arg("event")
     result = recall_report(store, portal().accounts, found, event)
     audit(who, "recall-report", {"lot": uri, "event": result.recall.event_id})
     return result.to_json()
@@ -502,10 +502,8 @@ def consistency():
 def audit_trail():
     who = principal()
     require(who, "audit")
-    raw = request.args.get("before", "")
-    before = int(raw) if raw.isdigit() and len(raw) < 12 else None
-    raw_limit = request.args.get("limit", "100")
-    limit = int(raw_limit) if raw_limit.isdigit() and len(raw_limit) < 5 else 100
+    before = optional_int_arg("before")
+    limit = int_arg("limit", 100, low=1, high=MAX_AUDIT_LIMIT)
     accounts = portal().accounts
     entries = accounts.audit_entries(
         limit=limit, before=before, action=request.args.get("action") or None

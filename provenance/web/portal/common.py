@@ -15,6 +15,7 @@ from ...accounts import Principal
 from ...errors import NotFound, ProvenanceError, ValidationError
 from ...scan import OK, LotView
 from ...store import Lot, Store
+from ..params import int_arg
 from ..state import scanner
 from ..state import store as read_store
 from . import queries
@@ -23,6 +24,7 @@ from .guard import PortalError, allowed, forbidden
 from .state import portal
 
 MAX_LABELS = 500
+MAX_PAGE = 999_999
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,7 @@ def lot_row(store: Store, lot: Lot) -> LotRow:
 
 def page_args(size: int) -> tuple[int, int, int]:
     """(page number, limit, offset) from ``?page=``."""
-    raw = request.args.get("page", "1")
-    page = int(raw) if raw.isdigit() and 0 < len(raw) < 7 else 1
-    page = max(1, page)
+    page = int_arg("page", 1, low=1, high=MAX_PAGE)
     return page, size, (page - 1) * size
 
 

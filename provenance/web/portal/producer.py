@@ -18,6 +18,7 @@ from flask import (
 
 from ...coldchain import PROFILES
 from ...lineage import active_recalls, held, quantity
+from ..params import int_arg
 from ..state import store as read_store
 from . import actions, common, queries
 from .actions import audit, party_identity
@@ -261,13 +262,12 @@ def label(lot_id: int, kind: str):
         )
     store = read_store()
     found = common.lot_for(store, who, lot_id)
-    raw = request.args.get("count", "")
-    count = int(raw) if raw.isdigit() and len(raw) < 6 else 0
-    data, mimetype = common.label_bytes(store, who, found, kind, count or 24)
+    count = int_arg("count", 24, low=1, high=common.MAX_LABELS)
+    data, mimetype = common.label_bytes(store, who, found, kind, count)
     audit(
         who,
         "label",
-        {"lot": found.uri, "format": kind, "count": 1 if kind == "png" else count or 24},
+        {"lot": found.uri, "format": kind, "count": 1 if kind == "png" else count},
     )
     name = f"label-{found.gtin}-{found.lot}.{kind}"
     return Response(

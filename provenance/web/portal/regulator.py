@@ -18,6 +18,7 @@ from flask import (
 
 from ...lineage import DIRECTIONS
 from ...rules_service import active_holds, recent_flags
+from ..params import optional_int_arg
 from ..state import store as read_store
 from . import actions, common, exports, integrity, queries
 from .actions import audit
@@ -184,8 +185,7 @@ def _report(lot_id: int):
     lot = queries.lot_by_id(store, lot_id)
     if lot is None:
         raise PortalError(404, "not found", f"no lot {lot_id}", reason="unknown-lot")
-    raw = request.args.get("event", "")
-    event = int(raw) if raw.isdigit() and len(raw) < 19 else None
+    event = optional_int_arg("event")
     return who, recall_report(store, portal().accounts, lot, event)
 
 
@@ -280,8 +280,7 @@ def consistency():
 def audit_trail():
     who = principal()
     accounts = portal().accounts
-    raw = request.args.get("before", "")
-    before = int(raw) if raw.isdigit() and len(raw) < 12 else None
+    before = optional_int_arg("before")
     action = (request.args.get("action") or "").strip()[:40] or None
     actor = (request.args.get("actor") or "").strip()[:100] or None
     entries = accounts.audit_entries(limit=100, before=before, action=action, actor=actor)
