@@ -510,7 +510,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
         {"signal": SIGNAL, "rule": RULE_NAME, "reason": note(), "key": text(200)},
         {"evidence": evidence},
     ),
-    "grant": ({"subject": did, PREFIXES_FIELD: company_prefixes}, {"reason": text(MAX_TEXT)}),
+    "grant": ({"subject": did, PREFIXES_FIELD: company_prefixes}, {"reason": note()}),
 }
 
 

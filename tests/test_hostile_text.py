@@ -38,10 +38,22 @@ PLACE = {"name": "Shed 4", "lat": 1.0, "lon": 2.0, "country": "KE", "gln": "0614
 # exclude each other), and its batches.
 SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
     "enrol": [
-        ({"subject": DID, "type": "party", "name": "Farm", "role": "producer"}, None),
+        (
+            {
+                "subject": DID,
+                "type": "party",
+                "name": "Farm",
+                "role": "producer",
+                "gs1_company_prefixes": ["9506000"],
+            },
+            None,
+        ),
         ({"subject": DID, "type": "device", "name": "probe-1", "owner": DID}, None),
     ],
     "revoke": [({"subject": DID, "from": "2026-09-21T00:00:00Z", "reason": "lost"}, None)],
+    "grant": [
+        ({"subject": DID, "gs1_company_prefixes": ["9506000"], "reason": "GS1 licence"}, None)
+    ],
     "commission": [
         (
             {
@@ -272,7 +284,7 @@ def old_ledger(tmp_path):
 
     with kinds.text_as_signed():
         run("init")
-        run("party", "add", FARM, "--role", "producer")
+        run("party", "add", FARM, "--role", "producer", "--prefix", "9506000")
         run("party", "add", AGENCY, "--role", "regulator")
         run("device", "add", "probe-1", "--owner", FARM)
         run(
