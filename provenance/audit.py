@@ -36,7 +36,15 @@ from .identity import verifier_for
 from .kinds import KIND_CODES, KIND_NAMES, REGISTRAR, SIGNER_ROLES
 from .merkle import LEAF_PREFIX, NODE_PREFIX, MemoryTree, hash_children, range_hash
 from .proofs import build_bundle, checkpoint_body
-from .store import NODE_MIN_LEVEL, RECALL_RULES_FROM, Store, StoredEvent, StoreError, parse_ids
+from .store import (
+    NODE_MIN_LEVEL,
+    RECALL_RULES_FROM,
+    TIME_RULES_FROM,
+    Store,
+    StoredEvent,
+    StoreError,
+    parse_ids,
+)
 from .timefmt import parse_time
 
 CHUNK = 8192  # events per verification task, at most
@@ -349,18 +357,20 @@ def _check_state(store: Store, report: Report) -> None:
     with replica.transaction():
         for key in ("origin", "registrar"):
             replica.set_meta(key, store.get_meta(key) or "")
-        # The recall rules apply from a log index of the store; the replica's log
-        # lacks the readings, so the same boundary is at a smaller index there.
-        rules_from = int(store.get_meta(RECALL_RULES_FROM) or 0)
-        replica.set_meta(
-            RECALL_RULES_FROM,
-            str(
-                store.conn.execute(
-                    "SELECT count(*) FROM events WHERE idx < ? AND kind <> ?",
-                    (rules_from, KIND_CODES["reading"]),
-                ).fetchone()[0]
-            ),
-        )
+        # The recall rules and the time rules apply from log indexes of the store;
+        # the replica's log lacks the readings, so the same boundaries are at
+        # smaller indexes there.
+        for boundary in (RECALL_RULES_FROM, TIME_RULES_FROM):
+            rules_from = int(store.get_meta(boundary) or 0)
+            replica.set_meta(
+                boundary,
+                str(
+                    store.conn.execute(
+                        "SELECT count(*) FROM events WHERE idx < ? AND kind <> ?",
+                        (rules_from, KIND_CODES["reading"]),
+                    ).fetchone()[0]
+                ),
+            )
     far_future = 250_000_000_000_000_000  # µs, year ~9892: no event is "in the future"
     ledger = Ledger(
         replica, Ed25519PrivateKey.generate(), clock=lambda: far_future, verify_threads=1
