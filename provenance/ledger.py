@@ -630,11 +630,10 @@ class Ledger:
 
     def _time_at(self, index: int, batch: _Batch) -> int:
         """`time` (µs) of the event at log *index*, in this batch or stored."""
-        for row in reversed(batch.events):  # rows are in index order
-            if row[0] == index:
-                return parse_time(row[4])
-            if row[0] < index:
-                break
+        if batch.events and index >= batch.events[0][0]:  # rows are in index order
+            for row in reversed(batch.events):
+                if row[0] == index:
+                    return parse_time(row[4])
         stored = self.store.event_at(index)
         assert stored is not None, f"no event at log index {index}"
         return stored.envelope.time_us
@@ -658,18 +657,19 @@ class Ledger:
         for lot in lots:
             born = self._born_us_of(lot.id, batch)
             if env.time_us < born:
-                how = (
-                    "was made by a transform"
-                    if self._kind_at(lot.origin_event, batch) == "transform"
-                    else "was commissioned"
-                )
+                if self._kind_at(lot.origin_event, batch) == "transform":
+                    how, fix = "was made by a transform", "date the transform when it happened"
+                else:
+                    how = "was commissioned"
+                    fix = (
+                        "date its commissioning at the real production time "
+                        "(`provenance batch register --produced`, or Produced in the portal)"
+                    )
                 raise RejectedEvent(
                     BEFORE_COMMISSION,
                     f"{env.kind} at {env.time} is dated before {lot.uri} {how} "
                     f"({format_time(born)}): nothing happens to a lot before it exists. If the "
-                    "lot was produced earlier, date its commissioning at the real production "
-                    "time (`provenance batch register --produced`, or Produced in the portal); "
-                    "else check the signer's clock",
+                    f"lot existed earlier, {fix}; else check the signer's clock",
                 )
 
     def _within_custody(

@@ -3,6 +3,7 @@ lot views and alerts, pages of results, and labels."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -23,6 +24,8 @@ from .guard import PortalError, allowed, forbidden
 from .state import portal
 
 MAX_LABELS = 500
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,12 @@ class LotRow:
 
 
 def view_of(store: Store, lot: Lot) -> LotView | None:
-    """The scan page's view of the lot (None when it cannot be built)."""
+    """The scan page's view of the lot (None when it cannot be built: logged,
+    and the portal shows the lot without it)."""
     try:
         return scanner().view(store, lot.uri)
     except ProvenanceError:
+        log.exception("the view of %s could not be built", lot.uri)
         return None
 
 
