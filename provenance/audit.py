@@ -361,7 +361,10 @@ def _check_state(store: Store, report: Report) -> None:
         # the replica's log lacks the readings, so the same boundaries are at
         # smaller indexes there.
         for boundary in (RECALL_RULES_FROM, TIME_RULES_FROM):
-            rules_from = int(store.get_meta(boundary) or 0)
+            recorded = store.get_meta(boundary)
+            if recorded is None and boundary == TIME_RULES_FROM:
+                recorded = str(store.log_size())  # not migrated yet: all of it is from before
+            rules_from = int(recorded or 0)
             replica.set_meta(
                 boundary,
                 str(
