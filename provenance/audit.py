@@ -353,6 +353,12 @@ def _check_state(store: Store, report: Report) -> None:
 
     from .ledger import Ledger
 
+    recorded = store.get_meta(TIME_RULES_FROM)
+    if recorded is not None and int(recorded) > store.log_size():
+        report.add(
+            f"meta {TIME_RULES_FROM} is {recorded}, beyond the log ({store.log_size()} events): "
+            "the time rules were switched off for events to come; it was edited"
+        )
     replica = Store.memory()
     with replica.transaction():
         for key in ("origin", "registrar"):

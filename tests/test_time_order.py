@@ -46,9 +46,18 @@ INVALID = ("This code is not valid", "Something went wrong", "is before start_us
 
 def without_time_rules(world: World) -> World:
     """The world as a ledger from before the time rules: they apply from a log
-    index it never reaches (as `0005_time_rules` records for an upgraded one)."""
+    index it does not reach yet. Call `upgraded` when its history is written."""
+    return _time_rules_from(world, 10**9)
+
+
+def upgraded(world: World) -> World:
+    """The ledger as `0005_time_rules` leaves it: the rules apply from here on."""
+    return _time_rules_from(world, world.store.log_size())
+
+
+def _time_rules_from(world: World, index: int) -> World:
     with world.store.transaction():
-        world.store.set_meta(TIME_RULES_FROM, str(10**9))
+        world.store.set_meta(TIME_RULES_FROM, str(index))
     world.ledger._forget()  # the same connection wrote it: reload the ledger's caches
     return world
 
@@ -213,8 +222,17 @@ def test_rules_apply_within_one_batch(world):
 def test_a_ledger_from_before_the_rules_verifies_and_shows_the_lot(tmp_path):
     world = without_time_rules(World.create(tmp_path, with_lot=False))
     assert all(result.status == "accepted" for result in the_scenario(world))
+    # Switched off for good is not a ledger from before the rules: verify says so.
+    report = verify_ledger(world.store, world.log_public_key, workers=1)
+    assert [p.message for p in report.problems if TIME_RULES_FROM in p.message]
+    upgraded(world)
     report = verify_ledger(world.store, world.log_public_key, workers=1)
     assert report.ok, [str(p) for p in report.problems]
+    assert world.append("farm", "inspect", [LOT], {"result": "pass"}, time=at(-1)).ok
+    probe = {"device": world.did("probe")}
+    late = world.append("carrier", "detach", [LOT], probe, time=at(7))
+    assert late.reason == BEFORE_COMMISSION  # from the upgrade on, the rules apply
+    world.ok("carrier", "detach", [LOT], probe, time=at(25))
 
     client = client_of(world)
     page = client.get(PATH)
@@ -562,6 +580,8 @@ def test_every_accepted_history_makes_every_page_export_and_bundle(legacy, steps
             assert verify_bundle(json.loads(bundle.get_data()), world.log_public_key).subject == uri
             lot_document(world.store, uri)
         write_csv(store_rows(world.store), io.StringIO())
+        if legacy:
+            upgraded(world)
         report = verify_ledger(world.store, world.log_public_key, workers=1)
         assert report.ok, [str(p) for p in report.problems]
         world.store.close()
