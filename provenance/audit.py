@@ -41,6 +41,7 @@ from .store import (
     ACCESS_RULES_FROM,
     NODE_MIN_LEVEL,
     RECALL_RULES_FROM,
+    TIME_RULES_FROM,
     Store,
     StoredEvent,
     StoreError,
@@ -354,15 +355,24 @@ def _check_state(store: Store, report: Report) -> None:
 
     from .ledger import Ledger
 
+    recorded = store.get_meta(TIME_RULES_FROM)
+    if recorded is not None and int(recorded) > store.log_size():
+        report.add(
+            f"meta {TIME_RULES_FROM} is {recorded}, beyond the log ({store.log_size()} events): "
+            "the time rules were switched off for events to come; it was edited"
+        )
     replica = Store.memory()
     with replica.transaction():
         for key in ("origin", "registrar"):
             replica.set_meta(key, store.get_meta(key) or "")
-        # The recall and access rules apply from log indexes of the store; the
-        # replica's log lacks the readings, so the same boundaries are at smaller
-        # indexes there.
-        for boundary in (RECALL_RULES_FROM, ACCESS_RULES_FROM):
-            rules_from = int(store.get_meta(boundary) or 0)
+        # The recall, access and time rules apply from log indexes of the store;
+        # the replica's log lacks the readings, so the same boundaries are at
+        # smaller indexes there.
+        for boundary in (RECALL_RULES_FROM, ACCESS_RULES_FROM, TIME_RULES_FROM):
+            recorded = store.get_meta(boundary)
+            if recorded is None and boundary != RECALL_RULES_FROM:
+                recorded = str(store.log_size())  # not migrated yet: all of it is from before
+            rules_from = int(recorded or 0)
             replica.set_meta(
                 boundary,
                 str(

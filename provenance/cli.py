@@ -24,7 +24,7 @@ from .ledger import Appended, Ledger
 from .signing import did_of, sign
 from .store import Store
 from .terminal import escape_standard_streams
-from .timefmt import format_time, now_micros, parse_time
+from .timefmt import format_time, now_micros, parse_date_or_time, parse_time
 
 LOG_KEY = "log"
 REGISTRAR_KEY = "registrar"
@@ -483,6 +483,17 @@ def batch() -> None:
 @click.option("--category", type=click.Choice(["food", "vaccine"]))
 @click.option("--expiry", help="YYYY-MM-DD")
 @click.option("--profile", help="Cold-chain profile, e.g. chilled, frozen, vaccine.")
+@click.option(
+    "--produced",
+    help="When the lot was produced (harvest, packing): YYYY-MM-DD or RFC 3339 UTC. "
+    "Recorded in the lot and, unless --time is given, the time of its commissioning "
+    "(a date: 00:00Z that day). Nothing about the lot can be dated before it.",
+)
+@click.option(
+    "--time",
+    "time_",
+    help="Time of the commissioning event (RFC 3339 UTC); default: --produced, else now.",
+)
 @pass_context
 @friendly
 def batch_register(
@@ -494,18 +505,37 @@ def batch_register(
     category: str | None,
     expiry: str | None,
     profile: str | None,
+    produced: str | None,
+    time_: str | None,
 ) -> None:
     """Commission a lot; prints its canonical GS1 Digital Link URI.
 
+    The commissioning is dated now unless --produced or --time says otherwise.
+    A lot's events (loggers, readings, shipments) cannot be dated before its
+    commissioning, so register a lot after harvest with --produced.
+
     Example: provenance batch register --gtin 09506000134352 --lot LOT42 --product "Kale" --as Farm
+
+    After harvest: provenance batch register … --as Farm --produced 2026-11-21T06:30:00Z
     """
     gtin14 = gs1.normalize_gtin(gtin)
     uri = gs1.lot_uri(gtin14, gs1.validate_lot(lot))
     data: dict[str, Any] = {"gtin": gtin14, "lot": lot, "product": product}
-    for name, value in (("category", category), ("expiry", expiry), ("profile", profile)):
+    for name, value in (
+        ("category", category),
+        ("expiry", expiry),
+        ("profile", profile),
+        ("produced", produced),
+    ):
         if value:
             data[name] = value
-    envelope = _sign_as(ctx, _signing_key(ctx, as_), "commission", [uri], data)
+    when = None
+    if time_ is not None:
+        parse_time(time_, "--time")
+        when = time_
+    elif produced is not None:
+        when = format_time(parse_date_or_time(produced, "--produced"))
+    envelope = _sign_as(ctx, _signing_key(ctx, as_), "commission", [uri], data, when)
     result = ctx.ledger().append([envelope], atomic=True)[0]
     if not result.ok:
         raise click.ClickException(f"{result.reason}: {result.message}")

@@ -5,6 +5,14 @@ reach a lot through an ancestor; see `provenance.lineage.recall_records`.)
 Pure: give it the lot's chain (envelopes in chain order) and a way to name
 identities; it does no I/O. `provenance.scan` feeds it from the store and the
 web page renders what it returns.
+
+Time (docs/protocol.md §3.1): steps are listed by their `time`, whenever they
+arrived. Legs follow the handoffs in the order the ledger applied them (so the
+last leg's holder is the custodian), each starting at its handoff's `time`.
+The ledger refuses handoffs dated out of order, but a ledger from before those
+rules may hold some; then a handoff dated after a later one is placed at the
+later one's time, legs never run backwards, and a note says the times are
+approximate. Nothing here raises on odd times.
 """
 
 from __future__ import annotations
@@ -29,6 +37,10 @@ def unknown_party(did: str) -> Party:
 
 
 Lookup = Callable[[str], Party]
+
+# Notes on what could not be placed plainly (stable codes; pages word them).
+NOTE_BEFORE_ORIGIN = "dated-before-origin"  # events dated before the lot's commissioning
+NOTE_OUT_OF_ORDER = "handoffs-out-of-order"  # handoffs dated out of the order they happened
 
 
 @dataclass(frozen=True)
@@ -73,11 +85,13 @@ class Custody:
     inputs: tuple[dict[str, Any], ...] = ()  # lots it was made from, with quantities
     outputs: tuple[dict[str, Any], ...] = ()  # lots made from it
     attached: tuple[Party, ...] = ()  # loggers still attached after the last event
+    born_us: int | None = None  # `time` of its commission, or of the transform that made it
+    notes: tuple[str, ...] = ()  # NOTE_* codes, in a fixed order
 
 
 def read_custody(lot_uri: str, events: Iterable[tuple[int, Envelope]], lookup: Lookup) -> Custody:
-    """Steps, legs and recalls of *lot_uri* from its chain, `(log index, envelope)`
-    in chain order. Readings are skipped: they belong to the legs' charts."""
+    """Steps and legs of *lot_uri* from its chain, `(log index, envelope)` in
+    chain order. Readings are skipped: they belong to the legs' charts."""
     builder = _Builder(lot_uri, lookup)
     for index, envelope in events:
         if envelope.kind != "reading":
@@ -90,12 +104,14 @@ class _Builder:
         self.lot_uri = lot_uri
         self.lookup = lookup
         self.steps: list[Step] = []
-        self.legs: list[Leg] = []
         self.origin: dict[str, Any] = {}
         self.producer: Party | None = None
         self.inputs: list[dict[str, Any]] = []
         self.outputs: list[dict[str, Any]] = []
         self.attached: dict[str, Party] = {}
+        self.born_us: int | None = None
+        # Handoffs in chain order: (time, holder, receiver while in transit).
+        self.handoffs: list[tuple[int, Party, Party | None]] = []
 
     def add(self, index: int, envelope: Envelope) -> None:
         data = envelope.data
@@ -106,15 +122,15 @@ class _Builder:
         if kind == "commission":
             self.origin = dict(data)
             self.producer = actor
-            self._hand_to(time_us, actor)
+            self._made(time_us)
+            self.handoffs.append((time_us, actor, None))
         elif kind == "transform":
             self._on_transform(data, actor, time_us)
         elif kind == "ship":
             counterpart = self.lookup(data["to"])
-            self._close(time_us)
-            self.legs.append(Leg(time_us, None, actor, counterpart))
+            self.handoffs.append((time_us, actor, counterpart))
         elif kind == "receive":
-            self._hand_to(time_us, actor)
+            self.handoffs.append((time_us, actor, None))
         elif kind == "attach":
             counterpart = self.attached[data["device"]] = self.lookup(data["device"])
         elif kind == "detach":
@@ -139,29 +155,50 @@ class _Builder:
             self.origin = {**produced, "location": data.get("location")}
             self.producer = actor
             self.inputs = list(data["inputs"])
-            self._hand_to(time_us, actor)
+            self._made(time_us)
+            self.handoffs.append((time_us, actor, None))
         else:  # this lot went into something new
             self.outputs.extend(data["outputs"])
 
-    def _close(self, time_us: int) -> None:
-        if self.legs and self.legs[-1].end_us is None:
-            last = self.legs[-1]
-            self.legs[-1] = Leg(last.start_us, time_us, last.holder, last.receiver)
-
-    def _hand_to(self, time_us: int, holder: Party) -> None:
-        self._close(time_us)
-        self.legs.append(Leg(time_us, None, holder))
+    def _made(self, time_us: int) -> None:
+        if self.born_us is None:  # the first making (a commission before its transform)
+            self.born_us = time_us
 
     def finish(self) -> Custody:
+        legs, moved = _legs(self.handoffs)
+        notes = []
+        born = self.born_us
+        if born is not None and any(step.time_us < born for step in self.steps):
+            notes.append(NOTE_BEFORE_ORIGIN)
+        if moved:
+            notes.append(NOTE_OUT_OF_ORDER)
         return Custody(
-            tuple(self.steps),
-            tuple(self.legs),
+            tuple(sorted(self.steps, key=lambda step: (step.time_us, step.index))),
+            legs,
             self.origin,
             self.producer,
             tuple(self.inputs),
             tuple(self.outputs),
             tuple(self.attached.values()),
+            born,
+            tuple(notes),
         )
+
+
+def _legs(handoffs: Sequence[tuple[int, Party, Party | None]]) -> tuple[tuple[Leg, ...], bool]:
+    """Legs between the handoffs (in the order the ledger applied them), and
+    whether a handoff had to be moved: one dated after a later handoff starts
+    when that one does (a lot registered after the fact, its earlier handoffs
+    recorded with their real times), so no leg ends before it starts."""
+    starts = [time_us for time_us, _, _ in handoffs]
+    for position in range(len(starts) - 2, -1, -1):
+        starts[position] = min(starts[position], starts[position + 1])
+    moved = any(start != time_us for start, (time_us, _, _) in zip(starts, handoffs, strict=True))
+    legs = tuple(
+        Leg(start, starts[n + 1] if n + 1 < len(starts) else None, holder, receiver)
+        for n, (start, (_, holder, receiver)) in enumerate(zip(starts, handoffs, strict=True))
+    )
+    return legs, moved
 
 
 def _details(kind: str, data: dict[str, Any], lot_uri: str) -> dict[str, Any]:

@@ -145,6 +145,8 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
         "chilled",
         "--expiry",
         format_time(start + 14 * 24 * HOUR)[:10],
+        "--produced",  # registered now, packed this morning: its journey's times are earlier
+        at(-0.5),
     )
 
     demo.say(

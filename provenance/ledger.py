@@ -58,13 +58,14 @@ from .store import (
     ACCESS_RULES_FROM,
     MAX_REJECT_RAW,
     RECALL_RULES_FROM,
+    TIME_RULES_FROM,
     Identity,
     Lot,
     Store,
     StoreError,
     leaf_for,
 )
-from .timefmt import format_time, now_micros
+from .timefmt import format_time, now_micros, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ LOT_EXISTS = "lot-exists"
 CONFLICT = "conflict"
 RECALLED = "recalled"
 HELD = "held"
+BEFORE_COMMISSION = "before-commission"
+OUT_OF_ORDER = "out-of-order"
 
 
 @dataclass
@@ -225,6 +228,8 @@ class Ledger:
         # Who may sign about a lot, and GS1 prefixes, apply from this log index.
         self._access_from = int(store.get_meta(ACCESS_RULES_FROM) or 0)
         self._prefixes: dict[int, set[str]] = {}  # party id -> GS1 company prefixes
+        self._time_rules_from = int(store.get_meta(TIME_RULES_FROM) or 0)
+        self._born: dict[int, int] = {}  # lot id -> time of its commission (or making), µs
         self._attachments: dict[int, list[list[Any]]] = {}
         self._max_seq: dict[int, int] = {}
         self._streams: dict[str, int] = {}  # EPCIS stream chain subject -> chain id
@@ -741,7 +746,13 @@ class Ledger:
         self.store.record_commission(lot.id, env.data)
         return [lot.id]
 
-    def _on_reading(self, env: Envelope, signer: Identity | None, _i: int, _b: _Batch) -> list[int]:
+    def _on_reading(
+        self, env: Envelope, signer: Identity | None, index: int, batch: _Batch
+    ) -> list[int]:
+        """Filed under the lots the device is attached to at `time` (or the named
+        ones, which it must be attached to then) that existed then: a reading
+        dated before a lot's commissioning is not about that lot. Readings are
+        checked by their own `time`, whenever they arrive (store-and-forward)."""
         assert signer is not None
         attached = {
             lot_id
@@ -755,14 +766,91 @@ class Ledger:
                     f"device {signer.name} is attached to no lot at {env.time}: attach it first "
                     "or name the lots in batches",
                 )
-            return sorted(attached)
+            if index < self._time_rules_from:
+                return sorted(attached)
+            existing = [i for i in attached if self._born_us_of(i, batch) <= env.time_us]
+            if not existing:
+                self._not_before_birth(env, [self._lot_by_id(i) for i in sorted(attached)], batch)
+            return sorted(existing)
         lots = self._lots_of(env)
+        if index >= self._time_rules_from:
+            self._not_before_birth(env, lots, batch)
         for lot in lots:
             if lot.id not in attached:
                 raise RejectedEvent(
                     NOT_ATTACHED, f"device {signer.name} is not attached to {lot.uri} at {env.time}"
                 )
         return [lot.id for lot in lots]
+
+    # --- the time rules of a lot (docs/protocol.md §3.1)
+
+    def _time_at(self, index: int, batch: _Batch) -> int:
+        """`time` (µs) of the event at log *index*, in this batch or stored."""
+        if batch.events and index >= batch.events[0][0]:  # rows are in index order
+            for row in reversed(batch.events):
+                if row[0] == index:
+                    return parse_time(row[4])
+        stored = self.store.event_at(index)
+        assert stored is not None, f"no event at log index {index}"
+        return stored.envelope.time_us
+
+    def _lot_by_id(self, lot_id: int) -> Lot:
+        lot = self._lots_by_id.get(lot_id) or self.store.lot_by_id(lot_id)
+        assert lot is not None, f"no lot {lot_id}"
+        return lot
+
+    def _born_us_of(self, lot_id: int, batch: _Batch) -> int:
+        """When the lot came to be: the `time` of its commission, or of the
+        transform that made it. Never changes, so it is kept."""
+        born = self._born.get(lot_id)
+        if born is None:
+            lot = self._lot_by_id(lot_id)
+            born = self._born[lot_id] = self._time_at(lot.origin_event, batch)
+        return born
+
+    def _not_before_birth(self, env: Envelope, lots: Sequence[Lot], batch: _Batch) -> None:
+        """Refuse an event about a lot dated before the lot existed."""
+        for lot in lots:
+            born = self._born_us_of(lot.id, batch)
+            if env.time_us < born:
+                if self._kind_at(lot.origin_event, batch) == "transform":
+                    how, fix = "was made by a transform", "date the transform when it happened"
+                else:
+                    how = "was commissioned"
+                    fix = (
+                        "date its commissioning at the real production time "
+                        "(`provenance batch register --produced`, or Produced in the portal)"
+                    )
+                raise RejectedEvent(
+                    BEFORE_COMMISSION,
+                    f"{env.kind} at {env.time} is dated before {lot.uri} {how} "
+                    f"({format_time(born)}): nothing happens to a lot before it exists. If the "
+                    f"lot existed earlier, {fix}; else check the signer's clock",
+                )
+
+    def _within_custody(
+        self, env: Envelope, signer: Identity | None, lots: Sequence[Lot], index: int, batch: _Batch
+    ) -> None:
+        """The holder's events about its lots (ship, attach, detach, dispense,
+        transform) are dated at or after it got them: the lot's commission or
+        making, or the receive that made the signer its custodian. So a lot's
+        handoffs are in time order in its chain. From the time-rules index on."""
+        if index < self._time_rules_from:
+            return
+        self._not_before_birth(env, lots, batch)
+        for lot in lots:
+            received = self.store.last_receive_of(lot.id)
+            if received is None:
+                continue  # held since its making, checked above
+            since = self._time_at(received, batch)
+            if env.time_us < since:
+                who = signer.name if signer is not None else env.signer
+                raise RejectedEvent(
+                    OUT_OF_ORDER,
+                    f"{env.kind} at {env.time} is dated before {who} received {lot.uri} "
+                    f"({format_time(since)}): a holder's events about a lot come after the "
+                    "handoff that made it the holder; check the signer's clock",
+                )
 
     def _device(self, did: str) -> Identity:
         device = self.identity(did)
@@ -771,7 +859,7 @@ class Ledger:
         return device
 
     def _on_attach(
-        self, env: Envelope, signer: Identity | None, index: int, _b: _Batch
+        self, env: Envelope, signer: Identity | None, index: int, batch: _Batch
     ) -> list[int]:
         lots = self._lots_of(env)
         self._custodian_of(env, signer, lots)
@@ -785,13 +873,14 @@ class Ledger:
                 raise RejectedEvent(
                     CONFLICT, f"device {device.name} is already attached to {lot.uri}"
                 )
+        self._within_custody(env, signer, lots, index, batch)
         for lot in lots:
             row_id = self.store.insert_attachment(device.id, lot.id, env.time_us, index)
             attachments.append([lot.id, env.time_us, None, row_id])
         return [lot.id for lot in lots]
 
     def _on_detach(
-        self, env: Envelope, signer: Identity | None, index: int, _b: _Batch
+        self, env: Envelope, signer: Identity | None, index: int, batch: _Batch
     ) -> list[int]:
         lots = self._lots_of(env)
         self._custodian_of(env, signer, lots)
@@ -805,8 +894,13 @@ class Ledger:
                     NOT_ATTACHED, f"device {device.name} is not attached to {lot.uri}"
                 )
             if env.time_us < row[1]:
-                raise RejectedEvent(CONFLICT, f"detach at {env.time} is before the attach")
+                raise RejectedEvent(
+                    CONFLICT,
+                    f"detach at {env.time} is before the attach ({format_time(row[1])}): "
+                    "check the signer's clock",
+                )
             rows.append(row)
+        self._within_custody(env, signer, lots, index, batch)
         for row in rows:
             row[2] = env.time_us
             self.store.close_attachment(row[3], env.time_us, index)
@@ -840,6 +934,7 @@ class Ledger:
         for lot in lots:
             if self.store.open_shipment_for(lot.id) is not None:
                 raise RejectedEvent(CONFLICT, f"{lot.uri} is already in transit: receive it first")
+        self._within_custody(env, signer, lots, index, batch)
         self.store.insert_shipment(index, signer.id, receiver.id, [lot.id for lot in lots])
         self.store.record_location([lot.id for lot in lots], env.data.get("location"))
         return [lot.id for lot in lots]
@@ -866,6 +961,16 @@ class Ledger:
         lots = self._lots_of(env)
         if sorted(lot.id for lot in lots) != sorted(lot_ids):
             raise RejectedEvent(SCHEMA, "batches must list exactly the lots of the shipment")
+        if index >= self._time_rules_from:
+            self._not_before_birth(env, lots, batch)
+            shipped = self._time_at(ship_index, batch)
+            if env.time_us < shipped:
+                raise RejectedEvent(
+                    OUT_OF_ORDER,
+                    f"receive at {env.time} is dated before its shipment was sent "
+                    f"({format_time(shipped)}): a lot is received after it is shipped; "
+                    "check the receiver's clock",
+                )
         for lot in lots:
             lot.custodian = signer.id
             self.store.set_custodian(lot.id, signer.id)
@@ -886,6 +991,7 @@ class Ledger:
         self._custodian_of(env, signer, inputs)
         self._not_recalled(inputs, index, batch, "transformed")
         self._not_held(inputs, batch, "transformed")
+        self._within_custody(env, signer, inputs, index, batch)
         to_create = []
         for position, item in enumerate(env.data["outputs"]):
             lot = self.lot(item["batch"])
@@ -913,6 +1019,8 @@ class Ledger:
                         f"output {lot.uri} already exists; an output must be new or just "
                         "commissioned by the same party",
                     )
+                if index >= self._time_rules_from:
+                    self._not_before_birth(env, [lot], batch)
         for item in to_create:
             self._create_lot(item["batch"], item["product"], item, signer, index)
         ids = {uri: self.lot(uri).id for uri in env.batches}  # type: ignore[union-attr]
@@ -1125,6 +1233,7 @@ class Ledger:
         self._custodian_of(env, signer, lots)
         self._not_recalled(lots, index, batch, "dispensed")
         self._not_held(lots, batch, "dispensed")
+        self._within_custody(env, signer, lots, index, batch)
         self.store.record_dispense([lot.id for lot in lots], env.data)
         return [lot.id for lot in lots]
 

@@ -28,7 +28,15 @@ from typing import Any, NamedTuple
 from . import chain as chains
 from . import coldchain
 from .checkpoint import open_checkpoint
-from .custody import Custody, Leg, Party, read_custody, unknown_party
+from .custody import (
+    NOTE_BEFORE_ORIGIN,
+    NOTE_OUT_OF_ORDER,
+    Custody,
+    Leg,
+    Party,
+    read_custody,
+    unknown_party,
+)
 from .envelope import Envelope, verify_signatures
 from .errors import NotFound, ProvenanceError, ValidationError
 from .identity import public_key_from_did
@@ -54,6 +62,18 @@ EXPIRED = "expired"
 GAP = "gap"  # loggers fell silent: not known to be fine
 OK = "ok"
 STATES = (RECALLED, HELD, UNVERIFIED, EXCURSION, EXPIRED, GAP, OK)
+
+# Notes on what a page could not place plainly (codes; the page words them,
+# these are the words of the JSON twin).
+NOTE_READINGS_BEFORE_ORIGIN = "readings-before-origin"
+NOTES = {
+    NOTE_BEFORE_ORIGIN: "Some events are dated before the lot was registered; they are listed "
+    "by their dates.",
+    NOTE_OUT_OF_ORDER: "Some handoffs are dated out of the order in which they happened, so the "
+    "times of the journey are approximate.",
+    NOTE_READINGS_BEFORE_ORIGIN: "Some temperature readings are dated before the lot was "
+    "registered; they are shown with its first leg.",
+}
 
 # A lot's category decides its profile when the producer named none.
 DEFAULT_PROFILES = {"vaccine": "vaccine"}
@@ -107,6 +127,7 @@ class LotView:
     recalls: tuple[RecallRecord, ...] = ()  # every recall that reached the lot, oldest first
     holds: tuple[Hold, ...] = ()  # holds in force, oldest first
     flags: tuple[Flag, ...] = ()  # signals rules raised about it (they stop nothing)
+    notes: tuple[str, ...] = ()  # keys of NOTES: what could not be placed plainly
 
     @property
     def expiry(self) -> str | None:
@@ -344,6 +365,12 @@ def _build_view(
     custody = read_custody(lot.uri, history.steps, lookup)
     profile = profile_of(lot, custody.origin)
     legs = _leg_records(custody, history, profile, lookup, now)
+    notes = list(custody.notes)
+    born = custody.born_us
+    if born is not None and history.times:
+        first = history.times[0] if history.in_order else min(history.times)
+        if first < born:
+            notes.append(NOTE_READINGS_BEFORE_ORIGIN)
     identity = store.identity_by_id(lot.custodian)
     custodian = (
         Party(identity.did, identity.name, identity.role) if identity else unknown_party("?")
@@ -365,6 +392,7 @@ def _build_view(
         alerts.recalls,
         alerts.holds,
         alerts.flags,
+        tuple(notes),
     )
 
 

@@ -289,6 +289,23 @@ def _reject_counts(db: sqlite_utils.Database) -> None:
     conn.execute("ALTER TABLE rejects ADD COLUMN last_at TEXT")
 
 
+@migration("0007_time_rules")
+def _time_rules(db: sqlite_utils.Database) -> None:
+    """The time rules of a lot (docs/protocol.md §3.1: nothing dated before its
+    commissioning, custody changes in time order) refuse events from the log
+    index recorded here on; what the log already holds was accepted without
+    them and stays valid (`verify` replays each event under the rules of its time).
+    Never moved once set."""
+    size = db.conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
+    db.conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        (TIME_RULES_FROM, str(size)),
+    )
+
+
+TIME_RULES_FROM = "time_rules_from"  # meta: log index from which the time rules apply
+
+
 def _backfill_holds(conn: sqlite3.Connection) -> None:
     codes = ",".join(str(KIND_CODES[k]) for k in ("hold", "release", "flag"))
     rows = conn.execute(
@@ -1410,6 +1427,16 @@ class Store:
         row = self.conn.execute(
             "SELECT s.event FROM shipments s, json_each(s.lots) j "
             "WHERE s.receive_event IS NULL AND j.value = ? LIMIT 1",
+            (lot_id,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def last_receive_of(self, lot_id: int) -> int | None:
+        """Log index of the newest receive of a shipment that carried the lot
+        (the lot's last handoff), or None if it was never received."""
+        row = self.conn.execute(
+            "SELECT max(s.receive_event) FROM shipments s, json_each(s.lots) j "
+            "WHERE j.value = ? AND s.receive_event IS NOT NULL",
             (lot_id,),
         ).fetchone()
         return row[0] if row else None

@@ -62,6 +62,15 @@ def parse_date(text: object, field: str) -> date:
         raise ValidationError(field, f"{text!r} is not a real date: {exc}") from None
 
 
+def parse_date_or_time(text: object, field: str) -> int:
+    """Microseconds of an RFC 3339 UTC time, or of 00:00:00Z on a date
+    (YYYY-MM-DD): the earliest moment it can mean, e.g. for `data.produced`."""
+    if isinstance(text, str) and "T" not in text:
+        day = parse_date(text, field)
+        return (day - _EPOCH.date()).days * 86_400_000_000
+    return parse_time(text, field)
+
+
 def now_micros() -> int:
     """The wall clock, for adapters to inject; the core never calls it itself."""
     return int(datetime.now(UTC).timestamp() * 1_000_000)

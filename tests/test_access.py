@@ -266,11 +266,11 @@ def test_transform_outputs_that_make_new_lots_need_the_prefix(world):
             | {"product": "Kale, bagged"}
         ],
     }
-    squat = world.append("rival", "transform", [LOT, gs1.lot_uri(GTIN, "BAG1")], data)
+    squat = world.append("rival", "transform", [LOT, gs1.lot_uri(GTIN, "BAG1")], data, time=at(3))
     assert squat.reason == UNAUTHORISED and "may not commission" in squat.message
     assert world.store.lot_by_uri(gs1.lot_uri(GTIN, "BAG1")) is None
     data["outputs"][0]["batch"] = gs1.lot_uri(OTHER_GTIN, "BAG1")
-    world.ok("rival", "transform", [LOT, gs1.lot_uri(OTHER_GTIN, "BAG1")], data)
+    world.ok("rival", "transform", [LOT, gs1.lot_uri(OTHER_GTIN, "BAG1")], data, time=at(3))
 
 
 def test_grants_by_the_registrar_or_a_regulator(file_world):

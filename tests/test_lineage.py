@@ -168,8 +168,10 @@ def test_a_commissioned_lot_is_its_own_origin(world):
 def test_who_holds_each_lot_where_and_how_much(diamond):
     world = diamond
     dock = {"name": "Dock 4", "country": "KE"}
-    shipped = world.ok("farm", "ship", [lot("P")], {"to": world.did("dc"), "location": dock})
-    world.ok("farm", "dispense", [lot("Q")], {"quantity": {"value": 2, "unit": "EA"}})
+    shipped = world.ok(
+        "farm", "ship", [lot("P")], {"to": world.did("dc"), "location": dock}, time=at(4)
+    )
+    world.ok("farm", "dispense", [lot("Q")], {"quantity": {"value": 2, "unit": "EA"}}, time=at(4))
     result = trace(world.store, lot("B"), "forward")
     p, q = result.lots[lot("P")], result.lots[lot("Q")]
     assert p.custodian.name == "farm" and p.in_transit_to.name == "dc"
@@ -178,7 +180,11 @@ def test_who_holds_each_lot_where_and_how_much(diamond):
     # B: 100 KGM commissioned, 20 KGM went into the transform.
     assert str(result.lot.registered) == "100 KGM" and str(result.lot.held) == "80 KGM"
     world.ok(
-        "dc", "receive", [lot("P")], {"shipment": shipped.event_id, "location": {"name": "DC"}}
+        "dc",
+        "receive",
+        [lot("P")],
+        {"shipment": shipped.event_id, "location": {"name": "DC"}},
+        time=at(5),
     )
     p = trace(world.store, lot("P"), "back").lot
     assert p.custodian.name == "dc" and p.custodian.role == "distributor"

@@ -301,6 +301,8 @@ def test_rules_end_to_end_with_once(tmp_path, monkeypatch):
         "Farm",
         "--category",
         "vaccine",
+        "--produced",
+        hours_ago(10),  # registered now, made earlier: its logger's times are earlier
     ).strip()
     attach = {"kind": "attach", "batches": [uri], "data": {"device": probe}, "time": hours_ago(9)}
     run("event", "append", "--as", "Farm", stdin=json.dumps(attach))

@@ -5,10 +5,15 @@ changes, so a page rendered from it can be kept until then: the key is the view
 object itself plus the reader's language and text size. A leg's chart depends
 only on its `LegRecord` (kept by the Scanner while the leg is unchanged), the
 chart's end and the language, so one new reading redraws one chart.
+
+A page never fails on what the ledger accepted: a leg whose times are odd is
+drawn over the span its readings and its times cover, and a chart that cannot
+be drawn at all is logged and replaced by a sentence saying so.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import render_template, request
@@ -17,8 +22,11 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 
 from ..chart import render_svg
+from ..errors import ProvenanceError
 from ..scan import LegRecord, LotView
 from .cache import LRU
+
+log = logging.getLogger(__name__)
 
 _pages: LRU[str] = LRU(512)
 _charts: LRU[Markup] = LRU(4096)
@@ -71,19 +79,25 @@ def _chart(view: LotView, record: LegRecord, position: int) -> Markup | None:
     end = leg.end_us
     if end is None:  # still going: up to now while a logger is attached
         end = view.now_us if view.custody.attached else (status.last_us or leg.start_us)
-    return _charts.get_or_make(
-        (id(record), end, position, str(get_locale())),
-        lambda: Markup(
-            render_svg(
-                record.buckets,
-                view.profile,
-                start_us=leg.start_us,
-                end_us=end,
-                excursions=status.excursions,
-                gaps=status.gaps,
-                labels=chart_labels(),
-                chart_id=f"leg{position}",
+    end = max(end, leg.start_us)  # readings before the leg (the first) widen the chart instead
+    profile = view.profile
+
+    def draw() -> Markup:
+        try:
+            return Markup(
+                render_svg(
+                    record.buckets,
+                    profile,
+                    start_us=leg.start_us,
+                    end_us=end,
+                    excursions=status.excursions,
+                    gaps=status.gaps,
+                    labels=chart_labels(),
+                    chart_id=f"leg{position}",
+                )
             )
-        ),
-        record,
-    )
+        except ProvenanceError:
+            log.exception("lot %s: the chart of leg %d could not be drawn", view.lot.uri, position)
+            return Markup('<p class="note">%s</p>') % _("The chart of this leg could not be drawn.")
+
+    return _charts.get_or_make((id(record), end, position, str(get_locale())), draw, record)

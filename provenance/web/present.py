@@ -7,7 +7,7 @@ from typing import Any
 
 from ..coldchain import Excursion
 from ..custody import Party, Step
-from ..scan import LegRecord, LotView
+from ..scan import NOTES, LegRecord, LotView
 from ..timefmt import format_time
 
 # Link relation types of the GS1 Web Vocabulary that this resolver serves.
@@ -121,6 +121,7 @@ def lot_json(view: LotView) -> dict[str, Any]:
         "recall": recall_status(view),
         "holds": [hold.to_json() for hold in view.holds],
         "flags": [flag.to_json() for flag in view.flags],
+        "notes": [{"note": note, "text": NOTES[note]} for note in view.notes],
         "custody": [_step(step, view.integrity.bad_signatures) for step in view.custody.steps],
         "legs": [_leg(record) for record in view.legs],
         "integrity": {

@@ -11,11 +11,18 @@
 
 A link type this resolver does not serve is a 404 listing the ones it does.
 ``GET /bundle/01/{gtin}/10/{lot}`` downloads the lot's proof bundle.
+
+Only a code that does not parse is "not valid" (`InvalidCode`, 400). Once the
+code names a lot, what the ledger holds for it is shown whatever its shape
+(docs/scan.md); should building a page or export still fail, that is our bug:
+a 500 that says so, the cause logged and never shown (`PageFailure`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -31,12 +38,12 @@ from flask import (
 
 from .. import gs1, gs1_syntax
 from ..epcis import lot_document
-from ..errors import NotFound, ValidationError
+from ..errors import NotFound, ProvenanceError, ValidationError
 from ..proofs import build_bundle
 from ..scan import LotView
 from . import i18n, links, present
 from .cache import LRU
-from .errors import answer, wants_json
+from .errors import InvalidCode, PageFailure, answer, wants_json
 from .pages import render_lot
 from .state import scanner as get_scanner
 from .state import store as get_store
@@ -52,7 +59,22 @@ def _link() -> gs1_syntax.DigitalLink:
     path = links.raw_target()
     if path.startswith(links.BUNDLE_PREFIX + "/"):
         path = path.removeprefix(links.BUNDLE_PREFIX)
-    return gs1_syntax.parse_digital_link(path)
+    try:
+        return gs1_syntax.parse_digital_link(path)
+    except ValidationError as exc:
+        raise InvalidCode(exc.field, exc.rule) from None
+
+
+@contextmanager
+def _building(what: str) -> Iterator[None]:
+    """Around making a page or export of a lot the code named: a failure here
+    is ours, not the code's (NotFound still means no such lot)."""
+    try:
+        yield
+    except NotFound:
+        raise
+    except ProvenanceError as exc:
+        raise PageFailure(what) from exc
 
 
 def _lot_uri(link: gs1_syntax.DigitalLink) -> str:
@@ -93,8 +115,12 @@ def lookup():
     gtin = (request.args.get("gtin") or "").strip()
     lot = (request.args.get("lot") or "").strip()
     if not gtin or not lot:
-        raise ValidationError("lookup", "enter both the GTIN and the lot printed on the pack")
-    return redirect(links.lot_path(gs1.lot_uri(gtin, lot)), code=303)
+        raise InvalidCode("lookup", "enter both the GTIN and the lot printed on the pack")
+    try:
+        uri = gs1.lot_uri(gtin, lot)
+    except ValidationError as exc:
+        raise InvalidCode(exc.field, exc.rule) from None
+    return redirect(links.lot_path(uri), code=303)
 
 
 @bp.get("/01/<path:_rest>")
@@ -113,14 +139,15 @@ def resolve(_rest: str):
             "link type not available",
             f"this resolver has no {link_type!r} link for this lot; available: {available}",
         )
-    view = get_scanner().view(get_store(), lot_uri)
-    if link_type == "gs1:recallStatus":
-        return _json(present.recall_status(view), view)
-    if link_type == "gs1:traceability":
-        return _traceability(lot_uri, view)
-    if wants_json():
-        return _json(present.lot_json(view), view)
-    return _page(view, link)
+    with _building("page"):
+        view = get_scanner().view(get_store(), lot_uri)
+        if link_type == "gs1:recallStatus":
+            return _json(present.recall_status(view), view)
+        if link_type == "gs1:traceability":
+            return _traceability(lot_uri, view)
+        if wants_json():
+            return _json(present.lot_json(view), view)
+        return _page(view, link)
 
 
 def _etag(view: LotView, *extra: Any) -> str:
@@ -193,9 +220,9 @@ def _linkset(lot_uri: str) -> Response:
 @bp.get("/bundle/01/<path:_rest>")
 def bundle(_rest: str):
     lot_uri = _lot_uri(_link())
-    response = Response(
-        _bundle_json(lot_uri), mimetype="application/json", headers={"Cache-Control": "no-cache"}
-    )
+    with _building("proof bundle"):
+        body = _bundle_json(lot_uri)
+    response = Response(body, mimetype="application/json", headers={"Cache-Control": "no-cache"})
     gtin14, code = gs1.parse_lot_uri(lot_uri)
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in code)
     name = f"provenance-bundle-{gtin14}-{safe}.json"

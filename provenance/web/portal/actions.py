@@ -21,7 +21,7 @@ from ...identity import is_did_key
 from ...ledger import Appended
 from ...lineage import BOTH, DIRECTIONS, Trace, trace
 from ...store import Identity, Store
-from ...timefmt import format_time
+from ...timefmt import format_time, parse_date_or_time
 from ..params import parse_decimal
 from ..state import store as read_store
 from . import exports, queries
@@ -100,13 +100,20 @@ def _refused(result: Appended) -> PortalError:
     return PortalError(status, title, f"the ledger refused it: {result.message}", reason=reason)
 
 
-def _sign(who: Principal, action: str, items: list[Item], params: dict[str, Any]) -> Done:
-    """Sign and append *items* as the caller's party, all or nothing."""
+def _sign(
+    who: Principal,
+    action: str,
+    items: list[Item],
+    params: dict[str, Any],
+    time: str | None = None,
+) -> Done:
+    """Sign and append *items* as the caller's party, all or nothing; dated
+    *time* (RFC 3339 UTC), else now."""
     require(who, action)
     state = portal()
     try:
         key = state.accounts.party_key(who.party_did or "")
-        results = state.writer.sign_and_append(key, items, source=f"portal:{who.actor}")
+        results = state.writer.sign_and_append(key, items, source=f"portal:{who.actor}", time=time)
     except KeyUnavailable as exc:
         audit(who, action, params, f"refused: {exc}")
         raise PortalError(503, "cannot sign", str(exc), reason="no-key") from exc
@@ -197,7 +204,11 @@ def commission(
         "produced": produced,
     }
     data.update({k: v for k, v in optional.items() if v})
-    done = _sign(who, "commission", [("commission", [uri], data)], {"lot": uri})
+    # A lot registered after harvest is dated at its production (a date: 00:00Z),
+    # so its logger's and shipments' real, earlier times are not refused as
+    # before its commissioning (docs/protocol.md §3.1).
+    when = format_time(parse_date_or_time(produced, "produced")) if produced else None
+    done = _sign(who, "commission", [("commission", [uri], data)], {"lot": uri}, when)
     return Done(done.results, uri)
 
 

@@ -3,6 +3,7 @@ lot views and alerts, pages of results, and labels."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -25,6 +26,8 @@ from .state import portal
 
 MAX_LABELS = 500
 MAX_PAGE = 999_999
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,12 @@ class LotRow:
 
 
 def view_of(store: Store, lot: Lot) -> LotView | None:
-    """The scan page's view of the lot (None when it cannot be built)."""
+    """The scan page's view of the lot (None when it cannot be built: logged,
+    and the portal shows the lot without it)."""
     try:
         return scanner().view(store, lot.uri)
     except ProvenanceError:
+        log.exception("the view of %s could not be built", lot.uri)
         return None
 
 

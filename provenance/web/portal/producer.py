@@ -4,6 +4,7 @@ server-held key; the ledger checks custody and roles again."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import (
@@ -18,6 +19,7 @@ from flask import (
 
 from ...coldchain import PROFILES
 from ...lineage import active_recalls, held, quantity
+from ...scan import NOTES
 from ..params import int_arg
 from ..state import store as read_store
 from . import actions, common, queries
@@ -93,6 +95,7 @@ def lot(lot_id: int):
         left=held(state) if state else None,
         made=quantity(state.quantity, state.unit) if state else None,
         recalls=active_recalls(store, found.uri),
+        time_notes=NOTES,
     )
 
 
@@ -113,10 +116,24 @@ def new_lot():
         profile=form.get("profile") or None,
         quantity=actions.form_quantity(form.get("quantity"), form.get("unit"), "quantity"),
         origin=actions.form_location(form.get("origin"), form.get("country")),
+        produced=_form_utc(form.get("produced")),
     )
     made = read_store().lot_by_uri(done.lot_uri or "")
     flash(f"Lot registered: {done.lot_uri}")
     return _redirect_lot(made.id) if made else redirect(url_for("portal.producer.home"), code=303)
+
+
+_FORM_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?")
+
+
+def _form_utc(value: str | None) -> str | None:
+    """A date, or the browser's date-and-time field (``YYYY-MM-DDTHH:MM``, read
+    as UTC), as the protocol writes it; anything else goes on as typed, for the
+    action to refuse with the rule."""
+    text = (value or "").strip()
+    if _FORM_TIME.fullmatch(text):
+        return text + (":00Z" if len(text) == 16 else "Z")
+    return text or None
 
 
 @bp.post("/lots/<int:lot_id>/ship")

@@ -70,15 +70,21 @@ class LedgerWriter:
         return KeyStore(self.keys_dir).exists(LOG_KEY)
 
     def sign_and_append(
-        self, key: Ed25519PrivateKey, items: Sequence[Item], *, source: str
+        self,
+        key: Ed25519PrivateKey,
+        items: Sequence[Item],
+        *,
+        source: str,
+        time: str | None = None,
     ) -> list[Appended]:
-        """Sign *items* as the holder of *key* with its next seqs and the
-        current time, and append them all or nothing."""
+        """Sign *items* as the holder of *key* with its next seqs, dated *time*
+        (RFC 3339 UTC, e.g. a lot's production) or now, and append them all or
+        nothing."""
         with self._lock:
             ledger = self._open()
             did = did_of(key)
             seq = ledger.next_seq(did)
-            now = format_time(self.clock())
+            now = time or format_time(self.clock())
             envelopes = [
                 sign(key, kind=kind, seq=seq + n, time=now, data=data, batches=batches)
                 for n, (kind, batches, data) in enumerate(items)
