@@ -64,8 +64,15 @@ class Broker:
     """One broker process. `url` is mqtt://127.0.0.1:PORT; stop/kill/start keep
     the port and (for Mosquitto) the persistence file, so sessions survive."""
 
-    def __init__(self, directory: Path, *, users: dict[str, str] | None = None):
+    def __init__(
+        self, directory: Path, *, users: dict[str, str] | None = None, durable: bool = False
+    ):
+        """*durable*: Mosquitto saves its state after every change (a queued
+        message, a subscription), not once a second, so a kill -9 of the broker
+        loses nothing it acknowledged; it costs a write per message, so the
+        demo and the benchmarks leave it off (docs/ingest.md, "Broker")."""
         self.kind = broker_kind()
+        self.durable = durable
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"
@@ -89,7 +96,8 @@ class Broker:
                 f"listener {self.port} {self.host}",
                 "persistence true",
                 f"persistence_location {self.directory}/",
-                "autosave_interval 1",
+                "autosave_interval 1",  # seconds; with durable: changes
+                *(["autosave_on_changes true"] if self.durable else []),
                 # An ack-after-commit subscriber needs a deep queue and window:
                 # the defaults (1000 queued, 20 in flight) drop or throttle.
                 "max_queued_messages 0",
