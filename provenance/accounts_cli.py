@@ -76,7 +76,7 @@ def _password(password_stdin: bool, name: str) -> str:
 def _party(click_ctx: click.Context, name: str) -> Any:
     ctx = _context(click_ctx)
     try:
-        identity = ctx.store().identity_by_name("party", name)
+        identity = ctx.reader().identity_by_name("party", name)
     except ProvenanceError as exc:
         raise click.ClickException(str(exc)) from None
     if identity is None:
