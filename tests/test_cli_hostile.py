@@ -17,8 +17,11 @@ Each must exit non-zero with output that starts with `Error:` and no traceback.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOT_UTF8 = b"\xff\xfe\x80 not UTF-8 \xc3\x28\n"
 DEAD_BROKER = "mqtts://127.0.0.1:9"  # never reached: every case fails before connecting
 
+SERVICE_DEADLINE_S = 60
 READ, WRITE = "read", "write"  # how a command opens the ledger
 
 
@@ -48,6 +52,7 @@ class Case:
     files: tuple[str, ...] = ()
     missing_db_ok: bool = False  # a missing ledger is documented as fine
     input: str | None = None
+    service: bool = False  # runs until stopped when all is well: run it bounded, in a child
     skip_hostile: dict[str, str] = field(default_factory=dict)  # file -> why not
 
 
@@ -74,24 +79,28 @@ COMMANDS: dict[str, list[Case]] = {
             ["--config", "{gateway_config}"],
             None,
             ("gateway_config",),
+            service=True,
             skip_hostile={"zero": "gateway/config.py is the gateway helper's"},
         )
     ],
     "import epcis": [
         Case(["{epcis}", "--as", "Farm", "--schema", "{schema}"], WRITE, ("epcis", "schema"))
     ],
-    "ingest": [Case(["--broker", DEAD_BROKER, "--tls-ca", "{tls_ca}"], WRITE, ("tls_ca",))],
+    "ingest": [
+        Case(["--broker", DEAD_BROKER, "--tls-ca", "{tls_ca}"], WRITE, ("tls_ca",), service=True)
+    ],
     "init": [Case([], WRITE, missing_db_ok=True)],
     "label": [Case([URI, "--out", "{out}"], READ, missing_db_ok=True)],
     "log checkpoint": [Case([], READ)],
     "log key": [Case(["--note-key"], READ)],  # the origin is in the ledger
     "migrate": [Case([], WRITE)],
     "notify": [
-        Case(["--broker", DEAD_BROKER, "--tls-ca", "{tls_ca}", "--once"], READ, ("tls_ca",)),
+        Case(["--broker", DEAD_BROKER, "--tls-ca", "{tls_ca}"], READ, ("tls_ca",), service=True),
         Case(
             ["--broker", DEAD_BROKER.replace("mqtts", "mqtt"), "--cursor", "{cursor}"],
             READ,
             ("cursor",),
+            service=True,
         ),
     ],
     "party add": [Case(["Newcomer", "--role", "producer"], WRITE)],
@@ -107,15 +116,21 @@ COMMANDS: dict[str, list[Case]] = {
     "rules list": [Case([], READ)],
     "rules release": [Case([URI, "--reason", "checked"], WRITE)],
     "rules run": [
-        Case(["--config", "{rules}", "--once", "--cursor", "{cursor}"], WRITE, ("rules", "cursor")),
         Case(
-            ["--config", "{rules}", "--once", "--broker", DEAD_BROKER, "--tls-ca", "{tls_ca}"],
+            ["--config", "{rules}", "--cursor", "{cursor}"],
+            WRITE,
+            ("rules", "cursor"),
+            service=True,
+        ),
+        Case(
+            ["--config", "{rules}", "--broker", DEAD_BROKER, "--tls-ca", "{tls_ca}"],
             WRITE,
             ("tls_ca",),
+            service=True,
         ),
     ],
-    "serve": [Case(["--port", "0"], READ)],
-    "simulate": [Case(["--broker", DEAD_BROKER.replace("mqtts", "mqtt")], WRITE)],
+    "serve": [Case(["--port", "0"], READ, service=True)],
+    "simulate": [Case(["--broker", DEAD_BROKER.replace("mqtts", "mqtt")], WRITE, service=True)],
     "stats": [Case([], READ)],
     "token create": [Case(["Farm"], READ)],
     "token list": [],  # the accounts folder only
@@ -276,10 +291,23 @@ def test_hostile_input_is_an_error_never_a_traceback(valid, tmp_path, command, c
         "PROVENANCE_ACCOUNTS": str(work / "accounts"),
         "PROVENANCE_MQTT_PASSWORD": None,
     }
-    result = CliRunner().invoke(main, [*command.split(), *args], env=env, input=case.input)
-    output = result.output
-    assert result.exit_code != 0, output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    if case.service:  # a child with a deadline: if the input were accepted, it would run on
+        done = subprocess.run(
+            [sys.executable, "-m", "provenance", *command.split(), *args],
+            input=case.input,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=SERVICE_DEADLINE_S,
+            check=False,
+            env={**os.environ, **{k: v for k, v in env.items() if v is not None}},
+        )
+        code, output = done.returncode, done.stdout
+    else:
+        result = CliRunner().invoke(main, [*command.split(), *args], env=env, input=case.input)
+        code, output = result.exit_code, result.output
+        assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert code != 0, output
     assert "Traceback" not in output
     assert output.startswith("Error: "), output
     if target == "db":
