@@ -307,10 +307,10 @@ def init(ctx: Context, origin: str | None) -> None:
 
     Example: provenance init
     """
+    store = ctx.store(create=True)  # first: a --db that is not a ledger is refused before keys
     keys = ctx.root_keys
     log_key = keys.load_or_create(LOG_KEY)
     registrar = keys.load_or_create(REGISTRAR_KEY)
-    store = ctx.store(create=True)
     if origin is None:
         origin = store.get_meta("origin") or (
             "provenance.local/" + hashlib.sha256(did_of(log_key).encode()).hexdigest()[:12]

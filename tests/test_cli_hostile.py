@@ -9,7 +9,8 @@ fails), is run with each hostile input that applies to it:
   a file that is not SQLite and not UTF-8, and, except where a missing ledger
   is documented as fine, a path with nothing there (which must stay absent);
 - as each file it reads: a file that is not UTF-8, a folder, and /dev/zero
-  (an endless file: the read must be bounded).
+  (an endless file: the read must be bounded); as standard input, where it
+  reads that, the first and the last.
 
 Each must exit non-zero with output that starts with `Error:` and no traceback.
 """
@@ -38,7 +39,8 @@ NOT_UTF8 = b"\xff\xfe\x80 not UTF-8 \xc3\x28\n"
 DEAD_BROKER = "mqtts://127.0.0.1:9"  # never reached: every case fails before connecting
 
 SERVICE_DEADLINE_S = 60
-READ, WRITE = "read", "write"  # how a command opens the ledger
+READ, WRITE = "read", "write"
+STDIN = "stdin"  # the input "file" that is standard input  # how a command opens the ledger
 
 
 @dataclass
@@ -68,7 +70,10 @@ COMMANDS: dict[str, list[Case]] = {
     ],
     "device list": [Case([], READ)],
     "device revoke": [Case(["probe", "--reason", "lost"], WRITE)],
-    "event append": [Case(["{events}", "--as", "Farm"], WRITE, ("events",))],
+    "event append": [
+        Case(["{events}", "--as", "Farm"], WRITE, ("events",)),
+        Case(["-", "--as", "Farm"], None, (STDIN,)),
+    ],
     "export epcis": [Case([], READ)],
     "export fsma204": [Case([], READ)],
     "export proof": [Case([URI, "--since", "{checkpoint}"], READ, ("checkpoint",))],
@@ -141,12 +146,13 @@ COMMANDS: dict[str, list[Case]] = {
             ["bob", "--role", "producer", "--party", "Farm", "--password-stdin"],
             READ,
             input="correct horse battery\n",
-        )
+        ),
+        Case(["carol", "--role", "admin", "--password-stdin"], None, (STDIN,)),
     ],
     "user disable": [],  # the accounts folder only
     "user enable": [],  # the accounts folder only
     "user list": [],  # the accounts folder only
-    "user passwd": [],  # the accounts folder only
+    "user passwd": [Case(["alice", "--password-stdin"], None, (STDIN,))],
     "verify": [
         Case(["--checkpoint", "{checkpoint}"], READ, ("checkpoint",)),
         Case(["--batch", URI, "--checkpoint", "{checkpoint}"], READ, ("checkpoint",)),
@@ -194,7 +200,7 @@ def _cases():
                     yield pytest.param(command, case, "db", kind, id=f"{label}-db-{kind}")
             for name in case.files:
                 for kind in FILE_KINDS:
-                    if kind in case.skip_hostile:
+                    if kind in case.skip_hostile or (name == STDIN and kind == "folder"):
                         continue
                     yield pytest.param(command, case, name, kind, id=f"{label}-{name}-{kind}")
 
@@ -221,6 +227,12 @@ def valid(tmp_path_factory) -> Path:
     run("device", "add", "probe", "--owner", "Farm")
     run("batch", "register", "--gtin", GTIN, "--lot", "LOT42", "--product", "Kale", "--as", "Farm")
     run("rules", "init")
+    runner.invoke(
+        main,
+        ["user", "add", "alice", "--role", "admin", "--password-stdin"],
+        env=env,
+        input="correct horse battery\n",
+    )
     files = base / "files"
     files.mkdir()
     (files / "checkpoint").write_text(run("log", "checkpoint"))
@@ -263,6 +275,24 @@ def _hostile_db(path: Path, kind: str) -> None:
         assert kind == "missing"
 
 
+def _run_child(
+    argv: list[str], env: dict[str, str | None], stdin: str | None, text: str | None
+) -> tuple[int, str]:
+    options = {
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.STDOUT,
+        "timeout": SERVICE_DEADLINE_S,
+        "check": False,
+        "env": {**os.environ, **{k: v for k, v in env.items() if v is not None}},
+    }
+    if stdin is not None:
+        with open(stdin, "rb") as stream:
+            done = subprocess.run(argv, stdin=stream, **options)
+    else:
+        done = subprocess.run(argv, input=(text or "").encode(), **options)
+    return done.returncode, done.stdout.decode("utf-8", "replace")
+
+
 def _snapshot(path: Path) -> object:
     if path.is_dir():
         return sorted(p.name for p in path.iterdir())
@@ -283,6 +313,7 @@ def test_hostile_input_is_an_error_never_a_traceback(valid, tmp_path, command, c
         _hostile_db(db, kind)
     else:
         inputs[target] = _hostile_file(tmp_path / f"hostile-{target}", kind)
+    stdin = inputs.get(STDIN) if target == STDIN else None
     before = _snapshot(db)
     args = [arg.format(**inputs) for arg in case.args]
     env = {
@@ -291,18 +322,10 @@ def test_hostile_input_is_an_error_never_a_traceback(valid, tmp_path, command, c
         "PROVENANCE_ACCOUNTS": str(work / "accounts"),
         "PROVENANCE_MQTT_PASSWORD": None,
     }
-    if case.service:  # a child with a deadline: if the input were accepted, it would run on
-        done = subprocess.run(
-            [sys.executable, "-m", "provenance", *command.split(), *args],
-            input=case.input,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=SERVICE_DEADLINE_S,
-            check=False,
-            env={**os.environ, **{k: v for k, v in env.items() if v is not None}},
-        )
-        code, output = done.returncode, done.stdout
+    if case.service or stdin:  # a child with a deadline: a service would run on, and a
+        # real standard input that may never end
+        argv = [sys.executable, "-m", "provenance", *command.split(), *args]
+        code, output = _run_child(argv, env, stdin, case.input)
     else:
         result = CliRunner().invoke(main, [*command.split(), *args], env=env, input=case.input)
         code, output = result.exit_code, result.output
