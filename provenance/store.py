@@ -624,9 +624,9 @@ class Store:
                 "ledger: check --db (or PROVENANCE_DB)"
                 + ("; nothing was written to it" if tables else "; run `provenance init`")
             )
-        if readonly:
-            self._check_version()
-        else:
+        if tables:
+            self._check_version(pending_ok=not readonly)  # before anything is written
+        if not readonly:
             if self.path is not None:
                 conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk (the WAL fsynced) before it returns, so
@@ -638,16 +638,25 @@ class Store:
         if not readonly:
             self.migrate()
 
-    def _check_version(self) -> None:
-        """Read-only: the schema must be exactly this version's."""
-        unknown = set(self.applied_migrations()) - {name for name, _ in MIGRATIONS}
+    def _check_version(self, *, pending_ok: bool) -> None:
+        """The schema must be this version's, or an older one when ``pending_ok``
+        (then `migrate` brings it up to date)."""
+        try:
+            applied = self.applied_migrations()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} has a _migrations table that is not ours ({exc}): it is not a "
+                "Provenance ledger (check --db)"
+            ) from None
+        unknown = set(applied) - {name for name, _ in MIGRATIONS}
         if unknown:
             raise StoreError(
-                f"{self.path} was made by a newer Provenance (migrations "
-                f"{', '.join(sorted(unknown))}): upgrade Provenance"
+                f"{self.path} has migrations this version does not know "
+                f"({', '.join(sorted(unknown)[:5])}): it was made by a newer Provenance "
+                "(upgrade Provenance), or it is not a Provenance ledger (check --db)"
             )
         pending = self.pending_migrations()
-        if pending:
+        if pending and not pending_ok:
             raise StoreError(
                 f"{self.path} is a ledger from an older version ({len(pending)} migration"
                 f"{'s' if len(pending) != 1 else ''} pending: {', '.join(pending)}); this command "

@@ -6,7 +6,8 @@ fails), is run with each hostile input that applies to it:
 
 - as its ledger (`--db`): a folder, an unrelated SQLite database (its bytes
   must be unchanged afterwards: no schema written into it, no WAL switch),
-  a file that is not SQLite and not UTF-8, and, except where a missing ledger
+  another program's database with a `_migrations` table of its own, a file
+  that is not SQLite and not UTF-8, and, except where a missing ledger
   is documented as fine, a path with nothing there (which must stay absent);
 - as each file it reads: a file that is not UTF-8, a folder, and /dev/zero
   (an endless file: the read must be bounded); as standard input, where it
@@ -185,7 +186,7 @@ def test_every_command_is_in_the_table():
 
 # --- the cases ---------------------------------------------------------------------------------
 
-DB_KINDS = ("folder", "foreign", "garbage", "missing")
+DB_KINDS = ("folder", "foreign", "lookalike", "garbage", "missing")
 FILE_KINDS = ("not-utf8", "folder", "zero")
 
 
@@ -268,6 +269,11 @@ def _hostile_db(path: Path, kind: str) -> None:
         with sqlite3.connect(path) as conn:
             conn.execute("CREATE TABLE customers (name TEXT)")
             conn.execute("INSERT INTO customers VALUES ('Ada')")
+        conn.close()
+    elif kind == "lookalike":  # another program's migrations table by the same name
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE _migrations (version INTEGER, applied TEXT)")
+            conn.execute("INSERT INTO _migrations VALUES (1, '2020-01-01')")
         conn.close()
     elif kind == "garbage":
         path.write_bytes(NOT_UTF8 * 100)
