@@ -259,7 +259,7 @@ def check_against(
             f"this bundle is as of log size {mine}; the checkpoint you gave is size {size}: "
             "a bundle cannot show what happened to the lot since (a recall, a hold). "
             f"Get a bundle as of that checkpoint or later: `provenance export proof {lot} "
-            "--since CHECKPOINT_FILE` (or the scan page's proof link), and verify that"
+            "--since CHECKPOINT_FILE`, and verify that"
         )
     if size == mine:
         if (trusted.root_hash, trusted.extensions) != (
