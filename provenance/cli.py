@@ -58,7 +58,7 @@ def read_input(name: str, *, what: str, limit: int, text: bool = True) -> Any:
             with open(name, "rb") as stream:
                 data = stream.read(limit + 1)
     except FileNotFoundError:
-        raise click.ClickException(f"{label}: no such file (the {what})") from None
+        raise click.ClickException(f"cannot read {label}: no such file (the {what})") from None
     except IsADirectoryError:
         raise click.ClickException(f"{label} is a folder: give the {what} file") from None
     except OSError as exc:
