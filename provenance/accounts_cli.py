@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .accounts import ADMIN, ROLES, AccountError, Accounts, default_directory
+from .accounts import ADMIN, MAX_PASSWORD, ROLES, AccountError, Accounts, default_directory
 from .errors import KeyFileError, ProvenanceError, ValidationError
 from .keystore import load_private_key
 
@@ -66,17 +66,33 @@ def _accounts_option(function: Any) -> Any:
     )(function)
 
 
+_PASSWORD_LINE = 4 * MAX_PASSWORD + 2  # UTF-8 bytes of the longest password and "\r\n"
+
+
 def _password(password_stdin: bool, name: str) -> str:
     if password_stdin:
-        line = sys.stdin.readline()
-        return line.rstrip("\r\n")
+        with click.open_file("-", "rb") as stdin:  # bounded: stdin may never end a line
+            line = stdin.readline(_PASSWORD_LINE + 1)
+        if len(line) > _PASSWORD_LINE:
+            raise click.ClickException(
+                f"the password on standard input is longer than {MAX_PASSWORD} characters"
+            )
+        try:
+            password = line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise click.ClickException("the password on standard input is not UTF-8 text") from None
+        if len(password) > MAX_PASSWORD:
+            raise click.ClickException(
+                f"the password on standard input is longer than {MAX_PASSWORD} characters"
+            )
+        return password
     return click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True, err=True)
 
 
 def _party(click_ctx: click.Context, name: str) -> Any:
     ctx = _context(click_ctx)
     try:
-        identity = ctx.store().identity_by_name("party", name)
+        identity = ctx.reader().identity_by_name("party", name)
     except ProvenanceError as exc:
         raise click.ClickException(str(exc)) from None
     if identity is None:

@@ -15,6 +15,14 @@ the log's public key (docs/protocol.md, "Proof bundle"):
 
 `verify_bundle` returns a `BundleReport` or raises `VerificationError` saying
 which event broke and why.
+
+A bundle is complete *as of its checkpoint*. Given a checkpoint the verifier
+trusts (`checkpoint=`, e.g. from a witness), `verify_bundle` also judges the
+bundle against it (docs/protocol.md §7): the same tree head passes; an older
+one passes only with a consistency proof from it to the bundle's checkpoint
+(`consistency` in the bundle, added by `build_bundle(since=…)`); a newer one
+is refused with `StaleBundleError`, since a bundle cannot show what happened
+to the lot after it was made (a recall, a hold).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from .checkpoint import Checkpoint, open_checkpoint
 from .envelope import Envelope
 from .errors import ProvenanceError, VerificationError
 from .kinds import REGISTRAR, SIGNER_ROLES, text_as_signed
-from .merkle import hash_leaf, verify_inclusion
+from .merkle import hash_leaf, verify_consistency, verify_inclusion
 from .timefmt import parse_time
 
 FORMAT = "provenance-bundle/v1"
@@ -48,6 +56,11 @@ def unb64(text: Any, what: str) -> bytes:
     return raw
 
 
+class StaleBundleError(VerificationError):
+    """The verifier's checkpoint is newer than the bundle's: the bundle cannot
+    show what happened to the lot since it was made."""
+
+
 @dataclass
 class BundleReport:
     subject: str
@@ -55,12 +68,18 @@ class BundleReport:
     events: list[Envelope]
     signers: dict[str, dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    trusted: Checkpoint | None = None  # the verifier's checkpoint it was judged against
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{self.subject}: {len(self.events)} events, all signatures valid, chain complete "
             f"as of checkpoint {self.checkpoint.size} of {self.checkpoint.origin}"
         )
+        if self.trusted is None:
+            return text
+        if self.trusted.size == self.checkpoint.size:
+            return text + " (the checkpoint you gave)"
+        return text + f", which extends the checkpoint you gave (size {self.trusted.size})"
 
 
 @dataclass
@@ -100,16 +119,38 @@ def _parse_chain(raw: Any) -> _Chain:
     return _Chain(subject, position, heads_proof, events)
 
 
-def verify_bundle(bundle: Any, log_public_key: bytes) -> BundleReport:
-    """Check a proof bundle against the log's public key (32 raw bytes)."""
+def verify_bundle(
+    bundle: Any, log_public_key: bytes, *, checkpoint: str | None = None
+) -> BundleReport:
+    """Check a proof bundle against the log's public key (32 raw bytes).
+
+    With ``checkpoint`` (a signed note the verifier trusts), also judge the
+    bundle as of that checkpoint; see `check_against`.
+    """
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise VerificationError(f"not a {FORMAT} proof bundle")
     note = bundle.get("checkpoint")
     if not isinstance(note, str):
         raise VerificationError("bundle has no checkpoint")
     origin = note.split("\n", 1)[0]
-    # 1. The checkpoint is signed by the log key.
-    checkpoint = open_checkpoint(note, origin, log_public_key)
+    # 1. The checkpoint is signed by the log key; so is the verifier's, if given,
+    #    and the bundle is as of it, or of a checkpoint proven to extend it.
+    bundle_checkpoint = open_checkpoint(note, origin, log_public_key)
+    trusted = None
+    if checkpoint is not None:
+        trusted = check_against(
+            bundle_checkpoint,
+            checkpoint,
+            log_public_key,
+            bundle.get("consistency"),
+            subject=bundle.get("subject"),
+        )
+    report = _verify_contents(bundle, bundle_checkpoint)
+    report.trusted = trusted
+    return report
+
+
+def _verify_contents(bundle: dict[str, Any], checkpoint: Checkpoint) -> BundleReport:
     heads_count, heads_root = chains.parse_heads_extension(checkpoint.extensions)
     raw_chains = bundle.get("chains")
     if not isinstance(raw_chains, list):
@@ -178,6 +219,90 @@ def verify_bundle(bundle: Any, log_public_key: bytes) -> BundleReport:
                 f"{signer['revoked_from']}); the revocation was logged later"
             )
     return BundleReport(subject, checkpoint, [e for _, e, _ in lot.events], signers, warnings)
+
+
+def check_against(
+    bundle_checkpoint: Checkpoint,
+    note: str,
+    log_public_key: bytes,
+    consistency: Any,
+    *,
+    subject: Any = None,
+) -> Checkpoint:
+    """Judge a bundle whose (verified) checkpoint is ``bundle_checkpoint`` against
+    the signed checkpoint ``note`` the verifier trusts; return the latter.
+
+    - signed by the same log key, for the same log (origin), or refused;
+    - the same size: the same tree head (root and heads), else the log signed two
+      different trees of one size (a split view);
+    - older: the bundle must carry a consistency proof from its size to the
+      bundle's checkpoint (``{"size": M, "proof": [b64, …]}``), which must verify;
+    - newer: refused (`StaleBundleError`): events logged since, such as a recall,
+      are not in the bundle and nothing in it can rule them out.
+    """
+    origin = bundle_checkpoint.origin
+    if not isinstance(note, str):
+        raise VerificationError("the checkpoint to verify against is not text")
+    theirs = note.split("\n", 1)[0]
+    if theirs != origin:
+        raise VerificationError(
+            f"the checkpoint you gave is for log {theirs[:80]!r}, the bundle for {origin!r}"
+        )
+    try:
+        trusted = open_checkpoint(note, origin, log_public_key)
+    except VerificationError as exc:
+        raise VerificationError(f"the checkpoint you gave does not verify: {exc}") from None
+    size, mine = trusted.size, bundle_checkpoint.size
+    printable = isinstance(subject, str) and subject.isprintable() and len(subject) <= 500
+    lot = subject if printable else "URI"
+    if size > mine:
+        raise StaleBundleError(
+            f"this bundle is as of log size {mine}; the checkpoint you gave is size {size}: "
+            "a bundle cannot show what happened to the lot since (a recall, a hold). "
+            f"Get a bundle as of that checkpoint or later: `provenance export proof {lot} "
+            "--since CHECKPOINT_FILE`, and verify that"
+        )
+    if size == mine:
+        if (trusted.root_hash, trusted.extensions) != (
+            bundle_checkpoint.root_hash,
+            bundle_checkpoint.extensions,
+        ):
+            raise VerificationError(
+                f"the log signed two different trees of size {size} (the bundle's and the one "
+                "you gave): a split view; keep both checkpoints as evidence and report it"
+            )
+        return trusted
+    if consistency is None:
+        raise VerificationError(
+            f"the checkpoint you gave (size {size}) is older than the bundle's (size {mine}) and "
+            "the bundle carries no consistency proof from it: get one with "
+            f"`provenance export proof {lot} --since CHECKPOINT_FILE`"
+        )
+    if not isinstance(consistency, dict) or set(consistency) != {"size", "proof"}:
+        raise VerificationError('bundle `consistency` must be {"size": N, "proof": [...]}')
+    from_size, raw_proof = consistency["size"], consistency["proof"]
+    if isinstance(from_size, bool) or not isinstance(from_size, int):
+        raise VerificationError("bundle `consistency.size` is not an integer")
+    if not isinstance(raw_proof, list):
+        raise VerificationError("bundle `consistency.proof` is not a list")
+    if from_size != size:
+        raise VerificationError(
+            f"the bundle's consistency proof is from size {from_size}, the checkpoint you gave "
+            f"is size {size}: get one from yours with `provenance export proof {lot} "
+            "--since CHECKPOINT_FILE`"
+        )
+    proof = [unb64(h, "consistency proof") for h in raw_proof]
+    if size > 0:
+        try:
+            verify_consistency(size, mine, proof, trusted.root_hash, bundle_checkpoint.root_hash)
+        except VerificationError as exc:
+            raise VerificationError(
+                f"the bundle's log (size {mine}) does not extend the checkpoint you gave "
+                f"(size {size}): {exc} — the log was rewritten, or the proof is wrong"
+            ) from None
+    elif proof:
+        raise VerificationError("a consistency proof from the empty tree must be empty")
+    return trusted
 
 
 def _check_chain(item: _Chain, checkpoint: Checkpoint, heads_count: int, heads_root: bytes) -> None:

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import importlib
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,19 +16,69 @@ from typing import Any
 import click
 
 from . import gs1
-from .errors import ProvenanceError, ValidationError
+from .errors import ProvenanceError, ValidationError, VerificationError
 from .identity import COMMISSIONING_ROLES, PARTY_ROLES, public_key_from_did
 from .jcs import parse_json, split_items
 from .keystore import KeyStore, load_private_key, read_public_key
 from .kinds import PREFIXES_FIELD, company_prefixes
 from .ledger import Appended, Ledger
 from .signing import did_of, sign
-from .store import Store
+from .store import Store, StoreError
 from .terminal import escape_standard_streams
 from .timefmt import format_time, now_micros, parse_date_or_time, parse_time
 
 LOG_KEY = "log"
 REGISTRAR_KEY = "registrar"
+
+KiB, MiB = 1024, 1024 * 1024
+# Every file a command reads has a cap (docs/cli.md, "Input limits"); a bigger
+# input is refused, naming the cap, before it is parsed.
+MAX_EVENTS_INPUT = 16 * MiB  # event append
+MAX_CHECKPOINT_INPUT = 64 * KiB  # verify --checkpoint, export proof --since
+MAX_BUNDLE_INPUT = 128 * MiB  # verify --bundle: ~100,000 events of one lot
+MAX_EPCIS_INPUT = 64 * MiB  # import epcis
+MAX_SCHEMA_INPUT = 4 * MiB  # import epcis --schema
+MAX_CONFIG_INPUT = 1 * MiB  # rules check/run --config
+MAX_CA_INPUT = 1 * MiB  # --tls-ca: a PEM bundle of CA certificates
+MAX_CURSOR_INPUT = 64  # a service's --cursor file: one log index
+
+
+def _size(limit: int) -> str:
+    return f"{limit // MiB} MiB" if limit >= MiB else f"{limit // KiB} KiB"
+
+
+def read_input(name: str, *, what: str, limit: int, text: bool = True) -> Any:
+    """The contents of file *name* ('-': standard input), at most *limit* bytes,
+    as UTF-8 text (or bytes). Every failure is a ClickException naming the file
+    and saying what to do: missing, a folder, unreadable, too big, not UTF-8."""
+    label = "standard input" if name == "-" else name
+    try:
+        if name == "-":
+            with click.open_file("-", "rb") as stream:
+                data = stream.read(limit + 1)
+        else:
+            with open(name, "rb") as stream:
+                data = stream.read(limit + 1)
+    except FileNotFoundError:
+        raise click.ClickException(f"cannot read {label}: no such file (the {what})") from None
+    except IsADirectoryError:
+        raise click.ClickException(f"{label} is a folder: give the {what} file") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {label} ({what}): {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise click.ClickException(
+            f"{label} is larger than {_size(limit)}, the limit for the {what} "
+            "(docs/cli.md, Input limits)"
+        )
+    if not text:
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"{label} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+            f"save the {what} as UTF-8"
+        ) from None
 
 
 class Context:
@@ -35,6 +86,7 @@ class Context:
         self.db_path = Path(db)
         self.keys_dir = Path(keys)
         self._store: Store | None = None
+        self._reader: Store | None = None
         self._ledger: Ledger | None = None
 
     @property
@@ -50,9 +102,21 @@ class Context:
         return KeyStore(self.keys_dir / "devices")
 
     def store(self, create: bool = False) -> Store:
+        """The ledger to write to: migrated to this version; a missing one is
+        made only with ``create`` (`provenance init`); a SQLite file that is
+        not a ledger is refused."""
         if self._store is None:
             self._store = Store(self.db_path, create=create)
         return self._store
+
+    def reader(self) -> Store:
+        """The ledger, read-only: never created, migrated or written (the
+        write store if this command already opened it)."""
+        if self._store is not None:
+            return self._store
+        if self._reader is None:
+            self._reader = Store(self.db_path, create=False, readonly=True)
+        return self._reader
 
     def ledger(self) -> Ledger:
         if self._ledger is None:
@@ -63,7 +127,7 @@ class Context:
         """The log key we trust: our own key file, not what the database says."""
         if self.root_keys.exists(LOG_KEY):
             return public_key_from_did(did_of(self.root_keys.load(LOG_KEY)))
-        did = self.store().get_meta("log_key")
+        did = self.reader().get_meta("log_key")
         if did is None:
             raise click.ClickException("no log key: pass --log-key or run `provenance init`")
         click.echo(
@@ -87,6 +151,49 @@ def friendly(function: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from exc
 
     return wrapper
+
+
+def check_cursor_file(path: Path) -> None:
+    """A service's cursor file, when there is one, must be a small file holding a
+    log index (the service reads and replaces it)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    text = read_input(str(path), what="cursor file", limit=MAX_CURSOR_INPUT).strip()
+    if text and not (text.isascii() and text.isdigit()):
+        raise click.ClickException(
+            f"{path} holds {text[:40]!r}, not a log index: fix it (the next log index to look "
+            "at) or give another --cursor"
+        )
+
+
+def check_tls_ca(path: str | None) -> None:
+    """--tls-ca must be a readable PEM certificate file under the cap, checked before
+    anything connects (the TLS library would read any file it is given)."""
+    if path is None:
+        return
+    text = read_input(path, what="CA certificate", limit=MAX_CA_INPUT)
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise click.ClickException(
+            f"--tls-ca {path} is not a PEM certificate file (no BEGIN CERTIFICATE line)"
+        )
+
+
+def error_message(exc: BaseException, ctx: Context | None) -> str | None:
+    """`Error: …` text for an exception a command let through, or None for a bug.
+    The one place that maps our errors and the OS's to a message."""
+    db = ctx.db_path if ctx is not None else "the ledger"
+    if isinstance(exc, ProvenanceError):
+        return str(exc)
+    if isinstance(exc, sqlite3.DatabaseError):
+        return f"{db}: the ledger database failed ({exc}): check --db, or run `provenance verify`"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"input is not UTF-8 text ({exc.reason} at offset {exc.start}): save it as UTF-8"
+    if isinstance(exc, IsADirectoryError):
+        return f"{exc.filename} is a folder, where a file was expected"
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return None
 
 
 class LazyGroup(click.Group):
@@ -132,7 +239,43 @@ EXPORT_COMMANDS = {
 }
 
 
-@click.group(cls=LazyGroup, lazy=SERVICE_COMMANDS)
+class ErrorFirstUsage(click.UsageError):
+    """A usage error shown as `Error: …` first, then the usage line and the hint
+    (exit status 2), like every other error of the command line."""
+
+    def __init__(self, error: click.UsageError):
+        super().__init__(error.format_message(), error.ctx)
+
+    def show(self, file: Any = None) -> None:
+        lines = [f"Error: {self.format_message()}"]
+        if self.ctx is not None:
+            lines.append(self.ctx.get_usage())
+            lines.append(f"Try '{self.ctx.command_path} {self.ctx.help_option_names[0]}' for help.")
+        click.echo("\n".join(lines), file=file, err=file is None)
+
+
+class MainGroup(LazyGroup):
+    """The `provenance` group: a command's uncaught ProvenanceError, OSError,
+    UnicodeDecodeError or sqlite3.DatabaseError becomes `Error: …`, exit 1,
+    never a traceback; usage errors say `Error: …` first too (exit 2)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except ErrorFirstUsage:
+            raise
+        except click.UsageError as exc:
+            raise ErrorFirstUsage(exc) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (ProvenanceError, OSError, UnicodeDecodeError, sqlite3.DatabaseError) as exc:
+            obj = ctx.obj if isinstance(ctx.obj, Context) else None
+            raise click.ClickException(error_message(exc, obj) or str(exc)) from exc
+
+
+@click.group(cls=MainGroup, lazy=SERVICE_COMMANDS)
 @click.option(
     "--db",
     envvar="PROVENANCE_DB",
@@ -167,10 +310,10 @@ def init(ctx: Context, origin: str | None) -> None:
 
     Example: provenance init
     """
+    store = ctx.store(create=True)  # first: a --db that is not a ledger is refused before keys
     keys = ctx.root_keys
     log_key = keys.load_or_create(LOG_KEY)
     registrar = keys.load_or_create(REGISTRAR_KEY)
-    store = ctx.store(create=True)
     if origin is None:
         origin = store.get_meta("origin") or (
             "provenance.local/" + hashlib.sha256(did_of(log_key).encode()).hexdigest()[:12]
@@ -178,6 +321,19 @@ def init(ctx: Context, origin: str | None) -> None:
     Ledger.initialise(store, log_key, registrar, origin)
     click.echo(f"ledger {ctx.db_path} ready; log {store.get_meta('origin')}")
     click.echo(f"log key {did_of(log_key)}")
+
+
+@main.command()
+@pass_context
+@friendly
+def migrate(ctx: Context) -> None:
+    """Bring the ledger's schema up to this version (read-only commands never
+    do; any command that writes does it too). Never creates a ledger.
+
+    Example: provenance migrate
+    """
+    applied = ctx.store().applied_migrations()
+    click.echo(f"ledger {ctx.db_path}: schema up to date (last migration {applied[-1]})")
 
 
 def registrar_sign(ctx: Context, kind: str, data: dict[str, Any]) -> Appended:
@@ -311,7 +467,8 @@ def party_list(ctx: Context, as_json: bool) -> None:
 
 
 def _list_identities(ctx: Context, type_: str, as_json: bool) -> None:
-    for identity in ctx.store().identities():
+    store = ctx.reader()
+    for identity in store.identities():
         if identity.type != type_:
             continue
         row: dict[str, Any] = {
@@ -323,7 +480,7 @@ def _list_identities(ctx: Context, type_: str, as_json: bool) -> None:
         if identity.role in COMMISSIONING_ROLES:
             row[PREFIXES_FIELD] = ctx.store().prefixes(identity.id)
         if type_ == "device":
-            owner = ctx.store().identity_by_id(identity.owner) if identity.owner else None
+            owner = store.identity_by_id(identity.owner) if identity.owner else None
             row = {
                 "name": identity.name,
                 "owner": owner.name if owner else None,
@@ -552,11 +709,11 @@ def event() -> None:
 
 
 @event.command("append")
-@click.argument("source", type=click.File("r"), default="-")
+@click.argument("source", metavar="[FILE|-]", default="-")
 @click.option("--as", "as_", help="Sign unsigned items as this party or device.")
 @pass_context
 @friendly
-def event_append(ctx: Context, source: Any, as_: str | None) -> None:
+def event_append(ctx: Context, source: str, as_: str | None) -> None:
     """Append envelopes from FILE (or stdin): a JSON object, an array or JSON lines.
 
     Signed envelopes are appended as they are. Unsigned items (kind, batches,
@@ -565,7 +722,7 @@ def event_append(ctx: Context, source: Any, as_: str | None) -> None:
 
     Example: provenance event append readings.jsonl --as truck7-probe
     """
-    items = _read_items(source.read())
+    items = _read_items(read_input(source, what="events", limit=MAX_EVENTS_INPUT))
     key = None
     prepared: list[Any] = []
     next_seq: int | None = None
@@ -614,53 +771,76 @@ def event_append(ctx: Context, source: Any, as_: str | None) -> None:
 
 @main.command()
 @click.option("--batch", "lot_uri", help="Verify one lot (as its proof bundle would).")
-@click.option("--checkpoint", type=click.File("r"), help="A checkpoint you kept earlier.")
-@click.option("--bundle", type=click.File("r"), help="Verify a proof bundle; needs no database.")
+@click.option(
+    "--checkpoint",
+    metavar="FILE",
+    help="A checkpoint you trust (kept earlier, or a witness's): the ledger must still hold "
+    "its history; a bundle must be as of it, or prove that it extends it.",
+)
+@click.option("--bundle", metavar="FILE", help="Verify a proof bundle; needs no database.")
 @click.option("--log-key", help="The log's public key (did:key, or a file) for --bundle.")
 @click.option("--workers", type=int, help="Processes for whole-ledger checks (default: all cores).")
 @pass_context
 def verify(
     ctx: Context,
     lot_uri: str | None,
-    checkpoint: Any,
-    bundle: Any,
+    checkpoint: str | None,
+    bundle: str | None,
     log_key: str | None,
     workers: int | None,
 ) -> None:
     """Check that nothing was edited, removed, reordered or rolled back.
 
     Exit status 0 when intact, 1 when anything is wrong (each broken event is
-    printed with the reason), 2 on a usage error.
+    printed with the reason) or an input cannot be read, 2 on a usage error.
+    With --bundle and --checkpoint, a bundle older than the checkpoint fails:
+    it cannot show what happened to the lot since (a recall).
 
     Example: provenance verify --checkpoint yesterday.checkpoint
     """
-    from .audit import verify_ledger, verify_lot
+    from .audit import verify_ledger
     from .bundle import verify_bundle
+    from .proofs import build_bundle
 
+    if bundle is not None and log_key is None:
+        raise click.UsageError("--bundle needs --log-key (the log's did:key or key file)")
+    if bundle is not None and lot_uri is not None:
+        raise click.UsageError("give --bundle or --batch, not both")
+    note = (
+        read_input(checkpoint, what="checkpoint", limit=MAX_CHECKPOINT_INPUT)
+        if checkpoint is not None
+        else None
+    )
     try:
-        if bundle is not None:
-            if log_key is None:
-                raise click.UsageError("--bundle needs --log-key (the log's did:key or key file)")
-            key = public_key_from_did(read_public_key(log_key))
-            report = verify_bundle(parse_json(bundle.read(), max_depth=64), key)
-            click.echo(f"OK {report.summary()}")
-            for warning in report.warnings:
-                click.echo(f"warning: {warning}")
-            return
-        key = public_key_from_did(read_public_key(log_key)) if log_key else ctx.log_public_key()
-        store = ctx.store()
+        key = public_key_from_did(read_public_key(log_key)) if log_key else None
+    except ProvenanceError as exc:
+        raise click.ClickException(f"--log-key: {exc}") from None
+    if bundle is not None:
+        assert key is not None
+        text = read_input(bundle, what="proof bundle", limit=MAX_BUNDLE_INPUT)
+        try:
+            report = verify_bundle(parse_json(text, max_depth=64), key, checkpoint=note)
+        except ProvenanceError as exc:
+            click.echo(f"FAILED: {exc}")
+            sys.exit(1)
+        click.echo(f"OK {report.summary()}")
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}")
+        return
+    key = key or ctx.log_public_key()
+    store = ctx.reader()
+    try:
         if lot_uri is not None:
-            report_lot = verify_lot(store, lot_uri, key)
+            # One lot as an outsider would check it: its bundle, as of (or
+            # proven to extend) the checkpoint given.
+            try:
+                lot_bundle = build_bundle(store, lot_uri, since=note)
+            except StoreError as exc:
+                raise VerificationError(f"{lot_uri}: its proofs cannot be built: {exc}") from exc
+            report_lot = verify_bundle(lot_bundle, key, checkpoint=note)
             click.echo(f"OK {report_lot.summary()}")
             return
-        report = verify_ledger(
-            store,
-            key,
-            external_checkpoint=checkpoint.read() if checkpoint else None,
-            workers=workers,
-        )
-    except click.UsageError:
-        raise
+        report = verify_ledger(store, key, external_checkpoint=note, workers=workers)
     except ProvenanceError as exc:
         click.echo(f"FAILED: {exc}")
         sys.exit(1)
@@ -691,7 +871,7 @@ def log_checkpoint(ctx: Context) -> None:
 
     Example: provenance log checkpoint > today.checkpoint
     """
-    note = ctx.store().latest_checkpoint()
+    note = ctx.reader().latest_checkpoint()
     if note is None:
         raise click.ClickException("no checkpoint yet: run `provenance init`")
     click.echo(note, nl=False)
@@ -709,7 +889,7 @@ def log_key_command(ctx: Context, note_key: bool) -> None:
     if note_key:
         from .checkpoint import format_verifier_key
 
-        name = ctx.store().get_meta("origin") or ""
+        name = ctx.reader().get_meta("origin") or ""
         click.echo(format_verifier_key(name, ctx.log_public_key()))
         return
     from .identity import did_from_public_key
@@ -724,16 +904,24 @@ def export() -> None:
 
 @export.command("proof")
 @click.argument("uri")
+@click.option(
+    "--since",
+    metavar="FILE",
+    help="A checkpoint the verifier holds: add a consistency proof from it, so that "
+    "`verify --bundle … --checkpoint FILE` accepts the bundle.",
+)
 @pass_context
 @friendly
-def export_proof(ctx: Context, uri: str) -> None:
-    """Print the offline proof bundle of lot URI (JSON).
+def export_proof(ctx: Context, uri: str, since: str | None) -> None:
+    """Print the offline proof bundle of lot URI (JSON), as of the latest checkpoint.
 
     Example: provenance export proof https://id.gs1.org/01/09506000134352/10/LOT42 > lot42.json
     """
     from .proofs import build_bundle
 
-    click.echo(json.dumps(build_bundle(ctx.store(), uri), indent=1, ensure_ascii=False))
+    note = read_input(since, what="checkpoint", limit=MAX_CHECKPOINT_INPUT) if since else None
+    bundle = build_bundle(ctx.reader(), uri, since=note)
+    click.echo(json.dumps(bundle, indent=1, ensure_ascii=False))
 
 
 @main.command()
@@ -745,7 +933,7 @@ def stats(ctx: Context, as_json: bool) -> None:
 
     Example: provenance stats --json
     """
-    numbers = ctx.store().stats()
+    numbers = ctx.reader().stats()
     if as_json:
         click.echo(json.dumps(numbers, sort_keys=True))
         return

@@ -20,7 +20,15 @@ from typing import IO, Any
 
 import click
 
-from .cli import Context, friendly, key_name, pass_context
+from .cli import (
+    MAX_EPCIS_INPUT,
+    MAX_SCHEMA_INPUT,
+    Context,
+    friendly,
+    key_name,
+    pass_context,
+    read_input,
+)
 from .errors import ValidationError
 from .timefmt import parse_date, parse_time
 
@@ -124,7 +132,7 @@ def export_epcis(
 
     since_us, until_us = time_range(since, until)
     _check_range(since_us, until_us)
-    store = ctx.store()
+    store = ctx.reader()
     with _output(out, binary=False) as stream:
         count = write_ledger_document(
             store, stream, lot=lot_uri, since_us=since_us, until_us=until_us, product=product
@@ -178,7 +186,7 @@ def export_fsma204(
         format_ = "xlsx" if out and out.lower().endswith(".xlsx") else "csv"
     if format_ == "xlsx" and out is None and _stdout_is_terminal():
         raise click.UsageError("XLSX is binary: pass --out FILE or redirect standard output")
-    rows = store_rows(ctx.store(), product=product, since_us=since_us, until_us=until_us)
+    rows = store_rows(ctx.reader(), product=product, since_us=since_us, until_us=until_us)
     with _output(out, binary=True) as stream:
         if format_ == "xlsx":
             count = write_xlsx(rows, stream)
@@ -199,17 +207,17 @@ def import_group() -> None:
 
 
 @import_group.command("epcis")
-@click.argument("source", type=click.File("rb"), metavar="FILE")
+@click.argument("source", metavar="FILE")
 @click.option("--as", "as_", required=True, metavar="PARTY", help="The importing party's name.")
 @click.option(
     "--schema",
-    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE",
     help="The EPCIS 2.0 JSON Schema file (default: $PROVENANCE_EPCIS_SCHEMA, else the "
     "official schema shipped with provenance).",
 )
 @pass_context
 @friendly
-def import_epcis(ctx: Context, source: Any, as_: str, schema: str | None) -> None:
+def import_epcis(ctx: Context, source: str, as_: str, schema: str | None) -> None:
     """Import a partner's GS1 EPCIS 2.0 events, signed by PARTY.
 
     FILE ('-' for standard input) is an EPCIS 2.0 JSON-LD document, a query
@@ -234,14 +242,19 @@ def import_epcis(ctx: Context, source: Any, as_: str, schema: str | None) -> Non
         schema_problems,
     )
 
-    name = getattr(source, "name", "FILE")
+    name = "standard input" if source == "-" else source
     key = _party_key(ctx, as_)
+    if schema is None:
+        try:
+            schema = str(find_schema(None))
+        except EpcisInputError as exc:
+            raise click.UsageError(str(exc)) from None
+    schema_text = read_input(schema, what="EPCIS JSON Schema", limit=MAX_SCHEMA_INPUT)
     try:
-        schema_path = find_schema(schema)
-    except EpcisInputError as exc:
-        raise click.UsageError(str(exc)) from None
-    try:
-        document, repeats = parse_document(source.read(), max_depth=MAX_INPUT_DEPTH)
+        document, repeats = parse_document(
+            read_input(source, what="EPCIS document", limit=MAX_EPCIS_INPUT, text=False),
+            max_depth=MAX_INPUT_DEPTH,
+        )
     except ValidationError as exc:
         raise click.ClickException(f"{name} is not JSON: {exc}") from None
     for repeat in repeats[:MAX_REPEATS_TOLD]:  # the last kept, as JSON.parse and JSON-LD do
@@ -252,7 +265,11 @@ def import_epcis(ctx: Context, source: Any, as_: str, schema: str | None) -> Non
             " the last of each is used",
             err=True,
         )
-    validator = epcis_validator(json.loads(schema_path.read_text(encoding="utf-8")))
+    try:
+        schema_document = json.loads(schema_text)
+    except ValueError as exc:
+        raise click.ClickException(f"--schema {schema} is not JSON: {exc}") from None
+    validator = epcis_validator(schema_document)
     count, problems = schema_problems(validator, document)
     if count:
         listed = f"the first {len(problems)}" if count > len(problems) else "all"
@@ -286,6 +303,6 @@ def import_epcis(ctx: Context, source: Any, as_: str, schema: str | None) -> Non
 
 def _party_key(ctx: Context, name: str) -> Any:
     """The private key of the enrolled party *name* from the keystore."""
-    if ctx.store().identity_by_name("party", name) is None:
+    if ctx.reader().identity_by_name("party", name) is None:
         raise click.ClickException(f"no party named {name!r}: add it with `provenance party add`")
     return ctx.party_keys.load(key_name(name))

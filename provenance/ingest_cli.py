@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from .cli import LOG_KEY, Context
+from .cli import LOG_KEY, Context, check_tls_ca
 from .errors import ProvenanceError
 from .ingest import STOP_TIMEOUT_S, CredentialsRefused, IngestService, IngestStats
 from .mqtt_options import broker_options, parse_broker
@@ -89,6 +89,7 @@ def command(
         raise click.UsageError("run it as `provenance [--db PATH] [--keys DIR] ingest …`")
     _configure_logging()
     broker = parse_broker(broker_url, tls_ca)
+    check_tls_ca(tls_ca)
     if ready_file is not None and not ready_file.parent.is_dir():
         message = f"{ready_file.parent} is not a folder"
         raise click.BadParameter(message, param_hint="--ready-file")

@@ -24,6 +24,27 @@ from .errors import KeyFileError, ValidationError
 from .identity import did_from_public_key, public_key_from_did
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+MAX_KEY_FILE = 64 * 1024
+"""A key file holds one PEM key or did:key (a few hundred bytes); bigger ones are refused."""
+
+
+def _read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """At most MAX_KEY_FILE bytes of *path*; FileNotFoundError passes through."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_KEY_FILE + 1)
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise KeyFileError(f"{path} is a folder, not a key file") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the key ({exc.strerror or exc})") from None
+    if len(data) > MAX_KEY_FILE:
+        raise KeyFileError(
+            f"{path} is larger than {MAX_KEY_FILE // 1024} KiB, the limit for a key file: "
+            "give the file holding just the key"
+        )
+    return data
 
 
 class KeyStore:
@@ -69,12 +90,7 @@ class KeyStore:
 
 
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read the key ({exc.strerror})") from None
+    data = _read_key_file(path)
     try:
         key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -109,9 +125,9 @@ def read_public_key(file_or_did: str) -> str:
     if not path.exists():
         raise KeyFileError(f"{file_or_did}: no such file (give a PEM public key file or a did:key)")
     try:
-        text = path.read_bytes().decode("ascii")
-    except OSError as exc:
-        raise KeyFileError(f"{file_or_did}: cannot read it ({exc.strerror})") from None
+        text = _read_key_file(path).decode("ascii")
+    except FileNotFoundError:
+        raise KeyFileError(f"{file_or_did}: no such file") from None
     except UnicodeDecodeError:
         raise ValidationError(
             "public key",

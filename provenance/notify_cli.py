@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
-from .cli import Context, friendly, pass_context
+from .cli import Context, check_cursor_file, check_tls_ca, friendly, pass_context
 from .mqtt_options import broker_options, parse_broker, retained_publisher
 from .notify import (
     POLL_INTERVAL_S,
@@ -54,8 +55,11 @@ def command(
     broker = parse_broker(broker_url, tls_ca)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    store = ctx.store()
-    cursor = Cursor(cursor_path or default_cursor_path(ctx.db_path))
+    check_tls_ca(tls_ca)
+    store = ctx.reader()
+    cursor_file = Path(cursor_path) if cursor_path else default_cursor_path(ctx.db_path)
+    check_cursor_file(cursor_file)
+    cursor = Cursor(cursor_file)
     publisher = retained_publisher(
         "notify",
         broker,

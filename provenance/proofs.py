@@ -9,8 +9,8 @@ from typing import Any
 from . import chain as chains
 from .bundle import FORMAT, b64
 from .checkpoint import Checkpoint
-from .errors import NotFound, VerificationError
-from .merkle import MemoryTree, ReadOnce, inclusion_proof
+from .errors import NotFound, ProvenanceError, VerificationError
+from .merkle import MemoryTree, ReadOnce, consistency_proof, inclusion_proof, range_hash
 from .store import Store
 
 
@@ -31,13 +31,19 @@ def heads_tree(store: Store) -> tuple[MemoryTree, dict[str, int]]:
     return tree, positions
 
 
-def build_bundle(store: Store, lot_uri: str) -> dict[str, Any]:
-    """The proof bundle of one lot as of the latest checkpoint."""
+def build_bundle(store: Store, lot_uri: str, since: str | None = None) -> dict[str, Any]:
+    """The proof bundle of one lot as of the latest checkpoint.
+
+    With ``since`` (a signed checkpoint of this log the verifier holds), the
+    bundle also carries a consistency proof from that checkpoint's tree to the
+    bundle's, so that `verify_bundle(…, checkpoint=since)` can accept it.
+    """
     with store.snapshot():
         note = store.latest_checkpoint()
         if note is None:
             raise NotFound("the ledger has no checkpoint yet: run `provenance init`")
-        size = checkpoint_body(note).size
+        latest = checkpoint_body(note)
+        size = latest.size
         found = store.chain_by_subject(lot_uri)
         if found is None or lot_uri.startswith("did:"):
             raise NotFound(f"no lot {lot_uri} in this ledger")
@@ -69,6 +75,7 @@ def build_bundle(store: Store, lot_uri: str) -> dict[str, Any]:
             }
             return entry, signers
 
+        consistency = None if since is None else _consistency(store, since, latest)
         lot_entry, signers = chain_entry(found[0], lot_uri)
         registrar = store.get_meta("registrar")
         if registrar:
@@ -79,4 +86,35 @@ def build_bundle(store: Store, lot_uri: str) -> dict[str, Any]:
             if identity is None:
                 raise NotFound(f"signer {did} has no identity chain: run `provenance verify`")
             entries.append(chain_entry(identity[0], did)[0])
-    return {"format": FORMAT, "subject": lot_uri, "checkpoint": note, "chains": entries}
+    bundle = {"format": FORMAT, "subject": lot_uri, "checkpoint": note, "chains": entries}
+    if consistency is not None:
+        bundle["consistency"] = consistency
+    return bundle
+
+
+def _consistency(store: Store, since: str, latest: Checkpoint) -> dict[str, Any]:
+    """{"size": M, "proof": [...]} from the tree of checkpoint ``since`` to ``latest``.
+    Refuses a checkpoint of another log, a newer one, or one this ledger's tree
+    does not match (the ledger was rolled back or rewritten since it was signed)."""
+    try:
+        theirs = checkpoint_body(since)
+    except ProvenanceError as exc:
+        raise VerificationError(f"--since is not a signed checkpoint: {exc}") from None
+    if theirs.origin != latest.origin:
+        raise VerificationError(
+            f"--since is a checkpoint of log {theirs.origin!r}, this ledger is {latest.origin!r}"
+        )
+    if theirs.size > latest.size:
+        raise VerificationError(
+            f"--since is a checkpoint of size {theirs.size}, newer than this ledger's latest "
+            f"(size {latest.size}): this ledger was rolled back, or is a stale copy"
+        )
+    reader = ReadOnce(store)
+    if theirs.size and range_hash(reader, 0, theirs.size) != theirs.root_hash:
+        raise VerificationError(
+            f"--since does not match this ledger's tree at size {theirs.size}: "
+            "the log was rewritten since that checkpoint was signed (run `provenance verify "
+            "--checkpoint` on it)"
+        )
+    proof = consistency_proof(reader, theirs.size, latest.size) if theirs.size else []
+    return {"size": theirs.size, "proof": [b64(h) for h in proof]}

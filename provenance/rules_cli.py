@@ -23,7 +23,17 @@ from typing import Any
 
 import click
 
-from .cli import Context, _signing_key, friendly, pass_context, registrar_sign
+from .cli import (
+    MAX_CONFIG_INPUT,
+    Context,
+    _signing_key,
+    check_cursor_file,
+    check_tls_ca,
+    friendly,
+    pass_context,
+    read_input,
+    registrar_sign,
+)
 from .errors import ProvenanceError, ValidationError
 from .kinds import RULES
 from .mqtt_options import credential_options, parse_broker, retained_publisher
@@ -47,10 +57,7 @@ DEFAULT_NAME = "rules"
 
 def load_rule_file(path: str) -> RuleSet:
     """A validated rule set from FILE, or a ClickException saying what is wrong."""
-    try:
-        text = Path(path).read_bytes()
-    except OSError as exc:
-        raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}") from None
+    text = read_input(path, what="rule file", limit=MAX_CONFIG_INPUT, text=False)
     try:
         return parse_rules(text, source=path)
     except ValidationError as exc:
@@ -62,7 +69,6 @@ def _config_option(function: Any) -> Any:
         "--config",
         "config",
         required=True,
-        type=click.Path(dir_okay=False),
         metavar="FILE",
         help="The rule file (TOML; rules.example.toml shows every condition).",
     )(function)
@@ -178,6 +184,7 @@ def run(
     rules = load_rule_file(config)
     if tls_ca is not None and (broker_url is None or not broker_url.startswith("mqtts://")):
         raise click.BadParameter("--tls-ca needs an mqtts:// broker URL", param_hint="--tls-ca")
+    check_tls_ca(tls_ca)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if not ctx.root_keys.exists(RULES_KEY):
@@ -186,14 +193,18 @@ def run(
         )
     rules_key = ctx.root_keys.load(RULES_KEY)
     cursor_file = Path(cursor_path) if cursor_path else default_cursor_path(ctx.db_path)
+    scan_cursor = cursor_file.with_name(cursor_file.name + ".scans")
+    check_cursor_file(cursor_file)
+    check_cursor_file(scan_cursor)
+    ledger = ctx.ledger()  # opened (or refused) before anything connects
     publisher = _publisher(broker_url, username, password, tls_ca, client_id)
     try:
         service = RulesService(
-            ctx.ledger(),
+            ledger,
             rules_key,
             rules,
             Cursor(cursor_file),
-            scan_cursor=Cursor(cursor_file.with_name(cursor_file.name + ".scans")),
+            scan_cursor=Cursor(scan_cursor),
             scans=accounts_scans(accounts_dir or default_directory(ctx.db_path)),
             publish=publisher,
         )
@@ -255,7 +266,7 @@ def list_(ctx: Context, flag_limit: int, as_json: bool) -> None:
 
     Example: provenance rules list --json
     """
-    store = ctx.store()
+    store = ctx.reader()
     holds = active_holds(store)
     flags = recent_flags(store, flag_limit) if flag_limit else []
     if as_json:

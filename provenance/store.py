@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.request import pathname2url
 
 import sqlite_utils
 
@@ -651,6 +652,21 @@ def parse_ids(text: str) -> list[int]:
     return [int(part) for part in inner.split(",")] if inner else []
 
 
+def _connect(path: Path, *, create: bool, readonly: bool) -> sqlite3.Connection:
+    """A connection to the ledger file at ``path``; never creates one unless ``create``."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not a ledger: give --db the ledger's file")
+    if not create and not path.exists():
+        raise StoreError(f"no ledger at {path}: run `provenance init` first (or check --db)")
+    target = f"file:{pathname2url(str(path.absolute()))}?mode={'ro' if readonly else 'rwc'}"
+    try:
+        return sqlite3.connect(
+            target, uri=True, isolation_level=None, timeout=30, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the ledger {path}: {exc}") from None
+
+
 def _key(event_id: bytes) -> int:
     return int.from_bytes(event_id[:8], "big", signed=True)
 
@@ -661,18 +677,46 @@ class Store:
     def __init__(
         self, path: str | Path | None = None, *, create: bool = True, readonly: bool = False
     ):
+        """Open the ledger at ``path`` (or a fresh one in memory).
+
+        ``readonly``: never writes, creates or migrates; a missing, foreign or
+        outdated database is a `StoreError` saying what to run. Otherwise the
+        schema is migrated, and a missing file is made only with ``create``;
+        a SQLite file that is not a ledger is refused, never written into.
+        """
         self.path = None if path is None else Path(path)
+        self._subjects: dict[int, str] = {}
         if self.path is None:
             conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         else:
-            if not create and not self.path.exists():
-                raise StoreError(f"no ledger at {self.path}: run `provenance init` first")
-            uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
-            conn = sqlite3.connect(
-                uri, uri=readonly, isolation_level=None, timeout=30, check_same_thread=False
-            )
+            conn = _connect(self.path, create=create and not readonly, readonly=readonly)
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
+        try:
+            self._open(readonly)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _open(self, readonly: bool) -> None:
+        conn = self.conn
+        where = self.path or ":memory:"
+        try:
+            tables = self.db.table_names()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{where} is not a SQLite database ({exc}), so not a Provenance ledger: "
+                "check --db (or PROVENANCE_DB)"
+            ) from None
+        if "_migrations" not in tables and (tables or readonly):
+            what = f"a SQLite database with other tables ({', '.join(sorted(tables)[:5])})"
+            raise StoreError(
+                f"{where} is {what if tables else 'an empty database'}, not a Provenance "
+                "ledger: check --db (or PROVENANCE_DB)"
+                + ("; nothing was written to it" if tables else "; run `provenance init`")
+            )
+        if tables:
+            self._check_version(pending_ok=not readonly)  # before anything is written
         if not readonly:
             if self.path is not None:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -682,11 +726,33 @@ class Store:
             # of the process. The ingest pays one fsync per group commit.
             conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=OFF")
-        self._subjects: dict[int, str] = {}
         if not readonly:
             self.migrate()
-        elif "_migrations" not in self.db.table_names():
-            raise StoreError(f"{self.path} is not a Provenance ledger")
+
+    def _check_version(self, *, pending_ok: bool) -> None:
+        """The schema must be this version's, or an older one when ``pending_ok``
+        (then `migrate` brings it up to date)."""
+        try:
+            applied = self.applied_migrations()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} has a _migrations table that is not ours ({exc}): it is not a "
+                "Provenance ledger (check --db)"
+            ) from None
+        unknown = set(applied) - {name for name, _ in MIGRATIONS}
+        if unknown:
+            raise StoreError(
+                f"{self.path} has migrations this version does not know "
+                f"({', '.join(sorted(unknown)[:5])}): it was made by a newer Provenance "
+                "(upgrade Provenance), or it is not a Provenance ledger (check --db)"
+            )
+        pending = self.pending_migrations()
+        if pending and not pending_ok:
+            raise StoreError(
+                f"{self.path} is a ledger from an older version ({len(pending)} migration"
+                f"{'s' if len(pending) != 1 else ''} pending: {', '.join(pending)}); this command "
+                "only reads it: run `provenance migrate` first"
+            )
 
     @classmethod
     def memory(cls) -> Store:

@@ -36,7 +36,7 @@ def command(ctx: Context, uri: str, direction: str, as_json: bool) -> None:
 
     Example: provenance trace https://id.gs1.org/01/09506000134352/10/LOT42 --direction forward
     """
-    result = trace(ctx.store(), uri, direction)
+    result = trace(ctx.reader(), uri, direction)
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
         return

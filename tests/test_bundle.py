@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from world import GTIN, LOT, World, at
 
-from provenance.bundle import FORMAT, verify_bundle
+from provenance.bundle import FORMAT, StaleBundleError, verify_bundle
+from provenance.checkpoint import Checkpoint, sign_checkpoint
 from provenance.cli import main
 from provenance.envelope import Envelope
 from provenance.errors import VerificationError
@@ -423,6 +424,153 @@ def test_cli_verifies_a_bundle_without_a_database(scene: Scene, tmp_path: Path):
     failed = runner.invoke(main, [*base, "--bundle", str(bad), *key])
     assert failed.exit_code == 1
     assert "FAILED: " in failed.output and "events were left out" in failed.output
+    assert not (tmp_path / "absent.db").exists()
+
+
+# --- judged against a checkpoint the verifier trusts (issue 9: stale bundles) --------------------
+
+
+def note_of(scene: Scene, name: str) -> str:
+    return scene.bundle(name)["checkpoint"]
+
+
+def forged_note(scene: Scene, name: str, **changes: Any) -> str:
+    """The checkpoint of bundle *name* with *changes*, signed with the real log key
+    (what a misbehaving log could sign)."""
+    body = Checkpoint.from_text(note_of(scene, name).split("\n\n")[0] + "\n")
+    fields = {**body.__dict__, **changes}
+    return sign_checkpoint(Checkpoint(**fields), body.origin, scene.world.log_key)
+
+
+def test_a_bundle_from_before_a_recall_fails_next_to_a_checkpoint_from_after_it(scene: Scene):
+    """The finding: the old bundle verifies on its own, but not as of a newer checkpoint."""
+    old, newer = scene.bundle("before"), note_of(scene, "after")
+    assert verify_bundle(old, scene.key).events[-1].kind != "recall"
+    size, new_size = (int(note.split("\n")[1]) for note in (old["checkpoint"], newer))
+    message = (
+        rf"this bundle is as of log size {size}; the checkpoint you gave is size {new_size}: "
+        r"a bundle cannot show what happened to the lot since \(a recall, a hold\)\. "
+        rf"Get a bundle as of that checkpoint or later: `provenance export proof {LOT} --since"
+    )
+    with pytest.raises(StaleBundleError, match=message):
+        verify_bundle(old, scene.key, checkpoint=newer)
+
+
+def test_a_bundle_as_of_the_checkpoint_given_verifies(scene: Scene):
+    for name in ("before", "after"):
+        report = verify_bundle(scene.bundle(name), scene.key, checkpoint=note_of(scene, name))
+        assert report.trusted == report.checkpoint
+        assert report.summary().endswith("(the checkpoint you gave)")
+
+
+def test_an_older_checkpoint_needs_a_consistency_proof(scene: Scene):
+    with pytest.raises(VerificationError, match=r"older than the bundle's .* no consistency proof"):
+        verify_bundle(scene.bundle("after"), scene.key, checkpoint=note_of(scene, "before"))
+
+
+def test_a_bundle_exported_since_an_older_checkpoint_proves_it_extends_it(scene: Scene):
+    older = note_of(scene, "before")
+    bundle = json.loads(json.dumps(build_bundle(scene.world.store, LOT, since=older)))
+    size = int(older.split("\n")[1])
+    assert bundle["consistency"]["size"] == size
+    report = verify_bundle(bundle, scene.key, checkpoint=older)
+    assert report.events[-1].kind == "recall"
+    assert report.summary().endswith(f"which extends the checkpoint you gave (size {size})")
+    # The proof is only good for the checkpoint it was made from.
+    with pytest.raises(VerificationError, match="consistency proof is from size"):
+        verify_bundle(bundle, scene.key, checkpoint=forged_note(scene, "before", size=size - 1))
+
+
+@pytest.mark.parametrize("hash_index", [0, -1])
+def test_a_flipped_consistency_proof_bit_fails(scene: Scene, hash_index: int):
+    older = note_of(scene, "before")
+    bundle = build_bundle(scene.world.store, LOT, since=older)
+    proof = bundle["consistency"]["proof"]
+    proof[hash_index] = flip_bit(proof[hash_index], 77)
+    with pytest.raises(VerificationError, match=r"does not extend the checkpoint you gave"):
+        verify_bundle(bundle, scene.key, checkpoint=older)
+
+
+def test_an_older_checkpoint_of_a_rewritten_log_fails(scene: Scene):
+    """A checkpoint of the same size as the bundle's older one, but another root: the
+    consistency proof (made from the real tree) cannot connect them."""
+    older = note_of(scene, "before")
+    bundle = build_bundle(scene.world.store, LOT, since=older)
+    root = Checkpoint.from_text(older.split("\n\n")[0] + "\n").root_hash
+    other = forged_note(scene, "before", root_hash=bytes([root[0] ^ 1]) + root[1:])
+    with pytest.raises(VerificationError, match=r"does not extend the checkpoint you gave"):
+        verify_bundle(bundle, scene.key, checkpoint=other)
+
+
+def test_two_trees_of_one_size_are_a_split_view(scene: Scene):
+    note = note_of(scene, "after")
+    root = Checkpoint.from_text(note.split("\n\n")[0] + "\n").root_hash
+    other = forged_note(scene, "after", root_hash=bytes([root[0] ^ 1]) + root[1:])
+    with pytest.raises(VerificationError, match=r"two different trees of size \d+.*split view"):
+        verify_bundle(scene.bundle("after"), scene.key, checkpoint=other)
+
+
+def test_the_checkpoint_given_must_be_signed_by_the_log_key(scene: Scene):
+    note = note_of(scene, "after")
+    body = Checkpoint.from_text(note.split("\n\n")[0] + "\n")
+    other = sign_checkpoint(body, body.origin, Ed25519PrivateKey.generate())
+    with pytest.raises(VerificationError, match=r"the checkpoint you gave does not verify"):
+        verify_bundle(scene.bundle("after"), scene.key, checkpoint=other)
+    elsewhere = sign_checkpoint(
+        Checkpoint("other.example/log", body.size, body.root_hash, body.extensions),
+        "other.example/log",
+        scene.world.log_key,
+    )
+    with pytest.raises(VerificationError, match=r"is for log 'other.example/log'"):
+        verify_bundle(scene.bundle("after"), scene.key, checkpoint=elsewhere)
+
+
+@pytest.mark.parametrize(
+    "consistency",
+    [
+        [],
+        {"size": "3", "proof": []},
+        {"size": 3},
+        {"size": 3, "proof": "x"},
+        {"size": True, "proof": []},
+    ],
+)
+def test_a_malformed_consistency_field_fails(scene: Scene, consistency: Any):
+    bundle = scene.bundle("after")
+    bundle["consistency"] = consistency
+    with pytest.raises(VerificationError):
+        verify_bundle(bundle, scene.key, checkpoint=note_of(scene, "before"))
+
+
+def test_export_since_refuses_a_checkpoint_this_ledger_does_not_match(scene: Scene):
+    after = Checkpoint.from_text(note_of(scene, "after").split("\n\n")[0] + "\n")
+    newer = forged_note(scene, "after", size=after.size + 5)
+    with pytest.raises(VerificationError, match=r"newer than this ledger's latest"):
+        build_bundle(scene.world.store, LOT, since=newer)
+    rewritten = forged_note(scene, "before", root_hash=bytes(32))
+    with pytest.raises(VerificationError, match=r"does not match this ledger's tree"):
+        build_bundle(scene.world.store, LOT, since=rewritten)
+
+
+def test_cli_refuses_a_stale_bundle_with_a_newer_checkpoint(scene: Scene, tmp_path: Path):
+    old, checkpoint = tmp_path / "old.json", tmp_path / "after.checkpoint"
+    old.write_text(scene.bundles["before"])
+    checkpoint.write_text(note_of(scene, "after"))
+    base = ["--db", str(tmp_path / "absent.db"), "--keys", str(tmp_path / "keys"), "verify"]
+    key = ["--log-key", did_of(scene.world.log_key)]
+    runner = CliRunner()
+    alone = runner.invoke(main, [*base, "--bundle", str(old), *key])
+    assert alone.exit_code == 0, alone.output
+    stale = runner.invoke(
+        main, [*base, "--bundle", str(old), *key, "--checkpoint", str(checkpoint)]
+    )
+    assert stale.exit_code == 1, stale.output
+    assert stale.output.startswith("FAILED: this bundle is as of log size")
+    assert "OK" not in stale.output
+    fresh = tmp_path / "fresh.json"
+    fresh.write_text(scene.bundles["after"])
+    ok = runner.invoke(main, [*base, "--bundle", str(fresh), *key, "--checkpoint", str(checkpoint)])
+    assert ok.exit_code == 0, ok.output
     assert not (tmp_path / "absent.db").exists()
 
 

@@ -263,6 +263,55 @@ def test_checkpoint_kept_outside_catches_a_rollback(chain, tmp_path):
     assert "rolled back" in out
 
 
+def test_a_bundle_is_judged_as_of_the_checkpoint_given(chain, tmp_path):
+    """Issue 9: a bundle exported before a recall must not verify next to a checkpoint
+    from after it; a fresh bundle exported --since an older checkpoint must."""
+    log_key = chain("log", "key").strip()
+    before, old_bundle = tmp_path / "before.checkpoint", tmp_path / "old.json"
+    before.write_text(chain("log", "checkpoint"))
+    old_bundle.write_text(chain("export", "proof", URI))
+    recall = {"kind": "recall", "batches": [URI], "data": {"reason": "Listeria", "class": "I"}}
+    chain("event", "append", "--as", "Authority", input=json.dumps(recall))
+    after = tmp_path / "after.checkpoint"
+    after.write_text(chain("log", "checkpoint"))
+    check = ["verify", "--log-key", log_key, "--checkpoint"]
+    out = chain(*check, str(after), "--bundle", str(old_bundle), code=1)
+    assert out.startswith("FAILED: this bundle is as of log size") and "export proof" in out
+    # A fresh bundle next to the older checkpoint: only with a consistency proof.
+    fresh, since = tmp_path / "fresh.json", tmp_path / "since.json"
+    fresh.write_text(chain("export", "proof", URI))
+    assert "no consistency proof" in chain(*check, str(before), "--bundle", str(fresh), code=1)
+    since.write_text(chain("export", "proof", URI, "--since", str(before)))
+    assert "extends the checkpoint you gave" in chain(*check, str(before), "--bundle", str(since))
+    assert "(the checkpoint you gave)" in chain(*check, str(after), "--bundle", str(fresh))
+    # verify --batch builds that proof itself.
+    assert chain("verify", "--batch", URI, "--checkpoint", str(before)).startswith("OK")
+
+
+def test_read_only_commands_never_create_or_migrate(tmp_path):
+    """An outdated ledger (tests/fixtures: before lineage) is not migrated by a command
+    that only reads; it says to run `provenance migrate`, which does."""
+    import shutil
+    from pathlib import Path
+
+    fixture = Path(__file__).resolve().parent / "fixtures" / "ledger-before-lineage.db"
+    shutil.copyfile(fixture, tmp_path / "p.db")
+    old = Cli(tmp_path)
+    before = (tmp_path / "p.db").read_bytes()
+    for command in (["stats"], ["party", "list"], ["log", "checkpoint"], ["verify"]):
+        out = old(*command, code=1)
+        assert out.startswith("Error: ") and "run `provenance migrate`" in out, out
+        assert "0002_lineage" in out
+    assert (tmp_path / "p.db").read_bytes() == before
+    assert "up to date" in old("migrate")
+    assert json.loads(old("stats", "--json"))["lots"] > 0
+    (tmp_path / "nowhere").mkdir()
+    missing = Cli(tmp_path / "nowhere")
+    for command in (["stats"], ["verify"], ["party", "list"], ["migrate"], ["log", "key"]):
+        assert "provenance init" in missing(*command, code=1)
+    assert not (tmp_path / "nowhere" / "p.db").exists()
+
+
 def test_log_commands(chain, tmp_path):
     note = chain("log", "checkpoint")
     lines = note.split("\n")
