@@ -7,7 +7,7 @@ In one run, on a private Mosquitto (tests/broker.py's configuration plus
 
 1. the raw single-core Ed25519 verify rate (bench/ledger.py's `raw_verify_rate`),
    with OpenSSL (the baseline the targets were set against) and with libsodium
-   (the ledger's verifier, provenance/ed25519.py);
+   (the ledger's verifier, provenance/core/ed25519.py);
 2. the raw MQTT QoS 1 pass-through: the same publishers → the broker → a
    paho subscriber process that only acknowledges (same session settings as
    the ingest: MQTT 5, persistent session, Receive Maximum, TCP_NODELAY);
@@ -61,16 +61,16 @@ from paho.mqtt.properties import Properties  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from provenance import topics  # noqa: E402
-from provenance.envelope import Envelope  # noqa: E402
-from provenance.ingest import MAX_BATCH  # noqa: E402
-from provenance.ingest_prepare import items_of, prepare  # noqa: E402
-from provenance.jcs import MAX_DEPTH, parse_json  # noqa: E402
-from provenance.keystore import KeyStore  # noqa: E402
-from provenance.ledger import Ledger  # noqa: E402
-from provenance.localbroker import Broker, free_port  # noqa: E402
-from provenance.signing import did_of, sign  # noqa: E402
-from provenance.store import Store  # noqa: E402
-from provenance.timefmt import format_time, now_micros  # noqa: E402
+from provenance.core.envelope import Envelope  # noqa: E402
+from provenance.core.jcs import MAX_DEPTH, parse_json  # noqa: E402
+from provenance.core.signing import did_of, sign  # noqa: E402
+from provenance.core.timefmt import format_time, now_micros  # noqa: E402
+from provenance.infra.keystore import KeyStore  # noqa: E402
+from provenance.infra.localbroker import Broker, free_port  # noqa: E402
+from provenance.ingest.prepare import items_of, prepare  # noqa: E402
+from provenance.ingest.service import MAX_BATCH  # noqa: E402
+from provenance.ledger.append import Ledger  # noqa: E402
+from provenance.store.db import Store  # noqa: E402
 
 GTIN = "09506000134352"
 LOT = f"https://id.gs1.org/01/{GTIN}/10/BENCH-1"
@@ -79,7 +79,7 @@ RECEIVE_MAXIMUM = 10_000  # what the ingest asks for (its max_pending)
 # Pass-through traffic stays off the ingest's topics, so that a running ingest
 # neither sees it nor slows it down: same broker work, other branch.
 PASS_THROUGH_FILTER = "bench/+/+/events"
-RUNNER = "from provenance.cli import main\nmain(prog_name='provenance')\n"
+RUNNER = "from provenance.cli.main import main\nmain(prog_name='provenance')\n"
 # Messages a publisher has in flight to the broker: gateways use 64
 # (gateway/config.py). paho scans its whole in-flight window on every PUBACK,
 # so a window of 1,000 cost the publishers ~0.1 ms per message of the CPU the

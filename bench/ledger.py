@@ -21,13 +21,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from provenance.audit import verify_ledger
-from provenance.ed25519 import Verifier
-from provenance.identity import public_key_from_did
-from provenance.ledger import Ledger
-from provenance.signing import did_of, sign
-from provenance.store import Store
-from provenance.timefmt import format_time, now_micros
+from provenance.core.ed25519 import Verifier
+from provenance.core.identity import public_key_from_did
+from provenance.core.signing import did_of, sign
+from provenance.core.timefmt import format_time, now_micros
+from provenance.ledger.append import Ledger
+from provenance.ledger.audit import verify_ledger
+from provenance.store.db import Store
 
 LOT = "https://id.gs1.org/01/09506000134352/10/BENCH-1"
 
@@ -38,7 +38,7 @@ LIBRARIES = ("openssl", "libsodium")  # OpenSSL via `cryptography`; libsodium vi
 def raw_verify_rate(seconds: float = 2.0, library: str = "openssl") -> float:
     """Ed25519 verifies/s on one core for a reading-sized message, with
     OpenSSL (the baseline the targets were set against) or libsodium (what
-    the ledger verifies with since provenance/ed25519.py)."""
+    the ledger verifies with since provenance/core/ed25519.py)."""
     key = Ed25519PrivateKey.generate()
     if library == "openssl":
         public: Any = key.public_key()

@@ -30,10 +30,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from provenance.ledger import Ledger
-from provenance.signing import did_of, sign
-from provenance.store import Store
-from provenance.timefmt import format_time, now_micros
+from provenance.core.signing import did_of, sign
+from provenance.core.timefmt import format_time, now_micros
+from provenance.ledger.append import Ledger
+from provenance.store.db import Store
 from provenance.web import create_app
 from provenance.web.background import serving
 from provenance.web.portal.state import DEFAULT_RATE_LIMITS

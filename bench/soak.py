@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance.localbroker import Broker, describe
+from provenance.infra.localbroker import Broker, describe
 
 
 def rss_kib(pid: int) -> int:

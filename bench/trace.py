@@ -34,13 +34,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from provenance.envelope import Envelope
-from provenance.ledger import Ledger
-from provenance.lineage import trace
-from provenance.notify import Cursor, RecallNotifier
-from provenance.signing import did_of, sign
-from provenance.store import Store
-from provenance.timefmt import format_time, now_micros
+from provenance.core.envelope import Envelope
+from provenance.core.signing import did_of, sign
+from provenance.core.timefmt import format_time, now_micros
+from provenance.ledger.append import Ledger
+from provenance.ledger.lineage import trace
+from provenance.services.notifier import Cursor, RecallNotifier
+from provenance.store.db import Store
 
 GTIN = "09506000134352"
 PARTIES = 10  # farms, processors and distributors each

@@ -3,7 +3,7 @@
 Every driver yields `Measurement`s: a sensor name, the reading's `data`
 (protocol v1 `reading` measures: temperature_c, humidity_pct, lat, lon,
 shock_g, door_open, battery_pct) and, when the sensor stamped it, a time.
-Values are checked with the protocol's own rules (`provenance.envelope`), so
+Values are checked with the protocol's own rules (`provenance.core.envelope`), so
 what a driver accepts the ledger accepts. docs/devices.md has the formats.
 
 - `DS18B20`: 1-Wire thermometers through the Linux w1-therm sysfs files.
@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 from urllib.parse import parse_qsl
 
-from provenance.envelope import VERSION, parse_unsigned
-from provenance.errors import ProvenanceError, ValidationError
-from provenance.identity import did_from_public_key
-from provenance.jcs import parse_json
-from provenance.timefmt import parse_time
+from provenance.core.envelope import VERSION, parse_unsigned
+from provenance.core.errors import ProvenanceError, ValidationError
+from provenance.core.identity import did_from_public_key
+from provenance.core.jcs import parse_json
+from provenance.core.timefmt import parse_time
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devices.filelock import exclusive_lock
-from provenance.errors import ProvenanceError, ValidationError
-from provenance.timefmt import now_micros
+from provenance.core.errors import ProvenanceError, ValidationError
+from provenance.core.timefmt import now_micros
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Only the public key is registered in the ledger (``provenance device add ID
 --owner PARTY --public-key DID``); the private key never leaves the device.
-A `DeviceLogger` signs each reading with `provenance.signing.sign`, gives it
+A `DeviceLogger` signs each reading with `provenance.core.signing.sign`, gives it
 the next sequence number from a `SeqCounter` and puts its canonical JSON into
 an `Outbox`; an `Uplink` (the same publisher the gateway uses) delivers it.
 
@@ -26,12 +26,12 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devices.filelock import exclusive_lock
-from provenance.envelope import MAX_SEQ, Envelope
-from provenance.errors import ProvenanceError, ValidationError
-from provenance.keystore import KeyStore, load_private_key
-from provenance.signing import did_of, sign
-from provenance.timefmt import format_time, now_micros
-from provenance.topics import events_topic
+from provenance.core.envelope import MAX_SEQ, Envelope
+from provenance.core.errors import ProvenanceError, ValidationError
+from provenance.core.signing import did_of, sign
+from provenance.core.timefmt import format_time, now_micros
+from provenance.core.topics import events_topic
+from provenance.infra.keystore import KeyStore, load_private_key
 
 from .outbox import Outbox
 from .uplink import Uplink

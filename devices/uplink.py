@@ -48,9 +48,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from provenance.errors import ProvenanceError, ValidationError
-from provenance.jcs import parse_json
-from provenance.topics import parse_events_topic, rejects_topic
+from provenance.core.errors import ProvenanceError, ValidationError
+from provenance.core.jcs import parse_json
+from provenance.core.topics import parse_events_topic, rejects_topic
 
 from .outbox import Outbox, OutboxEntry
 

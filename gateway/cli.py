@@ -1,4 +1,4 @@
-"""`provenance gateway`: run the edge gateway (registered in provenance/cli.py)."""
+"""`provenance gateway`: run the edge gateway (registered in provenance/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from provenance.errors import ProvenanceError
+from provenance.core.errors import ProvenanceError
 
 from .config import ConfigError, check_broker_url, load_config
 

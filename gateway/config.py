@@ -19,10 +19,10 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from provenance import kinds
-from provenance.errors import ProvenanceError, ValidationError
-from provenance.identity import is_did_key
-from provenance.topics import events_topic
+from provenance.core import kinds
+from provenance.core.errors import ProvenanceError, ValidationError
+from provenance.core.identity import is_did_key
+from provenance.core.topics import events_topic
 
 SOURCE_TYPES = ("ds18b20", "csv", "http", "dock")
 CSV_FORMATS = ("csv", "envelopes", "auto")

@@ -35,10 +35,10 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from provenance import gs1
-from provenance.envelope import MAX_BATCHES, Envelope
-from provenance.errors import ProvenanceError, ValidationError
-from provenance.identity import is_did_key
+from provenance.core import gs1
+from provenance.core.envelope import MAX_BATCHES, Envelope
+from provenance.core.errors import ProvenanceError, ValidationError
+from provenance.core.identity import is_did_key
 
 log = logging.getLogger(__name__)
 

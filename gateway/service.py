@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from devices.outbox import Outbox
 from devices.sdk import SeqCounter
 from devices.uplink import Uplink
-from provenance.errors import KeyFileError, ProvenanceError
-from provenance.keystore import KeyStore, load_private_key
-from provenance.signing import did_of
-from provenance.timefmt import now_micros
+from provenance.core.errors import KeyFileError, ProvenanceError
+from provenance.core.signing import did_of
+from provenance.core.timefmt import now_micros
+from provenance.infra.keystore import KeyStore, load_private_key
 
 from .config import GatewayConfig
 from .dock import DockForm, DockSession

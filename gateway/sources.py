@@ -41,11 +41,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from devices import drivers
 from devices.drivers import Measurement
 from devices.outbox import Outbox, OutboxFull
-from provenance.envelope import Envelope
-from provenance.errors import ProvenanceError, ValidationError, VerificationError
-from provenance.jcs import parse_json, split_items
-from provenance.signing import did_of, sign
-from provenance.timefmt import format_time, now_micros
+from provenance.core.envelope import Envelope
+from provenance.core.errors import ProvenanceError, ValidationError, VerificationError
+from provenance.core.jcs import parse_json, split_items
+from provenance.core.signing import did_of, sign
+from provenance.core.timefmt import format_time, now_micros
 
 from .config import CsvConfig, DockConfig, DS18B20Config, HttpConfig
 

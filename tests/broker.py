@@ -1,4 +1,4 @@
-"""The test suite's broker: `provenance.localbroker` (Mosquitto, else amqtt),
+"""The test suite's broker: `provenance.infra.localbroker` (Mosquitto, else amqtt),
 with password-protected brokers skipped where only amqtt is available; and the
 two ends of retained notices in tests: `Collector`, a publisher that needs no
 broker, and `Retained`, a subscriber on a real one."""
@@ -12,10 +12,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from provenance.localbroker import (
+from provenance.infra.localbroker import (
     Broker as _Broker,
 )
-from provenance.localbroker import (
+from provenance.infra.localbroker import (
     BrokerUnavailable,
     broker_kind,
     describe,

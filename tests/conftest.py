@@ -58,7 +58,7 @@ def two_lot_cli(tmp_path):
     from click.testing import CliRunner
     from world import GTIN
 
-    from provenance.cli import Context, main
+    from provenance.cli.main import Context, main
 
     db, keys = str(tmp_path / "p.db"), str(tmp_path / "keys")
     runner = CliRunner()
@@ -92,3 +92,24 @@ def broker(tmp_path):
     running = Broker(tmp_path / "broker").start()
     yield running
     running.kill()
+
+
+# Test lanes. `./run tests` runs everything (what CI runs); `./run tests --fast`
+# is the edit loop: it leaves out tests marked `slow` and those marked here as
+# `external`, which start a broker, a browser, a Go build or processes of ours.
+EXTERNAL_FIXTURES = {"broker"}  # any test that uses it, directly or through another fixture
+EXTERNAL_MODULES = {
+    "test_browser",
+    "test_demo",
+    "test_gateway_faults",
+    "test_go_reference",
+    "test_ingest_faults",
+    "test_orphans",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if EXTERNAL_FIXTURES & set(item.fixturenames) or module in EXTERNAL_MODULES:
+            item.add_marker(pytest.mark.external)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from world import GTIN, HOUR, T0, World
 
-from provenance import gs1
-from provenance.epcis import write_ledger_document
-from provenance.fsma204 import store_rows, write_csv, write_xlsx
-from provenance.timefmt import format_time
+from provenance.core import gs1
+from provenance.core.timefmt import format_time
+from provenance.exchange.epcis import write_ledger_document
+from provenance.exchange.fsma204 import store_rows, write_csv, write_xlsx
 
 CREATED = "2026-10-21T00:00:00.000Z"
 

@@ -38,7 +38,7 @@ from unittest import mock
 from epcis_event_hash_generator import hash_generator, json_to_py
 from pyld import jsonld
 
-from provenance import event_hash
+from provenance.exchange import event_hash
 
 REFERENCE = "epcis-event-hash-generator"
 RELEASE = "1.9.3"  # the release REFERENCE_BUGS and KNOWN_DIFFERENCES describe

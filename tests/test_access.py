@@ -17,12 +17,12 @@ from test_ingest import SETTLE, publisher, start_ingest, wire  # noqa: F401 (fix
 from test_portal_support import make_app
 from world import GTIN, LOT, PREFIXES, World, at
 
-from provenance import gs1, topics
-from provenance.audit import verify_ledger, verify_lot
-from provenance.cli import main
-from provenance.kinds import KIND_CODES, under_prefix
-from provenance.ledger import NOT_CUSTODIAN, UNAUTHORISED
-from provenance.store import ACCESS_RULES_FROM
+from provenance.cli.main import main
+from provenance.core import gs1, topics
+from provenance.core.kinds import KIND_CODES, under_prefix
+from provenance.ledger.append import NOT_CUSTODIAN, UNAUTHORISED
+from provenance.ledger.audit import verify_ledger, verify_lot
+from provenance.store.db import ACCESS_RULES_FROM
 
 pytest_plugins = ["test_portal_support"]
 
@@ -429,7 +429,7 @@ def test_an_existing_ledger_migrates_with_the_rules_from_its_size(tmp_path):
 
     from test_lineage import BEFORE_LINEAGE_LOG_KEY, FIXTURES
 
-    from provenance.store import Store
+    from provenance.store.db import Store
 
     path = tmp_path / "ledger.db"
     shutil.copyfile(FIXTURES / "ledger-before-lineage.db", path)

@@ -1,4 +1,4 @@
-"""Portal accounts (provenance.accounts), the rate limiter, the document store
+"""Portal accounts (provenance.store.accounts), the rate limiter, the document store
 and the accounts CLI, without the web app."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from provenance.accounts import (
+from provenance.core.errors import ValidationError
+from provenance.core.signing import did_of
+from provenance.store.accounts import (
     AccountError,
     Accounts,
     AuthenticationFailed,
@@ -25,8 +27,6 @@ from provenance.accounts import (
     server_secret,
     token_hash,
 )
-from provenance.errors import ValidationError
-from provenance.signing import did_of
 from provenance.web.portal.documents import DocumentRefused, DocumentStore, clean_name
 from provenance.web.portal.ratelimit import Limit, RateLimiter
 
@@ -334,8 +334,8 @@ def test_documents_are_content_addressed_and_checked(tmp_path):
 
 
 def _cli():
-    from provenance.accounts_cli import portal, token, user
-    from provenance.cli import Context
+    from provenance.cli.accounts import portal, token, user
+    from provenance.cli.main import Context
 
     @click.group()
     @click.option("--db")
@@ -352,7 +352,7 @@ def _cli():
 @pytest.fixture
 def ledger_dir(tmp_path, monkeypatch):
     """A ledger made by the real CLI with a producer and a regulator."""
-    from provenance.cli import main
+    from provenance.cli.main import main
 
     monkeypatch.delenv("PROVENANCE_SECRET_KEY", raising=False)
     monkeypatch.delenv("PROVENANCE_ACCOUNTS", raising=False)

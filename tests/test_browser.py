@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from world import LOT, at
 
-from provenance import gs1
+from provenance.core import gs1
 from provenance.web import create_app
 from provenance.web.background import serving
 

@@ -24,13 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from world import GTIN, LOT, World, at
 
-from provenance.bundle import FORMAT, StaleBundleError, verify_bundle
-from provenance.checkpoint import Checkpoint, sign_checkpoint
-from provenance.cli import main
-from provenance.envelope import Envelope
-from provenance.errors import VerificationError
-from provenance.proofs import build_bundle
-from provenance.signing import did_of
+from provenance.cli.main import main
+from provenance.core.bundle import FORMAT, StaleBundleError, verify_bundle
+from provenance.core.checkpoint import Checkpoint, sign_checkpoint
+from provenance.core.envelope import Envelope
+from provenance.core.errors import VerificationError
+from provenance.core.signing import did_of
+from provenance.ledger.proofs import build_bundle
 
 LOT2 = f"https://id.gs1.org/01/{GTIN}/10/LOT43"
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

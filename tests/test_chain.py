@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provenance import chain
-from provenance.errors import VerificationError
-from provenance.merkle import MemoryTree, hash_leaf, verify_inclusion
+from provenance.core import chain
+from provenance.core.errors import VerificationError
+from provenance.core.merkle import MemoryTree, hash_leaf, verify_inclusion
 
 LOT = "https://id.gs1.org/01/09506000134352/10/LOT42"
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"

@@ -1,4 +1,4 @@
-"""provenance.chart: the SVG is parsed and its geometry checked against known answers.
+"""provenance.web.chart: the SVG is parsed and its geometry checked against known answers.
 
 The scales are read back from the SVG itself (the frame for time, the y tick labels
 and their grid lines for °C), so the tests check that every shape sits where its
@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import pytest
 from conftest import ROOT
 
-from provenance import chart
-from provenance import coldchain as cc
-from provenance.coldchain import Excursion, Profile
-from provenance.errors import ValidationError
+from provenance.core.errors import ValidationError
+from provenance.domain import coldchain as cc
+from provenance.domain.coldchain import Excursion, Profile
+from provenance.web import chart
 
 MIN = 60_000_000
 HOUR = 60 * MIN

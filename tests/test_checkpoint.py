@@ -1,4 +1,4 @@
-"""provenance.checkpoint against C2SP tlog-checkpoint and signed-note.
+"""provenance.core.checkpoint against C2SP tlog-checkpoint and signed-note.
 
 Known answers come from the specs and from the golang.org/x/mod/sumdb/note
 package documentation (a published Ed25519 key, note and signature), so a
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provenance.checkpoint import (
+from provenance.core.checkpoint import (
     MAX_SIGNATURES,
     MAX_TREE_SIZE,
     Checkpoint,
@@ -28,8 +28,8 @@ from provenance.checkpoint import (
     sign_checkpoint,
     sign_note,
 )
-from provenance.errors import SignatureError, ValidationError, VerificationError
-from provenance.merkle import EMPTY_ROOT
+from provenance.core.errors import SignatureError, ValidationError, VerificationError
+from provenance.core.merkle import EMPTY_ROOT
 
 # golang.org/x/mod/sumdb/note, package documentation ("Example" section; BSD-3-Clause):
 # signer key, verifier key, text and the signed note that note.Sign prints for them.

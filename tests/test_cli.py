@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from provenance.cli import EXPORT_COMMANDS, SERVICE_COMMANDS, export, main
-from provenance.signing import did_of, sign
+from provenance.cli.main import EXPORT_COMMANDS, SERVICE_COMMANDS, export, main
+from provenance.core.signing import did_of, sign
 
 GTIN = "09506000134352"
 URI = f"https://id.gs1.org/01/{GTIN}/10/LOT42"
@@ -164,7 +164,7 @@ def test_event_append_passes_signed_envelopes_through(chain, tmp_path):
         "Green Valley Farm",
         input=json.dumps({"kind": "attach", "batches": [URI], "data": {"device": did_of(key)}}),
     )
-    from provenance.timefmt import format_time, now_micros
+    from provenance.core.timefmt import format_time, now_micros
 
     envelope = sign(
         key, kind="reading", seq=7, time=format_time(now_micros()), data={"temperature_c": 2.5}
@@ -429,7 +429,7 @@ def test_module_entry_point(tmp_path):
     "module", sorted({target.partition(":")[0] for target in SERVICE_COMMANDS.values()})
 )
 def test_a_service_command_module_imports_on_its_own(module):
-    # They import provenance.cli; it must not import them back while loading.
+    # They import provenance.cli.main; it must not import them back while loading.
     done = subprocess.run(
         [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60
     )

@@ -31,7 +31,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from provenance.cli import main
+from provenance.cli.main import main
 
 GTIN = "09506000134352"
 URI = f"https://id.gs1.org/01/{GTIN}/10/LOT42"

@@ -1,4 +1,4 @@
-"""provenance.coldchain: known answers worked out by hand, a naive reference walk the
+"""provenance.domain.coldchain: known answers worked out by hand, a naive reference walk the
 fast code must agree with, and hypothesis properties (chart envelopes keep every
 breach, MKT is a mean, excursions are ordered and disjoint, input order is irrelevant)."""
 
@@ -13,8 +13,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from provenance import coldchain as cc
-from provenance.coldchain import (
+from provenance.core.errors import ValidationError
+from provenance.domain import coldchain as cc
+from provenance.domain.coldchain import (
     BOTH,
     EXCEEDED,
     EXCURSION,
@@ -36,7 +37,6 @@ from provenance.coldchain import (
     series,
     time_out_of_range,
 )
-from provenance.errors import ValidationError
 
 MIN = 60_000_000
 HOUR = 60 * MIN

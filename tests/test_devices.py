@@ -32,10 +32,10 @@ from devices.drivers import (
 )
 from devices.outbox import Outbox
 from devices.sdk import DeviceLogger, SeqCounter, SeqStateError, keygen, load_key, main
-from provenance.envelope import Envelope
-from provenance.errors import KeyFileError, ValidationError
-from provenance.signing import did_of
-from provenance.timefmt import format_time, parse_time
+from provenance.core.envelope import Envelope
+from provenance.core.errors import KeyFileError, ValidationError
+from provenance.core.signing import did_of
+from provenance.core.timefmt import format_time, parse_time
 
 URI = "https://id.gs1.org/01/09506000134352/10/LOT42"
 T0 = parse_time("2026-11-22T10:15:00Z")

@@ -10,9 +10,9 @@ import pytest
 from click import Context, Group
 from conftest import ROOT
 
-from provenance import ledger
-from provenance.cli import main
-from provenance.kinds import KIND_CODES
+from provenance.cli.main import main
+from provenance.core.kinds import KIND_CODES
+from provenance.ledger import append as ledger
 
 
 def commands(group: Group, path: tuple[str, ...] = ()):

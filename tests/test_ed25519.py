@@ -1,5 +1,5 @@
 """Ed25519 as Provenance uses it: raw public key -> did:key -> `verifier_for(did)`
-(libsodium, provenance/ed25519.py), checked against OpenSSL (`cryptography`) as an
+(libsodium, provenance/core/ed25519.py), checked against OpenSSL (`cryptography`) as an
 independent reference.
 
 Vectors: Project Wycheproof `ed25519_test.json` (every case must give exactly its
@@ -22,10 +22,10 @@ from cryptography.exceptions import InvalidSignature as OpenSSLInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from provenance.ed25519 import InvalidSignature, Verifier
-from provenance.envelope import b64url, b64url_decode
-from provenance.identity import did_from_public_key, public_key_from_did, verifier_for
-from provenance.signing import did_of
+from provenance.core.ed25519 import InvalidSignature, Verifier
+from provenance.core.envelope import b64url, b64url_decode
+from provenance.core.identity import did_from_public_key, public_key_from_did, verifier_for
+from provenance.core.signing import did_of
 
 VECTORS = "wycheproof-ed25519"
 
@@ -225,9 +225,9 @@ def test_vendored_folder_has_attribution() -> None:
 
 
 def test_small_order_keys_cannot_be_enrolled() -> None:
-    from provenance.ed25519 import is_usable_public_key
-    from provenance.errors import ValidationError
-    from provenance.signing import sign
+    from provenance.core.ed25519 import is_usable_public_key
+    from provenance.core.errors import ValidationError
+    from provenance.core.signing import sign
 
     registrar = Ed25519PrivateKey.generate()
 

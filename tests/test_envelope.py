@@ -1,4 +1,4 @@
-"""provenance.envelope and provenance.signing: wire protocol v1 envelopes.
+"""provenance.core.envelope and provenance.core.signing: wire protocol v1 envelopes.
 
 - signing bytes = RFC 8785 bytes of the object without `sig`; event id = hex SHA-256
   of the RFC 8785 bytes of the whole object. Both are checked against the reference
@@ -22,12 +22,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from provenance import gs1
-from provenance.envelope import MAX_ENVELOPE_BYTES, Envelope, b64url, b64url_decode
-from provenance.errors import SignatureError, ValidationError
-from provenance.identity import did_from_public_key, verifier_for
-from provenance.kinds import KIND_CODES, MAX_EXT_BYTES
-from provenance.signing import did_of, sign
+from provenance.core import gs1
+from provenance.core.envelope import MAX_ENVELOPE_BYTES, Envelope, b64url, b64url_decode
+from provenance.core.errors import SignatureError, ValidationError
+from provenance.core.identity import did_from_public_key, verifier_for
+from provenance.core.kinds import KIND_CODES, MAX_EXT_BYTES
+from provenance.core.signing import did_of, sign
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 SIGNER = did_of(KEY)

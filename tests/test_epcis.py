@@ -1,4 +1,4 @@
-"""Tests for provenance.epcis: the GS1 EPCIS 2.0 JSON-LD export of ledger events.
+"""Tests for provenance.exchange.epcis: the GS1 EPCIS 2.0 JSON-LD export of ledger events.
 
 A real ledger (tests/world.py) goes through commission, attach, readings, inspection,
 shipping and receiving, a transformation, a retail sale, a recall and its lift, and a
@@ -24,8 +24,11 @@ from export_ledgers import build_reading_ledger, time_epcis_export
 from reference_event_hash import check_against_reference, reference_hashes
 from world import GTIN, HOUR, LOT, T0, World, at
 
-from provenance import gs1
-from provenance.epcis import (
+from provenance.cli.exchange import export_epcis, time_range
+from provenance.core import gs1
+from provenance.core.errors import NotFound
+from provenance.core.timefmt import format_time
+from provenance.exchange.epcis import (
     EPCIS_CONTEXT,
     NAMESPACE,
     LedgerEvent,
@@ -41,11 +44,8 @@ from provenance.epcis import (
     write_document,
     write_ledger_document,
 )
-from provenance.epcis_import import find_schema, import_events, prepare
-from provenance.errors import NotFound
-from provenance.event_hash import Prehasher, document_hashes, event_hash, hash_prehash
-from provenance.exchange_cli import export_epcis, time_range
-from provenance.timefmt import format_time
+from provenance.exchange.epcis_import import find_schema, import_events, prepare
+from provenance.exchange.event_hash import Prehasher, document_hashes, event_hash, hash_prehash
 
 LOT2 = gs1.lot_uri(GTIN, "B7")
 MIX = gs1.lot_uri(GTIN, "MIX-1")

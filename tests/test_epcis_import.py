@@ -1,4 +1,4 @@
-"""Tests for provenance.epcis_import and `provenance import epcis`: EPCIS 2.0 documents in,
+"""Tests for provenance.exchange.epcis_import and `provenance import epcis`: EPCIS 2.0 documents in,
 one signed `epcis` envelope per event, and back out through the export unchanged.
 
 Every official example in ../shared/conformance/gs1-epcis/examples (47 documents and the 5
@@ -28,15 +28,20 @@ from click.testing import CliRunner
 from conftest import conformance
 from world import GTIN, LOT, World
 
-from provenance import epcis_import, gs1
-from provenance.cli import Context, main
-from provenance.epcis import (
+from provenance.cli.exchange import export_epcis, import_group
+from provenance.cli.main import Context, main
+from provenance.core import gs1
+from provenance.core.errors import ValidationError
+from provenance.core.jcs import canonicalize, parse_json
+from provenance.core.kinds import epcis_stream
+from provenance.exchange import epcis_import
+from provenance.exchange.epcis import (
     EPCIS_CONTEXT,
     LedgerEvent,
     epcis_events,
     write_ledger_document,
 )
-from provenance.epcis_import import (
+from provenance.exchange.epcis_import import (
     DuplicateMember,
     Prepared,
     content_key,
@@ -50,11 +55,7 @@ from provenance.epcis_import import (
     schema_problems,
     utc_time,
 )
-from provenance.errors import ValidationError
-from provenance.event_hash import document_events, event_hash, ignore_fields
-from provenance.exchange_cli import export_epcis, import_group
-from provenance.jcs import canonicalize, parse_json
-from provenance.kinds import epcis_stream
+from provenance.exchange.event_hash import document_events, event_hash, ignore_fields
 
 SCHEMA = "gs1-epcis/schema/EPCIS-JSON-Schema.json"
 EXAMPLES = "gs1-epcis/examples"
@@ -617,7 +618,8 @@ def test_import_works_from_a_checkout_without_shared(tmp_path):
     with the shipped schema and imports."""
     checkout = tmp_path / "clone"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(Path(epcis_import.__file__).parent, checkout / "provenance", ignore=ignore)
+    package = Path(epcis_import.__file__).parents[1]  # provenance/, from provenance/exchange/
+    shutil.copytree(package, checkout / "provenance", ignore=ignore)
     assert not (tmp_path / "shared").exists() and not (checkout.parent / "shared").exists()
     env = {k: v for k, v in os.environ.items() if k != epcis_import.SCHEMA_ENV}
     env["PYTHONPATH"] = str(checkout)
@@ -637,9 +639,9 @@ def test_import_works_from_a_checkout_without_shared(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("stored\tni:///sha-256;")
     probe = subprocess.run(
-        [sys.executable, "-c", "import provenance.epcis_import as m; print(m.find_schema())"],
+        [sys.executable, "-c", f"import {epcis_import.__name__} as m; print(m.find_schema())"],
         capture_output=True, text=True, timeout=60, check=True, env=env, cwd=checkout,
     )  # fmt: skip
     assert probe.stdout.strip() == str(
-        checkout / "provenance" / "schemas" / "epcis" / "EPCIS-JSON-Schema.json"
+        checkout / "provenance" / "exchange" / "schemas" / "epcis" / "EPCIS-JSON-Schema.json"
     )

@@ -1,4 +1,4 @@
-"""Tests for provenance.event_hash: the EPCIS Event Hash ID of CBV 2.0 §8.9.
+"""Tests for provenance.exchange.event_hash: the EPCIS Event Hash ID of CBV 2.0 §8.9.
 
 Known answers come from the reference implementation's published examples
 (epcis-event-hash-generator/examples, in ../shared/conformance or vendored in tests/vectors:
@@ -36,8 +36,8 @@ from reference_event_hash import (
     reference_hashes,
 )
 
-from provenance.errors import ValidationError
-from provenance.event_hash import (
+from provenance.core.errors import ValidationError
+from provenance.exchange.event_hash import (
     document_events,
     document_hashes,
     document_prehashes,

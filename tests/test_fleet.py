@@ -9,15 +9,15 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from devices.fleet import SCENARIOS, Fleet, plan
-from provenance.audit import verify_ledger
-from provenance.cli import main
-from provenance.errors import ProvenanceError
-from provenance.identity import public_key_from_did
-from provenance.ingest import IngestService
-from provenance.keystore import KeyStore
-from provenance.signing import did_of
-from provenance.store import Store
+from provenance.cli.main import main
+from provenance.core.errors import ProvenanceError
+from provenance.core.identity import public_key_from_did
+from provenance.core.signing import did_of
+from provenance.infra.keystore import KeyStore
+from provenance.ingest.service import IngestService
+from provenance.ledger.audit import verify_ledger
+from provenance.store.db import Store
+from simulator.fleet import SCENARIOS, Fleet, plan
 
 
 @pytest.fixture
@@ -159,8 +159,8 @@ def test_progress_is_reported(ledger_dir, broker):
     try:
         assert service.ready.wait(20)
         stop = threading.Event()
-        from provenance.cli import Context
-        from provenance.simulate_cli import enrol_plan
+        from provenance.cli.main import Context
+        from provenance.cli.simulate import enrol_plan
 
         ctx = Context(env["PROVENANCE_DB"], env["PROVENANCE_KEYS"])
         made = enrol_plan(ctx, SCENARIOS["produce"], 5, 5, "P1")

@@ -1,4 +1,4 @@
-"""Tests for provenance.fsma204 and `provenance export fsma204`: the FDA FSMA 204 sortable
+"""Tests for provenance.exchange.fsma204 and `provenance export fsma204`: the FDA FSMA 204 sortable
 spreadsheet (one row per Critical Tracking Event and lot, one column per Key Data Element)
 as CSV and XLSX.
 
@@ -20,11 +20,13 @@ import pytest
 from export_ledgers import build_cte_ledger, time_fsma_export
 from world import GTIN, LOT, T0, World, at
 
-from provenance import exchange_cli, fsma204, gs1
-from provenance.epcis import EPCIS_CONTEXT, LedgerEvent
-from provenance.epcis_import import import_events, prepare
-from provenance.exchange_cli import export_fsma204
-from provenance.fsma204 import (
+from provenance.cli import exchange as exchange_cli
+from provenance.cli.exchange import export_fsma204
+from provenance.core import gs1
+from provenance.exchange import fsma204
+from provenance.exchange.epcis import EPCIS_CONTEXT, LedgerEvent
+from provenance.exchange.epcis_import import import_events, prepare
+from provenance.exchange.fsma204 import (
     COLUMNS,
     HEADER,
     INITIAL_PACKING,

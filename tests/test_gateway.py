@@ -35,10 +35,10 @@ from gateway.sources import (
     LineStream,
     Signer,
 )
-from provenance.envelope import Envelope
-from provenance.jcs import canonicalize, parse_json
-from provenance.signing import did_of, sign
-from provenance.timefmt import format_time, now_micros
+from provenance.core.envelope import Envelope
+from provenance.core.jcs import canonicalize, parse_json
+from provenance.core.signing import did_of, sign
+from provenance.core.timefmt import format_time, now_micros
 
 ROOT = Path(__file__).resolve().parent.parent
 GTIN = "09506000134352"

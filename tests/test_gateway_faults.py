@@ -23,13 +23,13 @@ from test_gateway import DEADLINE, Running, Subscriber, make_config, post
 from devices.outbox import Outbox
 from gateway.config import load_config
 from gateway.service import Gateway
-from provenance.signing import did_of, sign
-from provenance.timefmt import format_time, now_micros
+from provenance.core.signing import did_of, sign
+from provenance.core.timefmt import format_time, now_micros
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = """\
 import sys
-from provenance.cli import main
+from provenance.cli.main import main
 main(["gateway", *sys.argv[1:]], prog_name="provenance")
 """
 

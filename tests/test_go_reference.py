@@ -17,7 +17,7 @@ and asserts agreement case by case:
   over our stored hashes gives our root for every size, and our stored subtree
   hashes are the ones tlog.StoredHashes writes;
 - the other way round: Go signs notes and checkpoints with a key we generate and
-  provenance.checkpoint accepts them (byte-identical to what we sign), and a
+  provenance.core.checkpoint accepts them (byte-identical to what we sign), and a
   witness cosignature Go adds to our checkpoint leaves it valid;
 - tampered proofs, roots, leaves and notes are refused by both.
 
@@ -42,7 +42,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from world import GTIN, World, at
 
-from provenance.checkpoint import (
+from provenance.core.checkpoint import (
     Checkpoint,
     format_verifier_key,
     key_id,
@@ -52,9 +52,9 @@ from provenance.checkpoint import (
     sign_checkpoint,
     sign_note,
 )
-from provenance.envelope import Envelope
-from provenance.errors import ProofError, ValidationError, VerificationError
-from provenance.merkle import (
+from provenance.core.envelope import Envelope
+from provenance.core.errors import ProofError, ValidationError, VerificationError
+from provenance.core.merkle import (
     EMPTY_ROOT,
     MemoryTree,
     ReadOnce,
@@ -65,7 +65,7 @@ from provenance.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from provenance.proofs import build_bundle
+from provenance.ledger.proofs import build_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_SOURCE = ROOT / "tests" / "go" / "sumdbcheck"
@@ -408,8 +408,8 @@ def bundle_cases(log: Log) -> list[ProofCase]:
 
 def heads_request(log: Log) -> LogRequest:
     """The heads tree of the latest checkpoint: its root is the extension line's."""
-    from provenance.chain import head_entry
-    from provenance.proofs import heads_tree
+    from provenance.core.chain import head_entry
+    from provenance.ledger.proofs import heads_tree
 
     tree, positions = heads_tree(log.world.store)
     records = [head_entry(s, n, h) for _, s, h, n in log.world.store.chains()]

@@ -1,6 +1,6 @@
-"""Tests for provenance.gs1 (check digits, lots and lot URIs), provenance.gs1_dictionary (the GS1
-Barcode Syntax Dictionary) and provenance.gs1_syntax (AI values, element strings and GS1 Digital
-Link URIs).
+"""Tests for provenance.core.gs1 (check digits, lots and lot URIs),
+provenance.barcodes.dictionary (the GS1 Barcode Syntax Dictionary) and
+provenance.barcodes.syntax (AI values, element strings and GS1 Digital Link URIs).
 
 Known-answer vectors come from the GS1 Barcode Syntax Engine (derived JSON in
 ../shared/conformance/gs1-syntax-engine, vendored in tests/vectors/gs1-syntax-engine) and the
@@ -25,8 +25,10 @@ from conftest import SHARED, VENDORED, conformance
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provenance import gs1, gs1_dictionary, gs1_syntax
-from provenance.errors import ValidationError
+from provenance.barcodes import dictionary as gs1_dictionary
+from provenance.barcodes import syntax as gs1_syntax
+from provenance.core import gs1
+from provenance.core.errors import ValidationError
 
 ENGINE = "gs1-syntax-engine"
 GTIN = "09520123456788"  # GS1's example GTIN, used throughout the DL standard
@@ -700,7 +702,7 @@ def test_vendored_dictionary_is_unedited() -> None:
 
 
 def test_embedded_dictionary_is_the_release() -> None:
-    """provenance.gs1_dictionary embeds the dictionary's AI entries (blanks collapsed); both
+    """provenance.barcodes.dictionary embeds the dictionary's AI entries (blanks collapsed); both
     must say the same, entry for entry, and parse to the same table."""
     text = _dictionary_text()
     assert f"# Release: {gs1_dictionary.SYNTAX_DICTIONARY_RELEASE}\n" in text

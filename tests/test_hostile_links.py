@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_portal_support import Portal, make_app
 from world import GTIN, LOT, at
 
-from provenance import gs1, kinds
-from provenance.errors import ValidationError
+from provenance.core import gs1, kinds
+from provenance.core.errors import ValidationError
 
 pytest_plugins = ["test_portal_support"]
 

@@ -20,11 +20,11 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from world import GTIN, LOT
 
-from provenance import gs1, kinds, terminal
-from provenance.cli import main
-from provenance.envelope import Envelope
-from provenance.errors import ValidationError
-from provenance.signing import did_of
+from provenance.cli.main import main
+from provenance.core import gs1, kinds, terminal
+from provenance.core.envelope import Envelope
+from provenance.core.errors import ValidationError
+from provenance.core.signing import did_of
 
 pytest_plugins = ["test_portal_support"]
 

@@ -1,4 +1,4 @@
-"""provenance.identity: Ed25519 public keys as W3C did:key identifiers.
+"""provenance.core.identity: Ed25519 public keys as W3C did:key identifiers.
 
 did:key for Ed25519 = "did:key:z" + base58btc(0xed 0x01 ‖ 32-byte key). The
 known answers are checked against a base58btc encoder written here with another
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provenance.errors import ValidationError
-from provenance.identity import (
+from provenance.core.errors import ValidationError
+from provenance.core.identity import (
     DID_KEY_PREFIX,
     ED25519_MULTICODEC,
     b58decode,

@@ -25,11 +25,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from world import GTIN, LOT, World, at
 
-from provenance import topics
-from provenance.audit import verify_ledger
-from provenance.checkpoint import open_checkpoint
-from provenance.errors import ValidationError
-from provenance.ingest import (
+from provenance.core import topics
+from provenance.core.checkpoint import open_checkpoint
+from provenance.core.errors import ValidationError
+from provenance.core.signing import did_of, sign
+from provenance.infra.keystore import KeyStore
+from provenance.ingest.metrics import IngestMetrics, serve
+from provenance.ingest.service import (
     INTERNAL_ERROR,
     MAX_ENVELOPES_PER_MESSAGE,
     BrokerURL,
@@ -44,11 +46,9 @@ from provenance.ingest import (
     default_client_id,
     reject_notice,
 )
-from provenance.keystore import KeyStore
-from provenance.ledger import Ledger
-from provenance.metrics import IngestMetrics, serve
-from provenance.signing import did_of, sign
-from provenance.store import Store
+from provenance.ledger.append import Ledger
+from provenance.ledger.audit import verify_ledger
+from provenance.store.db import Store
 
 READY = 15.0  # seconds to connect and subscribe
 SETTLE = 60.0  # seconds for published traffic to be committed
@@ -818,7 +818,7 @@ def test_the_newest_checkpoint_is_published_retained_after_commits(
 
 
 def test_checkpoint_publisher_keeps_the_newest_note_only():
-    from provenance.ingest_checkpoint import CheckpointPublisher, note_size
+    from provenance.ingest.checkpoints import CheckpointPublisher, note_size
 
     publisher = CheckpointPublisher(lambda: None, IngestMetrics(), interval=60)
     assert note_size("origin\n17\nroot=\n\n— origin sig\n") == 17
@@ -836,8 +836,8 @@ def test_checkpoint_publisher_keeps_the_newest_note_only():
 def cli() -> Any:
     import click
 
-    from provenance.cli import main
-    from provenance.ingest_cli import command
+    from provenance.cli.ingest import command
+    from provenance.cli.main import main
 
     group = click.Group("provenance", params=main.params, callback=main.callback)
     group.add_command(command)

@@ -28,15 +28,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from paho.mqtt.enums import CallbackAPIVersion
 from world import World
 
-from provenance import topics
-from provenance.audit import verify_ledger
-from provenance.keystore import KeyStore
-from provenance.store import Store
+from provenance.core import topics
+from provenance.infra.keystore import KeyStore
+from provenance.ledger.audit import verify_ledger
+from provenance.store.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = """\
 import sys
-from provenance.cli import main
+from provenance.cli.main import main
 main(prog_name="provenance")
 """
 READY = 20.0

@@ -30,25 +30,25 @@ from test_ingest import (
 )
 from world import World
 
-from provenance import envelope as envelope_module
-from provenance import topics
-from provenance.envelope import (
+from provenance.core import envelope as envelope_module
+from provenance.core import topics
+from provenance.core.envelope import (
     Envelope,
     SignatureVouchers,
     signature_checked,
 )
-from provenance.ingest import INTERNAL_ERROR, IngestService, commit_batch
-from provenance.ingest_decode import MAX_MESSAGE_BYTES
-from provenance.ingest_prepare import items_of, prepare
-from provenance.ledger import Ledger
-from provenance.rejects import (
+from provenance.ingest.decode import MAX_MESSAGE_BYTES
+from provenance.ingest.prepare import items_of, prepare
+from provenance.ingest.service import INTERNAL_ERROR, IngestService, commit_batch
+from provenance.ledger.append import Ledger
+from provenance.ledger.rejects import (
     MAX_PER_MESSAGE,
     SOURCE_BURST,
     SOURCE_ROWS_PER_MINUTE,
     Refusal,
     RejectBudget,
 )
-from provenance.store import MAX_REJECT_RAW, Store
+from provenance.store.db import MAX_REJECT_RAW, Store
 
 HOSTILE_TOPIC = topics.events_topic("gateways", "hostile")
 OTHER_TOPIC = topics.events_topic("gateways", "honest")

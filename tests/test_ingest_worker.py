@@ -22,14 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from test_ingest import GATEWAY_TOPIC, PROBE_TOPIC, bad_inputs, payloads, readings, wire
 from world import World
 
-from provenance import topics
-from provenance.audit import verify_ledger
-from provenance.envelope import Envelope, signature_checked
-from provenance.ingest import BatchResult, commit_batch, decode_message
-from provenance.ingest_backend import WorkerBackend
-from provenance.ingest_errors import IngestError
-from provenance.ingest_inbox import Message
-from provenance.ingest_prepare import items_of, prepare
+from provenance.core import topics
+from provenance.core.envelope import Envelope, signature_checked
+from provenance.ingest.backend import WorkerBackend
+from provenance.ingest.errors import IngestError
+from provenance.ingest.inbox import Message
+from provenance.ingest.prepare import items_of, prepare
+from provenance.ingest.service import BatchResult, commit_batch, decode_message
+from provenance.ledger.audit import verify_ledger
 
 SETTLE = 60.0
 

@@ -1,4 +1,4 @@
-"""provenance.jcs against RFC 8785 and the cyberphone test data.
+"""provenance.core.jcs against RFC 8785 and the cyberphone test data.
 
 Layers: every cyberphone input/output pair and ES6 number sample (vectors in
 ../shared/conformance/cyberphone-json-canonicalization, vendored in
@@ -22,8 +22,8 @@ from conftest import SHARED, VENDORED, conformance
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from provenance.errors import ValidationError
-from provenance.jcs import MAX_DEPTH, canonical_text, canonicalize, parse_json
+from provenance.core.errors import ValidationError
+from provenance.core.jcs import MAX_DEPTH, canonical_text, canonicalize, parse_json
 
 VECTORS = "cyberphone-json-canonicalization"
 CASES = ("arrays", "french", "structures", "unicode", "values", "weird")

@@ -1,4 +1,4 @@
-"""provenance.keystore: PKCS#8 PEM private keys (mode 0600, never overwritten) and the
+"""provenance.infra.keystore: PKCS#8 PEM private keys (mode 0600, never overwritten) and the
 public-key forms `--public-key` accepts (did:key, PEM SubjectPublicKeyInfo, a file
 holding either)."""
 
@@ -19,14 +19,14 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from provenance.errors import KeyFileError, ValidationError
-from provenance.keystore import (
+from provenance.core.errors import KeyFileError, ValidationError
+from provenance.core.signing import did_of
+from provenance.infra.keystore import (
     KeyStore,
     load_private_key,
     public_key_text_to_did,
     read_public_key,
 )
-from provenance.signing import did_of
 
 RFC8032_TEST1_SECRET = bytes.fromhex(
     "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"

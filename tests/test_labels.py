@@ -22,10 +22,12 @@ from click.testing import CliRunner
 from conftest import conformance
 from PIL import Image, ImageDraw
 
-from provenance import gs1, gs1_syntax, labels
-from provenance.errors import ValidationError
-from provenance.label_cli import command as label_command
-from provenance.labels import Label, PrintSettings
+from provenance.barcodes import labels
+from provenance.barcodes import syntax as gs1_syntax
+from provenance.barcodes.labels import Label, PrintSettings
+from provenance.cli.label import command as label_command
+from provenance.core import gs1
+from provenance.core.errors import ValidationError
 
 GTIN = "09506000134352"
 LOT_URI = f"https://id.gs1.org/01/{GTIN}/10/LOT42"
@@ -696,7 +698,7 @@ def test_cli_takes_product_and_expiry_from_the_ledger(file_world, tmp_path):
     result = run_label(uri, "--out", str(out), "--db", db, "--product", "Kale")
     assert svg_raster(out.read_bytes())[1][0] == "Kale"
     # through the main group's --db, as `provenance --db … label …` will run it
-    from provenance.cli import Context
+    from provenance.cli.main import Context
 
     result = CliRunner().invoke(
         label_command, [uri, "--out", str(out)], obj=Context(db, str(tmp_path / "keys"))

@@ -8,9 +8,9 @@ import json
 import pytest
 from world import GTIN, HOUR, LOT, T0, World, at
 
-from provenance.audit import verify_ledger
-from provenance.ledger import Ledger
-from provenance.proofs import checkpoint_body
+from provenance.ledger.append import Ledger
+from provenance.ledger.audit import verify_ledger
+from provenance.ledger.proofs import checkpoint_body
 
 LOT2 = f"https://id.gs1.org/01/{GTIN}/10/LOT43"
 MIX = f"https://id.gs1.org/01/{GTIN}/10/MIX1"
@@ -40,7 +40,7 @@ def test_initialise_is_idempotent_and_refuses_other_keys(world):
     assert again.store.log_size() == world.store.log_size()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from provenance.store import StoreError
+    from provenance.store.db import StoreError
 
     with pytest.raises(StoreError, match="other keys"):
         Ledger.initialise(world.store, Ed25519PrivateKey.generate(), world.registrar, "x")
@@ -381,7 +381,7 @@ def test_large_batch_uses_parallel_verification_and_keeps_order(world):
 def test_another_writer_is_noticed(tmp_path):
     """Two Ledger objects on one file (e.g. CLI beside a running service)."""
     world = World.create(tmp_path)
-    from provenance.store import Store
+    from provenance.store.db import Store
 
     other = Ledger(Store(tmp_path / "ledger.db"), world.log_key, clock=lambda: world.now)
     assert other.append([world.reading(2, 4.0)])[0].status == "accepted"
@@ -415,7 +415,7 @@ def test_epcis_event_naming_ledger_lots_is_filed_under_them(file_world):
     chain = world.store.chain_events(world.store.lot_by_uri(world.lot).id)
     assert chain[-1].index == result.index
     assert chain[-1].envelope.data == {"event": EPCIS_EVENT}
-    from provenance.audit import verify_lot
+    from provenance.ledger.audit import verify_lot
 
     assert verify_lot(world.store, world.lot, world.log_public_key).events[-1].kind == "epcis"
     assert verify_ledger(world.store, world.log_public_key, workers=1).ok
@@ -432,7 +432,7 @@ def test_epcis_event_without_lots_goes_to_the_signers_stream_not_identity_chain(
     assert identity[3] == 1  # still just the enrolment
     # The dc's lot events still make a verifiable bundle; the whole ledger verifies.
     world.ship_and_receive("farm", "dc", [world.lot], 2)
-    from provenance.audit import verify_lot
+    from provenance.ledger.audit import verify_lot
 
     verify_lot(world.store, world.lot, world.log_public_key)
     assert verify_ledger(world.store, world.log_public_key, workers=1).ok
@@ -452,7 +452,7 @@ def test_epcis_event_without_lots_goes_to_the_signers_stream_not_identity_chain(
 def test_epcis_refusals(world, batches, data, reason, words):
     result = world.append("dc", "epcis", batches, data) if reason != "schema" else None
     if reason == "schema":
-        from provenance.errors import ValidationError
+        from provenance.core.errors import ValidationError
 
         with pytest.raises(ValidationError, match=words.replace(".", r"\.")):
             world.sign("dc", "epcis", batches, data)
@@ -468,8 +468,8 @@ def test_epcis_is_signed_by_parties_only(world):
 def test_a_commit_is_on_disk_before_it_returns(tmp_path):
     # The ingest acknowledges a message once its commit returns, and the gateway
     # then forgets it: that commit must survive a power cut, not only a crash.
-    from provenance.accounts import Accounts, HashParams
-    from provenance.store import Store
+    from provenance.store.accounts import Accounts, HashParams
+    from provenance.store.db import Store
 
     store = Store(tmp_path / "ledger.db")
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

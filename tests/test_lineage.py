@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 from world import GTIN, World, at
 
-from provenance.audit import verify_ledger
-from provenance.cli import Context
-from provenance.errors import NotFound
-from provenance.lineage import held, trace
-from provenance.store import Store
-from provenance.trace_cli import command as trace_command
+from provenance.cli.main import Context
+from provenance.cli.trace import command as trace_command
+from provenance.core.errors import NotFound
+from provenance.ledger.audit import verify_ledger
+from provenance.ledger.lineage import held, trace
+from provenance.store.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""provenance.merkle against RFC 9162 and transparency-dev/merkle's vectors.
+"""provenance.core.merkle against RFC 9162 and transparency-dev/merkle's vectors.
 
 Layers, as in transparency-dev/merkle and golang.org/x/mod/sumdb/tlog:
 known answers from the reference tree, every upstream verifier probe, a naive
@@ -19,8 +19,8 @@ from conftest import SHARED, VENDORED, conformance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provenance.errors import ProofError, RootMismatchError, ValidationError
-from provenance.merkle import (
+from provenance.core.errors import ProofError, RootMismatchError, ValidationError
+from provenance.core.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     LEAF_PREFIX,

@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from test_lineage import commission, lot, ok_transform
 from world import GTIN, World
 
-from provenance.cli import Context
-from provenance.ingest import BrokerURL
-from provenance.lineage import recall_history
-from provenance.notify import Cursor, RecallNotifier, RetainedPublisher
-from provenance.notify_cli import command as notify_command
-from provenance.recall_notice import FORMAT, build_notice, notice_bytes, notice_topic
+from provenance.cli.main import Context
+from provenance.cli.notify import command as notify_command
+from provenance.infra.broker_url import BrokerURL
+from provenance.ledger.lineage import recall_history
+from provenance.services.notifier import Cursor, RecallNotifier, RetainedPublisher
+from provenance.services.recall_notice import FORMAT, build_notice, notice_bytes, notice_topic
 
 WAIT = 30.0  # every wait has this deadline; a healthy run needs a fraction of it
 RECALLS = "provenance/v1/recalls/#"  # every recall notice

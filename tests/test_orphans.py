@@ -1,5 +1,5 @@
 """No process outlives the one that started it (docs/ingest.md, "Process
-lifecycle"; provenance/lifeline.py).
+lifecycle"; provenance/infra/lifeline.py).
 
 `provenance ingest` is killed with SIGKILL — mid-stream, and while its
 commit worker is still starting (where the worker used to hang for ever in
@@ -35,7 +35,7 @@ import pytest
 from children import Family, assert_nothing_left, descendants
 from test_ingest_faults import GONE, READY, Ingest, Ledger, Stream, wait_until, wire
 
-from provenance import lifeline
+from provenance.infra import lifeline
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="walks the process tree in /proc"
@@ -71,7 +71,7 @@ def _kill_9_and_check(ingest: Ingest, ledger: Ledger) -> list[str]:
     """SIGKILL the ingest; every process it started (as seen just before) is
     gone within GONE seconds and nothing holds the ledger. Returns what ran."""
     ingest.family.look()
-    workers = [p for p in ingest.family.seen.values() if "provenance.ingest_worker" in p.command]
+    workers = [p for p in ingest.family.seen.values() if "provenance.ingest.worker" in p.command]
     assert workers, f"no commit worker under the ingest:\n{ingest.output}"
     commands = [p.command for p in ingest.family.seen.values()]
     os.kill(ingest.process.pid, signal.SIGKILL)
@@ -114,7 +114,7 @@ def test_kill_9_while_its_worker_starts_leaves_no_process_behind(ledger, broker,
 def test_a_killed_worker_takes_its_prep_processes_with_it(ledger, broker, started):
     ingest = _start(ledger, broker, started)
     ingest.wait_for_line("commit worker")
-    worker = next(p for p in ingest.family.look() if "provenance.ingest_worker" in p.command)
+    worker = next(p for p in ingest.family.look() if "provenance.ingest.worker" in p.command)
     below = Family(worker.pid)
     assert below.look(), "the worker has no prep processes"
     os.kill(worker.pid, signal.SIGKILL)
@@ -129,7 +129,7 @@ def test_a_killed_worker_takes_its_prep_processes_with_it(ledger, broker, starte
 
 CHILD = """\
 import sys
-from provenance import lifeline
+from provenance.infra import lifeline
 lifeline.hold_from_env()
 print("armed", flush=True)
 for line in sys.stdin:  # echo: alive
@@ -140,7 +140,7 @@ for line in sys.stdin:  # echo: alive
 # from the kernel's view too (/proc/self/task), then waits to be killed.
 PARENT = """\
 import os, subprocess, sys, threading
-from provenance import lifeline
+from provenance.infra import lifeline
 started = []
 def start():
     child = subprocess.Popen(
@@ -224,7 +224,7 @@ def test_another_program_started_through_the_lifeline_dies_with_its_parent(tmp_p
     code = textwrap.dedent(
         f"""\
         import subprocess, sys
-        from provenance import lifeline
+        from provenance.infra import lifeline
         child = subprocess.Popen(lifeline.command({program!r}))
         print(child.pid, flush=True)
         sys.stdin.read()

@@ -14,7 +14,7 @@ from children import read_lines
 from conftest import ROOT
 
 from devices.outbox import Outbox, OutboxEntry, OutboxFull, OutboxLocked
-from provenance.errors import ProvenanceError, ValidationError
+from provenance.core.errors import ProvenanceError, ValidationError
 
 TOPIC = "provenance/v1/devices/probe-1/events"
 OTHER = "provenance/v1/gateways/truck-7/events"

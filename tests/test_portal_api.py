@@ -8,7 +8,7 @@ import io
 
 from world import GTIN, LOT, PREFIXES, at
 
-from provenance import gs1
+from provenance.core import gs1
 
 pytest_plugins = ["test_portal_support"]
 

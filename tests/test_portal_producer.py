@@ -10,8 +10,8 @@ import io
 from test_portal_support import make_app
 from world import GTIN, LOT, at
 
-from provenance import gs1
-from provenance.audit import verify_ledger
+from provenance.core import gs1
+from provenance.ledger.audit import verify_ledger
 
 pytest_plugins = ["test_portal_support"]
 

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_portal_support import Portal, make_app
 from world import GTIN, HOUR, LOT, at
 
-from provenance import gs1
-from provenance.checkpoint import Checkpoint, sign_checkpoint
+from provenance.core import gs1
+from provenance.core.checkpoint import Checkpoint, sign_checkpoint
 
 pytest_plugins = ["test_portal_support"]
 

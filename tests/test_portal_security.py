@@ -10,7 +10,7 @@ import pytest
 from test_portal_support import PASSWORD, csrf_of, make_app
 from world import GTIN, LOT
 
-from provenance import gs1
+from provenance.core import gs1
 
 pytest_plugins = ["test_portal_support"]
 

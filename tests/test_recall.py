@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from test_lineage import commission, lot, ok_transform, transform
 from world import GTIN, World, at
 
-from provenance import ledger as ledger_module
-from provenance.audit import verify_ledger, verify_lot
-from provenance.cli import Context, main
-from provenance.errors import ValidationError
-from provenance.lineage import active_recalls, recall_history
-from provenance.recall_cli import command as recall_command
+from provenance.cli.main import Context, main
+from provenance.cli.recall import command as recall_command
+from provenance.core.errors import ValidationError
+from provenance.ledger import append as ledger_module
+from provenance.ledger.audit import verify_ledger, verify_lot
+from provenance.ledger.lineage import active_recalls, recall_history
 
 ROOT = Path(__file__).resolve().parent.parent
 RECALL = {"reason": "Listeria monocytogenes", "class": "I", "instructions": "Do not eat"}
@@ -180,8 +180,8 @@ def test_a_recall_return_carries_recalled_lots_only(family):
 
 
 def test_a_recall_return_shows_in_epcis_and_on_the_page(returned):
-    from provenance.custody import read_custody, unknown_party
-    from provenance.epcis import lot_document
+    from provenance.domain.custody import read_custody, unknown_party
+    from provenance.exchange.epcis import lot_document
 
     world = returned
     document = lot_document(world.store, lot("C"), created="2026-10-21T00:00:00.000Z")
@@ -290,8 +290,8 @@ def test_a_recall_later_in_the_same_batch_sees_the_transform_before_it(world):
 
 
 def test_another_writer_sees_the_cascade(tmp_path):
-    from provenance.ledger import Ledger
-    from provenance.store import Store
+    from provenance.ledger.append import Ledger
+    from provenance.store.db import Store
 
     world = World.create(tmp_path)
     commission(world, "A")

@@ -12,10 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from world import GTIN, HOUR, LOT, T0, World, at
 
-from provenance import gs1
-from provenance.audit import verify_ledger, verify_lot
-from provenance.errors import ValidationError
-from provenance.rules import (
+from provenance.core import gs1
+from provenance.core.errors import ValidationError
+from provenance.domain.rules import (
     FLAG,
     HOLD,
     Logger,
@@ -28,7 +27,8 @@ from provenance.rules import (
     parse_duration,
     parse_rules,
 )
-from provenance.store import Store
+from provenance.ledger.audit import verify_ledger, verify_lot
+from provenance.store.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = parse_rules((ROOT / "rules.example.toml").read_bytes(), "rules.example.toml")

@@ -16,24 +16,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_portal_support import FAST_HASH, make_app
 from world import GTIN, HOUR, LOT, T0, World, at
 
-from provenance import gs1
-from provenance.accounts import Accounts, HashParams
-from provenance.audit import verify_ledger
-from provenance.cli import main
-from provenance.ingest import BrokerURL
-from provenance.ledger import Ledger
-from provenance.notify import Cursor, RetainedPublisher
-from provenance.rules import NOTICE_FORMAT, alert_topic, parse_rules
-from provenance.rules_service import (
-    RulesService,
-    accounts_scans,
-    active_holds,
-    lot_flags,
-    lot_holds,
-    recent_flags,
-)
-from provenance.store import Store
-from provenance.timefmt import format_time, now_micros
+from provenance.cli.main import main
+from provenance.core import gs1
+from provenance.core.timefmt import format_time, now_micros
+from provenance.domain.rules import NOTICE_FORMAT, alert_topic, parse_rules
+from provenance.infra.broker_url import BrokerURL
+from provenance.ledger.append import Ledger
+from provenance.ledger.audit import verify_ledger
+from provenance.ledger.decisions import active_holds, lot_flags, lot_holds, recent_flags
+from provenance.services.notifier import Cursor, RetainedPublisher
+from provenance.services.rules import RulesService, accounts_scans
+from provenance.store.accounts import Accounts, HashParams
+from provenance.store.db import Store
 
 pytest_plugins = ["test_portal_support"]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from world import GTIN, HOUR, LOT, T0, at
 
-from provenance import scan
-from provenance.custody import read_custody
-from provenance.errors import NotFound
-from provenance.scan import Scanner
+from provenance.core.errors import NotFound
+from provenance.domain.custody import read_custody
+from provenance.ledger import lot_view as scan
+from provenance.ledger.lot_view import Scanner
 
 
 def readings(world, hours, temperature=3.0, **kwargs):

@@ -40,16 +40,16 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from world import GTIN, LOT, World, at
 
-from provenance import audit
-from provenance import chain as chains
-from provenance.audit import Report, verify_ledger, verify_lot
-from provenance.checkpoint import sign_note
-from provenance.cli import main
-from provenance.errors import VerificationError
-from provenance.ledger import Ledger
-from provenance.merkle import Frontier, hash_leaf, root_from_leaf_hashes
-from provenance.signing import did_of, sign
-from provenance.store import NODE_MIN_LEVEL, Store
+from provenance.cli.main import main
+from provenance.core import chain as chains
+from provenance.core.checkpoint import sign_note
+from provenance.core.errors import VerificationError
+from provenance.core.merkle import Frontier, hash_leaf, root_from_leaf_hashes
+from provenance.core.signing import did_of, sign
+from provenance.ledger import audit
+from provenance.ledger.append import Ledger
+from provenance.ledger.audit import Report, verify_ledger, verify_lot
+from provenance.store.db import NODE_MIN_LEVEL, Store
 
 LOT2 = f"https://id.gs1.org/01/{GTIN}/10/LOT43"
 ATTACKER = Ed25519PrivateKey.generate()  # a key nobody enrolled

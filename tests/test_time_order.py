@@ -25,16 +25,16 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from world import GTIN, HOUR, LOT, World, at
 
-from provenance import gs1
-from provenance.audit import verify_ledger
-from provenance.bundle import verify_bundle
-from provenance.cli import main
-from provenance.epcis import lot_document
-from provenance.fsma204 import store_rows, write_csv
-from provenance.ledger import BEFORE_COMMISSION, CONFLICT, OUT_OF_ORDER
-from provenance.scan import Scanner
-from provenance.store import TIME_RULES_FROM, Store
-from provenance.timefmt import format_time, now_micros
+from provenance.cli.main import main
+from provenance.core import gs1
+from provenance.core.bundle import verify_bundle
+from provenance.core.timefmt import format_time, now_micros
+from provenance.exchange.epcis import lot_document
+from provenance.exchange.fsma204 import store_rows, write_csv
+from provenance.ledger.append import BEFORE_COMMISSION, CONFLICT, OUT_OF_ORDER
+from provenance.ledger.audit import verify_ledger
+from provenance.ledger.lot_view import Scanner
+from provenance.store.db import TIME_RULES_FROM, Store
 from provenance.web import create_app
 
 pytest_plugins = ["test_portal_support"]
@@ -292,7 +292,7 @@ def test_invalid_code_is_only_said_about_codes(file_world, monkeypatch):
     assert bad.status_code == 400 and "This code is not valid" in text_of(bad)
     typed = client.get("/lookup?gtin=123&lot=X")
     assert typed.status_code == 400 and "This code is not valid" in text_of(typed)
-    from provenance.errors import ValidationError
+    from provenance.core.errors import ValidationError
 
     def broken(*_args, **_kwargs):
         raise ValidationError("end_us", "1796477035512000 is before start_us 1796563429313000")
@@ -314,7 +314,7 @@ def test_a_chart_that_cannot_be_drawn_is_a_sentence(file_world, monkeypatch):
     file_world.ok("farm", "detach", [LOT], {"device": file_world.did("probe")}, time=at(4))
 
     def broken(*_args, **_kwargs):
-        from provenance.errors import ValidationError
+        from provenance.core.errors import ValidationError
 
         raise ValidationError("end_us", "internal words")
 

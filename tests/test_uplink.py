@@ -25,8 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from devices.outbox import Outbox
 from devices.sdk import DeviceLogger
 from devices.uplink import Uplink, parse_broker_url
-from provenance.envelope import Envelope
-from provenance.errors import ValidationError
+from provenance.core.envelope import Envelope
+from provenance.core.errors import ValidationError
 
 TOPIC = "provenance/v1/gateways/truck-7/events"
 WAIT = 30.0  # every wait has this deadline; a healthy run needs a fraction of it

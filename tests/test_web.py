@@ -12,10 +12,10 @@ import re
 import pytest
 from world import GTIN, LOT, at
 
-from provenance import gs1
-from provenance.bundle import verify_bundle
-from provenance.checkpoint import open_checkpoint
-from provenance.merkle import verify_consistency, verify_inclusion
+from provenance.core import gs1
+from provenance.core.bundle import verify_bundle
+from provenance.core.checkpoint import open_checkpoint
+from provenance.core.merkle import verify_consistency, verify_inclusion
 from provenance.web import create_app
 
 PATH = LOT.removeprefix(gs1.DEFAULT_BASE)

@@ -13,11 +13,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from provenance.envelope import Envelope
-from provenance.ledger import Appended, Ledger
-from provenance.signing import did_of, sign
-from provenance.store import Store
-from provenance.timefmt import format_time
+from provenance.core.envelope import Envelope
+from provenance.core.signing import did_of, sign
+from provenance.core.timefmt import format_time
+from provenance.ledger.append import Appended, Ledger
+from provenance.store.db import Store
 
 GTIN = "09506000134352"
 LOT = f"https://id.gs1.org/01/{GTIN}/10/LOT42"

@@ -33,8 +33,9 @@ from typing import Any
 
 from flask import Flask
 
-from ..scan import Scanner
-from ..timefmt import now_micros
+from provenance.core.timefmt import now_micros
+from provenance.ledger.lot_view import Scanner
+
 from . import errors, i18n, params, portal, resolver, security, transparency
 
 HERE = Path(__file__).resolve().parent

@@ -8,7 +8,7 @@ import logging
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import NotFound, ValidationError
+from provenance.core.errors import NotFound, ValidationError
 
 log = logging.getLogger(__name__)
 

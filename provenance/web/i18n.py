@@ -15,8 +15,9 @@ from flask import Flask, Response, g, request
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 
-from ..coldchain import MINUTE
-from ..timefmt import format_time, parse_time
+from provenance.core.timefmt import format_time, parse_time
+from provenance.domain.coldchain import MINUTE
+
 from .links import url_with
 
 LANGUAGES = {"en": "English", "zh": "中文"}

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from flask import current_app, g, request
 
-from .. import gs1
+from provenance.core import gs1
 
 BUNDLE_PREFIX = "/bundle"
 _PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar, "/" and the escapes already made

@@ -1,6 +1,6 @@
 """Rendering the consumer page, with caches of finished pages and charts.
 
-A view (`provenance.scan.LotView`) is immutable and replaced whenever the lot
+A view (`provenance.ledger.lot_view.LotView`) is immutable and replaced whenever the lot
 changes, so a page rendered from it can be kept until then: the key is the view
 object itself plus the reader's language and text size. A leg's chart depends
 only on its `LegRecord` (kept by the Scanner while the leg is unchanged), the
@@ -21,9 +21,10 @@ from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from ..chart import render_svg
-from ..errors import ProvenanceError
-from ..scan import LegRecord, LotView
+from provenance.core.errors import ProvenanceError
+from provenance.ledger.lot_view import LegRecord, LotView
+from provenance.web.chart import render_svg
+
 from .cache import LRU
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from flask import Flask, request
 from werkzeug.routing import BaseConverter, Map
 from werkzeug.routing import ValidationError as NoMatch
 
-from ..errors import ValidationError
+from provenance.core.errors import ValidationError
 
 MAX_INT = 2**63 - 1
 """The largest whole number any parameter takes (an SQLite INTEGER)."""

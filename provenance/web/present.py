@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..coldchain import Excursion
-from ..custody import Party, Step
-from ..scan import NOTES, LegRecord, LotView
-from ..timefmt import format_time
+from provenance.core.timefmt import format_time
+from provenance.domain.coldchain import Excursion
+from provenance.domain.custody import Party, Step
+from provenance.ledger.lot_view import NOTES, LegRecord, LotView
 
 # Link relation types of the GS1 Web Vocabulary that this resolver serves.
 GS1_VOC = "https://gs1.org/voc/"

@@ -36,11 +36,13 @@ from flask import (
     request,
 )
 
-from .. import gs1, gs1_syntax
-from ..epcis import lot_document
-from ..errors import NotFound, ProvenanceError, ValidationError
-from ..proofs import build_bundle
-from ..scan import LotView
+from provenance.barcodes import syntax as gs1_syntax
+from provenance.core import gs1
+from provenance.core.errors import NotFound, ProvenanceError, ValidationError
+from provenance.exchange.epcis import lot_document
+from provenance.ledger.lot_view import LotView
+from provenance.ledger.proofs import build_bundle
+
 from . import i18n, links, present
 from .cache import LRU
 from .errors import InvalidCode, PageFailure, answer, wants_json

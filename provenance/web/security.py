@@ -19,7 +19,7 @@ from pathlib import Path
 from flask import Flask, Response, current_app, request
 from markupsafe import Markup
 
-from ..terminal import safe_text
+from provenance.core.terminal import safe_text
 
 COMPRESSIBLE = {
     "text/html",

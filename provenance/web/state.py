@@ -7,8 +7,9 @@ from pathlib import Path
 
 from flask import current_app, g
 
-from ..scan import Scanner
-from ..store import Store, StoreError
+from provenance.ledger.lot_view import Scanner
+from provenance.store.db import Store, StoreError
+
 from .errors import Unavailable
 
 

@@ -20,9 +20,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import NotFound, ValidationError
-from ..merkle import consistency_proof, inclusion_proof
-from ..proofs import checkpoint_body
+from provenance.core.errors import NotFound, ValidationError
+from provenance.core.merkle import consistency_proof, inclusion_proof
+from provenance.ledger.proofs import checkpoint_body
+
 from .params import int_arg
 from .state import store as get_store
 

@@ -14,7 +14,8 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ...errors import NotFound, ProvenanceError, ValidationError
+from provenance.core.errors import NotFound, ProvenanceError, ValidationError
+
 from . import admin, analytics, api, auth, guard, producer, regulator
 from .state import EXTENSION, Portal, defaults, portal
 

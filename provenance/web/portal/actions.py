@@ -14,14 +14,15 @@ from typing import Any, BinaryIO
 
 from flask import request
 
-from ... import gs1
-from ...accounts import Document, KeyUnavailable, Principal
-from ...errors import ProvenanceError, ValidationError
-from ...identity import is_did_key
-from ...ledger import Appended
-from ...lineage import BOTH, DIRECTIONS, Trace, trace
-from ...store import Identity, Store
-from ...timefmt import format_time, parse_date_or_time
+from provenance.core import gs1
+from provenance.core.errors import ProvenanceError, ValidationError
+from provenance.core.identity import is_did_key
+from provenance.core.timefmt import format_time, parse_date_or_time
+from provenance.ledger.append import Appended
+from provenance.ledger.lineage import BOTH, DIRECTIONS, Trace, trace
+from provenance.store.accounts import Document, KeyUnavailable, Principal
+from provenance.store.db import Identity, Store
+
 from ..params import parse_decimal
 from ..state import store as read_store
 from . import exports, queries

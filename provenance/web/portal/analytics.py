@@ -17,9 +17,10 @@ from urllib.parse import quote
 
 from flask import Response, request
 
-from ... import gs1_syntax
-from ...accounts import AccountError, check_place
-from ...errors import ProvenanceError
+from provenance.barcodes import syntax as gs1_syntax
+from provenance.core.errors import ProvenanceError
+from provenance.store.accounts import AccountError, check_place
+
 from ..errors import wants_json
 from .state import portal
 

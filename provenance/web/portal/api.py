@@ -15,10 +15,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ...accounts import TokenRefused
-from ...errors import NotFound, ProvenanceError, ValidationError
-from ...identity import COMMISSIONING_ROLES
-from ...jcs import parse_json
+from provenance.core.errors import NotFound, ProvenanceError, ValidationError
+from provenance.core.identity import COMMISSIONING_ROLES
+from provenance.core.jcs import parse_json
+from provenance.store.accounts import TokenRefused
+
 from ..params import int_arg, optional_int_arg
 from ..present import lot_json
 from ..state import store as read_store

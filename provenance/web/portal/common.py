@@ -11,11 +11,12 @@ from urllib.parse import quote
 
 from flask import Response, current_app, request
 
-from ... import labels
-from ...accounts import Principal
-from ...errors import NotFound, ProvenanceError, ValidationError
-from ...scan import OK, LotView
-from ...store import Lot, Store
+from provenance.barcodes import labels
+from provenance.core.errors import NotFound, ProvenanceError, ValidationError
+from provenance.ledger.lot_view import OK, LotView
+from provenance.store.accounts import Principal
+from provenance.store.db import Lot, Store
+
 from ..params import int_arg
 from ..state import scanner
 from ..state import store as read_store

@@ -1,6 +1,6 @@
 """Regulators' downloads: the GS1 EPCIS 2.0 JSON-LD document of the ledger or
-one lot (`provenance.epcis.write_ledger_document`) and the FDA FSMA 204 sortable
-spreadsheet as CSV or XLSX (`provenance.fsma204`), filtered like the CLI's
+one lot (`provenance.exchange.epcis.write_ledger_document`) and the FDA FSMA 204 sortable
+spreadsheet as CSV or XLSX (`provenance.exchange.fsma204`), filtered like the CLI's
 ``provenance export epcis`` / ``export fsma204``."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import io
 from dataclasses import dataclass
 from datetime import date
 
-from ...epcis import write_ledger_document
-from ...errors import ValidationError
-from ...fsma204 import store_rows, write_csv, write_xlsx
-from ...store import Store
-from ...timefmt import parse_date, parse_time
+from provenance.core.errors import ValidationError
+from provenance.core.timefmt import parse_date, parse_time
+from provenance.exchange.epcis import write_ledger_document
+from provenance.exchange.fsma204 import store_rows, write_csv, write_xlsx
+from provenance.store.db import Store
 
 DAY = 86_400_000_000
 KINDS = {

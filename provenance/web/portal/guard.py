@@ -38,8 +38,9 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface
 
-from ...accounts import ADMIN, Principal, User
-from ...identity import PARTY_ROLES
+from provenance.core.identity import PARTY_ROLES
+from provenance.store.accounts import ADMIN, Principal, User
+
 from ..errors import answer, wants_json
 from .state import portal
 

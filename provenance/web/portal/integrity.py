@@ -1,5 +1,5 @@
 """The regulator's integrity checks: the latest checkpoint (its signature
-checked), whole-ledger and per-lot verification (`provenance.audit`), and the
+checked), whole-ledger and per-lot verification (`provenance.ledger.audit`), and the
 consistency of an older checkpoint the regulator kept with the latest one.
 
 Each returns a plain dict (rendered as a page or as JSON); none raises for
@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ...audit import verify_ledger, verify_lot
-from ...checkpoint import open_checkpoint
-from ...errors import NotFound, ProvenanceError, ValidationError
-from ...identity import did_from_public_key, public_key_from_did
-from ...merkle import consistency_proof, verify_consistency
-from ...store import Store
+from provenance.core.checkpoint import open_checkpoint
+from provenance.core.errors import NotFound, ProvenanceError, ValidationError
+from provenance.core.identity import did_from_public_key, public_key_from_did
+from provenance.core.merkle import consistency_proof, verify_consistency
+from provenance.ledger.audit import verify_ledger, verify_lot
+from provenance.store.db import Store
 
 MAX_PROBLEMS = 50
 MAX_NOTE = 8192

@@ -17,9 +17,10 @@ from flask import (
     url_for,
 )
 
-from ...coldchain import PROFILES
-from ...lineage import active_recalls, held, quantity
-from ...scan import NOTES
+from provenance.domain.coldchain import PROFILES
+from provenance.ledger.lineage import active_recalls, held, quantity
+from provenance.ledger.lot_view import NOTES
+
 from ..params import int_arg
 from ..state import store as read_store
 from . import actions, common, queries

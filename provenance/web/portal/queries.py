@@ -2,7 +2,7 @@
 for yet: a party's lots and shipments, lot search, recalled lots.
 
 They read the store's tables directly through its connection and decide
-nothing. (They belong in `provenance.store` as methods; they are kept here
+nothing. (They belong in `provenance.store.db` as methods; they are kept here
 until the store's owner moves them.)
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...envelope import Envelope
-from ...identity import OVERSIGHT_ROLES
-from ...store import Identity, Lot, LotState, Store
+from provenance.core.envelope import Envelope
+from provenance.core.identity import OVERSIGHT_ROLES
+from provenance.store.db import Identity, Lot, LotState, Store
 
 # The store's own lot query and row mapping, so the portal sees every lot column
 # (recalled, held, …) the ledger keeps.

@@ -16,8 +16,9 @@ from flask import (
     url_for,
 )
 
-from ...lineage import DIRECTIONS
-from ...rules_service import active_holds, recent_flags
+from provenance.ledger.decisions import active_holds, recent_flags
+from provenance.ledger.lineage import DIRECTIONS
+
 from ..params import optional_int_arg
 from ..state import store as read_store
 from . import actions, common, exports, integrity, queries

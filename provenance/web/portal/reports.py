@@ -3,7 +3,7 @@ through the cascade, every lot made from them), who holds each now, where,
 how much, and how often consumers scanned them since the recall (by day and
 place).
 
-The recall records and the cascade come from `provenance.lineage` and the
+The recall records and the cascade come from `provenance.ledger.lineage` and the
 store's ``recalls`` table; scan counts from the accounts database
 (`Accounts.record_scan`, fed by the consumer page). Scans are counted per hour,
 so "since the recall" starts at the hour the recall was signed.
@@ -16,11 +16,11 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...accounts import Accounts
-from ...errors import NotFound
-from ...lineage import RecallRecord, held, quantity, recall_records
-from ...store import Lot, LotState, Store
-from ...timefmt import parse_time
+from provenance.core.errors import NotFound
+from provenance.core.timefmt import parse_time
+from provenance.ledger.lineage import RecallRecord, held, quantity, recall_records
+from provenance.store.accounts import Accounts
+from provenance.store.db import Lot, LotState, Store
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from ...accounts import Accounts, HashParams, default_directory, derive, server_secret
-from ...timefmt import now_micros
+from provenance.core.timefmt import now_micros
+from provenance.store.accounts import Accounts, HashParams, default_directory, derive, server_secret
+
 from .documents import DocumentStore
 from .ratelimit import Limit, RateLimiter
 from .writer import LedgerWriter

@@ -20,12 +20,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ...errors import KeyFileError, ProvenanceError
-from ...keystore import KeyStore
-from ...ledger import Appended, Ledger
-from ...signing import did_of, sign
-from ...store import Store
-from ...timefmt import format_time
+from provenance.core.errors import KeyFileError, ProvenanceError
+from provenance.core.signing import did_of, sign
+from provenance.core.timefmt import format_time
+from provenance.infra.keystore import KeyStore
+from provenance.ledger.append import Appended, Ledger
+from provenance.store.db import Store
 
 LOG_KEY = "log"
 

@@ -1,0 +1,467 @@
+"""`provenance user …`, `provenance token …` and `provenance portal …`: portal
+accounts, API tokens, the server-held party keys and the audit trail, from the
+command line (the first admin is made here).
+
+The three groups are listed in ``provenance.cli.main.SERVICE_COMMANDS`` (imported
+when first run). Each group takes
+``--accounts DIR`` (env ``PROVENANCE_ACCOUNTS``; default ``accounts/`` beside
+the ledger), the folder `provenance serve` uses too.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from provenance.core.errors import KeyFileError, ProvenanceError, ValidationError
+from provenance.infra.keystore import load_private_key
+from provenance.store.accounts import (
+    ADMIN,
+    MAX_PASSWORD,
+    ROLES,
+    AccountError,
+    Accounts,
+    default_directory,
+)
+
+
+def _context(click_ctx: click.Context) -> Any:
+    from provenance.cli.main import (
+        Context,  # the main group's (cli imports this module's users late)
+    )
+
+    ctx = click_ctx.find_object(Context)
+    if ctx is None:
+        raise click.UsageError("run this as a `provenance` subcommand")
+    return ctx
+
+
+def _accounts(click_ctx: click.Context) -> Accounts:
+    folder = click_ctx.meta.get("provenance.store.accounts")
+    if folder is None:
+        folder = default_directory(_context(click_ctx).db_path)
+    try:
+        return Accounts(folder)
+    except (ProvenanceError, OSError) as exc:
+        raise click.ClickException(f"cannot open the accounts in {folder}: {exc}") from None
+
+
+def _actor() -> str:
+    try:
+        return f"cli {getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _accounts_option(function: Any) -> Any:
+    def remember(click_ctx: click.Context, _param: Any, value: str | None) -> str | None:
+        if value:
+            click_ctx.meta["provenance.store.accounts"] = Path(value)
+        return value
+
+    return click.option(
+        "--accounts",
+        envvar="PROVENANCE_ACCOUNTS",
+        expose_value=False,
+        callback=remember,
+        is_eager=True,
+        metavar="DIR",
+        help="Accounts folder (env PROVENANCE_ACCOUNTS; default: accounts/ beside the ledger).",
+    )(function)
+
+
+_PASSWORD_LINE = 4 * MAX_PASSWORD + 2  # UTF-8 bytes of the longest password and "\r\n"
+
+
+def _password(password_stdin: bool, name: str) -> str:
+    if password_stdin:
+        with click.open_file("-", "rb") as stdin:  # bounded: stdin may never end a line
+            line = stdin.readline(_PASSWORD_LINE + 1)
+        if len(line) > _PASSWORD_LINE:
+            raise click.ClickException(
+                f"the password on standard input is longer than {MAX_PASSWORD} characters"
+            )
+        try:
+            password = line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise click.ClickException("the password on standard input is not UTF-8 text") from None
+        if len(password) > MAX_PASSWORD:
+            raise click.ClickException(
+                f"the password on standard input is longer than {MAX_PASSWORD} characters"
+            )
+        return password
+    return click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True, err=True)
+
+
+def _party(click_ctx: click.Context, name: str) -> Any:
+    ctx = _context(click_ctx)
+    try:
+        identity = ctx.reader().identity_by_name("party", name)
+    except ProvenanceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if identity is None:
+        raise click.ClickException(
+            f"no party named {name!r} in {ctx.db_path}: enrol it with `provenance party add`"
+        )
+    return identity
+
+
+def _import_key(click_ctx: click.Context, accounts: Accounts, party: Any, path: str | None) -> bool:
+    """Store the party's key (from --key FILE, else the key folder) encrypted."""
+    from provenance.cli.main import key_name
+
+    ctx = _context(click_ctx)
+    try:
+        key = load_private_key(path) if path else ctx.party_keys.load(key_name(party.name))
+    except (KeyFileError, FileNotFoundError) as exc:
+        if path is None:
+            return False
+        raise click.ClickException(str(exc)) from None
+    try:
+        accounts.store_party_key(party.did, party.name, key)
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from None
+    accounts.audit(_actor(), "key-import", {"party": party.name}, party=party.name)
+    return True
+
+
+# --- users
+
+
+@click.group()
+@_accounts_option
+def user() -> None:
+    """Portal users: producers, processors, carriers, distributors, retailers,
+    clinics, inspectors, regulators (each of one party) and admins."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--party", help="The enrolled party the user acts for (not for admins).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def user_add(
+    click_ctx: click.Context, name: str, role: str, party: str | None, password_stdin: bool
+) -> None:
+    """Add a user (asks for a password). A party user's role must be the
+    party's; the party's key is imported from the key folder when the server
+    holds none yet, so that the user can sign.
+
+    Example: provenance user add alice --role producer --party "Green Valley Farm"
+    """
+    accounts = _accounts(click_ctx)
+    identity = None
+    if role == ADMIN:
+        if party:
+            raise click.UsageError("an admin belongs to no party: leave out --party")
+    else:
+        if not party:
+            raise click.UsageError(f"a {role} acts for a party: give --party")
+        identity = _party(click_ctx, party)
+        if identity.role != role:
+            raise click.ClickException(
+                f"{party} is enrolled as a {identity.role}: its users have that role"
+            )
+    password = _password(password_stdin, name)
+    try:
+        accounts.add_user(
+            name,
+            role,
+            password,
+            party_did=identity.did if identity else None,
+            party_name=identity.name if identity else None,
+        )
+    except (AccountError, ValidationError) as exc:
+        raise click.ClickException(str(exc)) from None
+    accounts.audit(_actor(), "user-add", {"user": name, "role": role, "party": party}, party=party)
+    click.echo(f"user {name} added ({role}{', ' + party if party else ''})")
+    if identity is not None and not accounts.has_party_key(identity.did):
+        if _import_key(click_ctx, accounts, identity, None):
+            click.echo(f"the server now holds {party}'s signing key (encrypted)")
+        else:
+            click.echo(
+                f"note: no key file for {party} here; until `provenance portal key-import` "
+                "the user can look but not sign",
+                err=True,
+            )
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@click.pass_context
+def user_list(click_ctx: click.Context, as_json: bool) -> None:
+    """List users: name, role, party, state.
+
+    Example: provenance user list --json
+    """
+    for found in _accounts(click_ctx).users():
+        row = {
+            "name": found.name,
+            "role": found.role,
+            "party": found.party_name,
+            "disabled": found.disabled,
+            "created_at": found.created_at,
+        }
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            state = "disabled" if found.disabled else "active"
+            click.echo(f"{found.name}\t{found.role}\t{found.party_name or ''}\t{state}")
+
+
+@user.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def user_passwd(click_ctx: click.Context, name: str, password_stdin: bool) -> None:
+    """Set a user's password (ends the user's sessions).
+
+    Example: provenance user passwd alice
+    """
+    accounts = _accounts(click_ctx)
+    try:
+        accounts.set_password(name, _password(password_stdin, name))
+    except (AccountError, ValidationError) as exc:
+        raise click.ClickException(str(exc)) from None
+    accounts.audit(_actor(), "user-password", {"user": name})
+    click.echo(f"password of {name} changed")
+
+
+@user.command("disable")
+@click.argument("name")
+@click.pass_context
+def user_disable(click_ctx: click.Context, name: str) -> None:
+    """Disable a user: signs them out and refuses their sign-ins.
+
+    Example: provenance user disable alice
+    """
+    _set_disabled(click_ctx, name, True)
+
+
+@user.command("enable")
+@click.argument("name")
+@click.pass_context
+def user_enable(click_ctx: click.Context, name: str) -> None:
+    """Enable a disabled user again.
+
+    Example: provenance user enable alice
+    """
+    _set_disabled(click_ctx, name, False)
+
+
+def _set_disabled(click_ctx: click.Context, name: str, disabled: bool) -> None:
+    accounts = _accounts(click_ctx)
+    try:
+        accounts.set_disabled(name, disabled)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    change = "disable" if disabled else "enable"
+    accounts.audit(_actor(), f"user-{change}", {"user": name})
+    click.echo(f"user {name} {change}d")
+
+
+# --- API tokens
+
+
+@click.group()
+@_accounts_option
+def token() -> None:
+    """API tokens: each acts for one party, with its role; shown once, stored hashed."""
+
+
+@token.command("create")
+@click.argument("party")
+@click.option("--label", default="", help="What the token is for, e.g. 'ERP export'.")
+@click.option("--read-only", is_flag=True, help="The token may read but not sign.")
+@click.pass_context
+def token_create(click_ctx: click.Context, party: str, label: str, read_only: bool) -> None:
+    """Make an API token for PARTY and print it (once: only its hash is kept).
+
+    Example: provenance token create "Green Valley Farm" --label "ERP export"
+    """
+    accounts = _accounts(click_ctx)
+    identity = _party(click_ctx, party)
+    scope = "read" if read_only else "write"
+    try:
+        made, secret = accounts.create_token(
+            identity.did,
+            identity.name,
+            identity.role,
+            scope=scope,
+            label=label,
+            created_by=_actor(),
+        )
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from None
+    accounts.audit(
+        _actor(),
+        "token-create",
+        {"token": made.id, "scope": scope, "label": label},
+        role=identity.role,
+        party=identity.name,
+    )
+    click.echo(secret)
+    click.echo(
+        f"token {made.id} for {identity.name} ({identity.role}, {scope}); "
+        "store it now: it is not shown again",
+        err=True,
+    )
+    if scope == "write" and not accounts.has_party_key(identity.did):
+        click.echo(
+            f"note: the server holds no key for {party}: the token can append envelopes the "
+            "client signs, but portal-style actions need `provenance portal key-import`",
+            err=True,
+        )
+
+
+@token.command("list")
+@click.option("--party", help="Only this party's tokens.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@click.pass_context
+def token_list(click_ctx: click.Context, party: str | None, as_json: bool) -> None:
+    """List API tokens (never their secrets).
+
+    Example: provenance token list --party "Green Valley Farm"
+    """
+    accounts = _accounts(click_ctx)
+    did = _party(click_ctx, party).did if party else None
+    for found in accounts.tokens(did):
+        row = {
+            "id": found.id,
+            "party": found.party_name,
+            "role": found.role,
+            "scope": found.scope,
+            "label": found.label,
+            "created_at": found.created_at,
+            "created_by": found.created_by,
+            "revoked_at": found.revoked_at,
+            "last_used_at": found.last_used_at,
+        }
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            state = f"revoked {found.revoked_at}" if found.revoked_at else "active"
+            click.echo(f"{found.id}\t{found.party_name}\t{found.scope}\t{found.label}\t{state}")
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_context
+def token_revoke(click_ctx: click.Context, token_id: int) -> None:
+    """Revoke an API token by its number (see `provenance token list`).
+
+    Example: provenance token revoke 3
+    """
+    accounts = _accounts(click_ctx)
+    try:
+        found = accounts.revoke_token(token_id)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    accounts.audit(_actor(), "token-revoke", {"token": token_id}, party=found.party_name)
+    click.echo(f"token {token_id} revoked at {found.revoked_at}")
+
+
+# --- keys and audit
+
+
+@click.group("portal")
+@_accounts_option
+def portal() -> None:
+    """The portal's server-held party keys and its audit trail."""
+
+
+@portal.command("key-import")
+@click.argument("party")
+@click.option("--key", "key_file", help="PEM private key file (default: the party's key file).")
+@click.pass_context
+def key_import(click_ctx: click.Context, party: str, key_file: str | None) -> None:
+    """Let the portal sign for PARTY: store its key encrypted under the server
+    secret (docs/portal.md explains the risk).
+
+    Example: provenance portal key-import "Green Valley Farm"
+    """
+    accounts = _accounts(click_ctx)
+    identity = _party(click_ctx, party)
+    if not _import_key(click_ctx, accounts, identity, key_file):
+        from provenance.cli.main import key_name
+
+        where = _context(click_ctx).party_keys.path(key_name(identity.name))
+        raise click.ClickException(f"no key file for {party} at {where}: give --key FILE")
+    click.echo(f"the server now holds {identity.name}'s signing key (encrypted)")
+
+
+@portal.command("keys")
+@click.pass_context
+def keys_list(click_ctx: click.Context) -> None:
+    """List the parties whose keys the server holds.
+
+    Example: provenance portal keys
+    """
+    for name, did, stored_at in _accounts(click_ctx).party_keys():
+        click.echo(f"{name}\t{did}\t{stored_at}")
+
+
+@portal.command("key-remove")
+@click.argument("party")
+@click.pass_context
+def key_remove(click_ctx: click.Context, party: str) -> None:
+    """Stop the portal signing for PARTY: delete its stored key.
+
+    Example: provenance portal key-remove "Green Valley Farm"
+    """
+    accounts = _accounts(click_ctx)
+    identity = _party(click_ctx, party)
+    if not accounts.remove_party_key(identity.did):
+        raise click.ClickException(f"the server holds no key for {party}")
+    accounts.audit(_actor(), "key-remove", {"party": party}, party=party)
+    click.echo(f"the server no longer holds {party}'s key")
+
+
+@portal.command("audit")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--action", help="Only entries of this action (e.g. recall, search, login).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@click.option("--verify", is_flag=True, help="Check the trail's hash chain; exit 1 if broken.")
+@click.pass_context
+def audit(
+    click_ctx: click.Context, limit: int, action: str | None, as_json: bool, verify: bool
+) -> None:
+    """Show the audit trail, newest first (who, what, when, parameters, outcome).
+
+    Example: provenance portal audit --action recall --json
+    """
+    accounts = _accounts(click_ctx)
+    if verify:
+        checked, problem = accounts.verify_audit()
+        if problem:
+            click.echo(f"BROKEN {problem}")
+            sys.exit(1)
+        click.echo(f"OK {checked} audit entries, hash chain intact")
+        return
+    for entry in accounts.audit_entries(limit=limit, action=action):
+        row = {
+            "id": entry.id,
+            "at": entry.at,
+            "actor": entry.actor,
+            "role": entry.role,
+            "party": entry.party,
+            "action": entry.action,
+            "params": entry.params,
+            "outcome": entry.outcome,
+        }
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            click.echo(
+                f"{entry.id}\t{entry.at}\t{entry.actor}\t{entry.action}\t"
+                f"{json.dumps(entry.params, ensure_ascii=False)}\t{entry.outcome}"
+            )
+
+
+__all__ = ["portal", "token", "user"]

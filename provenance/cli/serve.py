@@ -1,0 +1,105 @@
+"""`provenance serve`: the resolver, scan page and transparency log over HTTP,
+with waitress (a production WSGI server in pure Python; it runs the same on
+every platform and needs no build step).
+
+Listed in `provenance.cli.main.SERVICE_COMMANDS` (imported when first run).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from provenance.cli.main import LOG_KEY, Context
+from provenance.core.identity import public_key_from_did
+from provenance.core.signing import did_of
+from provenance.store.db import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="TCP port."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Threads serving requests (pages are cached, so a few go far).",
+)
+@click.option(
+    "--base-url",
+    envvar="PROVENANCE_BASE_URL",
+    metavar="URL",
+    help="Public origin of this resolver, for the links it gives out (env PROVENANCE_BASE_URL).",
+)
+@click.option(
+    "--accounts",
+    envvar="PROVENANCE_ACCOUNTS",
+    type=click.Path(file_okay=False),
+    help="The portal's accounts folder (env PROVENANCE_ACCOUNTS; default: accounts/ beside --db).",
+)
+@click.option(
+    "--trusted-proxies",
+    type=click.IntRange(0, 10),
+    default=0,
+    show_default=True,
+    help="Reverse proxies in front whose X-Forwarded-For to trust (for rate limits).",
+)
+@click.pass_context
+def command(
+    click_ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    base_url: str | None,
+    accounts: str | None,
+    trusted_proxies: int,
+) -> None:
+    """Serve the consumer scan pages, the Digital Link resolver, the log API,
+    and the producer/regulator portals with their JSON API (docs/portal.md).
+
+    Scanning a label opens /01/{GTIN}/10/{lot} here. Pages read the ledger
+    read-only; portal actions write through the ledger with the log key in
+    --keys, beside `provenance ingest` and the CLI.
+
+    Example: provenance serve --host 0.0.0.0 --port 8080 --base-url https://id.example.com
+    """
+    import waitress
+
+    from provenance.web import create_app
+
+    ctx = click_ctx.find_object(Context)
+    try:
+        Store(ctx.db_path, create=False, readonly=True).close()
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    app = create_app(
+        {
+            "DATABASE": str(ctx.db_path),
+            "BASE_URL": base_url.rstrip("/") if base_url else None,
+            "LOG_PUBLIC_KEY": _trusted_log_key(ctx),
+            "KEYS": str(ctx.keys_dir),
+            "ACCOUNTS_DIR": accounts,
+            "TRUSTED_PROXIES": trusted_proxies,
+        }
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    click.echo(f"serving {ctx.db_path} on http://{host}:{port}/ ({workers} threads)", err=True)
+    try:
+        waitress.serve(app, host=host, port=port, threads=workers, ident="provenance")
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _trusted_log_key(ctx: Context) -> bytes | None:
+    """The operator's own log key when this machine has it; else None (the app
+    then trusts the key the ledger names, and says so in its log)."""
+    if ctx.root_keys.exists(LOG_KEY):
+        return public_key_from_did(did_of(ctx.root_keys.load(LOG_KEY)))
+    log.warning("no %s/log.pem: trusting the log key the ledger names", ctx.keys_dir)
+    return None

@@ -1,0 +1,112 @@
+"""`provenance trace URI`: a lot's lineage, back to its origins and forward to
+everything made from it, with who holds each lot now.
+
+Listed in `provenance.cli.main.SERVICE_COMMANDS` (imported when first run). Exit status: 0
+traced, 1 unknown lot or bad input, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import click
+
+from provenance.cli.main import Context, friendly, pass_context
+from provenance.ledger.lineage import BACK, BOTH, DIRECTIONS, FORWARD, Trace, TracedLot, trace
+
+INDENT = "   "
+
+
+@click.command("trace")
+@click.argument("uri")
+@click.option(
+    "--direction",
+    type=click.Choice(DIRECTIONS),
+    default=BOTH,
+    show_default=True,
+    help="back: where it came from; forward: what was made from it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a tree.")
+@pass_context
+@friendly
+def command(ctx: Context, uri: str, direction: str, as_json: bool) -> None:
+    """Trace lot URI through transforms: its origins, every lot made from it,
+    and for each who holds it now, where, how much, and whether it is recalled.
+
+    Example: provenance trace https://id.gs1.org/01/09506000134352/10/LOT42 --direction forward
+    """
+    result = trace(ctx.reader(), uri, direction)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
+        return
+    for line in render(result):
+        click.echo(line)
+
+
+def render(result: Trace) -> Iterator[str]:
+    """The trace as a readable tree: upstream (←) and downstream (→) of the lot.
+    A lot reached twice (a diamond) is shown in full once and named after."""
+    yield describe(result.lot)
+    if result.direction in (BACK, BOTH):
+        parents = result.lot.parents
+        origins = ", ".join(_short(uri) for uri in result.origins) or "none"
+        yield ""
+        if not parents:
+            yield "made from: nothing (commissioned, not made from other lots)"
+        else:
+            yield f"made from ({len(result.upstream)} lots upstream; origins: {origins})"
+        yield from _branch(result, parents, up=True, prefix=INDENT, seen=set())
+    if result.direction in (FORWARD, BOTH):
+        children = result.lot.children
+        yield ""
+        if not children:
+            yield "went into: nothing yet"
+        else:
+            yield f"went into ({len(result.downstream)} lots downstream)"
+        yield from _branch(result, children, up=False, prefix=INDENT, seen=set())
+
+
+def _branch(
+    result: Trace, uris: tuple[str, ...], *, up: bool, prefix: str, seen: set[str]
+) -> Iterator[str]:
+    for position, uri in enumerate(uris):
+        last = position == len(uris) - 1
+        lot = result.lots[uri]
+        arrow = "←" if up else "→"
+        joint = "└─ " if last else "├─ "
+        if uri in seen:
+            yield f"{prefix}{joint}{arrow} {_short(uri)} (shown above)"
+            continue
+        seen.add(uri)
+        yield f"{prefix}{joint}{arrow} {describe(lot)}"
+        deeper = prefix + ("   " if last else "│  ")
+        yield from _branch(
+            result, lot.parents if up else lot.children, up=up, prefix=deeper, seen=seen
+        )
+
+
+def _short(uri: str) -> str:
+    """GTIN/lot, enough to tell lots apart on a terminal."""
+    parts = uri.split("/")
+    return f"{parts[-3]}/{parts[-1]}" if len(parts) >= 4 else uri
+
+
+def describe(lot: TracedLot) -> str:
+    """One line: the lot, its product, who holds it, where and how much."""
+    words = [f"{_short(lot.uri)} {lot.product}"]
+    holder = f"held by {lot.custodian.name}"
+    if lot.custodian.role:
+        holder += f" ({lot.custodian.role})"
+    if lot.in_transit_to is not None:
+        holder += f", in transit to {lot.in_transit_to.name}"
+    words.append(holder)
+    if lot.location and lot.location.get("name"):
+        words.append(f"last seen at {lot.location['name']}")
+    if lot.registered is not None:
+        if lot.held is not None:
+            words.append(f"{lot.held} of {lot.registered} left")
+        else:
+            words.append(f"{lot.registered} registered")
+    line = " · ".join(words)
+    return line + "  RECALLED" if lot.recalled else line

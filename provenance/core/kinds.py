@@ -1,0 +1,593 @@
+"""Event kinds of wire protocol v1: what each kind's `data` may hold and who may
+sign it.
+
+Validation is strict: unknown fields are refused (partner extras go under
+`data.ext`), and every error names the field and the rule it broke.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from provenance.core import gs1
+from provenance.core.ed25519 import is_usable_public_key
+from provenance.core.errors import ValidationError
+from provenance.core.identity import (
+    COMMISSIONING_ROLES,
+    PARTY_ROLES,
+    is_did_key,
+    public_key_from_did,
+)
+from provenance.core.jcs import canonicalize
+from provenance.core.timefmt import parse_date, parse_time
+
+# Stable small codes for storage. Append only; never renumber.
+KIND_CODES: dict[str, int] = {
+    "enrol": 1,
+    "revoke": 2,
+    "commission": 3,
+    "reading": 4,
+    "attach": 5,
+    "detach": 6,
+    "ship": 7,
+    "receive": 8,
+    "transform": 9,
+    "inspect": 10,
+    "recall": 11,
+    "recall-lift": 12,
+    "dispense": 13,
+    "epcis": 14,
+    "hold": 15,
+    "release": 16,
+    "flag": 17,
+    "grant": 18,
+}
+KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
+
+REGISTRAR = "registrar"
+DEVICE = "device"
+# The rules engine's key (docs/rules.md): an identity of its own type, enrolled by
+# the registrar like a party or device, that may sign only holds, releases and flags.
+RULES = "rules"
+IDENTITY_TYPES = ("party", DEVICE, REGISTRAR, RULES)
+
+# Who may sign each kind, by enrolled role (devices have the role "device").
+# Custodianship and the like are checked by the ledger against its state.
+SIGNER_ROLES: dict[str, frozenset[str]] = {
+    "enrol": frozenset({REGISTRAR}),
+    "revoke": frozenset({REGISTRAR}),
+    "commission": frozenset(COMMISSIONING_ROLES),
+    "reading": frozenset({DEVICE}),
+    "attach": frozenset(PARTY_ROLES),
+    "detach": frozenset(PARTY_ROLES),
+    "ship": frozenset(PARTY_ROLES),
+    "receive": frozenset(PARTY_ROLES),
+    "transform": frozenset(COMMISSIONING_ROLES),
+    "inspect": frozenset(PARTY_ROLES),
+    "recall": frozenset({"regulator"}),
+    "recall-lift": frozenset({"regulator"}),
+    "dispense": frozenset(PARTY_ROLES),
+    "epcis": frozenset(PARTY_ROLES),
+    "hold": frozenset({RULES}),
+    "release": frozenset({RULES, "regulator"}),
+    "flag": frozenset({RULES}),
+    "grant": frozenset({REGISTRAR, "regulator"}),
+}
+
+# Kinds whose `batches` may be absent (the lots are derived), and kinds that
+# concern identities rather than lots (their `batches` must be absent).
+BATCHES_OPTIONAL = frozenset({"reading", "epcis"})
+NO_BATCHES = frozenset({"enrol", "revoke", "grant"})
+
+MAX_EXT_BYTES = 4096
+MAX_EVIDENCE_BYTES = 8192
+MAX_TEXT = 2000
+
+EPCIS_STREAM_FRAGMENT = "#epcis"
+GS1_PREFIX_FRAGMENT = "#gs1"
+PREFIXES_FIELD = "gs1_company_prefixes"
+MAX_PREFIXES = 64
+
+# GS1 EPCIS 2.0 event types an imported `epcis` event may carry verbatim.
+EPCIS_EVENT_TYPES = (
+    "ObjectEvent",
+    "AggregationEvent",
+    "TransformationEvent",
+    "TransactionEvent",
+    "AssociationEvent",
+)
+# xsd:dateTime as EPCIS uses it: a UTC `Z` or a ±hh:mm offset (the envelope's own
+# `time` stays strict UTC; this is the partner's text, carried as signed).
+_EPCIS_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+Validator = Callable[[Any, str], None]
+
+
+# --- field validators: each takes (value, field path) and raises ValidationError
+
+# Characters free text may not hold (docs/protocol.md, "Free text"): they act on a
+# terminal or a page instead of being shown. C0 controls (a note may keep tab and
+# line feed), DEL and C1 controls (ESC and CSI start terminal commands, CR overwrites
+# a line); the line and paragraph separators; and the bidirectional embeddings,
+# overrides and isolates, which reorder everything shown after them. The marks
+# U+200E, U+200F and U+061C are allowed: they act like one letter of their direction,
+# carry no state past themselves, and mixed-direction names need them.
+_BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+_REFUSED_IN_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI_CONTROLS}]")
+REFUSED_IN_NOTE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI_CONTROLS}]")
+_CONTROL_NAMES = {
+    "\t": "TAB",
+    "\n": "LINE FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x1b": "ESCAPE",
+    "\x7f": "DELETE",
+    "\x9b": "CONTROL SEQUENCE INTRODUCER",
+}
+
+
+def describe_character(char: str) -> str:
+    """``U+202E RIGHT-TO-LEFT OVERRIDE``: a character as an error message names it."""
+    name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "control character")
+    return f"U+{ord(char):04X} {name}"
+
+
+_TEXT_RULE = contextvars.ContextVar("provenance_text_rule", default=True)
+
+
+@contextmanager
+def text_as_signed() -> Iterator[None]:
+    """Within this block free text is not checked for the characters
+    `refuse_controls` refuses: for verifying events a ledger already holds (a proof
+    bundle), which may have been signed before the rule. New input never uses it."""
+    token = _TEXT_RULE.set(False)
+    try:
+        yield
+    finally:
+        _TEXT_RULE.reset(token)
+
+
+def refuse_controls(value: str, field: str, *, multiline: bool = False) -> None:
+    """Refuse control, separator and bidirectional-override characters in free text
+    (see above); with *multiline*, tab and line feed are allowed."""
+    found = (REFUSED_IN_NOTE if multiline else _REFUSED_IN_LINE).search(value)
+    if found is None or not _TEXT_RULE.get():
+        return
+    char, position = found.group(), found.start() + 1
+    if "\u202a" <= char <= "\u202e" or "\u2066" <= char <= "\u2069":
+        why = "a bidirectional control reorders the text shown after it"
+    elif char in "\n\t":
+        why = "this field is one line (notes, reasons and instructions may hold tab and line feed)"
+    elif char in "\r\u2028\u2029":
+        why = "lines are separated by line feed (U+000A) alone"
+    else:
+        why = "control characters act on terminals and pages instead of being shown"
+    raise ValidationError(
+        field, f"contains {describe_character(char)} at position {position}: {why}; remove it"
+    )
+
+
+def text(
+    max_len: int = 200, pattern: str | None = None, hint: str = "", *, multiline: bool = False
+) -> Validator:
+    """A non-empty string of at most *max_len* characters, free of the characters
+    `refuse_controls` refuses; with *multiline*, it may hold tabs and line feeds."""
+    compiled = re.compile(pattern) if pattern else None
+
+    def check(value: Any, field: str) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError(field, "must be a non-empty string")
+        if len(value) > max_len:
+            raise ValidationError(field, f"must be at most {max_len} characters, got {len(value)}")
+        if compiled and not compiled.fullmatch(value):
+            raise ValidationError(field, hint or f"must match {pattern}")
+        refuse_controls(value, field, multiline=multiline)
+
+    return check
+
+
+def note(max_len: int = MAX_TEXT) -> Validator:
+    """Free text of several lines: reasons, notes, conditions, instructions."""
+    return text(max_len, multiline=True)
+
+
+def number(low: float, high: float, unit: str = "") -> Validator:
+    def check(value: Any, field: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError(field, "must be a number")
+        if not low <= value <= high:
+            raise ValidationError(field, f"must be between {low} and {high}{unit}, got {value}")
+
+    return check
+
+
+def one_of(*choices: str) -> Validator:
+    def check(value: Any, field: str) -> None:
+        if value not in choices:
+            raise ValidationError(field, f"must be one of {', '.join(choices)}; got {value!r}")
+
+    return check
+
+
+def boolean(value: Any, field: str) -> None:
+    if not isinstance(value, bool):
+        raise ValidationError(field, "must be true or false")
+
+
+def did(value: Any, field: str) -> None:
+    if not is_did_key(value):
+        raise ValidationError(field, "must be an Ed25519 did:key (did:key:z6Mk…)")
+
+
+def timestamp(value: Any, field: str) -> None:
+    parse_time(value, field)
+
+
+def a_date(value: Any, field: str) -> None:
+    parse_date(value, field)
+
+
+def date_or_time(value: Any, field: str) -> None:
+    if isinstance(value, str) and "T" in value:
+        parse_time(value, field)
+    else:
+        parse_date(value, field)
+
+
+def event_id(value: Any, field: str) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValidationError(field, "must be an event id: 64 lowercase hex digits")
+
+
+def sha256_hex(value: Any, field: str) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValidationError(field, "must be a SHA-256 digest: 64 lowercase hex digits")
+
+
+def lot_uri(value: Any, field: str) -> None:
+    if not isinstance(value, str):
+        raise ValidationError(field, "must be a lot URI string")
+    if value not in _VALID_LOT_URIS:
+        gs1.parse_lot_uri(value, field=field)
+        if len(_VALID_LOT_URIS) > 100_000:
+            _VALID_LOT_URIS.clear()
+        _VALID_LOT_URIS.add(value)
+
+
+_VALID_LOT_URIS: set[str] = set()  # URIs already found canonical (a pure memo)
+
+
+def ext(value: Any, field: str) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be an object (partner-specific extras)")
+    try:
+        size = len(canonicalize(value))
+    except ValidationError as exc:
+        raise ValidationError(field, exc.rule) from None
+    if size > MAX_EXT_BYTES:
+        raise ValidationError(field, f"must be at most {MAX_EXT_BYTES} bytes, got {size}")
+    _free_text_within(value, field)
+
+
+def _free_text_within(value: Any, field: str) -> None:
+    """Every name and string in a partner's extras is free text too (the size
+    check above bounds the walk)."""
+    if isinstance(value, str):
+        refuse_controls(value, field, multiline=True)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            refuse_controls(name, f"{field} (a name in it)")
+            _free_text_within(item, f"{field}.{name}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _free_text_within(item, f"{field}[{index}]")
+
+
+def evidence(value: Any, field: str) -> None:
+    """What a rule saw (excursions, silences, scans, event ids): an object of at
+    most MAX_EVIDENCE_BYTES canonical bytes, carried as signed."""
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be an object (what the rule saw)")
+    try:
+        size = len(canonicalize(value))
+    except ValidationError as exc:
+        raise ValidationError(field, exc.rule) from None
+    if size > MAX_EVIDENCE_BYTES:
+        raise ValidationError(field, f"must be at most {MAX_EVIDENCE_BYTES} bytes, got {size}")
+
+
+# EPCIS 2.0 lets partners define their own event types (the schema's
+# Extended-Event): a compact IRI such as example:CustomEvent, or an absolute URI.
+_EPCIS_EXTENSION_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]{1,200}")
+
+
+def epcis_stream(did_key: str) -> str:
+    """The chain subject of a signer's imported EPCIS events that name no ledger
+    lot: a DID URL of the signer (docs/protocol.md §5). Not the identity chain,
+    which stays enrolments and revocations only."""
+    return did_key + EPCIS_STREAM_FRAGMENT
+
+
+def prefix_chain(did_key: str) -> str:
+    """The chain subject of the `grant` events of a party: a DID URL of the
+    party (docs/protocol.md §5), so that identity chains stay enrolments and
+    revocations only."""
+    return did_key + GS1_PREFIX_FRAGMENT
+
+
+def company_prefix_digits(gtin14: str) -> str:
+    """The digits a GS1 company prefix is matched against: the GTIN-14 without
+    its indicator digit (a GTIN-13's own digits; a GTIN-12's with a leading 0),
+    as GS1 allocates prefixes (GS1 General Specifications §1.4.2)."""
+    return gtin14[1:]
+
+
+def under_prefix(gtin14: str, prefixes: Any) -> bool:
+    """Whether the GTIN lies under one of *prefixes* (GS1 company prefixes)."""
+    digits = company_prefix_digits(gtin14)
+    return any(digits.startswith(prefix) for prefix in prefixes)
+
+
+def company_prefixes(value: Any, field: str) -> None:
+    """A list of GS1 company prefixes: 1 to MAX_PREFIXES distinct strings of 6 to
+    12 digits, as GS1 issued them (without the indicator digit)."""
+    if not isinstance(value, list):
+        raise ValidationError(field, 'must be a list of GS1 company prefixes, e.g. ["9506000"]')
+    if not 1 <= len(value) <= MAX_PREFIXES:
+        raise ValidationError(field, f"must have 1 to {MAX_PREFIXES} items, got {len(value)}")
+    for position, prefix in enumerate(value):
+        if not isinstance(prefix, str) or not re.fullmatch(r"[0-9]{6,12}", prefix):
+            raise ValidationError(
+                f"{field}[{position}]",
+                "must be a GS1 company prefix: 6 to 12 digits as GS1 issued it (without "
+                f"the GTIN-14 indicator digit), e.g. 9506000; got {prefix!r}",
+            )
+    if len(set(value)) != len(value):
+        raise ValidationError(field, "lists a prefix twice")
+
+
+def epcis_event(value: Any, field: str) -> None:
+    """An EPCIS 2.0 event object, carried verbatim: only its `type` and
+    `eventTime` are checked here (the envelope's size and depth limits bound
+    the rest; its JSON must be representable in JCS, so no integers beyond
+    ±(2**53 - 1))."""
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be an EPCIS 2.0 event object")
+    event_type = value.get("type")
+    extension = isinstance(event_type, str) and _EPCIS_EXTENSION_TYPE.fullmatch(event_type)
+    if event_type not in EPCIS_EVENT_TYPES and not extension:
+        raise ValidationError(
+            f"{field}.type",
+            f"must be one of {', '.join(EPCIS_EVENT_TYPES)}, or an extension event type "
+            f"named by a prefixed name or URI (e.g. example:CustomEvent); got {event_type!r}",
+        )
+    event_time = value.get("eventTime")
+    if not isinstance(event_time, str) or not _EPCIS_TIME.fullmatch(event_time):
+        raise ValidationError(
+            f"{field}.eventTime",
+            "is required: an xsd:dateTime with Z or a ±hh:mm offset, "
+            f"e.g. 2005-04-03T20:33:31.116-06:00; got {event_time!r}",
+        )
+
+
+def obj(required: dict[str, Validator], optional: dict[str, Validator] | None = None) -> Validator:
+    optional = optional or {}
+
+    def check(value: Any, field: str) -> None:
+        if not isinstance(value, dict):
+            raise ValidationError(field, "must be an object")
+        check_fields(value, required, optional, field)
+
+    return check
+
+
+def list_of(item: Validator, min_len: int = 1, max_len: int = 64) -> Validator:
+    def check(value: Any, field: str) -> None:
+        if not isinstance(value, list):
+            raise ValidationError(field, "must be a list")
+        if not min_len <= len(value) <= max_len:
+            raise ValidationError(
+                field, f"must have {min_len} to {max_len} items, got {len(value)}"
+            )
+        for index, element in enumerate(value):
+            item(element, f"{field}[{index}]")
+
+    return check
+
+
+def check_fields(
+    value: dict[str, Any],
+    required: dict[str, Validator],
+    optional: dict[str, Validator],
+    field: str,
+) -> None:
+    for name in value:
+        if name not in required and name not in optional and name != "ext":
+            allowed = ", ".join(sorted([*required, *optional]))
+            raise ValidationError(
+                f"{field}.{name}", f"is not a known field (allowed: {allowed}; extras go in ext)"
+            )
+    for name, validator in required.items():
+        if name not in value:
+            raise ValidationError(f"{field}.{name}", "is required")
+        validator(value[name], f"{field}.{name}")
+    for name, validator in optional.items():
+        if name in value:
+            validator(value[name], f"{field}.{name}")
+
+
+# --- shared shapes
+
+UNIT = text(3, r"[A-Z0-9]{2,3}", "must be a UN/CEFACT Rec 20 unit code such as KGM, EA or H87")
+QUANTITY = obj({"value": number(0, 1e12), "unit": UNIT})
+LAT = number(-90, 90)
+LON = number(-180, 180)
+COUNTRY = text(2, r"[A-Z]{2}", "must be an ISO 3166-1 alpha-2 country code such as KE")
+GLN = text(13, r"[0-9]{13}", "must be a 13-digit GLN")
+LOCATION = obj({"name": text()}, {"lat": LAT, "lon": LON, "country": COUNTRY, "gln": GLN})
+PROFILE = text(32, r"[a-z0-9][a-z0-9-]*", "must be a profile name such as chilled or vaccine")
+CATEGORY = one_of("food", "vaccine")
+RECALL_RETURN = "recall-return"
+SHIP_PURPOSE = one_of(RECALL_RETURN)  # docs/protocol.md §3: shipping a recalled lot back
+PRODUCT = text(200)
+DEVICE_NAME = text(64, r"[A-Za-z0-9][A-Za-z0-9._:-]*", "letters, digits and . _ : - only")
+RULE_NAME = text(
+    64, r"[a-z0-9][a-z0-9._-]*", "must be a rule name: lowercase letters, digits and . _ - only"
+)
+SIGNAL = text(
+    32, r"[a-z][a-z0-9-]*", "must be a signal type such as coldchain, logger-silent or counterfeit"
+)
+
+READING_MEASURES = {
+    "temperature_c": number(-100, 150, " °C"),
+    "humidity_pct": number(0, 100, " %"),
+    "lat": LAT,
+    "lon": LON,
+    "shock_g": number(0, 1000, " g"),
+    "door_open": boolean,
+    "battery_pct": number(0, 100, " %"),
+}
+
+DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
+    "enrol": (
+        {"subject": did, "type": one_of(*IDENTITY_TYPES), "name": text(100)},
+        {"role": one_of(*PARTY_ROLES), "owner": did, PREFIXES_FIELD: company_prefixes},
+    ),
+    "revoke": ({"subject": did, "from": timestamp}, {"reason": note()}),
+    "commission": (
+        {"gtin": text(14), "lot": text(20), "product": PRODUCT},
+        {
+            "category": CATEGORY,
+            "origin": obj({"name": text()}, {"lat": LAT, "lon": LON, "country": COUNTRY}),
+            "produced": date_or_time,
+            "expiry": a_date,
+            "quantity": QUANTITY,
+            "profile": PROFILE,
+        },
+    ),
+    "reading": ({}, {**READING_MEASURES, "sensor": DEVICE_NAME}),
+    "attach": ({"device": did}, {}),
+    "detach": ({"device": did}, {}),
+    "ship": ({"to": did}, {"location": LOCATION, "purpose": SHIP_PURPOSE}),
+    "receive": ({"shipment": event_id}, {"location": LOCATION, "condition": note()}),
+    "transform": (
+        {
+            "inputs": list_of(obj({"batch": lot_uri, "quantity": QUANTITY})),
+            "outputs": list_of(
+                obj(
+                    {"batch": lot_uri, "quantity": QUANTITY},
+                    {
+                        "product": PRODUCT,
+                        "category": CATEGORY,
+                        "expiry": a_date,
+                        "profile": PROFILE,
+                    },
+                )
+            ),
+        },
+        {"location": LOCATION},
+    ),
+    "inspect": (
+        {"result": one_of("pass", "fail")},
+        {
+            "document": obj(
+                {"sha256": sha256_hex, "name": text(), "media_type": text(100)},
+            ),
+            "notes": note(),
+        },
+    ),
+    "recall": (
+        {"reason": note(), "class": one_of("I", "II", "III")},
+        {"instructions": note()},
+    ),
+    "recall-lift": ({"reason": note()}, {}),
+    "dispense": ({"quantity": QUANTITY}, {"location": LOCATION}),
+    "epcis": ({"event": epcis_event}, {}),
+    "hold": ({"rule": RULE_NAME, "reason": note()}, {"evidence": evidence}),
+    "release": ({"reason": note()}, {"hold": event_id}),
+    "flag": (
+        {"signal": SIGNAL, "rule": RULE_NAME, "reason": note(), "key": text(200)},
+        {"evidence": evidence},
+    ),
+    "grant": ({"subject": did, PREFIXES_FIELD: company_prefixes}, {"reason": note()}),
+}
+
+
+def validate_data(kind: str, data: Any, batches: tuple[str, ...] | None) -> None:
+    """Check `data` of *kind* against its schema and the cross-field rules that
+    need nothing but the envelope itself."""
+    required, optional = DATA_SCHEMAS[kind]
+    if not isinstance(data, dict):
+        raise ValidationError("data", "must be an object")
+    check_fields(data, required, {**optional, "ext": ext}, "data")
+    rule = _CROSS_CHECKS.get(kind)
+    if rule:
+        rule(data, batches)
+
+
+def _check_enrol(data: dict[str, Any], _batches: Any) -> None:
+    if not is_usable_public_key(public_key_from_did(data["subject"], "data.subject")):
+        raise ValidationError(
+            "data.subject",
+            "is not a usable Ed25519 public key (a small-order or off-curve point: no "
+            "signature by it can verify); generate a new key pair and enrol that",
+        )
+    kind = data["type"]
+    if kind == "party" and "role" not in data:
+        raise ValidationError(
+            "data.role", f"is required for a party: one of {', '.join(PARTY_ROLES)}"
+        )
+    if kind != "party" and "role" in data:
+        raise ValidationError("data.role", "only parties have a role")
+    if kind == "device":
+        if "owner" not in data:
+            raise ValidationError("data.owner", "is required for a device: the owning party's did")
+        DEVICE_NAME(data["name"], "data.name")
+    elif "owner" in data:
+        raise ValidationError("data.owner", "only devices have an owner")
+    if PREFIXES_FIELD in data and data.get("role") not in COMMISSIONING_ROLES:
+        raise ValidationError(
+            f"data.{PREFIXES_FIELD}",
+            "only parties that commission lots (producer, processor) hold GS1 company prefixes",
+        )
+
+
+def _check_commission(data: dict[str, Any], batches: tuple[str, ...] | None) -> None:
+    gtin = gs1.normalize_gtin(data["gtin"], field="data.gtin")
+    lot = gs1.require_linkable_lot(gs1.validate_lot(data["lot"], field="data.lot"), "data.lot")
+    uri = gs1.lot_uri(gtin, lot)
+    if batches != (uri,):
+        raise ValidationError("batches", f"a commission names exactly its own lot: [{uri!r}]")
+
+
+def _check_reading(data: dict[str, Any], _batches: Any) -> None:
+    if not any(name in data for name in READING_MEASURES):
+        raise ValidationError(
+            "data", f"a reading needs at least one of {', '.join(READING_MEASURES)}"
+        )
+
+
+def _check_transform(data: dict[str, Any], batches: tuple[str, ...] | None) -> None:
+    inputs = [item["batch"] for item in data["inputs"]]
+    outputs = [item["batch"] for item in data["outputs"]]
+    everything = inputs + outputs
+    if len(set(everything)) != len(everything):
+        raise ValidationError("data", "a lot may appear only once among inputs and outputs")
+    if batches is None or sorted(batches) != sorted(everything):
+        raise ValidationError("batches", "must list exactly the transform's input and output lots")
+    for index, uri in enumerate(outputs):  # new lots
+        gs1.require_linkable_lot(gs1.parse_lot_uri(uri)[1], f"data.outputs[{index}].batch")
+
+
+_CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
+    "enrol": _check_enrol,
+    "commission": _check_commission,
+    "reading": _check_reading,
+    "transform": _check_transform,
+}

@@ -1,0 +1,49 @@
+"""Signing envelopes. The verifier side (`provenance.core.envelope`) never imports
+this module; devices and gateways use it to sign at the source."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from provenance.core.envelope import VERSION, Envelope, b64url, parse_unsigned
+from provenance.core.identity import did_from_public_key
+
+
+@lru_cache(maxsize=4096)
+def did_of(private_key: Ed25519PrivateKey) -> str:
+    """The did:key of a private key's public half (cached: signing asks often)."""
+    raw = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return did_from_public_key(raw)
+
+
+def sign(
+    private_key: Ed25519PrivateKey,
+    *,
+    kind: str,
+    seq: int,
+    time: str,
+    data: dict[str, Any],
+    batches: list[str] | tuple[str, ...] | None = None,
+) -> Envelope:
+    """Validate and sign one event as the holder of *private_key*.
+
+    Raises ValidationError (naming the field) before signing anything invalid.
+    """
+    obj: dict[str, Any] = {
+        "v": VERSION,
+        "kind": kind,
+        "signer": did_of(private_key),
+        "seq": seq,
+        "time": time,
+        "data": data,
+    }
+    if batches is not None:
+        obj["batches"] = list(batches)
+    fields = parse_unsigned(obj)
+    unsigned = Envelope(sig="", **fields)
+    signature = private_key.sign(unsigned.signing_bytes())
+    return Envelope(sig=b64url(signature), **fields)

@@ -1,0 +1,958 @@
+"""Rules, smart-contract style: declarative conditions over the ledger whose
+actions are themselves signed events (docs/rules.md).
+
+A rule file (TOML) lists rules; each has a name, a condition of a known type
+with its parameters, and actions::
+
+    [[rules]]
+    name = "vaccine-excursion"
+    actions = ["hold", "notify"]
+    [rules.condition]
+    type = "coldchain-tolerance"
+    category = "vaccine"
+    max_excursion = "1h"
+
+`parse_rules` validates a file and says exactly what is wrong (unknown
+condition, bad parameter, unknown action). `evaluate` takes the rule set, what
+is known about one lot (`LotFacts`: its loggers and their readings, serial
+scans, the holds and flags already in force) and the moment, and returns the
+`Action`s to sign: a `hold` or a `flag`, each maybe with an MQTT notice. It is
+idempotent against the facts: a rule never holds a lot it already holds, never
+raises the same flag (lot, rule, key) twice, and after a release looks only at
+what happened after the release.
+
+Pure: values in, values out, `ValidationError` for a bad rule file. No I/O, no
+clock (pass ``now_us``). `provenance.services.rules` gathers the facts from the
+store, signs the actions with the rules key and appends them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, NamedTuple
+
+from provenance.core import gs1, topics
+from provenance.core.errors import ValidationError
+from provenance.core.jcs import canonicalize
+from provenance.core.kinds import MAX_TEXT
+from provenance.core.timefmt import format_time
+from provenance.domain import coldchain
+from provenance.domain.custody import Party
+
+SECOND = 1_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+HOLD, FLAG, NOTIFY = "hold", "flag", "notify"
+ACTIONS = (HOLD, FLAG, NOTIFY)
+FORMAT_VERSION = 1
+NOTICE_FORMAT = "provenance-alert-notice/v1"
+
+# A lot's category decides its profile when the producer named none (as on the scan page).
+DEFAULT_PROFILES = MappingProxyType({"vaccine": "vaccine"})
+
+MAX_LISTED = 10  # excursions, silences or scans listed in one action's evidence
+MAX_NOTICE_FLAGS = 20  # newest flags carried by an alert notice
+_RULE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_DURATION_PART = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(d|h|min|s)")
+_UNITS = {"d": DAY, "h": HOUR, "min": MINUTE, "s": SECOND}
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_NOT_A_COUNTRY = frozenset({"XX", "ZZ"})  # CDN codes for "unknown"; T1 (Tor) fails the pattern
+
+
+# --- durations
+
+
+def parse_duration(value: Any, field: str) -> int:
+    """A duration written like ``90s``, ``30min``, ``2h``, ``1h30min`` or ``1d``, in µs."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(field, f"must be a duration such as 30min, 2h or 1d; got {value!r}")
+    total, position, text = 0.0, 0, value.strip()
+    while position < len(text):
+        match = _DURATION_PART.match(text, position)
+        if match is None:
+            raise ValidationError(
+                field,
+                f"must be a duration such as 30min, 2h or 1h30min (units d, h, min, s); "
+                f"got {value!r}",
+            )
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        position = match.end()
+    if total <= 0:
+        raise ValidationError(field, f"must be longer than zero; got {value!r}")
+    return int(total)
+
+
+# --- what is known about a lot
+
+
+class Reading(NamedTuple):
+    """One reading of a logger, filed under the lot."""
+
+    time_us: int
+    temperature_c: float | None  # None: the reading measured something else
+    index: int  # log index of the reading event
+    sensor: str | None = None  # the probe, when a gateway signs for keyless sensors
+
+
+@dataclass(frozen=True)
+class Logger:
+    """One attachment of a logger (a device) to the lot."""
+
+    device: str  # did
+    name: str
+    attached_us: int
+    detached_us: int | None = None
+    readings: tuple[Reading, ...] = ()  # loaded for event rounds; may be empty on the timer
+    last_us: int | None = None  # the latest reading known (any measure), readings or not
+
+    @property
+    def last_reading_us(self) -> int | None:
+        times = [r.time_us for r in self.readings]
+        if self.last_us is not None:
+            times.append(self.last_us)
+        return max(times, default=None)
+
+
+@dataclass(frozen=True)
+class SerialScan:
+    """Consumer scans of one serial of the lot in one hour and place (a count)."""
+
+    serial: str
+    hour_us: int  # start of the hour
+    place: str  # ISO 3166 alpha-2, or "unknown"
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class LotFacts:
+    """What the rules may look at for one lot."""
+
+    uri: str
+    product: str = ""
+    category: str | None = None
+    profile: str | None = None  # as registered; see `profile_name`
+    loggers: tuple[Logger, ...] = ()
+    scans: tuple[SerialScan, ...] = ()
+    holding_rules: frozenset[str] = frozenset()  # rules with a hold in force on the lot
+    released: Mapping[str, int] = field(default_factory=dict)  # rule -> last release time µs
+    flagged: frozenset[tuple[str, str]] = frozenset()  # (rule, key) of flags raised
+
+    @property
+    def profile_name(self) -> str | None:
+        """The lot's cold-chain profile: as registered, else its category's default."""
+        return self.profile or DEFAULT_PROFILES.get(self.category or "")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a condition found: *key* names it so it is acted on once."""
+
+    key: str
+    reason: str
+    evidence: dict[str, Any]
+    events: tuple[int, ...] = ()  # log indexes of the events that show it
+
+
+# --- conditions
+
+
+class Condition:
+    """A condition type: its parameters, which events wake it, and what it finds."""
+
+    type: ClassVar[str]
+    signal: ClassVar[str]  # the flag's signal type
+    on_events: ClassVar[frozenset[str]] = frozenset()  # event kinds that wake it
+    on_timer: ClassVar[bool] = False  # also evaluated every timer round
+    params: ClassVar[tuple[str, ...]] = ()
+    category: str | None
+    profile: str | None
+
+    @classmethod
+    def parse(cls, params: dict[str, Any], field: str) -> Condition:
+        raise NotImplementedError
+
+    def applies(self, facts: LotFacts) -> bool:
+        if self.category is not None and facts.category != self.category:
+            return False
+        return self.profile is None or facts.profile_name == self.profile
+
+    def findings(self, facts: LotFacts, now_us: int, since_us: int | None) -> list[Finding]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+def _filters(params: dict[str, Any], field: str) -> tuple[str | None, str | None]:
+    category = params.get("category")
+    if category is not None and category not in ("food", "vaccine"):
+        raise ValidationError(f"{field}.category", f"must be food or vaccine; got {category!r}")
+    profile = params.get("profile")
+    if profile is not None:
+        try:
+            coldchain.profile(profile)
+        except ValidationError as exc:
+            raise ValidationError(f"{field}.profile", exc.rule) from None
+    return category, profile
+
+
+def _check_params(cls: type[Condition], params: dict[str, Any], field: str) -> None:
+    for name in params:
+        if name not in cls.params:
+            raise ValidationError(
+                f"{field}.{name}",
+                f"is not a parameter of {cls.type} (allowed: {', '.join(cls.params)})",
+            )
+
+
+def _scope(condition: Condition) -> str:
+    words = []
+    if condition.category:
+        words.append(f"{condition.category} lots")
+    if condition.profile:
+        words.append(f"profile {condition.profile}")
+    return " of ".join(words) if words else "every lot"
+
+
+@dataclass(frozen=True)
+class ColdchainTolerance(Condition):
+    """A logger's temperature record on the lot exceeds the lot's profile tolerance
+    (`coldchain.assess` says tolerance-exceeded), optionally with a stricter
+    longest single excursion or total time out of range than the profile's."""
+
+    type: ClassVar[str] = "coldchain-tolerance"
+    signal: ClassVar[str] = "coldchain"
+    on_events: ClassVar[frozenset[str]] = frozenset({"reading"})
+    params: ClassVar[tuple[str, ...]] = (
+        "type",
+        "category",
+        "profile",
+        "max_excursion",
+        "max_total",
+    )
+    category: str | None = None
+    profile: str | None = None
+    max_excursion_us: int | None = None
+    max_total_us: int | None = None
+
+    @classmethod
+    def parse(cls, params: dict[str, Any], field: str) -> Condition:
+        _check_params(cls, params, field)
+        category, profile = _filters(params, field)
+        limits = {
+            name: parse_duration(params[name], f"{field}.{name}")
+            for name in ("max_excursion", "max_total")
+            if name in params
+        }
+        return cls(category, profile, limits.get("max_excursion"), limits.get("max_total"))
+
+    def applies(self, facts: LotFacts) -> bool:
+        return super().applies(facts) and self._profile(facts) is not None
+
+    def _profile(self, facts: LotFacts) -> coldchain.Profile | None:
+        name = facts.profile_name
+        if name is None:
+            return None
+        try:
+            base = coldchain.profile(name)
+        except ValidationError:
+            return None  # a profile this version does not know: nothing to judge against
+        changes = {}
+        if self.max_excursion_us is not None:
+            changes["max_excursion_us"] = self.max_excursion_us
+        if self.max_total_us is not None:
+            changes["max_total_us"] = self.max_total_us
+        return dataclasses.replace(base, **changes) if changes else base
+
+    def findings(self, facts: LotFacts, now_us: int, since_us: int | None) -> list[Finding]:
+        profile = self._profile(facts)
+        if profile is None:
+            return []
+        found = []
+        for logger in facts.loggers:
+            records: dict[str | None, list[Reading]] = {}
+            for reading in logger.readings:
+                if reading.temperature_c is None:
+                    continue
+                if since_us is not None and reading.time_us <= since_us:
+                    continue
+                records.setdefault(reading.sensor, []).append(reading)
+            for sensor, readings in records.items():
+                finding = self._judge(logger, sensor, readings, profile, now_us)
+                if finding is not None:
+                    found.append(finding)
+        return found
+
+    def _judge(
+        self,
+        logger: Logger,
+        sensor: str | None,
+        readings: list[Reading],
+        profile: coldchain.Profile,
+        now_us: int,
+    ) -> Finding | None:
+        still_attached = logger.detached_us is None
+        status = coldchain.assess(
+            [(r.time_us, r.temperature_c) for r in readings],  # type: ignore[misc]
+            profile,
+            now_us if still_attached else None,
+        )
+        if status.state != coldchain.EXCEEDED or not status.excursions:
+            return None
+        first = status.excursions[0]
+        who = logger.name + (f" ({sensor})" if sensor else "")
+        breaches = [r for r in status.reasons if not r.startswith("no readings for")]
+        reason = (
+            f"temperature record of logger {who} exceeds the {profile.name} tolerance "
+            f"({profile.band}): " + "; ".join(breaches)
+        )
+        worst = max(status.excursions, key=lambda e: e.duration_us)
+        at = {}
+        for reading in readings:
+            at.setdefault(reading.time_us, reading.index)
+        peak = next(
+            (
+                r.index
+                for r in readings
+                if r.temperature_c == worst.peak_c
+                and worst.first_out_us <= r.time_us <= worst.last_out_us
+            ),
+            None,
+        )
+        events = tuple(
+            dict.fromkeys(
+                i
+                for i in (at.get(worst.first_out_us), peak, at.get(worst.last_out_us))
+                if i is not None
+            )
+        )
+        evidence: dict[str, Any] = {
+            "logger": logger.device,
+            "logger_name": logger.name,
+            "profile": profile.name,
+            "band": profile.band,
+            "tolerated": {
+                "max_excursion_s": _seconds(profile.max_excursion_us),
+                "max_total_s": _seconds(profile.max_total_us),
+            },
+            "excursions": [_excursion_json(e) for e in status.excursions[:MAX_LISTED]],
+            "time_out_of_range_s": status.time_out_of_range_us // SECOND,
+            "readings": status.readings,
+            "min_c": status.min_c,
+            "max_c": status.max_c,
+        }
+        if sensor:
+            evidence["sensor"] = sensor
+        if len(status.excursions) > MAX_LISTED:
+            evidence["excursions_not_listed"] = len(status.excursions) - MAX_LISTED
+        key = f"{logger.device}{'/' + sensor if sensor else ''}@{format_time(first.start_us)}"
+        return Finding(key, _text(reason), evidence, events)
+
+    def describe(self) -> str:
+        limits = []
+        if self.max_excursion_us is not None:
+            limits.append(f"one excursion over {coldchain.format_duration(self.max_excursion_us)}")
+        if self.max_total_us is not None:
+            limits.append(
+                f"over {coldchain.format_duration(self.max_total_us)} out of range in all"
+            )
+        extra = f" (stricter: {', '.join(limits)})" if limits else ""
+        return f"{_scope(self)}: a logger's record exceeds the profile's tolerance{extra}"
+
+
+def _seconds(us: int | None) -> int | None:
+    return None if us is None else us // SECOND
+
+
+def _excursion_json(excursion: coldchain.Excursion) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "start": format_time(excursion.start_us),
+        "end": format_time(excursion.end_us),
+        "duration_s": excursion.duration_us // SECOND,
+        "direction": excursion.direction,
+        "peak_c": excursion.peak_c,
+    }
+    if excursion.open_start or excursion.open_end:
+        out["open"] = True  # data or a gap began or ended inside it: maybe longer
+    return out
+
+
+@dataclass(frozen=True)
+class LoggerSilent(Condition):
+    """A logger attached to the lot sent no reading for longer than `max_silence`:
+    now (on the timer), or between two of its readings (seen as readings arrive,
+    e.g. after the service was down). One finding per silence, named by the
+    logger and the time the silence began, so it is flagged once."""
+
+    type: ClassVar[str] = "logger-silent"
+    signal: ClassVar[str] = "logger-silent"
+    on_events: ClassVar[frozenset[str]] = frozenset({"reading", "detach"})
+    on_timer: ClassVar[bool] = True
+    params: ClassVar[tuple[str, ...]] = ("type", "max_silence", "category", "profile")
+    max_silence_us: int = HOUR
+    category: str | None = None
+    profile: str | None = None
+
+    @classmethod
+    def parse(cls, params: dict[str, Any], field: str) -> Condition:
+        _check_params(cls, params, field)
+        if "max_silence" not in params:
+            raise ValidationError(f"{field}.max_silence", 'is required, e.g. max_silence = "1h"')
+        category, profile = _filters(params, field)
+        return cls(parse_duration(params["max_silence"], f"{field}.max_silence"), category, profile)
+
+    def findings(self, facts: LotFacts, now_us: int, since_us: int | None) -> list[Finding]:
+        found: dict[str, Finding] = {}
+        for logger in facts.loggers:
+            for begin, end, index in self._silences(logger, now_us):
+                if since_us is not None and begin < since_us:
+                    continue
+                finding = self._finding(logger, begin, end, index)
+                found.setdefault(finding.key, finding)
+        return list(found.values())
+
+    def _silences(
+        self, logger: Logger, now_us: int
+    ) -> Iterable[tuple[int, int | None, int | None]]:
+        """(begin, end or None while it lasts, log index of the reading it began at)."""
+        limit = self.max_silence_us
+        end = logger.detached_us
+        points = sorted(
+            (r.time_us, r.index)
+            for r in logger.readings
+            if r.time_us >= logger.attached_us and (end is None or r.time_us <= end)
+        )
+        previous: tuple[int, int | None] = (logger.attached_us, None)
+        for time_us, index in points:
+            if time_us - previous[0] > limit:
+                yield previous[0], time_us, previous[1]
+            if time_us >= previous[0]:
+                previous = (time_us, index)
+        if end is not None:
+            if end - previous[0] > limit:
+                yield previous[0], end, previous[1]
+            return
+        last = logger.last_reading_us
+        if last is not None and last > previous[0]:
+            previous = (last, None)  # known from the timer's summary, not loaded
+        if now_us - previous[0] > limit:
+            yield previous[0], None, previous[1]
+
+    def _finding(self, logger: Logger, begin: int, end: int | None, index: int | None) -> Finding:
+        limit = coldchain.format_duration(self.max_silence_us)
+        since = format_time(begin)
+        if end is None:
+            reason = f"logger {logger.name} has sent no reading since {since} (limit {limit})"
+        else:
+            reason = (
+                f"logger {logger.name} sent no reading for {coldchain.format_duration(end - begin)}"
+                f" from {since} (limit {limit})"
+            )
+        evidence: dict[str, Any] = {
+            "logger": logger.device,
+            "logger_name": logger.name,
+            "silent_from": since,
+            "silent_until": None if end is None else format_time(end),
+            "limit_s": self.max_silence_us // SECOND,
+        }
+        return Finding(
+            f"{logger.device}@{since}", reason, evidence, () if index is None else (index,)
+        )
+
+    def describe(self) -> str:
+        limit = coldchain.format_duration(self.max_silence_us)
+        return f"{_scope(self)}: an attached logger sends no reading for over {limit}"
+
+
+@dataclass(frozen=True)
+class SerialScannedFarApart(Condition):
+    """The same serial of the lot (`/01/{gtin}/10/{lot}/21/{serial}`) was scanned
+    by consumers in at least `min_places` different countries within `window`:
+    a counterfeit signal (copied labels). Scans are counted per hour, so times
+    compare in whole hours: scans in hours whose starts lie at most `window`
+    apart are within the window. Unknown places never count."""
+
+    type: ClassVar[str] = "serial-scanned-far-apart"
+    signal: ClassVar[str] = "counterfeit"
+    on_timer: ClassVar[bool] = True  # scans are not ledger events: they are polled
+    params: ClassVar[tuple[str, ...]] = ("type", "window", "min_places", "category", "profile")
+    window_us: int = DAY
+    min_places: int = 2
+    category: str | None = None
+    profile: str | None = None
+
+    @classmethod
+    def parse(cls, params: dict[str, Any], field: str) -> Condition:
+        _check_params(cls, params, field)
+        if "window" not in params:
+            raise ValidationError(f"{field}.window", 'is required, e.g. window = "24h"')
+        window = parse_duration(params["window"], f"{field}.window")
+        if window < HOUR:
+            raise ValidationError(
+                f"{field}.window", "must be at least 1h: scans are counted per hour"
+            )
+        places = params.get("min_places", 2)
+        if isinstance(places, bool) or not isinstance(places, int) or not 2 <= places <= 50:
+            raise ValidationError(
+                f"{field}.min_places", f"must be a whole number 2-50; got {places!r}"
+            )
+        category, profile = _filters(params, field)
+        return cls(window, places, category, profile)
+
+    def findings(self, facts: LotFacts, now_us: int, since_us: int | None) -> list[Finding]:
+        by_serial: dict[str, list[SerialScan]] = {}
+        for scan in facts.scans:
+            if not _COUNTRY.fullmatch(scan.place) or scan.place in _NOT_A_COUNTRY:
+                continue
+            if since_us is not None and scan.hour_us + HOUR <= since_us:
+                continue
+            by_serial.setdefault(scan.serial, []).append(scan)
+        found = []
+        for serial, scans in sorted(by_serial.items()):
+            window = self._window(sorted(scans, key=lambda s: (s.hour_us, s.place)))
+            if window is not None:
+                found.append(self._finding(serial, window))
+        return found
+
+    def _window(self, scans: Sequence[SerialScan]) -> list[SerialScan] | None:
+        """The first stretch of scans within the window that spans enough places."""
+        start = 0
+        for end in range(len(scans)):
+            while scans[end].hour_us - scans[start].hour_us > self.window_us:
+                start += 1
+            inside = scans[start : end + 1]
+            if len({s.place for s in inside}) >= self.min_places:
+                return list(inside)
+        return None
+
+    def _finding(self, serial: str, scans: list[SerialScan]) -> Finding:
+        places = sorted({s.place for s in scans})
+        first, last = scans[0].hour_us, scans[-1].hour_us
+        span = coldchain.format_duration(last - first + HOUR)
+        reason = (
+            f"serial {serial} was scanned in {', '.join(places)} within {span} "
+            f"(from the hour of {format_time(first)}): possible counterfeit labels"
+        )
+        evidence = {
+            "serial": serial,
+            "places": places,
+            "scans": [
+                {"hour": format_time(s.hour_us)[:13], "place": s.place, "count": s.count}
+                for s in scans[: 2 * MAX_LISTED]
+            ],
+            "window_s": self.window_us // SECOND,
+        }
+        return Finding(f"serial:{serial}", _text(reason), evidence)
+
+    def describe(self) -> str:
+        window = coldchain.format_duration(self.window_us)
+        return f"{_scope(self)}: one serial scanned in {self.min_places}+ countries within {window}"
+
+
+CONDITIONS: Mapping[str, type[Condition]] = MappingProxyType(
+    {c.type: c for c in (ColdchainTolerance, LoggerSilent, SerialScannedFarApart)}
+)
+
+
+# --- rules and rule sets
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    condition: Condition
+    actions: tuple[str, ...]
+    description: str = ""
+
+    @property
+    def notify(self) -> bool:
+        return NOTIFY in self.actions
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+
+    def __iter__(self) -> Any:
+        return iter(self.rules)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def rule(self, name: str) -> Rule | None:
+        return next((rule for rule in self.rules if rule.name == name), None)
+
+    @property
+    def event_kinds(self) -> frozenset[str]:
+        """The event kinds some rule wakes on."""
+        return frozenset().union(*(rule.condition.on_events for rule in self.rules))
+
+    @property
+    def has_timer(self) -> bool:
+        return any(rule.condition.on_timer for rule in self.rules)
+
+    def of_type(self, condition_type: str) -> list[Rule]:
+        return [rule for rule in self.rules if rule.condition.type == condition_type]
+
+
+def parse_rules(text: str | bytes, source: str = "rules") -> RuleSet:
+    """A validated rule set from TOML text. Raises `ValidationError` whose field
+    names the file, the rule and the parameter, e.g.
+    ``rules.toml: rules[1] (cold-vaccine).condition.max_excursion: must be a duration…``."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(source, f"is not UTF-8 text: {exc}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError(source, f"is not valid TOML: {exc}") from None
+    for name in document:
+        if name not in ("version", "rules"):
+            raise ValidationError(
+                f"{source}: {name}", "is not a known top-level key (allowed: version, rules)"
+            )
+    version = document.get("version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise ValidationError(
+            f"{source}: version", f"must be {FORMAT_VERSION} (this version reads {FORMAT_VERSION})"
+        )
+    items = document.get("rules")
+    if not isinstance(items, list) or not items:
+        raise ValidationError(f"{source}: rules", "must list at least one rule ([[rules]] tables)")
+    rules: list[Rule] = []
+    for position, item in enumerate(items):
+        rule = _parse_rule(item, f"{source}: rules[{position}]")
+        if any(other.name == rule.name for other in rules):
+            raise ValidationError(
+                f"{source}: rules[{position}].name", f"{rule.name!r} is used by another rule"
+            )
+        rules.append(rule)
+    return RuleSet(tuple(rules))
+
+
+def _parse_rule(item: Any, where: str) -> Rule:
+    if not isinstance(item, dict):
+        raise ValidationError(where, "must be a table ([[rules]])")
+    name = item.get("name")
+    if not isinstance(name, str) or not _RULE_NAME.fullmatch(name):
+        raise ValidationError(
+            f"{where}.name",
+            "is required: 1-64 lowercase letters, digits and . _ - (starting with a letter or "
+            f"digit); got {name!r}",
+        )
+    where = f"{where} ({name})"
+    for key in item:
+        if key not in ("name", "description", "condition", "actions"):
+            raise ValidationError(
+                f"{where}.{key}",
+                "is not a rule key (allowed: name, description, condition, actions)",
+            )
+    description = item.get("description", "")
+    if not isinstance(description, str) or len(description) > MAX_TEXT:
+        raise ValidationError(
+            f"{where}.description", f"must be text of at most {MAX_TEXT} characters"
+        )
+    params = item.get("condition")
+    if not isinstance(params, dict):
+        raise ValidationError(
+            f"{where}.condition", "is required: a table with a type and its parameters"
+        )
+    kind = params.get("type")
+    if kind not in CONDITIONS:
+        raise ValidationError(
+            f"{where}.condition.type",
+            f"unknown condition {kind!r}; known: {', '.join(CONDITIONS)}",
+        )
+    condition = CONDITIONS[kind].parse(params, f"{where}.condition")
+    actions = item.get("actions")
+    if not isinstance(actions, list) or not actions:
+        raise ValidationError(
+            f"{where}.actions", f"is required: a list of actions from {', '.join(ACTIONS)}"
+        )
+    for position, action in enumerate(actions):
+        if action not in ACTIONS:
+            raise ValidationError(
+                f"{where}.actions[{position}]",
+                f"unknown action {action!r}; known: {', '.join(ACTIONS)}",
+            )
+    if len(set(actions)) != len(actions):
+        raise ValidationError(f"{where}.actions", "lists an action twice")
+    if HOLD not in actions and FLAG not in actions:
+        raise ValidationError(
+            f"{where}.actions",
+            "must include hold or flag (notify only adds an MQTT notice to one of them)",
+        )
+    return Rule(name, condition, tuple(actions), description)
+
+
+# --- evaluation
+
+
+@dataclass(frozen=True)
+class Action:
+    """A signed event to append: a hold or a flag of one lot, by one rule."""
+
+    kind: str  # hold | flag
+    lot: str
+    rule: str
+    reason: str
+    evidence: dict[str, Any]
+    events: tuple[int, ...] = ()  # log indexes the evidence names (ids are filled in at signing)
+    signal: str | None = None  # flag only
+    key: str | None = None  # flag only
+    notify: bool = False
+
+    def data(self, event_ids: Mapping[int, str] | None = None) -> dict[str, Any]:
+        """The signed event's `data`; *event_ids* maps log indexes to event ids."""
+        evidence = dict(self.evidence)
+        ids = [event_ids[i] for i in self.events if event_ids and i in event_ids]
+        if ids:
+            evidence["events"] = ids
+        if self.kind == HOLD:
+            return {"rule": self.rule, "reason": self.reason, "evidence": evidence}
+        return {
+            "signal": self.signal,
+            "rule": self.rule,
+            "reason": self.reason,
+            "key": self.key,
+            "evidence": evidence,
+        }
+
+    @property
+    def identity(self) -> tuple[str, str, str, str | None]:
+        """Two actions with one identity are the same decision (kept once)."""
+        return (self.kind, self.lot, self.rule, self.key if self.kind == FLAG else None)
+
+
+def evaluate(
+    rules: RuleSet,
+    facts: LotFacts,
+    now_us: int,
+    *,
+    kinds: Collection[str] = (),
+    timer: bool = False,
+) -> list[Action]:
+    """The actions the rules take on one lot, given *kinds* (the kinds of the new
+    accepted events that concern it) and/or a *timer* round. Idempotent against
+    *facts*: no second hold while one by the same rule is in force, no flag whose
+    (rule, key) was raised before, and after a release of a rule's hold only what
+    happened after the release counts for that rule."""
+    actions: dict[tuple[str, str, str, str | None], Action] = {}
+    woken = set(kinds)
+    for rule in rules:
+        condition = rule.condition
+        if not (timer and condition.on_timer) and not (woken & condition.on_events):
+            continue
+        wants_hold = HOLD in rule.actions and rule.name not in facts.holding_rules
+        if not wants_hold and FLAG not in rule.actions:
+            continue  # held already; nothing else to do
+        if not condition.applies(facts):
+            continue
+        found = condition.findings(facts, now_us, facts.released.get(rule.name))
+        if not found:
+            continue
+        if wants_hold:
+            first = found[0]
+            evidence = dict(first.evidence)
+            if len(found) > 1:
+                evidence["more_findings"] = len(found) - 1
+            action = Action(
+                HOLD, facts.uri, rule.name, first.reason, evidence, first.events, notify=rule.notify
+            )
+            actions.setdefault(action.identity, action)
+        if FLAG in rule.actions:
+            for finding in found:
+                if (rule.name, finding.key) in facts.flagged:
+                    continue
+                action = Action(
+                    FLAG,
+                    facts.uri,
+                    rule.name,
+                    finding.reason,
+                    finding.evidence,
+                    finding.events,
+                    condition.signal,
+                    finding.key[:200],
+                    rule.notify,
+                )
+                actions.setdefault(action.identity, action)
+    return list(actions.values())
+
+
+def merge(actions: Iterable[Action]) -> list[Action]:
+    """Actions of several evaluations of one round, each decision once."""
+    kept: dict[tuple[str, str, str, str | None], Action] = {}
+    for action in actions:
+        kept.setdefault(action.identity, action)
+    return list(kept.values())
+
+
+def _text(value: str) -> str:
+    return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
+
+
+# --- what the page, the regulator and the notices show
+
+
+@dataclass(frozen=True)
+class Release:
+    event_index: int
+    event_id: str
+    time: str
+    signer: Party
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "by": _party_json(self.signer),
+            "time": self.time,
+            "event_id": self.event_id,
+            "log_index": self.event_index,
+        }
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A hold of a lot by a rule: in force until `release`."""
+
+    lot: str
+    rule: str
+    reason: str
+    evidence: dict[str, Any]
+    time: str
+    event_index: int
+    event_id: str
+    signer: Party
+    release: Release | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.release is None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "lot": self.lot,
+            "rule": self.rule,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "by": _party_json(self.signer),
+            "time": self.time,
+            "event_id": self.event_id,
+            "log_index": self.event_index,
+            "active": self.active,
+        }
+        if self.release is not None:
+            out["released"] = self.release.to_json()
+        return out
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A signal raised about a lot by a rule (it stops nothing)."""
+
+    lot: str
+    rule: str
+    signal: str
+    key: str
+    reason: str
+    evidence: dict[str, Any]
+    time: str
+    event_index: int
+    event_id: str
+    signer: Party
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lot": self.lot,
+            "rule": self.rule,
+            "signal": self.signal,
+            "key": self.key,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "by": _party_json(self.signer),
+            "time": self.time,
+            "event_id": self.event_id,
+            "log_index": self.event_index,
+        }
+
+
+def _party_json(party: Party) -> dict[str, Any]:
+    return {"did": party.did, "name": party.name, "role": party.role}
+
+
+def alert_topic(lot_uri: str) -> str:
+    """`provenance/v1/alerts/{gtin}/{lot}`, the lot as percent-encoded in its URI."""
+    gtin, _ = gs1.parse_lot_uri(lot_uri)
+    return f"{topics.ROOT}/alerts/{gtin}/{lot_uri.rsplit('/', 1)[1]}"
+
+
+def build_notice(
+    lot_uri: str,
+    product: str,
+    holds: Sequence[Hold],
+    flags: Sequence[Flag],
+    *,
+    origin: str,
+    log_size: int,
+) -> dict[str, Any]:
+    """The retained alert notice of a lot: its current state (holds in force, the
+    newest flags), so a late subscriber or a repeat still tells the truth."""
+    gtin, lot_code = gs1.parse_lot_uri(lot_uri)
+    active = [hold for hold in holds if hold.active]
+    return {
+        "format": NOTICE_FORMAT,
+        "lot": lot_uri,
+        "gtin": gtin,
+        "lot_code": lot_code,
+        "product": product,
+        "held": bool(active),
+        "holds": [hold.to_json() for hold in active],
+        "flags": [flag.to_json() for flag in list(flags)[-MAX_NOTICE_FLAGS:]],
+        "log": {"origin": origin, "size": log_size},
+    }
+
+
+def notice_bytes(notice: dict[str, Any]) -> bytes:
+    """RFC 8785 canonical JSON: the same state gives the same bytes."""
+    return canonicalize(notice)
+
+
+__all__ = [
+    "ACTIONS",
+    "CONDITIONS",
+    "FLAG",
+    "HOLD",
+    "NOTIFY",
+    "Action",
+    "ColdchainTolerance",
+    "Condition",
+    "Finding",
+    "Flag",
+    "Hold",
+    "Logger",
+    "LoggerSilent",
+    "LotFacts",
+    "Reading",
+    "Release",
+    "Rule",
+    "RuleSet",
+    "SerialScan",
+    "SerialScannedFarApart",
+    "alert_topic",
+    "build_notice",
+    "evaluate",
+    "merge",
+    "notice_bytes",
+    "parse_duration",
+    "parse_rules",
+]

@@ -1,0 +1,796 @@
+"""Verification of a whole ledger, one lot, or against a checkpoint kept
+outside the database.
+
+Whole-ledger verification recomputes everything from the events themselves
+and compares it with what the store claims and what the log key signed:
+
+1. every event (in parallel, over all cores): rebuild its canonical bytes,
+   check the signature, recompute its id and compare with the logged leaf;
+   check its signer was enrolled before it, not revoked at its time, and
+   allowed to sign its kind;
+2. the Merkle log: the root over the recomputed leaves must equal the signed
+   checkpoints, and stored interior nodes must match;
+3. every chain: each link recomputed from the previous one and the event id;
+   the heads tree over all chains must equal the checkpoint's heads root;
+4. a checkpoint held outside (``--checkpoint``): same log key, not larger
+   than the database's log (else rolled back), and the root of the first
+   ``size`` leaves must match (else history was rewritten).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from provenance.core import chain as chains
+from provenance.core.bundle import BundleReport, verify_bundle
+from provenance.core.checkpoint import Checkpoint, open_checkpoint
+from provenance.core.ed25519 import InvalidSignature
+from provenance.core.envelope import b64url, canonical_pair
+from provenance.core.errors import ProvenanceError, VerificationError
+from provenance.core.identity import verifier_for
+from provenance.core.kinds import KIND_CODES, KIND_NAMES, REGISTRAR, SIGNER_ROLES
+from provenance.core.merkle import LEAF_PREFIX, NODE_PREFIX, MemoryTree, hash_children, range_hash
+from provenance.core.timefmt import parse_time
+from provenance.infra import lifeline
+from provenance.ledger.proofs import build_bundle, checkpoint_body
+from provenance.store.db import (
+    ACCESS_RULES_FROM,
+    NODE_MIN_LEVEL,
+    RECALL_RULES_FROM,
+    TIME_RULES_FROM,
+    Store,
+    StoredEvent,
+    StoreError,
+    parse_ids,
+)
+
+CHUNK = 8192  # events per verification task, at most
+MIN_CHUNK = 512
+
+
+@dataclass
+class Problem:
+    message: str
+    event_id: str | None = None
+    index: int | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.event_id:
+            where.append(f"event {self.event_id}")
+        if self.index is not None:
+            where.append(f"log index {self.index}")
+        return (", ".join(where) + ": " if where else "") + self.message
+
+
+@dataclass
+class Report:
+    log_size: int = 0
+    events_checked: int = 0
+    chains_checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, message: str, event_id: str | None = None, index: int | None = None) -> None:
+        self.problems.append(Problem(message, event_id, index))
+
+
+@dataclass
+class _Registry:
+    """Who could sign what, as the log itself says (not the identities table)."""
+
+    enrolled: dict[str, tuple[int, str]] = field(default_factory=dict)  # did -> (index, role)
+    revoked: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # idx, from_us, text
+    enrolments: dict[str, dict[str, Any]] = field(default_factory=dict)  # did -> enrol data
+
+
+@dataclass
+class _RangeResult:
+    begin: int
+    ids: list[bytes | None]
+    levels: list[list[bytes]]  # complete-subtree hashes inside the range, per level
+    problems: list[Problem]
+    warnings: list[str]
+
+
+def _check_range(
+    path: str | None, store: Store | None, begin: int, end: int, registry: _Registry
+) -> _RangeResult:
+    """Worker: check events [begin, end) — an aligned power-of-two block — and
+    the chain links and Merkle nodes that lie inside it."""
+    own = store is None
+    store = store or Store(path, create=False, readonly=True)
+    try:
+        ids, leaves, problems, warnings = _check_events(store, begin, end, registry)
+        _check_links(store, begin, end, ids, problems)
+        levels = _levels(leaves)
+        _check_nodes(store, begin, end, levels, problems)
+    finally:
+        if own:
+            store.close()
+    return _RangeResult(begin, ids, levels, problems, warnings)
+
+
+_MISSING = b"\0" * 32
+
+
+def _check_events(
+    store: Store, begin: int, end: int, registry: _Registry
+) -> tuple[list[bytes | None], list[bytes], list[Problem], list[str]]:
+    """Recomputed event ids and leaf hashes of [begin, end), and what is wrong."""
+    ids: list[bytes | None] = [None] * (end - begin)
+    leaves: list[bytes] = [_MISSING] * (end - begin)
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    expected = begin
+    rows = store.event_rows(begin, end)
+    sha256 = hashlib.sha256
+    subject = store.subject
+    for index, kind, did, seq, time, batches, _lots, data, sig, stored_leaf in rows:
+        while expected < index:
+            problems.append(Problem("event missing from the log (deleted?)", None, expected))
+            expected += 1
+        expected = index + 1
+        try:
+            kind_name = KIND_NAMES[kind]
+            if did is None:
+                raise ValueError("its signer is not in the identities table")
+            uris = None if batches is None else [subject(i) for i in parse_ids(batches)]
+            signing, whole = canonical_pair(kind_name, did, seq, time, uris, data, b64url(sig))
+        except (ProvenanceError, ValueError, TypeError, KeyError) as exc:
+            problems.append(Problem(f"stored event cannot be read back: {exc}", None, index))
+            continue
+        event_id = ids[index - begin] = sha256(whole).digest()
+        leaf = leaves[index - begin] = sha256(LEAF_PREFIX + event_id).digest()
+        hex_id = event_id.hex()
+        if leaf != stored_leaf:
+            problems.append(
+                Problem(
+                    "content, signer or signature differs from what was logged (edited after "
+                    "it was appended)",
+                    hex_id,
+                    index,
+                )
+            )
+        try:
+            verifier_for(did).verify(sig, signing)
+        except InvalidSignature:
+            problems.append(Problem("signature does not verify", hex_id, index))
+        except (ProvenanceError, ValueError) as exc:
+            problems.append(Problem(f"signer is not a valid key: {exc}", hex_id, index))
+        enrolled = registry.enrolled.get(did)
+        if enrolled is None or enrolled[0] > index or (enrolled[0] == index and index != 0):
+            problems.append(
+                Problem(f"signer {did} was not enrolled before this event", hex_id, index)
+            )
+            continue
+        role = enrolled[1]
+        if role not in SIGNER_ROLES.get(kind_name, ()):
+            problems.append(Problem(f"a {role} may not sign {kind_name}", hex_id, index))
+        revoked = registry.revoked.get(did)
+        if revoked is not None:
+            revoke_index, from_us, from_text = revoked
+            try:
+                late = parse_time(time) >= from_us
+            except ProvenanceError:
+                late = False  # the signature check has already reported this row
+            if late and revoke_index < index:
+                problems.append(
+                    Problem(
+                        f"accepted although its signer was revoked from {from_text}", hex_id, index
+                    )
+                )
+            elif late:
+                warnings.append(
+                    f"event {hex_id} is dated after its signer's revocation time {from_text} "
+                    "(revocation logged later)"
+                )
+    while expected < end:
+        problems.append(
+            Problem("event missing from the log (deleted or truncated?)", None, expected)
+        )
+        expected += 1
+    return ids, leaves, problems, warnings
+
+
+def _check_links(
+    store: Store, begin: int, end: int, ids: list[bytes | None], problems: list[Problem]
+) -> None:
+    """Each link whose event lies in [begin, end) must follow from the previous
+    link of its chain (stored) and the recomputed event id."""
+    rows = store.conn.execute(
+        "SELECT l.chain, l.pos, l.event, l.link, p.link, p.event FROM links l "
+        "LEFT JOIN links p ON p.chain = l.chain AND p.pos = l.pos - 1 "
+        "WHERE l.event >= ? AND l.event < ?",
+        (begin, end),
+    )
+    for chain_id, pos, event_index, link, previous, previous_event in rows:
+        event_id = ids[event_index - begin]
+        hex_id = event_id.hex() if event_id else None
+        try:
+            subject = store.subject(chain_id)
+        except ProvenanceError:
+            problems.append(Problem(f"link {pos} of unknown chain {chain_id}", hex_id, event_index))
+            continue
+        if pos == 0:
+            previous = chains.genesis_link(subject)
+        elif previous is None:
+            problems.append(
+                Problem(f"chain of {subject}: link {pos - 1} is missing", hex_id, event_index)
+            )
+            continue
+        elif previous_event >= event_index:
+            problems.append(
+                Problem(
+                    f"chain of {subject}: events out of log order at position {pos}",
+                    hex_id,
+                    event_index,
+                )
+            )
+        if event_id is None:
+            problems.append(
+                Problem(
+                    f"chain of {subject}: link {pos} points at a missing event", None, event_index
+                )
+            )
+        elif chains.next_link(previous, event_id) != link:
+            problems.append(
+                Problem(
+                    f"chain of {subject}: link {pos} does not follow from the previous link and "
+                    "this event (edited, inserted, removed or reordered)",
+                    hex_id,
+                    event_index,
+                )
+            )
+
+
+def _check_nodes(
+    store: Store, begin: int, end: int, levels: list[list[bytes]], problems: list[Problem]
+) -> None:
+    for level in range(NODE_MIN_LEVEL, len(levels)):
+        first = begin >> level
+        rows = store.conn.execute(
+            "SELECT idx, hash FROM log_nodes WHERE level = ? AND idx >= ? AND idx < ?",
+            (level, first, first + len(levels[level])),
+        )
+        for index, stored_hash in rows:
+            if levels[level][index - first] != stored_hash:
+                problems.append(
+                    Problem(f"stored log node ({level}, {index}) differs from the recomputed one")
+                )
+
+
+def _registry(store: Store, report: Report) -> _Registry:
+    """Replay enrol/revoke events from the log (read cheaply by kind)."""
+    registry = _Registry()
+    rows = store.event_rows(kinds=("enrol", "revoke")).fetchall()
+    registrar = store.get_meta("registrar")
+    for row in rows:
+        try:
+            stored = store.event_from_row(row)
+            data = stored.envelope.data
+        except (ProvenanceError, ValueError, TypeError) as exc:
+            report.add(f"registry event cannot be read back: {exc}", None, row[0])
+            continue
+        envelope, index = stored.envelope, stored.index
+        if envelope.kind == "enrol":
+            role = data.get("role") if data.get("type") == "party" else data.get("type")
+            if data.get("type") == REGISTRAR and (index != 0 or envelope.signer != registrar):
+                report.add("a second registrar enrolment", envelope.event_id, index)
+                continue
+            registry.enrolled.setdefault(data.get("subject"), (index, role))
+            registry.enrolments.setdefault(data.get("subject"), dict(data, index=index))
+        elif envelope.kind == "revoke":
+            try:
+                from_us = parse_time(data.get("from"))
+            except ProvenanceError:
+                continue
+            registry.revoked.setdefault(data.get("subject"), (index, from_us, data.get("from")))
+    return registry
+
+
+def _check_identities(store: Store, registry: _Registry, report: Report) -> None:
+    """The identities table must be exactly what the log's enrolments and
+    revocations say: a key swapped in the table is caught before it is used."""
+    table = {identity.did: identity for identity in store.identities()}
+    by_id = {identity.id: identity.did for identity in table.values()}
+    for did, data in registry.enrolments.items():
+        identity = table.pop(did, None)
+        if identity is None:
+            report.add(
+                f"{did} ({data.get('name')}) is enrolled in the log but missing from the "
+                "identities table",
+                None,
+                data["index"],
+            )
+            continue
+        owner = by_id.get(identity.owner) if identity.owner is not None else None
+        revoked = registry.revoked.get(did)
+        expected = (
+            data.get("type"),
+            data.get("name"),
+            data.get("role"),
+            data.get("owner"),
+            data["index"],
+            revoked[2] if revoked else None,
+        )
+        actual = (
+            identity.type,
+            identity.name,
+            identity.role,
+            owner,
+            identity.enrol_event,
+            identity.revoked_from,
+        )
+        if expected != actual:
+            report.add(
+                f"identities table entry for {identity.name!r} differs from its enrolment "
+                f"in the log (table {actual}, log {expected}): the registry was edited",
+                None,
+                data["index"],
+            )
+    for did, identity in table.items():
+        report.add(
+            f"identities table holds {identity.name!r} ({did}), which no enrolment in the "
+            "log made: a key was swapped or added outside the ledger"
+        )
+
+
+def _check_state(store: Store, report: Report) -> None:
+    """Replay every event but readings through the ledger's own rules into an
+    empty in-memory store, then compare the derived tables. Catches edits of
+    lots, custody, recall and hold state, flags, attachments and shipments — and any event the
+    rules would refuse (the operator's ledger may have been misled by such an
+    edit into accepting it)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from provenance.ledger.append import Ledger
+
+    recorded = store.get_meta(TIME_RULES_FROM)
+    if recorded is not None and int(recorded) > store.log_size():
+        report.add(
+            f"meta {TIME_RULES_FROM} is {recorded}, beyond the log ({store.log_size()} events): "
+            "the time rules were switched off for events to come; it was edited"
+        )
+    replica = Store.memory()
+    with replica.transaction():
+        for key in ("origin", "registrar"):
+            replica.set_meta(key, store.get_meta(key) or "")
+        # The recall, access and time rules apply from log indexes of the store;
+        # the replica's log lacks the readings, so the same boundaries are at
+        # smaller indexes there.
+        for boundary in (RECALL_RULES_FROM, ACCESS_RULES_FROM, TIME_RULES_FROM):
+            recorded = store.get_meta(boundary)
+            if recorded is None and boundary != RECALL_RULES_FROM:
+                recorded = str(store.log_size())  # not migrated yet: all of it is from before
+            rules_from = int(recorded or 0)
+            replica.set_meta(
+                boundary,
+                str(
+                    store.conn.execute(
+                        "SELECT count(*) FROM events WHERE idx < ? AND kind <> ?",
+                        (rules_from, KIND_CODES["reading"]),
+                    ).fetchone()[0]
+                ),
+            )
+    far_future = 250_000_000_000_000_000  # µs, year ~9892: no event is "in the future"
+    ledger = Ledger(
+        replica, Ed25519PrivateKey.generate(), clock=lambda: far_future, verify_threads=1
+    )
+    rows = store.event_rows(kinds=("reading",), exclude=True)
+    batch: list[StoredEvent] = []
+
+    def replay() -> None:
+        # As JSON, so that the replay validates every field again.
+        results = ledger.append([stored.envelope.to_json() for stored in batch])
+        for stored, result in zip(batch, results, strict=True):
+            if result.status == "rejected":
+                report.add(
+                    f"the ledger's rules refuse this {stored.envelope.kind} on replay "
+                    f"({result.reason}: {result.message})",
+                    stored.envelope.event_id,
+                    stored.index,
+                )
+        batch.clear()
+
+    for row in rows:
+        try:
+            batch.append(store.event_from_row(row))
+        except (ProvenanceError, ValueError, TypeError):
+            continue  # reported by the event checks
+        if len(batch) == 500:
+            replay()
+    if batch:
+        replay()
+    for table, describe in _STATE_TABLES.items():
+        derived, stored_rows = set(describe(replica)), set(describe(store))
+        for row in sorted(stored_rows - derived, key=repr)[:20]:
+            report.add(f"{table} table holds {row}, which the log does not produce: it was edited")
+        for row in sorted(derived - stored_rows, key=repr)[:20]:
+            report.add(f"{table} table lacks {row}, which the log produces: it was edited")
+    ledger.close()
+    replica.close()
+
+
+def _lot_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT c.subject, l.product, l.category, l.expiry, l.profile, cu.did, co.did, l.recalled, "
+        "l.quantity, l.unit, l.used, l.used_other, l.location, l.held "
+        "FROM lots l JOIN chains c ON c.id = l.id LEFT JOIN identities cu ON cu.id = l.custodian "
+        "LEFT JOIN identities co ON co.id = l.commissioned_by"
+    ).fetchall()
+
+
+# Events are named by (signer, seq) below: log indexes differ in the replica,
+# which replays everything but the readings.
+_EVENT_NAME = "(SELECT i.did || ' #' || e.seq FROM events e JOIN identities i ON i.id = e.signer "
+
+
+def _lineage_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT p.subject, c.subject, "
+        + _EVENT_NAME
+        + "WHERE e.idx = l.event), l.in_value, l.in_unit, l.out_value, l.out_unit "
+        "FROM lineage l LEFT JOIN chains p ON p.id = l.parent LEFT JOIN chains c ON c.id = l.child"
+    ).fetchall()
+
+
+def _recall_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT l.subject, s.subject, "
+        + _EVENT_NAME
+        + "WHERE e.idx = r.event), "
+        + _EVENT_NAME
+        + "WHERE e.idx = r.lift_event) "
+        "FROM recalls r LEFT JOIN chains l ON l.id = r.lot LEFT JOIN chains s ON s.id = r.source"
+    ).fetchall()
+
+
+def _hold_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT l.subject, h.rule, "
+        + _EVENT_NAME
+        + "WHERE e.idx = h.event), "
+        + _EVENT_NAME
+        + "WHERE e.idx = h.release_event) "
+        "FROM holds h LEFT JOIN chains l ON l.id = h.lot"
+    ).fetchall()
+
+
+def _flag_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT l.subject, f.rule, f.key, f.signal, "
+        + _EVENT_NAME
+        + "WHERE e.idx = f.event) FROM flags f LEFT JOIN chains l ON l.id = f.lot"
+    ).fetchall()
+
+
+def _custody_state(store: Store) -> list[tuple[Any, ...]]:
+    """Every party that held each lot: it decides who may sign inspections and
+    who sees the lot in the portal."""
+    return store.conn.execute(
+        "SELECT c.subject, i.did FROM custodians k LEFT JOIN chains c ON c.id = k.lot "
+        "LEFT JOIN identities i ON i.id = k.party"
+    ).fetchall()
+
+
+def _prefix_state(store: Store) -> list[tuple[Any, ...]]:
+    """The GS1 company prefixes of each party, and the event that gave each."""
+    return store.conn.execute(
+        "SELECT i.did, p.prefix, "
+        + _EVENT_NAME
+        + "WHERE e.idx = p.event) FROM prefixes p LEFT JOIN identities i ON i.id = p.party"
+    ).fetchall()
+
+
+def _filing_state(store: Store) -> list[tuple[Any, ...]]:
+    """Where recalls, lifts, EPCIS imports and prefix grants were filed: the
+    ledger decides that from its state (the cascade, the signer's stream, the
+    grantee's prefix chain), not the envelope's batches."""
+    codes = ",".join(str(KIND_CODES[k]) for k in ("recall", "recall-lift", "epcis", "grant"))
+    rows = store.conn.execute(
+        f"SELECT i.did, e.seq, e.idx FROM events e JOIN identities i ON i.id = e.signer "
+        f"WHERE e.kind IN ({codes})"
+    ).fetchall()
+    filed: dict[int, list[str]] = {}
+    if rows:
+        for chain_id, event_index in store.conn.execute(
+            f"SELECT l.chain, l.event FROM links l JOIN events e ON e.idx = l.event "
+            f"WHERE e.kind IN ({codes})"
+        ):
+            filed.setdefault(event_index, []).append(store.subject(chain_id))
+    return [(did, seq, tuple(sorted(filed.get(index, ())))) for did, seq, index in rows]
+
+
+def _attachment_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT d.did, c.subject, a.from_us, a.until_us FROM attachments a "
+        "LEFT JOIN identities d ON d.id = a.device LEFT JOIN chains c ON c.id = a.lot"
+    ).fetchall()
+
+
+def _shipment_state(store: Store) -> list[tuple[Any, ...]]:
+    rows = store.conn.execute(
+        "SELECT s.lots, f.did, t.did, s.receive_event IS NOT NULL FROM shipments s "
+        "LEFT JOIN identities f ON f.id = s.sender LEFT JOIN identities t ON t.id = s.receiver"
+    ).fetchall()
+    return [
+        (tuple(sorted(store.subject(i) for i in parse_ids(lots))), sender, receiver, received)
+        for lots, sender, receiver, received in rows
+    ]
+
+
+_STATE_TABLES = {
+    "lots": _lot_state,
+    "attachments": _attachment_state,
+    "shipments": _shipment_state,
+    "lineage": _lineage_state,
+    "recalls": _recall_state,
+    "holds": _hold_state,
+    "flags": _flag_state,
+    "custodians": _custody_state,
+    "prefixes": _prefix_state,
+    "links (recall, lift and EPCIS filing)": _filing_state,
+}
+
+
+def _levels(leaves: list[bytes]) -> list[list[bytes]]:
+    """Complete-subtree hashes per level, bottom-up."""
+    levels = [leaves]
+    sha = hashlib.sha256
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append(
+            [
+                sha(NODE_PREFIX + below[i] + below[i + 1]).digest()
+                for i in range(0, len(below) - 1, 2)
+            ]
+        )
+    return levels
+
+
+class _LevelReader:
+    def __init__(self, levels: list[list[bytes]]):
+        self.levels = levels
+
+    def subtree_hash(self, level: int, index: int) -> bytes:
+        return self.levels[level][index]
+
+
+def _block_size(size: int, workers: int) -> int:
+    """A power of two between MIN_CHUNK and CHUNK giving each worker ~4 blocks."""
+    target = max(MIN_CHUNK, min(CHUNK, -(-size // (workers * 4))))
+    return 1 << (target - 1).bit_length()
+
+
+def verify_ledger(
+    store: Store,
+    log_public_key: bytes,
+    *,
+    external_checkpoint: str | None = None,
+    workers: int | None = None,
+) -> Report:
+    """Check the whole ledger. Never raises for what it finds: every problem is
+    in the report, with the event it concerns."""
+    report = Report()
+    size = store.log_size()
+    report.log_size = size
+    registry = _registry(store, report)
+    _check_identities(store, registry, report)
+    _check_state(store, report)
+    workers = workers or os.cpu_count() or 1
+    step = _block_size(size, workers)
+    ranges = [(begin, min(begin + step, size)) for begin in range(0, size, step)]
+    name = store.get_meta("origin") or ""
+
+    # 1. Events, links and low Merkle levels: in parallel blocks; meanwhile the
+    #    checkpoints' signatures and the chain heads here.
+    results: list[_RangeResult] = []
+    if store.path is not None and workers > 1 and len(ranges) > 1:
+        # fork copies every descriptor, the pool's own queue included, so a
+        # worker never sees EOF if we die: the lifeline ends it instead.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=lifeline.hold,
+            initargs=(os.getpid(),),
+        ) as pool:
+            futures = [
+                pool.submit(_check_range, str(store.path), None, begin, end, registry)
+                for begin, end in ranges
+            ]
+            checkpoints = _open_checkpoints(store, name, log_public_key, report)
+            heads = _check_heads(store, size, report)
+            results = [future.result() for future in futures]
+    else:
+        checkpoints = _open_checkpoints(store, name, log_public_key, report)
+        heads = _check_heads(store, size, report)
+        results = [_check_range(None, store, begin, end, registry) for begin, end in ranges]
+
+    ids: list[bytes | None] = []
+    levels: list[list[bytes]] = []
+    for result in results:
+        ids.extend(result.ids)
+        report.problems.extend(result.problems)
+        report.warnings.extend(result.warnings)
+        for level, hashes in enumerate(result.levels):
+            if level == len(levels):
+                levels.append([])
+            levels[level].extend(hashes)
+    report.events_checked = size
+    seen: dict[bytes, int] = {}
+    for index, event_id in enumerate(ids):
+        if event_id is None:
+            continue
+        if event_id in seen:
+            report.add(
+                f"duplicate of the event at log index {seen[event_id]}", event_id.hex(), index
+            )
+        else:
+            seen[event_id] = index
+
+    # 2. The Merkle log: finish the levels above the blocks, compare the rest.
+    top = len(levels) - 1
+    while levels and len(levels[top]) > 1:
+        below = levels[top]
+        levels.append([hash_children(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
+        top += 1
+    block_level = step.bit_length() - 1
+    for level, index, stored_hash in store.log_nodes(
+        min_level=max(NODE_MIN_LEVEL, block_level + 1)
+    ):
+        if level >= len(levels) or index >= len(levels[level]):
+            report.add(f"stored log node ({level}, {index}) lies outside the log")
+        elif levels[level][index] != stored_hash:
+            report.add(f"stored log node ({level}, {index}) differs from the recomputed one")
+    reader = _LevelReader(levels)
+    matched = 0  # the largest checkpointed size whose history still matches
+    diverged: int | None = None  # the smallest checkpointed size whose history does not
+    for checkpoint in checkpoints:
+        if checkpoint.size > size:
+            report.add(
+                f"checkpoint at size {checkpoint.size} covers more than the {size} events in the "
+                "log: events were deleted or the tail truncated"
+            )
+            diverged = checkpoint.size if diverged is None else diverged
+        elif range_hash(reader, 0, checkpoint.size) != checkpoint.root_hash:
+            report.add(
+                f"the first {checkpoint.size} events do not hash to the signed checkpoint root: "
+                "logged events were edited, removed, inserted or reordered"
+            )
+            diverged = checkpoint.size if diverged is None else diverged
+        elif diverged is None:
+            matched = checkpoint.size
+    if diverged is not None:
+        report.add(
+            f"history diverges from what the log key signed within log indices {matched}.."
+            f"{min(diverged, max(size, matched + 1)) - 1} (the first {matched} events still match)",
+            None,
+            matched,
+        )
+    if not checkpoints:
+        report.add("the ledger has no valid signed checkpoint")
+    elif checkpoints[-1].size != size:
+        covered = checkpoints[-1].size
+        report.add(
+            f"the latest checkpoint covers {covered} events but the log has {size}: "
+            + (
+                f"log indices {covered}..{size - 1} are not covered by any signed checkpoint "
+                "(events were added outside the ledger)"
+                if size > covered
+                else "events were removed"
+            ),
+            None,
+            min(covered, size),
+        )
+
+    # 3. The heads tree against the latest checkpoint.
+    if checkpoints:
+        try:
+            count, root = chains.parse_heads_extension(checkpoints[-1].extensions)
+        except VerificationError as exc:
+            report.add(str(exc))
+        else:
+            if count != heads.size or root != heads.root():
+                report.add(
+                    "the chain heads differ from those the latest checkpoint commits to: a lot's "
+                    "or identity's history was changed"
+                )
+
+    # 4. A checkpoint kept outside the database.
+    if external_checkpoint is not None:
+        _verify_external(external_checkpoint, name, log_public_key, size, reader, report)
+    return report
+
+
+def _open_checkpoints(store: Store, name: str, key: bytes, report: Report) -> list[Checkpoint]:
+    opened = []
+    for size, note in store.checkpoints():
+        try:
+            checkpoint = open_checkpoint(note, name, key)
+        except VerificationError as exc:
+            report.add(f"checkpoint at size {size} is not signed by the log key: {exc}")
+            continue
+        if checkpoint.size != size:
+            report.add(f"checkpoint stored at size {size} says {checkpoint.size}")
+            continue
+        opened.append(checkpoint)
+    return opened
+
+
+def _check_heads(store: Store, size: int, report: Report) -> MemoryTree:
+    """Each chain's stored head and length must match its last link; returns
+    the heads tree over the stored heads."""
+    heads = MemoryTree()
+    rows = store.conn.execute(
+        "SELECT c.id, c.subject, c.head, c.length, l.link, "
+        "(SELECT count(*) FROM links x WHERE x.chain = c.id) "
+        "FROM chains c LEFT JOIN links l ON l.chain = c.id AND l.pos = c.length - 1 ORDER BY c.id"
+    )
+    for expected_id, (chain_id, subject, head, length, last, count) in enumerate(rows, start=1):
+        if chain_id != expected_id:
+            report.add(f"chain ids jump from {expected_id - 1} to {chain_id}: a chain was removed")
+        last = chains.genesis_link(subject) if length == 0 else last
+        if count != length or head != last:
+            report.add(
+                f"chain of {subject}: stored head/length ({length}) differ from its links ({count})"
+            )
+        heads.append(chains.head_leaf(subject, length, head))
+    report.chains_checked = heads.size
+    stray = store.conn.execute(
+        "SELECT count(*) FROM links WHERE event < 0 OR event >= ?", (size,)
+    ).fetchone()[0]
+    if stray:
+        report.add(f"{stray} chain link(s) point at events that are not in the log")
+    return heads
+
+
+def _verify_external(
+    note: str, name: str, key: bytes, size: int, reader: Any, report: Report
+) -> None:
+    try:
+        origin = note.split("\n", 1)[0]
+        checkpoint = open_checkpoint(note, origin, key)
+    except VerificationError as exc:
+        report.add(f"the checkpoint you hold does not verify with this log key: {exc}")
+        return
+    if checkpoint.origin != name:
+        report.add(f"the checkpoint you hold is for log {checkpoint.origin!r}, not {name!r}")
+        return
+    if checkpoint.size > size:
+        report.add(
+            f"the database holds {size} events but the checkpoint you hold covers "
+            f"{checkpoint.size}: the database was rolled back or truncated",
+            None,
+            size,
+        )
+        return
+    if range_hash(reader, 0, checkpoint.size) != checkpoint.root_hash:
+        report.add(
+            f"the first {checkpoint.size} events differ from the checkpoint you hold: "
+            "history was rewritten",
+            None,
+            0,
+        )
+
+
+def verify_lot(store: Store, lot_uri: str, log_public_key: bytes) -> BundleReport:
+    """Check one lot exactly as an outsider would: build its bundle, verify it."""
+    try:
+        bundle = build_bundle(store, lot_uri)
+    except StoreError as exc:
+        raise VerificationError(f"{lot_uri}: its proofs cannot be built: {exc}") from exc
+    return verify_bundle(bundle, log_public_key)
+
+
+__all__ = ["Problem", "Report", "checkpoint_body", "verify_ledger", "verify_lot"]

@@ -1,0 +1,3 @@
+"""Long-running services beside the ingest: the rules service (holds, flags)
+and the recall notifier.
+"""
