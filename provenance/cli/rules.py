@@ -41,7 +41,14 @@ from provenance.core.kinds import RULES
 from provenance.core.signing import did_of
 from provenance.domain.rules import RuleSet, parse_rules
 from provenance.ledger.decisions import active_holds, recent_flags
-from provenance.services.rules import POLL_INTERVAL_S, TIMER_INTERVAL_S, RulesService, accounts_scans, default_cursor_path, release
+from provenance.services.rules import (
+    POLL_INTERVAL_S,
+    TIMER_INTERVAL_S,
+    RulesService,
+    accounts_scans,
+    default_cursor_path,
+    release,
+)
 
 RULES_KEY = "rules"  # keys/rules.pem, beside log.pem and registrar.pem
 DEFAULT_NAME = "rules"
