@@ -212,7 +212,7 @@ def test_a_child_outlives_its_parents_thread_but_not_its_parent():
 def test_a_child_whose_parent_is_already_gone_exits_at_once():
     """The parent died before the child could arm the signal: `hold` is given
     a pid that is not our parent's any more (here: the test's own parent)."""
-    code = f"from provenance import lifeline; lifeline.hold({os.getppid()}); print('ran')"
+    code = f"from provenance.infra import lifeline; lifeline.hold({os.getppid()}); print('ran')"
     child = _python(code, stderr=subprocess.PIPE)
     out, err = child.communicate(timeout=READY)
     assert child.returncode == lifeline.ORPHANED_EXIT
