@@ -15,18 +15,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.core.errors import ValidationError
 from provenance.core.signing import did_of
-from provenance.store.accounts import (
+from provenance.store.accounts.accounts import Accounts
+from provenance.store.accounts.models import (
     AccountError,
-    Accounts,
     AuthenticationFailed,
     HashParams,
     KeyUnavailable,
     LoginThrottled,
     TokenRefused,
-    check_place,
-    server_secret,
-    token_hash,
 )
+from provenance.store.accounts.scans import check_place
+from provenance.store.accounts.secret import server_secret, token_hash
 from provenance.web.portal.documents import DocumentRefused, DocumentStore, clean_name
 from provenance.web.portal.ratelimit import Limit, RateLimiter
 

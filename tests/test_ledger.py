@@ -468,7 +468,8 @@ def test_epcis_is_signed_by_parties_only(world):
 def test_a_commit_is_on_disk_before_it_returns(tmp_path):
     # The ingest acknowledges a message once its commit returns, and the gateway
     # then forgets it: that commit must survive a power cut, not only a crash.
-    from provenance.store.accounts import Accounts, HashParams
+    from provenance.store.accounts.accounts import Accounts
+    from provenance.store.accounts.models import HashParams
     from provenance.store.db import Store
 
     store = Store(tmp_path / "ledger.db")

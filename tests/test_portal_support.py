@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from world import World
 
-from provenance.store.accounts import Accounts
+from provenance.store.accounts.accounts import Accounts
 from provenance.web import create_app
 
 PASSWORD = "correct horse battery"

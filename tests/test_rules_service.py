@@ -26,7 +26,8 @@ from provenance.ledger.audit import verify_ledger
 from provenance.ledger.decisions import active_holds, lot_flags, lot_holds, recent_flags
 from provenance.services.notifier import Cursor, RetainedPublisher
 from provenance.services.rules import RulesService, accounts_scans
-from provenance.store.accounts import Accounts, HashParams
+from provenance.store.accounts.accounts import Accounts
+from provenance.store.accounts.models import HashParams
 from provenance.store.db import Store
 
 pytest_plugins = ["test_portal_support"]

@@ -20,14 +20,10 @@ import click
 
 from provenance.core.errors import KeyFileError, ProvenanceError, ValidationError
 from provenance.infra.keystore import load_private_key
-from provenance.store.accounts import (
-    ADMIN,
-    MAX_PASSWORD,
-    ROLES,
-    AccountError,
-    Accounts,
-    default_directory,
-)
+from provenance.store.accounts.accounts import Accounts
+from provenance.store.accounts.db import default_directory
+from provenance.store.accounts.models import ADMIN, ROLES, AccountError
+from provenance.store.accounts.users import MAX_PASSWORD
 
 
 def _context(click_ctx: click.Context) -> Any:

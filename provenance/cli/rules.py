@@ -178,7 +178,7 @@ def run(
     Example: provenance rules run --config rules.toml --broker mqtt://127.0.0.1:1883
     """
     from provenance.services.notifier import Cursor
-    from provenance.store.accounts import default_directory
+    from provenance.store.accounts.db import default_directory
 
     rules = load_rule_file(config)
     if tls_ca is not None and (broker_url is None or not broker_url.startswith("mqtts://")):

@@ -433,7 +433,9 @@ class RulesService:
 def accounts_scans(directory: str | os.PathLike[str]) -> ScanSource:
     """Serial scans from the accounts database in *directory* (opened on first
     use; none while it does not exist yet)."""
-    from provenance.store.accounts import DATABASE_FILE, Accounts, HashParams
+    from provenance.store.accounts.accounts import Accounts
+    from provenance.store.accounts.db import DATABASE_FILE
+    from provenance.store.accounts.models import HashParams
 
     folder = Path(directory)
     opened: list[Any] = []

@@ -20,7 +20,7 @@ from provenance.core.identity import is_did_key
 from provenance.core.timefmt import format_time, parse_date_or_time
 from provenance.ledger.append import Appended
 from provenance.ledger.lineage import BOTH, DIRECTIONS, Trace, trace
-from provenance.store.accounts import Document, KeyUnavailable, Principal
+from provenance.store.accounts.models import Document, KeyUnavailable, Principal
 from provenance.store.db import Identity, Store
 
 from ..params import parse_decimal

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from provenance.store.accounts import ADMIN, AccountError
+from provenance.store.accounts.models import ADMIN, AccountError
 
 from ..errors import Unavailable
 from ..state import store as read_store

@@ -19,7 +19,8 @@ from flask import Response, request
 
 from provenance.barcodes import syntax as gs1_syntax
 from provenance.core.errors import ProvenanceError
-from provenance.store.accounts import AccountError, check_place
+from provenance.store.accounts.models import AccountError
+from provenance.store.accounts.scans import check_place
 
 from ..errors import wants_json
 from .state import portal

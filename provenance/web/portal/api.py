@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.core.identity import COMMISSIONING_ROLES
 from provenance.core.jcs import parse_json
-from provenance.store.accounts import TokenRefused
+from provenance.store.accounts.models import TokenRefused
 
 from ..params import int_arg, optional_int_arg
 from ..present import lot_json

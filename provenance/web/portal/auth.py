@@ -7,7 +7,7 @@ import secrets
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 
 from provenance.core.errors import ValidationError
-from provenance.store.accounts import AuthenticationFailed, LoginThrottled
+from provenance.store.accounts.models import AuthenticationFailed, LoginThrottled
 
 from .guard import PortalError, login_required, principal, safe_next
 from .state import portal

@@ -14,7 +14,7 @@ from flask import Response, current_app, request
 from provenance.barcodes import labels
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.ledger.lot_view import OK, LotView
-from provenance.store.accounts import Principal
+from provenance.store.accounts.models import Principal
 from provenance.store.db import Lot, Store
 
 from ..params import int_arg

@@ -39,7 +39,7 @@ from flask import (
 from flask.sessions import SecureCookieSessionInterface
 
 from provenance.core.identity import PARTY_ROLES
-from provenance.store.accounts import ADMIN, Principal, User
+from provenance.store.accounts.models import ADMIN, Principal, User
 
 from ..errors import answer, wants_json
 from .state import portal

@@ -19,7 +19,7 @@ from typing import Any
 from provenance.core.errors import NotFound
 from provenance.core.timefmt import parse_time
 from provenance.ledger.lineage import RecallRecord, held, quantity, recall_records
-from provenance.store.accounts import Accounts
+from provenance.store.accounts.accounts import Accounts
 from provenance.store.db import Lot, LotState, Store
 
 

@@ -11,7 +11,10 @@ from typing import Any
 from flask import Flask, current_app
 
 from provenance.core.timefmt import now_micros
-from provenance.store.accounts import Accounts, HashParams, default_directory, derive, server_secret
+from provenance.store.accounts.accounts import Accounts
+from provenance.store.accounts.db import default_directory
+from provenance.store.accounts.models import HashParams
+from provenance.store.accounts.secret import derive, server_secret
 
 from .documents import DocumentStore
 from .ratelimit import Limit, RateLimiter
