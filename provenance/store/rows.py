@@ -7,7 +7,6 @@ Plain values: no SQL here, nothing that decides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,11 +92,6 @@ def parse_ids(text: str) -> list[int]:
     """Chain ids stored as "[3,7]" (faster than json.loads for this one shape)."""
     inner = text[1:-1]
     return [int(part) for part in inner.split(",")] if inner else []
-
-
-def format_ids(ids: Sequence[int]) -> str:
-    """Chain ids as stored: "[3,7]"."""
-    return "[" + ",".join(map(str, ids)) + "]"
 
 
 def event_key(event_id: bytes) -> int:
