@@ -398,11 +398,10 @@ class Ledgerwatch:
     the writer): how the benchmark sees commits without asking the ingest."""
 
     def __init__(self, db: Path):
-        self.conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        self.store = Store(db, create=False, readonly=True)
 
     def size(self) -> int:
-        row = self.conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()
-        return row[0] or 0
+        return self.store.log_size()
 
     def wait_size(self, target: int, deadline: float, ingest: Ingest) -> float:
         """Poll until the log holds `target` events; perf_counter() when it did."""

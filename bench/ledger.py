@@ -128,7 +128,7 @@ def main() -> None:
         append_seconds = time.perf_counter() - start
         append_rate = len(wire) / append_seconds
 
-        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.checkpoint_wal()
         per_reading = (_db_bytes(store) - size_before) / len(wire)
 
         log_public = public_key_from_did(did_of(log_key))
@@ -168,10 +168,7 @@ def main() -> None:
 
 def _db_bytes(store: Store) -> int:
     assert store.path is not None
-    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
-    free = store.conn.execute("PRAGMA freelist_count").fetchone()[0]
-    page_size = store.conn.execute("PRAGMA page_size").fetchone()[0]
-    return (pages - free) * page_size
+    return store.bytes_in_use()
 
 
 if __name__ == "__main__":

@@ -288,20 +288,15 @@ def main() -> None:
         print(f"generating {args.events:,} events, {args.lots:,} lots …", flush=True)
         generator, store, ledger, seconds = generate(directory, args.events, args.lots)
         size = store.log_size()
-        lots = store.conn.execute("SELECT count(*) FROM lots").fetchone()[0]
-        edges = store.conn.execute("SELECT count(*) FROM lineage").fetchone()[0]
-        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        lots = store.stats()["lots"]
+        edges = store.lineage_edge_count()
+        store.checkpoint_wal()
         db_mb = os.path.getsize(directory / "trace.db") / 1e6
         print(f"generated {size:,} events, {lots:,} lots, {edges:,} edges in {seconds:,.0f} s")
 
         # Traces, from a connection of their own (as the web app or the CLI would).
         reader = Store(directory / "trace.db", create=False, readonly=True)
-        uris = [
-            row[0]
-            for row in reader.conn.execute(
-                "SELECT subject FROM chains WHERE subject LIKE 'https:%'"
-            )
-        ]
+        uris = [lot.uri for lot in reader.lots()]
         sample = random.Random(11).sample(uris, min(args.samples, len(uris)))
         times, sizes = [], []
         for uri in sample:

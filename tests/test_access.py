@@ -22,7 +22,7 @@ from provenance.core import gs1, topics
 from provenance.core.kinds import KIND_CODES, under_prefix
 from provenance.ledger.append import NOT_CUSTODIAN, UNAUTHORISED
 from provenance.ledger.audit import verify_ledger, verify_lot
-from provenance.store.db import ACCESS_RULES_FROM
+from provenance.store.migrations import ACCESS_RULES_FROM
 
 pytest_plugins = ["test_portal_support"]
 

@@ -48,7 +48,8 @@ from provenance.ledger.rejects import (
     Refusal,
     RejectBudget,
 )
-from provenance.store.db import MAX_REJECT_RAW, Store
+from provenance.store.db import Store
+from provenance.store.state import MAX_REJECT_RAW
 
 HOSTILE_TOPIC = topics.events_topic("gateways", "hostile")
 OTHER_TOPIC = topics.events_topic("gateways", "honest")

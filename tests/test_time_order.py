@@ -34,7 +34,8 @@ from provenance.exchange.fsma204 import store_rows, write_csv
 from provenance.ledger.append import BEFORE_COMMISSION, CONFLICT, OUT_OF_ORDER
 from provenance.ledger.audit import verify_ledger
 from provenance.ledger.lot_view import Scanner
-from provenance.store.db import TIME_RULES_FROM, Store
+from provenance.store.db import Store
+from provenance.store.migrations import TIME_RULES_FROM
 from provenance.web import create_app
 
 pytest_plugins = ["test_portal_support"]

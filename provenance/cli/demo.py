@@ -27,6 +27,7 @@ from pathlib import Path
 
 from provenance.core.timefmt import format_time, now_micros
 from provenance.infra import lifeline
+from provenance.store.db import Store
 
 GTIN = "09506000134352"
 PREFIX = "9506000"  # its GS1 company prefix: what the farm is enrolled to commission under
@@ -516,5 +517,8 @@ def _wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float)
 
 
 def _copy_db(source: Path, target: Path) -> None:
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
+    store = Store(source, create=False, readonly=True)
+    try:
+        store.backup(target)
+    finally:
+        store.close()

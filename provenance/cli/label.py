@@ -16,7 +16,8 @@ from provenance.barcodes import labels
 from provenance.barcodes import syntax as gs1_syntax
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError
-from provenance.store.db import Lot, Store
+from provenance.store.db import Store
+from provenance.store.rows import Lot
 
 FORMATS = ("png", "svg", "pdf")
 

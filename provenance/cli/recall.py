@@ -19,7 +19,8 @@ import click
 
 from provenance.cli.main import Context, _sign_as, _signing_key, friendly, pass_context
 from provenance.ledger.lineage import held
-from provenance.store.db import LotState, Store
+from provenance.store.db import Store
+from provenance.store.rows import LotState
 
 CLASSES = ("I", "II", "III")
 DEFAULT_CLASS = "I"  # the most serious until classified: fail safe

@@ -55,17 +55,10 @@ from provenance.ledger.rejects import (
     Refusal,
     RejectBudget,
 )
-from provenance.store.db import (
-    ACCESS_RULES_FROM,
-    MAX_REJECT_RAW,
-    RECALL_RULES_FROM,
-    TIME_RULES_FROM,
-    Identity,
-    Lot,
-    Store,
-    StoreError,
-    leaf_for,
-)
+from provenance.store.db import Store, StoreError, leaf_for
+from provenance.store.migrations import ACCESS_RULES_FROM, RECALL_RULES_FROM, TIME_RULES_FROM
+from provenance.store.rows import Identity, Lot
+from provenance.store.state import MAX_REJECT_RAW
 
 log = logging.getLogger(__name__)
 

@@ -33,21 +33,15 @@ from provenance.core.ed25519 import InvalidSignature
 from provenance.core.envelope import b64url, canonical_pair
 from provenance.core.errors import ProvenanceError, VerificationError
 from provenance.core.identity import verifier_for
-from provenance.core.kinds import KIND_CODES, KIND_NAMES, REGISTRAR, SIGNER_ROLES
+from provenance.core.kinds import KIND_NAMES, REGISTRAR, SIGNER_ROLES
 from provenance.core.merkle import LEAF_PREFIX, NODE_PREFIX, MemoryTree, hash_children, range_hash
 from provenance.core.timefmt import parse_time
 from provenance.infra import lifeline
 from provenance.ledger.proofs import build_bundle, checkpoint_body
-from provenance.store.db import (
-    ACCESS_RULES_FROM,
-    NODE_MIN_LEVEL,
-    RECALL_RULES_FROM,
-    TIME_RULES_FROM,
-    Store,
-    StoredEvent,
-    StoreError,
-    parse_ids,
-)
+from provenance.store.db import NODE_MIN_LEVEL, Store, StoreError
+from provenance.store.migrations import ACCESS_RULES_FROM, RECALL_RULES_FROM, TIME_RULES_FROM
+from provenance.store.replay import STATE_TABLES
+from provenance.store.rows import StoredEvent, parse_ids
 
 CHUNK = 8192  # events per verification task, at most
 MIN_CHUNK = 512
@@ -207,12 +201,7 @@ def _check_links(
 ) -> None:
     """Each link whose event lies in [begin, end) must follow from the previous
     link of its chain (stored) and the recomputed event id."""
-    rows = store.conn.execute(
-        "SELECT l.chain, l.pos, l.event, l.link, p.link, p.event FROM links l "
-        "LEFT JOIN links p ON p.chain = l.chain AND p.pos = l.pos - 1 "
-        "WHERE l.event >= ? AND l.event < ?",
-        (begin, end),
-    )
+    rows = store.links_with_previous(begin, end)
     for chain_id, pos, event_index, link, previous, previous_event in rows:
         event_id = ids[event_index - begin]
         hex_id = event_id.hex() if event_id else None
@@ -258,10 +247,7 @@ def _check_nodes(
 ) -> None:
     for level in range(NODE_MIN_LEVEL, len(levels)):
         first = begin >> level
-        rows = store.conn.execute(
-            "SELECT idx, hash FROM log_nodes WHERE level = ? AND idx >= ? AND idx < ?",
-            (level, first, first + len(levels[level])),
-        )
+        rows = store.log_nodes_at(level, first, first + len(levels[level]))
         for index, stored_hash in rows:
             if levels[level][index - first] != stored_hash:
                 problems.append(
@@ -374,13 +360,7 @@ def _check_state(store: Store, report: Report) -> None:
                 recorded = str(store.log_size())  # not migrated yet: all of it is from before
             rules_from = int(recorded or 0)
             replica.set_meta(
-                boundary,
-                str(
-                    store.conn.execute(
-                        "SELECT count(*) FROM events WHERE idx < ? AND kind <> ?",
-                        (rules_from, KIND_CODES["reading"]),
-                    ).fetchone()[0]
-                ),
+                boundary, str(store.count_events_before(rules_from, other_than="reading"))
             )
     far_future = 250_000_000_000_000_000  # µs, year ~9892: no event is "in the future"
     ledger = Ledger(
@@ -411,7 +391,7 @@ def _check_state(store: Store, report: Report) -> None:
             replay()
     if batch:
         replay()
-    for table, describe in _STATE_TABLES.items():
+    for table, describe in STATE_TABLES.items():
         derived, stored_rows = set(describe(replica)), set(describe(store))
         for row in sorted(stored_rows - derived, key=repr)[:20]:
             report.add(f"{table} table holds {row}, which the log does not produce: it was edited")
@@ -419,128 +399,6 @@ def _check_state(store: Store, report: Report) -> None:
             report.add(f"{table} table lacks {row}, which the log produces: it was edited")
     ledger.close()
     replica.close()
-
-
-def _lot_state(store: Store) -> list[tuple[Any, ...]]:
-    return store.conn.execute(
-        "SELECT c.subject, l.product, l.category, l.expiry, l.profile, cu.did, co.did, l.recalled, "
-        "l.quantity, l.unit, l.used, l.used_other, l.location, l.held "
-        "FROM lots l JOIN chains c ON c.id = l.id LEFT JOIN identities cu ON cu.id = l.custodian "
-        "LEFT JOIN identities co ON co.id = l.commissioned_by"
-    ).fetchall()
-
-
-# Events are named by (signer, seq) below: log indexes differ in the replica,
-# which replays everything but the readings.
-_EVENT_NAME = "(SELECT i.did || ' #' || e.seq FROM events e JOIN identities i ON i.id = e.signer "
-
-
-def _lineage_state(store: Store) -> list[tuple[Any, ...]]:
-    return store.conn.execute(
-        "SELECT p.subject, c.subject, "
-        + _EVENT_NAME
-        + "WHERE e.idx = l.event), l.in_value, l.in_unit, l.out_value, l.out_unit "
-        "FROM lineage l LEFT JOIN chains p ON p.id = l.parent LEFT JOIN chains c ON c.id = l.child"
-    ).fetchall()
-
-
-def _recall_state(store: Store) -> list[tuple[Any, ...]]:
-    return store.conn.execute(
-        "SELECT l.subject, s.subject, "
-        + _EVENT_NAME
-        + "WHERE e.idx = r.event), "
-        + _EVENT_NAME
-        + "WHERE e.idx = r.lift_event) "
-        "FROM recalls r LEFT JOIN chains l ON l.id = r.lot LEFT JOIN chains s ON s.id = r.source"
-    ).fetchall()
-
-
-def _hold_state(store: Store) -> list[tuple[Any, ...]]:
-    return store.conn.execute(
-        "SELECT l.subject, h.rule, "
-        + _EVENT_NAME
-        + "WHERE e.idx = h.event), "
-        + _EVENT_NAME
-        + "WHERE e.idx = h.release_event) "
-        "FROM holds h LEFT JOIN chains l ON l.id = h.lot"
-    ).fetchall()
-
-
-def _flag_state(store: Store) -> list[tuple[Any, ...]]:
-    return store.conn.execute(
-        "SELECT l.subject, f.rule, f.key, f.signal, "
-        + _EVENT_NAME
-        + "WHERE e.idx = f.event) FROM flags f LEFT JOIN chains l ON l.id = f.lot"
-    ).fetchall()
-
-
-def _custody_state(store: Store) -> list[tuple[Any, ...]]:
-    """Every party that held each lot: it decides who may sign inspections and
-    who sees the lot in the portal."""
-    return store.conn.execute(
-        "SELECT c.subject, i.did FROM custodians k LEFT JOIN chains c ON c.id = k.lot "
-        "LEFT JOIN identities i ON i.id = k.party"
-    ).fetchall()
-
-
-def _prefix_state(store: Store) -> list[tuple[Any, ...]]:
-    """The GS1 company prefixes of each party, and the event that gave each."""
-    return store.conn.execute(
-        "SELECT i.did, p.prefix, "
-        + _EVENT_NAME
-        + "WHERE e.idx = p.event) FROM prefixes p LEFT JOIN identities i ON i.id = p.party"
-    ).fetchall()
-
-
-def _filing_state(store: Store) -> list[tuple[Any, ...]]:
-    """Where recalls, lifts, EPCIS imports and prefix grants were filed: the
-    ledger decides that from its state (the cascade, the signer's stream, the
-    grantee's prefix chain), not the envelope's batches."""
-    codes = ",".join(str(KIND_CODES[k]) for k in ("recall", "recall-lift", "epcis", "grant"))
-    rows = store.conn.execute(
-        f"SELECT i.did, e.seq, e.idx FROM events e JOIN identities i ON i.id = e.signer "
-        f"WHERE e.kind IN ({codes})"
-    ).fetchall()
-    filed: dict[int, list[str]] = {}
-    if rows:
-        for chain_id, event_index in store.conn.execute(
-            f"SELECT l.chain, l.event FROM links l JOIN events e ON e.idx = l.event "
-            f"WHERE e.kind IN ({codes})"
-        ):
-            filed.setdefault(event_index, []).append(store.subject(chain_id))
-    return [(did, seq, tuple(sorted(filed.get(index, ())))) for did, seq, index in rows]
-
-
-def _attachment_state(store: Store) -> list[tuple[Any, ...]]:
-    return store.conn.execute(
-        "SELECT d.did, c.subject, a.from_us, a.until_us FROM attachments a "
-        "LEFT JOIN identities d ON d.id = a.device LEFT JOIN chains c ON c.id = a.lot"
-    ).fetchall()
-
-
-def _shipment_state(store: Store) -> list[tuple[Any, ...]]:
-    rows = store.conn.execute(
-        "SELECT s.lots, f.did, t.did, s.receive_event IS NOT NULL FROM shipments s "
-        "LEFT JOIN identities f ON f.id = s.sender LEFT JOIN identities t ON t.id = s.receiver"
-    ).fetchall()
-    return [
-        (tuple(sorted(store.subject(i) for i in parse_ids(lots))), sender, receiver, received)
-        for lots, sender, receiver, received in rows
-    ]
-
-
-_STATE_TABLES = {
-    "lots": _lot_state,
-    "attachments": _attachment_state,
-    "shipments": _shipment_state,
-    "lineage": _lineage_state,
-    "recalls": _recall_state,
-    "holds": _hold_state,
-    "flags": _flag_state,
-    "custodians": _custody_state,
-    "prefixes": _prefix_state,
-    "links (recall, lift and EPCIS filing)": _filing_state,
-}
 
 
 def _levels(leaves: list[bytes]) -> list[list[bytes]]:
@@ -732,11 +590,7 @@ def _check_heads(store: Store, size: int, report: Report) -> MemoryTree:
     """Each chain's stored head and length must match its last link; returns
     the heads tree over the stored heads."""
     heads = MemoryTree()
-    rows = store.conn.execute(
-        "SELECT c.id, c.subject, c.head, c.length, l.link, "
-        "(SELECT count(*) FROM links x WHERE x.chain = c.id) "
-        "FROM chains c LEFT JOIN links l ON l.chain = c.id AND l.pos = c.length - 1 ORDER BY c.id"
-    )
+    rows = store.chain_heads()
     for expected_id, (chain_id, subject, head, length, last, count) in enumerate(rows, start=1):
         if chain_id != expected_id:
             report.add(f"chain ids jump from {expected_id - 1} to {chain_id}: a chain was removed")
@@ -747,9 +601,7 @@ def _check_heads(store: Store, size: int, report: Report) -> MemoryTree:
             )
         heads.append(chains.head_leaf(subject, length, head))
     report.chains_checked = heads.size
-    stray = store.conn.execute(
-        "SELECT count(*) FROM links WHERE event < 0 OR event >= ?", (size,)
-    ).fetchone()[0]
+    stray = store.count_stray_links(size)
     if stray:
         report.add(f"{stray} chain link(s) point at events that are not in the log")
     return heads

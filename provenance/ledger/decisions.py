@@ -8,7 +8,8 @@ from __future__ import annotations
 from provenance.core.errors import NotFound
 from provenance.domain.custody import Party, unknown_party
 from provenance.domain.rules import Flag, Hold, Release
-from provenance.store.db import Lot, Store, StoredEvent
+from provenance.store.db import Store
+from provenance.store.rows import Lot, StoredEvent
 
 
 def lot_holds(store: Store, lot_uri: str, *, include_released: bool = False) -> list[Hold]:

@@ -19,7 +19,8 @@ from typing import Any
 
 from provenance.core.errors import NotFound
 from provenance.domain.custody import Party, unknown_party
-from provenance.store.db import LineageEdge, LotState, Store
+from provenance.store.db import Store
+from provenance.store.rows import LineageEdge, LotState
 
 BACK = "back"
 FORWARD = "forward"

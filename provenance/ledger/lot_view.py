@@ -46,7 +46,8 @@ from provenance.domain.rules import Flag, Hold
 from provenance.ledger.decisions import flag_records, hold_records
 from provenance.ledger.lineage import RecallRecord, recall_records
 from provenance.ledger.proofs import checkpoint_body
-from provenance.store.db import Lot, Store
+from provenance.store.db import Store
+from provenance.store.rows import Lot
 
 VERIFY_CHUNK = 500  # signatures per task on the verify threads
 CHART_BUCKETS = 160  # chart columns per leg: ~2 px each on a phone, peaks kept (M4)

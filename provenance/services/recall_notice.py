@@ -19,7 +19,7 @@ from typing import Any
 from provenance.core import gs1, topics
 from provenance.core.jcs import canonicalize
 from provenance.ledger.lineage import RecallRecord, held
-from provenance.store.db import LotState
+from provenance.store.rows import LotState
 
 FORMAT = "provenance-recall-notice/v1"
 

@@ -1,6 +1,11 @@
 """SQLite storage (WAL) through sqlite-utils: the one adapter the ledger writes
 through. Everything here is plain persistence; the decisions are the ledger's.
 
+`Store` lives here; its row models in rows.py, the schema's named migrations in
+migrations.py (with backfills.py), the derived tables' reads and writes in
+state.py and derived.py, and the questions only the portal or the audit ask in
+queries.py and replay.py.
+
 Layout (docs/architecture.md has the why):
 - events: one row per accepted event, keyed by its log index; the canonical
   envelope is rebuilt from these columns (signer and lots by id).
@@ -27,9 +32,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.request import pathname2url
@@ -38,618 +42,17 @@ import sqlite_utils
 
 from provenance.core.envelope import Envelope
 from provenance.core.errors import ProvenanceError
-from provenance.core.kinds import KIND_CODES, KIND_NAMES, PREFIXES_FIELD
+from provenance.core.kinds import KIND_CODES, KIND_NAMES
 from provenance.core.merkle import hash_leaf, root_from_leaf_hashes
-
-NODE_MIN_LEVEL = 4
-MAX_REJECT_RAW = 4096
-
-Migration = Callable[[sqlite_utils.Database], None]
-MIGRATIONS: list[tuple[str, Migration]] = []
-
-
-def migration(name: str) -> Callable[[Migration], Migration]:
-    """Register a named schema migration; each runs once, in its own transaction."""
-
-    def register(function: Migration) -> Migration:
-        MIGRATIONS.append((name, function))
-        return function
-
-    return register
-
-
-@migration("0001_initial")
-def _initial(db: sqlite_utils.Database) -> None:
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    db.execute(
-        """CREATE TABLE events (
-            idx INTEGER PRIMARY KEY,  -- position in the Merkle log
-            kind INTEGER NOT NULL,
-            signer INTEGER NOT NULL,  -- chains.id of the signer's identity
-            seq INTEGER NOT NULL,
-            time TEXT NOT NULL,
-            batches TEXT,             -- JSON list of chains.id, NULL when the envelope had none
-            lots TEXT,                -- JSON list of chains.id it was filed under, when different
-            data TEXT NOT NULL,       -- RFC 8785 text of data
-            sig BLOB NOT NULL,
-            leaf BLOB NOT NULL,       -- RFC 9162 leaf hash of the event id
-            key INTEGER NOT NULL      -- first 8 bytes of the event id, for lookups
-        )"""
-    )
-    db.execute("CREATE UNIQUE INDEX events_signer_seq ON events (signer, seq)")
-    db.execute("CREATE INDEX events_key ON events (key)")
-    db.execute(
-        """CREATE TABLE chains (
-            id INTEGER PRIMARY KEY, subject TEXT NOT NULL UNIQUE,
-            head BLOB NOT NULL, length INTEGER NOT NULL)"""
-    )
-    db.execute(
-        """CREATE TABLE links (
-            chain INTEGER NOT NULL, pos INTEGER NOT NULL, event INTEGER NOT NULL,
-            link BLOB NOT NULL, PRIMARY KEY (chain, pos)) WITHOUT ROWID"""
-    )
-    db.execute("CREATE INDEX links_event ON links (event)")
-    db.execute(
-        """CREATE TABLE log_nodes (
-            level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
-            PRIMARY KEY (level, idx)) WITHOUT ROWID"""
-    )
-    db.execute("CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL)")
-    db.execute(
-        """CREATE TABLE identities (
-            id INTEGER PRIMARY KEY, did TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
-            name TEXT NOT NULL, role TEXT, owner INTEGER, enrol_event INTEGER NOT NULL,
-            revoked_from TEXT, revoke_event INTEGER, UNIQUE (type, name))"""
-    )
-    db.execute(
-        """CREATE TABLE lots (
-            id INTEGER PRIMARY KEY, gtin TEXT NOT NULL, lot TEXT NOT NULL,
-            product TEXT NOT NULL, category TEXT, expiry TEXT, profile TEXT,
-            custodian INTEGER NOT NULL, commissioned_by INTEGER NOT NULL,
-            origin_event INTEGER NOT NULL, recalled INTEGER NOT NULL DEFAULT 0,
-            UNIQUE (gtin, lot))"""
-    )
-    db.execute(
-        """CREATE TABLE attachments (
-            id INTEGER PRIMARY KEY, device INTEGER NOT NULL, lot INTEGER NOT NULL,
-            from_us INTEGER NOT NULL, until_us INTEGER,
-            attach_event INTEGER NOT NULL, detach_event INTEGER)"""
-    )
-    db.execute("CREATE INDEX attachments_device ON attachments (device)")
-    db.execute("CREATE INDEX attachments_lot ON attachments (lot)")
-    db.execute(
-        """CREATE TABLE shipments (
-            event INTEGER PRIMARY KEY, sender INTEGER NOT NULL, receiver INTEGER NOT NULL,
-            lots TEXT NOT NULL, receive_event INTEGER)"""
-    )
-    db.execute(
-        """CREATE TABLE rejects (
-            id INTEGER PRIMARY KEY, at TEXT NOT NULL, reason TEXT NOT NULL,
-            detail TEXT NOT NULL, source TEXT, event_id TEXT, raw BLOB)"""
-    )
-    db.execute("CREATE INDEX rejects_reason ON rejects (reason)")
-
-
-@migration("0002_lineage")
-def _lineage(db: sqlite_utils.Database) -> None:
-    """The lineage graph (input lot -> output lot of every transform) and what a
-    trace shows of each lot: registered quantity, amount used since, last known
-    location. Backfilled from the events already in the log."""
-    conn = db.conn
-    conn.execute(
-        """CREATE TABLE lineage (
-            parent INTEGER NOT NULL,  -- lots.id of a transform input
-            child INTEGER NOT NULL,   -- lots.id of an output of the same transform
-            event INTEGER NOT NULL,   -- log index of the transform
-            in_value REAL, in_unit TEXT,    -- how much of the input the transform used
-            out_value REAL, out_unit TEXT,  -- how much of the output it made
-            PRIMARY KEY (parent, child)) WITHOUT ROWID"""
-    )
-    conn.execute("CREATE INDEX lineage_child ON lineage (child, parent)")
-    for column in (
-        "quantity REAL",  # registered: commission or transform output
-        "unit TEXT",
-        "used REAL NOT NULL DEFAULT 0",  # used by transforms and dispensed, in `unit`
-        "used_other INTEGER NOT NULL DEFAULT 0",  # 1: some use was in another unit
-        "location TEXT",  # JSON: last location given by commission/transform/ship/receive/dispense
-    ):
-        conn.execute(f"ALTER TABLE lots ADD COLUMN {column}")
-    # Open shipments are few; without this index each ship scans every shipment.
-    conn.execute("CREATE INDEX shipments_open ON shipments (event) WHERE receive_event IS NULL")
-    _backfill_lots(conn)
-
-
-@migration("0003_recall_sources")
-def _recall_sources(db: sqlite_utils.Database) -> None:
-    """Recalls per (affected lot, source lot, recall event), so that a recall
-    cascades downstream and a lift ends only what its source caused."""
-    conn = db.conn
-    conn.execute(
-        """CREATE TABLE recalls (
-            lot INTEGER NOT NULL,     -- the recalled lot
-            source INTEGER NOT NULL,  -- the lot the recall named (lot itself, or an ancestor)
-            event INTEGER NOT NULL,   -- log index of the recall
-            lift_event INTEGER,       -- log index of the lift that ended it; NULL: active
-            PRIMARY KEY (lot, event, source)) WITHOUT ROWID"""
-    )
-    conn.execute("CREATE INDEX recalls_event ON recalls (event)")
-    conn.execute("CREATE INDEX recalls_source ON recalls (source) WHERE lift_event IS NULL")
-    conn.execute("CREATE INDEX recalls_lift ON recalls (lift_event) WHERE lift_event IS NOT NULL")
-    # The cascade's filing and the `recalled` refusals apply to events from here on;
-    # what the log already holds was accepted under the earlier rules.
-    # Never moved once set (a boundary already recorded stays where it was).
-    size = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        (RECALL_RULES_FROM, str(size)),
-    )
-    _backfill_recalls(conn)
-
-
-RECALL_RULES_FROM = "recall_rules_from"  # meta: log index from which recall rules apply
-
-
-@migration("0004_holds_and_flags")
-def _holds_and_flags(db: sqlite_utils.Database) -> None:
-    """Holds (a lot stopped by a rule until released) and flags (signals such as
-    a silent logger or a counterfeit serial), derived from `hold`, `release` and
-    `flag` events; `lots.held` says whether any hold is in force. Backfilled from
-    the log (empty unless the log already holds such events)."""
-    conn = db.conn
-    conn.execute(
-        """CREATE TABLE holds (
-            lot INTEGER NOT NULL,      -- the held lot
-            event INTEGER NOT NULL,    -- log index of the hold
-            rule TEXT NOT NULL,        -- the rule that decided it (data.rule)
-            release_event INTEGER,     -- log index of the release that ended it; NULL: active
-            PRIMARY KEY (lot, event)) WITHOUT ROWID"""
-    )
-    conn.execute("CREATE INDEX holds_active ON holds (event) WHERE release_event IS NULL")
-    conn.execute(
-        """CREATE TABLE flags (
-            lot INTEGER NOT NULL,
-            rule TEXT NOT NULL,
-            key TEXT NOT NULL,         -- what the flag is about: one flag per lot, rule and key
-            signal TEXT NOT NULL,      -- e.g. logger-silent, counterfeit, coldchain
-            event INTEGER NOT NULL,    -- log index of the flag
-            PRIMARY KEY (lot, rule, key)) WITHOUT ROWID"""
-    )
-    conn.execute("CREATE INDEX flags_event ON flags (event)")
-    conn.execute("ALTER TABLE lots ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
-    # The rules service looks at the loggers attached now, every round.
-    conn.execute("CREATE INDEX attachments_open ON attachments (id) WHERE until_us IS NULL")
-    _backfill_holds(conn)
-
-
-@migration("0005_access")
-def _access(db: sqlite_utils.Database) -> None:
-    """Custody history per lot and GS1 company prefixes per party, for the
-    access rules (docs/protocol.md §3): who may sign `inspect`/`epcis` about a
-    lot, and who may commission under a GTIN. Backfilled from the log; the
-    rules apply to events from the log's size now on (meta `access_rules_from`),
-    so the events already logged stay valid on replay."""
-    conn = db.conn
-    conn.execute(
-        """CREATE TABLE custodians (
-            lot INTEGER NOT NULL,    -- lots.id
-            party INTEGER NOT NULL,  -- identities.id of a party that held it (made or received)
-            PRIMARY KEY (lot, party)) WITHOUT ROWID"""
-    )
-    conn.execute("CREATE INDEX custodians_party ON custodians (party, lot)")
-    conn.execute(
-        """CREATE TABLE prefixes (
-            party INTEGER NOT NULL,  -- identities.id
-            prefix TEXT NOT NULL,    -- a GS1 company prefix, 6-12 digits
-            event INTEGER NOT NULL,  -- log index of the enrolment or grant that gave it
-            PRIMARY KEY (party, prefix)) WITHOUT ROWID"""
-    )
-    size = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        (ACCESS_RULES_FROM, str(size)),
-    )
-    conn.execute("INSERT OR IGNORE INTO custodians SELECT id, commissioned_by FROM lots")
-    conn.execute("INSERT OR IGNORE INTO custodians SELECT id, custodian FROM lots")
-    for receiver, lots in conn.execute(
-        "SELECT receiver, lots FROM shipments WHERE receive_event IS NOT NULL"
-    ).fetchall():
-        conn.executemany(
-            "INSERT OR IGNORE INTO custodians (lot, party) VALUES (?, ?)",
-            [(lot, receiver) for lot in parse_ids(lots)],
-        )
-    for idx, data_text in conn.execute(
-        "SELECT idx, data FROM events WHERE kind = ? ORDER BY idx", (KIND_CODES["enrol"],)
-    ).fetchall():
-        data = json.loads(data_text)
-        if data.get(PREFIXES_FIELD):
-            party = conn.execute(
-                "SELECT id FROM identities WHERE did = ?", (data["subject"],)
-            ).fetchone()
-            if party:
-                record_prefixes(conn, party[0], data[PREFIXES_FIELD], idx)
-
-
-ACCESS_RULES_FROM = "access_rules_from"  # meta: log index from which access rules apply
-
-
-def record_prefixes(
-    conn: sqlite3.Connection, party_id: int, prefixes: Sequence[str], event_index: int
-) -> None:
-    conn.executemany(
-        "INSERT OR IGNORE INTO prefixes (party, prefix, event) VALUES (?, ?, ?)",
-        [(party_id, prefix, event_index) for prefix in prefixes],
-    )
-
-
-@migration("0006_reject_counts")
-def _reject_counts(db: sqlite_utils.Database) -> None:
-    """A reject row may stand for several refusals (provenance/ledger/rejects.py):
-    `count` of them, the last at `last_at`. Existing rows are one each."""
-    conn = db.conn
-    conn.execute("ALTER TABLE rejects ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
-    conn.execute("ALTER TABLE rejects ADD COLUMN last_at TEXT")
-
-
-@migration("0007_time_rules")
-def _time_rules(db: sqlite_utils.Database) -> None:
-    """The time rules of a lot (docs/protocol.md §3.1: nothing dated before its
-    commissioning, custody changes in time order) refuse events from the log
-    index recorded here on; what the log already holds was accepted without
-    them and stays valid (`verify` replays each event under the rules of its time).
-    Never moved once set."""
-    size = db.conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
-    db.conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        (TIME_RULES_FROM, str(size)),
-    )
-
-
-TIME_RULES_FROM = "time_rules_from"  # meta: log index from which the time rules apply
-
-
-def _backfill_holds(conn: sqlite3.Connection) -> None:
-    codes = ",".join(str(KIND_CODES[k]) for k in ("hold", "release", "flag"))
-    rows = conn.execute(
-        f"SELECT idx, kind, batches, data FROM events WHERE kind IN ({codes}) ORDER BY idx"
-    ).fetchall()
-    for idx, kind, batches, data_text in rows:
-        data = json.loads(data_text)
-        lots = parse_ids(batches) if batches else []
-        name = KIND_NAMES[kind]
-        if name == "hold":
-            record_hold(conn, idx, lots, data["rule"])
-        elif name == "release":
-            hold = None
-            if "hold" in data:  # the named hold, found by its id's key among holds
-                found = conn.execute(
-                    "SELECT idx FROM events WHERE key = ? AND kind = ? AND idx < ?",
-                    (_key(bytes.fromhex(data["hold"])), KIND_CODES["hold"], idx),
-                ).fetchone()
-                hold = found[0] if found else -1
-            record_release(conn, idx, lots, hold)
-        else:
-            record_flag(conn, idx, lots, data["rule"], data["signal"], data["key"])
-
-
-def _subject_ids(conn: sqlite3.Connection) -> dict[str, int]:
-    return dict(conn.execute("SELECT subject, id FROM chains"))
-
-
-def _backfill_lots(conn: sqlite3.Connection) -> None:
-    """Replay commission, transform, ship, receive and dispense into the lineage
-    table and the lots' quantity and location columns, through the same
-    functions the ledger writes with."""
-    ids = _subject_ids(conn)
-    codes = ",".join(
-        str(KIND_CODES[k]) for k in ("commission", "transform", "ship", "receive", "dispense")
-    )
-    rows = conn.execute(
-        f"SELECT idx, kind, batches, data FROM events WHERE kind IN ({codes}) ORDER BY idx"
-    ).fetchall()
-    for idx, kind, batches, data_text in rows:
-        data = json.loads(data_text)
-        lots = parse_ids(batches) if batches else []
-        name = KIND_NAMES[kind]
-        if name == "commission":
-            record_commission(conn, lots[0], data)
-        elif name == "transform":
-            record_transform(conn, idx, data, ids)
-        elif name == "dispense":
-            record_dispense(conn, lots, data)
-        else:  # ship, receive
-            record_location(conn, lots, data.get("location"))
-
-
-def _backfill_recalls(conn: sqlite3.Connection) -> None:
-    codes = f"{KIND_CODES['recall']},{KIND_CODES['recall-lift']}"
-    rows = conn.execute(
-        f"SELECT idx, kind, batches FROM events WHERE kind IN ({codes}) ORDER BY idx"
-    ).fetchall()
-    for idx, kind, batches in rows:
-        sources = parse_ids(batches) if batches else []
-        if KIND_NAMES[kind] == "recall":
-            record_recall(conn, idx, sources)
-        else:
-            record_lift(conn, idx, sources)
-
-
-# --- derived lot state, written by the ledger and by the backfills alike
-
-
-def _location_json(location: Any) -> str | None:
-    if not isinstance(location, dict):
-        return None
-    return json.dumps(location, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def record_commission(conn: sqlite3.Connection, lot_id: int, data: dict[str, Any]) -> None:
-    """A commissioned lot's registered quantity and its origin as first location."""
-    quantity = data.get("quantity") or {}
-    conn.execute(
-        "UPDATE lots SET quantity = ?, unit = ?, location = ? WHERE id = ?",
-        (quantity.get("value"), quantity.get("unit"), _location_json(data.get("origin")), lot_id),
-    )
-
-
-def _use(conn: sqlite3.Connection, lot_id: int, quantity: dict[str, Any]) -> None:
-    value, unit = quantity["value"], quantity["unit"]
-    conn.execute(
-        "UPDATE lots SET used = used + CASE WHEN unit = ? THEN ? ELSE 0 END, "
-        "used_other = CASE WHEN unit IS ? THEN used_other ELSE 1 END WHERE id = ?",
-        (unit, value, unit, lot_id),
-    )
-
-
-def record_transform(
-    conn: sqlite3.Connection, event_index: int, data: dict[str, Any], ids: dict[str, int]
-) -> list[tuple[int, int]]:
-    """Lineage edges of a transform (every input x every output, each edge with
-    the input's and the output's quantity: the event does not say how inputs
-    split among outputs), the inputs' use and the outputs' quantity and
-    location. Returns the (parent, child) edges."""
-    location = _location_json(data.get("location"))
-    rows, edges = [], []
-    for item in data["inputs"]:
-        parent = ids[item["batch"]]
-        _use(conn, parent, item["quantity"])
-        for out in data["outputs"]:
-            child = ids[out["batch"]]
-            q_in, q_out = item["quantity"], out["quantity"]
-            rows.append(
-                (
-                    parent,
-                    child,
-                    event_index,
-                    q_in["value"],
-                    q_in["unit"],
-                    q_out["value"],
-                    q_out["unit"],
-                )
-            )
-            edges.append((parent, child))
-    conn.executemany(
-        "INSERT INTO lineage (parent, child, event, in_value, in_unit, out_value, out_unit) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    for out in data["outputs"]:
-        conn.execute(
-            "UPDATE lots SET quantity = ?, unit = ?, used = 0, used_other = 0, "
-            "location = coalesce(?, location) WHERE id = ?",
-            (out["quantity"]["value"], out["quantity"]["unit"], location, ids[out["batch"]]),
-        )
-    return edges
-
-
-def record_dispense(conn: sqlite3.Connection, lot_ids: Sequence[int], data: dict[str, Any]) -> None:
-    for lot_id in lot_ids:
-        _use(conn, lot_id, data["quantity"])
-    record_location(conn, lot_ids, data.get("location"))
-
-
-def record_location(conn: sqlite3.Connection, lot_ids: Sequence[int], location: Any) -> None:
-    text = _location_json(location)
-    if text is not None:
-        conn.executemany(
-            "UPDATE lots SET location = ? WHERE id = ?", [(text, lot_id) for lot_id in lot_ids]
-        )
-
-
-_DESCENDANTS = (
-    "WITH RECURSIVE down(id) AS (SELECT ? UNION "
-    "SELECT l.child FROM lineage l JOIN down d ON l.parent = d.id) "
-)
-_EDGE = "SELECT parent, child, event, in_value, in_unit, out_value, out_unit FROM lineage "
-_ANCESTORS = (
-    "WITH RECURSIVE up(id) AS (SELECT ? UNION "
-    "SELECT l.parent FROM lineage l JOIN up u ON l.child = u.id) "
-)
-
-
-def descendants(conn: sqlite3.Connection, lot_id: int, before: int | None = None) -> list[int]:
-    """Every lot made, transitively, from *lot_id* (not itself), by id; with
-    *before*, only through transforms logged before that index."""
-    sql, params = _DESCENDANTS, [lot_id, lot_id]
-    if before is not None:
-        sql = (
-            "WITH RECURSIVE down(id) AS (SELECT ? UNION SELECT l.child FROM lineage l "
-            "JOIN down d ON l.parent = d.id WHERE l.event < ?) "
-        )
-        params = [lot_id, before, lot_id]
-    return [
-        row[0]
-        for row in conn.execute(sql + "SELECT id FROM down WHERE id <> ? ORDER BY id", params)
-    ]
-
-
-def record_recall(conn: sqlite3.Connection, event_index: int, sources: Sequence[int]) -> list[int]:
-    """A recall of *sources*: each source and every lot downstream of it gets an
-    active row naming that source; all become recalled. Returns the affected
-    lots: the sources in order, then the rest by id."""
-    rows: list[tuple[int, int, int]] = []
-    for source in sources:
-        rows.append((source, source, event_index))
-        rows.extend(
-            (lot_id, source, event_index) for lot_id in descendants(conn, source, event_index)
-        )
-    conn.executemany("INSERT OR IGNORE INTO recalls (lot, source, event) VALUES (?, ?, ?)", rows)
-    affected = list(dict.fromkeys([*sources, *sorted({row[0] for row in rows})]))
-    conn.executemany("UPDATE lots SET recalled = 1 WHERE id = ?", [(i,) for i in affected])
-    return affected
-
-
-def record_lift(conn: sqlite3.Connection, event_index: int, sources: Sequence[int]) -> list[int]:
-    """A lift of *sources*: every active row naming one of them as source ends;
-    a lot stays recalled while any other active row remains. Returns the lots
-    whose rows it ended: the sources in order, then the rest by id."""
-    marks = ",".join("?" * len(sources))
-    touched = [
-        row[0]
-        for row in conn.execute(
-            f"SELECT DISTINCT lot FROM recalls WHERE source IN ({marks}) AND lift_event IS NULL",
-            list(sources),
-        )
-    ]
-    conn.execute(
-        f"UPDATE recalls SET lift_event = ? WHERE source IN ({marks}) AND lift_event IS NULL",
-        [event_index, *sources],
-    )
-    affected = list(dict.fromkeys([*sources, *sorted(set(touched) - set(sources))]))
-    conn.executemany(
-        "UPDATE lots SET recalled = EXISTS (SELECT 1 FROM recalls r "
-        "WHERE r.lot = lots.id AND r.lift_event IS NULL) WHERE id = ?",
-        [(lot_id,) for lot_id in affected],
-    )
-    return affected
-
-
-def record_hold(
-    conn: sqlite3.Connection, event_index: int, lot_ids: Sequence[int], rule: str
-) -> None:
-    """A hold of *lot_ids* by *rule*: an active row each; the lots become held."""
-    conn.executemany(
-        "INSERT INTO holds (lot, event, rule) VALUES (?, ?, ?)",
-        [(lot_id, event_index, rule) for lot_id in lot_ids],
-    )
-    conn.executemany("UPDATE lots SET held = 1 WHERE id = ?", [(i,) for i in lot_ids])
-
-
-def record_release(
-    conn: sqlite3.Connection, event_index: int, lot_ids: Sequence[int], hold: int | None
-) -> None:
-    """A release of *lot_ids*: ends the hold at log index *hold* on them, or (None)
-    every active hold on them; a lot stays held while another hold remains."""
-    marks = ",".join("?" * len(lot_ids))
-    sql = f"UPDATE holds SET release_event = ? WHERE lot IN ({marks}) AND release_event IS NULL"
-    params: list[Any] = [event_index, *lot_ids]
-    if hold is not None:
-        sql += " AND event = ?"
-        params.append(hold)
-    conn.execute(sql, params)
-    conn.executemany(
-        "UPDATE lots SET held = EXISTS (SELECT 1 FROM holds h "
-        "WHERE h.lot = lots.id AND h.release_event IS NULL) WHERE id = ?",
-        [(lot_id,) for lot_id in lot_ids],
-    )
-
-
-def record_flag(
-    conn: sqlite3.Connection,
-    event_index: int,
-    lot_ids: Sequence[int],
-    rule: str,
-    signal: str,
-    key: str,
-) -> None:
-    conn.executemany(
-        "INSERT INTO flags (lot, rule, key, signal, event) VALUES (?, ?, ?, ?, ?)",
-        [(lot_id, rule, key, signal, event_index) for lot_id in lot_ids],
-    )
-
-
-@dataclass
-class Identity:
-    id: int
-    did: str
-    type: str  # party | device | registrar
-    name: str
-    role: str | None
-    owner: int | None
-    enrol_event: int
-    revoked_from: str | None = None
-    revoked_from_us: int | None = None
-
-
-@dataclass
-class Lot:
-    id: int
-    uri: str
-    gtin: str
-    lot: str
-    product: str
-    category: str | None
-    expiry: str | None
-    profile: str | None
-    custodian: int
-    commissioned_by: int
-    origin_event: int
-    recalled: bool
-    held: bool = False  # under an active hold (docs/rules.md)
-
-
-@dataclass(frozen=True)
-class LineageEdge:
-    """One row of the lineage table: *parent* went into the transform at log
-    index *event*, which made *child*."""
-
-    parent: int
-    child: int
-    event: int
-    in_value: float | None
-    in_unit: str | None
-    out_value: float | None
-    out_unit: str | None
-
-
-@dataclass(frozen=True)
-class LotState:
-    """A lot as a trace shows it (`Store.lot_states`)."""
-
-    id: int
-    uri: str
-    gtin: str
-    lot: str
-    product: str
-    category: str | None
-    expiry: str | None
-    custodian_did: str | None
-    custodian_name: str | None
-    custodian_role: str | None
-    quantity: float | None  # registered by the commission or the transform that made it
-    unit: str | None
-    used: float  # used by transforms and dispensed since, in `unit`
-    used_other: bool  # some use was stated in another unit
-    location: dict[str, Any] | None  # the last location an event gave
-    recalled: bool
-    origin_event: int
-
-
-@dataclass
-class StoredEvent:
-    index: int
-    envelope: Envelope
-    leaf: bytes
-    lots: tuple[int, ...]  # chains the event is filed under
+from provenance.store.migrations import MIGRATIONS
+from provenance.store.rows import StoredEvent, event_key, parse_ids
+from provenance.store.state import DerivedState
+
+NODE_MIN_LEVEL = 4  # log_nodes keeps complete subtrees from this level up
 
 
 class StoreError(ProvenanceError):
     """The database is missing, from a newer version, or not a Provenance ledger."""
-
-
-def parse_ids(text: str) -> list[int]:
-    """Chain ids stored as "[3,7]" (faster than json.loads for this one shape)."""
-    inner = text[1:-1]
-    return [int(part) for part in inner.split(",")] if inner else []
 
 
 def _connect(path: Path, *, create: bool, readonly: bool) -> sqlite3.Connection:
@@ -667,12 +70,11 @@ def _connect(path: Path, *, create: bool, readonly: bool) -> sqlite3.Connection:
         raise StoreError(f"cannot open the ledger {path}: {exc}") from None
 
 
-def _key(event_id: bytes) -> int:
-    return int.from_bytes(event_id[:8], "big", signed=True)
+class Store(DerivedState):
+    """The SQLite store. `Store(path)` or `Store.memory()`; one per thread.
 
-
-class Store:
-    """The SQLite store. `Store(path)` or `Store.memory()`; one per thread."""
+    Here: opening, the schema version, transactions, meta, the log, events and
+    chains; the derived tables' reads and writes come from `DerivedState`."""
 
     def __init__(
         self, path: str | Path | None = None, *, create: bool = True, readonly: bool = False
@@ -914,7 +316,7 @@ class Store:
             envelope.data_json,
             envelope.signature,
             leaf,
-            _key(envelope.id_bytes),
+            event_key(envelope.id_bytes),
         )
 
     def subject(self, chain_id: int) -> str:
@@ -984,7 +386,9 @@ class Store:
         return self.event_from_row(row) if row else None
 
     def find_event(self, event_id: bytes) -> StoredEvent | None:
-        for row in self.conn.execute(self._EVENT_COLUMNS + "WHERE e.key = ?", (_key(event_id),)):
+        for row in self.conn.execute(
+            self._EVENT_COLUMNS + "WHERE e.key = ?", (event_key(event_id),)
+        ):
             stored = self.event_from_row(row)
             if stored.envelope.id_bytes == event_id:
                 return stored
@@ -1059,221 +463,6 @@ class Store:
         ).fetchall()
         return [self.event_from_row(row) for row in rows]
 
-    # --- identities
-
-    _IDENTITY = (
-        "SELECT id, did, type, name, role, owner, enrol_event, revoked_from FROM identities "
-    )
-
-    @staticmethod
-    def _identity(row: tuple[Any, ...] | None) -> Identity | None:
-        if row is None:
-            return None
-        from provenance.core.timefmt import parse_time
-
-        identity = Identity(*row)
-        if identity.revoked_from is not None:
-            identity.revoked_from_us = parse_time(identity.revoked_from)
-        return identity
-
-    def identity_by_did(self, did: str) -> Identity | None:
-        return self._identity(
-            self.conn.execute(self._IDENTITY + "WHERE did = ?", (did,)).fetchone()
-        )
-
-    def identity_by_id(self, identity_id: int) -> Identity | None:
-        return self._identity(
-            self.conn.execute(self._IDENTITY + "WHERE id = ?", (identity_id,)).fetchone()
-        )
-
-    def identity_by_name(self, type_: str, name: str) -> Identity | None:
-        return self._identity(
-            self.conn.execute(
-                self._IDENTITY + "WHERE type = ? AND name = ?", (type_, name)
-            ).fetchone()
-        )
-
-    def identities(self) -> list[Identity]:
-        rows = self.conn.execute(self._IDENTITY + "ORDER BY id").fetchall()
-        return [identity for row in rows if (identity := self._identity(row))]
-
-    def insert_identity(self, identity: Identity) -> None:
-        self.conn.execute(
-            "INSERT INTO identities (id, did, type, name, role, owner, enrol_event) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                identity.id,
-                identity.did,
-                identity.type,
-                identity.name,
-                identity.role,
-                identity.owner,
-                identity.enrol_event,
-            ),
-        )
-
-    def revoke_identity(self, identity_id: int, revoked_from: str, event_index: int) -> None:
-        self.conn.execute(
-            "UPDATE identities SET revoked_from = ?, revoke_event = ? WHERE id = ?",
-            (revoked_from, event_index, identity_id),
-        )
-
-    # --- lots
-
-    _LOT = (
-        "SELECT l.id, c.subject, l.gtin, l.lot, l.product, l.category, l.expiry, l.profile, "
-        "l.custodian, l.commissioned_by, l.origin_event, l.recalled, l.held FROM lots l "
-        "JOIN chains c ON c.id = l.id "
-    )
-
-    def lot_by_uri(self, uri: str) -> Lot | None:
-        row = self.conn.execute(self._LOT + "WHERE c.subject = ?", (uri,)).fetchone()
-        return self._lot(row) if row else None
-
-    def lots(self) -> list[Lot]:
-        return [self._lot(row) for row in self.conn.execute(self._LOT + "ORDER BY l.id")]
-
-    def lot_by_id(self, lot_id: int) -> Lot | None:
-        row = self.conn.execute(self._LOT + "WHERE l.id = ?", (lot_id,)).fetchone()
-        return self._lot(row) if row else None
-
-    @staticmethod
-    def _lot(row: tuple[Any, ...]) -> Lot:
-        return Lot(*row[:11], recalled=bool(row[11]), held=bool(row[12]))
-
-    def insert_lot(self, lot: Lot) -> None:
-        self.conn.execute(
-            "INSERT INTO lots (id, gtin, lot, product, category, expiry, profile, custodian, "
-            "commissioned_by, origin_event, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                lot.id,
-                lot.gtin,
-                lot.lot,
-                lot.product,
-                lot.category,
-                lot.expiry,
-                lot.profile,
-                lot.custodian,
-                lot.commissioned_by,
-                lot.origin_event,
-                int(lot.recalled),
-            ),
-        )
-        self._add_custodian(lot.id, lot.commissioned_by)
-        self._add_custodian(lot.id, lot.custodian)
-
-    def set_custodian(self, lot_id: int, party_id: int) -> None:
-        self.conn.execute("UPDATE lots SET custodian = ? WHERE id = ?", (party_id, lot_id))
-        self._add_custodian(lot_id, party_id)
-
-    def _add_custodian(self, lot_id: int, party_id: int) -> None:
-        self.conn.execute(
-            "INSERT OR IGNORE INTO custodians (lot, party) VALUES (?, ?)", (lot_id, party_id)
-        )
-
-    def held_by(self, lot_id: int, party_id: int) -> bool:
-        """Whether the party holds or ever held the lot (made it, or received it)."""
-        return (
-            self.conn.execute(
-                "SELECT 1 FROM custodians WHERE lot = ? AND party = ?", (lot_id, party_id)
-            ).fetchone()
-            is not None
-        )
-
-    def custodian_history(self, lot_id: int) -> list[int]:
-        """Identity ids of every party that held the lot, in id order."""
-        return [
-            row[0]
-            for row in self.conn.execute(
-                "SELECT party FROM custodians WHERE lot = ? ORDER BY party", (lot_id,)
-            )
-        ]
-
-    # --- GS1 company prefixes (who may commission under which GTINs)
-
-    def record_prefixes(self, party_id: int, prefixes: Sequence[str], event_index: int) -> None:
-        record_prefixes(self.conn, party_id, prefixes, event_index)
-
-    def prefixes(self, party_id: int) -> list[str]:
-        """The GS1 company prefixes the party may commission under, sorted."""
-        return [
-            row[0]
-            for row in self.conn.execute(
-                "SELECT prefix FROM prefixes WHERE party = ? ORDER BY prefix", (party_id,)
-            )
-        ]
-
-    def set_recalled(self, lot_id: int, recalled: bool) -> None:
-        self.conn.execute("UPDATE lots SET recalled = ? WHERE id = ?", (int(recalled), lot_id))
-
-    # --- lineage and lot state (what a trace shows)
-
-    def record_commission(self, lot_id: int, data: dict[str, Any]) -> None:
-        record_commission(self.conn, lot_id, data)
-
-    def record_transform(
-        self, event_index: int, data: dict[str, Any], ids: dict[str, int]
-    ) -> list[tuple[int, int]]:
-        return record_transform(self.conn, event_index, data, ids)
-
-    def record_dispense(self, lot_ids: Sequence[int], data: dict[str, Any]) -> None:
-        record_dispense(self.conn, lot_ids, data)
-
-    def record_location(self, lot_ids: Sequence[int], location: Any) -> None:
-        record_location(self.conn, lot_ids, location)
-
-    def descendants(self, lot_id: int) -> list[int]:
-        return descendants(self.conn, lot_id)
-
-    def ancestors(self, lot_id: int) -> list[int]:
-        return [
-            row[0]
-            for row in self.conn.execute(
-                _ANCESTORS + "SELECT id FROM up WHERE id <> ? ORDER BY id", (lot_id, lot_id)
-            )
-        ]
-
-    def lineage_edges(self, lot_id: int, direction: str) -> list[LineageEdge]:
-        """Every lineage edge upstream ("back") or downstream ("forward") of a
-        lot, through one recursive query over the indexed edges."""
-        if direction == "forward":
-            sql = _DESCENDANTS + _EDGE + "WHERE parent IN (SELECT id FROM down)"
-        elif direction == "back":
-            sql = _ANCESTORS + _EDGE + "WHERE child IN (SELECT id FROM up)"
-        else:
-            raise ValueError(f"direction must be back or forward, not {direction!r}")
-        return [LineageEdge(*row) for row in self.conn.execute(sql, (lot_id,))]
-
-    def lot_states(self, lot_ids: Sequence[int]) -> list[LotState]:
-        """What a trace shows of each lot (in no particular order)."""
-        rows = self.conn.execute(
-            "SELECT l.id, c.subject, l.gtin, l.lot, l.product, l.category, l.expiry, "
-            "i.did, i.name, i.role, l.quantity, l.unit, l.used, l.used_other, l.location, "
-            "l.recalled, l.origin_event FROM lots l JOIN chains c ON c.id = l.id "
-            "LEFT JOIN identities i ON i.id = l.custodian "
-            "WHERE l.id IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(lot_ids)),),
-        ).fetchall()
-        return [
-            LotState(
-                *row[:13],
-                bool(row[13]),
-                None if row[14] is None else json.loads(row[14]),
-                bool(row[15]),
-                row[16],
-            )
-            for row in rows
-        ]
-
-    def open_shipments(self) -> dict[int, tuple[int, str | None, str | None, str | None]]:
-        """lot id -> (ship event index, receiver did, name, role) of every lot in transit."""
-        rows = self.conn.execute(
-            "SELECT j.value, s.event, r.did, r.name, r.role FROM shipments s "
-            "JOIN json_each(s.lots) j LEFT JOIN identities r ON r.id = s.receiver "
-            "WHERE s.receive_event IS NULL"
-        )
-        return {row[0]: tuple(row[1:]) for row in rows}  # type: ignore[misc]
-
     def event_ids(self, indexes: Sequence[int]) -> dict[int, str]:
         """Event ids (hex) of the events at these log indexes."""
         rows = self.conn.execute(
@@ -1282,280 +471,50 @@ class Store:
         )
         return {row[0]: self.event_from_row(row).envelope.event_id for row in rows}
 
-    # --- recalls (by source: a lot may be recalled directly and through ancestors)
-
-    def record_recall(self, event_index: int, sources: Sequence[int]) -> list[int]:
-        return record_recall(self.conn, event_index, sources)
-
-    def record_lift(self, event_index: int, sources: Sequence[int]) -> list[int]:
-        return record_lift(self.conn, event_index, sources)
-
-    def active_recalls(self, lot_id: int) -> list[tuple[int, int]]:
-        """(source lot id, recall event index) of the lot's active recalls, oldest first."""
+    def count_events_before(self, index: int, *, other_than: str) -> int:
+        """How many events before log *index* are not of kind *other_than*."""
         return self.conn.execute(
-            "SELECT source, event FROM recalls WHERE lot = ? AND lift_event IS NULL "
-            "ORDER BY event, source",
-            (lot_id,),
-        ).fetchall()
-
-    def recall_rows(self, lot_id: int) -> list[tuple[int, int, int | None]]:
-        """(source, recall event, lift event or None) of every recall that reached the lot."""
-        return self.conn.execute(
-            "SELECT source, event, lift_event FROM recalls WHERE lot = ? ORDER BY event, source",
-            (lot_id,),
-        ).fetchall()
-
-    def lots_of_recall_event(self, event_index: int) -> list[int]:
-        """The lots a recall (or, for a lift's index, a lift) changed, by id."""
-        return [
-            row[0]
-            for row in self.conn.execute(
-                "SELECT lot FROM recalls WHERE event = ? UNION "
-                "SELECT lot FROM recalls WHERE lift_event = ? ORDER BY 1",
-                (event_index, event_index),
-            )
-        ]
-
-    def recall_effects(self, event_index: int) -> list[tuple[int, int]]:
-        """(lot, source) of every recall row a recall (or lift) at this index made (or ended)."""
-        return self.conn.execute(
-            "SELECT lot, source FROM recalls WHERE event = ? OR lift_event = ? "
-            "ORDER BY lot, source",
-            (event_index, event_index),
-        ).fetchall()
-
-    def recall_events_since(self, begin: int) -> list[int]:
-        """Log indexes of recalls and lifts from *begin* on."""
-        codes = f"{KIND_CODES['recall']},{KIND_CODES['recall-lift']}"
-        return [
-            row[0]
-            for row in self.conn.execute(
-                f"SELECT idx FROM events WHERE idx >= ? AND kind IN ({codes}) ORDER BY idx",
-                (begin,),
-            )
-        ]
-
-    def recalled_count(self, lot_ids: Sequence[int]) -> int:
-        return self.conn.execute(
-            "SELECT count(*) FROM lots WHERE recalled = 1 "
-            "AND id IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(lot_ids)),),
+            "SELECT count(*) FROM events WHERE idx < ? AND kind <> ?",
+            (index, KIND_CODES[other_than]),
         ).fetchone()[0]
 
-    # --- holds and flags (what the rules key decided; docs/rules.md)
+    # --- what verification reads of the log and the chains, as stored
 
-    def record_hold(self, event_index: int, lot_ids: Sequence[int], rule: str) -> None:
-        record_hold(self.conn, event_index, lot_ids, rule)
-
-    def record_release(self, event_index: int, lot_ids: Sequence[int], hold: int | None) -> None:
-        record_release(self.conn, event_index, lot_ids, hold)
-
-    def record_flag(
-        self, event_index: int, lot_ids: Sequence[int], rule: str, signal: str, key: str
-    ) -> None:
-        record_flag(self.conn, event_index, lot_ids, rule, signal, key)
-
-    def active_holds(self, lot_id: int) -> list[tuple[int, str]]:
-        """(hold event index, rule) of the lot's holds in force, oldest first."""
-        return self.conn.execute(
-            "SELECT event, rule FROM holds WHERE lot = ? AND release_event IS NULL ORDER BY event",
-            (lot_id,),
-        ).fetchall()
-
-    def hold_rows(self, lot_id: int) -> list[tuple[int, str, int | None]]:
-        """(hold event index, rule, release event index or None) of every hold of the lot."""
-        return self.conn.execute(
-            "SELECT event, rule, release_event FROM holds WHERE lot = ? ORDER BY event", (lot_id,)
-        ).fetchall()
-
-    def held_lots(self) -> list[tuple[int, int]]:
-        """(lot id, hold event index) of every hold in force, oldest first."""
-        return self.conn.execute(
-            "SELECT lot, event FROM holds WHERE release_event IS NULL ORDER BY event, lot"
-        ).fetchall()
-
-    def has_flag(self, lot_id: int, rule: str, key: str) -> bool:
-        return (
-            self.conn.execute(
-                "SELECT 1 FROM flags WHERE lot = ? AND rule = ? AND key = ?", (lot_id, rule, key)
-            ).fetchone()
-            is not None
+    def links_with_previous(
+        self, begin: int, end: int
+    ) -> Iterator[tuple[int, int, int, bytes, bytes | None, int | None]]:
+        """(chain, pos, event index, link, previous link, previous link's event
+        index) of every link whose event lies in [begin, end); the previous
+        columns are None for a first link or a missing one."""
+        yield from self.conn.execute(
+            "SELECT l.chain, l.pos, l.event, l.link, p.link, p.event FROM links l "
+            "LEFT JOIN links p ON p.chain = l.chain AND p.pos = l.pos - 1 "
+            "WHERE l.event >= ? AND l.event < ?",
+            (begin, end),
         )
 
-    def flag_rows(self, lot_id: int) -> list[tuple[int, str, str, str]]:
-        """(flag event index, rule, signal, key) of every flag of the lot, oldest first."""
-        return self.conn.execute(
-            "SELECT event, rule, signal, key FROM flags WHERE lot = ? ORDER BY event", (lot_id,)
-        ).fetchall()
-
-    def recent_flags(self, limit: int = 100) -> list[tuple[int, int]]:
-        """(lot id, flag event index) of the newest flags, newest first."""
-        return self.conn.execute(
-            "SELECT lot, event FROM flags ORDER BY event DESC, lot LIMIT ?", (limit,)
-        ).fetchall()
-
-    def hold_events_since(self, begin: int) -> list[tuple[int, str, list[int]]]:
-        """(log index, kind, lot ids) of holds, releases and flags from *begin* on."""
-        codes = ",".join(str(KIND_CODES[k]) for k in ("hold", "release", "flag"))
-        return [
-            (idx, KIND_NAMES[kind], parse_ids(lots or batches or "[]"))
-            for idx, kind, batches, lots in self.conn.execute(
-                f"SELECT idx, kind, batches, lots FROM events WHERE idx >= ? AND kind IN ({codes}) "
-                "ORDER BY idx",
-                (begin,),
-            )
-        ]
-
-    def lot_events_since(
-        self, begin: int, end: int, kinds: Sequence[str]
-    ) -> list[tuple[int, str, int, str, list[int]]]:
-        """(log index, kind, signer id, time, lot ids filed under) of events of *kinds*
-        in [begin, end), in log order: what a follower of the ledger needs to know
-        which lots an event touched, without rebuilding envelopes."""
-        codes = ",".join(str(KIND_CODES[k]) for k in kinds)
-        return [
-            (idx, KIND_NAMES[kind], signer, time, parse_ids(lots or batches or "[]"))
-            for idx, kind, signer, time, batches, lots in self.conn.execute(
-                "SELECT idx, kind, signer, time, batches, lots FROM events "
-                f"WHERE idx >= ? AND idx < ? AND kind IN ({codes}) ORDER BY idx",
-                (begin, end),
-            )
-        ]
-
-    def lot_readings(
-        self, lot_id: int, from_pos: int = 0
-    ) -> list[tuple[int, int, int, str, float | None, str | None]]:
-        """(chain position, log index, device id, time, temperature °C or None, sensor
-        or None) of the readings filed under the lot from chain position *from_pos*
-        on, in chain order (a follower reads only what is new)."""
-        return self.conn.execute(
-            "SELECT l.pos, e.idx, e.signer, e.time, json_extract(e.data, '$.temperature_c'), "
-            "json_extract(e.data, '$.sensor') "
-            "FROM links l JOIN events e ON e.idx = l.event "
-            "WHERE l.chain = ? AND l.pos >= ? AND e.kind = ? ORDER BY l.pos",
-            (lot_id, from_pos, KIND_CODES["reading"]),
-        ).fetchall()
-
-    def lot_attachments(self, lot_id: int) -> list[tuple[int, int, int | None]]:
-        """(device id, from µs, until µs or None) of every logger attached to the lot."""
-        return self.conn.execute(
-            "SELECT device, from_us, until_us FROM attachments WHERE lot = ? ORDER BY id",
-            (lot_id,),
-        ).fetchall()
-
-    def open_attachments(self) -> list[tuple[int, int, int]]:
-        """(lot id, device id, from µs) of every logger attached now."""
-        return self.conn.execute(
-            "SELECT lot, device, from_us FROM attachments WHERE until_us IS NULL ORDER BY id"
-        ).fetchall()
-
-    # --- attachments and shipments
-
-    def attachments(self, device_id: int) -> list[list[Any]]:
-        """[lot, from_us, until_us, attachment id] for a device, oldest first."""
-        return [
-            list(row)
-            for row in self.conn.execute(
-                "SELECT lot, from_us, until_us, id FROM attachments WHERE device = ? ORDER BY id",
-                (device_id,),
-            )
-        ]
-
-    def insert_attachment(self, device: int, lot: int, from_us: int, event_index: int) -> int:
-        cursor = self.conn.execute(
-            "INSERT INTO attachments (device, lot, from_us, attach_event) VALUES (?, ?, ?, ?)",
-            (device, lot, from_us, event_index),
-        )
-        return cursor.lastrowid or 0
-
-    def close_attachment(self, attachment_id: int, until_us: int, event_index: int) -> None:
-        self.conn.execute(
-            "UPDATE attachments SET until_us = ?, detach_event = ? WHERE id = ?",
-            (until_us, event_index, attachment_id),
+    def log_nodes_at(self, level: int, begin: int, end: int) -> Iterator[tuple[int, bytes]]:
+        """(index, hash) of the stored log nodes at *level* with index in [begin, end)."""
+        yield from self.conn.execute(
+            "SELECT idx, hash FROM log_nodes WHERE level = ? AND idx >= ? AND idx < ?",
+            (level, begin, end),
         )
 
-    def insert_shipment(
-        self, event_index: int, sender: int, receiver: int, lots: list[int]
-    ) -> None:
-        self.conn.execute(
-            "INSERT INTO shipments (event, sender, receiver, lots) VALUES (?, ?, ?, ?)",
-            (event_index, sender, receiver, json.dumps(sorted(lots))),
+    def chain_heads(self) -> Iterator[tuple[int, str, bytes, int, bytes | None, int]]:
+        """(id, subject, stored head, stored length, the link at position length - 1
+        or None, how many links the chain has) of every chain, by id."""
+        yield from self.conn.execute(
+            "SELECT c.id, c.subject, c.head, c.length, l.link, "
+            "(SELECT count(*) FROM links x WHERE x.chain = c.id) "
+            "FROM chains c LEFT JOIN links l ON l.chain = c.id AND l.pos = c.length - 1 "
+            "ORDER BY c.id"
         )
 
-    def shipment(self, event_index: int) -> tuple[int, int, list[int], int | None] | None:
-        row = self.conn.execute(
-            "SELECT sender, receiver, lots, receive_event FROM shipments WHERE event = ?",
-            (event_index,),
-        ).fetchone()
-        return None if row is None else (row[0], row[1], json.loads(row[2]), row[3])
-
-    def open_shipment_for(self, lot_id: int) -> int | None:
-        row = self.conn.execute(
-            "SELECT s.event FROM shipments s, json_each(s.lots) j "
-            "WHERE s.receive_event IS NULL AND j.value = ? LIMIT 1",
-            (lot_id,),
-        ).fetchone()
-        return row[0] if row else None
-
-    def last_receive_of(self, lot_id: int) -> int | None:
-        """Log index of the newest receive of a shipment that carried the lot
-        (the lot's last handoff), or None if it was never received."""
-        row = self.conn.execute(
-            "SELECT max(s.receive_event) FROM shipments s, json_each(s.lots) j "
-            "WHERE j.value = ? AND s.receive_event IS NOT NULL",
-            (lot_id,),
-        ).fetchone()
-        return row[0] if row else None
-
-    def close_shipment(self, event_index: int, receive_index: int) -> None:
-        self.conn.execute(
-            "UPDATE shipments SET receive_event = ? WHERE event = ?", (receive_index, event_index)
-        )
-
-    # --- rejects
-
-    def insert_reject(
-        self,
-        at: str,
-        reason: str,
-        detail: str,
-        source: str | None,
-        event_id: str | None,
-        raw: bytes | None,
-        count: int = 1,
-    ) -> int:
-        """Record a refusal (or *count* of them: an aggregate row); its row id.
-        Text is stored as valid UTF-8 (anything else escaped), raw bytes capped."""
-        cursor = self.conn.execute(
-            "INSERT INTO rejects (at, reason, detail, source, event_id, raw, count, last_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                at,
-                _text(reason),
-                _text(detail[:2000]),
-                None if source is None else _text(source),
-                event_id,
-                None if raw is None else bytes(raw[:MAX_REJECT_RAW]),
-                count,
-                at,
-            ),
-        )
-        return int(cursor.lastrowid or 0)
-
-    def count_rejects(self, row: int, count: int, at: str) -> bool:
-        """Add *count* refusals to aggregate row *row*; False if there is no such row."""
-        cursor = self.conn.execute(
-            "UPDATE rejects SET count = count + ?, last_at = ? WHERE id = ?", (count, at, row)
-        )
-        return cursor.rowcount == 1
-
-    def rejects(self, limit: int = 100) -> list[tuple[Any, ...]]:
-        """The newest reject rows: (at, reason, detail, source, event_id, count)."""
+    def count_stray_links(self, size: int) -> int:
+        """Links that point at no event of a log of *size* events."""
         return self.conn.execute(
-            "SELECT at, reason, detail, source, event_id, count FROM rejects "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
+            "SELECT count(*) FROM links WHERE event < 0 OR event >= ?", (size,)
+        ).fetchone()[0]
 
     # --- statistics
 
@@ -1576,14 +535,25 @@ class Store:
             "log_size": self.log_size(),
         }
 
+    # --- the file
 
-def _text(text: str) -> str:
-    """*text* as valid UTF-8 (a lone surrogate, from input that was no text, escaped)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+    def checkpoint_wal(self) -> None:
+        """Copy the WAL into the database file and empty it."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def bytes_in_use(self) -> int:
+        """Bytes of the database's pages that hold data (free pages not counted)."""
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self.conn.execute("PRAGMA page_size").fetchone()[0]
+
+    def backup(self, target: str | Path) -> None:
+        """A consistent copy of the ledger in the file *target* (SQLite's backup)."""
+        copy = sqlite3.connect(target)
+        try:
+            self.conn.backup(copy)
+        finally:
+            copy.close()
 
 
 def leaf_for(envelope: Envelope) -> bytes:

@@ -21,7 +21,8 @@ from provenance.core.timefmt import format_time, parse_date_or_time
 from provenance.ledger.append import Appended
 from provenance.ledger.lineage import BOTH, DIRECTIONS, Trace, trace
 from provenance.store.accounts.models import Document, KeyUnavailable, Principal
-from provenance.store.db import Identity, Store
+from provenance.store.db import Store
+from provenance.store.rows import Identity
 
 from ..params import parse_decimal
 from ..state import store as read_store

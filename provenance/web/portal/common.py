@@ -15,7 +15,8 @@ from provenance.barcodes import labels
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.ledger.lot_view import OK, LotView
 from provenance.store.accounts.models import Principal
-from provenance.store.db import Lot, Store
+from provenance.store.db import Store
+from provenance.store.rows import Lot
 
 from ..params import int_arg
 from ..state import scanner

@@ -1,9 +1,8 @@
-"""Read-only questions the portal asks the ledger that `Store` has no method
-for yet: a party's lots and shipments, lot search, recalled lots.
+"""Read-only questions the portal asks the ledger: a party's lots and shipments,
+lot search, recalled lots, who may see or sign about a lot.
 
-They read the store's tables directly through its connection and decide
-nothing. (They belong in `provenance.store.db` as methods; they are kept here
-until the store's owner moves them.)
+The SQL is the store's (provenance/store/queries.py); here its rows become the
+portal's views (`Shipment`, `ActiveRecall`).
 """
 
 from __future__ import annotations
@@ -13,12 +12,9 @@ from typing import Any
 
 from provenance.core.envelope import Envelope
 from provenance.core.identity import OVERSIGHT_ROLES
-from provenance.store.db import Identity, Lot, LotState, Store
-
-# The store's own lot query and row mapping, so the portal sees every lot column
-# (recalled, held, …) the ledger keeps.
-_LOT = Store._LOT
-_lot = Store._lot
+from provenance.store import queries as ask
+from provenance.store.db import Store
+from provenance.store.rows import Identity, Lot, LotState
 
 
 @dataclass(frozen=True)
@@ -33,27 +29,16 @@ class Shipment:
 
 
 def lot_by_id(store: Store, lot_id: int) -> Lot | None:
-    row = store.conn.execute(_LOT + "WHERE l.id = ?", (lot_id,)).fetchone()
-    return _lot(row) if row else None
+    return store.lot_by_id(lot_id)
 
 
 def party_lots(store: Store, party_id: int, *, limit: int, offset: int) -> tuple[list[Lot], int]:
     """Lots the party holds or made, newest first, and how many there are."""
-    where = "WHERE l.custodian = ? OR l.commissioned_by = ? "
-    total = store.conn.execute(
-        "SELECT count(*) FROM lots l " + where, (party_id, party_id)
-    ).fetchone()[0]
-    rows = store.conn.execute(
-        _LOT + where + "ORDER BY l.id DESC LIMIT ? OFFSET ?", (party_id, party_id, limit, offset)
-    ).fetchall()
-    return [_lot(row) for row in rows], total
+    return ask.party_lots(store, party_id, limit=limit, offset=offset)
 
 
 def held_lots(store: Store, party_id: int, limit: int = 500) -> list[Lot]:
-    rows = store.conn.execute(
-        _LOT + "WHERE l.custodian = ? ORDER BY l.id DESC LIMIT ?", (party_id, limit)
-    ).fetchall()
-    return [_lot(row) for row in rows]
+    return ask.lots_in_custody_of(store, party_id, limit)
 
 
 def involved(store: Store, lot: Lot, party_id: int) -> bool:
@@ -73,15 +58,13 @@ def may_sign_about(store: Store, lot: Lot, party: Identity) -> bool:
     return lot.custodian == party.id or store.held_by(lot.id, party.id)
 
 
-def _shipments(store: Store, rows: list[tuple[Any, ...]]) -> list[Shipment]:
+def _shipments(store: Store, rows: list[ask.ShipmentRow]) -> list[Shipment]:
     found = []
-    for event_index, sender, receiver, lots_json in rows:
+    for event_index, sender, receiver, lot_ids in rows:
         stored = store.event_at(event_index)
         if stored is None:
             continue
-        lots = tuple(
-            lot for lot_id in _ids(lots_json) if (lot := lot_by_id(store, lot_id)) is not None
-        )
+        lots = tuple(lot for lot_id in lot_ids if (lot := lot_by_id(store, lot_id)) is not None)
         found.append(
             Shipment(
                 event_index,
@@ -96,28 +79,13 @@ def _shipments(store: Store, rows: list[tuple[Any, ...]]) -> list[Shipment]:
     return found
 
 
-def _ids(text: str) -> list[int]:
-    inner = text.strip()[1:-1]
-    return [int(part) for part in inner.split(",") if part.strip()]
-
-
 def open_shipments(store: Store, party_id: int, *, incoming: bool) -> list[Shipment]:
-    column = "receiver" if incoming else "sender"
-    rows = store.conn.execute(
-        "SELECT event, sender, receiver, lots FROM shipments "
-        f"WHERE {column} = ? AND receive_event IS NULL ORDER BY event DESC LIMIT 200",
-        (party_id,),
-    ).fetchall()
-    return _shipments(store, rows)
+    return _shipments(store, ask.open_shipments_of(store, party_id, incoming=incoming))
 
 
 def shipment_by_event(store: Store, event_index: int) -> Shipment | None:
-    rows = store.conn.execute(
-        "SELECT event, sender, receiver, lots FROM shipments WHERE event = ? "
-        "AND receive_event IS NULL",
-        (event_index,),
-    ).fetchall()
-    found = _shipments(store, rows)
+    row = ask.open_shipment_at(store, event_index)
+    found = _shipments(store, [row] if row else [])
     return found[0] if found else None
 
 
@@ -134,11 +102,6 @@ def parties(store: Store) -> list[Identity]:
     return [i for i in store.identities() if i.type == "party"]
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def search_lots(
     store: Store,
     *,
@@ -150,23 +113,7 @@ def search_lots(
 ) -> tuple[list[Lot], int]:
     """Lots whose GTIN starts with *gtin* (or equals its 14-digit form), whose
     lot code contains *lot*, and whose product name contains *text*."""
-    where, params = [], []
-    if gtin:
-        digits = gtin.strip()
-        where.append("(l.gtin = ? OR l.gtin LIKE ? ESCAPE '\\')")
-        params += [digits.zfill(14), digits.replace("%", "").replace("_", "") + "%"]
-    if lot:
-        where.append("l.lot LIKE ? ESCAPE '\\'")
-        params.append(_like(lot.strip()))
-    if text:
-        where.append("l.product LIKE ? ESCAPE '\\'")
-        params.append(_like(text.strip()))
-    clause = ("WHERE " + " AND ".join(where) + " ") if where else ""
-    total = store.conn.execute("SELECT count(*) FROM lots l " + clause, params).fetchone()[0]
-    rows = store.conn.execute(
-        _LOT + clause + "ORDER BY l.id DESC LIMIT ? OFFSET ?", (*params, limit, offset)
-    ).fetchall()
-    return [_lot(row) for row in rows], total
+    return ask.search_lots(store, text=text, gtin=gtin, lot=lot, limit=limit, offset=offset)
 
 
 @dataclass(frozen=True)
@@ -181,19 +128,12 @@ class ActiveRecall:
 
 def active_recall_events(store: Store, limit: int = 500) -> list[ActiveRecall]:
     """Recall events with at least one lot still under them, newest first."""
-    rows = store.conn.execute(
-        "SELECT event, group_concat(DISTINCT source), count(DISTINCT lot) FROM recalls "
-        "WHERE lift_event IS NULL GROUP BY event ORDER BY event DESC LIMIT ?",
-        (limit,),
-    ).fetchall()
     found = []
-    for event_index, sources, count in rows:
+    for event_index, sources, count in ask.recalls_in_force(store, limit):
         stored = store.event_at(event_index)
         if stored is None:
             continue
-        named = tuple(
-            lot for source in str(sources).split(",") if (lot := lot_by_id(store, int(source)))
-        )
+        named = tuple(lot for source in sources if (lot := lot_by_id(store, source)))
         found.append(ActiveRecall(event_index, stored.envelope, named, count))
     return found
 

@@ -20,7 +20,8 @@ from provenance.core.errors import NotFound
 from provenance.core.timefmt import parse_time
 from provenance.ledger.lineage import RecallRecord, held, quantity, recall_records
 from provenance.store.accounts.accounts import Accounts
-from provenance.store.db import Lot, LotState, Store
+from provenance.store.db import Store
+from provenance.store.rows import Lot, LotState
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,251 @@
+"""The ledger's schema as named migrations, in order. Each runs once, in its own
+transaction, and is recorded by name in `_migrations`: existing databases record
+these names, so a migration is never renamed, reordered or edited — a change is
+a new migration after the last (`Store.migrate` runs them).
+
+The meta keys set here mark the log index from which a rule added later applies
+(what the log already held was accepted without it and stays valid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+from provenance.store.backfills import (
+    backfill_access,
+    backfill_holds,
+    backfill_lots,
+    backfill_recalls,
+)
+
+RECALL_RULES_FROM = "recall_rules_from"  # meta: log index from which recall rules apply
+ACCESS_RULES_FROM = "access_rules_from"  # meta: log index from which access rules apply
+TIME_RULES_FROM = "time_rules_from"  # meta: log index from which the time rules apply
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(name: str) -> Callable[[Migration], Migration]:
+    """Register a named schema migration; each runs once, in its own transaction."""
+
+    def register(function: Migration) -> Migration:
+        MIGRATIONS.append((name, function))
+        return function
+
+    return register
+
+
+@migration("0001_initial")
+def _initial(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        """CREATE TABLE events (
+            idx INTEGER PRIMARY KEY,  -- position in the Merkle log
+            kind INTEGER NOT NULL,
+            signer INTEGER NOT NULL,  -- chains.id of the signer's identity
+            seq INTEGER NOT NULL,
+            time TEXT NOT NULL,
+            batches TEXT,             -- JSON list of chains.id, NULL when the envelope had none
+            lots TEXT,                -- JSON list of chains.id it was filed under, when different
+            data TEXT NOT NULL,       -- RFC 8785 text of data
+            sig BLOB NOT NULL,
+            leaf BLOB NOT NULL,       -- RFC 9162 leaf hash of the event id
+            key INTEGER NOT NULL      -- first 8 bytes of the event id, for lookups
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX events_signer_seq ON events (signer, seq)")
+    db.execute("CREATE INDEX events_key ON events (key)")
+    db.execute(
+        """CREATE TABLE chains (
+            id INTEGER PRIMARY KEY, subject TEXT NOT NULL UNIQUE,
+            head BLOB NOT NULL, length INTEGER NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE links (
+            chain INTEGER NOT NULL, pos INTEGER NOT NULL, event INTEGER NOT NULL,
+            link BLOB NOT NULL, PRIMARY KEY (chain, pos)) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX links_event ON links (event)")
+    db.execute(
+        """CREATE TABLE log_nodes (
+            level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+            PRIMARY KEY (level, idx)) WITHOUT ROWID"""
+    )
+    db.execute("CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+    db.execute(
+        """CREATE TABLE identities (
+            id INTEGER PRIMARY KEY, did TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+            name TEXT NOT NULL, role TEXT, owner INTEGER, enrol_event INTEGER NOT NULL,
+            revoked_from TEXT, revoke_event INTEGER, UNIQUE (type, name))"""
+    )
+    db.execute(
+        """CREATE TABLE lots (
+            id INTEGER PRIMARY KEY, gtin TEXT NOT NULL, lot TEXT NOT NULL,
+            product TEXT NOT NULL, category TEXT, expiry TEXT, profile TEXT,
+            custodian INTEGER NOT NULL, commissioned_by INTEGER NOT NULL,
+            origin_event INTEGER NOT NULL, recalled INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (gtin, lot))"""
+    )
+    db.execute(
+        """CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY, device INTEGER NOT NULL, lot INTEGER NOT NULL,
+            from_us INTEGER NOT NULL, until_us INTEGER,
+            attach_event INTEGER NOT NULL, detach_event INTEGER)"""
+    )
+    db.execute("CREATE INDEX attachments_device ON attachments (device)")
+    db.execute("CREATE INDEX attachments_lot ON attachments (lot)")
+    db.execute(
+        """CREATE TABLE shipments (
+            event INTEGER PRIMARY KEY, sender INTEGER NOT NULL, receiver INTEGER NOT NULL,
+            lots TEXT NOT NULL, receive_event INTEGER)"""
+    )
+    db.execute(
+        """CREATE TABLE rejects (
+            id INTEGER PRIMARY KEY, at TEXT NOT NULL, reason TEXT NOT NULL,
+            detail TEXT NOT NULL, source TEXT, event_id TEXT, raw BLOB)"""
+    )
+    db.execute("CREATE INDEX rejects_reason ON rejects (reason)")
+
+
+@migration("0002_lineage")
+def _lineage(db: sqlite_utils.Database) -> None:
+    """The lineage graph (input lot -> output lot of every transform) and what a
+    trace shows of each lot: registered quantity, amount used since, last known
+    location. Backfilled from the events already in the log."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE lineage (
+            parent INTEGER NOT NULL,  -- lots.id of a transform input
+            child INTEGER NOT NULL,   -- lots.id of an output of the same transform
+            event INTEGER NOT NULL,   -- log index of the transform
+            in_value REAL, in_unit TEXT,    -- how much of the input the transform used
+            out_value REAL, out_unit TEXT,  -- how much of the output it made
+            PRIMARY KEY (parent, child)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX lineage_child ON lineage (child, parent)")
+    for column in (
+        "quantity REAL",  # registered: commission or transform output
+        "unit TEXT",
+        "used REAL NOT NULL DEFAULT 0",  # used by transforms and dispensed, in `unit`
+        "used_other INTEGER NOT NULL DEFAULT 0",  # 1: some use was in another unit
+        "location TEXT",  # JSON: last location given by commission/transform/ship/receive/dispense
+    ):
+        conn.execute(f"ALTER TABLE lots ADD COLUMN {column}")
+    # Open shipments are few; without this index each ship scans every shipment.
+    conn.execute("CREATE INDEX shipments_open ON shipments (event) WHERE receive_event IS NULL")
+    backfill_lots(conn)
+
+
+@migration("0003_recall_sources")
+def _recall_sources(db: sqlite_utils.Database) -> None:
+    """Recalls per (affected lot, source lot, recall event), so that a recall
+    cascades downstream and a lift ends only what its source caused."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE recalls (
+            lot INTEGER NOT NULL,     -- the recalled lot
+            source INTEGER NOT NULL,  -- the lot the recall named (lot itself, or an ancestor)
+            event INTEGER NOT NULL,   -- log index of the recall
+            lift_event INTEGER,       -- log index of the lift that ended it; NULL: active
+            PRIMARY KEY (lot, event, source)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX recalls_event ON recalls (event)")
+    conn.execute("CREATE INDEX recalls_source ON recalls (source) WHERE lift_event IS NULL")
+    conn.execute("CREATE INDEX recalls_lift ON recalls (lift_event) WHERE lift_event IS NOT NULL")
+    # The cascade's filing and the `recalled` refusals apply to events from here on;
+    # what the log already holds was accepted under the earlier rules.
+    # Never moved once set (a boundary already recorded stays where it was).
+    size = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        (RECALL_RULES_FROM, str(size)),
+    )
+    backfill_recalls(conn)
+
+
+@migration("0004_holds_and_flags")
+def _holds_and_flags(db: sqlite_utils.Database) -> None:
+    """Holds (a lot stopped by a rule until released) and flags (signals such as
+    a silent logger or a counterfeit serial), derived from `hold`, `release` and
+    `flag` events; `lots.held` says whether any hold is in force. Backfilled from
+    the log (empty unless the log already holds such events)."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE holds (
+            lot INTEGER NOT NULL,      -- the held lot
+            event INTEGER NOT NULL,    -- log index of the hold
+            rule TEXT NOT NULL,        -- the rule that decided it (data.rule)
+            release_event INTEGER,     -- log index of the release that ended it; NULL: active
+            PRIMARY KEY (lot, event)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX holds_active ON holds (event) WHERE release_event IS NULL")
+    conn.execute(
+        """CREATE TABLE flags (
+            lot INTEGER NOT NULL,
+            rule TEXT NOT NULL,
+            key TEXT NOT NULL,         -- what the flag is about: one flag per lot, rule and key
+            signal TEXT NOT NULL,      -- e.g. logger-silent, counterfeit, coldchain
+            event INTEGER NOT NULL,    -- log index of the flag
+            PRIMARY KEY (lot, rule, key)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX flags_event ON flags (event)")
+    conn.execute("ALTER TABLE lots ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
+    # The rules service looks at the loggers attached now, every round.
+    conn.execute("CREATE INDEX attachments_open ON attachments (id) WHERE until_us IS NULL")
+    backfill_holds(conn)
+
+
+@migration("0005_access")
+def _access(db: sqlite_utils.Database) -> None:
+    """Custody history per lot and GS1 company prefixes per party, for the
+    access rules (docs/protocol.md §3): who may sign `inspect`/`epcis` about a
+    lot, and who may commission under a GTIN. Backfilled from the log; the
+    rules apply to events from the log's size now on (meta `access_rules_from`),
+    so the events already logged stay valid on replay."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE custodians (
+            lot INTEGER NOT NULL,    -- lots.id
+            party INTEGER NOT NULL,  -- identities.id of a party that held it (made or received)
+            PRIMARY KEY (lot, party)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX custodians_party ON custodians (party, lot)")
+    conn.execute(
+        """CREATE TABLE prefixes (
+            party INTEGER NOT NULL,  -- identities.id
+            prefix TEXT NOT NULL,    -- a GS1 company prefix, 6-12 digits
+            event INTEGER NOT NULL,  -- log index of the enrolment or grant that gave it
+            PRIMARY KEY (party, prefix)) WITHOUT ROWID"""
+    )
+    size = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        (ACCESS_RULES_FROM, str(size)),
+    )
+    backfill_access(conn)
+
+
+@migration("0006_reject_counts")
+def _reject_counts(db: sqlite_utils.Database) -> None:
+    """A reject row may stand for several refusals (provenance/ledger/rejects.py):
+    `count` of them, the last at `last_at`. Existing rows are one each."""
+    conn = db.conn
+    conn.execute("ALTER TABLE rejects ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+    conn.execute("ALTER TABLE rejects ADD COLUMN last_at TEXT")
+
+
+@migration("0007_time_rules")
+def _time_rules(db: sqlite_utils.Database) -> None:
+    """The time rules of a lot (docs/protocol.md §3.1: nothing dated before its
+    commissioning, custody changes in time order) refuse events from the log
+    index recorded here on; what the log already holds was accepted without
+    them and stays valid (`verify` replays each event under the rules of its time).
+    Never moved once set."""
+    size = db.conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
+    db.conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        (TIME_RULES_FROM, str(size)),
+    )

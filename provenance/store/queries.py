@@ -1,0 +1,115 @@
+"""Questions the portal asks of the ledger's tables: a party's lots, lot search,
+a party's open shipments, the recalls in force. Read-only; each takes a `Store`
+and returns rows or row models (the portal makes its views of them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from provenance.store.rows import Lot
+from provenance.store.state import LOT_SELECT, lot_from_row
+
+if TYPE_CHECKING:
+    from provenance.store.db import Store
+
+ShipmentRow = tuple[int, int, int, list[int]]  # (ship event index, sender, receiver, lot ids)
+
+
+def party_lots(store: Store, party_id: int, *, limit: int, offset: int) -> tuple[list[Lot], int]:
+    """Lots the party holds or made, newest first (a page of them), and how many there are."""
+    where = "WHERE l.custodian = ? OR l.commissioned_by = ? "
+    total = store.conn.execute(
+        "SELECT count(*) FROM lots l " + where, (party_id, party_id)
+    ).fetchone()[0]
+    rows = store.conn.execute(
+        LOT_SELECT + where + "ORDER BY l.id DESC LIMIT ? OFFSET ?",
+        (party_id, party_id, limit, offset),
+    ).fetchall()
+    return [lot_from_row(row) for row in rows], total
+
+
+def lots_in_custody_of(store: Store, party_id: int, limit: int = 500) -> list[Lot]:
+    """Lots the party holds now, newest first."""
+    rows = store.conn.execute(
+        LOT_SELECT + "WHERE l.custodian = ? ORDER BY l.id DESC LIMIT ?", (party_id, limit)
+    ).fetchall()
+    return [lot_from_row(row) for row in rows]
+
+
+def open_shipments_of(store: Store, party_id: int, *, incoming: bool) -> list[ShipmentRow]:
+    """The party's shipments not yet received, to it (*incoming*) or from it, newest
+    first (200 at most)."""
+    column = "receiver" if incoming else "sender"
+    rows = store.conn.execute(
+        "SELECT event, sender, receiver, lots FROM shipments "
+        f"WHERE {column} = ? AND receive_event IS NULL ORDER BY event DESC LIMIT 200",
+        (party_id,),
+    ).fetchall()
+    return [(event, sender, receiver, _ids(lots)) for event, sender, receiver, lots in rows]
+
+
+def open_shipment_at(store: Store, event_index: int) -> ShipmentRow | None:
+    """The shipment made at *event_index*, if it is not yet received."""
+    row = store.conn.execute(
+        "SELECT event, sender, receiver, lots FROM shipments WHERE event = ? "
+        "AND receive_event IS NULL",
+        (event_index,),
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2], _ids(row[3]))
+
+
+def _ids(text: str) -> list[int]:
+    """Lot ids of a shipment row ("[3, 7]")."""
+    inner = text.strip()[1:-1]
+    return [int(part) for part in inner.split(",") if part.strip()]
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_lots(
+    store: Store,
+    *,
+    text: str = "",
+    gtin: str = "",
+    lot: str = "",
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Lot], int]:
+    """Lots whose GTIN starts with *gtin* (or equals its 14-digit form), whose
+    lot code contains *lot*, and whose product name contains *text*, newest
+    first (a page of them), and how many there are."""
+    where, params = [], []
+    if gtin:
+        digits = gtin.strip()
+        where.append("(l.gtin = ? OR l.gtin LIKE ? ESCAPE '\\')")
+        params += [digits.zfill(14), digits.replace("%", "").replace("_", "") + "%"]
+    if lot:
+        where.append("l.lot LIKE ? ESCAPE '\\'")
+        params.append(_like(lot.strip()))
+    if text:
+        where.append("l.product LIKE ? ESCAPE '\\'")
+        params.append(_like(text.strip()))
+    clause = ("WHERE " + " AND ".join(where) + " ") if where else ""
+    total = store.conn.execute("SELECT count(*) FROM lots l " + clause, params).fetchone()[0]
+    rows = store.conn.execute(
+        LOT_SELECT + clause + "ORDER BY l.id DESC LIMIT ? OFFSET ?", (*params, limit, offset)
+    ).fetchall()
+    return [lot_from_row(row) for row in rows], total
+
+
+def recalls_in_force(store: Store, limit: int = 500) -> list[tuple[int, list[int], int]]:
+    """(recall event index, the lots it named, how many lots it still holds recalled)
+    of every recall with a lot still under it, newest first."""
+    rows = store.conn.execute(
+        "SELECT event, group_concat(DISTINCT source), count(DISTINCT lot) FROM recalls "
+        "WHERE lift_event IS NULL GROUP BY event ORDER BY event DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [
+        (event_index, [int(source) for source in str(sources).split(",")], count)
+        for event_index, sources, count in rows
+    ]

@@ -1,0 +1,138 @@
+"""The derived tables as verification compares them: each table's rows named in
+the log's own terms (lot subjects, signer dids, events as "did #seq"), since ids
+and log indexes differ between a ledger and its replay into a fresh store
+(`provenance.ledger.audit` replays every event but the readings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from provenance.core.kinds import KIND_CODES
+from provenance.store.rows import parse_ids
+
+if TYPE_CHECKING:
+    from provenance.store.db import Store
+
+
+def _lot_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT c.subject, l.product, l.category, l.expiry, l.profile, cu.did, co.did, l.recalled, "
+        "l.quantity, l.unit, l.used, l.used_other, l.location, l.held "
+        "FROM lots l JOIN chains c ON c.id = l.id LEFT JOIN identities cu ON cu.id = l.custodian "
+        "LEFT JOIN identities co ON co.id = l.commissioned_by"
+    ).fetchall()
+
+
+# Events are named by (signer, seq) below: log indexes differ in the replica,
+# which replays everything but the readings.
+_EVENT_NAME = "(SELECT i.did || ' #' || e.seq FROM events e JOIN identities i ON i.id = e.signer "
+
+
+def _lineage_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT p.subject, c.subject, "
+        + _EVENT_NAME
+        + "WHERE e.idx = l.event), l.in_value, l.in_unit, l.out_value, l.out_unit "
+        "FROM lineage l LEFT JOIN chains p ON p.id = l.parent LEFT JOIN chains c ON c.id = l.child"
+    ).fetchall()
+
+
+def _recall_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT l.subject, s.subject, "
+        + _EVENT_NAME
+        + "WHERE e.idx = r.event), "
+        + _EVENT_NAME
+        + "WHERE e.idx = r.lift_event) "
+        "FROM recalls r LEFT JOIN chains l ON l.id = r.lot LEFT JOIN chains s ON s.id = r.source"
+    ).fetchall()
+
+
+def _hold_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT l.subject, h.rule, "
+        + _EVENT_NAME
+        + "WHERE e.idx = h.event), "
+        + _EVENT_NAME
+        + "WHERE e.idx = h.release_event) "
+        "FROM holds h LEFT JOIN chains l ON l.id = h.lot"
+    ).fetchall()
+
+
+def _flag_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT l.subject, f.rule, f.key, f.signal, "
+        + _EVENT_NAME
+        + "WHERE e.idx = f.event) FROM flags f LEFT JOIN chains l ON l.id = f.lot"
+    ).fetchall()
+
+
+def _custody_state(store: Store) -> list[tuple[Any, ...]]:
+    """Every party that held each lot: it decides who may sign inspections and
+    who sees the lot in the portal."""
+    return store.conn.execute(
+        "SELECT c.subject, i.did FROM custodians k LEFT JOIN chains c ON c.id = k.lot "
+        "LEFT JOIN identities i ON i.id = k.party"
+    ).fetchall()
+
+
+def _prefix_state(store: Store) -> list[tuple[Any, ...]]:
+    """The GS1 company prefixes of each party, and the event that gave each."""
+    return store.conn.execute(
+        "SELECT i.did, p.prefix, "
+        + _EVENT_NAME
+        + "WHERE e.idx = p.event) FROM prefixes p LEFT JOIN identities i ON i.id = p.party"
+    ).fetchall()
+
+
+def _filing_state(store: Store) -> list[tuple[Any, ...]]:
+    """Where recalls, lifts, EPCIS imports and prefix grants were filed: the
+    ledger decides that from its state (the cascade, the signer's stream, the
+    grantee's prefix chain), not the envelope's batches."""
+    codes = ",".join(str(KIND_CODES[k]) for k in ("recall", "recall-lift", "epcis", "grant"))
+    rows = store.conn.execute(
+        f"SELECT i.did, e.seq, e.idx FROM events e JOIN identities i ON i.id = e.signer "
+        f"WHERE e.kind IN ({codes})"
+    ).fetchall()
+    filed: dict[int, list[str]] = {}
+    if rows:
+        for chain_id, event_index in store.conn.execute(
+            f"SELECT l.chain, l.event FROM links l JOIN events e ON e.idx = l.event "
+            f"WHERE e.kind IN ({codes})"
+        ):
+            filed.setdefault(event_index, []).append(store.subject(chain_id))
+    return [(did, seq, tuple(sorted(filed.get(index, ())))) for did, seq, index in rows]
+
+
+def _attachment_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT d.did, c.subject, a.from_us, a.until_us FROM attachments a "
+        "LEFT JOIN identities d ON d.id = a.device LEFT JOIN chains c ON c.id = a.lot"
+    ).fetchall()
+
+
+def _shipment_state(store: Store) -> list[tuple[Any, ...]]:
+    rows = store.conn.execute(
+        "SELECT s.lots, f.did, t.did, s.receive_event IS NOT NULL FROM shipments s "
+        "LEFT JOIN identities f ON f.id = s.sender LEFT JOIN identities t ON t.id = s.receiver"
+    ).fetchall()
+    return [
+        (tuple(sorted(store.subject(i) for i in parse_ids(lots))), sender, receiver, received)
+        for lots, sender, receiver, received in rows
+    ]
+
+
+STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
+    "lots": _lot_state,
+    "attachments": _attachment_state,
+    "shipments": _shipment_state,
+    "lineage": _lineage_state,
+    "recalls": _recall_state,
+    "holds": _hold_state,
+    "flags": _flag_state,
+    "custodians": _custody_state,
+    "prefixes": _prefix_state,
+    "links (recall, lift and EPCIS filing)": _filing_state,
+}
