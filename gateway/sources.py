@@ -581,7 +581,7 @@ class LineSource(Source):
         self.name = config.name
         self.intake = intake
         self.offset_file = _offset_file(state_dir, config.name)
-        self.reader: drivers.LineSource | None = None
+        self.reader: drivers.LineReader | None = None
 
     def _parse(self, text: str) -> Any:
         fmt = self.config.format
@@ -602,7 +602,7 @@ class LineSource(Source):
             offset_file=self.offset_file,
         )
         limit = drivers.MAX_LINE_CHARS if config.format == "csv" else MAX_LINE
-        self.reader = drivers.LineSource(
+        self.reader = drivers.LineReader(
             stream, parse=self._parse, name=self.name, max_line_chars=limit, follow=True
         )
         try:
