@@ -60,7 +60,7 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from provenance import topics  # noqa: E402
+from provenance.core import topics  # noqa: E402
 from provenance.core.envelope import Envelope  # noqa: E402
 from provenance.core.jcs import MAX_DEPTH, parse_json  # noqa: E402
 from provenance.core.signing import did_of, sign  # noqa: E402
