@@ -437,7 +437,7 @@ def content_key(event: Mapping[str, Any]) -> bytes:
 
 
 @dataclass
-class EventOutcome:
+class Outcome:
     """What happened to one event: ``stored``, ``duplicate`` (already in the ledger, as
     *ledger_id*), ``rejected`` (with *message*) or ``aborted`` (fine, but the import was
     all or nothing and another event was rejected)."""
@@ -452,7 +452,7 @@ class EventOutcome:
 
 @dataclass
 class ImportReport:
-    outcomes: list[EventOutcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -487,11 +487,11 @@ def import_events(
 
     report = ImportReport()
     envelopes: list[Envelope] = []
-    pending: list[EventOutcome] = []
+    pending: list[Outcome] = []
     seq = ledger.next_seq(did_of(key))
     for item, content in zip(prepared, keys, strict=True):
         batches = tuple(uri for uri in item.lots if known(uri))
-        outcome = EventOutcome(item.position, "stored", item.event_id, lots=batches)
+        outcome = Outcome(item.position, "stored", item.event_id, lots=batches)
         report.outcomes.append(outcome)
         if content in stored:
             outcome.status, outcome.ledger_id = "duplicate", stored[content]
@@ -535,7 +535,7 @@ def import_events(
     return report
 
 
-def _abort(outcomes: Iterable[EventOutcome]) -> None:
+def _abort(outcomes: Iterable[Outcome]) -> None:
     for outcome in outcomes:
         if outcome.status in ("stored", "duplicate") and outcome.message is None:
             outcome.status, outcome.ledger_id = "aborted", None
