@@ -39,7 +39,7 @@ from devices.outbox import Outbox
 from devices.uplink import Uplink
 from gateway.dock import DockSession
 from gateway.service import seq_counter
-from gateway.sources import Intake, Signer
+from gateway.sources import GatewaySigner, Intake
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError
 from provenance.core.signing import did_of
@@ -203,8 +203,10 @@ class _Gateway:
         # folder with the same keys never reuses an earlier run's seqs.
         gateway_seq = seq_counter(directory, did_of(spec.key), now_micros)
         site_seq = seq_counter(directory, did_of(site_key), now_micros)
-        self.intake = Intake(self.outbox, self.topic, Signer(spec.key, gateway_seq), clock=clock)
-        self.site = Signer(site_key, site_seq)
+        self.intake = Intake(
+            self.outbox, self.topic, GatewaySigner(spec.key, gateway_seq), clock=clock
+        )
+        self.site = GatewaySigner(site_key, site_seq)
         self.dock = DockSession(
             self._emit, parties=parties, gateway_did=did_of(spec.key), name=spec.gateway_id
         )
