@@ -7,7 +7,7 @@ Values are checked with the protocol's own rules (`provenance.core.envelope`), s
 what a driver accepts the ledger accepts. docs/devices.md has the formats.
 
 - `DS18B20`: 1-Wire thermometers through the Linux w1-therm sysfs files.
-- `parse_csv_line` and `LineSource`: CSV loggers on a serial port or a file.
+- `parse_csv_line` and `LineReader`: CSV loggers on a serial port or a file.
 - `parse_http_reading`: LAN sensors POSTing JSON or form data.
 """
 
@@ -275,7 +275,7 @@ def parse_csv_line(line: str | bytes) -> Measurement:
 Parser = Callable[[str], Measurement]
 
 
-class LineSource:
+class LineReader:
     """Lines from a file-like object (a CSV file, or a serial port opened with
     a read timeout) parsed into Measurements. Bad lines are logged, counted in
     `bad` and skipped; `good` counts the rest. Blank lines, ``#`` comments and

@@ -35,10 +35,10 @@ from .sources import (
     DockFormSource,
     DockScannerSource,
     DS18B20Source,
+    GatewaySigner,
     HttpSource,
     Intake,
     LineSource,
-    Signer,
     Source,
 )
 
@@ -111,10 +111,12 @@ class Gateway:
         self.sources: list[Source] = []
         self.rejected = 0
         try:
-            self.gateway = Signer(
+            self.gateway = GatewaySigner(
                 gateway_key, seq_counter(config.state_dir, did_of(gateway_key), clock)
             )
-            self.site = Signer(site_key, seq_counter(config.state_dir, did_of(site_key), clock))
+            self.site = GatewaySigner(
+                site_key, seq_counter(config.state_dir, did_of(site_key), clock)
+            )
             self.intake = Intake(self.outbox, config.topic, self.gateway, clock=clock)
             self._build_sources()
             broker = config.broker

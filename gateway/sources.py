@@ -63,8 +63,9 @@ HTTP_BUSY_WAIT_S = 1.0  # when all request threads are busy, a new connection wa
 # --- signing and queueing ------------------------------------------------------------------
 
 
-class Signer:
-    """A private key with its persistent seq counter (`devices.sdk.SeqCounter`)."""
+class GatewaySigner:
+    """A private key with its persistent seq counter (`devices.sdk.SeqCounter`): how the
+    gateway signs, as itself and as its site, with no ledger in reach."""
 
     def __init__(self, key: Ed25519PrivateKey, counter: Any):
         self.key = key
@@ -115,7 +116,7 @@ class Intake:
         self,
         outbox: Outbox,
         topic: str,
-        gateway: Signer,
+        gateway: GatewaySigner,
         *,
         clock: Callable[[], int] = now_micros,
     ):
@@ -149,7 +150,7 @@ class Intake:
         return envelopes
 
     def signed(
-        self, signer: Signer, kind: str, batches: Sequence[str], data: dict[str, Any]
+        self, signer: GatewaySigner, kind: str, batches: Sequence[str], data: dict[str, Any]
     ) -> Envelope:
         """Sign one event now as *signer* (the site party, for dock events) and queue it."""
         with self._lock:
@@ -581,7 +582,7 @@ class LineSource(Source):
         self.name = config.name
         self.intake = intake
         self.offset_file = _offset_file(state_dir, config.name)
-        self.reader: drivers.LineSource | None = None
+        self.reader: drivers.LineReader | None = None
 
     def _parse(self, text: str) -> Any:
         fmt = self.config.format
@@ -602,7 +603,7 @@ class LineSource(Source):
             offset_file=self.offset_file,
         )
         limit = drivers.MAX_LINE_CHARS if config.format == "csv" else MAX_LINE
-        self.reader = drivers.LineSource(
+        self.reader = drivers.LineReader(
             stream, parse=self._parse, name=self.name, max_line_chars=limit, follow=True
         )
         try:

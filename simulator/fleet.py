@@ -39,7 +39,7 @@ from devices.outbox import Outbox
 from devices.uplink import Uplink
 from gateway.dock import DockSession
 from gateway.service import seq_counter
-from gateway.sources import Intake, Signer
+from gateway.sources import GatewaySigner, Intake
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError
 from provenance.core.signing import did_of
@@ -122,7 +122,7 @@ class GatewayPlan:
 
 
 @dataclass(frozen=True)
-class Plan:
+class FleetPlan:
     """Who takes part: made (and enrolled in the ledger) by the caller."""
 
     scenario: Scenario
@@ -139,7 +139,7 @@ def plan(
     party_key: Callable[[str], Ed25519PrivateKey],
     gateway_key: Callable[[str], Ed25519PrivateKey],
     run_id: str,
-) -> Plan:
+) -> FleetPlan:
     """Spread *gateways* over the stages (at least one each) and *devices*
     keyless sensors over the gateways; one journey per first-stage gateway."""
     stages = len(scenario.stages)
@@ -155,7 +155,7 @@ def plan(
     journeys = sum(1 for g in gateway_plans if g.stage == 0)
     lots = tuple(f"{run_id}-{j + 1}" for j in range(journeys))
     parties = {stage.party: party_key(stage.party) for stage in scenario.stages}
-    return Plan(scenario, parties, tuple(gateway_plans), lots)
+    return FleetPlan(scenario, parties, tuple(gateway_plans), lots)
 
 
 @dataclass
@@ -203,8 +203,10 @@ class _Gateway:
         # folder with the same keys never reuses an earlier run's seqs.
         gateway_seq = seq_counter(directory, did_of(spec.key), now_micros)
         site_seq = seq_counter(directory, did_of(site_key), now_micros)
-        self.intake = Intake(self.outbox, self.topic, Signer(spec.key, gateway_seq), clock=clock)
-        self.site = Signer(site_key, site_seq)
+        self.intake = Intake(
+            self.outbox, self.topic, GatewaySigner(spec.key, gateway_seq), clock=clock
+        )
+        self.site = GatewaySigner(site_key, site_seq)
         self.dock = DockSession(
             self._emit, parties=parties, gateway_did=did_of(spec.key), name=spec.gateway_id
         )
@@ -263,11 +265,11 @@ class _Journey:
 
 
 class Fleet:
-    """Runs a `Plan` against a broker for a while; see the module docstring."""
+    """Runs a `FleetPlan` against a broker for a while; see the module docstring."""
 
     def __init__(
         self,
-        plan: Plan,
+        plan: FleetPlan,
         broker_url: str,
         state: Path,
         *,
@@ -550,6 +552,6 @@ class Fleet:
         return True
 
 
-def lot_uris(plan_: Plan) -> Sequence[str]:
+def lot_uris(plan_: FleetPlan) -> Sequence[str]:
     """The lot URIs of a plan's journeys (for callers that report on them)."""
     return [gs1.lot_uri(plan_.scenario.gtin, lot) for lot in plan_.lots]

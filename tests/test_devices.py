@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devices.drivers import (
     DS18B20,
-    LineSource,
+    LineReader,
     Measurement,
     SensorError,
     check_reading,
@@ -321,7 +321,7 @@ def test_line_source_skips_bad_lines_and_keeps_going(caplog):
         b"probe-2,5.5\n"
         b"probe-3,6.5"  # last line without a newline
     )
-    source = LineSource(stream, name="serial0")
+    source = LineReader(stream, name="serial0")
     got = source.poll(100)
     assert [(m.sensor, m.data["temperature_c"]) for m in got] == [
         ("probe-1", 4.5),
@@ -347,7 +347,7 @@ def test_line_source_follows_a_serial_port_until_stopped():
     port = SerialLike(
         [b"probe-1,4.", b"5\n", b"", b"probe-1,5.5\nprobe-2,1\n"[:12], b"probe-2,1\n"]
     )
-    source = LineSource(port, follow=True)
+    source = LineReader(port, follow=True)
     stop = threading.Event()
     seen: list[Measurement] = []
 
@@ -361,7 +361,7 @@ def test_line_source_follows_a_serial_port_until_stopped():
 
 
 def test_line_source_run_is_bounded():
-    source = LineSource(io.StringIO("probe-1,1\n" * 50))
+    source = LineReader(io.StringIO("probe-1,1\n" * 50))
     seen: list[Measurement] = []
     assert source.run(seen.append, threading.Event(), max_lines=10) == 10
     assert source.run(seen.append, threading.Event()) == 40  # then the end of the file

@@ -297,7 +297,7 @@ def test_product_and_time_filters(ledger):
 
 def test_location_description():
     assert location_description(None, None) is None
-    assert location_description(fsma204.Party("Farm"), {"name": "Dock", "gln": "1"}) == (
+    assert location_description(fsma204.TradingPartner("Farm"), {"name": "Dock", "gln": "1"}) == (
         "Farm; Dock; GLN 1"
     )
 

@@ -29,11 +29,11 @@ from gateway.dock import DockForm, DockSession, parse_lot_scan
 from gateway.service import Gateway
 from gateway.sources import (
     DS18B20Source,
+    GatewaySigner,
     HttpSource,
     Intake,
     LineSource,
     LineStream,
-    Signer,
 )
 from provenance.core.envelope import Envelope
 from provenance.core.jcs import canonicalize, parse_json
@@ -202,9 +202,9 @@ def intake(tmp_path):
     """An Intake over a file outbox, with the gateway's and the site's signers."""
     outbox = Outbox(tmp_path / "outbox.db")
     gateway_key, site_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    gateway = Signer(gateway_key, SeqCounter(tmp_path / "seq-gw"))
+    gateway = GatewaySigner(gateway_key, SeqCounter(tmp_path / "seq-gw"))
     intake = Intake(outbox, "provenance/v1/gateways/gw1/events", gateway)
-    intake.site = Signer(site_key, SeqCounter(tmp_path / "seq-site"))
+    intake.site = GatewaySigner(site_key, SeqCounter(tmp_path / "seq-site"))
     yield intake
     gateway.counter.close()
     intake.site.counter.close()
@@ -895,8 +895,8 @@ def test_dock_attaches_the_gateway_and_the_ledger_accepts_its_readings(tmp_path,
         },
     )
     outbox = Outbox(None)
-    gateway = Signer(gateway_key, SeqCounter(tmp_path / "seq-gw"))
-    site = Signer(world.keys["farm"], SeqCounter(tmp_path / "seq-site"))
+    gateway = GatewaySigner(gateway_key, SeqCounter(tmp_path / "seq-gw"))
+    site = GatewaySigner(world.keys["farm"], SeqCounter(tmp_path / "seq-site"))
     site.counter.take(1_000)  # the farm signed seqs 0… with the CLI before (World did)
     intake = Intake(outbox, "provenance/v1/gateways/gw1/events", gateway)
     dock = DockSession(

@@ -29,23 +29,20 @@ from provenance.core import topics
 from provenance.core.checkpoint import open_checkpoint
 from provenance.core.errors import ValidationError
 from provenance.core.signing import did_of, sign
+from provenance.infra.broker_url import BrokerURL
 from provenance.infra.keystore import KeyStore
-from provenance.ingest.metrics import IngestMetrics, serve
-from provenance.ingest.service import (
+from provenance.ingest.commit import ItemResult, commit_batch
+from provenance.ingest.connection import default_client_id
+from provenance.ingest.decode import (
     INTERNAL_ERROR,
     MAX_ENVELOPES_PER_MESSAGE,
-    BrokerURL,
-    IngestError,
-    IngestService,
-    ItemResult,
-    TransientError,
-    _Inbox,
-    _Message,
-    commit_batch,
     decode_message,
-    default_client_id,
     reject_notice,
 )
+from provenance.ingest.errors import IngestError, TransientError
+from provenance.ingest.inbox import Inbox, Message
+from provenance.ingest.metrics import IngestMetrics, serve
+from provenance.ingest.service import IngestService
 from provenance.ledger.append import Ledger
 from provenance.ledger.audit import verify_ledger
 from provenance.store.db import Store
@@ -576,10 +573,10 @@ def test_broker_url_refuses(url):
 
 
 def test_inbox_is_bounded_by_count_and_bytes():
-    def message(size: int) -> _Message:
-        return _Message("t", b"x" * size, 1, 1, 1, None)
+    def message(size: int) -> Message:
+        return Message("t", b"x" * size, 1, 1, 1, None)
 
-    inbox = _Inbox(max_messages=2, max_bytes=100)
+    inbox = Inbox(max_messages=2, max_bytes=100)
     assert inbox.put(message(10), 0) and inbox.put(message(10), 0)
     assert not inbox.put(message(10), 0.01)  # full by count
     taken = [inbox.get(0), inbox.get(0)]
@@ -587,7 +584,7 @@ def test_inbox_is_bounded_by_count_and_bytes():
     inbox.release(taken)
     assert inbox.put(message(60), 0)
     assert not inbox.put(message(60), 0.01)  # full by bytes
-    big = _Inbox(max_messages=2, max_bytes=100)
+    big = Inbox(max_messages=2, max_bytes=100)
     assert big.put(message(500), 0)  # one message always fits
     inbox.close()
     assert not inbox.put(message(1), 1)  # closed: returns at once
@@ -595,11 +592,11 @@ def test_inbox_is_bounded_by_count_and_bytes():
 
 
 def test_unblocked_put_when_a_release_makes_room():
-    inbox = _Inbox(max_messages=1, max_bytes=1000)
-    assert inbox.put(_Message("t", b"a", 1, 1, 1, None), 0)
+    inbox = Inbox(max_messages=1, max_bytes=1000)
+    assert inbox.put(Message("t", b"a", 1, 1, 1, None), 0)
     done = []
     waiter = threading.Thread(
-        target=lambda: done.append(inbox.put(_Message("t", b"b", 2, 1, 1, None), 30))
+        target=lambda: done.append(inbox.put(Message("t", b"b", 2, 1, 1, None), 30))
     )
     waiter.start()
     first = inbox.get(0)

@@ -37,9 +37,10 @@ from provenance.core.envelope import (
     SignatureVouchers,
     signature_checked,
 )
-from provenance.ingest.decode import MAX_MESSAGE_BYTES
+from provenance.ingest.commit import commit_batch
+from provenance.ingest.decode import INTERNAL_ERROR, MAX_MESSAGE_BYTES
 from provenance.ingest.prepare import items_of, prepare
-from provenance.ingest.service import INTERNAL_ERROR, IngestService, commit_batch
+from provenance.ingest.service import IngestService
 from provenance.ledger.append import Ledger
 from provenance.ledger.rejects import (
     MAX_PER_MESSAGE,

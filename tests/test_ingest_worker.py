@@ -25,10 +25,11 @@ from world import World
 from provenance.core import topics
 from provenance.core.envelope import Envelope, signature_checked
 from provenance.ingest.backend import WorkerBackend
+from provenance.ingest.commit import BatchResult, commit_batch
+from provenance.ingest.decode import decode_message
 from provenance.ingest.errors import IngestError
 from provenance.ingest.inbox import Message
 from provenance.ingest.prepare import items_of, prepare
-from provenance.ingest.service import BatchResult, commit_batch, decode_message
 from provenance.ledger.audit import verify_ledger
 
 SETTLE = 60.0

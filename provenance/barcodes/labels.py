@@ -669,7 +669,7 @@ def label_svg(label: Label, settings: PrintSettings = DEFAULT_SETTINGS) -> bytes
 
 
 @dataclass(frozen=True)
-class _Sheet:
+class _LabelSheet:
     columns: int
     rows: int
     cell_width: float  # mm
@@ -680,7 +680,7 @@ class _Sheet:
         return self.columns * self.rows
 
 
-def _sheet(layouts: Sequence[_Layout], settings: PrintSettings) -> _Sheet:
+def _sheet(layouts: Sequence[_Layout], settings: PrintSettings) -> _LabelSheet:
     width = settings.mm(max(layout.width for layout in layouts))
     height = settings.mm(max(layout.height for layout in layouts))
     usable_w, usable_h = (side - 2 * SHEET_MARGIN_MM for side in A4_MM)
@@ -690,7 +690,7 @@ def _sheet(layouts: Sequence[_Layout], settings: PrintSettings) -> _Sheet:
         raise ValidationError(
             "label", f"a {width:.0f} × {height:.0f} mm label does not fit on an A4 page"
         )
-    return _Sheet(columns, rows, width, height)
+    return _LabelSheet(columns, rows, width, height)
 
 
 def sheet_capacity(label: Label, settings: PrintSettings = DEFAULT_SETTINGS) -> int:

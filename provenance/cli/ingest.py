@@ -26,7 +26,8 @@ from provenance.cli.mqtt_options import broker_options, parse_broker
 from provenance.core.errors import ProvenanceError
 from provenance.core.signing import did_of
 from provenance.core.timefmt import format_time, now_micros
-from provenance.ingest.service import STOP_TIMEOUT_S, CredentialsRefused, IngestService, IngestStats
+from provenance.ingest.errors import CredentialsRefused
+from provenance.ingest.service import STOP_TIMEOUT_S, IngestService, IngestStats
 
 log = logging.getLogger(__name__)
 

@@ -317,7 +317,7 @@ class _Spill:
         return texts, pieces
 
 
-class _Group:
+class _ReadingGroup:
     """The readings of one sensor event: their times, the first 8 bytes of their ids (for
     ties), where they are kept, and the time text of the last one (the event's time)."""
 
@@ -361,7 +361,7 @@ class _Collector:
         # either a kept event (a, b) or a group (-1, group index).
         self.times = array("q")
         self.slots = array("q")
-        self.groups: list[_Group] = []
+        self.groups: list[_ReadingGroup] = []
         self.group_of: dict[_GroupKey, int] = {}
 
     def add(self, item: LedgerEvent) -> None:
@@ -371,7 +371,7 @@ class _Collector:
             index = self.group_of.get(key)
             if index is None:
                 index = self.group_of[key] = len(self.groups)
-                self.groups.append(_Group(key))
+                self.groups.append(_ReadingGroup(key))
                 self.times.append(envelope.time_us)
                 self.slots.extend((-1, index))
                 self.references.add_reading(envelope.signer, key[1])

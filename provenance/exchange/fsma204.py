@@ -130,13 +130,15 @@ def unit_text(code: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class Party:
+class TradingPartner:
+    """A business as a row names it: its name in the ledger and its role."""
+
     name: str
     role: str | None = None
 
 
 @dataclass(frozen=True)
-class LotFacts:
+class TraceabilityLot:
     """What a row needs about a lot: its product, registered quantity (by the commission or
     transform that made it) and where its TLC was assigned."""
 
@@ -150,25 +152,27 @@ class LotFacts:
 
 
 @dataclass(frozen=True)
-class Shipment:
+class ShipmentOrigin:
     """What a receiving row needs of the ship event it closes: who shipped, from where."""
 
     signer: str
     location: Mapping[str, Any] | None = None
 
     @classmethod
-    def of(cls, envelope: Envelope) -> Shipment:
+    def of(cls, envelope: Envelope) -> ShipmentOrigin:
         return cls(envelope.signer, envelope.data.get("location"))
 
 
 @dataclass(frozen=True)
 class Lookups:
-    parties: Callable[[str], Party | None]
-    lots: Callable[[str], LotFacts | None]
-    shipments: Callable[[str], Shipment | None]
+    parties: Callable[[str], TradingPartner | None]
+    lots: Callable[[str], TraceabilityLot | None]
+    shipments: Callable[[str], ShipmentOrigin | None]
 
 
-def location_description(party: Party | None, location: Mapping[str, Any] | None) -> str | None:
+def location_description(
+    party: TradingPartner | None, location: Mapping[str, Any] | None
+) -> str | None:
     """The business (its name in the ledger) and the place: the location's name, country,
     GLN and coordinates, whichever are known. The ledger keeps no street addresses or phone
     numbers; a GLN names them in the GS1 registry."""
@@ -286,7 +290,7 @@ class _Rows:
         handler = self.handlers.get(item.envelope.kind)
         return handler(item) if handler else []
 
-    def _party(self, did: str) -> Party | None:
+    def _party(self, did: str) -> TradingPartner | None:
         return self.lookups.parties(did)
 
     def _commission(self, item: LedgerEvent) -> list[Row]:
@@ -687,11 +691,11 @@ class _StoreLookups:
     def __init__(self, store: Store):
         self.store = store
         self.parties = {
-            identity.did: Party(identity.name, identity.role or identity.type)
+            identity.did: TradingPartner(identity.name, identity.role or identity.type)
             for identity in store.identities()
         }
-        self.lots: dict[str, LotFacts | None] = {}
-        self.open_shipments: dict[str, Shipment] = {}
+        self.lots: dict[str, TraceabilityLot | None] = {}
+        self.open_shipments: dict[str, ShipmentOrigin] = {}
 
     def lookups(self) -> Lookups:
         return Lookups(self.parties.get, self.lot, self.shipment)
@@ -700,7 +704,7 @@ class _StoreLookups:
         """Learn from an event of the walk (before it is filtered)."""
         kind = envelope.kind
         if kind == "ship":
-            self.open_shipments[envelope.event_id] = Shipment.of(envelope)
+            self.open_shipments[envelope.event_id] = ShipmentOrigin.of(envelope)
         elif kind == "commission":
             data = envelope.data
             uri = (envelope.batches or ("",))[0]
@@ -729,12 +733,12 @@ class _StoreLookups:
                         made["batch"],
                     )
 
-    def lot(self, uri: str) -> LotFacts | None:
+    def lot(self, uri: str) -> TraceabilityLot | None:
         if uri not in self.lots:
             self.lots[uri] = _lot_facts(self.store, uri, self.parties)
         return self.lots[uri]
 
-    def shipment(self, event_id: str) -> Shipment | None:
+    def shipment(self, event_id: str) -> ShipmentOrigin | None:
         found = self.open_shipments.pop(event_id, None)  # a shipment is received once
         if found is not None:
             return found
@@ -742,7 +746,7 @@ class _StoreLookups:
             stored = self.store.find_event(bytes.fromhex(event_id))
         except ValueError:
             stored = None
-        return Shipment.of(stored.envelope) if stored is not None else None
+        return ShipmentOrigin.of(stored.envelope) if stored is not None else None
 
 
 def store_lookups(store: Store) -> Lookups:
@@ -756,12 +760,12 @@ def _facts(
     lot: str,
     product: str,
     quantity: Mapping[str, Any] | None,
-    maker: Party | None,
+    maker: TradingPartner | None,
     location: Mapping[str, Any] | None,
     uri: str,
-) -> LotFacts:
+) -> TraceabilityLot:
     gln = (location or {}).get("gln")
-    return LotFacts(
+    return TraceabilityLot(
         gtin,
         lot,
         product,
@@ -772,7 +776,9 @@ def _facts(
     )
 
 
-def _lot_facts(store: Store, uri: str, parties: Mapping[str, Party]) -> LotFacts | None:
+def _lot_facts(
+    store: Store, uri: str, parties: Mapping[str, TradingPartner]
+) -> TraceabilityLot | None:
     lot = store.lot_by_uri(uri)
     if lot is None:
         return None

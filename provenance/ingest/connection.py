@@ -84,7 +84,9 @@ def _guarded(callback: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-class Outcome(Enum):
+class ConnectionOutcome(Enum):
+    """How one connection attempt ended, which decides when the supervisor tries again."""
+
     LOST = "lost"  # was connected for a while; reconnect soon
     DROPPED = "dropped"  # connected, lost again within STABLE_S: back off as if it had failed
     FAILED = "failed"  # never got connected; back off
@@ -194,15 +196,15 @@ class Connector:
         try:
             while not self.stopping.is_set():
                 outcome = self._session(self.settled or candidate)
-                if outcome in (Outcome.FATAL, Outcome.STOPPED):
+                if outcome in (ConnectionOutcome.FATAL, ConnectionOutcome.STOPPED):
                     break
-                if outcome is Outcome.SWITCH:
+                if outcome is ConnectionOutcome.SWITCH:
                     candidate = mqtt.MQTTv311 if candidate == mqtt.MQTTv5 else mqtt.MQTTv5
                     continue
-                if outcome is Outcome.LOST:
+                if outcome is ConnectionOutcome.LOST:
                     delay = self.settings.backoff[0]
-                elif outcome is Outcome.DROPPED:  # connected, but not for long: back off
-                    outcome = Outcome.FAILED
+                elif outcome is ConnectionOutcome.DROPPED:  # connected, but not for long: back off
+                    outcome = ConnectionOutcome.FAILED
                 wait = random.uniform(delay / 2, delay)  # jitter: fleets do not reconnect in step
                 delay = min(self.settings.backoff[1], delay * 2)
                 log.info("ingest: reconnecting in %.2fs", wait)
@@ -243,7 +245,7 @@ class Connector:
         client.on_message = self._on_message
         return connection
 
-    def _session(self, protocol: int) -> Outcome:
+    def _session(self, protocol: int) -> ConnectionOutcome:
         settings = self.settings
         connection = self._new_client(protocol)
         client = connection.client
@@ -257,7 +259,7 @@ class Connector:
             client.connect(settings.broker.host, settings.broker.port, settings.keepalive, **kwargs)
         except (OSError, ValueError) as exc:  # refused, unreachable, TLS trouble (ssl is OSError)
             log.warning("ingest: cannot reach %s: %s", settings.broker, exc)
-            return Outcome.FAILED
+            return ConnectionOutcome.FAILED
         client.loop_start()
         try:
             return self._watch(connection)
@@ -271,24 +273,24 @@ class Connector:
                 client.disconnect()
             client.loop_stop()  # its thread ends within a loop turn (≤ 1 s)
 
-    def _watch(self, connection: Connection) -> Outcome:
+    def _watch(self, connection: Connection) -> ConnectionOutcome:
         settings = self.settings
         name = PROTOCOL_NAMES[connection.protocol]
         if not connection.changed.wait(settings.connack_timeout):
             if self.settled is None:
                 log.warning("ingest: no answer to an MQTT %s CONNECT; trying another version", name)
-                return Outcome.SWITCH
+                return ConnectionOutcome.SWITCH
             log.warning(
                 "ingest: no CONNACK from %s in %gs", settings.broker, settings.connack_timeout
             )
-            return Outcome.FAILED
+            return ConnectionOutcome.FAILED
         reason = connection.connack
         if reason is None:  # closed before any CONNACK: the broker went away, or dislikes v5
             self._unanswered += 1
             if self.settled is None and self._unanswered >= 2:
                 self._unanswered = 0
-                return Outcome.SWITCH
-            return Outcome.FAILED
+                return ConnectionOutcome.SWITCH
+            return ConnectionOutcome.FAILED
         self._unanswered = 0
         code = reason.value
         if code in _REFUSED_CREDENTIALS:
@@ -298,19 +300,19 @@ class Connector:
                     f"--password and the broker's ACL for client id {settings.client_id!r}"
                 )
             )
-            return Outcome.FATAL
+            return ConnectionOutcome.FATAL
         if code in _UNSUPPORTED_PROTOCOL:
             if settings.protocol == "auto" and self.settled is None:
                 log.info("ingest: the broker does not speak MQTT %s", name)
-                return Outcome.SWITCH
+                return ConnectionOutcome.SWITCH
             self._fail(IngestError(f"the broker at {settings.broker} does not speak MQTT {name}"))
-            return Outcome.FATAL
+            return ConnectionOutcome.FATAL
         if code in _FATAL_CONNACK:
             self._fail(IngestError(f"the broker at {settings.broker} refused client id: {reason}"))
-            return Outcome.FATAL
+            return ConnectionOutcome.FATAL
         if reason.is_failure:
             log.warning("ingest: the broker refused the connection: %s", reason)
-            return Outcome.FAILED
+            return ConnectionOutcome.FAILED
         self.settled = connection.protocol
         if settings.shared_group and connection.protocol != mqtt.MQTTv5:
             self._fail(
@@ -319,7 +321,7 @@ class Connector:
                     f"{settings.broker} speaks MQTT 3.1.1 only"
                 )
             )
-            return Outcome.FATAL
+            return ConnectionOutcome.FATAL
         connected_at = time.monotonic()
         while not connection.ended:  # each wait is bounded; stop() disconnects us
             connection.changed.clear()
@@ -327,8 +329,12 @@ class Connector:
                 break
             connection.changed.wait(1.0)
         if self.stopping.is_set():
-            return Outcome.STOPPED
-        return Outcome.LOST if time.monotonic() - connected_at >= STABLE_S else Outcome.DROPPED
+            return ConnectionOutcome.STOPPED
+        return (
+            ConnectionOutcome.LOST
+            if time.monotonic() - connected_at >= STABLE_S
+            else ConnectionOutcome.DROPPED
+        )
 
     # --- paho callbacks (network thread): short, and never raise
 

@@ -6,16 +6,20 @@
 
 `IngestService` puts the parts together; each lives in a module of its own:
 
-| module | one job |
+| module (`provenance.ingest.…`) | one job |
 |---|---|
-| ingest_mqtt | the broker URL; connecting, subscriptions, reconnects, paho callbacks |
-| ingest_inbox | received, not yet acknowledged messages, bounded by count and bytes |
-| ingest_decode | pure: one message → the items for `Ledger.append`; limits; notices |
-| ingest_commit | one group → ONE `Ledger.append` (the same code on a thread or in the worker) |
-| ingest_backend | where groups are committed: on the committer thread, or in the worker |
-| ingest_prepare | decode, schema and signature checks, in the worker's prep processes |
-| ingest_worker | the commit worker process: prep processes, the writer thread |
-| ingest_checkpoint | the retained, rate-limited checkpoint publication |
+| connection | connecting, subscriptions, reconnects, paho callbacks |
+| inbox | received, not yet acknowledged messages, bounded by count and bytes |
+| decode | pure: one message → the items for `Ledger.append`; limits; notices |
+| commit | one group → ONE `Ledger.append` (the same code on a thread or in the worker) |
+| backend | where groups are committed: on the committer thread, or in the worker |
+| prepare | decode, schema and signature checks, in the worker's prep processes |
+| worker | the commit worker process: prep processes, the writer thread |
+| checkpoints | the retained, rate-limited checkpoint publication |
+| metrics, errors | the Prometheus metrics; the service's exceptions |
+
+Each name is imported from the module that defines it; this one defines only the
+service, its statistics and its limits (tests/test_names.py checks that).
 
 - The paho thread only wraps each message and puts it in the inbox, which is
   bounded from receipt until the acknowledgement. When it is full the
@@ -28,7 +32,7 @@
   array, then the ledger's schema, signer, signature, replay/dedupe,
   authorisation and commit); then every message of the group is acknowledged
   and a notice published for every rejection on the publisher's rejects topic.
-- Given a database path, groups go to a worker process (`ingest_worker`) whose
+- Given a database path, groups go to a worker process (`worker`) whose
   prep processes decode and verify while it appends the groups before, so the
   ledger's CPU work never holds the GIL that paho's thread needs. Given a
   `Ledger` factory, groups are committed on the committer thread.
@@ -54,9 +58,10 @@ from paho.mqtt.enums import MQTTErrorCode
 from provenance.core import topics
 from provenance.core.errors import ValidationError
 from provenance.core.timefmt import now_micros
-from provenance.ingest.backend import WORKER_RESTARTS, ThreadBackend, WorkerBackend, ledger_factory
+from provenance.infra.broker_url import BrokerURL
+from provenance.ingest.backend import ThreadBackend, WorkerBackend, ledger_factory
 from provenance.ingest.checkpoints import CHECKPOINT_INTERVAL_S, CheckpointPublisher
-from provenance.ingest.commit import COMMIT_RETRY_MAX_S, BatchResult, ItemResult, commit_batch
+from provenance.ingest.commit import BatchResult, ItemResult
 from provenance.ingest.connection import (
     BACKOFF_MAX_S,
     BACKOFF_MIN_S,
@@ -64,67 +69,16 @@ from provenance.ingest.connection import (
     KEEPALIVE_S,
     PROTOCOLS,
     SESSION_EXPIRY_S,
-    BrokerURL,
     Connection,
     Connector,
     Settings,
     default_client_id,
 )
-from provenance.ingest.decode import (
-    INTERNAL_ERROR,
-    MAX_ENVELOPES_PER_MESSAGE,
-    MAX_MESSAGE_BYTES,
-    SENT_AT,
-    decode_message,
-    event_time,
-    reject_notice,
-    sent_at_micros,
-)
-from provenance.ingest.errors import CredentialsRefused, IngestError, TransientError, WorkerDied
+from provenance.ingest.decode import INTERNAL_ERROR, reject_notice, sent_at_micros
+from provenance.ingest.errors import IngestError
 from provenance.ingest.inbox import Inbox, Message
 from provenance.ingest.metrics import CLOCK_EVENT_TIME, CLOCK_SENT_AT, IngestMetrics
-from provenance.ingest.worker import worker_main
 from provenance.ledger.append import Ledger
-
-# The names other modules and tests import from here.
-__all__ = [
-    "BACKOFF_MAX_S",
-    "BACKOFF_MIN_S",
-    "CHECKPOINT_INTERVAL_S",
-    "COMMIT_RETRY_MAX_S",
-    "CONNACK_TIMEOUT_S",
-    "INTERNAL_ERROR",
-    "KEEPALIVE_S",
-    "MAX_BATCH",
-    "MAX_ENVELOPES_PER_MESSAGE",
-    "MAX_MESSAGE_BYTES",
-    "MAX_NOTICES_PER_MESSAGE",
-    "MAX_PENDING",
-    "MAX_PENDING_BYTES",
-    "MAX_WAIT_MS",
-    "PROTOCOLS",
-    "SENT_AT",
-    "SESSION_EXPIRY_S",
-    "STOP_TIMEOUT_S",
-    "WORKER_RESTARTS",
-    "BatchResult",
-    "BrokerURL",
-    "CredentialsRefused",
-    "IngestError",
-    "IngestService",
-    "IngestStats",
-    "ItemResult",
-    "TransientError",
-    "WorkerDied",
-    "_Inbox",
-    "_Message",
-    "commit_batch",
-    "decode_message",
-    "default_client_id",
-    "event_time",
-    "reject_notice",
-    "worker_main",
-]
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +89,6 @@ MAX_PENDING = 10_000  # received but not yet acknowledged messages
 MAX_PENDING_BYTES = 64 << 20
 STOP_TIMEOUT_S = 30.0
 CHECKPOINT_STOP_S = 5.0  # at stop, how long to wait for the broker to take the last checkpoint
-
-_Inbox = Inbox  # the names the tests know them by
-_Message = Message
 
 
 @dataclass(frozen=True)

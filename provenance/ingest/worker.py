@@ -249,7 +249,7 @@ def _split(payloads: list[bytes], parts: int) -> list[list[bytes]]:
     return chunks
 
 
-class _Group:
+class _CommitGroup:
     """One commit request, as the writer sees it."""
 
     def __init__(self, request: Request, pool: _PrepPool):
@@ -294,7 +294,7 @@ class _Writer:
         self.thread = threading.Thread(target=self._main, name="ingest-writer", daemon=True)
         self.failed = False
         self.stopped_cleanly = False
-        self._waiting: deque[_Group] = deque()  # received, not yet appended
+        self._waiting: deque[_CommitGroup] = deque()  # received, not yet appended
         self._noted = float("-inf")  # when a reply last carried a checkpoint note
 
     def _main(self) -> None:
@@ -340,7 +340,7 @@ class _Writer:
             with contextlib.suppress(OSError):
                 write_frame(self.replies, ("fatal", "commit worker: the writer failed"))
 
-    def _take_ready(self, waiting: deque[_Group]) -> bool:
+    def _take_ready(self, waiting: deque[_CommitGroup]) -> bool:
         """Move what has arrived since into *waiting*; True if told to stop."""
         while True:
             try:
@@ -351,7 +351,7 @@ class _Writer:
                 return True
             waiting.append(item)
 
-    def _commit(self, run: list[_Group], prepared: list[list[list[Any]]]) -> bool:
+    def _commit(self, run: list[_CommitGroup], prepared: list[list[list[Any]]]) -> bool:
         """Append *run* in one `commit_batch`, retrying while the database
         refuses; reply. False if the parent went away meanwhile."""
         messages = [message for group in run for message in group.request]
@@ -375,7 +375,7 @@ class _Writer:
         self._reply(run, result)
         return True
 
-    def _reply(self, run: list[_Group], result: BatchResult) -> None:
+    def _reply(self, run: list[_CommitGroup], result: BatchResult) -> None:
         """One reply per group; the append's size and time go with the first."""
         position = 0
         for number, group in enumerate(run):
@@ -470,7 +470,7 @@ def _serve(ledger: Ledger, pool: _PrepPool, requests: Any, replies: Any) -> int:
             break
         if request[0] != "commit":
             break
-        writer.groups.put(_Group(request[1], pool))
+        writer.groups.put(_CommitGroup(request[1], pool))
     writer.groups.put(_STOP)
     while writer.thread.is_alive():
         writer.thread.join(0.5)

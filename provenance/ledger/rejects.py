@@ -51,7 +51,7 @@ class Count(NamedTuple):
     row: int | None  # the open aggregate row to add to; None: start one
 
 
-class Plan(NamedTuple):
+class RefusalPlan(NamedTuple):
     stored: list[int]  # indexes of the refusals stored one by one
     counted: list[Count]
 
@@ -90,7 +90,7 @@ class RejectBudget:
         # (source, reason) -> (row id, window start) of the open aggregate row
         self._open: OrderedDict[tuple[str | None, str], tuple[int, int]] = OrderedDict()
 
-    def plan(self, refusals: Sequence[Refusal], now_us: int) -> Plan:
+    def plan(self, refusals: Sequence[Refusal], now_us: int) -> RefusalPlan:
         stored: list[int] = []
         per_message: dict[Hashable, int] = {}
         counted: dict[tuple[str | None, str], list[int]] = {}
@@ -107,7 +107,7 @@ class RejectBudget:
             row = self._open.get((source, reason))
             live = row is not None and now_us - row[1] < self.window_us
             counts.append(Count(source, reason, count, first, row[0] if live and row else None))
-        return Plan(stored, counts)
+        return RefusalPlan(stored, counts)
 
     def opened(self, source: str | None, reason: str, row: int, now_us: int) -> None:
         """The caller started aggregate row *row* for (source, reason)."""
