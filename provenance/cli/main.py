@@ -723,8 +723,8 @@ def event_append(ctx: Context, source: str, as_: str | None) -> None:
             try:
                 prepared.append(
                     signer.sign(
-                        item.get("kind"),  # type: ignore[arg-type]  # checked by signing
-                        item.get("data"),  # type: ignore[arg-type]
+                        item.get("kind"),
+                        item.get("data"),
                         batches=item.get("batches"),
                         time=item.get("time"),
                     )
