@@ -20,11 +20,12 @@ from provenance.core.errors import ProvenanceError, ValidationError, Verificatio
 from provenance.core.identity import COMMISSIONING_ROLES, PARTY_ROLES, public_key_from_did
 from provenance.core.jcs import parse_json, split_items
 from provenance.core.kinds import PREFIXES_FIELD, company_prefixes
-from provenance.core.signing import did_of, sign
+from provenance.core.signing import did_of
 from provenance.core.terminal import escape_standard_streams
 from provenance.core.timefmt import format_time, now_micros, parse_date_or_time, parse_time
 from provenance.infra.keystore import KeyStore, load_private_key, read_public_key
 from provenance.ledger.append import Appended, Ledger
+from provenance.ledger.signer import Signer, Unsigned
 from provenance.store.db import Store, StoreError
 
 LOG_KEY = "log"
@@ -338,12 +339,23 @@ def migrate(ctx: Context) -> None:
 
 def registrar_sign(ctx: Context, kind: str, data: dict[str, Any]) -> Appended:
     ledger = ctx.ledger()
-    key = ctx.root_keys.load(REGISTRAR_KEY)
-    did = did_of(key)
-    envelope = sign(
-        key, kind=kind, seq=ledger.next_seq(did), time=format_time(now_micros()), data=data
-    )
-    result = ledger.append([envelope], atomic=True)[0]
+    return append_signed(ledger, ctx.root_keys.load(REGISTRAR_KEY), kind, None, data)
+
+
+def append_signed(
+    ledger: Ledger,
+    key: Any,
+    kind: str,
+    batches: list[str] | None,
+    data: dict[str, Any],
+    *,
+    time: str | None = None,
+    source: str | None = None,
+) -> Appended:
+    """Sign one event as *key* with its next seq, dated *time* or now, and append
+    it; a refusal is `Error: reason: message`."""
+    event = Unsigned(kind, data, batches, time)
+    result = Signer(ledger, key).sign_and_append([event], atomic=True, source=source)[0]
     if not result.ok:
         raise click.ClickException(f"{result.reason}: {result.message}")
     return result
@@ -439,17 +451,7 @@ def party_grant(
         if regulator is None or regulator.role != "regulator":
             raise click.ClickException(f"no regulator party named {by!r}")
         ledger = ctx.ledger()
-        key = ctx.party_keys.load(key_name(by))
-        envelope = sign(
-            key,
-            kind="grant",
-            seq=ledger.next_seq(regulator.did),
-            time=format_time(now_micros()),
-            data=data,
-        )
-        result = ledger.append([envelope], atomic=True)[0]
-        if not result.ok:
-            raise click.ClickException(f"{result.reason}: {result.message}")
+        append_signed(ledger, ctx.party_keys.load(key_name(by)), "grant", None, data)
     held = ctx.store().prefixes(identity.id)
     click.echo(f"{name} may commission under {', '.join(held)}")
 
@@ -608,25 +610,6 @@ def _signing_key(ctx: Context, name: str) -> Any:
     raise click.ClickException(f"no party or device named {name!r} (nor a key file by that path)")
 
 
-def _sign_as(
-    ctx: Context,
-    key: Any,
-    kind: str,
-    batches: list[str] | None,
-    data: dict[str, Any],
-    time: str | None = None,
-) -> Any:
-    did = did_of(key)
-    return sign(
-        key,
-        kind=kind,
-        seq=ctx.ledger().next_seq(did),
-        time=time or format_time(now_micros()),
-        data=data,
-        batches=batches,
-    )
-
-
 @main.group()
 def batch() -> None:
     """Lots (batches) of a product."""
@@ -692,10 +675,8 @@ def batch_register(
         when = time_
     elif produced is not None:
         when = format_time(parse_date_or_time(produced, "--produced"))
-    envelope = _sign_as(ctx, _signing_key(ctx, as_), "commission", [uri], data, when)
-    result = ctx.ledger().append([envelope], atomic=True)[0]
-    if not result.ok:
-        raise click.ClickException(f"{result.reason}: {result.message}")
+    key = _signing_key(ctx, as_)
+    append_signed(ctx.ledger(), key, "commission", [uri], data, time=when)
     click.echo(uri)
 
 
@@ -723,41 +704,39 @@ def event_append(ctx: Context, source: str, as_: str | None) -> None:
     Example: provenance event append readings.jsonl --as truck7-probe
     """
     items = _read_items(read_input(source, what="events", limit=MAX_EVENTS_INPUT))
-    key = None
+    signer: Signer | None = None
     prepared: list[Any] = []
-    next_seq: int | None = None
     for position, item in enumerate(items):
         if isinstance(item, dict) and "sig" not in item:
             if as_ is None:
                 raise click.ClickException(
                     f"item {position} is unsigned: pass --as NAME to sign it"
                 )
-            key = key or _signing_key(ctx, as_)
+            key = _signing_key(ctx, as_) if signer is None else signer.key
             unknown = set(item) - {"kind", "batches", "data", "time"}
             if unknown:
                 raise click.ClickException(
                     f"item {position}: unsigned items carry only kind, batches, data and time "
                     f"(found {', '.join(sorted(unknown))})"
                 )
-            if next_seq is None:
-                next_seq = ctx.ledger().next_seq(did_of(key))
+            signer = signer or Signer(ctx.ledger(), key)
             try:
                 prepared.append(
-                    sign(
-                        key,
-                        kind=item.get("kind"),
-                        seq=next_seq,
-                        time=item.get("time") or format_time(now_micros()),
-                        data=item.get("data"),
+                    signer.sign(
+                        item.get("kind"),
+                        item.get("data"),
                         batches=item.get("batches"),
+                        time=item.get("time"),
                     )
                 )
             except ValidationError as exc:
                 raise click.ClickException(f"item {position}: {exc}") from None
-            next_seq += 1
         else:
             prepared.append(item)
-    results = ctx.ledger().append(prepared, atomic=True, source="cli")
+    if signer is None:
+        results = ctx.ledger().append(prepared, atomic=True, source="cli")
+    else:
+        results = signer.append(prepared, atomic=True, source="cli")
     failed = False
     for position, result in enumerate(results):
         if result.status == "rejected":

@@ -17,7 +17,13 @@ from typing import Any
 
 import click
 
-from provenance.cli.main import Context, _sign_as, _signing_key, friendly, pass_context
+from provenance.cli.main import (
+    Context,
+    _signing_key,
+    append_signed,
+    friendly,
+    pass_context,
+)
 from provenance.ledger.lineage import held
 from provenance.store.db import Store
 from provenance.store.rows import LotState
@@ -65,10 +71,9 @@ def command(
         data["class"] = class_ or DEFAULT_CLASS
         if instructions:
             data["instructions"] = instructions
-    envelope = _sign_as(ctx, _signing_key(ctx, as_), kind, list(dict.fromkeys(uris)), data)
-    result = ctx.ledger().append([envelope], atomic=True, source="cli")[0]
-    if not result.ok:
-        raise click.ClickException(f"{result.reason}: {result.message}")
+    key = _signing_key(ctx, as_)
+    lots = list(dict.fromkeys(uris))
+    result = append_signed(ctx.ledger(), key, kind, lots, data, source="cli")
     assert result.index is not None
     store = ctx.store()
     affected = effects(store, result.index)

@@ -472,8 +472,8 @@ def import_events(
     """Sign and append one ``epcis`` envelope per new event as the holder of *key*, all or
     nothing. ``batches`` lists the lots the event names that the ledger has (none: the
     event is filed under the signer's EPCIS stream). Each envelope must pass the wire
-    checks (64 KiB, 32 levels). Seqs follow the signer's highest."""
-    from provenance.core.signing import did_of, sign
+    checks (64 KiB, 32 levels). Seqs follow the signer's highest (`ledger.signer.Signer`)."""
+    from provenance.ledger.signer import Signer
 
     store = ledger.store
     keys = [content_key(item.event) for item in prepared]
@@ -486,36 +486,35 @@ def import_events(
         return lots_known[uri]
 
     report = ImportReport()
+    signer = Signer(ledger, key)
     envelopes: list[Envelope] = []
     pending: list[Outcome] = []
-    seq = ledger.next_seq(did_of(key))
+    firsts: dict[bytes, Outcome] = {}  # content key -> its first outcome in this document
+    copies: list[tuple[Outcome, Outcome]] = []  # (a repeat in the document, its first)
     for item, content in zip(prepared, keys, strict=True):
         batches = tuple(uri for uri in item.lots if known(uri))
         outcome = Outcome(item.position, "stored", item.event_id, lots=batches)
         report.outcomes.append(outcome)
         if content in stored:
             outcome.status, outcome.ledger_id = "duplicate", stored[content]
+            if content in firsts:
+                copies.append((outcome, firsts[content]))
             continue
         try:
             if len(batches) > MAX_BATCHES:
                 raise ValidationError(
                     "batches", f"the event names {len(batches)} ledger lots; at most {MAX_BATCHES}"
                 )
-            envelope = sign(
-                key,
-                kind=IMPORTED,
-                seq=seq,
-                time=item.time,
-                data={"event": item.event},
-                batches=list(batches) or None,
+            envelope = signer.sign(
+                IMPORTED, {"event": item.event}, batches=list(batches) or None, time=item.time
             )
             Envelope.from_json(envelope.canonical_bytes())  # the wire's size and depth limits
         except ValidationError as exc:
             outcome.status, outcome.message = "rejected", str(exc)
             continue
-        seq += 1
         outcome.ledger_id = envelope.event_id
         stored[content] = envelope.event_id  # the same event again in this document
+        firsts[content] = outcome
         envelopes.append(envelope)
         pending.append(outcome)
     if not report.ok:
@@ -523,13 +522,16 @@ def import_events(
         return report
     if envelopes:
         for outcome, result in zip(
-            pending, ledger.append(envelopes, atomic=True, source=source), strict=True
+            pending, signer.append(envelopes, atomic=True, source=source), strict=True
         ):
+            outcome.ledger_id = result.event_id  # signed again if another writer took its seq
             if result.status == "duplicate":
                 outcome.status = "duplicate"
             elif result.status in ("rejected", "aborted"):
                 outcome.status = result.status
                 outcome.message = f"{result.reason}: {result.message}"
+        for copy, first in copies:
+            copy.ledger_id = first.ledger_id
         if not report.ok:
             _abort(pending)
     return report

@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.core.errors import ProvenanceError
-from provenance.core.signing import did_of, sign
+from provenance.core.signing import did_of
 from provenance.core.timefmt import format_time, now_micros, parse_time
 from provenance.domain import rules as rulebook
 from provenance.domain.rules import (
@@ -60,6 +60,7 @@ from provenance.domain.rules import (
 )
 from provenance.ledger.append import Appended, Ledger
 from provenance.ledger.decisions import _Cache, active_holds, lot_flags, lot_holds, recent_flags
+from provenance.ledger.signer import Signer, Unsigned
 
 log = logging.getLogger(__name__)
 
@@ -353,22 +354,12 @@ class RulesService:
     def _append(
         self, actions: Sequence[Action], event_ids: Mapping[int, str], now: int, result: RoundResult
     ) -> None:
-        seq = self.ledger.next_seq(self.did)
-        envelopes = []
-        for offset, action in enumerate(actions):
-            envelopes.append(
-                sign(
-                    self.rules_key,
-                    kind=action.kind,
-                    seq=seq + offset,
-                    time=format_time(now),
-                    data=action.data(event_ids),
-                    batches=[action.lot],
-                )
-            )
-        for action, outcome in zip(
-            actions, self.ledger.append(envelopes, source="rules"), strict=True
-        ):
+        when = format_time(now)
+        events = [
+            Unsigned(action.kind, action.data(event_ids), [action.lot], when) for action in actions
+        ]
+        outcomes = Signer(self.ledger, self.rules_key).sign_and_append(events, source="rules")
+        for action, outcome in zip(actions, outcomes, strict=True):
             if outcome.status == "accepted":
                 result.appended.append(outcome)
                 self.appended += 1
@@ -467,15 +458,8 @@ def release(
     data: dict[str, Any] = {"reason": reason}
     if hold:
         data["hold"] = hold
-    envelope = sign(
-        key,
-        kind="release",
-        seq=ledger.next_seq(did_of(key)),
-        time=format_time(clock()),
-        data=data,
-        batches=list(dict.fromkeys(lot_uris)),
-    )
-    return ledger.append([envelope], atomic=True, source="cli")[0]
+    event = Unsigned("release", data, list(dict.fromkeys(lot_uris)))
+    return Signer(ledger, key, clock=clock).sign_and_append([event], atomic=True, source="cli")[0]
 
 
 __all__ = [

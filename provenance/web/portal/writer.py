@@ -7,8 +7,9 @@ checkpoint of each commit: ``{KEYS}/log.pem``, as the CLI and the ingest
 service use. Without it the portal still reads, and every action answers 503
 with what to configure.
 
-Signing with a server-held party key and choosing its next seq happen under
-the same lock, so two requests of one party never pick the same seq.
+Signing with a server-held party key and choosing its next seq (a
+`provenance.ledger.signer.Signer`) happen under the same lock, so two requests
+of one party never pick the same seq.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.core.errors import KeyFileError, ProvenanceError
-from provenance.core.signing import did_of, sign
-from provenance.core.timefmt import format_time
 from provenance.infra.keystore import KeyStore
 from provenance.ledger.append import Appended, Ledger
+from provenance.ledger.signer import Signer, Unsigned
 from provenance.store.db import Store
 
 LOG_KEY = "log"
@@ -80,16 +80,10 @@ class LedgerWriter:
         """Sign *items* as the holder of *key* with its next seqs, dated *time*
         (RFC 3339 UTC, e.g. a lot's production) or now, and append them all or
         nothing."""
+        events = [Unsigned(kind, data, batches) for kind, batches, data in items]
         with self._lock:
-            ledger = self._open()
-            did = did_of(key)
-            seq = ledger.next_seq(did)
-            now = time or format_time(self.clock())
-            envelopes = [
-                sign(key, kind=kind, seq=seq + n, time=now, data=data, batches=batches)
-                for n, (kind, batches, data) in enumerate(items)
-            ]
-            return ledger.append(envelopes, atomic=True, source=source)
+            signer = Signer(self._open(), key, clock=self.clock)
+            return signer.sign_and_append(events, atomic=True, source=source, time=time)
 
     def append(self, items: Sequence[Any], *, atomic: bool, source: str) -> list[Appended]:
         """Append envelopes that were signed elsewhere, as they are."""
