@@ -345,6 +345,9 @@ class Connector:
         connection.connack = reason
         if not reason.is_failure:
             connection.session_present = bool(flags.session_present)
+            # Settled here, not only when the supervisor wakes: whoever sees us
+            # connected (stats, a test waiting for the subscription) sees the protocol.
+            self.settled = connection.protocol
             with self._lock:
                 self._live = connection
             self.metrics.connected.set(1)
