@@ -28,6 +28,7 @@ from provenance.barcodes.labels import (
 from provenance.core.errors import ValidationError
 
 PDF_TEXT_SCALE = 2  # PDF text is drawn at twice the label's dpi (600 dpi by default)
+COMPRESS_LEVEL = 6  # deflate: level 9 took 5× as long (25 ms a label) for 2-10 % smaller files
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class PDFWriter:
 
     @staticmethod
     def stream(entries: str, data: bytes) -> bytes:
-        packed = zlib.compress(data, 9)
+        packed = zlib.compress(data, COMPRESS_LEVEL)
         head = f"<< {entries} /Filter /FlateDecode /Length {len(packed)} >>\nstream\n"
         return head.encode("ascii") + packed + b"\nendstream"
 
