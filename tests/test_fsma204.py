@@ -365,12 +365,14 @@ def test_xlsx_survives_awkward_text(tmp_path):
     from openpyxl import load_workbook
 
     odd = "<&>\"'"
-    row = (" spaced ", date(2026, 1, 1), time(23, 59, 59), odd, "\x07bell", None, *["ü"] * 13)
+    rich = "<r><t>x</t></r>"  # what some writers emit raw as rich text: must stay text
+    row = (" spaced ", date(2026, 1, 1), time(23, 59, 59), odd, "\x07bell", None, *["ü"] * 12, rich)
     path = tmp_path / "odd.xlsx"
     with path.open("wb") as out:
         write_xlsx([row], out)
     values = next(load_workbook(path).active.iter_rows(min_row=2, values_only=True))
     assert values[:6] == (" spaced ", datetime(2026, 1, 1), time(23, 59, 59), odd, "bell", None)
+    assert values[6:] == ("ü",) * 12 + (rich,)
 
 
 # --- the command line: provenance export fsma204

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from conftest import conformance
 from PIL import Image, ImageDraw
 
-from provenance.barcodes import labels
+from provenance.barcodes import fonts, labels
 from provenance.barcodes import syntax as gs1_syntax
 from provenance.barcodes.labels import Label, PrintSettings
 from provenance.cli.label import command as label_command
@@ -40,9 +40,9 @@ def _no_environment(monkeypatch):
     """Each test starts from the defaults, whatever the shell exports."""
     monkeypatch.delenv(labels.BASE_URL_ENV, raising=False)
     monkeypatch.delenv(labels.FONT_ENV, raising=False)
-    labels._search.cache_clear()
+    fonts.search.cache_clear()
     yield
-    labels._search.cache_clear()
+    fonts.search.cache_clear()
 
 
 # --- decoding helpers ---------------------------------------------------------------------
@@ -410,28 +410,28 @@ def test_a_bigger_quiet_zone_and_module_are_honoured():
 def test_long_product_names_wrap_to_two_lines_and_end_in_an_ellipsis():
     name = "Organic curly kale from Green Valley Farm, washed, trimmed and packed by hand"
     label = Label.from_uri(LOT_URI, product=name)
-    layout = labels._layout(label, labels.DEFAULT_SETTINGS)
+    layout = labels.layout_of(label, labels.DEFAULT_SETTINGS)
     product = layout.lines[: -len(label.lines)]
     assert len(product) == 2 and product[1].endswith(("…", "..."))
     assert name.startswith(product[0])
     measure = layout.font.load(layout.font_px)
     pad = labels.DEFAULT_SETTINGS.dots(labels.TEXT_PAD_MM)
     assert all(measure.getlength(line) <= layout.width - 2 * pad for line in layout.lines)
-    short = labels._layout(Label.from_uri(LOT_URI, product="Kale"), labels.DEFAULT_SETTINGS)
+    short = labels.layout_of(Label.from_uri(LOT_URI, product="Kale"), labels.DEFAULT_SETTINGS)
     assert short.lines[0] == "Kale"
 
 
 def test_labels_without_a_product_have_only_the_code_lines():
     label = Label.from_uri(LOT_URI)
-    assert labels._layout(label, labels.DEFAULT_SETTINGS).lines == label.lines
+    assert labels.layout_of(label, labels.DEFAULT_SETTINGS).lines == label.lines
     assert decode_one(png_image(labels.label_png(label))).text == label.uri
 
 
 # --- Chinese and fonts --------------------------------------------------------------------
 
 
-def cjk_font() -> labels._Font | None:
-    return labels._find_font(CHINESE, None)
+def cjk_font() -> fonts.Font | None:
+    return fonts.find_font(CHINESE, None)
 
 
 def test_chinese_product_names_render_with_a_covering_font():
@@ -442,19 +442,19 @@ def test_chinese_product_names_render_with_a_covering_font():
     label = Label.from_uri(LOT_URI, product=CHINESE * 3)
     image = png_image(labels.label_png(label))
     assert decode_one(image).text == label.uri
-    layout = labels._layout(label, labels.DEFAULT_SETTINGS)
+    layout = labels.layout_of(label, labels.DEFAULT_SETTINGS)
     assert layout.lines[0].startswith("有机羽衣甘蓝") and layout.lines[1].endswith("…")
     # the glyphs are drawn, not .notdef boxes: each character differs from the probe
     loaded = font.load(40)
-    notdef = labels._glyph(loaded, labels._NOTDEF_PROBE)
-    assert all(labels._glyph(loaded, char) != notdef for char in "有机羽衣甘蓝绿谷农场")
+    notdef = fonts.glyph(loaded, fonts.NOTDEF_PROBE)
+    assert all(fonts.glyph(loaded, char) != notdef for char in "有机羽衣甘蓝绿谷农场")
     svg = labels.label_svg(label).decode()
     assert f"'{font.family}'" in svg
 
 
 def test_without_a_covering_font_png_says_what_to_install_and_svg_still_works(monkeypatch):
-    monkeypatch.setattr(labels, "_fontconfig_fonts", lambda text: [])
-    monkeypatch.setattr(labels, "_KNOWN_FONTS", ())
+    monkeypatch.setattr(fonts, "fontconfig_fonts", lambda text: [])
+    monkeypatch.setattr(fonts, "KNOWN_FONTS", ())
     label = Label.from_uri(LOT_URI, product=CHINESE)
     with pytest.raises(ValidationError, match="fonts-noto-cjk") as caught:
         labels.label_png(label)
@@ -472,13 +472,13 @@ def test_a_font_file_can_be_chosen(monkeypatch, tmp_path):
     monkeypatch.setenv(labels.FONT_ENV, str(missing))
     with pytest.raises(ValidationError, match="PROVENANCE_LABEL_FONT: cannot load font"):
         labels.label_png(Label.from_uri(LOT_URI))
-    dejavu = labels._Font("DejaVuSans.ttf")
+    dejavu = fonts.Font("DejaVuSans.ttf")
     try:
         dejavu.load(10)
     except OSError:
         pytest.skip("DejaVu Sans is not installed")
     monkeypatch.delenv(labels.FONT_ENV)
-    assert labels._find_font("Kale", "DejaVuSans.ttf") == dejavu
+    assert fonts.find_font("Kale", "DejaVuSans.ttf") == dejavu
 
 
 # --- SVG ----------------------------------------------------------------------------------

@@ -21,21 +21,19 @@ import functools
 import io
 import math
 import os
-import shutil
-import subprocess
 import unicodedata
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from xml.sax.saxutils import escape, quoteattr
 
 import qrcode
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from qrcode.constants import ERROR_CORRECT_H, ERROR_CORRECT_M, ERROR_CORRECT_Q
 
 from provenance.barcodes import dictionary as gs1_dictionary
 from provenance.barcodes import syntax as gs1_syntax
+from provenance.barcodes.fonts import FONT_ENV, Font, find_font, measurer
 from provenance.core import gs1
 from provenance.core.errors import ValidationError
 
@@ -59,9 +57,6 @@ __all__ = [
 BASE_URL_ENV = "PROVENANCE_BASE_URL"
 """Environment variable naming the resolver base when none is passed."""
 
-FONT_ENV = "PROVENANCE_LABEL_FONT"
-"""Environment variable naming a font file to try first for the label text."""
-
 ERROR_CORRECTION_LEVELS = {"M": ERROR_CORRECT_M, "Q": ERROR_CORRECT_Q, "H": ERROR_CORRECT_H}
 """QR error correction levels we print: M (15 %), Q (25 %, the default), H (30 %). L is
 refused: a scuffed or wet pack must still scan."""
@@ -74,7 +69,6 @@ PT_PER_INCH = 72
 A4_MM = (210.0, 297.0)
 SHEET_MARGIN_MM = 10.0
 SHEET_GAP_MM = 5.0
-PDF_TEXT_SCALE = 2  # PDF text is drawn at twice the label's dpi (600 dpi by default)
 
 TEXT_PAD_MM = 1.5  # left/right margin of the text, and below the last line
 TEXT_GAP_MM = 0.5  # between the quiet zone and the first line's ascenders
@@ -85,10 +79,7 @@ MAX_PRODUCT_LINES = 2
 ELLIPSIS = "\u2026"
 
 _ANY_DAY = date(2000, 1, 1)  # for questions whose answer does not depend on the day
-_NOTDEF_PROBE = "\U0010fffd"  # a noncharacter no font maps: draws the .notdef glyph
-_WIDE = frozenset("WF")  # East Asian Width classes that take a full em
 _SVG_FALLBACK_FONTS = ("DejaVu Sans", "Noto Sans", "Noto Sans CJK SC", "Arial", "sans-serif")
-_KNOWN_FONTS = ("DejaVuSans.ttf", "LiberationSans-Regular.ttf", "NotoSans-Regular.ttf")
 
 
 # --- the resolver base --------------------------------------------------------------------
@@ -369,7 +360,7 @@ DEFAULT_SETTINGS = PrintSettings()
 
 
 @dataclass(frozen=True)
-class _Layout:
+class Layout:
     """Where everything goes on one label, in dots at ``settings.dpi`` (y down)."""
 
     settings: PrintSettings
@@ -382,18 +373,18 @@ class _Layout:
     font_px: float
     lines: tuple[str, ...]
     baselines: tuple[float, ...]  # absolute y of each line's baseline
-    font: _Font | None  # None: no installed font covers the text (SVG only)
+    font: Font | None  # None: no installed font covers the text (SVG only)
 
 
-def _layout(label: Label, settings: PrintSettings, *, need_font: bool = True) -> _Layout:
+def layout_of(label: Label, settings: PrintSettings, *, need_font: bool = True) -> Layout:
     symbol = encode_qr(label.uri, settings.error_correction)
     quiet = settings.quiet_zone * settings.module_dots
     qr_side = symbol.size * settings.module_dots + 2 * quiet
     font_px = settings.font_pt * settings.dpi / PT_PER_INCH
-    font = _find_font(_coverage_text(label), settings.font)
+    font = find_font(_coverage_text(label), settings.font)
     if font is None and need_font:
         raise ValidationError("product", _no_font_message(label))
-    measure = _measurer(font, font_px)
+    measure = measurer(font, font_px)
     pad = settings.dots(TEXT_PAD_MM)
     width = max(qr_side, *(math.ceil(measure(line)) + 2 * pad for line in label.lines))
     product: list[str] = []
@@ -405,7 +396,7 @@ def _layout(label: Label, settings: PrintSettings, *, need_font: bool = True) ->
     baselines = tuple(first + i * LINE_EM * font_px for i in range(len(lines)))
     height = math.ceil(baselines[-1] + DESCENT_EM * font_px) + pad
     left = (width - qr_side) // 2
-    return _Layout(
+    return Layout(
         settings,
         symbol,
         width,
@@ -455,128 +446,11 @@ def _longest_prefix(text: str, fits: Callable[[str], bool], suffix: str = "") ->
     return low
 
 
-# --- fonts --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Font:
-    """A font file (None: Pillow's built-in font) and the face inside it."""
-
-    path: str | None
-    index: int = 0
-
-    def load(self, size: float) -> ImageFont.FreeTypeFont:
-        return _load_font(self.path, self.index, round(size, 2))
-
-    @property
-    def family(self) -> str:
-        return str(self.load(20).getname()[0])
-
-    def covers(self, text: str) -> bool:
-        """True when the face has a glyph for every visible character of ``text``."""
-        font = self.load(24)
-        notdef = _glyph(font, _NOTDEF_PROBE)
-        for char in set(text):
-            if char.isspace() or unicodedata.category(char) in ("Mn", "Me", "Cf"):
-                continue
-            if _glyph(font, char) == notdef:
-                return False
-        return True
-
-
-@functools.lru_cache(maxsize=64)
-def _load_font(path: str | None, index: int, size: float) -> ImageFont.FreeTypeFont:
-    if path is None:
-        return ImageFont.load_default(size=size)  # type: ignore[return-value]
-    return ImageFont.truetype(path, size=size, index=index)
-
-
-def _glyph(font: ImageFont.FreeTypeFont, char: str) -> tuple[tuple[int, int], bytes]:
-    mask = font.getmask(char, mode="L")
-    return mask.size, bytes(mask)
+# --- fonts: provenance.barcodes.fonts finds them -------------------------------------
 
 
 def _coverage_text(label: Label) -> str:
     return (label.product or "") + "".join(label.lines)
-
-
-@functools.lru_cache(maxsize=256)
-def _search(text: str, preferred: str | None, from_env: str | None) -> _Font | None:
-    for field, path in (("font", preferred), (FONT_ENV, from_env)):
-        if path:
-            try:
-                font = _Font(path)
-                font.load(12)
-            except OSError as exc:
-                raise ValidationError(field, f"cannot load font {path!r}: {exc}") from None
-            if font.covers(text):
-                return font
-    for font in _fontconfig_fonts(text):
-        try:
-            if font.covers(text):
-                return font
-        except OSError:
-            continue
-    for name in _KNOWN_FONTS:  # no fontconfig: Pillow searches the usual font folders
-        try:
-            font = _Font(name)
-            if font.covers(text):
-                return font
-        except OSError:
-            continue
-    builtin = _Font(None)
-    return builtin if builtin.covers(text) else None
-
-
-def _find_font(text: str, preferred: str | None) -> _Font | None:
-    """A font with glyphs for all of ``text``: ``preferred``, then $PROVENANCE_LABEL_FONT,
-    then fontconfig's choice for a sans-serif covering these characters, then a few
-    well-known files, then Pillow's built-in font (ASCII only). None when nothing covers."""
-    return _search(text, preferred, os.environ.get(FONT_ENV) or None)
-
-
-FONTCONFIG_CANDIDATES = 12
-
-
-def _fontconfig_fonts(text: str) -> list[_Font]:
-    fc_match = shutil.which("fc-match")
-    if fc_match is None:
-        return []
-    chars = sorted({ord(char) for char in text if not char.isspace()})
-    pattern = "sans-serif:charset=" + " ".join(f"{c:x}" for c in chars)
-    if any("CJK" in unicodedata.name(chr(c), "") for c in chars):
-        pattern += ":lang=zh-cn"  # Simplified Chinese glyph forms for Han characters
-    try:
-        done = subprocess.run(
-            [fc_match, "-s", "--format=%{file}\t%{index}\n", pattern],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return []
-    fonts: list[_Font] = []
-    for line in done.stdout.splitlines():
-        path, _, index = line.partition("\t")
-        font = _Font(path, int(index) if index.isdigit() else 0)
-        if path.lower().endswith((".ttf", ".otf", ".ttc", ".otc")) and font not in fonts:
-            fonts.append(font)
-        if len(fonts) == FONTCONFIG_CANDIDATES:
-            break
-    return fonts
-
-
-def _measurer(font: _Font | None, size: float) -> Callable[[str], float]:
-    if font is not None:
-        loaded = font.load(size)
-        return lambda text: float(loaded.getlength(text))
-
-    def estimate(text: str) -> float:  # for SVG without a local font: err on the wide side
-        wide = sum(1 for char in text if unicodedata.east_asian_width(char) in _WIDE)
-        return (wide + 0.7 * (len(text) - wide)) * size
-
-    return estimate
 
 
 def _no_font_message(label: Label) -> str:
@@ -598,7 +472,7 @@ def _qr_image(symbol: QRSymbol, module_dots: int) -> Image.Image:
     return small.resize((side, side), Image.Resampling.NEAREST)
 
 
-def _text_image(layout: _Layout, scale: int = 1) -> Image.Image:
+def text_image(layout: Layout, scale: int = 1) -> Image.Image:
     """The text block (everything below the quiet zone) as a grayscale image. Drawn on its
     own canvas, so no glyph can reach into the code or its quiet zone."""
     assert layout.font is not None
@@ -614,10 +488,10 @@ def _text_image(layout: _Layout, scale: int = 1) -> Image.Image:
 
 def label_png(label: Label, settings: PrintSettings = DEFAULT_SETTINGS) -> bytes:
     """One label as a grayscale PNG at ``settings.dpi`` (recorded in the file)."""
-    layout = _layout(label, settings)
+    layout = layout_of(label, settings)
     image = Image.new("L", (layout.width, layout.height), 255)
     image.paste(_qr_image(layout.symbol, settings.module_dots), (layout.qr_x, layout.qr_y))
-    image.paste(_text_image(layout), (0, layout.text_top))
+    image.paste(text_image(layout), (0, layout.text_top))
     out = io.BytesIO()
     image.save(out, "PNG", dpi=(settings.dpi, settings.dpi), optimize=True)
     return out.getvalue()
@@ -638,7 +512,7 @@ def _qr_path(symbol: QRSymbol) -> str:
 def label_svg(label: Label, settings: PrintSettings = DEFAULT_SETTINGS) -> bytes:
     """One label as SVG: the code is one vector path (crisp at any size), the text is
     ``<text>`` in the viewer's fonts. Sized in mm; user units are dots at ``settings.dpi``."""
-    layout = _layout(label, settings, need_font=False)
+    layout = layout_of(label, settings, need_font=False)
     families = _SVG_FALLBACK_FONTS
     if layout.font is not None and layout.font.path is not None:
         families = (layout.font.family, *(f for f in families if f != layout.font.family))
@@ -665,146 +539,19 @@ def label_svg(label: Label, settings: PrintSettings = DEFAULT_SETTINGS) -> bytes
     return "".join(parts).encode("utf-8")
 
 
-# --- PDF ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _LabelSheet:
-    columns: int
-    rows: int
-    cell_width: float  # mm
-    cell_height: float
-
-    @property
-    def per_page(self) -> int:
-        return self.columns * self.rows
-
-
-def _sheet(layouts: Sequence[_Layout], settings: PrintSettings) -> _LabelSheet:
-    width = settings.mm(max(layout.width for layout in layouts))
-    height = settings.mm(max(layout.height for layout in layouts))
-    usable_w, usable_h = (side - 2 * SHEET_MARGIN_MM for side in A4_MM)
-    columns = int((usable_w + SHEET_GAP_MM) // (width + SHEET_GAP_MM))
-    rows = int((usable_h + SHEET_GAP_MM) // (height + SHEET_GAP_MM))
-    if columns < 1 or rows < 1:
-        raise ValidationError(
-            "label", f"a {width:.0f} × {height:.0f} mm label does not fit on an A4 page"
-        )
-    return _LabelSheet(columns, rows, width, height)
+# --- PDF: provenance.barcodes.pdf writes the sheet ----------------------------------------
 
 
 def sheet_capacity(label: Label, settings: PrintSettings = DEFAULT_SETTINGS) -> int:
     """How many copies of ``label`` one A4 page of :func:`sheet_pdf` holds."""
-    return _sheet([_layout(label, settings)], settings).per_page
+    from provenance.barcodes import pdf  # it imports this module
 
-
-class _PDFWriter:
-    """The few PDF 1.4 objects a label sheet needs, written with exact xref offsets."""
-
-    def __init__(self) -> None:
-        self.objects: list[bytes] = []
-
-    def reserve(self) -> int:
-        self.objects.append(b"")
-        return len(self.objects)
-
-    def put(self, number: int, body: bytes) -> int:
-        self.objects[number - 1] = body
-        return number
-
-    def add(self, body: bytes) -> int:
-        return self.put(self.reserve(), body)
-
-    @staticmethod
-    def stream(entries: str, data: bytes) -> bytes:
-        packed = zlib.compress(data, 9)
-        head = f"<< {entries} /Filter /FlateDecode /Length {len(packed)} >>\nstream\n"
-        return head.encode("ascii") + packed + b"\nendstream"
-
-    def build(self, root: int, info: int) -> bytes:
-        out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-        offsets = []
-        for number, body in enumerate(self.objects, start=1):
-            offsets.append(len(out))
-            out += f"{number} 0 obj\n".encode("ascii") + body + b"\nendobj\n"
-        xref = len(out)
-        out += f"xref\n0 {len(self.objects) + 1}\n0000000000 65535 f \n".encode("ascii")
-        out += b"".join(f"{offset:010d} 00000 n \n".encode("ascii") for offset in offsets)
-        out += (
-            f"trailer\n<< /Size {len(self.objects) + 1} /Root {root} 0 R /Info {info} 0 R >>\n"
-            f"startxref\n{xref}\n%%EOF\n"
-        ).encode("ascii")
-        return bytes(out)
-
-
-def _label_form(pdf: _PDFWriter, layout: _Layout) -> int:
-    """One label as a Form XObject in dots (y up): the code as vector rectangles, the text
-    as a Flate-compressed grayscale image at PDF_TEXT_SCALE × the label's dpi."""
-    text = _text_image(layout, PDF_TEXT_SCALE)
-    image = pdf.add(
-        pdf.stream(
-            f"/Type /XObject /Subtype /Image /Width {text.width} /Height {text.height}"
-            " /ColorSpace /DeviceGray /BitsPerComponent 8",
-            text.tobytes(),
-        )
-    )
-    m = layout.settings.module_dots
-    rects = "\n".join(f"{x} {y} {n} 1 re" for x, y, n in layout.symbol.runs())
-    text_height = layout.height - layout.text_top
-    content = (
-        f"q 0 g 1 0 0 -1 0 {layout.height} cm {m} 0 0 {m} {layout.qr_x} {layout.qr_y} cm\n"
-        f"{rects}\nf Q\n"
-        f"q {layout.width} 0 0 {text_height} 0 0 cm /Text Do Q\n"
-    )
-    return pdf.add(
-        pdf.stream(
-            f"/Type /XObject /Subtype /Form /BBox [0 0 {layout.width} {layout.height}]"
-            f" /Resources << /XObject << /Text {image} 0 R >> >>",
-            content.encode("ascii"),
-        )
-    )
+    return pdf.sheet_capacity(label, settings)
 
 
 def sheet_pdf(labels: Sequence[Label], settings: PrintSettings = DEFAULT_SETTINGS) -> bytes:
     """A4 pages of ``labels`` in a grid, left to right and top to bottom, as many pages as
-    needed. Vector PDF: each QR code is filled rectangles (exact module edges at any
-    printer resolution); the text is an image, so any script prints without embedding
-    fonts. A label that repeats is stored once and placed many times."""
-    if not labels:
-        raise ValidationError("labels", "is empty; give at least one label")
-    layouts = {label: _layout(label, settings) for label in labels}
-    sheet = _sheet(list(layouts.values()), settings)
-    pdf = _PDFWriter()
-    catalog, pages = pdf.reserve(), pdf.reserve()
-    forms = {label: _label_form(pdf, layout) for label, layout in layouts.items()}
-    names = {label: f"L{i}" for i, label in enumerate(forms)}
-    scale = PT_PER_INCH / settings.dpi
-    page_w, page_h = (side * PT_PER_INCH / MM_PER_INCH for side in A4_MM)
-    left = (A4_MM[0] - sheet.columns * (sheet.cell_width + SHEET_GAP_MM) + SHEET_GAP_MM) / 2
-    kids = []
-    for start in range(0, len(labels), sheet.per_page):
-        batch = labels[start : start + sheet.per_page]
-        ops = []
-        for i, label in enumerate(batch):
-            column, row = i % sheet.columns, i // sheet.columns
-            x_mm = left + column * (sheet.cell_width + SHEET_GAP_MM)
-            top_mm = SHEET_MARGIN_MM + row * (sheet.cell_height + SHEET_GAP_MM)
-            y_mm = A4_MM[1] - top_mm - settings.mm(layouts[label].height)
-            x, y = (v * PT_PER_INCH / MM_PER_INCH for v in (x_mm, y_mm))
-            ops.append(f"q {scale:.6f} 0 0 {scale:.6f} {x:.3f} {y:.3f} cm /{names[label]} Do Q")
-        content = pdf.add(pdf.stream("", "\n".join(ops).encode("ascii")))
-        used = dict.fromkeys(batch)
-        xobjects = " ".join(f"/{names[label]} {forms[label]} 0 R" for label in used)
-        kids.append(
-            pdf.add(
-                f"<< /Type /Page /Parent {pages} 0 R /MediaBox [0 0 {page_w:.3f} {page_h:.3f}]"
-                f" /Resources << /XObject << {xobjects} >> >> /Contents {content} 0 R >>".encode(
-                    "ascii"
-                )
-            )
-        )
-    refs = " ".join(f"{kid} 0 R" for kid in kids)
-    pdf.put(pages, f"<< /Type /Pages /Kids [{refs}] /Count {len(kids)} >>".encode("ascii"))
-    pdf.put(catalog, f"<< /Type /Catalog /Pages {pages} 0 R >>".encode("ascii"))
-    info = pdf.add(b"<< /Producer (Provenance labels) /Title (GS1 Digital Link labels) >>")
-    return pdf.build(catalog, info)
+    needed; vector QR codes (:func:`provenance.barcodes.pdf.sheet_pdf`)."""
+    from provenance.barcodes import pdf  # it imports this module
+
+    return pdf.sheet_pdf(labels, settings)
