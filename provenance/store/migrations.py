@@ -9,6 +9,7 @@ The meta keys set here mark the log index from which a rule added later applies
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 
 import sqlite_utils
@@ -36,6 +37,17 @@ def migration(name: str) -> Callable[[Migration], Migration]:
         return function
 
     return register
+
+
+def _rules_from_here(conn: sqlite3.Connection, key: str) -> None:
+    """Record in meta *key* the log index from which new rules apply: the log's
+    size now. Never moved once set (a boundary already recorded stays where it
+    was), so the events already logged stay valid on replay."""
+    size = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        (key, str(size)),
+    )
 
 
 @migration("0001_initial")
@@ -158,11 +170,7 @@ def _recall_sources(db: sqlite_utils.Database) -> None:
     # The cascade's filing and the `recalled` refusals apply to events from here on;
     # what the log already holds was accepted under the earlier rules.
     # Never moved once set (a boundary already recorded stays where it was).
-    size = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        (RECALL_RULES_FROM, str(size)),
-    )
+    _rules_from_here(conn, RECALL_RULES_FROM)
     backfill_recalls(conn)
 
 
@@ -220,11 +228,7 @@ def _access(db: sqlite_utils.Database) -> None:
             event INTEGER NOT NULL,  -- log index of the enrolment or grant that gave it
             PRIMARY KEY (party, prefix)) WITHOUT ROWID"""
     )
-    size = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        (ACCESS_RULES_FROM, str(size)),
-    )
+    _rules_from_here(conn, ACCESS_RULES_FROM)
     backfill_access(conn)
 
 
@@ -244,8 +248,4 @@ def _time_rules(db: sqlite_utils.Database) -> None:
     index recorded here on; what the log already holds was accepted without
     them and stays valid (`verify` replays each event under the rules of its time).
     Never moved once set."""
-    size = db.conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM events").fetchone()[0]
-    db.conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        (TIME_RULES_FROM, str(size)),
-    )
+    _rules_from_here(db.conn, TIME_RULES_FROM)
