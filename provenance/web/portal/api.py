@@ -19,6 +19,7 @@ from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.core.identity import COMMISSIONING_ROLES
 from provenance.core.jcs import parse_json
 from provenance.store.accounts.models import TokenRefused
+from provenance.store.queries import search_lots
 
 from ..params import int_arg, optional_int_arg
 from ..present import lot_json
@@ -362,7 +363,7 @@ def search():
     form = {k: (request.args.get(k) or "").strip()[:200] for k in ("q", "gtin", "lot")}
     page, size, offset = common.page_args(50)
     store = read_store()
-    found, total = queries.search_lots(
+    found, total = search_lots(
         store, text=form["q"], gtin=form["gtin"], lot=form["lot"], limit=size, offset=offset
     )
     audit(who, "search", {**form, "page": page, "found": total})

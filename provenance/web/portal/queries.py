@@ -102,20 +102,6 @@ def parties(store: Store) -> list[Identity]:
     return [i for i in store.identities() if i.type == "party"]
 
 
-def search_lots(
-    store: Store,
-    *,
-    text: str = "",
-    gtin: str = "",
-    lot: str = "",
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[list[Lot], int]:
-    """Lots whose GTIN starts with *gtin* (or equals its 14-digit form), whose
-    lot code contains *lot*, and whose product name contains *text*."""
-    return ask.search_lots(store, text=text, gtin=gtin, lot=lot, limit=limit, offset=offset)
-
-
 @dataclass(frozen=True)
 class ActiveRecall:
     """A recall event still in force on some lot."""

@@ -18,6 +18,7 @@ from flask import (
 
 from provenance.ledger.decisions import active_holds, recent_flags
 from provenance.ledger.lineage import DIRECTIONS
+from provenance.store.queries import search_lots
 
 from ..params import optional_int_arg
 from ..state import store as read_store
@@ -63,7 +64,7 @@ def search():
     form = {k: (request.args.get(k) or "").strip()[:200] for k in ("q", "gtin", "lot")}
     page, size, offset = common.page_args(SEARCH_PAGE)
     store = read_store()
-    lots, total = queries.search_lots(
+    lots, total = search_lots(
         store, text=form["q"], gtin=form["gtin"], lot=form["lot"], limit=size, offset=offset
     )
     audit(who, "search", {**form, "page": page, "found": total})
