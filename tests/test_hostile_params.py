@@ -86,11 +86,6 @@ ALLOWED_CONVERSIONS = {
         'burst = int(words[3]) if len(words) == 4 and words[2] == "burst" else None',
     ),
     ("portal/ratelimit.py", "rate, burst = self.limit.rate, float(self.limit.burst)"),
-    ("portal/queries.py", 'return [int(part) for part in inner.split(",") if part.strip()]'),
-    (
-        "portal/queries.py",
-        'lot for source in str(sources).split(",") if (lot := lot_by_id(store, int(source)))',
-    ),
 }
 
 
