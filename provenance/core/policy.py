@@ -370,6 +370,8 @@ class Verdict:
     unknown: tuple[SignatureLine, ...]
     quorum: str
     quorum_met: bool
+    log_key: bytes | None = None
+    """The public key of the log signature that verified."""
 
     @property
     def ok(self) -> bool:
@@ -470,6 +472,7 @@ def evaluate(
     known_names = {w.key_name: w.name for w in policy.witnesses.values()}
 
     log_verified: str | None = None
+    log_key: bytes | None = None
     log_failed = False
     cosigned: dict[str, int] = {}
     wrong: list[SignatureLine] = []
@@ -490,7 +493,8 @@ def evaluate(
                 log_failed = True
                 wrong.append(SignatureLine(number, name, "the log's signature does not verify"))
                 continue
-            log_verified = log_verified or name
+            if log_verified is None:
+                log_verified, log_key = name, logs[(name, kid)]
         elif (name, kid) in witnesses:
             witness = witnesses[(name, kid)]
             try:
@@ -543,6 +547,7 @@ def evaluate(
         unknown=tuple(unknown),
         quorum=policy.describe_quorum(),
         quorum_met=policy.witnessed(policy.quorum, cosigned),
+        log_key=log_key if log_verified else None,
     )
 
 
