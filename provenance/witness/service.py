@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.core.checkpoint import Checkpoint, key_id
-from provenance.core.cosignature import cosign, format_cosigner_key
+from provenance.core.cosignature import Cosigner
 from provenance.core.errors import ProofError, ValidationError
 from provenance.core.merkle import EMPTY_ROOT, verify_consistency
 from provenance.core.policy import Policy, PolicyError, PolicyLog, evaluate
@@ -128,21 +128,23 @@ class Witness:
         clock: Callable[[], float] = time.time,
     ):
         self.state = state
+        self.cosigner = Cosigner(state.name, private_key)
         self.name = state.name
-        self.private_key = private_key
-        self.public_key = private_key.public_key().public_bytes_raw()
-        self.verifier_key = format_cosigner_key(self.name, self.public_key)
+        self.public_key = self.cosigner.public_key
+        self.verifier_key = self.cosigner.verifier_key
         self.clock = clock
         self._policies: dict[str, Policy] = {}
+        self._log_ids: dict[str, dict[str, bytes]] = {}
         self.reload_logs()
 
     def reload_logs(self) -> None:
         """Read the followed logs and their keys again (after ``add-log``)."""
-        policies = {}
+        policies, ids = {}, {}
         for origin, keys in self.state.log_keys().items():
             logs = tuple(PolicyLog(name, key, None, 0) for name, key in keys)
             policies[origin] = Policy(logs, {}, {}, "none")
-        self._policies = policies
+            ids[origin] = {f"— {name} ": key_id(name, key) for name, key in keys}
+        self._policies, self._log_ids = policies, ids
 
     def _policy(self, origin: str) -> Policy | None:
         policy = self._policies.get(origin)
@@ -158,14 +160,15 @@ class Witness:
         except BadRequest as exc:
             return Reply.refuse(400, str(exc))
         note_body = request.note.rpartition("\n\n")[0] + "\n"
+        origin = note_body.partition("\n")[0]
         try:
-            checkpoint = Checkpoint.from_text(note_body)
+            Checkpoint.from_text(note_body)
         except ValidationError as exc:
             return Reply.refuse(400, f"the checkpoint is malformed: {exc}")
         # 2. A log we follow.
-        policy = self._policy(checkpoint.origin)
+        policy = self._policy(origin)
         if policy is None:
-            return Reply.refuse(404, f"this witness does not follow {checkpoint.origin!r}")
+            return Reply.refuse(404, f"this witness does not follow {origin!r}")
         # 3. Signed by a key we trust for it (its name is the origin: `add-log` makes
         # sure); every line by a trusted key verifies.
         try:
@@ -177,6 +180,7 @@ class Witness:
             return Reply.refuse(400, f"the checkpoint note is malformed: {malformed[0]}")
         if verdict.log is None:
             return Reply.refuse(403, verdict.log_problem or "not signed by a trusted log key")
+        checkpoint = verdict.checkpoint
         # 4. Old size no larger than the new one.
         if request.old_size > checkpoint.size:
             return Reply.refuse(
@@ -202,8 +206,8 @@ class Witness:
             return Reply.refuse(422, problem)
         # 7. Cosign, swap, answer.
         timestamp = max(1, int(self.clock()))
-        line = cosign(checkpoint, self.name, self.private_key, timestamp)
-        log_lines = self._log_lines(request.note, policy)
+        line = self.cosigner.cosign(note_body, timestamp)
+        log_lines = self._log_lines(request.note, self._log_ids[origin])
         kept = note_body + "\n" + "".join(log_lines) + line
         try:
             self.state.advance(
@@ -248,9 +252,8 @@ class Witness:
         return None
 
     @staticmethod
-    def _log_lines(note: str, policy: Policy) -> list[str]:
+    def _log_lines(note: str, ids: dict[str, bytes]) -> list[str]:
         """The note's signature lines by the log keys we verified (kept for monitors)."""
-        ids = {f"— {log.name} ": key_id(log.name, log.public_key) for log in policy.logs}
         out = []
         for line in note.rpartition("\n\n")[2].splitlines():
             for prefix, kid in ids.items():
