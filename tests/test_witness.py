@@ -12,6 +12,8 @@ import threading
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from witnesses import FakeLog, WitnessServer, origin_hash
 
 from provenance.cli.main import main
@@ -299,3 +301,48 @@ def test_cli_errors_say_what_to_do(tmp_path, log, args, message):
     out = run(*args, code=1)
     assert out.startswith("Error: ") and message in out, out
     assert "Traceback" not in out
+
+
+# --- any bytes: a 4xx with a reason, never an exception --------------------------------------
+
+
+@pytest.fixture
+def in_process(witness_dir):
+    state = WitnessState(witness_dir / "witness.db")
+    yield Witness(state, KeyStore(witness_dir).load("witness"))
+    state.close()
+
+
+def mutations(body: bytes) -> list[bytes]:
+    """Every single-byte deletion, and a few replacements, of the lines' framing."""
+    out = []
+    for i in range(0, len(body), 5):
+        out.append(body[:i] + body[i + 1 :])
+        for byte in (b"\n", b" ", b"\x00", b"\xff", b"="):
+            out.append(body[:i] + byte + body[i + 1 :])
+    return out
+
+
+def test_every_mutation_of_a_request_is_refused_or_cosigned_never_an_error(in_process, log):
+    """Each mutated request gets a status from the spec with a reason, and the
+    witness's state never moves but to the one checkpoint the log signed."""
+    good = log.request(0, 6)
+    allowed = {200, 400, 403, 404, 409, 422}
+    for body in mutations(good):
+        reply = in_process.add_checkpoint(body)
+        assert reply.status in allowed, (body, reply)
+        assert reply.body.endswith("\n") and len(reply.body) > 1
+        if reply.status == 200:
+            # Only a request for the same checkpoint can pass (e.g. a changed byte in
+            # an ignored part); then the witness holds size 6 and later ones 409.
+            assert in_process.state.log(log.origin).size == 6
+    assert in_process.state.log(log.origin).size in (0, 6)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.binary(max_size=600))
+def test_random_bytes_never_raise(in_process, data):
+    reply = in_process.add_checkpoint(data)
+    assert reply.status in (400, 403, 404, 422), reply

@@ -181,3 +181,19 @@ def test_policy_errors_name_the_line(scene):
     assert out.startswith("Error: cannot read")
     out = run("verify", "--policy", str(path / "regulator.policy"), code=2)
     assert "--policy needs --checkpoint or --bundle" in out
+
+
+def test_verify_batch_applies_the_policy_to_the_lots_bundle(two_lot_cli, tmp_path):
+    """`verify --batch URI --policy P`: this ledger signs alone (no witnessing yet),
+    so a policy needing a witness fails naming it, and `quorum none` passes."""
+    from world import GTIN
+
+    note_key = two_lot_cli("log", "key", "--note-key").output.strip()
+    wkey = run("witness", "init", "--dir", str(tmp_path / "w"), "--name", REGULATOR).strip()
+    (tmp_path / "none.policy").write_text(f"log {note_key}\nquorum none\n")
+    (tmp_path / "reg.policy").write_text(f"log {note_key}\nwitness reg {wkey}\nquorum reg\n")
+    uri = f"https://id.gs1.org/01/{GTIN}/10/LOT42"
+    out = two_lot_cli("verify", "--batch", uri, "--policy", str(tmp_path / "none.policy")).output
+    assert "meets quorum none" in out and out.splitlines()[-1].startswith("OK ")
+    result = two_lot_cli("verify", "--batch", uri, "--policy", str(tmp_path / "reg.policy"), code=1)
+    assert "missing cosignatures from reg" in result.output
