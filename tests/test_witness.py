@@ -8,6 +8,7 @@ import base64
 import os
 import stat
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -346,3 +347,14 @@ def test_every_mutation_of_a_request_is_refused_or_cosigned_never_an_error(in_pr
 def test_random_bytes_never_raise(in_process, data):
     reply = in_process.add_checkpoint(data)
     assert reply.status in (400, 403, 404, 422), reply
+
+
+def test_a_log_added_while_serving_is_followed(server, witness_dir):
+    other = FakeLog(origin="other.example/log").grow(3)
+    assert server.add(other.request(0, 3))[0] == 404
+    run("witness", "add-log", "--dir", str(witness_dir), "--key", other.vkey)
+    deadline = time.monotonic() + 10
+    while (status := server.add(other.request(0, 3))[0]) == 404:
+        assert time.monotonic() < deadline, "the new log was not picked up"
+        time.sleep(0.2)  # polling the server with a deadline: it re-reads once a second
+    assert status == 200
