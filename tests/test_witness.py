@@ -216,6 +216,7 @@ def hostile_bodies(log: FakeLog) -> dict[str, bytes]:
         "64 proof lines": b"old 0\n" + b"\n".join([h] * 64) + b"\n\n" + note,
         "proof line not base64": b"old 0\n!!!\n\n" + note,
         "proof line 31 bytes": b"old 0\n" + base64.b64encode(bytes(31)) + b"\n\n" + note,
+        "proof line non-canonical": b"old 0\n" + b"A" * 42 + b"B=\n\n" + note,
         "not UTF-8": good.replace(b"old 0", b"old 0\xff"),
         "CRLF": good.replace(b"\n", b"\r\n"),
         "note not a checkpoint": b"old 0\n\nhello\n\n- x y\n",

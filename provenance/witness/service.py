@@ -109,7 +109,10 @@ def parse_request(body: bytes) -> Request:
     for number, line in enumerate(proof_lines, start=2):
         if not _HASH_LINE.fullmatch(line):
             raise BadRequest(f"line {number} is not one base64 SHA-256 hash: {line[:60]!r}")
-        proof.append(base64.b64decode(line))
+        digest = base64.b64decode(line)
+        if base64.b64encode(digest).decode("ascii") != line:
+            raise BadRequest(f"line {number} is not canonical base64 (unused bits set)")
+        proof.append(digest)
     return Request(old_size, tuple(proof), note)
 
 
