@@ -15,6 +15,10 @@ and compares it with what the store claims and what the log key signed:
 4. a checkpoint held outside (``--checkpoint``): same log key, not larger
    than the database's log (else rolled back), and the root of the first
    ``size`` leaves must match (else history was rewritten).
+
+Before these, the replays of audit_state.py: who may sign, rebuilt from the
+log; the identities table against that; the derived tables against a replay
+of the log through the ledger's own rules.
 """
 
 from __future__ import annotations
