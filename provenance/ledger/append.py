@@ -167,12 +167,12 @@ class Ledger:
         size = store.log_size()
         hashes = [store.subtree_hash(level, index) for level, index in decompose(0, size)]
         self._frontier = Frontier.from_subtrees(size, hashes)
-        self.heads: list[list[Any]] = []  # [subject, head, length] by chain id - 1
+        self._heads: list[list[Any]] = []  # [subject, head, length] by chain id - 1
         self._heads_tree = MemoryTree()
         for chain_id, subject, head, length in store.chains():
-            if chain_id != len(self.heads) + 1:
+            if chain_id != len(self._heads) + 1:
                 raise StoreError(f"chain ids are not dense at {chain_id}: run `provenance verify`")
-            self.heads.append([subject, head, length])
+            self._heads.append([subject, head, length])
             self._heads_tree.append(chains.head_leaf(subject, length, head))
         self.identities: dict[str, Identity | None] = {}
         self.identities_by_id: dict[int, Identity] = {}
@@ -218,6 +218,10 @@ class Ledger:
             stored = self.store.max_seq(signer_id)
             highest = self._max_seq[signer_id] = -1 if stored is None else stored
         return highest
+
+    def chain_length(self, chain_id: int) -> int:
+        """How many events chain *chain_id* holds so far (this batch's included)."""
+        return self._heads[chain_id - 1][2]
 
     def attachments_of(self, device_id: int) -> list[list[Any]]:
         if device_id not in self._attachments:
@@ -471,7 +475,7 @@ class Ledger:
             )
         )
         for chain_id in filed:
-            entry = self.heads[chain_id - 1]
+            entry = self._heads[chain_id - 1]
             entry[1] = chains.next_link(entry[1], event_id)
             batch.links.append((chain_id, entry[2], index, entry[1]))
             entry[2] += 1
@@ -488,15 +492,15 @@ class Ledger:
         store.insert_links(batch.links)
         store.insert_nodes(batch.nodes)
         moved = sorted(batch.moved)
-        store.update_chains([(self.heads[i - 1][1], self.heads[i - 1][2], i) for i in moved])
+        store.update_chains([(self._heads[i - 1][1], self._heads[i - 1][2], i) for i in moved])
         for chain_id in moved:
-            subject, head, length = self.heads[chain_id - 1]
+            subject, head, length = self._heads[chain_id - 1]
             leaf = chains.head_leaf(subject, length, head)
             if chain_id - 1 < self._heads_tree.size:
                 self._heads_tree.set(chain_id - 1, leaf)
             else:
                 while self._heads_tree.size < chain_id - 1:  # chains made but not moved
-                    s, h, n = self.heads[self._heads_tree.size]
+                    s, h, n = self._heads[self._heads_tree.size]
                     self._heads_tree.append(chains.head_leaf(s, n, h))
                 self._heads_tree.append(leaf)
         store.insert_checkpoint(self._frontier.size, self._sign_checkpoint())
@@ -511,10 +515,10 @@ class Ledger:
         return sign_checkpoint(checkpoint, self.origin, self.log_key)
 
     def new_chain(self, subject: str) -> int:
-        chain_id = len(self.heads) + 1
+        chain_id = len(self._heads) + 1
         head = chains.genesis_link(subject)
         self.store.insert_chain(chain_id, subject, head)
-        self.heads.append([subject, head, 0])
+        self._heads.append([subject, head, 0])
         return chain_id
 
     # --- for the kinds' rules (provenance/ledger/kinds/): state they share

@@ -90,7 +90,7 @@ def _transform(
             if (
                 lot.commissioned_by != signer.id
                 or lot.custodian != signer.id
-                or ledger.heads[lot.id - 1][2] != 1
+                or ledger.chain_length(lot.id) != 1
                 # its one event must be its commission, not the transform that made it
                 or timing.kind_at(ledger, lot.origin_event, batch) != "commission"
             ):
