@@ -35,12 +35,7 @@ from provenance.core.errors import ValidationError
 from provenance.core.jcs import canonicalize, parse_json
 from provenance.core.kinds import epcis_stream
 from provenance.exchange import epcis_import
-from provenance.exchange.epcis import (
-    EPCIS_CONTEXT,
-    LedgerEvent,
-    epcis_events,
-    write_ledger_document,
-)
+from provenance.exchange.epcis import epcis_events, write_ledger_document
 from provenance.exchange.epcis_import import (
     DuplicateMember,
     Prepared,
@@ -55,6 +50,7 @@ from provenance.exchange.epcis_import import (
     schema_problems,
     utc_time,
 )
+from provenance.exchange.epcis_vocabulary import EPCIS_CONTEXT, LedgerEvent
 from provenance.exchange.event_hash import document_events, event_hash, ignore_fields
 
 SCHEMA = "gs1-epcis/schema/EPCIS-JSON-Schema.json"

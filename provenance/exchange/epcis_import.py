@@ -35,7 +35,7 @@ from provenance.core import gs1, jcs
 from provenance.core.envelope import MAX_BATCHES, Envelope
 from provenance.core.errors import ProvenanceError, ValidationError
 from provenance.core.jcs import canonicalize
-from provenance.exchange.epcis import IMPORTED
+from provenance.exchange.epcis_vocabulary import IMPORTED
 from provenance.exchange.event_hash import (
     document_events,
     event_hash,
