@@ -9,8 +9,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from provenance.exchange.canonical_values import normalise_identifier
 from provenance.exchange.epcis_import import lot_of
-from provenance.exchange.event_hash import normalise_identifier
 
 
 def as_list(value: Any) -> list[Any]:
