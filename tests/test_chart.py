@@ -17,7 +17,7 @@ from conftest import ROOT
 from provenance.core.errors import ValidationError
 from provenance.domain import coldchain as cc
 from provenance.domain.coldchain import Excursion, Profile
-from provenance.web import chart
+from provenance.web import chart, chart_text
 
 MIN = 60_000_000
 HOUR = 60 * MIN
@@ -515,7 +515,7 @@ def test_readings_outside_the_leg_widen_the_axis():
 
 def test_outside_text_is_escaped():
     evil = '</title><script>alert("x")</script>&amp;\x00\'"'
-    labels = {key: evil for key in chart.DEFAULT_LABELS if key != "desc"}
+    labels = {key: evil for key in chart_text.DEFAULT_LABELS if key != "desc"}
     temps = [3.0] * 97
     temps[40] = 9.0
     readings = [r for r in every(15, temps) if not T0 + 8 * HOUR < r[0] < T0 + 12 * HOUR]
