@@ -41,7 +41,7 @@ from provenance.core.errors import ValidationError
 from provenance.core.jcs import canonicalize
 from provenance.core.kinds import MAX_TEXT
 from provenance.core.timefmt import format_time
-from provenance.domain import coldchain
+from provenance.domain import coldchain, coldchain_excursions, coldchain_status
 from provenance.domain.custody import Party
 
 SECOND = 1_000_000
@@ -224,7 +224,7 @@ def _scope(condition: Condition) -> str:
 @dataclass(frozen=True)
 class ColdchainTolerance(Condition):
     """A logger's temperature record on the lot exceeds the lot's profile tolerance
-    (`coldchain.assess` says tolerance-exceeded), optionally with a stricter
+    (`coldchain_status.assess` says tolerance-exceeded), optionally with a stricter
     longest single excursion or total time out of range than the profile's."""
 
     type: ClassVar[str] = "coldchain-tolerance"
@@ -299,12 +299,12 @@ class ColdchainTolerance(Condition):
         now_us: int,
     ) -> Finding | None:
         still_attached = logger.detached_us is None
-        status = coldchain.assess(
+        status = coldchain_status.assess(
             [(r.time_us, r.temperature_c) for r in readings],  # type: ignore[misc]
             profile,
             now_us if still_attached else None,
         )
-        if status.state != coldchain.EXCEEDED or not status.excursions:
+        if status.state != coldchain_status.EXCEEDED or not status.excursions:
             return None
         first = status.excursions[0]
         who = logger.name + (f" ({sensor})" if sensor else "")
@@ -358,10 +358,12 @@ class ColdchainTolerance(Condition):
     def describe(self) -> str:
         limits = []
         if self.max_excursion_us is not None:
-            limits.append(f"one excursion over {coldchain.format_duration(self.max_excursion_us)}")
+            limits.append(
+                f"one excursion over {coldchain_status.format_duration(self.max_excursion_us)}"
+            )
         if self.max_total_us is not None:
             limits.append(
-                f"over {coldchain.format_duration(self.max_total_us)} out of range in all"
+                f"over {coldchain_status.format_duration(self.max_total_us)} out of range in all"
             )
         extra = f" (stricter: {', '.join(limits)})" if limits else ""
         return f"{_scope(self)}: a logger's record exceeds the profile's tolerance{extra}"
@@ -371,7 +373,7 @@ def _seconds(us: int | None) -> int | None:
     return None if us is None else us // SECOND
 
 
-def _excursion_json(excursion: coldchain.Excursion) -> dict[str, Any]:
+def _excursion_json(excursion: coldchain_excursions.Excursion) -> dict[str, Any]:
     out: dict[str, Any] = {
         "start": format_time(excursion.start_us),
         "end": format_time(excursion.end_us),
@@ -446,14 +448,14 @@ class LoggerSilent(Condition):
             yield previous[0], None, previous[1]
 
     def _finding(self, logger: Logger, begin: int, end: int | None, index: int | None) -> Finding:
-        limit = coldchain.format_duration(self.max_silence_us)
+        limit = coldchain_status.format_duration(self.max_silence_us)
         since = format_time(begin)
         if end is None:
             reason = f"logger {logger.name} has sent no reading since {since} (limit {limit})"
         else:
+            silence = coldchain_status.format_duration(end - begin)
             reason = (
-                f"logger {logger.name} sent no reading for {coldchain.format_duration(end - begin)}"
-                f" from {since} (limit {limit})"
+                f"logger {logger.name} sent no reading for {silence} from {since} (limit {limit})"
             )
         evidence: dict[str, Any] = {
             "logger": logger.device,
@@ -467,7 +469,7 @@ class LoggerSilent(Condition):
         )
 
     def describe(self) -> str:
-        limit = coldchain.format_duration(self.max_silence_us)
+        limit = coldchain_status.format_duration(self.max_silence_us)
         return f"{_scope(self)}: an attached logger sends no reading for over {limit}"
 
 
@@ -535,7 +537,7 @@ class SerialScannedFarApart(Condition):
     def _finding(self, serial: str, scans: list[SerialScan]) -> Finding:
         places = sorted({s.place for s in scans})
         first, last = scans[0].hour_us, scans[-1].hour_us
-        span = coldchain.format_duration(last - first + HOUR)
+        span = coldchain_status.format_duration(last - first + HOUR)
         reason = (
             f"serial {serial} was scanned in {', '.join(places)} within {span} "
             f"(from the hour of {format_time(first)}): possible counterfeit labels"
@@ -552,7 +554,7 @@ class SerialScannedFarApart(Condition):
         return Finding(f"serial:{serial}", _text(reason), evidence)
 
     def describe(self) -> str:
-        window = coldchain.format_duration(self.window_us)
+        window = coldchain_status.format_duration(self.window_us)
         return f"{_scope(self)}: one serial scanned in {self.min_places}+ countries within {window}"
 
 

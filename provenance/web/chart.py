@@ -1,6 +1,6 @@
 """Inline SVG temperature chart for one custody leg of the consumer page.
 
-Pure: buckets from :func:`provenance.domain.coldchain.downsample`, the leg's profile,
+Pure: buckets from :func:`provenance.domain.coldchain_downsample.downsample`, the leg's profile,
 excursions and sensor gaps go in; a ``str`` of SVG markup comes out. No I/O, no
 clock, no Flask. The same input gives the same bytes, so a finished leg's chart
 can be cached and compared in tests. ``docs/chart.md`` lists what is drawn, the
@@ -29,9 +29,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from provenance.core.errors import ValidationError
-from provenance.domain.coldchain import Bucket, Excursion, Profile, downsample, series
-from provenance.domain.coldchain import excursions as find_excursions
+from provenance.domain.coldchain import Profile, series
 from provenance.domain.coldchain import gaps as find_gaps
+from provenance.domain.coldchain_downsample import Bucket, downsample
+from provenance.domain.coldchain_excursions import Excursion
+from provenance.domain.coldchain_excursions import excursions as find_excursions
 from provenance.web.chart_axes import MINUTE, ChartScale, _n, _x_ticks, _y_domain, _y_ticks
 from provenance.web.chart_layout import (
     BOTTOM,

@@ -12,7 +12,9 @@ import bisect
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from provenance.domain.coldchain import HIGH, LOW, Bucket, Excursion, Profile
+from provenance.domain.coldchain import Profile
+from provenance.domain.coldchain_downsample import Bucket
+from provenance.domain.coldchain_excursions import HIGH, LOW, Excursion
 from provenance.web.chart_axes import AxisTick, ChartScale, _d, _n
 from provenance.web.chart_layout import (
     BAND_EDGE,
