@@ -131,8 +131,8 @@ def render_svg(
 ) -> str:
     """The leg's temperature chart as SVG markup.
 
-    *buckets* come from ``coldchain.downsample(readings, n, profile)``; *excursions*
-    and *gaps* from ``coldchain.assess`` (or ``excursions``/``gaps``) over the same
+    *buckets* come from ``coldchain_downsample.downsample(readings, n, profile)``; *excursions*
+    and *gaps* from ``coldchain_status.assess`` (or ``excursions``/``gaps``) over the same
     readings. The x-axis runs from *start_us* to *end_us* (the leg), widened only if
     a reading falls outside. *labels* overrides words of
     :data:`provenance.web.chart_text.DEFAULT_LABELS`.
