@@ -42,7 +42,7 @@ from provenance.domain.custody import (
     read_custody,
     unknown_party,
 )
-from provenance.domain.rules import Flag, Hold
+from provenance.domain.rule_decisions import Flag, Hold
 from provenance.ledger.decisions import flag_records, hold_records
 from provenance.ledger.lineage import RecallRecord, recall_records
 from provenance.ledger.proofs import checkpoint_body
