@@ -28,8 +28,9 @@ from click.testing import CliRunner
 from conftest import conformance
 from world import GTIN, LOT, World
 
+from provenance.cli.context import Context
 from provenance.cli.exchange import export_epcis, import_group
-from provenance.cli.main import Context, main
+from provenance.cli.main import main
 from provenance.core import gs1
 from provenance.core.errors import ValidationError
 from provenance.core.jcs import canonicalize, parse_json

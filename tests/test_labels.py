@@ -697,7 +697,7 @@ def test_cli_takes_product_and_expiry_from_the_ledger(file_world, tmp_path):
     result = run_label(uri, "--out", str(out), "--db", db, "--product", "Kale")
     assert svg_raster(out.read_bytes())[1][0] == "Kale"
     # through the main group's --db, as `provenance --db … label …` will run it
-    from provenance.cli.main import Context
+    from provenance.cli.context import Context
 
     result = CliRunner().invoke(
         label_command, [uri, "--out", str(out)], obj=Context(db, str(tmp_path / "keys"))

@@ -27,9 +27,7 @@ from provenance.store.accounts.users import MAX_PASSWORD
 
 
 def _context(click_ctx: click.Context) -> Any:
-    from provenance.cli.main import (
-        Context,  # the main group's (cli imports this module's users late)
-    )
+    from provenance.cli.context import Context
 
     ctx = click_ctx.find_object(Context)
     if ctx is None:
@@ -109,7 +107,7 @@ def _party(click_ctx: click.Context, name: str) -> Any:
 
 def _import_key(click_ctx: click.Context, accounts: Accounts, party: Any, path: str | None) -> bool:
     """Store the party's key (from --key FILE, else the key folder) encrypted."""
-    from provenance.cli.main import key_name
+    from provenance.cli.context import key_name
 
     ctx = _context(click_ctx)
     try:
@@ -385,7 +383,7 @@ def key_import(click_ctx: click.Context, party: str, key_file: str | None) -> No
     accounts = _accounts(click_ctx)
     identity = _party(click_ctx, party)
     if not _import_key(click_ctx, accounts, identity, key_file):
-        from provenance.cli.main import key_name
+        from provenance.cli.context import key_name
 
         where = _context(click_ctx).party_keys.path(key_name(identity.name))
         raise click.ClickException(f"no key file for {party} at {where}: give --key FILE")

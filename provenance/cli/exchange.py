@@ -20,15 +20,9 @@ from typing import IO, Any
 
 import click
 
-from provenance.cli.main import (
-    MAX_EPCIS_INPUT,
-    MAX_SCHEMA_INPUT,
-    Context,
-    friendly,
-    key_name,
-    pass_context,
-    read_input,
-)
+from provenance.cli.context import Context, key_name, pass_context
+from provenance.cli.errors import friendly
+from provenance.cli.inputs import MAX_EPCIS_INPUT, MAX_SCHEMA_INPUT, read_input
 from provenance.core.errors import ValidationError
 from provenance.core.timefmt import parse_date, parse_time
 

@@ -135,7 +135,7 @@ def _ledger_lot(
 
 
 def _context_db(click_ctx: click.Context) -> Path | None:
-    from provenance.cli.main import Context  # the main group's; imported late: cli will import us
+    from provenance.cli.context import Context
 
     ctx = click_ctx.find_object(Context)
     return ctx.db_path if ctx is not None else None

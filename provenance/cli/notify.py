@@ -14,7 +14,9 @@ from pathlib import Path
 
 import click
 
-from provenance.cli.main import Context, check_cursor_file, check_tls_ca, friendly, pass_context
+from provenance.cli.context import Context, pass_context
+from provenance.cli.errors import friendly
+from provenance.cli.inputs import check_cursor_file, check_tls_ca
 from provenance.cli.mqtt_options import broker_options, parse_broker, retained_publisher
 from provenance.cli.service_options import cursor_option, interval_option, stop_on_signals
 from provenance.services.notifier import (

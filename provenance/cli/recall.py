@@ -17,13 +17,8 @@ from typing import Any
 
 import click
 
-from provenance.cli.main import (
-    Context,
-    _signing_key,
-    append_signed,
-    friendly,
-    pass_context,
-)
+from provenance.cli.context import Context, append_signed, pass_context, signing_key
+from provenance.cli.errors import friendly
 from provenance.ledger.lineage import held
 from provenance.store.db import Store
 from provenance.store.rows import LotState
@@ -71,7 +66,7 @@ def command(
         data["class"] = class_ or DEFAULT_CLASS
         if instructions:
             data["instructions"] = instructions
-    key = _signing_key(ctx, as_)
+    key = signing_key(ctx, as_)
     lots = list(dict.fromkeys(uris))
     result = append_signed(ctx.ledger(), key, kind, lots, data, source="cli")
     assert result.index is not None

@@ -23,17 +23,9 @@ from typing import Any
 
 import click
 
-from provenance.cli.main import (
-    MAX_CONFIG_INPUT,
-    Context,
-    _signing_key,
-    check_cursor_file,
-    check_tls_ca,
-    friendly,
-    pass_context,
-    read_input,
-    registrar_sign,
-)
+from provenance.cli.context import Context, pass_context, registrar_sign, signing_key
+from provenance.cli.errors import friendly
+from provenance.cli.inputs import MAX_CONFIG_INPUT, check_cursor_file, check_tls_ca, read_input
 from provenance.cli.mqtt_options import credential_options, parse_broker, retained_publisher
 from provenance.cli.service_options import cursor_option, interval_option, stop_on_signals
 from provenance.core.errors import ProvenanceError, ValidationError
@@ -309,7 +301,7 @@ def release_command(
     --reason "manufacturer confirmed stability" --as "Medicines Agency"
     """
     if as_ is not None:
-        key = _signing_key(ctx, as_)
+        key = signing_key(ctx, as_)
     elif ctx.root_keys.exists(RULES_KEY):
         key = ctx.root_keys.load(RULES_KEY)
     else:
