@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from provenance.cli.options import json_lines_option, password_stdin_option
 from provenance.core.errors import KeyFileError, ProvenanceError, ValidationError
 from provenance.infra.keystore import load_private_key
 from provenance.store.accounts.accounts import Accounts
@@ -138,7 +139,7 @@ def user() -> None:
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--party", help="The enrolled party the user acts for (not for admins).")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@password_stdin_option
 @click.pass_context
 def user_add(
     click_ctx: click.Context, name: str, role: str, party: str | None, password_stdin: bool
@@ -187,7 +188,7 @@ def user_add(
 
 
 @user.command("list")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@json_lines_option
 @click.pass_context
 def user_list(click_ctx: click.Context, as_json: bool) -> None:
     """List users: name, role, party, state.
@@ -211,7 +212,7 @@ def user_list(click_ctx: click.Context, as_json: bool) -> None:
 
 @user.command("passwd")
 @click.argument("name")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@password_stdin_option
 @click.pass_context
 def user_passwd(click_ctx: click.Context, name: str, password_stdin: bool) -> None:
     """Set a user's password (ends the user's sessions).
@@ -316,7 +317,7 @@ def token_create(click_ctx: click.Context, party: str, label: str, read_only: bo
 
 @token.command("list")
 @click.option("--party", help="Only this party's tokens.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@json_lines_option
 @click.pass_context
 def token_list(click_ctx: click.Context, party: str | None, as_json: bool) -> None:
     """List API tokens (never their secrets).
@@ -420,7 +421,7 @@ def key_remove(click_ctx: click.Context, party: str) -> None:
 @portal.command("audit")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--action", help="Only entries of this action (e.g. recall, search, login).")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@json_lines_option
 @click.option("--verify", is_flag=True, help="Check the trail's hash chain; exit 1 if broken.")
 @click.pass_context
 def audit(

@@ -16,6 +16,7 @@ import click
 
 from provenance.cli.context import Context, append_signed, key_name, pass_context, registrar_sign
 from provenance.cli.errors import friendly
+from provenance.cli.options import json_lines_option, revoke_options
 from provenance.core.identity import COMMISSIONING_ROLES, PARTY_ROLES
 from provenance.core.kinds import PREFIXES_FIELD, company_prefixes
 from provenance.core.signing import did_of
@@ -119,7 +120,7 @@ def party_grant(
 
 
 @party.command("list")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@json_lines_option
 @pass_context
 @friendly
 def party_list(ctx: Context, as_json: bool) -> None:
@@ -159,10 +160,7 @@ def _list_identities(ctx: Context, type_: str, as_json: bool) -> None:
 
 @party.command("revoke")
 @click.argument("name")
-@click.option(
-    "--from", "from_", help="RFC 3339 UTC time the key is distrusted from (default: now)."
-)
-@click.option("--reason")
+@revoke_options
 @pass_context
 @friendly
 def party_revoke(ctx: Context, name: str, from_: str | None, reason: str | None) -> None:
@@ -226,7 +224,7 @@ def device_add(ctx: Context, device_id: str, owner: str, public_key: str | None)
 
 
 @device.command("list")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@json_lines_option
 @pass_context
 @friendly
 def device_list(ctx: Context, as_json: bool) -> None:
@@ -239,10 +237,7 @@ def device_list(ctx: Context, as_json: bool) -> None:
 
 @device.command("revoke")
 @click.argument("device_id")
-@click.option(
-    "--from", "from_", help="RFC 3339 UTC time the key is distrusted from (default: now)."
-)
-@click.option("--reason")
+@revoke_options
 @pass_context
 @friendly
 def device_revoke(ctx: Context, device_id: str, from_: str | None, reason: str | None) -> None:

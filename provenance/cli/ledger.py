@@ -14,6 +14,7 @@ import click
 
 from provenance.cli.context import LOG_KEY, REGISTRAR_KEY, Context, pass_context
 from provenance.cli.errors import friendly
+from provenance.cli.options import json_object_option
 from provenance.core.signing import did_of
 from provenance.ledger.append import Ledger
 
@@ -57,7 +58,7 @@ def migrate(ctx: Context) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@json_object_option
 @pass_context
 @friendly
 def stats(ctx: Context, as_json: bool) -> None:

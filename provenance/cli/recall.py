@@ -19,6 +19,7 @@ import click
 
 from provenance.cli.context import Context, append_signed, pass_context, signing_key
 from provenance.cli.errors import friendly
+from provenance.cli.options import json_object_option
 from provenance.ledger.lineage import held
 from provenance.store.db import Store
 from provenance.store.rows import LotState
@@ -39,7 +40,7 @@ DEFAULT_CLASS = "I"  # the most serious until classified: fail safe
 )
 @click.option("--instructions", metavar="TEXT", help="What holders and consumers should do.")
 @click.option("--lift", is_flag=True, help="Lift the recall of these lots instead.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@json_object_option
 @pass_context
 @friendly
 def command(
