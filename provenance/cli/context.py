@@ -28,6 +28,8 @@ REGISTRAR_KEY = "registrar"
 
 
 class Context:
+    """The main group's --db and --keys, and what a command opens from them (once each)."""
+
     def __init__(self, db: str, keys: str):
         self.db_path = Path(db)
         self.keys_dir = Path(keys)

@@ -23,9 +23,8 @@ from provenance.core.errors import ProvenanceError
 
 class LazyGroup(click.Group):
     """A group whose commands in `lazy` ("name" -> "module:attribute") are
-    imported when first asked for. Service commands live beside their service
-    and import this module, so importing them here at load time would be a
-    cycle; it also keeps `provenance --help` from loading Flask and paho."""
+    imported when first asked for, so that `provenance --help` does not load
+    Flask, paho or the exporters of every service command."""
 
     def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
