@@ -58,7 +58,8 @@ def two_lot_cli(tmp_path):
     from click.testing import CliRunner
     from world import GTIN
 
-    from provenance.cli.main import Context, main
+    from provenance.cli.context import Context
+    from provenance.cli.main import main
 
     db, keys = str(tmp_path / "p.db"), str(tmp_path / "keys")
     runner = CliRunner()

@@ -334,7 +334,7 @@ def test_documents_are_content_addressed_and_checked(tmp_path):
 
 def _cli():
     from provenance.cli.accounts import portal, token, user
-    from provenance.cli.main import Context
+    from provenance.cli.context import Context
 
     @click.group()
     @click.option("--db")

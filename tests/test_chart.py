@@ -16,8 +16,10 @@ from conftest import ROOT
 
 from provenance.core.errors import ValidationError
 from provenance.domain import coldchain as cc
-from provenance.domain.coldchain import Excursion, Profile
-from provenance.web import chart
+from provenance.domain import coldchain_downsample, coldchain_status
+from provenance.domain.coldchain import Profile
+from provenance.domain.coldchain_excursions import Excursion
+from provenance.web import chart, chart_text
 
 MIN = 60_000_000
 HOUR = 60 * MIN
@@ -35,9 +37,9 @@ def every(minutes: float, temps: list[float], start: int = T0) -> list[tuple[int
 def render(readings, profile, start=None, end=None, buckets=160, **kw) -> str:
     """The page's way: one Series, then downsample and assess."""
     data = cc.series(readings)
-    status = cc.assess(data, profile)
+    status = coldchain_status.assess(data, profile)
     return chart.render_svg(
-        cc.downsample(data, buckets, profile),
+        coldchain_downsample.downsample(data, buckets, profile),
         profile,
         start_us=data.times[0] if start is None else start,
         end_us=data.times[-1] if end is None else end,
@@ -328,7 +330,7 @@ def test_a_gap_inside_one_bucket_still_breaks_the_line():
 
 def test_gap_flag_breaks_the_line_even_when_no_gaps_are_passed():
     readings = [r for r in every(15, [4.0] * 97) if not T0 + 8 * HOUR < r[0] < T0 + 12 * HOUR]
-    buckets = cc.downsample(readings, 96, CHILLED)
+    buckets = coldchain_downsample.downsample(readings, 96, CHILLED)
     assert sum(b.gap_before for b in buckets) == 1
     svg = chart.render_svg(buckets, CHILLED, start_us=T0, end_us=T0 + DAY)
     assert len(Chart(svg).line()) == 2
@@ -337,7 +339,7 @@ def test_gap_flag_breaks_the_line_even_when_no_gaps_are_passed():
 def test_empty_buckets_are_not_gaps():
     # readings every 15 min, buckets of 7.2 min: every other bucket is empty
     readings = every(15, [3.0 + (i % 3) for i in range(97)])
-    buckets = cc.downsample(readings, 200, CHILLED)
+    buckets = coldchain_downsample.downsample(readings, 200, CHILLED)
     assert sum(b.readings == 0 for b in buckets) > 80
     c = Chart(render(readings, CHILLED, buckets=200))
     assert len(c.line()) == 1 and not c.plot("gap")
@@ -515,7 +517,7 @@ def test_readings_outside_the_leg_widen_the_axis():
 
 def test_outside_text_is_escaped():
     evil = '</title><script>alert("x")</script>&amp;\x00\'"'
-    labels = {key: evil for key in chart.DEFAULT_LABELS if key != "desc"}
+    labels = {key: evil for key in chart_text.DEFAULT_LABELS if key != "desc"}
     temps = [3.0] * 97
     temps[40] = 9.0
     readings = [r for r in every(15, temps) if not T0 + 8 * HOUR < r[0] < T0 + 12 * HOUR]
@@ -588,7 +590,9 @@ def test_every_class_used_is_documented():
 def test_bad_arguments_are_refused(kwargs, field):
     args = {"start_us": T0, "end_us": T0 + HOUR, **kwargs}
     with pytest.raises(ValidationError) as info:
-        chart.render_svg(cc.downsample(every(15, [3.0]), 10, CHILLED), CHILLED, **args)
+        chart.render_svg(
+            coldchain_downsample.downsample(every(15, [3.0]), 10, CHILLED), CHILLED, **args
+        )
     assert info.value.field == field
 
 
@@ -596,7 +600,7 @@ def test_excursions_from_other_readings_do_not_break_the_chart():
     """A peak no bucket holds is placed between its first and last reading out."""
     readings = every(15, [3.0] * 9)
     ghost = Excursion(T0 + HOUR, T0 + 2 * HOUR, "high", 6.0, 1, T0 + 75 * MIN, T0 + 105 * MIN)
-    buckets = cc.downsample(readings, 10, CHILLED)
+    buckets = coldchain_downsample.downsample(readings, 10, CHILLED)
     c = Chart(
         chart.render_svg(buckets, CHILLED, start_us=T0, end_us=T0 + 2 * HOUR, excursions=[ghost]),
         T0,

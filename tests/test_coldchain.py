@@ -14,28 +14,19 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from provenance.core.errors import ValidationError
-from provenance.domain import coldchain as cc
-from provenance.domain.coldchain import (
-    BOTH,
+from provenance.domain import coldchain_status
+from provenance.domain.coldchain import PROFILES, Profile, gaps, profile, series
+from provenance.domain.coldchain_downsample import downsample
+from provenance.domain.coldchain_excursions import BOTH, HIGH, LOW, excursions, time_out_of_range
+from provenance.domain.coldchain_mkt import max_window_mkt, mean_kinetic_temperature
+from provenance.domain.coldchain_status import (
     EXCEEDED,
     EXCURSION,
     GAP,
-    HIGH,
-    LOW,
     NO_DATA,
     OK,
-    PROFILES,
-    Profile,
     assess,
-    downsample,
-    excursions,
     format_duration,
-    gaps,
-    max_window_mkt,
-    mean_kinetic_temperature,
-    profile,
-    series,
-    time_out_of_range,
 )
 
 MIN = 60_000_000
@@ -601,5 +592,5 @@ def test_assess_windowed_mkt_agrees_with_the_naive_search(readings, p):
         assert status.window_mkt is not None
         assert status.window_mkt.mkt_c == pytest.approx(naive.mkt_c)
         assert status.state == EXCEEDED
-    assert status.state in cc.STATES
+    assert status.state in coldchain_status.STATES
     assert status.time_out_of_range_us <= (status.last_us or 0) - (status.first_us or 0)

@@ -29,15 +29,10 @@ from provenance.core import gs1
 from provenance.core.errors import NotFound
 from provenance.core.timefmt import format_time
 from provenance.exchange.epcis import (
-    EPCIS_CONTEXT,
-    NAMESPACE,
-    LedgerEvent,
-    PartyInfo,
     epcis_document,
     epcis_events,
     ledger_events,
     lot_document,
-    ns,
     store_identities,
     store_lots,
     store_shipments,
@@ -45,6 +40,13 @@ from provenance.exchange.epcis import (
     write_ledger_document,
 )
 from provenance.exchange.epcis_import import find_schema, import_events, prepare
+from provenance.exchange.epcis_vocabulary import (
+    EPCIS_CONTEXT,
+    NAMESPACE,
+    LedgerEvent,
+    PartyInfo,
+    ns,
+)
 from provenance.exchange.event_hash import Prehasher, document_hashes, event_hash, hash_prehash
 
 LOT2 = gs1.lot_uri(GTIN, "B7")

@@ -28,19 +28,15 @@ from click.testing import CliRunner
 from conftest import conformance
 from world import GTIN, LOT, World
 
+from provenance.cli.context import Context
 from provenance.cli.exchange import export_epcis, import_group
-from provenance.cli.main import Context, main
+from provenance.cli.main import main
 from provenance.core import gs1
 from provenance.core.errors import ValidationError
 from provenance.core.jcs import canonicalize, parse_json
 from provenance.core.kinds import epcis_stream
 from provenance.exchange import epcis_import
-from provenance.exchange.epcis import (
-    EPCIS_CONTEXT,
-    LedgerEvent,
-    epcis_events,
-    write_ledger_document,
-)
+from provenance.exchange.epcis import epcis_events, write_ledger_document
 from provenance.exchange.epcis_import import (
     DuplicateMember,
     Prepared,
@@ -55,6 +51,7 @@ from provenance.exchange.epcis_import import (
     schema_problems,
     utc_time,
 )
+from provenance.exchange.epcis_vocabulary import EPCIS_CONTEXT, LedgerEvent
 from provenance.exchange.event_hash import document_events, event_hash, ignore_fields
 
 SCHEMA = "gs1-epcis/schema/EPCIS-JSON-Schema.json"

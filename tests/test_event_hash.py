@@ -37,6 +37,7 @@ from reference_event_hash import (
 )
 
 from provenance.core.errors import ValidationError
+from provenance.exchange.canonical_values import normalise_identifier, normalise_time
 from provenance.exchange.event_hash import (
     document_events,
     document_hashes,
@@ -44,8 +45,6 @@ from provenance.exchange.event_hash import (
     event_hash,
     hash_prehash,
     ignore_fields,
-    normalise_identifier,
-    normalise_time,
     prehash,
 )
 

@@ -159,7 +159,7 @@ def test_progress_is_reported(ledger_dir, broker):
     try:
         assert service.ready.wait(20)
         stop = threading.Event()
-        from provenance.cli.main import Context
+        from provenance.cli.context import Context
         from provenance.cli.simulate import enrol_plan
 
         ctx = Context(env["PROVENANCE_DB"], env["PROVENANCE_KEYS"])

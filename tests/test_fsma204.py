@@ -24,8 +24,8 @@ from provenance.cli import exchange as exchange_cli
 from provenance.cli.exchange import export_fsma204
 from provenance.core import gs1
 from provenance.exchange import fsma204
-from provenance.exchange.epcis import EPCIS_CONTEXT, LedgerEvent
 from provenance.exchange.epcis_import import import_events, prepare
+from provenance.exchange.epcis_vocabulary import EPCIS_CONTEXT, LedgerEvent
 from provenance.exchange.fsma204 import (
     COLUMNS,
     HEADER,

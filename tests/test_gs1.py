@@ -1,13 +1,14 @@
 """Tests for provenance.core.gs1 (check digits, lots and lot URIs),
 provenance.barcodes.dictionary (the GS1 Barcode Syntax Dictionary) and
-provenance.barcodes.syntax (AI values, element strings and GS1 Digital Link URIs).
+provenance.barcodes.ai_values, .element_strings and .digital_link (AI values, element
+strings and GS1 Digital Link URIs).
 
 Known-answer vectors come from the GS1 Barcode Syntax Engine (derived JSON in
 ../shared/conformance/gs1-syntax-engine, vendored in tests/vectors/gs1-syntax-engine) and the
 dictionary from ../shared/conformance/gs1-syntax-dictionary (vendored likewise). A vector the
 module cannot express is skipped with the reason, never silently dropped; the only reasons are
 engine options we do not offer (AIs outside the dictionary, convenience alphas) and AIs whose
-rules need code lists we do not carry (gs1_syntax.UNSUPPORTED_LINTERS).
+rules need code lists we do not carry (ai_values.UNSUPPORTED_LINTERS).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from conftest import SHARED, VENDORED, conformance
 from hypothesis import given
 from hypothesis import strategies as st
 
+from provenance.barcodes import ai_values, digital_link, element_strings
 from provenance.barcodes import dictionary as gs1_dictionary
-from provenance.barcodes import syntax as gs1_syntax
 from provenance.core import gs1
 from provenance.core.errors import ValidationError
 
@@ -108,22 +109,22 @@ def _check_pair_vector(vector: dict[str, Any]) -> None:
     check runs it as the csumalpha linter with the engine's error codes."""
     code: str = vector["input"]
     if vector["valid"]:
-        assert gs1_syntax.check_pair(code[:-2]) == code[-2:]
+        assert ai_values.check_pair(code[:-2]) == code[-2:]
         return
     error = vector["error"]
     if error == "GS1_LINTER_TOO_SHORT_FOR_CHECK_PAIR":
         assert len(code) < 2
     elif error == "GS1_LINTER_INCORRECT_CHECK_PAIR":
-        assert gs1_syntax.check_pair(code[:-2]) != code[-2:]
+        assert ai_values.check_pair(code[:-2]) != code[-2:]
     else:  # the body itself is refused: too long, or a character outside CSET 82
-        assert _rejects(gs1_syntax.check_pair, code[:-2]).code == error
-    assert gs1_syntax._LINTERS["csumalpha"](code, 0)[0] == error
+        assert _rejects(ai_values.check_pair, code[:-2]).code == error
+    assert ai_values._LINTERS["csumalpha"](code, 0)[0] == error
 
 
 def test_check_pair_known_values() -> None:
-    assert gs1_syntax.check_pair("1987654Ad4X4bL5ttr2310c") == "2K"
-    assert gs1_syntax.check_pair("") == "22"
-    assert "GS1 AI encodable character set 82" in _rejects(gs1_syntax.check_pair, "AB C").rule
+    assert ai_values.check_pair("1987654Ad4X4bL5ttr2310c") == "2K"
+    assert ai_values.check_pair("") == "22"
+    assert "GS1 AI encodable character set 82" in _rejects(ai_values.check_pair, "AB C").rule
 
 
 def test_check_digit_known_values() -> None:
@@ -255,7 +256,7 @@ def _linter_skip_reason(vector: dict[str, Any]) -> str | None:
             name
             for ai, _ in _ai_pairs(vector["input"])
             for name in gs1_dictionary.AI_TABLE[ai].linters
-            if name in gs1_syntax.UNSUPPORTED_LINTERS
+            if name in ai_values.UNSUPPORTED_LINTERS
         }
     )
     return f"needs linter(s) {missing}, not implemented (AI refused)" if missing else None
@@ -271,15 +272,15 @@ def test_ai_linter_vector(vector: dict[str, Any]) -> None:
     text: str = vector["input"]
     result = vector["expected_linter_result"]
     if result == "GS1_LINTER_OK":
-        assert list(gs1_syntax.parse_element_string(text, check_associations=False)) == _ai_pairs(
-            text
-        )
+        assert list(
+            element_strings.parse_element_string(text, check_associations=False)
+        ) == _ai_pairs(text)
         return
-    error = _rejects(gs1_syntax.parse_element_string, text, check_associations=False)
+    error = _rejects(element_strings.parse_element_string, text, check_associations=False)
     assert error.code == result, error.rule
     assert error.rule.startswith(f"({error.ai}) {gs1_dictionary.AI_TABLE[error.ai].title} ")
     value = dict(_ai_pairs(text))[error.ai]
-    assert _rejects(gs1_syntax.validate_ai_value, error.ai, value).code == result
+    assert _rejects(ai_values.validate_ai_value, error.ai, value).code == result
     ours = {  # the lot functions agree with the dictionary rules
         "GS1_LINTER_INCORRECT_CHECK_DIGIT": "check digit is",
         "GS1_LINTER_INVALID_CSET82_CHARACTER": "is not allowed",
@@ -723,7 +724,7 @@ def test_dictionary_entries() -> None:
     assert gtin.components == (gs1_dictionary.AIComponent("N", 14, 14, False, ("csum", "gcppos2")),)
     assert gtin.excludes == ("255", "37")
     assert gtin.dl_qualifiers == (("22", "10", "21"), ("235",))
-    assert gtin.label == "(01) GTIN" and gtin.primary_key and gs1_syntax.is_supported(gtin)
+    assert gtin.label == "(01) GTIN" and gtin.primary_key and ai_values.is_supported(gtin)
     gdti = gs1_dictionary.AI_TABLE["253"]
     assert gdti.spec == "N13 [X..17]" and (gdti.min_length, gdti.max_length) == (13, 30)
     assert gdti.dl_qualifiers == ((),)
@@ -755,34 +756,34 @@ def test_parse_syntax_dictionary_refuses_what_it_does_not_know(line: str, fragme
 
 def test_supported_ais() -> None:
     """Everything but the AIs whose values need an external code list or coupon rules."""
-    unsupported = set(gs1_dictionary.AI_TABLE) - gs1_syntax.SUPPORTED_AIS
+    unsupported = set(gs1_dictionary.AI_TABLE) - ai_values.SUPPORTED_AIS
     expected = {f"39{n}" for n in range(10, 20)} | {f"39{n}" for n in range(30, 40)}
     expected |= {"421", "422", "423", "424", "425", "426", "4307", "4317", "7041", "8007"}
     expected |= {f"70{n}" for n in range(30, 40)} | {"8110", "8112"}
     assert unsupported == expected
-    assert len(gs1_dictionary.AI_TABLE) == 541 and len(gs1_syntax.SUPPORTED_AIS) == 499
+    assert len(gs1_dictionary.AI_TABLE) == 541 and len(ai_values.SUPPORTED_AIS) == 499
     for ai in unsupported:
-        assert set(gs1_dictionary.AI_TABLE[ai].linters) & set(gs1_syntax.UNSUPPORTED_LINTERS)
+        assert set(gs1_dictionary.AI_TABLE[ai].linters) & set(ai_values.UNSUPPORTED_LINTERS)
     assert {name for d in gs1_dictionary.AI_TABLE.values() for name in d.linters} <= set(
-        gs1_syntax._LINTERS
-    ) | set(gs1_syntax.UNSUPPORTED_LINTERS)
-    error = _rejects(gs1_syntax.validate_ai_value, "422", "528")
+        ai_values._LINTERS
+    ) | set(ai_values.UNSUPPORTED_LINTERS)
+    error = _rejects(ai_values.validate_ai_value, "422", "528")
     assert error.code == "UNSUPPORTED_AI"
     assert error.rule == (
         "(422) ORIGIN is not supported here: its values are checked against the ISO 3166"
         " numeric country code list, which this module does not carry"
     )
-    assert _rejects(gs1_syntax.validate_ai_value, "89", "X").code == "UNKNOWN_AI"
+    assert _rejects(ai_values.validate_ai_value, "89", "X").code == "UNKNOWN_AI"
 
 
 def test_dl_key_qualifier_paths() -> None:
-    paths = gs1_syntax._DL_PATHS["01"]
+    paths = digital_link._DL_PATHS["01"]
     assert ("01",) in paths and ("01", "22", "10", "21") in paths and ("01", "235") in paths
     assert ("01", "10", "22") not in paths and ("01", "10", "235") not in paths
     assert [" ".join(p) for p in paths] == sorted(" ".join(p) for p in paths)
-    assert ("8006", "22", "10", "21") in gs1_syntax._DL_PATHS["8006"]
-    assert gs1_syntax._DL_PATHS["414"] == (("414",), ("414", "254"), ("414", "7040"))
-    assert set(gs1_syntax._DL_PATHS) == {
+    assert ("8006", "22", "10", "21") in digital_link._DL_PATHS["8006"]
+    assert digital_link._DL_PATHS["414"] == (("414",), ("414", "254"), ("414", "7040"))
+    assert set(digital_link._DL_PATHS) == {
         ai for ai, d in gs1_dictionary.AI_TABLE.items() if d.primary_key
     }
 
@@ -830,30 +831,30 @@ def test_dl_key_qualifier_paths() -> None:
 )
 def test_validate_ai_value(ai: str, value: str, code: str | None) -> None:
     if code is None:
-        assert gs1_syntax.validate_ai_value(ai, value) == value
+        assert ai_values.validate_ai_value(ai, value) == value
     else:
-        error = _rejects(gs1_syntax.validate_ai_value, ai, value, field="item.expiry")
+        error = _rejects(ai_values.validate_ai_value, ai, value, field="item.expiry")
         assert (error.code, error.ai, error.field) == (code, ai, "item.expiry")
 
 
 def test_validate_ai_value_messages() -> None:
     assert (
-        _rejects(gs1_syntax.validate_ai_value, "01", "09506000134353").rule
+        _rejects(ai_values.validate_ai_value, "01", "09506000134353").rule
         == "(01) GTIN check digit is 3, expected 2"
     )
-    assert _rejects(gs1_syntax.validate_ai_value, "17", "261301").rule == (
+    assert _rejects(ai_values.validate_ai_value, "17", "261301").rule == (
         "(17) USE BY or EXPIRY month 13 (position 3) is not 01-12"
     )
-    assert _rejects(gs1_syntax.validate_ai_value, "17", "250229").rule == (
+    assert _rejects(ai_values.validate_ai_value, "17", "250229").rule == (
         "(17) USE BY or EXPIRY day 29 does not exist in month 02 of a year that is not a leap year"
     )
-    assert _rejects(gs1_syntax.validate_ai_value, "01", "0950600013435").rule == (
+    assert _rejects(ai_values.validate_ai_value, "01", "0950600013435").rule == (
         "(01) GTIN has 13 characters; it must have exactly 14 (N14)"
     )
-    assert _rejects(gs1_syntax.validate_ai_value, "10", "AB~").rule.startswith(
+    assert _rejects(ai_values.validate_ai_value, "10", "AB~").rule.startswith(
         "(10) BATCH/LOT character '~' at position 3 is not allowed"
     )
-    assert str(_rejects(gs1_syntax.validate_ai_value, "3103", "12345x")).startswith(
+    assert str(_rejects(ai_values.validate_ai_value, "3103", "12345x")).startswith(
         "value: (3103) NET WEIGHT (kg) character 'x' at position 6 is not a digit"
     )
 
@@ -869,8 +870,8 @@ def test_date_linter_agrees_with_the_calendar(yymmdd: str) -> None:
         real = True
     except ValueError:
         real = False
-    assert (gs1_syntax._LINTERS["yymmd0"](yymmdd, 0) is None) == real
-    assert (gs1_syntax._LINTERS["yymmdd"](yymmdd, 0) is None) == (real and dd != 0)
+    assert (ai_values._LINTERS["yymmd0"](yymmdd, 0) is None) == real
+    assert (ai_values._LINTERS["yymmdd"](yymmdd, 0) is None) == (real and dd != 0)
 
 
 # --- element strings ----------------------------------------------------------------------
@@ -880,12 +881,12 @@ def test_date_linter_agrees_with_the_calendar(yymmdd: str) -> None:
 def test_element_string_parse_vector(vector: dict[str, Any]) -> None:
     text: str = vector["input"]
     if not vector["valid"]:
-        _rejects(gs1_syntax.parse_element_string, text, check_associations=False)
+        _rejects(element_strings.parse_element_string, text, check_associations=False)
         return
-    pairs = gs1_syntax.parse_element_string(text, check_associations=False)
+    pairs = element_strings.parse_element_string(text, check_associations=False)
     assert [list(pair) for pair in pairs] == vector["expected_ai_pairs"]
-    assert gs1_syntax.format_element_string(pairs, unbracketed=True) == vector["expected"]
-    assert gs1_syntax.format_element_string(pairs) == text
+    assert element_strings.format_element_string(pairs, unbracketed=True) == vector["expected"]
+    assert element_strings.format_element_string(pairs) == text
 
 
 def _validate_skip_reason(vector: dict[str, Any]) -> str | None:
@@ -903,13 +904,13 @@ def test_element_string_validate_vector(vector: dict[str, Any]) -> None:
         pytest.skip(reason)
     text: str = vector["input"]
     if not vector["valid"]:
-        _rejects(gs1_syntax.parse_element_string, text, check_associations=False)
+        _rejects(element_strings.parse_element_string, text, check_associations=False)
         return
-    pairs = gs1_syntax.parse_element_string(text, check_associations=False)
+    pairs = element_strings.parse_element_string(text, check_associations=False)
     assert "".join(ai + value for ai, value in pairs) == text.replace("^", "")
     for unbracketed in (False, True):  # written back (superfluous FNC1s dropped), read again
-        written = gs1_syntax.format_element_string(pairs, unbracketed=unbracketed)
-        assert gs1_syntax.parse_element_string(written, check_associations=False) == pairs
+        written = element_strings.format_element_string(pairs, unbracketed=unbracketed)
+        assert element_strings.parse_element_string(written, check_associations=False) == pairs
 
 
 def _association_skip_reason(vector: dict[str, Any]) -> str | None:
@@ -929,9 +930,11 @@ def test_ai_association_vector(vector: dict[str, Any]) -> None:
     if reason:
         pytest.skip(reason)
     text: str = vector["input"]
-    assert list(gs1_syntax.parse_element_string(text, check_associations=False)) == _ai_pairs(text)
+    assert list(element_strings.parse_element_string(text, check_associations=False)) == _ai_pairs(
+        text
+    )
     if vector["valid"]:
-        assert list(gs1_syntax.parse_element_string(text)) == _ai_pairs(text)
+        assert list(element_strings.parse_element_string(text)) == _ai_pairs(text)
         return
     codes = {
         "validateAIrepeats": "REPEATED_AI_DIFFERS",
@@ -939,7 +942,7 @@ def test_ai_association_vector(vector: dict[str, Any]) -> None:
         "validateAIrequisites": "REQUIRED_AI_MISSING",
         "validateDigSigRequiresSerialisedKey": "DIGSIG_NEEDS_SERIALISED_KEY",
     }
-    assert _rejects(gs1_syntax.parse_element_string, text).code == codes[vector["check"]]
+    assert _rejects(element_strings.parse_element_string, text).code == codes[vector["check"]]
 
 
 @pytest.mark.parametrize("vector", _params("element_string_conversions.json"))
@@ -948,14 +951,14 @@ def test_element_string_conversion_vector_full(vector: dict[str, Any]) -> None:
     if "expected_unbracketed" in vector:
         expected, convert = (
             vector["expected_unbracketed"],
-            lambda pairs: gs1_syntax.format_element_string(pairs, unbracketed=True),
+            lambda pairs: element_strings.format_element_string(pairs, unbracketed=True),
         )
     else:
-        expected, convert = vector["expected_bracketed"], gs1_syntax.format_element_string
+        expected, convert = vector["expected_bracketed"], element_strings.format_element_string
     if text.lower().startswith("http"):
-        parse: Callable[[str], Any] = lambda t: gs1_syntax.DigitalLink.parse(t).ai_pairs  # noqa: E731
+        parse: Callable[[str], Any] = lambda t: digital_link.DigitalLink.parse(t).ai_pairs  # noqa: E731
     else:
-        parse = gs1_syntax.parse_element_string
+        parse = element_strings.parse_element_string
     if expected is None:
         _rejects(parse, text)
     else:
@@ -963,23 +966,23 @@ def test_element_string_conversion_vector_full(vector: dict[str, Any]) -> None:
 
 
 def test_element_string_errors() -> None:
-    assert _rejects(gs1_syntax.parse_element_string, "").code == "EMPTY"
-    assert _rejects(gs1_syntax.parse_element_string, "0112").code == "BRACKETED_SYNTAX"
-    assert _rejects(gs1_syntax.parse_element_string, "(ab)12").code == "UNKNOWN_AI"
-    assert _rejects(gs1_syntax.parse_element_string, "^").code == "EMPTY"
-    assert _rejects(gs1_syntax.parse_element_string, "^8912").code == "UNKNOWN_AI"
-    error = _rejects(gs1_syntax.parse_element_string, "(01)09506000134352(10)A(10)B")
+    assert _rejects(element_strings.parse_element_string, "").code == "EMPTY"
+    assert _rejects(element_strings.parse_element_string, "0112").code == "BRACKETED_SYNTAX"
+    assert _rejects(element_strings.parse_element_string, "(ab)12").code == "UNKNOWN_AI"
+    assert _rejects(element_strings.parse_element_string, "^").code == "EMPTY"
+    assert _rejects(element_strings.parse_element_string, "^8912").code == "UNKNOWN_AI"
+    error = _rejects(element_strings.parse_element_string, "(01)09506000134352(10)A(10)B")
     assert error.rule == "(10) BATCH/LOT appears twice with different values: 'A' and 'B'"
-    error = _rejects(gs1_syntax.parse_element_string, "(10)LOT1")
+    error = _rejects(element_strings.parse_element_string, "(10)LOT1")
     assert error.rule == (
         "(10) BATCH/LOT needs (01) or (02) or (03) or (8006) or (8026) in the same data"
     )
-    assert gs1_syntax.parse_element_string("(10)LOT1", check_associations=False) == (
+    assert element_strings.parse_element_string("(10)LOT1", check_associations=False) == (
         ("10", "LOT1"),
     )
-    too_many = "(99)X" * (gs1_syntax.MAX_AIS + 1)
-    assert _rejects(gs1_syntax.parse_element_string, too_many).code == "TOO_MANY_AIS"
-    assert gs1_syntax.format_element_string([("10", "A(B")]) == "(10)A\\(B"
+    too_many = "(99)X" * (element_strings.MAX_AIS + 1)
+    assert _rejects(element_strings.parse_element_string, too_many).code == "TOO_MANY_AIS"
+    assert element_strings.format_element_string([("10", "A(B")]) == "(10)A\\(B"
 
 
 # --- Digital Link: vectors ----------------------------------------------------------------
@@ -999,12 +1002,12 @@ def test_digital_link_generate_vector(vector: dict[str, Any]) -> None:
     if reason:
         pytest.skip(reason)
     if vector.get("input_dl_uri"):
-        dl = gs1_syntax.DigitalLink.parse(vector["input_dl_uri"])
+        dl = digital_link.DigitalLink.parse(vector["input_dl_uri"])
     elif not vector["valid"]:
-        _rejects(gs1_syntax.DigitalLink.from_element_string, vector["ai_data"])
+        _rejects(digital_link.DigitalLink.from_element_string, vector["ai_data"])
         return
     else:
-        dl = gs1_syntax.DigitalLink.from_element_string(vector["ai_data"])
+        dl = digital_link.DigitalLink.from_element_string(vector["ai_data"])
     if vector["stem"] is None:
         assert dl.to_uri() == vector["expected"]
     assert (
@@ -1012,7 +1015,7 @@ def test_digital_link_generate_vector(vector: dict[str, Any]) -> None:
         == (vector["expected"])
     )
     if vector["stem"]:
-        assert gs1_syntax.DigitalLink.parse(vector["expected"]) == dl
+        assert digital_link.DigitalLink.parse(vector["expected"]) == dl
 
 
 def _parse_skip_reason(vector: dict[str, Any]) -> str | None:
@@ -1035,11 +1038,11 @@ def test_digital_link_parse_vector(vector: dict[str, Any]) -> None:
     uri: str = vector["uri"]
     padded = bool((vector.get("options") or {}).get("permitZeroSuppressedGTINinDLuris"))
     if not vector["valid"]:
-        _rejects(gs1_syntax.DigitalLink.parse, uri, zero_suppressed_gtin=padded)
-        _rejects(gs1_syntax.parse_digital_link, uri, zero_suppressed_gtin=padded)
+        _rejects(digital_link.DigitalLink.parse, uri, zero_suppressed_gtin=padded)
+        _rejects(digital_link.parse_digital_link, uri, zero_suppressed_gtin=padded)
         return
-    dl = gs1_syntax.DigitalLink.parse(uri, zero_suppressed_gtin=padded)
-    assert gs1_syntax.parse_digital_link(uri, zero_suppressed_gtin=padded) == dl
+    dl = digital_link.DigitalLink.parse(uri, zero_suppressed_gtin=padded)
+    assert digital_link.parse_digital_link(uri, zero_suppressed_gtin=padded) == dl
     if vector["expected"] is None:  # the 90-character (99): success is all the origin asserts
         assert dl.ai_pairs == (("01", "12312312312333"), ("99", "A" * 90))
     else:
@@ -1047,8 +1050,8 @@ def test_digital_link_parse_vector(vector: dict[str, Any]) -> None:
         assert dl.element_string() == vector["expected_bracketed"]
         assert dl.element_string(unbracketed=True) == vector["expected"]
     if padded and any(len(v) != 14 for ai, v in _uri_ai_values(uri) if ai == "01"):
-        _rejects(gs1_syntax.DigitalLink.parse, uri)  # without the option a short GTIN is refused
-    again = gs1_syntax.DigitalLink.parse(dl.to_uri())
+        _rejects(digital_link.DigitalLink.parse, uri)  # without the option a short GTIN is refused
+    again = digital_link.DigitalLink.parse(dl.to_uri())
     assert again == dl and again.to_uri() == dl.to_uri()
 
 
@@ -1065,25 +1068,25 @@ GTIN_EXAMPLE = "09506000134352"
 
 
 def test_parse_digital_link_for_the_resolver() -> None:
-    dl = gs1_syntax.parse_digital_link("/01/09506000134352/10/LOT42?17=261231")
+    dl = digital_link.parse_digital_link("/01/09506000134352/10/LOT42?17=261231")
     assert (dl.key_ai, dl.key) == ("01", GTIN_EXAMPLE)
     assert dl.qualifiers == (("10", "LOT42"),) and dl.attributes == (("17", "261231"),)
     assert (dl.gtin, dl.lot, dl.serial) == (GTIN_EXAMPLE, "LOT42", None)
     assert dl.lot_id == gs1.LotId(GTIN_EXAMPLE, "LOT42")
-    assert gs1_syntax.expiry(dl) == date(2026, 12, 31)
+    assert digital_link.expiry(dl) == date(2026, 12, 31)
     assert dl.to_uri() == "https://id.gs1.org/01/09506000134352/10/LOT42?17=261231"
     assert dl.to_uri("") == "/01/09506000134352/10/LOT42?17=261231"
-    serial = gs1_syntax.parse_digital_link("/01/09506000134352/21/SN%2F001?17=261231&15=261130")
+    serial = digital_link.parse_digital_link("/01/09506000134352/21/SN%2F001?17=261231&15=261130")
     assert (serial.serial, serial.lot, serial.lot_id) == ("SN/001", None, None)
     assert serial.get("15") == "261130"
-    both = gs1_syntax.parse_digital_link(
+    both = digital_link.parse_digital_link(
         "/01/09506000134352/10/LOT42/21/7?linkType=gs1:recallStatus"
     )
     assert both.params == (("linkType", "gs1:recallStatus"),)
     assert both.lot_id == gs1.LotId(GTIN_EXAMPLE, "LOT42")
     full = "https://resolver.example/dl/01/09506000134352/10/LOT42?17=261231"
-    assert gs1_syntax.parse_digital_link(full) == dl == gs1_syntax.DigitalLink.parse(full)
-    assert gs1_syntax.parse_digital_link("/01/09506000134352/10/LOT42?") == dl.__class__(
+    assert digital_link.parse_digital_link(full) == dl == digital_link.DigitalLink.parse(full)
+    assert digital_link.parse_digital_link("/01/09506000134352/10/LOT42?") == dl.__class__(
         "01", GTIN_EXAMPLE, (("10", "LOT42"),)
     )
 
@@ -1124,83 +1127,86 @@ def test_parse_digital_link_for_the_resolver() -> None:
 )
 def test_parse_digital_link_errors(path: str, code: str, message: str) -> None:
     """What a 400 answer says: the AI and the rule."""
-    error = _rejects(gs1_syntax.parse_digital_link, path)
+    error = _rejects(digital_link.parse_digital_link, path)
     assert isinstance(error, gs1_dictionary.GS1SyntaxError) and isinstance(error, ValidationError)
     assert error.code == code, error.rule
     assert message in error.rule
     assert error.field == "path"
-    assert _rejects(gs1_syntax.DigitalLink.parse, "https://x.example" + path).field == "uri"
+    assert _rejects(digital_link.DigitalLink.parse, "https://x.example" + path).field == "uri"
 
 
 def test_parse_refuses_relative_references_and_other_schemes() -> None:
     assert (
         "is not an absolute URI"
-        in _rejects(gs1_syntax.DigitalLink.parse, "/01/09506000134352").rule
+        in _rejects(digital_link.DigitalLink.parse, "/01/09506000134352").rule
     )
     assert (
-        "scheme 'ftp'" in _rejects(gs1_syntax.parse_digital_link, "ftp://a/01/09506000134352").rule
+        "scheme 'ftp'"
+        in _rejects(digital_link.parse_digital_link, "ftp://a/01/09506000134352").rule
     )
 
 
 def test_query_plus_is_a_space_and_path_plus_is_literal() -> None:
-    dl = gs1_syntax.parse_digital_link("/01/09506000134352/10/A+B?99=X%2BY&note=two+words")
+    dl = digital_link.parse_digital_link("/01/09506000134352/10/A+B?99=X%2BY&note=two+words")
     assert dl.lot == "A+B" and dl.get("99") == "X+Y" and dl.params == (("note", "two words"),)
     assert dl.to_uri("") == "/01/09506000134352/10/A%2BB?99=X%2BY&note=two+words"
-    assert _rejects(gs1_syntax.parse_digital_link, "/01/09506000134352?99=X+Y").code == (
+    assert _rejects(digital_link.parse_digital_link, "/01/09506000134352?99=X+Y").code == (
         "GS1_LINTER_INVALID_CSET82_CHARACTER"
     )
 
 
 def test_params_are_kept_apart_from_ai_data() -> None:
-    dl = gs1_syntax.parse_digital_link("/01/09506000134352?linkType=all&flag&&=x&99=A")
+    dl = digital_link.parse_digital_link("/01/09506000134352?linkType=all&flag&&=x&99=A")
     assert dl.params == (("linkType", "all"), ("flag", ""))
     assert dl.attributes == (("99", "A"),)
     assert dl.element_string() == "(01)09506000134352(99)A"
     assert dl.to_uri("") == "/01/09506000134352?99=A&linkType=all&flag"
     with pytest.raises(ValidationError, match="not all digits"):
-        gs1_syntax.DigitalLink("01", GTIN_EXAMPLE, params=(("12", "x"),))
+        digital_link.DigitalLink("01", GTIN_EXAMPLE, params=(("12", "x"),))
 
 
 def test_zero_suppressed_gtin_option() -> None:
     uri = "https://a/01/9506000134352/10/L"
-    assert _rejects(gs1_syntax.DigitalLink.parse, uri).code == "VALUE_TOO_SHORT"
-    assert gs1_syntax.DigitalLink.parse(uri, zero_suppressed_gtin=True).gtin == GTIN_EXAMPLE
+    assert _rejects(digital_link.DigitalLink.parse, uri).code == "VALUE_TOO_SHORT"
+    assert digital_link.DigitalLink.parse(uri, zero_suppressed_gtin=True).gtin == GTIN_EXAMPLE
 
 
 def test_expiry() -> None:
-    def link(query: str) -> gs1_syntax.DigitalLink:
-        return gs1_syntax.parse_digital_link(f"/01/09506000134352/10/L{query}")
+    def link(query: str) -> digital_link.DigitalLink:
+        return digital_link.parse_digital_link(f"/01/09506000134352/10/L{query}")
 
-    assert gs1_syntax.expiry(link("")) is None
+    assert digital_link.expiry(link("")) is None
     today = date(2026, 5, 1)
-    assert gs1_syntax.expiry(link("?17=261231"), today=today) == date(2026, 12, 31)
-    assert gs1_syntax.expiry(link("?17=280200"), today=today) == date(
+    assert digital_link.expiry(link("?17=261231"), today=today) == date(2026, 12, 31)
+    assert digital_link.expiry(link("?17=280200"), today=today) == date(
         2028, 2, 29
     )  # day 00: month end
-    assert gs1_syntax.expiry(link("?17=760101"), today=today) == date(2076, 1, 1)  # 50 ahead
-    assert gs1_syntax.expiry(link("?17=770101"), today=today) == date(1977, 1, 1)  # 51 ahead: past
-    assert gs1_syntax.expiry(link("?17=010101"), today=date(2080, 1, 1)) == date(2101, 1, 1)
-    assert gs1_syntax.expiry(link("?7003=2703311200"), today=today) == date(2027, 3, 31)
-    assert gs1_syntax.expiry(link("?15=261231")) is None  # best before is not expiry
+    assert digital_link.expiry(link("?17=760101"), today=today) == date(2076, 1, 1)  # 50 ahead
+    assert digital_link.expiry(link("?17=770101"), today=today) == date(
+        1977, 1, 1
+    )  # 51 ahead: past
+    assert digital_link.expiry(link("?17=010101"), today=date(2080, 1, 1)) == date(2101, 1, 1)
+    assert digital_link.expiry(link("?7003=2703311200"), today=today) == date(2027, 3, 31)
+    assert digital_link.expiry(link("?15=261231")) is None  # best before is not expiry
 
 
 def test_for_gtin() -> None:
-    dl = gs1_syntax.DigitalLink.for_gtin(
+    dl = digital_link.DigitalLink.for_gtin(
         "9506000134352", serial="S1", lot="LOT42", expiry=date(2026, 12, 31)
     )
     assert dl.to_uri() == "https://id.gs1.org/01/09506000134352/10/LOT42/21/S1?17=261231"
     assert dl.to_uri() == gs1.gtin_uri("9506000134352", lot="LOT42", serial="S1") + "?17=261231"
     assert (
-        gs1_syntax.DigitalLink.for_gtin(GTIN_EXAMPLE, lot="L", attributes={"3103": "000195"}).get(
+        digital_link.DigitalLink.for_gtin(GTIN_EXAMPLE, lot="L", attributes={"3103": "000195"}).get(
             "3103"
         )
         == "000195"
     )
-    assert _rejects(gs1_syntax.DigitalLink.for_gtin, "09506000134353", lot="L").field == "gtin"
+    assert _rejects(digital_link.DigitalLink.for_gtin, "09506000134353", lot="L").field == "gtin"
 
 
 def test_construction_validates_and_normalises() -> None:
-    dl = gs1_syntax.DigitalLink("01", GTIN_EXAMPLE, (("21", "S"), ("10", "L"), ("22", "V")))
+    dl = digital_link.DigitalLink("01", GTIN_EXAMPLE, (("21", "S"), ("10", "L"), ("22", "V")))
     assert dl.qualifiers == (("22", "V"), ("10", "L"), ("21", "S"))
     assert dl.to_uri() == "https://id.gs1.org/01/09506000134352/22/V/10/L/21/S"
     with pytest.raises(AttributeError):
@@ -1214,23 +1220,23 @@ def test_construction_validates_and_normalises() -> None:
         ("DIGSIG_NEEDS_SERIALISED_KEY", "253", "9506000134352", (), {"8030": "YWJj"}),
     ]
     for code, key_ai, key, qualifiers, attributes in rejected:
-        error = _rejects(gs1_syntax.DigitalLink, key_ai, key, qualifiers, attributes)
+        error = _rejects(digital_link.DigitalLink, key_ai, key, qualifiers, attributes)
         assert error.code == code and error.field == "digital_link", code
     with pytest.raises(ValidationError, match="not a string"):
-        gs1_syntax.DigitalLink("01", GTIN_EXAMPLE, attributes="17=261231")  # type: ignore[arg-type]
+        digital_link.DigitalLink("01", GTIN_EXAMPLE, attributes="17=261231")  # type: ignore[arg-type]
 
 
 def test_equality_ignores_attribute_order() -> None:
-    a = gs1_syntax.DigitalLink("01", GTIN_EXAMPLE, attributes=(("17", "261231"), ("99", "X")))
-    b = gs1_syntax.DigitalLink("01", GTIN_EXAMPLE, attributes=(("99", "X"), ("17", "261231")))
+    a = digital_link.DigitalLink("01", GTIN_EXAMPLE, attributes=(("17", "261231"), ("99", "X")))
+    b = digital_link.DigitalLink("01", GTIN_EXAMPLE, attributes=(("99", "X"), ("17", "261231")))
     assert a == b and hash(a) == hash(b) and a.to_uri() == b.to_uri()
     assert a.attributes != b.attributes  # the given order is kept
-    assert a != gs1_syntax.DigitalLink("01", GTIN_EXAMPLE, attributes=(("17", "261231"),))
+    assert a != digital_link.DigitalLink("01", GTIN_EXAMPLE, attributes=(("17", "261231"),))
     assert a != "https://id.gs1.org/01/09506000134352?17=261231&99=X"
 
 
 def test_to_uri_writes_fixed_length_attributes_first() -> None:
-    dl = gs1_syntax.DigitalLink.from_element_string(
+    dl = digital_link.DigitalLink.from_element_string(
         "(01)09506000134352(99)X(17)261231(10)L(3103)000195"
     )
     assert dl.attributes == (("99", "X"), ("17", "261231"), ("3103", "000195"))
@@ -1240,9 +1246,9 @@ def test_to_uri_writes_fixed_length_attributes_first() -> None:
 
 
 def test_from_element_string_errors_name_the_input() -> None:
-    error = _rejects(gs1_syntax.DigitalLink.from_element_string, "(99)X")
+    error = _rejects(digital_link.DigitalLink.from_element_string, "(99)X")
     assert (error.code, error.field) == ("NO_PRIMARY_KEY", "element_string")
-    error = _rejects(gs1_syntax.DigitalLink.from_element_string, "(01)09506000134352(235)T(10)L")
+    error = _rejects(digital_link.DigitalLink.from_element_string, "(01)09506000134352(235)T(10)L")
     assert (error.code, error.field) == ("NOT_A_DL_ATTRIBUTE", "element_string")
 
 
@@ -1272,7 +1278,7 @@ _param_values = st.text(_text_chars, max_size=12)
 
 
 @st.composite
-def digital_links(draw: st.DrawFn, *, params: bool = True) -> gs1_syntax.DigitalLink:
+def digital_links(draw: st.DrawFn, *, params: bool = True) -> digital_link.DigitalLink:
     length = draw(st.sampled_from(gs1.GTIN_LENGTHS))
     body = draw(st.text("0123456789", min_size=length - 1, max_size=length - 1))
     gtin = (body + gs1.check_digit(body)).zfill(14)
@@ -1287,43 +1293,43 @@ def digital_links(draw: st.DrawFn, *, params: bool = True) -> gs1_syntax.Digital
         names.remove("10")
     attributes = [(ai, draw(_GTIN_ATTRIBUTES[ai])) for ai in names]
     extra = draw(st.lists(st.tuples(_param_names, _param_values), max_size=3)) if params else []
-    return gs1_syntax.DigitalLink("01", gtin, tuple(qualifiers), tuple(attributes), tuple(extra))
+    return digital_link.DigitalLink("01", gtin, tuple(qualifiers), tuple(attributes), tuple(extra))
 
 
 @given(digital_links(), bases)
-def test_digital_link_uri_round_trip(dl: gs1_syntax.DigitalLink, base: str) -> None:
+def test_digital_link_uri_round_trip(dl: digital_link.DigitalLink, base: str) -> None:
     """DigitalLink -> URI -> parse gives the same link, and the URI is a fixed point."""
     uri = dl.to_uri(base)
-    parsed = gs1_syntax.parse_digital_link(uri)
+    parsed = digital_link.parse_digital_link(uri)
     assert parsed == dl
     assert parsed.to_uri(base) == uri
     if base.startswith(("http", "HTTP")):
-        assert gs1_syntax.DigitalLink.parse(uri) == dl
+        assert digital_link.DigitalLink.parse(uri) == dl
     assert re.fullmatch(r"[A-Za-z0-9._~%/:?&=+\[\]-]*", uri)
 
 
 @given(digital_links(params=False))
-def test_digital_link_element_string_round_trip(dl: gs1_syntax.DigitalLink) -> None:
+def test_digital_link_element_string_round_trip(dl: digital_link.DigitalLink) -> None:
     """DigitalLink -> element string (either form) -> DigitalLink gives the same link, and
     the engine's URI of that element string is ours."""
     for unbracketed in (False, True):
         text = dl.element_string(unbracketed=unbracketed)
-        assert gs1_syntax.parse_element_string(text) == dl.ai_pairs
-        again = gs1_syntax.DigitalLink.from_element_string(text)
+        assert element_strings.parse_element_string(text) == dl.ai_pairs
+        again = digital_link.DigitalLink.from_element_string(text)
         assert again == dl and again.to_uri() == dl.to_uri()
 
 
 @given(gtins(), lots)
 def test_digital_link_agrees_with_the_lot_layer(gtin: str, lot: str) -> None:
-    dl = gs1_syntax.DigitalLink.for_gtin(gtin, lot=lot)
+    dl = digital_link.DigitalLink.for_gtin(gtin, lot=lot)
     assert dl.to_uri() == gs1.lot_uri(gtin, lot)
     assert dl.lot_id == gs1.LotId(gtin, lot) == gs1.LotId.parse(dl.to_uri())
-    assert gs1_syntax.DigitalLink.parse(gs1.lot_uri(gtin, lot)) == dl
+    assert digital_link.DigitalLink.parse(gs1.lot_uri(gtin, lot)) == dl
 
 
 @given(st.text(max_size=60))
 def test_parsers_only_raise_validation_errors(text: str) -> None:
-    for parse in (gs1_syntax.parse_element_string, gs1_syntax.parse_digital_link):
+    for parse in (element_strings.parse_element_string, digital_link.parse_digital_link):
         with contextlib.suppress(ValidationError):
             parse(text)
 
@@ -1331,9 +1337,9 @@ def test_parsers_only_raise_validation_errors(text: str) -> None:
 @given(st.text("()^0123456789ABC\\/", max_size=40))
 def test_element_string_parser_fuzz(text: str) -> None:
     try:
-        pairs = gs1_syntax.parse_element_string(text, check_associations=False)
+        pairs = element_strings.parse_element_string(text, check_associations=False)
     except ValidationError:
         return
     for unbracketed in (False, True):
-        written = gs1_syntax.format_element_string(pairs, unbracketed=unbracketed)
-        assert gs1_syntax.parse_element_string(written, check_associations=False) == pairs
+        written = element_strings.format_element_string(pairs, unbracketed=unbracketed)
+        assert element_strings.parse_element_string(written, check_associations=False) == pairs

@@ -92,7 +92,8 @@ ALLOWED_CONVERSIONS = {
 def test_no_int_or_float_on_request_data_outside_the_parser():
     found = set()
     for path in WEB.rglob("*.py"):
-        if path.name in ("params.py", "chart.py"):  # the parser; the chart reads no request
+        # the parser; the chart (chart.py and its chart_*.py modules) reads no request
+        if path.name == "params.py" or path.name.startswith("chart"):
             continue
         for line in path.read_text(encoding="utf-8").splitlines():
             if re.search(r"(?<![\w.])(?:int|float)\(", line):

@@ -22,8 +22,7 @@ from click.testing import CliRunner
 from conftest import conformance
 from PIL import Image, ImageDraw
 
-from provenance.barcodes import fonts, labels
-from provenance.barcodes import syntax as gs1_syntax
+from provenance.barcodes import digital_link, fonts, labels, pdf
 from provenance.barcodes.labels import Label, PrintSettings
 from provenance.cli.label import command as label_command
 from provenance.core import gs1
@@ -232,10 +231,10 @@ def _apply(m: tuple, x: float, y: float) -> tuple[float, float]:
 
 def pdf_decoded(data: bytes, dpi: int = 200) -> list[tuple[int, list[str]]]:
     """For each page: how many labels it places and the texts of the codes decoded on it."""
-    pdf = MiniPDF(data)
+    sheet = MiniPDF(data)
     result = []
-    for page in pdf.pages():
-        image, placed = pdf.render(page, dpi)
+    for page in sheet.pages():
+        image, placed = sheet.render(page, dpi)
         result.append((placed, sorted(code.text for code in decode(image))))
     return result
 
@@ -290,7 +289,7 @@ def test_from_uri_rebases_any_resolver_as_the_gs1_engine_generates():
     # fixed-length AIs first, escapes upper-case, the path prefix of the old resolver gone
     expected = f"https://labels.example.org/01/{GTIN}/10/A%2FB?3103=000500&17=261200&x=a%3Ab"
     assert label.uri == expected
-    assert label.uri == gs1_syntax.DigitalLink.parse(given).to_uri("https://labels.example.org")
+    assert label.uri == digital_link.DigitalLink.parse(given).to_uri("https://labels.example.org")
     assert (label.gtin, label.lot, label.serial) == (GTIN, "A/B", None)
     assert label.expiry == date(2026, 12, 31)  # day 00: the last day of the month
     assert label.lines == (f"GTIN {GTIN}", "LOT A/B", "EXP 2026-12-31")
@@ -299,7 +298,7 @@ def test_from_uri_rebases_any_resolver_as_the_gs1_engine_generates():
 def test_for_lot_builds_the_same_uri_as_gs1():
     label = Label.for_lot("9506000134352", "LOT+1", serial="S/7", expiry=date(2027, 1, 31))
     assert label.uri == f"https://id.gs1.org/01/{GTIN}/10/LOT%2B1/21/S%2F7?17=270131"
-    assert label.uri == gs1_syntax.DigitalLink.for_gtin(
+    assert label.uri == digital_link.DigitalLink.for_gtin(
         GTIN, lot="LOT+1", serial="S/7", expiry=date(2027, 1, 31)
     ).to_uri(gs1.DEFAULT_BASE)
     assert label.lines == (f"GTIN {GTIN}", "LOT LOT+1", "SN S/7", "EXP 2027-01-31")
@@ -530,10 +529,10 @@ def test_svg_as_a_browser_draws_it(tmp_path):
 
 def test_pdf_sheet_places_every_label_and_each_decodes():
     label = Label.from_uri(LOT_URI + "?17=261231", product="Kale")
-    per_page = labels.sheet_capacity(label)
+    per_page = pdf.sheet_capacity(label)
     assert per_page == 24  # 4 × 6 labels of 35.9 × 39.2 mm on A4
     count = per_page + 3
-    data = labels.sheet_pdf([label] * count)
+    data = pdf.sheet_pdf([label] * count)
     assert data.count(b"/Subtype /Form") == 1  # one label drawn once, placed many times
     pages = pdf_decoded(data)
     assert [placed for placed, _ in pages] == [per_page, 3]
@@ -543,17 +542,17 @@ def test_pdf_sheet_places_every_label_and_each_decodes():
 @needs_poppler
 def test_pdf_sheet_as_poppler_renders_it(tmp_path):
     label = Label.from_uri(LOT_URI + "?17=261231", product=CHINESE if cjk_font() else "Kale")
-    per_page = labels.sheet_capacity(label)
-    data = labels.sheet_pdf([label] * (per_page + 2))
+    per_page = pdf.sheet_capacity(label)
+    data = pdf.sheet_pdf([label] * (per_page + 2))
     assert poppler_decoded(data, tmp_path) == [[label.uri] * per_page, [label.uri] * 2]
 
 
 def test_pdf_of_different_labels_keeps_their_order():
     lots = [Label.for_lot(GTIN, f"LOT{i}", product=f"Kale {i}") for i in range(5)]
-    pages = pdf_decoded(labels.sheet_pdf(lots))
+    pages = pdf_decoded(pdf.sheet_pdf(lots))
     assert pages == [(5, sorted(label.uri for label in lots))]
     with pytest.raises(ValidationError, match="at least one label"):
-        labels.sheet_pdf([])
+        pdf.sheet_pdf([])
 
 
 # --- the engine's vectors -----------------------------------------------------------------
@@ -592,11 +591,11 @@ def test_engine_vectors_print_and_decode_to_the_engine_uri(tmp_path):
         assert decode_one(svg_raster(labels.label_svg(label))[0]).text == expected
         printed.append(label)
     assert len(printed) >= 8 and len(refused) >= 5
-    pages = pdf_decoded(labels.sheet_pdf(printed))
+    pages = pdf_decoded(pdf.sheet_pdf(printed))
     assert sum(placed for placed, _ in pages) == len(printed)
     assert sorted(t for _, texts in pages for t in texts) == sorted(x.uri for x in printed)
     if shutil.which("pdftoppm"):
-        assert poppler_decoded(labels.sheet_pdf(printed), tmp_path) == [texts for _, texts in pages]
+        assert poppler_decoded(pdf.sheet_pdf(printed), tmp_path) == [texts for _, texts in pages]
 
 
 # --- the command --------------------------------------------------------------------------
@@ -622,7 +621,7 @@ def test_cli_writes_each_format_from_the_extension(tmp_path, kind):
     elif kind == "svg":
         assert decode_one(svg_raster(data)[0]).text == LOT_URI
     else:
-        per_page = labels.sheet_capacity(Label.from_uri(LOT_URI, product="Kale"))
+        per_page = pdf.sheet_capacity(Label.from_uri(LOT_URI, product="Kale"))
         assert pdf_decoded(data) == [(per_page, [LOT_URI] * per_page)]  # one full page
 
 
@@ -632,7 +631,7 @@ def test_cli_count_makes_pages_and_is_for_pdf_only(tmp_path):
     assert "45 labels" in result.output
     assert "no product line" in result.output
     data = (tmp_path / "s.pdf").read_bytes()
-    per_page = labels.sheet_capacity(Label.from_uri(LOT_URI))
+    per_page = pdf.sheet_capacity(Label.from_uri(LOT_URI))
     placed = [n for n, _ in pdf_decoded(data, dpi=150)]
     assert placed == [per_page] * (45 // per_page) + [45 % per_page] and len(placed) > 1
     result = run_label(LOT_URI, "--out", str(tmp_path / "a.png"), "--count", "2")
@@ -698,7 +697,7 @@ def test_cli_takes_product_and_expiry_from_the_ledger(file_world, tmp_path):
     result = run_label(uri, "--out", str(out), "--db", db, "--product", "Kale")
     assert svg_raster(out.read_bytes())[1][0] == "Kale"
     # through the main group's --db, as `provenance --db … label …` will run it
-    from provenance.cli.main import Context
+    from provenance.cli.context import Context
 
     result = CliRunner().invoke(
         label_command, [uri, "--out", str(out)], obj=Context(db, str(tmp_path / "keys"))

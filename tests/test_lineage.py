@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from world import GTIN, World, at
 
-from provenance.cli.main import Context
+from provenance.cli.context import Context
 from provenance.cli.trace import command as trace_command
 from provenance.core.errors import NotFound
 from provenance.ledger.audit import verify_ledger

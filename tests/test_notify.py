@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from test_lineage import commission, lot, ok_transform
 from world import GTIN, World
 
-from provenance.cli.main import Context
+from provenance.cli.context import Context
 from provenance.cli.notify import command as notify_command
 from provenance.infra.broker_url import BrokerURL
 from provenance.ledger.lineage import recall_history

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from test_lineage import commission, lot, ok_transform, transform
 from world import GTIN, World, at
 
-from provenance.cli.main import Context, main
+from provenance.cli.context import Context
+from provenance.cli.main import main
 from provenance.cli.recall import command as recall_command
 from provenance.core.errors import ValidationError
 from provenance.ledger import reasons

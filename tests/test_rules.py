@@ -14,19 +14,10 @@ from world import GTIN, HOUR, LOT, T0, World, at
 
 from provenance.core import gs1
 from provenance.core.errors import ValidationError
-from provenance.domain.rules import (
-    FLAG,
-    HOLD,
-    Logger,
-    LotFacts,
-    Reading,
-    SerialScan,
-    alert_topic,
-    build_notice,
-    evaluate,
-    parse_duration,
-    parse_rules,
-)
+from provenance.domain.rule_conditions import parse_duration
+from provenance.domain.rule_decisions import alert_topic, build_notice
+from provenance.domain.rule_facts import Logger, LotFacts, Reading, SerialScan
+from provenance.domain.rules import FLAG, HOLD, evaluate, parse_rules
 from provenance.ledger.audit import verify_ledger, verify_lot
 from provenance.store.db import Store
 

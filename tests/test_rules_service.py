@@ -19,7 +19,8 @@ from world import GTIN, HOUR, LOT, T0, World, at
 from provenance.cli.main import main
 from provenance.core import gs1
 from provenance.core.timefmt import format_time, now_micros
-from provenance.domain.rules import NOTICE_FORMAT, alert_topic, parse_rules
+from provenance.domain.rule_decisions import NOTICE_FORMAT, alert_topic
+from provenance.domain.rules import parse_rules
 from provenance.infra.broker_url import BrokerURL
 from provenance.ledger.append import Ledger
 from provenance.ledger.audit import verify_ledger

@@ -6,7 +6,9 @@ and parsed by :func:`parse_syntax_dictionary` into :data:`AI_TABLE`, one
 content rules ("linters", by name), Digital Link key qualifiers and data-attribute flag, and
 its associations with other AIs (``req=``, ``ex=``). The tests check the embedded copy
 against the dictionary file line by line. Checking data against these rules is
-:mod:`provenance.barcodes.syntax`'s job; :class:`GS1SyntaxError` is what it raises. Pure: no I/O.
+:mod:`provenance.barcodes.ai_values`' job (and :mod:`~provenance.barcodes.element_strings`'
+and :mod:`~provenance.barcodes.digital_link`'s); :class:`GS1SyntaxError` is what it raises.
+Pure: no I/O.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from provenance.cli.options import json_lines_option, password_stdin_option
 from provenance.core.errors import KeyFileError, ProvenanceError, ValidationError
 from provenance.infra.keystore import load_private_key
 from provenance.store.accounts.accounts import Accounts
@@ -27,9 +28,7 @@ from provenance.store.accounts.users import MAX_PASSWORD
 
 
 def _context(click_ctx: click.Context) -> Any:
-    from provenance.cli.main import (
-        Context,  # the main group's (cli imports this module's users late)
-    )
+    from provenance.cli.context import Context
 
     ctx = click_ctx.find_object(Context)
     if ctx is None:
@@ -109,7 +108,7 @@ def _party(click_ctx: click.Context, name: str) -> Any:
 
 def _import_key(click_ctx: click.Context, accounts: Accounts, party: Any, path: str | None) -> bool:
     """Store the party's key (from --key FILE, else the key folder) encrypted."""
-    from provenance.cli.main import key_name
+    from provenance.cli.context import key_name
 
     ctx = _context(click_ctx)
     try:
@@ -140,7 +139,7 @@ def user() -> None:
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--party", help="The enrolled party the user acts for (not for admins).")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@password_stdin_option
 @click.pass_context
 def user_add(
     click_ctx: click.Context, name: str, role: str, party: str | None, password_stdin: bool
@@ -189,7 +188,7 @@ def user_add(
 
 
 @user.command("list")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@json_lines_option
 @click.pass_context
 def user_list(click_ctx: click.Context, as_json: bool) -> None:
     """List users: name, role, party, state.
@@ -213,7 +212,7 @@ def user_list(click_ctx: click.Context, as_json: bool) -> None:
 
 @user.command("passwd")
 @click.argument("name")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@password_stdin_option
 @click.pass_context
 def user_passwd(click_ctx: click.Context, name: str, password_stdin: bool) -> None:
     """Set a user's password (ends the user's sessions).
@@ -318,7 +317,7 @@ def token_create(click_ctx: click.Context, party: str, label: str, read_only: bo
 
 @token.command("list")
 @click.option("--party", help="Only this party's tokens.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@json_lines_option
 @click.pass_context
 def token_list(click_ctx: click.Context, party: str | None, as_json: bool) -> None:
     """List API tokens (never their secrets).
@@ -385,7 +384,7 @@ def key_import(click_ctx: click.Context, party: str, key_file: str | None) -> No
     accounts = _accounts(click_ctx)
     identity = _party(click_ctx, party)
     if not _import_key(click_ctx, accounts, identity, key_file):
-        from provenance.cli.main import key_name
+        from provenance.cli.context import key_name
 
         where = _context(click_ctx).party_keys.path(key_name(identity.name))
         raise click.ClickException(f"no key file for {party} at {where}: give --key FILE")
@@ -422,7 +421,7 @@ def key_remove(click_ctx: click.Context, party: str) -> None:
 @portal.command("audit")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--action", help="Only entries of this action (e.g. recall, search, login).")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@json_lines_option
 @click.option("--verify", is_flag=True, help="Check the trail's hash chain; exit 1 if broken.")
 @click.pass_context
 def audit(

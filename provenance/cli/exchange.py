@@ -20,22 +20,14 @@ from typing import IO, Any
 
 import click
 
-from provenance.cli.main import (
-    MAX_EPCIS_INPUT,
-    MAX_SCHEMA_INPUT,
-    Context,
-    friendly,
-    key_name,
-    pass_context,
-    read_input,
-)
+from provenance.cli.context import Context, key_name, pass_context
+from provenance.cli.errors import friendly
+from provenance.cli.inputs import MAX_EPCIS_INPUT, MAX_SCHEMA_INPUT, read_input
+from provenance.cli.options import out_option, product_option, time_range_options
 from provenance.core.errors import ValidationError
 from provenance.core.timefmt import parse_date, parse_time
 
 MAX_INPUT_DEPTH = 64  # EPCIS documents nest deeper than envelopes
-
-_FROM_HELP = "Only events at or after this date (YYYY-MM-DD, UTC) or RFC 3339 UTC time."
-_TO_HELP = "Only events up to this date (the whole day, UTC) or RFC 3339 UTC time, inclusive."
 
 
 # --- shared helpers
@@ -104,10 +96,9 @@ def _stdout_is_terminal() -> bool:
 
 @click.command("epcis")
 @click.option("--batch", "lot_uri", metavar="URI", help="Only this lot's events (its chain).")
-@click.option("--from", "since", metavar="DATE", help=_FROM_HELP)
-@click.option("--to", "until", metavar="DATE", help=_TO_HELP)
-@click.option("--product", metavar="TEXT", help="Only lots whose product contains TEXT.")
-@click.option("--out", metavar="FILE", help="Write here (default: standard output).")
+@time_range_options
+@product_option
+@out_option
 @pass_context
 @friendly
 def export_epcis(
@@ -147,16 +138,15 @@ FORMATS = ("csv", "xlsx")
 
 
 @click.command("fsma204")
-@click.option("--product", metavar="TEXT", help="Only lots whose product contains TEXT.")
-@click.option("--from", "since", metavar="DATE", help=_FROM_HELP)
-@click.option("--to", "until", metavar="DATE", help=_TO_HELP)
+@product_option
+@time_range_options
 @click.option(
     "--format",
     "format_",
     type=click.Choice(FORMATS),
     help="csv or xlsx (default: xlsx when --out ends in .xlsx, else csv).",
 )
-@click.option("--out", metavar="FILE", help="Write here (default: standard output).")
+@out_option
 @pass_context
 @friendly
 def export_fsma204(

@@ -21,7 +21,8 @@ from typing import Any
 
 import click
 
-from provenance.cli.main import LOG_KEY, Context, check_tls_ca
+from provenance.cli.context import LOG_KEY, Context
+from provenance.cli.inputs import check_tls_ca
 from provenance.cli.mqtt_options import broker_options, parse_broker
 from provenance.core.errors import ProvenanceError
 from provenance.core.signing import did_of

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import click
 
-from provenance.barcodes import labels
-from provenance.barcodes import syntax as gs1_syntax
+from provenance.barcodes import digital_link, labels, pdf
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError
 from provenance.store.db import Store
@@ -78,7 +77,7 @@ def command(
     if count is not None and kind != "pdf":
         raise click.UsageError("--count is for PDF sheets; a PNG or SVG file holds one label")
     try:
-        link = gs1_syntax.DigitalLink.parse(uri)
+        link = digital_link.DigitalLink.parse(uri)
         lot = _ledger_lot(click_ctx, db, link)
         expiry = date.fromisoformat(lot.expiry) if lot and lot.expiry else None
         label = labels.Label.from_uri(
@@ -89,8 +88,8 @@ def command(
         elif kind == "svg":
             data = labels.label_svg(label)
         else:
-            count = count or labels.sheet_capacity(label)
-            data = labels.sheet_pdf([label] * count)
+            count = count or pdf.sheet_capacity(label)
+            data = pdf.sheet_pdf([label] * count)
     except ProvenanceError as exc:
         raise click.ClickException(str(exc)) from exc
     _write(out, data)
@@ -114,7 +113,7 @@ def _format(out: str, format_: str | None) -> str:
 
 
 def _ledger_lot(
-    click_ctx: click.Context, db: str | None, link: gs1_syntax.DigitalLink
+    click_ctx: click.Context, db: str | None, link: digital_link.DigitalLink
 ) -> Lot | None:
     """The lot in the ledger, if there is a ledger and the link names a registered lot.
     A missing database is not an error unless --db named it."""
@@ -136,7 +135,7 @@ def _ledger_lot(
 
 
 def _context_db(click_ctx: click.Context) -> Path | None:
-    from provenance.cli.main import Context  # the main group's; imported late: cli will import us
+    from provenance.cli.context import Context
 
     ctx = click_ctx.find_object(Context)
     return ctx.db_path if ctx is not None else None

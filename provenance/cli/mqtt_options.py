@@ -41,6 +41,12 @@ _CREDENTIALS = (
 )
 
 
+client_id_option = click.option(
+    "--client-id", metavar="ID", help="MQTT client id (default: per host)."
+)
+"""--client-id ID: the MQTT client id (default: one per host, see `retained_publisher`)."""
+
+
 def credential_options(command: F) -> F:
     """--username, --password (env PROVENANCE_MQTT_PASSWORD) and --tls-ca."""
     for option in reversed(_CREDENTIALS):

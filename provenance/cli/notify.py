@@ -14,8 +14,15 @@ from pathlib import Path
 
 import click
 
-from provenance.cli.main import Context, check_cursor_file, check_tls_ca, friendly, pass_context
-from provenance.cli.mqtt_options import broker_options, parse_broker, retained_publisher
+from provenance.cli.context import Context, pass_context
+from provenance.cli.errors import friendly
+from provenance.cli.inputs import check_cursor_file, check_tls_ca
+from provenance.cli.mqtt_options import (
+    broker_options,
+    client_id_option,
+    parse_broker,
+    retained_publisher,
+)
 from provenance.cli.service_options import cursor_option, interval_option, stop_on_signals
 from provenance.services.notifier import (
     POLL_INTERVAL_S,
@@ -32,7 +39,7 @@ log = logging.getLogger(__name__)
 @cursor_option("DB.notify-cursor")
 @interval_option(POLL_INTERVAL_S, "Seconds between looks at the database.")
 @click.option("--once", is_flag=True, help="Publish what is due, wait for the acks, and exit.")
-@click.option("--client-id", metavar="ID", help="MQTT client id (default: per host).")
+@client_id_option
 @pass_context
 @friendly
 def command(

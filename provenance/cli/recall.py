@@ -17,13 +17,9 @@ from typing import Any
 
 import click
 
-from provenance.cli.main import (
-    Context,
-    _signing_key,
-    append_signed,
-    friendly,
-    pass_context,
-)
+from provenance.cli.context import Context, append_signed, pass_context, signing_key
+from provenance.cli.errors import friendly
+from provenance.cli.options import json_object_option
 from provenance.ledger.lineage import held
 from provenance.store.db import Store
 from provenance.store.rows import LotState
@@ -44,7 +40,7 @@ DEFAULT_CLASS = "I"  # the most serious until classified: fail safe
 )
 @click.option("--instructions", metavar="TEXT", help="What holders and consumers should do.")
 @click.option("--lift", is_flag=True, help="Lift the recall of these lots instead.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@json_object_option
 @pass_context
 @friendly
 def command(
@@ -71,7 +67,7 @@ def command(
         data["class"] = class_ or DEFAULT_CLASS
         if instructions:
             data["instructions"] = instructions
-    key = _signing_key(ctx, as_)
+    key = signing_key(ctx, as_)
     lots = list(dict.fromkeys(uris))
     result = append_signed(ctx.ledger(), key, kind, lots, data, source="cli")
     assert result.index is not None

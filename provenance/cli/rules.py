@@ -23,18 +23,16 @@ from typing import Any
 
 import click
 
-from provenance.cli.main import (
-    MAX_CONFIG_INPUT,
-    Context,
-    _signing_key,
-    check_cursor_file,
-    check_tls_ca,
-    friendly,
-    pass_context,
-    read_input,
-    registrar_sign,
+from provenance.cli.context import Context, pass_context, registrar_sign, signing_key
+from provenance.cli.errors import friendly
+from provenance.cli.inputs import MAX_CONFIG_INPUT, check_cursor_file, check_tls_ca, read_input
+from provenance.cli.mqtt_options import (
+    client_id_option,
+    credential_options,
+    parse_broker,
+    retained_publisher,
 )
-from provenance.cli.mqtt_options import credential_options, parse_broker, retained_publisher
+from provenance.cli.options import json_object_option
 from provenance.cli.service_options import cursor_option, interval_option, stop_on_signals
 from provenance.core.errors import ProvenanceError, ValidationError
 from provenance.core.kinds import RULES
@@ -151,7 +149,7 @@ def check(config: str) -> None:
     help="Publish retained alert notices here (mqtts:// for TLS); none without it.",
 )
 @credential_options
-@click.option("--client-id", metavar="ID", help="MQTT client id (default: per host).")
+@client_id_option
 @pass_context
 @friendly
 def run(
@@ -257,7 +255,7 @@ def _publisher(
     show_default=True,
     help="How many of the newest flags to show.",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@json_object_option
 @pass_context
 @friendly
 def list_(ctx: Context, flag_limit: int, as_json: bool) -> None:
@@ -309,7 +307,7 @@ def release_command(
     --reason "manufacturer confirmed stability" --as "Medicines Agency"
     """
     if as_ is not None:
-        key = _signing_key(ctx, as_)
+        key = signing_key(ctx, as_)
     elif ctx.root_keys.exists(RULES_KEY):
         key = ctx.root_keys.load(RULES_KEY)
     else:

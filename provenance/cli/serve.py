@@ -11,7 +11,7 @@ import logging
 
 import click
 
-from provenance.cli.main import LOG_KEY, Context
+from provenance.cli.context import LOG_KEY, Context
 from provenance.core.identity import public_key_from_did
 from provenance.core.signing import did_of
 from provenance.store.db import Store, StoreError

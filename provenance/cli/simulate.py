@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from provenance.cli.main import Context, friendly, key_name, pass_context, registrar_sign
+from provenance.cli.context import Context, key_name, pass_context, registrar_sign
+from provenance.cli.errors import friendly
 from provenance.core.identity import COMMISSIONING_ROLES
 from provenance.core.kinds import PREFIXES_FIELD
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import click
 
-from provenance.cli.main import Context, friendly, pass_context
+from provenance.cli.context import Context, pass_context
+from provenance.cli.errors import friendly
 from provenance.ledger.lineage import BACK, BOTH, DIRECTIONS, FORWARD, Trace, TracedLot, trace
 
 INDENT = "   "

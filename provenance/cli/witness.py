@@ -200,7 +200,7 @@ def require_policy(
     missing or wrong witness. Returns the log key that signed (for the bundle check)."""
     import time
 
-    from provenance.cli.main import read_input
+    from provenance.cli.inputs import read_input
     from provenance.core.policy import MAX_POLICY_SIZE, PolicyError, parse_policy, require_quorum
 
     data = read_input(policy_path, what="policy", limit=MAX_POLICY_SIZE, text=False)

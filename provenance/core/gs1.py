@@ -9,9 +9,9 @@ a lot, ``https://id.gs1.org/01/{GTIN-14}/10/{lot}`` (:func:`gtin_uri`, :func:`lo
 Engine does.
 
 Every other AI and whole Digital Links (data attributes, element strings) are
-:mod:`provenance.barcodes.syntax`; the GS1 Barcode Syntax Dictionary it follows is
-:mod:`provenance.barcodes.dictionary`. Byte-level behaviour is checked against the engine's own
-test vectors in ``tests/test_gs1.py``.
+:mod:`provenance.barcodes.digital_link` and its siblings; the GS1 Barcode Syntax Dictionary
+they follow is :mod:`provenance.barcodes.dictionary`. Byte-level behaviour is checked against
+the engine's own test vectors in ``tests/test_gs1.py``.
 """
 
 from __future__ import annotations

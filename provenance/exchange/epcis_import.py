@@ -35,13 +35,9 @@ from provenance.core import gs1, jcs
 from provenance.core.envelope import MAX_BATCHES, Envelope
 from provenance.core.errors import ProvenanceError, ValidationError
 from provenance.core.jcs import canonicalize
-from provenance.exchange.epcis import IMPORTED
-from provenance.exchange.event_hash import (
-    document_events,
-    event_hash,
-    ignore_fields,
-    normalise_identifier,
-)
+from provenance.exchange.canonical_values import normalise_identifier
+from provenance.exchange.epcis_vocabulary import IMPORTED
+from provenance.exchange.event_hash import document_events, event_hash, ignore_fields
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

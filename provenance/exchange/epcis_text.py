@@ -1,6 +1,7 @@
 """What an imported EPCIS event says, as text a reader of a spreadsheet wants: CBV short
 names (``shipping``, ``po``), places and parties as ``GLN …``, and the lots of its quantity
-lists. Pure; the FSMA 204 rows (:mod:`provenance.exchange.fsma204`) use it."""
+lists. Pure; the FSMA 204 rows (:mod:`provenance.exchange.fsma204`) use it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from provenance.exchange.canonical_values import normalise_identifier
 from provenance.exchange.epcis_import import lot_of
-from provenance.exchange.event_hash import normalise_identifier
 
 
 def as_list(value: Any) -> list[Any]:

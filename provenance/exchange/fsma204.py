@@ -28,8 +28,8 @@ from typing import IO, TYPE_CHECKING, Any
 from provenance.core import gs1
 from provenance.core.envelope import Envelope
 from provenance.exchange import spreadsheet
-from provenance.exchange.epcis import IMPORTED, LedgerEvent
 from provenance.exchange.epcis_text import as_list, ends, place, quantities, short_name
+from provenance.exchange.epcis_vocabulary import IMPORTED, LedgerEvent
 from provenance.exchange.spreadsheet import Column, Row
 
 if TYPE_CHECKING:

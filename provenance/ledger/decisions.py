@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from provenance.core.errors import NotFound
 from provenance.domain.custody import Party, unknown_party
-from provenance.domain.rules import Flag, Hold, Release
+from provenance.domain.rule_decisions import Flag, Hold, Release
 from provenance.store.db import Store
 from provenance.store.rows import Lot, StoredEvent
 

@@ -32,7 +32,7 @@ from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.core.identity import public_key_from_did
 from provenance.core.merkle import inclusion_proof, verify_inclusion
 from provenance.core.timefmt import now_micros, parse_date
-from provenance.domain import coldchain
+from provenance.domain import coldchain, coldchain_downsample, coldchain_status
 from provenance.domain.custody import (
     NOTE_BEFORE_ORIGIN,
     NOTE_OUT_OF_ORDER,
@@ -42,7 +42,7 @@ from provenance.domain.custody import (
     read_custody,
     unknown_party,
 )
-from provenance.domain.rules import Flag, Hold
+from provenance.domain.rule_decisions import Flag, Hold
 from provenance.ledger.decisions import flag_records, hold_records
 from provenance.ledger.lineage import RecallRecord, recall_records
 from provenance.ledger.proofs import checkpoint_body
@@ -87,8 +87,8 @@ class LegRecord:
     leg: Leg
     loggers: tuple[Party, ...]
     readings: int
-    status: coldchain.ColdChainStatus | None  # None: no profile or no readings
-    buckets: tuple[coldchain.Bucket, ...]
+    status: coldchain_status.ColdChainStatus | None  # None: no profile or no readings
+    buckets: tuple[coldchain_downsample.Bucket, ...]
 
 
 @dataclass(frozen=True)
@@ -451,8 +451,9 @@ def _leg_record(
     if readings:
         data = coldchain.series([(time_us, temperature) for time_us, temperature, _ in readings])
         if profile is not None:
-            status = coldchain.assess(data, profile, now)  # now: the logger should still read
-        buckets = tuple(coldchain.downsample(data, CHART_BUCKETS, profile))
+            # now: the logger should still read
+            status = coldchain_status.assess(data, profile, now)
+        buckets = tuple(coldchain_downsample.downsample(data, CHART_BUCKETS, profile))
     return LegRecord(leg, loggers, len(readings), status, buckets)
 
 
@@ -478,9 +479,9 @@ def judge(
         status = record.status
         if status is None:
             continue
-        if status.state in (coldchain.EXCURSION, coldchain.EXCEEDED):
+        if status.state in (coldchain_status.EXCURSION, coldchain_status.EXCEEDED):
             found.setdefault(EXCURSION, []).extend(status.reasons)
-        elif status.state == coldchain.GAP:
+        elif status.state == coldchain_status.GAP:
             found.setdefault(GAP, []).extend(status.reasons)
     expiry = lot.expiry or custody.origin.get("expiry")
     if expiry and _day_of(expiry) < now_us // DAY:

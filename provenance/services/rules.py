@@ -50,14 +50,10 @@ from provenance.core.errors import ProvenanceError
 from provenance.core.signing import did_of
 from provenance.core.timefmt import format_time, now_micros, parse_time
 from provenance.domain import rules as rulebook
-from provenance.domain.rules import (
-    Action,
-    Logger,
-    LotFacts,
-    Reading,
-    RuleSet,
-    SerialScan,
-)
+from provenance.domain.rule_conditions import SerialScannedFarApart
+from provenance.domain.rule_decisions import alert_topic, build_notice, notice_bytes
+from provenance.domain.rule_facts import Logger, LotFacts, Reading, SerialScan
+from provenance.domain.rules import Action, RuleSet
 from provenance.ledger.append import Appended, Ledger
 from provenance.ledger.decisions import _Cache, active_holds, lot_flags, lot_holds, recent_flags
 from provenance.ledger.signer import Signer, Unsigned
@@ -131,7 +127,7 @@ class RulesService:
         self.did = did_of(rules_key)
         self.cursor = cursor
         self.scan_cursor = scan_cursor
-        self.scans = scans if rules.of_type(rulebook.SerialScannedFarApart.type) else None
+        self.scans = scans if rules.of_type(SerialScannedFarApart.type) else None
         self.publish = publish
         self.clock = clock
         self._last_seen: dict[tuple[int, int], int] = {}  # (device, lot) -> latest reading µs
@@ -328,7 +324,7 @@ class RulesService:
         if self.scans is not None and self.scan_cursor is not None:
             window = max(
                 rule.condition.window_us  # type: ignore[attr-defined]
-                for rule in self.rules.of_type(rulebook.SerialScannedFarApart.type)
+                for rule in self.rules.of_type(SerialScannedFarApart.type)
             )
             since = self.scan_cursor.load()
             for uri, serial, hour, place, count in self.scans(max(since - window, 0)):
@@ -414,10 +410,10 @@ class RulesService:
                     continue
                 holds = [cache.hold(lot.uri, e, r) for e, _, r in store.hold_rows(lot_id)]
                 flags = [cache.flag(lot.uri, e) for e, *_ in store.flag_rows(lot_id)]
-                notice = rulebook.build_notice(
+                notice = build_notice(
                     lot.uri, lot.product, holds, flags, origin=origin, log_size=size
                 )
-                notices.append((rulebook.alert_topic(lot.uri), rulebook.notice_bytes(notice)))
+                notices.append((alert_topic(lot.uri), notice_bytes(notice)))
         return notices
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from provenance.core.timefmt import format_time
-from provenance.domain.coldchain import Excursion
+from provenance.domain.coldchain_excursions import Excursion
 from provenance.domain.custody import Party, Step
 from provenance.ledger.lot_view import NOTES, LegRecord, LotView
 

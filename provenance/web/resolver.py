@@ -36,7 +36,7 @@ from flask import (
     request,
 )
 
-from provenance.barcodes import syntax as gs1_syntax
+from provenance.barcodes import digital_link
 from provenance.core import gs1
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.exchange.epcis import lot_document
@@ -57,12 +57,12 @@ LINKSET_TYPE = "application/linkset+json"
 _exports: LRU[str] = LRU(64)  # EPCIS documents and proof bundles, as JSON text
 
 
-def _link() -> gs1_syntax.DigitalLink:
+def _link() -> digital_link.DigitalLink:
     path = links.raw_target()
     if path.startswith(links.BUNDLE_PREFIX + "/"):
         path = path.removeprefix(links.BUNDLE_PREFIX)
     try:
-        return gs1_syntax.parse_digital_link(path)
+        return digital_link.parse_digital_link(path)
     except ValidationError as exc:
         raise InvalidCode(exc.field, exc.rule) from None
 
@@ -79,7 +79,7 @@ def _building(what: str) -> Iterator[None]:
         raise PageFailure(what) from exc
 
 
-def _lot_uri(link: gs1_syntax.DigitalLink) -> str:
+def _lot_uri(link: digital_link.DigitalLink) -> str:
     lot_id = link.lot_id
     if lot_id is None:
         what = f"item serial {link.serial}" if link.serial else "a product"
@@ -177,11 +177,11 @@ def _json(body: dict[str, Any], view: LotView) -> Response:
     return _conditional(jsonify(body), _etag(view, "json", request.args.get("linkType")))
 
 
-def _page(view: LotView, link: gs1_syntax.DigitalLink) -> Response:
+def _page(view: LotView, link: digital_link.DigitalLink) -> Response:
     prefs = i18n.cached_key()
     label_expiry = None
     try:
-        found = gs1_syntax.expiry(link)
+        found = digital_link.expiry(link)
         label_expiry = found.isoformat() if found else None
     except ValidationError:
         label_expiry = None

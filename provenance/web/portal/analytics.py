@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from flask import Response, request
 
-from provenance.barcodes import syntax as gs1_syntax
+from provenance.barcodes import digital_link
 from provenance.core.errors import ProvenanceError
 from provenance.store.accounts.models import AccountError
 from provenance.store.accounts.scans import check_place
@@ -60,7 +60,7 @@ def _scanned() -> tuple[str, str | None] | None:
         raw = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/%")
         raw += "?" + query if query else ""
     try:
-        link = gs1_syntax.parse_digital_link(raw)
+        link = digital_link.parse_digital_link(raw)
     except ProvenanceError:
         return None
     lot_id = link.lot_id

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from flask import Response, current_app, request
 
-from provenance.barcodes import labels
+from provenance.barcodes import labels, pdf
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.ledger.lot_view import OK, LotView
 from provenance.store.accounts.models import Principal
@@ -149,7 +149,7 @@ def label_bytes(store: Store, who: Principal, lot: Lot, kind: str, count: int) -
             return labels.label_png(label), "image/png"
         if not 1 <= count <= MAX_LABELS:
             raise ValidationError("count", f"must be between 1 and {MAX_LABELS}")
-        return labels.sheet_pdf([label] * count), "application/pdf"
+        return pdf.sheet_pdf([label] * count), "application/pdf"
     except (ValidationError, NotFound) as exc:
         raise PortalError(422, "cannot make the label", str(exc), reason="label") from exc
 

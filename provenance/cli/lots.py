@@ -1,0 +1,87 @@
+"""`provenance batch register`: commission a lot.
+
+Checks the GTIN, lot, product, category, expiry, cold-chain profile and production time
+as the ledger will, signs a `commission` event as the producing party and prints the
+lot's canonical GS1 Digital Link URI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from provenance.cli.context import Context, append_signed, pass_context, signing_key
+from provenance.cli.errors import friendly
+from provenance.core import gs1
+from provenance.core.timefmt import format_time, parse_date_or_time, parse_time
+
+
+@click.group()
+def batch() -> None:
+    """Lots (batches) of a product."""
+
+
+@batch.command("register")
+@click.option("--gtin", required=True)
+@click.option("--lot", required=True)
+@click.option("--product", required=True)
+@click.option("--as", "as_", required=True, help="The producing party's name.")
+@click.option("--category", type=click.Choice(["food", "vaccine"]))
+@click.option("--expiry", help="YYYY-MM-DD")
+@click.option("--profile", help="Cold-chain profile, e.g. chilled, frozen, vaccine.")
+@click.option(
+    "--produced",
+    help="When the lot was produced (harvest, packing): YYYY-MM-DD or RFC 3339 UTC. "
+    "Recorded in the lot and, unless --time is given, the time of its commissioning "
+    "(a date: 00:00Z that day). Nothing about the lot can be dated before it.",
+)
+@click.option(
+    "--time",
+    "time_",
+    help="Time of the commissioning event (RFC 3339 UTC); default: --produced, else now.",
+)
+@pass_context
+@friendly
+def batch_register(
+    ctx: Context,
+    gtin: str,
+    lot: str,
+    product: str,
+    as_: str,
+    category: str | None,
+    expiry: str | None,
+    profile: str | None,
+    produced: str | None,
+    time_: str | None,
+) -> None:
+    """Commission a lot; prints its canonical GS1 Digital Link URI.
+
+    The commissioning is dated now unless --produced or --time says otherwise.
+    A lot's events (loggers, readings, shipments) cannot be dated before its
+    commissioning, so register a lot after harvest with --produced.
+
+    Example: provenance batch register --gtin 09506000134352 --lot LOT42 --product "Kale" --as Farm
+
+    After harvest: provenance batch register … --as Farm --produced 2026-11-21T06:30:00Z
+    """
+    gtin14 = gs1.normalize_gtin(gtin)
+    uri = gs1.lot_uri(gtin14, gs1.validate_lot(lot))
+    data: dict[str, Any] = {"gtin": gtin14, "lot": lot, "product": product}
+    for name, value in (
+        ("category", category),
+        ("expiry", expiry),
+        ("profile", profile),
+        ("produced", produced),
+    ):
+        if value:
+            data[name] = value
+    when = None
+    if time_ is not None:
+        parse_time(time_, "--time")
+        when = time_
+    elif produced is not None:
+        when = format_time(parse_date_or_time(produced, "--produced"))
+    key = signing_key(ctx, as_)
+    append_signed(ctx.ledger(), key, "commission", [uri], data, time=when)
+    click.echo(uri)
