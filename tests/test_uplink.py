@@ -24,9 +24,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from devices.outbox import Outbox
 from devices.sdk import DeviceLogger
-from devices.uplink import Uplink, parse_broker_url
+from devices.uplink import Uplink
 from provenance.core.envelope import Envelope
 from provenance.core.errors import ValidationError
+from provenance.infra.broker_url import BrokerURL
 
 TOPIC = "provenance/v1/gateways/truck-7/events"
 WAIT = 30.0  # every wait has this deadline; a healthy run needs a fraction of it
@@ -523,14 +524,14 @@ def test_mqtts_with_a_private_ca(tmp_path):
 )
 def test_bad_broker_urls(url, message):
     with pytest.raises(ValidationError, match=message):
-        parse_broker_url(url)
+        BrokerURL.parse(url)
 
 
 def test_broker_url_defaults_and_options(tmp_path):
-    assert parse_broker_url("mqtt://127.0.0.1").port == 1883
-    secure = parse_broker_url("mqtts://localhost")
+    assert BrokerURL.parse("mqtt://127.0.0.1").port == 1883
+    secure = BrokerURL.parse("mqtts://localhost")
     assert (secure.port, secure.tls, secure.url) == (8883, True, "mqtts://localhost:8883")
-    assert parse_broker_url("mqtt://[::1]:1884").url == "mqtt://[::1]:1884"
+    assert BrokerURL.parse("mqtt://[::1]:1884").url == "mqtt://[::1]:1884"
     box = Outbox(None)
     with pytest.raises(ValidationError, match="use mqtts://"):
         Uplink(box, "mqtt://127.0.0.1:1883", "gw", tls_ca=__file__)
