@@ -37,7 +37,8 @@ class BrokerURL:
             raise ValidationError(
                 "broker",
                 f"{url!r}: the scheme must be mqtt:// (plain TCP) or mqtts:// (TLS), "
-                f"not {parts.scheme + '://' if parts.scheme else 'missing'}",
+                f"not {parts.scheme + '://' if parts.scheme else 'missing'}: "
+                "use mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS",
             )
         if not parts.hostname:
             raise ValidationError("broker", f"{url!r} has no host (mqtt://HOST:PORT)")
