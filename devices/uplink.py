@@ -54,8 +54,8 @@ from provenance.infra.mqtt import (
     STABLE_S,
     Backoff,
     ConnectionLossIsNotAnError,
+    ConnectionOutcome,
     Login,
-    Outcome,
     Reconnector,
     Verdict,
     close_sockets_in,
@@ -261,7 +261,7 @@ class Uplink:
             len(self.outbox),
         )
 
-    def _session(self, protocol: int) -> Outcome:
+    def _session(self, protocol: int) -> ConnectionOutcome:
         """One connection: connect, publish until it drops or stop() ends it."""
         self._reset_session()
         client = self._make_client(protocol)
@@ -285,15 +285,15 @@ class Uplink:
             log.debug("uplink %s: %s", self.client_id, self.last_failure)
             close_sockets_in(exc)
             self._discard(client)
-            return Outcome.FAILED
+            return ConnectionOutcome.FAILED
         try:
             outcome = self._await_connack(client, protocol)
             if outcome is not None:
                 return outcome
             started = time.monotonic()
             outcome = self._serve(client)
-            if outcome is Outcome.FAILED and time.monotonic() - started >= STABLE_S:
-                return Outcome.LOST
+            if outcome is ConnectionOutcome.FAILED and time.monotonic() - started >= STABLE_S:
+                return ConnectionOutcome.LOST
             return outcome
         finally:
             self.connected.clear()
@@ -301,7 +301,7 @@ class Uplink:
             self._discard(client)
             self._notify()
 
-    def _await_connack(self, client: mqtt.Client, protocol: int) -> Outcome | None:
+    def _await_connack(self, client: mqtt.Client, protocol: int) -> ConnectionOutcome | None:
         timeout = self.connect_timeout
         if self._reconnector.probing and protocol == MQTT5:
             timeout = min(timeout, PROBE_CONNACK_S)  # some 3.1.1 brokers hang on MQTT 5
@@ -310,20 +310,20 @@ class Uplink:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.last_failure = f"no CONNACK within {timeout:.1f}s"
-                return Outcome.SWITCH  # some 3.1.1 brokers never answer an MQTT 5 CONNECT
+                return ConnectionOutcome.SWITCH  # some 3.1.1 brokers never answer an MQTT 5 CONNECT
             if self._stop.is_set():
-                return Outcome.STOPPED
+                return ConnectionOutcome.STOPPED
             rc = pump(client, self._wake_r, min(remaining, IDLE_POLL_S))
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self._connack is None:
                 self.last_failure = f"closed before CONNACK: {mqtt.error_string(rc)}"
-                return Outcome.SWITCH
+                return ConnectionOutcome.SWITCH
         reason, properties = self._connack
         verdict = connack_verdict(reason)
         if verdict is not Verdict.ACCEPTED:
             name = reason.getName()
             if verdict is Verdict.UNSUPPORTED:
                 self.last_failure = f"broker refused the connection: {name}"
-                return Outcome.SWITCH
+                return ConnectionOutcome.SWITCH
             if verdict in (Verdict.CREDENTIALS, Verdict.CLIENT):
                 who = f"user {self.username!r}" if self.username else "anonymous clients"
                 self.error = (
@@ -332,9 +332,9 @@ class Uplink:
                     "or the broker's password file and ACL, then restart."
                 )
                 log.error("uplink %s: %s", self.client_id, self.error)
-                return Outcome.FATAL
+                return ConnectionOutcome.FATAL
             self.last_failure = f"broker refused the connection: {name}"
-            return Outcome.FAILED
+            return ConnectionOutcome.FAILED
         self._reconnector.settle(protocol)
         self.protocol = PROTOCOL_NAMES[protocol]
         receive_max = getattr(properties, "ReceiveMaximum", None) if properties else None
@@ -358,7 +358,7 @@ class Uplink:
         self._notify()
         return None
 
-    def _serve(self, client: mqtt.Client) -> Outcome:
+    def _serve(self, client: mqtt.Client) -> ConnectionOutcome:
         while True:
             self._flush_acks()
             if self._refused:
@@ -373,7 +373,7 @@ class Uplink:
                     ids[-1],
                 )
                 self.last_failure = f"the broker refused a message: {reason}"
-                return Outcome.FAILED
+                return ConnectionOutcome.FAILED
             if self._unrouted:
                 held = sum(len(ids) for ids in self._unrouted)
                 self.last_failure = "No matching subscribers: the broker would drop these"
@@ -384,16 +384,16 @@ class Uplink:
                     self.client_id,
                     held,
                 )
-                return Outcome.FAILED
+                return ConnectionOutcome.FAILED
             if not self._fill(client):
                 self.last_failure = "publish failed: connection lost"
-                return Outcome.FAILED
+                return ConnectionOutcome.FAILED
             timeout = IDLE_POLL_S
             if self._stop.is_set():
                 remaining = self._drain_deadline - time.monotonic()
                 if len(self.outbox) == 0 or remaining <= 0:
                     self._disconnect(client)
-                    return Outcome.STOPPED
+                    return ConnectionOutcome.STOPPED
                 timeout = min(timeout, remaining)
             rc = pump(client, self._wake_r, timeout)
             self._notify()  # counters may have moved; wake wait_for()
@@ -405,7 +405,7 @@ class Uplink:
                     self.broker_url,
                     len(self._inflight),
                 )
-                return Outcome.FAILED
+                return ConnectionOutcome.FAILED
 
     def _fill(self, client: mqtt.Client) -> bool:
         """Publish waiting entries until the in-flight window is full."""

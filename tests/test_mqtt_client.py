@@ -23,8 +23,8 @@ from provenance.infra.mqtt import (
     MQTT5,
     MQTT311,
     Backoff,
+    ConnectionOutcome,
     Login,
-    Outcome,
     Reconnector,
     Verdict,
     connack_verdict,
@@ -125,14 +125,16 @@ def test_only_the_mqtt_module_builds_paho_clients():
 class _Script:
     """A session that answers with scripted outcomes and records the versions asked for."""
 
-    def __init__(self, reconnector: Reconnector, outcomes: list[Outcome], settle_on: int = -1):
+    def __init__(
+        self, reconnector: Reconnector, outcomes: list[ConnectionOutcome], settle_on: int = -1
+    ):
         self.reconnector = reconnector
         self.outcomes = list(outcomes)
         self.asked: list[int] = []
         self.failures_seen: list[int] = []
         self.settle_on = settle_on
 
-    def __call__(self, protocol: int) -> Outcome:
+    def __call__(self, protocol: int) -> ConnectionOutcome:
         self.asked.append(protocol)
         self.failures_seen.append(self.reconnector.backoff.failures)
         if len(self.asked) - 1 == self.settle_on:
@@ -148,10 +150,17 @@ def test_reconnector_tries_5_then_311_keeps_what_worked_and_stops_when_fatal():
     # → failed → failed → lost → refused credentials
     script = _Script(
         reconnector,
-        [Outcome.SWITCH, Outcome.LOST, Outcome.FAILED, Outcome.FAILED, Outcome.LOST, Outcome.FATAL],
+        [
+            ConnectionOutcome.SWITCH,
+            ConnectionOutcome.LOST,
+            ConnectionOutcome.FAILED,
+            ConnectionOutcome.FAILED,
+            ConnectionOutcome.LOST,
+            ConnectionOutcome.FATAL,
+        ],
         settle_on=1,
     )
-    assert reconnector.run(script) is Outcome.FATAL
+    assert reconnector.run(script) is ConnectionOutcome.FATAL
     assert script.asked == [MQTT5, MQTT311, MQTT311, MQTT311, MQTT311, MQTT311]
     assert reconnector.protocol_name == "3.1.1"
     # one wait after each non-fatal session but the switch; a stable (LOST) one resets the count
@@ -163,14 +172,14 @@ def test_reconnector_with_a_fixed_version_never_switches_and_honours_stop():
     stop = threading.Event()
     reconnector = Reconnector(stop, Backoff(0.001, 0.002), protocol="5")
 
-    def session(protocol: int) -> Outcome:
+    def session(protocol: int) -> ConnectionOutcome:
         asked.append(protocol)
         if len(asked) == 3:
             stop.set()
-        return Outcome.SWITCH
+        return ConnectionOutcome.SWITCH
 
     asked: list[int] = []
-    assert reconnector.run(session) is Outcome.STOPPED
+    assert reconnector.run(session) is ConnectionOutcome.STOPPED
     assert asked == [MQTT5, MQTT5, MQTT5]
     with pytest.raises(ValidationError, match="mqtt_version"):
         Reconnector(stop, Backoff(1, 2), protocol="4")

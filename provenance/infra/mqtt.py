@@ -212,7 +212,7 @@ class Backoff:
         return delay * (0.5 + random.random() / 2)
 
 
-class Outcome(Enum):
+class ConnectionOutcome(Enum):
     """How one session (connection) ended; it decides when the next one starts."""
 
     LOST = "lost"  # was connected for STABLE_S or more: reset the backoff, reconnect
@@ -222,7 +222,7 @@ class Outcome(Enum):
     STOPPED = "stopped"  # the owner asked to stop
 
 
-Session = Callable[[int], Outcome]
+Session = Callable[[int], ConnectionOutcome]
 
 
 class Reconnector:
@@ -265,24 +265,28 @@ class Reconnector:
     def settle(self, protocol: int) -> None:
         self.settled = protocol
 
-    def run(self, session: Session) -> Outcome:
+    def run(self, session: Session) -> ConnectionOutcome:
         while not self.stop.is_set():
             protocol = self.settled or MQTT5
             outcome = session(protocol)
-            if outcome is Outcome.SWITCH and self.settled is None and not self.stop.is_set():
+            if (
+                outcome is ConnectionOutcome.SWITCH
+                and self.settled is None
+                and not self.stop.is_set()
+            ):
                 outcome = session(MQTT311 if protocol == MQTT5 else MQTT5)
-            if outcome in (Outcome.FATAL, Outcome.STOPPED):
+            if outcome in (ConnectionOutcome.FATAL, ConnectionOutcome.STOPPED):
                 return outcome
             if self.stop.is_set():
                 break
-            if outcome is Outcome.LOST:
+            if outcome is ConnectionOutcome.LOST:
                 self.backoff.reset()
             delay = self.backoff.next()
             if self.on_retry is not None:
                 self.on_retry(delay)
             if self.stop.wait(delay):
                 break
-        return Outcome.STOPPED
+        return ConnectionOutcome.STOPPED
 
 
 def pump(client: mqtt.Client, wake: socket.socket | None, timeout: float) -> MQTTErrorCode:

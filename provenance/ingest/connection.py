@@ -31,8 +31,8 @@ from provenance.infra.mqtt import (
     PROTOCOL_NAMES,
     STABLE_S,
     Backoff,
+    ConnectionOutcome,
     Login,
-    Outcome,
     Reconnector,
     Verdict,
     close_sockets_in,
@@ -206,7 +206,7 @@ class Connector:
         client.on_message = self._on_message
         return connection
 
-    def _session(self, protocol: int) -> Outcome:
+    def _session(self, protocol: int) -> ConnectionOutcome:
         settings = self.settings
         connection = self._new_client(protocol)
         client = connection.client
@@ -221,7 +221,7 @@ class Connector:
         except (OSError, ValueError) as exc:  # refused, unreachable, TLS trouble (ssl is OSError)
             log.warning("ingest: cannot reach %s: %s", settings.broker, exc)
             close_sockets_in(exc)
-            return Outcome.FAILED
+            return ConnectionOutcome.FAILED
         client.loop_start()
         try:
             return self._watch(connection)
@@ -235,24 +235,24 @@ class Connector:
                 client.disconnect()
             client.loop_stop()  # its thread ends within a loop turn (≤ 1 s)
 
-    def _watch(self, connection: Connection) -> Outcome:
+    def _watch(self, connection: Connection) -> ConnectionOutcome:
         settings = self.settings
         name = PROTOCOL_NAMES[connection.protocol]
         if not connection.changed.wait(settings.connack_timeout):
             if self.settled is None:
                 log.warning("ingest: no answer to an MQTT %s CONNECT; trying another version", name)
-                return Outcome.SWITCH
+                return ConnectionOutcome.SWITCH
             log.warning(
                 "ingest: no CONNACK from %s in %gs", settings.broker, settings.connack_timeout
             )
-            return Outcome.FAILED
+            return ConnectionOutcome.FAILED
         reason = connection.connack
         if reason is None:  # closed before any CONNACK: the broker went away, or dislikes v5
             self._unanswered += 1
             if self.settled is None and self._unanswered >= 2:
                 self._unanswered = 0
-                return Outcome.SWITCH
-            return Outcome.FAILED
+                return ConnectionOutcome.SWITCH
+            return ConnectionOutcome.FAILED
         self._unanswered = 0
         verdict = connack_verdict(reason)
         if verdict is Verdict.CREDENTIALS:
@@ -262,19 +262,19 @@ class Connector:
                     f"--password and the broker's ACL for client id {settings.client_id!r}"
                 )
             )
-            return Outcome.FATAL
+            return ConnectionOutcome.FATAL
         if verdict is Verdict.UNSUPPORTED:
             if self.settled is None:
                 log.info("ingest: the broker does not speak MQTT %s", name)
-                return Outcome.SWITCH
+                return ConnectionOutcome.SWITCH
             self._fail(IngestError(f"the broker at {settings.broker} does not speak MQTT {name}"))
-            return Outcome.FATAL
+            return ConnectionOutcome.FATAL
         if verdict is Verdict.CLIENT:
             self._fail(IngestError(f"the broker at {settings.broker} refused client id: {reason}"))
-            return Outcome.FATAL
+            return ConnectionOutcome.FATAL
         if verdict is not Verdict.ACCEPTED:
             log.warning("ingest: the broker refused the connection: %s", reason)
-            return Outcome.FAILED
+            return ConnectionOutcome.FAILED
         self._reconnector.settle(connection.protocol)
         if settings.shared_group and connection.protocol != MQTT5:
             self._fail(
@@ -283,7 +283,7 @@ class Connector:
                     f"{settings.broker} speaks MQTT 3.1.1 only"
                 )
             )
-            return Outcome.FATAL
+            return ConnectionOutcome.FATAL
         connected_at = time.monotonic()
         while not connection.ended:  # each wait is bounded; stop() disconnects us
             connection.changed.clear()
@@ -291,9 +291,13 @@ class Connector:
                 break
             connection.changed.wait(1.0)
         if self.stopping.is_set():
-            return Outcome.STOPPED
+            return ConnectionOutcome.STOPPED
         # connected, but not for long: back off as if it had failed
-        return Outcome.LOST if time.monotonic() - connected_at >= STABLE_S else Outcome.FAILED
+        return (
+            ConnectionOutcome.LOST
+            if time.monotonic() - connected_at >= STABLE_S
+            else ConnectionOutcome.FAILED
+        )
 
     # --- paho callbacks (network thread): short, and never raise
 

@@ -31,8 +31,8 @@ from provenance.infra.broker_url import BrokerURL
 from provenance.infra.mqtt import (
     STABLE_S,
     Backoff,
+    ConnectionOutcome,
     Login,
-    Outcome,
     Reconnector,
     Verdict,
     close_sockets_in,
@@ -220,7 +220,7 @@ class RetainedPublisher:
         except Exception:  # a bug: say so; __call__ then reports "not connected"
             log.exception("notify: the connection supervisor failed")
 
-    def _session(self, protocol: int) -> Outcome:
+    def _session(self, protocol: int) -> ConnectionOutcome:
         client = new_client(self.login, protocol, persistent=False)
         client.max_inflight_messages_set(100)
         attempt = _Attempt(client)
@@ -232,17 +232,19 @@ class RetainedPublisher:
         except (OSError, ValueError) as exc:  # refused, unreachable, TLS trouble
             log.info("notify: cannot reach %s: %s", self.broker, exc)
             close_sockets_in(exc)
-            return Outcome.FAILED
+            return ConnectionOutcome.FAILED
         self._attempt = attempt
         client.loop_start()
         try:
             if not attempt.changed.wait(CONNACK_TIMEOUT_S) or attempt.connack is None:
-                return Outcome.STOPPED if self._stop.is_set() else Outcome.FAILED
+                return (
+                    ConnectionOutcome.STOPPED if self._stop.is_set() else ConnectionOutcome.FAILED
+                )
             if connack_verdict(attempt.connack) is not Verdict.ACCEPTED:
                 log.error(
                     "notify: broker %s refused the connection: %s", self.broker, attempt.connack
                 )
-                return Outcome.FAILED
+                return ConnectionOutcome.FAILED
             connected_at = time.monotonic()
             self.client = client
             self.connected.set()
@@ -250,8 +252,12 @@ class RetainedPublisher:
                 attempt.changed.wait(1.0)
                 attempt.changed.clear()
             if self._stop.is_set():
-                return Outcome.STOPPED
-            return Outcome.LOST if time.monotonic() - connected_at >= STABLE_S else Outcome.FAILED
+                return ConnectionOutcome.STOPPED
+            return (
+                ConnectionOutcome.LOST
+                if time.monotonic() - connected_at >= STABLE_S
+                else ConnectionOutcome.FAILED
+            )
         finally:
             self.connected.clear()
             if not attempt.ended:
