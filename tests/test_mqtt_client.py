@@ -224,6 +224,7 @@ def test_a_raising_callback_does_not_kill_the_network_loop(broker, caplog):
             each.loop_stop()
 
 
+@pytest.mark.external  # starts its own broker
 def test_the_notifier_reconnects_after_the_broker_restarts(tmp_path):
     broker = Broker(tmp_path / "restart", durable=True).start()
     watcher = None
@@ -245,6 +246,7 @@ def test_the_notifier_reconnects_after_the_broker_restarts(tmp_path):
         broker.kill()
 
 
+@pytest.mark.external  # starts its own broker
 def test_tls_and_credentials_through_the_one_client(tmp_path, caplog):
     if Broker(tmp_path / "probe").kind != "mosquitto":
         pytest.skip("the TLS test needs Mosquitto")
