@@ -18,8 +18,9 @@ copy. Guarantees (docs/devices.md has the long form):
   subscribed are not lost.
 - At most `max_inflight` messages are unacknowledged at once (paho message ids
   are 16-bit; an MQTT 5 broker's Receive Maximum lowers it further).
-- This class owns reconnecting: capped, jittered exponential backoff; refused
-  credentials stop it for good with `error` set.
+- Reconnecting is `provenance.infra.mqtt.Reconnector`'s (the one reconnect
+  loop of every MQTT client of ours): capped, jittered exponential backoff;
+  refused credentials stop it for good with `error` set.
 
 One background thread runs paho's external-loop API (``loop_read``,
 ``loop_write``, ``loop_misc`` around our own ``select``), so paho callbacks,
@@ -32,132 +33,54 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
-import select
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from provenance.core.errors import ProvenanceError, ValidationError
-from provenance.core.jcs import parse_json
 from provenance.core.topics import parse_events_topic, rejects_topic
+from provenance.infra.broker_url import BrokerURL
+from provenance.infra.mqtt import (
+    MQTT5,
+    PROTOCOL_NAMES,
+    STABLE_S,
+    Backoff,
+    ConnectionLossIsNotAnError,
+    ConnectionOutcome,
+    Login,
+    Reconnector,
+    Verdict,
+    close_sockets_in,
+    connack_verdict,
+    guarded,
+    new_client,
+    pump,
+)
 
 from .outbox import Outbox, OutboxEntry
+from .rejects import Reject, log_reject, read_reject
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger(__name__ + ".paho")
-
-
-class _ConnectionLossIsNotAnError(logging.Filter):
-    """paho logs a dropped socket at ERROR; the uplink reports it itself (WARNING)
-    and recovers, so paho's record is demoted to DEBUG."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and record.getMessage().startswith(
-            ("failed to receive on socket", "failed to send on socket")
-        ):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return True
-
-
-_paho_log.addFilter(_ConnectionLossIsNotAnError())
+_paho_log.addFilter(ConnectionLossIsNotAnError())
 
 KEEPALIVE_S = 30
 CONNECT_TIMEOUT_S = 10.0  # TCP + TLS + CONNACK
 PROBE_CONNACK_S = 3.0  # first MQTT 5 CONNECT: amqtt-like 3.1.1 brokers never answer it
 SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT 5: the broker keeps our rejects for a week offline
-STABLE_AFTER_S = 10.0  # a connection this old resets the backoff
 IDLE_POLL_S = 1.0  # select() timeout when idle (keepalive granularity)
 DISCONNECT_GRACE_S = 2.0
-MAX_REJECT_BYTES = 64 * 1024
 PEEK_MAX = 1000  # outbox rows read per query while filling the window
 MAX_MID = 65_535  # MQTT packet identifiers are 16-bit
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-# CONNACK refusals that retrying cannot fix (paho names, MQTT 5 and 3.1.1 alike).
-FATAL_CONNACK = frozenset(
-    {
-        "Bad user name or password",
-        "Not authorized",
-        "Banned",
-        "Bad authentication method",
-        "Client identifier not valid",
-    }
-)
-UNSUPPORTED_PROTOCOL = "Unsupported protocol version"
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK: accepted, but nobody will get it
-PROTOCOLS = {None: None, "5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
-
-# Outcomes of one connection attempt.
-_FAILED = "failed"  # could not connect, or connection lost: back off and retry
-_UNSUPPORTED = "unsupported"  # the broker does not speak this MQTT version
-_NO_CONNACK = "no-connack"  # TCP up, but no CONNACK (some 3.1.1 brokers choke on MQTT 5)
-_FATAL = "fatal"  # refused credentials: stop
-_STOPPED = "stopped"  # stop() asked for it
-
-Reject = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://host[:1883]`` or ``mqtts://host[:8883]``; anything else is a ValidationError."""
-    if not isinstance(url, str):
-        raise ValidationError("broker", "must be a URL like mqtt://127.0.0.1:1883")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ValidationError("broker", f"{url!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in DEFAULT_PORTS:
-        raise ValidationError(
-            "broker",
-            f"{url!r}: the scheme must be mqtt:// (plain TCP) or mqtts:// (TLS), "
-            f"not {parts.scheme + '://' if parts.scheme else 'missing'}",
-        )
-    if not parts.hostname:
-        raise ValidationError("broker", f"{url!r} has no host (mqtt://HOST:PORT)")
-    if parts.username is not None or parts.password is not None:
-        raise ValidationError(
-            "broker", "put no credentials in the URL; pass username= and password= instead"
-        )
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValidationError("broker", f"{url!r}: a broker URL has no path, query or fragment")
-    return BrokerAddress(
-        parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts"
-    )
-
-
-def _close_sockets_in(exc: BaseException) -> None:
-    """Close sockets paho opened before a failed connect and then dropped: a
-    failed TLS handshake leaves the wrapped socket only in the traceback's
-    frames (closed later by the garbage collector with a ResourceWarning)."""
-    trace = exc.__traceback__
-    while trace is not None:
-        for value in list(trace.tb_frame.f_locals.values()):
-            if isinstance(value, socket.socket):
-                with contextlib.suppress(OSError):
-                    value.close()
-        trace = trace.tb_next
 
 
 def _batchable(payload: bytes) -> bool:
@@ -197,16 +120,14 @@ class Uplink:
         mqtt_version: str | None = None,
         hold_unrouted: bool = True,
     ):
-        self.address = parse_broker_url(broker_url)
-        if tls_ca is not None:
-            if not self.address.tls:
-                raise ValidationError(
-                    "tls_ca", f"given, but {broker_url} is plain MQTT: use mqtts://"
-                )
-            if not os.path.isfile(tls_ca):
-                raise ValidationError("tls_ca", f"{tls_ca}: no such CA certificate file")
-        if not isinstance(client_id, str) or not 1 <= len(client_id.encode()) <= 65535:
-            raise ValidationError("client_id", "must be a non-empty string")
+        self.address = BrokerURL.parse(broker_url)
+        self._login = Login(
+            self.address,
+            client_id,
+            username=username,
+            password=password,
+            tls_ca=None if tls_ca is None else str(tls_ca),
+        )
         if password is not None and username is None:
             raise ValidationError("password", "given without a username")
         if not 1 <= max_inflight <= MAX_MID:
@@ -215,19 +136,19 @@ class Uplink:
             raise ValidationError("batch_max", "must be at least 1")
         if batch_bytes < 1024:
             raise ValidationError("batch_bytes", "must be at least 1024")
-        if not 0 < backoff_min <= backoff_max:
-            raise ValidationError("backoff_min", "must be positive and at most backoff_max")
+        self._stop = threading.Event()
+        self._reconnector = Reconnector(
+            self._stop,
+            Backoff(backoff_min, backoff_max),
+            protocol=mqtt_version,
+            on_retry=self._on_retry,
+        )
         if not connect_timeout > 0:
             raise ValidationError("connect_timeout", "must be positive")
-        if mqtt_version not in PROTOCOLS:
-            raise ValidationError(
-                "mqtt_version", "must be '5', '3.1.1' or None (try 5, then 3.1.1)"
-            )
         self.outbox = outbox
         self.broker_url = self.address.url
         self.client_id = client_id
         self.username = username
-        self._password = password
         self.tls_ca = None if tls_ca is None else str(tls_ca)
         self.max_inflight = max_inflight
         self.batch_max = batch_max
@@ -253,8 +174,6 @@ class Uplink:
         self.subscriptions = 0  # rejects subscriptions the broker confirmed (SUBACK)
 
         self._topics: set[str] = set(events_topics)
-        self._protocol: MQTTProtocolVersion | None = PROTOCOLS[mqtt_version]
-        self._stop = threading.Event()
         self._drain_deadline = 0.0
         self._thread: threading.Thread | None = None
         self._changed = threading.Condition()
@@ -318,36 +237,8 @@ class Uplink:
     # --- the thread
 
     def _run(self) -> None:
-        failures = 0
         try:
-            while not self._stop.is_set():
-                protocol = self._protocol or MQTTProtocolVersion.MQTTv5
-                outcome, stable = self._session(protocol)
-                if outcome in (_UNSUPPORTED, _NO_CONNACK) and self._protocol is None:
-                    log.info(
-                        "uplink %s: no MQTT 5 session with %s (%s); trying 3.1.1",
-                        self.client_id,
-                        self.broker_url,
-                        outcome,
-                    )
-                    outcome, stable = self._session(MQTTProtocolVersion.MQTTv311)
-                if outcome in (_FATAL, _STOPPED) or self._stop.is_set():
-                    break
-                failures = 1 if stable else failures + 1
-                delay = self._backoff(failures)
-                log.log(
-                    logging.WARNING if failures == 1 or failures % 20 == 0 else logging.DEBUG,
-                    "uplink %s: not connected to %s (%s); retrying in %.2fs (attempt %d); "
-                    "%d entries wait in the outbox",
-                    self.client_id,
-                    self.broker_url,
-                    self.last_failure,
-                    delay,
-                    failures,
-                    len(self.outbox),
-                )
-                if self._stop.wait(delay):
-                    break
+            self._reconnector.run(self._session)
         except Exception as exc:  # a bug: fail loudly, keep the outbox intact
             log.exception("uplink %s: stopped by an unexpected error", self.client_id)
             self.error = f"internal error: {exc!r}"
@@ -356,21 +247,28 @@ class Uplink:
             self.stopped.set()
             self._notify()
 
-    def _backoff(self, failures: int) -> float:
-        """Capped exponential backoff with jitter in [delay/2, delay]."""
-        delay = min(self.backoff_max, self.backoff_min * 2 ** min(failures - 1, 30))
-        return delay * (0.5 + random.random() / 2)
+    def _on_retry(self, delay: float) -> None:
+        failures = self._reconnector.backoff.failures
+        log.log(
+            logging.WARNING if failures == 1 or failures % 20 == 0 else logging.DEBUG,
+            "uplink %s: not connected to %s (%s); retrying in %.2fs (attempt %d); "
+            "%d entries wait in the outbox",
+            self.client_id,
+            self.broker_url,
+            self.last_failure,
+            delay,
+            failures,
+            len(self.outbox),
+        )
 
-    def _session(self, protocol: MQTTProtocolVersion) -> tuple[str, bool]:
-        """One connection: connect, publish until it drops or stop() ends it.
-        Returns (outcome, whether the connection was up long enough to count
-        as stable)."""
+    def _session(self, protocol: int) -> ConnectionOutcome:
+        """One connection: connect, publish until it drops or stop() ends it."""
         self._reset_session()
         client = self._make_client(protocol)
         self.attempts += 1
         self._notify()
         try:
-            if protocol == MQTTProtocolVersion.MQTTv5:
+            if protocol == MQTT5:
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = SESSION_EXPIRY_S
                 client.connect(
@@ -385,44 +283,48 @@ class Uplink:
         except (OSError, ssl.CertificateError) as exc:
             self.last_failure = f"connect failed: {exc}"
             log.debug("uplink %s: %s", self.client_id, self.last_failure)
-            _close_sockets_in(exc)
+            close_sockets_in(exc)
             self._discard(client)
-            return _FAILED, False
+            return ConnectionOutcome.FAILED
         try:
             outcome = self._await_connack(client, protocol)
             if outcome is not None:
-                return outcome, False
+                return outcome
             started = time.monotonic()
             outcome = self._serve(client)
-            return outcome, time.monotonic() - started >= STABLE_AFTER_S
+            if outcome is ConnectionOutcome.FAILED and time.monotonic() - started >= STABLE_S:
+                return ConnectionOutcome.LOST
+            return outcome
         finally:
             self.connected.clear()
             self._flush_acks()  # PUBACKs that arrived before a loss still count
             self._discard(client)
             self._notify()
 
-    def _await_connack(self, client: mqtt.Client, protocol: MQTTProtocolVersion) -> str | None:
+    def _await_connack(self, client: mqtt.Client, protocol: int) -> ConnectionOutcome | None:
         timeout = self.connect_timeout
-        if self._protocol is None and protocol == MQTTProtocolVersion.MQTTv5:
+        if self._reconnector.probing and protocol == MQTT5:
             timeout = min(timeout, PROBE_CONNACK_S)  # some 3.1.1 brokers hang on MQTT 5
         deadline = time.monotonic() + timeout
         while self._connack is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.last_failure = f"no CONNACK within {timeout:.1f}s"
-                return _NO_CONNACK
+                return ConnectionOutcome.SWITCH  # some 3.1.1 brokers never answer an MQTT 5 CONNECT
             if self._stop.is_set():
-                return _STOPPED
-            rc = self._pump(client, min(remaining, IDLE_POLL_S))
+                return ConnectionOutcome.STOPPED
+            rc = pump(client, self._wake_r, min(remaining, IDLE_POLL_S))
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self._connack is None:
                 self.last_failure = f"closed before CONNACK: {mqtt.error_string(rc)}"
-                return _NO_CONNACK
+                return ConnectionOutcome.SWITCH
         reason, properties = self._connack
-        if reason.is_failure or reason.value != 0:
+        verdict = connack_verdict(reason)
+        if verdict is not Verdict.ACCEPTED:
             name = reason.getName()
-            if name == UNSUPPORTED_PROTOCOL:
-                return _UNSUPPORTED
-            if name in FATAL_CONNACK:
+            if verdict is Verdict.UNSUPPORTED:
+                self.last_failure = f"broker refused the connection: {name}"
+                return ConnectionOutcome.SWITCH
+            if verdict in (Verdict.CREDENTIALS, Verdict.CLIENT):
                 who = f"user {self.username!r}" if self.username else "anonymous clients"
                 self.error = (
                     f"the broker {self.broker_url} refused the connection of client "
@@ -430,11 +332,11 @@ class Uplink:
                     "or the broker's password file and ACL, then restart."
                 )
                 log.error("uplink %s: %s", self.client_id, self.error)
-                return _FATAL
+                return ConnectionOutcome.FATAL
             self.last_failure = f"broker refused the connection: {name}"
-            return _FAILED
-        self._protocol = protocol
-        self.protocol = "5" if protocol == MQTTProtocolVersion.MQTTv5 else "3.1.1"
+            return ConnectionOutcome.FAILED
+        self._reconnector.settle(protocol)
+        self.protocol = PROTOCOL_NAMES[protocol]
         receive_max = getattr(properties, "ReceiveMaximum", None) if properties else None
         packet_max = getattr(properties, "MaximumPacketSize", None) if properties else None
         self._window = min(self.max_inflight, receive_max or MAX_MID)
@@ -456,7 +358,7 @@ class Uplink:
         self._notify()
         return None
 
-    def _serve(self, client: mqtt.Client) -> str:
+    def _serve(self, client: mqtt.Client) -> ConnectionOutcome:
         while True:
             self._flush_acks()
             if self._refused:
@@ -471,7 +373,7 @@ class Uplink:
                     ids[-1],
                 )
                 self.last_failure = f"the broker refused a message: {reason}"
-                return _FAILED
+                return ConnectionOutcome.FAILED
             if self._unrouted:
                 held = sum(len(ids) for ids in self._unrouted)
                 self.last_failure = "No matching subscribers: the broker would drop these"
@@ -482,18 +384,18 @@ class Uplink:
                     self.client_id,
                     held,
                 )
-                return _FAILED
+                return ConnectionOutcome.FAILED
             if not self._fill(client):
                 self.last_failure = "publish failed: connection lost"
-                return _FAILED
+                return ConnectionOutcome.FAILED
             timeout = IDLE_POLL_S
             if self._stop.is_set():
                 remaining = self._drain_deadline - time.monotonic()
                 if len(self.outbox) == 0 or remaining <= 0:
                     self._disconnect(client)
-                    return _STOPPED
+                    return ConnectionOutcome.STOPPED
                 timeout = min(timeout, remaining)
-            rc = self._pump(client, timeout)
+            rc = pump(client, self._wake_r, timeout)
             self._notify()  # counters may have moved; wake wait_for()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self.last_failure = f"connection lost: {mqtt.error_string(rc)}"
@@ -503,7 +405,7 @@ class Uplink:
                     self.broker_url,
                     len(self._inflight),
                 )
-                return _FAILED
+                return ConnectionOutcome.FAILED
 
     def _fill(self, client: mqtt.Client) -> bool:
         """Publish waiting entries until the in-flight window is full."""
@@ -582,42 +484,12 @@ class Uplink:
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             log.debug("uplink %s: subscribe failed: %s", self.client_id, mqtt.error_string(rc))
 
-    def _pump(self, client: mqtt.Client, timeout: float) -> MQTTErrorCode:
-        """One round of paho's external loop around our own select()."""
-        sock = client.socket()
-        if sock is None:
-            return MQTTErrorCode.MQTT_ERR_NO_CONN
-        pending = getattr(sock, "pending", None)
-        buffered = bool(pending and pending())  # TLS may hold decrypted bytes select cannot see
-        writers = [sock] if client.want_write() else []
-        try:
-            readable, writable, _ = select.select(
-                [sock, self._wake_r], writers, [], 0.0 if buffered else timeout
-            )
-        except (OSError, ValueError):
-            return MQTTErrorCode.MQTT_ERR_CONN_LOST
-        if self._wake_r in readable:
-            with contextlib.suppress(OSError):
-                while self._wake_r.recv(4096):
-                    pass
-        if sock in readable or buffered:
-            rc = client.loop_read()
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return rc
-        if client.socket() is None:
-            return MQTTErrorCode.MQTT_ERR_CONN_LOST
-        if sock in writable or client.want_write():
-            rc = client.loop_write()
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return rc
-        return client.loop_misc()
-
     def _disconnect(self, client: mqtt.Client) -> None:
         """Send DISCONNECT and let paho flush it (bounded)."""
         client.disconnect()
         deadline = time.monotonic() + DISCONNECT_GRACE_S
         while client.socket() is not None and time.monotonic() < deadline:
-            if self._pump(client, 0.1) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if pump(client, self._wake_r, 0.1) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
         log.info("uplink %s: disconnected; %d entries wait", self.client_id, len(self.outbox))
 
@@ -638,22 +510,10 @@ class Uplink:
         self._message_limit = self.batch_bytes
         self._connack: tuple[Any, Any] | None = None
 
-    def _make_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else False,
-            protocol=protocol,
-            reconnect_on_failure=False,
-        )
-        client.enable_logger(_paho_log)
+    def _make_client(self, protocol: int) -> mqtt.Client:
+        client = new_client(self._login, protocol, persistent=True, logger=_paho_log)
         client.max_inflight_messages = 0  # our own window; paho must never hold messages back
         client.connect_timeout = self.connect_timeout
-        if self.username is not None:
-            client.username_pw_set(self.username, self._password)
-        if self.address.tls:
-            client.tls_set(ca_certs=self.tls_ca, cert_reqs=ssl.CERT_REQUIRED)
-        client.on_socket_open = self._on_socket_open
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
@@ -671,11 +531,6 @@ class Uplink:
             self._changed.notify_all()
 
     # --- paho callbacks (run in our thread, inside loop_read/loop_write)
-
-    def _on_socket_open(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-        # paho does not set TCP_NODELAY; Nagle would hold small publishes 5–9 ms.
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_connect(self, _client, _userdata, _flags, reason, properties) -> None:
         self._connack = (reason, properties)
@@ -709,37 +564,13 @@ class Uplink:
             log.warning("uplink %s: broker disconnected us: %s", self.client_id, reason)
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
-        try:
-            self._handle_reject(message.topic, message.payload)
-        except Exception:  # one broken handler must not stop publishing
-            log.exception("uplink %s: on_reject failed for %s", self.client_id, message.topic)
-
-    def _handle_reject(self, topic: str, payload: bytes) -> None:
         self.rejects += 1
-        shown = payload[:200]
-        if len(payload) > MAX_REJECT_BYTES:
-            log.warning("uplink %s: oversized reject notice on %s ignored", self.client_id, topic)
-            return
-        try:
-            notice = parse_json(payload)
-        except ValidationError as exc:
-            log.warning(
-                "uplink %s: unreadable reject on %s (%s): %r", self.client_id, topic, exc, shown
-            )
-            return
-        if not isinstance(notice, dict):
-            log.warning(
-                "uplink %s: reject on %s is not an object: %r", self.client_id, topic, shown
-            )
+        who = f"uplink {self.client_id}"
+        notice = read_reject(who, message.topic, message.payload)
+        if notice is None:
             return
         if self.on_reject is None:
-            log.warning(
-                "uplink %s: the ledger rejected an event (%s): reason %s, event %s: %s",
-                self.client_id,
-                topic,
-                notice.get("reason"),
-                notice.get("event_id"),
-                notice.get("message", ""),
-            )
+            log_reject(who, message.topic, notice)
             return
-        self.on_reject(topic, notice)
+        # one broken handler must not stop publishing
+        guarded(log, who, "on_reject")(self.on_reject)(message.topic, notice)

@@ -17,16 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 from provenance.core import kinds
 from provenance.core.errors import ProvenanceError, ValidationError
 from provenance.core.identity import is_did_key
 from provenance.core.topics import events_topic
+from provenance.infra.broker_url import BrokerURL
 
 SOURCE_TYPES = ("ds18b20", "csv", "http", "dock")
 CSV_FORMATS = ("csv", "envelopes", "auto")
-BROKER_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 DEFAULT_SYSFS = "/sys/bus/w1/devices"
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # kinds.DEVICE_NAME
@@ -306,20 +305,12 @@ def _broker(
 
 
 def check_broker_url(url: str, key: str = "broker.url") -> None:
-    """``mqtt://host[:port]`` or ``mqtts://host[:port]``, nothing else."""
+    """``mqtt://host[:port]`` or ``mqtts://host[:port]``, nothing else
+    (`BrokerURL.parse`, the one broker-URL parser), as a ConfigError naming *key*."""
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConfigError(key, f"{url!r} is not a URL ({exc})") from None
-    if parts.scheme not in BROKER_SCHEMES:
-        raise ConfigError(key, f"{url!r}: use mqtt://HOST:PORT or mqtts://HOST:PORT")
-    if not parts.hostname:
-        raise ConfigError(key, f"{url!r} has no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(key, f"{url!r}: only scheme, host and port (no path or query)")
-    if parts.username or parts.password:
-        raise ConfigError(key, "put credentials in broker.username / broker.password_env")
+        BrokerURL.parse(url)
+    except ValidationError as exc:
+        raise ConfigError(key, exc.rule) from None
 
 
 def _did_map(table: _Table) -> Mapping[str, str]:

@@ -31,13 +31,12 @@ from provenance.infra.keystore import KeyStore, load_private_key
 
 from .config import GatewayConfig
 from .dock import DockForm, DockSession
+from .intake import GatewaySigner, Intake
 from .sources import (
     DockFormSource,
     DockScannerSource,
     DS18B20Source,
-    GatewaySigner,
     HttpSource,
-    Intake,
     LineSource,
     Source,
 )

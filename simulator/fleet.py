@@ -38,8 +38,8 @@ from devices.drivers import Measurement
 from devices.outbox import Outbox
 from devices.uplink import Uplink
 from gateway.dock import DockSession
+from gateway.intake import GatewaySigner, Intake
 from gateway.service import seq_counter
-from gateway.sources import GatewaySigner, Intake
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError
 from provenance.core.signing import did_of

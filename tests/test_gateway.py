@@ -26,15 +26,10 @@ from gateway import config as gwconfig
 from gateway.cli import command
 from gateway.config import ConfigError, load_config, parse_config
 from gateway.dock import DockForm, DockSession, parse_lot_scan
+from gateway.intake import GatewaySigner, Intake
+from gateway.linestream import LineStream
 from gateway.service import Gateway
-from gateway.sources import (
-    DS18B20Source,
-    GatewaySigner,
-    HttpSource,
-    Intake,
-    LineSource,
-    LineStream,
-)
+from gateway.sources import DS18B20Source, HttpSource, LineSource
 from provenance.core.envelope import Envelope
 from provenance.core.jcs import canonicalize, parse_json
 from provenance.core.signing import did_of, sign

@@ -17,16 +17,17 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker import Broker, free_port
+from broker import Broker, TlsBroker, free_port
 from conftest import ROOT
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from devices.outbox import Outbox
 from devices.sdk import DeviceLogger
-from devices.uplink import Uplink, parse_broker_url
+from devices.uplink import Uplink
 from provenance.core.envelope import Envelope
 from provenance.core.errors import ValidationError
+from provenance.infra.broker_url import BrokerURL
 
 TOPIC = "provenance/v1/gateways/truck-7/events"
 WAIT = 30.0  # every wait has this deadline; a healthy run needs a fraction of it
@@ -407,87 +408,6 @@ def test_falls_back_to_mqtt_311(tmp_path):
     assert uplink.protocol == "3.1.1" and subscriber.numbers() == list(range(50))
 
 
-def _tls_material(folder: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1: (ca, cert, key)."""
-    from datetime import UTC, datetime, timedelta
-    from ipaddress import IPv4Address
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provenance test CA")])
-
-    def builder(subject: x509.Name, public_key) -> x509.CertificateBuilder:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(hours=1))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-        )
-
-    ca = (
-        builder(ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    server = (
-        builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), key.public_key())
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
-
-
-class TlsBroker(Broker):
-    """Mosquitto with a TLS listener (certificate from `_tls_material`)."""
-
-    def __init__(self, directory: Path):
-        super().__init__(directory)
-        self.ca, self.cert, self.key = _tls_material(directory / "tls")
-
-    @property
-    def url(self) -> str:
-        return f"mqtts://{self.host}:{self.port}"
-
-    def _command(self) -> list[str]:
-        command = super()._command()
-        config = self.directory / "mosquitto.conf"
-        tls = f"cafile {self.ca}\ncertfile {self.cert}\nkeyfile {self.key}\n"
-        config.write_text(config.read_text() + tls)
-        return command
-
-
 def test_mqtts_with_a_private_ca(tmp_path):
     if Broker(tmp_path / "probe").kind != "mosquitto":
         pytest.skip("the TLS test needs Mosquitto")
@@ -523,14 +443,14 @@ def test_mqtts_with_a_private_ca(tmp_path):
 )
 def test_bad_broker_urls(url, message):
     with pytest.raises(ValidationError, match=message):
-        parse_broker_url(url)
+        BrokerURL.parse(url)
 
 
 def test_broker_url_defaults_and_options(tmp_path):
-    assert parse_broker_url("mqtt://127.0.0.1").port == 1883
-    secure = parse_broker_url("mqtts://localhost")
+    assert BrokerURL.parse("mqtt://127.0.0.1").port == 1883
+    secure = BrokerURL.parse("mqtts://localhost")
     assert (secure.port, secure.tls, secure.url) == (8883, True, "mqtts://localhost:8883")
-    assert parse_broker_url("mqtt://[::1]:1884").url == "mqtt://[::1]:1884"
+    assert BrokerURL.parse("mqtt://[::1]:1884").url == "mqtt://[::1]:1884"
     box = Outbox(None)
     with pytest.raises(ValidationError, match="use mqtts://"):
         Uplink(box, "mqtt://127.0.0.1:1883", "gw", tls_ca=__file__)

@@ -142,10 +142,10 @@ def command(
 
     Example: provenance simulate --broker mqtt://127.0.0.1:1883 --scenario vaccine --rate 100
     """
-    from devices.uplink import parse_broker_url
+    from provenance.infra.broker_url import BrokerURL
     from simulator.fleet import SCENARIOS, Fleet, lot_uris
 
-    parse_broker_url(broker_url)
+    BrokerURL.parse(broker_url)
     chosen = SCENARIOS[scenario]
     run_id = f"S{int(time.time()):x}".upper()
     made = enrol_plan(ctx, chosen, gateways, devices, run_id)

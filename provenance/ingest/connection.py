@@ -1,5 +1,6 @@
-"""The ingest service's side of MQTT: the broker address, and one supervisor
-thread that owns connecting.
+"""The ingest service's side of MQTT: one supervisor thread that runs the
+shared reconnect loop (`provenance.infra.mqtt.Reconnector`, the same one the
+device uplink and the notifiers use) and the ingest's paho callbacks.
 
 MQTT 5 when the broker speaks it, else 3.1.1; a persistent session;
 subscriptions are made in on_connect (so they come back after a reconnect);
@@ -10,25 +11,35 @@ is full, so paho stops reading and the broker flow-controls us).
 
 from __future__ import annotations
 
-import functools
 import logging
-import random
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from provenance.infra.broker_url import BrokerURL
+from provenance.infra.mqtt import (
+    MQTT5,
+    PROTOCOL_NAMES,
+    STABLE_S,
+    Backoff,
+    ConnectionOutcome,
+    Login,
+    Reconnector,
+    Verdict,
+    close_sockets_in,
+    connack_verdict,
+    guarded,
+    new_client,
+)
 from provenance.ingest.decode import SENT_AT, estimate_envelopes
 from provenance.ingest.errors import CredentialsRefused, IngestError
 from provenance.ingest.inbox import Inbox, Message
@@ -41,16 +52,9 @@ KEEPALIVE_S = 30
 CONNACK_TIMEOUT_S = 5.0  # an MQTT 3.1.1-only broker may never answer an MQTT 5 CONNECT
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 30.0
-STABLE_S = 10.0  # a connection that lasted this long resets the reconnect backoff
 FULL_INBOX_LIMIT_S = float(KEEPALIVE_S)  # then drop the connection (the broker redelivers)
 QUEUED_PUBLISHES = 10_000  # paho's outgoing queue (reject notices, checkpoints), bounded
 OWN_INFLIGHT = 1000  # our own QoS 1 publishes awaiting the broker's PUBACK
-
-PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
-PROTOCOL_NAMES = {mqtt.MQTTv5: "5", mqtt.MQTTv311: "3.1.1"}
-_REFUSED_CREDENTIALS = {0x86, 0x87, 0x8C}  # bad user name or password, not authorised, auth method
-_UNSUPPORTED_PROTOCOL = {0x01, 0x84}  # 3.1.1 return code 1 / MQTT 5 reason 0x84
-_FATAL_CONNACK = {0x85, 0x8A}  # client identifier not valid, banned
 _SESSION_TAKEN_OVER = 0x8E
 _CLIENT_ID = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -62,37 +66,7 @@ def default_client_id(shared_group: str | None = None) -> str:
     return f"provenance-ingest-{host}" + (f"-{shared_group}" if shared_group else "")
 
 
-def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-    """paho leaves Nagle on, which holds back small PUBACKs by milliseconds."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError) as exc:  # a websocket or unix transport has no such option
-        log.debug("ingest: TCP_NODELAY not set: %s", exc)
-
-
-def _guarded(callback: Callable[..., None]) -> Callable[..., None]:
-    """A paho callback that logs instead of raising (an exception would end
-    paho's network thread)."""
-
-    @functools.wraps(callback)
-    def wrapper(*args: Any) -> None:
-        try:
-            callback(*args)
-        except Exception:
-            log.exception("ingest: error in %s", callback.__name__)
-
-    return wrapper
-
-
-class ConnectionOutcome(Enum):
-    """How one connection attempt ended, which decides when the supervisor tries again."""
-
-    LOST = "lost"  # was connected for a while; reconnect soon
-    DROPPED = "dropped"  # connected, lost again within STABLE_S: back off as if it had failed
-    FAILED = "failed"  # never got connected; back off
-    SWITCH = "switch"  # the broker does not speak that protocol version; try the other now
-    FATAL = "fatal"
-    STOPPED = "stopped"
+_guarded = guarded(log, "ingest")
 
 
 class Connection:
@@ -156,7 +130,19 @@ class Connector:
         self._lock = threading.Lock()
         self._live: Connection | None = None
         self._generation = 0
-        self.settled: int | None = PROTOCOLS.get(settings.protocol)  # the version that worked
+        self._login = Login(
+            settings.broker,
+            settings.client_id,
+            username=settings.username,
+            password=settings.password,
+            tls_ca=settings.tls_ca,
+        )
+        self._reconnector = Reconnector(
+            stopping,
+            Backoff(*settings.backoff),
+            protocol=None if settings.protocol == "auto" else settings.protocol,
+            on_retry=lambda delay: log.info("ingest: reconnecting in %.2fs", delay),
+        )
         self._unanswered = 0  # connections closed before a CONNACK, in a row
         self._thread = threading.Thread(
             target=self._supervisor_main, name="ingest-connect", daemon=True
@@ -180,8 +166,13 @@ class Connector:
             return self._live
 
     @property
+    def settled(self) -> int | None:
+        """The MQTT version that got a CONNACK (or the one asked for)."""
+        return self._reconnector.settled
+
+    @property
     def protocol_name(self) -> str | None:
-        return None if self.settled is None else PROTOCOL_NAMES[self.settled]
+        return self._reconnector.protocol_name
 
     def disconnect(self) -> None:
         live = self.live
@@ -191,25 +182,8 @@ class Connector:
     # --- the supervisor thread
 
     def _supervisor_main(self) -> None:
-        delay = self.settings.backoff[0]
-        candidate = self.settled or mqtt.MQTTv5
         try:
-            while not self.stopping.is_set():
-                outcome = self._session(self.settled or candidate)
-                if outcome in (ConnectionOutcome.FATAL, ConnectionOutcome.STOPPED):
-                    break
-                if outcome is ConnectionOutcome.SWITCH:
-                    candidate = mqtt.MQTTv311 if candidate == mqtt.MQTTv5 else mqtt.MQTTv5
-                    continue
-                if outcome is ConnectionOutcome.LOST:
-                    delay = self.settings.backoff[0]
-                elif outcome is ConnectionOutcome.DROPPED:  # connected, but not for long: back off
-                    outcome = ConnectionOutcome.FAILED
-                wait = random.uniform(delay / 2, delay)  # jitter: fleets do not reconnect in step
-                delay = min(self.settings.backoff[1], delay * 2)
-                log.info("ingest: reconnecting in %.2fs", wait)
-                if self.stopping.wait(wait):
-                    break
+            self._reconnector.run(self._session)
         except Exception as exc:  # a bug here must not leave a silent, dead service
             log.exception("ingest: connection supervisor failed")
             self._fail(IngestError(f"connection supervisor failed: {exc!r}"))
@@ -218,27 +192,14 @@ class Connector:
             self.metrics.connected.set(0)
 
     def _new_client(self, protocol: int) -> Connection:
-        settings = self.settings
         with self._lock:
             self._generation += 1
             generation = self._generation
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            clean_session=None if protocol == mqtt.MQTTv5 else False,
-            protocol=protocol,
-            reconnect_on_failure=False,  # the supervisor alone reconnects
-            manual_ack=True,
-        )
+        client = new_client(self._login, protocol, persistent=True, manual_ack=True)
         connection = Connection(client, generation, protocol)
         client.user_data_set(connection)
-        if settings.username is not None or settings.password is not None:
-            client.username_pw_set(settings.username, settings.password)
-        if settings.broker.tls:
-            client.tls_set(ca_certs=settings.tls_ca)
         client.max_inflight_messages_set(OWN_INFLIGHT)
         client.max_queued_messages_set(QUEUED_PUBLISHES)
-        client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -250,7 +211,7 @@ class Connector:
         connection = self._new_client(protocol)
         client = connection.client
         kwargs: dict[str, Any] = {}
-        if protocol == mqtt.MQTTv5:
+        if protocol == MQTT5:
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = settings.session_expiry
             properties.ReceiveMaximum = min(settings.receive_maximum, 65_535)
@@ -259,6 +220,7 @@ class Connector:
             client.connect(settings.broker.host, settings.broker.port, settings.keepalive, **kwargs)
         except (OSError, ValueError) as exc:  # refused, unreachable, TLS trouble (ssl is OSError)
             log.warning("ingest: cannot reach %s: %s", settings.broker, exc)
+            close_sockets_in(exc)
             return ConnectionOutcome.FAILED
         client.loop_start()
         try:
@@ -292,8 +254,8 @@ class Connector:
                 return ConnectionOutcome.SWITCH
             return ConnectionOutcome.FAILED
         self._unanswered = 0
-        code = reason.value
-        if code in _REFUSED_CREDENTIALS:
+        verdict = connack_verdict(reason)
+        if verdict is Verdict.CREDENTIALS:
             self._fail(
                 CredentialsRefused(
                     f"the broker at {settings.broker} refused us ({reason}): check --username, "
@@ -301,20 +263,20 @@ class Connector:
                 )
             )
             return ConnectionOutcome.FATAL
-        if code in _UNSUPPORTED_PROTOCOL:
-            if settings.protocol == "auto" and self.settled is None:
+        if verdict is Verdict.UNSUPPORTED:
+            if self.settled is None:
                 log.info("ingest: the broker does not speak MQTT %s", name)
                 return ConnectionOutcome.SWITCH
             self._fail(IngestError(f"the broker at {settings.broker} does not speak MQTT {name}"))
             return ConnectionOutcome.FATAL
-        if code in _FATAL_CONNACK:
+        if verdict is Verdict.CLIENT:
             self._fail(IngestError(f"the broker at {settings.broker} refused client id: {reason}"))
             return ConnectionOutcome.FATAL
-        if reason.is_failure:
+        if verdict is not Verdict.ACCEPTED:
             log.warning("ingest: the broker refused the connection: %s", reason)
             return ConnectionOutcome.FAILED
-        self.settled = connection.protocol
-        if settings.shared_group and connection.protocol != mqtt.MQTTv5:
+        self._reconnector.settle(connection.protocol)
+        if settings.shared_group and connection.protocol != MQTT5:
             self._fail(
                 IngestError(
                     f"--shared-group needs MQTT 5 shared subscriptions; the broker at "
@@ -330,10 +292,11 @@ class Connector:
             connection.changed.wait(1.0)
         if self.stopping.is_set():
             return ConnectionOutcome.STOPPED
+        # connected, but not for long: back off as if it had failed
         return (
             ConnectionOutcome.LOST
             if time.monotonic() - connected_at >= STABLE_S
-            else ConnectionOutcome.DROPPED
+            else ConnectionOutcome.FAILED
         )
 
     # --- paho callbacks (network thread): short, and never raise
@@ -347,7 +310,7 @@ class Connector:
             connection.session_present = bool(flags.session_present)
             # Settled here, not only when the supervisor wakes: whoever sees us
             # connected (stats, a test waiting for the subscription) sees the protocol.
-            self.settled = connection.protocol
+            self._reconnector.settle(connection.protocol)
             with self._lock:
                 self._live = connection
             self.metrics.connected.set(1)
@@ -359,7 +322,7 @@ class Connector:
                 "resumed" if connection.session_present else "new",
             )
             filters = self.settings.filters
-            if connection.protocol == mqtt.MQTTv5:
+            if connection.protocol == MQTT5:
                 # Retained messages are no events: a subscription (ours comes back
                 # at every start) must not deliver the topic's retained one again.
                 never = SubscribeOptions.RETAIN_DO_NOT_SEND

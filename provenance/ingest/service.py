@@ -59,6 +59,7 @@ from provenance.core import topics
 from provenance.core.errors import ValidationError
 from provenance.core.timefmt import now_micros
 from provenance.infra.broker_url import BrokerURL
+from provenance.infra.mqtt import PROTOCOLS
 from provenance.ingest.backend import ThreadBackend, WorkerBackend, ledger_factory
 from provenance.ingest.checkpoints import CHECKPOINT_INTERVAL_S, CheckpointPublisher
 from provenance.ingest.commit import BatchResult, ItemResult
@@ -67,7 +68,6 @@ from provenance.ingest.connection import (
     BACKOFF_MIN_S,
     CONNACK_TIMEOUT_S,
     KEEPALIVE_S,
-    PROTOCOLS,
     SESSION_EXPIRY_S,
     Connection,
     Connector,

@@ -15,21 +15,31 @@ rebuild its caches.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import socket
 import sqlite3
-import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
 from provenance.infra.broker_url import BrokerURL
+from provenance.infra.mqtt import (
+    STABLE_S,
+    Backoff,
+    ConnectionOutcome,
+    Login,
+    Reconnector,
+    Verdict,
+    close_sockets_in,
+    connack_verdict,
+    guarded,
+    new_client,
+)
 from provenance.ledger.lineage import recall_records
 from provenance.services.recall_notice import build_notice, notice_bytes, notice_topic
 from provenance.store.db import Store
@@ -40,6 +50,7 @@ POLL_INTERVAL_S = 1.0  # how often the database is asked for new recalls
 ACK_TIMEOUT_S = 10.0  # how long a round of notices may wait for PUBACKs
 KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 30.0
+CONNACK_TIMEOUT_S = 10.0
 
 Notice = tuple[str, bytes]  # (topic, payload)
 
@@ -125,9 +136,23 @@ class RecallNotifier:
             stop.wait(interval)
 
 
+class _Attempt:
+    """One connection of the publisher: its paho client and how it went."""
+
+    def __init__(self, client: mqtt.Client):
+        self.client = client
+        self.changed = threading.Event()  # CONNACK arrived, or the connection ended
+        self.connack: Any = None
+        self.ended = False
+
+
 class RetainedPublisher:
-    """A small paho client that publishes retained QoS 1 messages and waits for
-    their PUBACKs. paho's own loop thread reconnects with capped backoff."""
+    """Publishes retained QoS 1 messages and waits for their PUBACKs.
+
+    The connection is the shared MQTT client's (`provenance.infra.mqtt`): one
+    supervisor thread runs the `Reconnector` (capped, jittered backoff, MQTT
+    3.1.1 with a clean session), paho's own loop thread carries each connection,
+    and every callback is guarded."""
 
     def __init__(
         self,
@@ -141,42 +166,40 @@ class RetainedPublisher:
     ):
         self.broker = broker
         self.ack_timeout = ack_timeout
+        self.login = Login(broker, client_id, username=username, password=password, tls_ca=tls_ca)
         self.connected = threading.Event()
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+        self.client: mqtt.Client | None = None  # the live connection's client
+        self._stop = threading.Event()
+        self._reconnector = Reconnector(
+            self._stop,
+            Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S),
+            protocol="3.1.1",
+            on_retry=lambda delay: log.debug("notify: reconnecting in %.2fs", delay),
         )
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        client.max_inflight_messages_set(100)
-        if username is not None:
-            client.username_pw_set(username, password)
-        if broker.tls:
-            client.tls_set(ca_certs=tls_ca, cert_reqs=ssl.CERT_REQUIRED)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_socket_open = _no_delay
-        self.client = client
+        self._attempt: _Attempt | None = None
+        self._thread = threading.Thread(target=self._run, name="notify-connect", daemon=True)
 
     def start(self) -> RetainedPublisher:
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S)
-        self.client.loop_start()
+        self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.changed.set()
+        self._thread.join(timeout)
 
     def __call__(self, notices: Sequence[Notice]) -> bool:
         """Publish every notice retained, QoS 1; True when all were acknowledged
         within the timeout."""
-        if not self.connected.wait(self.ack_timeout):
+        if not self.connected.wait(self.ack_timeout) or self.client is None:
             log.warning("notify: not connected to %s; will retry", self.broker)
             return False
+        client = self.client
         infos = []
         for topic, payload in notices:
-            info = self.client.publish(topic, payload, qos=1, retain=True)
+            info = client.publish(topic, payload, qos=1, retain=True)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return False
             infos.append(info)
@@ -189,22 +212,73 @@ class RetainedPublisher:
                 return False
         return True
 
-    def _on_connect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            log.error("notify: broker %s refused the connection: %s", self.broker, reason)
-            return
-        log.info("notify: connected to %s", self.broker)
-        self.connected.set()
+    # --- the supervisor thread
 
-    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _run(self) -> None:
+        try:
+            self._reconnector.run(self._session)
+        except Exception:  # a bug: say so; __call__ then reports "not connected"
+            log.exception("notify: the connection supervisor failed")
+
+    def _session(self, protocol: int) -> ConnectionOutcome:
+        client = new_client(self.login, protocol, persistent=False)
+        client.max_inflight_messages_set(100)
+        attempt = _Attempt(client)
+        client.user_data_set(attempt)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        try:
+            client.connect(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S)
+        except (OSError, ValueError) as exc:  # refused, unreachable, TLS trouble
+            log.info("notify: cannot reach %s: %s", self.broker, exc)
+            close_sockets_in(exc)
+            return ConnectionOutcome.FAILED
+        self._attempt = attempt
+        client.loop_start()
+        try:
+            if not attempt.changed.wait(CONNACK_TIMEOUT_S) or attempt.connack is None:
+                return (
+                    ConnectionOutcome.STOPPED if self._stop.is_set() else ConnectionOutcome.FAILED
+                )
+            if connack_verdict(attempt.connack) is not Verdict.ACCEPTED:
+                log.error(
+                    "notify: broker %s refused the connection: %s", self.broker, attempt.connack
+                )
+                return ConnectionOutcome.FAILED
+            connected_at = time.monotonic()
+            self.client = client
+            self.connected.set()
+            while not (attempt.ended or self._stop.is_set()):  # bounded waits
+                attempt.changed.wait(1.0)
+                attempt.changed.clear()
+            if self._stop.is_set():
+                return ConnectionOutcome.STOPPED
+            return (
+                ConnectionOutcome.LOST
+                if time.monotonic() - connected_at >= STABLE_S
+                else ConnectionOutcome.FAILED
+            )
+        finally:
+            self.connected.clear()
+            if not attempt.ended:
+                client.disconnect()
+            client.loop_stop()
+
+    # --- paho callbacks (paho's loop thread): short, and never raise
+
+    @guarded(log, "notify")
+    def _on_connect(self, _c: Any, attempt: _Attempt, _flags: Any, reason: Any, _p: Any) -> None:
+        attempt.connack = reason
+        if not reason.is_failure:
+            log.info("notify: connected to %s", self.broker)
+        attempt.changed.set()
+
+    @guarded(log, "notify")
+    def _on_disconnect(self, _c: Any, attempt: _Attempt, _f: Any, reason: Any, _p: Any) -> None:
+        attempt.ended = True
         self.connected.clear()
         log.info("notify: disconnected from %s (%s)", self.broker, reason)
-
-
-def _no_delay(_client: Any, _userdata: Any, sock: Any) -> None:
-    """paho leaves Nagle on, which holds back small packets by milliseconds."""
-    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket: nothing to do
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        attempt.changed.set()
 
 
 def default_cursor_path(db_path: str | os.PathLike[str]) -> Path:
