@@ -53,11 +53,11 @@ from provenance.infra.mqtt import (
     PROTOCOL_NAMES,
     STABLE_S,
     Backoff,
+    ConnackVerdict,
     ConnectionLossIsNotAnError,
     ConnectionOutcome,
     Login,
     Reconnector,
-    Verdict,
     close_sockets_in,
     connack_verdict,
     guarded,
@@ -319,12 +319,12 @@ class Uplink:
                 return ConnectionOutcome.SWITCH
         reason, properties = self._connack
         verdict = connack_verdict(reason)
-        if verdict is not Verdict.ACCEPTED:
+        if verdict is not ConnackVerdict.ACCEPTED:
             name = reason.getName()
-            if verdict is Verdict.UNSUPPORTED:
+            if verdict is ConnackVerdict.UNSUPPORTED:
                 self.last_failure = f"broker refused the connection: {name}"
                 return ConnectionOutcome.SWITCH
-            if verdict in (Verdict.CREDENTIALS, Verdict.CLIENT):
+            if verdict in (ConnackVerdict.CREDENTIALS, ConnackVerdict.CLIENT):
                 who = f"user {self.username!r}" if self.username else "anonymous clients"
                 self.error = (
                     f"the broker {self.broker_url} refused the connection of client "

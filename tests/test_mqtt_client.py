@@ -23,10 +23,10 @@ from provenance.infra.mqtt import (
     MQTT5,
     MQTT311,
     Backoff,
+    ConnackVerdict,
     ConnectionOutcome,
     Login,
     Reconnector,
-    Verdict,
     connack_verdict,
     guarded,
     new_client,
@@ -58,15 +58,15 @@ def test_backoff_is_jittered_capped_and_reset_by_a_stable_connection():
 @pytest.mark.parametrize(
     ("code", "verdict"),
     [
-        (0x00, Verdict.ACCEPTED),
-        (0x86, Verdict.CREDENTIALS),  # bad user name or password (3.1.1 return code 4)
-        (0x87, Verdict.CREDENTIALS),  # not authorised (3.1.1 return code 5)
-        (0x8C, Verdict.CREDENTIALS),  # bad authentication method
-        (0x84, Verdict.UNSUPPORTED),  # unsupported protocol version (3.1.1 return code 1)
-        (0x85, Verdict.CLIENT),  # client identifier not valid
-        (0x8A, Verdict.CLIENT),  # banned
-        (0x88, Verdict.RETRY),  # server unavailable
-        (0x89, Verdict.RETRY),  # server busy
+        (0x00, ConnackVerdict.ACCEPTED),
+        (0x86, ConnackVerdict.CREDENTIALS),  # bad user name or password (3.1.1 return code 4)
+        (0x87, ConnackVerdict.CREDENTIALS),  # not authorised (3.1.1 return code 5)
+        (0x8C, ConnackVerdict.CREDENTIALS),  # bad authentication method
+        (0x84, ConnackVerdict.UNSUPPORTED),  # unsupported protocol version (3.1.1 return code 1)
+        (0x85, ConnackVerdict.CLIENT),  # client identifier not valid
+        (0x8A, ConnackVerdict.CLIENT),  # banned
+        (0x88, ConnackVerdict.RETRY),  # server unavailable
+        (0x89, ConnackVerdict.RETRY),  # server busy
     ],
 )
 def test_connack_verdicts(code, verdict):

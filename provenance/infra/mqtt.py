@@ -60,7 +60,7 @@ UNSUPPORTED_PROTOCOL = frozenset({0x01, 0x84})  # 3.1.1 return code 1 / MQTT 5 r
 REFUSED_CLIENT = frozenset({0x85, 0x8A})  # client identifier not valid, banned
 
 
-class Verdict(Enum):
+class ConnackVerdict(Enum):
     """What a CONNACK means for the reconnect loop."""
 
     ACCEPTED = "accepted"
@@ -70,18 +70,18 @@ class Verdict(Enum):
     CLIENT = "client"  # client id refused or banned: retrying cannot help
 
 
-def connack_verdict(reason: Any) -> Verdict:
+def connack_verdict(reason: Any) -> ConnackVerdict:
     """Classify paho's CONNACK reason code (a ReasonCode)."""
     code = getattr(reason, "value", reason)
     if code == 0 and not getattr(reason, "is_failure", False):
-        return Verdict.ACCEPTED
+        return ConnackVerdict.ACCEPTED
     if code in REFUSED_CREDENTIALS:
-        return Verdict.CREDENTIALS
+        return ConnackVerdict.CREDENTIALS
     if code in UNSUPPORTED_PROTOCOL:
-        return Verdict.UNSUPPORTED
+        return ConnackVerdict.UNSUPPORTED
     if code in REFUSED_CLIENT:
-        return Verdict.CLIENT
-    return Verdict.RETRY
+        return ConnackVerdict.CLIENT
+    return ConnackVerdict.RETRY
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ from provenance.infra.mqtt import (
     PROTOCOL_NAMES,
     STABLE_S,
     Backoff,
+    ConnackVerdict,
     ConnectionOutcome,
     Login,
     Reconnector,
-    Verdict,
     close_sockets_in,
     connack_verdict,
     guarded,
@@ -255,7 +255,7 @@ class Connector:
             return ConnectionOutcome.FAILED
         self._unanswered = 0
         verdict = connack_verdict(reason)
-        if verdict is Verdict.CREDENTIALS:
+        if verdict is ConnackVerdict.CREDENTIALS:
             self._fail(
                 CredentialsRefused(
                     f"the broker at {settings.broker} refused us ({reason}): check --username, "
@@ -263,16 +263,16 @@ class Connector:
                 )
             )
             return ConnectionOutcome.FATAL
-        if verdict is Verdict.UNSUPPORTED:
+        if verdict is ConnackVerdict.UNSUPPORTED:
             if self.settled is None:
                 log.info("ingest: the broker does not speak MQTT %s", name)
                 return ConnectionOutcome.SWITCH
             self._fail(IngestError(f"the broker at {settings.broker} does not speak MQTT {name}"))
             return ConnectionOutcome.FATAL
-        if verdict is Verdict.CLIENT:
+        if verdict is ConnackVerdict.CLIENT:
             self._fail(IngestError(f"the broker at {settings.broker} refused client id: {reason}"))
             return ConnectionOutcome.FATAL
-        if verdict is not Verdict.ACCEPTED:
+        if verdict is not ConnackVerdict.ACCEPTED:
             log.warning("ingest: the broker refused the connection: %s", reason)
             return ConnectionOutcome.FAILED
         self._reconnector.settle(connection.protocol)

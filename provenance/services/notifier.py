@@ -31,10 +31,10 @@ from provenance.infra.broker_url import BrokerURL
 from provenance.infra.mqtt import (
     STABLE_S,
     Backoff,
+    ConnackVerdict,
     ConnectionOutcome,
     Login,
     Reconnector,
-    Verdict,
     close_sockets_in,
     connack_verdict,
     guarded,
@@ -240,7 +240,7 @@ class RetainedPublisher:
                 return (
                     ConnectionOutcome.STOPPED if self._stop.is_set() else ConnectionOutcome.FAILED
                 )
-            if connack_verdict(attempt.connack) is not Verdict.ACCEPTED:
+            if connack_verdict(attempt.connack) is not ConnackVerdict.ACCEPTED:
                 log.error(
                     "notify: broker %s refused the connection: %s", self.broker, attempt.connack
                 )
