@@ -24,6 +24,7 @@ from provenance.store.accounts.accounts import Accounts
 from provenance.store.accounts.db import default_directory
 from provenance.store.accounts.models import ADMIN, ROLES, AccountError
 from provenance.store.accounts.users import MAX_PASSWORD
+from provenance.store.key_custody import is_custodial
 
 
 def _context(click_ctx: click.Context) -> Any:
@@ -119,7 +120,14 @@ def _import_key(click_ctx: click.Context, accounts: Accounts, party: Any, path: 
             return False
         raise click.ClickException(str(exc)) from None
     try:
-        accounts.store_party_key(party.did, party.name, key)
+        store = ctx.reader()
+        accounts.store_party_key(
+            party.did,
+            party.name,
+            key,
+            role=party.role,
+            custodial=is_custodial(store, party),
+        )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from None
     accounts.audit(_actor(), "key-import", {"party": party.name}, party=party.name)
