@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import rfc8785
+from test_portal_support import PASSWORD, Portal, make_app
 from world import at
 
 from provenance.core.envelope import Envelope
@@ -42,12 +43,24 @@ TRICKY = [
 
 
 @pytest.fixture(scope="module")
-def page(file_world_module):
+def chromium():
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed (./run tests installs it as root)")
     if ctypes.util.find_library("atomic") is None:
         pytest.skip("libatomic1, which Playwright's driver needs, is not installed")
     sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+            timeout=30_000,
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(chromium, file_world_module):
     world = file_world_module
     app = create_app(
         {
@@ -56,13 +69,8 @@ def page(file_world_module):
             "LOG_PUBLIC_KEY": world.log_public_key,
         }
     )
-    with serving(app) as base_url, sync_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-            timeout=30_000,
-        )
-        tab = browser.new_page()
+    with serving(app) as base_url:
+        tab = chromium.new_page()
         outside = []
         tab.on("request", lambda r: outside.append(r.url) if not r.url.startswith(base_url) else 0)
         tab.goto(base_url + "/portal/login")  # a page under the portal's strict CSP
@@ -70,7 +78,7 @@ def page(file_world_module):
         tab.wait_for_function("globalThis.provenanceSigning !== undefined", timeout=10_000)
         yield tab
         assert outside == [], outside  # nothing fetched from anywhere else
-        browser.close()
+        tab.close()
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +150,55 @@ def test_a_browser_key_signs_what_the_ledger_accepts(page, file_world_module):
         "(b) => provenanceSigning.restoreKey(b, 'correct horse battery staple')", made["backup"]
     )
     assert restored == did
+
+
+def test_the_portal_end_to_end_signs_in_the_browser(chromium, file_world, tmp_path):
+    """A producer whose key lives only in its browser registers a lot through the
+    portal: the server prepares, the page shows the bytes, the browser signs."""
+    world = file_world
+    portal = Portal(world, make_app(world, tmp_path), tmp_path)
+    with serving(portal.app) as base_url:
+        context = chromium.new_context()
+        tab = context.new_page()
+        errors: list[str] = []
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        tab.goto(base_url + "/portal/login")
+        tab.add_script_tag(url="/static/portal-sign.js")
+        tab.wait_for_function("globalThis.provenanceSigning !== undefined", timeout=10_000)
+        made = tab.evaluate("provenanceSigning.newKey('a passphrase to keep')")
+        did = made["did"]
+        enrolment = {"subject": did, "type": "party", "name": "Browser Farm", "role": "producer"}
+        extra = {"gs1_company_prefixes": ["9506000"], "custodial": False}
+        world.ok("registrar", "enrol", None, enrolment | extra)
+        portal.accounts.add_user(
+            "bfarm", "producer", PASSWORD, party_did=did, party_name="Browser Farm"
+        )
+        tab.goto(base_url + "/portal/login")
+        tab.fill("input[name=name]", "bfarm")
+        tab.fill("input[name=password]", PASSWORD)
+        tab.click("button[type=submit]")
+        tab.wait_for_url(base_url + "/portal/", timeout=10_000)
+        tab.goto(base_url + "/portal/key")
+        tab.wait_for_function(
+            "document.getElementById('key-status').textContent.includes('enrolled key')",
+            timeout=10_000,
+        )
+        tab.goto(base_url + "/portal/lots/new")
+        tab.fill("input[name=gtin]", "09506000134352")
+        tab.fill("input[name=lot]", "BROWSER1")
+        tab.fill("input[name=product]", "Kale")
+        tab.click("form.form button[type=submit]")
+        tab.wait_for_selector("#sign-form", timeout=10_000)
+        shown = tab.text_content("#signed-bytes") or ""
+        assert '"signer":"' + did + '"' in shown and '"lot":"BROWSER1"' in shown
+        uri = "https://id.gs1.org/01/09506000134352/10/BROWSER1"
+        assert world.store.lot_by_uri(uri) is None  # not before the browser signs
+        tab.click("#sign-form button[type=submit]")
+        tab.wait_for_url(lambda url: "/portal/sign/" not in url, timeout=10_000)
+        lot = world.store.lot_by_uri(uri)
+        assert lot is not None
+        producer = world.store.identity_by_id(lot.commissioned_by)
+        assert producer is not None and producer.did == did
+        assert portal.accounts.party_keys() == []  # the server never held the key
+        assert errors == [], errors
+        context.close()
