@@ -249,3 +249,51 @@ def test_scan_page_says_who_signed_on_whose_behalf(own_key):
     assert page.status_code == 200
     assert "signed by Own Lab" in body  # holds its own key
     assert "signed by the operator on behalf of" in body  # the World's farm: an old enrolment
+
+
+def test_user_add_never_imports_a_regulators_key_even_an_old_one(tmp_path, monkeypatch):
+    """A regulator enrolled before the custodial field, its key still in the
+    operator's key folder: the portal must not take it in."""
+    from provenance.cli.main import key_name
+    from provenance.infra.keystore import KeyStore
+
+    monkeypatch.setenv("PROVENANCE_SECRET_KEY", "s" * 40)
+    runner = CliRunner()
+    keys = tmp_path / "keys"
+    base = ["--db", str(tmp_path / "p.db"), "--keys", str(keys)]
+    assert runner.invoke(main, [*base, "init"]).exit_code == 0
+    old = KeyStore(keys / "parties").create(key_name("Old Agency"))  # as `party add` made it
+    enrol = {
+        "kind": "enrol",
+        "data": {"subject": did_of(old), "type": "party", "name": "Old Agency"}
+        | {"role": "regulator"},  # no custodial field: an enrolment from before it
+    }
+    appended = runner.invoke(
+        main,
+        [*base, "event", "append", "--as", str(keys / "registrar.pem")],
+        input=json.dumps(enrol),
+    )
+    assert appended.exit_code == 0, appended.output
+    listed = json.loads(runner.invoke(main, [*base, "party", "list", "--json"]).output)
+    assert listed["custodial"] is True  # old enrolments count as custodial
+    added = runner.invoke(
+        main,
+        [
+            *base,
+            "user",
+            "add",
+            "rita",
+            "--role",
+            "regulator",
+            "--party",
+            "Old Agency",
+            "--password-stdin",
+        ],
+        input="correct horse battery\n",
+    )
+    assert added.exit_code == 0, added.output
+    assert "holds its own key" in added.output and "browser" in added.output
+    keys_held = runner.invoke(main, [*base, "portal", "keys"])
+    assert keys_held.exit_code == 0 and keys_held.output == ""
+    imported = runner.invoke(main, [*base, "portal", "key-import", "Old Agency"])
+    assert imported.exit_code == 1 and "is a regulator" in imported.output
