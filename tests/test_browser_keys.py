@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import ctypes.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -194,7 +195,8 @@ def test_the_portal_end_to_end_signs_in_the_browser(chromium, file_world, tmp_pa
         uri = "https://id.gs1.org/01/09506000134352/10/BROWSER1"
         assert world.store.lot_by_uri(uri) is None  # not before the browser signs
         tab.click("#sign-form button[type=submit]")
-        tab.wait_for_url(lambda url: "/portal/sign/" not in url, timeout=10_000)
+        tab.wait_for_url(re.compile(r"/portal/lots/[0-9]+$"), timeout=10_000)  # the new lot
+        assert "Lot registered" in (tab.text_content("body") or "")
         lot = world.store.lot_by_uri(uri)
         assert lot is not None
         producer = world.store.identity_by_id(lot.commissioned_by)

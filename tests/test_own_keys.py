@@ -297,3 +297,32 @@ def test_user_add_never_imports_a_regulators_key_even_an_old_one(tmp_path, monke
     assert keys_held.exit_code == 0 and keys_held.output == ""
     imported = runner.invoke(main, [*base, "portal", "key-import", "Old Agency"])
     assert imported.exit_code == 1 and "is a regulator" in imported.output
+
+
+@pytest.mark.parametrize(
+    "signatures",
+    ['["x"]', "[]", '["a", "b"]', "{}", "not json", "", "[1]", '["' + "A" * 86 + '"]'],
+)
+def test_bad_signatures_are_refused_with_a_reason_never_a_500(own_key, signatures):
+    before = _log_size(own_key)
+    page = own_key.client("own1").post(
+        "/portal/lots/new", data={"csrf_token": own_key.csrf("own1"), **_new_lot_form("BAD1")}
+    )
+    answer = own_key.client("own1").post(
+        sign_action(page), data={"csrf_token": own_key.csrf("own1"), "signatures": signatures}
+    )
+    assert 400 <= answer.status_code < 500, answer.get_data(as_text=True)
+    assert _log_size(own_key) == before
+
+
+def test_a_browser_signed_action_lands_where_the_server_signed_one_would(own_key):
+    """Commission through the browser flow: the user ends on the new lot's page
+    with the same message, and the prepared action is gone (no second use)."""
+    response = own_key.post("own1", "/portal/lots/new", _new_lot_form("OWN9"))
+    assert response.status_code == 303
+    lot = own_key.world.store.lot_by_uri("https://id.gs1.org/01/09506000134352/10/OWN9")
+    assert lot is not None and response.headers["Location"].endswith(f"/portal/lots/{lot.id}")
+    page = own_key.client("own1").get(response.headers["Location"]).get_data(as_text=True)
+    assert "Lot registered" in page
+    entries = [e.outcome for e in own_key.accounts.audit_entries(limit=5)]
+    assert "ok" in entries and any(o.startswith("prepared") for o in entries)

@@ -29,6 +29,7 @@ from provenance.store.accounts.models import Principal
 
 from .guard import PortalError, principal
 from .state import portal
+from .writer import WriteUnavailable
 
 PENDING_SECONDS = 15 * 60  # how long a prepared envelope waits for its signature
 MAX_PENDING = 1000  # prepared envelopes kept at once, oldest dropped first
@@ -46,7 +47,8 @@ class Pending:
     envelopes: list[dict[str, Any]]
     made_us: int
     next_url: str = "/portal/"
-    after: list[Callable[[list[Appended]], None]] = field(default_factory=list)
+    # run once appended, in order; one that returns a portal URL sends the user there
+    after: list[Callable[[list[Appended]], str | None]] = field(default_factory=list)
 
 
 class SignInBrowser(Exception):
@@ -162,7 +164,10 @@ def sign(token: str):
             400, "bad request", "signatures: one base64url signature per envelope", reason="sign"
         )
     signed = [{**e, "sig": s} for e, s in zip(pending.envelopes, signatures, strict=True)]
-    results = state.writer.append(signed, atomic=True, source=f"portal:{who.actor}")
+    try:
+        results = state.writer.append(signed, atomic=True, source=f"portal:{who.actor}")
+    except WriteUnavailable as exc:
+        raise PortalError(503, "read-only server", str(exc), reason="read-only") from exc
     failed = next((r for r in results if r.status == "rejected"), None)
     if failed is not None:
         audit(who, pending.action, pending.params, f"refused: {failed.reason}: {failed.message}")
@@ -171,18 +176,22 @@ def sign(token: str):
     audit(who, pending.action, {**pending.params, "events": event_ids, "signed": "browser"})
     if not pending.after:
         flash(f"Signed in your browser and recorded: {len(event_ids)} event(s).")
+    next_url = pending.next_url
     for step in pending.after:
-        step(results)
-    return redirect(pending.next_url, code=303)
+        where = step(results)
+        if where:
+            next_url = _safe_next(where)
+    return redirect(next_url, code=303)
 
 
 @contextmanager
 def when_signed(
-    next_url: str, then: Callable[[list[Appended]], None] | None = None
+    next_url: str, then: Callable[[list[Appended]], str | None] | None = None
 ) -> Iterator[None]:
     """Around an action in a route: if the action waits for the browser's
-    signature, go to *next_url* once it is recorded, and run *then* (e.g. flash
-    what the route would have said) with the append results."""
+    signature, go to *next_url* once it is recorded, and run *then* (flash what
+    the route would have said; return a better page, e.g. a new lot's) with the
+    append results."""
     try:
         yield
     except SignInBrowser as waiting:
