@@ -163,11 +163,22 @@ def test_the_portal_end_to_end_signs_in_the_browser(chromium, file_world, tmp_pa
         tab = context.new_page()
         errors: list[str] = []
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        tab.goto(base_url + "/portal/login")
-        tab.add_script_tag(url="/static/portal-sign.js")
-        tab.wait_for_function("globalThis.provenanceSigning !== undefined", timeout=10_000)
-        made = tab.evaluate("provenanceSigning.newKey('a passphrase to keep')")
-        did = made["did"]
+        # a new party makes its key on the Key page, before it has a user
+        tab.goto(base_url + "/portal/key")
+        tab.wait_for_function(
+            "document.getElementById('key-status').textContent.includes('no key yet')",
+            timeout=10_000,
+        )
+        tab.fill("#key-new input[name=passphrase]", "a passphrase to keep")
+        with tab.expect_download(timeout=30_000) as downloading:
+            tab.click("#key-new button[type=submit]")
+        backup = json.loads(Path(downloading.value.path()).read_text())
+        did = backup["did"]
+        assert backup["format"] == "provenance-key-backup-v1" and "BEGIN" not in json.dumps(backup)
+        tab.wait_for_function(
+            "document.getElementById('key-status').textContent.includes('kept in this browser')",
+            timeout=10_000,
+        )
         enrolment = {"subject": did, "type": "party", "name": "Browser Farm", "role": "producer"}
         extra = {"gs1_company_prefixes": ["9506000"], "custodial": False}
         world.ok("registrar", "enrol", None, enrolment | extra)
