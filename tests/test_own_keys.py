@@ -94,6 +94,9 @@ def test_the_portal_does_not_sign_for_it_it_asks_the_browser(own_key):
     (envelope,) = unsigned_envelopes(page)
     assert envelope["signer"] == own_key.world.did("ownfarm") and "sig" not in envelope
     assert _log_size(own_key) == before  # nothing is signed or stored by the server
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert '<script src="/static/portal-sign.js"></script>' in page.get_data(as_text=True)
     assert own_key.accounts.party_keys() == []
     # the API, which has no browser, refuses rather than signing
     token = own_key.token("ownfarm", key=False)
