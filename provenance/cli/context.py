@@ -118,9 +118,31 @@ def key_name(name: str) -> str:
     return safe + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
-def signing_key(ctx: Context, name: str) -> Any:
+def signing_key(ctx: Context, name: str | None, key_file: str | None = None) -> Any:
+    """The key to sign as party or device *name*: --key FILE when given (and
+    then it must be *name*'s enrolled key), else the key the operator holds."""
+    if key_file is not None:
+        key = load_private_key(key_file)
+        if name is not None:
+            store = ctx.store()
+            identity = store.identity_by_name("party", name) or store.identity_by_name(
+                "device", name
+            )
+            if identity is not None and identity.did != did_of(key):
+                raise click.ClickException(
+                    f"{key_file} is not the key of {name} (enrolled as {identity.did}, the "
+                    f"file holds {did_of(key)})"
+                )
+        return key
+    if name is None:
+        raise click.ClickException("name who signs: --as NAME, or --key FILE")
     for type_, keys in (("party", ctx.party_keys), ("device", ctx.device_keys)):
         if ctx.store().identity_by_name(type_, name) is not None:
+            if not keys.exists(key_name(name)):
+                raise click.ClickException(
+                    f"no key for {name} here ({keys.path(key_name(name))}): a party that holds "
+                    f"its own key signs with --key FILE (its file from `provenance key new`)"
+                )
             return keys.load(key_name(name))
     path = Path(name)
     if path.exists():

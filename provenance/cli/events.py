@@ -15,6 +15,7 @@ import click
 from provenance.cli.context import Context, pass_context, signing_key
 from provenance.cli.errors import friendly
 from provenance.cli.inputs import MAX_EVENTS_INPUT, read_input
+from provenance.cli.keys import KEY_OPTION
 from provenance.core.errors import ValidationError
 from provenance.core.jcs import parse_json, split_items
 from provenance.ledger.signer import Signer
@@ -32,9 +33,10 @@ def event() -> None:
 @event.command("append")
 @click.argument("source", metavar="[FILE|-]", default="-")
 @click.option("--as", "as_", help="Sign unsigned items as this party or device.")
+@KEY_OPTION
 @pass_context
 @friendly
-def event_append(ctx: Context, source: str, as_: str | None) -> None:
+def event_append(ctx: Context, source: str, as_: str | None, key_file: str | None) -> None:
     """Append envelopes from FILE (or stdin): a JSON object, an array or JSON lines.
 
     Signed envelopes are appended as they are. Unsigned items (kind, batches,
@@ -48,11 +50,11 @@ def event_append(ctx: Context, source: str, as_: str | None) -> None:
     prepared: list[Any] = []
     for position, item in enumerate(items):
         if isinstance(item, dict) and "sig" not in item:
-            if as_ is None:
+            if as_ is None and key_file is None:
                 raise click.ClickException(
-                    f"item {position} is unsigned: pass --as NAME to sign it"
+                    f"item {position} is unsigned: pass --as NAME or --key FILE to sign it"
                 )
-            key = signing_key(ctx, as_) if signer is None else signer.key
+            key = signing_key(ctx, as_, key_file) if signer is None else signer.key
             unknown = set(item) - {"kind", "batches", "data", "time"}
             if unknown:
                 raise click.ClickException(

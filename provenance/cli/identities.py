@@ -14,14 +14,23 @@ from typing import Any
 
 import click
 
-from provenance.cli.context import Context, append_signed, key_name, pass_context, registrar_sign
+from provenance.cli.context import (
+    Context,
+    append_signed,
+    key_name,
+    pass_context,
+    registrar_sign,
+    signing_key,
+)
 from provenance.cli.errors import friendly
+from provenance.cli.keys import KEY_OPTION, enrol_party_data
 from provenance.cli.options import json_lines_option, revoke_options
 from provenance.core.identity import COMMISSIONING_ROLES, PARTY_ROLES
-from provenance.core.kinds import PREFIXES_FIELD, company_prefixes
+from provenance.core.kinds import CUSTODIAL_FIELD, PREFIXES_FIELD, company_prefixes
 from provenance.core.signing import did_of
 from provenance.core.timefmt import format_time, now_micros, parse_time
 from provenance.infra.keystore import read_public_key
+from provenance.store.key_custody import is_custodial
 
 
 @click.group()
@@ -52,16 +61,28 @@ def _prefix_list(prefixes: tuple[str, ...]) -> list[str]:
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(PARTY_ROLES))
 @PREFIX_OPTION
+@click.option(
+    "--public-key",
+    "public_key",
+    metavar="FILE_OR_DID",
+    help="The party's own public key (did:key, or a PEM or did:key file; `provenance key new` "
+    "on its machine makes one): no private key is made or kept here. Without it the operator "
+    "makes and holds the party's key, and the enrolment says so (custodial); a regulator "
+    "always brings its own.",
+)
 @pass_context
 @friendly
-def party_add(ctx: Context, name: str, role: str, prefixes: tuple[str, ...]) -> None:
-    """Make a key for NAME and enrol it; prints its did:key. Producers and
+def party_add(
+    ctx: Context, name: str, role: str, prefixes: tuple[str, ...], public_key: str | None
+) -> None:
+    """Enrol NAME by its own public key (--public-key), or make a key for it that
+    the operator holds (custodial); prints its did:key. Producers and
     processors commission lots only under the GS1 company prefixes they are
     enrolled (--prefix) or granted (`party grant`) with.
 
     Example: provenance party add "Green Valley Farm" --role producer --prefix 9506000
+    --public-key did:key:z6Mk…
     """
-    keys = ctx.party_keys
     if ctx.store().identity_by_name("party", name) is not None:
         raise click.ClickException(f"a party named {name!r} is already enrolled")
     data: dict[str, Any] = {"subject": "", "type": "party", "name": name, "role": role}
@@ -72,9 +93,8 @@ def party_add(ctx: Context, name: str, role: str, prefixes: tuple[str, ...]) -> 
                 f"(only {' and '.join(COMMISSIONING_ROLES)}s take one)"
             )
         data[PREFIXES_FIELD] = _prefix_list(prefixes)
-    key = keys.load_or_create(key_name(name))
-    did = did_of(key)
-    data["subject"] = did
+    custody, did = enrol_party_data(ctx, name, role, public_key)
+    data.update(custody, subject=did)
     registrar_sign(ctx, "enrol", data)
     click.echo(did)
 
@@ -87,12 +107,18 @@ def party_add(ctx: Context, name: str, role: str, prefixes: tuple[str, ...]) -> 
     "--by",
     "by",
     metavar="REGULATOR",
-    help="Sign the grant as this regulator party (its key in --keys) instead of the registrar.",
+    help="Sign the grant as this regulator party (with its --key FILE) instead of the registrar.",
 )
+@KEY_OPTION
 @pass_context
 @friendly
 def party_grant(
-    ctx: Context, name: str, prefixes: tuple[str, ...], reason: str | None, by: str | None
+    ctx: Context,
+    name: str,
+    prefixes: tuple[str, ...],
+    reason: str | None,
+    by: str | None,
+    key_file: str | None,
 ) -> None:
     """Let party NAME commission lots under more GS1 company prefixes: a
     signed `grant` event, signed by the registrar (or a regulator with --by).
@@ -114,7 +140,7 @@ def party_grant(
         if regulator is None or regulator.role != "regulator":
             raise click.ClickException(f"no regulator party named {by!r}")
         ledger = ctx.ledger()
-        append_signed(ledger, ctx.party_keys.load(key_name(by)), "grant", None, data)
+        append_signed(ledger, signing_key(ctx, by, key_file), "grant", None, data)
     held = ctx.store().prefixes(identity.id)
     click.echo(f"{name} may commission under {', '.join(held)}")
 
@@ -124,7 +150,9 @@ def party_grant(
 @pass_context
 @friendly
 def party_list(ctx: Context, as_json: bool) -> None:
-    """List enrolled parties: name, role, did:key, revoked from.
+    """List enrolled parties: name, role, did:key, revoked from, GS1 company
+    prefixes (producers and processors), and whether the operator holds the
+    party's key (custodial: True) or the party holds it itself (False).
 
     Example: provenance party list --json
     """
@@ -144,6 +172,8 @@ def _list_identities(ctx: Context, type_: str, as_json: bool) -> None:
         }
         if identity.role in COMMISSIONING_ROLES:
             row[PREFIXES_FIELD] = ctx.store().prefixes(identity.id)
+        if type_ == "party":
+            row[CUSTODIAL_FIELD] = is_custodial(store, identity)
         if type_ == "device":
             owner = store.identity_by_id(identity.owner) if identity.owner else None
             row = {

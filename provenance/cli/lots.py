@@ -13,6 +13,7 @@ import click
 
 from provenance.cli.context import Context, append_signed, pass_context, signing_key
 from provenance.cli.errors import friendly
+from provenance.cli.keys import KEY_OPTION
 from provenance.core import gs1
 from provenance.core.timefmt import format_time, parse_date_or_time, parse_time
 
@@ -26,7 +27,7 @@ def batch() -> None:
 @click.option("--gtin", required=True)
 @click.option("--lot", required=True)
 @click.option("--product", required=True)
-@click.option("--as", "as_", required=True, help="The producing party's name.")
+@click.option("--as", "as_", help="The producing party's name (or give its --key FILE).")
 @click.option("--category", type=click.Choice(["food", "vaccine"]))
 @click.option("--expiry", help="YYYY-MM-DD")
 @click.option("--profile", help="Cold-chain profile, e.g. chilled, frozen, vaccine.")
@@ -41,6 +42,7 @@ def batch() -> None:
     "time_",
     help="Time of the commissioning event (RFC 3339 UTC); default: --produced, else now.",
 )
+@KEY_OPTION
 @pass_context
 @friendly
 def batch_register(
@@ -48,12 +50,13 @@ def batch_register(
     gtin: str,
     lot: str,
     product: str,
-    as_: str,
+    as_: str | None,
     category: str | None,
     expiry: str | None,
     profile: str | None,
     produced: str | None,
     time_: str | None,
+    key_file: str | None,
 ) -> None:
     """Commission a lot; prints its canonical GS1 Digital Link URI.
 
@@ -82,6 +85,6 @@ def batch_register(
         when = time_
     elif produced is not None:
         when = format_time(parse_date_or_time(produced, "--produced"))
-    key = signing_key(ctx, as_)
+    key = signing_key(ctx, as_, key_file)
     append_signed(ctx.ledger(), key, "commission", [uri], data, time=when)
     click.echo(uri)

@@ -24,6 +24,7 @@ SERVICE_COMMANDS = {
     "gateway": "gateway.cli:command",
     "import": "provenance.cli.exchange:import_group",
     "ingest": "provenance.cli.ingest:command",
+    "key": "provenance.cli.keys:key_group",
     "label": "provenance.cli.label:command",
     "notify": "provenance.cli.notify:command",
     "portal": "provenance.cli.accounts:portal",

@@ -19,6 +19,7 @@ import click
 
 from provenance.cli.context import Context, append_signed, pass_context, signing_key
 from provenance.cli.errors import friendly
+from provenance.cli.keys import KEY_OPTION
 from provenance.cli.options import json_object_option
 from provenance.ledger.lineage import held
 from provenance.store.db import Store
@@ -41,6 +42,7 @@ DEFAULT_CLASS = "I"  # the most serious until classified: fail safe
 @click.option("--instructions", metavar="TEXT", help="What holders and consumers should do.")
 @click.option("--lift", is_flag=True, help="Lift the recall of these lots instead.")
 @json_object_option
+@KEY_OPTION
 @pass_context
 @friendly
 def command(
@@ -52,6 +54,7 @@ def command(
     instructions: str | None,
     lift: bool,
     as_json: bool,
+    key_file: str | None,
 ) -> None:
     """Recall lots URI... (and everything made from them), signed by REGULATOR;
     or lift their recall with --lift. Prints every lot affected.
@@ -67,7 +70,7 @@ def command(
         data["class"] = class_ or DEFAULT_CLASS
         if instructions:
             data["instructions"] = instructions
-    key = signing_key(ctx, as_)
+    key = signing_key(ctx, as_, key_file)
     lots = list(dict.fromkeys(uris))
     result = append_signed(ctx.ledger(), key, kind, lots, data, source="cli")
     assert result.index is not None

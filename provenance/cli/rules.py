@@ -26,6 +26,7 @@ import click
 from provenance.cli.context import Context, pass_context, registrar_sign, signing_key
 from provenance.cli.errors import friendly
 from provenance.cli.inputs import MAX_CONFIG_INPUT, check_cursor_file, check_tls_ca, read_input
+from provenance.cli.keys import KEY_OPTION
 from provenance.cli.mqtt_options import (
     client_id_option,
     credential_options,
@@ -295,10 +296,16 @@ def list_(ctx: Context, flag_limit: int, as_json: bool) -> None:
     metavar="REGULATOR",
     help="Sign as this regulator (default: the rules key).",
 )
+@KEY_OPTION
 @pass_context
 @friendly
 def release_command(
-    ctx: Context, uris: tuple[str, ...], reason: str, hold_id: str | None, as_: str | None
+    ctx: Context,
+    uris: tuple[str, ...],
+    reason: str,
+    hold_id: str | None,
+    as_: str | None,
+    key_file: str | None,
 ) -> None:
     """Release lots URI... from their holds (every hold in force, or --hold),
     signed with the rules key or, with --as, a regulator's key.
@@ -306,8 +313,8 @@ def release_command(
     Example: provenance rules release https://id.gs1.org/01/09506000134352/10/VAX1
     --reason "manufacturer confirmed stability" --as "Medicines Agency"
     """
-    if as_ is not None:
-        key = signing_key(ctx, as_)
+    if as_ is not None or key_file is not None:
+        key = signing_key(ctx, as_, key_file)
     elif ctx.root_keys.exists(RULES_KEY):
         key = ctx.root_keys.load(RULES_KEY)
     else:
