@@ -837,7 +837,7 @@ def verify(
     sys.exit(1)
 
 
-@main.group("log")
+@main.group("log", cls=LazyGroup, lazy={"witness": "provenance.cli.witnessing:command"})
 def log_group() -> None:
     """The transparency log: checkpoints and the log key."""
 
