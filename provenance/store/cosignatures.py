@@ -39,9 +39,9 @@ class WitnessRow:
 def configure_witnesses(store: Store, witnesses: list[WitnessRow], quorum: int) -> None:
     """Make *witnesses* the configured set, with *quorum*, in one transaction.
 
-    A witness that stays with the same key keeps the size it last cosigned;
-    one whose URL or key changed, or a new one, starts from "not known" (its
-    first answer, a 409 if need be, tells). Witnesses left out are removed;
+    A witness that stays with the same key keeps the size it last cosigned
+    (also when its URL moved); one whose key changed, or a new one, starts
+    from "not known" (its first answer, a 409 if need be, tells). Witnesses left out are removed;
     the cosignatures they made stay."""
     with store.transaction():
         known = {w.name: w for w in configured_witnesses(store)}
