@@ -17,6 +17,7 @@
 //	logs           {"records", "leaves", "nodes", "tree_sizes", "inclusion", "consistency"}
 //	               nodes are our complete-subtree hashes (level, index, hash); tlog reads
 //	               them through a HashReader keyed by tlog.StoredHashIndex.
+//	cosigner_keys, cosign, cosigned: C2SP cosignatures, see cosignature.go.
 //
 // Hashes travel as standard base64 (tlog.Hash's JSON form).
 package main
@@ -46,6 +47,10 @@ type request struct {
 	} `json:"trees"`
 	Sign []signCase `json:"sign"`
 	Logs []logCase  `json:"logs"`
+
+	CosignerKeys []cosignerKeyCase `json:"cosigner_keys"`
+	Cosign       []cosignCase      `json:"cosign"`
+	Cosigned     []cosignedCase    `json:"cosigned"`
 }
 
 type noteCase struct {
@@ -125,6 +130,10 @@ type reply struct {
 	Trees        []result    `json:"trees"`
 	Sign         []result    `json:"sign"`
 	Logs         []logResult `json:"logs"`
+
+	CosignerKeys []result         `json:"cosigner_keys"`
+	Cosign       []result         `json:"cosign"`
+	Cosigned     []cosignedResult `json:"cosigned"`
 }
 
 func errText(err error) string {
@@ -294,6 +303,7 @@ func main() {
 	rep := reply{
 		VerifierKeys: []result{}, PublicKeys: []result{}, Notes: []result{},
 		Trees: []result{}, Sign: []result{}, Logs: []logResult{},
+		CosignerKeys: []result{}, Cosign: []result{}, Cosigned: []cosignedResult{},
 	}
 	for _, k := range req.VerifierKeys {
 		v, err := note.NewVerifier(k.Text)
@@ -318,6 +328,20 @@ func main() {
 	}
 	for _, c := range req.Logs {
 		rep.Logs = append(rep.Logs, checkLog(c))
+	}
+
+	for _, k := range req.CosignerKeys {
+		if len(k.Key) != ed25519.PublicKeySize {
+			rep.CosignerKeys = append(rep.CosignerKeys, result{Error: "key must be 32 bytes"})
+			continue
+		}
+		rep.CosignerKeys = append(rep.CosignerKeys, result{Text: cosignerVKey(k.Name, k.Key)})
+	}
+	for _, c := range req.Cosign {
+		rep.Cosign = append(rep.Cosign, cosign(c))
+	}
+	for _, c := range req.Cosigned {
+		rep.Cosigned = append(rep.Cosigned, openCosigned(c))
 	}
 
 	out := bufio.NewWriter(os.Stdout)
