@@ -19,12 +19,12 @@ from world import World
 
 from provenance.cli.main import main
 from provenance.core.checkpoint import format_verifier_key, open_checkpoint
+from provenance.core.cosignature import parse_cosigner_key
 from provenance.core.errors import ValidationError
 from provenance.ledger.append import Ledger
 from provenance.services.witnessing import (
     WitnessError,
     WitnessingService,
-    WitnessKey,
     WitnessWorker,
     cosignature_of,
     parse_witness,
@@ -169,7 +169,7 @@ def test_cosignatures_are_collected_verified_and_served(file_world, witnesses):
     for witness in witnesses:
         cosignature_of(
             shown.note[shown.note.index("\n\n") + 2 :].split("\n", 1)[1],
-            WitnessKey.parse(witness.vkey),
+            *parse_cosigner_key(witness.vkey),
             body,
         )
 
@@ -231,23 +231,23 @@ def test_cosignature_of_ignores_other_keys_and_refuses_what_does_not_verify(file
     note = file_world.store.latest_checkpoint()
     body = body_of(note)
     mine, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    key = WitnessKey.parse(vkey_of("w.example/w", mine.public_key().public_bytes_raw()))
+    key = ("w.example/w", mine.public_key().public_bytes_raw())
     good = cosignature_line("w.example/w", mine, body, 1_700_000_000)
     foreign = cosignature_line("x.example/w", other, body, 1_700_000_000)
-    assert cosignature_of(f"{foreign}\n{good}\n", key, body) == (good, 1_700_000_000)
+    assert cosignature_of(f"{foreign}\n{good}\n", *key, body) == (good, 1_700_000_000)
     with pytest.raises(WitnessError, match="no cosignature by"):
-        cosignature_of(f"{foreign}\n", key, body)
+        cosignature_of(f"{foreign}\n", *key, body)
     with pytest.raises(WitnessError, match="does not verify"):  # over another checkpoint
-        cosignature_of(good + "\n", key, body.replace(ORIGIN, ORIGIN + "x"))
+        cosignature_of(good + "\n", *key, body.replace(ORIGIN, ORIGIN + "x"))
     impostor = cosignature_line("w.example/w", other, body, 1_700_000_000)  # name, not key
     with pytest.raises(WitnessError, match="no cosignature by"):
-        cosignature_of(impostor + "\n", key, body)
+        cosignature_of(impostor + "\n", *key, body)
     zero = cosignature_line("w.example/w", mine, body, 0)
     with pytest.raises(WitnessError, match="timestamp 0"):
-        cosignature_of(zero + "\n", key, body)
+        cosignature_of(zero + "\n", *key, body)
     for garbage in ("", "not a signature\n", f"{good}", "— w.example/w !!!\n"):
         with pytest.raises(WitnessError):
-            cosignature_of(garbage, key, body)
+            cosignature_of(garbage, *key, body)
 
 
 @pytest.mark.external
@@ -346,9 +346,9 @@ def test_a_witness_ahead_of_the_log_is_a_conflict_not_a_rollback(tmp_path, file_
     "option, message",
     [
         ("Regulator=ftp://127.0.0.1:1=x", "not an http:// or https:// URL"),
-        ("Regulator=http://127.0.0.1:1=nokey", "must look like <name>+"),
+        ("Regulator=http://127.0.0.1:1=nokey", "must look like <name>+<8 hex key id>"),
         (f"Regulator=http://127.0.0.1:1=w.example+00000000+BA{'A' * 42}", "key id"),
-        (f"Regulator=http://127.0.0.1:1=w.example+00000000+AQ{'A' * 42}", "type 0x04"),
+        (f"Regulator=http://127.0.0.1:1=w.example+00000000+AQ{'A' * 42}", "a log's note key"),
         ("http://127.0.0.1:1", "NAME=URL=VKEY"),
     ],
 )  # fmt: skip

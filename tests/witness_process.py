@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import os
-import struct
 import subprocess
 import sys
 import threading
@@ -31,17 +29,22 @@ HERE = Path(__file__).resolve().parent
 
 
 def vkey_of(name: str, public_key: bytes) -> str:
-    kid = hashlib.sha256(name.encode() + b"\n\x04" + public_key).digest()[:4]
-    encoded = base64.b64encode(b"\x04" + public_key).decode()
-    return f"{name}+{kid.hex()}+{encoded}"
+    from provenance.core.cosignature import format_cosigner_key
+
+    return format_cosigner_key(name, public_key)
 
 
 def cosignature_line(name: str, private_key, body: str, timestamp: int) -> str:
+    """The line without its newline; *body* need not be a valid checkpoint (a liar's)."""
+    from provenance.core.cosignature import Cosignature, cosigned_message, cosigner_key_id
+
     public = private_key.public_key().public_bytes_raw()
-    kid = hashlib.sha256(name.encode() + b"\n\x04" + public).digest()[:4]
-    message = f"cosignature/v1\ntime {timestamp}\n{body}".encode()
-    raw = kid + struct.pack(">Q", timestamp) + private_key.sign(message)
-    return f"— {name} {base64.b64encode(raw).decode()}"
+    if timestamp:
+        signature = private_key.sign(cosigned_message(body, timestamp))
+    else:  # cosigned_message refuses 0; sign what a careless witness would
+        signature = private_key.sign(f"cosignature/v1\ntime 0\n{body}".encode())
+    line = Cosignature(name, cosigner_key_id(name, public), timestamp, signature).to_line()
+    return line[:-1]
 
 
 def serve(args: argparse.Namespace) -> None:

@@ -21,12 +21,9 @@ than ours or a larger one: logged as an error, counted, never papered over.
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
 import http.client
 import logging
 import re
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +32,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from provenance.core.checkpoint import Checkpoint
-from provenance.core.ed25519 import InvalidSignature, Verifier
+from provenance.core.cosignature import (
+    CosignatureError,
+    cosigner_key_id,
+    parse_cosignature_line,
+    parse_cosigner_key,
+    verify_cosignature,
+)
 from provenance.core.errors import ValidationError, VerificationError
 from provenance.core.merkle import consistency_proof
 from provenance.store.cosignatures import (
@@ -55,9 +58,8 @@ BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 60.0
 MAX_RESPONSE_BYTES = 64 * 1024  # a cosignature response is a few lines
 MAX_PROOF_LINES = 63  # tlog-witness: no more consistency proof lines than this
-COSIGNATURE_TYPE = 0x04  # cosignature/v1 (Ed25519) in a C2SP verifier key
+CLOCK_SKEW_S = 300  # a cosignature dated further ahead of our clock than this is refused
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
-_SIG_PREFIX = "— "
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
@@ -65,86 +67,34 @@ class WitnessError(VerificationError):
     """A witness answered something that is not a valid cosignature of our checkpoint."""
 
 
-# --- witness keys and cosignatures (cosignature/v1, Ed25519) --------------------------------
-# To be replaced by provenance.core.cosignature (branch `witness`) once it lands.
+# --- cosignatures in a witness's answer ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WitnessKey:
-    """A witness's cosignature/v1 verifier key: its key name and Ed25519 public key."""
-
-    name: str
-    public_key: bytes
-
-    @property
-    def key_id(self) -> bytes:
-        data = self.name.encode() + b"\n" + bytes([COSIGNATURE_TYPE]) + self.public_key
-        return hashlib.sha256(data).digest()[:4]
-
-    @classmethod
-    def parse(cls, text: str) -> WitnessKey:
-        """``<name>+<8 hex key id>+<base64(0x04 || 32-byte key)>``; ValidationError."""
-        parts = text.strip().split("+", 2)
-        if len(parts) != 3 or not parts[0] or any(c.isspace() for c in parts[0]):
-            raise ValidationError(
-                "witness key", "must look like <name>+<8 hex key id>+<base64 key>"
-            )
-        name, kid_hex, key_b64 = parts
-        try:
-            raw = base64.b64decode(key_b64, validate=True)
-        except binascii.Error:
-            raise ValidationError("witness key", f"{key_b64[:20]!r}… is not base64") from None
-        if len(raw) != 33 or raw[0] != COSIGNATURE_TYPE:
-            raise ValidationError(
-                "witness key",
-                "must be a cosignature/v1 key: type 0x04 and a 32-byte Ed25519 public key",
-            )
-        key = cls(name, raw[1:])
-        if kid_hex.lower() != key.key_id.hex():
-            raise ValidationError(
-                "witness key",
-                f"key id {kid_hex} does not match its name and key (want {key.key_id.hex()})",
-            )
-        return key
-
-
-def cosigned_message(body: str, timestamp: int) -> bytes:
-    """The cosignature/v1 signed message over a checkpoint body."""
-    return f"cosignature/v1\ntime {timestamp}\n{body}".encode()
-
-
-def cosignature_of(response: str, key: WitnessKey, body: str) -> tuple[str, int]:
-    """The (line, timestamp) of *key*'s valid cosignature of checkpoint *body* in an
-    add-checkpoint response; lines by other keys are ignored. Raises WitnessError
-    if the response is malformed or holds none that verifies."""
+def cosignature_of(response: str, name: str, public_key: bytes, body: str) -> tuple[str, int]:
+    """The (line, timestamp) of the cosignature by (*name*, *public_key*) of checkpoint
+    *body* in an add-checkpoint response; lines by other keys are ignored, as the
+    spec requires. Raises WitnessError if the response is malformed or holds no
+    cosignature by this key that verifies (one that does not verify is never
+    skipped over)."""
     if not response.endswith("\n"):
         raise WitnessError("the response does not end with a newline")
-    verifier = Verifier(key.public_key)
+    want = cosigner_key_id(name, public_key)
+    now = int(time.time()) + CLOCK_SKEW_S
     found: tuple[str, int] | None = None
     for number, line in enumerate(response[:-1].split("\n"), start=1):
-        if not line.startswith(_SIG_PREFIX):
-            raise WitnessError(f"response line {number} is not a signature line")
-        name, _, sig_b64 = line[len(_SIG_PREFIX) :].partition(" ")
         try:
-            raw = base64.b64decode(sig_b64, validate=True)
-        except binascii.Error:
-            raise WitnessError(f"response line {number} is not base64") from None
-        if name != key.name or raw[:4] != key.key_id:
-            continue  # another key: ignored, as the spec requires
-        if len(raw) != 4 + 8 + 64:
-            raise WitnessError(f"response line {number}: a cosignature/v1 is 76 bytes")
-        (timestamp,) = struct.unpack(">Q", raw[4:12])
-        if timestamp == 0 or timestamp > 2**63 - 1:
-            raise WitnessError(f"response line {number}: timestamp {timestamp} is not allowed")
+            cosignature = parse_cosignature_line(line)
+        except CosignatureError as exc:
+            raise WitnessError(f"response line {number}: {exc}") from None
+        if cosignature.name != name or cosignature.key_id != want:
+            continue  # another key: ignored
         try:
-            verifier.verify(raw[12:], cosigned_message(body, timestamp))
-        except InvalidSignature:
-            raise WitnessError(
-                f"the cosignature by {key.name} does not verify over our checkpoint"
-            ) from None
+            timestamp = verify_cosignature(body, cosignature, name, public_key, now=now)
+        except CosignatureError as exc:
+            raise WitnessError(str(exc)) from None
         found = (line, timestamp)
     if found is None:
-        raise WitnessError(f"the response holds no cosignature by {key.name}")
+        raise WitnessError(f"the response holds no cosignature by {name} ({want.hex()})")
     return found
 
 
@@ -162,7 +112,7 @@ def parse_witness(text: str) -> WitnessRow:
         raise ValidationError(
             "--witness", f"{url!r} is not an http:// or https:// URL (the submission prefix)"
         )
-    WitnessKey.parse(vkey)
+    parse_cosigner_key(vkey)
     return WitnessRow(name.strip(), url.rstrip("/"), vkey.strip())
 
 
@@ -186,7 +136,7 @@ class WitnessClient:
 
     def __init__(self, row: WitnessRow, timeout: float = REQUEST_TIMEOUT_S):
         self.row = row
-        self.key = WitnessKey.parse(row.vkey)
+        self.key_name, self.public_key = parse_cosigner_key(row.vkey)
         self.timeout = timeout
         parts = urlsplit(row.url)
         self._https = parts.scheme == "https"
@@ -311,7 +261,9 @@ class WitnessWorker:
             status, ctype, text = self.client.add_checkpoint(old, proof, note)
             if status == 200:
                 try:
-                    line, timestamp = cosignature_of(text, self.client.key, body)
+                    line, timestamp = cosignature_of(
+                        text, self.client.key_name, self.client.public_key, body
+                    )
                 except WitnessError as exc:
                     self.stats.bad_cosignatures += 1
                     log.error("witness %s: cosignature refused, not stored: %s", row.name, exc)
