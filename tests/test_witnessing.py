@@ -453,3 +453,29 @@ def test_the_retained_checkpoint_carries_the_cosignatures(file_world, witnesses,
         service.join(15)
     assert note == shown_checkpoint(world.store).note
     assert open_checkpoint(note, ORIGIN, world.log_public_key).size == size
+
+
+# --- the scan page
+
+
+def test_the_scan_page_names_the_cosigners(file_world):
+    world = file_world
+    keys = {name: Ed25519PrivateKey.generate() for name in ("r.example/w", "c.example/w")}
+    names = {"r.example/w": "Health Authority", "c.example/w": "Consumers' Association"}
+    rows = [
+        WitnessRow(names[n], "http://127.0.0.1:9", vkey_of(n, k.public_key().public_bytes_raw()))
+        for n, k in keys.items()
+    ]
+    configure_witnesses(world.store, rows, 2)
+    app = create_app({"DATABASE": str(world.store.path)})
+    client = app.test_client()
+    page = "/01/09506000134352/10/LOT42"
+    before = client.get(page).get_data(as_text=True)
+    assert "cosigned by independent witnesses" not in before
+    note, size = world.store.latest_checkpoint(), world.store.log_size()
+    for n, key in keys.items():
+        line = cosignature_line(n, key, body_of(note), 1_700_000_000)
+        record_cosignature(world.store, size, names[n], line, 1_700_000_000)
+    after = client.get(page).get_data(as_text=True)  # the page is rebuilt, not cached
+    assert f"Log checkpoint {size} cosigned by independent witnesses" in after
+    assert "Consumers&#39; Association, Health Authority" in after
