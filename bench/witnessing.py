@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # witness_process.py, when there is no `provenance witness`
 
-from ingest import RUNNER, Bench, Ingest, _percentile  # noqa: E402  (bench/ingest.py)
+from ingest import RUNNER, Bench, Ingest, _cpu_seconds, _percentile  # noqa: E402
 
 from provenance.infra.localbroker import free_port  # noqa: E402
 from provenance.store.cosignatures import shown_checkpoint  # noqa: E402
@@ -85,6 +85,11 @@ class Witnesses:
             capture_output=True, text=True, cwd=ROOT, timeout=120, check=True,
         )  # fmt: skip
         return done.stdout.strip()
+
+    def cpu(self) -> float:
+        """CPU seconds of both witness processes so far."""
+        pids = [p.pid for p in self.processes] + [s.process.pid for s in self._stubs if s.process]
+        return sum(_cpu_seconds(pid) for pid in pids)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -175,6 +180,8 @@ def main() -> None:
         without: list[float] = []
         with_: list[float] = []
         all_latencies: list[float] = []
+        cores: list[float] = []  # CPU of the witnessing service and witnesses, in cores
+        setup_cores: list[float] = []  # CPU of the ingest set-up meanwhile, in cores
         try:
             # A first phase to warm up, and to size the phases to --seconds.
             envelopes = 5000
@@ -198,7 +205,14 @@ def main() -> None:
                     if not watch.caught_up(CATCH_UP_S):  # the first quorum before the clock
                         raise RuntimeError(f"no quorum; see {directory}/witnessing.log")
                     watch.latencies.clear()
-                    rate, _ = bench.ingest_rate(ingest, envelopes, args.batch)
+                    cpu0 = _cpu_seconds(service.pid) + witnesses.cpu()
+                    clock = time.perf_counter()
+                    rate, costs = bench.ingest_rate(ingest, envelopes, args.batch)
+                    cores.append(
+                        (_cpu_seconds(service.pid) + witnesses.cpu() - cpu0)
+                        / (time.perf_counter() - clock)
+                    )
+                    setup_cores.append(costs.cores)
                     with_.append(rate)
                     if not watch.caught_up(CATCH_UP_S):
                         raise RuntimeError("the witnesses fell behind for good")
@@ -243,7 +257,13 @@ def main() -> None:
         f"| ingest with witnessing (median of {args.rounds}) | {rate1:,.0f} envelopes/s "
         f"({', '.join(f'{r:,.0f}' for r in with_)}) | |"
     )
-    print(f"| throughput drop | **{drop * 100:.1f} %** | ≤ 5 % |")
+    print(f"| throughput drop (median with ÷ median without) | **{drop * 100:.1f} %** | ≤ 5 % |")
+    share = statistics.mean(cores) / (statistics.mean(cores) + statistics.mean(setup_cores))
+    print(
+        f"| CPU of the witnessing service + both witnesses during the phases | "
+        f"{statistics.mean(cores):.3f} cores = {share * 100:.1f} % of the CPU the ingest "
+        f"set-up used ({statistics.mean(setup_cores):.2f} cores) | |"
+    )
 
 
 if __name__ == "__main__":

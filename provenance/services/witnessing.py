@@ -211,6 +211,7 @@ class WitnessWorker:
         try:
             while not self.stop.is_set():
                 self.wake.clear()
+                started = time.monotonic()
                 try:
                     done = self.round(store)
                 except OSError as exc:
@@ -219,9 +220,9 @@ class WitnessWorker:
                 except VerificationError as exc:
                     done = False
                     self._failed(str(exc))
-                if done:
+                if done:  # rounds start on the cadence, however long this one took
                     delay = 0.0
-                    wait = self.cadence
+                    wait = max(0.0, started + self.cadence - time.monotonic())
                 else:  # capped exponential backoff, never longer than needed
                     delay = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, delay * 2))
                     wait = delay
