@@ -41,6 +41,7 @@ __all__ = [
     "MAX_TIMESTAMP",
     "Cosignature",
     "CosignatureError",
+    "Cosigner",
     "cosign",
     "cosigned_message",
     "cosigner_key_id",
@@ -205,11 +206,30 @@ def cosign(
     ``timestamp`` is the time of signing in POSIX seconds; the witness protocol
     forbids 0, so it is refused here.
     """
-    if timestamp == 0:
-        raise ValidationError("timestamp", "must not be 0: a cosignature states a time")
-    message = cosigned_message(checkpoint, timestamp)
-    kid = cosigner_key_id(name, private_key.public_key().public_bytes_raw())
-    return Cosignature(name, kid, timestamp, private_key.sign(message)).to_line()
+    return Cosigner(name, private_key).cosign(checkpoint, timestamp)
+
+
+class Cosigner:
+    """A cosigner's name and private key, with its key id computed once: the
+    witness's hot path. ``cosign(checkpoint, timestamp)`` is :func:`cosign`."""
+
+    __slots__ = ("key_id", "name", "private_key", "public_key")
+
+    def __init__(self, name: str, private_key: Ed25519PrivateKey):
+        self.name = name
+        self.private_key = private_key
+        self.public_key = private_key.public_key().public_bytes_raw()
+        self.key_id = cosigner_key_id(name, self.public_key)
+
+    @property
+    def verifier_key(self) -> str:
+        return format_cosigner_key(self.name, self.public_key)
+
+    def cosign(self, checkpoint: Checkpoint | str, timestamp: int) -> str:
+        if timestamp == 0:
+            raise ValidationError("timestamp", "must not be 0: a cosignature states a time")
+        signature = self.private_key.sign(cosigned_message(checkpoint, timestamp))
+        return Cosignature(self.name, self.key_id, timestamp, signature).to_line()
 
 
 def parse_cosignature_line(line: str) -> Cosignature:

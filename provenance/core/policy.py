@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,10 @@ MAX_POLICY_SIZE = 1024 * 1024
 MAX_ENTRIES = 1000
 """At most this many logs, witnesses and groups each."""
 NONE = "none"
+
+# Key ids are a SHA-256 each; a verifier judging many notes computes each once.
+_log_key_id = functools.lru_cache(maxsize=4096)(key_id)
+_cosigner_key_id = functools.lru_cache(maxsize=4096)(cosigner_key_id)
 
 _SEPARATORS = re.compile(rb"[ \t]+")
 _BAD_OCTET = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
@@ -117,7 +122,7 @@ class PolicyWitness:
 
     @property
     def key_id(self) -> bytes:
-        return cosigner_key_id(self.key_name, self.public_key)
+        return _cosigner_key_id(self.key_name, self.public_key)
 
 
 @dataclass(frozen=True)
@@ -370,6 +375,8 @@ class Verdict:
     unknown: tuple[SignatureLine, ...]
     quorum: str
     quorum_met: bool
+    log_key: bytes | None = None
+    """The public key of the log signature that verified."""
 
     @property
     def ok(self) -> bool:
@@ -459,17 +466,18 @@ def evaluate(
         raise PolicyError(f"the note is not a checkpoint: {exc}") from None
     message = body.encode("utf-8")
     logs = {
-        (log.name, key_id(log.name, log.public_key)): log.public_key
+        (log.name, _log_key_id(log.name, log.public_key)): log.public_key
         for log in policy.logs
         if log.name == checkpoint.origin
     }
     for name, public_key in extra_logs:
         if name == checkpoint.origin:
-            logs[(name, key_id(name, public_key))] = public_key
+            logs[(name, _log_key_id(name, public_key))] = public_key
     witnesses = {(w.key_name, w.key_id): w for w in policy.witnesses.values()}
     known_names = {w.key_name: w.name for w in policy.witnesses.values()}
 
     log_verified: str | None = None
+    log_key: bytes | None = None
     log_failed = False
     cosigned: dict[str, int] = {}
     wrong: list[SignatureLine] = []
@@ -490,7 +498,8 @@ def evaluate(
                 log_failed = True
                 wrong.append(SignatureLine(number, name, "the log's signature does not verify"))
                 continue
-            log_verified = log_verified or name
+            if log_verified is None:
+                log_verified, log_key = name, logs[(name, kid)]
         elif (name, kid) in witnesses:
             witness = witnesses[(name, kid)]
             try:
@@ -543,6 +552,7 @@ def evaluate(
         unknown=tuple(unknown),
         quorum=policy.describe_quorum(),
         quorum_met=policy.witnessed(policy.quorum, cosigned),
+        log_key=log_key if log_verified else None,
     )
 
 
