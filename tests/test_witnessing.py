@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from witness_process import WitnessProcess, cosignature_line, vkey_of
+from witness_process import ProvenanceWitness, WitnessProcess, cosignature_line, vkey_of
 from world import World
 
 from provenance.cli.main import main
@@ -64,11 +64,12 @@ def wait_until(predicate, timeout: float = WAIT, what: str = "the condition"):
 
 @pytest.fixture
 def witnesses(tmp_path, file_world):
-    """Two witness processes following file_world's log: the regulator's and a
-    consumer association's. Stopped after the test."""
+    """Two witnesses (`provenance witness serve`, each its own process, folder and
+    key) following file_world's log: the regulator's and a consumer
+    association's. Stopped after the test."""
     started = [
-        WitnessProcess(tmp_path / "w-regulator", "regulator.example/w", log_vkey(file_world)),
-        WitnessProcess(tmp_path / "w-consumers", "consumers.example/w", log_vkey(file_world)),
+        ProvenanceWitness(tmp_path / "w-regulator", "regulator.example/w", log_vkey(file_world)),
+        ProvenanceWitness(tmp_path / "w-consumers", "consumers.example/w", log_vkey(file_world)),
     ]
     for witness in started:
         witness.start()
@@ -77,7 +78,7 @@ def witnesses(tmp_path, file_world):
         witness.stop()
 
 
-def configure(world: World, ws: list[WitnessProcess], quorum: int | None = None) -> None:
+def configure(world: World, ws: list[ProvenanceWitness], quorum: int | None = None) -> None:
     names = ["Regulator", "Consumers"]
     rows = [WitnessRow(names[i], w.url, w.vkey) for i, w in enumerate(ws)]
     configure_witnesses(world.store, rows, quorum or len(rows))
