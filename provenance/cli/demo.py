@@ -364,6 +364,10 @@ def scan(demo: Demo, directory: Path, port: int, base: str, serve: float | None)
             f"  GET /log/v1/checkpoint  ->  size {size}, signed by the log and cosigned by "
             f"{len(lines) - 1} witnesses: {', '.join(cosigners)}"
         )
+        kept = directory / "cosigned.checkpoint"
+        kept.write_text(checkpoint)
+        policy = str(directory / "witnesses.policy")
+        demo.run("verify", "--checkpoint", str(kept), "--policy", policy)
         for uri in (LOT_URI, SALAD_URI):
             local = f"http://127.0.0.1:{port}" + uri.removeprefix("https://id.gs1.org")
             status = json.loads(_fetch_when_up(local, server, 30, accept="application/json"))
