@@ -138,6 +138,12 @@ def test_the_shown_checkpoint_is_the_newest_the_quorum_cosigned(file_world):
     assert open_checkpoint(shown.note, ORIGIN, world.log_public_key).size == size1
     assert [w.cosigned_size for w in configured_witnesses(world.store)] == [size1, size1]
 
+    # A witness with a new key: its old key's cosignatures no longer count or show.
+    other = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    rekeyed = [rows[0], WitnessRow("b", rows[1].url, vkey_of("b.example/w", other))]
+    configure_witnesses(world.store, rekeyed, 2)
+    assert cosignatures_of(world.store, size1) == {"a": line_a}
+    assert shown_checkpoint(world.store).note == newest
     configure_witnesses(world.store, rows, 1)  # a lower quorum: one cosignature is enough
     line = cosignature_line("a.example/w", keys["a.example/w"], body_of(newest), 1_700_000_002)
     record_cosignature(world.store, size1 + 1, "a", line, 1_700_000_002)
