@@ -42,16 +42,17 @@ def configure_witnesses(store: Store, witnesses: list[WitnessRow], quorum: int) 
     A witness that stays with the same key keeps the size it last cosigned
     (also when its URL moved); one whose key changed, or a new one, starts
     from "not known" (its first answer, a 409 if need be, tells), and the
-    cosignatures by its old key are dropped: they no longer count towards the
-    quorum nor are shown. Witnesses left out are removed (their cosignatures
-    stay, and count again if they come back with the same key)."""
+    cosignatures kept under its name are dropped (made by a key not trusted
+    now, or not known to be the same): they never count towards the quorum
+    nor are shown. Witnesses left out are removed, their cosignatures kept
+    until the name is configured again; they count for nothing meanwhile."""
     with store.transaction():
         known = {w.name: w for w in configured_witnesses(store)}
         store.conn.execute("DELETE FROM witnesses")
         for w in witnesses:
             old = known.get(w.name)
             size = old.cosigned_size if old is not None and old.vkey == w.vkey else None
-            if old is not None and old.vkey != w.vkey:  # made by a key no longer trusted
+            if old is None or old.vkey != w.vkey:  # none made by a key not trusted now
                 store.conn.execute("DELETE FROM cosignatures WHERE witness = ?", (w.name,))
             store.conn.execute(
                 "INSERT INTO witnesses (name, url, vkey, cosigned_size) VALUES (?, ?, ?, ?)",
