@@ -183,6 +183,16 @@ def test_cosignatures_are_collected_verified_and_served(file_world, witnesses):
     app = create_app({"DATABASE": str(world.store.path)})
     note = app.test_client().get("/log/v1/checkpoint").get_data(as_text=True)
     assert note == shown.note
+    # What is served satisfies a policy that requires both witnesses (and the one
+    # the split-view test below holds against the notes of two histories).
+    from provenance.core.policy import parse_policy, require_quorum
+
+    regulator, consumers = witnesses
+    policy = parse_policy(
+        f"log {log_vkey(world)}\nwitness regulator {regulator.vkey}\n"
+        f"witness consumers {consumers.vkey}\ngroup both all regulator consumers\nquorum both\n"
+    )
+    assert set(require_quorum(note, policy).cosigned) == {"regulator", "consumers"}
     assert open_checkpoint(note, ORIGIN, world.log_public_key).size == size2
     lines = note.split("\n\n", 1)[1].splitlines()
     assert len(lines) == 3 and {ln.split()[1] for ln in lines[1:]} == {
@@ -329,6 +339,45 @@ def test_a_split_view_is_refused_by_the_witness_that_saw_the_other_history(
     assert "422" in str(one_round(fork.store).error)
     assert cosigned_by(fork, size + 1) == set()
     assert regulator.cosigned_size == consumers.cosigned_size == size
+
+
+@pytest.mark.external
+def test_two_witnesses_shown_two_histories_of_one_size_give_neither_a_quorum(
+    tmp_path, file_world, witnesses
+):
+    """The operator shows the regulator's witness one history and the consumers'
+    witness another, of the same size: each cosigns what it saw, but no checkpoint
+    gets both, so a policy requiring both refuses each; and the log's next round
+    is refused by the witness that saw the other history (the conflict surfaces)."""
+    from provenance.core.policy import PolicyError, parse_policy, require_quorum
+
+    world = file_world
+    fork = forked_world(tmp_path / "fork", world)
+    size = world.store.log_size()
+    regulator, consumers = witnesses
+    configure(world, witnesses)
+    configure(fork, witnesses)
+    real_rows = {row.name: row for row in configured_witnesses(world.store)}
+    fork_rows = {row.name: row for row in configured_witnesses(fork.store)}
+    assert one_round(world.store, real_rows["Regulator"]).error is None
+    assert one_round(fork.store, fork_rows["Consumers"]).error is None
+    assert cosigned_by(world, size) == {"Regulator"} and cosigned_by(fork, size) == {"Consumers"}
+    assert not shown_checkpoint(world.store).witnessed
+    assert not shown_checkpoint(fork.store).witnessed
+
+    policy = parse_policy(
+        f"log {log_vkey(world)}\nwitness regulator {regulator.vkey}\n"
+        f"witness consumers {consumers.vkey}\ngroup both all regulator consumers\nquorum both\n"
+    )
+    for store in (world.store, fork.store):
+        note = store.latest_checkpoint() + "".join(
+            line + "\n" for line in cosignatures_of(store, size).values()
+        )
+        with pytest.raises(PolicyError):
+            require_quorum(note, policy)
+    # The honest log cannot get the consumers' witness either: it saw the fork.
+    assert "422" in str(one_round(world.store, real_rows["Consumers"]).error)
+    assert cosigned_by(world, size) == {"Regulator"}
 
 
 @pytest.mark.external
