@@ -24,7 +24,7 @@ EXPORT_COMMANDS = {
 }
 
 
-@click.group("log")
+@click.group("log", cls=LazyGroup, lazy={"witness": "provenance.cli.witnessing:command"})
 def log_group() -> None:
     """The transparency log: checkpoints and the log key."""
 
