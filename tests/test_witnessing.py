@@ -183,6 +183,13 @@ def test_cosignatures_are_collected_verified_and_served(file_world, witnesses):
     app = create_app({"DATABASE": str(world.store.path)})
     note = app.test_client().get("/log/v1/checkpoint").get_data(as_text=True)
     assert note == shown.note
+    # The CLI prints what the log shows; --latest the newest log-signed note alone.
+    printed = CliRunner().invoke(main, ["--db", str(world.store.path), "log", "checkpoint"])
+    assert printed.exit_code == 0 and printed.output == shown.note
+    latest = CliRunner().invoke(
+        main, ["--db", str(world.store.path), "log", "checkpoint", "--latest"]
+    )
+    assert latest.exit_code == 0 and latest.output == world.store.latest_checkpoint()
     # What is served satisfies a policy that requires both witnesses (and the one
     # the split-view test below holds against the notes of two histories).
     from provenance.core.policy import parse_policy, require_quorum

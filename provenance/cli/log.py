@@ -30,14 +30,29 @@ def log_group() -> None:
 
 
 @log_group.command("checkpoint")
+@click.option(
+    "--latest",
+    is_flag=True,
+    help="The newest log-signed checkpoint, even before its witnesses cosigned it.",
+)
 @pass_context
 @friendly
-def log_checkpoint(ctx: Context) -> None:
-    """Print the latest signed checkpoint (C2SP tlog-checkpoint, signed note).
+def log_checkpoint(ctx: Context, latest: bool) -> None:
+    """Print the checkpoint the log shows (C2SP tlog-checkpoint, signed note):
+    with witnesses configured (`provenance log witness`), the newest one that
+    reached their quorum, with their cosignature lines, as /log/v1/checkpoint,
+    the retained MQTT checkpoint and the bundles carry it.
 
     Example: provenance log checkpoint > today.checkpoint
     """
-    note = ctx.reader().latest_checkpoint()
+    from provenance.store.cosignatures import shown_checkpoint
+
+    store = ctx.reader()
+    if latest:
+        note = store.latest_checkpoint()
+    else:
+        shown = shown_checkpoint(store)
+        note = None if shown is None else shown.note
     if note is None:
         raise click.ClickException("no checkpoint yet: run `provenance init`")
     click.echo(note, nl=False)
