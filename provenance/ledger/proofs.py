@@ -10,6 +10,7 @@ from provenance.core import chain as chains
 from provenance.core.bundle import FORMAT, b64
 from provenance.core.checkpoint import Checkpoint
 from provenance.core.errors import NotFound, ProvenanceError, VerificationError
+from provenance.core.heads import HeadsLine, SortedHeads, parse_heads_line
 from provenance.core.merkle import (
     MemoryTree,
     ReadOnce,
@@ -17,7 +18,8 @@ from provenance.core.merkle import (
     inclusion_proof,
     range_hash,
 )
-from provenance.store.db import Store
+from provenance.core.tlog_proof import format_tlog_proof
+from provenance.store.db import Store, StoreError
 
 
 def checkpoint_body(note: str) -> Checkpoint:
@@ -29,6 +31,7 @@ def checkpoint_body(note: str) -> Checkpoint:
 
 
 def heads_tree(store: Store) -> tuple[MemoryTree, dict[str, int]]:
+    """The creation-order heads tree (the first rule, docs/protocol.md §6)."""
     tree = MemoryTree()
     positions: dict[str, int] = {}
     for chain_id, subject, head, length in store.chains():
@@ -37,8 +40,54 @@ def heads_tree(store: Store) -> tuple[MemoryTree, dict[str, int]]:
     return tree, positions
 
 
+class _HeadsProver:
+    """The `heads` member of each chain, by the rule of the bundle's checkpoint."""
+
+    def __init__(self, store: Store, line: HeadsLine) -> None:
+        self.line = line
+        rows = store.chains()
+        if line.is_sorted:
+            self.sorted: SortedHeads | None = SortedHeads.of((s, n, h) for _, s, h, n in rows)
+            root, count = self.sorted.root(), self.sorted.size
+        else:
+            self.sorted = None
+            self.tree, self.positions = heads_tree(store)
+            root, count = self.tree.root(), self.tree.size
+        if (root, count) != (line.root, line.count):
+            raise StoreError(
+                "the chain heads differ from those the latest checkpoint commits to: run "
+                "`provenance verify`"
+            )
+
+    def heads(self, subject: str) -> dict[str, Any]:
+        if self.sorted is None:
+            position = self.positions[subject]
+            return {
+                "position": position,
+                "proof": [b64(h) for h in self.tree.inclusion_proof(position)],
+            }
+        tree = self.sorted
+        position = tree.position(subject)
+        out: dict[str, Any] = {
+            "position": position,
+            "proof": [b64(h) for h in tree.inclusion_proof(position)],
+        }
+        for side, at in (("left", position - 1), ("right", position + 1)):
+            if 0 <= at < tree.size:
+                out[side] = {
+                    "entry": b64(tree.entry(at)),
+                    "proof": [b64(h) for h in tree.inclusion_proof(at)],
+                }
+        return out
+
+
 def build_bundle(store: Store, lot_uri: str, since: str | None = None) -> dict[str, Any]:
-    """The proof bundle of one lot as of the latest checkpoint.
+    """The proof bundle of one lot as of the latest checkpoint (docs/protocol.md §7).
+
+    Each chain carries its events (index, envelope), a C2SP tlog-proof of its
+    newest event's log leaf (of every event, for identity chains: few, and the
+    enrolled-before and revoked-before checks rest on their indexes), and the proof
+    of its head in the heads tree, with its neighbours under the sorted rule.
 
     With ``since`` (a signed checkpoint of this log the verifier holds), the
     bundle also carries a consistency proof from that checkpoint's tree to the
@@ -53,32 +102,22 @@ def build_bundle(store: Store, lot_uri: str, since: str | None = None) -> dict[s
         found = store.chain_by_subject(lot_uri)
         if found is None or lot_uri.startswith("did:"):
             raise NotFound(f"no lot {lot_uri} in this ledger")
-        tree, positions = heads_tree(store)
-        nodes = ReadOnce(store)  # the proofs share their upper nodes
-        texts: dict[bytes, str] = {}
+        prover = _HeadsProver(store, parse_heads_line(latest.extensions))
+        nodes = ReadOnce(store)
 
-        def proof_of(index: int) -> list[str]:
-            return [
-                texts.get(h) or texts.setdefault(h, b64(h))
-                for h in inclusion_proof(nodes, index, size)
-            ]
+        def log_proof(index: int) -> str:
+            return format_tlog_proof(index, inclusion_proof(nodes, index, size), note)
 
         def chain_entry(chain_id: int, subject: str) -> tuple[dict[str, Any], set[str]]:
             events = store.chain_events(chain_id)
             signers = {stored.envelope.signer for stored in events}
-            entry = {
-                "subject": subject,
-                "position": positions[subject],
-                "heads_proof": [b64(h) for h in tree.inclusion_proof(positions[subject])],
-                "events": [
-                    {
-                        "index": stored.index,
-                        "envelope": stored.envelope.to_json(),
-                        "proof": proof_of(stored.index),
-                    }
-                    for stored in events
-                ],
-            }
+            items: list[dict[str, Any]] = [
+                {"index": stored.index, "envelope": stored.envelope.to_json()} for stored in events
+            ]
+            for item in items:
+                if item is items[-1] or subject.startswith("did:"):
+                    item["proof"] = log_proof(item["index"])
+            entry = {"subject": subject, "events": items, "heads": prover.heads(subject)}
             return entry, signers
 
         consistency = None if since is None else _consistency(store, since, latest)
