@@ -18,6 +18,7 @@ Each must exit non-zero with output that starts with `Error:` and no traceback.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -163,7 +164,12 @@ COMMANDS: dict[str, list[Case]] = {
             None,
             ("bundle", "log_key", "checkpoint"),
         ),
+        Case(["--checkpoint", "{checkpoint}", "--policy", "{policy}"], None, ("policy",)),
     ],
+    "witness add-log": [Case(["--dir", "{witness}", "--key", "{log_vkey}"], None, ("log_vkey",))],
+    "witness init": [],  # makes its own new --dir; reads no input file
+    "witness key": [],  # reads only its own --dir (tests/test_witness.py: a missing one)
+    "witness serve": [],  # its own --dir (tests/test_witness.py); request bodies are bounded
 }
 
 
@@ -249,6 +255,13 @@ def valid(tmp_path_factory) -> Path:
     (files / "cursor").write_text("0\n")
     (files / "tls_ca").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     (files / "gateway_config").write_text("")
+    note_key = run("log", "key", "--note-key").strip()
+    (files / "log_vkey").write_text(note_key + "\n")
+    (files / "policy").write_text(f"log {note_key}\nquorum none\n")
+    run("witness", "init", "--dir", str(files / "witness"), "--name", "witness.example/1")
+    # The in-process commands' ledger connections close when collected, and the last
+    # one to close removes p.db-wal: collect now, not while a test copies the folder.
+    gc.collect()
     return base
 
 

@@ -57,5 +57,9 @@ def test_demo_runs_and_catches_every_tamper(tmp_path):
         salad.startswith("recalled")
         and "(made from https://id.gs1.org/01/09506000134352/10/KALE-2611)" in salad
     )
+    # Two witnesses, each its own process with its own key, cosign what the log shows.
+    assert "witness serve --dir" in live and "log witness --every 1" in live
+    assert "cosigned by 2 witnesses: Consumers' Association, Health Authority" in scan
+    assert (tmp_path / "demo" / "witnesses.policy").exists()
     assert "/01/09506000134352/10/SALAD-2611" in scan
     assert "▄▄▄▄▄" in scan  # the QR code, in block characters

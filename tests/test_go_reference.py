@@ -1043,3 +1043,76 @@ def test_go_and_we_agree_on_the_bundles_tlog_proofs(log: Log, sumdbcheck):
             )
             assert (result["size"], unb64(result["hash"])) == (cp.size, cp.root_hash)
     assert accepted >= 8, accepted
+
+
+# --- C2SP cosignatures (type 0x04) against a Go implementation of the spec -----------------
+
+
+def test_go_and_we_agree_on_cosignatures(log: Log, sumdbcheck):
+    """tests/go/sumdbcheck/cosignature.go implements tlog-cosignature/v1 from the spec
+    with crypto/ed25519 (x/mod's note knows only type 0x01, but note.Open and note.Sign
+    take any Verifier/Signer). Both ways: Go's cosignature on our checkpoint (heads
+    extension line included) is byte for byte ours and verifies here; ours verifies
+    in Go with the right timestamp; a flipped bit, another timestamp, or another
+    checkpoint is refused by Go, and our vkey is Go's."""
+    from provenance.core.cosignature import (
+        cosign,
+        format_cosigner_key,
+        parse_cosignature_line,
+        verify_cosignature,
+    )
+
+    seed = bytes(range(1, 33))
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    public = key.public_key().public_bytes_raw()
+    name, when = "witness.example/regulator", 1_790_000_000
+    note = log.notes[log.size]
+    cp = log.checkpoints[log.size]
+    other_note = log.notes[log.size - 300]
+    ours = note + cosign(cp, name, key, when)
+    line = ours.rstrip("\n").rpartition("\n")[2]
+    raw = unb64(line.rpartition(" ")[2])
+    forged = [note + f"— {name} {b64(flip(raw, bit))}\n" for bit in (0, 33, 40, 95, 100, 300, 600)]
+    # The same cosignature moved onto an older checkpoint of the same log.
+    moved = other_note + line + "\n"
+    vkey = format_cosigner_key(name, public)
+    request = {
+        "cosigner_keys": [{"name": name, "key": b64(public)}],
+        "cosign": [
+            {
+                "name": name,
+                "seed": b64(seed),
+                "timestamp": when,
+                "note": note,
+                "verifier_keys": [log.verifier_key],
+            }
+        ],
+        "cosigned": [
+            {"note": n, "log_keys": [log.verifier_key], "cosigner_keys": [vkey]}
+            for n in [ours, *forged, moved]
+        ],
+    }
+    reply = sumdbcheck(request)
+    assert reply["cosigner_keys"] == [{"error": "", "text": vkey}]
+    [go_cosigned] = reply["cosign"]
+    assert go_cosigned["error"] == "", go_cosigned["error"]
+    assert go_cosigned["text"] == ours  # Ed25519 is deterministic: the same bytes
+    go_line = go_cosigned["text"].rstrip("\n").rpartition("\n")[2]
+    assert verify_cosignature(cp, go_line, name, public) == when
+    good, *refused = reply["cosigned"]
+    assert good["error"] == "", good["error"]
+    assert good["text"] == cp.to_text()
+    assert good["timestamps"] == {name: when}
+    assert f"{name}+{vkey.split('+')[1]}" in good["verified"]
+    for case, result in zip([*forged, moved], refused, strict=True):
+        if case is forged[0]:
+            # A flipped key id makes it another key's line: ignored (spec), not counted.
+            assert result["error"] == "" and not result.get("timestamps"), result
+            assert len(result["unverified"]) == 1
+            continue
+        assert result["error"] != "", f"Go accepted a forged cosignature: {case[-120:]!r}"
+        with pytest.raises(VerificationError):
+            forged_line = case.rstrip("\n").rpartition("\n")[2]
+            body = case.rpartition("\n\n")[0] + "\n"
+            verify_cosignature(body, parse_cosignature_line(forged_line), name, public)
+    assert len(refused) == 8

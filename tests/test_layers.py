@@ -38,6 +38,8 @@ SQL_ALLOWED = {
     "devices/ may import only the core and the plumbing",
     "provenance/cli/demo.py": "the tamper step plays an attacker who edits the ledger file "
     "behind the store's back (its UPDATE is the point)",
+    "provenance/witness/state.py": "the witness's own small database (its last cosigned "
+    "checkpoint per log), not the ledger; the witness may import only the core and infra",
     "bench/ingest.py": "_TimedConnection wraps the store's connection to time its SQL; "
     "it issues none of its own",
 }

@@ -261,8 +261,9 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
     port = _free_port(8080)
     base = os.environ.get("PROVENANCE_BASE_URL") or f"http://{_lan_address()}:{port}"
     cascade(demo, directory, base, carrier, at, append)
-    live(demo, directory, seconds)
-    scan(demo, directory, port, base, serve)
+    with contextlib.ExitStack() as running:  # the witnesses outlive the ingest, for the scan
+        live(demo, directory, seconds, running)
+        scan(demo, directory, port, base, serve)
     demo.say(f"Done: the ledger, keys, bundle and tampered copies are in {directory}")
     return 0
 
@@ -356,6 +357,13 @@ def scan(demo: Demo, directory: Path, port: int, base: str, serve: float | None)
         stderr=(directory / "serve.log").open("wb"),
     )
     try:
+        size, cosigners = _wait_for_witnesses(directory, 60)
+        checkpoint = _fetch_when_up(f"http://127.0.0.1:{port}/log/v1/checkpoint", server, 30)
+        lines = checkpoint.split("\n\n", 1)[1].splitlines()
+        print(
+            f"  GET /log/v1/checkpoint  ->  size {size}, signed by the log and cosigned by "
+            f"{len(lines) - 1} witnesses: {', '.join(cosigners)}"
+        )
         for uri in (LOT_URI, SALAD_URI):
             local = f"http://127.0.0.1:{port}" + uri.removeprefix("https://id.gs1.org")
             status = json.loads(_fetch_when_up(local, server, 30, accept="application/json"))
@@ -383,12 +391,12 @@ def scan(demo: Demo, directory: Path, port: int, base: str, serve: float | None)
             server.wait(timeout=10)
 
 
-def _free_port(preferred: int) -> int:
+def _free_port(preferred: int, host: str = "0.0.0.0") -> int:
     """*preferred* when it is free, else any free port."""
     for port in (preferred, 0):
         with socket.socket() as probe:
             try:
-                probe.bind(("0.0.0.0", port))
+                probe.bind((host, port))
             except OSError:
                 continue
             return probe.getsockname()[1]
@@ -433,14 +441,16 @@ def _print_qr(url: str) -> None:
     sys.stdout.flush()
 
 
-def live(demo: Demo, directory: Path, seconds: float) -> None:
-    """The running system: broker, ingest service, simulated gateways."""
+def live(demo: Demo, directory: Path, seconds: float, running: contextlib.ExitStack) -> None:
+    """The running system: witnesses, broker, ingest service, simulated gateways."""
     from provenance.infra.localbroker import Broker, describe
 
     demo.say(
-        "12. The running system: a local MQTT broker, the ingest service, and a fleet of "
-        "simulated gateways whose sensors and dock scanners feed the real gateway code"
+        "12. The running system: two outside witnesses cosigning the log, a local MQTT "
+        "broker, the ingest service, and a fleet of simulated gateways whose sensors and "
+        "dock scanners feed the real gateway code"
     )
+    witnesses(demo, directory, running)
     print(f"  {describe()}")
     broker = Broker(directory / "broker").start()
     ready = directory / "ingest.ready"
@@ -500,6 +510,98 @@ def live(demo: Demo, directory: Path, seconds: float) -> None:
     print(f"  ingest stopped (exit {code}) after committing what was in flight")
     demo.run("stats")
     demo.run("verify")
+
+
+WITNESSES = (  # (name on the scan page, key name, folder)
+    (REGULATOR, "witness.health-authority.example/1", "witness-regulator"),
+    ("Consumers' Association", "witness.consumers.example/1", "witness-consumers"),
+)
+WITNESS_CADENCE_S = 1.0  # the demo's witnessing rounds (production: 10 s or more)
+
+
+def witnesses(demo: Demo, directory: Path, running: contextlib.ExitStack) -> None:
+    """The regulator's and a consumer association's witness, each its own process
+    with its own folder and key (`provenance witness serve`), and the witnessing
+    service that has them cosign the log's checkpoints; stopped with *running*."""
+    log_key = demo.run("log", "key", "--note-key").strip()
+    options, policy = [], [f"log {log_key}"]
+    for name, key_name, folder in WITNESSES:
+        where = str(directory / folder)
+        vkey = demo.run("witness", "init", "--dir", where, "--name", key_name).strip()
+        demo.run("witness", "add-log", "--dir", where, "--key", log_key)
+        port = _free_port(0, host="127.0.0.1")
+        url = f"http://127.0.0.1:{port}"
+        process = _background(
+            demo,
+            directory / f"{folder}.log",
+            "witness", "serve", "--dir", where, "--host", "127.0.0.1", "--port", str(port),
+        )  # fmt: skip
+        running.callback(_stop, process)
+        _wait_for_port(port, process, 30)
+        options += ["--witness", f"{name}={url}={vkey}"]
+        policy.append(f"witness {folder} {vkey} {url}")
+    policy += [f"group both all {' '.join(f for _, _, f in WITNESSES)}", "quorum both"]
+    (directory / "witnesses.policy").write_text("\n".join(policy) + "\n")
+    service = _background(
+        demo,
+        directory / "witnessing.log",
+        "log", "witness", "--every", f"{WITNESS_CADENCE_S:g}", *options,
+    )  # fmt: skip
+    running.callback(_stop, service)
+    print(f"  a policy requiring both witnesses: {directory / 'witnesses.policy'}")
+
+
+def _background(demo: Demo, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`provenance ARGS` in the background, its log in *log*."""
+    print("$ provenance " + " ".join(shlex.quote(a) for a in args) + f" &   (log: {log})")
+    return subprocess.Popen(
+        [sys.executable, "-m", "provenance", *args],
+        env=demo.env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait (bounded) until something listens on loopback *port*; fail if *process* dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)  # still starting; bounded by the deadline
+    raise SystemExit(f"a witness did not listen on port {port}; see its log in the demo folder")
+
+
+def _wait_for_witnesses(directory: Path, timeout: float) -> tuple[int, tuple[str, ...]]:
+    """Wait (bounded) until the ledger shows its newest checkpoint cosigned by the
+    quorum; (size, cosigners) of the one shown then."""
+    from provenance.store.cosignatures import shown_checkpoint
+
+    deadline = time.monotonic() + timeout
+    store = Store(directory / "provenance.db", create=False, readonly=True)
+    try:
+        while True:
+            shown = shown_checkpoint(store)
+            if shown is not None and shown.witnessed and shown.size == store.log_size():
+                return shown.size, shown.cosigners
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"the witnesses did not cosign the newest checkpoint in {timeout:.0f} s; "
+                    "see witnessing.log in the demo folder"
+                )
+            time.sleep(0.2)  # the next witnessing round; bounded by the deadline
+    finally:
+        store.close()
 
 
 def _wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float) -> bool:

@@ -233,6 +233,7 @@ SERVICE_COMMANDS = {
     "token": "provenance.cli.accounts:token",
     "trace": "provenance.cli.trace:command",
     "user": "provenance.cli.accounts:user",
+    "witness": "provenance.cli.witness:group",
 }
 EXPORT_COMMANDS = {
     "epcis": "provenance.cli.exchange:export_epcis",
@@ -759,6 +760,12 @@ def event_append(ctx: Context, source: str, as_: str | None) -> None:
 @click.option("--bundle", metavar="FILE", help="Verify a proof bundle; needs no database.")
 @click.option("--log-key", help="The log's public key (did:key, or a file) for --bundle.")
 @click.option("--workers", type=int, help="Processes for whole-ledger checks (default: all cores).")
+@click.option(
+    "--policy",
+    metavar="FILE",
+    help="A C2SP tlog-policy file: the checkpoint (--checkpoint, the bundle's) must be signed by "
+    "a log it lists and cosigned by its quorum of witnesses.",
+)
 @pass_context
 def verify(
     ctx: Context,
@@ -767,6 +774,7 @@ def verify(
     bundle: str | None,
     log_key: str | None,
     workers: int | None,
+    policy: str | None,
 ) -> None:
     """Check that nothing was edited, removed, reordered or rolled back.
 
@@ -775,13 +783,15 @@ def verify(
     With --bundle and --checkpoint, a bundle older than the checkpoint fails:
     it cannot show what happened to the lot since (a recall).
 
+    With --policy, --checkpoint alone checks just that checkpoint (no database).
+
     Example: provenance verify --checkpoint yesterday.checkpoint
     """
     from provenance.core.bundle import verify_bundle
     from provenance.ledger.audit import verify_ledger
     from provenance.ledger.proofs import build_bundle
 
-    if bundle is not None and log_key is None:
+    if bundle is not None and log_key is None and policy is None:
         raise click.UsageError("--bundle needs --log-key (the log's did:key or key file)")
     if bundle is not None and lot_uri is not None:
         raise click.UsageError("give --bundle or --batch, not both")
@@ -794,11 +804,21 @@ def verify(
         key = public_key_from_did(read_public_key(log_key)) if log_key else None
     except ProvenanceError as exc:
         raise click.ClickException(f"--log-key: {exc}") from None
+    if policy is not None and bundle is None and lot_uri is None:
+        from provenance.cli.witness import require_policy
+
+        require_policy(policy, checkpoint=note, log_key=key)
+        return
     if bundle is not None:
-        assert key is not None
         text = read_input(bundle, what="proof bundle", limit=MAX_BUNDLE_INPUT)
         try:
-            report = verify_bundle(parse_json(text, max_depth=64), key, checkpoint=note)
+            parsed = parse_json(text, max_depth=64)
+            if policy is not None:
+                from provenance.cli.witness import require_policy
+
+                key = require_policy(policy, checkpoint=note, bundle=parsed, log_key=key)
+            assert key is not None
+            report = verify_bundle(parsed, key, checkpoint=note)
         except ProvenanceError as exc:
             click.echo(f"FAILED: {exc}")
             sys.exit(1)
@@ -816,6 +836,10 @@ def verify(
                 lot_bundle = build_bundle(store, lot_uri, since=note)
             except StoreError as exc:
                 raise VerificationError(f"{lot_uri}: its proofs cannot be built: {exc}") from exc
+            if policy is not None:
+                from provenance.cli.witness import require_policy
+
+                require_policy(policy, checkpoint=note, bundle=lot_bundle, log_key=key)
             report_lot = verify_bundle(lot_bundle, key, checkpoint=note)
             click.echo(f"OK {report_lot.summary()}")
             return
@@ -837,7 +861,7 @@ def verify(
     sys.exit(1)
 
 
-@main.group("log")
+@main.group("log", cls=LazyGroup, lazy={"witness": "provenance.cli.witnessing:command"})
 def log_group() -> None:
     """The transparency log: checkpoints and the log key."""
 

@@ -1,5 +1,5 @@
-"""Publishing the log's latest signed checkpoint on `provenance/v1/checkpoint`
-(retained, QoS 1) so that gateways and witnesses can follow the log.
+"""Publishing the log's checkpoint on `provenance/v1/checkpoint` (retained,
+QoS 1) so that gateways, scanners and witnesses can follow the log.
 
 The ledger signs a checkpoint (a C2SP signed note) at every commit; the
 committer hands each new note to `CheckpointPublisher.offer`. One thread
@@ -7,14 +7,24 @@ publishes the newest note at most once per `interval`, and always the newest
 once commits pause; again after every reconnect (a restarted broker may have
 lost its retained copy); and once more, waiting for the broker's PUBACK, when
 the service stops.
+
+Given a `ShownNote` reader (the service gives one when it has the ledger's
+path), the note published is the ledger's checkpoint to show instead
+(provenance/store/cosignatures.py): with witnesses configured, the newest
+checkpoint the quorum cosigned, with the cosignature lines. The publisher
+thread reads it from the database (never under the lock `offer` takes, so the
+committer never waits on that read) at every wake: after an offer, and at
+least once a second, so cosignatures that arrive while commits pause go out too.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -22,11 +32,14 @@ from paho.mqtt.enums import MQTTErrorCode
 from provenance.core import topics
 from provenance.ingest.connection import Connection
 from provenance.ingest.metrics import IngestMetrics
+from provenance.store.cosignatures import shown_checkpoint
+from provenance.store.db import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0  # at most one checkpoint publication per interval
 CHECKPOINT_TOPIC = topics.CHECKPOINT
+SHOWN_READ_MIN_S = 0.1  # at most ten reads a second of the checkpoint to show
 
 
 def note_size(note: str) -> int:
@@ -37,10 +50,41 @@ def note_size(note: str) -> int:
         return -1
 
 
+class ShownNote:
+    """Reads the ledger's checkpoint to show (with its cosignatures), on a
+    read-only connection opened at the first call; None when it cannot."""
+
+    def __init__(self, db_path: str | Path):
+        self.db_path = Path(db_path)
+        self._store: Store | None = None
+        self._error: str | None = None
+
+    def __call__(self) -> str | None:
+        try:
+            if self._store is None:
+                self._store = Store(self.db_path, create=False, readonly=True)
+            shown = shown_checkpoint(self._store)
+        except (StoreError, sqlite3.Error) as exc:
+            if str(exc) != self._error:  # once per distinct problem, not ten times a second
+                log.warning("ingest: cannot read the checkpoint to show: %s", exc)
+            self._error = str(exc)
+            self.close()
+            return None
+        self._error = None
+        return None if shown is None else shown.note
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
 class CheckpointPublisher:
     """Rate-limited, retained publication of the newest checkpoint note.
 
     *connection()* gives the live connection (or None while disconnected).
+    With *shown*, the note published is what it reads (the checkpoint to show),
+    and offered notes only say that it may have changed.
     """
 
     def __init__(
@@ -49,8 +93,11 @@ class CheckpointPublisher:
         metrics: IngestMetrics,
         interval: float = CHECKPOINT_INTERVAL_S,
         topic: str = CHECKPOINT_TOPIC,
+        shown: Callable[[], str | None] | None = None,
     ):
         self._connection = connection
+        self._shown = shown
+        self._last_read = float("-inf")  # monotonic: the last read of the note to show
         self.metrics = metrics
         self.interval = interval
         self.topic = topic
@@ -68,6 +115,10 @@ class CheckpointPublisher:
     def offer(self, note: str | None) -> None:
         """A note from a commit; kept if it is the newest seen."""
         if note is None:
+            return
+        if self._shown is not None:  # the thread reads what to show
+            with self._changed:
+                self._changed.notify_all()
             return
         size = note_size(note)
         with self._changed:
@@ -91,20 +142,44 @@ class CheckpointPublisher:
             return None
         return live, note
 
+    def _refresh(self) -> float:
+        """Read the checkpoint to show, if there is a reader (without the lock), at
+        most once per SHOWN_READ_MIN_S: 0 if read (or nothing to read), else the
+        seconds until the next read may be."""
+        if self._shown is None:
+            return 0.0
+        pause = self._last_read + SHOWN_READ_MIN_S - time.monotonic()
+        if pause > 0:
+            return pause
+        self._last_read = time.monotonic()
+        note = self._shown()
+        if note is None:
+            return 0.0
+        size = note_size(note)
+        with self._changed:
+            if size >= self._latest_size:  # never an older one (another reader raced)
+                self._latest, self._latest_size = note, size
+        return 0.0
+
     def _main(self) -> None:
-        while True:
-            with self._changed:
-                while not self._stopped and self._due() is None:
-                    self._changed.wait(1.0)  # a connection may come back without a notify
-                if self._stopped:
-                    return
-                wait = self._last_publish + self.interval - time.monotonic()
-                if wait > 0:  # rate limit: the newest note goes out when the interval is up
-                    self._changed.wait(wait)
-                    continue
-                due = self._due()
-            if due is not None:
+        try:
+            while True:
+                pause = self._refresh()
+                with self._changed:
+                    if self._stopped:
+                        return
+                    due = self._due()
+                    if due is None:  # a connection may come back without a notify
+                        self._changed.wait(pause or 1.0)
+                        continue
+                    wait = self._last_publish + self.interval - time.monotonic()
+                    if wait > 0:  # rate limit: the newest note goes out when the interval is up
+                        self._changed.wait(wait)
+                        continue
                 self._publish(*due)
+        finally:
+            if isinstance(self._shown, ShownNote):
+                self._shown.close()
 
     def _publish(self, live: Connection, note: str) -> mqtt.MQTTMessageInfo | None:
         with self._changed:
@@ -131,6 +206,11 @@ class CheckpointPublisher:
             self._changed.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._last_read = float("-inf")
+            self._refresh()
+            if isinstance(self._shown, ShownNote):
+                self._shown.close()
         with self._changed:
             due = self._due()
             latest = self._latest

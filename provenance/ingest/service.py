@@ -60,7 +60,7 @@ from provenance.core.errors import ValidationError
 from provenance.core.timefmt import now_micros
 from provenance.infra.broker_url import BrokerURL
 from provenance.ingest.backend import ThreadBackend, WorkerBackend, ledger_factory
-from provenance.ingest.checkpoints import CHECKPOINT_INTERVAL_S, CheckpointPublisher
+from provenance.ingest.checkpoints import CHECKPOINT_INTERVAL_S, CheckpointPublisher, ShownNote
 from provenance.ingest.commit import BatchResult, ItemResult
 from provenance.ingest.connection import (
     BACKOFF_MAX_S,
@@ -233,7 +233,10 @@ class IngestService:
         self._checkpoints: CheckpointPublisher | None = None
         if checkpoint_interval is not None:
             self._checkpoints = CheckpointPublisher(
-                lambda: self._connector.live, self.metrics, checkpoint_interval
+                lambda: self._connector.live,
+                self.metrics,
+                checkpoint_interval,
+                shown=None if db_path is None else ShownNote(db_path),
             )
         self._progress = threading.Condition()
         self._counts: dict[str, Any] = {

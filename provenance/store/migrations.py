@@ -252,6 +252,32 @@ def _time_rules(db: sqlite_utils.Database) -> None:
     _rules_from_here(db.conn, TIME_RULES_FROM)
 
 
+@migration("0008_cosignatures")
+def _cosignatures(db: sqlite_utils.Database) -> None:
+    """Witnessing (docs/protocol.md, "Witnessing"): the witnesses the log asks
+    to cosign its checkpoints, the size each last cosigned (what the next
+    add-checkpoint proves consistency from), and every cosignature line
+    collected, per checkpoint size and witness. The quorum is meta
+    `witness_quorum`."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE witnesses (
+            name TEXT PRIMARY KEY,   -- what the policy and the scan page call it
+            url TEXT NOT NULL,       -- submission prefix: POST <url>/add-checkpoint
+            vkey TEXT NOT NULL,      -- C2SP verifier key of its cosignature/v1 key
+            cosigned_size INTEGER    -- the size it last cosigned for us; NULL: not known yet
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE cosignatures (
+            size INTEGER NOT NULL,   -- the checkpoint (checkpoints.size) it cosigns
+            witness TEXT NOT NULL,   -- witnesses.name
+            line TEXT NOT NULL,      -- the signed-note line, verified before it was stored
+            timestamp INTEGER NOT NULL,  -- the cosignature's own time, POSIX seconds
+            PRIMARY KEY (size, witness)) WITHOUT ROWID"""
+    )
+
+
 @migration("0008_sorted_heads")
 def _sorted_heads(db: sqlite_utils.Database) -> None:
     """Checkpoints of a log size above the one recorded here carry the sorted

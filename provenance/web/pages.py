@@ -23,9 +23,11 @@ from markupsafe import Markup
 
 from provenance.core.errors import ProvenanceError
 from provenance.ledger.lot_view import LegRecord, LotView
+from provenance.store.cosignatures import shown_checkpoint
 from provenance.web.chart import render_svg
 
 from .cache import LRU
+from .state import store as get_store
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,16 @@ def render_lot(
             label_expiry=label_expiry if label_expiry != view.expiry else None,
             serial=serial,
             charts=[_chart(view, record, n) for n, record in enumerate(view.legs)],
+            witnessed=witnessed,
         )
 
+    # Who cosigned the log's shown checkpoint (docs/protocol.md, "Witnessing"): it can
+    # change without the lot's view changing, so it is part of the key.
+    witnessed = shown_checkpoint(get_store())
     # The page's own links (language, text size) keep the request's query: part of the key.
     query = tuple(request.args.items(multi=True))
-    key = (id(view), prefs, page_url, label_expiry, serial, query)
+    cosigned = None if witnessed is None else (witnessed.size, witnessed.cosigners)
+    key = (id(view), prefs, page_url, label_expiry, serial, query, cosigned)
     return _pages.get_or_make(key, render, view)
 
 

@@ -1,12 +1,14 @@
 """Transparency-log endpoints in the manner of Certificate Transparency
 (RFC 6962 §4), for monitors, auditors and witnesses:
 
-- ``GET /log/v1/checkpoint``: the latest signed checkpoint (C2SP signed note,
-  ``text/plain``);
+- ``GET /log/v1/checkpoint``: the checkpoint to show (C2SP signed note,
+  ``text/plain``): with witnesses configured, the newest one the quorum
+  cosigned, its cosignature lines after the log's signature
+  (provenance/store/cosignatures.py says which while cosignatures are pending);
 - ``GET /log/v1/proof/inclusion?id=<event id hex>&size=N``: the event's leaf
-  index and audit path in the tree of size N (default: the latest checkpoint);
+  index and audit path in the tree of size N (default: the shown checkpoint's);
 - ``GET /log/v1/proof/consistency?first=M&second=N``: the consistency proof
-  between two tree sizes (``second`` defaults to the latest checkpoint);
+  between two tree sizes (``second`` defaults to the shown checkpoint's);
 - ``GET /log/v1/entries?start=A&end=B``: envelopes A..B-1 (at most 100).
 
 Hashes are base64, as in RFC 6962's JSON API. Sizes beyond the latest signed
@@ -23,6 +25,7 @@ from flask import Blueprint, Response, jsonify, request
 from provenance.core.errors import NotFound, ValidationError
 from provenance.core.merkle import consistency_proof, inclusion_proof
 from provenance.ledger.proofs import checkpoint_body
+from provenance.store.cosignatures import shown_checkpoint
 
 from .params import int_arg
 from .state import store as get_store
@@ -36,11 +39,15 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _signed_size() -> tuple[str, int]:
-    note = get_store().latest_checkpoint()
-    if note is None:
+def _signed_size() -> tuple[int, int]:
+    """(the shown checkpoint's size, the newest signed size): sizes default to
+    the first and may go up to the second (any signed tree head)."""
+    store = get_store()
+    shown = shown_checkpoint(store)
+    note = store.latest_checkpoint()
+    if shown is None or note is None:
         raise NotFound("the log has no signed checkpoint yet")
-    return note, checkpoint_body(note).size
+    return shown.size, checkpoint_body(note).size
 
 
 def _within(name: str, size: int, signed: int) -> None:
@@ -52,14 +59,16 @@ def _within(name: str, size: int, signed: int) -> None:
 
 @bp.get("/checkpoint")
 def checkpoint() -> Response:
-    note, _ = _signed_size()
-    return Response(note, mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+    shown = shown_checkpoint(get_store())
+    if shown is None:
+        raise NotFound("the log has no signed checkpoint yet")
+    return Response(shown.note, mimetype="text/plain", headers={"Cache-Control": "no-cache"})
 
 
 @bp.get("/proof/inclusion")
 def inclusion() -> Any:
-    _, signed = _signed_size()
-    size = int_arg("size", signed, low=1)
+    shown, signed = _signed_size()
+    size = int_arg("size", shown, low=1)
     _within("size", size, signed)
     event_id = request.args.get("id", "")
     try:
@@ -87,9 +96,9 @@ def inclusion() -> Any:
 
 @bp.get("/proof/consistency")
 def consistency() -> Any:
-    _, signed = _signed_size()
+    shown, signed = _signed_size()
     first = int_arg("first", low=1)
-    second = int_arg("second", signed, low=1)
+    second = int_arg("second", shown, low=1)
     _within("second", second, signed)
     if first > second:
         raise ValidationError("first", f"must not exceed second ({first} > {second})")

@@ -20,6 +20,7 @@
 //	tlog_proofs    {"proof", "leaf", "verifier_keys"}  a C2SP tlog-proof (c2sp.org/tlog-proof):
 //	               read line by line as the spec words it, its checkpoint opened with
 //	               note.Open, its inclusion proof checked with tlog.CheckRecord.
+//	cosigner_keys, cosign, cosigned: C2SP cosignatures, see cosignature.go.
 //
 // Hashes travel as standard base64 (tlog.Hash's JSON form).
 package main
@@ -53,6 +54,10 @@ type request struct {
 	Sign       []signCase      `json:"sign"`
 	Logs       []logCase       `json:"logs"`
 	TlogProofs []tlogProofCase `json:"tlog_proofs"`
+
+	CosignerKeys []cosignerKeyCase `json:"cosigner_keys"`
+	Cosign       []cosignCase      `json:"cosign"`
+	Cosigned     []cosignedCase    `json:"cosigned"`
 }
 
 type tlogProofCase struct {
@@ -139,6 +144,10 @@ type reply struct {
 	Sign         []result    `json:"sign"`
 	Logs         []logResult `json:"logs"`
 	TlogProofs   []result    `json:"tlog_proofs"`
+
+	CosignerKeys []result         `json:"cosigner_keys"`
+	Cosign       []result         `json:"cosign"`
+	Cosigned     []cosignedResult `json:"cosigned"`
 }
 
 func errText(err error) string {
@@ -366,6 +375,7 @@ func main() {
 	rep := reply{
 		VerifierKeys: []result{}, PublicKeys: []result{}, Notes: []result{},
 		Trees: []result{}, Sign: []result{}, Logs: []logResult{}, TlogProofs: []result{},
+		CosignerKeys: []result{}, Cosign: []result{}, Cosigned: []cosignedResult{},
 	}
 	for _, k := range req.VerifierKeys {
 		v, err := note.NewVerifier(k.Text)
@@ -393,6 +403,20 @@ func main() {
 	}
 	for _, c := range req.TlogProofs {
 		rep.TlogProofs = append(rep.TlogProofs, checkTlogProof(c))
+	}
+
+	for _, k := range req.CosignerKeys {
+		if len(k.Key) != ed25519.PublicKeySize {
+			rep.CosignerKeys = append(rep.CosignerKeys, result{Error: "key must be 32 bytes"})
+			continue
+		}
+		rep.CosignerKeys = append(rep.CosignerKeys, result{Text: cosignerVKey(k.Name, k.Key)})
+	}
+	for _, c := range req.Cosign {
+		rep.Cosign = append(rep.Cosign, cosign(c))
+	}
+	for _, c := range req.Cosigned {
+		rep.Cosigned = append(rep.Cosigned, openCosigned(c))
 	}
 
 	out := bufio.NewWriter(os.Stdout)
