@@ -644,7 +644,7 @@ def test_a_malformed_consistency_field_fails(scene: Scene, consistency: Any):
 def test_export_since_refuses_a_checkpoint_this_ledger_does_not_match(scene: Scene):
     after = Checkpoint.from_text(note_of(scene, "after").split("\n\n")[0] + "\n")
     newer = forged_note(scene, "after", size=after.size + 5)
-    with pytest.raises(VerificationError, match=r"newer than this ledger's latest"):
+    with pytest.raises(VerificationError, match=r"newer than the one this ledger shows"):
         build_bundle(scene.world.store, LOT, since=newer)
     rewritten = forged_note(scene, "before", root_hash=bytes(32))
     with pytest.raises(VerificationError, match=r"does not match this ledger's tree"):

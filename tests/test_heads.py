@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from world import LOT, World, at
+from world import GTIN, LOT, World, at
 
 from provenance.core import chain as chains
 from provenance.core.bundle import verify_bundle
@@ -52,6 +52,10 @@ def recalled(tmp_path_factory) -> World:
     world = World.create(tmp_path_factory.mktemp("heads"))
     world.ok("regulator", "inspect", [LOT], {"result": "pass"}, time=at(2))
     world.ok("regulator", "recall", [LOT], {"reason": "Listeria found", "class": "I"}, time=at(3))
+    for n in range(12):  # chains the lot's bundle does not carry
+        lot = f"OTHER{n}"
+        data = {"gtin": GTIN, "lot": lot, "product": "Kale"}
+        world.ok("farm", "commission", [f"https://id.gs1.org/01/{GTIN}/10/{lot}"], data, time=at(1))
     return world
 
 
@@ -131,11 +135,18 @@ def forged_bundle(world: World, *, adjacent: bool) -> tuple[dict[str, Any], Chec
     if adjacent:
         at_ = real_at + 1
         entries.insert(at_, forged)
-    else:  # the forged leaf in the real one's place, the real one moved to an end
+    else:  # the forged leaf in the real one's place, the real one moved between two
+        # leaves of chains the bundle does not carry, where no check of it looks
         at_, genuine = real_at, entries[real_at]
         entries[real_at] = forged
-        entries.insert(0 if real_at == len(entries) - 1 else len(entries), genuine)
-        at_ += real_at == len(entries) - 2
+        carried = {chain_key(c["subject"]) for c in bundle["chains"]}
+        slot = next(
+            j
+            for j in range(1, len(entries))
+            if entries[j - 1][:32] not in carried and entries[j][:32] not in carried
+        )
+        entries.insert(slot, genuine)
+        at_ += slot <= at_
     tree = MemoryTree(hash_leaf(e) for e in entries)
     line = HeadsLine(SORTED, tree.size, tree.root())
     checkpoint = Checkpoint(real.origin, real.size, real.root_hash, (line.to_text(),))
@@ -274,4 +285,49 @@ def test_an_old_ledger_s_checkpoint_is_judged_by_the_old_rule(recalled: World, t
     assert verified.events[-1].kind == "recall"
     (warning,) = verified.warnings
     assert "cannot rule out a second chain" in warning
-    assert parse_tlog_proof(bundle["chains"][0]["events"][-1]["proof"]).index == size - 1
+    newest = bundle["chains"][0]["events"][-1]
+    assert parse_tlog_proof(newest["proof"]).index == newest["index"] < size
+
+
+# --- the bundle carries the cosigned checkpoint (branch witnessing) -----------------------------
+
+
+def test_the_bundle_is_as_of_the_checkpoint_the_witnesses_cosigned(tmp_path):
+    """With a witness configured, the bundle carries the newest quorum-cosigned
+    checkpoint with its cosignature line, and is as of that size: events and
+    chains logged since are left out, and it verifies (a policy can be applied to
+    the checkpoint it carries)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from provenance.core.cosignature import Cosigner
+    from provenance.store.cosignatures import WitnessRow, configure_witnesses, record_cosignature
+
+    world = World.create(tmp_path)
+    store = world.store
+    world.ok("regulator", "inspect", [LOT], {"result": "pass"}, time=at(2))
+    cosigned = store.latest_checkpoint()
+    size = Checkpoint.from_text(cosigned.split("\n\n")[0] + "\n").size
+    witness = Cosigner("witness.example/regulator", Ed25519PrivateKey.generate())
+    configure_witnesses(
+        store, [WitnessRow(witness.name, "http://127.0.0.1:1", witness.verifier_key)], 1
+    )
+    line = witness.cosign(cosigned.split("\n\n")[0] + "\n", 1_800_000_000)
+    record_cosignature(store, size, witness.name, line.rstrip("\n"), 1_800_000_000)
+    # Since then: a recall of LOT, and a new lot.
+    world.ok("regulator", "recall", [LOT], {"reason": "Listeria found", "class": "I"}, time=at(3))
+    assert store.log_size() > size
+    bundle = json.loads(json.dumps(build_bundle(store, LOT)))
+    assert bundle["checkpoint"] == cosigned + line
+    report = verify_bundle(bundle, world.log_public_key)
+    assert report.checkpoint.size == size
+    assert [e.kind for e in report.events][-1] == "inspect"  # the recall is after it
+    for entry in bundle["chains"]:
+        for item in entry["events"]:
+            assert item["index"] < size
+            if "proof" in item:
+                assert parse_tlog_proof(item["proof"]).checkpoint == cosigned + line
+    # Next to the newer (not yet cosigned) checkpoint, it is stale, as §7 says.
+    from provenance.core.bundle import StaleBundleError
+
+    with pytest.raises(StaleBundleError):
+        verify_bundle(bundle, world.log_public_key, checkpoint=store.latest_checkpoint())
