@@ -526,6 +526,20 @@ def test_cli_verifies_a_bundle_without_a_database(scene: Scene, tmp_path: Path):
     assert not (tmp_path / "absent.db").exists()
 
 
+def test_cli_says_to_re_export_an_old_format_bundle(scene: Scene, tmp_path: Path):
+    old = scene.bundle("after")
+    old["format"] = OLD_FORMAT
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(old))
+    base = ["--db", str(tmp_path / "absent.db"), "--keys", str(tmp_path / "keys"), "verify"]
+    key = ["--log-key", did_of(scene.world.log_key)]
+    result = CliRunner().invoke(main, [*base, "--bundle", str(path), *key])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: this is a {OLD_FORMAT} bundle")
+    assert "re-export it with `provenance export proof URI`" in result.output
+    assert "Traceback" not in result.output
+
+
 # --- judged against a checkpoint the verifier trusts (issue 9: stale bundles) --------------------
 
 

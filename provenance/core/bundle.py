@@ -65,6 +65,10 @@ def unb64(text: Any, what: str) -> bytes:
     return raw
 
 
+class OldBundleFormatError(VerificationError):
+    """A bundle in a format this version no longer reads: to be exported again."""
+
+
 class StaleBundleError(VerificationError):
     """The verifier's checkpoint is newer than the bundle's: the bundle cannot
     show what happened to the lot since it was made."""
@@ -185,7 +189,7 @@ def verify_bundle(
     are checked on up to ``threads`` threads (libsodium releases the GIL).
     """
     if isinstance(bundle, dict) and bundle.get("format") == OLD_FORMAT:
-        raise VerificationError(
+        raise OldBundleFormatError(
             f"this is a {OLD_FORMAT} bundle, a format this version no longer reads (it cannot "
             "show that its chain is the lot's only one): re-export it with `provenance export "
             "proof URI` from the ledger, and verify that"
