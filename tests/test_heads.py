@@ -76,6 +76,10 @@ def test_sorted_heads_kept_up_to_date_equals_built_from_scratch(puts):
         latest[subject] = (length, head)
         whole = SortedHeads.of((s, n, h) for s, (n, h) in latest.items())
         assert (live.size, live.root()) == (whole.size, whole.root())
+        naive = MemoryTree(hash_leaf(live.entry(i)) for i in range(live.size))
+        assert naive.root() == live.root()
+        position = live.position(subject)
+        assert live.inclusion_proof(position) == naive.inclusion_proof(position)
     keys = [live.entry(i)[:32] for i in range(live.size)]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     for subject in latest:

@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from provenance.core import chain as chains
 from provenance.core.checkpoint import Checkpoint
 from provenance.core.errors import VerificationError
-from provenance.core.merkle import MemoryTree, hash_leaf, verify_inclusion
+from provenance.core.merkle import (
+    MemoryTree,
+    decompose,
+    fold_subtrees,
+    hash_children,
+    hash_leaf,
+    inclusion_proof,
+    verify_inclusion,
+)
 
 CREATION = "provenance-heads"
 """Extension keyword of the first rule: leaves in chain creation order."""
@@ -107,17 +115,17 @@ def parse_sorted_entry(entry: bytes) -> tuple[bytes, int, bytes]:
 class SortedHeads:
     """The sorted heads tree, kept up to date one chain at a time.
 
-    `put` changes or adds a chain's (length, head); a new chain shifts the leaves
-    after it, so the tree is rebuilt once, lazily, at the next `root` or proof:
-    O(chains) hashes after a commit that made a chain, O(log chains) per moved
-    chain otherwise.
+    `put` changes or adds a chain's (length, head). Changing a chain costs
+    O(log chains) hashes. A new chain shifts the leaves after it, so the
+    complete subtrees from its position on are recomputed, once per commit,
+    lazily at the next `root` or proof: about (chains − position) hashes.
     """
 
     def __init__(self) -> None:
         self._keys: list[bytes] = []  # sorted
         self._entries: dict[bytes, bytes] = {}  # key -> leaf data
-        self._leaves: dict[bytes, bytes] = {}  # key -> leaf hash
-        self._tree: MemoryTree | None = MemoryTree()
+        self._levels: list[list[bytes]] = [[]]  # complete subtree hashes, as MemoryTree's
+        self._dirty_from: int | None = None  # first leaf whose subtrees need recomputing
 
     @classmethod
     def of(cls, rows: Iterable[tuple[str, int, bytes]]) -> SortedHeads:
@@ -129,10 +137,10 @@ class SortedHeads:
                 raise DuplicateChainError(
                     f"two chains for {subject}: the heads tree has a key twice"
                 )
-            entry = heads._entries[key] = sorted_entry(key, length, head)
-            heads._leaves[key] = hash_leaf(entry)
+            heads._entries[key] = sorted_entry(key, length, head)
         heads._keys = sorted(heads._entries)
-        heads._tree = None
+        heads._levels = [[hash_leaf(heads._entries[k]) for k in heads._keys]]
+        heads._dirty_from = 0
         return heads
 
     @property
@@ -142,23 +150,60 @@ class SortedHeads:
     def put(self, subject: str, length: int, head: bytes) -> None:
         key = chain_key(subject)
         entry = sorted_entry(key, length, head)
+        leaf = hash_leaf(entry)
         known = key in self._entries
         self._entries[key] = entry
-        leaf = self._leaves[key] = hash_leaf(entry)
+        position = bisect.bisect_left(self._keys, key)
+        leaves = self._levels[0]
         if not known:
-            bisect.insort(self._keys, key)
-            self._tree = None
-        elif self._tree is not None:
-            self._tree.set(bisect.bisect_left(self._keys, key), leaf)
+            self._keys.insert(position, key)
+            leaves.insert(position, leaf)
+        else:
+            leaves[position] = leaf
+            if self._dirty_from is None:  # update the complete subtrees above it
+                level, i = 0, position
+                levels = self._levels
+                while level + 1 < len(levels) and (i >> 1) < len(levels[level + 1]):
+                    left = i & ~1
+                    parent = hash_children(levels[level][left], levels[level][left + 1])
+                    level += 1
+                    i >>= 1
+                    levels[level][i] = parent
+                return
+        if self._dirty_from is None or position < self._dirty_from:
+            self._dirty_from = position
 
-    def _built(self) -> MemoryTree:
-        if self._tree is None:
-            leaves = self._leaves
-            self._tree = MemoryTree(leaves[k] for k in self._keys)
-        return self._tree
+    def _built(self) -> SortedHeads:
+        start = self._dirty_from
+        if start is None:
+            return self
+        levels = self._levels
+        level = 0
+        while len(levels[level]) > 1:
+            below = levels[level]
+            if level + 1 == len(levels):
+                levels.append([])
+            first = (start >> (level + 1)) if start is not None else 0
+            kept = levels[level + 1][:first]
+            kept.extend(
+                hash_children(below[2 * i], below[2 * i + 1]) for i in range(first, len(below) // 2)
+            )
+            levels[level + 1] = kept
+            level += 1
+        del levels[level + 1 :]
+        self._dirty_from = None
+        return self
+
+    def subtree_hash(self, level: int, index: int) -> bytes:
+        """Hash of complete subtree (level, index) (a `merkle.HashReader`)."""
+        levels = self._built()._levels
+        if 0 <= level < len(levels) and 0 <= index < len(levels[level]):
+            return levels[level][index]
+        raise VerificationError(f"no complete subtree at level {level}, index {index}")
 
     def root(self) -> bytes:
-        return self._built().root()
+        levels = self._built()._levels
+        return fold_subtrees([levels[lv][ix] for lv, ix in decompose(0, self.size)])
 
     def line(self) -> HeadsLine:
         return HeadsLine(SORTED, self.size, self.root())
@@ -173,7 +218,7 @@ class SortedHeads:
         return self._entries[self._keys[position]]
 
     def inclusion_proof(self, position: int) -> list[bytes]:
-        return self._built().inclusion_proof(position)
+        return inclusion_proof(self._built(), position, self.size)
 
 
 def creation_order_root(rows: Sequence[tuple[str, int, bytes]]) -> HeadsLine:
