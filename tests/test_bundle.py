@@ -540,6 +540,16 @@ def test_cli_says_to_re_export_an_old_format_bundle(scene: Scene, tmp_path: Path
     assert "Traceback" not in result.output
 
 
+def test_a_cosignature_added_to_the_bundle_s_checkpoint_keeps_it_valid(scene: Scene):
+    """Witness cosignatures arrive after the fact: the bundle's checkpoint may carry
+    lines its tlog-proofs lack. Only the note text must match."""
+    bundle = scene.bundle("after")
+    bundle["checkpoint"] += (
+        "— witness.example/w1 AAAAAQAAAABnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZQ==\n"
+    )
+    assert verify_bundle(bundle, scene.key).events[-1].kind == "recall"
+
+
 # --- judged against a checkpoint the verifier trusts (issue 9: stale bundles) --------------------
 
 

@@ -422,6 +422,12 @@ def check_against(
     return trusted
 
 
+def _note_text(note: str) -> str:
+    """A signed note's text, without its signature lines: a tlog-proof may carry
+    the checkpoint with other (or no) witness cosignatures than the bundle's."""
+    return note[: note.rfind("\n\n") + 1]
+
+
 def _check_chain(item: _Chain, note: str, checkpoint: Checkpoint, line: HeadsLine) -> None:
     link = chains.genesis_link(item.subject)
     previous = -1
@@ -435,7 +441,7 @@ def _check_chain(item: _Chain, note: str, checkpoint: Checkpoint, line: HeadsLin
         if event.failure is not None:  # an edited envelope is named here, before its head
             raise VerificationError(f"{where}: {event.failure}")
         if event.log_proof is not None:
-            if event.log_proof.checkpoint != note:
+            if _note_text(event.log_proof.checkpoint) != _note_text(note):
                 raise VerificationError(f"{where}: its tlog-proof carries another checkpoint")
             try:
                 verify_tlog_proof(event.log_proof, hash_leaf(envelope.id_bytes), checkpoint)
