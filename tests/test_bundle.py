@@ -544,9 +544,8 @@ def test_a_cosignature_added_to_the_bundle_s_checkpoint_keeps_it_valid(scene: Sc
     """Witness cosignatures arrive after the fact: the bundle's checkpoint may carry
     lines its tlog-proofs lack. Only the note text must match."""
     bundle = scene.bundle("after")
-    bundle["checkpoint"] += (
-        "— witness.example/w1 AAAAAQAAAABnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZWlnZQ==\n"
-    )
+    signature = base64.b64encode(bytes(12) + b"sig" * 21 + b"!").decode()
+    bundle["checkpoint"] += f"— witness.example/w1 {signature}\n"
     assert verify_bundle(bundle, scene.key).events[-1].kind == "recall"
 
 
