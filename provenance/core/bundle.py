@@ -1,17 +1,20 @@
 """Offline proof bundles for one lot, and their verification (pure).
 
-A bundle carries everything needed to check a lot's record with nothing but
-the log's public key (docs/protocol.md, "Proof bundle"):
+A bundle (``provenance-bundle/v2``, docs/protocol.md §7) carries everything
+needed to check a lot's record with nothing but the log's public key:
 
-- the signed checkpoint (tree size, log root, heads root);
-- the lot's chain: every event, in chain order, with its log index and an
-  inclusion proof against the log root;
+- the signed checkpoint (tree size, log root, heads root), with any witness
+  cosignatures;
+- the lot's chain: every event, in chain order, with its log index; the
+  newest carries a C2SP tlog-proof of its log leaf (`provenance.core.tlog_proof`);
 - the chain of every identity that signed those events (enrolments and any
-  revocations, signed by the registrar), and the registrar's own chain, whose
-  first event is leaf 0 of the log;
-- for each chain, an inclusion proof of (subject, length, head) in the heads
-  tree. That last proof is what makes the bundle *complete*: as of the
-  checkpoint, the chain had exactly these events, so none was left out.
+  revocations, signed by the registrar, each with a tlog-proof), and the
+  registrar's own chain, whose first event is leaf 0 of the log;
+- for each chain, an inclusion proof of (key, length, head) in the heads tree
+  and, under the sorted rule, its two neighbours' leaves and proofs
+  (`provenance.core.heads`). The chain's hash links commit to every event, so
+  this proof makes the bundle *complete* (as of the checkpoint, the chain had
+  exactly these events) and, with the neighbours, the subject's *only* chain.
 
 `verify_bundle` returns a `BundleReport` or raises `VerificationError` saying
 which event broke and why.
