@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOT_UTF8 = b"\xff\xfe\x80 not UTF-8 \xc3\x28\n"
 DEAD_BROKER = "mqtts://127.0.0.1:9"  # never reached: every case fails before connecting
 
+WITNESS_VKEY = "witness.example/1+8d0efbdc+BAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
 SERVICE_DEADLINE_S = 60
 READ, WRITE = "read", "write"
 STDIN = "stdin"  # the input "file" that is standard input  # how a command opens the ledger
@@ -100,6 +101,9 @@ COMMANDS: dict[str, list[Case]] = {
     "label": [Case([URI, "--out", "{out}"], READ, missing_db_ok=True)],
     "log checkpoint": [Case([], READ)],
     "log key": [Case(["--note-key"], READ)],  # the origin is in the ledger
+    "log witness": [  # the ledger is where the witnesses and cosignatures are kept
+        Case(["--witness", f"Regulator=http://127.0.0.1:9={WITNESS_VKEY}"], WRITE, service=True)
+    ],
     "migrate": [Case([], WRITE)],
     "notify": [
         Case(["--broker", DEAD_BROKER, "--tls-ca", "{tls_ca}"], READ, ("tls_ca",), service=True),

@@ -8,6 +8,7 @@ import base64
 import os
 import stat
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -215,6 +216,7 @@ def hostile_bodies(log: FakeLog) -> dict[str, bytes]:
         "64 proof lines": b"old 0\n" + b"\n".join([h] * 64) + b"\n\n" + note,
         "proof line not base64": b"old 0\n!!!\n\n" + note,
         "proof line 31 bytes": b"old 0\n" + base64.b64encode(bytes(31)) + b"\n\n" + note,
+        "proof line non-canonical": b"old 0\n" + b"A" * 42 + b"B=\n\n" + note,
         "not UTF-8": good.replace(b"old 0", b"old 0\xff"),
         "CRLF": good.replace(b"\n", b"\r\n"),
         "note not a checkpoint": b"old 0\n\nhello\n\n- x y\n",
@@ -346,3 +348,14 @@ def test_every_mutation_of_a_request_is_refused_or_cosigned_never_an_error(in_pr
 def test_random_bytes_never_raise(in_process, data):
     reply = in_process.add_checkpoint(data)
     assert reply.status in (400, 403, 404, 422), reply
+
+
+def test_a_log_added_while_serving_is_followed(server, witness_dir):
+    other = FakeLog(origin="other.example/log").grow(3)
+    assert server.add(other.request(0, 3))[0] == 404
+    run("witness", "add-log", "--dir", str(witness_dir), "--key", other.vkey)
+    deadline = time.monotonic() + 10
+    while (status := server.add(other.request(0, 3))[0]) == 404:
+        assert time.monotonic() < deadline, "the new log was not picked up"
+        time.sleep(0.2)  # polling the server with a deadline: it re-reads once a second
+    assert status == 200

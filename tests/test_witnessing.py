@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from witness_process import WitnessProcess, cosignature_line, vkey_of
+from witness_process import ProvenanceWitness, WitnessProcess, cosignature_line, vkey_of
 from world import World
 
 from provenance.cli.main import main
@@ -64,11 +64,12 @@ def wait_until(predicate, timeout: float = WAIT, what: str = "the condition"):
 
 @pytest.fixture
 def witnesses(tmp_path, file_world):
-    """Two witness processes following file_world's log: the regulator's and a
-    consumer association's. Stopped after the test."""
+    """Two witnesses (`provenance witness serve`, each its own process, folder and
+    key) following file_world's log: the regulator's and a consumer
+    association's. Stopped after the test."""
     started = [
-        WitnessProcess(tmp_path / "w-regulator", "regulator.example/w", log_vkey(file_world)),
-        WitnessProcess(tmp_path / "w-consumers", "consumers.example/w", log_vkey(file_world)),
+        ProvenanceWitness(tmp_path / "w-regulator", "regulator.example/w", log_vkey(file_world)),
+        ProvenanceWitness(tmp_path / "w-consumers", "consumers.example/w", log_vkey(file_world)),
     ]
     for witness in started:
         witness.start()
@@ -77,7 +78,7 @@ def witnesses(tmp_path, file_world):
         witness.stop()
 
 
-def configure(world: World, ws: list[WitnessProcess], quorum: int | None = None) -> None:
+def configure(world: World, ws: list[ProvenanceWitness], quorum: int | None = None) -> None:
     names = ["Regulator", "Consumers"]
     rows = [WitnessRow(names[i], w.url, w.vkey) for i, w in enumerate(ws)]
     configure_witnesses(world.store, rows, quorum or len(rows))
@@ -137,6 +138,12 @@ def test_the_shown_checkpoint_is_the_newest_the_quorum_cosigned(file_world):
     assert open_checkpoint(shown.note, ORIGIN, world.log_public_key).size == size1
     assert [w.cosigned_size for w in configured_witnesses(world.store)] == [size1, size1]
 
+    # A witness with a new key: its old key's cosignatures no longer count or show.
+    other = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    rekeyed = [rows[0], WitnessRow("b", rows[1].url, vkey_of("b.example/w", other))]
+    configure_witnesses(world.store, rekeyed, 2)
+    assert cosignatures_of(world.store, size1) == {"a": line_a}
+    assert shown_checkpoint(world.store).note == newest
     configure_witnesses(world.store, rows, 1)  # a lower quorum: one cosignature is enough
     line = cosignature_line("a.example/w", keys["a.example/w"], body_of(newest), 1_700_000_002)
     record_cosignature(world.store, size1 + 1, "a", line, 1_700_000_002)

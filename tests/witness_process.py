@@ -1,21 +1,19 @@
-"""A small C2SP tlog-witness for the witnessing tests, run as a real process on a
-loopback port (`python tests/witness_process.py …`), until `provenance witness
-serve` (branch `witness`) takes its place.
+"""Witness processes for the witnessing tests, each on a loopback port.
 
-It does what the spec says a witness must: verifies the log's signature (403),
-knows one origin (404), checks the old size against the size it last cosigned
-(409 with a `text/x.tlog.size` body), the consistency proof (422), persists
-before answering, under one lock; and answers a cosignature/v1 line.
-With ``--bad`` it answers a cosignature over a different message (a broken or
-hostile witness).
-
-Also `WitnessProcess`, the tests' handle on one: start, its vkey, stop, restart.
+`ProvenanceWitness`: the real one, `provenance witness init|add-log|serve` in its
+own folder with its own key. `WitnessProcess`: a small C2SP tlog-witness of
+this file's own (`python tests/witness_process.py …`) that can lie: with
+``--bad`` it answers a cosignature over a different message, which the real
+witness never does. Otherwise it does what the spec says a witness must
+(403, 404, 409 with a `text/x.tlog.size` body, 422, persisted under one lock).
+Both: start, `vkey`, `url`, `cosigned_size`, stop, start again on the same port.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -173,6 +171,79 @@ class WitnessProcess:
             time.sleep(0.02)
         self.port = int(port_file.read_text())
         return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def witness_option(self, display: str) -> str:
+        return f"{display}={self.url}={self.vkey}"
+
+
+class ProvenanceWitness:
+    """`provenance witness serve` in *directory*, made with `witness init` and
+    following one log (`witness add-log`)."""
+
+    def __init__(self, directory: Path, name: str, log_vkey: str):
+        self.directory = directory
+        self.name = name
+        self.log_vkey = log_vkey
+        self.origin = log_vkey.split("+", 1)[0]
+        self.vkey = self._cli("init", "--dir", str(directory), "--name", name).strip()
+        self._cli("add-log", "--dir", str(directory), "--key", log_vkey)
+        from provenance.infra.localbroker import free_port
+
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def _cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "provenance", "witness", *args],
+            capture_output=True, text=True, timeout=60, check=False, cwd=HERE.parent,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def cosigned_size(self) -> int:
+        """The size it last cosigned for the log, from its monitoring endpoint."""
+        import urllib.error
+        import urllib.request
+
+        origin_hash = hashlib.sha256(self.origin.encode()).hexdigest()
+        try:
+            with urllib.request.urlopen(f"{self.url}/{origin_hash}/checkpoint", timeout=10) as r:
+                return int(r.read().decode().split("\n")[1])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return 0
+            raise
+
+    def start(self, timeout: float = 30.0) -> ProvenanceWitness:
+        import socket
+
+        log = self.directory.parent / f"{self.directory.name}.log"
+        with log.open("ab") as output:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "provenance", "witness", "serve", "--dir",
+                 str(self.directory), "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=output, stderr=output, cwd=HERE.parent,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"witness {self.name} did not start; see {log}")
+            time.sleep(0.05)  # still starting; bounded by the deadline
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

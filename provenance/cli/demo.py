@@ -11,8 +11,10 @@ same network can scan it.
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -364,6 +366,10 @@ def scan(demo: Demo, directory: Path, port: int, base: str, serve: float | None)
             f"  GET /log/v1/checkpoint  ->  size {size}, signed by the log and cosigned by "
             f"{len(lines) - 1} witnesses: {', '.join(cosigners)}"
         )
+        kept = directory / "cosigned.checkpoint"
+        kept.write_text(checkpoint)
+        policy = str(directory / "witnesses.policy")
+        demo.run("verify", "--checkpoint", str(kept), "--policy", policy)
         for uri in (LOT_URI, SALAD_URI):
             local = f"http://127.0.0.1:{port}" + uri.removeprefix("https://id.gs1.org")
             status = json.loads(_fetch_when_up(local, server, 30, accept="application/json"))
@@ -371,6 +377,15 @@ def scan(demo: Demo, directory: Path, port: int, base: str, serve: float | None)
             for record in status["recall"]["recalls"]:
                 source = "" if record["direct"] else f" (made from {record['source']})"
                 print(f"    recalled{source}: {record['reason']}")
+        page = _fetch_when_up(
+            f"http://127.0.0.1:{port}" + SALAD_URI.removeprefix("https://id.gs1.org"),
+            server,
+            30,
+            accept="text/html",
+        )
+        found = re.search(r'<li class="witnesses">(.*?)</li>', page, re.S)
+        shown = html.unescape(found.group(1)).strip() if found else "no witnesses named"
+        print(f"  the salad's page, record check: {shown}")
         print(f"\n  Scan with a phone on this network, or open:\n  {url}\n")
         _print_qr(url)
         if serve is None:

@@ -41,14 +41,19 @@ def configure_witnesses(store: Store, witnesses: list[WitnessRow], quorum: int) 
 
     A witness that stays with the same key keeps the size it last cosigned
     (also when its URL moved); one whose key changed, or a new one, starts
-    from "not known" (its first answer, a 409 if need be, tells). Witnesses left out are removed;
-    the cosignatures they made stay."""
+    from "not known" (its first answer, a 409 if need be, tells), and the
+    cosignatures kept under its name are dropped (made by a key not trusted
+    now, or not known to be the same): they never count towards the quorum
+    nor are shown. Witnesses left out are removed, their cosignatures kept
+    until the name is configured again; they count for nothing meanwhile."""
     with store.transaction():
         known = {w.name: w for w in configured_witnesses(store)}
         store.conn.execute("DELETE FROM witnesses")
         for w in witnesses:
             old = known.get(w.name)
             size = old.cosigned_size if old is not None and old.vkey == w.vkey else None
+            if old is None or old.vkey != w.vkey:  # none made by a key not trusted now
+                store.conn.execute("DELETE FROM cosignatures WHERE witness = ?", (w.name,))
             store.conn.execute(
                 "INSERT INTO witnesses (name, url, vkey, cosigned_size) VALUES (?, ?, ?, ?)",
                 (w.name, w.url, w.vkey, size),

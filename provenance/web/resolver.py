@@ -42,6 +42,7 @@ from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.exchange.epcis import lot_document
 from provenance.ledger.lot_view import LotView
 from provenance.ledger.proofs import build_bundle
+from provenance.store.cosignatures import shown_checkpoint
 
 from . import i18n, links, present
 from .cache import LRU
@@ -233,8 +234,10 @@ def bundle(_rest: str):
 
 
 def _bundle_json(lot_uri: str) -> str:
-    """Kept per checkpoint: a bundle holds a proof for every event of the lot."""
-    note = get_store().latest_checkpoint()
+    """Kept per checkpoint shown (with its cosignatures, which can arrive without a
+    commit): a bundle holds a proof for every event of the lot."""
+    shown = shown_checkpoint(get_store())
+    note = None if shown is None else shown.note
     return _exports.get_or_make(
         ("bundle", lot_uri, note),
         lambda: json.dumps(build_bundle(get_store(), lot_uri), separators=(",", ":")),

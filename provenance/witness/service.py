@@ -47,6 +47,8 @@ MAX_PROOF_LINES = 63
 """The spec's bound on consistency proof lines."""
 MAX_REQUEST = 256 * 1024
 """Bytes of an add-checkpoint body: a checkpoint with 100 signatures fits easily."""
+RELOAD_INTERVAL = 1.0
+"""Seconds between re-reading the followed logs when an unknown origin is asked for."""
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 TEXT = "text/plain; charset=utf-8"
 
@@ -107,7 +109,10 @@ def parse_request(body: bytes) -> Request:
     for number, line in enumerate(proof_lines, start=2):
         if not _HASH_LINE.fullmatch(line):
             raise BadRequest(f"line {number} is not one base64 SHA-256 hash: {line[:60]!r}")
-        proof.append(base64.b64decode(line))
+        digest = base64.b64decode(line)
+        if base64.b64encode(digest).decode("ascii") != line:
+            raise BadRequest(f"line {number} is not canonical base64 (unused bits set)")
+        proof.append(digest)
     return Request(old_size, tuple(proof), note)
 
 
@@ -135,6 +140,7 @@ class Witness:
         self.clock = clock
         self._policies: dict[str, Policy] = {}
         self._log_ids: dict[str, dict[str, bytes]] = {}
+        self._reloaded = time.monotonic()
         self.reload_logs()
 
     def reload_logs(self) -> None:
@@ -148,7 +154,11 @@ class Witness:
 
     def _policy(self, origin: str) -> Policy | None:
         policy = self._policies.get(origin)
-        if policy is None:  # a log added since we started
+        now = time.monotonic()
+        if policy is None and now - self._reloaded >= RELOAD_INTERVAL:
+            # A log added (`add-log`) since we started; at most once a second, so a
+            # flood of requests for unknown origins costs no database reads.
+            self._reloaded = now
             self.reload_logs()
             policy = self._policies.get(origin)
         return policy
