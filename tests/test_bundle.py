@@ -25,11 +25,13 @@ from hypothesis import strategies as st
 from world import GTIN, LOT, World, at
 
 from provenance.cli.main import main
-from provenance.core.bundle import FORMAT, StaleBundleError, verify_bundle
+from provenance.core.bundle import FORMAT, OLD_FORMAT, StaleBundleError, verify_bundle
 from provenance.core.checkpoint import Checkpoint, sign_checkpoint
 from provenance.core.envelope import Envelope
 from provenance.core.errors import VerificationError
+from provenance.core.merkle import ReadOnce, inclusion_proof
 from provenance.core.signing import did_of
+from provenance.core.tlog_proof import TlogProof, format_tlog_proof, parse_tlog_proof
 from provenance.ledger.proofs import build_bundle
 
 LOT2 = f"https://id.gs1.org/01/{GTIN}/10/LOT43"
@@ -115,6 +117,25 @@ def where(item: dict[str, Any]) -> str:
 
 
 LEFT_OUT = "do not match the chain head the checkpoint commits to — events were left out"
+CHANGED = f"{LOT}: the bundle's 12 events {LEFT_OUT}, added or changed"
+
+
+def log_proof(s: Scene, bundle: dict[str, Any], index: int) -> str:
+    """A genuine tlog-proof of log leaf *index* under the bundle's checkpoint (what
+    an operator holding the ledger can always make)."""
+    note = bundle["checkpoint"]
+    size = int(note.split("\n")[1])
+    return format_tlog_proof(index, inclusion_proof(ReadOnce(s.world.store), index, size), note)
+
+
+def with_checkpoint(b: dict[str, Any], note: str) -> None:
+    """Put *note* in the bundle and in every tlog-proof it carries."""
+    b["checkpoint"] = note
+    for entry in b["chains"]:
+        for item in entry["events"]:
+            if "proof" in item:
+                proof = parse_tlog_proof(item["proof"])
+                item["proof"] = format_tlog_proof(proof.index, proof.proof, note)
 
 
 # --- the happy path -----------------------------------------------------------------------------
@@ -188,9 +209,16 @@ def drop_one_event(b, s):
 
 
 def drop_the_recall(b, s):
+    """The recall left out, the event before it given a genuine tlog-proof."""
     assert lot_events(b)[-1]["envelope"]["kind"] == "recall"
     lot_events(b).pop()
+    lot_events(b)[-1]["proof"] = log_proof(s, b, lot_events(b)[-1]["index"])
     return f"{LOT}: the bundle's 11 events {LEFT_OUT}"
+
+
+def drop_the_recall_and_its_proof(b, s):
+    lot_events(b).pop()
+    return f"{LOT}: the chain's newest event carries no tlog-proof"
 
 
 def reorder_two_events(b, s):
@@ -208,26 +236,34 @@ def duplicate_an_event(b, s):
 def edit_data(b, s):
     item = lot_events(b)[3]
     item["envelope"]["data"]["temperature_c"] = 30
-    return where(item) + ": not in the log as signed"
+    return where(item) + ": signature does not verify.*the envelope was changed after signing"
 
 
 def edit_time(b, s):
     item = lot_events(b)[3]
     item["envelope"]["time"] = at(0.75)
-    return where(item) + ": not in the log as signed"
+    return where(item) + ": signature does not verify.*the envelope was changed after signing"
 
 
 def edit_signature(b, s):
     item = lot_events(b)[3]
     sig = item["envelope"]["sig"]
     item["envelope"]["sig"] = ("B" if sig[0] == "A" else "A") + sig[1:]
-    return where(item) + ": not in the log as signed"
+    return where(item) + ": signature does not verify.*the envelope was changed after signing"
 
 
 def edit_index(b, s):
-    item = lot_events(b)[-2]
+    item = lot_events(b)[-1]
     item["index"] += 1
-    return where(item) + ": not in the log as signed"
+    return f"{LOT}: the tlog-proof of event {item['index']} is for index {item['index'] - 1}"
+
+
+def edit_index_and_its_proof(b, s):
+    item = lot_events(b)[-1]
+    proof = parse_tlog_proof(item["proof"])
+    item["index"] = proof.index - 1
+    item["proof"] = format_tlog_proof(proof.index - 1, proof.proof, proof.checkpoint)
+    return where(item) + ": leaf .* is not in the log as signed"
 
 
 def swap_in_envelope_from_other_lot(b, s):
@@ -235,7 +271,7 @@ def swap_in_envelope_from_other_lot(b, s):
     other = lot_events(s.bundle("after2"))[0]
     item = lot_events(b)[3]
     item["envelope"] = other["envelope"]
-    return where(item) + ": not in the log as signed"
+    return CHANGED
 
 
 def swap_in_event_from_other_lot(b, s):
@@ -255,10 +291,22 @@ def append_event_from_other_lot(b, s):
 
 
 def older_checkpoint(b, s):
-    """The newer bundle's chains under the checkpoint from before the recall: the
-    proofs were made for the larger tree."""
+    """The newer bundle's chains under the checkpoint from before the recall."""
     b["checkpoint"] = s.bundle("before")["checkpoint"]
-    return where(lot_events(b)[0]) + ": not in the log as signed"
+    return where(lot_events(b)[-1]) + r": beyond the checkpoint \(size"
+
+
+def another_checkpoint_in_a_tlog_proof(b, s):
+    item = lot_events(b)[-1]
+    proof = parse_tlog_proof(item["proof"])
+    item["proof"] = format_tlog_proof(proof.index, proof.proof, s.bundle("before")["checkpoint"])
+    return where(item) + ": its tlog-proof carries another checkpoint"
+
+
+def older_checkpoint_everywhere(b, s):
+    """… and in every tlog-proof: the recall is beyond that checkpoint."""
+    with_checkpoint(b, s.bundle("before")["checkpoint"])
+    return where(lot_events(b)[-1]) + r": beyond the checkpoint \(size"
 
 
 def recall_under_older_checkpoint(b, s):
@@ -270,7 +318,7 @@ def recall_under_older_checkpoint(b, s):
 
 def newer_checkpoint(b, s):
     """The older bundle's proofs under the checkpoint made after the recall."""
-    b["checkpoint"] = s.bundle("after")["checkpoint"]
+    with_checkpoint(b, s.bundle("after")["checkpoint"])
     return "not in the log as signed"
 
 
@@ -294,19 +342,36 @@ def hide_revocation(b, s):
 
 
 def flip_inclusion_proof_bit(b, s):
-    item = lot_events(b)[2]
-    item["proof"][1] = flip_bit(item["proof"][1], 77)
-    return where(item) + ": not in the log as signed: root mismatch"
+    item = lot_events(b)[-1]
+    proof = parse_tlog_proof(item["proof"])
+    hashes = list(proof.proof)
+    hashes[1] = bytes([hashes[1][0] ^ 4]) + hashes[1][1:]
+    item["proof"] = TlogProof(proof.index, tuple(hashes), proof.checkpoint).to_text()
+    return where(item) + ": leaf .* is not in the log as signed: root mismatch"
 
 
 def flip_heads_proof_bit(b, s):
     lot = chain(b, LOT)
-    lot["heads_proof"][0] = flip_bit(lot["heads_proof"][0], 3)
+    lot["heads"]["proof"][0] = flip_bit(lot["heads"]["proof"][0], 3)
     return f"{LOT}: the bundle's 12 events do not match the chain head"
 
 
+def flip_neighbour_proof_bit(b, s):
+    heads = chain(b, LOT)["heads"]
+    side = "left" if "left" in heads else "right"
+    heads[side]["proof"][0] = flip_bit(heads[side]["proof"][0], 3)
+    return f"{LOT}: the {side} neighbour of its chain is not in the heads tree as signed"
+
+
+def drop_a_neighbour(b, s):
+    heads = chain(b, LOT)["heads"]
+    side = "left" if "left" in heads else "right"
+    del heads[side]
+    return f"{LOT}: the bundle lacks the {side} neighbour of its chain in the heads tree"
+
+
 def change_position(b, s):
-    chain(b, LOT)["position"] += 1
+    chain(b, LOT)["heads"]["position"] += 1
     return f"{LOT}: the bundle's 12 events do not match the chain head"
 
 
@@ -325,19 +390,28 @@ def wrong_format(b, s):
     return f"not a {FORMAT} proof bundle"
 
 
+def old_format(b, s):
+    b["format"] = OLD_FORMAT
+    return f"this is a {OLD_FORMAT} bundle.*re-export it with `provenance export proof URI`"
+
+
 MUTATIONS: list[tuple[str, str, Mutation]] = [
     ("after", "drop-one-event", drop_one_event),
     ("after", "drop-the-recall", drop_the_recall),
+    ("after", "drop-the-recall-and-its-proof", drop_the_recall_and_its_proof),
     ("after", "reorder-two-events", reorder_two_events),
     ("after", "duplicate-an-event", duplicate_an_event),
     ("after", "edit-data-field", edit_data),
     ("after", "edit-time", edit_time),
     ("after", "edit-signature", edit_signature),
     ("after", "edit-index", edit_index),
+    ("after", "edit-index-and-its-proof", edit_index_and_its_proof),
     ("after", "swap-in-envelope-from-other-lot", swap_in_envelope_from_other_lot),
     ("after", "swap-in-event-from-other-lot", swap_in_event_from_other_lot),
     ("before", "append-event-from-other-lot", append_event_from_other_lot),
     ("after", "older-checkpoint", older_checkpoint),
+    ("after", "older-checkpoint-everywhere", older_checkpoint_everywhere),
+    ("after", "another-checkpoint-in-a-tlog-proof", another_checkpoint_in_a_tlog_proof),
     ("before", "recall-under-older-checkpoint", recall_under_older_checkpoint),
     ("before", "newer-checkpoint", newer_checkpoint),
     ("after", "remove-signer-enrolment", remove_signer_enrolment),
@@ -345,10 +419,13 @@ MUTATIONS: list[tuple[str, str, Mutation]] = [
     ("after2", "hide-revocation", hide_revocation),
     ("after", "flip-inclusion-proof-bit", flip_inclusion_proof_bit),
     ("after", "flip-heads-proof-bit", flip_heads_proof_bit),
+    ("after", "flip-neighbour-proof-bit", flip_neighbour_proof_bit),
+    ("after", "drop-a-neighbour", drop_a_neighbour),
     ("after", "change-heads-position", change_position),
     ("after", "change-subject", change_subject),
     ("after", "list-a-chain-twice", list_a_chain_twice),
     ("after", "wrong-format", wrong_format),
+    ("after", "old-format", old_format),
 ]
 
 
@@ -374,6 +451,8 @@ def test_removing_any_events_fails_unless_none_removed(scene: Scene, data: st.Da
     events = lot_events(bundle)
     removed = data.draw(st.sets(st.integers(0, len(events) - 1)), label="removed")
     kept = [item for position, item in enumerate(events) if position not in removed]
+    if kept and "proof" not in kept[-1]:  # a genuine tlog-proof for the new newest event
+        kept[-1]["proof"] = log_proof(scene, bundle, kept[-1]["index"])
     events[:] = kept
     if not removed:
         assert len(verify_bundle(bundle, scene.key).events) == len(kept)
@@ -396,13 +475,33 @@ def test_removing_any_identity_chain_fails(scene: Scene, data: st.DataObject):
 @FEW
 @given(data=st.data())
 def test_any_flipped_proof_bit_fails(scene: Scene, data: st.DataObject):
+    """Any bit of any proof hash: the heads proof, a neighbour's, a tlog-proof's."""
     bundle = scene.bundle("after")
     entry = data.draw(st.sampled_from(bundle["chains"]), label="chain")
-    proofs = [entry["heads_proof"]] + [item["proof"] for item in entry["events"]]
-    proof = data.draw(st.sampled_from([p for p in proofs if p]), label="proof")
-    position = data.draw(st.integers(0, len(proof) - 1), label="hash")
-    proof[position] = flip_bit(proof[position], data.draw(st.integers(0, 255), label="bit"))
-    with pytest.raises(VerificationError, match=r"not in the log as signed|do not match"):
+    heads = entry["heads"]
+    slots: list[tuple[str, Any]] = [
+        ("heads", heads[k]["proof"] if k else heads["proof"])
+        for k in ("", "left", "right")
+        if not k or k in heads
+    ]
+    slots += [("tlog", item) for item in entry["events"] if "proof" in item]
+    kind, target = data.draw(st.sampled_from(slots), label="proof")
+    bit = data.draw(st.integers(0, 255), label="bit")
+    if kind == "heads":
+        if not target:
+            return
+        position = data.draw(st.integers(0, len(target) - 1), label="hash")
+        target[position] = flip_bit(target[position], bit)
+    else:
+        proof = parse_tlog_proof(target["proof"])
+        if not proof.proof:
+            return
+        hashes = [bytearray(h) for h in proof.proof]
+        position = data.draw(st.integers(0, len(hashes) - 1), label="hash")
+        hashes[position][bit // 8] ^= 1 << (bit % 8)
+        flipped = TlogProof(proof.index, tuple(bytes(h) for h in hashes), proof.checkpoint)
+        target["proof"] = flipped.to_text()
+    with pytest.raises(VerificationError, match=r"not in the log as signed|do not match|neighbour"):
         verify_bundle(bundle, scene.key)
 
 
@@ -425,6 +524,29 @@ def test_cli_verifies_a_bundle_without_a_database(scene: Scene, tmp_path: Path):
     assert failed.exit_code == 1
     assert "FAILED: " in failed.output and "events were left out" in failed.output
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_cli_says_to_re_export_an_old_format_bundle(scene: Scene, tmp_path: Path):
+    old = scene.bundle("after")
+    old["format"] = OLD_FORMAT
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(old))
+    base = ["--db", str(tmp_path / "absent.db"), "--keys", str(tmp_path / "keys"), "verify"]
+    key = ["--log-key", did_of(scene.world.log_key)]
+    result = CliRunner().invoke(main, [*base, "--bundle", str(path), *key])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: this is a {OLD_FORMAT} bundle")
+    assert "re-export it with `provenance export proof URI`" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_cosignature_added_to_the_bundle_s_checkpoint_keeps_it_valid(scene: Scene):
+    """Witness cosignatures arrive after the fact: the bundle's checkpoint may carry
+    lines its tlog-proofs lack. Only the note text must match."""
+    bundle = scene.bundle("after")
+    signature = base64.b64encode(bytes(12) + b"sig" * 21 + b"!").decode()
+    bundle["checkpoint"] += f"— witness.example/w1 {signature}\n"
+    assert verify_bundle(bundle, scene.key).events[-1].kind == "recall"
 
 
 # --- judged against a checkpoint the verifier trusts (issue 9: stale bundles) --------------------
@@ -545,7 +667,7 @@ def test_a_malformed_consistency_field_fails(scene: Scene, consistency: Any):
 def test_export_since_refuses_a_checkpoint_this_ledger_does_not_match(scene: Scene):
     after = Checkpoint.from_text(note_of(scene, "after").split("\n\n")[0] + "\n")
     newer = forged_note(scene, "after", size=after.size + 5)
-    with pytest.raises(VerificationError, match=r"newer than this ledger's latest"):
+    with pytest.raises(VerificationError, match=r"newer than the one this ledger shows"):
         build_bundle(scene.world.store, LOT, since=newer)
     rewritten = forged_note(scene, "before", root_hash=bytes(32))
     with pytest.raises(VerificationError, match=r"does not match this ledger's tree"):

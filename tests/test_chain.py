@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from provenance.core import chain
 from provenance.core.errors import VerificationError
+from provenance.core.heads import CREATION, HeadsLine, parse_heads_line
 from provenance.core.merkle import MemoryTree, hash_leaf, verify_inclusion
 
 LOT = "https://id.gs1.org/01/09506000134352/10/LOT42"
@@ -80,14 +81,15 @@ def test_head_leaf_binds_subject_length_and_head():
 
 
 def test_heads_extension_round_trip_and_errors():
+    """The first rule's line, as old checkpoints carry it (parse_heads_line reads both)."""
     root = bytes(range(32))
-    line = chain.heads_extension(7, root)
-    assert chain.parse_heads_extension(["other line", line]) == (7, root)
+    line = HeadsLine(CREATION, 7, root).to_text()
+    assert parse_heads_line(["other line", line]) == HeadsLine(CREATION, 7, root)
     with pytest.raises(VerificationError, match="no provenance-heads line"):
-        chain.parse_heads_extension(["x y z"])
+        parse_heads_line(["x y z"])
     with pytest.raises(VerificationError, match="malformed"):
-        chain.parse_heads_extension(["provenance-heads seven AAAA"])
+        parse_heads_line(["provenance-heads seven AAAA"])
     with pytest.raises(VerificationError, match="not base64"):
-        chain.parse_heads_extension(["provenance-heads 7 !!!!"])
+        parse_heads_line(["provenance-heads 7 !!!!"])
     with pytest.raises(VerificationError, match="not 32 bytes"):
-        chain.parse_heads_extension(["provenance-heads 7 AAAA"])
+        parse_heads_line(["provenance-heads 7 AAAA"])

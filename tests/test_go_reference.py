@@ -65,6 +65,12 @@ from provenance.core.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from provenance.core.tlog_proof import (
+    TlogProof,
+    TlogProofError,
+    parse_tlog_proof,
+    verify_tlog_proof,
+)
 from provenance.ledger.proofs import build_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -388,45 +394,57 @@ def log_request(log: Log) -> LogRequest:
     return LogRequest(request, tree_sizes, [root(n) for n in tree_sizes], cases)
 
 
-def bundle_cases(log: Log) -> list[ProofCase]:
-    """Every event proof in the lot's proof bundle (what a consumer is handed),
-    against the bundle's checkpoint; the leaf comes from the envelope itself."""
+def bundle_tlog_proofs(log: Log) -> list[tuple[str, bytes]]:
+    """Every C2SP tlog-proof in the lot's proof bundle (what a consumer is handed),
+    with the leaf hash of the envelope it proves."""
     bundle = build_bundle(log.world.store, log.world.lot)
-    cp = open_checkpoint(bundle["checkpoint"], *parse_verifier_key(log.verifier_key))
-    cases = []
+    out = []
     for chain in bundle["chains"]:
         for event in chain["events"]:
-            leaf = hash_leaf(Envelope.from_json(event["envelope"]).id_bytes)
-            proof = [unb64(h) for h in event["proof"]]
-            desc = f"bundle: {chain['subject']} event {event['index']}"
-            cases.append(
-                inclusion_case(desc, event["index"], cp.size, leaf, proof, cp.root_hash, True)
-            )
-    assert len(cases) > 1200, len(cases)
+            if "proof" in event:
+                leaf = hash_leaf(Envelope.from_json(event["envelope"]).id_bytes)
+                out.append((event["proof"], leaf))
+    assert len(out) >= 4, len(out)  # the lot's newest event, and the signers' registry events
+    return out
+
+
+def bundle_cases(log: Log) -> list[ProofCase]:
+    """The inclusion proof inside every tlog-proof of the bundle, against the
+    bundle's checkpoint, through tlog.CheckRecord (and ProveRecord)."""
+    cases = []
+    for text, leaf in bundle_tlog_proofs(log):
+        proof = parse_tlog_proof(text)
+        cp = open_checkpoint(proof.checkpoint, *parse_verifier_key(log.verifier_key))
+        desc = f"bundle: tlog-proof of log index {proof.index}"
+        cases.append(
+            inclusion_case(desc, proof.index, cp.size, leaf, list(proof.proof), cp.root_hash, True)
+        )
     return cases
 
 
 def heads_request(log: Log) -> LogRequest:
-    """The heads tree of the latest checkpoint: its root is the extension line's."""
-    from provenance.core.chain import head_entry
-    from provenance.ledger.proofs import heads_tree
+    """The sorted heads tree of the latest checkpoint: its root is the extension line's."""
+    from provenance.core.heads import SORTED, SortedHeads
 
-    tree, positions = heads_tree(log.world.store)
-    records = [head_entry(s, n, h) for _, s, h, n in log.world.store.chains()]
+    rows = [(s, n, h) for _, s, h, n in log.world.store.chains()]
+    tree = SortedHeads.of(rows)
+    records = [tree.entry(i) for i in range(tree.size)]
     latest = log.checkpoints[log.size]
     label, count, root_text = latest.extensions[0].split(" ")
-    assert (label, int(count)) == ("provenance-heads", tree.size)
+    assert (label, int(count)) == (SORTED, tree.size)
     root = unb64(root_text)
+    leaves = [hash_leaf(r) for r in records]
     cases = []
-    for index in sorted(positions.values()):
+    for index in range(tree.size):
         proof = tree.inclusion_proof(index)
-        leaf = tree.subtree_hash(0, index)
+        leaf = leaves[index]
         cases.append(inclusion_case(f"heads {index}", index, tree.size, leaf, proof, root, True))
         cases.extend(tampered_inclusion(index, tree.size, leaf, proof, root))
+    mirror = MemoryTree(leaves)
     request = {
         "records": [b64(r) for r in records],
-        "leaves": [b64(tree.subtree_hash(0, i)) for i in range(tree.size)],
-        "nodes": all_subtrees(tree, tree.size),
+        "leaves": [b64(h) for h in leaves],
+        "nodes": all_subtrees(mirror, tree.size),
         "tree_sizes": [tree.size],
         "inclusion": [c.request for c in cases],
         "consistency": [],
@@ -960,6 +978,71 @@ def test_go_verifies_what_the_cli_prints(two_lot_cli, sumdbcheck):
     tree = reply["trees"][0]
     assert tree["error"] == ""
     assert (tree["size"], unb64(tree["hash"])) == (cp.size, cp.root_hash)
+
+
+# --- C2SP tlog-proof ------------------------------------------------------------------------------
+
+
+def tlog_proof_cases(log: Log) -> list[tuple[str, str, bytes]]:
+    """(desc, tlog-proof text, leaf hash): the bundle's, and each tampered."""
+    cases = []
+    for text, leaf in bundle_tlog_proofs(log):
+        proof = parse_tlog_proof(text)
+        desc = f"index {proof.index}"
+        cases.append((desc, text, leaf))
+        cases.append((desc + ": another leaf", text, flip(leaf, 9)))
+        other = proof.index + 1 if proof.index + 1 < log.size else proof.index - 1
+        wrong = TlogProof(other, proof.proof, proof.checkpoint)
+        cases.append((desc + ": another index", wrong.to_text(), leaf))
+        for i in range(len(proof.proof)):
+            hashes = list(proof.proof)
+            hashes[i] = flip(hashes[i], 77)
+            bad = TlogProof(proof.index, tuple(hashes), proof.checkpoint)
+            cases.append((desc + f": hash {i} flipped", bad.to_text(), leaf))
+        body, _, sigs = proof.checkpoint.rpartition("\n\n")
+        forged = body.replace("\n", "\n1", 1) + "\n\n" + sigs  # another tree size, same signature
+        cases.append((desc + ": checkpoint altered", text.replace(proof.checkpoint, forged), leaf))
+        with_extra = TlogProof(proof.index, proof.proof, proof.checkpoint, extra=b"lot LOT42")
+        cases.append((desc + ": with an extra line", with_extra.to_text(), leaf))
+    return cases
+
+
+def our_tlog_verdict(text: str, leaf: bytes, verifier_key: str) -> str:
+    try:
+        proof = parse_tlog_proof(text)
+        cp = open_checkpoint(proof.checkpoint, *parse_verifier_key(verifier_key))
+        verify_tlog_proof(proof, leaf, cp)
+    except (TlogProofError, VerificationError) as exc:
+        return str(exc) or "refused"
+    return ""
+
+
+def test_go_and_we_agree_on_the_bundles_tlog_proofs(log: Log, sumdbcheck):
+    """Go reads each tlog-proof of a bundle as c2sp.org/tlog-proof words it, opens its
+    checkpoint with note.Open and checks its inclusion proof with tlog.CheckRecord;
+    it accepts the genuine ones and refuses every tampered one, as we do."""
+    cases = tlog_proof_cases(log)
+    reply = sumdbcheck(
+        {
+            "tlog_proofs": [
+                {"proof": text, "leaf": b64(leaf), "verifier_keys": [log.verifier_key]}
+                for _, text, leaf in cases
+            ]
+        }
+    )
+    accepted = 0
+    for (desc, text, leaf), result in zip(cases, reply["tlog_proofs"], strict=True):
+        ours = our_tlog_verdict(text, leaf, log.verifier_key)
+        go_accepts = result["error"] == ""
+        genuine = ":" not in desc or desc.endswith("with an extra line")
+        assert go_accepts == (ours == "") == genuine, (desc, result["error"], ours)
+        if genuine:
+            accepted += 1
+            cp = open_checkpoint(
+                parse_tlog_proof(text).checkpoint, *parse_verifier_key(log.verifier_key)
+            )
+            assert (result["size"], unb64(result["hash"])) == (cp.size, cp.root_hash)
+    assert accepted >= 8, accepted
 
 
 # --- C2SP cosignatures (type 0x04) against a Go implementation of the spec -----------------

@@ -59,7 +59,7 @@ def verify(
 
     Example: provenance verify --checkpoint yesterday.checkpoint
     """
-    from provenance.core.bundle import verify_bundle
+    from provenance.core.bundle import OldBundleFormatError, verify_bundle
     from provenance.ledger.audit import verify_ledger
     from provenance.ledger.proofs import build_bundle
 
@@ -91,6 +91,8 @@ def verify(
                 key = require_policy(policy, checkpoint=note, bundle=parsed, log_key=key)
             assert key is not None
             report = verify_bundle(parsed, key, checkpoint=note)
+        except OldBundleFormatError as exc:  # not a failed proof: a file to export again
+            raise click.ClickException(str(exc)) from None
         except ProvenanceError as exc:
             click.echo(f"FAILED: {exc}")
             sys.exit(1)

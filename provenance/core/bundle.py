@@ -1,17 +1,20 @@
 """Offline proof bundles for one lot, and their verification (pure).
 
-A bundle carries everything needed to check a lot's record with nothing but
-the log's public key (docs/protocol.md, "Proof bundle"):
+A bundle (``provenance-bundle/v2``, docs/protocol.md §7) carries everything
+needed to check a lot's record with nothing but the log's public key:
 
-- the signed checkpoint (tree size, log root, heads root);
-- the lot's chain: every event, in chain order, with its log index and an
-  inclusion proof against the log root;
+- the signed checkpoint (tree size, log root, heads root), with any witness
+  cosignatures;
+- the lot's chain: every event, in chain order, with its log index; the
+  newest carries a C2SP tlog-proof of its log leaf (`provenance.core.tlog_proof`);
 - the chain of every identity that signed those events (enrolments and any
-  revocations, signed by the registrar), and the registrar's own chain, whose
-  first event is leaf 0 of the log;
-- for each chain, an inclusion proof of (subject, length, head) in the heads
-  tree. That last proof is what makes the bundle *complete*: as of the
-  checkpoint, the chain had exactly these events, so none was left out.
+  revocations, signed by the registrar, each with a tlog-proof), and the
+  registrar's own chain, whose first event is leaf 0 of the log;
+- for each chain, an inclusion proof of (key, length, head) in the heads tree
+  and, under the sorted rule, its two neighbours' leaves and proofs
+  (`provenance.core.heads`). The chain's hash links commit to every event, so
+  this proof makes the bundle *complete* (as of the checkpoint, the chain had
+  exactly these events) and, with the neighbours, the subject's *only* chain.
 
 `verify_bundle` returns a `BundleReport` or raises `VerificationError` saying
 which event broke and why.
@@ -28,6 +31,7 @@ to the lot after it was made (a recall, a hold).
 from __future__ import annotations
 
 import base64
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +39,19 @@ from provenance.core import chain as chains
 from provenance.core.checkpoint import Checkpoint, open_checkpoint
 from provenance.core.envelope import Envelope
 from provenance.core.errors import ProvenanceError, VerificationError
+from provenance.core.heads import HeadsLine, Neighbour, check_sorted_chain, parse_heads_line
 from provenance.core.kinds import REGISTRAR, SIGNER_ROLES, text_as_signed
 from provenance.core.merkle import hash_leaf, verify_consistency, verify_inclusion
 from provenance.core.timefmt import parse_time
+from provenance.core.tlog_proof import TlogProof, parse_tlog_proof, verify_tlog_proof
 
-FORMAT = "provenance-bundle/v1"
+VERIFY_THREADS = 2
+"""Threads that check a bundle's signatures: libsodium releases the GIL, so two
+use two cores where there are two, and cost nothing measurable where not."""
+PARALLEL_FROM = 512  # events; fewer are checked on the calling thread
+
+FORMAT = "provenance-bundle/v2"
+OLD_FORMAT = "provenance-bundle/v1"
 
 
 def b64(data: bytes) -> str:
@@ -54,6 +66,10 @@ def unb64(text: Any, what: str) -> bytes:
     if b64(raw) != text:
         raise VerificationError(f"{what}: not canonical base64")
     return raw
+
+
+class OldBundleFormatError(VerificationError):
+    """A bundle in a format this version no longer reads: to be exported again."""
 
 
 class StaleBundleError(VerificationError):
@@ -83,52 +99,109 @@ class BundleReport:
 
 
 @dataclass
+class _Event:
+    index: int
+    raw: Any  # the envelope as JSON, until opened
+    log_proof: TlogProof | None  # a C2SP tlog-proof of this event's log leaf
+    envelope: Envelope = None  # type: ignore[assignment]  # set by _open_envelopes
+    failure: str | None = None  # why its signature does not verify
+
+
+@dataclass
 class _Chain:
     subject: str
+    events: list[_Event]
     position: int
     heads_proof: list[bytes]
-    events: list[tuple[int, Envelope, list[bytes]]]
+    left: Neighbour | None
+    right: Neighbour | None
+
+
+def _integer(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise VerificationError(f"{what} {value!r} is not a non-negative integer")
+    return value
+
+
+def _hashes(raw: Any, what: str) -> list[bytes]:
+    if not isinstance(raw, list):
+        raise VerificationError(f"{what} is not a list of base64 hashes")
+    return [unb64(h, what) for h in raw]
+
+
+def _neighbour(raw: Any, what: str) -> Neighbour | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"entry", "proof"}:
+        raise VerificationError(f'{what} must be {{"entry": …, "proof": […]}} or null')
+    return Neighbour(unb64(raw["entry"], what), _hashes(raw["proof"], what))
 
 
 def _parse_chain(raw: Any) -> _Chain:
     if not isinstance(raw, dict):
         raise VerificationError("bundle chain entry is not an object")
-    try:
-        subject = raw["subject"]
-        position = raw["position"]
-        events = []
-        for item in raw["events"]:
-            try:
-                with text_as_signed():  # signed perhaps before the text rule (docs/protocol.md)
-                    envelope = Envelope.from_json(item["envelope"])
-            except ProvenanceError as exc:
+    unknown = set(raw) - {"subject", "events", "heads"}
+    if unknown:
+        raise VerificationError(f"bundle chain has unknown fields {sorted(unknown)}")
+    subject = raw.get("subject")
+    if not isinstance(subject, str):
+        raise VerificationError("bundle chain needs a subject string")
+    items, heads = raw.get("events"), raw.get("heads")
+    if not isinstance(items, list) or not isinstance(heads, dict):
+        raise VerificationError(f"{subject}: bundle chain needs `events` (a list) and `heads`")
+    events = []
+    for item in items:
+        if not isinstance(item, dict) or not {"index", "envelope"} <= set(item) <= {
+            "index",
+            "envelope",
+            "proof",
+        }:
+            raise VerificationError(f"{subject}: an event must be {{index, envelope[, proof]}}")
+        index = _integer(item["index"], f"{subject}: event index")
+        log_proof = None
+        if "proof" in item:
+            log_proof = parse_tlog_proof(item["proof"])
+            if log_proof.index != index:
                 raise VerificationError(
-                    f"{subject}: event at log index {item.get('index')} "
-                    f"is not a valid envelope: {exc}"
-                ) from None
-            proof = [unb64(h, "inclusion proof") for h in item["proof"]]
-            index = item["index"]
-            if isinstance(index, bool) or not isinstance(index, int):
-                raise VerificationError(f"{subject}: event index {index!r} is not an integer")
-            events.append((index, envelope, proof))
-        heads_proof = [unb64(h, "heads proof") for h in raw["heads_proof"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise VerificationError(f"bundle chain is malformed: missing or bad {exc}") from None
-    if not isinstance(subject, str) or not isinstance(position, int):
-        raise VerificationError("bundle chain needs a subject string and an integer position")
-    return _Chain(subject, position, heads_proof, events)
+                    f"{subject}: the tlog-proof of event {index} is for index {log_proof.index}"
+                )
+        events.append(_Event(index, item["envelope"], log_proof))
+    if not {"position", "proof"} <= set(heads) <= {"position", "proof", "left", "right"}:
+        raise VerificationError(f"{subject}: `heads` must be {{position, proof[, left, right]}}")
+    return _Chain(
+        subject,
+        events,
+        _integer(heads["position"], f"{subject}: heads position"),
+        _hashes(heads["proof"], "heads proof"),
+        _neighbour(heads.get("left"), "heads left neighbour"),
+        _neighbour(heads.get("right"), "heads right neighbour"),
+    )
 
 
 def verify_bundle(
-    bundle: Any, log_public_key: bytes, *, checkpoint: str | None = None
+    bundle: Any,
+    log_public_key: bytes,
+    *,
+    checkpoint: str | None = None,
+    threads: int = VERIFY_THREADS,
 ) -> BundleReport:
     """Check a proof bundle against the log's public key (32 raw bytes).
 
     With ``checkpoint`` (a signed note the verifier trusts), also judge the
-    bundle as of that checkpoint; see `check_against`.
+    bundle as of that checkpoint; see `check_against`. The events' signatures
+    are checked on up to ``threads`` threads (libsodium releases the GIL).
     """
+    if isinstance(bundle, dict) and bundle.get("format") == OLD_FORMAT:
+        raise OldBundleFormatError(
+            f"this is a {OLD_FORMAT} bundle, a format this version no longer reads (it cannot "
+            "show that its chain is the lot's only one): re-export it with `provenance export "
+            "proof URI` from the ledger, and verify that"
+        )
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise VerificationError(f"not a {FORMAT} proof bundle")
+    unknown = set(bundle) - {"format", "subject", "checkpoint", "chains", "consistency"}
+    if unknown:
+        raise VerificationError(f"bundle has unknown fields {sorted(unknown)}")
     note = bundle.get("checkpoint")
     if not isinstance(note, str):
         raise VerificationError("bundle has no checkpoint")
@@ -145,13 +218,53 @@ def verify_bundle(
             bundle.get("consistency"),
             subject=bundle.get("subject"),
         )
-    report = _verify_contents(bundle, bundle_checkpoint)
+    elif "consistency" in bundle and not isinstance(bundle["consistency"], dict):
+        raise VerificationError('bundle `consistency` must be {"size": N, "proof": [...]}')
+    report = _verify_contents(bundle, note, bundle_checkpoint, threads)
     report.trusted = trusted
     return report
 
 
-def _verify_contents(bundle: dict[str, Any], checkpoint: Checkpoint) -> BundleReport:
-    heads_count, heads_root = chains.parse_heads_extension(checkpoint.extensions)
+def _open_chunk(events: list[_Event]) -> list[_Event]:
+    """Parse each event's envelope and check its signature (on a worker thread:
+    libsodium releases the GIL while verifying)."""
+    with text_as_signed():  # signed perhaps before the text rule (docs/protocol.md)
+        for event in events:
+            try:
+                event.envelope = Envelope.from_json(event.raw)
+            except ProvenanceError as exc:
+                event.failure = f"is not a valid envelope: {exc}"
+                continue
+            try:
+                Envelope.verify_signature(event.envelope)
+            except ProvenanceError as exc:
+                event.failure = str(exc)
+    return events
+
+
+def _open_envelopes(chains_: list[_Chain], threads: int) -> None:
+    """Open every envelope of the bundle; refuse the first one, in bundle order,
+    that is not an envelope. Signature failures stay on their events, for the
+    chain checks to name in order."""
+    events = [event for item in chains_ for event in item.events]
+    if threads <= 1 or len(events) < PARALLEL_FROM:
+        _open_chunk(events)
+    else:
+        size = -(-len(events) // (threads * 4))
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(_open_chunk, [events[i : i + size] for i in range(0, len(events), size)]))
+    for item in chains_:
+        for event in item.events:
+            if event.envelope is None:
+                raise VerificationError(
+                    f"{item.subject}: event at log index {event.index} {event.failure}"
+                )
+
+
+def _verify_contents(
+    bundle: dict[str, Any], note: str, checkpoint: Checkpoint, threads: int
+) -> BundleReport:
+    line = parse_heads_line(checkpoint.extensions)
     raw_chains = bundle.get("chains")
     if not isinstance(raw_chains, list):
         raise VerificationError("bundle `chains` must be a list of chains")
@@ -162,23 +275,34 @@ def _verify_contents(bundle: dict[str, Any], checkpoint: Checkpoint) -> BundleRe
     if len(by_subject) != len(parsed):
         raise VerificationError("bundle lists a chain twice")
 
-    # 2. Every chain: events included in the log, in log order, and its head
-    #    (subject, length, head) included in the heads tree: complete.
+    # 2. Every chain: its events hash to the head the heads tree holds for its
+    #    subject (complete), the only leaf for that subject (sorted rule), its
+    #    newest event is in the log at its index (tlog-proof), indexes increase.
+    _open_envelopes(parsed, threads)
     for item in parsed:
-        _check_chain(item, checkpoint, heads_count, heads_root)
+        _check_chain(item, note, checkpoint, line)
+    warnings: list[str] = []
+    if not line.is_sorted:
+        warnings.append(
+            f"checkpoint {checkpoint.size} was signed before the heads tree was sorted "
+            "(docs/protocol.md §7): this bundle alone cannot rule out a second chain for the "
+            "lot; a bundle as of a newer checkpoint can"
+        )
 
     # 3. The registrar: the self-enrolment at leaf 0.
-    registrar = next((c for c in parsed if c.events and c.events[0][0] == 0), None)
+    registrar = next((c for c in parsed if c.events and c.events[0].index == 0), None)
     if registrar is None:
         raise VerificationError("bundle lacks the registrar's enrolment (log leaf 0)")
-    genesis = registrar.events[0][1]
+    genesis = registrar.events[0]
+    if genesis.log_proof is None:
+        raise VerificationError("the registrar's enrolment carries no tlog-proof of log leaf 0")
     if not (
-        genesis.kind == "enrol"
-        and genesis.data["type"] == REGISTRAR
-        and genesis.data["subject"] == genesis.signer == registrar.subject
+        genesis.envelope.kind == "enrol"
+        and genesis.envelope.data["type"] == REGISTRAR
+        and genesis.envelope.data["subject"] == genesis.envelope.signer == registrar.subject
     ):
         raise VerificationError("log leaf 0 is not the registrar's self-enrolment")
-    registrar_did = genesis.signer
+    registrar_did = genesis.envelope.signer
 
     # 4. Identities: enrolled (and maybe revoked) by the registrar.
     signers: dict[str, dict[str, Any]] = {}
@@ -193,14 +317,10 @@ def _verify_contents(bundle: dict[str, Any], checkpoint: Checkpoint) -> BundleRe
         raise VerificationError("bundle does not carry the chain of its subject lot")
 
     # 5. The lot's events: valid signatures by enrolled, unrevoked, allowed signers.
-    warnings: list[str] = []
-    for index, envelope, _ in lot.events:
+    for event in lot.events:
+        index, envelope = event.index, event.envelope
         where = f"event {envelope.event_id} (log index {index})"
-        try:
-            envelope.verify_signature()
-        except VerificationError as exc:
-            raise VerificationError(f"{where}: {exc}") from None
-        signer = signers.get(envelope.signer)
+        signer = signers.get(envelope.signer)  # its signature was checked with its chain
         if signer is None:
             raise VerificationError(f"{where}: the bundle lacks the enrolment of its signer")
         if signer["enrolled_at"] >= index:
@@ -218,7 +338,7 @@ def _verify_contents(bundle: dict[str, Any], checkpoint: Checkpoint) -> BundleRe
                 f"{where} is dated after {signer['name']}'s key was revoked (from "
                 f"{signer['revoked_from']}); the revocation was logged later"
             )
-    return BundleReport(subject, checkpoint, [e for _, e, _ in lot.events], signers, warnings)
+    return BundleReport(subject, checkpoint, [e.envelope for e in lot.events], signers, warnings)
 
 
 def check_against(
@@ -305,29 +425,51 @@ def check_against(
     return trusted
 
 
-def _check_chain(item: _Chain, checkpoint: Checkpoint, heads_count: int, heads_root: bytes) -> None:
+def _note_text(note: str) -> str:
+    """A signed note's text, without its signature lines: a tlog-proof may carry
+    the checkpoint with other (or no) witness cosignatures than the bundle's."""
+    return note[: note.rfind("\n\n") + 1]
+
+
+def _check_chain(item: _Chain, note: str, checkpoint: Checkpoint, line: HeadsLine) -> None:
     link = chains.genesis_link(item.subject)
-    previous_index = -1
-    for index, envelope, proof in item.events:
+    previous = -1
+    for event in item.events:
+        index, envelope = event.index, event.envelope
         where = f"{item.subject}: event {envelope.event_id} (log index {index})"
-        if index <= previous_index:
-            raise VerificationError(f"{where}: out of log order (after index {previous_index})")
+        if index <= previous:
+            raise VerificationError(f"{where}: out of log order (after index {previous})")
         if index >= checkpoint.size:
             raise VerificationError(f"{where}: beyond the checkpoint (size {checkpoint.size})")
-        try:
-            verify_inclusion(
-                index, checkpoint.size, hash_leaf(envelope.id_bytes), proof, checkpoint.root_hash
-            )
-        except VerificationError as exc:
-            raise VerificationError(f"{where}: not in the log as signed: {exc}") from None
+        if event.failure is not None:  # an edited envelope is named here, before its head
+            raise VerificationError(f"{where}: {event.failure}")
+        if event.log_proof is not None:
+            if _note_text(event.log_proof.checkpoint) != _note_text(note):
+                raise VerificationError(f"{where}: its tlog-proof carries another checkpoint")
+            try:
+                verify_tlog_proof(event.log_proof, hash_leaf(envelope.id_bytes), checkpoint)
+            except VerificationError as exc:
+                raise VerificationError(f"{where}: {exc}") from None
         link = chains.next_link(link, envelope.id_bytes)
-        previous_index = index
-    leaf = chains.head_leaf(item.subject, len(item.events), link)
+        previous = index
+    if item.events and item.events[-1].log_proof is None:
+        raise VerificationError(
+            f"{item.subject}: the chain's newest event carries no tlog-proof of its log leaf"
+        )
+    length = len(item.events)
+    if line.is_sorted:
+        check_sorted_chain(
+            item.subject, length, link, item.position, item.heads_proof, item.left, item.right, line
+        )
+        return
+    if item.left is not None or item.right is not None:
+        raise VerificationError(f"{item.subject}: neighbours in a creation-order heads tree")
+    leaf = chains.head_leaf(item.subject, length, link)
     try:
-        verify_inclusion(item.position, heads_count, leaf, item.heads_proof, heads_root)
+        verify_inclusion(item.position, line.count, leaf, item.heads_proof, line.root)
     except VerificationError:
         raise VerificationError(
-            f"{item.subject}: the bundle's {len(item.events)} events do not match the chain head "
+            f"{item.subject}: the bundle's {length} events do not match the chain head "
             f"the checkpoint commits to — events were left out, added or changed"
         ) from None
 
@@ -335,7 +477,7 @@ def _check_chain(item: _Chain, checkpoint: Checkpoint, heads_count: int, heads_r
 def _identity(item: _Chain, registrar_did: str) -> dict[str, Any]:
     if not item.events:
         raise VerificationError(f"{item.subject}: identity chain is empty")
-    index, enrol, _ = item.events[0]
+    index, enrol = item.events[0].index, item.events[0].envelope
     if enrol.kind != "enrol" or enrol.data["subject"] != item.subject:
         raise VerificationError(f"{item.subject}: chain does not start with its enrolment")
     info: dict[str, Any] = {
@@ -345,11 +487,15 @@ def _identity(item: _Chain, registrar_did: str) -> dict[str, Any]:
         "enrolled_at": index,
         "enrolment": enrol.event_id,
     }
-    for position, (event_index, envelope, _) in enumerate(item.events):
+    for position, event in enumerate(item.events):
+        event_index, envelope = event.index, event.envelope
+        if event.log_proof is None:  # enrolled-before and revoked-before rest on these indexes
+            raise VerificationError(
+                f"{item.subject}: registry event at log index {event_index} carries no tlog-proof"
+            )
         where = f"{item.subject}: event {envelope.event_id} (log index {event_index})"
         if envelope.signer != registrar_did:
             raise VerificationError(f"{where}: registry events must be signed by the registrar")
-        envelope.verify_signature()
         if position and envelope.kind == "revoke" and "revoked_from" not in info:
             info["revoked_from"] = envelope.data["from"]
             info["revoked_from_us"] = parse_time(envelope.data["from"])

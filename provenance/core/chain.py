@@ -9,16 +9,13 @@ lets a proof bundle show that none of a lot's events was left out.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable
 
-from provenance.core.errors import VerificationError
 from provenance.core.merkle import hash_leaf
 
 LOT_DOMAIN = b"provenance/v1/batch"
 IDENTITY_DOMAIN = b"provenance/v1/identity"
-HEADS_EXTENSION = "provenance-heads"
 
 
 def genesis_link(subject: str) -> bytes:
@@ -48,28 +45,3 @@ def head_entry(subject: str, length: int, head: bytes) -> bytes:
 
 def head_leaf(subject: str, length: int, head: bytes) -> bytes:
     return hash_leaf(head_entry(subject, length, head))
-
-
-def parse_heads_extension(extensions: Iterable[str]) -> tuple[int, bytes]:
-    """(chain count, heads root) from a checkpoint's extension lines."""
-
-    for line in extensions:
-        parts = line.split(" ")
-        if parts[0] == HEADS_EXTENSION:
-            if len(parts) != 3 or not parts[1].isdigit():
-                raise VerificationError(f"malformed {HEADS_EXTENSION} line in checkpoint: {line!r}")
-            try:
-                root = base64.b64decode(parts[2], validate=True)
-            except ValueError:
-                raise VerificationError(f"{HEADS_EXTENSION} root is not base64: {line!r}") from None
-            if len(root) != 32:
-                raise VerificationError(f"{HEADS_EXTENSION} root is not 32 bytes")
-            return int(parts[1]), root
-    raise VerificationError(
-        f"checkpoint has no {HEADS_EXTENSION} line: it was not made by a Provenance ledger"
-    )
-
-
-def heads_extension(count: int, root: bytes) -> str:
-
-    return f"{HEADS_EXTENSION} {count} {base64.b64encode(root).decode()}"

@@ -28,8 +28,9 @@ from provenance.core import chain as chains
 from provenance.core.checkpoint import Checkpoint, sign_checkpoint
 from provenance.core.envelope import Envelope, NotAnEnvelope
 from provenance.core.errors import RejectedEvent
+from provenance.core.heads import SortedHeads
 from provenance.core.kinds import REGISTRAR, SIGNER_ROLES
-from provenance.core.merkle import Frontier, MemoryTree, decompose
+from provenance.core.merkle import Frontier, decompose
 from provenance.core.timefmt import format_time, now_micros
 from provenance.ledger.intake import Verification, parse, raw_bytes
 from provenance.ledger.kinds import KINDS
@@ -168,12 +169,11 @@ class Ledger:
         hashes = [store.subtree_hash(level, index) for level, index in decompose(0, size)]
         self._frontier = Frontier.from_subtrees(size, hashes)
         self._heads: list[list[Any]] = []  # [subject, head, length] by chain id - 1
-        self._heads_tree = MemoryTree()
         for chain_id, subject, head, length in store.chains():
             if chain_id != len(self._heads) + 1:
                 raise StoreError(f"chain ids are not dense at {chain_id}: run `provenance verify`")
             self._heads.append([subject, head, length])
-            self._heads_tree.append(chains.head_leaf(subject, length, head))
+        self._heads_tree = SortedHeads.of((s, n, h) for s, h, n in self._heads)
         self.identities: dict[str, Identity | None] = {}
         self.identities_by_id: dict[int, Identity] = {}
         self.lots_by_uri: dict[str, Lot | None] = {}
@@ -493,16 +493,10 @@ class Ledger:
         store.insert_nodes(batch.nodes)
         moved = sorted(batch.moved)
         store.update_chains([(self._heads[i - 1][1], self._heads[i - 1][2], i) for i in moved])
-        for chain_id in moved:
+        # The heads tree holds chains 1..size; add the chains made since, then the moved.
+        for chain_id in [*range(self._heads_tree.size + 1, len(self._heads) + 1), *moved]:
             subject, head, length = self._heads[chain_id - 1]
-            leaf = chains.head_leaf(subject, length, head)
-            if chain_id - 1 < self._heads_tree.size:
-                self._heads_tree.set(chain_id - 1, leaf)
-            else:
-                while self._heads_tree.size < chain_id - 1:  # chains made but not moved
-                    s, h, n = self._heads[self._heads_tree.size]
-                    self._heads_tree.append(chains.head_leaf(s, n, h))
-                self._heads_tree.append(leaf)
+            self._heads_tree.put(subject, length, head)
         store.insert_checkpoint(self._frontier.size, self._sign_checkpoint())
 
     def _sign_checkpoint(self) -> str:
@@ -510,7 +504,7 @@ class Ledger:
             origin=self.origin,
             size=self._frontier.size,
             root_hash=self._frontier.root(),
-            extensions=(chains.heads_extension(self._heads_tree.size, self._heads_tree.root()),),
+            extensions=(self._heads_tree.line().to_text(),),
         )
         return sign_checkpoint(checkpoint, self.origin, self.log_key)
 

@@ -36,6 +36,7 @@ from provenance.core.checkpoint import Checkpoint, open_checkpoint
 from provenance.core.ed25519 import InvalidSignature
 from provenance.core.envelope import b64url, canonical_pair
 from provenance.core.errors import ProvenanceError, VerificationError
+from provenance.core.heads import audit_heads
 from provenance.core.identity import verifier_for
 from provenance.core.kinds import KIND_NAMES, SIGNER_ROLES
 from provenance.core.merkle import LEAF_PREFIX, NODE_PREFIX, MemoryTree, hash_children, range_hash
@@ -45,6 +46,7 @@ from provenance.ledger.audit_state import check_identities, check_state, signer_
 from provenance.ledger.kinds.base import SignerHistory
 from provenance.ledger.proofs import build_bundle, checkpoint_body
 from provenance.store.db import NODE_MIN_LEVEL, Store, StoreError
+from provenance.store.migrations import SORTED_HEADS_FROM
 from provenance.store.rows import parse_ids
 
 CHUNK = 8192  # events per verification task, at most
@@ -317,11 +319,11 @@ def verify_ledger(
                 for begin, end in ranges
             ]
             checkpoints = _open_checkpoints(store, name, log_public_key, report)
-            heads = _check_heads(store, size, report)
+            _check_heads(store, size, report)
             results = [future.result() for future in futures]
     else:
         checkpoints = _open_checkpoints(store, name, log_public_key, report)
-        heads = _check_heads(store, size, report)
+        _check_heads(store, size, report)
         results = [_check_range(None, store, begin, end, registry) for begin, end in ranges]
 
     ids: list[bytes | None] = []
@@ -402,17 +404,12 @@ def verify_ledger(
         )
 
     # 3. The heads tree against the latest checkpoint.
+    #    Each checkpoint on the heads rule of its time (docs/protocol.md §6).
     if checkpoints:
-        try:
-            count, root = chains.parse_heads_extension(checkpoints[-1].extensions)
-        except VerificationError as exc:
-            report.add(str(exc))
-        else:
-            if count != heads.size or root != heads.root():
-                report.add(
-                    "the chain heads differ from those the latest checkpoint commits to: a lot's "
-                    "or identity's history was changed"
-                )
+        recorded = store.get_meta(SORTED_HEADS_FROM)
+        rows = [(subject, length, head) for _, subject, head, length in store.chains()]
+        for problem in audit_heads(checkpoints, None if recorded is None else int(recorded), rows):
+            report.add(problem)
 
     # 4. A checkpoint kept outside the database.
     if external_checkpoint is not None:

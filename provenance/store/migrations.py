@@ -24,6 +24,7 @@ from provenance.store.backfills import (
 RECALL_RULES_FROM = "recall_rules_from"  # meta: log index from which recall rules apply
 ACCESS_RULES_FROM = "access_rules_from"  # meta: log index from which access rules apply
 TIME_RULES_FROM = "time_rules_from"  # meta: log index from which the time rules apply
+SORTED_HEADS_FROM = "sorted_heads_from"  # meta: checkpoints of a larger size sort the heads tree
 
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
@@ -275,3 +276,13 @@ def _cosignatures(db: sqlite_utils.Database) -> None:
             timestamp INTEGER NOT NULL,  -- the cosignature's own time, POSIX seconds
             PRIMARY KEY (size, witness)) WITHOUT ROWID"""
     )
+
+
+@migration("0009_sorted_heads")
+def _sorted_heads(db: sqlite_utils.Database) -> None:
+    """Checkpoints of a log size above the one recorded here carry the sorted
+    heads tree (`provenance-heads/v2`, docs/protocol.md §6); those up to it, the
+    creation-order one they were signed with. `verify` holds each checkpoint to
+    the rule of its size, so a creation-order checkpoint signed after the switch
+    (which would let bundles hide a second chain) is caught. Never moved once set."""
+    _rules_from_here(db.conn, SORTED_HEADS_FROM)

@@ -17,6 +17,9 @@
 //	logs           {"records", "leaves", "nodes", "tree_sizes", "inclusion", "consistency"}
 //	               nodes are our complete-subtree hashes (level, index, hash); tlog reads
 //	               them through a HashReader keyed by tlog.StoredHashIndex.
+//	tlog_proofs    {"proof", "leaf", "verifier_keys"}  a C2SP tlog-proof (c2sp.org/tlog-proof):
+//	               read line by line as the spec words it, its checkpoint opened with
+//	               note.Open, its inclusion proof checked with tlog.CheckRecord.
 //	cosigner_keys, cosign, cosigned: C2SP cosignatures, see cosignature.go.
 //
 // Hashes travel as standard base64 (tlog.Hash's JSON form).
@@ -25,9 +28,12 @@ package main
 import (
 	"bufio"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -45,12 +51,19 @@ type request struct {
 	Trees []struct {
 		Text string `json:"text"`
 	} `json:"trees"`
-	Sign []signCase `json:"sign"`
-	Logs []logCase  `json:"logs"`
+	Sign       []signCase      `json:"sign"`
+	Logs       []logCase       `json:"logs"`
+	TlogProofs []tlogProofCase `json:"tlog_proofs"`
 
 	CosignerKeys []cosignerKeyCase `json:"cosigner_keys"`
 	Cosign       []cosignCase      `json:"cosign"`
 	Cosigned     []cosignedCase    `json:"cosigned"`
+}
+
+type tlogProofCase struct {
+	Proof        string    `json:"proof"`
+	Leaf         tlog.Hash `json:"leaf"`
+	VerifierKeys []string  `json:"verifier_keys"`
 }
 
 type noteCase struct {
@@ -130,6 +143,7 @@ type reply struct {
 	Trees        []result    `json:"trees"`
 	Sign         []result    `json:"sign"`
 	Logs         []logResult `json:"logs"`
+	TlogProofs   []result    `json:"tlog_proofs"`
 
 	CosignerKeys []result         `json:"cosigner_keys"`
 	Cosign       []result         `json:"cosign"`
@@ -291,6 +305,64 @@ func checkLog(c logCase) logResult {
 	return res
 }
 
+// checkTlogProof reads a tlog-proof as c2sp.org/tlog-proof words it: the header, an
+// optional extra line, the index, the proof hashes, an empty line, the checkpoint.
+// Size and Hash in the result are the checkpoint's tree size and root.
+func checkTlogProof(c tlogProofCase) result {
+	head, checkpoint, found := strings.Cut(c.Proof, "\n\n")
+	if !found {
+		return result{Error: "no empty line before the checkpoint"}
+	}
+	lines := strings.Split(head, "\n")
+	if lines[0] != "c2sp.org/tlog-proof@v1" {
+		return result{Error: "bad header line"}
+	}
+	lines = lines[1:]
+	if len(lines) > 0 && strings.HasPrefix(lines[0], "extra ") {
+		if _, err := base64.StdEncoding.Strict().DecodeString(lines[0][6:]); err != nil {
+			return result{Error: "extra: " + errText(err)}
+		}
+		lines = lines[1:]
+	}
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "index ") {
+		return result{Error: "no index line"}
+	}
+	number := lines[0][6:]
+	index, err := strconv.ParseInt(number, 10, 64)
+	if err != nil || strconv.FormatInt(index, 10) != number || index < 0 {
+		return result{Error: "bad index " + strconv.Quote(number)}
+	}
+	var proof tlog.RecordProof
+	for _, line := range lines[1:] {
+		raw, err := base64.StdEncoding.Strict().DecodeString(line)
+		if err != nil || len(raw) != tlog.HashSize {
+			return result{Error: "bad proof hash " + strconv.Quote(line)}
+		}
+		var h tlog.Hash
+		copy(h[:], raw)
+		proof = append(proof, h)
+	}
+	known, err := verifiers(c.VerifierKeys)
+	if err != nil {
+		return result{Error: err.Error()}
+	}
+	n, err := note.Open([]byte(checkpoint), known)
+	if err != nil {
+		return result{Error: "checkpoint: " + errText(err)}
+	}
+	body := strings.SplitN(n.Text, "\n", 4)
+	if len(body) < 4 {
+		return result{Error: "checkpoint text has fewer than three lines"}
+	}
+	tree, err := tlog.ParseTree([]byte("go.sum database tree\n" + body[1] + "\n" + body[2] + "\n"))
+	if err != nil {
+		return result{Error: "checkpoint: " + errText(err)}
+	}
+	r := result{Size: tree.N, Hash: &tree.Hash, Text: body[0]}
+	r.Error = errText(tlog.CheckRecord(proof, tree.N, tree.Hash, index, c.Leaf))
+	return r
+}
+
 func main() {
 	var req request
 	dec := json.NewDecoder(bufio.NewReader(os.Stdin))
@@ -302,7 +374,7 @@ func main() {
 
 	rep := reply{
 		VerifierKeys: []result{}, PublicKeys: []result{}, Notes: []result{},
-		Trees: []result{}, Sign: []result{}, Logs: []logResult{},
+		Trees: []result{}, Sign: []result{}, Logs: []logResult{}, TlogProofs: []result{},
 		CosignerKeys: []result{}, Cosign: []result{}, Cosigned: []cosignedResult{},
 	}
 	for _, k := range req.VerifierKeys {
@@ -328,6 +400,9 @@ func main() {
 	}
 	for _, c := range req.Logs {
 		rep.Logs = append(rep.Logs, checkLog(c))
+	}
+	for _, c := range req.TlogProofs {
+		rep.TlogProofs = append(rep.TlogProofs, checkTlogProof(c))
 	}
 
 	for _, k := range req.CosignerKeys {
