@@ -13,10 +13,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from children import read_lines
 from click.testing import CliRunner
-from conftest import ROOT
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.children import read_lines
+from support.paths import ROOT
 
 from devices.drivers import (
     DS18B20,

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import conformance
-from world import GTIN, LOT, World
+from support.paths import conformance
+from support.world import GTIN, LOT, World
 
 from provenance.cli.exchange import export_epcis, import_group
 from provenance.cli.main import Context, main
@@ -73,7 +73,7 @@ def example_files() -> list[Path]:
 
 
 def _example_ids() -> list[str]:
-    from conftest import SHARED
+    from support.paths import SHARED
 
     root = SHARED / EXAMPLES
     if not root.exists():
@@ -606,7 +606,7 @@ def test_the_shipped_schema_is_the_official_one():
     notice = (shipped.parent / "NOTICE.md").read_text(encoding="utf-8")
     assert SCHEMA_SHA256 in notice and "GS1 AISBL" in notice
     assert "https://github.com/gs1/EPCIS" in notice and "not** covered" in notice
-    from conftest import SHARED
+    from support.paths import SHARED
 
     if SHARED.exists():
         assert (SHARED / SCHEMA).read_bytes() == data

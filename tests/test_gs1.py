@@ -21,9 +21,9 @@ from datetime import date
 from typing import Any
 
 import pytest
-from conftest import SHARED, VENDORED, conformance
 from hypothesis import given
 from hypothesis import strategies as st
+from support.paths import SHARED, VENDORED, conformance
 
 from provenance.barcodes import dictionary as gs1_dictionary
 from provenance.barcodes import syntax as gs1_syntax

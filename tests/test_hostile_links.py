@@ -18,13 +18,11 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_portal_support import Portal, make_app
-from world import GTIN, LOT, at
+from support.portal import Portal, make_app
+from support.world import GTIN, LOT, at
 
 from provenance.core import gs1, kinds
 from provenance.core.errors import ValidationError
-
-pytest_plugins = ["test_portal_support"]
 
 # Lot codes (GS1 CSET 82, at most 20 characters) that must be percent-encoded in a
 # path, several of which decode to another lot's path or to a serial if decoded

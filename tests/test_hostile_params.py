@@ -16,11 +16,9 @@ import re
 from pathlib import Path
 
 import pytest
-from world import GTIN, LOT
+from support.world import GTIN, LOT
 
 from provenance.web import params
-
-pytest_plugins = ["test_portal_support"]
 
 WEB = Path(params.__file__).resolve().parent
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from test_ingest import GATEWAY_TOPIC, PROBE_TOPIC, bad_inputs, payloads, readings, wire
-from world import World
+from support.ingest import GATEWAY_TOPIC, PROBE_TOPIC, bad_inputs, payloads, readings, wire
+from support.world import World
 
 from provenance.core import topics
 from provenance.core.envelope import Envelope, signature_checked

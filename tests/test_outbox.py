@@ -10,8 +10,8 @@ import threading
 import time
 
 import pytest
-from children import read_lines
-from conftest import ROOT
+from support.children import read_lines
+from support.paths import ROOT
 
 from devices.outbox import Outbox, OutboxEntry, OutboxFull, OutboxLocked
 from provenance.core.errors import ProvenanceError, ValidationError

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_lineage import commission, lot, ok_transform, transform
-from world import GTIN, World, at
+from support.lineage import commission, lot, ok_transform, transform
+from support.world import GTIN, World, at
 
 from provenance.cli.main import Context, main
 from provenance.cli.recall import command as recall_command

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from world import GTIN, HOUR, LOT, World, at
+from support.world import GTIN, HOUR, LOT, World, at
 
 from provenance.cli.main import main
 from provenance.core import gs1
@@ -37,8 +37,6 @@ from provenance.ledger.lot_view import Scanner
 from provenance.store.db import Store
 from provenance.store.migrations import TIME_RULES_FROM
 from provenance.web import create_app
-
-pytest_plugins = ["test_portal_support"]
 
 PATH = LOT.removeprefix(gs1.DEFAULT_BASE)
 KALE = {"gtin": GTIN, "lot": "LOT42", "product": "Kale", "category": "food", "profile": "chilled"}
