@@ -3,6 +3,7 @@ Test modules import from `support`, never from one another (tests/test_lanes.py)
 
 pytest_plugins = [
     "support.lanes",  # the fast and full lanes: `external`, `slow`, `shared`
+    "support.tmp",  # tmp_path and tempfile on a tmpfs when there is one
     "support.fixtures",  # world, file_world, two_lot_cli, broker
     "support.portal",  # portal
     "support.ingest",  # start_ingest, publisher
