@@ -83,6 +83,7 @@ def test_seq_counter_refuses_corruption_and_a_second_writer(tmp_path):
         SeqCounter(tmp_path / "other", block=0)
 
 
+@pytest.mark.external
 def test_seq_counter_survives_kill_9_without_reuse(tmp_path):
     path = tmp_path / "seq"
     child = (

@@ -612,6 +612,7 @@ def test_the_shipped_schema_is_the_official_one():
         assert (SHARED / SCHEMA).read_bytes() == data
 
 
+@pytest.mark.external
 def test_import_works_from_a_checkout_without_shared(tmp_path):
     """A fresh clone has no ../shared beside it: `provenance import epcis` run from a copy of
     the package in an empty folder, without --schema or $PROVENANCE_EPCIS_SCHEMA, validates

@@ -83,6 +83,7 @@ def test_file_is_wal_with_full_sync(tmp_path):
             assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.external
 def test_every_returned_put_survives_kill_9(tmp_path):
     path = tmp_path / "outbox.db"
     child = (

@@ -541,6 +541,7 @@ def _check_handoffs_in_time_order(world: World, uri: str) -> None:
             last = envelope.time_us
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("legacy", [False, True], ids=["time-rules", "before-the-rules"])
 @settings(
     max_examples=20,
