@@ -1,6 +1,11 @@
 """The suite's plugins; what they hold lives in tests/support/ (tests/README.md).
 Test modules import from `support`, never from one another (tests/test_lanes.py)."""
 
+import pytest
+
+# Helpers' asserts report their values like a test's do.
+pytest.register_assert_rewrite("support")
+
 pytest_plugins = [
     "support.lanes",  # the fast and full lanes: `external`, `slow`, `shared`
     "support.tmp",  # tmp_path and tempfile on a tmpfs when there is one
