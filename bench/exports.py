@@ -7,7 +7,7 @@ Each export is timed to a file, best of --runs (the machine is shared); the
 EPCIS export's peak Python allocation is measured in one more run under
 tracemalloc. Rates are also given as ratios to the raw single-core Ed25519
 verify rates measured around the runs (bench/ledger.py), as docs/performance.md
-reports every figure. The ledgers are the tests' (tests/export_ledgers.py):
+reports every figure. The ledgers are the tests' (tests/support/export_ledgers.py):
 readings every 10 s from one probe on one lot; lots commissioned with origin
 and quantity, each shipped and received.
 """
@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # world.py and export_ledgers.py
+sys.path.insert(0, str(HERE.parent / "tests"))  # support/world.py and support/export_ledgers.py
 
-from export_ledgers import (  # noqa: E402
+from ledger import raw_verify_rate  # noqa: E402  (bench/ledger.py)
+from support.export_ledgers import (  # noqa: E402
     build_cte_ledger,
     build_reading_ledger,
     time_epcis_export,
     time_fsma_export,
 )
-from ledger import raw_verify_rate  # noqa: E402  (bench/ledger.py)
 
 
 def baseline() -> tuple[float, float]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--seconds 20] [--publishers 2] [--rate 2000]
 
-In one run, on a private Mosquitto (tests/broker.py's configuration plus
+In one run, on a private Mosquitto (tests/support/broker.py's configuration plus
 `set_tcp_nodelay true`, as docs/ingest.md asks of deployments):
 
 1. the raw single-core Ed25519 verify rate (bench/ledger.py's `raw_verify_rate`),
@@ -90,7 +90,7 @@ DRAIN_DEADLINE = 600.0
 
 
 class BenchBroker(Broker):
-    """tests/broker.py's Mosquitto plus `set_tcp_nodelay true`, as docs/ingest.md
+    """tests/support/broker.py's Mosquitto plus `set_tcp_nodelay true`, as docs/ingest.md
     tells deployments: without it Mosquitto's Nagle delays what it sends the
     ingest (which acknowledges only after a commit) by ~10 ms here."""
 

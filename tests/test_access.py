@@ -13,9 +13,9 @@ import io
 
 import pytest
 from click.testing import CliRunner
-from test_ingest import SETTLE, publisher, start_ingest, wire  # noqa: F401 (fixtures)
-from test_portal_support import make_app
-from world import GTIN, LOT, PREFIXES, World, at
+from support.ingest import SETTLE, publisher, start_ingest, wire  # noqa: F401 (fixtures)
+from support.portal import make_app
+from support.world import GTIN, LOT, PREFIXES, World, at
 
 from provenance.cli.main import main
 from provenance.core import gs1, topics
@@ -23,8 +23,6 @@ from provenance.core.kinds import KIND_CODES, under_prefix
 from provenance.ledger.audit import verify_ledger, verify_lot
 from provenance.ledger.reasons import NOT_CUSTODIAN, UNAUTHORISED
 from provenance.store.migrations import ACCESS_RULES_FROM
-
-pytest_plugins = ["test_portal_support"]
 
 EPCIS_EVENT = {"type": "ObjectEvent", "eventTime": "2026-09-22T08:00:00Z", "action": "OBSERVE"}
 ABOUT = {
@@ -113,7 +111,7 @@ def legacy_portal(file_world, tmp_path):
     """The World behind the web app, with an inspection of LOT signed by the store,
     which never held it: accepted by a ledger from before the access rules (the
     strongest case: the event is in the log). The farm attached a private document."""
-    from test_portal_support import Portal
+    from support.portal import Portal
 
     world = file_world
     app = make_app(world, tmp_path)
@@ -438,7 +436,7 @@ def test_an_existing_ledger_migrates_with_the_rules_from_its_size(tmp_path):
     import shutil
     import sqlite3
 
-    from test_lineage import BEFORE_LINEAGE_LOG_KEY, FIXTURES
+    from support.lineage import BEFORE_LINEAGE_LOG_KEY, FIXTURES
 
     from provenance.store.db import Store
 

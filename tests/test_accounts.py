@@ -377,6 +377,7 @@ def ledger_dir(tmp_path, monkeypatch):
     return tmp_path, base
 
 
+@pytest.mark.slow  # password hashes at full cost, through the CLI
 def test_cli_users_tokens_keys_and_audit(ledger_dir):
     tmp_path, base = ledger_dir
     cli, runner = _cli(), CliRunner()

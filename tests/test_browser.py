@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from world import LOT, at
+from support.world import LOT, at
 
 from provenance.core import gs1
 from provenance.web import create_app

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import rfc8785
-from test_portal_support import PASSWORD, Portal, make_app
-from world import at
+from support.portal import PASSWORD, Portal, make_app
+from support.world import at
 
 from provenance.core.envelope import Envelope
 from provenance.core.identity import public_key_from_did
@@ -85,7 +85,7 @@ def page(chromium, file_world_module):
 
 @pytest.fixture(scope="module")
 def file_world_module(tmp_path_factory):
-    from world import World
+    from support.world import World
 
     return World.create(tmp_path_factory.mktemp("world"))
 

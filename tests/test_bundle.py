@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from world import GTIN, LOT, World, at
+from support.world import GTIN, LOT, World, at
 
 from provenance.cli.main import main
 from provenance.core.bundle import FORMAT, OLD_FORMAT, StaleBundleError, verify_bundle

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 import pytest
-from conftest import ROOT
+from support.paths import ROOT
 
 from provenance.core.errors import ValidationError
 from provenance.domain import coldchain as cc

@@ -437,6 +437,7 @@ def test_every_command_has_help_with_an_example():
             assert "Example:" in command.help, path
 
 
+@pytest.mark.external
 def test_module_entry_point(tmp_path):
     import subprocess
     import sys
@@ -452,6 +453,7 @@ def test_module_entry_point(tmp_path):
     assert done.returncode == 0 and "verify" in done.stdout
 
 
+@pytest.mark.external
 @pytest.mark.parametrize(
     "module", sorted({target.partition(":")[0] for target in SERVICE_COMMANDS.values()})
 )

@@ -208,6 +208,11 @@ DB_KINDS = ("folder", "foreign", "lookalike", "garbage", "missing")
 FILE_KINDS = ("not-utf8", "folder", "zero")
 
 
+def _lane(case, target: str) -> tuple:
+    """A case run as a child process (see the test) is `external`."""
+    return (pytest.mark.external,) if case.service or target == STDIN else ()
+
+
 def _cases():
     for command in ALL:
         for number, case in enumerate(COMMANDS.get(command, [])):
@@ -216,12 +221,15 @@ def _cases():
                 for kind in DB_KINDS:
                     if kind == "missing" and case.missing_db_ok:
                         continue
-                    yield pytest.param(command, case, "db", kind, id=f"{label}-db-{kind}")
+                    yield pytest.param(
+                        command, case, "db", kind, id=f"{label}-db-{kind}", marks=_lane(case, "db")
+                    )
             for name in case.files:
                 for kind in FILE_KINDS:
                     if kind in case.skip_hostile or (name == STDIN and kind == "folder"):
                         continue
-                    yield pytest.param(command, case, name, kind, id=f"{label}-{name}-{kind}")
+                    ident = f"{label}-{name}-{kind}"
+                    yield pytest.param(command, case, name, kind, id=ident, marks=_lane(case, name))
 
 
 # --- a valid world to spoil one input of ------------------------------------------------------

@@ -13,10 +13,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from children import read_lines
 from click.testing import CliRunner
-from conftest import ROOT
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.children import read_lines
+from support.paths import ROOT
 
 from devices.drivers import (
     DS18B20,
@@ -83,6 +83,7 @@ def test_seq_counter_refuses_corruption_and_a_second_writer(tmp_path):
         SeqCounter(tmp_path / "other", block=0)
 
 
+@pytest.mark.external
 def test_seq_counter_survives_kill_9_without_reuse(tmp_path):
     path = tmp_path / "seq"
     child = (

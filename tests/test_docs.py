@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from click import Context, Group
-from conftest import ROOT
+from support.paths import ROOT
 
 from provenance.cli.main import main
 from provenance.core.kinds import KIND_CODES

@@ -17,10 +17,10 @@ import re
 from typing import Any
 
 import pytest
-from conftest import SHARED, VENDORED, conformance
 from cryptography.exceptions import InvalidSignature as OpenSSLInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from support.paths import SHARED, VENDORED, conformance
 
 from provenance.core.ed25519 import InvalidSignature, Verifier
 from provenance.core.envelope import b64url, b64url_decode

@@ -1,12 +1,12 @@
 """Tests for provenance.exchange.epcis: the GS1 EPCIS 2.0 JSON-LD export of ledger events.
 
-A real ledger (tests/world.py) goes through commission, attach, readings, inspection,
+A real ledger (tests/support/world.py) goes through commission, attach, readings, inspection,
 shipping and receiving, a transformation, a retail sale, a recall and its lift, and a
 detach; its lots are exported and the documents are checked against the official EPCIS 2.0
 JSON Schema with format checking on (the copy shipped in provenance/schemas/epcis) and the
 CBV vocabulary list (../shared/conformance/gs1-epcis/cbv/cbv-vocabulary.json; that check
 skips when ../shared is absent), and every eventID against GS1's reference implementation of
-the event hash (tests/reference_event_hash.py).
+the event hash (tests/support/reference_event_hash.py).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import conformance
-from export_ledgers import build_reading_ledger, time_epcis_export
-from reference_event_hash import check_against_reference, reference_hashes
-from world import GTIN, HOUR, LOT, T0, World, at
+from support.export_ledgers import build_reading_ledger, time_epcis_export
+from support.paths import conformance
+from support.reference_event_hash import check_against_reference, reference_hashes
+from support.world import GTIN, HOUR, LOT, T0, World, at
 
 from provenance.cli.exchange import export_epcis, time_range
 from provenance.core import gs1
@@ -688,7 +688,7 @@ def test_every_exported_event_id_is_what_the_reference_implementation_computes(c
     """Every eventID the export writes is the reference's hash of that event (GS1's
     `epcis-event-hash-generator`), and so is our hash of an imported event passed through.
     One listed bug of the reference is allowed, and checked to be the only difference: it
-    writes booleans as Python's True/False (tests/reference_event_hash.py)."""
+    writes booleans as Python's True/False (tests/support/reference_event_hash.py)."""
     kinds: Counter[str] = Counter()
     for name, document in _documents_to_check(chain, shapes).items():
         events = _events(document)

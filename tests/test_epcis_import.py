@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import conformance
-from world import GTIN, LOT, World
+from support.paths import conformance
+from support.world import GTIN, LOT, World
 
 from provenance.cli.context import Context
 from provenance.cli.exchange import export_epcis, import_group
@@ -70,7 +70,7 @@ def example_files() -> list[Path]:
 
 
 def _example_ids() -> list[str]:
-    from conftest import SHARED
+    from support.paths import SHARED
 
     root = SHARED / EXAMPLES
     if not root.exists():
@@ -603,12 +603,13 @@ def test_the_shipped_schema_is_the_official_one():
     notice = (shipped.parent / "NOTICE.md").read_text(encoding="utf-8")
     assert SCHEMA_SHA256 in notice and "GS1 AISBL" in notice
     assert "https://github.com/gs1/EPCIS" in notice and "not** covered" in notice
-    from conftest import SHARED
+    from support.paths import SHARED
 
     if SHARED.exists():
         assert (SHARED / SCHEMA).read_bytes() == data
 
 
+@pytest.mark.external
 def test_import_works_from_a_checkout_without_shared(tmp_path):
     """A fresh clone has no ../shared beside it: `provenance import epcis` run from a copy of
     the package in an empty folder, without --schema or $PROVENANCE_EPCIS_SCHEMA, validates

@@ -7,7 +7,7 @@ X.prehashes). Three pre-hash lines are stale upstream (the conformance README na
 they are skipped by name, and their hashes are still checked.
 
 Beyond stored answers, the reference implementation itself (the `epcis-event-hash-generator`
-package, tests/reference_event_hash.py) hashes every vector and every official EPCIS example
+package, tests/support/reference_event_hash.py) hashes every vector and every official EPCIS example
 (../shared/conformance/gs1-epcis/examples), and we must agree with it event by event, except
 where a listed bug of the reference makes it depart from CBV 2.0.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED, VENDORED, conformance
-from reference_event_hash import (
+from support.paths import SHARED, VENDORED, conformance
+from support.reference_event_hash import (
     KNOWN_DIFFERENCES,
     REFERENCE,
     REFERENCE_BUGS,

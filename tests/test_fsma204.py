@@ -17,8 +17,8 @@ from datetime import date, datetime, time
 from typing import Any
 
 import pytest
-from export_ledgers import build_cte_ledger, time_fsma_export
-from world import GTIN, LOT, T0, World, at
+from support.export_ledgers import build_cte_ledger, time_fsma_export
+from support.world import GTIN, LOT, T0, World, at
 
 from provenance.cli import exchange as exchange_cli
 from provenance.cli.exchange import export_fsma204

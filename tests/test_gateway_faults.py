@@ -16,9 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from broker import Broker, free_port
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_gateway import DEADLINE, Running, Subscriber, make_config, post
+from support.broker import Broker, free_port
+from support.gateway import DEADLINE, Running, Subscriber, make_config, post
 
 from devices.outbox import Outbox
 from gateway.config import load_config

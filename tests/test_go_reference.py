@@ -40,7 +40,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from world import GTIN, World, at
+from support.world import GTIN, World, at
 
 from provenance.core.checkpoint import (
     Checkpoint,

@@ -22,9 +22,9 @@ from datetime import date
 from typing import Any
 
 import pytest
-from conftest import SHARED, VENDORED, conformance
 from hypothesis import given
 from hypothesis import strategies as st
+from support.paths import SHARED, VENDORED, conformance
 
 from provenance.barcodes import ai_values, digital_link, element_strings
 from provenance.barcodes import dictionary as gs1_dictionary

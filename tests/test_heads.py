@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from world import GTIN, LOT, World, at
+from support.world import GTIN, LOT, World, at
 
 from provenance.core import chain as chains
 from provenance.core.bundle import verify_bundle

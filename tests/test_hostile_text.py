@@ -18,15 +18,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from world import GTIN, LOT
+from support.world import GTIN, LOT
 
 from provenance.cli.main import main
 from provenance.core import gs1, kinds, terminal
 from provenance.core.envelope import Envelope
 from provenance.core.errors import ValidationError
 from provenance.core.signing import did_of
-
-pytest_plugins = ["test_portal_support"]
 
 DID = did_of(Ed25519PrivateKey.generate())
 OTHER = gs1.lot_uri(GTIN, "B7")

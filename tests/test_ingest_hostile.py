@@ -4,7 +4,7 @@ ledger store, retained messages, reasons that name what was wrong, and
 
 Pure tests run `commit_batch` on both paths the service has: decoding on the
 committer thread, and the prep processes' `prepare` → `items_of`. The broker
-tests use the real Mosquitto of tests/broker.py.
+tests use the real Mosquitto of tests/support/broker.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from test_ingest import (
+from support.ingest import (
     GATEWAY_TOPIC,
     PROBE_TOPIC,
     READY,
@@ -28,7 +28,7 @@ from test_ingest import (
     wire,
     wrap_append,
 )
-from world import World
+from support.world import World
 
 from provenance.core import envelope as envelope_module
 from provenance.core import topics

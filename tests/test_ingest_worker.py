@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from test_ingest import GATEWAY_TOPIC, PROBE_TOPIC, bad_inputs, payloads, readings, wire
-from world import World
+from support.ingest import GATEWAY_TOPIC, PROBE_TOPIC, bad_inputs, payloads, readings, wire
+from support.world import World
 
 from provenance.core import topics
 from provenance.core.envelope import Envelope, signature_checked
@@ -110,6 +110,7 @@ def _prep_pids(backend: WorkerBackend) -> list[int]:
     return found
 
 
+@pytest.mark.external
 def test_groups_are_answered_in_order_each_with_its_own_results(world):
     envelopes = readings(world, 400)
     stranger = world.reading(9, 5.0).to_json() | {"seq": 10**6}  # signature no longer matches
@@ -142,6 +143,7 @@ def _event_id(envelope: dict[str, Any]) -> str:
     return Envelope.from_json(envelope).event_id
 
 
+@pytest.mark.external
 def test_a_killed_prep_process_costs_nothing_but_time(world):
     envelopes = readings(world, 600)
     driver = Driver(world)
@@ -166,6 +168,7 @@ def test_a_killed_prep_process_costs_nothing_but_time(world):
     assert world.store.stats()["rejects"] == {}
 
 
+@pytest.mark.external
 def test_a_killed_worker_is_replaced_and_gets_every_unanswered_group_again(world):
     envelopes = readings(world, 400)
     driver = Driver(world)
@@ -188,6 +191,7 @@ def test_a_killed_worker_is_replaced_and_gets_every_unanswered_group_again(world
     assert verify_ledger(world.store, world.log_public_key).ok
 
 
+@pytest.mark.external
 def test_without_prep_processes_the_worker_verifies_by_itself(world):
     envelopes = readings(world, 30)
     driver = Driver(world, prep_processes=0)

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import rfc8785
-from conftest import SHARED, VENDORED, conformance
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from support.paths import SHARED, VENDORED, conformance
 
 from provenance.core.errors import ValidationError
 from provenance.core.jcs import MAX_DEPTH, canonical_text, canonicalize, parse_json

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import zxingcpp
 from click.testing import CliRunner
-from conftest import conformance
 from PIL import Image, ImageDraw
+from support.paths import conformance
 
 from provenance.barcodes import digital_link, fonts, labels, pdf
 from provenance.barcodes.labels import Label, PrintSettings

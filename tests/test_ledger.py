@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from world import GTIN, HOUR, LOT, T0, World, at
+from support.world import GTIN, HOUR, LOT, T0, World, at
 
 from provenance.ledger.append import Ledger
 from provenance.ledger.audit import verify_ledger

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from world import GTIN, World, at
+from support.lineage import (
+    BEFORE_LINEAGE_LOG_KEY,
+    FIXTURES,
+    commission,
+    lot,
+    ok_transform,
+    transform,
+)
+from support.world import GTIN, World, at
 
 from provenance.cli.context import Context
 from provenance.cli.trace import command as trace_command
@@ -20,49 +28,6 @@ from provenance.ledger.lineage import held, trace
 from provenance.store.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def lot(code: str) -> str:
-    return f"https://id.gs1.org/01/{GTIN}/10/{code}"
-
-
-def commission(world: World, code: str, who: str = "farm", value: float = 100, **extra) -> None:
-    data = {"gtin": GTIN, "lot": code, "product": f"Product {code}"}
-    data["quantity"] = {"value": value, "unit": extra.pop("unit", "KGM")}
-    world.ok(who, "commission", [lot(code)], {**data, **extra}, time=at(0))
-
-
-def transform(
-    world: World,
-    who: str,
-    inputs: dict[str, float],
-    outputs: dict[str, float],
-    *,
-    unit_in: str = "KGM",
-    unit_out: str = "EA",
-    hours: float = 1,
-    location: dict | None = None,
-):
-    data: dict = {
-        "inputs": [
-            {"batch": lot(code), "quantity": {"value": value, "unit": unit_in}}
-            for code, value in inputs.items()
-        ],
-        "outputs": [
-            {"batch": lot(code), "quantity": {"value": value, "unit": unit_out}, "product": code}
-            for code, value in outputs.items()
-        ],
-    }
-    if location:
-        data["location"] = location
-    batches = [lot(code) for code in (*inputs, *outputs)]
-    return world.append(who, "transform", batches, data, time=at(hours))
-
-
-def ok_transform(world: World, *args, **kwargs):
-    result = transform(world, *args, **kwargs)
-    assert result.status == "accepted", result
-    return result
 
 
 def edges(world: World) -> set[tuple[str, str]]:
@@ -370,10 +335,6 @@ def test_migration_backfills_what_the_ledger_wrote(tmp_path):
     assert _state(store) == before
     assert store.get_meta("recall_rules_from") == "0"  # these events were written under the rules
     assert verify_ledger(store, world.log_public_key, workers=1).ok
-
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-BEFORE_LINEAGE_LOG_KEY = "7a0d71b98e48961ea9d9c1997c7381adc6938be1c0ec1245284349c568ac080a"
 
 
 def test_a_ledger_written_by_the_previous_version_migrates_and_verifies(tmp_path):

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, VENDORED, conformance
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.paths import SHARED, VENDORED, conformance
 
 from provenance.core.errors import ProofError, RootMismatchError, ValidationError
 from provenance.core.merkle import (

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from broker import WAIT, Broker, Retained, TlsBroker
-from conftest import ROOT
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
+from support.broker import WAIT, Broker, Retained, TlsBroker
+from support.paths import ROOT
 
 from provenance.core.errors import ValidationError
 from provenance.infra.broker_url import BrokerURL

@@ -9,10 +9,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from broker import Collector, Retained
 from click.testing import CliRunner
-from test_lineage import commission, lot, ok_transform
-from world import GTIN, World
+from support.broker import Collector, Retained
+from support.lineage import commission, lot, ok_transform
+from support.world import GTIN, World
 
 from provenance.cli.context import Context
 from provenance.cli.notify import command as notify_command

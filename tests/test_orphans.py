@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from children import Family, assert_nothing_left, descendants
-from test_ingest_faults import GONE, READY, Ingest, Ledger, Stream, wait_until, wire
+from support.children import Family, assert_nothing_left, descendants
+from support.ingest_process import GONE, READY, Ingest, Ledger, Stream, wait_until, wire
 
 from provenance.infra import lifeline
 

@@ -10,8 +10,8 @@ import threading
 import time
 
 import pytest
-from children import read_lines
-from conftest import ROOT
+from support.children import read_lines
+from support.paths import ROOT
 
 from devices.outbox import Outbox, OutboxEntry, OutboxFull, OutboxLocked
 from provenance.core.errors import ProvenanceError, ValidationError
@@ -83,6 +83,7 @@ def test_file_is_wal_with_full_sync(tmp_path):
             assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.external
 def test_every_returned_put_survives_kill_9(tmp_path):
     path = tmp_path / "outbox.db"
     child = (

@@ -11,7 +11,7 @@ import stat
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_portal_support import (
+from support.portal import (
     SIGN_PAGE,
     Portal,
     browser_signature,
@@ -19,15 +19,13 @@ from test_portal_support import (
     sign_action,
     unsigned_envelopes,
 )
-from world import LOT, at
+from support.world import LOT, at
 
 from provenance.cli.main import main
 from provenance.core.errors import ValidationError
 from provenance.core.kinds import validate_data
 from provenance.core.signing import did_of, sign
 from provenance.web.portal.browser_keys import pending_signatures
-
-pytest_plugins = ["test_portal_support"]
 
 
 @pytest.fixture

@@ -6,11 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 
-from world import GTIN, LOT, PREFIXES, at
+from support.world import GTIN, LOT, PREFIXES, at
 
 from provenance.core import gs1
-
-pytest_plugins = ["test_portal_support"]
 
 
 def test_me_and_parties(portal):

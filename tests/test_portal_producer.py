@@ -7,13 +7,11 @@ from __future__ import annotations
 import hashlib
 import io
 
-from test_portal_support import make_app
-from world import GTIN, LOT, at
+from support.portal import make_app
+from support.world import GTIN, LOT, at
 
 from provenance.core import gs1
 from provenance.ledger.audit import verify_ledger
-
-pytest_plugins = ["test_portal_support"]
 
 
 def text(response) -> str:
@@ -41,7 +39,7 @@ def test_sign_in_and_out(portal):
 def test_wrong_password_says_so_without_naming_which(portal):
     client = portal.app.test_client()
     page = client.get("/portal/login")
-    from test_portal_support import csrf_of
+    from support.portal import csrf_of
 
     for name in ("farm1", "nobody"):
         response = client.post(
@@ -249,7 +247,7 @@ def test_attach_a_certificate(portal):
 
 
 def test_uploads_are_limited_in_size_and_type(file_world, tmp_path):
-    from test_portal_support import Portal
+    from support.portal import Portal
 
     app = make_app(file_world, tmp_path, DOCUMENT_MAX_BYTES=1000)
     portal = Portal(file_world, app, tmp_path)
@@ -311,7 +309,7 @@ def test_password_change(portal):
 
 
 def test_server_without_the_log_key_is_read_only(file_world, tmp_path):
-    from test_portal_support import Portal
+    from support.portal import Portal
 
     app = make_app(file_world, tmp_path, KEYS=str(tmp_path / "nokeys"))
     portal = Portal(file_world, app, tmp_path)
@@ -323,7 +321,7 @@ def test_server_without_the_log_key_is_read_only(file_world, tmp_path):
 
 
 def test_party_without_a_server_held_key_cannot_sign(file_world, tmp_path):
-    from test_portal_support import Portal
+    from support.portal import Portal
 
     portal = Portal(file_world, make_app(file_world, tmp_path), tmp_path)
     portal.user("farm1", "farm", key=False)

@@ -11,13 +11,11 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_portal_support import Portal, make_app
-from world import GTIN, HOUR, LOT, at
+from support.portal import Portal, make_app
+from support.world import GTIN, HOUR, LOT, at
 
 from provenance.core import gs1
 from provenance.core.checkpoint import Checkpoint, sign_checkpoint
-
-pytest_plugins = ["test_portal_support"]
 
 BAG = gs1.lot_uri(GTIN, "BAG1")
 PAGE = LOT.removeprefix(gs1.DEFAULT_BASE)

@@ -7,12 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_portal_support import PASSWORD, csrf_of, make_app
-from world import GTIN, LOT
+from support.portal import PASSWORD, csrf_of, make_app
+from support.world import GTIN, LOT
 
 from provenance.core import gs1
-
-pytest_plugins = ["test_portal_support"]
 
 PAGE = LOT.removeprefix(gs1.DEFAULT_BASE)
 

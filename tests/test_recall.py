@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_lineage import commission, lot, ok_transform, transform
-from world import GTIN, World, at
+from support.lineage import commission, lot, ok_transform, transform
+from support.world import GTIN, World, at
 
 from provenance.cli.context import Context
 from provenance.cli.main import main

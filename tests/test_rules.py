@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from world import GTIN, HOUR, LOT, T0, World, at
+from support.world import GTIN, HOUR, LOT, T0, World, at
 
 from provenance.core import gs1
 from provenance.core.errors import ValidationError

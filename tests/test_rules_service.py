@@ -10,11 +10,11 @@ import threading
 from pathlib import Path
 
 import click
-from broker import Collector, Retained
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_portal_support import FAST_HASH, make_app
-from world import GTIN, HOUR, LOT, T0, World, at
+from support.broker import Collector, Retained
+from support.portal import FAST_HASH, make_app
+from support.world import GTIN, HOUR, LOT, T0, World, at
 
 from provenance.cli.main import main
 from provenance.core import gs1
@@ -30,8 +30,6 @@ from provenance.services.rules import RulesService, accounts_scans
 from provenance.store.accounts.accounts import Accounts
 from provenance.store.accounts.models import HashParams
 from provenance.store.db import Store
-
-pytest_plugins = ["test_portal_support"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_FILE = ROOT / "rules.example.toml"

@@ -4,7 +4,7 @@ integrity checks the page makes itself (tampering in the database shows)."""
 from __future__ import annotations
 
 import pytest
-from world import GTIN, HOUR, LOT, T0, at
+from support.world import GTIN, HOUR, LOT, T0, at
 
 from provenance.core.errors import NotFound
 from provenance.domain.custody import read_custody

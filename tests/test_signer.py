@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from world import LOT, World, at
+from support.world import LOT, World, at
 
 from provenance.core.errors import ValidationError
 from provenance.core.signing import sign

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from world import GTIN, LOT, World, at
+from support.world import GTIN, LOT, World, at
 
 from provenance.cli.main import main
 from provenance.core import chain as chains

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from world import GTIN, HOUR, LOT, World, at
+from support.world import GTIN, HOUR, LOT, World, at
 
 from provenance.cli.main import main
 from provenance.core import gs1
@@ -37,8 +37,6 @@ from provenance.ledger.reasons import BEFORE_COMMISSION, CONFLICT, OUT_OF_ORDER
 from provenance.store.db import Store
 from provenance.store.migrations import TIME_RULES_FROM
 from provenance.web import create_app
-
-pytest_plugins = ["test_portal_support"]
 
 PATH = LOT.removeprefix(gs1.DEFAULT_BASE)
 KALE = {"gtin": GTIN, "lot": "LOT42", "product": "Kale", "category": "food", "profile": "chilled"}
@@ -543,6 +541,7 @@ def _check_handoffs_in_time_order(world: World, uri: str) -> None:
             last = envelope.time_us
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("legacy", [False, True], ids=["time-rules", "before-the-rules"])
 @settings(
     max_examples=20,

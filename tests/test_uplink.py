@@ -17,10 +17,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker import Broker, TlsBroker, free_port
-from conftest import ROOT
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from support.broker import Broker, TlsBroker, free_port
+from support.paths import ROOT
 
 from devices.outbox import Outbox
 from devices.sdk import DeviceLogger
@@ -282,6 +282,7 @@ def test_killed_publisher_leaves_the_rest_to_the_next(broker, subscriber, tmp_pa
     assert first_seen(subscriber.numbers()) == list(range(3000))
 
 
+@pytest.mark.external
 def test_refused_credentials_stop_retrying(tmp_path):
     secured = Broker(tmp_path / "secured", users={"gateway": "s3cret"}).start()
     try:
@@ -388,6 +389,7 @@ def test_rejects_without_handler_are_logged(broker, caplog):
     assert "the ledger rejected an event" in caplog.text and "unknown-lot" in caplog.text
 
 
+@pytest.mark.external
 def test_falls_back_to_mqtt_311(tmp_path):
     legacy = Broker(tmp_path / "amqtt")
     legacy.kind = "amqtt"  # speaks MQTT 3.1.1 only
@@ -408,6 +410,7 @@ def test_falls_back_to_mqtt_311(tmp_path):
     assert uplink.protocol == "3.1.1" and subscriber.numbers() == list(range(50))
 
 
+@pytest.mark.external
 def test_mqtts_with_a_private_ca(tmp_path):
     if Broker(tmp_path / "probe").kind != "mosquitto":
         pytest.skip("the TLS test needs Mosquitto")

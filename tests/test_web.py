@@ -10,7 +10,7 @@ import json
 import re
 
 import pytest
-from world import GTIN, LOT, at
+from support.world import GTIN, LOT, at
 
 from provenance.core import gs1
 from provenance.core.bundle import verify_bundle

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from witnesses import FakeLog, WitnessServer, origin_hash
+from support.witnesses import FakeLog, WitnessServer, origin_hash
 
 from provenance.cli.main import main
 from provenance.core.checkpoint import Checkpoint, open_checkpoint, parse_verifier_key

@@ -9,7 +9,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from witnesses import WitnessServer
+from support.witnesses import WitnessServer
 
 from provenance.cli.main import main
 from provenance.core.signing import did_of
@@ -186,7 +186,7 @@ def test_policy_errors_name_the_line(scene):
 def test_verify_batch_applies_the_policy_to_the_lots_bundle(two_lot_cli, tmp_path):
     """`verify --batch URI --policy P`: this ledger signs alone (no witnessing yet),
     so a policy needing a witness fails naming it, and `quorum none` passes."""
-    from world import GTIN
+    from support.world import GTIN
 
     note_key = two_lot_cli("log", "key", "--note-key").output.strip()
     wkey = run("witness", "init", "--dir", str(tmp_path / "w"), "--name", REGULATOR).strip()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from witness_process import ProvenanceWitness, WitnessProcess, cosignature_line, vkey_of
-from world import World
+from support.witness_process import ProvenanceWitness, WitnessProcess, cosignature_line, vkey_of
+from support.world import World
 
 from provenance.cli.main import main
 from provenance.core.checkpoint import format_verifier_key, open_checkpoint
@@ -471,7 +471,7 @@ def test_log_witness_runs_until_sigterm(tmp_path, witnesses, file_world):
 
 @pytest.mark.external
 def test_the_retained_checkpoint_carries_the_cosignatures(file_world, witnesses, broker):
-    from test_ingest import CheckpointWatcher, Publisher, readings, wire
+    from support.ingest import CheckpointWatcher, Publisher, readings, wire
 
     from provenance.core import topics
     from provenance.ingest.service import IngestService

@@ -25,12 +25,14 @@ from provenance.infra.localbroker import (
     free_port,
     mosquitto_binary,
 )
+from support.lanes import require_external
 
 WAIT = 30.0  # a subscriber's deadline; a healthy run needs a fraction of it
 
 
 class Broker(_Broker):
     def start(self) -> Broker:
+        require_external("starts a broker")
         try:
             super().start()
         except BrokerUnavailable as exc:

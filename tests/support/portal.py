@@ -1,4 +1,4 @@
-"""Fixtures for the portal and API tests (used with ``pytest_plugins``): the
+"""Fixtures for the portal and API tests (a plugin, registered in tests/conftest.py): the
 test World in a ledger file, the web app over it with the log key in a keys
 folder, an accounts folder, and helpers to sign in, send forms with their
 CSRF token, and call the API with a bearer token."""
@@ -16,12 +16,12 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from flask import Flask
 from flask.testing import FlaskClient
-from world import World
 
 from provenance.core.envelope import b64url
 from provenance.core.jcs import canonicalize
 from provenance.store.accounts.accounts import Accounts
 from provenance.web import create_app
+from support.world import World
 
 PASSWORD = "correct horse battery"
 FAST_HASH = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}  # tests only

@@ -10,12 +10,11 @@ import time as clock
 import tracemalloc
 from pathlib import Path
 
-from world import GTIN, HOUR, T0, World
-
 from provenance.core import gs1
 from provenance.core.timefmt import format_time
 from provenance.exchange.epcis import write_ledger_document
 from provenance.exchange.fsma204 import store_rows, write_csv, write_xlsx
+from support.world import GTIN, HOUR, T0, World
 
 CREATED = "2026-10-21T00:00:00.000Z"
 
