@@ -37,6 +37,8 @@ class BatchRefs:
     already logged. A kind's checks and its derived effect (`Store.derive`) use
     the same lookup, so a release of a hold earlier in the same batch ends it."""
 
+    __slots__ = ("_events", "batch", "ledger")
+
     def __init__(self, ledger: Ledger, batch: Batch) -> None:
         self.ledger, self.batch = ledger, batch
         self._events: dict[tuple[bytes, str, int], int | None] = {}
