@@ -107,7 +107,7 @@ def _transform(
     # Lineage edges in this transaction: a recall later in the batch cascades.
     # An output is new or has only its commission, so it has no descendants:
     # no edge can close a cycle.
-    lot_ids = [refs.chain(uri) for uri in env.batches]
+    lot_ids = list(dict.fromkeys(refs.chain(uri) for uri in env.batches))
     return ledger.store.derive("transform", index, lot_ids, env.data, refs)
 
 

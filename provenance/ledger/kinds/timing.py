@@ -2,6 +2,8 @@
 before it exists, and a holder's events about a lot come after the handoff
 that made it the holder. They apply from the log index the time rules came in
 (`Ledger.time_rules_from`); what the log held before stays valid.
+Here too: what an event is and when, in its append's batch or already
+logged (`kind_at`, `time_at`, `BatchRefs`).
 """
 
 from __future__ import annotations
