@@ -1,112 +1,52 @@
 """Backfills: when a migration adds a derived table, it is filled by replaying
-the events the log already holds through the same writers the ledger uses
-(provenance/store/derived.py), so an old ledger ends up as a new one would.
-
-`REPLAYS` says, per kind name, what an event of that kind writes into the
-derived lot state (quantity, use, location, lineage, recalls, holds, flags);
-each backfill replays the kinds its migration concerns through that one
-table. The ledger's rules for a kind (provenance/ledger/kinds/) call the same
-writers once their checks pass; the store cannot import them (the layer rule,
-docs/architecture.md), so the mapping from an event to its writer for the
-backfills is here.
+the events the log already holds through `EFFECTS` (provenance/store/derived.py),
+the same table from an event kind to its derived-state writer that the ledger's
+kinds call when they append, so an old ledger ends up as a new one would. Each
+backfill replays the kinds its migration concerns. What an event names by id or
+subject is found in the log (`LogRefs`); the ledger's refs see its append
+transaction too.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from provenance.core.kinds import KIND_CODES, KIND_NAMES, PREFIXES_FIELD
-from provenance.store.derived import (
-    record_commission,
-    record_dispense,
-    record_flag,
-    record_hold,
-    record_lift,
-    record_location,
-    record_prefixes,
-    record_recall,
-    record_release,
-    record_transform,
-)
+from provenance.store.derived import derive, record_prefixes
 from provenance.store.rows import event_key, parse_ids
 
-Data = dict[str, Any]
-# (connection, log index, the lots the event names — chain ids — and its data)
-Replay = Callable[[sqlite3.Connection, int, list[int], Data], None]
 
+class LogRefs:
+    """`Refs` as the log says: chains by subject, events by id among those logged."""
 
-def _commission(conn: sqlite3.Connection, _idx: int, lots: list[int], data: Data) -> None:
-    record_commission(conn, lots[0], data)
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
 
+    def chain(self, subject: str) -> int:
+        return self.conn.execute("SELECT id FROM chains WHERE subject = ?", (subject,)).fetchone()[
+            0
+        ]
 
-def _transform(conn: sqlite3.Connection, idx: int, _lots: list[int], data: Data) -> None:
-    uris = [item["batch"] for item in (*data["inputs"], *data["outputs"])]
-    marks = ",".join("?" * len(uris))
-    ids = dict(conn.execute(f"SELECT subject, id FROM chains WHERE subject IN ({marks})", uris))
-    record_transform(conn, idx, data, ids)
-
-
-def _location(conn: sqlite3.Connection, _idx: int, lots: list[int], data: Data) -> None:
-    record_location(conn, lots, data.get("location"))
-
-
-def _dispense(conn: sqlite3.Connection, _idx: int, lots: list[int], data: Data) -> None:
-    record_dispense(conn, lots, data)
-
-
-def _recall(conn: sqlite3.Connection, idx: int, lots: list[int], _data: Data) -> None:
-    record_recall(conn, idx, lots)
-
-
-def _recall_lift(conn: sqlite3.Connection, idx: int, lots: list[int], _data: Data) -> None:
-    record_lift(conn, idx, lots)
-
-
-def _hold(conn: sqlite3.Connection, idx: int, lots: list[int], data: Data) -> None:
-    record_hold(conn, idx, lots, data["rule"])
-
-
-def _release(conn: sqlite3.Connection, idx: int, lots: list[int], data: Data) -> None:
-    hold = None
-    if "hold" in data:  # the named hold, found by its id's key among holds
-        found = conn.execute(
+    def event(self, event_id: bytes, kind: str, before: int) -> int | None:
+        found = self.conn.execute(
             "SELECT idx FROM events WHERE key = ? AND kind = ? AND idx < ?",
-            (event_key(bytes.fromhex(data["hold"])), KIND_CODES["hold"], idx),
+            (event_key(event_id), KIND_CODES[kind], before),
         ).fetchone()
-        hold = found[0] if found else -1
-    record_release(conn, idx, lots, hold)
-
-
-def _flag(conn: sqlite3.Connection, idx: int, lots: list[int], data: Data) -> None:
-    record_flag(conn, idx, lots, data["rule"], data["signal"], data["key"])
-
-
-REPLAYS: dict[str, Replay] = {
-    "commission": _commission,
-    "transform": _transform,
-    "ship": _location,
-    "receive": _location,
-    "dispense": _dispense,
-    "recall": _recall,
-    "recall-lift": _recall_lift,
-    "hold": _hold,
-    "release": _release,
-    "flag": _flag,
-}
+        return found[0] if found else None
 
 
 def replay(conn: sqlite3.Connection, kinds: Sequence[str]) -> None:
-    """Replay the logged events of *kinds*, in log order, through `REPLAYS`."""
+    """Replay the logged events of *kinds*, in log order, through `EFFECTS`."""
     codes = ",".join(str(KIND_CODES[kind]) for kind in kinds)
     rows = conn.execute(
         f"SELECT idx, kind, batches, data FROM events WHERE kind IN ({codes}) ORDER BY idx"
     ).fetchall()
+    refs = LogRefs(conn)
     for idx, kind, batches, data_text in rows:
         lots = parse_ids(batches) if batches else []
-        REPLAYS[KIND_NAMES[kind]](conn, idx, lots, json.loads(data_text))
+        derive(conn, KIND_NAMES[kind], idx, lots, json.loads(data_text), refs)
 
 
 def backfill_lots(conn: sqlite3.Connection) -> None:
@@ -122,9 +62,6 @@ def backfill_recalls(conn: sqlite3.Connection) -> None:
 def backfill_holds(conn: sqlite3.Connection) -> None:
     """Holds in force, their releases, and flags."""
     replay(conn, ("hold", "release", "flag"))
-
-
-# --- derived lot state, written by the ledger and by the backfills alike
 
 
 def backfill_access(conn: sqlite3.Connection) -> None:

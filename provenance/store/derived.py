@@ -1,7 +1,12 @@
 """Writers of the tables derived from the events: one function per effect of an
 event on the lots (quantity, use, location, lineage, recalls, holds, flags, GS1
-prefixes). Each takes the connection, so that the ledger (through `Store`) and
-the migrations' backfills (provenance/store/backfills.py) write alike.
+prefixes). Each takes the connection.
+
+`EFFECTS` (at the end) is the one table from an event kind to what its events
+write here: the ledger's kinds (provenance/ledger/kinds/) call it through
+`Store.derive` once their checks pass, and the migrations' backfills
+(provenance/store/backfills.py) replay the log through it, so an old ledger ends
+up as a new one would. A kind not in it writes no derived lot state here.
 
 The recursive lineage queries live here too: a recall cascades through them.
 """
@@ -10,8 +15,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 
 def _location_json(location: Any) -> str | None:
@@ -213,3 +218,118 @@ def record_prefixes(
         "INSERT OR IGNORE INTO prefixes (party, prefix, event) VALUES (?, ?, ?)",
         [(party_id, prefix, event_index) for prefix in prefixes],
     )
+
+
+# --- the one table: what an event of each kind writes into the derived lot state
+
+Data = dict[str, Any]
+
+
+class Refs(Protocol):
+    """How an effect finds what its event names by subject or by event id. The
+    ledger's answer sees its append transaction (a hold earlier in the same
+    batch is not in `events` yet: a release of it in the batch must still find
+    it); a backfill's reads the log (provenance/store/backfills.py)."""
+
+    def chain(self, subject: str) -> int:
+        """The chain id of the lot *subject* (a URI the event names)."""
+        ...
+
+    def event(self, event_id: bytes, kind: str, before: int) -> int | None:
+        """The log index of event *event_id*, if it is of *kind* and logged
+        before index *before*; else None."""
+        ...
+
+
+# (connection, log index, the lots the event names — chain ids — its data,
+# refs) -> the lots whose state it changed (a recall's or lift's: the named
+# lots, then those downstream).
+Effect = Callable[[sqlite3.Connection, int, Sequence[int], Data, Refs], list[int]]
+
+
+def _commission(
+    conn: sqlite3.Connection, _index: int, lots: Sequence[int], data: Data, _refs: Refs
+) -> list[int]:
+    record_commission(conn, lots[0], data)
+    return list(lots)
+
+
+def _transform(
+    conn: sqlite3.Connection, index: int, lots: Sequence[int], data: Data, refs: Refs
+) -> list[int]:
+    ids = {item["batch"]: refs.chain(item["batch"]) for item in (*data["inputs"], *data["outputs"])}
+    record_transform(conn, index, data, ids)
+    return list(lots)
+
+
+def _location(
+    conn: sqlite3.Connection, _index: int, lots: Sequence[int], data: Data, _refs: Refs
+) -> list[int]:
+    record_location(conn, lots, data.get("location"))
+    return list(lots)
+
+
+def _dispense(
+    conn: sqlite3.Connection, _index: int, lots: Sequence[int], data: Data, _refs: Refs
+) -> list[int]:
+    record_dispense(conn, lots, data)
+    return list(lots)
+
+
+def _recall(
+    conn: sqlite3.Connection, index: int, lots: Sequence[int], _data: Data, _refs: Refs
+) -> list[int]:
+    return record_recall(conn, index, lots)
+
+
+def _recall_lift(
+    conn: sqlite3.Connection, index: int, lots: Sequence[int], _data: Data, _refs: Refs
+) -> list[int]:
+    return record_lift(conn, index, lots)
+
+
+def _hold(
+    conn: sqlite3.Connection, index: int, lots: Sequence[int], data: Data, _refs: Refs
+) -> list[int]:
+    record_hold(conn, index, lots, data["rule"])
+    return list(lots)
+
+
+def _release(
+    conn: sqlite3.Connection, index: int, lots: Sequence[int], data: Data, refs: Refs
+) -> list[int]:
+    hold = None  # every hold in force on the lots
+    if "hold" in data:  # the named hold; one not found ends none (-1 matches no row)
+        found = refs.event(bytes.fromhex(data["hold"]), "hold", index)
+        hold = -1 if found is None else found
+    record_release(conn, index, lots, hold)
+    return list(lots)
+
+
+def _flag(
+    conn: sqlite3.Connection, index: int, lots: Sequence[int], data: Data, _refs: Refs
+) -> list[int]:
+    record_flag(conn, index, lots, data["rule"], data["signal"], data["key"])
+    return list(lots)
+
+
+EFFECTS: dict[str, Effect] = {
+    "commission": _commission,
+    "transform": _transform,
+    "ship": _location,
+    "receive": _location,
+    "dispense": _dispense,
+    "recall": _recall,
+    "recall-lift": _recall_lift,
+    "hold": _hold,
+    "release": _release,
+    "flag": _flag,
+}
+
+
+def derive(
+    conn: sqlite3.Connection, kind: str, index: int, lots: Sequence[int], data: Data, refs: Refs
+) -> list[int]:
+    """Write what the event at log *index* of *kind*, naming *lots*, does to the
+    derived lot state (`EFFECTS`); the lots whose state it changed."""
+    return EFFECTS[kind](conn, index, lots, data, refs)

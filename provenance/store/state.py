@@ -1,8 +1,9 @@
 """What the store keeps about the world the events describe — identities, lots
 and their custody, GS1 prefixes, lineage, recalls, holds and flags, attachments,
 shipments — and the rejects and statistics: the reads and writes `Store` offers
-on them (it inherits `DerivedState`). Writes that backfills share are functions
-in provenance/store/derived.py.
+on them (it inherits `DerivedState`). What an event does to the derived lot state
+is `derive`, through the one table of provenance/store/derived.py (`EFFECTS`)
+that the backfills replay too.
 """
 
 from __future__ import annotations
@@ -17,17 +18,11 @@ from provenance.store.derived import (
     ANCESTORS,
     DESCENDANTS,
     EDGE,
+    Data,
+    Refs,
+    derive,
     descendants,
-    record_commission,
-    record_dispense,
-    record_flag,
-    record_hold,
-    record_lift,
-    record_location,
     record_prefixes,
-    record_recall,
-    record_release,
-    record_transform,
 )
 from provenance.store.rows import Identity, LineageEdge, Lot, LotState, parse_ids
 
@@ -187,21 +182,16 @@ class DerivedState:
     def set_recalled(self, lot_id: int, recalled: bool) -> None:
         self.conn.execute("UPDATE lots SET recalled = ? WHERE id = ?", (int(recalled), lot_id))
 
+    # --- what an event does to the derived lot state (`EFFECTS`, derived.py)
+
+    def derive(
+        self, kind: str, event_index: int, lot_ids: Sequence[int], data: Data, refs: Refs
+    ) -> list[int]:
+        """The effect of an accepted event of *kind* on the lots it names: the
+        one writer the backfills replay too. Returns the lots it changed."""
+        return derive(self.conn, kind, event_index, lot_ids, data, refs)
+
     # --- lineage and lot state (what a trace shows)
-
-    def record_commission(self, lot_id: int, data: dict[str, Any]) -> None:
-        record_commission(self.conn, lot_id, data)
-
-    def record_transform(
-        self, event_index: int, data: dict[str, Any], ids: dict[str, int]
-    ) -> list[tuple[int, int]]:
-        return record_transform(self.conn, event_index, data, ids)
-
-    def record_dispense(self, lot_ids: Sequence[int], data: dict[str, Any]) -> None:
-        record_dispense(self.conn, lot_ids, data)
-
-    def record_location(self, lot_ids: Sequence[int], location: Any) -> None:
-        record_location(self.conn, lot_ids, location)
 
     def descendants(self, lot_id: int) -> list[int]:
         return descendants(self.conn, lot_id)
@@ -258,12 +248,6 @@ class DerivedState:
         )
         return {row[0]: tuple(row[1:]) for row in rows}  # type: ignore[misc]
 
-    def record_recall(self, event_index: int, sources: Sequence[int]) -> list[int]:
-        return record_recall(self.conn, event_index, sources)
-
-    def record_lift(self, event_index: int, sources: Sequence[int]) -> list[int]:
-        return record_lift(self.conn, event_index, sources)
-
     def active_recalls(self, lot_id: int) -> list[tuple[int, int]]:
         """(source lot id, recall event index) of the lot's active recalls, oldest first."""
         return self.conn.execute(
@@ -317,17 +301,6 @@ class DerivedState:
         ).fetchone()[0]
 
     # --- holds and flags (what the rules key decided; docs/rules.md)
-
-    def record_hold(self, event_index: int, lot_ids: Sequence[int], rule: str) -> None:
-        record_hold(self.conn, event_index, lot_ids, rule)
-
-    def record_release(self, event_index: int, lot_ids: Sequence[int], hold: int | None) -> None:
-        record_release(self.conn, event_index, lot_ids, hold)
-
-    def record_flag(
-        self, event_index: int, lot_ids: Sequence[int], rule: str, signal: str, key: str
-    ) -> None:
-        record_flag(self.conn, event_index, lot_ids, rule, signal, key)
 
     def active_holds(self, lot_id: int) -> list[tuple[int, str]]:
         """(hold event index, rule) of the lot's holds in force, oldest first."""

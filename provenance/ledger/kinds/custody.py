@@ -14,6 +14,7 @@ from provenance.core.kinds import RECALL_RETURN
 from provenance.core.timefmt import format_time
 from provenance.ledger.kinds import checks, timing
 from provenance.ledger.kinds.base import Batch, Kind
+from provenance.ledger.kinds.timing import BatchRefs
 from provenance.ledger.reasons import (
     CONFLICT,
     NOT_ATTACHED,
@@ -52,9 +53,9 @@ def _ship(
         if ledger.store.open_shipment_for(lot.id) is not None:
             raise RejectedEvent(CONFLICT, f"{lot.uri} is already in transit: receive it first")
     timing.within_custody(ledger, env, signer, lots, index, batch)
-    ledger.store.insert_shipment(index, signer.id, receiver.id, [lot.id for lot in lots])
-    ledger.store.record_location([lot.id for lot in lots], env.data.get("location"))
-    return [lot.id for lot in lots]
+    lot_ids = [lot.id for lot in lots]
+    ledger.store.insert_shipment(index, signer.id, receiver.id, lot_ids)
+    return ledger.store.derive("ship", index, lot_ids, env.data, BatchRefs(ledger, batch))
 
 
 def _receive(
@@ -93,8 +94,8 @@ def _receive(
         lot.custodian = signer.id
         store.set_custodian(lot.id, signer.id)
     store.close_shipment(ship_index, index)
-    store.record_location([lot.id for lot in lots], env.data.get("location"))
-    return [lot.id for lot in lots]
+    lot_ids = [lot.id for lot in lots]
+    return store.derive("receive", index, lot_ids, env.data, BatchRefs(ledger, batch))
 
 
 def _dispense(
@@ -105,8 +106,8 @@ def _dispense(
     checks.not_recalled(ledger, lots, index, batch, "dispensed")
     checks.not_held(ledger, lots, batch, "dispensed")
     timing.within_custody(ledger, env, signer, lots, index, batch)
-    ledger.store.record_dispense([lot.id for lot in lots], env.data)
-    return [lot.id for lot in lots]
+    lot_ids = [lot.id for lot in lots]
+    return ledger.store.derive("dispense", index, lot_ids, env.data, BatchRefs(ledger, batch))
 
 
 def _attach(

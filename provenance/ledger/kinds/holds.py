@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
-from provenance.ledger.kinds import checks, timing
+from provenance.ledger.kinds import checks
 from provenance.ledger.kinds.base import Batch, Kind
+from provenance.ledger.kinds.timing import BatchRefs
 from provenance.ledger.reasons import CONFLICT
 from provenance.store.rows import Identity
 
@@ -31,8 +32,9 @@ def _hold(
             raise RejectedEvent(
                 CONFLICT, f"{lot.uri} is already on hold by rule {rule}: release it first"
             )
-    ids = [lot.id for lot in lots]
-    ledger.store.record_hold(index, ids, rule)
+    ids = ledger.store.derive(
+        "hold", index, [lot.id for lot in lots], env.data, BatchRefs(ledger, batch)
+    )
     ledger.set_held_cache(ids, True)
     batch.holds[index] = env
     return ids
@@ -45,14 +47,13 @@ def _release(
     on them; a lot stays held while another hold remains."""
     store = ledger.store
     lots = checks.lots_of(ledger, env)
+    # The hold may be earlier in this append's batch, not in `events` yet: the
+    # check here and the effect in `derive` find it through the same refs.
+    refs = BatchRefs(ledger, batch)
     hold_index = None
     if "hold" in env.data:
-        hold_id = bytes.fromhex(env.data["hold"])
-        hold_index = batch.ids.get(hold_id)
+        hold_index = refs.event(bytes.fromhex(env.data["hold"]), "hold", index)
         if hold_index is None:
-            stored = store.find_event(hold_id)
-            hold_index = None if stored is None else stored.index
-        if hold_index is None or timing.kind_at(ledger, hold_index, batch) != "hold":
             raise RejectedEvent(CONFLICT, f"no hold {env.data['hold']} in the ledger")
     for lot in lots:
         active = [event for event, _ in store.active_holds(lot.id)]
@@ -60,13 +61,14 @@ def _release(
             raise RejectedEvent(CONFLICT, f"{lot.uri} is not on hold")
         if hold_index is not None and hold_index not in active:
             raise RejectedEvent(CONFLICT, f"hold {env.data['hold']} is not in force on {lot.uri}")
-    ids = [lot.id for lot in lots]
-    store.record_release(index, ids, hold_index)
+    ids = store.derive("release", index, [lot.id for lot in lots], env.data, refs)
     ledger.set_held_cache([i for i in ids if not store.active_holds(i)], False)
     return ids
 
 
-def _flag(ledger: Ledger, env: Envelope, _s: Identity | None, index: int, _b: Batch) -> list[int]:
+def _flag(
+    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, batch: Batch
+) -> list[int]:
     """A signal about the named lots (a silent logger, a counterfeit serial…):
     recorded once per lot, rule and key; it changes nothing else."""
     lots = checks.lots_of(ledger, env)
@@ -77,9 +79,9 @@ def _flag(ledger: Ledger, env: Envelope, _s: Identity | None, index: int, _b: Ba
                 CONFLICT,
                 f"{lot.uri} is already flagged by rule {data['rule']} for {data['key']}",
             )
-    ids = [lot.id for lot in lots]
-    ledger.store.record_flag(index, ids, data["rule"], data["signal"], data["key"])
-    return ids
+    return ledger.store.derive(
+        "flag", index, [lot.id for lot in lots], data, BatchRefs(ledger, batch)
+    )
 
 
 HOLD = Kind("hold", _hold)

@@ -13,6 +13,7 @@ from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.ledger.kinds import checks, timing
 from provenance.ledger.kinds.base import Batch, Kind
+from provenance.ledger.kinds.timing import BatchRefs
 from provenance.ledger.reasons import LOT_EXISTS, SCHEMA, UNKNOWN_LOT
 from provenance.store.rows import Identity, Lot
 
@@ -46,7 +47,7 @@ def _create_lot(
 
 
 def _commission(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, _b: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
 ) -> list[int]:
     assert signer is not None and env.batches is not None
     uri = env.batches[0]
@@ -54,8 +55,7 @@ def _commission(
         raise RejectedEvent(LOT_EXISTS, f"{uri} is already commissioned")
     checks.may_commission(ledger, signer, gs1.parse_lot_uri(uri)[0], uri, index)
     lot = _create_lot(ledger, uri, env.data["product"], env.data, signer, index)
-    ledger.store.record_commission(lot.id, env.data)
-    return [lot.id]
+    return ledger.store.derive("commission", index, [lot.id], env.data, BatchRefs(ledger, batch))
 
 
 def _transform(
@@ -103,12 +103,12 @@ def _transform(
                 timing.not_before_birth(ledger, env, [lot], batch)
     for item in to_create:
         _create_lot(ledger, item["batch"], item["product"], item, signer, index)
-    ids = {uri: ledger.lot(uri).id for uri in env.batches}  # type: ignore[union-attr]
+    refs = BatchRefs(ledger, batch)
     # Lineage edges in this transaction: a recall later in the batch cascades.
     # An output is new or has only its commission, so it has no descendants:
     # no edge can close a cycle.
-    ledger.store.record_transform(index, env.data, ids)
-    return list(ids.values())
+    lot_ids = list(dict.fromkeys(refs.chain(uri) for uri in env.batches))
+    return ledger.store.derive("transform", index, lot_ids, env.data, refs)
 
 
 COMMISSION = Kind("commission", _commission)

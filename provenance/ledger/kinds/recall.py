@@ -11,6 +11,7 @@ from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.ledger.kinds import checks
 from provenance.ledger.kinds.base import Batch, Kind
+from provenance.ledger.kinds.timing import BatchRefs
 from provenance.ledger.reasons import CONFLICT
 from provenance.store.rows import Identity
 
@@ -26,14 +27,15 @@ def _recall(
     its recall comes from. Filed under every affected lot's chain, so each
     one's history and proof bundle carry the recall (docs/lineage.md)."""
     lots = checks.lots_of(ledger, env)
-    affected = ledger.store.record_recall(index, [lot.id for lot in lots])
+    named = [lot.id for lot in lots]
+    affected = ledger.store.derive("recall", index, named, env.data, BatchRefs(ledger, batch))
     ledger.set_recalled_cache(affected, True)
     batch.recalls[index] = env
-    return affected if index >= ledger.rules_from else [lot.id for lot in lots]
+    return affected if index >= ledger.rules_from else named
 
 
 def _recall_lift(
-    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, _b: Batch
+    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, batch: Batch
 ) -> list[int]:
     """End the recalls the named lots are the source of, here and downstream.
     A lot recalled only through an ancestor is lifted by lifting that ancestor."""
@@ -49,14 +51,15 @@ def _recall_lift(
                 CONFLICT,
                 f"{lot.uri} is recalled only through {sources}: lift the recall of that lot",
             )
-    affected = store.record_lift(index, [lot.id for lot in lots])
+    named = [lot.id for lot in lots]
+    affected = store.derive("recall-lift", index, named, env.data, BatchRefs(ledger, batch))
     still = {
         lot_id
         for lot_id in affected
         if store.active_recalls(lot_id)  # recalled through another source too
     }
     ledger.set_recalled_cache([lot_id for lot_id in affected if lot_id not in still], False)
-    return affected if index >= ledger.rules_from else [lot.id for lot in lots]
+    return affected if index >= ledger.rules_from else named
 
 
 RECALL = Kind("recall", _recall)

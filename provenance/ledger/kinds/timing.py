@@ -2,6 +2,8 @@
 before it exists, and a holder's events about a lot come after the handoff
 that made it the holder. They apply from the log index the time rules came in
 (`Ledger.time_rules_from`); what the log held before stays valid.
+Here too: what an event is and when, in its append's batch or already
+logged (`kind_at`, `time_at`, `BatchRefs`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,38 @@ def kind_at(ledger: Ledger, index: int, batch: Batch) -> str | None:
         if row[0] < index:
             break
     return ledger.store.event_kind(index)
+
+
+class BatchRefs:
+    """`Refs` (provenance/store/derived.py) for one event being appended: what
+    it names, found in its append transaction's batch (not in `events` yet) or
+    already logged. A kind's checks and its derived effect (`Store.derive`) use
+    the same lookup, so a release of a hold earlier in the same batch ends it."""
+
+    __slots__ = ("_events", "batch", "ledger")
+
+    def __init__(self, ledger: Ledger, batch: Batch) -> None:
+        self.ledger, self.batch = ledger, batch
+        self._events: dict[tuple[bytes, str, int], int | None] = {}
+
+    def chain(self, subject: str) -> int:
+        lot = self.ledger.lot(subject)
+        assert lot is not None, subject  # the kind's checks found or made it
+        return lot.id
+
+    def event(self, event_id: bytes, kind: str, before: int) -> int | None:
+        key = (event_id, kind, before)
+        if key not in self._events:
+            index = self.batch.ids.get(event_id)
+            if index is None:
+                stored = self.ledger.store.find_event(event_id)
+                index = None if stored is None else stored.index
+            if index is not None and (
+                index >= before or kind_at(self.ledger, index, self.batch) != kind
+            ):
+                index = None
+            self._events[key] = index
+        return self._events[key]
 
 
 def time_at(ledger: Ledger, index: int, batch: Batch) -> int:
