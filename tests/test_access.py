@@ -20,8 +20,8 @@ from world import GTIN, LOT, PREFIXES, World, at
 from provenance.cli.main import main
 from provenance.core import gs1, topics
 from provenance.core.kinds import KIND_CODES, under_prefix
-from provenance.ledger.append import NOT_CUSTODIAN, UNAUTHORISED
 from provenance.ledger.audit import verify_ledger, verify_lot
+from provenance.ledger.reasons import NOT_CUSTODIAN, UNAUTHORISED
 from provenance.store.migrations import ACCESS_RULES_FROM
 
 pytest_plugins = ["test_portal_support"]

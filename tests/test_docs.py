@@ -12,7 +12,7 @@ from conftest import ROOT
 
 from provenance.cli.main import main
 from provenance.core.kinds import KIND_CODES
-from provenance.ledger import append as ledger
+from provenance.ledger import reasons as reject_reasons
 
 
 def commands(group: Group, path: tuple[str, ...] = ()):
@@ -34,7 +34,7 @@ def test_every_reject_reason_and_kind_is_in_the_protocol():
     protocol = (ROOT / "docs" / "protocol.md").read_text()
     reasons = [
         v
-        for k, v in vars(ledger).items()
+        for k, v in vars(reject_reasons).items()
         if k.isupper() and isinstance(v, str) and re.fullmatch(r"[a-z]+(-[a-z]+)*", v)
     ]
     assert len(reasons) >= 14

@@ -17,7 +17,7 @@ from world import GTIN, World, at
 from provenance.cli.main import Context, main
 from provenance.cli.recall import command as recall_command
 from provenance.core.errors import ValidationError
-from provenance.ledger import append as ledger_module
+from provenance.ledger import reasons
 from provenance.ledger.audit import verify_ledger, verify_lot
 from provenance.ledger.lineage import active_recalls, recall_history
 
@@ -347,7 +347,7 @@ def test_verify_catches_edited_recall_state(tmp_path, edit, words):
 
 
 def test_the_refusal_reason_is_documented():
-    assert ledger_module.RECALLED == "recalled"
+    assert reasons.RECALLED == "recalled"
     protocol = (ROOT / "docs" / "protocol.md").read_text()
     assert re.search(r"\| `recalled` \|", protocol)
 

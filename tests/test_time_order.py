@@ -31,9 +31,9 @@ from provenance.core.bundle import verify_bundle
 from provenance.core.timefmt import format_time, now_micros
 from provenance.exchange.epcis import lot_document
 from provenance.exchange.fsma204 import store_rows, write_csv
-from provenance.ledger.append import BEFORE_COMMISSION, CONFLICT, OUT_OF_ORDER
 from provenance.ledger.audit import verify_ledger
 from provenance.ledger.lot_view import Scanner
+from provenance.ledger.reasons import BEFORE_COMMISSION, CONFLICT, OUT_OF_ORDER
 from provenance.store.db import Store
 from provenance.store.migrations import TIME_RULES_FROM
 from provenance.web import create_app

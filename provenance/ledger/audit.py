@@ -15,6 +15,10 @@ and compares it with what the store claims and what the log key signed:
 4. a checkpoint held outside (``--checkpoint``): same log key, not larger
    than the database's log (else rolled back), and the root of the first
    ``size`` leaves must match (else history was rewritten).
+
+Before these, the replays of audit_state.py: who may sign, rebuilt from the
+log; the identities table against that; the derived tables against a replay
+of the log through the ledger's own rules.
 """
 
 from __future__ import annotations
@@ -33,15 +37,15 @@ from provenance.core.ed25519 import InvalidSignature
 from provenance.core.envelope import b64url, canonical_pair
 from provenance.core.errors import ProvenanceError, VerificationError
 from provenance.core.identity import verifier_for
-from provenance.core.kinds import KIND_NAMES, REGISTRAR, SIGNER_ROLES
+from provenance.core.kinds import KIND_NAMES, SIGNER_ROLES
 from provenance.core.merkle import LEAF_PREFIX, NODE_PREFIX, MemoryTree, hash_children, range_hash
 from provenance.core.timefmt import parse_time
 from provenance.infra import lifeline
+from provenance.ledger.audit_state import check_identities, check_state, signer_history
+from provenance.ledger.kinds.base import SignerHistory
 from provenance.ledger.proofs import build_bundle, checkpoint_body
 from provenance.store.db import NODE_MIN_LEVEL, Store, StoreError
-from provenance.store.migrations import ACCESS_RULES_FROM, RECALL_RULES_FROM, TIME_RULES_FROM
-from provenance.store.replay import STATE_TABLES
-from provenance.store.rows import StoredEvent, parse_ids
+from provenance.store.rows import parse_ids
 
 CHUNK = 8192  # events per verification task, at most
 MIN_CHUNK = 512
@@ -79,15 +83,6 @@ class Report:
 
 
 @dataclass
-class _Registry:
-    """Who could sign what, as the log itself says (not the identities table)."""
-
-    enrolled: dict[str, tuple[int, str]] = field(default_factory=dict)  # did -> (index, role)
-    revoked: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # idx, from_us, text
-    enrolments: dict[str, dict[str, Any]] = field(default_factory=dict)  # did -> enrol data
-
-
-@dataclass
 class _RangeResult:
     begin: int
     ids: list[bytes | None]
@@ -97,7 +92,7 @@ class _RangeResult:
 
 
 def _check_range(
-    path: str | None, store: Store | None, begin: int, end: int, registry: _Registry
+    path: str | None, store: Store | None, begin: int, end: int, registry: SignerHistory
 ) -> _RangeResult:
     """Worker: check events [begin, end) — an aligned power-of-two block — and
     the chain links and Merkle nodes that lie inside it."""
@@ -118,7 +113,7 @@ _MISSING = b"\0" * 32
 
 
 def _check_events(
-    store: Store, begin: int, end: int, registry: _Registry
+    store: Store, begin: int, end: int, registry: SignerHistory
 ) -> tuple[list[bytes | None], list[bytes], list[Problem], list[str]]:
     """Recomputed event ids and leaf hashes of [begin, end), and what is wrong."""
     ids: list[bytes | None] = [None] * (end - begin)
@@ -255,152 +250,6 @@ def _check_nodes(
                 )
 
 
-def _registry(store: Store, report: Report) -> _Registry:
-    """Replay enrol/revoke events from the log (read cheaply by kind)."""
-    registry = _Registry()
-    rows = store.event_rows(kinds=("enrol", "revoke")).fetchall()
-    registrar = store.get_meta("registrar")
-    for row in rows:
-        try:
-            stored = store.event_from_row(row)
-            data = stored.envelope.data
-        except (ProvenanceError, ValueError, TypeError) as exc:
-            report.add(f"registry event cannot be read back: {exc}", None, row[0])
-            continue
-        envelope, index = stored.envelope, stored.index
-        if envelope.kind == "enrol":
-            role = data.get("role") if data.get("type") == "party" else data.get("type")
-            if data.get("type") == REGISTRAR and (index != 0 or envelope.signer != registrar):
-                report.add("a second registrar enrolment", envelope.event_id, index)
-                continue
-            registry.enrolled.setdefault(data.get("subject"), (index, role))
-            registry.enrolments.setdefault(data.get("subject"), dict(data, index=index))
-        elif envelope.kind == "revoke":
-            try:
-                from_us = parse_time(data.get("from"))
-            except ProvenanceError:
-                continue
-            registry.revoked.setdefault(data.get("subject"), (index, from_us, data.get("from")))
-    return registry
-
-
-def _check_identities(store: Store, registry: _Registry, report: Report) -> None:
-    """The identities table must be exactly what the log's enrolments and
-    revocations say: a key swapped in the table is caught before it is used."""
-    table = {identity.did: identity for identity in store.identities()}
-    by_id = {identity.id: identity.did for identity in table.values()}
-    for did, data in registry.enrolments.items():
-        identity = table.pop(did, None)
-        if identity is None:
-            report.add(
-                f"{did} ({data.get('name')}) is enrolled in the log but missing from the "
-                "identities table",
-                None,
-                data["index"],
-            )
-            continue
-        owner = by_id.get(identity.owner) if identity.owner is not None else None
-        revoked = registry.revoked.get(did)
-        expected = (
-            data.get("type"),
-            data.get("name"),
-            data.get("role"),
-            data.get("owner"),
-            data["index"],
-            revoked[2] if revoked else None,
-        )
-        actual = (
-            identity.type,
-            identity.name,
-            identity.role,
-            owner,
-            identity.enrol_event,
-            identity.revoked_from,
-        )
-        if expected != actual:
-            report.add(
-                f"identities table entry for {identity.name!r} differs from its enrolment "
-                f"in the log (table {actual}, log {expected}): the registry was edited",
-                None,
-                data["index"],
-            )
-    for did, identity in table.items():
-        report.add(
-            f"identities table holds {identity.name!r} ({did}), which no enrolment in the "
-            "log made: a key was swapped or added outside the ledger"
-        )
-
-
-def _check_state(store: Store, report: Report) -> None:
-    """Replay every event but readings through the ledger's own rules into an
-    empty in-memory store, then compare the derived tables. Catches edits of
-    lots, custody, recall and hold state, flags, attachments and shipments — and any event the
-    rules would refuse (the operator's ledger may have been misled by such an
-    edit into accepting it)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from provenance.ledger.append import Ledger
-
-    recorded = store.get_meta(TIME_RULES_FROM)
-    if recorded is not None and int(recorded) > store.log_size():
-        report.add(
-            f"meta {TIME_RULES_FROM} is {recorded}, beyond the log ({store.log_size()} events): "
-            "the time rules were switched off for events to come; it was edited"
-        )
-    replica = Store.memory()
-    with replica.transaction():
-        for key in ("origin", "registrar"):
-            replica.set_meta(key, store.get_meta(key) or "")
-        # The recall, access and time rules apply from log indexes of the store;
-        # the replica's log lacks the readings, so the same boundaries are at
-        # smaller indexes there.
-        for boundary in (RECALL_RULES_FROM, ACCESS_RULES_FROM, TIME_RULES_FROM):
-            recorded = store.get_meta(boundary)
-            if recorded is None and boundary != RECALL_RULES_FROM:
-                recorded = str(store.log_size())  # not migrated yet: all of it is from before
-            rules_from = int(recorded or 0)
-            replica.set_meta(
-                boundary, str(store.count_events_before(rules_from, other_than="reading"))
-            )
-    far_future = 250_000_000_000_000_000  # µs, year ~9892: no event is "in the future"
-    ledger = Ledger(
-        replica, Ed25519PrivateKey.generate(), clock=lambda: far_future, verify_threads=1
-    )
-    rows = store.event_rows(kinds=("reading",), exclude=True)
-    batch: list[StoredEvent] = []
-
-    def replay() -> None:
-        # As JSON, so that the replay validates every field again.
-        results = ledger.append([stored.envelope.to_json() for stored in batch])
-        for stored, result in zip(batch, results, strict=True):
-            if result.status == "rejected":
-                report.add(
-                    f"the ledger's rules refuse this {stored.envelope.kind} on replay "
-                    f"({result.reason}: {result.message})",
-                    stored.envelope.event_id,
-                    stored.index,
-                )
-        batch.clear()
-
-    for row in rows:
-        try:
-            batch.append(store.event_from_row(row))
-        except (ProvenanceError, ValueError, TypeError):
-            continue  # reported by the event checks
-        if len(batch) == 500:
-            replay()
-    if batch:
-        replay()
-    for table, describe in STATE_TABLES.items():
-        derived, stored_rows = set(describe(replica)), set(describe(store))
-        for row in sorted(stored_rows - derived, key=repr)[:20]:
-            report.add(f"{table} table holds {row}, which the log does not produce: it was edited")
-        for row in sorted(derived - stored_rows, key=repr)[:20]:
-            report.add(f"{table} table lacks {row}, which the log produces: it was edited")
-    ledger.close()
-    replica.close()
-
-
 def _levels(leaves: list[bytes]) -> list[list[bytes]]:
     """Complete-subtree hashes per level, bottom-up."""
     levels = [leaves]
@@ -442,9 +291,9 @@ def verify_ledger(
     report = Report()
     size = store.log_size()
     report.log_size = size
-    registry = _registry(store, report)
-    _check_identities(store, registry, report)
-    _check_state(store, report)
+    registry = signer_history(store, report)
+    check_identities(store, registry, report)
+    check_state(store, report)
     workers = workers or os.cpu_count() or 1
     step = _block_size(size, workers)
     ranges = [(begin, min(begin + step, size)) for begin in range(0, size, step)]

@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from provenance.core.envelope import Envelope
 from provenance.core.signing import did_of, sign
 from provenance.core.timefmt import format_time
-from provenance.ledger.append import REPLAY, Appended, Ledger
+from provenance.ledger.append import Appended, Ledger
+from provenance.ledger.reasons import REPLAY
 
 MAX_ATTEMPTS = 3  # appends of one batch: the first, and re-signed ones after a seq was taken
 

@@ -1,0 +1,162 @@
+"""The custodian's kinds: `ship` (lots in transit to another party), `receive`
+(the receiver becomes custodian), `dispense` (lots leave the chain to patients
+or customers), and `attach` / `detach` (a logger device rides with lots; its
+readings are filed under them meanwhile).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from provenance.core.envelope import Envelope
+from provenance.core.errors import RejectedEvent
+from provenance.core.kinds import RECALL_RETURN
+from provenance.core.timefmt import format_time
+from provenance.ledger.kinds import checks, timing
+from provenance.ledger.kinds.base import Batch, Kind
+from provenance.ledger.reasons import (
+    CONFLICT,
+    NOT_ATTACHED,
+    OUT_OF_ORDER,
+    REVOKED,
+    SCHEMA,
+    UNAUTHORISED,
+    UNKNOWN_LOT,
+)
+from provenance.store.rows import Identity
+
+if TYPE_CHECKING:
+    from provenance.ledger.append import Ledger
+
+
+def _ship(
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+) -> list[int]:
+    assert signer is not None
+    lots = checks.lots_of(ledger, env)
+    checks.custodian_of(ledger, env, signer, lots)
+    if env.data.get("purpose") == RECALL_RETURN:
+        # Moving a recalled lot back (to its maker, or for destruction) is
+        # what a recall asks for; the movement is recorded like any other.
+        checks.only_recalled(lots)
+    else:
+        back = f' (or shipped back with "purpose": "{RECALL_RETURN}")'
+        checks.not_recalled(ledger, lots, index, batch, "shipped", hint=back)
+        checks.not_held(ledger, lots, batch, "shipped")
+    receiver = checks.party(ledger, env.data["to"])
+    if receiver.id == signer.id:
+        raise RejectedEvent(CONFLICT, "a shipment goes to another party")
+    if receiver.revoked_from is not None:
+        raise RejectedEvent(REVOKED, f"receiver {receiver.name} is revoked")
+    for lot in lots:
+        if ledger.store.open_shipment_for(lot.id) is not None:
+            raise RejectedEvent(CONFLICT, f"{lot.uri} is already in transit: receive it first")
+    timing.within_custody(ledger, env, signer, lots, index, batch)
+    ledger.store.insert_shipment(index, signer.id, receiver.id, [lot.id for lot in lots])
+    ledger.store.record_location([lot.id for lot in lots], env.data.get("location"))
+    return [lot.id for lot in lots]
+
+
+def _receive(
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+) -> list[int]:
+    assert signer is not None
+    store = ledger.store
+    shipment_id = bytes.fromhex(env.data["shipment"])
+    ship_index = batch.ids.get(shipment_id)
+    if ship_index is None:
+        stored = store.find_event(shipment_id)
+        ship_index = None if stored is None else stored.index
+    shipment = None if ship_index is None else store.shipment(ship_index)
+    if shipment is None:
+        raise RejectedEvent(UNKNOWN_LOT, f"no shipment {env.data['shipment']} in the ledger")
+    assert ship_index is not None
+    _sender, receiver, lot_ids, received = shipment
+    if received is not None:
+        raise RejectedEvent(CONFLICT, "that shipment was already received")
+    if receiver != signer.id:
+        raise RejectedEvent(UNAUTHORISED, "only the party the shipment was sent to may receive it")
+    lots = checks.lots_of(ledger, env)
+    if sorted(lot.id for lot in lots) != sorted(lot_ids):
+        raise RejectedEvent(SCHEMA, "batches must list exactly the lots of the shipment")
+    if index >= ledger.time_rules_from:
+        timing.not_before_birth(ledger, env, lots, batch)
+        shipped = timing.time_at(ledger, ship_index, batch)
+        if env.time_us < shipped:
+            raise RejectedEvent(
+                OUT_OF_ORDER,
+                f"receive at {env.time} is dated before its shipment was sent "
+                f"({format_time(shipped)}): a lot is received after it is shipped; "
+                "check the receiver's clock",
+            )
+    for lot in lots:
+        lot.custodian = signer.id
+        store.set_custodian(lot.id, signer.id)
+    store.close_shipment(ship_index, index)
+    store.record_location([lot.id for lot in lots], env.data.get("location"))
+    return [lot.id for lot in lots]
+
+
+def _dispense(
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+) -> list[int]:
+    lots = checks.lots_of(ledger, env)
+    checks.custodian_of(ledger, env, signer, lots)
+    checks.not_recalled(ledger, lots, index, batch, "dispensed")
+    checks.not_held(ledger, lots, batch, "dispensed")
+    timing.within_custody(ledger, env, signer, lots, index, batch)
+    ledger.store.record_dispense([lot.id for lot in lots], env.data)
+    return [lot.id for lot in lots]
+
+
+def _attach(
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+) -> list[int]:
+    lots = checks.lots_of(ledger, env)
+    checks.custodian_of(ledger, env, signer, lots)
+    device = checks.device(ledger, env.data["device"])
+    if device.revoked_from is not None:
+        raise RejectedEvent(REVOKED, f"device {device.name} is revoked")
+    attachments = ledger.attachments_of(device.id)
+    open_lots = {row[0] for row in attachments if row[2] is None}
+    for lot in lots:
+        if lot.id in open_lots:
+            raise RejectedEvent(CONFLICT, f"device {device.name} is already attached to {lot.uri}")
+    timing.within_custody(ledger, env, signer, lots, index, batch)
+    for lot in lots:
+        row_id = ledger.store.insert_attachment(device.id, lot.id, env.time_us, index)
+        attachments.append([lot.id, env.time_us, None, row_id])
+    return [lot.id for lot in lots]
+
+
+def _detach(
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+) -> list[int]:
+    lots = checks.lots_of(ledger, env)
+    checks.custodian_of(ledger, env, signer, lots)
+    device = checks.device(ledger, env.data["device"])
+    attachments = ledger.attachments_of(device.id)
+    rows = []
+    for lot in lots:
+        row = next((r for r in attachments if r[0] == lot.id and r[2] is None), None)
+        if row is None:
+            raise RejectedEvent(NOT_ATTACHED, f"device {device.name} is not attached to {lot.uri}")
+        if env.time_us < row[1]:
+            raise RejectedEvent(
+                CONFLICT,
+                f"detach at {env.time} is before the attach ({format_time(row[1])}): "
+                "check the signer's clock",
+            )
+        rows.append(row)
+    timing.within_custody(ledger, env, signer, lots, index, batch)
+    for row in rows:
+        row[2] = env.time_us
+        ledger.store.close_attachment(row[3], env.time_us, index)
+    return [lot.id for lot in lots]
+
+
+SHIP = Kind("ship", _ship)
+RECEIVE = Kind("receive", _receive)
+DISPENSE = Kind("dispense", _dispense)
+ATTACH = Kind("attach", _attach)
+DETACH = Kind("detach", _detach)

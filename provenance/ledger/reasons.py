@@ -1,0 +1,26 @@
+"""Why the ledger refuses an event: the stable reject reason codes that go out
+with every refusal (on MQTT, in the reject log, from the CLI and the portal).
+docs/protocol.md lists each one; tests/test_docs.py checks it does.
+"""
+
+from __future__ import annotations
+
+MALFORMED = "malformed"
+SCHEMA = "schema"
+BAD_SIGNATURE = "bad-signature"
+UNKNOWN_SIGNER = "unknown-signer"
+REVOKED = "revoked"
+FUTURE_TIME = "future-time"
+REPLAY = "replay"
+UNAUTHORISED = "unauthorised"
+UNKNOWN_LOT = "unknown-lot"
+UNKNOWN_PARTY = "unknown-party"
+UNKNOWN_DEVICE = "unknown-device"
+NOT_CUSTODIAN = "not-custodian"
+NOT_ATTACHED = "not-attached"
+LOT_EXISTS = "lot-exists"
+CONFLICT = "conflict"
+RECALLED = "recalled"
+HELD = "held"
+BEFORE_COMMISSION = "before-commission"
+OUT_OF_ORDER = "out-of-order"
