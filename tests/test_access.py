@@ -344,10 +344,11 @@ def register(cli, who: str, gtin: str, lot: str, code: int = 0) -> str:
     return cli(*args, code=code)
 
 
-def test_cli_party_add_with_prefixes_and_grant(cli):
+def test_cli_party_add_with_prefixes_and_grant(cli, tmp_path):
     cli("party", "add", "Farm", "--role", "producer", "--prefix", "9506000", "--prefix", "950601")
     cli("party", "add", "Rival", "--role", "producer", "--prefix", "9520123")
-    cli("party", "add", "Agency", "--role", "regulator")
+    agency = cli("key", "new", "--out", str(tmp_path / "agency.pem")).strip()
+    cli("party", "add", "Agency", "--role", "regulator", "--public-key", agency)
     register(cli, "Farm", GTIN, "A1")
     out = register(cli, "Rival", GTIN, "A2", code=1)
     assert "Error: unauthorised: Rival may not commission" in out
@@ -355,7 +356,17 @@ def test_cli_party_add_with_prefixes_and_grant(cli):
     out = cli("party", "grant", "Rival", "--prefix", "9506000", "--reason", "co-packer")
     assert out.strip() == "Rival may commission under 9506000, 9520123"
     register(cli, "Rival", GTIN, "A2")
-    out = cli("party", "grant", "Rival", "--prefix", "4012345", "--by", "Agency")
+    out = cli(
+        "party",
+        "grant",
+        "Rival",
+        "--prefix",
+        "4012345",
+        "--by",
+        "Agency",
+        "--key",
+        str(tmp_path / "agency.pem"),
+    )
     assert "4012345" in out
 
 

@@ -203,12 +203,17 @@ def test_tokens_act_for_a_party_role(accounts):
 def test_party_keys_are_encrypted_under_the_server_secret(tmp_path, accounts, clock):
     key = Ed25519PrivateKey.generate()
     did = did_of(key)
-    accounts.store_party_key(did, "Farm", key)
+    accounts.store_party_key(did, "Farm", key, role="producer", custodial=True)
     pem = accounts.conn.execute("SELECT pem FROM party_keys").fetchone()[0]
     assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert did_of(accounts.party_key(did)) == did
     with pytest.raises(ValidationError, match="not the key"):
-        accounts.store_party_key("did:key:zOther", "Other", key)
+        accounts.store_party_key("did:key:zOther", "Other", key, role="producer", custodial=True)
+    # the vault never holds a regulator's key, nor one a party enrolled as its own
+    with pytest.raises(ValidationError, match="regulator: its key is never held"):
+        accounts.store_party_key(did, "Agency", key, role="regulator", custodial=True)
+    with pytest.raises(ValidationError, match="holds its own key"):
+        accounts.store_party_key(did, "Farm", key, role="producer", custodial=False)
     other = Accounts(tmp_path / "accounts", clock=clock, secret=b"t" * 32, hash_params=FAST)
     with pytest.raises(KeyUnavailable, match="cannot be decrypted"):
         other.party_key(did)
@@ -360,10 +365,15 @@ def ledger_dir(tmp_path, monkeypatch):
     for args in (
         ["init"],
         ["party", "add", "Green Valley Farm", "--role", "producer", "--prefix", "9506000"],
-        ["party", "add", "Food Agency", "--role", "regulator"],
+        ["key", "new", "--out", str(tmp_path / "agency.pem")],  # the regulator's own machine
     ):
         result = runner.invoke(main, [*base, *args])
         assert result.exit_code == 0, result.output
+    agency = result.output.strip()
+    result = runner.invoke(
+        main, [*base, "party", "add", "Food Agency", "--role", "regulator", "--public-key", agency]
+    )
+    assert result.exit_code == 0, result.output
     return tmp_path, base
 
 
@@ -415,9 +425,12 @@ def test_cli_users_tokens_keys_and_audit(ledger_dir):
     assert secret.startswith("pvt_")
     assert "ERP" in run("token", "list") and secret not in run("token", "list")
     assert "revoked" in run("token", "revoke", "1")
-    out = run("portal", "key-import", "Food Agency")
-    assert "Food Agency's signing key" in out
-    assert len(run("portal", "keys").splitlines()) == 2
+    refused = runner.invoke(
+        cli, [*base, "portal", "key-import", "Food Agency", "--key", str(tmp_path / "agency.pem")]
+    )
+    assert refused.exit_code == 1 and refused.output.startswith("Error: ")
+    assert "Food Agency is a regulator: its key is never held" in refused.output
+    assert len(run("portal", "keys").splitlines()) == 1
     run("user", "disable", "alice")
     accounts = Accounts(tmp_path / "accounts")
     assert accounts.user("alice").disabled

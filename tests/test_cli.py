@@ -46,7 +46,10 @@ def chain(cli):
         "party", "add", "Green Valley Farm", "--role", "producer", "--prefix", "9506000"
     ).strip()
     cli.carrier = cli("party", "add", "Cold Express", "--role", "carrier").strip()
-    cli("party", "add", "Authority", "--role", "regulator")
+    # the regulator makes its key on its own machine; the operator enrols the public key
+    cli.authority_key = str(cli.tmp / "authority.pem")
+    authority = cli("key", "new", "--out", cli.authority_key).strip()
+    cli("party", "add", "Authority", "--role", "regulator", "--public-key", authority)
     cli.probe = cli("device", "add", "probe-1", "--owner", "Cold Express").strip()
     assert (
         cli(
@@ -83,7 +86,8 @@ def test_init_is_idempotent_and_keys_are_private(cli, tmp_path):
 def test_party_add_prints_a_did_and_makes_a_0600_key(chain, tmp_path):
     assert chain.farm.startswith("did:key:z6Mk")
     party_keys = list((tmp_path / "k" / "parties").iterdir())
-    assert len(party_keys) == 3
+    assert len(party_keys) == 2  # farm and carrier: the regulator's key is not on this machine
+    assert not any(p.name.startswith("Authority") for p in party_keys)
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in party_keys)
     out = chain("party", "add", "Green Valley Farm", "--role", "producer", code=1)
     assert "already enrolled" in out
@@ -140,7 +144,14 @@ def test_event_append_signs_unsigned_items_and_accepts_json_lines(chain):
     ids = chain("event", "append", "--as", "probe-1", input=lines).split()
     assert len(ids) == 3
     array = json.dumps([{"kind": "inspect", "batches": [URI], "data": {"result": "pass"}}] * 2)
-    assert len(chain("event", "append", "--as", "Authority", input=array).split()) == 2
+    assert (
+        len(
+            chain(
+                "event", "append", "--as", "Authority", "--key", chain.authority_key, input=array
+            ).split()
+        )
+        == 2
+    )
     assert json.loads(chain("stats", "--json"))["events"]["reading"] == 3
 
 
@@ -208,6 +219,7 @@ def test_event_append_passes_signed_envelopes_through(chain, tmp_path):
 def test_event_append_refusals_exit_1_and_store_nothing(chain, payload, as_, needle):
     before = json.loads(chain("stats", "--json"))["log_size"]
     args = ["event", "append"] + (["--as", as_] if as_ else [])
+    args += ["--key", chain.authority_key] if as_ == "Authority" else []
     assert needle in chain(*args, input=payload, code=1)
     assert json.loads(chain("stats", "--json"))["log_size"] == before
 
@@ -251,6 +263,8 @@ def test_checkpoint_kept_outside_catches_a_rollback(chain, tmp_path):
         "append",
         "--as",
         "Authority",
+        "--key",
+        chain.authority_key,
         input=json.dumps({"kind": "inspect", "batches": [URI], "data": {"result": "fail"}}),
     )
     assert chain("verify", "--checkpoint", str(kept)).startswith("OK")
@@ -271,7 +285,15 @@ def test_a_bundle_is_judged_as_of_the_checkpoint_given(chain, tmp_path):
     before.write_text(chain("log", "checkpoint"))
     old_bundle.write_text(chain("export", "proof", URI))
     recall = {"kind": "recall", "batches": [URI], "data": {"reason": "Listeria", "class": "I"}}
-    chain("event", "append", "--as", "Authority", input=json.dumps(recall))
+    chain(
+        "event",
+        "append",
+        "--as",
+        "Authority",
+        "--key",
+        chain.authority_key,
+        input=json.dumps(recall),
+    )
     after = tmp_path / "after.checkpoint"
     after.write_text(chain("log", "checkpoint"))
     check = ["verify", "--log-key", log_key, "--checkpoint"]
@@ -352,8 +374,12 @@ def test_party_and_device_lists(chain):
         "did": chain.farm,
         "revoked_from": None,
         "gs1_company_prefixes": ["9506000"],
+        "custodial": True,  # the operator made and holds its key
     }
     assert "gs1_company_prefixes" not in parties[1]  # a carrier commissions nothing
+    assert parties[2]["custodial"] is False  # the regulator enrolled its own public key
+    text = chain("party", "list").splitlines()
+    assert text[2].endswith("\tFalse") and text[0].endswith("\tTrue")
     chain("device", "revoke", "probe-1", "--from", "2026-01-01T00:00:00Z")
     (device,) = [json.loads(line) for line in chain("device", "list", "--json").splitlines()]
     assert device == {

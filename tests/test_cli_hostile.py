@@ -110,6 +110,7 @@ COMMANDS: dict[str, list[Case]] = {
             service=True,
         ),
     ],
+    "key new": [],  # writes one new file, reads none and no ledger
     "party add": [Case(["Newcomer", "--role", "producer"], WRITE)],
     "party grant": [Case(["Farm", "--prefix", "9520123"], WRITE)],
     "party list": [Case([], READ)],
@@ -118,7 +119,13 @@ COMMANDS: dict[str, list[Case]] = {
     "portal key-import": [Case(["Farm", "--key", "{private_key}"], READ, ("private_key",))],
     "portal key-remove": [],  # the accounts folder only
     "portal keys": [],  # the accounts folder only
-    "recall": [Case([URI, "--as", "Authority", "--reason", "Listeria"], WRITE)],
+    "recall": [
+        Case(
+            [URI, "--as", "Authority", "--key", "{authority_key}", "--reason", "Listeria"],
+            WRITE,
+            ("authority_key",),
+        )
+    ],
     "rules check": [Case(["--config", "{rules}"], None, ("rules",))],
     "rules init": [Case([], WRITE)],
     "rules list": [Case([], READ)],
@@ -231,7 +238,8 @@ def valid(tmp_path_factory) -> Path:
 
     run("init")
     run("party", "add", "Farm", "--role", "producer", "--prefix", "9506000")
-    run("party", "add", "Authority", "--role", "regulator")
+    authority = run("key", "new", "--out", str(base / "authority.pem")).strip()
+    run("party", "add", "Authority", "--role", "regulator", "--public-key", authority)
     run("device", "add", "probe", "--owner", "Farm")
     run("batch", "register", "--gtin", GTIN, "--lot", "LOT42", "--product", "Kale", "--as", "Farm")
     run("rules", "init")
@@ -247,6 +255,7 @@ def valid(tmp_path_factory) -> Path:
     (files / "bundle").write_text(run("export", "proof", URI))
     (files / "log_key").write_text(run("log", "key"))
     (files / "public_key").write_text(run("log", "key"))  # any did:key
+    (files / "authority_key").write_bytes((base / "authority.pem").read_bytes())
     (files / "private_key").write_bytes((base / "keys" / "registrar.pem").read_bytes())
     (files / "events").write_text(json.dumps({"kind": "inspect", "batches": [URI], "data": {}}))
     (files / "epcis").write_text(json.dumps({"type": "EPCISDocument"}))

@@ -45,6 +45,7 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
                 "name": "Farm",
                 "role": "producer",
                 "gs1_company_prefixes": ["9506000"],
+                "custodial": True,
             },
             None,
         ),
@@ -276,8 +277,11 @@ def old_ledger(tmp_path):
     """A ledger written before the text rule (the rule switched off while writing)."""
     runner = CliRunner()
     db, keys = str(tmp_path / "p.db"), str(tmp_path / "keys")
+    agency_key = str(tmp_path / "agency.pem")  # the regulator's own key file
 
     def run(*args: str, code: int = 0):
+        if args[0] == "recall":
+            args = (*args, "--key", agency_key)
         result = runner.invoke(main, ["--db", db, "--keys", keys, *args])
         assert result.exit_code == code, (args, result.output, result.exception)
         return result
@@ -285,7 +289,8 @@ def old_ledger(tmp_path):
     with kinds.text_as_signed():
         run("init")
         run("party", "add", FARM, "--role", "producer", "--prefix", "9506000")
-        run("party", "add", AGENCY, "--role", "regulator")
+        agency = run("key", "new", "--out", agency_key).output.strip()
+        run("party", "add", AGENCY, "--role", "regulator", "--public-key", agency)
         run("device", "add", "probe-1", "--owner", FARM)
         run(
             "batch",

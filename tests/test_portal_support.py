@@ -5,6 +5,8 @@ CSRF token, and call the API with a bearer token."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from world import World
 
+from provenance.core.envelope import b64url
+from provenance.core.jcs import canonicalize
 from provenance.store.accounts.accounts import Accounts
 from provenance.web import create_app
 
@@ -30,6 +34,7 @@ class Portal:
     app: Flask
     tmp: Path
     clients: dict[str, FlaskClient] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)  # user name -> World party
 
     @property
     def accounts(self) -> Accounts:
@@ -47,8 +52,18 @@ class Portal:
         self.accounts.add_user(
             name, role or identity.role, PASSWORD, party_did=identity.did, party_name=party
         )
+        self.users[name] = party
         if key:
-            self.accounts.store_party_key(identity.did, party, self.world.keys[party])
+            self.hold_key(identity, party)
+
+    def hold_key(self, identity: Any, party: str) -> None:
+        """The server holds the party's key, as a custodial party's may be; a
+        regulator's never is: it signs in its browser (`post` plays the browser)."""
+        if identity.role == "regulator":
+            return
+        self.accounts.store_party_key(
+            identity.did, party, self.world.keys[party], role=identity.role, custodial=True
+        )
 
     def client(self, name: str | None = None) -> FlaskClient:
         """A browser: signed in as *name* when given."""
@@ -69,15 +84,27 @@ class Portal:
         return csrf_of(self.client(name).get("/portal/password"))
 
     def post(self, name: str, url: str, data: dict[str, Any] | None = None, **kwargs: Any):
-        """A form post as *name*, with the session's CSRF token."""
+        """A form post as *name*, with the session's CSRF token. When the portal
+        answers with its sign page (the party holds its own key), this plays the
+        browser: signs the JCS bytes with the party's key and posts the signatures."""
         body = {"csrf_token": self.csrf(name), **(data or {})}
-        return self.client(name).post(url, data=body, **kwargs)
+        response = self.client(name).post(url, data=body, **kwargs)
+        if response.status_code == 200 and SIGN_PAGE in response.get_data(as_text=True):
+            signatures = [
+                browser_signature(self.world.keys[self.users[name]], envelope)
+                for envelope in unsigned_envelopes(response)
+            ]
+            response = self.client(name).post(
+                sign_action(response),
+                data={"csrf_token": self.csrf(name), "signatures": json.dumps(signatures)},
+            )
+        return response
 
     def token(self, party: str, *, scope: str = "write", key: bool = True) -> str:
         identity = self.world.store.identity_by_did(self.world.did(party))
         assert identity is not None
         if key:
-            self.accounts.store_party_key(identity.did, party, self.world.keys[party])
+            self.hold_key(identity, party)
         _, secret = self.accounts.create_token(
             identity.did, party, identity.role or "", scope=scope, created_by="test"
         )
@@ -98,6 +125,28 @@ class Portal:
     def resync(self, name: str) -> None:
         """After the portal signed for *name*, let the World sign with the next seq."""
         self.world.seqs[name] = self.world.ledger.next_seq(self.world.did(name))
+
+
+SIGN_PAGE = '<script type="application/json" id="unsigned">'
+_UNSIGNED = re.compile(r'<script type="application/json" id="unsigned">(.*?)</script>', re.S)
+_SIGN_ACTION = re.compile(r'<form id="sign-form" method="post" action="([^"]+)"')
+
+
+def unsigned_envelopes(response) -> list[dict[str, Any]]:
+    found = _UNSIGNED.search(response.get_data(as_text=True))
+    assert found, "no envelopes on the sign page"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def sign_action(response) -> str:
+    found = _SIGN_ACTION.search(response.get_data(as_text=True))
+    assert found, "no sign form"
+    return html.unescape(found.group(1))
+
+
+def browser_signature(key: Any, envelope: dict[str, Any]) -> str:
+    """What static/portal-sign.js does: Ed25519 over the envelope's JCS bytes."""
+    return b64url(key.sign(canonicalize(envelope)))
 
 
 def csrf_of(response) -> str:

@@ -281,7 +281,8 @@ def test_rules_end_to_end_with_once(tmp_path, monkeypatch):
     start = now_micros()
     run("init")
     run("party", "add", "Farm", "--role", "producer", "--prefix", "9506000")
-    agency = run("party", "add", "Medicines Agency", "--role", "regulator").strip()
+    agency = run("key", "new", "--out", "agency.pem").strip()  # on the agency's own machine
+    run("party", "add", "Medicines Agency", "--role", "regulator", "--public-key", agency)
     probe = run("device", "add", "probe", "--owner", "Farm").strip()
     uri = run(
         "batch",
@@ -343,7 +344,17 @@ def test_rules_end_to_end_with_once(tmp_path, monkeypatch):
     assert "appended 0 actions" in run("rules", "run", "--config", str(EXAMPLE_FILE), "--once")
     assert run("verify").startswith("OK")
     run("rules", "release", uri, "--reason", "stability data", "--as", "Farm", code=1)
-    run("rules", "release", uri, "--reason", "stability data", "--as", "Medicines Agency")
+    run(
+        "rules",
+        "release",
+        uri,
+        "--reason",
+        "stability data",
+        "--as",
+        "Medicines Agency",
+        "--key",
+        "agency.pem",
+    )
     assert json.loads(run("rules", "list", "--json"))["holds"] == []
     assert "appended 0 actions" in run("rules", "run", "--config", str(EXAMPLE_FILE), "--once")
     assert run("verify").startswith("OK")

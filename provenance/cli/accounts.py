@@ -24,6 +24,7 @@ from provenance.store.accounts.accounts import Accounts
 from provenance.store.accounts.db import default_directory
 from provenance.store.accounts.models import ADMIN, ROLES, AccountError
 from provenance.store.accounts.users import MAX_PASSWORD
+from provenance.store.key_custody import is_custodial
 
 
 def _context(click_ctx: click.Context) -> Any:
@@ -107,6 +108,13 @@ def _party(click_ctx: click.Context, name: str) -> Any:
     return identity
 
 
+def _server_may_hold(click_ctx: click.Context, party: Any) -> bool:
+    """Whether the server may hold (and sign with) *party*'s key: a custodial
+    party that is not a regulator (docs/protocol.md §3, "Keys")."""
+    store = _context(click_ctx).reader()
+    return party.role != "regulator" and is_custodial(store, party)
+
+
 def _import_key(click_ctx: click.Context, accounts: Accounts, party: Any, path: str | None) -> bool:
     """Store the party's key (from --key FILE, else the key folder) encrypted."""
     from provenance.cli.main import key_name
@@ -119,7 +127,14 @@ def _import_key(click_ctx: click.Context, accounts: Accounts, party: Any, path: 
             return False
         raise click.ClickException(str(exc)) from None
     try:
-        accounts.store_party_key(party.did, party.name, key)
+        store = ctx.reader()
+        accounts.store_party_key(
+            party.did,
+            party.name,
+            key,
+            role=party.role,
+            custodial=is_custodial(store, party),
+        )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from None
     accounts.audit(_actor(), "key-import", {"party": party.name}, party=party.name)
@@ -177,7 +192,13 @@ def user_add(
         raise click.ClickException(str(exc)) from None
     accounts.audit(_actor(), "user-add", {"user": name, "role": role, "party": party}, party=party)
     click.echo(f"user {name} added ({role}{', ' + party if party else ''})")
-    if identity is not None and not accounts.has_party_key(identity.did):
+    if identity is not None and not _server_may_hold(click_ctx, identity):
+        click.echo(
+            f"note: {party} holds its own key, so the server never signs for it: its users "
+            "sign in their browser (the portal's Key page; docs/portal.md)",
+            err=True,
+        )
+    elif identity is not None and not accounts.has_party_key(identity.did):
         if _import_key(click_ctx, accounts, identity, None):
             click.echo(f"the server now holds {party}'s signing key (encrypted)")
         else:
@@ -308,7 +329,13 @@ def token_create(click_ctx: click.Context, party: str, label: str, read_only: bo
         "store it now: it is not shown again",
         err=True,
     )
-    if scope == "write" and not accounts.has_party_key(identity.did):
+    if scope == "write" and not _server_may_hold(click_ctx, identity):
+        click.echo(
+            f"note: {party} holds its own key: the token appends envelopes the client signs "
+            "(POST /api/v1/events); actions the server would sign answer 503 no-key",
+            err=True,
+        )
+    elif scope == "write" and not accounts.has_party_key(identity.did):
         click.echo(
             f"note: the server holds no key for {party}: the token can append envelopes the "
             "client signs, but portal-style actions need `provenance portal key-import`",

@@ -35,6 +35,7 @@ COPYCAT = "Copycat Greens"  # another brand (prefix 9520123) trying the farm's G
 LOT = "KALE-2611"
 LOT_URI = f"https://id.gs1.org/01/{GTIN}/10/{LOT}"
 FARM, CARRIER, REGULATOR, PROBE = "Green Valley Farm", "Cold Express", "Health Authority", "truck7"
+REGULATOR_KEY_FILE = "regulator-own-machine.pem"  # stands for the regulator's own machine
 PROCESSOR = "Fresh Cuts"
 SALAD = "SALAD-2611"
 SALAD_URI = f"https://id.gs1.org/01/{GTIN}/10/{SALAD}"
@@ -117,7 +118,8 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
     def append(who: str, item: dict | list, expect: int = 0) -> str:
         items = item if isinstance(item, list) else [item]
         text = "\n".join(json.dumps(one) for one in items)
-        return demo.run("event", "append", "--as", who, stdin=text, expect=expect)
+        own_key = ["--key", regulator_key] if who == REGULATOR else []
+        return demo.run("event", "append", "--as", who, *own_key, stdin=text, expect=expect)
 
     demo.say("1. A new ledger: database, log key (signs checkpoints), registrar key (enrols)")
     demo.run("init")
@@ -125,7 +127,10 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
     demo.say("2. Parties and a cold-chain probe, each enrolled by a signed event in the log")
     demo.run("party", "add", FARM, "--role", "producer", "--prefix", PREFIX)
     carrier = demo.run("party", "add", CARRIER, "--role", "carrier").strip()
-    demo.run("party", "add", REGULATOR, "--role", "regulator")
+    # the regulator makes its own key on its own machine; the operator enrols only its did
+    regulator_key = str(directory / REGULATOR_KEY_FILE)
+    regulator = demo.run("key", "new", "--out", regulator_key).strip()
+    demo.run("party", "add", REGULATOR, "--role", "regulator", "--public-key", regulator)
     probe = demo.run("device", "add", PROBE, "--owner", CARRIER).strip()
 
     demo.say("3. The farm registers a lot of kale; its ID is a GS1 Digital Link URI")
@@ -324,6 +329,8 @@ def cascade(demo: Demo, directory: Path, base: str, carrier: str, at, append) ->
         LOT_URI,
         "--as",
         REGULATOR,
+        "--key",
+        str(directory / REGULATOR_KEY_FILE),
         "--reason",
         "Listeria monocytogenes found in a retained sample",
         "--class",

@@ -20,12 +20,12 @@ from typing import IO, Any
 
 import click
 
+from provenance.cli.keys import KEY_OPTION, signing_key
 from provenance.cli.main import (
     MAX_EPCIS_INPUT,
     MAX_SCHEMA_INPUT,
     Context,
     friendly,
-    key_name,
     pass_context,
     read_input,
 )
@@ -215,9 +215,12 @@ def import_group() -> None:
     help="The EPCIS 2.0 JSON Schema file (default: $PROVENANCE_EPCIS_SCHEMA, else the "
     "official schema shipped with provenance).",
 )
+@KEY_OPTION
 @pass_context
 @friendly
-def import_epcis(ctx: Context, source: str, as_: str, schema: str | None) -> None:
+def import_epcis(
+    ctx: Context, source: str, as_: str, schema: str | None, key_file: str | None
+) -> None:
     """Import a partner's GS1 EPCIS 2.0 events, signed by PARTY.
 
     FILE ('-' for standard input) is an EPCIS 2.0 JSON-LD document, a query
@@ -243,7 +246,7 @@ def import_epcis(ctx: Context, source: str, as_: str, schema: str | None) -> Non
     )
 
     name = "standard input" if source == "-" else source
-    key = _party_key(ctx, as_)
+    key = _party_key(ctx, as_, key_file)
     if schema is None:
         try:
             schema = str(find_schema(None))
@@ -301,8 +304,9 @@ def import_epcis(ctx: Context, source: str, as_: str, schema: str | None) -> Non
     )
 
 
-def _party_key(ctx: Context, name: str) -> Any:
-    """The private key of the enrolled party *name* from the keystore."""
+def _party_key(ctx: Context, name: str, key_file: str | None = None) -> Any:
+    """The private key of the enrolled party *name*: its own --key FILE, else
+    the one the operator holds for it."""
     if ctx.reader().identity_by_name("party", name) is None:
         raise click.ClickException(f"no party named {name!r}: add it with `provenance party add`")
-    return ctx.party_keys.load(key_name(name))
+    return signing_key(ctx, name, key_file)

@@ -15,18 +15,20 @@ from typing import Any
 
 import click
 
+from provenance.cli.keys import KEY_OPTION
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError, ValidationError, VerificationError
 from provenance.core.identity import COMMISSIONING_ROLES, PARTY_ROLES, public_key_from_did
 from provenance.core.jcs import parse_json, split_items
-from provenance.core.kinds import PREFIXES_FIELD, company_prefixes
+from provenance.core.kinds import CUSTODIAL_FIELD, PREFIXES_FIELD, company_prefixes
 from provenance.core.signing import did_of
 from provenance.core.terminal import escape_standard_streams
 from provenance.core.timefmt import format_time, now_micros, parse_date_or_time, parse_time
-from provenance.infra.keystore import KeyStore, load_private_key, read_public_key
+from provenance.infra.keystore import KeyStore, read_public_key
 from provenance.ledger.append import Appended, Ledger
 from provenance.ledger.signer import Signer, Unsigned
 from provenance.store.db import Store, StoreError
+from provenance.store.key_custody import is_custodial
 
 LOG_KEY = "log"
 REGISTRAR_KEY = "registrar"
@@ -223,6 +225,7 @@ SERVICE_COMMANDS = {
     "gateway": "gateway.cli:command",
     "import": "provenance.cli.exchange:import_group",
     "ingest": "provenance.cli.ingest:command",
+    "key": "provenance.cli.keys:key_group",
     "label": "provenance.cli.label:command",
     "notify": "provenance.cli.notify:command",
     "portal": "provenance.cli.accounts:portal",
@@ -390,16 +393,30 @@ def _prefix_list(prefixes: tuple[str, ...]) -> list[str]:
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(PARTY_ROLES))
 @PREFIX_OPTION
+@click.option(
+    "--public-key",
+    "public_key",
+    metavar="FILE_OR_DID",
+    help="The party's own public key (did:key, or a PEM or did:key file; `provenance key new` "
+    "on its machine makes one): no private key is made or kept here. Without it the operator "
+    "makes and holds the party's key, and the enrolment says so (custodial); a regulator "
+    "always brings its own.",
+)
 @pass_context
 @friendly
-def party_add(ctx: Context, name: str, role: str, prefixes: tuple[str, ...]) -> None:
-    """Make a key for NAME and enrol it; prints its did:key. Producers and
+def party_add(
+    ctx: Context, name: str, role: str, prefixes: tuple[str, ...], public_key: str | None
+) -> None:
+    """Enrol NAME by its own public key (--public-key), or make a key for it that
+    the operator holds (custodial); prints its did:key. Producers and
     processors commission lots only under the GS1 company prefixes they are
     enrolled (--prefix) or granted (`party grant`) with.
 
     Example: provenance party add "Green Valley Farm" --role producer --prefix 9506000
+    --public-key did:key:z6Mk…
     """
-    keys = ctx.party_keys
+    from provenance.cli.keys import enrol_party_data
+
     if ctx.store().identity_by_name("party", name) is not None:
         raise click.ClickException(f"a party named {name!r} is already enrolled")
     data: dict[str, Any] = {"subject": "", "type": "party", "name": name, "role": role}
@@ -410,9 +427,8 @@ def party_add(ctx: Context, name: str, role: str, prefixes: tuple[str, ...]) -> 
                 f"(only {' and '.join(COMMISSIONING_ROLES)}s take one)"
             )
         data[PREFIXES_FIELD] = _prefix_list(prefixes)
-    key = keys.load_or_create(key_name(name))
-    did = did_of(key)
-    data["subject"] = did
+    custody, did = enrol_party_data(ctx, name, role, public_key)
+    data.update(custody, subject=did)
     registrar_sign(ctx, "enrol", data)
     click.echo(did)
 
@@ -425,12 +441,18 @@ def party_add(ctx: Context, name: str, role: str, prefixes: tuple[str, ...]) -> 
     "--by",
     "by",
     metavar="REGULATOR",
-    help="Sign the grant as this regulator party (its key in --keys) instead of the registrar.",
+    help="Sign the grant as this regulator party (with its --key FILE) instead of the registrar.",
 )
+@KEY_OPTION
 @pass_context
 @friendly
 def party_grant(
-    ctx: Context, name: str, prefixes: tuple[str, ...], reason: str | None, by: str | None
+    ctx: Context,
+    name: str,
+    prefixes: tuple[str, ...],
+    reason: str | None,
+    by: str | None,
+    key_file: str | None,
 ) -> None:
     """Let party NAME commission lots under more GS1 company prefixes: a
     signed `grant` event, signed by the registrar (or a regulator with --by).
@@ -452,7 +474,7 @@ def party_grant(
         if regulator is None or regulator.role != "regulator":
             raise click.ClickException(f"no regulator party named {by!r}")
         ledger = ctx.ledger()
-        append_signed(ledger, ctx.party_keys.load(key_name(by)), "grant", None, data)
+        append_signed(ledger, _signing_key(ctx, by, key_file), "grant", None, data)
     held = ctx.store().prefixes(identity.id)
     click.echo(f"{name} may commission under {', '.join(held)}")
 
@@ -462,7 +484,9 @@ def party_grant(
 @pass_context
 @friendly
 def party_list(ctx: Context, as_json: bool) -> None:
-    """List enrolled parties: name, role, did:key, revoked from.
+    """List enrolled parties: name, role, did:key, revoked from, GS1 company
+    prefixes (producers and processors), and whether the operator holds the
+    party's key (custodial: True) or the party holds it itself (False).
 
     Example: provenance party list --json
     """
@@ -482,6 +506,8 @@ def _list_identities(ctx: Context, type_: str, as_json: bool) -> None:
         }
         if identity.role in COMMISSIONING_ROLES:
             row[PREFIXES_FIELD] = ctx.store().prefixes(identity.id)
+        if type_ == "party":
+            row[CUSTODIAL_FIELD] = is_custodial(store, identity)
         if type_ == "device":
             owner = store.identity_by_id(identity.owner) if identity.owner else None
             row = {
@@ -601,14 +627,10 @@ def device_revoke(ctx: Context, device_id: str, from_: str | None, reason: str |
     _revoke(ctx, identity.did, from_, reason)
 
 
-def _signing_key(ctx: Context, name: str) -> Any:
-    for type_, keys in (("party", ctx.party_keys), ("device", ctx.device_keys)):
-        if ctx.store().identity_by_name(type_, name) is not None:
-            return keys.load(key_name(name))
-    path = Path(name)
-    if path.exists():
-        return load_private_key(path)
-    raise click.ClickException(f"no party or device named {name!r} (nor a key file by that path)")
+def _signing_key(ctx: Context, name: str | None, key_file: str | None = None) -> Any:
+    from provenance.cli.keys import signing_key
+
+    return signing_key(ctx, name, key_file)
 
 
 @main.group()
@@ -620,7 +642,7 @@ def batch() -> None:
 @click.option("--gtin", required=True)
 @click.option("--lot", required=True)
 @click.option("--product", required=True)
-@click.option("--as", "as_", required=True, help="The producing party's name.")
+@click.option("--as", "as_", help="The producing party's name (or give its --key FILE).")
 @click.option("--category", type=click.Choice(["food", "vaccine"]))
 @click.option("--expiry", help="YYYY-MM-DD")
 @click.option("--profile", help="Cold-chain profile, e.g. chilled, frozen, vaccine.")
@@ -635,6 +657,7 @@ def batch() -> None:
     "time_",
     help="Time of the commissioning event (RFC 3339 UTC); default: --produced, else now.",
 )
+@KEY_OPTION
 @pass_context
 @friendly
 def batch_register(
@@ -642,12 +665,13 @@ def batch_register(
     gtin: str,
     lot: str,
     product: str,
-    as_: str,
+    as_: str | None,
     category: str | None,
     expiry: str | None,
     profile: str | None,
     produced: str | None,
     time_: str | None,
+    key_file: str | None,
 ) -> None:
     """Commission a lot; prints its canonical GS1 Digital Link URI.
 
@@ -676,7 +700,7 @@ def batch_register(
         when = time_
     elif produced is not None:
         when = format_time(parse_date_or_time(produced, "--produced"))
-    key = _signing_key(ctx, as_)
+    key = _signing_key(ctx, as_, key_file)
     append_signed(ctx.ledger(), key, "commission", [uri], data, time=when)
     click.echo(uri)
 
@@ -693,9 +717,10 @@ def event() -> None:
 @event.command("append")
 @click.argument("source", metavar="[FILE|-]", default="-")
 @click.option("--as", "as_", help="Sign unsigned items as this party or device.")
+@KEY_OPTION
 @pass_context
 @friendly
-def event_append(ctx: Context, source: str, as_: str | None) -> None:
+def event_append(ctx: Context, source: str, as_: str | None, key_file: str | None) -> None:
     """Append envelopes from FILE (or stdin): a JSON object, an array or JSON lines.
 
     Signed envelopes are appended as they are. Unsigned items (kind, batches,
@@ -709,11 +734,11 @@ def event_append(ctx: Context, source: str, as_: str | None) -> None:
     prepared: list[Any] = []
     for position, item in enumerate(items):
         if isinstance(item, dict) and "sig" not in item:
-            if as_ is None:
+            if as_ is None and key_file is None:
                 raise click.ClickException(
-                    f"item {position} is unsigned: pass --as NAME to sign it"
+                    f"item {position} is unsigned: pass --as NAME or --key FILE to sign it"
                 )
-            key = _signing_key(ctx, as_) if signer is None else signer.key
+            key = _signing_key(ctx, as_, key_file) if signer is None else signer.key
             unknown = set(item) - {"kind", "batches", "data", "time"}
             if unknown:
                 raise click.ClickException(

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from provenance.cli.keys import KEY_OPTION
 from provenance.cli.main import (
     Context,
     _signing_key,
@@ -45,6 +46,7 @@ DEFAULT_CLASS = "I"  # the most serious until classified: fail safe
 @click.option("--instructions", metavar="TEXT", help="What holders and consumers should do.")
 @click.option("--lift", is_flag=True, help="Lift the recall of these lots instead.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@KEY_OPTION
 @pass_context
 @friendly
 def command(
@@ -56,6 +58,7 @@ def command(
     instructions: str | None,
     lift: bool,
     as_json: bool,
+    key_file: str | None,
 ) -> None:
     """Recall lots URI... (and everything made from them), signed by REGULATOR;
     or lift their recall with --lift. Prints every lot affected.
@@ -71,7 +74,7 @@ def command(
         data["class"] = class_ or DEFAULT_CLASS
         if instructions:
             data["instructions"] = instructions
-    key = _signing_key(ctx, as_)
+    key = _signing_key(ctx, as_, key_file)
     lots = list(dict.fromkeys(uris))
     result = append_signed(ctx.ledger(), key, kind, lots, data, source="cli")
     assert result.index is not None

@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from provenance.cli.keys import KEY_OPTION
 from provenance.cli.main import (
     MAX_CONFIG_INPUT,
     Context,
@@ -297,10 +298,16 @@ def list_(ctx: Context, flag_limit: int, as_json: bool) -> None:
     metavar="REGULATOR",
     help="Sign as this regulator (default: the rules key).",
 )
+@KEY_OPTION
 @pass_context
 @friendly
 def release_command(
-    ctx: Context, uris: tuple[str, ...], reason: str, hold_id: str | None, as_: str | None
+    ctx: Context,
+    uris: tuple[str, ...],
+    reason: str,
+    hold_id: str | None,
+    as_: str | None,
+    key_file: str | None,
 ) -> None:
     """Release lots URI... from their holds (every hold in force, or --hold),
     signed with the rules key or, with --as, a regulator's key.
@@ -308,8 +315,8 @@ def release_command(
     Example: provenance rules release https://id.gs1.org/01/09506000134352/10/VAX1
     --reason "manufacturer confirmed stability" --as "Medicines Agency"
     """
-    if as_ is not None:
-        key = _signing_key(ctx, as_)
+    if as_ is not None or key_file is not None:
+        key = _signing_key(ctx, as_, key_file)
     elif ctx.root_keys.exists(RULES_KEY):
         key = ctx.root_keys.load(RULES_KEY)
     else:

@@ -13,7 +13,7 @@ import click
 
 from provenance.cli.main import Context, friendly, key_name, pass_context, registrar_sign
 from provenance.core.identity import COMMISSIONING_ROLES
-from provenance.core.kinds import PREFIXES_FIELD
+from provenance.core.kinds import CUSTODIAL_FIELD, PREFIXES_FIELD
 
 
 def enrol_plan(ctx: Context, scenario: Any, gateways: int, devices: int, run_id: str) -> Any:
@@ -29,6 +29,7 @@ def enrol_plan(ctx: Context, scenario: Any, gateways: int, devices: int, run_id:
 
             role = next(s.role for s in scenario.stages if s.party == name)
             data = {"subject": did_of(key), "type": "party", "name": name, "role": role}
+            data[CUSTODIAL_FIELD] = True  # its key is made and kept here, by the operator
             if role in COMMISSIONING_ROLES:  # it may commission the scenario's GTIN
                 data[PREFIXES_FIELD] = [scenario.company_prefix]
             registrar_sign(ctx, "enrol", data)

@@ -91,6 +91,7 @@ MAX_TEXT = 2000
 EPCIS_STREAM_FRAGMENT = "#epcis"
 GS1_PREFIX_FRAGMENT = "#gs1"
 PREFIXES_FIELD = "gs1_company_prefixes"
+CUSTODIAL_FIELD = "custodial"  # enrol: true when the operator holds the party's key
 MAX_PREFIXES = 64
 
 # GS1 EPCIS 2.0 event types an imported `epcis` event may carry verbatim.
@@ -457,7 +458,12 @@ READING_MEASURES = {
 DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
     "enrol": (
         {"subject": did, "type": one_of(*IDENTITY_TYPES), "name": text(100)},
-        {"role": one_of(*PARTY_ROLES), "owner": did, PREFIXES_FIELD: company_prefixes},
+        {
+            "role": one_of(*PARTY_ROLES),
+            "owner": did,
+            PREFIXES_FIELD: company_prefixes,
+            CUSTODIAL_FIELD: boolean,
+        },
     ),
     "revoke": ({"subject": did, "from": timestamp}, {"reason": note()}),
     "commission": (
@@ -531,6 +537,13 @@ def validate_data(kind: str, data: Any, batches: tuple[str, ...] | None) -> None
         rule(data, batches)
 
 
+def custodial(enrolment: dict[str, Any]) -> bool:
+    """Whether the operator holds the key a party's enrolment names. Enrolments
+    from before the field say nothing: their keys were made by the operator
+    (`party add` had no other way), so they count as custodial."""
+    return enrolment.get(CUSTODIAL_FIELD) is not False
+
+
 def _check_enrol(data: dict[str, Any], _batches: Any) -> None:
     if not is_usable_public_key(public_key_from_did(data["subject"], "data.subject")):
         raise ValidationError(
@@ -551,6 +564,14 @@ def _check_enrol(data: dict[str, Any], _batches: Any) -> None:
         DEVICE_NAME(data["name"], "data.name")
     elif "owner" in data:
         raise ValidationError("data.owner", "only devices have an owner")
+    if data.get(CUSTODIAL_FIELD) is not None and kind != "party":
+        raise ValidationError(f"data.{CUSTODIAL_FIELD}", "only parties' enrolments say it")
+    if data.get(CUSTODIAL_FIELD) is True and data.get("role") == "regulator":
+        raise ValidationError(
+            f"data.{CUSTODIAL_FIELD}",
+            "a regulator's key is never held by the operator: the regulator makes it on its "
+            "own machine and is enrolled by its public key",
+        )
     if PREFIXES_FIELD in data and data.get("role") not in COMMISSIONING_ROLES:
         raise ValidationError(
             f"data.{PREFIXES_FIELD}",

@@ -23,9 +23,11 @@ from markupsafe import Markup
 
 from provenance.core.errors import ProvenanceError
 from provenance.ledger.lot_view import LegRecord, LotView
+from provenance.store.key_custody import is_custodial
 from provenance.web.chart import render_svg
 
 from .cache import LRU
+from .state import store as read_store
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +53,26 @@ def render_lot(
             label_expiry=label_expiry if label_expiry != view.expiry else None,
             serial=serial,
             charts=[_chart(view, record, n) for n, record in enumerate(view.legs)],
+            custodial=custodial_signers(view),
         )
 
     # The page's own links (language, text size) keep the request's query: part of the key.
     query = tuple(request.args.items(multi=True))
     key = (id(view), prefs, page_url, label_expiry, serial, query)
     return _pages.get_or_make(key, render, view)
+
+
+def custodial_signers(view: LotView) -> frozenset[str]:
+    """The dids among the lot's signers whose keys the operator holds for them
+    (docs/protocol.md §3, "Keys"): their steps say "signed by the operator on
+    behalf of …". Enrolments never change, so the cached page stays true."""
+    store = read_store()
+    found = set()
+    for did in {step.actor.did for step in view.custody.steps}:
+        identity = store.identity_by_did(did)
+        if identity is not None and is_custodial(store, identity):
+            found.add(did)
+    return frozenset(found)
 
 
 def chart_labels() -> dict[str, Any]:

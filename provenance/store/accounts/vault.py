@@ -1,7 +1,11 @@
 """The key vault: each party's Ed25519 key held by the server as PKCS#8 PEM
 encrypted with `BestAvailableEncryption`; the password is derived (HKDF-SHA256)
 from the server secret, which is not in this database. docs/portal.md has the
-threat model."""
+threat model.
+
+Only keys the operator is meant to hold come in: a party whose enrolment says it
+is custodial (docs/protocol.md §3, "Keys"), never a regulator's, never a key a
+party made on its own machine (those parties sign in their browser)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,24 @@ from provenance.core.errors import ValidationError
 from provenance.store.accounts.db import AccountsDatabase
 from provenance.store.accounts.models import KeyUnavailable
 from provenance.store.accounts.secret import derive, server_secret
+
+
+def refuse_server_held(party_name: str, *, role: str | None, custodial: bool) -> None:
+    """Raise ValidationError unless the server may hold (or sign with) the key
+    of this party: a custodial party that is not a regulator."""
+    if role == "regulator":
+        raise ValidationError(
+            "key",
+            f"{party_name} is a regulator: its key is never held by the operator's server. "
+            "It signs in its browser (docs/portal.md, 'Keys in the browser') or with "
+            "`provenance ... --key FILE` on its own machine",
+        )
+    if not custodial:
+        raise ValidationError(
+            "key",
+            f"{party_name} was enrolled by its public key: it holds its own key, and the server "
+            "will not hold it. It signs in its browser (docs/portal.md, 'Keys in the browser')",
+        )
 
 
 class KeyVault(AccountsDatabase):
@@ -38,12 +60,23 @@ class KeyVault(AccountsDatabase):
     def _key_password(self) -> bytes:
         return derive(self.secret, "party-keys")
 
-    def store_party_key(self, party_did: str, party_name: str, key: Ed25519PrivateKey) -> None:
-        """Keep *key* encrypted under the server secret (replacing an older one)."""
+    def store_party_key(
+        self,
+        party_did: str,
+        party_name: str,
+        key: Ed25519PrivateKey,
+        *,
+        role: str | None,
+        custodial: bool,
+    ) -> None:
+        """Keep *key* encrypted under the server secret (replacing an older one).
+        *role* and *custodial* come from the party's enrolment: a regulator's key
+        and the key of a party enrolled as holding its own key are refused."""
         from provenance.core.signing import did_of
 
         if did_of(key) != party_did:
             raise ValidationError("key", f"is not the key of {party_name} ({party_did})")
+        refuse_server_held(party_name, role=role, custodial=custodial)
         pem = key.private_bytes(
             Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(self._key_password())
         )

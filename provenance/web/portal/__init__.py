@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 
-from . import admin, analytics, api, auth, guard, producer, regulator
+from . import admin, analytics, api, auth, browser_keys, guard, producer, regulator
 from .state import EXTENSION, Portal, defaults, portal
 
 UPLOAD_ENDPOINTS = frozenset({"portal.producer.upload_document"})
@@ -35,6 +35,7 @@ def init_app(app: Flask) -> None:
     app.before_request(api.unrouted)
     app.after_request(analytics.count_consumer_scans)
     app.register_error_handler(guard.PortalError, guard.handle_portal_error)
+    app.register_error_handler(browser_keys.SignInBrowser, browser_keys.render_sign_page)
     app.jinja_env.globals.update(
         csrf_token=guard.csrf_token,
         can=lambda action: g.get("principal") is not None and guard.allowed(g.principal, action),
@@ -53,6 +54,7 @@ def _portal_blueprint() -> Blueprint:
     bp.register_blueprint(producer.bp)
     bp.register_blueprint(regulator.bp)
     bp.register_blueprint(admin.bp)
+    bp.register_blueprint(browser_keys.bp)
     return bp
 
 

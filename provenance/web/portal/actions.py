@@ -22,11 +22,13 @@ from provenance.ledger.append import Appended
 from provenance.ledger.lineage import BOTH, DIRECTIONS, Trace, trace
 from provenance.store.accounts.models import Document, KeyUnavailable, Principal
 from provenance.store.db import Store
+from provenance.store.key_custody import is_custodial
 from provenance.store.rows import Identity
 
 from ..params import parse_decimal
 from ..state import store as read_store
 from . import exports, queries
+from .browser_keys import SignInBrowser, prepare
 from .documents import DocumentRefused
 from .guard import PortalError, forbidden, require
 from .state import portal
@@ -102,6 +104,42 @@ def _refused(result: Appended) -> PortalError:
     return PortalError(status, title, f"the ledger refused it: {result.message}", reason=reason)
 
 
+def refused_result(result: Appended) -> PortalError:
+    return _refused(result)
+
+
+def _server_may_sign(who: Principal) -> bool:
+    """Whether this server signs for the caller's party: only for a custodial
+    party (its enrolment says the operator holds its key) that is not a
+    regulator. Anyone else signs in their own browser, even if an old vault
+    row still held their key."""
+    identity = party_identity(read_store(), who)
+    return identity.role != "regulator" and is_custodial(read_store(), identity)
+
+
+def _sign_elsewhere(
+    who: Principal,
+    action: str,
+    items: list[Item],
+    params: dict[str, Any],
+    time: str | None,
+) -> Done:
+    """The caller's party holds its own key: a portal user signs in the browser
+    (raises SignInBrowser); an API client signs its envelopes itself."""
+    if who.user_id is None:
+        raise PortalError(
+            503,
+            "cannot sign",
+            f"{who.party_name} holds its own key, so this server cannot sign for it: sign the "
+            "envelopes yourself and POST them to /api/v1/events (docs/portal.md)",
+            reason="no-key",
+        )
+    envelopes = portal().writer.prepare(who.party_did or "", items, time=time)
+    audit(who, action, params, "prepared: waits for the browser's signature")
+    prepare(who, action, params, envelopes)
+    raise AssertionError("unreachable")  # prepare raises SignInBrowser
+
+
 def _sign(
     who: Principal,
     action: str,
@@ -114,6 +152,8 @@ def _sign(
     require(who, action)
     state = portal()
     try:
+        if not _server_may_sign(who):
+            return _sign_elsewhere(who, action, items, params, time)
         key = state.accounts.party_key(who.party_did or "")
         results = state.writer.sign_and_append(key, items, source=f"portal:{who.actor}", time=time)
     except KeyUnavailable as exc:
@@ -367,12 +407,6 @@ def attach_document(
     if notes and notes.strip():
         data["notes"] = notes.strip()
     params = {"lots": uris, "sha256": stored.sha256, "name": stored.name}
-    try:
-        done = _sign(who, "document", [("inspect", uris, data)], params)
-    except PortalError:
-        if stored.new and state.accounts.document(stored.sha256) is None:
-            state.documents.remove(stored.sha256)
-        raise
     document = Document(
         stored.sha256,
         stored.name,
@@ -381,6 +415,17 @@ def attach_document(
         who.party_did or "",
         format_time(state.clock()),
     )
+    try:
+        done = _sign(who, "document", [("inspect", uris, data)], params)
+    except SignInBrowser as waiting:  # recorded once the browser's signature is appended
+        waiting.pending.after.append(
+            lambda results: state.accounts.add_document(document, uris, results[0].event_id or "")
+        )
+        raise
+    except PortalError:
+        if stored.new and state.accounts.document(stored.sha256) is None:
+            state.documents.remove(stored.sha256)
+        raise
     state.accounts.add_document(document, uris, done.event_ids[0])
     return done, document
 

@@ -5,6 +5,7 @@ server-held key; the ledger checks custody and roles again."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -25,6 +26,7 @@ from ..params import int_arg
 from ..state import store as read_store
 from . import actions, common, queries
 from .actions import audit, party_identity
+from .browser_keys import when_signed
 from .guard import PortalError, forbidden, login_required, needs, principal
 from .state import portal
 
@@ -107,21 +109,47 @@ def new_lot():
     if request.method == "GET":
         return render_template("portal/new_lot.html", profiles=list(PROFILES), form={})
     form = request.form
-    done = actions.commission(
-        who,
-        gtin=form.get("gtin", ""),
-        lot=form.get("lot", ""),
-        product=form.get("product", ""),
-        category=form.get("category") or None,
-        expiry=form.get("expiry") or None,
-        profile=form.get("profile") or None,
-        quantity=actions.form_quantity(form.get("quantity"), form.get("unit"), "quantity"),
-        origin=actions.form_location(form.get("origin"), form.get("country")),
-        produced=_form_utc(form.get("produced")),
-    )
+    with when_signed(url_for("portal.producer.home"), _lot_made("Lot registered")):
+        done = actions.commission(
+            who,
+            gtin=form.get("gtin", ""),
+            lot=form.get("lot", ""),
+            product=form.get("product", ""),
+            category=form.get("category") or None,
+            expiry=form.get("expiry") or None,
+            profile=form.get("profile") or None,
+            quantity=actions.form_quantity(form.get("quantity"), form.get("unit"), "quantity"),
+            origin=actions.form_location(form.get("origin"), form.get("country")),
+            produced=_form_utc(form.get("produced")),
+        )
     made = read_store().lot_by_uri(done.lot_uri or "")
     flash(f"Lot registered: {done.lot_uri}")
     return _redirect_lot(made.id) if made else redirect(url_for("portal.producer.home"), code=303)
+
+
+def _lot_made(message: str) -> Callable[[list[Any]], str | None]:
+    """Once a browser-signed commission or transform is recorded: say so, and
+    go to the lot it made (a transform's first output), as the route would."""
+
+    def then(results: list[Any]) -> str | None:
+        flash(message + ".")
+        index = results[0].index if results else None
+        stored = read_store().event_at(index) if index is not None else None
+        if stored is None:
+            return None
+        data, batches = stored.envelope.data, stored.envelope.batches or ()
+        uri = data["outputs"][0]["batch"] if "outputs" in data else batches[0]
+        made = read_store().lot_by_uri(uri)
+        return url_for("portal.producer.lot", lot_id=made.id) if made else None
+
+    return then
+
+
+def _say(message: str) -> Callable[[list[Any]], None]:
+    def then(_results: list[Any]) -> None:
+        flash(message)
+
+    return then
 
 
 _FORM_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?")
@@ -145,15 +173,17 @@ def ship(lot_id: int):
     found = common.lot_for(store, who, lot_id)
     to = request.form.get("to", "")
     purpose = request.form.get("purpose") or None
-    actions.ship(
-        who,
-        batches=[found.uri],
-        to=to,
-        where=actions.form_location(request.form.get("location"), request.form.get("country")),
-        purpose=purpose,
-    )
     verb = "Sent back" if purpose else "Shipped"
-    flash(f"{verb} {found.lot}: custody moves when the receiver confirms receipt.")
+    said = f"{verb} {found.lot}: custody moves when the receiver confirms receipt."
+    with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said)):
+        actions.ship(
+            who,
+            batches=[found.uri],
+            to=to,
+            where=actions.form_location(request.form.get("location"), request.form.get("country")),
+            purpose=purpose,
+        )
+    flash(said)
     return _redirect_lot(lot_id)
 
 
@@ -174,13 +204,15 @@ def shipments():
 @needs("receive")
 def receive(event_id: str):
     who = principal()
-    actions.receive(
-        who,
-        shipment=event_id,
-        where=actions.form_location(request.form.get("location"), request.form.get("country")),
-        condition=request.form.get("condition") or None,
-    )
-    flash("Receipt confirmed: your party now holds the shipment's lots.")
+    said = "Receipt confirmed: your party now holds the shipment's lots."
+    with when_signed(url_for("portal.producer.shipments"), _say(said)):
+        actions.receive(
+            who,
+            shipment=event_id,
+            where=actions.form_location(request.form.get("location"), request.form.get("country")),
+            condition=request.form.get("condition") or None,
+        )
+    flash(said)
     return redirect(url_for("portal.producer.shipments"), code=303)
 
 
@@ -231,13 +263,15 @@ def transform():
                     "profile": form.get(f"out{n}_profile") or None,
                 }
             )
-    done = actions.transform(
-        who,
-        inputs=inputs,
-        outputs=outputs,
-        where=actions.form_location(form.get("location"), form.get("country")),
-    )
-    flash(f"Transformation recorded: {len(inputs)} lot(s) in, {len(outputs)} out.")
+    said = f"Transformation recorded: {len(inputs)} lot(s) in, {len(outputs)} out"
+    with when_signed(url_for("portal.producer.home"), _lot_made(said)):
+        done = actions.transform(
+            who,
+            inputs=inputs,
+            outputs=outputs,
+            where=actions.form_location(form.get("location"), form.get("country")),
+        )
+    flash(said + ".")
     made = read_store().lot_by_uri(done.lot_uri or "")
     return _redirect_lot(made.id) if made else redirect(url_for("portal.producer.home"), code=303)
 
@@ -251,15 +285,17 @@ def upload_document(lot_id: int):
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise PortalError(400, "bad request", "choose a file to attach", reason="document")
-    _, document = actions.attach_document(
-        who,
-        batches=[found.uri],
-        stream=upload.stream,
-        filename=upload.filename,
-        declared_type=upload.mimetype,
-        result=request.form.get("result", ""),
-        notes=request.form.get("notes"),
-    )
+    said = f"Attached {upload.filename} in a signed inspection."
+    with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said)):
+        _, document = actions.attach_document(
+            who,
+            batches=[found.uri],
+            stream=upload.stream,
+            filename=upload.filename,
+            declared_type=upload.mimetype,
+            result=request.form.get("result", ""),
+            notes=request.form.get("notes"),
+        )
     flash(f"Attached {document.name} (SHA-256 {document.sha256[:16]}…) in a signed inspection.")
     return _redirect_lot(lot_id)
 

@@ -5,6 +5,8 @@ the audit trail. Every query and action here is written to the audit trail
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import (
     Blueprint,
     Response,
@@ -24,6 +26,7 @@ from ..params import optional_int_arg
 from ..state import store as read_store
 from . import actions, common, exports, integrity, queries
 from .actions import audit
+from .browser_keys import when_signed
 from .guard import PortalError, needs, principal
 from .reports import recall_report
 from .state import portal
@@ -124,18 +127,23 @@ def recall():
             "tick the box to confirm the recall: it is signed and public",
             reason="confirm",
         )
-    done = actions.recall(
-        who,
-        batches=lots,
-        reason=request.form.get("reason", ""),
-        recall_class=request.form.get("class", ""),
-        instructions=request.form.get("instructions"),
-    )
-    reached = len(read_store().lots_of_recall_event(done.results[0].index or 0))
-    flash(
-        f"Recall signed for {len(lots)} lot(s); with the lots made from them, {reached} lot(s) "
-        "are recalled and every one of their scan pages shows it now."
-    )
+
+    def signed(results: list[Any]) -> None:
+        reached = len(read_store().lots_of_recall_event(results[0].index or 0))
+        flash(
+            f"Recall signed for {len(lots)} lot(s); with the lots made from them, {reached} "
+            "lot(s) are recalled and every one of their scan pages shows it now."
+        )
+
+    with when_signed(_back(lots).location, signed):
+        done = actions.recall(
+            who,
+            batches=lots,
+            reason=request.form.get("reason", ""),
+            recall_class=request.form.get("class", ""),
+            instructions=request.form.get("instructions"),
+        )
+    signed(list(done.results))
     return _back(lots)
 
 
@@ -144,8 +152,13 @@ def recall():
 def lift():
     who = principal()
     lots = _lots_from_form()
-    actions.lift(who, batches=lots, reason=request.form.get("reason", ""))
-    flash(f"Recall lifted for {len(lots)} lot(s) and the lots made from them.")
+
+    def signed(_results: list[Any]) -> None:
+        flash(f"Recall lifted for {len(lots)} lot(s) and the lots made from them.")
+
+    with when_signed(_back(lots).location, signed):
+        actions.lift(who, batches=lots, reason=request.form.get("reason", ""))
+    signed([])
     return _back(lots)
 
 
@@ -165,10 +178,15 @@ def holds():
 def release():
     who = principal()
     lots = _lots_from_form()
-    actions.release(
-        who, batches=lots, reason=request.form.get("reason", ""), hold=request.form.get("hold")
-    )
-    flash(f"Hold released for {len(lots)} lot(s).")
+
+    def signed(_results: list[Any]) -> None:
+        flash(f"Hold released for {len(lots)} lot(s).")
+
+    with when_signed(url_for("portal.regulator.holds"), signed):
+        actions.release(
+            who, batches=lots, reason=request.form.get("reason", ""), hold=request.form.get("hold")
+        )
+    signed([])
     return redirect(url_for("portal.regulator.holds"), code=303)
 
 

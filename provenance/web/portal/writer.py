@@ -22,6 +22,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.core.errors import KeyFileError, ProvenanceError
+from provenance.core.kinds import validate_data
+from provenance.core.timefmt import format_time
 from provenance.infra.keystore import KeyStore
 from provenance.ledger.append import Appended, Ledger
 from provenance.ledger.signer import Signer, Unsigned
@@ -84,6 +86,31 @@ class LedgerWriter:
         with self._lock:
             signer = Signer(self._open(), key, clock=self.clock)
             return signer.sign_and_append(events, atomic=True, source=source, time=time)
+
+    def prepare(
+        self, did: str, items: Sequence[Item], *, time: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Unsigned envelopes of *items* for the holder of *did* to sign
+        elsewhere (its browser): its next seqs, dated *time* or now, each
+        `data` checked as the ledger will check it. Nothing is stored."""
+        when = time or format_time(self.clock())
+        with self._lock:
+            seq = self._open().next_seq(did)
+        envelopes = []
+        for offset, (kind, batches, data) in enumerate(items):
+            validate_data(kind, data, tuple(batches) if batches else None)
+            envelope: dict[str, Any] = {
+                "v": 1,
+                "kind": kind,
+                "signer": did,
+                "seq": seq + offset,
+                "time": when,
+            }
+            if batches:
+                envelope["batches"] = list(batches)
+            envelope["data"] = data
+            envelopes.append(envelope)
+        return envelopes
 
     def append(self, items: Sequence[Any], *, atomic: bool, source: str) -> list[Appended]:
         """Append envelopes that were signed elsewhere, as they are."""
