@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from provenance.core.kinds import KIND_CODES, KIND_NAMES
+from provenance.store import rotation
 from provenance.store.derived import (
     ANCESTORS,
     DESCENDANTS,
@@ -80,7 +81,8 @@ class DerivedState:
     def identity_by_name(self, type_: str, name: str) -> Identity | None:
         return self._identity(
             self.conn.execute(
-                self._IDENTITY + "WHERE type = ? AND name = ?", (type_, name)
+                self._IDENTITY + "WHERE type = ? AND name = ? AND rotated_to IS NULL",
+                (type_, name),
             ).fetchone()
         )
 
@@ -108,6 +110,17 @@ class DerivedState:
             "UPDATE identities SET revoked_from = ?, revoke_event = ? WHERE id = ?",
             (revoked_from, event_index, identity_id),
         )
+
+    # --- key rotation (provenance/store/rotation.py)
+
+    def rotated_to(self, identity_id: int) -> int | None:
+        return rotation.rotated_to(self.conn, identity_id)
+
+    def close_rotated(self, old: int, new: int, closed_from: str, event_index: int) -> None:
+        rotation.close_rotated(self.conn, old, new, closed_from, event_index)
+
+    def carry_over(self, old: int, new: int) -> None:
+        rotation.carry_over(self.conn, old, new)
 
     # --- lots
 

@@ -1,0 +1,58 @@
+"""What a key rotation writes (docs/protocol.md, "Key rotation"): the old
+identity is closed from the rotation's time and linked to its successor, and
+what the old key held carries over to the new one — custody, open shipments
+(sent or offered), custody history (who held what, for the access rules), GS1
+prefixes, owned devices and, for a device, its open attachments. Recalls,
+holds and flags are on lots and stay with them. Events signed by the old key
+keep pointing at the old identity, so they rebuild with the key that signed
+them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def rotated_to(conn: sqlite3.Connection, identity_id: int) -> int | None:
+    """The identity that *identity_id* rotated to, or None."""
+    row = conn.execute("SELECT rotated_to FROM identities WHERE id = ?", (identity_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def close_rotated(
+    conn: sqlite3.Connection, old: int, new: int, closed_from: str, event_index: int
+) -> None:
+    """Close identity *old* from *closed_from* (an earlier revocation stays) and
+    link it to *new*; first, so that the new identity may take its name."""
+    conn.execute(
+        "UPDATE identities SET rotated_to = ?, rotate_event = ?, "
+        "revoke_event = CASE WHEN revoked_from IS NULL THEN ? ELSE revoke_event END, "
+        "revoked_from = coalesce(revoked_from, ?) WHERE id = ?",
+        (new, event_index, event_index, closed_from, old),
+    )
+
+
+def carry_over(conn: sqlite3.Connection, old: int, new: int) -> None:
+    """Move what identity *old* held to identity *new* (inserted by now)."""
+    conn.execute("UPDATE lots SET custodian = ? WHERE custodian = ?", (new, old))
+    conn.execute(
+        "UPDATE shipments SET sender = ? WHERE sender = ? AND receive_event IS NULL", (new, old)
+    )
+    conn.execute(
+        "UPDATE shipments SET receiver = ? WHERE receiver = ? AND receive_event IS NULL",
+        (new, old),
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO custodians (lot, party) SELECT lot, ? FROM custodians "
+        "WHERE party = ?",
+        (new, old),
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO prefixes (party, prefix, event) SELECT ?, prefix, event "
+        "FROM prefixes WHERE party = ?",
+        (new, old),
+    )
+    conn.execute("UPDATE identities SET owner = ? WHERE owner = ? AND id != ?", (new, old, new))
+    conn.execute(
+        "UPDATE attachments SET device = ? WHERE device = ? AND until_us IS NULL", (new, old)
+    )
