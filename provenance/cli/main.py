@@ -238,6 +238,12 @@ SERVICE_COMMANDS = {
     "user": "provenance.cli.accounts:user",
     "witness": "provenance.cli.witness:group",
 }
+# Key rotation (provenance/cli/rotate.py), in the party and device groups.
+PARTY_COMMANDS = {
+    "rotate": "provenance.cli.rotate:party_rotate",
+    "rotate-approve": "provenance.cli.rotate:party_rotate_approve",
+}
+DEVICE_COMMANDS = {"rotate": "provenance.cli.rotate:device_rotate"}
 EXPORT_COMMANDS = {
     "epcis": "provenance.cli.exchange:export_epcis",
     "fsma204": "provenance.cli.exchange:export_fsma204",
@@ -365,7 +371,7 @@ def append_signed(
     return result
 
 
-@main.group()
+@main.group(cls=LazyGroup, lazy=PARTY_COMMANDS)
 def party() -> None:
     """Parties: producers, processors, carriers, distributors, retailers, clinics, inspectors,
     regulators; and the GS1 company prefixes producers and processors commission under."""
@@ -496,8 +502,8 @@ def party_list(ctx: Context, as_json: bool) -> None:
 def _list_identities(ctx: Context, type_: str, as_json: bool) -> None:
     store = ctx.reader()
     for identity in store.identities():
-        if identity.type != type_:
-            continue
+        if identity.type != type_ or store.rotated_to(identity.id) is not None:
+            continue  # a key rotated away from is history: the log keeps it
         row: dict[str, Any] = {
             "name": identity.name,
             "role": identity.role,
@@ -557,7 +563,7 @@ def key_name(name: str) -> str:
     return safe + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
-@main.group()
+@main.group(cls=LazyGroup, lazy=DEVICE_COMMANDS)
 def device() -> None:
     """Devices: sensors, loggers and gateways."""
 
