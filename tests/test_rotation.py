@@ -36,6 +36,8 @@ def rotate(
     itself unless *signer* says otherwise; *approver* adds that key's approval."""
     world.keys[new] = Ed25519PrivateKey.generate()
     data: dict[str, Any] = {"subject": world.did(who), "key": world.did(new), **extra}
+    if not who.startswith("probe"):  # a party says who holds its new key
+        data.setdefault("custodial", False)
     if reason is not None:
         data["reason"] = reason
     if approver is not None:
@@ -117,7 +119,12 @@ def test_the_registrar_alone_cannot_move_a_key(world: World):
 @pytest.mark.parametrize("forgery", ["not-a-regulator", "other-terms", "bit-flip", "self"])
 def test_a_recovery_with_a_forged_approval_is_refused(world: World, forgery: str):
     world.keys["operator"] = Ed25519PrivateKey.generate()
-    data = {"subject": world.did("farm"), "key": world.did("operator"), "reason": "lost"}
+    data = {
+        "subject": world.did("farm"),
+        "key": world.did("operator"),
+        "reason": "lost",
+        "custodial": False,
+    }
     approver, terms = "regulator", statement(data["subject"], data["key"], at(2), "lost")
     if forgery == "not-a-regulator":  # the operator's own party signs the approval
         approver = "carrier"
@@ -139,7 +146,7 @@ def test_the_approval_is_bound_to_the_time_it_was_given(world: World):
     """An approval cannot be replayed at another time (e.g. after the party got
     its key back and rotated again)."""
     world.keys["new"] = Ed25519PrivateKey.generate()
-    data = {"subject": world.did("farm"), "key": world.did("new")}
+    data = {"subject": world.did("farm"), "key": world.did("new"), "custodial": False}
     terms = statement(data["subject"], data["key"], at(2), None)
     data["approval"] = approval(world.did("regulator"), world.keys["regulator"].sign(terms))
     assert world.append("registrar", "rotate", None, data, time=at(3)).reason == "unauthorised"
@@ -206,7 +213,7 @@ def test_a_key_is_rotated_once_and_only_to_a_fresh_key(world: World):
         "carrier2",
         "rotate",
         None,
-        {"subject": world.did("carrier2"), "key": world.did("dc")},
+        {"subject": world.did("carrier2"), "key": world.did("dc"), "custodial": False},
         time=at(3),
     )
     assert result.reason == "conflict"
@@ -281,3 +288,26 @@ def test_a_bundle_without_the_approving_regulator_is_refused(world: World):
     bundle["chains"] = [c for c in bundle["chains"] if c["subject"] != regulator]
     with pytest.raises(VerificationError, match="not by another enrolled regulator"):
         verify_bundle(bundle, world.log_public_key)
+
+
+def test_a_party_rotation_says_who_holds_the_new_key(world: World):
+    world.keys["new"] = Ed25519PrivateKey.generate()
+    data = {"subject": world.did("carrier"), "key": world.did("new")}
+    result = world.append("carrier", "rotate", None, data, time=at(2))
+    assert result.reason == "schema" and "custodial" in result.message
+    result = world.append(
+        "probe",
+        "rotate",
+        None,
+        {**data, "subject": world.did("probe"), "custodial": False},
+        time=at(2),
+    )
+    assert result.reason == "schema"
+    result = world.append(
+        "regulator",
+        "rotate",
+        None,
+        {"subject": world.did("regulator"), "key": world.did("new"), "custodial": True},
+        time=at(2),
+    )
+    assert result.reason == "schema" and "regulator" in result.message

@@ -56,3 +56,20 @@ def carry_over(conn: sqlite3.Connection, old: int, new: int) -> None:
     conn.execute(
         "UPDATE attachments SET device = ? WHERE device = ? AND until_us IS NULL", (new, old)
     )
+
+
+MAX_ROTATIONS = 1000  # a bound on following rotations (each is a logged event)
+
+
+def current_did(conn: sqlite3.Connection, did: str) -> str:
+    """The did an identity has now: *did*, or the key it was rotated to, and so on."""
+    for _ in range(MAX_ROTATIONS):
+        row = conn.execute(
+            "SELECT n.did FROM identities o JOIN identities n ON n.id = o.rotated_to "
+            "WHERE o.did = ?",
+            (did,),
+        ).fetchone()
+        if row is None:
+            return did
+        did = row[0]
+    return did

@@ -122,6 +122,9 @@ class DerivedState:
     def carry_over(self, old: int, new: int) -> None:
         rotation.carry_over(self.conn, old, new)
 
+    def current_did(self, did: str) -> str:
+        return rotation.current_did(self.conn, did)
+
     # --- lots
 
     def lot_by_uri(self, uri: str) -> Lot | None:

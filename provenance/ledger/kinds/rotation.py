@@ -69,6 +69,13 @@ def _rotate(
         )
     if CUSTODIAL_FIELD in data and old.type != "party":
         raise RejectedEvent(SCHEMA, f"data.{CUSTODIAL_FIELD}: only parties' keys say it")
+    if CUSTODIAL_FIELD not in data and old.type == "party":
+        # Unlike an old enrolment's silence, a rotation's is never read as custodial.
+        raise RejectedEvent(
+            SCHEMA,
+            f"data.{CUSTODIAL_FIELD} is required when a party rotates: whether the operator "
+            "holds the new key (true) or the party does (false)",
+        )
     if data.get(CUSTODIAL_FIELD) is True and old.role == REGULATOR:
         raise RejectedEvent(
             SCHEMA,
