@@ -208,7 +208,13 @@ async function keyPage(root) {
     return;
   }
   const kept = await loadKey();
-  show("key-status", kept ? "This browser holds the key " + kept.did + (kept.did === enrolled ? " (your party's enrolled key)." : " — not your party's enrolled key.") : "This browser holds no key yet.");
+  let status = "This browser holds no key yet.";
+  if (kept) {
+    status = "This browser holds the key " + kept.did;
+    if (!enrolled) status += ".";
+    else status += kept.did === enrolled ? " (your party's enrolled key)." : " — not your party's enrolled key.";
+  }
+  show("key-status", status);
   document.getElementById("key-new").addEventListener("submit", async (event) => {
     event.preventDefault();
     try {

@@ -76,7 +76,8 @@ def page(chromium, file_world_module):
         tab.on("request", lambda r: outside.append(r.url) if not r.url.startswith(base_url) else 0)
         tab.goto(base_url + "/portal/login")  # a page under the portal's strict CSP
         tab.add_script_tag(url="/static/portal-sign.js")
-        tab.wait_for_function("globalThis.provenanceSigning !== undefined", timeout=10_000)
+        # add_script_tag waits for the load (no polling: the CSP forbids eval)
+        assert tab.evaluate("typeof globalThis.provenanceSigning") == "object"
         yield tab
         assert outside == [], outside  # nothing fetched from anywhere else
         tab.close()
@@ -163,11 +164,18 @@ def test_the_portal_end_to_end_signs_in_the_browser(chromium, file_world, tmp_pa
         tab = context.new_page()
         errors: list[str] = []
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        tab.goto(base_url + "/portal/login")
-        tab.add_script_tag(url="/static/portal-sign.js")
-        tab.wait_for_function("globalThis.provenanceSigning !== undefined", timeout=10_000)
-        made = tab.evaluate("provenanceSigning.newKey('a passphrase to keep')")
-        did = made["did"]
+        # a new party makes its key on the Key page, before it has a user
+        tab.goto(base_url + "/portal/key")
+        tab.wait_for_selector("#key-status:has-text('no key yet')", timeout=10_000)
+        tab.fill("#key-new input[name=passphrase]", "a passphrase to keep")
+        with tab.expect_download(timeout=30_000) as downloading:
+            tab.click("#key-new button[type=submit]")
+        backup_file = tmp_path / "provenance-key-backup.json"  # the user keeps it
+        downloading.value.save_as(backup_file)
+        backup = json.loads(backup_file.read_text())
+        did = backup["did"]
+        assert backup["format"] == "provenance-key-backup-v1" and "BEGIN" not in json.dumps(backup)
+        tab.wait_for_selector("#key-status:has-text('kept in this browser')", timeout=10_000)
         enrolment = {"subject": did, "type": "party", "name": "Browser Farm", "role": "producer"}
         extra = {"gs1_company_prefixes": ["9506000"], "custodial": False}
         world.ok("registrar", "enrol", None, enrolment | extra)
@@ -180,10 +188,7 @@ def test_the_portal_end_to_end_signs_in_the_browser(chromium, file_world, tmp_pa
         tab.click("button[type=submit]")
         tab.wait_for_url(base_url + "/portal/", timeout=10_000)
         tab.goto(base_url + "/portal/key")
-        tab.wait_for_function(
-            "document.getElementById('key-status').textContent.includes('enrolled key')",
-            timeout=10_000,
-        )
+        tab.wait_for_selector("#key-status:has-text('enrolled key')", timeout=10_000)
         tab.goto(base_url + "/portal/lots/new")
         tab.fill("input[name=gtin]", "09506000134352")
         tab.fill("input[name=lot]", "BROWSER1")
@@ -204,3 +209,28 @@ def test_the_portal_end_to_end_signs_in_the_browser(chromium, file_world, tmp_pa
         assert portal.accounts.party_keys() == []  # the server never held the key
         assert errors == [], errors
         context.close()
+        # a second browser (an empty IndexedDB) gets the key from the backup file only
+        other = chromium.new_context()
+        tab = other.new_page()
+        tab.goto(base_url + "/portal/key")
+        tab.wait_for_selector("#key-status:has-text('no key yet')", timeout=10_000)
+        tab.set_input_files("#key-restore input[name=backup]", str(backup_file))
+        tab.fill("#key-restore input[name=passphrase]", "a passphrase to keep")
+        tab.click("#key-restore button[type=submit]")
+        tab.wait_for_selector("#key-status:has-text('Restored')", timeout=30_000)
+        seq = world.ledger.next_seq(did)  # the Key page runs our script: sign with it
+        envelope = {
+            "v": 1,
+            "kind": "inspect",
+            "signer": did,
+            "seq": seq,
+            "time": at(5),
+            "batches": [uri],
+            "data": {"result": "pass"},
+        }
+        sig = tab.evaluate(
+            "(e) => provenanceSigning.signEnvelope(JSON.parse(e))", json.dumps(envelope)
+        )
+        (result,) = world.ledger.append([{**envelope, "sig": sig}])
+        assert result.status == "accepted", result
+        other.close()

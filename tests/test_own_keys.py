@@ -94,6 +94,9 @@ def test_the_portal_does_not_sign_for_it_it_asks_the_browser(own_key):
     (envelope,) = unsigned_envelopes(page)
     assert envelope["signer"] == own_key.world.did("ownfarm") and "sig" not in envelope
     assert _log_size(own_key) == before  # nothing is signed or stored by the server
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert '<script src="/static/portal-sign.js"></script>' in page.get_data(as_text=True)
     assert own_key.accounts.party_keys() == []
     # the API, which has no browser, refuses rather than signing
     token = own_key.token("ownfarm", key=False)
@@ -326,3 +329,24 @@ def test_a_browser_signed_action_lands_where_the_server_signed_one_would(own_key
     assert "Lot registered" in page
     entries = [e.outcome for e in own_key.accounts.audit_entries(limit=5)]
     assert "ok" in entries and any(o.startswith("prepared") for o in entries)
+
+
+def test_two_actions_prepared_before_either_is_signed_both_go_in(own_key):
+    client, key = own_key.client("own1"), own_key.world.keys["ownfarm"]
+    pages = [
+        client.post(
+            "/portal/lots/new", data={"csrf_token": own_key.csrf("own1"), **_new_lot_form(lot)}
+        )
+        for lot in ("TWO1", "TWO2")
+    ]
+    seqs = [unsigned_envelopes(page)[0]["seq"] for page in pages]
+    assert seqs[0] != seqs[1]
+    for page in reversed(pages):  # signed in the other order
+        (envelope,) = unsigned_envelopes(page)
+        signatures = json.dumps([browser_signature(key, envelope)])
+        done = client.post(
+            sign_action(page), data={"csrf_token": own_key.csrf("own1"), "signatures": signatures}
+        )
+        assert done.status_code == 303, done.get_data(as_text=True)
+    for lot in ("TWO1", "TWO2"):
+        assert own_key.world.store.lot_by_uri(f"https://id.gs1.org/01/09506000134352/10/{lot}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from provenance.cli.keys import KEY_OPTION
+from provenance.cli.keys import KEY_OPTION, enrol_party_data, signing_key
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError, ValidationError, VerificationError
 from provenance.core.identity import COMMISSIONING_ROLES, PARTY_ROLES, public_key_from_did
@@ -421,8 +421,6 @@ def party_add(
     Example: provenance party add "Green Valley Farm" --role producer --prefix 9506000
     --public-key did:key:z6Mk…
     """
-    from provenance.cli.keys import enrol_party_data
-
     if ctx.store().identity_by_name("party", name) is not None:
         raise click.ClickException(f"a party named {name!r} is already enrolled")
     data: dict[str, Any] = {"subject": "", "type": "party", "name": name, "role": role}
@@ -634,8 +632,6 @@ def device_revoke(ctx: Context, device_id: str, from_: str | None, reason: str |
 
 
 def _signing_key(ctx: Context, name: str | None, key_file: str | None = None) -> Any:
-    from provenance.cli.keys import signing_key
-
     return signing_key(ctx, name, key_file)
 
 

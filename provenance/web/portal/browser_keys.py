@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request
+from flask import Blueprint, flash, g, redirect, render_template, request
 
 from provenance.core.jcs import parse_json
 from provenance.ledger.append import Appended
@@ -135,9 +135,12 @@ def render_sign_page(exc: SignInBrowser):
 
 @bp.get("/key")
 def key_page():
-    """Make this browser's key (with its encrypted backup), or restore one."""
-    who = principal()
-    return render_template("portal/key.html", who=who, enrolled=who.party_did or "")
+    """Make this browser's key (with its encrypted backup), or restore one. Open
+    without signing in: a new party makes its key here before it is enrolled,
+    and nothing is sent to the server (the page only runs our script)."""
+    who = g.get("principal")
+    enrolled = who.party_did if who is not None and who.party_did else ""
+    return render_template("portal/key.html", who=who, enrolled=enrolled)
 
 
 @bp.post("/sign/<token>")

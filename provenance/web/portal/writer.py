@@ -50,6 +50,7 @@ class LedgerWriter:
         self.clock = clock
         self._lock = threading.Lock()
         self._ledger: Ledger | None = None
+        self._prepared: dict[str, int] = {}  # did -> highest seq handed out by `prepare`
 
     def _open(self) -> Ledger:
         if self._ledger is None:
@@ -92,13 +93,18 @@ class LedgerWriter:
     ) -> list[dict[str, Any]]:
         """Unsigned envelopes of *items* for the holder of *did* to sign
         elsewhere (its browser): its next seqs, dated *time* or now, each
-        `data` checked as the ledger will check it. Nothing is stored."""
+        `data` checked as the ledger will check it. Nothing is stored. Seqs
+        handed out here are not handed out again by this server, so two
+        actions prepared before either is signed do not collide (an action
+        never signed leaves a gap, which the protocol allows)."""
         when = time or format_time(self.clock())
+        for kind, batches, data in items:
+            validate_data(kind, data, tuple(batches) if batches else None)
         with self._lock:
-            seq = self._open().next_seq(did)
+            seq = max(self._open().next_seq(did), self._prepared.get(did, -1) + 1)
+            self._prepared[did] = seq + len(items) - 1
         envelopes = []
         for offset, (kind, batches, data) in enumerate(items):
-            validate_data(kind, data, tuple(batches) if batches else None)
             envelope: dict[str, Any] = {
                 "v": 1,
                 "kind": kind,
