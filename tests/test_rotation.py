@@ -85,6 +85,12 @@ def test_a_device_rotation_keeps_its_attachments(world: World):
     assert [world.store.subject(chain_id) for chain_id in filed] == [LOT]
     late = world.ledger.append([world.reading(4, 4.0, who="probe")])[0]
     assert late.reason == "revoked"
+    # A reading the old key signed before the rotation, arriving late (a gateway
+    # was offline), is still filed under the lot it rode with.
+    buffered = world.ledger.append([world.reading(1.5, 4.0, who="probe")])[0]
+    assert buffered.status == "accepted", buffered
+    filed = world.store.event_at(buffered.index).lots
+    assert [world.store.subject(chain_id) for chain_id in filed] == [LOT]
     world.ok("farm", "detach", [LOT], {"device": world.did("probe2")}, time=at(5))
 
 

@@ -2,7 +2,8 @@
 identity is closed from the rotation's time and linked to its successor, and
 what the old key held carries over to the new one — custody, open shipments
 (sent or offered), custody history (who held what, for the access rules), GS1
-prefixes, owned devices and, for a device, its open attachments. Recalls,
+prefixes, owned devices and, for a device, its open attachments (from the
+rotation's time on). Recalls,
 holds and flags are on lots and stay with them. Events signed by the old key
 keep pointing at the old identity, so they rebuild with the key that signed
 them.
@@ -32,8 +33,9 @@ def close_rotated(
     )
 
 
-def carry_over(conn: sqlite3.Connection, old: int, new: int) -> None:
-    """Move what identity *old* held to identity *new* (inserted by now)."""
+def carry_over(conn: sqlite3.Connection, old: int, new: int, at_us: int, event_index: int) -> None:
+    """Move what identity *old* held to identity *new* (inserted by now); the
+    rotation is dated *at_us* and logged at *event_index*."""
     conn.execute("UPDATE lots SET custodian = ? WHERE custodian = ?", (new, old))
     conn.execute(
         "UPDATE shipments SET sender = ? WHERE sender = ? AND receive_event IS NULL", (new, old)
@@ -53,9 +55,24 @@ def carry_over(conn: sqlite3.Connection, old: int, new: int) -> None:
         (new, old),
     )
     conn.execute("UPDATE identities SET owner = ? WHERE owner = ? AND id != ?", (new, old, new))
-    conn.execute(
-        "UPDATE attachments SET device = ? WHERE device = ? AND until_us IS NULL", (new, old)
-    )
+    # A device's open attachments end for the old key at the rotation's time and
+    # go on for the new key from then: the old key's readings dated before it
+    # (buffered by a gateway, say) are still filed under the lots they rode with.
+    for row_id, lot, from_us in conn.execute(
+        "SELECT id, lot, from_us FROM attachments WHERE device = ? AND until_us IS NULL",
+        (old,),
+    ).fetchall():
+        if from_us >= at_us:  # attached after the rotation's time: all the new key's
+            conn.execute("UPDATE attachments SET device = ? WHERE id = ?", (new, row_id))
+            continue
+        conn.execute(
+            "UPDATE attachments SET until_us = ?, detach_event = ? WHERE id = ?",
+            (at_us, event_index, row_id),
+        )
+        conn.execute(
+            "INSERT INTO attachments (device, lot, from_us, attach_event) VALUES (?, ?, ?, ?)",
+            (new, lot, at_us, event_index),
+        )
 
 
 MAX_ROTATIONS = 1000  # a bound on following rotations (each is a logged event)

@@ -119,8 +119,8 @@ class DerivedState:
     def close_rotated(self, old: int, new: int, closed_from: str, event_index: int) -> None:
         rotation.close_rotated(self.conn, old, new, closed_from, event_index)
 
-    def carry_over(self, old: int, new: int) -> None:
-        rotation.carry_over(self.conn, old, new)
+    def carry_over(self, old: int, new: int, at_us: int, event_index: int) -> None:
+        rotation.carry_over(self.conn, old, new, at_us, event_index)
 
     def current_did(self, did: str) -> str:
         return rotation.current_did(self.conn, did)

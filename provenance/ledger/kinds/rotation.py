@@ -86,7 +86,7 @@ def _rotate(
     new = Identity(chain_id, data["key"], old.type, old.name, old.role, old.owner, index)
     ledger.store.close_rotated(old.id, new.id, env.time, index)
     ledger.store.insert_identity(new)
-    ledger.store.carry_over(old.id, new.id)
+    ledger.store.carry_over(old.id, new.id, env.time_us, index)
     ledger.identities[new.did] = new
     ledger.identities_by_id[chain_id] = new
     # The caches follow the store.
@@ -98,8 +98,7 @@ def _rotate(
     for identity in ledger.identities_by_id.values():
         if identity.owner == old.id and identity.id != new.id:
             identity.owner = new.id
-    attachments = ledger.attachments_of(old.id)
-    attachments[:] = [row for row in attachments if row[2] is not None]
+    ledger.attachments_of(old.id)[:] = ledger.store.attachments(old.id)
     return [old.id, chain_id]
 
 
