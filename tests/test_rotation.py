@@ -317,3 +317,55 @@ def test_a_party_rotation_says_who_holds_the_new_key(world: World):
         time=at(2),
     )
     assert result.reason == "schema" and "regulator" in result.message
+
+
+def test_an_old_ledger_keeps_its_identities_and_verifies_after_the_migration(tmp_path):
+    """Migration 0008 rebuilds the identities table (tests/fixtures/README.md):
+    every row stays as it was, a name stays unique among current keys, and
+    `verify` still passes."""
+    import shutil
+    import sqlite3
+
+    from test_lineage import BEFORE_LINEAGE_LOG_KEY, FIXTURES
+
+    from provenance.store.db import Store
+
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(FIXTURES / "ledger-before-lineage.db", path)
+    columns = "id, did, type, name, role, owner, enrol_event, revoked_from, revoke_event"
+    with sqlite3.connect(path) as old:
+        before = old.execute(f"SELECT {columns} FROM identities ORDER BY id").fetchall()
+    old.close()
+    store = Store(path)
+    assert "0008_rotation" in store.applied_migrations()
+    after = store.conn.execute(f"SELECT {columns} FROM identities ORDER BY id").fetchall()
+    assert after == before and before
+    with pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute(
+            "INSERT INTO identities (id, did, type, name, enrol_event) "
+            "SELECT 9999, 'did:key:other', type, name, 0 FROM identities WHERE id = ?",
+            (before[1][0],),
+        )
+    report = verify_ledger(store, bytes.fromhex(BEFORE_LINEAGE_LOG_KEY), workers=1)
+    assert report.ok, [str(p) for p in report.problems]
+
+
+@pytest.mark.parametrize("edit", ["redirect", "link", "owner"])
+def test_verify_catches_a_rotation_link_edited_in_the_table(file_world: World, edit: str):
+    """The links between a rotated key and its successor (which the CLI and the
+    portal follow) are derived from the log: an edit is caught."""
+    world = file_world
+    rotate(world, "carrier", "carrier2")
+    rotate(world, "farm", "farm2", hours=2.5)
+    sql = {
+        # (unlinking instead makes two current keys of one name: the table refuses it)
+        "redirect": "UPDATE identities SET rotated_to = (SELECT id FROM identities WHERE "
+        "name = 'dc') WHERE name = 'carrier' AND rotated_to IS NOT NULL",
+        "link": "UPDATE identities SET rotated_to = (SELECT id FROM identities WHERE name = "
+        "'carrier' AND rotated_to IS NULL) WHERE name = 'dc'",
+        "owner": "UPDATE identities SET owner = (SELECT id FROM identities WHERE name = 'farm' "
+        "AND rotated_to IS NOT NULL) WHERE type = 'device'",
+    }[edit]
+    world.store.conn.execute(sql)
+    world.store.conn.commit()
+    assert not verify_ledger(world.store, world.log_public_key).ok
