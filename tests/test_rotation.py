@@ -369,3 +369,14 @@ def test_verify_catches_a_rotation_link_edited_in_the_table(file_world: World, e
     world.store.conn.execute(sql)
     world.store.conn.commit()
     assert not verify_ledger(world.store, world.log_public_key).ok
+
+
+def test_a_bundle_with_readings_by_a_device_before_and_after_its_rotation_verifies(world: World):
+    world.ledger.append([world.reading(1, 4.0)])
+    rotate(world, "probe", "probe2", hours=2)
+    world.ledger.append([world.reading(3, 4.5, who="probe2")])
+    bundle = json.loads(json.dumps(build_bundle(world.store, LOT)))
+    report = verify_bundle(bundle, world.log_public_key)
+    signers = {event.signer for event in report.events if event.kind == "reading"}
+    assert signers == {world.did("probe"), world.did("probe2")}
+    assert report.warnings == []
