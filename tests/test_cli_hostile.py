@@ -39,6 +39,7 @@ URI = f"https://id.gs1.org/01/{GTIN}/10/LOT42"
 ROOT = Path(__file__).resolve().parent.parent
 NOT_UTF8 = b"\xff\xfe\x80 not UTF-8 \xc3\x28\n"
 DEAD_BROKER = "mqtts://127.0.0.1:9"  # never reached: every case fails before connecting
+OTHER_DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"  # a party's old key
 
 WITNESS_VKEY = "witness.example/1+8d0efbdc+BAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
 SERVICE_DEADLINE_S = 60
@@ -73,6 +74,7 @@ COMMANDS: dict[str, list[Case]] = {
     ],
     "device list": [Case([], READ)],
     "device revoke": [Case(["probe", "--reason", "lost"], WRITE)],
+    "device rotate": [Case(["probe", "--new-public-key", "{public_key}"], WRITE, ("public_key",))],
     "event append": [
         Case(["{events}", "--as", "Farm"], WRITE, ("events",)),
         Case(["-", "--as", "Farm"], None, (STDIN,)),
@@ -119,6 +121,27 @@ COMMANDS: dict[str, list[Case]] = {
     "party grant": [Case(["Farm", "--prefix", "9520123"], WRITE)],
     "party list": [Case([], READ)],
     "party revoke": [Case(["Farm"], WRITE)],
+    "party rotate": [
+        Case(["Farm", "--new-public-key", "{public_key}"], WRITE, ("public_key",)),
+        Case(["Farm", "--approval", "{approval}"], WRITE, ("approval",)),
+    ],
+    # No ledger: the regulator's own machine. Its --key and --new-public-key files.
+    "party rotate-approve": [
+        Case(
+            [
+                "--subject",
+                OTHER_DID,
+                "--new-public-key",
+                "{public_key}",
+                "--key",
+                "{authority_key}",
+                "--out",
+                "{out}",
+            ],
+            None,
+            ("public_key", "authority_key"),
+        )
+    ],
     "portal audit": [],  # the accounts folder only, no ledger, no input file
     "portal key-import": [Case(["Farm", "--key", "{private_key}"], READ, ("private_key",))],
     "portal key-remove": [],  # the accounts folder only
@@ -269,6 +292,19 @@ def valid(tmp_path_factory) -> Path:
     (files / "public_key").write_text(run("log", "key"))  # any did:key
     (files / "authority_key").write_bytes((base / "authority.pem").read_bytes())
     (files / "private_key").write_bytes((base / "keys" / "registrar.pem").read_bytes())
+    farm = json.loads(run("party", "list", "--json").splitlines()[0])["did"]
+    run(
+        "party",
+        "rotate-approve",
+        "--subject",
+        farm,
+        "--new-public-key",
+        run("log", "key").strip(),
+        "--key",
+        str(base / "authority.pem"),
+        "--out",
+        str(files / "approval"),
+    )
     (files / "events").write_text(json.dumps({"kind": "inspect", "batches": [URI], "data": {}}))
     (files / "epcis").write_text(json.dumps({"type": "EPCISDocument"}))
     (files / "schema").write_text("{}")

@@ -113,6 +113,15 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
         },
     ),
     "grant": (None, {"subject": OTHER, "gs1_company_prefixes": ["9520123"], "reason": "licence"}),
+    "rotate": (
+        None,
+        {
+            "subject": OTHER,
+            "key": did_of(Ed25519PrivateKey.from_private_bytes(bytes(range(2, 34)))),
+            "reason": "yearly",
+            "custodial": False,
+        },
+    ),
 }
 
 

@@ -50,6 +50,18 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
         ({"subject": DID, "type": "device", "name": "probe-1", "owner": DID}, None),
     ],
     "revoke": [({"subject": DID, "from": "2026-09-21T00:00:00Z", "reason": "lost"}, None)],
+    "rotate": [
+        (
+            {
+                "subject": DID,
+                "key": did_of(Ed25519PrivateKey.generate()),
+                "reason": "laptop stolen",
+                "approval": {"regulator": DID, "signature": "c2lnbmF0dXJl"},
+                "custodial": False,
+            },
+            None,
+        )
+    ],
     "grant": [
         ({"subject": DID, "gs1_company_prefixes": ["9506000"], "reason": "GS1 licence"}, None)
     ],

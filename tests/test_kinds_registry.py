@@ -25,8 +25,8 @@ def test_every_kind_has_exactly_one_entry_under_its_name():
         assert callable(kind.apply)
 
 
-def test_the_audit_rebuilds_who_may_sign_from_enrolments_and_revocations():
-    assert set(SIGNER_KINDS) == {"enrol", "revoke"}
+def test_the_audit_rebuilds_who_may_sign_from_enrolments_revocations_and_rotations():
+    assert set(SIGNER_KINDS) == {"enrol", "revoke", "rotate"}
 
 
 def test_the_store_effects_name_known_kinds_only():

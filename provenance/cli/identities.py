@@ -23,6 +23,7 @@ from provenance.cli.context import (
     signing_key,
 )
 from provenance.cli.errors import friendly
+from provenance.cli.groups import LazyGroup
 from provenance.cli.keys import KEY_OPTION, enrol_party_data
 from provenance.cli.options import json_lines_option, revoke_options
 from provenance.core.identity import COMMISSIONING_ROLES, PARTY_ROLES
@@ -32,8 +33,15 @@ from provenance.core.timefmt import format_time, now_micros, parse_time
 from provenance.infra.keystore import read_public_key
 from provenance.store.key_custody import is_custodial
 
+# Key rotation (provenance/cli/rotate.py), in the party and device groups.
+PARTY_COMMANDS = {
+    "rotate": "provenance.cli.rotate:party_rotate",
+    "rotate-approve": "provenance.cli.rotate:party_rotate_approve",
+}
+DEVICE_COMMANDS = {"rotate": "provenance.cli.rotate:device_rotate"}
 
-@click.group()
+
+@click.group(cls=LazyGroup, lazy=PARTY_COMMANDS)
 def party() -> None:
     """Parties: producers, processors, carriers, distributors, retailers, clinics, inspectors,
     regulators; and the GS1 company prefixes producers and processors commission under."""
@@ -162,8 +170,8 @@ def party_list(ctx: Context, as_json: bool) -> None:
 def _list_identities(ctx: Context, type_: str, as_json: bool) -> None:
     store = ctx.reader()
     for identity in store.identities():
-        if identity.type != type_:
-            continue
+        if identity.type != type_ or store.rotated_to(identity.id) is not None:
+            continue  # a key rotated away from is history: the log keeps it
         row: dict[str, Any] = {
             "name": identity.name,
             "role": identity.role,
@@ -214,7 +222,7 @@ def _revoke(ctx: Context, did: str, from_: str | None, reason: str | None) -> No
     click.echo(f"revoked {did} from {when}")
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy=DEVICE_COMMANDS)
 def device() -> None:
     """Devices: sensors, loggers and gateways."""
 

@@ -42,6 +42,7 @@ from provenance.core.errors import ProvenanceError, VerificationError
 from provenance.core.heads import HeadsLine, Neighbour, check_sorted_chain, parse_heads_line
 from provenance.core.kinds import REGISTRAR, SIGNER_ROLES, text_as_signed
 from provenance.core.merkle import hash_leaf, verify_consistency, verify_inclusion
+from provenance.core.rotation import check_rotation_offline
 from provenance.core.timefmt import parse_time
 from provenance.core.tlog_proof import TlogProof, parse_tlog_proof, verify_tlog_proof
 
@@ -306,10 +307,17 @@ def _verify_contents(
 
     # 4. Identities: enrolled (and maybe revoked) by the registrar.
     signers: dict[str, dict[str, Any]] = {}
-    for item in parsed:
-        if not item.subject.startswith("did:"):
-            continue
-        signers[item.subject] = _identity(item, registrar_did)
+    identities = {c.subject: c for c in parsed if c.subject.startswith("did:")}
+
+    def identity_of(did: str, _seen: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+        if did not in signers and did in identities and did not in _seen:
+            signers[did] = _identity(
+                identities[did], registrar_did, lambda d: identity_of(d, _seen | {did})
+            )
+        return signers.get(did)
+
+    for subject_did in identities:
+        identity_of(subject_did)
 
     subject = bundle.get("subject")
     lot = by_subject.get(subject) if isinstance(subject, str) else None
@@ -474,16 +482,24 @@ def _check_chain(item: _Chain, note: str, checkpoint: Checkpoint, line: HeadsLin
         ) from None
 
 
-def _identity(item: _Chain, registrar_did: str) -> dict[str, Any]:
+def _identity(item: _Chain, registrar_did: str, identity_of: Any) -> dict[str, Any]:
+    """What an identity chain says: an enrolment, or a rotation from another
+    key (docs/protocol.md, "Key rotation"), then maybe a revocation or a
+    rotation away, which close the key from their time."""
     if not item.events:
         raise VerificationError(f"{item.subject}: identity chain is empty")
     index, enrol = item.events[0].index, item.events[0].envelope
-    if enrol.kind != "enrol" or enrol.data["subject"] != item.subject:
+    if enrol.kind == "rotate" and enrol.data.get("key") == item.subject:
+        old = check_rotation_offline(enrol, index, registrar_did, identity_of)
+        enrol_data = {"type": old["type"], "name": old["name"], "role": old["role"]}
+    elif enrol.kind != "enrol" or enrol.data["subject"] != item.subject:
         raise VerificationError(f"{item.subject}: chain does not start with its enrolment")
+    else:
+        enrol_data = enrol.data
     info: dict[str, Any] = {
-        "type": enrol.data["type"],
-        "name": enrol.data["name"],
-        "role": enrol.data.get("role"),
+        "type": enrol_data["type"],
+        "name": enrol_data["name"],
+        "role": enrol_data.get("role"),
         "enrolled_at": index,
         "enrolment": enrol.event_id,
     }
@@ -494,12 +510,20 @@ def _identity(item: _Chain, registrar_did: str) -> dict[str, Any]:
                 f"{item.subject}: registry event at log index {event_index} carries no tlog-proof"
             )
         where = f"{item.subject}: event {envelope.event_id} (log index {event_index})"
-        if envelope.signer != registrar_did:
+        rotation = envelope.kind == "rotate"
+        # A rotation may also be signed by the key it rotates from.
+        if envelope.signer != registrar_did and not (
+            rotation and envelope.signer == envelope.data.get("subject")
+        ):
             raise VerificationError(f"{where}: registry events must be signed by the registrar")
-        if position and envelope.kind == "revoke" and "revoked_from" not in info:
-            info["revoked_from"] = envelope.data["from"]
-            info["revoked_from_us"] = parse_time(envelope.data["from"])
+        closes = envelope.kind == "revoke" or (
+            rotation and envelope.data.get("subject") == item.subject
+        )
+        if position and closes and "revoked_from" not in info:
+            closed_from = envelope.time if rotation else envelope.data["from"]
+            info["revoked_from"] = closed_from
+            info["revoked_from_us"] = parse_time(closed_from)
             info["revoked_at"] = event_index
-        elif position:
+        elif position and not (rotation and envelope.data.get("subject") == item.subject):
             raise VerificationError(f"{where}: unexpected {envelope.kind} in an identity chain")
     return info

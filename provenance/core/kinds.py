@@ -46,6 +46,7 @@ KIND_CODES: dict[str, int] = {
     "release": 16,
     "flag": 17,
     "grant": 18,
+    "rotate": 19,
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
@@ -77,12 +78,15 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     "release": frozenset({RULES, "regulator"}),
     "flag": frozenset({RULES}),
     "grant": frozenset({REGISTRAR, "regulator"}),
+    # The old key itself, or the registrar with a regulator's approval inside
+    # (docs/protocol.md, "Key rotation"); the ledger checks which.
+    "rotate": frozenset({*PARTY_ROLES, DEVICE, RULES, REGISTRAR}),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
 # concern identities rather than lots (their `batches` must be absent).
 BATCHES_OPTIONAL = frozenset({"reading", "epcis"})
-NO_BATCHES = frozenset({"enrol", "revoke", "grant"})
+NO_BATCHES = frozenset({"enrol", "revoke", "grant", "rotate"})
 
 MAX_EXT_BYTES = 4096
 MAX_EVIDENCE_BYTES = 8192
@@ -522,6 +526,14 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
         {"evidence": evidence},
     ),
     "grant": ({"subject": did, PREFIXES_FIELD: company_prefixes}, {"reason": note()}),
+    "rotate": (
+        {"subject": did, "key": did},
+        {
+            "reason": note(),
+            "approval": obj({"regulator": did, "signature": text(100)}),
+            CUSTODIAL_FIELD: boolean,
+        },
+    ),
 }
 
 
@@ -606,8 +618,20 @@ def _check_transform(data: dict[str, Any], batches: tuple[str, ...] | None) -> N
         gs1.require_linkable_lot(gs1.parse_lot_uri(uri)[1], f"data.outputs[{index}].batch")
 
 
+def _check_rotate(data: dict[str, Any], _batches: Any) -> None:
+    if data["key"] == data["subject"]:
+        raise ValidationError("data.key", "is the key being rotated away from: give the new key")
+    if not is_usable_public_key(public_key_from_did(data["key"], "data.key")):
+        raise ValidationError(
+            "data.key",
+            "is not a usable Ed25519 public key (a small-order or off-curve point: no "
+            "signature by it can verify); generate a new key pair and rotate to that",
+        )
+
+
 _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "enrol": _check_enrol,
+    "rotate": _check_rotate,
     "commission": _check_commission,
     "reading": _check_reading,
     "transform": _check_transform,

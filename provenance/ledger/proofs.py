@@ -159,15 +159,40 @@ def build_bundle(store: Store, lot_uri: str, since: str | None = None) -> dict[s
         if registrar:
             signers.add(registrar)
         entries = [lot_entry]
-        for did in sorted(signers):
+        # A key that came by rotation needs the chain of the key it rotated from
+        # and of the regulator who approved a recovery (docs/protocol.md, "Key
+        # rotation"): the chains whose events name such dids, until none is new.
+        done: set[str] = set()
+        todo = sorted(signers)
+        while todo:
+            did = todo.pop(0)
+            if did in done:
+                continue
+            done.add(did)
             identity = store.chain_by_subject(did)
             if identity is None:
                 raise NotFound(f"signer {did} has no identity chain: run `provenance verify`")
-            entries.append(chain_entry(identity[0], did)[0])
+            entry, more = chain_entry(identity[0], did)
+            entries.append(entry)
+            todo.extend(sorted(more | _rotated_from(entry, did) - done))
     bundle = {"format": FORMAT, "subject": lot_uri, "checkpoint": note, "chains": entries}
     if consistency is not None:
         bundle["consistency"] = consistency
     return bundle
+
+
+def _rotated_from(entry: dict[str, Any], did: str) -> set[str]:
+    """The key a chain's first event rotated from, and the regulator who
+    approved it, if it is a rotation to *did*."""
+    first = entry["events"][0]["envelope"] if entry["events"] else None
+    data = first["data"] if first else {}
+    if not first or data.get("key") != did:
+        return set()
+    found = {data["subject"]}
+    approval = data.get("approval")
+    if isinstance(approval, dict) and isinstance(approval.get("regulator"), str):
+        found.add(approval["regulator"])
+    return found
 
 
 def _consistency(store: Store, since: str, latest: Checkpoint) -> dict[str, Any]:

@@ -286,3 +286,31 @@ def _sorted_heads(db: sqlite_utils.Database) -> None:
     the rule of its size, so a creation-order checkpoint signed after the switch
     (which would let bundles hide a second chain) is caught. Never moved once set."""
     _rules_from_here(db.conn, SORTED_HEADS_FROM)
+
+
+@migration("0010_rotation")
+def _rotation(db: sqlite_utils.Database) -> None:
+    """Key rotation (docs/protocol.md, "Key rotation"): a party or device that
+    moves to a new key gets a new identity row (the events its old key signed
+    keep naming the old one) with the same name, so a name is unique among the
+    identities not rotated away from; `rotated_to` links a rotated identity to
+    its successor and `rotate_event` is the log index of the rotation. The
+    table is rebuilt because SQLite cannot drop a UNIQUE constraint."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE identities_rotation (
+            id INTEGER PRIMARY KEY, did TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+            name TEXT NOT NULL, role TEXT, owner INTEGER, enrol_event INTEGER NOT NULL,
+            revoked_from TEXT, revoke_event INTEGER, rotated_to INTEGER, rotate_event INTEGER)"""
+    )
+    conn.execute(
+        "INSERT INTO identities_rotation (id, did, type, name, role, owner, enrol_event, "
+        "revoked_from, revoke_event) SELECT id, did, type, name, role, owner, enrol_event, "
+        "revoked_from, revoke_event FROM identities"
+    )
+    conn.execute("DROP TABLE identities")
+    conn.execute("ALTER TABLE identities_rotation RENAME TO identities")
+    conn.execute(
+        "CREATE UNIQUE INDEX identities_current_name ON identities (type, name) "
+        "WHERE rotated_to IS NULL"
+    )

@@ -124,6 +124,15 @@ def _shipment_state(store: Store) -> list[tuple[Any, ...]]:
     ]
 
 
+def _rotation_state(store: Store) -> list[tuple[Any, ...]]:
+    """Which key each rotated identity moved to, and who owns each device now
+    (a party's rotation moves its devices), by did."""
+    return store.conn.execute(
+        "SELECT o.did, n.did, w.did FROM identities o "
+        "LEFT JOIN identities n ON n.id = o.rotated_to LEFT JOIN identities w ON w.id = o.owner"
+    ).fetchall()
+
+
 STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "lots": _lot_state,
     "attachments": _attachment_state,
@@ -135,4 +144,5 @@ STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "custodians": _custody_state,
     "prefixes": _prefix_state,
     "links (recall, lift and EPCIS filing)": _filing_state,
+    "identities (rotations, owners)": _rotation_state,
 }

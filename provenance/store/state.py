@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from provenance.core.kinds import KIND_CODES, KIND_NAMES
+from provenance.store import rotation
 from provenance.store.derived import (
     ANCESTORS,
     DESCENDANTS,
@@ -75,7 +76,8 @@ class DerivedState:
     def identity_by_name(self, type_: str, name: str) -> Identity | None:
         return self._identity(
             self.conn.execute(
-                self._IDENTITY + "WHERE type = ? AND name = ?", (type_, name)
+                self._IDENTITY + "WHERE type = ? AND name = ? AND rotated_to IS NULL",
+                (type_, name),
             ).fetchone()
         )
 
@@ -103,6 +105,20 @@ class DerivedState:
             "UPDATE identities SET revoked_from = ?, revoke_event = ? WHERE id = ?",
             (revoked_from, event_index, identity_id),
         )
+
+    # --- key rotation (provenance/store/rotation.py)
+
+    def rotated_to(self, identity_id: int) -> int | None:
+        return rotation.rotated_to(self.conn, identity_id)
+
+    def close_rotated(self, old: int, new: int, closed_from: str, event_index: int) -> None:
+        rotation.close_rotated(self.conn, old, new, closed_from, event_index)
+
+    def carry_over(self, old: int, new: int, at_us: int, event_index: int) -> None:
+        rotation.carry_over(self.conn, old, new, at_us, event_index)
+
+    def current_did(self, did: str) -> str:
+        return rotation.current_did(self.conn, did)
 
     # --- lots
 

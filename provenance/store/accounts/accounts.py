@@ -12,13 +12,16 @@ from provenance.store.accounts.audit_trail import AuditTrail
 from provenance.store.accounts.db import AccountsDatabase
 from provenance.store.accounts.documents import DocumentRecords
 from provenance.store.accounts.models import HashParams
+from provenance.store.accounts.rotation import KeyRotations
 from provenance.store.accounts.scans import ScanCounts
 from provenance.store.accounts.tokens import ApiTokens
 from provenance.store.accounts.users import UserAccounts
 from provenance.store.accounts.vault import KeyVault
 
 
-class Accounts(UserAccounts, ApiTokens, KeyVault, AuditTrail, ScanCounts, DocumentRecords):
+class Accounts(
+    UserAccounts, ApiTokens, KeyVault, AuditTrail, ScanCounts, DocumentRecords, KeyRotations
+):
     """The accounts database. Thread-safe: one connection behind a lock (the
     work per call is small); other processes (the CLI) write beside it."""
 

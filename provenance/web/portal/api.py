@@ -26,7 +26,7 @@ from ..present import lot_json
 from ..state import store as read_store
 from . import actions, common, integrity, queries
 from .actions import audit, party_identity
-from .guard import PortalError, principal, render_refusal, require
+from .guard import PortalError, principal, render_refusal, require, with_current_key
 from .reports import recall_report
 from .state import portal
 
@@ -70,7 +70,7 @@ def authenticate() -> None:
             reason="no-token",
         )
     try:
-        g.principal = portal().accounts.token_principal(credentials.strip())
+        g.principal = with_current_key(portal().accounts.token_principal(credentials.strip()))
     except TokenRefused as exc:
         raise PortalError(401, "unauthorised", str(exc), reason="bad-token") from exc
 

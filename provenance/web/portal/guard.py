@@ -21,6 +21,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from flask import (
@@ -42,6 +43,7 @@ from provenance.core.identity import PARTY_ROLES
 from provenance.store.accounts.models import ADMIN, Principal, User
 
 from ..errors import answer, wants_json
+from ..state import store as read_store
 from .state import portal
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -160,6 +162,20 @@ def user_principal(user: User) -> Principal:
     return Principal(f"user {user.name}", user.role, user.party_did, user.party_name, user.id)
 
 
+def with_current_key(found: Principal) -> Principal:
+    """*found* acting for its party's current key: an account or token made
+    before the party's key was rotated (docs/protocol.md, "Key rotation") acts
+    for the new key, never the old one, which the ledger refuses; the accounts
+    database follows (its users, tokens and documents move to the new did)."""
+    if not found.party_did:
+        return found
+    current = read_store().current_did(found.party_did)
+    if current == found.party_did:
+        return found
+    portal().accounts.follow_rotation(found.party_did, current)
+    return replace(found, party_did=current)
+
+
 def load_principal() -> None:
     """Set ``g.principal`` from the session (None when signed out)."""
     g.principal = None
@@ -169,7 +185,7 @@ def load_principal() -> None:
         if user is None:
             session.pop("sid", None)
         else:
-            g.principal = user_principal(user)
+            g.principal = with_current_key(user_principal(user))
             g.user = user
 
 

@@ -99,7 +99,8 @@ def shipments_of_lot(store: Store, lot_id: int) -> list[Shipment]:
 
 
 def parties(store: Store) -> list[Identity]:
-    return [i for i in store.identities() if i.type == "party"]
+    """The parties as they are now: a key rotated away from is not one of them."""
+    return [i for i in store.identities() if i.type == "party" and store.rotated_to(i.id) is None]
 
 
 @dataclass(frozen=True)
