@@ -423,22 +423,26 @@ def key_remove(click_ctx: click.Context, party: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--action", help="Only entries of this action (e.g. recall, search, login).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines.")
-@click.option("--verify", is_flag=True, help="Check the trail's hash chain; exit 1 if broken.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Check the trail's hash chain against its anchors in the log; exit 1 at the first "
+    "entry that does not match.",
+)
 @click.pass_context
 def audit(
     click_ctx: click.Context, limit: int, action: str | None, as_json: bool, verify: bool
 ) -> None:
     """Show the audit trail, newest first (who, what, when, parameters, outcome).
 
+    With --verify, recompute the trail's hash chain and hold it against every
+    `anchor` event the log has for it (docs/portal.md, "The audit trail").
+
     Example: provenance portal audit --action recall --json
     """
     accounts = _accounts(click_ctx)
     if verify:
-        checked, problem = accounts.verify_audit()
-        if problem:
-            click.echo(f"BROKEN {problem}")
-            sys.exit(1)
-        click.echo(f"OK {checked} audit entries, hash chain intact")
+        _verify_trail(click_ctx, accounts)
         return
     for entry in accounts.audit_entries(limit=limit, action=action):
         row = {
@@ -458,6 +462,56 @@ def audit(
                 f"{entry.id}\t{entry.at}\t{entry.actor}\t{entry.action}\t"
                 f"{json.dumps(entry.params, ensure_ascii=False)}\t{entry.outcome}"
             )
+
+
+def _verify_trail(click_ctx: click.Context, accounts: Accounts) -> None:
+    from provenance.services.anchorer import verify_anchored
+    from provenance.store.accounts.audit_trail import TRAIL
+
+    try:
+        store = _context(click_ctx).reader()
+        report = verify_anchored(list(accounts.trail_entries()), store, TRAIL)
+    except ProvenanceError as exc:
+        raise click.ClickException(f"cannot read the anchors in the ledger: {exc}") from None
+    if not report.ok:
+        click.echo(f"BROKEN {report.problem}")
+        sys.exit(1)
+    click.echo(
+        f"OK {report.checked} audit entries, hash chain intact; {report.anchors} anchor(s) in "
+        f"the log match, covering the first {report.anchored}"
+    )
+    if report.unanchored:
+        click.echo(
+            f"warning: the newest {report.unanchored} entries are not anchored yet "
+            "(`provenance serve` anchors every --anchor-every seconds; `provenance portal anchor` "
+            "now)"
+        )
+
+
+@portal.command("anchor")
+@click.pass_context
+def anchor(click_ctx: click.Context) -> None:
+    """Anchor the audit trail's head in the log now: an `anchor` event signed by
+    the registrar key (KEYS/registrar.pem), if the trail grew since the last.
+
+    Example: provenance portal anchor
+    """
+    from provenance.cli.main import REGISTRAR_KEY
+    from provenance.services.anchorer import anchor_trail
+    from provenance.store.accounts.audit_trail import TRAIL
+
+    accounts = _accounts(click_ctx)
+    ctx = _context(click_ctx)
+    try:
+        key = ctx.root_keys.load(REGISTRAR_KEY)
+        done = anchor_trail(ctx.ledger(), key, TRAIL, accounts.audit_head)
+    except (ProvenanceError, OSError) as exc:
+        raise click.ClickException(f"cannot anchor the audit trail: {exc}") from None
+    if done is None:
+        click.echo("nothing to anchor: the trail has not grown since its last anchor")
+        return
+    count, _ = accounts.audit_head()
+    click.echo(f"anchored the audit trail at {count} entries: event {done.event_id}")
 
 
 __all__ = ["portal", "token", "user"]

@@ -13,7 +13,7 @@ module here (or a family module) defining a `Kind`, and one entry below
 from __future__ import annotations
 
 from provenance.core.kinds import KIND_CODES
-from provenance.ledger.kinds import custody, holds, lots, observations, recall, registry
+from provenance.ledger.kinds import anchors, custody, holds, lots, observations, recall, registry
 from provenance.ledger.kinds.base import Kind
 
 KINDS: dict[str, Kind] = {
@@ -37,6 +37,7 @@ KINDS: dict[str, Kind] = {
         holds.HOLD,
         holds.RELEASE,
         holds.FLAG,
+        anchors.ANCHOR,
     )
 }
 
