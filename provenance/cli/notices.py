@@ -1,5 +1,5 @@
 """`provenance verify --notice FILE`: check a recall or alert notice received
-over MQTT, offline, against the keys the subscriber trusts (docs/protocol.md §9).
+over MQTT, offline, against the keys the subscriber trusts (docs/protocol.md §11).
 `provenance.cli.main.verify` hands the options here."""
 
 from __future__ import annotations

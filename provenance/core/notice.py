@@ -1,6 +1,6 @@
 """Checking the notices published on MQTT offline (pure): a recall notice by the
 regulators' own signed envelopes it carries, an alert notice by the rules
-identity's signature over it (docs/protocol.md §9, "Signed notices").
+identity's signature over it (docs/protocol.md §11, "Signed notices").
 
 A **recall notice** (`provenance-recall-notice/v2`) is the operator's summary
 of a lot's recall state, and the operator is not trusted to speak for a

@@ -52,6 +52,6 @@ def sign(
 
 def sign_alert_notice(private_key: Ed25519PrivateKey, notice: dict[str, Any]) -> dict[str, Any]:
     """The alert notice with its `signature` by *private_key* (the rules key):
-    Ed25519 over `provenance.core.notice.alert_signing_bytes` (docs/protocol.md §9)."""
+    Ed25519 over `provenance.core.notice.alert_signing_bytes` (docs/protocol.md §11)."""
     signature = private_key.sign(alert_signing_bytes(notice))
     return {**notice, "signature": {"signer": did_of(private_key), "sig": b64url(signature)}}

@@ -8,7 +8,7 @@ late, or a notice published twice, still shows the truth; after a lift the
 notice says `"recalled": false` and keeps the lifted recalls for the record.
 
 The notice speaks for regulators, so it carries their word (v2,
-docs/protocol.md §9): each recall and lift with the regulator's envelope exactly
+docs/protocol.md §11): each recall and lift with the regulator's envelope exactly
 as logged and its log index, the registrar's enrolment of each regulator, the
 checkpoint the notice is as of and an inclusion proof of every envelope in it
 (`add_evidence`). Subscribers check it offline with

@@ -1,6 +1,6 @@
 """`anchor`: the operator's signed statement that one of its audit trails (the
 portal's, docs/portal.md) held `count` entries whose hash chain ended at `head`
-(docs/protocol.md §9). Filed under the signer's chain for that trail,
+(docs/protocol.md §11). Filed under the signer's chain for that trail,
 `{did}#anchors/{trail}`, made on first use; an anchor never goes back: its
 count is above the last one's, so a trail cannot be anchored shorter again.
 """
