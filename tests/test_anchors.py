@@ -20,13 +20,8 @@ from provenance.core.trail import GENESIS, Anchor, TrailEntry, check_trail, entr
 from provenance.ledger.append import Ledger
 from provenance.ledger.audit import verify_ledger
 from provenance.ledger.reasons import CONFLICT, UNAUTHORISED
-from provenance.services.anchorer import (
-    MIN_EVERY_S,
-    Anchorer,
-    anchor_trail,
-    trail_anchors,
-    verify_anchored,
-)
+from provenance.ledger.trail_anchors import anchor_trail, trail_anchors, verify_anchored
+from provenance.services.anchorer import MIN_EVERY_S, Anchorer
 from provenance.store.accounts.accounts import Accounts
 from provenance.store.accounts.audit_trail import TRAIL
 from provenance.store.accounts.models import HashParams

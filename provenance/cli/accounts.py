@@ -465,7 +465,7 @@ def audit(
 
 
 def _verify_trail(click_ctx: click.Context, accounts: Accounts) -> None:
-    from provenance.services.anchorer import verify_anchored
+    from provenance.ledger.trail_anchors import verify_anchored
     from provenance.store.accounts.audit_trail import TRAIL
 
     try:
@@ -497,7 +497,7 @@ def anchor(click_ctx: click.Context) -> None:
     Example: provenance portal anchor
     """
     from provenance.cli.main import REGISTRAR_KEY
-    from provenance.services.anchorer import anchor_trail
+    from provenance.ledger.trail_anchors import anchor_trail
     from provenance.store.accounts.audit_trail import TRAIL
 
     accounts = _accounts(click_ctx)

@@ -3,7 +3,7 @@ Append-only (triggers refuse UPDATE and DELETE) and hash-chained
 (`provenance.core.trail`): each entry's hash covers the previous hash and the
 entry, so `verify_audit` notices an entry edited or removed behind SQLite's
 back. Its head (`audit_head`) is anchored in the public log at a fixed cadence
-(`provenance.services.anchorer`), so that a trail rebuilt with every hash
+(`provenance.ledger.trail_anchors`), so that a trail rebuilt with every hash
 recomputed is caught too."""
 
 from __future__ import annotations
@@ -123,6 +123,6 @@ class AuditTrail(AccountsDatabase):
 
     def verify_audit(self) -> tuple[int, str | None]:
         """(entries checked, the first problem or None): recomputes the hash chain
-        (against no anchors: see `provenance.services.anchorer.verify_anchored`)."""
+        (against no anchors: see `provenance.ledger.trail_anchors.verify_anchored`)."""
         report = check_trail(self.trail_entries(), ())
         return report.checked, report.problem
