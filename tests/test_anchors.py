@@ -275,3 +275,26 @@ def test_serve_refuses_a_cadence_below_the_bound(tmp_path):
         main, ["--db", str(tmp_path / "x.db"), "serve", "--anchor-every", "0.001"]
     )
     assert result.exit_code != 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"count": 0}, "data.count"),
+        ({"count": True}, "data.count"),
+        ({"count": 2**53}, "data.count"),
+        ({"count": "3"}, "data.count"),
+        ({"head": "AB" * 32}, "data.head"),
+        ({"head": "ab" * 31}, "data.head"),
+        ({"trail": "Portal Trail"}, "data.trail"),
+        ({"trail": "x" * 65}, "data.trail"),
+    ],
+)
+def test_an_anchor_says_exactly_trail_count_and_head(change, field):
+    from provenance.core.errors import ValidationError
+    from provenance.core.kinds import validate_data
+
+    data = {"trail": TRAIL, "count": 3, "head": "ab" * 32, **change}
+    with pytest.raises(ValidationError) as caught:
+        validate_data("anchor", data, None)
+    assert caught.value.field == field

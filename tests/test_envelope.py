@@ -113,6 +113,7 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
         },
     ),
     "grant": (None, {"subject": OTHER, "gs1_company_prefixes": ["9520123"], "reason": "licence"}),
+    "anchor": (None, {"trail": "portal", "count": 3, "head": "ab" * 32}),
 }
 
 

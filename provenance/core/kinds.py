@@ -46,7 +46,7 @@ KIND_CODES: dict[str, int] = {
     "release": 16,
     "flag": 17,
     "grant": 18,
-    "anchor": 19,
+    "anchor": 20,  # 19 is `rotate` (the rotation work)
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
