@@ -200,6 +200,12 @@ def test_alert_notices_are_signed_by_the_rules_key(tmp_path):
     for forged in (unsigned, altered, by_other):
         with pytest.raises(VerificationError):
             verify_alert_notice(forged, rules=[rules])
+    for path in list(_paths(notice))[1:]:  # every member, of every JSON type
+        for new in (None, True, -1, "x", [], {}):
+            forged = _replaced(notice, path, new)
+            if json.dumps(forged, sort_keys=True) != json.dumps(notice, sort_keys=True):
+                with pytest.raises(VerificationError):
+                    verify_alert_notice(forged, rules={rules})
     good = tmp_path / "alert.json"
     good.write_text(json.dumps(notice))
     result = CliRunner().invoke(main, ["verify", "--notice", str(good), "--rules", rules])
@@ -274,3 +280,51 @@ def test_a_forged_alert_on_the_broker_is_refused(tmp_path, broker):
     finally:
         alerts.close()
         publisher.stop()
+
+
+def _paths(value, path=()):
+    yield path
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _paths(item, (*path, name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*path, index))
+
+
+def _replaced(value, path, new):
+    copied = copy.deepcopy(value)
+    target = copied
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = new
+    return copied
+
+
+def test_a_malformed_notice_is_refused_never_a_crash(family, tmp_path):
+    """Every member of a genuine recall notice and of a lifted one, replaced by
+    a value of each JSON type: the verifier either accepts (a member that is
+    description, not evidence) or raises VerificationError — never another
+    exception."""
+    world = family
+    world.ok("regulator", "recall", [lot("A")], RECALL)
+    genuine = published(world, tmp_path)[topic("A")]
+    world.ok("regulator", "recall-lift", [lot("A")], {"reason": "Clean"})
+    lifted = published(world, tmp_path)[topic("A")]
+    accepted = set()
+    for notice in (genuine, lifted):
+        for path in list(_paths(notice))[1:]:
+            for new in (None, True, -1, "x", [], {}):
+                forged = _replaced(notice, path, new)
+                if json.dumps(forged, sort_keys=True) == json.dumps(notice, sort_keys=True):
+                    continue  # the same value: not a change
+                try:
+                    verify_recall_notice(forged, **trust(world), previous=genuine)
+                except VerificationError:
+                    continue
+                accepted.add(path[0])
+    # what the verifier may ignore: the operator's description of the lot
+    assert accepted <= {"custodian", "location", "held", "product"}
+    for payload in (b"", b"[]", b"null", b"{", "é".encode("latin-1"), b"{}" * 3_000_000):
+        with pytest.raises(VerificationError):
+            verify_recall_notice(payload, **trust(world))

@@ -27,6 +27,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from provenance.core import gs1
 from provenance.core.bundle import unb64
 from provenance.core.checkpoint import open_checkpoint
 from provenance.core.ed25519 import InvalidSignature
@@ -84,7 +85,7 @@ def verify_alert_notice(notice: Any, *, rules: Collection[str]) -> dict[str, Any
             "the alert notice is unsigned: it needs `signature` {signer, sig} by the rules key"
         )
     signer = signature["signer"]
-    if signer not in rules:
+    if not isinstance(signer, str) or signer not in rules:
         raise VerificationError(
             f"the alert notice is signed by {signer!r}, not a trusted rules key"
         )
@@ -145,6 +146,12 @@ def verify_recall_notice(
             f"not a {RECALL_FORMAT} notice (an unsigned notice of an older format is not evidence)"
         )
     lot = _string(notice, "lot")
+    try:
+        gtin, lot_code = gs1.parse_lot_uri(lot, field="lot")
+    except ProvenanceError as exc:
+        raise VerificationError(f"notice `lot`: {exc}") from None
+    if notice.get("gtin") != gtin or notice.get("lot_code") != lot_code:
+        raise VerificationError(f"notice `gtin` and `lot_code` must be those of {lot}")
     recalls, lifted = notice.get("recalls"), notice.get("lifted")
     if not isinstance(recalls, list) or not isinstance(lifted, list):
         raise VerificationError("notice `recalls` and `lifted` must be lists")
@@ -205,7 +212,7 @@ class _Evidence:
         self.notice = notice
         self.regulators = set(regulators)
         self.registrar = registrar
-        self.checked_regulators: set[str] = set()
+        self.checked_regulators: dict[str, str] = {}  # did -> name enrolled
         self.checkpoint = None
         self.proofs = notice.get("proofs")
         if log_key is not None:
@@ -213,6 +220,11 @@ class _Evidence:
             if not isinstance(note, str):
                 raise VerificationError("the notice carries no checkpoint to prove inclusion by")
             self.checkpoint = open_checkpoint(note, note.split("\n", 1)[0], log_key)
+            if self.checkpoint.origin != notice["log"].get("origin"):
+                raise VerificationError(
+                    f"the notice's checkpoint is of log {self.checkpoint.origin!r}, "
+                    f"its `log.origin` says {notice['log'].get('origin')!r}"
+                )
             if self.checkpoint.size != notice["log"]["size"]:
                 raise VerificationError(
                     f"the notice's checkpoint is of size {self.checkpoint.size}, "
@@ -253,9 +265,26 @@ class _Evidence:
                 f"checkpoint's log: {exc}"
             ) from None
 
-    def regulator(self, did: str, where: str) -> None:
-        if did in self.regulators or did in self.checked_regulators:
-            return
+    def regulator(self, named: Any, signer: str, where: str) -> None:
+        """*signer* must be a trusted regulator, and *named* (the notice's
+        `regulator`) must name it: its did, role `regulator` and, when trust
+        comes from the registrar's enrolment, the name enrolled."""
+        if not isinstance(named, dict) or named.get("did") != signer:
+            raise VerificationError(f"{where}: the notice names a regulator other than the signer")
+        if named.get("role") != REGULATOR:
+            raise VerificationError(f"{where}: the notice says the signer's role is not regulator")
+        if signer not in self.regulators:
+            name = self.enrolled_regulator(signer, where)
+            if named.get("name") != name:
+                raise VerificationError(
+                    f"{where}: the notice calls the regulator {named.get('name')!r}, "
+                    f"its enrolment says {name!r}"
+                )
+
+    def enrolled_regulator(self, did: str, where: str) -> str:
+        """The name the trusted registrar enrolled *did* under as a regulator."""
+        if did in self.checked_regulators:
+            return self.checked_regulators[did]
         if self.registrar is None:
             raise VerificationError(f"{where}: signed by {did}, not a trusted regulator")
         enrolments = self.notice.get("enrolments")
@@ -277,7 +306,8 @@ class _Evidence:
             raise VerificationError(
                 f"{where}: signed by {did}, enrolled as a {data.get('role')}, not a regulator"
             )
-        self.checked_regulators.add(did)
+        self.checked_regulators[did] = data["name"]
+        return data["name"]
 
     def recall(self, record: dict[str, Any], lot: str, where: str) -> str:
         envelope = self.envelope(record.get("envelope"), record.get("log_index"), "recall", where)
@@ -300,10 +330,7 @@ class _Evidence:
             raise VerificationError(f"{where}: the signed recall does not name {source!r}")
         if record.get("direct") is not (source == lot):
             raise VerificationError(f"{where}: `direct` must say whether {source} is {lot}")
-        regulator = record.get("regulator")
-        if not isinstance(regulator, dict) or regulator.get("did") != envelope.signer:
-            raise VerificationError(f"{where}: the notice names a regulator other than the signer")
-        self.regulator(envelope.signer, where)
+        self.regulator(record.get("regulator"), envelope.signer, where)
         return envelope.event_id
 
     def lift(self, record: dict[str, Any], recall_id: str, where: str) -> None:
@@ -318,10 +345,7 @@ class _Evidence:
             raise VerificationError(f"{where}: the signed lift does not name {record['source']}")
         if lift["log_index"] <= record["log_index"]:
             raise VerificationError(f"{where}: the lift is not after recall {recall_id}")
-        regulator = lift.get("regulator")
-        if not isinstance(regulator, dict) or regulator.get("did") != envelope.signer:
-            raise VerificationError(f"{where}: the notice names a regulator other than the signer")
-        self.regulator(envelope.signer, where)
+        self.regulator(lift.get("regulator"), envelope.signer, where)
 
 
 def _check_succession(
