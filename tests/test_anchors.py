@@ -213,7 +213,7 @@ def test_a_deleted_entry_is_caught_even_with_ids_renumbered(portal):
 def test_the_anchorer_keeps_its_cadence_and_stops_cleanly(portal):
     world, accounts = portal
     path = world.store.path
-    with pytest.raises(ValueError, match="at least"):
+    with pytest.raises(ValueError, match=r"0\.05 to 86400"):
         Anchorer(lambda: None, world.registrar, TRAIL, accounts.audit_head, every=0)
     every = MIN_EVERY_S
     anchorer = Anchorer(
@@ -270,11 +270,13 @@ def test_stopping_during_a_round_leaves_a_whole_anchor(portal):
         reader.close()
 
 
-def test_serve_refuses_a_cadence_below_the_bound(tmp_path):
+@pytest.mark.parametrize("every", ["0.001", "-1", "nan", "inf", "1e9"])
+def test_serve_refuses_a_cadence_below_the_bound(tmp_path, every):
     result = CliRunner().invoke(
-        main, ["--db", str(tmp_path / "x.db"), "serve", "--anchor-every", "0.001"]
+        main, ["--db", str(tmp_path / "x.db"), "serve", f"--anchor-every={every}"]
     )
-    assert result.exit_code != 0
+    assert result.exit_code == 2, result.output
+    assert "--anchor-every" in result.output and "from 0.05 to 86400 seconds" in result.output
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import click
 from provenance.cli.main import LOG_KEY, REGISTRAR_KEY, Context
 from provenance.core.identity import public_key_from_did
 from provenance.core.signing import did_of
-from provenance.services.anchorer import DEFAULT_EVERY_S, MIN_EVERY_S, Anchorer
+from provenance.services.anchorer import DEFAULT_EVERY_S, MAX_EVERY_S, MIN_EVERY_S, Anchorer
 from provenance.store.db import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
     default=DEFAULT_EVERY_S,
     show_default=True,
     metavar="SECONDS",
+    callback=lambda _ctx, _param, value: _cadence(value),
     help="Anchor the portal's audit trail in the log this often (signed by the registrar "
     "key in --keys); 0: never.",
 )
@@ -111,15 +112,20 @@ def command(
             anchorer.stop()
 
 
+def _cadence(value: float) -> float:
+    """--anchor-every: 0 (never), or MIN_EVERY_S to MAX_EVERY_S seconds."""
+    if value != 0 and not MIN_EVERY_S <= value <= MAX_EVERY_S:
+        raise click.BadParameter(
+            f"must be 0 (never) or from {MIN_EVERY_S} to {MAX_EVERY_S:.0f} seconds"
+        )
+    return value
+
+
 def _start_anchorer(ctx: Context, accounts: str | None, every: float) -> Anchorer | None:
     """The audit trail's anchorer (docs/portal.md), when this machine holds the
     registrar and log keys; else a warning and none."""
     if every == 0:
         return None
-    if every < MIN_EVERY_S:
-        raise click.BadParameter(
-            f"at least {MIN_EVERY_S} (or 0: never)", param_hint="--anchor-every"
-        )
     if not (ctx.root_keys.exists(REGISTRAR_KEY) and ctx.root_keys.exists(LOG_KEY)):
         log.warning(
             "no %s/registrar.pem or log.pem: the audit trail is not anchored in the log",

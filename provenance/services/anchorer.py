@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EVERY_S = 300.0  # `serve`: the portal trail's head goes into the log every 5 min
 MIN_EVERY_S = 0.05  # the shortest cadence accepted: a bound on anchors per second
+MAX_EVERY_S = 86_400.0  # the longest: a day (an unanchored tail is bounded too)
 STOP_TIMEOUT_S = 30.0  # how long `stop()` waits for a round in progress
 
 
@@ -40,8 +41,8 @@ class Anchorer:
     every: float = DEFAULT_EVERY_S
 
     def __post_init__(self) -> None:
-        if not self.every >= MIN_EVERY_S:
-            raise ValueError(f"the anchor cadence must be at least {MIN_EVERY_S} s")
+        if not MIN_EVERY_S <= self.every <= MAX_EVERY_S:
+            raise ValueError(f"the anchor cadence must be {MIN_EVERY_S} to {MAX_EVERY_S} s")
         self.anchored = 0  # anchors appended
         self.failures = 0  # rounds that failed (logged; the next round tries again)
         self._stop = threading.Event()
@@ -79,4 +80,4 @@ class Anchorer:
             ledger.store.close()
 
 
-__all__ = ["DEFAULT_EVERY_S", "MIN_EVERY_S", "STOP_TIMEOUT_S", "Anchorer"]
+__all__ = ["DEFAULT_EVERY_S", "MAX_EVERY_S", "MIN_EVERY_S", "STOP_TIMEOUT_S", "Anchorer"]
