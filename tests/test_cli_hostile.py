@@ -38,6 +38,7 @@ GTIN = "09506000134352"
 URI = f"https://id.gs1.org/01/{GTIN}/10/LOT42"
 ROOT = Path(__file__).resolve().parent.parent
 NOT_UTF8 = b"\xff\xfe\x80 not UTF-8 \xc3\x28\n"
+SPEC_DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"  # the did:key spec example
 DEAD_BROKER = "mqtts://127.0.0.1:9"  # never reached: every case fails before connecting
 
 SERVICE_DEADLINE_S = 60
@@ -114,7 +115,8 @@ COMMANDS: dict[str, list[Case]] = {
     "party grant": [Case(["Farm", "--prefix", "9520123"], WRITE)],
     "party list": [Case([], READ)],
     "party revoke": [Case(["Farm"], WRITE)],
-    "portal audit": [],  # the accounts folder only, no ledger, no input file
+    "portal anchor": [Case([], WRITE)],
+    "portal audit": [Case(["--verify"], READ)],  # the anchors are in the ledger
     "portal key-import": [Case(["Farm", "--key", "{private_key}"], READ, ("private_key",))],
     "portal key-remove": [],  # the accounts folder only
     "portal keys": [],  # the accounts folder only
@@ -165,6 +167,11 @@ COMMANDS: dict[str, list[Case]] = {
             ("bundle", "log_key", "checkpoint"),
         ),
         Case(["--checkpoint", "{checkpoint}", "--policy", "{policy}"], None, ("policy",)),
+        Case(
+            ["--notice", "{notice}", "--registrar", SPEC_DID, "--previous", "{notice}"],
+            None,
+            ("notice",),
+        ),
     ],
     "witness add-log": [Case(["--dir", "{witness}", "--key", "{log_vkey}"], None, ("log_vkey",))],
     "witness init": [],  # makes its own new --dir; reads no input file
@@ -247,6 +254,7 @@ def valid(tmp_path_factory) -> Path:
     (files / "bundle").write_text(run("export", "proof", URI))
     (files / "log_key").write_text(run("log", "key"))
     (files / "public_key").write_text(run("log", "key"))  # any did:key
+    (files / "notice").write_text(json.dumps({"format": "provenance-recall-notice/v2"}))
     (files / "private_key").write_bytes((base / "keys" / "registrar.pem").read_bytes())
     (files / "events").write_text(json.dumps({"kind": "inspect", "batches": [URI], "data": {}}))
     (files / "epcis").write_text(json.dumps({"type": "EPCISDocument"}))

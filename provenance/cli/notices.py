@@ -45,10 +45,10 @@ def check_notice(
     rules = _dids(rules, "--rules")
     if registrar is not None:
         _dids([registrar], "--registrar")
-    raw = read_input(path, what="notice", limit=MAX_NOTICE_INPUT, text=False)
+    raw = read_input(path, what="notice", limit=MAX_NOTICE_INPUT)
     kept = None
     if previous is not None:
-        kept = read_input(previous, what="previous notice", limit=MAX_NOTICE_INPUT, text=False)
+        kept = read_input(previous, what="previous notice", limit=MAX_NOTICE_INPUT)
     try:
         notice = parse_notice(raw)
         kind = notice.get("format")
