@@ -18,8 +18,6 @@ from flask import (
 
 from provenance.ledger.decisions import active_holds, recent_flags
 from provenance.ledger.lineage import DIRECTIONS
-from provenance.ledger.trail_anchors import verify_anchored
-from provenance.store.accounts.audit_trail import TRAIL
 from provenance.store.queries import search_lots
 
 from ..params import optional_int_arg
@@ -288,8 +286,8 @@ def audit_trail():
     action = (request.args.get("action") or "").strip()[:40] or None
     actor = (request.args.get("actor") or "").strip()[:100] or None
     entries = accounts.audit_entries(limit=100, before=before, action=action, actor=actor)
-    report = verify_anchored(list(accounts.trail_entries()), read_store(), TRAIL)
-    checked, problem = report.checked, report.problem  # the chain, and its anchors in the log
+    report = integrity.audit_trail(accounts, read_store())  # the chain, and its anchors
+    checked, problem = report.checked, report.problem
     audit(who, "audit-view", {"before": before, "action": action, "actor": actor})
     return render_template(
         "portal/audit.html",
