@@ -300,3 +300,43 @@ def test_an_anchor_says_exactly_trail_count_and_head(change, field):
     with pytest.raises(ValidationError) as caught:
         validate_data("anchor", data, None)
     assert caught.value.field == field
+
+
+# --- the CLI's ledger actions, through the command line
+
+
+def test_cli_ledger_actions_join_the_anchored_trail(tmp_path):
+    env = {"PROVENANCE_DB": str(tmp_path / "p.db"), "PROVENANCE_KEYS": str(tmp_path / "keys")}
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0, **kwargs) -> str:
+        result = runner.invoke(main, list(args), env=env, **kwargs)
+        assert result.exit_code == code, (args, result.output)
+        return result.output
+
+    run("init")
+    run("party", "add", "Farm", "--role", "producer", "--prefix", "9506000")
+    assert not (tmp_path / "accounts").exists()  # no portal: no trail is made for it
+    run("user", "add", "root", "--role", "admin", "--password-stdin", input="x" * 12 + "\n")
+    run("party", "add", "Agency", "--role", "regulator")
+    run("party", "grant", "Farm", "--prefix", "9506000", code=1)  # refused: written as such
+    accounts = Accounts(tmp_path / "accounts", hash_params=FAST)
+    try:
+        entries = {e.action: e for e in accounts.audit_entries()}
+        enrol = entries["ledger-enrol"]
+        assert enrol.actor.startswith("cli") and enrol.params["kind"] == "enrol"
+        refused = entries["ledger-grant"]
+        assert refused.outcome.startswith("refused: conflict: Farm already holds")
+        assert "anchored the audit trail at" in run("portal", "anchor")
+        assert "nothing to anchor" in run("portal", "anchor")
+        assert "OK " in run("portal", "audit", "--verify")
+
+        def hide_the_enrolment(conn):
+            conn.execute(f"DELETE FROM audit WHERE id = {enrol.id}")
+            conn.execute(f"UPDATE audit SET id = id - 1 WHERE id > {enrol.id}")
+
+        tamper(accounts, hide_the_enrolment)
+        broken = run("portal", "audit", "--verify", code=1)
+        assert broken.startswith("BROKEN ") and "removed" in broken
+    finally:
+        accounts.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,36 @@ def _actor() -> str:
         return f"cli {getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def trail_ledger_action(db_path: Path | None, kind: str, batches: Any, result: Any) -> None:
+    """Write a CLI ledger action (who ran it, the event, how it ended) to the
+    portal's audit trail, which is anchored in the log (docs/portal.md), when
+    the portal's accounts exist (env PROVENANCE_ACCOUNTS, else beside the
+    ledger); never made here. The action itself is in the log already: a
+    failure to write the trail is a warning, never an error."""
+    import os
+
+    from provenance.store.accounts.audit_trail import AuditTrail
+    from provenance.store.accounts.db import DATABASE_FILE
+
+    if db_path is None:
+        return
+    folder = Path(os.environ.get("PROVENANCE_ACCOUNTS") or default_directory(db_path))
+    if not (folder / DATABASE_FILE).is_file():
+        return
+    params: dict[str, Any] = {"kind": kind, "event": result.event_id, "log_index": result.index}
+    if batches:
+        params["batches"] = list(batches)
+    outcome = "ok" if result.ok else f"refused: {result.reason}: {result.message}"
+    try:
+        trail = AuditTrail(folder)
+        try:
+            trail.audit(_actor(), f"ledger-{kind}", params, outcome=outcome)
+        finally:
+            trail.close()
+    except (ProvenanceError, OSError, sqlite3.Error) as exc:
+        click.echo(f"warning: the audit trail in {folder} was not written: {exc}", err=True)
 
 
 def _accounts_option(function: Any) -> Any:

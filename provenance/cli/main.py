@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from provenance.core import gs1
+from provenance.core.envelope import Envelope
 from provenance.core.errors import ProvenanceError, ValidationError, VerificationError
 from provenance.core.identity import COMMISSIONING_ROLES, PARTY_ROLES, public_key_from_did
 from provenance.core.jcs import parse_json, split_items
@@ -357,6 +358,9 @@ def append_signed(
     it; a refusal is `Error: reason: message`."""
     event = Unsigned(kind, data, batches, time)
     result = Signer(ledger, key).sign_and_append([event], atomic=True, source=source)[0]
+    from provenance.cli.accounts import trail_ledger_action  # late: it imports this module
+
+    trail_ledger_action(ledger.store.path, kind, batches, result)
     if not result.ok:
         raise click.ClickException(f"{result.reason}: {result.message}")
     return result
@@ -738,6 +742,12 @@ def event_append(ctx: Context, source: str, as_: str | None) -> None:
         results = ctx.ledger().append(prepared, atomic=True, source="cli")
     else:
         results = signer.append(prepared, atomic=True, source="cli")
+    from provenance.cli.accounts import trail_ledger_action  # late: it imports this module
+
+    for item, result in zip(prepared, results, strict=True):
+        kind = item.kind if isinstance(item, Envelope) else str(item.get("kind"))
+        batches = item.batches if isinstance(item, Envelope) else item.get("batches")
+        trail_ledger_action(ctx.db_path, kind, batches, result)
     failed = False
     for position, result in enumerate(results):
         if result.status == "rejected":
