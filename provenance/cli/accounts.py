@@ -56,11 +56,23 @@ def _actor() -> str:
 
 
 def trail_ledger_action(db_path: Path | None, kind: str, batches: Any, result: Any) -> None:
-    """Write a CLI ledger action (who ran it, the event, how it ended) to the
-    portal's audit trail, which is anchored in the log (docs/portal.md), when
-    the portal's accounts exist (env PROVENANCE_ACCOUNTS, else beside the
-    ledger); never made here. The action itself is in the log already: a
-    failure to write the trail is a warning, never an error."""
+    """Write one CLI ledger action (an `Appended` *result* of *kind*) to the
+    portal's audit trail: see `trail_cli_action`."""
+    params: dict[str, Any] = {"kind": kind, "event": result.event_id, "log_index": result.index}
+    if batches:
+        params["batches"] = list(batches)
+    outcome = "ok" if result.ok else f"refused: {result.reason}: {result.message}"
+    trail_cli_action(db_path, f"ledger-{kind}", params, outcome)
+
+
+def trail_cli_action(
+    db_path: Path | None, action: str, params: dict[str, Any], outcome: str = "ok"
+) -> None:
+    """Write a CLI ledger action (who ran it, what, how it ended) to the portal's
+    audit trail, which is anchored in the log (docs/portal.md), when the
+    portal's accounts exist (env PROVENANCE_ACCOUNTS, else beside the ledger);
+    never made here. The action itself is in the log already: a failure to
+    write the trail is a warning, never an error."""
     import os
 
     from provenance.store.accounts.audit_trail import AuditTrail
@@ -71,14 +83,10 @@ def trail_ledger_action(db_path: Path | None, kind: str, batches: Any, result: A
     folder = Path(os.environ.get("PROVENANCE_ACCOUNTS") or default_directory(db_path))
     if not (folder / DATABASE_FILE).is_file():
         return
-    params: dict[str, Any] = {"kind": kind, "event": result.event_id, "log_index": result.index}
-    if batches:
-        params["batches"] = list(batches)
-    outcome = "ok" if result.ok else f"refused: {result.reason}: {result.message}"
     try:
         trail = AuditTrail(folder)
         try:
-            trail.audit(_actor(), f"ledger-{kind}", params, outcome=outcome)
+            trail.audit(_actor(), action, params, outcome=outcome)
         finally:
             trail.close()
     except (ProvenanceError, OSError, sqlite3.Error) as exc:
