@@ -38,6 +38,7 @@ GTIN = "09506000134352"
 URI = f"https://id.gs1.org/01/{GTIN}/10/LOT42"
 ROOT = Path(__file__).resolve().parent.parent
 NOT_UTF8 = b"\xff\xfe\x80 not UTF-8 \xc3\x28\n"
+SPEC_DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"  # the did:key spec example
 DEAD_BROKER = "mqtts://127.0.0.1:9"  # never reached: every case fails before connecting
 OTHER_DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"  # a party's old key
 
@@ -142,7 +143,8 @@ COMMANDS: dict[str, list[Case]] = {
             ("public_key", "authority_key"),
         )
     ],
-    "portal audit": [],  # the accounts folder only, no ledger, no input file
+    "portal anchor": [Case([], WRITE)],
+    "portal audit": [Case(["--verify"], READ)],  # the anchors are in the ledger
     "portal key-import": [Case(["Farm", "--key", "{private_key}"], READ, ("private_key",))],
     "portal key-remove": [],  # the accounts folder only
     "portal keys": [],  # the accounts folder only
@@ -199,6 +201,11 @@ COMMANDS: dict[str, list[Case]] = {
             ("bundle", "log_key", "checkpoint"),
         ),
         Case(["--checkpoint", "{checkpoint}", "--policy", "{policy}"], None, ("policy",)),
+        Case(
+            ["--notice", "{notice}", "--registrar", SPEC_DID, "--previous", "{notice}"],
+            None,
+            ("notice",),
+        ),
     ],
     "witness add-log": [Case(["--dir", "{witness}", "--key", "{log_vkey}"], None, ("log_vkey",))],
     "witness init": [],  # makes its own new --dir; reads no input file
@@ -291,6 +298,7 @@ def valid(tmp_path_factory) -> Path:
     (files / "log_key").write_text(run("log", "key"))
     (files / "public_key").write_text(run("log", "key"))  # any did:key
     (files / "authority_key").write_bytes((base / "authority.pem").read_bytes())
+    (files / "notice").write_text(json.dumps({"format": "provenance-recall-notice/v2"}))
     (files / "private_key").write_bytes((base / "keys" / "registrar.pem").read_bytes())
     farm = json.loads(run("party", "list", "--json").splitlines()[0])["did"]
     run(

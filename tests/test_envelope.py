@@ -122,6 +122,7 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
             "custodial": False,
         },
     ),
+    "anchor": (None, {"trail": "portal", "count": 3, "head": "ab" * 32}),
 }
 
 

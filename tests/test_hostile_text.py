@@ -65,6 +65,7 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
     "grant": [
         ({"subject": DID, "gs1_company_prefixes": ["9506000"], "reason": "GS1 licence"}, None)
     ],
+    "anchor": [({"trail": "portal", "count": 3, "head": "ab" * 32}, None)],
     "commission": [
         (
             {

@@ -16,10 +16,11 @@ from support.world import GTIN, World
 
 from provenance.cli.context import Context
 from provenance.cli.notify import command as notify_command
+from provenance.core.notice import RECALL_FORMAT
 from provenance.infra.broker_url import BrokerURL
 from provenance.ledger.lineage import recall_history
 from provenance.services.notifier import Cursor, RecallNotifier, RetainedPublisher
-from provenance.services.recall_notice import FORMAT, build_notice, notice_bytes, notice_topic
+from provenance.services.recall_notice import build_notice, notice_bytes, notice_topic
 
 WAIT = 30.0  # every wait has this deadline; a healthy run needs a fraction of it
 RECALLS = "provenance/v1/recalls/#"  # every recall notice
@@ -52,7 +53,7 @@ def test_notice_is_the_lots_current_state(family):
     recall = world.ok("regulator", "recall", [lot("A")], RECALL)
     records = recall_history(world.store, lot("C"))
     notice = build_notice(state_of(world, "C"), records, origin="test.local/log", log_size=42)
-    assert notice["format"] == FORMAT and notice["recalled"] is True
+    assert notice["format"] == RECALL_FORMAT and notice["recalled"] is True
     assert notice["lot"] == lot("C") and notice["gtin"] == GTIN and notice["lot_code"] == "C"
     (active,) = notice["recalls"]
     assert active["source"] == lot("A") and active["direct"] is False

@@ -326,3 +326,33 @@ def test_holds_page_lists_holds_and_flags_and_releases(lineage):
     released = world.store.chain_events(world.store.chain_by_subject(BAG)[0])[-1].envelope
     assert released.kind == "release" and released.signer == world.did("regulator")
     assert lineage.accounts.audit_entries(action="holds")
+
+
+def test_the_audit_page_and_api_hold_the_trail_against_its_anchors(lineage):
+    """The operator rebuilds the trail (every hash recomputed) after it was
+    anchored: the regulator's page and the API say so, naming the entry."""
+    from provenance.core.trail import GENESIS, entry_hash
+    from provenance.ledger.trail_anchors import anchor_trail
+    from provenance.store.accounts.audit_trail import TRAIL
+
+    world, accounts = lineage.world, lineage.accounts
+    lineage.client("reg1").get("/portal/regulator/search?q=kale")
+    anchored = anchor_trail(world.ledger, world.registrar, TRAIL, accounts.audit_head)
+    assert anchored.status == "accepted"
+    count, _ = accounts.audit_head()
+    api = lineage.api("GET", "/api/v1/audit?limit=5", lineage.token("regulator")).json
+    assert api["chain"]["intact"] and api["chain"]["anchors"] == 1
+    assert api["chain"]["anchored"] == count
+    conn = accounts.conn
+    conn.execute("DROP TRIGGER audit_no_update")
+    conn.execute(f"UPDATE audit SET outcome = 'refused: hidden' WHERE id = {count}")
+    previous = GENESIS
+    for entry in list(accounts.trail_entries()):
+        previous = entry_hash(previous, entry.fields)
+        conn.execute("UPDATE audit SET hash = ? WHERE id = ?", (previous, entry.id))
+    assert accounts.verify_audit()[1] is None  # the chain alone cannot tell
+    page = text(lineage.client("reg1").get("/portal/regulator/audit"))
+    named = f"one of audit entries 1–{count} (#1–#{count}) was rewritten or removed"
+    assert "chain broken" in page and named in page, page
+    api = lineage.api("GET", "/api/v1/audit?limit=5", lineage.token("regulator")).json
+    assert not api["chain"]["intact"] and api["chain"]["problem"].startswith(named)

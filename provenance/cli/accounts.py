@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,44 @@ def _actor() -> str:
         return f"cli {getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def trail_ledger_action(db_path: Path | None, kind: str, batches: Any, result: Any) -> None:
+    """Write one CLI ledger action (an `Appended` *result* of *kind*) to the
+    portal's audit trail: see `trail_cli_action`."""
+    params: dict[str, Any] = {"kind": kind, "event": result.event_id, "log_index": result.index}
+    if batches:
+        params["batches"] = list(batches)
+    outcome = "ok" if result.ok else f"refused: {result.reason}: {result.message}"
+    trail_cli_action(db_path, f"ledger-{kind}", params, outcome)
+
+
+def trail_cli_action(
+    db_path: Path | None, action: str, params: dict[str, Any], outcome: str = "ok"
+) -> None:
+    """Write a CLI ledger action (who ran it, what, how it ended) to the portal's
+    audit trail, which is anchored in the log (docs/portal.md), when the
+    portal's accounts exist (env PROVENANCE_ACCOUNTS, else beside the ledger);
+    never made here. The action itself is in the log already: a failure to
+    write the trail is a warning, never an error."""
+    import os
+
+    from provenance.store.accounts.audit_trail import AuditTrail
+    from provenance.store.accounts.db import DATABASE_FILE
+
+    if db_path is None:
+        return
+    folder = Path(os.environ.get("PROVENANCE_ACCOUNTS") or default_directory(db_path))
+    if not (folder / DATABASE_FILE).is_file():
+        return
+    try:
+        trail = AuditTrail(folder)
+        try:
+            trail.audit(_actor(), action, params, outcome=outcome)
+        finally:
+            trail.close()
+    except (ProvenanceError, OSError, sqlite3.Error) as exc:
+        click.echo(f"warning: the audit trail in {folder} was not written: {exc}", err=True)
 
 
 def _accounts_option(function: Any) -> Any:
@@ -449,22 +488,26 @@ def key_remove(click_ctx: click.Context, party: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--action", help="Only entries of this action (e.g. recall, search, login).")
 @json_lines_option
-@click.option("--verify", is_flag=True, help="Check the trail's hash chain; exit 1 if broken.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Check the trail's hash chain against its anchors in the log; exit 1 at the first "
+    "entry that does not match.",
+)
 @click.pass_context
 def audit(
     click_ctx: click.Context, limit: int, action: str | None, as_json: bool, verify: bool
 ) -> None:
     """Show the audit trail, newest first (who, what, when, parameters, outcome).
 
+    With --verify, recompute the trail's hash chain and hold it against every
+    `anchor` event the log has for it (docs/portal.md, "The audit trail").
+
     Example: provenance portal audit --action recall --json
     """
     accounts = _accounts(click_ctx)
     if verify:
-        checked, problem = accounts.verify_audit()
-        if problem:
-            click.echo(f"BROKEN {problem}")
-            sys.exit(1)
-        click.echo(f"OK {checked} audit entries, hash chain intact")
+        _verify_trail(click_ctx, accounts)
         return
     for entry in accounts.audit_entries(limit=limit, action=action):
         row = {
@@ -484,6 +527,56 @@ def audit(
                 f"{entry.id}\t{entry.at}\t{entry.actor}\t{entry.action}\t"
                 f"{json.dumps(entry.params, ensure_ascii=False)}\t{entry.outcome}"
             )
+
+
+def _verify_trail(click_ctx: click.Context, accounts: Accounts) -> None:
+    from provenance.ledger.trail_anchors import verify_anchored
+    from provenance.store.accounts.audit_trail import TRAIL
+
+    try:
+        store = _context(click_ctx).reader()
+        report = verify_anchored(list(accounts.trail_entries()), store, TRAIL)
+    except ProvenanceError as exc:
+        raise click.ClickException(f"cannot read the anchors in the ledger: {exc}") from None
+    if not report.ok:
+        click.echo(f"BROKEN {report.problem}")
+        sys.exit(1)
+    click.echo(
+        f"OK {report.checked} audit entries, hash chain intact; {report.anchors} anchor(s) in "
+        f"the log match, covering the first {report.anchored}"
+    )
+    if report.unanchored:
+        click.echo(
+            f"warning: the newest {report.unanchored} entries are not anchored yet "
+            "(`provenance serve` anchors every --anchor-every seconds; `provenance portal anchor` "
+            "now)"
+        )
+
+
+@portal.command("anchor")
+@click.pass_context
+def anchor(click_ctx: click.Context) -> None:
+    """Anchor the audit trail's head in the log now: an `anchor` event signed by
+    the registrar key (KEYS/registrar.pem), if the trail grew since the last.
+
+    Example: provenance portal anchor
+    """
+    from provenance.cli.context import REGISTRAR_KEY
+    from provenance.ledger.trail_anchors import anchor_trail
+    from provenance.store.accounts.audit_trail import TRAIL
+
+    accounts = _accounts(click_ctx)
+    ctx = _context(click_ctx)
+    try:
+        key = ctx.root_keys.load(REGISTRAR_KEY)
+        done = anchor_trail(ctx.ledger(), key, TRAIL, accounts.audit_head)
+    except (ProvenanceError, OSError) as exc:
+        raise click.ClickException(f"cannot anchor the audit trail: {exc}") from None
+    if done is None:
+        click.echo("nothing to anchor: the trail has not grown since its last anchor")
+        return
+    count, _ = accounts.audit_head()
+    click.echo(f"anchored the audit trail at {count} entries: event {done.event_id}")
 
 
 __all__ = ["portal", "token", "user"]

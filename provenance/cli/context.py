@@ -107,6 +107,9 @@ def append_signed(
     it; a refusal is `Error: reason: message`."""
     event = Unsigned(kind, data, batches, time)
     result = Signer(ledger, key).sign_and_append([event], atomic=True, source=source)[0]
+    from provenance.cli.accounts import trail_ledger_action  # late: it imports the CLI's context
+
+    trail_ledger_action(ledger.store.path, kind, batches, result)
     if not result.ok:
         raise click.ClickException(f"{result.reason}: {result.message}")
     return result

@@ -16,6 +16,7 @@ from provenance.cli.context import Context, pass_context, signing_key
 from provenance.cli.errors import friendly
 from provenance.cli.inputs import MAX_EVENTS_INPUT, read_input
 from provenance.cli.keys import KEY_OPTION
+from provenance.core.envelope import Envelope
 from provenance.core.errors import ValidationError
 from provenance.core.jcs import parse_json, split_items
 from provenance.ledger.signer import Signer
@@ -79,6 +80,12 @@ def event_append(ctx: Context, source: str, as_: str | None, key_file: str | Non
         results = ctx.ledger().append(prepared, atomic=True, source="cli")
     else:
         results = signer.append(prepared, atomic=True, source="cli")
+    from provenance.cli.accounts import trail_ledger_action  # late: it imports the CLI's context
+
+    for item, result in zip(prepared, results, strict=True):
+        kind = item.kind if isinstance(item, Envelope) else str(item.get("kind"))
+        batches = item.batches if isinstance(item, Envelope) else item.get("batches")
+        trail_ledger_action(ctx.db_path, kind, batches, result)
     failed = False
     for position, result in enumerate(results):
         if result.status == "rejected":

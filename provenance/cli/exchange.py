@@ -285,6 +285,14 @@ def import_epcis(
         if outcome.status == "rejected":
             click.echo(f"event {outcome.position}: rejected: {outcome.message}", err=True)
     stored, duplicates = report.count("stored"), report.count("duplicate")
+    from provenance.cli.accounts import trail_cli_action
+
+    trail_cli_action(
+        ctx.db_path,
+        "ledger-import-epcis",
+        {"file": name, "stored": stored, "duplicates": duplicates, "as": as_},
+        "ok" if report.ok else f"refused: {report.count('rejected')} rejected, nothing stored",
+    )
     if not report.ok:
         click.echo(f"{name}: nothing stored ({report.count('rejected')} rejected)", err=True)
         raise click.exceptions.Exit(1)

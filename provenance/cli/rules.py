@@ -325,6 +325,9 @@ def release_command(
         result = release(ctx.ledger(), key, list(uris), reason, hold=hold_id)
     except ProvenanceError as exc:
         raise click.ClickException(str(exc)) from None
+    from provenance.cli.accounts import trail_ledger_action
+
+    trail_ledger_action(ctx.db_path, "release", list(uris), result)
     if not result.ok:
         raise click.ClickException(f"{result.reason}: {result.message}")
     click.echo(f"released {len(uris)} lots; event {result.event_id} at log index {result.index}")

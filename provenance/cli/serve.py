@@ -11,9 +11,10 @@ import logging
 
 import click
 
-from provenance.cli.context import LOG_KEY, Context
+from provenance.cli.context import LOG_KEY, REGISTRAR_KEY, Context
 from provenance.core.identity import public_key_from_did
 from provenance.core.signing import did_of
+from provenance.services.anchorer import DEFAULT_EVERY_S, MAX_EVERY_S, MIN_EVERY_S, Anchorer
 from provenance.store.db import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,16 @@ log = logging.getLogger(__name__)
     show_default=True,
     help="Reverse proxies in front whose X-Forwarded-For to trust (for rate limits).",
 )
+@click.option(
+    "--anchor-every",
+    type=float,
+    default=DEFAULT_EVERY_S,
+    show_default=True,
+    metavar="SECONDS",
+    callback=lambda _ctx, _param, value: _cadence(value),
+    help="Anchor the portal's audit trail in the log this often (signed by the registrar "
+    "key in --keys); 0: never.",
+)
 @click.pass_context
 def command(
     click_ctx: click.Context,
@@ -59,6 +70,7 @@ def command(
     base_url: str | None,
     accounts: str | None,
     trusted_proxies: int,
+    anchor_every: float,
 ) -> None:
     """Serve the consumer scan pages, the Digital Link resolver, the log API,
     and the producer/regulator portals with their JSON API (docs/portal.md).
@@ -90,10 +102,49 @@ def command(
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     click.echo(f"serving {ctx.db_path} on http://{host}:{port}/ ({workers} threads)", err=True)
+    anchorer = _start_anchorer(ctx, accounts, anchor_every)
     try:
         waitress.serve(app, host=host, port=port, threads=workers, ident="provenance")
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    finally:
+        if anchorer is not None:
+            anchorer.stop()
+
+
+def _cadence(value: float) -> float:
+    """--anchor-every: 0 (never), or MIN_EVERY_S to MAX_EVERY_S seconds."""
+    if value != 0 and not MIN_EVERY_S <= value <= MAX_EVERY_S:
+        raise click.BadParameter(
+            f"must be 0 (never) or from {MIN_EVERY_S} to {MAX_EVERY_S:.0f} seconds"
+        )
+    return value
+
+
+def _start_anchorer(ctx: Context, accounts: str | None, every: float) -> Anchorer | None:
+    """The audit trail's anchorer (docs/portal.md), when this machine holds the
+    registrar and log keys; else a warning and none."""
+    if every == 0:
+        return None
+    if not (ctx.root_keys.exists(REGISTRAR_KEY) and ctx.root_keys.exists(LOG_KEY)):
+        log.warning(
+            "no %s/registrar.pem or log.pem: the audit trail is not anchored in the log",
+            ctx.keys_dir,
+        )
+        return None
+    from provenance.ledger.append import Ledger
+    from provenance.store.accounts.audit_trail import TRAIL, AuditTrail
+    from provenance.store.accounts.db import default_directory
+
+    trail = AuditTrail(accounts or default_directory(ctx.db_path))
+    log_key = ctx.root_keys.load(LOG_KEY)
+    return Anchorer(
+        lambda: Ledger(Store(ctx.db_path), log_key),
+        ctx.root_keys.load(REGISTRAR_KEY),
+        TRAIL,
+        trail.audit_head,
+        every,
+    ).start()
 
 
 def _trusted_log_key(ctx: Context) -> bytes | None:

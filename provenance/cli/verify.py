@@ -38,6 +38,17 @@ from provenance.store.db import StoreError
     help="A C2SP tlog-policy file: the checkpoint (--checkpoint, the bundle's) must be signed by "
     "a log it lists and cosigned by its quorum of witnesses.",
 )
+@click.option(
+    "--notice",
+    metavar="FILE",
+    help="A recall or alert notice received over MQTT; needs no database (docs/protocol.md §11).",
+)
+@click.option(
+    "--regulator", "regulators", multiple=True, metavar="DID", help="--notice: a trusted regulator."
+)
+@click.option("--registrar", metavar="DID", help="--notice: trust regulators it enrolled.")
+@click.option("--rules", "rules_keys", multiple=True, metavar="DID", help="--notice: a rules key.")
+@click.option("--previous", metavar="FILE", help="--notice: the notice kept before for the lot.")
 @pass_context
 def verify(
     ctx: Context,
@@ -47,6 +58,11 @@ def verify(
     log_key: str | None,
     workers: int | None,
     policy: str | None,
+    notice: str | None,
+    regulators: tuple[str, ...],
+    registrar: str | None,
+    rules_keys: tuple[str, ...],
+    previous: str | None,
 ) -> None:
     """Check that nothing was edited, removed, reordered or rolled back.
 
@@ -56,6 +72,10 @@ def verify(
     it cannot show what happened to the lot since (a recall).
 
     With --policy, --checkpoint alone checks just that checkpoint (no database).
+
+    With --notice, checks a recall notice's regulator-signed envelopes (and,
+    with --log-key, their inclusion in the log) or an alert notice's rules
+    signature.
 
     Example: provenance verify --checkpoint yesterday.checkpoint
     """
@@ -76,6 +96,18 @@ def verify(
         key = public_key_from_did(read_public_key(log_key)) if log_key else None
     except ProvenanceError as exc:
         raise click.ClickException(f"--log-key: {exc}") from None
+    if notice is not None:
+        from provenance.cli.notices import check_notice
+
+        check_notice(
+            notice,
+            regulators=regulators,
+            registrar=registrar,
+            rules=rules_keys,
+            log_key=key,
+            previous=previous,
+        )
+        return
     if policy is not None and bundle is None and lot_uri is None:
         from provenance.cli.witness import require_policy
 

@@ -47,6 +47,7 @@ KIND_CODES: dict[str, int] = {
     "flag": 17,
     "grant": 18,
     "rotate": 19,
+    "anchor": 20,  # 19 is `rotate` (the rotation work)
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
@@ -81,18 +82,21 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     # The old key itself, or the registrar with a regulator's approval inside
     # (docs/protocol.md, "Key rotation"); the ledger checks which.
     "rotate": frozenset({*PARTY_ROLES, DEVICE, RULES, REGISTRAR}),
+    # The operator vouches for its own audit trails (docs/protocol.md §11).
+    "anchor": frozenset({REGISTRAR, RULES}),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
 # concern identities rather than lots (their `batches` must be absent).
 BATCHES_OPTIONAL = frozenset({"reading", "epcis"})
-NO_BATCHES = frozenset({"enrol", "revoke", "grant", "rotate"})
+NO_BATCHES = frozenset({"enrol", "revoke", "grant", "rotate", "anchor"})
 
 MAX_EXT_BYTES = 4096
 MAX_EVIDENCE_BYTES = 8192
 MAX_TEXT = 2000
 
 EPCIS_STREAM_FRAGMENT = "#epcis"
+ANCHOR_FRAGMENT = "#anchors/"
 GS1_PREFIX_FRAGMENT = "#gs1"
 PREFIXES_FIELD = "gs1_company_prefixes"
 CUSTODIAL_FIELD = "custodial"  # enrol: true when the operator holds the party's key
@@ -250,6 +254,12 @@ def event_id(value: Any, field: str) -> None:
         raise ValidationError(field, "must be an event id: 64 lowercase hex digits")
 
 
+def count(value: Any, field: str) -> None:
+    """A count of entries: an integer from 1 to 2**53 - 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**53 - 1:
+        raise ValidationError(field, "must be a whole number of entries, at least 1")
+
+
 def sha256_hex(value: Any, field: str) -> None:
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
         raise ValidationError(field, "must be a SHA-256 digest: 64 lowercase hex digits")
@@ -324,6 +334,12 @@ def prefix_chain(did_key: str) -> str:
     party (docs/protocol.md §5), so that identity chains stay enrolments and
     revocations only."""
     return did_key + GS1_PREFIX_FRAGMENT
+
+
+def anchor_chain(did_key: str, trail: str) -> str:
+    """The chain subject of a signer's `anchor` events for one audit trail: a
+    DID URL of the signer, `{did}#anchors/{trail}` (docs/protocol.md §5)."""
+    return did_key + ANCHOR_FRAGMENT + trail
 
 
 def company_prefix_digits(gtin14: str) -> str:
@@ -445,6 +461,9 @@ DEVICE_NAME = text(64, r"[A-Za-z0-9][A-Za-z0-9._:-]*", "letters, digits and . _ 
 RULE_NAME = text(
     64, r"[a-z0-9][a-z0-9._-]*", "must be a rule name: lowercase letters, digits and . _ - only"
 )
+TRAIL_NAME = text(
+    64, r"[a-z0-9][a-z0-9._-]*", "must be a trail name: lowercase letters, digits and . _ - only"
+)
 SIGNAL = text(
     32, r"[a-z][a-z0-9-]*", "must be a signal type such as coldchain, logger-silent or counterfeit"
 )
@@ -534,6 +553,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
             CUSTODIAL_FIELD: boolean,
         },
     ),
+    "anchor": ({"trail": TRAIL_NAME, "count": count, "head": sha256_hex}, {}),
 }
 
 

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from provenance.core.envelope import VERSION, Envelope, b64url, parse_unsigned
 from provenance.core.identity import did_from_public_key
+from provenance.core.notice import alert_signing_bytes
 
 
 @lru_cache(maxsize=4096)
@@ -47,3 +48,10 @@ def sign(
     unsigned = Envelope(sig="", **fields)
     signature = private_key.sign(unsigned.signing_bytes())
     return Envelope(sig=b64url(signature), **fields)
+
+
+def sign_alert_notice(private_key: Ed25519PrivateKey, notice: dict[str, Any]) -> dict[str, Any]:
+    """The alert notice with its `signature` by *private_key* (the rules key):
+    Ed25519 over `provenance.core.notice.alert_signing_bytes` (docs/protocol.md §11)."""
+    signature = private_key.sign(alert_signing_bytes(notice))
+    return {**notice, "signature": {"signer": did_of(private_key), "sig": b64url(signature)}}

@@ -41,7 +41,13 @@ from provenance.infra.mqtt import (
     new_client,
 )
 from provenance.ledger.lineage import recall_records
-from provenance.services.recall_notice import build_notice, notice_bytes, notice_topic
+from provenance.services.recall_notice import (
+    Evidence,
+    add_evidence,
+    build_notice,
+    notice_bytes,
+    notice_topic,
+)
 from provenance.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -98,9 +104,12 @@ class RecallNotifier:
             origin = store.get_meta("origin") or ""
             notices = []
             cache: dict[Any, Any] = {}  # recall events and regulators shared by the lots
+            evidence = Evidence(store)  # the regulators' envelopes, enrolments and proofs
             for state in sorted(store.lot_states(list(lots)), key=lambda s: s.id):
                 records = recall_records(store, state.id, state.uri, cache)
-                notice = build_notice(state, records, origin=origin, log_size=size)
+                notice = add_evidence(
+                    build_notice(state, records, origin=origin, log_size=size), evidence
+                )
                 notices.append((notice_topic(state.uri), notice_bytes(notice)))
         return notices, size
 

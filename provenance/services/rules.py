@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.core.errors import ProvenanceError
-from provenance.core.signing import did_of
+from provenance.core.signing import did_of, sign_alert_notice
 from provenance.core.timefmt import format_time, now_micros, parse_time
 from provenance.domain import rules as rulebook
 from provenance.domain.rule_conditions import SerialScannedFarApart
@@ -397,7 +397,7 @@ class RulesService:
         return list(lots)
 
     def notices(self, lot_ids: Iterable[int]) -> list[Notice]:
-        """The current alert notice of each lot."""
+        """The current alert notice of each lot, signed with the rules key."""
         store = self.store
         notices = []
         with store.snapshot():
@@ -410,8 +410,9 @@ class RulesService:
                     continue
                 holds = [cache.hold(lot.uri, e, r) for e, _, r in store.hold_rows(lot_id)]
                 flags = [cache.flag(lot.uri, e) for e, *_ in store.flag_rows(lot_id)]
-                notice = build_notice(
-                    lot.uri, lot.product, holds, flags, origin=origin, log_size=size
+                notice = sign_alert_notice(
+                    self.rules_key,
+                    build_notice(lot.uri, lot.product, holds, flags, origin=origin, log_size=size),
                 )
                 notices.append((alert_topic(lot.uri), notice_bytes(notice)))
         return notices

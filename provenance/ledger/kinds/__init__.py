@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from provenance.core.kinds import KIND_CODES
 from provenance.ledger.kinds import (
+    anchors,
     custody,
     holds,
     lots,
@@ -46,6 +47,7 @@ KINDS: dict[str, Kind] = {
         holds.RELEASE,
         holds.FLAG,
         rotation.ROTATE,
+        anchors.ANCHOR,
     )
 }
 

@@ -28,6 +28,7 @@ class Batch:
     moved: set[int] = field(default_factory=set)
     recalls: dict[int, Envelope] = field(default_factory=dict)  # recalls not yet flushed
     holds: dict[int, Envelope] = field(default_factory=dict)  # holds not yet flushed
+    anchors: dict[str, int] = field(default_factory=dict)  # anchor chain -> count, this batch
 
 
 @dataclass

@@ -1,27 +1,26 @@
 """The audit trail: who did what, with which parameters, and how it ended.
-Append-only (triggers refuse UPDATE and DELETE) and hash-chained: each entry's
-hash covers the previous hash and the entry, so `verify_audit` notices an entry
-edited or removed behind SQLite's back."""
+Append-only (triggers refuse UPDATE and DELETE) and hash-chained
+(`provenance.core.trail`): each entry's hash covers the previous hash and the
+entry, so `verify_audit` notices an entry edited or removed behind SQLite's
+back. Its head (`audit_head`) is anchored in the public log at a fixed cadence
+(`provenance.ledger.trail_anchors`), so that a trail rebuilt with every hash
+recomputed is caught too."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from provenance.core.jcs import canonicalize
+from provenance.core.trail import GENESIS, TrailEntry, check_trail, entry_hash
 from provenance.store.accounts.db import AccountsDatabase
 from provenance.store.accounts.models import AuditEntry
 
-_GENESIS = "0" * 64
+TRAIL = "portal"  # the trail's name in its `anchor` events
 
 
 class AuditTrail(AccountsDatabase):
     """The hash-chained audit trail in the accounts database."""
-
-    @staticmethod
-    def _entry_hash(previous: str, fields: dict[str, Any]) -> str:
-        return hashlib.sha256(previous.encode("ascii") + canonicalize(fields)).hexdigest()
 
     def audit(
         self,
@@ -47,7 +46,7 @@ class AuditTrail(AccountsDatabase):
         }
         with self._write() as conn:
             row = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-            digest = self._entry_hash(row[0] if row else _GENESIS, fields)
+            digest = entry_hash(row[0] if row else GENESIS, fields)
             cursor = conn.execute(
                 "INSERT INTO audit (at, actor, role, party, action, params, outcome, hash) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -95,25 +94,35 @@ class AuditTrail(AccountsDatabase):
             for r in rows
         ]
 
-    def verify_audit(self) -> tuple[int, str | None]:
-        """(entries checked, the first problem or None): recomputes the hash chain."""
-        previous, count = _GENESIS, 0
+    def audit_head(self) -> tuple[int, str]:
+        """(entries, the last entry's hash): what an `anchor` event states."""
+        rows = self._read(
+            "SELECT count(*), (SELECT hash FROM audit ORDER BY id DESC LIMIT 1) FROM audit"
+        )
+        count, head = rows[0]
+        return count, head or GENESIS
+
+    def trail_entries(self) -> Iterator[TrailEntry]:
+        """Every entry in id order, as the hash chain covers it."""
         with self._lock:
             rows = self.conn.execute(
                 "SELECT id, at, actor, role, party, action, params, outcome, hash FROM audit "
                 "ORDER BY id"
-            )
-            for row in rows:
-                fields = {
-                    "at": row[1],
-                    "actor": row[2],
-                    "role": row[3],
-                    "party": row[4],
-                    "action": row[5],
-                    "params": json.loads(row[6]),
-                    "outcome": row[7],
-                }
-                if self._entry_hash(previous, fields) != row[8]:
-                    return count, f"audit entry {row[0]} was changed, or one before it removed"
-                previous, count = row[8], count + 1
-        return count, None
+            ).fetchall()
+        for row in rows:
+            fields = {
+                "at": row[1],
+                "actor": row[2],
+                "role": row[3],
+                "party": row[4],
+                "action": row[5],
+                "params": json.loads(row[6]),
+                "outcome": row[7],
+            }
+            yield TrailEntry(row[0], fields, row[8])
+
+    def verify_audit(self) -> tuple[int, str | None]:
+        """(entries checked, the first problem or None): recomputes the hash chain
+        (against no anchors: see `provenance.ledger.trail_anchors.verify_anchored`)."""
+        report = check_trail(self.trail_entries(), ())
+        return report.checked, report.problem

@@ -510,7 +510,7 @@ def audit_trail():
     entries = accounts.audit_entries(
         limit=limit, before=before, action=request.args.get("action") or None
     )
-    checked, problem = accounts.verify_audit()
+    report = integrity.audit_trail(accounts, read_store())  # the chain, and its anchors
     audit(who, "audit-view", {"before": before, "limit": limit})
     return {
         "entries": [
@@ -526,7 +526,13 @@ def audit_trail():
             }
             for e in entries
         ],
-        "chain": {"entries": checked, "intact": problem is None, "problem": problem},
+        "chain": {
+            "entries": report.checked,
+            "intact": report.ok,
+            "problem": report.problem,
+            "anchors": report.anchors,
+            "anchored": report.anchored,
+        },
     }
 
 

@@ -1,6 +1,7 @@
 """The regulator's integrity checks: the latest checkpoint (its signature
-checked), whole-ledger and per-lot verification (`provenance.ledger.audit`), and the
-consistency of an older checkpoint the regulator kept with the latest one.
+checked), whole-ledger and per-lot verification (`provenance.ledger.audit`), the
+consistency of an older checkpoint the regulator kept with the latest one, and
+the audit trail against its anchors in the log (`audit_trail`).
 
 Each returns a plain dict (rendered as a page or as JSON); none raises for
 what it finds.
@@ -15,11 +16,20 @@ from provenance.core.checkpoint import open_checkpoint
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.core.identity import did_from_public_key, public_key_from_did
 from provenance.core.merkle import consistency_proof, verify_consistency
+from provenance.core.trail import TrailReport
 from provenance.ledger.audit import verify_ledger, verify_lot
+from provenance.ledger.trail_anchors import verify_anchored
+from provenance.store.accounts.audit_trail import TRAIL, AuditTrail
 from provenance.store.db import Store
 
 MAX_PROBLEMS = 50
 MAX_NOTE = 8192
+
+
+def audit_trail(accounts: AuditTrail, store: Store) -> TrailReport:
+    """The audit trail's hash chain recomputed and held against every anchor of
+    it in the log (docs/portal.md, "The audit trail is anchored")."""
+    return verify_anchored(list(accounts.trail_entries()), store, TRAIL)
 
 
 def _b64(data: bytes) -> str:

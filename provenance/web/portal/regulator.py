@@ -304,7 +304,8 @@ def audit_trail():
     action = (request.args.get("action") or "").strip()[:40] or None
     actor = (request.args.get("actor") or "").strip()[:100] or None
     entries = accounts.audit_entries(limit=100, before=before, action=action, actor=actor)
-    checked, problem = accounts.verify_audit()
+    report = integrity.audit_trail(accounts, read_store())  # the chain, and its anchors
+    checked, problem = report.checked, report.problem
     audit(who, "audit-view", {"before": before, "action": action, "actor": actor})
     return render_template(
         "portal/audit.html",
