@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 from provenance.core import gs1
 from provenance.core.envelope import MAX_ENVELOPE_BYTES, Envelope, b64url, b64url_decode
 from provenance.core.errors import SignatureError, ValidationError
+from provenance.core.fields import MAX_EXT_BYTES
 from provenance.core.identity import did_from_public_key, verifier_for
-from provenance.core.kinds import KIND_CODES, MAX_EXT_BYTES
+from provenance.core.kinds import KIND_CODES
 from provenance.core.signing import did_of, sign
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))

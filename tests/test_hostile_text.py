@@ -3,7 +3,7 @@
 The protocol refuses C0/C1 controls (notes, reasons, conditions and
 instructions may hold tab and line feed), the line and paragraph separators and
 the bidirectional embeddings, overrides and isolates in every free-text field of
-every kind, with a reason naming the field: `kinds.refuse_controls`, which every
+every kind, with a reason naming the field: `fields.refuse_controls`, which every
 path (CLI, API, portal, MQTT) reaches through `Envelope`/`sign`. And the CLI
 escapes such characters in whatever it prints, since older ledgers may hold them.
 """
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support.world import GTIN, LOT
 
 from provenance.cli.main import main
-from provenance.core import gs1, kinds, terminal
+from provenance.core import fields, gs1, kinds, terminal
 from provenance.core.envelope import Envelope
 from provenance.core.errors import ValidationError
 from provenance.core.signing import did_of
@@ -297,7 +297,7 @@ def old_ledger(tmp_path):
         assert result.exit_code == code, (args, result.output, result.exception)
         return result
 
-    with kinds.text_as_signed():
+    with fields.text_as_signed():
         run("init")
         run("party", "add", FARM, "--role", "producer", "--prefix", "9506000")
         agency = run("key", "new", "--out", agency_key).output.strip()
@@ -392,7 +392,7 @@ def test_an_old_lot_s_proof_bundle_still_verifies(old_ledger, tmp_path):
 def test_pages_show_old_ledger_text_without_obeying_it(portal):
     world = portal.world
     uri = gs1.lot_uri(GTIN, "OLD1")
-    with kinds.text_as_signed():
+    with fields.text_as_signed():
         data = {"gtin": GTIN, "lot": "OLD1", "product": "Kale\u202eelaK\x1b[2J"}
         world.ok("farm", "commission", [uri], data)
     for client, path in (

@@ -39,8 +39,9 @@ from provenance.core import chain as chains
 from provenance.core.checkpoint import Checkpoint, open_checkpoint
 from provenance.core.envelope import Envelope
 from provenance.core.errors import ProvenanceError, VerificationError
+from provenance.core.fields import text_as_signed
 from provenance.core.heads import HeadsLine, Neighbour, check_sorted_chain, parse_heads_line
-from provenance.core.kinds import REGISTRAR, SIGNER_ROLES, text_as_signed
+from provenance.core.kinds import REGISTRAR, SIGNER_ROLES
 from provenance.core.merkle import hash_leaf, verify_consistency, verify_inclusion
 from provenance.core.rotation import check_rotation_offline
 from provenance.core.timefmt import parse_time

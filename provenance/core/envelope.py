@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from provenance.core import kinds
+from provenance.core import fields, kinds
 from provenance.core.ed25519 import InvalidSignature
 from provenance.core.errors import ProvenanceError, SignatureError, ValidationError
 from provenance.core.identity import public_key_from_did, verifier_for
@@ -507,7 +507,7 @@ def _parse_batches(kind: str, batches: Any, present: bool) -> tuple[str, ...] | 
     if not isinstance(batches, list) or not 1 <= len(batches) <= MAX_BATCHES:
         raise ValidationError("batches", f"must be a list of 1 to {MAX_BATCHES} lot URIs")
     for index, uri in enumerate(batches):
-        kinds.lot_uri(uri, f"batches[{index}]")
+        fields.lot_uri(uri, f"batches[{index}]")
     if len(set(batches)) != len(batches):
         raise ValidationError("batches", "lists a lot twice")
     return tuple(batches)

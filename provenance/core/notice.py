@@ -33,9 +33,10 @@ from provenance.core.checkpoint import open_checkpoint
 from provenance.core.ed25519 import InvalidSignature
 from provenance.core.envelope import Envelope, b64url_decode
 from provenance.core.errors import ProvenanceError, VerificationError
+from provenance.core.fields import text_as_signed
 from provenance.core.identity import verifier_for
 from provenance.core.jcs import canonicalize, parse_json
-from provenance.core.kinds import REGISTRAR, text_as_signed
+from provenance.core.kinds import REGISTRAR
 from provenance.core.merkle import hash_leaf, verify_inclusion
 
 RECALL_FORMAT = "provenance-recall-notice/v2"

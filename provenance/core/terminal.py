@@ -1,7 +1,7 @@
 """What the command line writes is shown, never obeyed, by the terminal.
 
 The protocol refuses control and bidirectional-override characters in free text
-(`provenance.core.kinds.refuse_controls`), but a ledger written before that rule, an
+(`provenance.core.fields.refuse_controls`), but a ledger written before that rule, an
 accounts database, a rule file or an error message quoting input may still hold
 them: ``ESC [ 2 J`` in a product name would clear the screen of whoever runs
 ``provenance trace``, U+202E would reverse the rest of the line. So every text
@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from provenance.core.kinds import REFUSED_IN_NOTE
+from provenance.core.fields import REFUSED_IN_NOTE
 
 # What free text may not hold (C0 controls but tab and line feed, DEL, C1 controls,
 # the line and paragraph separators, the bidirectional embeddings, overrides and

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from provenance.core.errors import ValidationError
-from provenance.core.kinds import MAX_TEXT
+from provenance.core.fields import MAX_TEXT
 from provenance.core.timefmt import format_time
 from provenance.domain import coldchain, coldchain_excursions, coldchain_status
 from provenance.domain.rule_facts import Finding, Logger, LotFacts, Reading, SerialScan

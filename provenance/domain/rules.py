@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provenance.core.errors import ValidationError
-from provenance.core.kinds import MAX_TEXT
+from provenance.core.fields import MAX_TEXT
 from provenance.domain.rule_conditions import CONDITIONS, Condition
 from provenance.domain.rule_facts import LotFacts
 
