@@ -83,7 +83,8 @@ class Place:
         self.port = _free_port(DEFAULT_PORT, host) if port is None else _own_port(port, host)
         everywhere = host in ("0.0.0.0", "::", "")
         # the demo's own checks go through loopback when it listens everywhere
-        self.local = f"http://{_url_host('127.0.0.1' if everywhere else host)}:{self.port}"
+        loopback = "::1" if host == "::" else "127.0.0.1"
+        self.local = f"http://{_url_host(loopback if everywhere else host)}:{self.port}"
         shown = _lan_address() if everywhere else host
         self.base = os.environ.get("PROVENANCE_BASE_URL") or (
             f"http://{_url_host(shown)}:{self.port}"
