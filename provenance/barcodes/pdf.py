@@ -26,6 +26,7 @@ from provenance.barcodes.labels import (
     text_image,
 )
 from provenance.core.errors import ValidationError
+from provenance.core.progress import Progress, report
 
 PDF_TEXT_SCALE = 2  # PDF text is drawn at twice the label's dpi (600 dpi by default)
 COMPRESS_LEVEL = 6  # deflate: level 9 took 5× as long (25 ms a label) for 2-10 % smaller files
@@ -128,13 +129,19 @@ def _label_form(pdf: PDFWriter, layout: Layout) -> int:
     )
 
 
-def sheet_pdf(labels: Sequence[Label], settings: PrintSettings = DEFAULT_SETTINGS) -> bytes:
+def sheet_pdf(
+    labels: Sequence[Label],
+    settings: PrintSettings = DEFAULT_SETTINGS,
+    progress: Progress | None = None,
+) -> bytes:
     """A4 pages of ``labels`` in a grid, left to right and top to bottom, as many pages as
     needed. Vector PDF: each QR code is filled rectangles (exact module edges at any
     printer resolution); the text is an image, so any script prints without embedding
-    fonts. A label that repeats is stored once and placed many times."""
+    fonts. A label that repeats is stored once and placed many times. *progress* is told
+    how many labels are laid out, page by page (`provenance.core.progress`)."""
     if not labels:
         raise ValidationError("labels", "is empty; give at least one label")
+    report(progress, 0, len(labels))
     layouts = {label: layout_of(label, settings) for label in labels}
     sheet = _sheet(list(layouts.values()), settings)
     pdf = PDFWriter()
@@ -166,6 +173,7 @@ def sheet_pdf(labels: Sequence[Label], settings: PrintSettings = DEFAULT_SETTING
                 )
             )
         )
+        report(progress, start + len(batch), len(labels))
     refs = " ".join(f"{kid} 0 R" for kid in kids)
     pdf.put(pages, f"<< /Type /Pages /Kids [{refs}] /Count {len(kids)} >>".encode("ascii"))
     pdf.put(catalog, f"<< /Type /Catalog /Pages {pages} 0 R >>".encode("ascii"))

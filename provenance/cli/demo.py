@@ -3,9 +3,11 @@
 Every step runs the actual `provenance` command in a subprocess against a
 fresh ledger in the demo folder, prints the command and what it said. It
 tampers with copies of the database and shows `provenance verify` catch each
-change, runs the live system (broker, ingest, a simulated fleet), and ends by
-serving the scan pages: it prints a lot's URL and QR code, so a phone on the
-same network can scan it.
+change, starts the live system (witnesses, broker, ingest, a simulated fleet)
+and the web app, and then *is* the running system: it prints the scan pages'
+URLs (a lot that is simply fine among them) and a QR code, and keeps
+everything up until it is stopped (Ctrl-C, SIGTERM), with or without a
+terminal. It only prints a URL once that URL answers.
 """
 
 from __future__ import annotations
@@ -43,7 +45,61 @@ REGULATOR_KEY_FILE = "regulator-own-machine.pem"  # stands for the regulator's o
 PROCESSOR = "Fresh Cuts"
 SALAD = "SALAD-2611"
 SALAD_URI = f"https://id.gs1.org/01/{GTIN}/10/{SALAD}"
+FINE = "KALE-2612"  # a lot that is simply fine: something normal to compare with
+FINE_URI = f"https://id.gs1.org/01/{GTIN}/10/{FINE}"
+FINE_PROBE = "truck9"
 HOUR = 3_600_000_000
+DEFAULT_HOST = "127.0.0.1"  # loopback: only this machine; --host 0.0.0.0 for a phone
+DEFAULT_PORT = 8080  # when free, else any free port
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGINT: shut everything down cleanly (not an Exception, so
+    that no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    for each in STOP_SIGNALS:  # once: a second signal must not cut the shutdown short
+        signal.signal(each, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+class Running(contextlib.ExitStack):
+    """What the demo started, stopped in reverse order however it ends."""
+
+    serving = False  # set once everything is up: a stop from then on is the normal end
+
+
+class Place:
+    """Where the web app listens and the URLs that reach it."""
+
+    def __init__(self, host: str, port: int | None):
+        self.host = host
+        self.port = _free_port(DEFAULT_PORT, host) if port is None else _own_port(port, host)
+        everywhere = host in ("0.0.0.0", "::", "")
+        # the demo's own checks go through loopback when it listens everywhere
+        loopback = "::1" if host == "::" else "127.0.0.1"
+        self.local = f"http://{_url_host(loopback if everywhere else host)}:{self.port}"
+        shown = _lan_address() if everywhere else host
+        self.base = os.environ.get("PROVENANCE_BASE_URL") or (
+            f"http://{_url_host(shown)}:{self.port}"
+        )
+        self.everywhere = everywhere
+
+    def scan_url(self, uri: str) -> str:
+        return self.base.rstrip("/") + uri.removeprefix("https://id.gs1.org")
+
+    def local_url(self, uri: str) -> str:
+        return self.local + uri.removeprefix("https://id.gs1.org")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class Demo:
@@ -109,7 +165,32 @@ class Demo:
             raise SystemExit(f"demo step failed (exit {done.returncode}): provenance {args[0]}")
 
 
-def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> int:
+def run(
+    directory: Path,
+    seconds: float = 20.0,
+    serve: float | None = None,
+    host: str = DEFAULT_HOST,
+    port: int | None = None,
+) -> int:
+    """The whole demo; with *serve* None (the default) it keeps serving until
+    SIGTERM or SIGINT, then stops everything it started and returns 0."""
+    previous = {each: signal.signal(each, _raise_stopped) for each in STOP_SIGNALS}
+    running = Running()
+    try:
+        with running:
+            return _run(directory, seconds, serve, Place(host, port), running)
+    except Stopped as stop:
+        name = signal.Signals(stop.signum).name
+        print(f"\n== Stopped ({name}): web app, ingest, broker and witnesses shut down", flush=True)
+        return 0 if running.serving else 1
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+
+
+def _run(
+    directory: Path, seconds: float, serve: float | None, place: Place, running: Running
+) -> int:
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
@@ -193,6 +274,8 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
         ],
     )
 
+    fine_lot(demo, at, append, start, carrier)
+
     demo.say(
         "6. Bad input is refused with a reason, and nothing is stored: a carrier's recall, a "
         "wrong check digit, a competitor registering the farm's GTIN"
@@ -267,14 +350,59 @@ def run(directory: Path, seconds: float = 20.0, serve: float | None = None) -> i
     demo.run("verify", db=rolled)  # on its own, an older database looks intact…
     demo.run("verify", "--checkpoint", str(directory / "kept.checkpoint"), db=rolled, expect=1)
 
-    port = _free_port(8080)
-    base = os.environ.get("PROVENANCE_BASE_URL") or f"http://{_lan_address()}:{port}"
-    cascade(demo, directory, base, carrier, at, append)
-    with contextlib.ExitStack() as running:  # the witnesses outlive the ingest, for the scan
-        live(demo, directory, seconds, running)
-        scan(demo, directory, port, base, serve)
-    demo.say(f"Done: the ledger, keys, bundle and tampered copies are in {directory}")
-    return 0
+    cascade(demo, directory, place.base, carrier, at, append)
+    broker_url = live(demo, directory, seconds, running)
+    server = scan(demo, directory, place, running)
+    return serving(directory, place, broker_url, server, serve, running)
+
+
+def fine_lot(demo: Demo, at, append, start: int, carrier: str) -> None:  # type: ignore[no-untyped-def]
+    """A second lot of the same kale whose journey is simply fine."""
+    demo.say(
+        f"5b. Meanwhile a second lot, {FINE}, travels as it should: commissioned, shipped, "
+        "received, every reading in range, never recalled (something normal to compare with)"
+    )
+    demo.run(
+        "batch", "register", "--gtin", GTIN, "--lot", FINE, "--product", "Curly kale 250 g",
+        "--as", FARM, "--category", "food", "--profile", "chilled",
+        "--expiry", format_time(start + 14 * 24 * HOUR)[:10], "--produced", at(-0.4),
+    )  # fmt: skip
+    probe = demo.run("device", "add", FINE_PROBE, "--owner", CARRIER).strip()
+    append(
+        FARM, {"kind": "attach", "batches": [FINE_URI], "data": {"device": probe}, "time": at(0)}
+    )
+    shipped = append(
+        FARM,
+        {
+            "kind": "ship",
+            "batches": [FINE_URI],
+            "data": {
+                "to": carrier,
+                "location": {"name": "Green Valley packhouse", "country": "KE"},
+            },
+            "time": at(0.1),
+        },
+    )
+    append(
+        CARRIER,
+        {
+            "kind": "receive",
+            "batches": [FINE_URI],
+            "data": {"shipment": shipped.strip()},
+            "time": at(0.3),
+        },
+    )
+    append(
+        FINE_PROBE,
+        [
+            {"kind": "reading", "data": {"temperature_c": t}, "time": at(1 + i / 4)}
+            for i, t in enumerate([2.8, 3.0, 3.3, 3.6, 3.4, 3.1, 2.9, 3.2])
+        ],
+    )
+    append(  # delivered: the carrier takes its probe off; the record is complete
+        CARRIER,
+        {"kind": "detach", "batches": [FINE_URI], "data": {"device": probe}, "time": at(3)},
+    )
 
 
 def cascade(demo: Demo, directory: Path, base: str, carrier: str, at, append) -> None:  # type: ignore[no-untyped-def]
@@ -355,76 +483,120 @@ def cascade(demo: Demo, directory: Path, base: str, carrier: str, at, append) ->
     )
 
 
-def scan(demo: Demo, directory: Path, port: int, base: str, serve: float | None) -> None:
-    """The consumer's side: the scan page, served for a phone, and its QR code."""
+def scan(
+    demo: Demo, directory: Path, place: Place, running: contextlib.ExitStack
+) -> subprocess.Popen[bytes]:
+    """The consumer's side: the web app, up and answering, its scan pages checked."""
     demo.say("13. Scan it: the resolver and the consumer pages of the kale and the salad")
-    url = base.rstrip("/") + SALAD_URI.removeprefix("https://id.gs1.org")
-    args = ["serve", "--host", "0.0.0.0", "--port", str(port), "--base-url", base]
-    print("$ provenance " + " ".join(args) + f" &   (log: {directory / 'serve.log'})")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "provenance", *args],
-        env=demo.env,
-        stdout=subprocess.DEVNULL,
-        stderr=(directory / "serve.log").open("wb"),
+    args = ["serve", "--host", place.host, "--port", str(place.port), "--base-url", place.base]
+    server = _background(demo, directory / "serve.log", *args)
+    running.callback(_stop, server)
+    size, cosigners = _wait_for_witnesses(directory, 60)
+    checkpoint = _fetch_when_up(f"{place.local}/log/v1/checkpoint", server, 30)
+    lines = checkpoint.split("\n\n", 1)[1].splitlines()
+    print(
+        f"  GET /log/v1/checkpoint  ->  size {size}, signed by the log and cosigned by "
+        f"{len(lines) - 1} witnesses: {', '.join(cosigners)}"
     )
-    try:
-        size, cosigners = _wait_for_witnesses(directory, 60)
-        checkpoint = _fetch_when_up(f"http://127.0.0.1:{port}/log/v1/checkpoint", server, 30)
-        lines = checkpoint.split("\n\n", 1)[1].splitlines()
+    kept = directory / "cosigned.checkpoint"
+    kept.write_text(checkpoint)
+    policy = str(directory / "witnesses.policy")
+    demo.run("verify", "--checkpoint", str(kept), "--policy", policy)
+    for uri in (LOT_URI, SALAD_URI, FINE_URI):
+        local = place.local_url(uri)
+        status = json.loads(_fetch_when_up(local, server, 30, accept="application/json"))
+        print(f"  GET {local}  ->  state: {status['state']}")
+        for record in status["recall"]["recalls"]:
+            source = "" if record["direct"] else f" (made from {record['source']})"
+            print(f"    recalled{source}: {record['reason']}")
+    page = _fetch_when_up(place.local_url(SALAD_URI), server, 30, accept="text/html")
+    found = re.search(r'<li class="witnesses">(.*?)</li>', page, re.S)
+    shown = html.unescape(found.group(1)).strip() if found else "no witnesses named"
+    print(f"  the salad's page, record check: {shown}")
+    return server
+
+
+def serving(
+    directory: Path,
+    place: Place,
+    broker_url: str,
+    server: subprocess.Popen[bytes],
+    serve: float | None,
+    running: Running,
+) -> int:
+    """The closing summary; then keep everything up for *serve* seconds
+    (None: until stopped). A URL is printed only while it is served."""
+    demo_dir = directory
+    print(f"\n== Done: the ledger, keys, bundle and tampered copies are in {demo_dir}")
+    if serve is not None and serve <= 0:
         print(
-            f"  GET /log/v1/checkpoint  ->  size {size}, signed by the log and cosigned by "
-            f"{len(lines) - 1} witnesses: {', '.join(cosigners)}"
+            "  Not serving (--serve 0): everything is stopped now. To serve the scan pages "
+            f"again: provenance --db {demo_dir / 'provenance.db'} serve",
+            flush=True,
         )
-        kept = directory / "cosigned.checkpoint"
-        kept.write_text(checkpoint)
-        policy = str(directory / "witnesses.policy")
-        demo.run("verify", "--checkpoint", str(kept), "--policy", policy)
-        for uri in (LOT_URI, SALAD_URI):
-            local = f"http://127.0.0.1:{port}" + uri.removeprefix("https://id.gs1.org")
-            status = json.loads(_fetch_when_up(local, server, 30, accept="application/json"))
-            print(f"  GET {local}  ->  state: {status['state']}")
-            for record in status["recall"]["recalls"]:
-                source = "" if record["direct"] else f" (made from {record['source']})"
-                print(f"    recalled{source}: {record['reason']}")
-        page = _fetch_when_up(
-            f"http://127.0.0.1:{port}" + SALAD_URI.removeprefix("https://id.gs1.org"),
-            server,
-            30,
-            accept="text/html",
+        return 0
+    print(
+        f"  Running: the web app at {place.base} (listening on "
+        f"{_url_host(place.host)}:{place.port}), the ingest service on {broker_url}, "
+        "two witnesses"
+    )
+    print("  Scan pages:")
+    for what, uri in (
+        ("a lot that is simply fine", FINE_URI),
+        ("the recalled kale", LOT_URI),
+        ("the salad made from it, recalled too", SALAD_URI),
+    ):
+        print(f"    {what + ':':<38} {place.scan_url(uri)}")
+    if place.everywhere:
+        print("\n  Scan with a phone on this network, or open:")
+    else:
+        print(
+            f"\n  Open it on this machine (a phone cannot reach {place.host}; "
+            "`--host 0.0.0.0` serves the network):"
         )
-        found = re.search(r'<li class="witnesses">(.*?)</li>', page, re.S)
-        shown = html.unescape(found.group(1)).strip() if found else "no witnesses named"
-        print(f"  the salad's page, record check: {shown}")
-        print(f"\n  Scan with a phone on this network, or open:\n  {url}\n")
-        _print_qr(url)
-        if serve is None:
-            serve = float("inf") if sys.stdin.isatty() else 0.0
-        if serve > 0:
-            forever = serve == float("inf")
-            print(
-                "  Serving until Ctrl-C" if forever else f"  Serving for {serve:.0f} s", flush=True
-            )
-            with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
-                server.wait(timeout=None if forever else serve)
-    finally:
-        server.send_signal(signal.SIGTERM)
+    print(f"  {place.scan_url(SALAD_URI)}\n")
+    _print_qr(place.scan_url(SALAD_URI))
+    forever = serve is None
+    how = "Ctrl-C" if sys.stdin.isatty() else "SIGTERM"
+    print(
+        f"  Serving until stopped ({how})" if forever else f"  Serving for {serve:.0f} s",
+        flush=True,
+    )
+    running.serving = True
+    deadline = None if forever else time.monotonic() + serve
+    while deadline is None or time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            code = server.wait(timeout=1.0)
+            print(f"  the web app stopped by itself (exit {code}); see {directory / 'serve.log'}")
+            return 1
+    print("  Done serving; stopping", flush=True)
+    return 0
+
+
+def _own_port(port: int, host: str) -> int:
+    """*port* when it is free on *host*; else a clear error."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port "
+                "or leave it out to take a free one"
+            ) from None
+    return port
 
 
 def _free_port(preferred: int, host: str = "0.0.0.0") -> int:
     """*preferred* when it is free, else any free port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for port in (preferred, 0):
-        with socket.socket() as probe:
+        with socket.socket(family) as probe:
             try:
                 probe.bind((host, port))
             except OSError:
                 continue
             return probe.getsockname()[1]
-    raise SystemExit("no free TCP port for the web server")
+    raise click.ClickException(f"no free TCP port on {host} for the web app; check --host")
 
 
 def _lan_address() -> str:
@@ -465,8 +637,10 @@ def _print_qr(url: str) -> None:
     sys.stdout.flush()
 
 
-def live(demo: Demo, directory: Path, seconds: float, running: contextlib.ExitStack) -> None:
-    """The running system: witnesses, broker, ingest service, simulated gateways."""
+def live(demo: Demo, directory: Path, seconds: float, running: contextlib.ExitStack) -> str:
+    """The running system: witnesses, broker, ingest service, simulated gateways.
+    The witnesses, broker and ingest stay up (stopped with *running*); the
+    broker's URL."""
     from provenance.infra.localbroker import Broker, describe
 
     demo.say(
@@ -477,63 +651,30 @@ def live(demo: Demo, directory: Path, seconds: float, running: contextlib.ExitSt
     witnesses(demo, directory, running)
     print(f"  {describe()}")
     broker = Broker(directory / "broker").start()
+    running.callback(broker.stop)
     ready = directory / "ingest.ready"
-    ingest = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "provenance",
-            "ingest",
-            "--broker",
-            broker.url,
-            "--ready-file",
-            str(ready),
-        ],
-        env=demo.env,
-        stdout=subprocess.DEVNULL,
-        stderr=(directory / "ingest.log").open("wb"),
+    ingest = _background(
+        demo, directory / "ingest.log", "ingest", "--broker", broker.url, "--ready-file", str(ready)
     )
-    print(
-        f"$ provenance ingest --broker {broker.url} --ready-file {ready} &"
-        f"   (log: {directory / 'ingest.log'})"
-    )
-    try:
-        # An MQTT broker drops what nobody has subscribed to yet: start the fleet
-        # only once the ingest service says it holds its subscriptions.
-        if not _wait_for_file(ready, ingest, 60):
-            raise SystemExit(f"the ingest service did not subscribe; see {directory}/ingest.log")
-        demo.stream(
-            "simulate",
-            "--broker",
-            broker.url,
-            "--scenario",
-            "vaccine",
-            "--gateways",
-            "6",
-            "--devices",
-            "24",
-            "--rate",
-            "200",
-            "--duration",
-            str(seconds),
-            "--accelerate",
-            "7200",
-            "--excursions",
-            "0.5",
-            "--offline",
-            "0.3",
-        )
-    finally:
-        ingest.send_signal(signal.SIGTERM)
-        try:
-            code = ingest.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            ingest.kill()
-            code = ingest.wait(timeout=10)
-        broker.stop()
-    print(f"  ingest stopped (exit {code}) after committing what was in flight")
+    running.callback(_stop_ingest, ingest)
+    # An MQTT broker drops what nobody has subscribed to yet: start the fleet
+    # only once the ingest service says it holds its subscriptions.
+    if not _wait_for_file(ready, ingest, 60):
+        raise SystemExit(f"the ingest service did not subscribe; see {directory}/ingest.log")
+    demo.stream(
+        "simulate", "--broker", broker.url, "--scenario", "vaccine", "--gateways", "6",
+        "--devices", "24", "--rate", "200", "--duration", str(seconds), "--accelerate", "7200",
+        "--excursions", "0.5", "--offline", "0.3",
+    )  # fmt: skip
+    print(f"  the fleet is done; the ingest service keeps listening on {broker.url}")
     demo.run("stats")
     demo.run("verify")
+    return broker.url
+
+
+def _stop_ingest(ingest: subprocess.Popen[bytes]) -> None:
+    code = _stop(ingest)
+    print(f"  ingest stopped (exit {code}) after committing what was in flight", flush=True)
 
 
 WITNESSES = (  # (name on the scan page, key name, folder)
@@ -586,13 +727,15 @@ def _background(demo: Demo, log: Path, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, and SIGKILL if it has not gone within 30 s; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=30)
+        return process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.wait(timeout=10)
+        return process.wait(timeout=10)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -670,15 +813,32 @@ def _copy_db(source: Path, target: Path) -> None:
     "--serve",
     type=click.FloatRange(min=0),
     default=None,
-    help="Seconds to keep serving the scan pages at the end "
-    "(default: until Ctrl-C on a terminal, else 0).",
+    help="Seconds to keep the system up at the end (default: until stopped with "
+    "Ctrl-C or SIGTERM, with or without a terminal; 0: stop at once, print no URL).",
 )
-def command(directory: str, seconds: float, serve: float | None) -> None:
-    """A narrated walkthrough: parties, a lot, its journey, a checkpoint,
-    tampering caught by `verify`; then the running system: a local broker, the
-    ingest service and a simulated fleet of gateways, with progress lines; and
-    last the consumer's scan page, with the lot's URL and QR code.
+@click.option(
+    "--host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    help="The interface the web app listens on: 0.0.0.0 for every interface (a phone on "
+    "the same network then opens the printed LAN URL).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(min=1, max=65535),
+    default=None,
+    help=f"The web app's port (default: {DEFAULT_PORT} when free, else any free port).",
+)
+def command(
+    directory: str, seconds: float, serve: float | None, host: str, port: int | None
+) -> None:
+    """The main job: a narrated walkthrough (parties, lots, a journey, a
+    checkpoint, tampering caught by `verify`, a recall), then the running
+    system: two witnesses, a local broker, the ingest service fed by a
+    simulated fleet, and the web app. It prints the scan pages' URLs (a lot
+    that is simply fine among them) and a QR code once they answer, and keeps
+    everything up until stopped.
 
-    Example: provenance demo --dir /tmp/demo --seconds 10 --serve 0
+    Example: provenance demo --host 0.0.0.0   (then open the printed URL on a phone)
     """
-    sys.exit(run(Path(directory), seconds, serve))
+    sys.exit(run(Path(directory), seconds, serve, host, port))

@@ -25,6 +25,7 @@ from provenance.cli.errors import friendly
 from provenance.cli.inputs import MAX_EPCIS_INPUT, MAX_SCHEMA_INPUT, read_input
 from provenance.cli.keys import KEY_OPTION
 from provenance.cli.options import out_option, product_option, time_range_options
+from provenance.cli.progress import bar
 from provenance.core.errors import ValidationError
 from provenance.core.timefmt import parse_date, parse_time
 
@@ -125,9 +126,15 @@ def export_epcis(
     since_us, until_us = time_range(since, until)
     _check_range(since_us, until_us)
     store = ctx.reader()
-    with _output(out, binary=False) as stream:
+    with _output(out, binary=False) as stream, bar("exporting") as progress:
         count = write_ledger_document(
-            store, stream, lot=lot_uri, since_us=since_us, until_us=until_us, product=product
+            store,
+            stream,
+            lot=lot_uri,
+            since_us=since_us,
+            until_us=until_us,
+            product=product,
+            progress=progress,
         )
     click.echo(f"{count} EPCIS events" + (f" written to {out}" if out else ""), err=True)
 
@@ -177,8 +184,10 @@ def export_fsma204(
         format_ = "xlsx" if out and out.lower().endswith(".xlsx") else "csv"
     if format_ == "xlsx" and out is None and _stdout_is_terminal():
         raise click.UsageError("XLSX is binary: pass --out FILE or redirect standard output")
-    rows = store_rows(ctx.reader(), product=product, since_us=since_us, until_us=until_us)
-    with _output(out, binary=True) as stream:
+    with _output(out, binary=True) as stream, bar("exporting") as progress:
+        rows = store_rows(
+            ctx.reader(), product=product, since_us=since_us, until_us=until_us, progress=progress
+        )
         if format_ == "xlsx":
             count = write_xlsx(rows, stream)
         else:
@@ -270,7 +279,8 @@ def import_epcis(
         plural = "s" if count != 1 else ""
         lines = [f"{name} is not valid EPCIS 2.0 ({count} schema problem{plural}; {listed}):"]
         raise click.ClickException("\n".join(lines + [f"  {line}" for line in problems]))
-    report = import_events(ctx.ledger(), key, prepare(document))
+    with bar("importing") as progress:
+        report = import_events(ctx.ledger(), key, prepare(document), progress=progress)
     for outcome in report.outcomes:
         click.echo(
             "\t".join(

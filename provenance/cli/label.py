@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from provenance.barcodes import digital_link, labels, pdf
+from provenance.cli.progress import bar
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError
 from provenance.store.db import Store
@@ -89,7 +90,8 @@ def command(
             data = labels.label_svg(label)
         else:
             count = count or pdf.sheet_capacity(label)
-            data = pdf.sheet_pdf([label] * count)
+            with bar("laying out labels", unit="labels") as progress:
+                data = pdf.sheet_pdf([label] * count, progress=progress)
     except ProvenanceError as exc:
         raise click.ClickException(str(exc)) from exc
     _write(out, data)

@@ -14,6 +14,7 @@ import click
 
 from provenance.cli.context import Context, pass_context
 from provenance.cli.inputs import MAX_BUNDLE_INPUT, MAX_CHECKPOINT_INPUT, read_input
+from provenance.cli.progress import bar
 from provenance.core.errors import ProvenanceError, VerificationError
 from provenance.core.identity import public_key_from_did
 from provenance.core.jcs import parse_json
@@ -149,7 +150,10 @@ def verify(
             report_lot = verify_bundle(lot_bundle, key, checkpoint=note)
             click.echo(f"OK {report_lot.summary()}")
             return
-        report = verify_ledger(store, key, external_checkpoint=note, workers=workers)
+        with bar("verifying") as progress:
+            report = verify_ledger(
+                store, key, external_checkpoint=note, workers=workers, progress=progress
+            )
     except ProvenanceError as exc:
         click.echo(f"FAILED: {exc}")
         sys.exit(1)

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from provenance.core.envelope import Envelope
 from provenance.core.errors import NotFound
+from provenance.core.progress import Progress, counted
 from provenance.core.timefmt import format_time, now_micros
 from provenance.exchange.epcis_collector import EventCollector, MemoryKeeper, SpillKeeper
 from provenance.exchange.epcis_mapping import EventMapper
@@ -214,11 +215,13 @@ def ledger_events(
     since_us: int | None = None,
     until_us: int | None = None,
     product: str | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[LedgerEvent]:
     """The ledger's lot events (every kind but enrol, revoke and grant) in log order, or one lot's
     chain in chain order (*lot*; NotFound if the ledger has no such lot), keeping those with
     ``since_us <= time < until_us`` (microseconds) and, with *product*, those filed under a
-    lot whose product name contains it (case-insensitive)."""
+    lot whose product name contains it (case-insensitive). *progress* is told how far the
+    walk is: through the log's events, or the lot's chain (`provenance.core.progress`)."""
     wanted: set[str] | None = None
     if product is not None:
         needle = product.casefold()
@@ -227,9 +230,14 @@ def ledger_events(
         chain = store.chain_by_subject(lot)
         if chain is None or store.lot_by_uri(lot) is None:
             raise NotFound(f"no lot {lot} in this ledger")
-        stored_events: Iterable[Any] = store.chain_events(chain[0])
+        stored_events: Iterable[Any] = counted(store.chain_events(chain[0]), chain[3], progress)
     else:
-        rows = store.event_rows(kinds=IDENTITY_KINDS, exclude=True)
+        rows = counted(
+            store.event_rows(kinds=IDENTITY_KINDS, exclude=True),
+            store.log_size(),
+            progress,
+            position=lambda row: row[0],  # its log index
+        )
         stored_events = (store.event_from_row(row) for row in rows)
     for stored in stored_events:
         envelope = stored.envelope
@@ -255,15 +263,23 @@ def write_ledger_document(
     product: str | None = None,
     created: str | None = None,
     reading_window_s: int = READING_WINDOW_S,
+    progress: Progress | None = None,
 ) -> int:
     """Write the EPCISDocument of the ledger (or of one lot), filtered as `ledger_events`
     filters, to *out*, from one consistent read of the store; returns the number of EPCIS
     events written. A receive whose shipment falls outside the filter still names its
-    sender (the ship event is looked up)."""
+    sender (the ship event is looked up). *progress*: as `ledger_events` walks."""
     with store.snapshot():
         return write_document(
             out,
-            ledger_events(store, lot=lot, since_us=since_us, until_us=until_us, product=product),
+            ledger_events(
+                store,
+                lot=lot,
+                since_us=since_us,
+                until_us=until_us,
+                product=product,
+                progress=progress,
+            ),
             created=created or format_time(now_micros()),
             identities=store_identities(store),
             lots=store_lots(store),

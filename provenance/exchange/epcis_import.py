@@ -35,6 +35,7 @@ from provenance.core import gs1, jcs
 from provenance.core.envelope import MAX_BATCHES, Envelope
 from provenance.core.errors import ProvenanceError, ValidationError
 from provenance.core.jcs import canonicalize
+from provenance.core.progress import Progress, counted
 from provenance.exchange.canonical_values import normalise_identifier
 from provenance.exchange.epcis_vocabulary import IMPORTED
 from provenance.exchange.event_hash import document_events, event_hash, ignore_fields
@@ -464,11 +465,14 @@ def import_events(
     prepared: Sequence[Prepared],
     *,
     source: str | None = "import epcis",
+    progress: Progress | None = None,
 ) -> ImportReport:
     """Sign and append one ``epcis`` envelope per new event as the holder of *key*, all or
     nothing. ``batches`` lists the lots the event names that the ledger has (none: the
     event is filed under the signer's EPCIS stream). Each envelope must pass the wire
-    checks (64 KiB, 32 levels). Seqs follow the signer's highest (`ledger.signer.Signer`)."""
+    checks (64 KiB, 32 levels). Seqs follow the signer's highest (`ledger.signer.Signer`).
+    *progress* is told how many of the events have been prepared and signed
+    (`provenance.core.progress`); the append that follows is one transaction."""
     from provenance.ledger.signer import Signer
 
     store = ledger.store
@@ -487,7 +491,8 @@ def import_events(
     pending: list[Outcome] = []
     firsts: dict[bytes, Outcome] = {}  # content key -> its first outcome in this document
     copies: list[tuple[Outcome, Outcome]] = []  # (a repeat in the document, its first)
-    for item, content in zip(prepared, keys, strict=True):
+    walk = counted(zip(prepared, keys, strict=True), len(prepared), progress, every=64)
+    for item, content in walk:
         batches = tuple(uri for uri in item.lots if known(uri))
         outcome = Outcome(item.position, "stored", item.event_id, lots=batches)
         report.outcomes.append(outcome)

@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from provenance.core import gs1
 from provenance.core.envelope import Envelope
+from provenance.core.progress import Progress, counted
 from provenance.exchange import spreadsheet
 from provenance.exchange.epcis_text import as_list, ends, place, quantities, short_name
 from provenance.exchange.epcis_vocabulary import IMPORTED, LedgerEvent
@@ -552,9 +553,11 @@ def store_rows(
     product: str | None = None,
     since_us: int | None = None,
     until_us: int | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[Row]:
     """The rows for the whole ledger (one consistent read), in log order: events of the CTE
-    kinds with ``since_us <= time < until_us``, optionally only for *product*."""
+    kinds with ``since_us <= time < until_us``, optionally only for *product*. *progress*
+    is told how far through the log's events the walk is (`provenance.core.progress`)."""
     with store.snapshot():
         lookups = _StoreLookups(store)
 
@@ -562,7 +565,13 @@ def store_rows(
         subject = store.subject
 
         def events() -> Iterator[LedgerEvent]:
-            for row in store.event_rows(kinds=CTE_KINDS):
+            rows = counted(
+                store.event_rows(kinds=CTE_KINDS),
+                store.log_size(),
+                progress,
+                position=lambda row: row[0],  # its log index
+            )
+            for row in rows:
                 stored = store.event_from_row(row)
                 envelope = stored.envelope
                 lookups.observe(envelope)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,8 @@ from provenance.core.heads import audit_heads
 from provenance.core.identity import verifier_for
 from provenance.core.kinds import KIND_NAMES, SIGNER_ROLES
 from provenance.core.merkle import LEAF_PREFIX, NODE_PREFIX, MemoryTree, hash_children, range_hash
+from provenance.core.progress import Progress
+from provenance.core.progress import report as report_progress
 from provenance.core.timefmt import parse_time
 from provenance.infra import lifeline
 from provenance.ledger.audit_state import check_identities, check_state, signer_history
@@ -287,12 +289,16 @@ def verify_ledger(
     *,
     external_checkpoint: str | None = None,
     workers: int | None = None,
+    progress: Progress | None = None,
 ) -> Report:
     """Check the whole ledger. Never raises for what it finds: every problem is
-    in the report, with the event it concerns."""
+    in the report, with the event it concerns. *progress* is told how many of
+    the log's events have been checked (`provenance.core.progress`): ``(0,
+    size)`` first, then as each block of events is done."""
     report = Report()
     size = store.log_size()
     report.log_size = size
+    report_progress(progress, 0, size)
     registry = signer_history(store, report)
     check_identities(store, registry, report)
     check_state(store, report)
@@ -320,11 +326,21 @@ def verify_ledger(
             ]
             checkpoints = _open_checkpoints(store, name, log_public_key, report)
             _check_heads(store, size, report)
+            if progress is not None:
+                blocks = dict(zip(futures, ranges, strict=True))
+                checked = 0
+                for future in as_completed(futures):
+                    begin, end = blocks[future]
+                    checked += end - begin
+                    progress(checked, size)
             results = [future.result() for future in futures]
     else:
         checkpoints = _open_checkpoints(store, name, log_public_key, report)
         _check_heads(store, size, report)
-        results = [_check_range(None, store, begin, end, registry) for begin, end in ranges]
+        results = []
+        for begin, end in ranges:
+            results.append(_check_range(None, store, begin, end, registry))
+            report_progress(progress, end, size)
 
     ids: list[bytes | None] = []
     levels: list[list[bytes]] = []
