@@ -18,6 +18,7 @@ from provenance.store.derived import (
     DESCENDANTS,
     EDGE,
     descendants,
+    recall_reach,
     record_commission,
     record_dispense,
     record_flag,
@@ -257,6 +258,10 @@ class DerivedState:
             "WHERE s.receive_event IS NULL"
         )
         return {row[0]: tuple(row[1:]) for row in rows}  # type: ignore[misc]
+
+    def recall_reach(self, sources: Sequence[int]) -> list[tuple[int, int]]:
+        """(lot, source) of every lot a recall of *sources* signed now would reach."""
+        return recall_reach(self.conn, sources)
 
     def record_recall(self, event_index: int, sources: Sequence[int]) -> list[int]:
         return record_recall(self.conn, event_index, sources)
