@@ -24,6 +24,7 @@ from provenance.web.background import serving
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
 BAG = gs1.lot_uri(GTIN, "BAG1")
 
 pytestmark = pytest.mark.slow
@@ -118,6 +119,10 @@ def test_recall_preview_then_confirm_in_the_browser(chromium, file_world, tmp_pa
         assert not world.store.lot_by_uri(LOT).recalled
         assert tab.locator("input[name=class][value=II]").is_checked()
         shot(tab, tmp_path, "portal-recall-preview-1280.png")
+        tab.set_viewport_size(PHONE)
+        assert tab.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        shot(tab, tmp_path, "portal-recall-preview-390.png")
+        tab.set_viewport_size(DESKTOP)
 
         # confirm, then sign in the browser
         tab.check("#recall-confirm input[name=confirm]")
@@ -149,4 +154,43 @@ def test_recall_preview_then_confirm_in_the_browser(chromium, file_world, tmp_pa
         shot(tab, tmp_path, "portal-regulator-overview-1280.png")
         assert errors == [], errors
         assert elsewhere == [], elsewhere
+        context.close()
+
+
+def test_ship_to_search_works_without_javascript(chromium, file_world, tmp_path):
+    """The farm's "Ship to" lists only receivers a shipment can go to, and its
+    search box narrows them on the server, with scripts off."""
+    world = file_world
+    portal = Portal(world, make_app(world, tmp_path), tmp_path)
+    portal.user("farm1", "farm")
+    with serving(portal.app) as base_url:
+        context = chromium.new_context(viewport=PHONE, java_script_enabled=False)
+        tab = context.new_page()
+        tab.set_default_timeout(15_000)
+        tab.goto(base_url + "/portal/login")
+        tab.fill("input[name=name]", "farm1")
+        tab.fill("input[name=password]", PASSWORD)
+        tab.click("button[type=submit]")
+        tab.wait_for_load_state("load")
+        tab.goto(f"{base_url}/portal/lots/{portal.lot_id(LOT)}")
+        offered = tab.locator("select[name=to] option").all_inner_texts()[1:]
+        assert offered == [
+            "carrier (carrier)",
+            "dc (distributor)",
+            "packer (processor)",
+            "store (retailer)",
+        ]
+        tab.fill("input[name=to_q]", "retail")
+        tab.get_by_role("button", name="Search").click()
+        tab.wait_for_load_state("load")
+        assert tab.locator("select[name=to] option").all_inner_texts()[1:] == ["store (retailer)"]
+        shot(tab, tmp_path, "portal-ship-to-search-390.png")
+        chosen = tab.locator("select[name=to]").evaluate("s => s.selectedOptions[0].text")
+        assert chosen == "store (retailer)"  # the one match is chosen
+        tab.get_by_role("button", name="Ship", exact=True).click()
+        tab.wait_for_load_state("load")
+        assert "custody moves when the receiver confirms receipt" in (
+            tab.text_content("body") or ""
+        )
+        assert world.store.open_shipment_for(portal.lot_id(LOT)) is not None
         context.close()
