@@ -329,3 +329,13 @@ def test_recall_report_where_is_the_last_place_actually_recorded(chain):
     assert by_lot[BAG]["location_recorded"]["basis"] == "holder"
     lots_csv = text(client.get(f"/portal/regulator/recalls/{chain.lot_id(LOT)}/lots.csv"))
     assert "Store 7" in lots_csv and "Packhouse dock" not in lots_csv
+
+
+def test_a_recall_form_names_a_bounded_number_of_lots(chain):
+    many = "\n".join(gs1.lot_uri(GTIN, f"X{n}") for n in range(201))
+    response = preview(chain, lots=many, **{"class": "I"})
+    assert response.status_code == 400
+    assert "Name at most 200 lots in one recall" in text(response)
+    form = {"lots": many, "reason": "x", "class": "I", "confirm": "yes"}
+    refused = chain.post("reg1", "/portal/regulator/recall", form)
+    assert refused.status_code == 400 and recall_rows(chain.world) == 0

@@ -39,6 +39,7 @@ bp = Blueprint("regulator", __name__, url_prefix="/regulator")
 SEARCH_PAGE = 50
 OVERVIEW_PAGE = 50
 RECALL_CLASSES = ("I", "II", "III")
+MAX_RECALL_LOTS = 200  # lots one recall form may name (each is looked up for the preview)
 
 
 def _log_key() -> bytes | None:
@@ -126,8 +127,14 @@ def _recall_form() -> tuple[dict[str, str], list[str], dict[str, str]]:
     default: the class in particular is the regulator's choice."""
     form = {k: (request.form.get(k) or "").strip() for k in ("reason", "class", "instructions")}
     raw = _lots_from_form()
-    form["lots"] = "\n".join(raw)
     errors: dict[str, str] = {}
+    if len(raw) > MAX_RECALL_LOTS:
+        errors["lots"] = _(
+            "Name at most %(n)d lots in one recall; the lots made from them are recalled too.",
+            n=MAX_RECALL_LOTS,
+        )
+        raw = raw[:MAX_RECALL_LOTS]
+    form["lots"] = "\n".join(raw)
     uris = []
     for item in raw:
         try:
