@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from children import Family, assert_nothing_left
+from support.children import Family, assert_nothing_left
 
 from provenance.cli import demo
 
@@ -162,15 +162,15 @@ def _check_story(out: str, directory: Path) -> None:
 
 def test_loopback_by_default_and_the_lan_address_when_listening_everywhere(monkeypatch):
     monkeypatch.delenv("PROVENANCE_BASE_URL", raising=False)
-    here = demo.Place("127.0.0.1", None)
+    here = demo.Listener("127.0.0.1", None)
     assert here.base == here.local == f"http://127.0.0.1:{here.port}"
     assert not here.everywhere
-    everywhere = demo.Place("0.0.0.0", None)
+    everywhere = demo.Listener("0.0.0.0", None)
     assert everywhere.local == f"http://127.0.0.1:{everywhere.port}"  # its own checks
     assert "0.0.0.0" not in everywhere.base  # never a URL nobody can open
     assert everywhere.base == f"http://{demo._lan_address()}:{everywhere.port}"
     monkeypatch.setenv("PROVENANCE_BASE_URL", "https://scan.example")
-    assert demo.Place("0.0.0.0", None).scan_url(demo.FINE_URI) == (
+    assert demo.Listener("0.0.0.0", None).scan_url(demo.FINE_URI) == (
         "https://scan.example/01/09506000134352/10/KALE-2612"
     )
 
@@ -185,11 +185,11 @@ def test_a_taken_port_is_a_clear_error():
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(click.ClickException, match="choose another --port"):
-            demo.Place("127.0.0.1", port)
+            demo.Listener("127.0.0.1", port)
 
 
 def test_not_serving_prints_no_url(tmp_path, capsys):
-    place = demo.Place("127.0.0.1", None)
+    place = demo.Listener("127.0.0.1", None)
     code = demo.serving(tmp_path, place, "mqtt://127.0.0.1:1", None, 0.0, demo.Running())  # type: ignore[arg-type]
     out = capsys.readouterr().out
     assert code == 0

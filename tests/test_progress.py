@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from world import GTIN, LOT, World
+from support.world import GTIN, LOT, World
 
 from provenance.barcodes import labels, pdf
 from provenance.core.progress import counted

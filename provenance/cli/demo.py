@@ -75,7 +75,7 @@ class Running(contextlib.ExitStack):
     serving = False  # set once everything is up: a stop from then on is the normal end
 
 
-class Place:
+class Listener:
     """Where the web app listens and the URLs that reach it."""
 
     def __init__(self, host: str, port: int | None):
@@ -178,7 +178,7 @@ def run(
     running = Running()
     try:
         with running:
-            return _run(directory, seconds, serve, Place(host, port), running)
+            return _run(directory, seconds, serve, Listener(host, port), running)
     except Stopped as stop:
         name = signal.Signals(stop.signum).name
         print(f"\n== Stopped ({name}): web app, ingest, broker and witnesses shut down", flush=True)
@@ -189,7 +189,7 @@ def run(
 
 
 def _run(
-    directory: Path, seconds: float, serve: float | None, place: Place, running: Running
+    directory: Path, seconds: float, serve: float | None, place: Listener, running: Running
 ) -> int:
     if directory.exists():
         shutil.rmtree(directory)
@@ -484,7 +484,7 @@ def cascade(demo: Demo, directory: Path, base: str, carrier: str, at, append) ->
 
 
 def scan(
-    demo: Demo, directory: Path, place: Place, running: contextlib.ExitStack
+    demo: Demo, directory: Path, place: Listener, running: contextlib.ExitStack
 ) -> subprocess.Popen[bytes]:
     """The consumer's side: the web app, up and answering, its scan pages checked."""
     demo.say("13. Scan it: the resolver and the consumer pages of the kale and the salad")
@@ -518,7 +518,7 @@ def scan(
 
 def serving(
     directory: Path,
-    place: Place,
+    place: Listener,
     broker_url: str,
     server: subprocess.Popen[bytes],
     serve: float | None,

@@ -5,9 +5,12 @@ is named."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from provenance.core.errors import NotFound
 from provenance.domain.custody import Party, unknown_party
 from provenance.domain.rule_decisions import Flag, Hold, Release
+from provenance.store import queries as ask
 from provenance.store.db import Store
 from provenance.store.rows import Lot, StoredEvent
 
@@ -56,6 +59,43 @@ def recent_flags(store: Store, limit: int = 100) -> list[Flag]:
     with store.snapshot():
         cache = _Cache(store)
         return [cache.flag(store.subject(lot), event) for lot, event in store.recent_flags(limit)]
+
+
+@dataclass(frozen=True)
+class OpenDecision:
+    """A hold in force or a flag, on the lot with store id *lot_id*."""
+
+    lot_id: int
+    decision: Hold | Flag
+
+    @property
+    def kind(self) -> str:
+        return "hold" if isinstance(self.decision, Hold) else "flag"
+
+    @property
+    def excursion(self) -> bool:
+        """A cold-chain excursion: a coldchain flag, or a hold whose evidence has excursions."""
+        if isinstance(self.decision, Flag):
+            return self.decision.signal == "coldchain"
+        return bool(self.decision.evidence.get("excursions"))
+
+
+def open_decisions(store: Store, *, limit: int, offset: int = 0) -> tuple[list[OpenDecision], int]:
+    """Holds in force and flags on every lot, newest first (a page of them), and
+    how many there are: the regulator's overview."""
+    with store.snapshot():
+        rows, total = ask.open_decisions(store, limit=limit, offset=offset)
+        cache = _Cache(store)
+        found = [
+            OpenDecision(
+                lot,
+                cache.hold(store.subject(lot), event, None)
+                if kind == "hold"
+                else cache.flag(store.subject(lot), event),
+            )
+            for kind, lot, event in rows
+        ]
+    return found, total
 
 
 def _lot(store: Store, lot_uri: str) -> Lot:

@@ -125,16 +125,27 @@ def descendants(conn: sqlite3.Connection, lot_id: int, before: int | None = None
     ]
 
 
+def recall_reach(
+    conn: sqlite3.Connection, sources: Sequence[int], before: int | None = None
+) -> list[tuple[int, int]]:
+    """(lot, source) of every lot a recall of *sources* reaches: each source
+    itself, then every lot made from it (through transforms logged before
+    *before*, when given). The recall records exactly these rows, and the
+    portal's preview shows them before anything is signed: one cascade."""
+    rows: list[tuple[int, int]] = []
+    for source in sources:
+        rows.append((source, source))
+        rows.extend((lot_id, source) for lot_id in descendants(conn, source, before))
+    return rows
+
+
 def record_recall(conn: sqlite3.Connection, event_index: int, sources: Sequence[int]) -> list[int]:
     """A recall of *sources*: each source and every lot downstream of it gets an
     active row naming that source; all become recalled. Returns the affected
     lots: the sources in order, then the rest by id."""
-    rows: list[tuple[int, int, int]] = []
-    for source in sources:
-        rows.append((source, source, event_index))
-        rows.extend(
-            (lot_id, source, event_index) for lot_id in descendants(conn, source, event_index)
-        )
+    rows = [
+        (lot_id, source, event_index) for lot_id, source in recall_reach(conn, sources, event_index)
+    ]
     conn.executemany("INSERT OR IGNORE INTO recalls (lot, source, event) VALUES (?, ?, ?)", rows)
     affected = list(dict.fromkeys([*sources, *sorted({row[0] for row in rows})]))
     conn.executemany("UPDATE lots SET recalled = 1 WHERE id = ?", [(i,) for i in affected])

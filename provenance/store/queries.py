@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from provenance.core.kinds import KIND_CODES, KIND_NAMES
 from provenance.store.rows import Lot
 from provenance.store.state import LOT_SELECT, lot_from_row
 
@@ -113,3 +114,55 @@ def recalls_in_force(store: Store, limit: int = 500) -> list[tuple[int, list[int
         (event_index, [int(source) for source in str(sources).split(",")], count)
         for event_index, sources, count in rows
     ]
+
+
+# Kinds whose events say where a lot is (a commission's origin, the others' location).
+PLACE_KINDS = ("commission", "ship", "receive", "transform", "dispense")
+PLACE_SCAN = 200  # custody events of one lot read, newest first, to find its place
+
+PlaceRow = tuple[int, str, int, str, str | None]  # (index, kind, signer id, time, place JSON)
+
+
+def lot_custody_events(store: Store, lot_id: int, limit: int = PLACE_SCAN) -> list[PlaceRow]:
+    """(event index, kind, signer id, time, place JSON or None) of the lot's
+    custody events (commission, ship, receive, transform, dispense), newest first."""
+    codes = ",".join(str(KIND_CODES[kind]) for kind in PLACE_KINDS)
+    rows = store.conn.execute(
+        "SELECT e.idx, e.kind, e.signer, e.time, "
+        "coalesce(json_extract(e.data, '$.location'), json_extract(e.data, '$.origin')) "
+        f"FROM links k JOIN events e ON e.idx = k.event WHERE k.chain = ? AND e.kind IN ({codes}) "
+        "ORDER BY e.idx DESC LIMIT ?",
+        (lot_id, limit),
+    ).fetchall()
+    return [(idx, KIND_NAMES[kind], signer, time, place) for idx, kind, signer, time, place in rows]
+
+
+def last_place_of_party(store: Store, party_id: int) -> tuple[str, str] | None:
+    """(time, place JSON) of the newest custody event the party signed that names
+    a place, on any lot; None when it never named one."""
+    codes = ",".join(str(KIND_CODES[kind]) for kind in PLACE_KINDS)
+    return store.conn.execute(
+        "SELECT time, place FROM (SELECT e.idx, e.time, "
+        "coalesce(json_extract(e.data, '$.location'), json_extract(e.data, '$.origin')) AS place "
+        f"FROM events e WHERE e.signer = ? AND e.kind IN ({codes})) "
+        "WHERE place IS NOT NULL ORDER BY idx DESC LIMIT 1",
+        (party_id,),
+    ).fetchone()
+
+
+DecisionRow = tuple[str, int, int]  # ("hold" or "flag", lot id, event index)
+
+
+def open_decisions(store: Store, *, limit: int, offset: int) -> tuple[list[DecisionRow], int]:
+    """(kind "hold" or "flag", lot id, event index) of every hold in force and
+    every flag, newest first (a page of them), and how many there are."""
+    union = (
+        "SELECT 'hold' AS kind, lot, event FROM holds WHERE release_event IS NULL "
+        "UNION ALL SELECT 'flag', lot, event FROM flags"
+    )
+    total = store.conn.execute(f"SELECT count(*) FROM ({union})").fetchone()[0]
+    rows = store.conn.execute(
+        f"SELECT kind, lot, event FROM ({union}) ORDER BY event DESC, lot LIMIT ? OFFSET ?",
+        (limit, offset),
+    ).fetchall()
+    return [(kind, lot, event) for kind, lot, event in rows], total

@@ -23,6 +23,7 @@ from provenance.store.derived import (
     Refs,
     derive,
     descendants,
+    recall_reach,
     record_prefixes,
 )
 from provenance.store.rows import Identity, LineageEdge, Lot, LotState, parse_ids
@@ -263,6 +264,10 @@ class DerivedState:
             "WHERE s.receive_event IS NULL"
         )
         return {row[0]: tuple(row[1:]) for row in rows}  # type: ignore[misc]
+
+    def recall_reach(self, sources: Sequence[int]) -> list[tuple[int, int]]:
+        """(lot, source) of every lot a recall of *sources* signed now would reach."""
+        return recall_reach(self.conn, sources)
 
     def active_recalls(self, lot_id: int) -> list[tuple[int, int]]:
         """(source lot id, recall event index) of the lot's active recalls, oldest first."""

@@ -103,6 +103,48 @@ def parties(store: Store) -> list[Identity]:
     return [i for i in store.identities() if i.type == "party" and store.rotated_to(i.id) is None]
 
 
+# Roles a lot is shipped to: handlers along the chain. Regulators and
+# inspectors oversee, they do not take custody; a producer only takes back a
+# lot it made; a clinic takes vaccines, not food.
+SHIP_TO_ROLES = ("carrier", "distributor", "retailer", "processor", "clinic")
+SHIP_TO_LIMIT = 200
+
+
+def may_ship_to(lot: Lot, sender: Identity | None, party: Identity) -> bool:
+    """Whether the portal offers *party* as the receiver of *lot* from *sender*."""
+    if party.type != "party" or party.revoked_from is not None:
+        return False
+    if sender is not None and party.id == sender.id:
+        return False
+    if party.role == "producer":
+        return party.id == lot.commissioned_by
+    if party.role == "clinic":
+        return lot.category != "food"
+    return party.role in SHIP_TO_ROLES
+
+
+def ship_destinations(
+    store: Store, lot: Lot, sender: Identity | None, search: str | None = None
+) -> list[Identity]:
+    """The parties a shipment of *lot* can go to (`may_ship_to`), the lot's maker
+    first, then by name; with *search*, those whose name, role or did:key
+    contains it (case-insensitive). At most SHIP_TO_LIMIT."""
+    needle = (search or "").strip().casefold()[:100]
+    found = [
+        party
+        for party in parties(store)
+        if may_ship_to(lot, sender, party)
+        and (
+            not needle
+            or needle in party.name.casefold()
+            or needle in (party.role or "")
+            or needle in party.did.casefold()
+        )
+    ]
+    found.sort(key=lambda p: (p.id != lot.commissioned_by, p.name.casefold()))
+    return found[:SHIP_TO_LIMIT]
+
+
 @dataclass(frozen=True)
 class ActiveRecall:
     """A recall event still in force on some lot."""

@@ -5,6 +5,7 @@ the audit trail. Every query and action here is written to the audit trail
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from flask import (
@@ -17,8 +18,10 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 
-from provenance.ledger.decisions import active_holds, recent_flags
+from provenance.core.errors import ValidationError
+from provenance.ledger.decisions import active_holds, open_decisions, recent_flags
 from provenance.ledger.lineage import DIRECTIONS
 from provenance.store.queries import search_lots
 
@@ -28,12 +31,15 @@ from . import actions, common, exports, integrity, queries
 from .actions import audit
 from .browser_keys import when_signed
 from .guard import PortalError, needs, principal
-from .reports import recall_report
+from .reports import RecallPreview, recall_preview, recall_report
 from .state import portal
 
 bp = Blueprint("regulator", __name__, url_prefix="/regulator")
 
 SEARCH_PAGE = 50
+OVERVIEW_PAGE = 50
+RECALL_CLASSES = ("I", "II", "III")
+MAX_RECALL_LOTS = 200  # lots one recall form may name (each is looked up for the preview)
 
 
 def _log_key() -> bytes | None:
@@ -115,18 +121,88 @@ def _back(lots: list[str]) -> Response:
     return redirect(url_for("portal.regulator.recalls"), code=303)
 
 
+def _recall_form() -> tuple[dict[str, str], list[str], dict[str, str]]:
+    """The recall form's values (kept as typed), its lots as canonical URIs, and
+    an inline message per field that is missing or wrong. No field has a
+    default: the class in particular is the regulator's choice."""
+    form = {k: (request.form.get(k) or "").strip() for k in ("reason", "class", "instructions")}
+    raw = _lots_from_form()
+    errors: dict[str, str] = {}
+    if len(raw) > MAX_RECALL_LOTS:
+        errors["lots"] = _(
+            "Name at most %(n)d lots in one recall; the lots made from them are recalled too.",
+            n=MAX_RECALL_LOTS,
+        )
+        raw = raw[:MAX_RECALL_LOTS]
+    form["lots"] = "\n".join(raw)
+    uris = []
+    for item in raw:
+        try:
+            uris.append(actions.lot_uri_of(item, "lots"))
+        except ValidationError:
+            errors["lots"] = _("Not a lot's URI: %(text)s", text=item[:200])
+    if not raw:
+        errors["lots"] = _("Name the lot to recall.")
+    if not form["reason"]:
+        errors["reason"] = _("Say why the lot is recalled: every scan page shows it.")
+    if form["class"] not in RECALL_CLASSES:
+        errors["class"] = _("Choose the recall class: I, II or III.")
+    return form, uris, errors
+
+
+def _reach_key(found: RecallPreview) -> str:
+    """A short digest of what a recall would reach, to notice a change between
+    the preview and the signature."""
+    text = "\n".join(sorted(a.uri for a in found.affected))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _preview_page(form, found: RecallPreview, errors: dict[str, str], status: int = 200):
+    for uri in found.unknown:
+        errors.setdefault("lots", _("No lot %(uri)s in this ledger.", uri=uri))
+    page = render_template(
+        "portal/recall_preview.html",
+        form=form,
+        preview=found,
+        errors=errors,
+        reach=_reach_key(found),
+    )
+    return page, 400 if errors else status
+
+
+@bp.post("/recall/preview")
+@needs("recall")
+def recall_preview_page():
+    """What a recall would reach, before anything is signed: the named lots and
+    every lot made from them, holders, quantities, open shipments."""
+    who = principal()
+    form, uris, errors = _recall_form()
+    found = recall_preview(read_store(), uris)
+    audit(
+        who,
+        "recall-preview",
+        {"lots": list(found.named), "reaches": len(found.affected), "class": form["class"]},
+    )
+    return _preview_page(form, found, errors)
+
+
 @bp.post("/recall")
 @needs("recall")
 def recall():
     who = principal()
-    lots = _lots_from_form()
+    form, uris, errors = _recall_form()
+    lots = uris
+    found = recall_preview(read_store(), uris)
     if request.form.get("confirm") != "yes":
-        raise PortalError(
-            400,
-            "not confirmed",
-            "tick the box to confirm the recall: it is signed and public",
-            reason="confirm",
+        errors["confirm"] = _("Tick the box to confirm the recall: it is signed and public.")
+    shown = request.form.get("reach")
+    if shown and shown != _reach_key(found) and not errors:
+        errors["reach"] = _(
+            "What the recall reaches changed since you looked (a lot was made from it): "
+            "check the lots below again, then sign."
         )
+    if errors or found.unknown:
+        return _preview_page(form, found, errors)
 
     def signed(results: list[Any]) -> None:
         reached = len(read_store().lots_of_recall_event(results[0].index or 0))
@@ -139,9 +215,9 @@ def recall():
         done = actions.recall(
             who,
             batches=lots,
-            reason=request.form.get("reason", ""),
-            recall_class=request.form.get("class", ""),
-            instructions=request.form.get("instructions"),
+            reason=form["reason"],
+            recall_class=form["class"],
+            instructions=form["instructions"],
         )
     signed(list(done.results))
     return _back(lots)
@@ -171,6 +247,24 @@ def holds():
     held, flags = active_holds(store), recent_flags(store, limit=100)
     audit(who, "holds", {"holds": len(held), "flags": len(flags)})
     return render_template("portal/holds.html", holds=held, flags=flags)
+
+
+@bp.get("/overview")
+@needs("report")
+def overview():
+    """Open excursions, holds and flags across all lots, newest first, a page at a time."""
+    who = principal()
+    page, size, offset = common.page_args(OVERVIEW_PAGE)
+    store = read_store()
+    items, total = open_decisions(store, limit=size, offset=offset)
+    audit(who, "overview", {"page": page, "found": total})
+    return render_template(
+        "portal/overview.html",
+        items=items,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // size)),
+    )
 
 
 @bp.post("/holds/release")

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from provenance.core.errors import NotFound
 from provenance.core.timefmt import parse_time
 from provenance.ledger.lineage import RecallRecord, held, quantity, recall_records
+from provenance.store import queries as ask
 from provenance.store.accounts.accounts import Accounts
 from provenance.store.db import Store
 from provenance.store.rows import Lot, LotState
@@ -33,11 +36,12 @@ class AffectedLot:
     through: tuple[str, ...]  # the named lots its recall comes from (itself when named)
     custodian: str
     custodian_role: str | None
-    location: dict[str, Any] | None
+    location: dict[str, Any] | None  # the last place actually recorded (see `Place`)
     registered: dict[str, Any] | None  # {value, unit} as made (commission or transform)
     held: dict[str, Any] | None  # what is left with the custodian (None: unknown)
     in_transit_to: str | None
     recalled: bool  # still recalled now
+    place: Place | None = None  # where *location* was recorded, when and how it is known
 
     @property
     def relation(self) -> str:
@@ -54,6 +58,7 @@ class AffectedLot:
             "custodian": self.custodian,
             "custodian_role": self.custodian_role,
             "location": self.location,
+            "location_recorded": None if self.place is None else self.place.to_json(),
             "quantity": {"registered": self.registered, "held": self.held},
             "in_transit_to": self.in_transit_to,
             "recalled": self.recalled,
@@ -153,7 +158,57 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _affected(state: LotState, through: list[str], transit: dict[int, Any]) -> AffectedLot:
+@dataclass(frozen=True)
+class Place:
+    """Where a lot was last recorded, and how we know: *basis* "lot" (an event
+    about the lot by its holder named the place), "holder" (the holder's
+    receipt named no place: the holder's last recorded place on any lot) or
+    "earlier" (only an earlier holder's place is known, e.g. the shipment's)."""
+
+    location: dict[str, Any]
+    time: str
+    basis: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"location": self.location, "time": self.time, "basis": self.basis}
+
+
+def last_place(
+    events: Sequence[ask.PlaceRow],
+    holder: int | None,
+    holder_place: tuple[str, str] | None,
+) -> Place | None:
+    """The last place actually recorded for a lot held by *holder* (pure).
+    *events*: the lot's custody events, newest first; *holder_place*: (time,
+    place JSON) of the holder's newest event naming a place on any lot. A
+    receipt that names no place does not leave the lot "at" the sender's
+    shipping place: the holder's own last recorded place stands in."""
+    for _, _, signer, time, place in events:
+        if signer != holder:
+            break  # custody came to the holder at the newer events: none named a place
+        if place is not None:
+            return Place(json.loads(place), time, "lot")
+    if holder_place is not None:
+        return Place(json.loads(holder_place[1]), holder_place[0], "holder")
+    for _, _, _, time, place in events:
+        if place is not None:
+            return Place(json.loads(place), time, "earlier")
+    return None
+
+
+def _place(store: Store, lot_id: int, holder: int | None, cache: dict[int, Any]) -> Place | None:
+    events = ask.lot_custody_events(store, lot_id)
+    if holder is not None and holder not in cache:
+        cache[holder] = ask.last_place_of_party(store, holder)
+    return last_place(events, holder, cache.get(holder) if holder is not None else None)
+
+
+def _affected(
+    state: LotState,
+    through: list[str],
+    transit: dict[int, Any],
+    place: Place | None = None,
+) -> AffectedLot:
     registered = quantity(state.quantity, state.unit)
     left = held(state)
     moving = transit.get(state.id)
@@ -165,11 +220,12 @@ def _affected(state: LotState, through: list[str], transit: dict[int, Any]) -> A
         tuple(sorted(through)),
         state.custodian_name or state.custodian_did or "?",
         state.custodian_role,
-        state.location,
+        place.location if place is not None else state.location,
         None if registered is None else registered.to_json(),
         None if left is None else left.to_json(),
         None if moving is None else (moving[2] or moving[1]),
         state.recalled,
+        place,
     )
 
 
@@ -202,10 +258,76 @@ def recall_report(
         sources: dict[int, list[str]] = {}
         for lot_id, source in rows:
             sources.setdefault(lot_id, []).append(states[source].uri)
-        affected = [
-            _affected(states[lot_id], through, transit)
-            for lot_id, through in sorted(sources.items())
-        ]
+        affected = _affected_lots(store, states, sources, transit)
     affected.sort(key=lambda a: (a.relation != "named", a.uri))
     scans = accounts.scans([a.uri for a in affected], parse_time(chosen.time))
     return RecallReport(lot, chosen, history, affected, scans)
+
+
+def _affected_lots(
+    store: Store,
+    states: dict[int, LotState],
+    sources: dict[int, list[str]],
+    transit: dict[int, Any],
+) -> list[AffectedLot]:
+    """Each lot a recall reaches, with its holder, quantities and last recorded
+    place (inside the caller's snapshot)."""
+    places: dict[int, Any] = {}
+    out = []
+    for lot_id, through in sorted(sources.items()):
+        holder = store.identity_by_did(states[lot_id].custodian_did or "")
+        place = _place(store, lot_id, None if holder is None else holder.id, places)
+        out.append(_affected(states[lot_id], through, transit, place))
+    return out
+
+
+@dataclass(frozen=True)
+class RecallPreview:
+    """What a recall of *named* would reach if signed now: the lots the
+    regulator named and every lot made from them, each with its holder,
+    quantities, place and open shipment. Computed by the cascade the recall
+    itself records (`Store.recall_reach`)."""
+
+    named: tuple[str, ...]
+    affected: list[AffectedLot]
+    unknown: tuple[str, ...] = ()  # named URIs the ledger does not know
+    lot_ids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def downstream(self) -> list[AffectedLot]:
+        return [a for a in self.affected if a.relation == "downstream"]
+
+    @property
+    def in_transit(self) -> list[AffectedLot]:
+        return [a for a in self.affected if a.in_transit_to]
+
+    @property
+    def holders(self) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        for lot in self.affected:
+            counts[lot.custodian] = counts.get(lot.custodian, 0) + 1
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def recall_preview(store: Store, uris: Sequence[str]) -> RecallPreview:
+    """The reach of a recall of *uris* (canonical lot URIs), before it is signed."""
+    with store.snapshot():
+        named, unknown = [], []
+        for uri in dict.fromkeys(uris):
+            lot = store.lot_by_uri(uri)
+            (unknown.append(uri) if lot is None else named.append(lot))
+        rows = store.recall_reach([lot.id for lot in named])
+        ids = sorted({lot_id for lot_id, _ in rows} | {source for _, source in rows})
+        states = {state.id: state for state in store.lot_states(ids)}
+        transit = store.open_shipments()
+        sources: dict[int, list[str]] = {}
+        for lot_id, source in rows:
+            sources.setdefault(lot_id, []).append(states[source].uri)
+        affected = _affected_lots(store, states, sources, transit)
+    affected.sort(key=lambda a: (a.relation != "named", a.uri))
+    return RecallPreview(
+        tuple(lot.uri for lot in named),
+        affected,
+        tuple(unknown),
+        {state.uri: state.id for state in states.values()},
+    )
