@@ -19,6 +19,8 @@ import pytest
 from support.children import Family, assert_nothing_left
 
 from provenance.cli import demo
+from provenance.cli.demo_stack import Listener, Running, _lan_address
+from provenance.cli.demo_story import FINE_URI
 
 UP_S = 240  # the demo with a 4 s fleet is up in about 40 s on an idle 2-core machine
 STOP_S = 60  # SIGTERM to exit: each child gets 30 s before SIGKILL; it takes about 3 s
@@ -162,15 +164,15 @@ def _check_story(out: str, directory: Path) -> None:
 
 def test_loopback_by_default_and_the_lan_address_when_listening_everywhere(monkeypatch):
     monkeypatch.delenv("PROVENANCE_BASE_URL", raising=False)
-    here = demo.Listener("127.0.0.1", None)
+    here = Listener("127.0.0.1", None)
     assert here.base == here.local == f"http://127.0.0.1:{here.port}"
     assert not here.everywhere
-    everywhere = demo.Listener("0.0.0.0", None)
+    everywhere = Listener("0.0.0.0", None)
     assert everywhere.local == f"http://127.0.0.1:{everywhere.port}"  # its own checks
     assert "0.0.0.0" not in everywhere.base  # never a URL nobody can open
-    assert everywhere.base == f"http://{demo._lan_address()}:{everywhere.port}"
+    assert everywhere.base == f"http://{_lan_address()}:{everywhere.port}"
     monkeypatch.setenv("PROVENANCE_BASE_URL", "https://scan.example")
-    assert demo.Listener("0.0.0.0", None).scan_url(demo.FINE_URI) == (
+    assert Listener("0.0.0.0", None).scan_url(FINE_URI) == (
         "https://scan.example/01/09506000134352/10/KALE-2612"
     )
 
@@ -185,12 +187,12 @@ def test_a_taken_port_is_a_clear_error():
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(click.ClickException, match="choose another --port"):
-            demo.Listener("127.0.0.1", port)
+            Listener("127.0.0.1", port)
 
 
 def test_not_serving_prints_no_url(tmp_path, capsys):
-    place = demo.Listener("127.0.0.1", None)
-    code = demo.serving(tmp_path, place, "mqtt://127.0.0.1:1", None, 0.0, demo.Running())  # type: ignore[arg-type]
+    place = Listener("127.0.0.1", None)
+    code = demo.serving(tmp_path, place, "mqtt://127.0.0.1:1", None, 0.0, Running())  # type: ignore[arg-type]
     out = capsys.readouterr().out
     assert code == 0
     assert "http://" not in out and "▄" not in out

@@ -36,7 +36,7 @@ def test_the_import_contracts_are_kept():
 SQL_ALLOWED = {
     "devices/outbox.py": "the gateway's own store-and-forward file, not the ledger; "
     "devices/ may import only the core and the plumbing",
-    "provenance/cli/demo.py": "the tamper step plays an attacker who edits the ledger file "
+    "provenance/cli/demo_story.py": "the tamper step plays an attacker who edits the ledger file "
     "behind the store's back (its UPDATE is the point)",
     "provenance/witness/state.py": "the witness's own small database (its last cosigned "
     "checkpoint per log), not the ledger; the witness may import only the core and infra",
