@@ -16,7 +16,6 @@ from support.world import GTIN, LOT, at
 from provenance.core import gs1
 from provenance.web.portal.reports import Place, last_place, recall_preview
 
-
 BAG = gs1.lot_uri(GTIN, "BAG1")
 LOT2 = gs1.lot_uri(GTIN, "LOT43")
 
