@@ -151,6 +151,10 @@ def _check_story(out: str, directory: Path) -> None:
     assert "witness serve --dir" in live and "log witness --every 1" in live
     assert "cosigned by 2 witnesses: Consumers' Association, Health Authority" in scan
     assert "meets quorum" in scan  # the served checkpoint, offline, against the policy
+    # The salad's bundle carries that cosigned checkpoint: the policy verifies it offline.
+    offline = scan.split("verify --bundle")[1]
+    assert "the bundle's checkpoint" in offline and "meets quorum" in offline
+    assert "OK https://id.gs1.org/01/09506000134352/10/SALAD-2611" in offline
     assert "record check: ✓ Log checkpoint" in scan and "Consumers' Association, Health" in scan
     summary = scan.split("== Done:")[1]
     assert "/01/09506000134352/10/SALAD-2611" in summary

@@ -236,6 +236,11 @@ def scan(
     kept.write_text(checkpoint)
     policy = str(directory / "witnesses.policy")
     demo.run("verify", "--checkpoint", str(kept), "--policy", policy)
+    # A shopper's offline check: the salad's proof bundle carries that cosigned
+    # checkpoint, so the same policy (both witnesses) verifies it with no database.
+    bundle = directory / "salad.bundle.json"
+    bundle.write_text(demo.run("export", "proof", SALAD_URI, show=1))
+    demo.run("verify", "--bundle", str(bundle), "--policy", policy)
     for uri in (LOT_URI, SALAD_URI, FINE_URI):
         local = place.local_url(uri)
         status = json.loads(_fetch_when_up(local, server, 30, accept="application/json"))
