@@ -135,6 +135,23 @@ def test_batch_register_refuses_a_bad_check_digit(chain):
     assert json.loads(chain("stats", "--json"))["lots"] == 1
 
 
+def test_batch_register_is_a_hidden_alias_of_lot_register(chain):
+    """`provenance batch register`, the old name, behaves as `lot register` (docs/cli.md)
+    and is not listed in --help."""
+    old = "batch"  # the alias, spelled apart so tools/rename_lots.py leaves it
+    args = ["--gtin", GTIN, "--lot", "LOT7", "--product", "Kale", "--as", "Green Valley Farm"]
+    assert chain(old, "register", *args).strip() == URI.replace("LOT42", "LOT7")
+    refused = chain(old, "register", *args, code=1)  # the same command, the same refusal
+    assert "already" in refused
+    assert refused == chain("lot", "register", *args, code=1)
+    usage, _, help_text = chain(old, "register", "--help").partition("\n")
+    assert f" {old} register " in usage
+    assert help_text == chain("lot", "register", "--help").partition("\n")[2]
+    listed = chain("--help")
+    assert "  lot " in listed
+    assert f"  {old} " not in listed
+
+
 def test_event_append_signs_unsigned_items_and_accepts_json_lines(chain):
     attach = {"kind": "attach", "batches": [URI], "data": {"device": chain.probe}}
     ids = chain("event", "append", "--as", "Green Valley Farm", input=json.dumps(attach)).split()

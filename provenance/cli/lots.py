@@ -19,11 +19,11 @@ from provenance.core.timefmt import format_time, parse_date_or_time, parse_time
 
 
 @click.group()
-def batch() -> None:
-    """Lots (batches) of a product."""
+def lot() -> None:
+    """Lots of a product."""
 
 
-@batch.command("register")
+@lot.command("register")
 @click.option("--gtin", required=True)
 @click.option("--lot", required=True)
 @click.option("--product", required=True)
@@ -88,3 +88,10 @@ def batch_register(
     key = signing_key(ctx, as_, key_file)
     append_signed(ctx.ledger(), key, "commission", [uri], data, time=when)
     click.echo(uri)
+
+
+# `provenance batch register`: the name `lot register` had before lots were called lots
+# everywhere, kept as a hidden alias (docs/cli.md) so scripts that use it keep working.
+hidden_alias = click.Group(
+    "batch", commands=[batch_register], hidden=True, help="Old name of `provenance lot`."
+)
