@@ -139,8 +139,11 @@ TEXT: list[tuple[str, str, str]] = [
         r'"batches": (envelope\.batches|envelope\.lots),',
         r'"lots": \1,',
     ),
-    # the CLI's old spelling, in tests that call it
-    ("tests/", r'"batch",(\s*)"register"', r'"lot",\1"register"'),
+    # the CLI's old spelling, where tests, the demo or the benchmarks run it
+    *(
+        (folder, r'"batch",(\s*)"register"', r'"lot",\1"register"')
+        for folder in ("tests/", "provenance/", "bench/", "simulator/")
+    ),
 ]
 
 # --- text rewrites after renaming names: where a renamed name must keep its old
