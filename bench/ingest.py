@@ -278,7 +278,7 @@ def make_ledger(directory: Path, publishers: int) -> tuple[Path, Path, list[byte
     commission = {"gtin": GTIN, "lot": "BENCH-1", "product": "Kale"}
     farm_events = [("commission", commission)] + [("attach", {"device": did_of(p)}) for p in probes]
     for seq, (kind, data) in enumerate(farm_events):
-        envelope = sign(farm, kind=kind, seq=seq, time=t, data=data, batches=[LOT])
+        envelope = sign(farm, kind=kind, seq=seq, time=t, data=data, lots=[LOT])
         assert ledger.append([envelope])[0].ok, kind
     ledger.close()
     store.close()

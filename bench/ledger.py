@@ -82,11 +82,11 @@ def setup(directory: Path) -> tuple[Store, Ledger, Ed25519PrivateKey, Ed25519Pri
         },
     )
     reg(2, {"subject": did_of(probe), "type": "device", "name": "probe", "owner": did_of(farm)})
-    for seq, kind, batches, data in (
+    for seq, kind, lots, data in (
         (0, "commission", [LOT], {"gtin": "09506000134352", "lot": "BENCH-1", "product": "Kale"}),
         (1, "attach", [LOT], {"device": did_of(probe)}),
     ):
-        result = ledger.append([sign(farm, kind=kind, seq=seq, time=t, data=data, batches=batches)])
+        result = ledger.append([sign(farm, kind=kind, seq=seq, time=t, data=data, lots=lots)])
         assert result[0].ok, result
     return store, ledger, log_key, probe
 

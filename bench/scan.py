@@ -84,15 +84,13 @@ class Journey:
         self.keys[name] = Ed25519PrivateKey.generate()
         self.append("registrar", "enrol", None, {"subject": self.did(name), **data}, self.start)
 
-    def envelope(self, who: str, kind: str, batches, data: dict, at: int):
+    def envelope(self, who: str, kind: str, lots, data: dict, at: int):
         seq = self.seqs.get(who, 0)
         self.seqs[who] = seq + 1
-        return sign(
-            self.keys[who], kind=kind, seq=seq, time=format_time(at), data=data, batches=batches
-        )
+        return sign(self.keys[who], kind=kind, seq=seq, time=format_time(at), data=data, lots=lots)
 
-    def append(self, who: str, kind: str, batches, data: dict, at: int) -> str:
-        result = self.ledger.append([self.envelope(who, kind, batches, data, at)])[0]
+    def append(self, who: str, kind: str, lots, data: dict, at: int) -> str:
+        result = self.ledger.append([self.envelope(who, kind, lots, data, at)])[0]
         assert result.ok, result
         return result.event_id
 

@@ -78,15 +78,13 @@ class Generator:
     # --- one event
 
     def sign(
-        self, key: Ed25519PrivateKey, kind: str, batches: list[str] | None, data: dict[str, Any]
+        self, key: Ed25519PrivateKey, kind: str, lots: list[str] | None, data: dict[str, Any]
     ) -> Envelope:
         seq = self.seqs.get(key, 1 if key is self.registrar else 0)
         self.seqs[key] = seq + 1
         self.clock += 1000
         self.emitted += 1
-        return sign(
-            key, kind=kind, seq=seq, time=format_time(self.clock), data=data, batches=batches
-        )
+        return sign(key, kind=kind, seq=seq, time=format_time(self.clock), data=data, lots=lots)
 
     def new_lot(self, prefix: str) -> str:
         self.lots_made += 1

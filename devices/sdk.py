@@ -214,7 +214,7 @@ class DeviceLogger:
                 seq=seq,
                 time=time if time is not None else format_time(self._clock()),
                 data=data,
-                batches=batches,
+                lots=batches,
             )
             self.outbox.put(self.topic, envelope.canonical_bytes())
         return envelope

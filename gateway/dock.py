@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from provenance.core import gs1
-from provenance.core.envelope import MAX_BATCHES, Envelope
+from provenance.core.envelope import MAX_LOTS, Envelope
 from provenance.core.errors import ProvenanceError, ValidationError
 from provenance.core.identity import is_did_key
 
@@ -290,8 +290,8 @@ class DockSession:
         uri = parse_lot_scan(scan)
         if uri in self.lots:
             return self._result(True, f"{_lot_name(uri)} already scanned ({len(self.lots)} lots)")
-        if len(self.lots) >= MAX_BATCHES:
-            raise ScanError(f"at most {MAX_BATCHES} lots per event; run the command first")
+        if len(self.lots) >= MAX_LOTS:
+            raise ScanError(f"at most {MAX_LOTS} lots per event; run the command first")
         self.lots.append(uri)
         count = len(self.lots)
         return self._result(True, f"lot {_lot_name(uri)} ({count} lot{'s' * (count != 1)})")

@@ -36,7 +36,7 @@ class GatewaySigner:
         self.counter = counter
 
     def sign(
-        self, kind: str, data: dict[str, Any], time_us: int, batches: Sequence[str] | None = None
+        self, kind: str, data: dict[str, Any], time_us: int, lots: Sequence[str] | None = None
     ) -> Envelope:
         """Validate and sign; ValidationError (naming the field) for what the
         protocol refuses. A seq is taken only once the time is known to be good."""
@@ -52,7 +52,7 @@ class GatewaySigner:
             seq=self.counter.next(),
             time=time,
             data=data,
-            batches=list(batches) if batches is not None else None,
+            lots=list(lots) if lots is not None else None,
         )
 
 
@@ -113,11 +113,11 @@ class Intake:
         return envelopes
 
     def signed(
-        self, signer: GatewaySigner, kind: str, batches: Sequence[str], data: dict[str, Any]
+        self, signer: GatewaySigner, kind: str, lots: Sequence[str], data: dict[str, Any]
     ) -> Envelope:
         """Sign one event now as *signer* (the site party, for dock events) and queue it."""
         with self._lock:
-            envelope = signer.sign(kind, data, self.clock(), batches)
+            envelope = signer.sign(kind, data, self.clock(), lots)
             self._put([envelope])
             self.counters.signed += 1
         return envelope

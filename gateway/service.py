@@ -171,8 +171,8 @@ class Gateway:
                 form = DockForm(make_session, config.site_party, item.name)
                 self.sources.append(DockFormSource(item, form))
 
-    def _emit_dock(self, kind: str, batches: list[str], data: dict[str, Any]) -> Any:
-        return self.intake.signed(self.site, kind, batches, data)
+    def _emit_dock(self, kind: str, lots: list[str], data: dict[str, Any]) -> Any:
+        return self.intake.signed(self.site, kind, lots, data)
 
     def _on_reject(self, topic: str, notice: dict[str, Any]) -> None:
         self.rejected += 1

@@ -218,8 +218,8 @@ class _Gateway:
         self.offline_until_us: int | None = None
         self.lock = threading.Lock()
 
-    def _emit(self, kind: str, batches: list[str], data: dict[str, Any]) -> Any:
-        return self.intake.signed(self.site, kind, batches, data)
+    def _emit(self, kind: str, lots: list[str], data: dict[str, Any]) -> Any:
+        return self.intake.signed(self.site, kind, lots, data)
 
     def connect(self) -> None:
         self.uplink = Uplink(
@@ -497,7 +497,7 @@ class Fleet:
             return
         sensors = [(g, s) for g in active for s in g.spec.sensors]
         out_of_band = 0
-        batches: dict[int, list[Measurement]] = {}
+        waiting: dict[int, list[Measurement]] = {}
         for index in range(count):
             gateway, sensor = sensors[(self.status.readings + index) % len(sensors)]
             low, high = gateway.stage.band
@@ -509,9 +509,9 @@ class Fleet:
                 "temperature_c": round(temperature, 2),
                 "humidity_pct": round(self.random.uniform(80, 95), 1),
             }
-            batches.setdefault(id(gateway), []).append(Measurement(sensor, data, now))
+            waiting.setdefault(id(gateway), []).append(Measurement(sensor, data, now))
         for gateway in active:
-            measurements = batches.get(id(gateway))
+            measurements = waiting.get(id(gateway))
             if measurements:
                 gateway.intake.readings(measurements, source="simulator")
         with self._status_lock:

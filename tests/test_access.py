@@ -338,7 +338,7 @@ def cli(tmp_path):
 
 
 def register(cli, who: str, gtin: str, lot: str, code: int = 0) -> str:
-    args = ("batch", "register", "--gtin", gtin, "--lot", lot, "--product", "Kale", "--as", who)
+    args = ("lot", "register", "--gtin", gtin, "--lot", lot, "--product", "Kale", "--as", who)
     return cli(*args, code=code)
 
 

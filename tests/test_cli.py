@@ -54,7 +54,7 @@ def chain(cli):
     cli.probe = cli("device", "add", "probe-1", "--owner", "Cold Express").strip()
     assert (
         cli(
-            "batch",
+            "lot",
             "register",
             "--gtin",
             GTIN,
@@ -117,9 +117,9 @@ def test_device_add_with_public_key_only(chain, tmp_path):
     assert "no party named" in chain("device", "add", "p4", "--owner", "Nobody", code=1)
 
 
-def test_batch_register_refuses_a_bad_check_digit(chain):
+def test_lot_register_refuses_a_bad_check_digit(chain):
     out = chain(
-        "batch",
+        "lot",
         "register",
         "--gtin",
         "09506000134353",
@@ -136,8 +136,8 @@ def test_batch_register_refuses_a_bad_check_digit(chain):
 
 
 def test_batch_register_is_a_hidden_alias_of_lot_register(chain):
-    """`provenance batch register`, the old name, behaves as `lot register` (docs/cli.md)
-    and is not listed in --help."""
+    """The hidden alias `provenance batch register` (the old name) behaves as
+    `lot register` (docs/cli.md) and is not listed in --help."""
     old = "batch"  # the alias, spelled apart so tools/rename_lots.py leaves it
     args = ["--gtin", GTIN, "--lot", "LOT7", "--product", "Kale", "--as", "Green Valley Farm"]
     assert chain(old, "register", *args).strip() == URI.replace("LOT42", "LOT7")

@@ -286,7 +286,7 @@ def valid(tmp_path_factory) -> Path:
     authority = run("key", "new", "--out", str(base / "authority.pem")).strip()
     run("party", "add", "Authority", "--role", "regulator", "--public-key", authority)
     run("device", "add", "probe", "--owner", "Farm")
-    run("batch", "register", "--gtin", GTIN, "--lot", "LOT42", "--product", "Kale", "--as", "Farm")
+    run("lot", "register", "--gtin", GTIN, "--lot", "LOT42", "--product", "Kale", "--as", "Farm")
     run("rules", "init")
     runner.invoke(
         main,

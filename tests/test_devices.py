@@ -124,7 +124,7 @@ def test_logger_signs_verifiable_readings_into_the_outbox(tmp_path):
             {"temperature_c": -18.25}, time="2026-11-22T09:00:00.5Z", batches=[URI]
         )
         assert first.time == "2026-11-22T10:15:00.000Z"  # now, in the protocol's form
-        assert second.time == "2026-11-22T09:00:00.5Z" and second.batches == (URI,)
+        assert second.time == "2026-11-22T09:00:00.5Z" and second.lots == (URI,)
         assert second.seq > first.seq
         with pytest.raises(ValidationError, match=r"data.temperature_c: must be between -100"):
             logger.reading({"temperature_c": 500})

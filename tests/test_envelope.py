@@ -128,13 +128,13 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
 
 
 def signed(kind: str, **changes: Any) -> Envelope:
-    batches, data = BASES[kind]
+    lots, data = BASES[kind]
     fields: dict[str, Any] = {
         "kind": kind,
         "seq": 7,
         "time": TIME,
         "data": copy.deepcopy(data),
-        "batches": batches,
+        "lots": lots,
     }
     fields.update(changes)
     return sign(KEY, **fields)
@@ -188,7 +188,7 @@ def test_sign_then_from_json_round_trips(kind: str) -> None:
         assert again.canonical_bytes() == raw, name
         assert again.signing_bytes() == envelope.signing_bytes(), name
         assert (again.kind, again.signer, again.seq, again.time) == (kind, SIGNER, 7, TIME)
-        assert again.batches == (None if BASES[kind][0] is None else tuple(BASES[kind][0]))
+        assert again.lots == (None if BASES[kind][0] is None else tuple(BASES[kind][0]))
         assert again.to_json() == json.loads(raw), name
         again.verify_signature()
     assert len(envelope.sig) == 86
@@ -197,10 +197,10 @@ def test_sign_then_from_json_round_trips(kind: str) -> None:
 
 
 def test_reading_without_batches_round_trips() -> None:
-    envelope = signed("reading", batches=None)
+    envelope = signed("reading", lots=None)
     assert "batches" not in envelope.to_json()
     check_canonical_forms(envelope)
-    assert Envelope.from_json(envelope.canonical_bytes()).batches is None
+    assert Envelope.from_json(envelope.canonical_bytes()).lots is None
 
 
 def test_event_id_differs_from_hash_of_signing_bytes() -> None:
@@ -279,8 +279,8 @@ def readings(draw: st.DrawFn) -> dict[str, Any]:
     data = {name: draw(MEASURES[name]) for name in chosen}
     if draw(st.booleans()):
         data["sensor"] = draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,20}", fullmatch=True))
-    batches = draw(st.none() | st.lists(lot_uris, min_size=1, max_size=3, unique=True))
-    return {"kind": "reading", "data": data, "batches": batches}
+    lots = draw(st.none() | st.lists(lot_uris, min_size=1, max_size=3, unique=True))
+    return {"kind": "reading", "data": data, "lots": lots}
 
 
 @st.composite
@@ -303,14 +303,14 @@ def commissions(draw: st.DrawFn) -> dict[str, Any]:
             {"gtin": st.just(spelled), "lot": st.just(lot), "product": texts}, optional=optional
         )
     )
-    return {"kind": "commission", "data": data, "batches": [gs1.lot_uri(gtin14, lot)]}
+    return {"kind": "commission", "data": data, "lots": [gs1.lot_uri(gtin14, lot)]}
 
 
 @st.composite
 def ships(draw: st.DrawFn) -> dict[str, Any]:
     data = draw(st.fixed_dictionaries({"to": dids}, optional={"location": locations}))
-    batches = draw(st.lists(lot_uris, min_size=1, max_size=4, unique=True))
-    return {"kind": "ship", "data": data, "batches": batches}
+    lots = draw(st.lists(lot_uris, min_size=1, max_size=4, unique=True))
+    return {"kind": "ship", "data": data, "lots": lots}
 
 
 @st.composite
@@ -335,8 +335,8 @@ def inspections(draw: st.DrawFn) -> dict[str, Any]:
         )
     )
     assume(len(rfc8785.dumps(data.get("ext", {}))) <= MAX_EXT_BYTES)
-    batches = draw(st.lists(lot_uris, min_size=1, max_size=3, unique=True))
-    return {"kind": "inspect", "data": data, "batches": batches}
+    lots = draw(st.lists(lot_uris, min_size=1, max_size=3, unique=True))
+    return {"kind": "inspect", "data": data, "lots": lots}
 
 
 @st.composite
@@ -345,8 +345,8 @@ def transforms(draw: st.DrawFn) -> dict[str, Any]:
     split = draw(st.integers(1, len(uris) - 1))
     inputs = [{"batch": uri, "quantity": draw(quantities)} for uri in uris[:split]]
     outputs = [{"batch": uri, "quantity": draw(quantities)} for uri in uris[split:]]
-    batches = draw(st.permutations(uris))
-    return {"kind": "transform", "data": {"inputs": inputs, "outputs": outputs}, "batches": batches}
+    lots = draw(st.permutations(uris))
+    return {"kind": "transform", "data": {"inputs": inputs, "outputs": outputs}, "lots": lots}
 
 
 events = st.one_of(readings(), commissions(), ships(), inspections(), transforms())
@@ -1057,7 +1057,11 @@ class SpyKey:
 )
 def test_sign_refuses_invalid_data_before_signing(fields: dict[str, Any], field: str) -> None:
     spy = SpyKey(KEY)
-    arguments = {"seq": 1, "time": TIME, **fields}
+    arguments = {
+        "seq": 1,
+        "time": TIME,
+        **{("lots" if k == "batches" else k): v for k, v in fields.items()},
+    }
     with pytest.raises(ValidationError) as info:
         sign(spy, **arguments)  # type: ignore[arg-type]
     assert info.value.field == field
@@ -1072,15 +1076,15 @@ def test_sign_signs_the_signing_bytes_once() -> None:
         seq=1,
         time=TIME,
         data={"result": "pass"},  # type: ignore[arg-type]
-        batches=[LOT],
+        lots=[LOT],
     )
     assert spy.signed == [envelope.signing_bytes()]
     assert envelope.signer == SIGNER
 
 
-def test_sign_does_not_keep_the_callers_batches_list() -> None:
-    batches = [LOT]
-    envelope = signed("inspect", batches=batches)
-    batches.append(LOT2)
-    assert envelope.batches == (LOT,)
+def test_sign_does_not_keep_the_callers_lots_list() -> None:
+    lots = [LOT]
+    envelope = signed("inspect", lots=lots)
+    lots.append(LOT2)
+    assert envelope.lots == (LOT,)
     check_canonical_forms(envelope)

@@ -258,7 +258,7 @@ def test_import_files_events_under_the_lots_the_ledger_has(world):
     named, elsewhere = report.outcomes
     assert named.lots == (LOT,) and elsewhere.lots == ()
     first = world.store.find_event(bytes.fromhex(named.ledger_id))
-    assert first.envelope.kind == "epcis" and first.envelope.batches == (LOT,)
+    assert first.envelope.kind == "epcis" and first.envelope.lots == (LOT,)
     assert first.envelope.signer == world.did("farm")
     assert first.envelope.data["event"] == prepare(doc)[0].event
     assert first.envelope.time == "2026-09-21T08:00:00.000Z"
@@ -505,7 +505,7 @@ def cli(tmp_path):
 
     run("init")
     run("party", "add", "Green Valley Farm", "--role", "producer", "--prefix", "9506000")
-    run("batch", "register", "--gtin", GTIN, "--lot", "LOT42", "--product", "Kale",
+    run("lot", "register", "--gtin", GTIN, "--lot", "LOT42", "--product", "Kale",
         "--as", "Green Valley Farm")  # fmt: skip
     return run
 

@@ -250,7 +250,7 @@ def test_ds18b20_fake_sysfs_gives_signed_readings_with_sensor_and_rising_seq(tmp
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     for envelope in envelopes:
         envelope.verify_signature()
-        assert envelope.kind == "reading" and envelope.batches is None
+        assert envelope.kind == "reading" and envelope.lots is None
         assert envelope.signer == intake.gateway.did
 
     only_named = DS18B20Source(dataclasses.replace(config, only_named=True), intake)
@@ -430,7 +430,7 @@ def test_http_presigned_envelope_passes_through_byte_identical(http, intake):
         seq=41,
         time="2026-11-22T10:15:00.5Z",
         data={"temperature_c": 4.0, "sensor": "x", "ext": {"b": 1, "a": "é"}},
-        batches=[LOT],
+        lots=[LOT],
     )
     # Sent with other key order and whitespace: the signature covers the JCS bytes, so it holds.
     obj = envelope.to_json()
@@ -483,8 +483,8 @@ SHIPMENT = "ab" * 32
 def dock(intake):
     clock = {"now": 0.0}
 
-    def emit(kind, batches, data):
-        return intake.signed(intake.site, kind, batches, data)
+    def emit(kind, lots, data):
+        return intake.signed(intake.site, kind, lots, data)
 
     session = DockSession(
         emit,
@@ -540,14 +540,14 @@ GOOD_SCANS = [
 ]
 
 
-@pytest.mark.parametrize(("scans", "kind", "batches", "data"), GOOD_SCANS)
-def test_dock_good_scans_make_the_right_envelopes(dock, intake, scans, kind, batches, data):
+@pytest.mark.parametrize(("scans", "kind", "lots", "data"), GOOD_SCANS)
+def test_dock_good_scans_make_the_right_envelopes(dock, intake, scans, kind, lots, data):
     results = [dock.handle(scan) for scan in scans]
     assert all(result.ok for result in results), [r.message for r in results]
     if data.get("device") == "GATEWAY":
         data = {"device": intake.gateway.did}
     [envelope] = queued(intake.outbox)
-    assert (envelope.kind, list(envelope.batches), envelope.data) == (kind, batches, data)
+    assert (envelope.kind, list(envelope.lots), envelope.data) == (kind, lots, data)
     assert envelope.signer == intake.site.did
     envelope.verify_signature()
     assert results[-1].envelope == envelope and dock.lots == []
@@ -589,8 +589,8 @@ def test_dock_lots_expire_when_left_idle(dock, intake):
 
 
 def test_dock_refused_by_the_protocol_queues_nothing(intake):
-    def emit(kind, batches, data):
-        return intake.signed(intake.site, kind, batches, data)
+    def emit(kind, lots, data):
+        return intake.signed(intake.site, kind, lots, data)
 
     session = DockSession(emit, parties={"bad": "did:key:z6Mk"}, devices={})
     session.handle(LOT)
@@ -600,8 +600,8 @@ def test_dock_refused_by_the_protocol_queues_nothing(intake):
 
 
 def test_dock_form(intake):
-    def emit(kind, batches, data):
-        return intake.signed(intake.site, kind, batches, data)
+    def emit(kind, lots, data):
+        return intake.signed(intake.site, kind, lots, data)
 
     form = DockForm(lambda: DockSession(emit, parties={"Cold Express": CARRIER}), "farm", "dock")
     status, ctype, page = form.handle_request("GET", "/", b"", {})
@@ -621,7 +621,7 @@ def test_dock_form(intake):
     )
     assert status == 200 and b"ship of 2 lots queued" in page
     [envelope] = queued(intake.outbox)
-    assert envelope.kind == "ship" and list(envelope.batches) == [LOT, LOT7]
+    assert envelope.kind == "ship" and list(envelope.lots) == [LOT, LOT7]
     status, _, page = submit(lots=f"{LOT}\n(01)123(10)X", action="ship", argument="Cold Express")
     assert status == 400 and b"line 2" in page and b"(01)123(10)X" in page  # kept for fixing
     status, _, page = submit(lots="<b>x</b>", action="ship", argument="Cold Express")
@@ -750,7 +750,7 @@ def test_dock_attaches_the_gateway_and_the_ledger_accepts_its_readings(tmp_path,
     site.counter.take(1_000)  # the farm signed seqs 0… with the CLI before (World did)
     intake = Intake(outbox, "provenance/v1/gateways/gw1/events", gateway)
     dock = DockSession(
-        lambda kind, batches, data: intake.signed(site, kind, batches, data),
+        lambda kind, lots, data: intake.signed(site, kind, lots, data),
         gateway_did=gateway.did,
     )
     assert dock.handle("(01)09506000134352(10)LOT42").ok

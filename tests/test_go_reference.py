@@ -202,7 +202,7 @@ def log() -> Log:
         batch = []
         for _ in range(300):
             hours += 0.001
-            batch.append(world.reading(hours, 3.0, batches=[world.lot]))
+            batch.append(world.reading(hours, 3.0, lots=[world.lot]))
         results = world.ledger.append(batch)
         assert all(r.status == "accepted" for r in results), results[0]
     store = world.store

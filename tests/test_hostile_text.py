@@ -174,8 +174,8 @@ def test_every_kind_has_a_sample_with_every_field():
         required, optional = kinds.DATA_SCHEMAS[kind]
         filled = {name for data, _ in samples for name in data}
         assert filled == {*required, *optional, "ext"}, kind
-        for data, batches in samples:
-            kinds.validate_data(kind, data, tuple(batches) if batches else None)
+        for data, lots in samples:
+            kinds.validate_data(kind, data, tuple(lots) if lots else None)
 
 
 def _string_values(value: Any):
@@ -214,28 +214,28 @@ def _with(data: dict[str, Any], path: str, change) -> dict[str, Any]:
 
 def _free_text_fields():
     for kind, samples in SAMPLES.items():
-        for number, (data, batches) in enumerate(samples):
+        for number, (data, lots) in enumerate(samples):
             for path in _string_leaves(data, "data"):
                 if not path.startswith(VERBATIM):
-                    yield pytest.param(kind, data, batches, path, id=f"{kind}{number}-{path}")
+                    yield pytest.param(kind, data, lots, path, id=f"{kind}{number}-{path}")
 
 
-@pytest.mark.parametrize(("kind", "data", "batches", "path"), list(_free_text_fields()))
-def test_every_text_field_refuses_controls_naming_the_field(kind, data, batches, path):
-    batch_tuple = tuple(batches) if batches else None
+@pytest.mark.parametrize(("kind", "data", "lots", "path"), list(_free_text_fields()))
+def test_every_text_field_refuses_controls_naming_the_field(kind, data, lots, path):
+    lot_tuple = tuple(lots) if lots else None
     free = True
     try:  # is it free text (any letter goes), or a code with its own pattern?
-        kinds.validate_data(kind, _with(data, path, lambda v: v + "é"), batch_tuple)
+        kinds.validate_data(kind, _with(data, path, lambda v: v + "é"), lot_tuple)
     except ValidationError:
         free = False
     cases = {**HOSTILE, **LINE_ONLY}
     multiline = path.rsplit(".", 1)[-1] in ("reason", "notes", "condition", "instructions")
     if multiline or path.startswith("data.ext"):
         cases = HOSTILE
-        kinds.validate_data(kind, _with(data, path, lambda v: v + "\nline two\tok"), batch_tuple)
+        kinds.validate_data(kind, _with(data, path, lambda v: v + "\nline two\tok"), lot_tuple)
     for bad, named in cases.items():
         with pytest.raises(ValidationError) as refused:
-            kinds.validate_data(kind, _with(data, path, lambda v, b=bad: v + b), batch_tuple)
+            kinds.validate_data(kind, _with(data, path, lambda v, b=bad: v + b), lot_tuple)
         assert refused.value.field == path, (path, refused.value.field)
         if free:  # a code with a pattern is refused by it; free text names the character
             assert named in refused.value.rule and "remove it" in refused.value.rule
@@ -304,7 +304,7 @@ def old_ledger(tmp_path):
         run("party", "add", AGENCY, "--role", "regulator", "--public-key", agency)
         run("device", "add", "probe-1", "--owner", FARM)
         run(
-            "batch",
+            "lot",
             "register",
             "--gtin",
             GTIN,

@@ -416,7 +416,7 @@ def _fields(envelope: Envelope) -> dict[str, Any]:
         "signer": envelope.signer,
         "seq": envelope.seq,
         "time": envelope.time,
-        "batches": envelope.batches,
+        "lots": envelope.lots,
         "data": None,
         "sig": envelope.sig,
         "data_json": envelope.data_json,
@@ -494,8 +494,8 @@ def _voucher(world: World, other_key: bool) -> Envelope:
     ((verified, (fields, voucher)),) = records
     assert verified
     if other_key:
-        kind, signer, seq, time_, time_us, batches, _data_json, sig = fields
-        forged = (kind, signer, seq, time_, time_us, batches, '{"temperature_c":-40.0}', sig)
+        kind, signer, seq, time_, time_us, lots, _data_json, sig = fields
+        forged = (kind, signer, seq, time_, time_us, lots, '{"temperature_c":-40.0}', sig)
         (envelope,) = items_of([(True, (forged, voucher))], SignatureVouchers())
     else:
         fields = (*fields[:6], '{"temperature_c":-40.0}', fields[7])

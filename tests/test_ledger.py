@@ -57,7 +57,7 @@ def test_readings_without_batches_land_in_the_lots_attached_at_their_time(world)
     lot2 = world.store.lot_by_uri(LOT2).id
     assert early.lots == (lot1,)
     assert set(late.lots) == {lot1, lot2}
-    assert early.envelope.batches is None  # what was signed is kept as it was
+    assert early.envelope.lots is None  # what was signed is kept as it was
 
 
 def test_detach_ends_the_attachment(world):
@@ -69,7 +69,7 @@ def test_detach_ends_the_attachment(world):
 
 def test_reading_naming_a_lot_it_is_not_attached_to_is_refused(world):
     commission(world)
-    result = world.ledger.append([world.reading(2, 4.0, batches=[LOT2])])[0]
+    result = world.ledger.append([world.reading(2, 4.0, lots=[LOT2])])[0]
     assert result.reason == "not-attached"
     assert "LOT43" in result.message
 
@@ -131,13 +131,13 @@ def test_duplicate_and_replay_inside_one_batch(world):
     ],
 )
 def test_authorisation_per_kind(world, who, kind, data_of, reason):
-    batches = (
+    lots = (
         None
         if kind == "enrol"
         else ([f"https://id.gs1.org/01/{GTIN}/10/X1"] if kind == "commission" else [LOT])
     )
     before = counts(world)
-    result = world.append(who, kind, batches, data_of(world))
+    result = world.append(who, kind, lots, data_of(world))
     assert (result.status, result.reason) == ("rejected", reason), result
     assert counts(world) == before
     assert world.store.stats()["rejects"][reason] == 1
@@ -439,7 +439,7 @@ def test_epcis_event_without_lots_goes_to_the_signers_stream_not_identity_chain(
 
 
 @pytest.mark.parametrize(
-    ("batches", "data", "reason", "words"),
+    ("lots", "data", "reason", "words"),
     [
         (None, {"event": []}, "schema", "data.event: must be an EPCIS 2.0 event object"),
         (None, {"event": {"eventTime": "2005-04-03T20:33:31Z"}}, "schema", "data.event.type"),
@@ -449,13 +449,13 @@ def test_epcis_event_without_lots_goes_to_the_signers_stream_not_identity_chain(
         ([f"https://id.gs1.org/01/{GTIN}/10/NOPE"], {"event": EPCIS_EVENT}, "unknown-lot", "NOPE"),
     ],
 )
-def test_epcis_refusals(world, batches, data, reason, words):
-    result = world.append("dc", "epcis", batches, data) if reason != "schema" else None
+def test_epcis_refusals(world, lots, data, reason, words):
+    result = world.append("dc", "epcis", lots, data) if reason != "schema" else None
     if reason == "schema":
         from provenance.core.errors import ValidationError
 
         with pytest.raises(ValidationError, match=words.replace(".", r"\.")):
-            world.sign("dc", "epcis", batches, data)
+            world.sign("dc", "epcis", lots, data)
         return
     assert result.reason == reason and words in result.message
 

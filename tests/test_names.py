@@ -5,6 +5,9 @@
 - Every ``from <our package> import name`` takes the name from the module that
   defines it, so no module keeps imports alive for others (the ingest service
   did that for its tests).
+- A lot is a *lot*: no identifier in the code we ship says "batch" unless it is a
+  group (of messages in one commit, of envelopes in one append), GS1's own name,
+  or a documented interface. tools/rename_lots.py made it so.
 
 Both read the source with `ast`; nothing is imported or run.
 """
@@ -12,6 +15,7 @@ Both read the source with `ast`; nothing is imported or run.
 from __future__ import annotations
 
 import ast
+import importlib.util
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,3 +238,122 @@ def test_the_import_scan_finds_a_borrowed_name(tmp_path, monkeypatch, source, bo
         assert [line.replace("pkg/", "") for line in borrowed_imports("pkg")] == borrowed
     finally:
         _bindings_cache.clear()
+
+
+# --- "batch" means a group; a lot is a lot (tools/rename_lots.py)
+
+# Identifiers with "batch" in them that may stay: name -> (why, where: paths or
+# folder prefixes, "" for anywhere). Anything else that says "batch" should say "lot"
+# (a lot, a lot URI) or "txn" (the ledger's append transaction).
+BATCH_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "AI_BATCH_LOT": ("GS1's name for AI (10), 'BATCH/LOT'", ("",)),
+    "batch_max": ("messages or entries in one uplink group", ("",)),
+    "batch_bytes": ("bytes in one uplink group", ("",)),
+    "_batchable": ("may go in an uplink group", ("devices/uplink.py",)),
+    "BatchResult": ("what one group commit returns", ("provenance/ingest/",)),
+    "commit_batch": ("one group commit", ("provenance/ingest/",)),
+    "MAX_BATCH": ("envelopes in one group commit", ("provenance/ingest/",)),
+    "max_batch": ("envelopes in one group commit", ("provenance/ingest/",)),
+    "batch_size": ("the group-commit size histogram", ("provenance/ingest/",)),
+    "BATCH_BUCKETS": ("its buckets", ("provenance/ingest/",)),
+    "batch": (
+        "a group of messages, envelopes, lines or labels handled together",
+        (
+            "provenance/ingest/",
+            "provenance/ledger/signer.py",
+            "provenance/ledger/audit_state.py",
+            "provenance/barcodes/pdf.py",
+            "gateway/sources.py",
+            "devices/drivers.py",
+        ),
+    ),
+    "batches": (
+        "group commits counted (IngestStats); the device SDK's documented keyword"
+        " reading(…, batches=) (docs/devices.md)",
+        ("provenance/ingest/service.py", "devices/sdk.py"),
+    ),
+}
+
+
+def _identifiers(tree: ast.AST) -> Iterator[tuple[str, int]]:
+    """Every name the code binds or reads (not strings: the wire key "batches" and a
+    transform item's "batch" are the protocol's)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name, node.lineno
+        elif isinstance(node, ast.Name):
+            yield node.id, node.lineno
+        elif isinstance(node, ast.arg):
+            yield node.arg, node.lineno
+        elif isinstance(node, ast.Attribute):
+            yield node.attr, node.lineno
+        elif isinstance(node, ast.keyword) and node.arg:
+            yield node.arg, node.lineno
+        elif isinstance(node, ast.alias):
+            yield node.asname or node.name.split(".")[-1], node.lineno
+
+
+def batch_names(*folders: str) -> list[str]:
+    """Identifiers saying "batch" that BATCH_NAMES does not allow where they are."""
+    found = set()
+    for path in _sources(*folders):
+        rel = path.relative_to(ROOT).as_posix()
+        for name, line in _identifiers(_parse(path)):
+            if "batch" not in name.lower():
+                continue
+            allowed = BATCH_NAMES.get(name, ("", ()))[1]
+            if not any(rel.startswith(where) for where in allowed):
+                found.add(f"{rel}:{line}: {name}")
+    return sorted(found)
+
+
+def test_a_lot_is_called_a_lot():
+    found = batch_names(*PACKAGES)
+    assert not found, (
+        "a lot is a lot: say lot (or txn for the append transaction), or add the name to "
+        "BATCH_NAMES with why it is a group:\n" + "\n".join(found)
+    )
+
+
+def test_the_batch_names_allowed_are_still_used():
+    used = set()
+    for path in _sources(*PACKAGES):
+        used |= {name for name, _ in _identifiers(_parse(path)) if name in BATCH_NAMES}
+    assert not set(BATCH_NAMES) - used, (
+        f"no longer used; drop them from BATCH_NAMES: {sorted(set(BATCH_NAMES) - used)}"
+    )
+
+
+def test_the_batch_scan_finds_a_lot_called_batch(tmp_path, monkeypatch):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text(
+        "def ship(batches, n):\n"
+        "    env = {'batches': batches}\n"  # the wire key: fine; the parameter: not
+        "    batch_max = n\n"
+        "    return env, batch_uri(batches[0]), gs1.AI_BATCH_LOT, batch_max\n"
+    )
+    (tmp_path / "pkg" / "ingest.py").write_text("def commit(batch):\n    return batch\n")
+    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
+    assert batch_names("pkg") == [
+        "pkg/ingest.py:1: batch",
+        "pkg/ingest.py:2: batch",
+        "pkg/m.py:1: batches",
+        "pkg/m.py:2: batches",
+        "pkg/m.py:4: batch_uri",
+        "pkg/m.py:4: batches",
+    ]
+
+
+def test_the_rename_script_has_nothing_left_to_do():
+    """A branch written before the renames, once merged, still uses the old names:
+    re-run `python tools/rename_lots.py` (docs/architecture.md, "Names")."""
+    spec = importlib.util.spec_from_file_location("rename_lots", ROOT / "tools" / "rename_lots.py")
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    pending = [
+        path.relative_to(ROOT).as_posix()
+        for path in script.files(ROOT)
+        if script.rewrite(path.relative_to(ROOT).as_posix(), text := path.read_text()) != text
+    ]
+    assert not pending, f"run python tools/rename_lots.py; it would change {pending}"

@@ -130,9 +130,7 @@ def test_a_signature_by_any_other_key_is_refused(own_key, forger):
     assert _log_size(own_key) == before
     # straight into the ledger's one door, signed as the farm's did with another key
     data = {"gtin": "09506000134352", "lot": "FORGED", "product": "Kale"}
-    own = sign(
-        key, kind="commission", seq=0, time=at(2), data=data, batches=[envelope["batches"][0]]
-    )
+    own = sign(key, kind="commission", seq=0, time=at(2), data=data, lots=[envelope["batches"][0]])
     as_farm = {**own.to_json(), "signer": world.did("ownfarm")}
     (result,) = world.ledger.append([as_farm])
     assert result.status == "rejected" and result.reason == "bad-signature"

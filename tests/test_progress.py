@@ -41,9 +41,7 @@ def assert_sequence(calls: Calls, total: int) -> None:
 
 
 def with_readings(world: World, count: int) -> World:
-    readings = [
-        world.reading(1 + i / 1000, 3.0 + (i % 5) / 10, batches=[LOT]) for i in range(count)
-    ]
+    readings = [world.reading(1 + i / 1000, 3.0 + (i % 5) / 10, lots=[LOT]) for i in range(count)]
     results = world.ledger.append(readings)
     assert all(r.status == "accepted" for r in results), results[:3]
     return world

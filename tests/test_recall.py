@@ -371,7 +371,7 @@ def cli_ledger(tmp_path):
     run("party", "add", "Green Valley Farm", "--role", "producer", "--prefix", "9506000")
     agency = run("key", "new", "--out", str(tmp_path / "agency.pem")).strip()  # its own machine
     run("party", "add", "Food Agency", "--role", "regulator", "--public-key", agency)
-    run("batch", "register", "--gtin", GTIN, "--lot", "A", "--product", "Wheat", "--as",
+    run("lot", "register", "--gtin", GTIN, "--lot", "A", "--product", "Wheat", "--as",
         "Green Valley Farm")  # fmt: skip
     transform_item = {
         "kind": "transform",

@@ -230,7 +230,7 @@ def test_rules_end_to_end_with_once(tmp_path, monkeypatch):
     run("party", "add", "Medicines Agency", "--role", "regulator", "--public-key", agency)
     probe = run("device", "add", "probe", "--owner", "Farm").strip()
     uri = run(
-        "batch",
+        "lot",
         "register",
         "--gtin",
         GTIN,

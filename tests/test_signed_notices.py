@@ -56,7 +56,7 @@ def forged_recall(world: World, who: str, code: str, data=None) -> dict:
     """A recall of *code* signed by *who*, never logged."""
     return sign(
         world.keys[who], kind="recall", seq=999, time=at(5), data=data or RECALL,
-        batches=[lot(code)],
+        lots=[lot(code)],
     ).to_json()  # fmt: skip
 
 
@@ -96,7 +96,7 @@ def forgeries(world: World, genuine: dict, lifted: dict) -> dict[str, dict]:
     lift = fake_lift["lifted"][0]["lifted"]
     forged = sign(
         world.keys["farm"], kind="recall-lift", seq=998, time=at(6),
-        data={"reason": lift["reason"]}, batches=[lot("A")],
+        data={"reason": lift["reason"]}, lots=[lot("A")],
     ).to_json()  # fmt: skip
     lift.update(envelope=forged, event_id=Envelope.from_json(forged).event_id, time=at(6))
     lift["regulator"]["did"] = world.did("farm")

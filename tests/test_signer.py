@@ -21,7 +21,7 @@ def inspection(result: str = "pass", time: str | None = None) -> Unsigned:
 
 def signed_elsewhere(key: Any, seq: int, result: str = "pass") -> Any:
     """An inspection signed with the same key by another program."""
-    return sign(key, kind="inspect", seq=seq, time=at(4), data={"result": result}, batches=[LOT])
+    return sign(key, kind="inspect", seq=seq, time=at(4), data={"result": result}, lots=[LOT])
 
 
 def seqs_of(world: World, results: list[Any]) -> list[int]:
@@ -49,10 +49,10 @@ def test_one_clock_reading_dates_a_batch_unless_told(world):
 
 def test_an_event_that_does_not_validate_uses_no_seq(world):
     signer = Signer(world.ledger, world.keys["farm"])
-    first = signer.sign("inspect", {"result": "pass"}, batches=[LOT])
+    first = signer.sign("inspect", {"result": "pass"}, lots=[LOT])
     with pytest.raises(ValidationError):
-        signer.sign("inspect", {"result": "maybe"}, batches=[LOT])
-    second = signer.sign("inspect", {"result": "fail"}, batches=[LOT])
+        signer.sign("inspect", {"result": "maybe"}, lots=[LOT])
+    second = signer.sign("inspect", {"result": "fail"}, lots=[LOT])
     assert second.seq == first.seq + 1
     assert [r.status for r in signer.append([first, second], atomic=True)] == ["accepted"] * 2
 
@@ -64,8 +64,8 @@ def test_a_seq_another_writer_took_meanwhile_is_signed_again(file_world, atomic)
     world = file_world
     signer = Signer(world.ledger, world.keys["farm"])
     mine = [
-        signer.sign("inspect", {"result": "pass"}, batches=[LOT]),
-        signer.sign("inspect", {"result": "fail"}, batches=[LOT]),
+        signer.sign("inspect", {"result": "pass"}, lots=[LOT]),
+        signer.sign("inspect", {"result": "fail"}, lots=[LOT]),
     ]
     other = Ledger(Store(world.store.path), world.log_key, clock=lambda: world.now)
     theirs = sign(
@@ -74,7 +74,7 @@ def test_a_seq_another_writer_took_meanwhile_is_signed_again(file_world, atomic)
         seq=mine[0].seq,
         time=at(4),
         data={"result": "pass"},
-        batches=[LOT],
+        lots=[LOT],
     )
     assert other.append([theirs])[0].status == "accepted"
 
@@ -108,7 +108,7 @@ class RacingLedger(Ledger):
                 seq=item.seq,
                 time=at(4),
                 data={"result": "pass"},
-                batches=[LOT],
+                lots=[LOT],
             )
             assert super().append([competing], atomic=True)[0].status == "accepted"
         return super().append(items, **kwargs)
@@ -130,14 +130,14 @@ def test_a_clash_inside_the_batch_is_refused_not_retried(world):
     holds it, so a new seq from the ledger would clash again; the batch is refused."""
     signer = Signer(world.ledger, world.keys["farm"])
     before = world.store.log_size()
-    mine = signer.sign("inspect", {"result": "pass"}, batches=[LOT])
+    mine = signer.sign("inspect", {"result": "pass"}, lots=[LOT])
     elsewhere = sign(
         world.keys["farm"],
         kind="inspect",
         seq=mine.seq,
         time=at(4),
         data={"result": "fail"},
-        batches=[LOT],
+        lots=[LOT],
     )
     results = signer.append([elsewhere, mine], atomic=True)
     assert [(r.status, r.reason) for r in results] == [

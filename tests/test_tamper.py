@@ -345,7 +345,7 @@ def _resign_carrier_events(db, scene):
     assert rows
     for index, seq, time, data in rows:
         envelope = sign(
-            ATTACKER, kind="receive", seq=seq, time=time, data=json.loads(data), batches=[LOT]
+            ATTACKER, kind="receive", seq=seq, time=time, data=json.loads(data), lots=[LOT]
         )
         db.execute("UPDATE events SET sig = ? WHERE idx = ?", (envelope.signature, index))
 
@@ -622,7 +622,7 @@ def test_forged_events_under_a_swapped_key_are_caught_once_logged(scene: Scene, 
     store = Store(path)
     ledger = Ledger(store, scene.world.log_key, clock=lambda: scene.world.now)
     forged = sign(
-        ATTACKER, kind="inspect", seq=10_000, time=at(6), data={"result": "fail"}, batches=[LOT]
+        ATTACKER, kind="inspect", seq=10_000, time=at(6), data={"result": "fail"}, lots=[LOT]
     )
     (result,) = ledger.append([forged])
     assert result.status == "accepted", result  # the table was trusted

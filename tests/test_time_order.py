@@ -178,7 +178,7 @@ def test_nothing_about_a_lot_before_its_commissioning(world):
     assert shipped.reason == BEFORE_COMMISSION
     # The probe is on LOT (attached at 0.5 h) and, from 10 h, on LATE as well.
     world.ok("farm", "attach", [later], probe, time=at(10))
-    named = world.ledger.append([world.reading(9.5, 3.0, batches=[later])])[0]
+    named = world.ledger.append([world.reading(9.5, 3.0, lots=[later])])[0]
     assert named.reason == BEFORE_COMMISSION and "produced" in named.message
     unnamed = world.ledger.append([world.reading(9.5, 3.0), world.reading(10.5, 3.0)])
     assert [r.status for r in unnamed] == ["accepted", "accepted"]
@@ -327,7 +327,7 @@ def test_a_chart_that_cannot_be_drawn_is_a_sentence(file_world, monkeypatch):
 # --- registering with the production time
 
 
-def test_batch_register_produced_and_time(tmp_path):
+def test_lot_register_produced_and_time(tmp_path):
     runner = CliRunner()
     db, keys = str(tmp_path / "p.db"), str(tmp_path / "keys")
 
@@ -345,7 +345,7 @@ def test_batch_register_produced_and_time(tmp_path):
     run("party", "add", "Farm", "--role", "producer", "--prefix", "9506000")
     carrier = run("party", "add", "Carrier", "--role", "carrier").strip()
     probe = run("device", "add", "probe", "--owner", "Farm").strip()
-    base = ["batch", "register", "--gtin", GTIN, "--product", "Kale", "--as", "Farm"]
+    base = ["lot", "register", "--gtin", GTIN, "--product", "Kale", "--as", "Farm"]
 
     # As a new user would: registered now, the day's events appended afterwards.
     uri = run(*base, "--lot", "NOW").strip()
@@ -466,10 +466,10 @@ class _Run:
             self._add(holder, kind, [uri], device, hours)
         elif kind == "readings":
             who = ("probe", "probe2")[pick // 7 % 2]
-            batches = [uri] if pick % 3 == 0 else None
+            lots = [uri] if pick % 3 == 0 else None
             temperature = (3.0, 9.0, -30.0, 5.0)[pick // 3 % 4]
             envelopes = [
-                world.reading(hours + k / 4, temperature + k % 2, who=who, batches=batches)
+                world.reading(hours + k / 4, temperature + k % 2, who=who, lots=lots)
                 for k in range(1 + pick % 6)
             ]
             self.accepted += sum(r.status == "accepted" for r in world.ledger.append(envelopes))
@@ -507,8 +507,8 @@ class _Run:
         elif kind == "dispense":
             self._add(holder, "dispense", [uri], {"quantity": {"value": 1, "unit": "KGM"}}, hours)
 
-    def _add(self, who: str, kind: str, batches: list[str], data: dict, hours: float):
-        result = self.world.append(who, kind, batches, data, time=at(hours))
+    def _add(self, who: str, kind: str, lots: list[str], data: dict, hours: float):
+        result = self.world.append(who, kind, lots, data, time=at(hours))
         assert result.status in ("accepted", "rejected"), result
         assert result.reason != "schema", result  # the generator makes valid envelopes
         if result.status == "accepted":

@@ -55,12 +55,12 @@ def _actor() -> str:
         return "cli"
 
 
-def trail_ledger_action(db_path: Path | None, kind: str, batches: Any, result: Any) -> None:
+def trail_ledger_action(db_path: Path | None, kind: str, lots: Any, result: Any) -> None:
     """Write one CLI ledger action (an `Appended` *result* of *kind*) to the
     portal's audit trail: see `trail_cli_action`."""
     params: dict[str, Any] = {"kind": kind, "event": result.event_id, "log_index": result.index}
-    if batches:
-        params["batches"] = list(batches)
+    if lots:
+        params["batches"] = list(lots)
     outcome = "ok" if result.ok else f"refused: {result.reason}: {result.message}"
     trail_cli_action(db_path, f"ledger-{kind}", params, outcome)
 

@@ -97,7 +97,7 @@ def append_signed(
     ledger: Ledger,
     key: Any,
     kind: str,
-    batches: list[str] | None,
+    lots: list[str] | None,
     data: dict[str, Any],
     *,
     time: str | None = None,
@@ -105,11 +105,11 @@ def append_signed(
 ) -> Appended:
     """Sign one event as *key* with its next seq, dated *time* or now, and append
     it; a refusal is `Error: reason: message`."""
-    event = Unsigned(kind, data, batches, time)
+    event = Unsigned(kind, data, lots, time)
     result = Signer(ledger, key).sign_and_append([event], atomic=True, source=source)[0]
     from provenance.cli.accounts import trail_ledger_action  # late: it imports the CLI's context
 
-    trail_ledger_action(ledger.store.path, kind, batches, result)
+    trail_ledger_action(ledger.store.path, kind, lots, result)
     if not result.ok:
         raise click.ClickException(f"{result.reason}: {result.message}")
     return result

@@ -132,7 +132,7 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
 
     demo.say("3. The farm registers a lot of kale; its ID is a GS1 Digital Link URI")
     demo.run(
-        "batch",
+        "lot",
         "register",
         "--gtin",
         GTIN,
@@ -198,7 +198,7 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
         expect=1,
     )
     demo.run(
-        "batch",
+        "lot",
         "register",
         "--gtin",
         "09506000134353",
@@ -213,7 +213,7 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
     # A competitor may not register lot codes under the farm's GTINs (its GS1 prefix).
     demo.run("party", "add", COPYCAT, "--role", "producer", "--prefix", "9520123")
     demo.run(
-        "batch",
+        "lot",
         "register",
         "--gtin",
         GTIN,
@@ -272,7 +272,7 @@ def fine_lot(demo: Demo, at, append, start: int, carrier: str) -> None:  # type:
         "received, every reading in range, never recalled (something normal to compare with)"
     )
     demo.run(
-        "batch", "register", "--gtin", GTIN, "--lot", FINE, "--product", "Curly kale 250 g",
+        "lot", "register", "--gtin", GTIN, "--lot", FINE, "--product", "Curly kale 250 g",
         "--as", FARM, "--category", "food", "--profile", "chilled",
         "--expiry", format_time(start + 14 * 24 * HOUR)[:10], "--produced", at(-0.4),
     )  # fmt: skip

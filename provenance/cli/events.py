@@ -68,7 +68,7 @@ def event_append(ctx: Context, source: str, as_: str | None, key_file: str | Non
                     signer.sign(
                         item.get("kind"),
                         item.get("data"),
-                        batches=item.get("batches"),
+                        lots=item.get("batches"),
                         time=item.get("time"),
                     )
                 )
@@ -84,8 +84,8 @@ def event_append(ctx: Context, source: str, as_: str | None, key_file: str | Non
 
     for item, result in zip(prepared, results, strict=True):
         kind = item.kind if isinstance(item, Envelope) else str(item.get("kind"))
-        batches = item.batches if isinstance(item, Envelope) else item.get("batches")
-        trail_ledger_action(ctx.db_path, kind, batches, result)
+        lots = item.lots if isinstance(item, Envelope) else item.get("batches")
+        trail_ledger_action(ctx.db_path, kind, lots, result)
     failed = False
     for position, result in enumerate(results):
         if result.status == "rejected":

@@ -1,4 +1,4 @@
-"""`provenance batch register`: commission a lot.
+"""`provenance lot register`: commission a lot.
 
 Checks the GTIN, lot, product, category, expiry, cold-chain profile and production time
 as the ledger will, signs a `commission` event as the producing party and prints the
@@ -45,7 +45,7 @@ def lot() -> None:
 @KEY_OPTION
 @pass_context
 @friendly
-def batch_register(
+def lot_register(
     ctx: Context,
     gtin: str,
     lot: str,
@@ -64,9 +64,9 @@ def batch_register(
     A lot's events (loggers, readings, shipments) cannot be dated before its
     commissioning, so register a lot after harvest with --produced.
 
-    Example: provenance batch register --gtin 09506000134352 --lot LOT42 --product "Kale" --as Farm
+    Example: provenance lot register --gtin 09506000134352 --lot LOT42 --product "Kale" --as Farm
 
-    After harvest: provenance batch register … --as Farm --produced 2026-11-21T06:30:00Z
+    After harvest: provenance lot register … --as Farm --produced 2026-11-21T06:30:00Z
     """
     gtin14 = gs1.normalize_gtin(gtin)
     uri = gs1.lot_uri(gtin14, gs1.validate_lot(lot))
@@ -90,8 +90,8 @@ def batch_register(
     click.echo(uri)
 
 
-# `provenance batch register`: the name `lot register` had before lots were called lots
-# everywhere, kept as a hidden alias (docs/cli.md) so scripts that use it keep working.
+# The hidden alias `provenance batch register`: the name of `lot register` before lots
+# were called lots everywhere, kept (docs/cli.md) so that scripts using it keep working.
 hidden_alias = click.Group(
-    "batch", commands=[batch_register], hidden=True, help="Old name of `provenance lot`."
+    "batch", commands=[lot_register], hidden=True, help="Old name of `provenance lot`."
 )

@@ -36,7 +36,7 @@ from provenance.core.jcs import canonicalize, parse_json
 from provenance.core.timefmt import parse_time
 
 VERSION = 1
-MAX_BATCHES = 64
+MAX_LOTS = 64
 MAX_ENVELOPE_BYTES = 64 * 1024
 MAX_SEQ = 2**53 - 1
 VOUCHER_BYTES = 32  # a signature check vouched for across processes (SignatureVouchers)
@@ -69,9 +69,9 @@ def b64url_decode(text: str, field: str = "sig") -> bytes:
     return raw
 
 
-def _prefix(batches: Sequence[str] | None, data_json: str, kind: str, seq: int) -> str:
-    lots = "" if batches is None else '"batches":[' + ",".join(map(_str, batches)) + "],"
-    return f'{{{lots}"data":{data_json},"kind":{_str(kind)},"seq":{seq}'
+def _prefix(lots: Sequence[str] | None, data_json: str, kind: str, seq: int) -> str:
+    member = "" if lots is None else '"batches":[' + ",".join(map(_str, lots)) + "],"
+    return f'{{{member}"data":{data_json},"kind":{_str(kind)},"seq":{seq}'
 
 
 def _suffix(signer: str, time: str) -> str:
@@ -83,14 +83,14 @@ def canonical_pair(
     signer: str,
     seq: int,
     time: str,
-    batches: Sequence[str] | None,
+    lots: Sequence[str] | None,
     data_json: str,
     sig: str,
 ) -> tuple[bytes, bytes]:
     """(signing bytes, whole canonical bytes) straight from stored fields, for
     bulk verification; `data_json` must already be canonical JSON text.
     JCS member order: batches, data, kind, seq, sig, signer, time, v."""
-    prefix, suffix = _prefix(batches, data_json, kind, seq), _suffix(signer, time)
+    prefix, suffix = _prefix(lots, data_json, kind, seq), _suffix(signer, time)
     return (prefix + suffix).encode(), (prefix + f',"sig":{_str(sig)}' + suffix).encode()
 
 
@@ -106,9 +106,9 @@ class Envelope:
         "_sig_bytes",
         "_suffix_text",
         "_time_us",
-        "batches",
         "data_json",
         "kind",
+        "lots",
         "seq",
         "sig",
         "signer",
@@ -119,7 +119,7 @@ class Envelope:
     signer: str
     seq: int
     time: str
-    batches: tuple[str, ...] | None
+    lots: tuple[str, ...] | None
     data_json: str
     sig: str
 
@@ -129,7 +129,7 @@ class Envelope:
         signer: str,
         seq: int,
         time: str,
-        batches: tuple[str, ...] | None,
+        lots: tuple[str, ...] | None,
         data: dict[str, Any],
         sig: str,
         *,
@@ -141,7 +141,7 @@ class Envelope:
         self.seq = seq
         self.time = time
         self._time_us = time_us
-        self.batches = batches
+        self.lots = lots
         self._data = data
         self.data_json = canonicalize(data).decode("utf-8") if data_json is None else data_json
         self.sig = sig
@@ -159,7 +159,7 @@ class Envelope:
         signer: str,
         seq: int,
         time: str,
-        batches: tuple[str, ...] | None,
+        lots: tuple[str, ...] | None,
         data_json: str,
         signature: bytes,
     ) -> Envelope:
@@ -171,7 +171,7 @@ class Envelope:
             signer,
             seq,
             time,
-            batches,
+            lots,
             None,
             b64url(signature),  # type: ignore[arg-type]
             data_json=data_json,
@@ -196,7 +196,7 @@ class Envelope:
 
     def _prefix(self) -> str:
         if self._prefix_text is None:
-            self._prefix_text = _prefix(self.batches, self.data_json, self.kind, self.seq)
+            self._prefix_text = _prefix(self.lots, self.data_json, self.kind, self.seq)
         return self._prefix_text
 
     def _suffix(self) -> str:
@@ -238,8 +238,8 @@ class Envelope:
             "seq": self.seq,
             "time": self.time,
         }
-        if self.batches is not None:
-            obj["batches"] = list(self.batches)
+        if self.lots is not None:
+            obj["batches"] = list(self.lots)
         obj["data"] = self.data
         obj["sig"] = self.sig
         return obj
@@ -350,7 +350,7 @@ class _Checked:
         self.values = values
 
 
-_FIELDS = ("kind", "signer", "seq", "time", "batches", "data_json", "sig")
+_FIELDS = ("kind", "signer", "seq", "time", "lots", "data_json", "sig")
 _MARKED = (*_FIELDS, "_prefix_text", "_suffix_text", "_body", "_id", "_sig_bytes")
 # The slots themselves: a subclass's property of the same name cannot answer for them.
 _SLOTS = {name: Envelope.__dict__[name] for name in (*_MARKED, "_checked")}
@@ -366,7 +366,7 @@ def _fresh(envelope: Envelope) -> tuple[str, str]:
     if type(envelope) is not Envelope:  # the stored fields, not what a subclass answers
         envelope = plain(envelope)
     e = envelope
-    return _prefix(e.batches, e.data_json, e.kind, e.seq), _suffix(e.signer, e.time)
+    return _prefix(e.lots, e.data_json, e.kind, e.seq), _suffix(e.signer, e.time)
 
 
 def _mark(
@@ -400,8 +400,8 @@ def plain(envelope: Envelope) -> Envelope:
     method or property decides what is checked and stored."""
     if type(envelope) is Envelope:
         return envelope
-    kind, signer, seq, time, batches, data_json, sig = (_field(envelope, n) for n in _FIELDS)
-    return Envelope(kind, signer, seq, time, batches, None, sig, data_json=data_json)  # type: ignore[arg-type]
+    kind, signer, seq, time, lots, data_json, sig = (_field(envelope, n) for n in _FIELDS)
+    return Envelope(kind, signer, seq, time, lots, None, sig, data_json=data_json)  # type: ignore[arg-type]
 
 
 class SignatureVouchers:
@@ -471,16 +471,16 @@ def parse_unsigned(value: Any, require_sig: bool = False) -> dict[str, Any]:
         raise ValidationError("seq", f"must be an integer from 0 to {MAX_SEQ}")
     time = value["time"]
     time_us = parse_time(time)
-    batches = _parse_batches(kind, value.get("batches", None), "batches" in value)
+    lots = _parse_lots(kind, value.get("batches", None), "batches" in value)
     data = value["data"]
-    kinds.validate_data(kind, data, batches)
+    kinds.validate_data(kind, data, lots)
     return {
         "kind": kind,
         "signer": signer,
         "seq": seq,
         "time": time,
         "time_us": time_us,
-        "batches": batches,
+        "lots": lots,
         "data": data,
         "data_json": _canonical_data(data),
     }
@@ -493,21 +493,21 @@ def _canonical_data(data: dict[str, Any]) -> str:
         raise ValidationError("data", exc.rule) from None
 
 
-def _parse_batches(kind: str, batches: Any, present: bool) -> tuple[str, ...] | None:
-    if kind in kinds.NO_BATCHES:
+def _parse_lots(kind: str, lots: Any, present: bool) -> tuple[str, ...] | None:
+    if kind in kinds.NO_LOTS:
         if present:
             raise ValidationError(
                 "batches", f"a {kind} event concerns an identity, not lots: omit it"
             )
         return None
     if not present:
-        if kind in kinds.BATCHES_OPTIONAL:
+        if kind in kinds.LOTS_OPTIONAL:
             return None
         raise ValidationError("batches", f"is required for {kind}: the lot URIs it concerns")
-    if not isinstance(batches, list) or not 1 <= len(batches) <= MAX_BATCHES:
-        raise ValidationError("batches", f"must be a list of 1 to {MAX_BATCHES} lot URIs")
-    for index, uri in enumerate(batches):
+    if not isinstance(lots, list) or not 1 <= len(lots) <= MAX_LOTS:
+        raise ValidationError("batches", f"must be a list of 1 to {MAX_LOTS} lot URIs")
+    for index, uri in enumerate(lots):
         fields.lot_uri(uri, f"batches[{index}]")
-    if len(set(batches)) != len(batches):
+    if len(set(lots)) != len(lots):
         raise ValidationError("batches", "lists a lot twice")
-    return tuple(batches)
+    return tuple(lots)

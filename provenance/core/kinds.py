@@ -103,8 +103,8 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
 # concern identities rather than lots (their `batches` must be absent).
-BATCHES_OPTIONAL = frozenset({"reading", "epcis"})
-NO_BATCHES = frozenset({"enrol", "revoke", "grant", "rotate", "anchor"})
+LOTS_OPTIONAL = frozenset({"reading", "epcis"})
+NO_LOTS = frozenset({"enrol", "revoke", "grant", "rotate", "anchor"})
 
 
 EPCIS_STREAM_FRAGMENT = "#epcis"
@@ -323,7 +323,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
 }
 
 
-def validate_data(kind: str, data: Any, batches: tuple[str, ...] | None) -> None:
+def validate_data(kind: str, data: Any, lots: tuple[str, ...] | None) -> None:
     """Check `data` of *kind* against its schema and the cross-field rules that
     need nothing but the envelope itself."""
     required, optional = DATA_SCHEMAS[kind]
@@ -332,7 +332,7 @@ def validate_data(kind: str, data: Any, batches: tuple[str, ...] | None) -> None
     check_fields(data, required, {**optional, "ext": ext}, "data")
     rule = _CROSS_CHECKS.get(kind)
     if rule:
-        rule(data, batches)
+        rule(data, lots)
 
 
 def custodial(enrolment: dict[str, Any]) -> bool:
@@ -342,7 +342,7 @@ def custodial(enrolment: dict[str, Any]) -> bool:
     return enrolment.get(CUSTODIAL_FIELD) is not False
 
 
-def _check_enrol(data: dict[str, Any], _batches: Any) -> None:
+def _check_enrol(data: dict[str, Any], _lots: Any) -> None:
     if not is_usable_public_key(public_key_from_did(data["subject"], "data.subject")):
         raise ValidationError(
             "data.subject",
@@ -377,34 +377,34 @@ def _check_enrol(data: dict[str, Any], _batches: Any) -> None:
         )
 
 
-def _check_commission(data: dict[str, Any], batches: tuple[str, ...] | None) -> None:
+def _check_commission(data: dict[str, Any], lots: tuple[str, ...] | None) -> None:
     gtin = gs1.normalize_gtin(data["gtin"], field="data.gtin")
     lot = gs1.require_linkable_lot(gs1.validate_lot(data["lot"], field="data.lot"), "data.lot")
     uri = gs1.lot_uri(gtin, lot)
-    if batches != (uri,):
+    if lots != (uri,):
         raise ValidationError("batches", f"a commission names exactly its own lot: [{uri!r}]")
 
 
-def _check_reading(data: dict[str, Any], _batches: Any) -> None:
+def _check_reading(data: dict[str, Any], _lots: Any) -> None:
     if not any(name in data for name in READING_MEASURES):
         raise ValidationError(
             "data", f"a reading needs at least one of {', '.join(READING_MEASURES)}"
         )
 
 
-def _check_transform(data: dict[str, Any], batches: tuple[str, ...] | None) -> None:
+def _check_transform(data: dict[str, Any], lots: tuple[str, ...] | None) -> None:
     inputs = [item["batch"] for item in data["inputs"]]
     outputs = [item["batch"] for item in data["outputs"]]
     everything = inputs + outputs
     if len(set(everything)) != len(everything):
         raise ValidationError("data", "a lot may appear only once among inputs and outputs")
-    if batches is None or sorted(batches) != sorted(everything):
+    if lots is None or sorted(lots) != sorted(everything):
         raise ValidationError("batches", "must list exactly the transform's input and output lots")
     for index, uri in enumerate(outputs):  # new lots
         gs1.require_linkable_lot(gs1.parse_lot_uri(uri)[1], f"data.outputs[{index}].batch")
 
 
-def _check_rotate(data: dict[str, Any], _batches: Any) -> None:
+def _check_rotate(data: dict[str, Any], _lots: Any) -> None:
     if data["key"] == data["subject"]:
         raise ValidationError("data.key", "is the key being rotated away from: give the new key")
     if not is_usable_public_key(public_key_from_did(data["key"], "data.key")):

@@ -327,7 +327,7 @@ class _Evidence:
                     f"the regulator signed {signed!r}"
                 )
         source = record.get("source")
-        if source not in (envelope.batches or ()):
+        if source not in (envelope.lots or ()):
             raise VerificationError(f"{where}: the signed recall does not name {source!r}")
         if record.get("direct") is not (source == lot):
             raise VerificationError(f"{where}: `direct` must say whether {source} is {lot}")
@@ -342,7 +342,7 @@ class _Evidence:
             raise VerificationError(f"{where}: event_id and time must be the signed lift's")
         if lift.get("reason") != envelope.data.get("reason"):
             raise VerificationError(f"{where}: the reason is not the one the regulator signed")
-        if record["source"] not in (envelope.batches or ()):
+        if record["source"] not in (envelope.lots or ()):
             raise VerificationError(f"{where}: the signed lift does not name {record['source']}")
         if lift["log_index"] <= record["log_index"]:
             raise VerificationError(f"{where}: the lift is not after recall {recall_id}")

@@ -28,7 +28,7 @@ def sign(
     seq: int,
     time: str,
     data: dict[str, Any],
-    batches: list[str] | tuple[str, ...] | None = None,
+    lots: list[str] | tuple[str, ...] | None = None,
 ) -> Envelope:
     """Validate and sign one event as the holder of *private_key*.
 
@@ -42,8 +42,8 @@ def sign(
         "time": time,
         "data": data,
     }
-    if batches is not None:
-        obj["batches"] = list(batches)
+    if lots is not None:
+        obj["batches"] = list(lots)
     fields = parse_unsigned(obj)
     unsigned = Envelope(sig="", **fields)
     signature = private_key.sign(unsigned.signing_bytes())

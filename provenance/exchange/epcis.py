@@ -166,7 +166,7 @@ def write_document(
 
 
 def _filed(item: Envelope | LedgerEvent) -> LedgerEvent:
-    return item if isinstance(item, LedgerEvent) else LedgerEvent(item, item.batches or ())
+    return item if isinstance(item, LedgerEvent) else LedgerEvent(item, item.lots or ())
 
 
 def _unique(items: Iterable[LedgerEvent]) -> list[LedgerEvent]:

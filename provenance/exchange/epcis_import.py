@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provenance.core import gs1, jcs
-from provenance.core.envelope import MAX_BATCHES, Envelope
+from provenance.core.envelope import MAX_LOTS, Envelope
 from provenance.core.errors import ProvenanceError, ValidationError
 from provenance.core.jcs import canonicalize
 from provenance.core.progress import Progress, counted
@@ -493,8 +493,8 @@ def import_events(
     copies: list[tuple[Outcome, Outcome]] = []  # (a repeat in the document, its first)
     walk = counted(zip(prepared, keys, strict=True), len(prepared), progress, every=64)
     for item, content in walk:
-        batches = tuple(uri for uri in item.lots if known(uri))
-        outcome = Outcome(item.position, "stored", item.event_id, lots=batches)
+        lots = tuple(uri for uri in item.lots if known(uri))
+        outcome = Outcome(item.position, "stored", item.event_id, lots=lots)
         report.outcomes.append(outcome)
         if content in stored:
             outcome.status, outcome.ledger_id = "duplicate", stored[content]
@@ -502,12 +502,12 @@ def import_events(
                 copies.append((outcome, firsts[content]))
             continue
         try:
-            if len(batches) > MAX_BATCHES:
+            if len(lots) > MAX_LOTS:
                 raise ValidationError(
-                    "batches", f"the event names {len(batches)} ledger lots; at most {MAX_BATCHES}"
+                    "batches", f"the event names {len(lots)} ledger lots; at most {MAX_LOTS}"
                 )
             envelope = signer.sign(
-                IMPORTED, {"event": item.event}, batches=list(batches) or None, time=item.time
+                IMPORTED, {"event": item.event}, lots=list(lots) or None, time=item.time
             )
             Envelope.from_json(envelope.canonical_bytes())  # the wire's size and depth limits
         except ValidationError as exc:

@@ -120,7 +120,7 @@ class EventMapper:
     def _commission(self, item: LedgerEvent) -> dict[str, Any]:
         envelope, data = item.envelope, item.envelope.data
         event = _base("ObjectEvent", envelope)
-        uri = (envelope.batches or item.lots)[0]
+        uri = (envelope.lots or item.lots)[0]
         event["quantityList"] = [_quantity(uri, data.get("quantity"))]
         event |= {"action": "ADD", "bizStep": "commissioning", "disposition": "active"}
         origin = data.get("origin") or {}

@@ -283,7 +283,7 @@ class _Rows:
 
     def _commission(self, item: LedgerEvent) -> list[Row]:
         envelope, data = item.envelope, item.envelope.data
-        uri = (envelope.batches or item.lots)[0]
+        uri = (envelope.lots or item.lots)[0]
         signer = self._party(envelope.signer)
         place = location_description(signer, data.get("origin"))
         if signer is not None and signer.role == "processor":
@@ -300,7 +300,7 @@ class _Rows:
         there = location_description(self._party(data["to"]), None) or data["to"]
         return [
             self.row(SHIPPING, envelope, uri, location=here, ship_from=here, ship_to=there)
-            for uri in envelope.batches or item.lots
+            for uri in envelope.lots or item.lots
         ]
 
     def _receive(self, item: LedgerEvent) -> list[Row]:
@@ -320,7 +320,7 @@ class _Rows:
                 ship_to=here,
                 shipment=data["shipment"],
             )
-            for uri in envelope.batches or item.lots
+            for uri in envelope.lots or item.lots
         ]
 
     def _transform(self, item: LedgerEvent) -> list[Row]:
@@ -455,7 +455,7 @@ class _StoreLookups:
             self.open_shipments[envelope.event_id] = ShipmentOrigin.of(envelope)
         elif kind == "commission":
             data = envelope.data
-            uri = (envelope.batches or ("",))[0]
+            uri = (envelope.lots or ("",))[0]
             self.lots[uri] = _facts(
                 data["gtin"],
                 data["lot"],

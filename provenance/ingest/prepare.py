@@ -70,7 +70,7 @@ def _prepare(item: Any, vouchers: SignatureVouchers) -> Record:
         envelope.seq,
         envelope.time,
         envelope.time_us,
-        envelope.batches,
+        envelope.lots,
         envelope.data_json,
         envelope.sig,
     )
@@ -84,7 +84,7 @@ def items_of(records: Sequence[Record], vouchers: SignatureVouchers = IN_PROCESS
     for verified, value in records:
         if verified:
             fields, voucher = value
-            kind, signer, seq, time, time_us, batches, data_json, sig = fields
+            kind, signer, seq, time, time_us, lots, data_json, sig = fields
             # `data` is parsed from its canonical text only if a rule reads it
             # (readings never do), as for stored events (Envelope.from_stored).
             envelope = Envelope(
@@ -92,7 +92,7 @@ def items_of(records: Sequence[Record], vouchers: SignatureVouchers = IN_PROCESS
                 signer,
                 seq,
                 time,
-                batches,
+                lots,
                 None,  # type: ignore[arg-type]
                 sig,
                 data_json=data_json,

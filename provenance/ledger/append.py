@@ -34,7 +34,7 @@ from provenance.core.merkle import Frontier, decompose
 from provenance.core.timefmt import format_time, now_micros
 from provenance.ledger.intake import Verification, parse, raw_bytes
 from provenance.ledger.kinds import KINDS
-from provenance.ledger.kinds.base import Batch
+from provenance.ledger.kinds.base import Transaction
 from provenance.ledger.reasons import (
     BAD_SIGNATURE,
     FUTURE_TIME,
@@ -329,7 +329,7 @@ class Ledger:
         try:
             with self.store.transaction():
                 self._sync()
-                batch = Batch()
+                txn = Transaction()
                 for chunk in chunks:
                     for (position, envelope), failure in zip(
                         chunk.items, chunk.failures(), strict=True
@@ -337,13 +337,13 @@ class Ledger:
                         try:
                             if failure is not None:
                                 raise RejectedEvent(BAD_SIGNATURE, failure)
-                            results[position] = self._apply(envelope, batch, now)
+                            results[position] = self._apply(envelope, txn, now)
                         except RejectedEvent as exc:
                             results[position] = _rejected(exc.reason, exc.args[0], envelope)
                             if atomic:
                                 raise _Abort from None
-                if batch.events:
-                    self._flush(batch)
+                if txn.events:
+                    self._flush(txn)
         except _Abort:
             self._forget()
         except BaseException:
@@ -411,7 +411,7 @@ class Ledger:
 
     # --- one envelope
 
-    def _apply(self, envelope: Envelope, batch: Batch, now: int) -> Appended:
+    def _apply(self, envelope: Envelope, txn: Transaction, now: int) -> Appended:
         signer = self.identity(envelope.signer)
         if signer is None:
             if not self._is_genesis(envelope):
@@ -442,7 +442,7 @@ class Ledger:
             )
         event_id = envelope.id_bytes
         key = (signer_id, envelope.seq)
-        earlier = batch.seqs.get(key)
+        earlier = txn.seqs.get(key)
         highest = self._highest_seq(signer_id) if signer is not None else -1
         if earlier is None and envelope.seq <= highest:  # only then can the seq be in use
             stored = self.store.event_by_seq(signer_id, envelope.seq)
@@ -452,7 +452,7 @@ class Ledger:
                     return Appended("duplicate", envelope.event_id, stored.index)
         if earlier is not None:
             if earlier == event_id:
-                return Appended("duplicate", envelope.event_id, batch.ids[event_id])
+                return Appended("duplicate", envelope.event_id, txn.ids[event_id])
             raise RejectedEvent(
                 REPLAY,
                 f"seq {envelope.seq} of {envelope.signer} was already used by event "
@@ -460,38 +460,38 @@ class Ledger:
             )
 
         index = self._frontier.size
-        filed = KINDS[envelope.kind].apply(self, envelope, signer, index, batch)
+        filed = KINDS[envelope.kind].apply(self, envelope, signer, index, txn)
         if signer is None:  # genesis: the registrar's identity now exists
             signer_id = self.identity(envelope.signer).id  # type: ignore[union-attr]
 
         leaf = leaf_for(envelope)
-        batch.nodes.extend(self._frontier.append(leaf))
-        batch_ids = (
-            None if envelope.batches is None else [self.lot(uri).id for uri in envelope.batches]  # type: ignore[union-attr]
+        txn.nodes.extend(self._frontier.append(leaf))
+        lot_ids = (
+            None if envelope.lots is None else [self.lot(uri).id for uri in envelope.lots]  # type: ignore[union-attr]
         )
-        batch.events.append(
+        txn.events.append(
             Store.event_row(
-                index, envelope, signer_id, batch_ids, None if filed == batch_ids else filed, leaf
+                index, envelope, signer_id, lot_ids, None if filed == lot_ids else filed, leaf
             )
         )
         for chain_id in filed:
             entry = self._heads[chain_id - 1]
             entry[1] = chains.next_link(entry[1], event_id)
-            batch.links.append((chain_id, entry[2], index, entry[1]))
+            txn.links.append((chain_id, entry[2], index, entry[1]))
             entry[2] += 1
-            batch.moved.add(chain_id)
-        batch.seqs[key] = event_id
-        batch.ids[event_id] = index
+            txn.moved.add(chain_id)
+        txn.seqs[key] = event_id
+        txn.ids[event_id] = index
         if envelope.seq > highest:
             self._max_seq[signer_id] = envelope.seq
         return Appended("accepted", envelope.event_id, index)
 
-    def _flush(self, batch: Batch) -> None:
+    def _flush(self, txn: Transaction) -> None:
         store = self.store
-        store.insert_events(batch.events)
-        store.insert_links(batch.links)
-        store.insert_nodes(batch.nodes)
-        moved = sorted(batch.moved)
+        store.insert_events(txn.events)
+        store.insert_links(txn.links)
+        store.insert_nodes(txn.nodes)
+        moved = sorted(txn.moved)
         store.update_chains([(self._heads[i - 1][1], self._heads[i - 1][2], i) for i in moved])
         # The heads tree holds chains 1..size; add the chains made since, then the moved.
         for chain_id in [*range(self._heads_tree.size + 1, len(self._heads) + 1), *moved]:

@@ -128,7 +128,7 @@ def _check_events(
     rows = store.event_rows(begin, end)
     sha256 = hashlib.sha256
     subject = store.subject
-    for index, kind, did, seq, time, batches, _lots, data, sig, stored_leaf in rows:
+    for index, kind, did, seq, time, named, _lots, data, sig, stored_leaf in rows:
         while expected < index:
             problems.append(Problem("event missing from the log (deleted?)", None, expected))
             expected += 1
@@ -137,7 +137,7 @@ def _check_events(
             kind_name = KIND_NAMES[kind]
             if did is None:
                 raise ValueError("its signer is not in the identities table")
-            uris = None if batches is None else [subject(i) for i in parse_ids(batches)]
+            uris = None if named is None else [subject(i) for i in parse_ids(named)]
             signing, whole = canonical_pair(kind_name, did, seq, time, uris, data, b64url(sig))
         except (ProvenanceError, ValueError, TypeError, KeyError) as exc:
             problems.append(Problem(f"stored event cannot be read back: {exc}", None, index))

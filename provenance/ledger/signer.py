@@ -44,7 +44,7 @@ class Unsigned:
 
     kind: str
     data: dict[str, Any]
-    batches: list[str] | tuple[str, ...] | None = None
+    lots: list[str] | tuple[str, ...] | None = None
     time: str | None = None
 
 
@@ -75,12 +75,12 @@ class Signer:
         kind: str,
         data: dict[str, Any],
         *,
-        batches: list[str] | tuple[str, ...] | None = None,
+        lots: list[str] | tuple[str, ...] | None = None,
         time: str | None = None,
     ) -> Envelope:
         """Sign one event with the next seq, dated *time* (RFC 3339 UTC) or now.
         Raises ValidationError (naming the field) and then uses no seq."""
-        return self._sign(Unsigned(kind, data, batches, time or self.now()))
+        return self._sign(Unsigned(kind, data, lots, time or self.now()))
 
     def append(
         self, items: Iterable[Any], *, atomic: bool = False, source: str | None = None
@@ -131,7 +131,7 @@ class Signer:
         when = time or (self.now() if any(event.time is None for event in events) else None)
         try:
             envelopes = [
-                self.sign(event.kind, event.data, batches=event.batches, time=event.time or when)
+                self.sign(event.kind, event.data, lots=event.lots, time=event.time or when)
                 for event in events
             ]
         except BaseException:
@@ -152,7 +152,7 @@ class Signer:
             seq=seq,
             time=event.time,
             data=event.data,
-            batches=event.batches,
+            lots=event.lots,
         )
         self._next = seq + 1
         self._signed[envelope.event_id] = (event, seq)

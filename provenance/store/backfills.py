@@ -44,8 +44,8 @@ def replay(conn: sqlite3.Connection, kinds: Sequence[str]) -> None:
         f"SELECT idx, kind, batches, data FROM events WHERE kind IN ({codes}) ORDER BY idx"
     ).fetchall()
     refs = LogRefs(conn)
-    for idx, kind, batches, data_text in rows:
-        lots = parse_ids(batches) if batches else []
+    for idx, kind, named, data_text in rows:
+        lots = parse_ids(named) if named else []
         derive(conn, KIND_NAMES[kind], idx, lots, json.loads(data_text), refs)
 
 

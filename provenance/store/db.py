@@ -301,7 +301,7 @@ class Store(DerivedState):
         index: int,
         envelope: Envelope,
         signer: int,
-        batches: Sequence[int] | None,
+        named: Sequence[int] | None,
         lots: Sequence[int] | None,
         leaf: bytes,
     ) -> tuple[Any, ...]:
@@ -311,7 +311,7 @@ class Store(DerivedState):
             signer,
             envelope.seq,
             envelope.time,
-            None if batches is None else "[" + ",".join(map(str, batches)) + "]",
+            None if named is None else "[" + ",".join(map(str, named)) + "]",
             None if lots is None else "[" + ",".join(map(str, lots)) + "]",
             envelope.data_json,
             envelope.signature,
@@ -337,18 +337,18 @@ class Store(DerivedState):
 
     def event_from_row(self, row: tuple[Any, ...]) -> StoredEvent:
         """A StoredEvent from a row of `event_rows` (no validation: verify it)."""
-        idx, kind, did, seq, time, batches, lots, data, sig, leaf = row
-        batch_ids = None if batches is None else parse_ids(batches)
+        idx, kind, did, seq, time, named, lots, data, sig, leaf = row
+        lot_ids = None if named is None else parse_ids(named)
         envelope = Envelope.from_stored(
             KIND_NAMES.get(kind, f"unknown-kind-{kind}"),
             did or "did:key:unknown",
             seq,
             time,
-            None if batch_ids is None else tuple(self.subject(i) for i in batch_ids),
+            None if lot_ids is None else tuple(self.subject(i) for i in lot_ids),
             data,
             sig,
         )
-        filed = parse_ids(lots) if lots is not None else (batch_ids or [])
+        filed = parse_ids(lots) if lots is not None else (lot_ids or [])
         return StoredEvent(idx, envelope, leaf, tuple(filed))
 
     def event_rows(

@@ -366,8 +366,8 @@ class DerivedState:
         """(log index, kind, lot ids) of holds, releases and flags from *begin* on."""
         codes = ",".join(str(KIND_CODES[k]) for k in ("hold", "release", "flag"))
         return [
-            (idx, KIND_NAMES[kind], parse_ids(lots or batches or "[]"))
-            for idx, kind, batches, lots in self.conn.execute(
+            (idx, KIND_NAMES[kind], parse_ids(lots or named or "[]"))
+            for idx, kind, named, lots in self.conn.execute(
                 f"SELECT idx, kind, batches, lots FROM events WHERE idx >= ? AND kind IN ({codes}) "
                 "ORDER BY idx",
                 (begin,),
@@ -382,8 +382,8 @@ class DerivedState:
         which lots an event touched, without rebuilding envelopes."""
         codes = ",".join(str(KIND_CODES[k]) for k in kinds)
         return [
-            (idx, KIND_NAMES[kind], signer, time, parse_ids(lots or batches or "[]"))
-            for idx, kind, signer, time, batches, lots in self.conn.execute(
+            (idx, KIND_NAMES[kind], signer, time, parse_ids(lots or named or "[]"))
+            for idx, kind, signer, time, named, lots in self.conn.execute(
                 "SELECT idx, kind, signer, time, batches, lots FROM events "
                 f"WHERE idx >= ? AND idx < ? AND kind IN ({codes}) ORDER BY idx",
                 (begin, end),

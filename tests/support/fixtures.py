@@ -50,7 +50,7 @@ def two_lot_cli(tmp_path):
     run("init")
     run("party", "add", "Farm", "--role", "producer", "--prefix", "9506000")
     for lot, product in (("LOT42", "Kale"), ("B7", "Spinach")):
-        run("batch", "register", "--gtin", GTIN, "--lot", lot, "--product", product, "--as", "Farm")
+        run("lot", "register", "--gtin", GTIN, "--lot", lot, "--product", product, "--as", "Farm")
     return run
 
 

@@ -42,8 +42,8 @@ def transform(
     }
     if location:
         data["location"] = location
-    batches = [lot(code) for code in (*inputs, *outputs)]
-    return world.append(who, "transform", batches, data, time=at(hours))
+    lots = [lot(code) for code in (*inputs, *outputs)]
+    return world.append(who, "transform", lots, data, time=at(hours))
 
 
 def ok_transform(world: World, *args, **kwargs):

@@ -61,7 +61,7 @@ def readings(world: World, lot: str, *spans: tuple[float, float, float]) -> None
     for start, end, temperature in spans:
         hour = start
         while hour < end - 1e-9:
-            envelopes.append(world.reading(hour, temperature, batches=[lot]))
+            envelopes.append(world.reading(hour, temperature, lots=[lot]))
             hour += 0.25
     assert all(r.status == "accepted" for r in world.ledger.append(envelopes))
 

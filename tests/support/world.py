@@ -134,7 +134,7 @@ class World:
         self,
         who: str,
         kind: str,
-        batches: list[str] | None,
+        lots: list[str] | None,
         data: dict[str, Any],
         *,
         time: str | None = None,
@@ -143,14 +143,12 @@ class World:
         if seq is None:
             seq = self.seqs.get(who, 0)
             self.seqs[who] = seq + 1
-        return sign(
-            self.keys[who], kind=kind, seq=seq, time=time or at(1), data=data, batches=batches
-        )
+        return sign(self.keys[who], kind=kind, seq=seq, time=time or at(1), data=data, lots=lots)
 
     def append(
-        self, who: str, kind: str, batches: list[str] | None, data: dict[str, Any], **kwargs: Any
+        self, who: str, kind: str, lots: list[str] | None, data: dict[str, Any], **kwargs: Any
     ) -> Appended:
-        return self.ledger.append([self.sign(who, kind, batches, data, **kwargs)])[0]
+        return self.ledger.append([self.sign(who, kind, lots, data, **kwargs)])[0]
 
     def ok(self, *args: Any, **kwargs: Any) -> Appended:
         result = self.append(*args, **kwargs)
@@ -158,9 +156,9 @@ class World:
         return result
 
     def reading(
-        self, hours: float, temperature: float, who: str = "probe", batches: list[str] | None = None
+        self, hours: float, temperature: float, who: str = "probe", lots: list[str] | None = None
     ) -> Envelope:
-        return self.sign(who, "reading", batches, {"temperature_c": temperature}, time=at(hours))
+        return self.sign(who, "reading", lots, {"temperature_c": temperature}, time=at(hours))
 
     def ship_and_receive(self, sender: str, receiver: str, lots: list[str], hours: float) -> None:
         shipped = self.ok(sender, "ship", lots, {"to": self.did(receiver)}, time=at(hours))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.core.kinds import anchor_chain
-from provenance.ledger.kinds.base import Batch, Kind
+from provenance.ledger.kinds.base import Kind, Transaction
 from provenance.ledger.reasons import CONFLICT
 from provenance.store.rows import Identity
 
@@ -21,13 +21,13 @@ if TYPE_CHECKING:
 
 
 def _anchor(
-    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     data = env.data
     subject = anchor_chain(env.signer, data["trail"])
     found = ledger.store.chain_by_subject(subject)
     chain_id = found[0] if found else None
-    last = batch.anchors.get(subject)
+    last = txn.anchors.get(subject)
     if last is None and found is not None and found[3] > 0:
         (stored,) = ledger.store.chain_events(found[0], from_pos=found[3] - 1)
         last = stored.envelope.data["count"]
@@ -37,7 +37,7 @@ def _anchor(
             f"trail {data['trail']} was anchored at {last} entries already: an anchor "
             "must cover more entries than the last one",
         )
-    batch.anchors[subject] = data["count"]
+    txn.anchors[subject] = data["count"]
     return [chain_id if chain_id is not None else ledger.new_chain(subject)]
 
 

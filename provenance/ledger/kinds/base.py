@@ -1,5 +1,5 @@
 """What an entry of the kinds registry is (`Kind`), what its steps are given:
-the work buffered in one append transaction (`Batch`) and, for the audit, who
+the work buffered in one append transaction (`Transaction`) and, for the audit, who
 could sign what as the log itself says (`SignerHistory`).
 """
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Batch:
+class Transaction:
     """Work buffered during one append transaction."""
 
     events: list[tuple[Any, ...]] = field(default_factory=list)
@@ -41,10 +41,10 @@ class SignerHistory:
 
 
 # (ledger, envelope, its signer — None only for the genesis enrolment — its log
-# index, the batch) -> ids of the chains the event is filed under. Raises
+# index, the transaction) -> ids of the chains the event is filed under. Raises
 # RejectedEvent (provenance/core/errors.py) with a reason of
 # provenance/ledger/reasons.py; checks everything before it changes anything.
-Apply = Callable[["Ledger", Envelope, Identity | None, int, Batch], list[int]]
+Apply = Callable[["Ledger", Envelope, Identity | None, int, Transaction], list[int]]
 
 # (history, envelope, log index, the registrar's did) -> a problem, or None.
 Audit = Callable[[SignerHistory, Envelope, int, str | None], str | None]

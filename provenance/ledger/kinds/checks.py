@@ -12,7 +12,7 @@ from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.core.identity import OVERSIGHT_ROLES
 from provenance.core.kinds import RECALL_RETURN, company_prefix_digits, under_prefix
-from provenance.ledger.kinds.base import Batch
+from provenance.ledger.kinds.base import Transaction
 from provenance.ledger.reasons import (
     CONFLICT,
     HELD,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def lots_of(ledger: Ledger, env: Envelope) -> list[Lot]:
     found = []
-    for uri in env.batches or ():
+    for uri in env.lots or ():
         lot = ledger.lot(uri)
         if lot is None:
             raise RejectedEvent(UNKNOWN_LOT, f"{uri} is not registered: commission it first")
@@ -114,7 +114,7 @@ def may_sign_about(
 
 
 def not_recalled(
-    ledger: Ledger, lots: Sequence[Lot], index: int, batch: Batch, verb: str, hint: str = ""
+    ledger: Ledger, lots: Sequence[Lot], index: int, txn: Transaction, verb: str, hint: str = ""
 ) -> None:
     """Refuse to act on a recalled lot, naming the recall (regulator, reason,
     event, source lot). Applies from the log index the recall rules came in."""
@@ -122,7 +122,7 @@ def not_recalled(
         return
     for lot in lots:
         if lot.recalled:
-            raise RejectedEvent(RECALLED, _recall_message(ledger, lot, batch, verb) + hint)
+            raise RejectedEvent(RECALLED, _recall_message(ledger, lot, txn, verb) + hint)
 
 
 def only_recalled(lots: Sequence[Lot]) -> None:
@@ -137,12 +137,12 @@ def only_recalled(lots: Sequence[Lot]) -> None:
             )
 
 
-def _recall_message(ledger: Ledger, lot: Lot, batch: Batch, verb: str) -> str:
+def _recall_message(ledger: Ledger, lot: Lot, txn: Transaction, verb: str) -> str:
     active = ledger.store.active_recalls(lot.id)
     if not active:  # pragma: no cover - the recalls table always backs the flag
         return f"{lot.uri} is recalled; it cannot be {verb} until the recall is lifted"
     source, event_index = active[0]
-    envelope, who = _decision(ledger, event_index, batch.recalls)
+    envelope, who = _decision(ledger, event_index, txn.recalls)
     through = "" if source == lot.id else f" through {ledger.store.subject(source)}"
     more = f" (and {len(active) - 1} more active recalls)" if len(active) > 1 else ""
     data = envelope.data
@@ -167,19 +167,19 @@ def _decision(
     return envelope, signer.name if signer else envelope.signer
 
 
-def not_held(ledger: Ledger, lots: Sequence[Lot], batch: Batch, verb: str) -> None:
+def not_held(ledger: Ledger, lots: Sequence[Lot], txn: Transaction, verb: str) -> None:
     """Refuse to act on a held lot, naming the hold (rule, reason, signer, event)."""
     for lot in lots:
         if lot.held:
-            raise RejectedEvent(HELD, _hold_message(ledger, lot, batch, verb))
+            raise RejectedEvent(HELD, _hold_message(ledger, lot, txn, verb))
 
 
-def _hold_message(ledger: Ledger, lot: Lot, batch: Batch, verb: str) -> str:
+def _hold_message(ledger: Ledger, lot: Lot, txn: Transaction, verb: str) -> str:
     active = ledger.store.active_holds(lot.id)
     if not active:  # pragma: no cover - the holds table always backs the flag
         return f"{lot.uri} is on hold; it cannot be {verb} until the hold is released"
     event_index, rule = active[0]
-    envelope, who = _decision(ledger, event_index, batch.holds)
+    envelope, who = _decision(ledger, event_index, txn.holds)
     more = f" (and {len(active) - 1} more holds)" if len(active) > 1 else ""
     return (
         f"{lot.uri} is on hold by rule {rule} ({who}, {envelope.time}, event "

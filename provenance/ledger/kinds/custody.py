@@ -13,8 +13,8 @@ from provenance.core.errors import RejectedEvent
 from provenance.core.kinds import RECALL_RETURN
 from provenance.core.timefmt import format_time
 from provenance.ledger.kinds import checks, timing
-from provenance.ledger.kinds.base import Batch, Kind
-from provenance.ledger.kinds.timing import BatchRefs
+from provenance.ledger.kinds.base import Kind, Transaction
+from provenance.ledger.kinds.timing import TransactionRefs
 from provenance.ledger.reasons import (
     CONFLICT,
     NOT_ATTACHED,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def _ship(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     assert signer is not None
     lots = checks.lots_of(ledger, env)
@@ -42,8 +42,8 @@ def _ship(
         checks.only_recalled(lots)
     else:
         back = f' (or shipped back with "purpose": "{RECALL_RETURN}")'
-        checks.not_recalled(ledger, lots, index, batch, "shipped", hint=back)
-        checks.not_held(ledger, lots, batch, "shipped")
+        checks.not_recalled(ledger, lots, index, txn, "shipped", hint=back)
+        checks.not_held(ledger, lots, txn, "shipped")
     receiver = checks.party(ledger, env.data["to"])
     if receiver.id == signer.id:
         raise RejectedEvent(CONFLICT, "a shipment goes to another party")
@@ -52,19 +52,19 @@ def _ship(
     for lot in lots:
         if ledger.store.open_shipment_for(lot.id) is not None:
             raise RejectedEvent(CONFLICT, f"{lot.uri} is already in transit: receive it first")
-    timing.within_custody(ledger, env, signer, lots, index, batch)
+    timing.within_custody(ledger, env, signer, lots, index, txn)
     lot_ids = [lot.id for lot in lots]
     ledger.store.insert_shipment(index, signer.id, receiver.id, lot_ids)
-    return ledger.store.derive("ship", index, lot_ids, env.data, BatchRefs(ledger, batch))
+    return ledger.store.derive("ship", index, lot_ids, env.data, TransactionRefs(ledger, txn))
 
 
 def _receive(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     assert signer is not None
     store = ledger.store
     shipment_id = bytes.fromhex(env.data["shipment"])
-    ship_index = batch.ids.get(shipment_id)
+    ship_index = txn.ids.get(shipment_id)
     if ship_index is None:
         stored = store.find_event(shipment_id)
         ship_index = None if stored is None else stored.index
@@ -81,8 +81,8 @@ def _receive(
     if sorted(lot.id for lot in lots) != sorted(lot_ids):
         raise RejectedEvent(SCHEMA, "batches must list exactly the lots of the shipment")
     if index >= ledger.time_rules_from:
-        timing.not_before_birth(ledger, env, lots, batch)
-        shipped = timing.time_at(ledger, ship_index, batch)
+        timing.not_before_birth(ledger, env, lots, txn)
+        shipped = timing.time_at(ledger, ship_index, txn)
         if env.time_us < shipped:
             raise RejectedEvent(
                 OUT_OF_ORDER,
@@ -95,23 +95,23 @@ def _receive(
         store.set_custodian(lot.id, signer.id)
     store.close_shipment(ship_index, index)
     lot_ids = [lot.id for lot in lots]
-    return store.derive("receive", index, lot_ids, env.data, BatchRefs(ledger, batch))
+    return store.derive("receive", index, lot_ids, env.data, TransactionRefs(ledger, txn))
 
 
 def _dispense(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     lots = checks.lots_of(ledger, env)
     checks.custodian_of(ledger, env, signer, lots)
-    checks.not_recalled(ledger, lots, index, batch, "dispensed")
-    checks.not_held(ledger, lots, batch, "dispensed")
-    timing.within_custody(ledger, env, signer, lots, index, batch)
+    checks.not_recalled(ledger, lots, index, txn, "dispensed")
+    checks.not_held(ledger, lots, txn, "dispensed")
+    timing.within_custody(ledger, env, signer, lots, index, txn)
     lot_ids = [lot.id for lot in lots]
-    return ledger.store.derive("dispense", index, lot_ids, env.data, BatchRefs(ledger, batch))
+    return ledger.store.derive("dispense", index, lot_ids, env.data, TransactionRefs(ledger, txn))
 
 
 def _attach(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     lots = checks.lots_of(ledger, env)
     checks.custodian_of(ledger, env, signer, lots)
@@ -123,7 +123,7 @@ def _attach(
     for lot in lots:
         if lot.id in open_lots:
             raise RejectedEvent(CONFLICT, f"device {device.name} is already attached to {lot.uri}")
-    timing.within_custody(ledger, env, signer, lots, index, batch)
+    timing.within_custody(ledger, env, signer, lots, index, txn)
     for lot in lots:
         row_id = ledger.store.insert_attachment(device.id, lot.id, env.time_us, index)
         attachments.append([lot.id, env.time_us, None, row_id])
@@ -131,7 +131,7 @@ def _attach(
 
 
 def _detach(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     lots = checks.lots_of(ledger, env)
     checks.custodian_of(ledger, env, signer, lots)
@@ -149,7 +149,7 @@ def _detach(
                 "check the signer's clock",
             )
         rows.append(row)
-    timing.within_custody(ledger, env, signer, lots, index, batch)
+    timing.within_custody(ledger, env, signer, lots, index, txn)
     for row in rows:
         row[2] = env.time_us
         ledger.store.close_attachment(row[3], env.time_us, index)

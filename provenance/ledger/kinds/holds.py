@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.ledger.kinds import checks
-from provenance.ledger.kinds.base import Batch, Kind
-from provenance.ledger.kinds.timing import BatchRefs
+from provenance.ledger.kinds.base import Kind, Transaction
+from provenance.ledger.kinds.timing import TransactionRefs
 from provenance.ledger.reasons import CONFLICT
 from provenance.store.rows import Identity
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def _hold(
-    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     """Hold the named lots for `data.rule` until a release: they cannot be
     shipped, transformed or dispensed meanwhile. One hold in force per lot
@@ -33,15 +33,15 @@ def _hold(
                 CONFLICT, f"{lot.uri} is already on hold by rule {rule}: release it first"
             )
     ids = ledger.store.derive(
-        "hold", index, [lot.id for lot in lots], env.data, BatchRefs(ledger, batch)
+        "hold", index, [lot.id for lot in lots], env.data, TransactionRefs(ledger, txn)
     )
     ledger.set_held_cache(ids, True)
-    batch.holds[index] = env
+    txn.holds[index] = env
     return ids
 
 
 def _release(
-    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     """End the hold `data.hold` names on the named lots, or every hold in force
     on them; a lot stays held while another hold remains."""
@@ -49,7 +49,7 @@ def _release(
     lots = checks.lots_of(ledger, env)
     # The hold may be earlier in this append's batch, not in `events` yet: the
     # check here and the effect in `derive` find it through the same refs.
-    refs = BatchRefs(ledger, batch)
+    refs = TransactionRefs(ledger, txn)
     hold_index = None
     if "hold" in env.data:
         hold_index = refs.event(bytes.fromhex(env.data["hold"]), "hold", index)
@@ -67,7 +67,7 @@ def _release(
 
 
 def _flag(
-    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     """A signal about the named lots (a silent logger, a counterfeit serial…):
     recorded once per lot, rule and key; it changes nothing else."""
@@ -80,7 +80,7 @@ def _flag(
                 f"{lot.uri} is already flagged by rule {data['rule']} for {data['key']}",
             )
     return ledger.store.derive(
-        "flag", index, [lot.id for lot in lots], data, BatchRefs(ledger, batch)
+        "flag", index, [lot.id for lot in lots], data, TransactionRefs(ledger, txn)
     )
 
 

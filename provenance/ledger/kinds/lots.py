@@ -12,8 +12,8 @@ from provenance.core import gs1
 from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.ledger.kinds import checks, timing
-from provenance.ledger.kinds.base import Batch, Kind
-from provenance.ledger.kinds.timing import BatchRefs
+from provenance.ledger.kinds.base import Kind, Transaction
+from provenance.ledger.kinds.timing import TransactionRefs
 from provenance.ledger.reasons import LOT_EXISTS, SCHEMA, UNKNOWN_LOT
 from provenance.store.rows import Identity, Lot
 
@@ -47,21 +47,23 @@ def _create_lot(
 
 
 def _commission(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
-    assert signer is not None and env.batches is not None
-    uri = env.batches[0]
+    assert signer is not None and env.lots is not None
+    uri = env.lots[0]
     if ledger.lot(uri) is not None:
         raise RejectedEvent(LOT_EXISTS, f"{uri} is already commissioned")
     checks.may_commission(ledger, signer, gs1.parse_lot_uri(uri)[0], uri, index)
     lot = _create_lot(ledger, uri, env.data["product"], env.data, signer, index)
-    return ledger.store.derive("commission", index, [lot.id], env.data, BatchRefs(ledger, batch))
+    return ledger.store.derive(
+        "commission", index, [lot.id], env.data, TransactionRefs(ledger, txn)
+    )
 
 
 def _transform(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
-    assert signer is not None and env.batches is not None
+    assert signer is not None and env.lots is not None
     inputs = []
     for item in env.data["inputs"]:
         lot = ledger.lot(item["batch"])
@@ -69,9 +71,9 @@ def _transform(
             raise RejectedEvent(UNKNOWN_LOT, f"input {item['batch']} is not registered")
         inputs.append(lot)
     checks.custodian_of(ledger, env, signer, inputs)
-    checks.not_recalled(ledger, inputs, index, batch, "transformed")
-    checks.not_held(ledger, inputs, batch, "transformed")
-    timing.within_custody(ledger, env, signer, inputs, index, batch)
+    checks.not_recalled(ledger, inputs, index, txn, "transformed")
+    checks.not_held(ledger, inputs, txn, "transformed")
+    timing.within_custody(ledger, env, signer, inputs, index, txn)
     to_create = []
     for position, item in enumerate(env.data["outputs"]):
         lot = ledger.lot(item["batch"])
@@ -85,14 +87,14 @@ def _transform(
             )
             to_create.append(item)
         else:
-            checks.not_recalled(ledger, [lot], index, batch, "made into a transform output")
-            checks.not_held(ledger, [lot], batch, "made into a transform output")
+            checks.not_recalled(ledger, [lot], index, txn, "made into a transform output")
+            checks.not_held(ledger, [lot], txn, "made into a transform output")
             if (
                 lot.commissioned_by != signer.id
                 or lot.custodian != signer.id
                 or ledger.chain_length(lot.id) != 1
                 # its one event must be its commission, not the transform that made it
-                or timing.kind_at(ledger, lot.origin_event, batch) != "commission"
+                or timing.kind_at(ledger, lot.origin_event, txn) != "commission"
             ):
                 raise RejectedEvent(
                     LOT_EXISTS,
@@ -100,14 +102,14 @@ def _transform(
                     "commissioned by the same party",
                 )
             if index >= ledger.time_rules_from:
-                timing.not_before_birth(ledger, env, [lot], batch)
+                timing.not_before_birth(ledger, env, [lot], txn)
     for item in to_create:
         _create_lot(ledger, item["batch"], item["product"], item, signer, index)
-    refs = BatchRefs(ledger, batch)
+    refs = TransactionRefs(ledger, txn)
     # Lineage edges in this transaction: a recall later in the batch cascades.
     # An output is new or has only its commission, so it has no descendants:
     # no edge can close a cycle.
-    lot_ids = list(dict.fromkeys(refs.chain(uri) for uri in env.batches))
+    lot_ids = list(dict.fromkeys(refs.chain(uri) for uri in env.lots))
     return ledger.store.derive("transform", index, lot_ids, env.data, refs)
 
 

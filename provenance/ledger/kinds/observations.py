@@ -12,7 +12,7 @@ from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.core.kinds import epcis_stream
 from provenance.ledger.kinds import checks, timing
-from provenance.ledger.kinds.base import Batch, Kind
+from provenance.ledger.kinds.base import Kind, Transaction
 from provenance.ledger.reasons import NOT_ATTACHED
 from provenance.store.rows import Identity
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _reading(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     """Filed under the lots the device is attached to at `time` (or the named
     ones, which it must be attached to then) that existed then: a reading
@@ -33,7 +33,7 @@ def _reading(
         for lot_id, start, until, _ in ledger.attachments_of(signer.id)
         if start <= env.time_us and (until is None or env.time_us < until)
     }
-    if env.batches is None:
+    if env.lots is None:
         if not attached:
             raise RejectedEvent(
                 NOT_ATTACHED,
@@ -42,15 +42,15 @@ def _reading(
             )
         if index < ledger.time_rules_from:
             return sorted(attached)
-        existing = [i for i in attached if timing.born_us_of(ledger, i, batch) <= env.time_us]
+        existing = [i for i in attached if timing.born_us_of(ledger, i, txn) <= env.time_us]
         if not existing:
             timing.not_before_birth(
-                ledger, env, [timing.lot_by_id(ledger, i) for i in sorted(attached)], batch
+                ledger, env, [timing.lot_by_id(ledger, i) for i in sorted(attached)], txn
             )
         return sorted(existing)
     lots = checks.lots_of(ledger, env)
     if index >= ledger.time_rules_from:
-        timing.not_before_birth(ledger, env, lots, batch)
+        timing.not_before_birth(ledger, env, lots, txn)
     for lot in lots:
         if lot.id not in attached:
             raise RejectedEvent(
@@ -60,7 +60,7 @@ def _reading(
 
 
 def _inspect(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, _b: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, _txn: Transaction
 ) -> list[int]:
     lots = checks.lots_of(ledger, env)
     if index >= ledger.access_from:
@@ -69,14 +69,14 @@ def _inspect(
 
 
 def _epcis(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, _b: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, _txn: Transaction
 ) -> list[int]:
     """An imported EPCIS 2.0 event, carried verbatim. With `batches` it is
     filed under those lots (each must exist, and the signer must be allowed
     to sign about each, as for `inspect`); without, under the signer's
     EPCIS stream chain `{did}#epcis`, made on first use."""
     assert signer is not None
-    if env.batches is not None:
+    if env.lots is not None:
         lots = checks.lots_of(ledger, env)
         if index >= ledger.access_from:
             checks.may_sign_about(ledger, env, signer, lots)

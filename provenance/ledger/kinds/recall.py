@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.ledger.kinds import checks
-from provenance.ledger.kinds.base import Batch, Kind
-from provenance.ledger.kinds.timing import BatchRefs
+from provenance.ledger.kinds.base import Kind, Transaction
+from provenance.ledger.kinds.timing import TransactionRefs
 from provenance.ledger.reasons import CONFLICT
 from provenance.store.rows import Identity
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def _recall(
-    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     """Recall the named lots and, in the same transaction, every lot made
     from them (transitively); each affected lot records which named lot
@@ -28,14 +28,14 @@ def _recall(
     one's history and proof bundle carry the recall (docs/lineage.md)."""
     lots = checks.lots_of(ledger, env)
     named = [lot.id for lot in lots]
-    affected = ledger.store.derive("recall", index, named, env.data, BatchRefs(ledger, batch))
+    affected = ledger.store.derive("recall", index, named, env.data, TransactionRefs(ledger, txn))
     ledger.set_recalled_cache(affected, True)
-    batch.recalls[index] = env
+    txn.recalls[index] = env
     return affected if index >= ledger.rules_from else named
 
 
 def _recall_lift(
-    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, batch: Batch
+    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     """End the recalls the named lots are the source of, here and downstream.
     A lot recalled only through an ancestor is lifted by lifting that ancestor."""
@@ -52,7 +52,7 @@ def _recall_lift(
                 f"{lot.uri} is recalled only through {sources}: lift the recall of that lot",
             )
     named = [lot.id for lot in lots]
-    affected = store.derive("recall-lift", index, named, env.data, BatchRefs(ledger, batch))
+    affected = store.derive("recall-lift", index, named, env.data, TransactionRefs(ledger, txn))
     still = {
         lot_id
         for lot_id in affected

@@ -14,7 +14,7 @@ from provenance.core.identity import COMMISSIONING_ROLES
 from provenance.core.kinds import PREFIXES_FIELD, REGISTRAR, prefix_chain
 from provenance.core.timefmt import parse_time
 from provenance.ledger.kinds import checks
-from provenance.ledger.kinds.base import Batch, Kind, SignerHistory
+from provenance.ledger.kinds.base import Kind, SignerHistory, Transaction
 from provenance.ledger.reasons import (
     CONFLICT,
     REVOKED,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 def _enrol(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, _b: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, _txn: Transaction
 ) -> list[int]:
     data = env.data
     subject, kind, name = data["subject"], data["type"], data["name"]
@@ -68,7 +68,9 @@ def _audit_enrol(
     return None
 
 
-def _revoke(ledger: Ledger, env: Envelope, _s: Identity | None, index: int, _b: Batch) -> list[int]:
+def _revoke(
+    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, _txn: Transaction
+) -> list[int]:
     subject = ledger.identity(env.data["subject"])
     if subject is None:
         raise RejectedEvent(UNKNOWN_SIGNER, f"{env.data['subject']} is not enrolled")
@@ -96,7 +98,9 @@ def _audit_revoke(
     return None
 
 
-def _grant(ledger: Ledger, env: Envelope, _s: Identity | None, index: int, _b: Batch) -> list[int]:
+def _grant(
+    ledger: Ledger, env: Envelope, _s: Identity | None, index: int, _txn: Transaction
+) -> list[int]:
     """More GS1 company prefixes for a party that commissions lots. Filed
     under the party's prefix chain `{did}#gs1`, made on first use, so that
     its identity chain stays enrolments and revocations (docs/protocol.md §5)."""

@@ -19,7 +19,7 @@ from provenance.core.errors import ProvenanceError, RejectedEvent, ValidationErr
 from provenance.core.kinds import CUSTODIAL_FIELD, REGISTRAR
 from provenance.core.rotation import APPROVAL_FIELD, check_approval
 from provenance.core.timefmt import parse_time
-from provenance.ledger.kinds.base import Batch, Kind, SignerHistory
+from provenance.ledger.kinds.base import Kind, SignerHistory, Transaction
 from provenance.ledger.reasons import CONFLICT, REVOKED, SCHEMA, UNAUTHORISED, UNKNOWN_SIGNER
 from provenance.store.rows import Identity
 
@@ -30,7 +30,7 @@ REGULATOR = "regulator"
 
 
 def _rotate(
-    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, _b: Batch
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, _txn: Transaction
 ) -> list[int]:
     assert signer is not None
     data = env.data

@@ -3,7 +3,7 @@ before it exists, and a holder's events about a lot come after the handoff
 that made it the holder. They apply from the log index the time rules came in
 (`Ledger.time_rules_from`); what the log held before stays valid.
 Here too: what an event is and when, in its append's batch or already
-logged (`kind_at`, `time_at`, `BatchRefs`).
+logged (`kind_at`, `time_at`, `TransactionRefs`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.core.kinds import KIND_NAMES
 from provenance.core.timefmt import format_time, parse_time
-from provenance.ledger.kinds.base import Batch
+from provenance.ledger.kinds.base import Transaction
 from provenance.ledger.reasons import BEFORE_COMMISSION, OUT_OF_ORDER
 from provenance.store.rows import Identity, Lot
 
@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from provenance.ledger.append import Ledger
 
 
-def kind_at(ledger: Ledger, index: int, batch: Batch) -> str | None:
+def kind_at(ledger: Ledger, index: int, txn: Transaction) -> str | None:
     """Kind of the event at log *index*, in this batch or already stored."""
-    for row in reversed(batch.events):  # rows are in index order
+    for row in reversed(txn.events):  # rows are in index order
         if row[0] == index:
             return KIND_NAMES[row[1]]
         if row[0] < index:
@@ -33,16 +33,16 @@ def kind_at(ledger: Ledger, index: int, batch: Batch) -> str | None:
     return ledger.store.event_kind(index)
 
 
-class BatchRefs:
+class TransactionRefs:
     """`Refs` (provenance/store/derived.py) for one event being appended: what
-    it names, found in its append transaction's batch (not in `events` yet) or
+    it names, found in its append transaction (not in `events` yet) or
     already logged. A kind's checks and its derived effect (`Store.derive`) use
-    the same lookup, so a release of a hold earlier in the same batch ends it."""
+    the same lookup, so a release of a hold earlier in the same transaction ends it."""
 
-    __slots__ = ("_events", "batch", "ledger")
+    __slots__ = ("_events", "ledger", "txn")
 
-    def __init__(self, ledger: Ledger, batch: Batch) -> None:
-        self.ledger, self.batch = ledger, batch
+    def __init__(self, ledger: Ledger, txn: Transaction) -> None:
+        self.ledger, self.txn = ledger, txn
         self._events: dict[tuple[bytes, str, int], int | None] = {}
 
     def chain(self, subject: str) -> int:
@@ -53,22 +53,22 @@ class BatchRefs:
     def event(self, event_id: bytes, kind: str, before: int) -> int | None:
         key = (event_id, kind, before)
         if key not in self._events:
-            index = self.batch.ids.get(event_id)
+            index = self.txn.ids.get(event_id)
             if index is None:
                 stored = self.ledger.store.find_event(event_id)
                 index = None if stored is None else stored.index
             if index is not None and (
-                index >= before or kind_at(self.ledger, index, self.batch) != kind
+                index >= before or kind_at(self.ledger, index, self.txn) != kind
             ):
                 index = None
             self._events[key] = index
         return self._events[key]
 
 
-def time_at(ledger: Ledger, index: int, batch: Batch) -> int:
+def time_at(ledger: Ledger, index: int, txn: Transaction) -> int:
     """`time` (µs) of the event at log *index*, in this batch or stored."""
-    if batch.events and index >= batch.events[0][0]:  # rows are in index order
-        for row in reversed(batch.events):
+    if txn.events and index >= txn.events[0][0]:  # rows are in index order
+        for row in reversed(txn.events):
             if row[0] == index:
                 return parse_time(row[4])
     stored = ledger.store.event_at(index)
@@ -82,28 +82,28 @@ def lot_by_id(ledger: Ledger, lot_id: int) -> Lot:
     return lot
 
 
-def born_us_of(ledger: Ledger, lot_id: int, batch: Batch) -> int:
+def born_us_of(ledger: Ledger, lot_id: int, txn: Transaction) -> int:
     """When the lot came to be: the `time` of its commission, or of the
     transform that made it. Never changes, so it is kept."""
     born = ledger.born.get(lot_id)
     if born is None:
         lot = lot_by_id(ledger, lot_id)
-        born = ledger.born[lot_id] = time_at(ledger, lot.origin_event, batch)
+        born = ledger.born[lot_id] = time_at(ledger, lot.origin_event, txn)
     return born
 
 
-def not_before_birth(ledger: Ledger, env: Envelope, lots: Sequence[Lot], batch: Batch) -> None:
+def not_before_birth(ledger: Ledger, env: Envelope, lots: Sequence[Lot], txn: Transaction) -> None:
     """Refuse an event about a lot dated before the lot existed."""
     for lot in lots:
-        born = born_us_of(ledger, lot.id, batch)
+        born = born_us_of(ledger, lot.id, txn)
         if env.time_us < born:
-            if kind_at(ledger, lot.origin_event, batch) == "transform":
+            if kind_at(ledger, lot.origin_event, txn) == "transform":
                 how, fix = "was made by a transform", "date the transform when it happened"
             else:
                 how = "was commissioned"
                 fix = (
                     "date its commissioning at the real production time "
-                    "(`provenance batch register --produced`, or Produced in the portal)"
+                    "(`provenance lot register --produced`, or Produced in the portal)"
                 )
             raise RejectedEvent(
                 BEFORE_COMMISSION,
@@ -119,7 +119,7 @@ def within_custody(
     signer: Identity | None,
     lots: Sequence[Lot],
     index: int,
-    batch: Batch,
+    txn: Transaction,
 ) -> None:
     """The holder's events about its lots (ship, attach, detach, dispense,
     transform) are dated at or after it got them: the lot's commission or
@@ -127,12 +127,12 @@ def within_custody(
     handoffs are in time order in its chain. From the time-rules index on."""
     if index < ledger.time_rules_from:
         return
-    not_before_birth(ledger, env, lots, batch)
+    not_before_birth(ledger, env, lots, txn)
     for lot in lots:
         received = ledger.store.last_receive_of(lot.id)
         if received is None:
             continue  # held since its making, checked above
-        since = time_at(ledger, received, batch)
+        since = time_at(ledger, received, txn)
         if env.time_us < since:
             who = signer.name if signer is not None else env.signer
             raise RejectedEvent(

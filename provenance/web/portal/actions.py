@@ -257,7 +257,7 @@ def commission(
 def ship(
     who: Principal,
     *,
-    batches: list[str],
+    lots: list[str],
     to: str,
     where: dict[str, Any] | None = None,
     purpose: str | None = None,
@@ -267,7 +267,7 @@ def ship(
     require(who, "ship")
     store = read_store()
     me = party_identity(store, who)
-    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(batches)]
+    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(lots)]
     if not uris:
         raise ValidationError("batches", "name at least one lot to ship")
     receiver = resolve_party(store, to)
@@ -313,8 +313,8 @@ def receive(
         data["location"] = where
     if condition:
         data["condition"] = condition.strip()
-    batches = list(stored.envelope.batches or ())
-    return _sign(who, "receive", [("receive", batches, data)], {"shipment": shipment})
+    lots = list(stored.envelope.lots or ())
+    return _sign(who, "receive", [("receive", lots, data)], {"shipment": shipment})
 
 
 def transform(
@@ -347,9 +347,9 @@ def transform(
     data: dict[str, Any] = {"inputs": ins, "outputs": outs}
     if where:
         data["location"] = where
-    batches = [i["batch"] for i in ins] + [o["batch"] for o in outs]
+    lots = [i["batch"] for i in ins] + [o["batch"] for o in outs]
     params = {"inputs": [i["batch"] for i in ins], "outputs": [o["batch"] for o in outs]}
-    done = _sign(who, "transform", [("transform", batches, data)], params)
+    done = _sign(who, "transform", [("transform", lots, data)], params)
     return Done(done.results, outs[0]["batch"])
 
 
@@ -376,7 +376,7 @@ def _may_sign_about(who: Principal, uris: list[str]) -> None:
 def attach_document(
     who: Principal,
     *,
-    batches: list[str],
+    lots: list[str],
     stream: BinaryIO,
     filename: str | None,
     declared_type: str | None,
@@ -386,7 +386,7 @@ def attach_document(
     """Store a certificate or lab result and sign an `inspect` event that
     carries its SHA-256, name and media type."""
     require(who, "document")
-    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(batches)]
+    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(lots)]
     if not uris:
         raise ValidationError("batches", "name the lot the document is about")
     if result not in ("pass", "fail"):
@@ -433,13 +433,13 @@ def attach_document(
 def recall(
     who: Principal,
     *,
-    batches: list[str],
+    lots: list[str],
     reason: str,
     recall_class: str,
     instructions: str | None = None,
 ) -> Done:
     require(who, "recall")
-    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(batches)]
+    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(lots)]
     if not uris:
         raise ValidationError("batches", "name the lot to recall")
     data: dict[str, Any] = {"reason": (reason or "").strip(), "class": recall_class}
@@ -449,9 +449,9 @@ def recall(
     return _sign(who, "recall", [("recall", uris, data)], params)
 
 
-def lift(who: Principal, *, batches: list[str], reason: str) -> Done:
+def lift(who: Principal, *, lots: list[str], reason: str) -> Done:
     require(who, "recall")
-    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(batches)]
+    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(lots)]
     if not uris:
         raise ValidationError("batches", "name the lot whose recall is lifted")
     data = {"reason": (reason or "").strip()}
@@ -460,10 +460,10 @@ def lift(who: Principal, *, batches: list[str], reason: str) -> Done:
     )
 
 
-def release(who: Principal, *, batches: list[str], reason: str, hold: str | None = None) -> Done:
+def release(who: Principal, *, lots: list[str], reason: str, hold: str | None = None) -> Done:
     """End the holds a rule put on these lots (all of them, or the one named)."""
     require(who, "recall")
-    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(batches)]
+    uris = [lot_uri_of(b, f"batches[{n}]") for n, b in enumerate(lots)]
     if not uris:
         raise ValidationError("batches", "name the held lot to release")
     data: dict[str, Any] = {"reason": (reason or "").strip()}

@@ -249,7 +249,7 @@ def ship():
     body = _body()
     done = actions.ship(
         principal(),
-        batches=_list(body, "batches"),
+        lots=_list(body, "batches"),
         to=_text(body, "to") or "",
         where=body.get("location"),
         purpose=_text(body, "purpose", required=False),
@@ -291,10 +291,10 @@ def documents():
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise ValidationError("file", "attach the document as the multipart field 'file'")
-    batches = [b for value in request.form.getlist("batches") for b in value.split(",") if b]
+    lots = [b for value in request.form.getlist("batches") for b in value.split(",") if b]
     done, document = actions.attach_document(
         principal(),
-        batches=batches,
+        lots=lots,
         stream=upload.stream,
         filename=upload.filename,
         declared_type=upload.mimetype,
@@ -399,7 +399,7 @@ def recall():
     body = _body()
     done = actions.recall(
         principal(),
-        batches=_list(body, "batches"),
+        lots=_list(body, "batches"),
         reason=_text(body, "reason") or "",
         recall_class=_text(body, "class") or "",
         instructions=_text(body, "instructions", required=False),
@@ -412,7 +412,7 @@ def lift():
     require(principal(), "recall")  # the role first, then the body
     body = _body()
     done = actions.lift(
-        principal(), batches=_list(body, "batches"), reason=_text(body, "reason") or ""
+        principal(), lots=_list(body, "batches"), reason=_text(body, "reason") or ""
     )
     return _created(done)
 

@@ -138,8 +138,8 @@ def _lot_made(message: str) -> Callable[[list[Any]], str | None]:
         stored = read_store().event_at(index) if index is not None else None
         if stored is None:
             return None
-        data, batches = stored.envelope.data, stored.envelope.batches or ()
-        uri = data["outputs"][0]["batch"] if "outputs" in data else batches[0]
+        data, lots = stored.envelope.data, stored.envelope.lots or ()
+        uri = data["outputs"][0]["batch"] if "outputs" in data else lots[0]
         made = read_store().lot_by_uri(uri)
         return url_for("portal.producer.lot", lot_id=made.id) if made else None
 
@@ -179,7 +179,7 @@ def ship(lot_id: int):
     with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said)):
         actions.ship(
             who,
-            batches=[found.uri],
+            lots=[found.uri],
             to=to,
             where=actions.form_location(request.form.get("location"), request.form.get("country")),
             purpose=purpose,
@@ -234,11 +234,11 @@ def transform():
     form = request.form
     inputs: list[dict[str, Any]] = []
     for n in range(INPUT_ROWS):
-        batch = form.get(f"in{n}_batch")
-        if batch:
+        input_uri = form.get(f"in{n}_batch")
+        if input_uri:
             inputs.append(
                 {
-                    "batch": batch,
+                    "batch": input_uri,
                     "quantity": actions.form_quantity(
                         form.get(f"in{n}_quantity"),
                         form.get(f"in{n}_unit"),
@@ -290,7 +290,7 @@ def upload_document(lot_id: int):
     with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said)):
         _, document = actions.attach_document(
             who,
-            batches=[found.uri],
+            lots=[found.uri],
             stream=upload.stream,
             filename=upload.filename,
             declared_type=upload.mimetype,

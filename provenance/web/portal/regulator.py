@@ -214,7 +214,7 @@ def recall():
     with when_signed(_back(lots).location, signed):
         done = actions.recall(
             who,
-            batches=lots,
+            lots=lots,
             reason=form["reason"],
             recall_class=form["class"],
             instructions=form["instructions"],
@@ -233,7 +233,7 @@ def lift():
         flash(f"Recall lifted for {len(lots)} lot(s) and the lots made from them.")
 
     with when_signed(_back(lots).location, signed):
-        actions.lift(who, batches=lots, reason=request.form.get("reason", ""))
+        actions.lift(who, lots=lots, reason=request.form.get("reason", ""))
     signed([])
     return _back(lots)
 
@@ -278,7 +278,7 @@ def release():
 
     with when_signed(url_for("portal.regulator.holds"), signed):
         actions.release(
-            who, batches=lots, reason=request.form.get("reason", ""), hold=request.form.get("hold")
+            who, lots=lots, reason=request.form.get("reason", ""), hold=request.form.get("hold")
         )
     signed([])
     return redirect(url_for("portal.regulator.holds"), code=303)

@@ -83,7 +83,7 @@ class LedgerWriter:
         """Sign *items* as the holder of *key* with its next seqs, dated *time*
         (RFC 3339 UTC, e.g. a lot's production) or now, and append them all or
         nothing."""
-        events = [Unsigned(kind, data, batches) for kind, batches, data in items]
+        events = [Unsigned(kind, data, lots) for kind, lots, data in items]
         with self._lock:
             signer = Signer(self._open(), key, clock=self.clock)
             return signer.sign_and_append(events, atomic=True, source=source, time=time)
@@ -98,13 +98,13 @@ class LedgerWriter:
         actions prepared before either is signed do not collide (an action
         never signed leaves a gap, which the protocol allows)."""
         when = time or format_time(self.clock())
-        for kind, batches, data in items:
-            validate_data(kind, data, tuple(batches) if batches else None)
+        for kind, lots, data in items:
+            validate_data(kind, data, tuple(lots) if lots else None)
         with self._lock:
             seq = max(self._open().next_seq(did), self._prepared.get(did, -1) + 1)
             self._prepared[did] = seq + len(items) - 1
         envelopes = []
-        for offset, (kind, batches, data) in enumerate(items):
+        for offset, (kind, lots, data) in enumerate(items):
             envelope: dict[str, Any] = {
                 "v": 1,
                 "kind": kind,
@@ -112,8 +112,8 @@ class LedgerWriter:
                 "seq": seq + offset,
                 "time": when,
             }
-            if batches:
-                envelope["batches"] = list(batches)
+            if lots:
+                envelope["batches"] = list(lots)
             envelope["data"] = data
             envelopes.append(envelope)
         return envelopes
