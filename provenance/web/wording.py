@@ -27,6 +27,7 @@ from provenance.core.errors import ValidationError
 from provenance.core.timefmt import format_time, parse_time
 
 COOKIE_AGE = 365 * 24 * 3600
+FRACTION_COUNT = 2  # the count a fraction takes its plural form from
 MAX_ZONE_NAME = 64
 
 # The common UN/CEFACT Recommendation 20 codes a form offers, in the order of
@@ -69,7 +70,9 @@ def amount(value: Any, unit: str | None) -> str:
     if number is None:
         return f"{value} {unit or ''}".strip()
     n = format_decimal(number, locale=_locale())
-    plural = int(number) if number == number.to_integral_value() else 2
+    # gettext's plural rules take whole numbers; a fraction ("2.5 packs") reads
+    # as many, as CLDR's English and Chinese rules have it.
+    plural = round(number) if number % 1 == 0 else FRACTION_COUNT
     code = (unit or "").upper()
     if code == "EA":
         return ngettext("%(n)s pack", "%(n)s packs", plural, n=n)
