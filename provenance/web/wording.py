@@ -50,6 +50,34 @@ UNIT_NAMES = {
     "MTR": lazy_gettext("metres (m)"),
 }
 
+# Party roles and how a recall reached a lot, as a person says them.
+ROLE_NAMES = {
+    "producer": lazy_gettext("producer"),
+    "processor": lazy_gettext("processor"),
+    "carrier": lazy_gettext("carrier"),
+    "distributor": lazy_gettext("distributor"),
+    "retailer": lazy_gettext("retailer"),
+    "clinic": lazy_gettext("clinic"),
+    "inspector": lazy_gettext("inspector"),
+    "regulator": lazy_gettext("regulator"),
+    "registrar": lazy_gettext("registrar"),
+    "admin": lazy_gettext("administrator"),
+    "device": lazy_gettext("device"),
+}
+RELATIONS = {
+    "named": lazy_gettext("named in the recall"),
+    "downstream": lazy_gettext("made from a recalled lot"),
+}
+
+
+def role_name(role: str | None) -> str:
+    return str(ROLE_NAMES.get(role or "", role or ""))
+
+
+def relation_name(relation: str | None) -> str:
+    return str(RELATIONS.get(relation or "", relation or ""))
+
+
 # The glossary: technical terms that stay on the portal, each explained on hover.
 GLOSSARY = {
     "GTIN": lazy_gettext("Global Trade Item Number: the product's barcode number"),
@@ -254,6 +282,8 @@ def size_text(n_bytes: int) -> str:
 
 GLOBALS = {
     "amount": amount,
+    "role_name": role_name,
+    "relation_name": relation_name,
     "quantity_text": quantity_text,
     "step_sentence": step_sentence,
     "term": term,
