@@ -214,3 +214,33 @@ def test_the_portal_in_chinese_in_a_browser(chromium, file_world, tmp_path):
         # the one console error: the form came back as a 400, as it should
         assert [e for e in errors if "status of 400" not in e] == [], errors
         context.close()
+
+
+def test_the_transformation_form_explains_itself_too(portal):
+    from world import LOT
+
+    portal.world.ship_and_receive("farm", "packer", [LOT], 2)
+    form = {
+        "in0_batch": LOT,
+        "in0_quantity": "100",
+        "in0_unit": "",
+        "out0_gtin": GTIN,
+        "out0_lot": "BAG9",
+        "out0_product": "Kale bag",
+        "out0_quantity": "400",
+        "out0_unit": "EA",
+    }
+    response = portal.post("packer1", "/portal/transform", form)
+    assert response.status_code == 400
+    page = text(response)
+    assert "Choose the unit of the amount." in _label_of(page, "in0_unit")
+    assert 'value="100"' in _label_of(page, "in0_quantity")
+    assert 'value="BAG9"' in _label_of(page, "out0_lot")
+    assert '<option value="EA" selected>' in _label_of(page, "out0_unit")
+    assert f'<option value="{LOT}" selected>' in _label_of(page, "in0_batch")
+    bad_digit = {**form, "in0_unit": "KGM", "out0_gtin": "9506000134353"}
+    response = portal.post("packer1", "/portal/transform", bad_digit)
+    assert response.status_code == 400
+    assert "check digit" in _label_of(text(response), "out0_gtin")
+    done = portal.post("packer1", "/portal/transform", {**form, "in0_unit": "KGM"})
+    assert done.status_code == 303

@@ -97,3 +97,54 @@ def refusal_message(field: str, exc: ValidationError) -> str:
         "origin": _("Name the farm or plant in up to 200 characters."),
     }
     return messages.get(field) or _("The ledger refused this: %(rule)s", rule=exc.rule)
+
+
+_ROW = re.compile(r"(inputs|outputs)\[([0-9]+)\]\.?([a-z_]*)")
+
+
+def transform_form_errors(form: Mapping[str, str], inputs: int, outputs: int) -> dict[str, str]:
+    """Field name -> what to fix, for the transformation form's rows."""
+    errors: dict[str, str] = {}
+    for prefix, rows, key in (("in", inputs, "batch"), ("out", outputs, "lot")):
+        for n in range(rows):
+            row = f"{prefix}{n}_"
+            amount = (form.get(row + "quantity") or "").strip()
+            unit = (form.get(row + "unit") or "").strip()
+            if not (form.get(row + key) or "").strip():
+                if amount or unit:
+                    errors[row + key] = (
+                        _("Choose the lot this amount is of.")
+                        if prefix == "in"
+                        else _("Enter the lot code of the new lot.")
+                    )
+                continue
+            if amount and not unit:
+                errors[row + "unit"] = _("Choose the unit of the amount.")
+            elif unit and not amount:
+                errors[row + "quantity"] = _("Enter the amount, or leave the unit empty.")
+            if amount and not _NUMBER.fullmatch(amount):
+                errors[row + "quantity"] = _(
+                    "Enter a number such as 1600 or 2.5, with digits only."
+                )
+            if prefix == "out":
+                gtin = (form.get(row + "gtin") or "").strip()
+                if not _DIGITS.fullmatch(gtin):
+                    errors[row + "gtin"] = _(
+                        "A barcode number has 8, 12, 13 or 14 digits, nothing else."
+                    )
+    return errors
+
+
+def transform_field_of(exc: ValidationError) -> str:
+    """The transformation form's field a refusal concerns ('' when none fits)."""
+    found = _ROW.search(exc.field or "")
+    if found is None:
+        return ""
+    side, n, rest = found.groups()
+    prefix = "in" if side == "inputs" else "out"
+    names = [name for name in re.split(r"[.\[\]]+", exc.field[found.end() :]) if name]
+    for name in reversed([rest, *names]):
+        for key, field in (*_FIELDS, ("batch", "batch")):
+            if name and (name == key or name.startswith(key)):
+                return f"{prefix}{n}_{field}"
+    return ""

@@ -252,14 +252,32 @@ def transform():
     store = read_store()
     me = party_identity(store, who)
     if request.method == "GET":
-        return render_template(
-            "portal/transform.html",
-            held=queries.held_lots(store, me.id),
-            inputs=range(INPUT_ROWS),
-            outputs=range(OUTPUT_ROWS),
-            profiles=list(PROFILES),
-        )
+        return _transform_form(store, me.id, {}, {})
     form = request.form
+    errors = forms.transform_form_errors(form, INPUT_ROWS, OUTPUT_ROWS)
+    if errors:
+        return _transform_form(store, me.id, form, errors), 400
+    try:
+        return _record_transform(who, form)
+    except ValidationError as exc:
+        field = forms.transform_field_of(exc)
+        message = forms.refusal_message(field.split("_", 1)[-1] if field else "", exc)
+        return _transform_form(store, me.id, form, {field: message}), 400
+
+
+def _transform_form(store: Any, party_id: int, form: Any, errors: dict[str, str]) -> str:
+    return render_template(
+        "portal/transform.html",
+        held=queries.held_lots(store, party_id),
+        inputs=range(INPUT_ROWS),
+        outputs=range(OUTPUT_ROWS),
+        profiles=list(PROFILES),
+        form=form,
+        errors=errors,
+    )
+
+
+def _record_transform(who: Any, form: Any) -> Response:
     inputs: list[dict[str, Any]] = []
     for n in range(INPUT_ROWS):
         batch = form.get(f"in{n}_batch")
