@@ -3,6 +3,7 @@ catalog Flask-Babel loads is the one built from the committed .po file."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
@@ -12,7 +13,7 @@ from babel.messages.pofile import read_po
 WEB = Path(__file__).resolve().parent.parent / "provenance" / "web"
 CATALOG = WEB / "translations" / "zh" / "LC_MESSAGES"
 METHODS = [("templates/**.html", "jinja2"), ("**.py", "python")]
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None}
 
 
 def messages_in_code() -> set[str]:
@@ -60,3 +61,45 @@ def test_compiled_catalog_is_current():
         "messages.mo is stale: run `.venv/bin/pybabel compile -d provenance/web/translations`; "
         f"differs in: {stale[:10]}"
     )
+
+
+# Words a portal template may show untranslated: names of formats and standards.
+PORTAL_UNTRANSLATED = {
+    "PDF",
+    "PNG",
+    "CSV",
+    "XLSX",
+    "EPCIS",
+    "JSON",
+    "LD",
+    "FSMA",
+    "A4",
+    "UTC",
+    "Provenance",
+}
+_TEMPLATE_CODE = re.compile(r"{#.*?#}|{%.*?%}|{{.*?}}", re.S)
+_SHOWN_ATTRIBUTE = re.compile(r'\b(?:placeholder|title|aria-label|alt)="([^"]*)"')
+_TAG = re.compile(r"<(script|style|pre|code)\b.*?</\1>|<[^>]+>", re.S)
+
+
+def english_left_in(template: str) -> list[str]:
+    """Words a reader would see that are not wrapped for translation."""
+    shown = _SHOWN_ATTRIBUTE.findall(_TEMPLATE_CODE.sub(" ", template))
+    text = _TAG.sub(" ", _TEMPLATE_CODE.sub(" ", template))
+    words = re.findall(r"[A-Za-z][A-Za-z0-9]+", " ".join([text, *shown]))
+    return [w for w in words if w not in PORTAL_UNTRANSLATED]
+
+
+def test_portal_templates_show_no_untranslated_text():
+    left = {
+        path.name: english_left_in(path.read_text(encoding="utf-8"))
+        for path in sorted((WEB / "templates" / "portal").glob("*.html"))
+    }
+    left = {name: words for name, words in left.items() if words}
+    assert not left, f"wrap these in _() and translate them (docs/scan.md): {left}"
+
+
+def test_the_untranslated_text_check_finds_english():
+    assert english_left_in("<p>Ship {{ _('Ship') }}</p>") == ["Ship"]
+    assert english_left_in('<input placeholder="new password">') == ["new", "password"]
+    assert english_left_in("<p>{{ _('Ship') }} · <code>provenance user add</code></p>") == []

@@ -18,6 +18,7 @@ from flask_babel import gettext as _
 from provenance.core.timefmt import format_time, parse_time
 from provenance.domain.coldchain import MINUTE
 
+from . import wording
 from .links import url_with
 
 LANGUAGES = {"en": "English", "zh": "中文"}
@@ -41,8 +42,10 @@ def init_app(app: Flask) -> None:
         day=day,
         duration=duration,
         url_with=url_with,
+        **wording.GLOBALS,
     )
     app.after_request(_remember)
+    app.after_request(wording.remember_zone)
 
 
 def _translations() -> Path:

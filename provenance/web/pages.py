@@ -14,6 +14,7 @@ be drawn at all is logged and replaced by a sentence saying so.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import render_template, request
@@ -42,6 +43,7 @@ def render_lot(
     page_url: str,
     label_expiry: str | None,
     serial: str | None,
+    bundle_size: Callable[[], int | None] | None = None,
 ) -> str:
     def render() -> str:
         return render_template(
@@ -56,6 +58,9 @@ def render_lot(
             charts=[_chart(view, record, n) for n, record in enumerate(view.legs)],
             custodial=custodial_signers(view),
             witnessed=witnessed,
+            # The proof bundle's size, said before a phone downloads it; made
+            # here once and kept for the download (resolver._bundle_json).
+            bundle_bytes=bundle_size() if bundle_size is not None else None,
         )
 
     # Who cosigned the log's shown checkpoint (docs/protocol.md, "Witnessing"): it can

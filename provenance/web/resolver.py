@@ -21,6 +21,7 @@ a 500 that says so, the cause logged and never shown (`PageFailure`).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -52,6 +53,7 @@ from .state import scanner as get_scanner
 from .state import store as get_store
 
 bp = Blueprint("resolver", __name__)
+log = logging.getLogger(__name__)
 
 LINKSET_TYPE = "application/linkset+json"
 
@@ -188,7 +190,14 @@ def _page(view: LotView, link: digital_link.DigitalLink) -> Response:
         label_expiry = None
     lot = view.lot
     g.page_path = gs1.gtin_uri(lot.gtin, lot=lot.lot, serial=link.serial, base="")
-    html = render_lot(view, prefs, links.lot_url(lot.uri), label_expiry, link.serial)
+    html = render_lot(
+        view,
+        prefs,
+        links.lot_url(lot.uri),
+        label_expiry,
+        link.serial,
+        bundle_size=lambda: _bundle_size(lot.uri),
+    )
     response = Response(html, mimetype="text/html")
     return _conditional(response, _etag(view, "html", *prefs, label_expiry, link.serial))
 
@@ -231,6 +240,16 @@ def bundle(_rest: str):
     name = f"provenance-bundle-{gtin14}-{safe}.json"
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
     return response
+
+
+def _bundle_size(lot_uri: str) -> int | None:
+    """Bytes of the lot's proof bundle (None, and logged, if it cannot be made:
+    the page then offers the download without its size)."""
+    try:
+        return len(_bundle_json(lot_uri).encode())
+    except ProvenanceError:
+        log.exception("the proof bundle of %s could not be made", lot_uri)
+        return None
 
 
 def _bundle_json(lot_uri: str) -> str:

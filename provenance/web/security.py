@@ -15,8 +15,10 @@ import base64
 import gzip
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, current_app, request
+from jinja2 import pass_context
 from markupsafe import Markup
 
 from provenance.core.terminal import safe_text
@@ -54,6 +56,7 @@ def init_app(app: Flask) -> None:
     )
     app.jinja_env.globals["page_css"] = css
     app.jinja_env.finalize = shown_not_obeyed
+    _values_in_messages_shown_not_obeyed(app)
     app.after_request(_harden)
     app.after_request(_compress)
 
@@ -65,6 +68,29 @@ def shown_not_obeyed(value: object) -> object:
     if isinstance(value, str) and not isinstance(value, Markup):
         return safe_text(value)
     return value
+
+
+def _values_in_messages_shown_not_obeyed(app: Flask) -> None:
+    """The same for values put into a translated message (``_('… %(p)s', p=name)``):
+    the message comes back as Markup, which `finalize` passes as it is, so each
+    value is made safe before it goes in."""
+    env = app.jinja_env
+    gettext, ngettext = env.globals.get("gettext"), env.globals.get("ngettext")
+    if gettext is None or ngettext is None:
+        return
+
+    def shown(variables: dict[str, Any]) -> dict[str, Any]:
+        return {name: shown_not_obeyed(value) for name, value in variables.items()}
+
+    @pass_context
+    def safe_gettext(context: Any, message: str, **variables: Any) -> str:
+        return gettext(context, message, **shown(variables))
+
+    @pass_context
+    def safe_ngettext(context: Any, one: str, many: str, num: int, **variables: Any) -> str:
+        return ngettext(context, one, many, num, **shown(variables))
+
+    env.globals.update(gettext=safe_gettext, ngettext=safe_ngettext)
 
 
 def _harden(response: Response) -> Response:

@@ -5,6 +5,7 @@ only imported from the command line (`provenance portal key-import`)."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from provenance.store.accounts.models import ADMIN, AccountError
 
@@ -66,7 +67,7 @@ def add_user():
     except AccountError as exc:
         raise PortalError(409, "conflict", str(exc), reason="exists") from exc
     audit(who, "user-add", {"user": name, "role": role, "party": party_name})
-    flash(f"User {name} created.")
+    flash(_("User %(name)s created.", name=name))
     return _home()
 
 
@@ -90,7 +91,7 @@ def change_user(name: str, change: str):
     else:
         raise PortalError(404, "not found", f"no such change {change!r}")
     audit(who, f"user-{change}", {"user": name})
-    flash(f"User {name}: {change} done.")
+    flash(_("User %(name)s: %(change)s done.", name=name, change=change))
     return _home()
 
 
@@ -103,5 +104,5 @@ def revoke_token(token_id: int):
     except AccountError as exc:
         raise PortalError(404, "not found", str(exc), reason="unknown-token") from exc
     audit(who, "token-revoke", {"token": token_id})
-    flash(f"Token {token_id} revoked.")
+    flash(_("Token %(id)s revoked.", id=token_id))
     return _home()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 
 from provenance.core.errors import ValidationError
 from provenance.store.accounts.models import AuthenticationFailed, LoginThrottled
@@ -51,7 +52,7 @@ def login():
     except AuthenticationFailed:
         _audit_login(name, "refused: wrong name or password")
         page = render_template(
-            "portal/login.html", next=target, error="Wrong user name or password.", name=name
+            "portal/login.html", next=target, error=_("Wrong user name or password."), name=name
         )
         return page, 401
     old = session.get("sid")
@@ -84,7 +85,7 @@ def password():
     current = request.form.get("current") or ""
     new = request.form.get("new") or ""
     if new != (request.form.get("repeat") or ""):
-        return render_template("portal/password.html", error="The new passwords differ."), 400
+        return render_template("portal/password.html", error=_("The new passwords differ.")), 400
     try:
         accounts.authenticate(user.name, current)
     except (AuthenticationFailed, LoginThrottled):
@@ -96,7 +97,9 @@ def password():
             party=who.party_name,
             outcome="refused: wrong current password",
         )
-        return render_template("portal/password.html", error="The current password is wrong."), 403
+        return render_template(
+            "portal/password.html", error=_("The current password is wrong.")
+        ), 403
     try:
         accounts.set_password(user.name, new)
     except ValidationError as exc:
@@ -105,5 +108,5 @@ def password():
     session.clear()
     session["sid"] = accounts.open_session(user)
     session["csrf"] = secrets.token_urlsafe(32)
-    flash("Password changed. Every other session of yours was signed out.")
+    flash(_("Password changed. Every other session of yours was signed out."))
     return redirect(url_for("portal.producer.home"), code=303)

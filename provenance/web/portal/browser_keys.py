@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request
+from flask_babel import ngettext
 
 from provenance.core.jcs import parse_json
 from provenance.ledger.append import Appended
@@ -178,7 +179,13 @@ def sign(token: str):
     event_ids = [r.event_id for r in results if r.event_id]
     audit(who, pending.action, {**pending.params, "events": event_ids, "signed": "browser"})
     if not pending.after:
-        flash(f"Signed in your browser and recorded: {len(event_ids)} event(s).")
+        flash(
+            ngettext(
+                "Signed in your browser and recorded: %(num)d event.",
+                "Signed in your browser and recorded: %(num)d events.",
+                len(event_ids),
+            )
+        )
     next_url = pending.next_url
     for step in pending.after:
         where = step(results)

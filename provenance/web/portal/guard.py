@@ -38,6 +38,7 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
+from flask_babel import gettext as _
 
 from provenance.core.identity import PARTY_ROLES
 from provenance.store.accounts.models import ADMIN, Principal, User
@@ -327,10 +328,33 @@ def render_refusal(status: int, title: str, detail: str, reason: str | None = No
         if wants_json():
             return render_refusal_json(status, title, detail, reason)
         page = render_template(
-            "portal/error.html", status=status, title=title, detail=detail, reason=reason
+            "portal/error.html",
+            status=status,
+            title=_titles().get(title, title),
+            detail=detail,
+            reason=reason,
         )
         return page, status
     return answer(status, title, detail)
+
+
+def _titles() -> dict[str, str]:
+    """A refusal's title as a person reads it; the API keeps the English code."""
+    return {
+        "not found": _("not found"),
+        "forbidden": _("not allowed"),
+        "bad request": _("this cannot be done as asked"),
+        "conflict": _("this clashes with what is already recorded"),
+        "sign in": _("please sign in"),
+        "unauthorised": _("please sign in"),
+        "too large": _("too large"),
+        "cannot sign": _("cannot sign now"),
+        "unavailable": _("not available now"),
+        "cannot make the label": _("cannot make the label"),
+        "too many requests": _("too many requests: wait a moment"),
+        "method not allowed": _("not possible here"),
+        "request entity too large": _("too large"),
+    }
 
 
 def render_refusal_json(status: int, title: str, detail: str, reason: str | None):

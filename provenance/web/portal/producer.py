@@ -17,14 +17,17 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
+from provenance.core.errors import ValidationError
 from provenance.domain.coldchain import PROFILES
 from provenance.ledger.lineage import active_recalls, held, quantity
 from provenance.ledger.lot_view import NOTES
 
 from ..params import int_arg
 from ..state import store as read_store
-from . import actions, common, queries
+from . import actions, common, forms, queries
 from .actions import audit, party_identity
 from .browser_keys import when_signed
 from .guard import PortalError, forbidden, login_required, needs, principal
@@ -108,24 +111,43 @@ def lot(lot_id: int):
 def new_lot():
     who = principal()
     if request.method == "GET":
-        return render_template("portal/new_lot.html", profiles=list(PROFILES), form={})
+        return render_template("portal/new_lot.html", profiles=list(PROFILES), form={}, errors={})
     form = request.form
-    with when_signed(url_for("portal.producer.home"), _lot_made("Lot registered")):
-        done = actions.commission(
-            who,
-            gtin=form.get("gtin", ""),
-            lot=form.get("lot", ""),
-            product=form.get("product", ""),
-            category=form.get("category") or None,
-            expiry=form.get("expiry") or None,
-            profile=form.get("profile") or None,
-            quantity=actions.form_quantity(form.get("quantity"), form.get("unit"), "quantity"),
-            origin=actions.form_location(form.get("origin"), form.get("country")),
-            produced=_form_utc(form.get("produced")),
-        )
+    errors = forms.lot_form_errors(form)
+    if errors:
+        return _lot_form_again(form, errors)
+    try:
+        with when_signed(url_for("portal.producer.home"), _lot_made(_("Lot registered"))):
+            done = actions.commission(
+                who,
+                gtin=form.get("gtin", ""),
+                lot=form.get("lot", ""),
+                product=form.get("product", ""),
+                category=form.get("category") or None,
+                expiry=form.get("expiry") or None,
+                profile=form.get("profile") or None,
+                quantity=actions.form_quantity(form.get("quantity"), form.get("unit"), "quantity"),
+                origin=actions.form_location(form.get("origin"), form.get("country")),
+                produced=_form_utc(form.get("produced")),
+            )
+    except ValidationError as exc:
+        field = forms.field_of(exc)
+        return _lot_form_again(form, {field: forms.refusal_message(field, exc)})
     made = read_store().lot_by_uri(done.lot_uri or "")
-    flash(f"Lot registered: {done.lot_uri}")
+    flash(
+        _(
+            "Lot registered: %(product)s, lot %(lot)s",
+            product=form.get("product", "").strip(),
+            lot=form.get("lot", "").strip(),
+        )
+    )
     return _redirect_lot(made.id) if made else redirect(url_for("portal.producer.home"), code=303)
+
+
+def _lot_form_again(form: Any, errors: dict[str, str]) -> tuple[str, int]:
+    """The form again, each message next to its field and every value kept."""
+    page = render_template("portal/new_lot.html", profiles=list(PROFILES), form=form, errors=errors)
+    return page, 400
 
 
 def _lot_made(message: str) -> Callable[[list[Any]], str | None]:
@@ -174,8 +196,15 @@ def ship(lot_id: int):
     found = common.lot_for(store, who, lot_id)
     to = request.form.get("to", "")
     purpose = request.form.get("purpose") or None
-    verb = "Sent back" if purpose else "Shipped"
-    said = f"{verb} {found.lot}: custody moves when the receiver confirms receipt."
+    if purpose:
+        said = _(
+            "Sent back lot %(lot)s: custody moves when the receiver confirms receipt.",
+            lot=found.lot,
+        )
+    else:
+        said = _(
+            "Shipped lot %(lot)s: custody moves when the receiver confirms receipt.", lot=found.lot
+        )
     with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said)):
         actions.ship(
             who,
@@ -205,7 +234,7 @@ def shipments():
 @needs("receive")
 def receive(event_id: str):
     who = principal()
-    said = "Receipt confirmed: your party now holds the shipment's lots."
+    said = _("Receipt confirmed: your party now holds the shipment's lots.")
     with when_signed(url_for("portal.producer.shipments"), _say(said)):
         actions.receive(
             who,
@@ -224,14 +253,32 @@ def transform():
     store = read_store()
     me = party_identity(store, who)
     if request.method == "GET":
-        return render_template(
-            "portal/transform.html",
-            held=queries.held_lots(store, me.id),
-            inputs=range(INPUT_ROWS),
-            outputs=range(OUTPUT_ROWS),
-            profiles=list(PROFILES),
-        )
+        return _transform_form(store, me.id, {}, {})
     form = request.form
+    errors = forms.transform_form_errors(form, INPUT_ROWS, OUTPUT_ROWS)
+    if errors:
+        return _transform_form(store, me.id, form, errors), 400
+    try:
+        return _record_transform(who, form)
+    except ValidationError as exc:
+        field = forms.transform_field_of(exc)
+        message = forms.refusal_message(field.split("_", 1)[-1] if field else "", exc)
+        return _transform_form(store, me.id, form, {field: message}), 400
+
+
+def _transform_form(store: Any, party_id: int, form: Any, errors: dict[str, str]) -> str:
+    return render_template(
+        "portal/transform.html",
+        held=queries.held_lots(store, party_id),
+        inputs=range(INPUT_ROWS),
+        outputs=range(OUTPUT_ROWS),
+        profiles=list(PROFILES),
+        form=form,
+        errors=errors,
+    )
+
+
+def _record_transform(who: Any, form: Any) -> Response:
     inputs: list[dict[str, Any]] = []
     for n in range(INPUT_ROWS):
         input_uri = form.get(f"in{n}_batch")
@@ -264,7 +311,12 @@ def transform():
                     "profile": form.get(f"out{n}_profile") or None,
                 }
             )
-    said = f"Transformation recorded: {len(inputs)} lot(s) in, {len(outputs)} out"
+    said = ngettext(
+        "Transformation recorded: %(num)d lot in, %(out)d out",
+        "Transformation recorded: %(num)d lots in, %(out)d out",
+        len(inputs),
+        out=len(outputs),
+    )
     with when_signed(url_for("portal.producer.home"), _lot_made(said)):
         done = actions.transform(
             who,
@@ -285,10 +337,10 @@ def upload_document(lot_id: int):
     found = common.lot_for(store, who, lot_id)
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        raise PortalError(400, "bad request", "choose a file to attach", reason="document")
-    said = f"Attached {upload.filename} in a signed inspection."
+        raise PortalError(400, "bad request", _("Choose a file to attach."), reason="document")
+    said = _("Attached %(name)s in a signed inspection.", name=upload.filename)
     with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said)):
-        _, document = actions.attach_document(
+        _event, document = actions.attach_document(
             who,
             lots=[found.uri],
             stream=upload.stream,
@@ -297,7 +349,13 @@ def upload_document(lot_id: int):
             result=request.form.get("result", ""),
             notes=request.form.get("notes"),
         )
-    flash(f"Attached {document.name} (SHA-256 {document.sha256[:16]}…) in a signed inspection.")
+    flash(
+        _(
+            "Attached %(name)s (SHA-256 %(hash)s…) in a signed inspection.",
+            name=document.name,
+            hash=document.sha256[:16],
+        )
+    )
     return _redirect_lot(lot_id)
 
 
@@ -373,5 +431,5 @@ def revoke_token(token_id: int):
         raise forbidden("that token belongs to another party", "other-party")
     accounts.revoke_token(token_id)
     audit(who, "token-revoke", {"token": token_id})
-    flash(f"Token {token_id} revoked.")
+    flash(_("Token %(id)s revoked.", id=token_id))
     return redirect(url_for("portal.producer.tokens"), code=303)
