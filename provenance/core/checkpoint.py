@@ -70,11 +70,12 @@ _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")  # ASCII controls except newline
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _b64encode(data: bytes) -> str:
+def b64encode(data: bytes) -> str:
+    """Standard padded base64 text (RFC 4648 §4), as signed notes write it."""
     return base64.b64encode(data).decode("ascii")
 
 
-def _b64decode(field: str, text: str) -> bytes:
+def b64decode_strict(field: str, text: str) -> bytes:
     """Strict RFC 4648 §4 base64: padded, no stray characters, canonical trailing bits."""
     if len(text) % 4 or not _BASE64.fullmatch(text):
         raise ValidationError(field, f"is not standard padded base64: {text[:60]!r}")
@@ -82,7 +83,7 @@ def _b64decode(field: str, text: str) -> bytes:
         data = base64.b64decode(text, validate=True)
     except binascii.Error as exc:
         raise ValidationError(field, f"is not valid base64 ({exc}): {text[:60]!r}") from None
-    if _b64encode(data) != text:
+    if b64encode(data) != text:
         raise ValidationError(field, f"is not canonical base64: {text[:60]!r}")
     return data
 
@@ -150,7 +151,7 @@ class Checkpoint:
 
     def to_text(self) -> str:
         """The checkpoint body (note text), every line ending in a newline."""
-        lines = [self.origin, str(self.size), _b64encode(self.root_hash), *self.extensions]
+        lines = [self.origin, str(self.size), b64encode(self.root_hash), *self.extensions]
         return "".join(line + "\n" for line in lines)
 
     @classmethod
@@ -172,7 +173,7 @@ class Checkpoint:
             raise ValidationError(
                 "size", f"must be ASCII decimal without leading zeroes, got {size_text[:40]!r}"
             )
-        root_hash = _b64decode("root_hash", root_text)
+        root_hash = b64decode_strict("root_hash", root_text)
         if len(root_hash) != ROOT_HASH_SIZE:
             raise ValidationError(
                 "root_hash", f"must decode to {ROOT_HASH_SIZE} bytes, got {len(root_hash)}"
@@ -200,7 +201,7 @@ def key_id(name: str, public_key: bytes) -> bytes:
 def format_verifier_key(name: str, public_key: bytes) -> str:
     """``<name>+<8 hex key id>+<base64(0x01 || public key)>``."""
     kid = key_id(name, public_key)
-    return f"{name}+{kid.hex()}+{_b64encode(bytes([ED25519_SIGNATURE_TYPE]) + public_key)}"
+    return f"{name}+{kid.hex()}+{b64encode(bytes([ED25519_SIGNATURE_TYPE]) + public_key)}"
 
 
 def parse_verifier_key(text: str) -> tuple[str, bytes]:
@@ -216,7 +217,7 @@ def parse_verifier_key(text: str) -> tuple[str, bytes]:
     _check_key_name(name)
     if not _HEX8.fullmatch(kid_hex):
         raise ValidationError("verifier_key", f"key id must be 8 hex digits, got {kid_hex!r}")
-    raw = _b64decode("verifier_key", key_b64)
+    raw = b64decode_strict("verifier_key", key_b64)
     if not raw or raw[0] != ED25519_SIGNATURE_TYPE:
         kind = f"0x{raw[0]:02x}" if raw else "missing"
         raise ValidationError(
@@ -251,7 +252,7 @@ def sign_note(body: str, name: str, private_key: Ed25519PrivateKey) -> str:
     _check_note_text(body)
     kid = key_id(name, private_key.public_key().public_bytes_raw())  # validates the name
     signature = private_key.sign(body.encode("utf-8"))
-    return f"{body}\n{_SIG_PREFIX}{name} {_b64encode(kid + signature)}\n"
+    return f"{body}\n{_SIG_PREFIX}{name} {b64encode(kid + signature)}\n"
 
 
 def _split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
@@ -283,7 +284,7 @@ def _split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
             raise ValidationError(
                 f"signature line {number}", "has no base64 signature after the key name"
             )
-        raw = _b64decode(f"signature line {number}", sig_b64)
+        raw = b64decode_strict(f"signature line {number}", sig_b64)
         if len(raw) <= KEY_ID_SIZE:
             raise ValidationError(
                 f"signature line {number}", "must hold a 4-byte key id and a signature"

@@ -22,8 +22,6 @@ you were sent that is malformed or does not verify raises :class:`CosignatureErr
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 import struct
@@ -31,7 +29,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from provenance.core.checkpoint import Checkpoint
+from provenance.core.checkpoint import Checkpoint, b64decode_strict, b64encode
 from provenance.core.ed25519 import InvalidSignature, Verifier
 from provenance.core.errors import SignatureError, ValidationError
 
@@ -66,28 +64,10 @@ ENCODED_SIZE = KEY_ID_SIZE + TIMESTAMP_SIZE + SIGNATURE_SIZE
 SIGNATURE_PREFIX = "— "  # em dash U+2014, space
 
 _HEX8 = re.compile(r"[0-9a-fA-F]{8}")
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 class CosignatureError(SignatureError):
     """A cosignature line is malformed, or its signature does not verify."""
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _b64decode(field: str, text: str) -> bytes:
-    """Strict RFC 4648 §4 base64 (padded, canonical); raises ValidationError."""
-    if len(text) % 4 or not _BASE64.fullmatch(text):
-        raise ValidationError(field, f"is not standard padded base64: {text[:60]!r}")
-    try:
-        data = base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
-        raise ValidationError(field, f"is not valid base64 ({exc}): {text[:60]!r}") from None
-    if _b64encode(data) != text:
-        raise ValidationError(field, f"is not canonical base64: {text[:60]!r}")
-    return data
 
 
 def _check_name(name: str) -> None:
@@ -132,7 +112,7 @@ def cosigner_key_id(name: str, public_key: bytes) -> bytes:
 def format_cosigner_key(name: str, public_key: bytes) -> str:
     """The cosigner's verifier key: ``<name>+<8 hex key id>+base64(0x04 || public key)``."""
     kid = cosigner_key_id(name, public_key)
-    return f"{name}+{kid.hex()}+{_b64encode(bytes([COSIGNATURE_TYPE]) + public_key)}"
+    return f"{name}+{kid.hex()}+{b64encode(bytes([COSIGNATURE_TYPE]) + public_key)}"
 
 
 def parse_cosigner_key(text: str) -> tuple[str, bytes]:
@@ -150,7 +130,7 @@ def parse_cosigner_key(text: str) -> tuple[str, bytes]:
     _check_name(name)
     if not _HEX8.fullmatch(kid_hex):
         raise ValidationError("cosigner key", f"key id must be 8 hex digits, got {kid_hex!r}")
-    raw = _b64decode("cosigner key", key_b64)
+    raw = b64decode_strict("cosigner key", key_b64)
     if not raw or raw[0] != COSIGNATURE_TYPE:
         kind = f"0x{raw[0]:02x}" if raw else "missing"
         hint = " (0x01 is a log's note key, not a witness's)" if raw and raw[0] == 0x01 else ""
@@ -195,7 +175,7 @@ class Cosignature:
     def to_line(self) -> str:
         """``— <name> base64(key id || timestamp || signature)\\n``."""
         raw = self.key_id + struct.pack(">Q", self.timestamp) + self.signature
-        return f"{SIGNATURE_PREFIX}{self.name} {_b64encode(raw)}\n"
+        return f"{SIGNATURE_PREFIX}{self.name} {b64encode(raw)}\n"
 
 
 def cosign(
@@ -250,7 +230,7 @@ def parse_cosignature_line(line: str) -> Cosignature:
         raise CosignatureError("has no base64 signature after the key name")
     try:
         _check_name(name)
-        raw = _b64decode("signature", encoded)
+        raw = b64decode_strict("signature", encoded)
     except ValidationError as exc:
         raise CosignatureError(str(exc)) from None
     if len(raw) != ENCODED_SIZE:

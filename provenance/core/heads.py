@@ -35,6 +35,7 @@ from provenance.core.merkle import (
     hash_children,
     hash_leaf,
     inclusion_proof,
+    rehash_above,
     verify_inclusion,
 )
 
@@ -161,14 +162,7 @@ class SortedHeads:
         else:
             leaves[position] = leaf
             if self._dirty_from is None:  # update the complete subtrees above it
-                level, i = 0, position
-                levels = self._levels
-                while level + 1 < len(levels) and (i >> 1) < len(levels[level + 1]):
-                    left = i & ~1
-                    parent = hash_children(levels[level][left], levels[level][left + 1])
-                    level += 1
-                    i >>= 1
-                    levels[level][i] = parent
+                rehash_above(self._levels, position)
                 return
         if self._dirty_from is None or position < self._dirty_from:
             self._dirty_from = position

@@ -380,6 +380,18 @@ def verify_consistency(
 # --- in-memory tree and compact range --------------------------------------------------------
 
 
+def rehash_above(levels: list[list[bytes]], index: int) -> None:
+    """After leaf ``index`` of ``levels`` (complete subtree hashes by level, as
+    MemoryTree keeps them) changed, recompute the complete subtrees above it."""
+    level, i = 0, index
+    while level + 1 < len(levels) and (i >> 1) < len(levels[level + 1]):
+        left = i & ~1
+        parent = hash_children(levels[level][left], levels[level][left + 1])
+        level += 1
+        i >>= 1
+        levels[level][i] = parent
+
+
 class MemoryTree:
     """A :class:`HashReader` over leaf hashes held in memory.
 
@@ -423,13 +435,7 @@ class MemoryTree:
         if not 0 <= index < len(levels[0]):
             raise ProofError(f"leaf index {index} is out of range for tree size {self.size}")
         levels[0][index] = leaf_hash
-        level, i = 0, index
-        while level + 1 < len(levels) and (i >> 1) < len(levels[level + 1]):
-            left = i & ~1
-            parent = hash_children(levels[level][left], levels[level][left + 1])
-            level += 1
-            i >>= 1
-            levels[level][i] = parent
+        rehash_above(levels, index)
 
     def subtree_hash(self, level: int, index: int) -> bytes:
         """Hash of complete subtree (level, index)."""
