@@ -252,16 +252,21 @@ def recall_report(
                 raise NotFound(f"no recall at log index {event_index} reached {lot.uri}")
             chosen = found[-1]
         rows = list(store.recall_effects(chosen.event_index))  # (lot, source)
-        ids = sorted({lot_id for lot_id, _ in rows} | {source for _, source in rows})
-        states = {state.id: state for state in store.lot_states(ids)}
-        transit = store.open_shipments()
-        sources: dict[int, list[str]] = {}
-        for lot_id, source in rows:
-            sources.setdefault(lot_id, []).append(states[source].uri)
-        affected = _affected_lots(store, states, sources, transit)
+        affected, _states = _reached(store, rows)
     affected.sort(key=lambda a: (a.relation != "named", a.uri))
     scans = accounts.scans([a.uri for a in affected], parse_time(chosen.time))
     return RecallReport(lot, chosen, history, affected, scans)
+
+
+def _reached(store: Any, rows: list[tuple[int, int]]) -> tuple[list[Any], dict[int, Any]]:
+    """The affected lots of (lot, source) rows a recall reached or would reach,
+    and the lots' states by id: the report and the preview describe them alike."""
+    ids = sorted({lot_id for lot_id, _ in rows} | {source for _, source in rows})
+    states = {state.id: state for state in store.lot_states(ids)}
+    sources: dict[int, list[str]] = {}
+    for lot_id, source in rows:
+        sources.setdefault(lot_id, []).append(states[source].uri)
+    return _affected_lots(store, states, sources, store.open_shipments()), states
 
 
 def _affected_lots(
@@ -316,14 +321,7 @@ def recall_preview(store: Store, uris: Sequence[str]) -> RecallPreview:
         for uri in dict.fromkeys(uris):
             lot = store.lot_by_uri(uri)
             (unknown.append(uri) if lot is None else named.append(lot))
-        rows = store.recall_reach([lot.id for lot in named])
-        ids = sorted({lot_id for lot_id, _ in rows} | {source for _, source in rows})
-        states = {state.id: state for state in store.lot_states(ids)}
-        transit = store.open_shipments()
-        sources: dict[int, list[str]] = {}
-        for lot_id, source in rows:
-            sources.setdefault(lot_id, []).append(states[source].uri)
-        affected = _affected_lots(store, states, sources, transit)
+        affected, states = _reached(store, store.recall_reach([lot.id for lot in named]))
     affected.sort(key=lambda a: (a.relation != "named", a.uri))
     return RecallPreview(
         tuple(lot.uri for lot in named),
