@@ -157,6 +157,14 @@ def test_a_bundle_with_a_fake_cosignature_is_refused(scene):
         code=1,
     )
     assert out.startswith("Error: ") and "witness reg" in out
+    # Without a policy the bundle's own proofs still hold, but the line that poses
+    # as a cosignature does not pass for checked: the output says it was not.
+    from provenance.core.signing import did_of
+
+    (path / "log.did").write_text(did_of(scene[1].log_key))
+    out = run("verify", "--bundle", str(path / "fake-bundle"), "--log-key", str(path / "log.did"))
+    assert out.startswith("OK ")
+    assert "1 more signature line(s)" in out and "not checked" in out and "--policy" in out
 
 
 def test_policy_errors_name_the_line(scene):

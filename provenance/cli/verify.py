@@ -132,6 +132,8 @@ def verify(
         click.echo(f"OK {report.summary()}")
         for warning in report.warnings:
             click.echo(f"warning: {warning}")
+        if policy is None:
+            _say_unchecked_signatures(parsed.get("checkpoint"))
         return
     key = key or ctx.log_public_key()
     store = ctx.reader()
@@ -169,3 +171,18 @@ def verify(
         click.echo(f"BROKEN {problem}")
     click.echo(f"FAILED: {len(report.problems)} problem(s) in {report.log_size} events")
     sys.exit(1)
+
+
+def _say_unchecked_signatures(note: object) -> None:
+    """Without --policy, the checkpoint's other signature lines (witnesses'
+    cosignatures, or anything posing as one) are not checked: say so, never
+    let them pass for checked (docs/protocol.md §10)."""
+    if not isinstance(note, str) or "\n\n" not in note:
+        return
+    lines = [line for line in note.split("\n\n", 1)[1].splitlines() if line.startswith("\u2014 ")]
+    others = len(lines) - 1  # the log's own signature is checked
+    if others > 0:
+        click.echo(
+            f"note: the checkpoint carries {others} more signature line(s), such as witnesses' "
+            "cosignatures; they were not checked: give --policy FILE to require witnesses"
+        )
