@@ -116,7 +116,7 @@ def test_preview_shows_the_cascade_holders_quantities_and_shipments(chain):
     named, bag = rows
     assert "LOT42" in named and "named" in named and "packer" in named
     assert "BAG1" in bag and "made from LOT42" in bag
-    assert "packer (processor)" in bag and "400 EA" in bag and "store" in bag  # in transit
+    assert "packer (processor)" in bag and "400 packs" in bag and "store" in bag  # in transit
     assert "The recall reaches 2 lots" in page and "1 in transit now" in page
     assert 'value="II" required checked' in page  # the chosen class is kept
     entry = chain.accounts.audit_entries(action="recall-preview")[0]

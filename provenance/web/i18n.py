@@ -37,7 +37,7 @@ def init_app(app: Flask) -> None:
         html_lang=lambda: HTML_LANG[language()],
         text_size=text_size,
         when=when,
-        when_text=wording.moment_text,
+        when_text=lambda text: wording.moment_text(text, with_zone=False),
         iso=format_time,
         day=day,
         duration=duration,
@@ -82,9 +82,10 @@ def _remember(response: Response) -> Response:
 
 
 def when(time_us: int | None) -> str:
-    """A moment as the page shows it, in the reader's zone and language, as the
-    portal shows it (wording.moment): ``21 Sep 2026, 15:05 (Europe/London)``."""
-    return wording.moment(time_us)
+    """A moment as the scan page shows it, in the reader's zone and language as
+    the portal does (wording.moment): ``21 Sep 2026, 15:05``; the footer names
+    the zone once."""
+    return wording.moment(time_us, with_zone=False)
 
 
 def day(time_us: int) -> str:
