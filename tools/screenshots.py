@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test World and portal helpers
 
 from support.portal import PASSWORD, Portal, make_app  # noqa: E402
-from support.world import GTIN, World, at  # noqa: E402
+from support.world import GTIN, HOUR, T0, World, at  # noqa: E402
 
 from provenance.core import gs1  # noqa: E402
 from provenance.web.background import serving  # noqa: E402
@@ -59,13 +59,15 @@ def build(directory: Path) -> World:
     for name, role in ((FARM, "producer"), (PACKER, "processor"), (SHOP, "retailer")):
         world.enrol_party(name, role)
     world.enrol_party(AGENCY, "regulator")
-    hours = [1 + k / 4 for k in range(4 * 20)]
+    probes: dict[str, str] = {}
+    hours = [1 + k / 4 for k in range(4 * 12 + 3)]  # 1 h … 13.5 h, every 15 min
     for uri, name, product, probe in (
         (KALE, "KALE-2611", "Kale", "truck7"),
         (FINE, "SPIN-07", "Spinach", "truck8"),
         (WARM, "ROCK-03", "Rocket", "truck9"),
     ):
         world.enrol_device(probe, owner=FARM)
+        probes[uri] = probe
         data = {
             "gtin": GTIN,
             "lot": name,
@@ -91,6 +93,7 @@ def build(directory: Path) -> World:
         shipped = world.ok(FARM, "ship", [uri], {"to": world.did(to)}, time=at(12))
         received = {"shipment": shipped.event_id, "location": {"name": place}}
         world.ok(to, "receive", [uri], received, time=at(13.5))
+        world.ok(to, "detach", [uri], {"device": world.did(probes[uri])}, time=at(13.6))
     world.ok(
         PACKER,
         "transform",
@@ -110,6 +113,7 @@ def build(directory: Path) -> World:
         "instructions": "Do not eat it; return it to the shop for a refund.",
     }
     world.ok(AGENCY, "recall", [KALE], recall, time=at(30))
+    world.now = T0 + 32 * HOUR  # the story happened yesterday and today
     return world
 
 
