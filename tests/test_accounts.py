@@ -400,7 +400,7 @@ def test_cli_users_tokens_keys_and_audit(ledger_dir):
         "--password-stdin",
         stdin=PASSWORD + "\n",
     )
-    assert "now holds Green Valley Farm's signing key" in out
+    assert "now holds the signing key of Green Valley Farm" in out
     bad = runner.invoke(
         cli,
         [

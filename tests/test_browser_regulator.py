@@ -114,7 +114,7 @@ def test_recall_preview_then_confirm_in_the_browser(chromium, file_world, tmp_pa
         # the preview: the lot made from it, who holds it and how much; nothing signed yet
         reach = tab.locator("#reach").inner_text()
         assert "BAG1" in reach and "made from LOT42" in reach
-        assert "packer (processor)" in reach and "400 EA" in reach
+        assert "packer (processor)" in reach and "400 packs" in reach
         assert "The recall reaches 2 lots" in tab.locator("#reach-summary").inner_text()
         assert not world.store.lot_by_uri(LOT).recalled
         assert tab.locator("input[name=class][value=II]").is_checked()
@@ -133,7 +133,7 @@ def test_recall_preview_then_confirm_in_the_browser(chromium, file_world, tmp_pa
         assert not world.store.lot_by_uri(BAG).recalled  # not before the browser signs
         tab.click("#sign-form button[type=submit]")
         tab.wait_for_url(re.compile(r"/portal/lots/[0-9]+$"))
-        assert "2 lot(s) are recalled" in (tab.text_content("body") or "")
+        assert "2 lots are recalled" in (tab.text_content("body") or "")
         assert world.store.lot_by_uri(LOT).recalled and world.store.lot_by_uri(BAG).recalled
 
         tab.goto(f"{base_url}/portal/regulator/recalls/{portal.lot_id(LOT)}")

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 from support.portal import PASSWORD, Portal, make_app
-from support.world import GTIN
+from support.world import GTIN, LOT
 
 from provenance.web import wording
 from provenance.web.background import serving
@@ -99,6 +99,25 @@ def test_the_lot_page_speaks_chinese_with_human_times_and_units(portal):
     assert re.search(r"T\d{2}:\d{2}:\d{2}(\.\d+)?Z", re.sub(r"<[^>]+>", " ", page)) is None
     english = text(portal.client("farm1").get(made.headers["Location"] + "?lang=en&tz=UTC"))
     assert "1,600 packs left of 1,600 packs" in english and "(UTC)" in english
+
+
+def test_a_lots_alerts_are_said_in_the_readers_words(portal):
+    """A lot that was too warm: the producer's list and the lot's page say the
+    excursion as the scan page does, in the page's language and the reader's
+    zone, not the ledger's English sentence with a protocol timestamp; a lesser
+    state beside it is named, not given as its code."""
+    world = portal.world
+    hours = [1 + k / 4 for k in range(4 * 12)]  # 1 h … 13 h, a gap from 13 h on
+    world.ledger.append([world.reading(h, 11.0 if 4 <= h < 8 else 3.0) for h in hours])
+    plain = re.compile(r"T\d{2}:\d{2}:\d{2}(\.\d+)?Z|one excursion lasted|tolerated")
+    for url in ("/portal/", f"/portal/lots/{portal.lot_id(LOT)}"):
+        page = re.sub(
+            r"<[^>]+>", " ", text(portal.client("farm1").get(f"{url}?lang=zh&tz=Asia/Shanghai"))
+        )
+        assert "2026年9月22日 01:58 (Asia/Shanghai) 起过热 4 小时 15 分钟" in page, page
+        assert plain.search(page) is None, plain.search(page)
+    english = text(portal.client("farm1").get("/portal/?lang=en&tz=UTC"))
+    assert "4 h 15 min too warm from 21 Sep 2026, 17:58 (UTC), peak 11.0 °C" in english
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ def test_sign_in_and_out(portal):
     page = client.get("/portal/")
     assert page.status_code == 200
     assert "Kale" in text(page) and "LOT42" in text(page)
-    assert "user farm1 · producer · farm" in text(page)
+    assert "Signed in as farm1 · producer · farm" in text(page)
     entries = portal.accounts.audit_entries(action="login")
     assert entries[0].actor == "user farm1" and entries[0].outcome == "ok"
 

@@ -92,7 +92,7 @@ def test_recall_cascades_and_is_signed_by_the_regulator(lineage):
     assert response.status_code == 303
     assert world.store.lot_by_uri(LOT).recalled and world.store.lot_by_uri(BAG).recalled
     page = text(lineage.client("reg1").get(response.headers["Location"]))
-    assert "2 lot(s) are recalled" in page
+    assert "Recall signed for 1 lot." in page and "2 lots are recalled" in page
     chain = world.store.chain_events(world.store.chain_by_subject(BAG)[0])
     event = chain[-1].envelope
     assert event.kind == "recall" and event.signer == world.did("regulator")

@@ -116,7 +116,7 @@ def test_preview_shows_the_cascade_holders_quantities_and_shipments(chain):
     named, bag = rows
     assert "LOT42" in named and "named" in named and "packer" in named
     assert "BAG1" in bag and "made from LOT42" in bag
-    assert "packer (processor)" in bag and "400 EA" in bag and "store" in bag  # in transit
+    assert "packer (processor)" in bag and "400 packs" in bag and "store" in bag  # in transit
     assert "The recall reaches 2 lots" in page and "1 in transit now" in page
     assert 'value="II" required checked' in page  # the chosen class is kept
     entry = chain.accounts.audit_entries(action="recall-preview")[0]
@@ -318,7 +318,8 @@ def test_recall_report_where_is_the_last_place_actually_recorded(chain):
     report = text(client.get(f"/portal/regulator/recalls/{chain.lot_id(LOT)}"))
     rows = report[report.index("<tbody>") : report.index("</tbody>")].split("<tr>")
     bag = next(row for row in rows if "BAG1" in row)
-    assert "last recorded at Store 7 on 2026-" in bag and "its receipt named none" in bag
+    assert "last recorded at Store 7 on 21 Sep 2026, 20:13 (UTC)" in bag
+    assert "its receipt named none" in bag
     lot = next(row for row in rows if "LOT42" in row)
     assert "last recorded at Packhouse on" in lot  # the packer's own transform named it
     data = chain.api("GET", f"/api/v1/recalls/report?uri={LOT}", chain.token("regulator")).json
@@ -327,6 +328,13 @@ def test_recall_report_where_is_the_last_place_actually_recorded(chain):
     assert by_lot[BAG]["location_recorded"]["basis"] == "holder"
     lots_csv = text(client.get(f"/portal/regulator/recalls/{chain.lot_id(LOT)}/lots.csv"))
     assert "Store 7" in lots_csv and "Packhouse dock" not in lots_csv
+    # the lot's page and the trace say the same, not the sender's shipping place
+    lot_page = text(client.get(f"/portal/lots/{chain.lot_id(BAG)}"))
+    last = lot_page[lot_page.index("Last place") :][:400]
+    assert "last recorded at Store 7" in last and "Packhouse dock" not in last
+    traced = text(client.get(f"/portal/regulator/trace?uri={LOT}&direction=forward"))
+    bag_row = next(row for row in traced.split("<tr>") if "BAG1" in row)
+    assert "last recorded at Store 7" in bag_row and "Packhouse dock" not in bag_row
 
 
 def test_a_recall_form_names_a_bounded_number_of_lots(chain):

@@ -237,6 +237,27 @@ def test_chinese_from_accept_language_and_switch(client):
     assert "All good" in text_of(remembered)  # the cookie wins over the header
 
 
+def test_times_in_the_readers_zone_and_language(client):
+    """The scan page says its moments as the portal does (wording.moment): in the
+    zone from ?tz= or the tz cookie (else UTC, said as such), in the page's
+    language; the zone is part of the page cache's key, so one reader's zone is
+    never served to another."""
+    page = client.get(f"{PATH}?lang=en").get_data(as_text=True)
+    assert "Times are shown in UTC." in page.split("<footer>", 1)[1]
+    utc = text_of(client.get(f"{PATH}?lang=en"))
+    assert "21 Sep 2026, 14:13" in utc and "2026-09-21 14:13 UTC" not in utc
+    shanghai = client.get(f"{PATH}?lang=zh&tz=Asia/Shanghai")
+    assert "2026年9月21日 22:13" in text_of(shanghai)
+    assert "tz=Asia/Shanghai" in shanghai.headers["Set-Cookie"]
+    assert "Asia/Shanghai" in shanghai.get_data(as_text=True).split("<footer>", 1)[1]
+    remembered = text_of(client.get(f"{PATH}?lang=en"))  # the cookie now
+    assert "21 Sep 2026, 22:13" in remembered
+    new_york = text_of(client.get(f"{PATH}?lang=en&tz=America/New_York"))
+    assert "21 Sep 2026, 10:13" in new_york
+    ignored = text_of(client.get(f"{PATH}?lang=en&tz=Nowhere/Else"))  # not a zone
+    assert "21 Sep 2026, 10:13" in ignored
+
+
 def test_large_text_mode_without_javascript(client):
     body = client.get(PATH).get_data(as_text=True)
     assert 'class="text-normal"' in body

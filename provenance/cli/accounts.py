@@ -238,7 +238,7 @@ def user_add(
         )
     elif identity is not None and not accounts.has_party_key(identity.did):
         if _import_key(click_ctx, accounts, identity, None):
-            click.echo(f"the server now holds {party}'s signing key (encrypted)")
+            click.echo(f"the server now holds the signing key of {party} (encrypted)")
         else:
             click.echo(
                 f"note: no key file for {party} here; until `provenance portal key-import` "
@@ -454,7 +454,7 @@ def key_import(click_ctx: click.Context, party: str, key_file: str | None) -> No
 
         where = _context(click_ctx).party_keys.path(key_name(identity.name))
         raise click.ClickException(f"no key file for {party} at {where}: give --key FILE")
-    click.echo(f"the server now holds {identity.name}'s signing key (encrypted)")
+    click.echo(f"the server now holds the signing key of {identity.name} (encrypted)")
 
 
 @portal.command("keys")
@@ -481,7 +481,7 @@ def key_remove(click_ctx: click.Context, party: str) -> None:
     if not accounts.remove_party_key(identity.did):
         raise click.ClickException(f"the server holds no key for {party}")
     accounts.audit(_actor(), "key-remove", {"party": party}, party=party)
-    click.echo(f"the server no longer holds {party}'s key")
+    click.echo(f"the server no longer holds the signing key of {party}")
 
 
 @portal.command("audit")

@@ -15,7 +15,7 @@ from flask import Flask, Response, g, request
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 
-from provenance.core.timefmt import format_time, parse_time
+from provenance.core.timefmt import format_time
 from provenance.domain.coldchain import MINUTE
 
 from . import wording
@@ -37,7 +37,7 @@ def init_app(app: Flask) -> None:
         html_lang=lambda: HTML_LANG[language()],
         text_size=text_size,
         when=when,
-        when_text=lambda text: when(parse_time(text)),
+        when_text=lambda text: wording.moment_text(text, with_zone=False),
         iso=format_time,
         day=day,
         duration=duration,
@@ -82,11 +82,10 @@ def _remember(response: Response) -> Response:
 
 
 def when(time_us: int | None) -> str:
-    """A moment as the page shows it: ``2026-09-21 14:05 UTC``."""
-    if time_us is None:
-        return _("now")
-    text = format_time(time_us)
-    return f"{text[:10]} {text[11:16]} UTC"
+    """A moment as the scan page shows it, in the reader's zone and language as
+    the portal does (wording.moment): ``21 Sep 2026, 15:05``; the footer names
+    the zone once."""
+    return wording.moment(time_us, with_zone=False)
 
 
 def day(time_us: int) -> str:
@@ -108,8 +107,8 @@ def duration(us: int) -> str:
     return " ".join(parts)
 
 
-def cached_key() -> tuple[str, str]:
+def cached_key() -> tuple[str, str, str]:
     """What of the reader's preferences changes a rendered page."""
     if "prefs" not in g:
-        g.prefs = (language(), text_size())
+        g.prefs = (language(), text_size(), wording.zone_name())
     return g.prefs

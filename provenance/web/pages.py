@@ -39,7 +39,7 @@ _charts: LRU[Markup] = LRU(4096)
 
 def render_lot(
     view: LotView,
-    prefs: tuple[str, str],
+    prefs: tuple[str, ...],  # language, text size, time zone (i18n.cached_key)
     page_url: str,
     label_expiry: str | None,
     serial: str | None,

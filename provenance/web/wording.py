@@ -239,9 +239,10 @@ def _zone(name: str) -> ZoneInfo | None:
         return None
 
 
-def moment(time_us: int | None) -> str:
+def moment(time_us: int | None, *, with_zone: bool = True) -> str:
     """A moment in the reader's zone and language: ``6 Dec 2026, 14:28 (Europe/Berlin)``,
-    ``2026年12月6日 14:28 (UTC)``."""
+    ``2026年12月6日 14:28 (UTC)``; without the zone's name when the page says it
+    once (the scan page's footer)."""
     if time_us is None:
         return _("now")
     name = zone_name()
@@ -249,15 +250,15 @@ def moment(time_us: int | None) -> str:
     at = datetime.fromtimestamp(time_us / 1_000_000, tz=UTC)
     pattern = "d MMM y, HH:mm" if _locale().startswith("en") else "y年M月d日 HH:mm"
     text = format_datetime(at, pattern, tzinfo=zone, locale=_locale())
-    return f"{text} ({name})"
+    return f"{text} ({name})" if with_zone else text
 
 
-def moment_text(text: str | None) -> str:
+def moment_text(text: str | None, *, with_zone: bool = True) -> str:
     """`moment` of a protocol time string (``2026-12-06T13:28:27.076Z``)."""
     if not text:
         return ""
     try:
-        return moment(parse_time(text))
+        return moment(parse_time(text), with_zone=with_zone)
     except ValidationError:
         return text
 

@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 
-from . import admin, analytics, api, auth, browser_keys, guard, producer, regulator
+from . import admin, analytics, api, auth, browser_keys, common, guard, producer, regulator
 from .state import EXTENSION, Portal, defaults, portal
 
 UPLOAD_ENDPOINTS = frozenset({"portal.producer.upload_document"})
@@ -38,6 +38,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(browser_keys.SignInBrowser, browser_keys.render_sign_page)
     app.jinja_env.globals.update(
         csrf_token=guard.csrf_token,
+        status_sentences=common.status_sentences,
         can=lambda action: g.get("principal") is not None and guard.allowed(g.principal, action),
     )
     app.register_blueprint(_portal_blueprint())

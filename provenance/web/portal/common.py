@@ -10,14 +10,16 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Response, current_app, request
+from flask_babel import gettext as _
 
 from provenance.barcodes import labels, pdf
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
-from provenance.ledger.lot_view import OK, LotView
+from provenance.ledger.lot_view import EXCURSION, EXPIRED, GAP, OK, LotView
 from provenance.store.accounts.models import Principal
 from provenance.store.db import Store
 from provenance.store.rows import Lot
 
+from .. import i18n, wording
 from ..params import int_arg
 from ..state import scanner
 from ..state import store as read_store
@@ -54,6 +56,17 @@ class LotRow:
         if self.view.state == OK:
             return []
         return [*self.view.reasons, *self.view.warnings]
+
+    @property
+    def said(self) -> list[str]:
+        """The alerts as a person reads them (`status_sentences`); the API's
+        `alerts` stay the ledger's own sentences."""
+        if self.view is None:
+            return [state_word("recalled")] if self.lot.recalled else []
+        if self.view.state == OK:
+            return []
+        also = [state_word(w) for w in self.view.warnings]
+        return [*status_sentences(self.view), *also]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -180,3 +193,53 @@ def send_document(who: Principal, sha256: str) -> Response:
     )
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
+
+
+def state_word(state: str) -> str:
+    """A lot's state in the page's language (as the portal's state badge)."""
+    words = {
+        "ok": _("fine"),
+        "recalled": _("recalled"),
+        "held": _("on hold"),
+        "unverified": _("record does not check out"),
+        "excursion": _("temperature problem"),
+        "expired": _("expired"),
+        "gap": _("temperature not known"),
+    }
+    return words.get(state, state)
+
+
+def status_sentences(view: LotView) -> list[str]:
+    """Why the lot is in its state, in the page's language and the reader's
+    zone: the excursions and gaps of its legs as the scan page says them; a
+    recall's or hold's reason as its signer wrote it."""
+    said: list[str] = []
+    if view.state in (EXCURSION, GAP):
+        for record in view.legs:
+            status = record.status
+            if status is None:
+                continue
+            if view.state == EXCURSION:
+                for e in status.excursions:
+                    way = {"high": _("warm"), "low": _("cold")}.get(e.direction)
+                    said.append(
+                        _(
+                            "%(d)s too %(dir)s from %(t)s, peak %(p)s °C",
+                            d=i18n.duration(e.duration_us),
+                            dir=way or _("far out of range"),
+                            t=wording.moment(e.start_us),
+                            p=f"{e.peak_c:.1f}",
+                        )
+                    )
+            else:
+                for start, end in status.gaps:
+                    said.append(
+                        _(
+                            "No readings for %(d)s from %(t)s",
+                            d=i18n.duration(end - start),
+                            t=wording.moment(start),
+                        )
+                    )
+    elif view.state == EXPIRED and view.expiry:
+        said.append(_("Expired on %(day)s", day=view.expiry))
+    return said or list(view.reasons)

@@ -31,6 +31,7 @@ from . import actions, common, forms, queries
 from .actions import audit, party_identity
 from .browser_keys import when_signed
 from .guard import PortalError, forbidden, login_required, needs, principal
+from .reports import lot_place
 from .state import portal
 
 bp = Blueprint("producer", __name__)
@@ -99,6 +100,7 @@ def lot(lot_id: int):
         documents=documents,
         held=on_disk,
         state=state,
+        place=lot_place(store, found.id, found.custodian),
         left=held(state) if state else None,
         made=quantity(state.quantity, state.unit) if state else None,
         recalls=active_recalls(store, found.uri),

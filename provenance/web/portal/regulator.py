@@ -19,6 +19,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from provenance.core.errors import ValidationError
 from provenance.ledger.decisions import active_holds, open_decisions, recent_flags
@@ -31,7 +32,7 @@ from . import actions, common, exports, integrity, queries
 from .actions import audit
 from .browser_keys import when_signed
 from .guard import PortalError, needs, principal
-from .reports import RecallPreview, recall_preview, recall_report
+from .reports import RecallPreview, lot_place, recall_preview, recall_report
 from .state import portal
 
 bp = Blueprint("regulator", __name__, url_prefix="/regulator")
@@ -93,12 +94,16 @@ def trace_page():
     """Where a lot came from and every lot made from it, with who holds each now."""
     store = read_store()
     found = actions.audited_trace(principal(), store)
-    ids = {
-        lot.uri: lot_id
-        for lot in (found.lot, *found.upstream, *found.downstream)
-        if (lot_id := _lot_id(store, lot.uri)) is not None
-    }
-    return render_template("portal/trace.html", trace=found, ids=ids, directions=DIRECTIONS)
+    places = {}
+    ids = {}
+    for traced in (found.lot, *found.upstream, *found.downstream):
+        lot = store.lot_by_uri(traced.uri)
+        if lot is not None:
+            ids[traced.uri] = lot.id
+            places[traced.uri] = lot_place(store, lot.id, lot.custodian)
+    return render_template(
+        "portal/trace.html", trace=found, ids=ids, places=places, directions=DIRECTIONS
+    )
 
 
 def _lot_id(store, uri: str) -> int | None:
@@ -206,10 +211,16 @@ def recall():
 
     def signed(results: list[Any]) -> None:
         reached = len(read_store().lots_of_recall_event(results[0].index or 0))
-        flash(
-            f"Recall signed for {len(lots)} lot(s); with the lots made from them, {reached} "
-            "lot(s) are recalled and every one of their scan pages shows it now."
+        named = ngettext(
+            "Recall signed for %(num)d lot.", "Recall signed for %(num)d lots.", len(lots)
         )
+        total = ngettext(
+            "With the lots made from it, %(num)d lot is recalled and its scan page shows it now.",
+            "With the lots made from them, %(num)d lots are recalled and every one of their "
+            "scan pages shows it now.",
+            reached,
+        )
+        flash(f"{named} {total}")
 
     with when_signed(_back(lots).location, signed):
         done = actions.recall(
@@ -230,7 +241,13 @@ def lift():
     lots = _lots_from_form()
 
     def signed(_results: list[Any]) -> None:
-        flash(f"Recall lifted for {len(lots)} lot(s) and the lots made from them.")
+        flash(
+            ngettext(
+                "Recall lifted for %(num)d lot and the lots made from it.",
+                "Recall lifted for %(num)d lots and the lots made from them.",
+                len(lots),
+            )
+        )
 
     with when_signed(_back(lots).location, signed):
         actions.lift(who, lots=lots, reason=request.form.get("reason", ""))
@@ -274,7 +291,9 @@ def release():
     lots = _lots_from_form()
 
     def signed(_results: list[Any]) -> None:
-        flash(f"Hold released for {len(lots)} lot(s).")
+        flash(
+            ngettext("Hold released for %(num)d lot.", "Hold released for %(num)d lots.", len(lots))
+        )
 
     with when_signed(url_for("portal.regulator.holds"), signed):
         actions.release(
@@ -298,7 +317,9 @@ def _report(lot_id: int):
     store = read_store()
     lot = queries.lot_by_id(store, lot_id)
     if lot is None:
-        raise PortalError(404, "not found", f"no lot {lot_id}", reason="unknown-lot")
+        raise PortalError(
+            404, "not found", _("No lot %(id)d in this ledger.", id=lot_id), reason="unknown-lot"
+        )
     event = optional_int_arg("event")
     return who, recall_report(store, portal().accounts, lot, event)
 

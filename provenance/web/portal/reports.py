@@ -196,6 +196,12 @@ def last_place(
     return None
 
 
+def lot_place(store: Store, lot_id: int, holder: int | None) -> Place | None:
+    """`last_place` of one lot from the store: the lot page's "Last place" and
+    the trace's "Where" say it as the recall report does."""
+    return _place(store, lot_id, holder, {})
+
+
 def _place(store: Store, lot_id: int, holder: int | None, cache: dict[int, Any]) -> Place | None:
     events = ask.lot_custody_events(store, lot_id)
     if holder is not None and holder not in cache:
