@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 
-from . import admin, analytics, api, auth, browser_keys, guard, producer, regulator
+from . import admin, analytics, api, auth, browser_keys, guard, long_work, producer, regulator
 from .state import EXTENSION, Portal, defaults, portal
 
 UPLOAD_ENDPOINTS = frozenset({"portal.producer.upload_document"})
@@ -55,6 +55,7 @@ def _portal_blueprint() -> Blueprint:
     bp.register_blueprint(regulator.bp)
     bp.register_blueprint(admin.bp)
     bp.register_blueprint(browser_keys.bp)
+    bp.register_blueprint(long_work.bp)
     return bp
 
 
