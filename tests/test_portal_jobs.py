@@ -19,7 +19,7 @@ from support.world import LOT
 from provenance.cli.context import Context
 from provenance.cli.exchange import export_epcis, export_fsma204
 from provenance.web.portal import integrity
-from provenance.web.portal.jobs import DONE, FAILED, RUNNING, JobRunner, JobsFull, Outcome
+from provenance.web.portal.jobs import DONE, FAILED, RUNNING, JobResult, JobRunner, JobsFull
 
 DEADLINE = 60.0  # seconds a job of the small test ledger may take, under load
 
@@ -175,6 +175,8 @@ def test_export_job_download_equals_the_cli_export(site, tmp_path):
 def test_bad_export_forms_are_refused_before_any_job(site, form, words):
     refused = site.post("reg1", "/portal/regulator/exports", form)
     assert refused.status_code == 400 and words in text(refused)
+    forged = site.client("reg1").post("/portal/regulator/exports", data={"format": "epcis"})
+    assert 400 <= forged.status_code < 500  # no CSRF token: no job
     assert len(runner(site)) == 0
 
 
@@ -190,7 +192,7 @@ class Gate:
         assert self.go.wait(DEADLINE)
         path.write_bytes(b"done")
         progress(4, 4)
-        return Outcome(mimetype="text/plain", filename="x.txt", count=1)
+        return JobResult(mimetype="text/plain", filename="x.txt", count=1)
 
 
 def test_progress_page_refreshes_itself_without_script(site):
@@ -234,7 +236,7 @@ def quick(progress, path):
     progress(0, 1)
     path.write_bytes(b"x")
     progress(1, 1)
-    return Outcome(mimetype="text/plain", filename="x.txt", count=1)
+    return JobResult(mimetype="text/plain", filename="x.txt", count=1)
 
 
 def test_the_runner_keeps_a_bounded_number_of_jobs(tmp_path):
@@ -295,7 +297,7 @@ def test_closing_stops_running_work_and_leaves_no_thread_or_file():
         for done in range(10**9):  # stops at the first report after close
             progress(done, 10**9)
             reporting.set()
-        return Outcome()
+        return JobResult()
 
     job = jobs.submit("user a", "export", {}, endless)
     assert reporting.wait(DEADLINE)

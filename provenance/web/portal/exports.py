@@ -53,7 +53,7 @@ def time_range(since: str | None, until: str | None) -> tuple[int | None, int | 
 
 
 @dataclass(frozen=True)
-class Request:
+class ExportRequest:
     """An export asked for, checked: its format and filters as the store takes them."""
 
     kind: str
@@ -79,17 +79,19 @@ def plan(
     product: str | None = None,
     since: str | None = None,
     until: str | None = None,
-) -> Request:
+) -> ExportRequest:
     """The export asked for, or ValidationError saying which field is wrong."""
     if kind not in KINDS:
         raise ValidationError("format", f"must be one of {', '.join(KINDS)}")
     since_us, until_us = time_range(since, until)
     if lot and kind != "epcis":
         raise ValidationError("lot", "the FSMA 204 spreadsheet is by product and date range")
-    return Request(kind, lot or None, (product or "").strip() or None, since_us, until_us)
+    return ExportRequest(kind, lot or None, (product or "").strip() or None, since_us, until_us)
 
 
-def write(store: Store, asked: Request, out: IO[bytes], progress: Progress | None = None) -> int:
+def write(
+    store: Store, asked: ExportRequest, out: IO[bytes], progress: Progress | None = None
+) -> int:
     """Write the export to the binary stream *out*, as the CLI writes it; returns
     the number of EPCIS events or spreadsheet rows."""
     if asked.kind == "epcis":

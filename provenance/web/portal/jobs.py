@@ -45,12 +45,12 @@ class JobsFull(Exception):
     """Every kept job is still unfinished: try again when one is done."""
 
 
-class Stopped(Exception):
+class JobStopped(Exception):
     """The runner was closed while the job ran."""
 
 
 @dataclass(frozen=True)
-class Outcome:
+class JobResult:
     """What finished work hands back: a result to show (a verify report) or a
     download (its media type, file name and how many events or rows it holds)."""
 
@@ -60,7 +60,7 @@ class Outcome:
     count: int | None = None
 
 
-Work = Callable[[Callable[[int, int], None], Path], Outcome]
+Work = Callable[[Callable[[int, int], None], Path], JobResult]
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Job:
     total: int = 0
     started: float | None = None  # time.monotonic()
     finished: float | None = None
-    outcome: Outcome | None = None
+    outcome: JobResult | None = None
     error: str | None = None
     path: Path | None = None
     _over: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -231,7 +231,7 @@ class JobRunner:
 
         def progress(done: int, total: int) -> None:
             if self._stop.is_set():
-                raise Stopped()
+                raise JobStopped()
             job.done, job.total = done, total
 
         job.started = time.monotonic()
@@ -239,7 +239,7 @@ class JobRunner:
         path = self._file_for(job)
         try:
             outcome = job.work(progress, path)
-        except Stopped:
+        except JobStopped:
             job.error = "the server stopped before the work was done"
             job.state = FAILED
             path.unlink(missing_ok=True)
@@ -281,7 +281,7 @@ __all__ = [
     "QUEUED",
     "RUNNING",
     "Job",
+    "JobResult",
     "JobRunner",
     "JobsFull",
-    "Outcome",
 ]

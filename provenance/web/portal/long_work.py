@@ -23,7 +23,7 @@ from ..errors import wants_json
 from . import exports, integrity
 from .actions import audit, lot_uri_of
 from .guard import PortalError, login_required, principal
-from .jobs import Job, JobsFull, Outcome
+from .jobs import Job, JobResult, JobsFull
 from .state import portal
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
@@ -50,7 +50,7 @@ def start_verify(who: Principal, configured: bytes | None) -> Job:
     workers = portal().config["VERIFY_WORKERS"]
     accounts = portal().accounts
 
-    def work(progress, _path: Path) -> Outcome:
+    def work(progress, _path: Path) -> JobResult:
         store = Store(database, create=False, readonly=True)
         try:
             result = integrity.verify_all(store, configured, workers, progress=progress)
@@ -65,7 +65,7 @@ def start_verify(who: Principal, configured: bytes | None) -> Job:
             party=who.party_name,
             outcome=outcome,
         )
-        return Outcome(result=result)
+        return JobResult(result=result)
 
     return _submit(who, "verify", {}, work)
 
@@ -91,7 +91,7 @@ def start_export(who: Principal, form: Mapping[str, str]) -> Job:
     database = Path(current_app.config["DATABASE"])
     accounts = portal().accounts
 
-    def work(progress, path: Path) -> Outcome:
+    def work(progress, path: Path) -> JobResult:
         store = Store(database, create=False, readonly=True)
         try:
             with open(path, "wb") as out:
@@ -105,7 +105,7 @@ def start_export(who: Principal, form: Mapping[str, str]) -> Job:
             role=who.role,
             party=who.party_name,
         )
-        return Outcome(mimetype=asked.mimetype, filename=asked.filename, count=count)
+        return JobResult(mimetype=asked.mimetype, filename=asked.filename, count=count)
 
     audit(who, "export-start", params)
     return _submit(who, "export", {k: v for k, v in params.items() if v}, work)
