@@ -89,7 +89,7 @@ class Job:
     def percent(self) -> int:
         if self.state == DONE:
             return 100
-        return int(100 * self.done / self.total) if self.total else 0
+        return 100 * self.done // self.total if self.total else 0
 
     @property
     def seconds_left(self) -> int | None:
@@ -127,8 +127,8 @@ class JobRunner:
         keep: int = DEFAULT_KEEP,
         idle: float = IDLE_SECONDS,
     ):
-        self.workers = max(1, int(workers))
-        self.keep = max(1, int(keep))
+        self.workers = max(1, workers)
+        self.keep = max(1, keep)
         self.idle = idle
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._queue: queue.Queue[Job] = queue.Queue()
