@@ -110,6 +110,7 @@ def command(
     finally:
         if anchorer is not None:
             anchorer.stop()
+        app.extensions["provenance.portal"].jobs.close()  # background jobs and their files
 
 
 def _cadence(value: float) -> float:

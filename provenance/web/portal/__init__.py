@@ -16,7 +16,18 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 
-from . import admin, analytics, api, auth, browser_keys, common, guard, producer, regulator
+from . import (
+    admin,
+    analytics,
+    api,
+    auth,
+    browser_keys,
+    common,
+    guard,
+    long_work,
+    producer,
+    regulator,
+)
 from .state import EXTENSION, Portal, defaults, portal
 
 UPLOAD_ENDPOINTS = frozenset({"portal.producer.upload_document"})
@@ -56,6 +67,7 @@ def _portal_blueprint() -> Blueprint:
     bp.register_blueprint(regulator.bp)
     bp.register_blueprint(admin.bp)
     bp.register_blueprint(browser_keys.bp)
+    bp.register_blueprint(long_work.bp)
     return bp
 
 

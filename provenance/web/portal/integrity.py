@@ -16,6 +16,7 @@ from provenance.core.checkpoint import open_checkpoint
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.core.identity import did_from_public_key, public_key_from_did
 from provenance.core.merkle import consistency_proof, verify_consistency
+from provenance.core.progress import Progress
 from provenance.core.trail import TrailReport
 from provenance.ledger.audit import verify_ledger, verify_lot
 from provenance.ledger.trail_anchors import verify_anchored
@@ -118,9 +119,11 @@ def consistency(store: Store, configured: bytes | None, older: str) -> dict[str,
     return out
 
 
-def verify_all(store: Store, configured: bytes | None, workers: int) -> dict[str, Any]:
+def verify_all(
+    store: Store, configured: bytes | None, workers: int, progress: Progress | None = None
+) -> dict[str, Any]:
     key, _ = log_key(store, configured)
-    report = verify_ledger(store, key, workers=workers)
+    report = verify_ledger(store, key, workers=workers, progress=progress)
     problems = [str(p) for p in report.problems]
     return {
         "ok": report.ok,

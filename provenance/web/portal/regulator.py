@@ -28,7 +28,7 @@ from provenance.store.queries import search_lots
 
 from ..params import optional_int_arg
 from ..state import store as read_store
-from . import actions, common, exports, integrity, queries
+from . import actions, common, exports, integrity, long_work, queries
 from .actions import audit
 from .browser_keys import when_signed
 from .guard import PortalError, needs, principal
@@ -351,13 +351,22 @@ def report_csv(lot_id: int, part: str):
 @bp.route("/exports", methods=["GET"])
 @needs("report")
 def exports_page():
-    """The form; with ``?format=`` the download itself (EPCIS or FSMA 204)."""
+    """The form; with ``?format=`` the download itself (EPCIS or FSMA 204),
+    made inside the request (the form itself starts a background job)."""
     who = principal()
     kind = request.args.get("format")
     if not kind:
         return render_template("portal/exports.html", kinds=exports.KINDS)
     made = actions.audited_export(who, kind, "lot")
     return _attachment(made.data, made.mimetype, made.filename)
+
+
+@bp.post("/exports")
+@needs("report")
+def export_job():
+    """Start the export as a background job and show its progress page."""
+    job = long_work.start_export(principal(), request.form)
+    return redirect(url_for("portal.jobs.job", job_id=job.id), code=303)
 
 
 @bp.get("/integrity")
@@ -376,10 +385,10 @@ def verify():
     who = principal()
     store = read_store()
     uri = (request.form.get("lot") or "").strip()
-    if uri:
-        result = integrity.verify_one(store, _log_key(), actions.lot_uri_of(uri, "lot"))
-    else:
-        result = integrity.verify_all(store, _log_key(), portal().config["VERIFY_WORKERS"])
+    if not uri:  # the whole ledger: a background job with a progress page
+        job = long_work.start_verify(who, _log_key())
+        return redirect(url_for("portal.jobs.job", job_id=job.id), code=303)
+    result = integrity.verify_one(store, _log_key(), actions.lot_uri_of(uri, "lot"))
     audit(
         who,
         "verify",

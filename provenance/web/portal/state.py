@@ -17,6 +17,7 @@ from provenance.store.accounts.models import HashParams
 from provenance.store.accounts.secret import derive, server_secret
 
 from .documents import DocumentStore
+from .jobs import JobRunner
 from .ratelimit import Limit, RateLimiter
 from .writer import LedgerWriter
 
@@ -51,6 +52,8 @@ def defaults(app: Flask) -> None:
         "SESSION_IDLE_SECONDS": 2 * 3600,
         "SESSION_MAX_SECONDS": 12 * 3600,
         "VERIFY_WORKERS": 1,
+        "JOB_WORKERS": 1,  # background jobs (whole-ledger verify, exports) at once
+        "JOBS_KEPT": 20,  # jobs kept with their results; the oldest finished goes first
         "PORTAL_PAGE_SIZE": 25,
     }.items():
         app.config.setdefault(key, value)
@@ -83,6 +86,7 @@ class Portal:
         self.documents = DocumentStore(
             self.accounts_dir / "documents", max_bytes=config["DOCUMENT_MAX_BYTES"]
         )
+        self.jobs = JobRunner(workers=config["JOB_WORKERS"], keep=config["JOBS_KEPT"])
         self._accounts: Accounts | None = None
         self._secret: bytes | None = None
         self._lock = threading.RLock()
