@@ -43,5 +43,8 @@ def serving(app, *, threads: int = 4) -> Iterator[str]:
     finally:
         stop.set()
         thread.join(timeout=JOIN_SECONDS)
+        portal = app.extensions.get("provenance.portal")
+        if portal is not None:  # the portal's background jobs and their files
+            portal.jobs.close()
         if thread.is_alive():
             raise RuntimeError(f"waitress did not stop within {JOIN_SECONDS:.0f} s")
