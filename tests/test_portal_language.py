@@ -318,6 +318,11 @@ def test_receiving_twice_is_said_on_the_shipments_page(portal, lang):
     assert again.status_code == 409
     said = {"en": "This was already done", "zh": "已经做过"}[lang]
     assert said in text(again) and "the ledger refused it" not in text(again)
+    no_such = portal.post("carrier1", f"/portal/shipments/{'ab' * 5}/receive?lang={lang}")
+    assert no_such.status_code == 400  # not a shipment's id: the page, not a 500
+    assert {"en": "This shipment is not in the ledger.", "zh": "账本中没有这批发货。"}[
+        lang
+    ] in text(no_such)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -241,6 +241,10 @@ def action_refusal(exc: Exception, status: int = 400) -> tuple[int, dict[str, st
     status = getattr(exc, "status", status)
     if isinstance(exc, ValidationError):
         names = [n for n in re.split(r"[.\[\]]+", exc.field or "") if n]
+        if "shipment" in names:
+            return 400, {"": _("This shipment is not in the ledger.")}
+        if "batches" in names:
+            return 400, {"": _("This lot is not in the ledger.")}
         field = next((_FORM_FIELDS[n] for n in reversed(names) if n in _FORM_FIELDS), "")
         messages = {
             "to": _("Choose a party from the list."),
