@@ -72,10 +72,10 @@ def home():
 @bp.get("/lots/<int:lot_id>")
 @login_required
 def lot(lot_id: int):
-    return _lot_page(lot_id)
+    return lot_page(lot_id)
 
 
-def _lot_page(
+def lot_page(
     lot_id: int, failed: str = "", errors: dict[str, str] | None = None, form: Any = None
 ) -> str:
     """The lot's page; after a refused form (*failed*: ship, document, lift)
@@ -225,7 +225,7 @@ def ship(lot_id: int):
     kept = form.to_dict()
     errors = forms.ship_form_errors(form)
     if errors:
-        return _lot_page(lot_id, "ship", errors, kept), 400
+        return lot_page(lot_id, "ship", errors, kept), 400
     purpose = form.get("purpose") or None
     if purpose:
         said = _(
@@ -236,7 +236,7 @@ def ship(lot_id: int):
         said = _(
             "Shipped lot %(lot)s: custody moves when the receiver confirms receipt.", lot=found.lot
         )
-    again = _again(lambda errors: _lot_page(lot_id, "ship", errors, kept))
+    again = _again(lambda errors: lot_page(lot_id, "ship", errors, kept))
     try:
         with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said), again):
             actions.ship(
@@ -398,9 +398,9 @@ def upload_document(lot_id: int):
     kept = request.form.to_dict()
     errors = forms.document_form_errors(kept, upload is not None and bool(upload.filename))
     if errors or upload is None:
-        return _lot_page(lot_id, "document", errors, kept), 400
+        return lot_page(lot_id, "document", errors, kept), 400
     said = _("Attached %(name)s in a signed inspection.", name=upload.filename)
-    again = _again(lambda errors: _lot_page(lot_id, "document", errors, kept))
+    again = _again(lambda errors: lot_page(lot_id, "document", errors, kept))
     try:
         with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said), again):
             _event, document = actions.attach_document(

@@ -32,7 +32,7 @@ from . import actions, common, exports, forms, integrity, queries
 from .actions import audit
 from .browser_keys import when_signed
 from .guard import PortalError, needs, principal
-from .producer import _lot_page
+from .producer import lot_page
 from .reports import RecallPreview, lot_place, recall_preview, recall_report
 from .state import portal
 
@@ -279,7 +279,7 @@ def _lift_again(lots: list[str], errors: dict[str, str], form: Any, status: int)
     found = read_store().lot_by_uri(uri) if uri else None
     if found is None:  # no lot page to show the form on
         raise PortalError(status, _("refused"), " ".join(errors.values()), reason="form")
-    return _lot_page(found.id, "lift", errors, form), status
+    return lot_page(found.id, "lift", errors, form), status
 
 
 @bp.get("/holds")
