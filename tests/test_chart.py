@@ -427,6 +427,25 @@ def test_a_day_gets_six_hour_ticks_at_utc_midnight_and_dates():
     assert x_labels == ["00:00", "11-19", "06:00", "12:00", "18:00", "00:00", "11-20", "UTC"]
 
 
+def test_the_time_axis_is_in_the_readers_zone():
+    """Shanghai is UTC+8: the same day's ticks fall on Shanghai's round hours
+    (00:00 UTC is 08:00 there, so 06:00 local comes 22 h after T0), say
+    Shanghai's times and dates, and name the zone instead of UTC, as the text
+    beside the chart does; the screen-reader span says the same."""
+    readings = every(15, [3.0] * 97)
+    svg = render(readings, CHILLED, T0, T0 + DAY, zone="Asia/Shanghai")
+    c = Chart(svg, T0, T0 + DAY)
+    down = [s for s in subpaths(c.one("grid").get("d")) if s[0][0] == s[-1][0]]
+    assert [s[0][0] for s in down] == [
+        pytest.approx(c.x(T0 + (4 + 6 * k) * HOUR), abs=0.06) for k in range(4)
+    ]
+    x_labels = [t.text for t in c.all("tick")[1]]
+    assert x_labels == ["12:00", "11-19", "18:00", "00:00", "11-20", "06:00", "Asia/Shanghai"]
+    assert "2026-11-19 08:00 – 2026-11-20 08:00 Asia/Shanghai" in svg
+    with pytest.raises(ValidationError):
+        render(readings, CHILLED, T0, T0 + DAY, zone="../../etc/passwd")
+
+
 @pytest.mark.parametrize(
     ("span", "fmt"),
     [

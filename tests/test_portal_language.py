@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 from support.portal import PASSWORD, Portal, make_app
-from support.world import GTIN, LOT
+from support.world import GTIN, LOT, at
 
 from provenance.web import wording
 from provenance.web.background import serving
@@ -261,3 +261,132 @@ def test_the_transformation_form_explains_itself_too(portal):
     assert "check digit" in _label_of(text(response), "out0_gtin")
     done = portal.post("packer1", "/portal/transform", {**form, "in0_unit": "KGM"})
     assert done.status_code == 303
+
+
+# --- ship, receive, upload, lift and release explain themselves too
+
+
+def _by(page: str, name: str) -> str:
+    """The <label> or form row that holds the field *name*."""
+    return _label_of(page, name)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_ship_form_explains_itself(portal, lang):
+    world = portal.world
+    lot_id = portal.lot_id(LOT)
+    url = f"/portal/lots/{lot_id}/ship?lang={lang}"
+    response = portal.post("farm1", url, {"to": "", "location": "Farm gate", "country": "KEN"})
+    assert response.status_code == 400
+    page = text(response)
+    said = {"en": "Choose the party to ship to.", "zh": "请选择收货方。"}[lang]
+    assert said in _by(page, "to")
+    country = {"en": "two-letter country code", "zh": "两个字母"}[lang]
+    assert country in _by(page, "country")
+    assert 'value="Farm gate"' in _by(page, "location")  # kept
+    # the ledger refuses: a recalled lot may only go back
+    world.ok("regulator", "recall", [LOT], {"reason": "x", "class": "I"}, time=at(2))
+    form = {"to": world.did("dc"), "location": "Farm gate"}
+    refused = portal.post("farm1", url, form)
+    assert refused.status_code == 409
+    page = text(refused)
+    recalled = {"en": "This lot is recalled", "zh": "此批次已被召回"}[lang]
+    assert recalled in page and "the ledger refused it" not in page
+    assert f'<option value="{world.did("dc")}" selected>' in _by(page, "to")
+    assert 'value="Farm gate"' in _by(page, "location")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_receiving_twice_is_said_on_the_shipments_page(portal, lang):
+    world = portal.world
+    lot_id = portal.lot_id(LOT)
+    assert (
+        portal.post(
+            "farm1", f"/portal/lots/{lot_id}/ship", {"to": world.did("carrier")}
+        ).status_code
+        == 303
+    )
+    shipment = world.store.chain_events(world.store.chain_by_subject(LOT)[0])[-1].envelope
+    url = f"/portal/shipments/{shipment.event_id}/receive?lang={lang}"
+    bad = portal.post("carrier1", url, {"condition": "cold", "country": "K1"})
+    assert bad.status_code == 400
+    page = text(bad)
+    assert 'value="cold"' in _by(page, "condition")
+    assert {"en": "two-letter", "zh": "两个字母"}[lang] in _by(page, "country")
+    assert portal.post("carrier1", url, {"condition": "cold"}).status_code == 303
+    again = portal.post("carrier1", url, {"condition": "cold"})
+    assert again.status_code == 409
+    said = {"en": "This was already done", "zh": "已经做过"}[lang]
+    assert said in text(again) and "the ledger refused it" not in text(again)
+    no_such = portal.post("carrier1", f"/portal/shipments/{'ab' * 5}/receive?lang={lang}")
+    assert no_such.status_code == 400  # not a shipment's id: the page, not a 500
+    assert {"en": "This shipment is not in the ledger.", "zh": "账本中没有这批发货。"}[
+        lang
+    ] in text(no_such)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_upload_form_explains_itself(portal, lang):
+    import io
+
+    lot_id = portal.lot_id(LOT)
+    url = f"/portal/lots/{lot_id}/documents?lang={lang}"
+    missing = portal.post(
+        "farm1", url, {"result": "fail", "notes": "audit"}, content_type="multipart/form-data"
+    )
+    assert missing.status_code == 400
+    page = text(missing)
+    assert {"en": "Choose a file to attach.", "zh": "请选择要附上的文件。"}[lang] in _by(
+        page, "file"
+    )
+    assert 'value="audit"' in _by(page, "notes")
+    assert '<option value="fail" selected>' in _by(page, "result")
+    exe = {"file": (io.BytesIO(b"MZ\x90\x00"), "tool.exe"), "result": "pass", "notes": "n"}
+    refused = portal.post("farm1", url, exe, content_type="multipart/form-data")
+    assert refused.status_code == 415
+    said = {"en": "Attach a PDF, PNG", "zh": "请附上 PDF"}[lang]
+    assert said in _by(text(refused), "file")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_regulators_lift_and_release_explain_themselves(portal, lang):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    world = portal.world
+    world.ok("regulator", "recall", [LOT], {"reason": "x", "class": "II"}, time=at(2))
+    no_reason = portal.post(
+        "reg1", f"/portal/regulator/lift?lang={lang}", {"lot": LOT, "reason": " "}
+    )
+    assert no_reason.status_code == 400
+    said = {"en": "Say why: the lot's record shows it.", "zh": "请说明原因"}[lang]
+    assert said in _by(text(no_reason), "reason")
+    done = portal.post("reg1", "/portal/regulator/lift", {"lot": LOT, "reason": "retested"})
+    assert done.status_code == 303
+    again = portal.post(
+        "reg1", f"/portal/regulator/lift?lang={lang}", {"lot": LOT, "reason": "again"}
+    )
+    assert 400 <= again.status_code < 500
+    page = text(again)
+    assert 'value="again"' in _by(page, "reason")
+    assert "the ledger refused it" not in page
+    world.keys["rules"] = Ed25519PrivateKey.generate()
+    world.ok(
+        "registrar",
+        "enrol",
+        None,
+        {"subject": world.did("rules"), "type": "rules", "name": "rules"},
+    )
+    hold = world.ok("rules", "hold", [LOT], {"rule": "cold", "reason": "4 h at 11 °C"})
+    form = {"lots": LOT, "hold": hold.event_id, "reason": ""}
+    empty = portal.post("reg1", f"/portal/regulator/holds/release?lang={lang}", form)
+    assert empty.status_code == 400
+    assert said in _by(text(empty), "reason")
+    assert (
+        portal.post("reg1", "/portal/regulator/holds/release", {**form, "reason": "ok"}).status_code
+        == 303
+    )
+    twice = portal.post(
+        "reg1", f"/portal/regulator/holds/release?lang={lang}", {**form, "reason": "ok"}
+    )
+    assert 400 <= twice.status_code < 500
+    assert "the ledger refused it" not in text(twice)

@@ -258,6 +258,23 @@ def test_times_in_the_readers_zone_and_language(client):
     assert "21 Sep 2026, 10:13" in ignored
 
 
+def test_the_charts_time_axis_is_in_the_readers_zone(client):
+    """The chart beside the text says its times in the same zone: its axis is
+    labelled with the reader's zone (not UTC while the text says Shanghai), and
+    each zone gets its own cached chart."""
+
+    def axis(url: str) -> str:
+        page = client.get(url).get_data(as_text=True)
+        charts = re.findall(r'<g class="tick" text-anchor="middle".*?</g>', page, flags=re.S)
+        assert charts, "no chart on the page"
+        return charts[0]
+
+    assert ">UTC<" in axis(f"{PATH}?lang=en&tz=UTC")
+    shanghai = axis(f"{PATH}?lang=en&tz=Asia/Shanghai")
+    assert ">Asia/Shanghai<" in shanghai and ">UTC<" not in shanghai
+    assert ">UTC<" in axis(f"{PATH}?lang=en&tz=UTC")  # not the cached Shanghai chart
+
+
 def test_large_text_mode_without_javascript(client):
     body = client.get(PATH).get_data(as_text=True)
     assert 'class="text-normal"' in body

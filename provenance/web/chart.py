@@ -34,7 +34,15 @@ from provenance.domain.coldchain import gaps as find_gaps
 from provenance.domain.coldchain_downsample import Bucket, downsample
 from provenance.domain.coldchain_excursions import Excursion
 from provenance.domain.coldchain_excursions import excursions as find_excursions
-from provenance.web.chart_axes import MINUTE, ChartScale, _n, _x_ticks, _y_domain, _y_ticks
+from provenance.web.chart_axes import (
+    MINUTE,
+    ChartScale,
+    _n,
+    _x_ticks,
+    _y_domain,
+    _y_ticks,
+    chart_zone,
+)
 from provenance.web.chart_layout import (
     BOTTOM,
     FONT,
@@ -128,8 +136,10 @@ def render_svg(
     gaps: Iterable[tuple[int, int]] = (),
     labels: Mapping[str, Label] | None = None,
     chart_id: str = "chart",
+    zone: str = "UTC",
 ) -> str:
-    """The leg's temperature chart as SVG markup.
+    """The leg's temperature chart as SVG markup, its time axis in *zone* (an IANA
+    name: the reader's, as the text beside the chart says its times).
 
     *buckets* come from ``coldchain_downsample.downsample(readings, n, profile)``; *excursions*
     and *gaps* from ``coldchain_status.assess`` (or ``excursions``/``gaps``) over the same
@@ -140,6 +150,7 @@ def render_svg(
     Raises ValidationError on an unknown label, a bad id or a reversed span.
     """
     words = _labels(labels)
+    axis_zone = chart_zone(zone)
     if not isinstance(chart_id, str) or not _ID.match(chart_id):
         raise ValidationError(
             "chart_id", f"must be a letter then letters, digits, - or _, got {chart_id!r}"
@@ -177,7 +188,7 @@ def render_svg(
         f' font-family="system-ui,sans-serif" font-size="{FONT}" fill="{INK}">'
     )
     out.append(f'<title id="{title_id}">{_text(_word(words, "title"))}</title>')
-    desc = _description(words, lowest, highest, profile, len(found), len(silent), t0, t1)
+    desc = _description(words, lowest, highest, profile, len(found), len(silent), t0, t1, axis_zone)
     out.append(f'<desc id="{desc_id}">{_text(desc)}</desc>')
     out.append(_defs(chart_id))
 
@@ -188,7 +199,7 @@ def render_svg(
     spans, peaks = _excursion_marks(found, buckets, profile, scale)
     out.extend(_excursion_rects(spans))
     y_ticks = _y_ticks(y_lo, y_hi, step, profile, scale)
-    x_ticks, x_step = _x_ticks(t0, t1)
+    x_ticks, x_step = _x_ticks(t0, t1, axis_zone)
     out.append(_grid(y_ticks, x_ticks, scale))
     out.append(_limits(profile, y_lo, y_hi, scale))
     line, dots = _line(points, silent, scale)
@@ -209,7 +220,7 @@ def render_svg(
     out.append("</g>")
 
     out.append(_y_labels(y_ticks, words))
-    out.append(_x_labels(x_ticks, x_step, scale, words))
+    out.append(_x_labels(x_ticks, x_step, scale, words, axis_zone))
     gap_labels, taken = _gap_labels(gap_spans, words)
     out.append(gap_labels)
     out.append(_peak_labels(peaks, words, profile, taken))

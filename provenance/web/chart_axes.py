@@ -2,7 +2,8 @@
 
 :class:`ChartScale` maps microseconds and °C to viewBox tenths; the y domain is padded to
 nice steps around the readings and the profile's band; y ticks fall on those steps and x
-ticks on round times (seconds to weeks, then calendar months) in UTC, at most
+ticks on round times (seconds to weeks, then calendar months) in the reader's time zone
+(UTC unless told; the grid follows the zone's offset at the chart's start), at most
 ``X_INTERVALS`` of them. Numbers are written language-neutral (``2.5``, a real minus sign).
 Pure: numbers in, positions and text out.
 """
@@ -10,10 +11,12 @@ Pure: numbers in, positions and text out.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from provenance.core.errors import ValidationError
 from provenance.domain.coldchain import Profile
 from provenance.web.chart_layout import (
     FONT,
@@ -45,6 +48,23 @@ _FIXED_STEPS = (
     2 * WEEK,
 )
 _MONTH_STEPS = (1, 2, 3, 6)
+
+
+def chart_zone(name: str) -> tzinfo:
+    """The zone the time axis is in, by its IANA name ("UTC", "Asia/Shanghai")."""
+    if name == "UTC":
+        return UTC
+    if not isinstance(name, str) or len(name) > 64 or name.startswith("/") or ".." in name:
+        raise ValidationError("zone", f"not a time zone name: {name!r}")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("zone", f"not a time zone name: {name!r}") from None
+
+
+def local_moment(t: int, zone: tzinfo = UTC) -> datetime:
+    """Microseconds since the epoch as a time in *zone*."""
+    return (_EPOCH + timedelta(microseconds=t)).astimezone(zone)
 
 
 # --- scales --------------------------------------------------------------------------------------
@@ -151,32 +171,35 @@ def _y_ticks(
     return sorted([*kept, *edges], key=lambda t: -t.pos)  # bottom to top: rising °C
 
 
-def _x_ticks(t0: int, t1: int) -> tuple[list[int], int]:
-    """Tick times and the step (about, for months): the first 'nice' UTC step that
-    gives at most X_INTERVALS steps. Weeks start on Monday, months on the 1st."""
+def _x_ticks(t0: int, t1: int, zone: tzinfo = UTC) -> tuple[list[int], int]:
+    """Tick times and the step (about, for months): the first 'nice' step that
+    gives at most X_INTERVALS steps, on round times of *zone* (its offset at t0).
+    Weeks start on Monday, months on the 1st."""
     span = t1 - t0
+    shift = local_moment(t0, zone).utcoffset() or timedelta(0)
+    shift_us = (shift.days * 86_400 + shift.seconds) * SECOND
     for step in _FIXED_STEPS:
         if span <= step * X_INTERVALS:
             offset = _MONDAY if step >= WEEK else 0
-            first = t0 + (offset - t0) % step  # the first grid time at or after t0
+            first = t0 + (offset - shift_us - t0) % step  # the first grid time at or after t0
             return list(range(first, t1 + 1, step)), step
     for months in _MONTH_STEPS:
         if span <= months * 30 * DAY * X_INTERVALS:
-            return _calendar_ticks(t0, t1, months), months * 30 * DAY
+            return _calendar_ticks(t0, t1, months, zone), months * 30 * DAY
     years = 1
     while span > years * 365 * DAY * X_INTERVALS:
         years = round(_nice_step(years * 1.5))
-    return _calendar_ticks(t0, t1, 12 * years), years * 365 * DAY
+    return _calendar_ticks(t0, t1, 12 * years, zone), years * 365 * DAY
 
 
-def _calendar_ticks(t0: int, t1: int, months: int) -> list[int]:
-    day = _EPOCH + timedelta(microseconds=t0)
+def _calendar_ticks(t0: int, t1: int, months: int, zone: tzinfo = UTC) -> list[int]:
+    day = local_moment(t0, zone)
     index = day.year * 12 + day.month - 1
     ticks = []
     while True:
         year, month = divmod(index, 12)
         if index % months == 0:
-            t = _micros(datetime(year, month + 1, 1, tzinfo=UTC))
+            t = _micros(datetime(year, month + 1, 1, tzinfo=zone))
             if t > t1:
                 return ticks
             if t >= t0:

@@ -13,14 +13,13 @@ import html
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import UTC, tzinfo
 from types import MappingProxyType
 from typing import NamedTuple
 
 from provenance.core.errors import ValidationError
 from provenance.domain.coldchain import Profile
 from provenance.web.chart_axes import (
-    _EPOCH,
     DAY,
     MINUTE,
     AxisTick,
@@ -28,6 +27,7 @@ from provenance.web.chart_axes import (
     _edge_text,
     _n,
     _temp,
+    local_moment,
 )
 from provenance.web.chart_layout import (
     BAND_EDGE,
@@ -139,13 +139,25 @@ def _y_labels(ticks: list[AxisTick], words: Mapping[str, Label]) -> str:
     )
 
 
-def _x_labels(ticks: list[int], step: int, scale: ChartScale, words: Mapping[str, Label]) -> str:
-    """Times under the ticks: ``14:00`` with the date ``11-18`` under the first tick
-    of each day; whole days as ``11-18`` with the year under the first of each year."""
+def _zone_word(words: Mapping[str, Label], zone: tzinfo) -> str:
+    """The axis's zone as the reader is told it: the "UTC" word, else the zone's name."""
+    return _word(words, "utc") if zone is UTC else str(zone)
+
+
+def _x_labels(
+    ticks: list[int],
+    step: int,
+    scale: ChartScale,
+    words: Mapping[str, Label],
+    zone: tzinfo = UTC,
+) -> str:
+    """Times under the ticks, in *zone*: ``14:00`` with the date ``11-18`` under the
+    first tick of each day; whole days as ``11-18`` with the year under the first of
+    each year; the zone named at the left."""
     texts = []
     previous_day = previous_year = None
     for t in ticks:
-        moment = _EPOCH + timedelta(microseconds=t)
+        moment = local_moment(t, zone)
         if step < MINUTE:
             head, sub = moment.strftime("%H:%M:%S"), ""
         elif step < DAY:
@@ -168,7 +180,7 @@ def _x_labels(ticks: list[int], step: int, scale: ChartScale, words: Mapping[str
         texts.append(f'<text x="{_n(x)}" y="{_n(base)}"{anchor}>{head}</text>')
         if sub:
             texts.append(f'<text x="{_n(x)}" y="{_n(base + LINE_GAP * 10)}"{anchor}>{sub}</text>')
-    utc = _text(_word(words, "utc"))
+    utc = _text(_zone_word(words, zone))
     texts.append(
         f'<text x="2" y="{BOTTOM + 14 + LINE_GAP}" text-anchor="start" fill="{MUTED}">{utc}</text>'
     )
@@ -277,16 +289,17 @@ def _description(
     gaps: int,
     t0: int,
     t1: int,
+    zone: tzinfo = UTC,
 ) -> str:
-    """The screen-reader text: span, extremes, band, excursions, gaps."""
+    """The screen-reader text: span (in *zone*), extremes, band, excursions, gaps."""
     custom = _word(words, "desc")
     if custom:
         return custom
     unit = _word(words, "unit")
     span = (
-        f"{(_EPOCH + timedelta(microseconds=t0)).strftime('%Y-%m-%d %H:%M')} – "
-        f"{(_EPOCH + timedelta(microseconds=t1)).strftime('%Y-%m-%d %H:%M')} "
-        f"{_word(words, 'utc')}"
+        f"{local_moment(t0, zone).strftime('%Y-%m-%d %H:%M')} – "
+        f"{local_moment(t1, zone).strftime('%Y-%m-%d %H:%M')} "
+        f"{_zone_word(words, zone)}"
     )
     low = _reading(lowest, profile, words)
     high = _reading(highest, profile, words)

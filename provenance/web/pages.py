@@ -28,6 +28,7 @@ from provenance.store.cosignatures import shown_checkpoint
 from provenance.store.key_custody import is_custodial
 from provenance.web.chart import render_svg
 
+from . import wording
 from .cache import LRU
 from .state import store as read_store
 
@@ -122,10 +123,12 @@ def _chart(view: LotView, record: LegRecord, position: int) -> Markup | None:
                     gaps=status.gaps,
                     labels=chart_labels(),
                     chart_id=f"leg{position}",
+                    zone=wording.zone_name(),
                 )
             )
         except ProvenanceError:
             log.exception("lot %s: the chart of leg %d could not be drawn", view.lot.uri, position)
             return Markup('<p class="note">%s</p>') % _("The chart of this leg could not be drawn.")
 
-    return _charts.get_or_make((id(record), end, position, str(get_locale())), draw, record)
+    key = (id(record), end, position, str(get_locale()), wording.zone_name())
+    return _charts.get_or_make(key, draw, record)

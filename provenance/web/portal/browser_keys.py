@@ -50,6 +50,8 @@ class Pending:
     next_url: str = "/portal/"
     # run once appended, in order; one that returns a portal URL sends the user there
     after: list[Callable[[list[Appended]], str | None]] = field(default_factory=list)
+    # the form again, with its values and the refusal by its field (forms.py)
+    again: Callable[[Exception], Any] | None = None
 
 
 class SignInBrowser(Exception):
@@ -175,6 +177,8 @@ def sign(token: str):
     failed = next((r for r in results if r.status == "rejected"), None)
     if failed is not None:
         audit(who, pending.action, pending.params, f"refused: {failed.reason}: {failed.message}")
+        if pending.again is not None:
+            return pending.again(refused_result(failed))
         raise refused_result(failed)
     event_ids = [r.event_id for r in results if r.event_id]
     audit(who, pending.action, {**pending.params, "events": event_ids, "signed": "browser"})
@@ -196,16 +200,20 @@ def sign(token: str):
 
 @contextmanager
 def when_signed(
-    next_url: str, then: Callable[[list[Appended]], str | None] | None = None
+    next_url: str,
+    then: Callable[[list[Appended]], str | None] | None = None,
+    again: Callable[[Exception], Any] | None = None,
 ) -> Iterator[None]:
     """Around an action in a route: if the action waits for the browser's
     signature, go to *next_url* once it is recorded, and run *then* (flash what
     the route would have said; return a better page, e.g. a new lot's) with the
-    append results."""
+    append results. *again*, if given, answers a refusal of the ledger when
+    the signature comes: the form again, its values kept (forms.py)."""
     try:
         yield
     except SignInBrowser as waiting:
         waiting.pending.next_url = _safe_next(next_url)
+        waiting.pending.again = again
         if then is not None:
             waiting.pending.after.append(then)
         raise

@@ -148,3 +148,125 @@ def transform_field_of(exc: ValidationError) -> str:
             if name and (name == key or name.startswith(key)):
                 return f"{prefix}{n}_{field}"
     return ""
+
+
+# --- the lot page's forms (ship, upload), receive, and the regulator's
+# release and lift: checked before signing, and a refusal of the ledger said in
+# the reader's words on the field it concerns ('' = the top of the form).
+
+
+def _country_error(form: Mapping[str, str], errors: dict[str, str]) -> None:
+    country = (form.get("country") or "").strip()
+    if country and not _COUNTRY.fullmatch(country):
+        errors["country"] = _("Use the two-letter country code, such as CN or DE.")
+
+
+def ship_form_errors(form: Mapping[str, str]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if not (form.get("to") or "").strip():
+        errors["to"] = _("Choose the party to ship to.")
+    _country_error(form, errors)
+    return errors
+
+
+def receive_form_errors(form: Mapping[str, str]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    _country_error(form, errors)
+    return errors
+
+
+def document_form_errors(form: Mapping[str, str], has_file: bool) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if not has_file:
+        errors["file"] = _("Choose a file to attach.")
+    if form.get("result") not in ("pass", "fail"):
+        errors["result"] = _("Say whether the lot passed or failed.")
+    return errors
+
+
+def reason_form_errors(form: Mapping[str, str]) -> dict[str, str]:
+    """The regulator's release and lift: a reason is required (it is public)."""
+    if not (form.get("reason") or "").strip():
+        return {"reason": _("Say why: the lot's record shows it.")}
+    return {}
+
+
+def _reasons() -> dict[str, tuple[str, str]]:
+    """A ledger's or the portal's refusal reason -> (field, message)."""
+    return {
+        "recalled": (
+            "",
+            _(
+                "This lot is recalled: it may only go back to its maker, or to whoever"
+                " destroys it, as the recall instructs."
+            ),
+        ),
+        "held": ("", _("This lot is on hold: nothing may move it until a regulator releases it.")),
+        "conflict": (
+            "",
+            _(
+                "This was already done, or the lot changed since the page was shown:"
+                " reload the page to see it as it is now."
+            ),
+        ),
+        "replay": ("", _("This was already recorded; nothing new was signed.")),
+        "not-custodian": ("", _("Your party does not hold this lot, so it may not do this.")),
+        "unauthorised": ("", _("Your party may not do this.")),
+        "unknown-party": ("to", _("Choose a party from the list.")),
+        "unknown-shipment": ("", _("This shipment is not in the ledger.")),
+        "unknown-lot": ("", _("This lot is not in the ledger.")),
+        "not-attached": ("", _("This lot is not in the ledger.")),
+        "future-time": ("", _("The time of this record is in the future: check the clock.")),
+    }
+
+
+_FORM_FIELDS = {
+    "to": "to",
+    "location": "location",
+    "country": "country",
+    "condition": "condition",
+    "reason": "reason",
+    "result": "result",
+    "notes": "notes",
+    "hold": "",
+    "purpose": "",
+}
+
+
+def action_refusal(exc: Exception, status: int = 400) -> tuple[int, dict[str, str]]:
+    """(HTTP status, {field: message}) for a refusal of one of these forms,
+    in the reader's words; the status says whose fault it is (400, 403, 404,
+    409, 413, 415), never 500."""
+    reason = getattr(exc, "reason", None) or ""
+    status = getattr(exc, "status", status)
+    if isinstance(exc, ValidationError):
+        names = [n for n in re.split(r"[.\[\]]+", exc.field or "") if n]
+        if "shipment" in names:
+            return 400, {"": _("This shipment is not in the ledger.")}
+        if "batches" in names:
+            return 400, {"": _("This lot is not in the ledger.")}
+        field = next((_FORM_FIELDS[n] for n in reversed(names) if n in _FORM_FIELDS), "")
+        messages = {
+            "to": _("Choose a party from the list."),
+            "country": _("Use the two-letter country code, such as CN or DE."),
+            "location": _("Name the place in up to 200 characters."),
+            "condition": _("Say the condition in up to 2000 characters."),
+            "reason": _("Say why: the lot's record shows it."),
+            "result": _("Say whether the lot passed or failed."),
+            "notes": _("Write the notes in up to 2000 characters."),
+        }
+        return 400, {
+            field: messages.get(field) or _("The ledger refused this: %(rule)s", rule=exc.rule)
+        }
+    if reason == "document":
+        if status == 413:
+            return status, {"file": _("This file is too large to attach.")}
+        return status, {
+            "file": _("Attach a PDF, PNG, JPEG, text, CSV or XLSX file; this one is not taken.")
+        }
+    field, message = _reasons().get(reason, ("", ""))
+    if not message:
+        message = _(
+            "The ledger refused this (%(reason)s); nothing was signed.", reason=reason or "?"
+        )
+    return status, {field: message}

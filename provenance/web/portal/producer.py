@@ -72,6 +72,14 @@ def home():
 @bp.get("/lots/<int:lot_id>")
 @login_required
 def lot(lot_id: int):
+    return lot_page(lot_id)
+
+
+def lot_page(
+    lot_id: int, failed: str = "", errors: dict[str, str] | None = None, form: Any = None
+) -> str:
+    """The lot's page; after a refused form (*failed*: ship, document, lift)
+    that form again with its values and a message by each field."""
     who = principal()
     store = read_store()
     found = common.lot_for(store, who, lot_id)
@@ -105,7 +113,24 @@ def lot(lot_id: int):
         made=quantity(state.quantity, state.unit) if state else None,
         recalls=active_recalls(store, found.uri),
         time_notes=NOTES,
+        failed=failed,
+        errors=errors or {},
+        form=form or {},
     )
+
+
+def _again(page: Callable[[dict[str, str]], str]) -> Callable[[Exception], Any]:
+    """How a refused form answers, now or when the browser's signature comes:
+    *page* with the refusal in the reader's words by its field. A server-side
+    trouble (5xx: no key, read-only) stays a refusal page."""
+
+    def answer(exc: Exception) -> Any:
+        if isinstance(exc, PortalError) and exc.status >= 500:
+            raise exc
+        status, errors = forms.action_refusal(exc)
+        return page(errors), status
+
+    return answer
 
 
 @bp.route("/lots/new", methods=["GET", "POST"])
@@ -196,8 +221,12 @@ def ship(lot_id: int):
     who = principal()
     store = read_store()
     found = common.lot_for(store, who, lot_id)
-    to = request.form.get("to", "")
-    purpose = request.form.get("purpose") or None
+    form = request.form
+    kept = form.to_dict()
+    errors = forms.ship_form_errors(form)
+    if errors:
+        return lot_page(lot_id, "ship", errors, kept), 400
+    purpose = form.get("purpose") or None
     if purpose:
         said = _(
             "Sent back lot %(lot)s: custody moves when the receiver confirms receipt.",
@@ -207,14 +236,18 @@ def ship(lot_id: int):
         said = _(
             "Shipped lot %(lot)s: custody moves when the receiver confirms receipt.", lot=found.lot
         )
-    with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said)):
-        actions.ship(
-            who,
-            lots=[found.uri],
-            to=to,
-            where=actions.form_location(request.form.get("location"), request.form.get("country")),
-            purpose=purpose,
-        )
+    again = _again(lambda errors: lot_page(lot_id, "ship", errors, kept))
+    try:
+        with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said), again):
+            actions.ship(
+                who,
+                lots=[found.uri],
+                to=form.get("to", ""),
+                where=actions.form_location(form.get("location"), form.get("country")),
+                purpose=purpose,
+            )
+    except (ValidationError, PortalError) as exc:
+        return again(exc)
     flash(said)
     return _redirect_lot(lot_id)
 
@@ -222,13 +255,28 @@ def ship(lot_id: int):
 @bp.get("/shipments")
 @login_required
 def shipments():
-    who = principal()
+    return _shipments_page()
+
+
+def _shipments_page(
+    failed: str = "", errors: dict[str, str] | None = None, form: Any = None
+) -> str:
+    """The shipments page; after a refused receipt (*failed*: the shipment's
+    id) its form again with the values kept and the message by its field, or
+    at the top when the shipment is no longer waiting."""
     store = read_store()
-    me = party_identity(store, who)
+    me = party_identity(store, principal())
+    incoming = queries.open_shipments(store, me.id, incoming=True)
+    errors = dict(errors or {})
+    if failed and not any(s.event_id == failed for s in incoming):
+        errors = {"": " ".join(errors.values())}  # no form to put them by
     return render_template(
         "portal/shipments.html",
-        incoming=queries.open_shipments(store, me.id, incoming=True),
+        incoming=incoming,
         outgoing=queries.open_shipments(store, me.id, incoming=False),
+        failed=failed,
+        errors=errors,
+        form=form or {},
     )
 
 
@@ -236,14 +284,23 @@ def shipments():
 @needs("receive")
 def receive(event_id: str):
     who = principal()
+    form = request.form
+    kept = form.to_dict()
+    errors = forms.receive_form_errors(form)
+    if errors:
+        return _shipments_page(event_id, errors, kept), 400
     said = _("Receipt confirmed: your party now holds the shipment's lots.")
-    with when_signed(url_for("portal.producer.shipments"), _say(said)):
-        actions.receive(
-            who,
-            shipment=event_id,
-            where=actions.form_location(request.form.get("location"), request.form.get("country")),
-            condition=request.form.get("condition") or None,
-        )
+    again = _again(lambda errors: _shipments_page(event_id, errors, kept))
+    try:
+        with when_signed(url_for("portal.producer.shipments"), _say(said), again):
+            actions.receive(
+                who,
+                shipment=event_id,
+                where=actions.form_location(form.get("location"), form.get("country")),
+                condition=form.get("condition") or None,
+            )
+    except (ValidationError, PortalError) as exc:
+        return again(exc)
     flash(said)
     return redirect(url_for("portal.producer.shipments"), code=303)
 
@@ -338,19 +395,25 @@ def upload_document(lot_id: int):
     store = read_store()
     found = common.lot_for(store, who, lot_id)
     upload = request.files.get("file")
-    if upload is None or not upload.filename:
-        raise PortalError(400, "bad request", _("Choose a file to attach."), reason="document")
+    kept = request.form.to_dict()
+    errors = forms.document_form_errors(kept, upload is not None and bool(upload.filename))
+    if errors or upload is None:
+        return lot_page(lot_id, "document", errors, kept), 400
     said = _("Attached %(name)s in a signed inspection.", name=upload.filename)
-    with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said)):
-        _event, document = actions.attach_document(
-            who,
-            lots=[found.uri],
-            stream=upload.stream,
-            filename=upload.filename,
-            declared_type=upload.mimetype,
-            result=request.form.get("result", ""),
-            notes=request.form.get("notes"),
-        )
+    again = _again(lambda errors: lot_page(lot_id, "document", errors, kept))
+    try:
+        with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said), again):
+            _event, document = actions.attach_document(
+                who,
+                lots=[found.uri],
+                stream=upload.stream,
+                filename=upload.filename,
+                declared_type=upload.mimetype,
+                result=kept.get("result", ""),
+                notes=kept.get("notes"),
+            )
+    except (ValidationError, PortalError) as exc:
+        return again(exc)
     flash(
         _(
             "Attached %(name)s (SHA-256 %(hash)s…) in a signed inspection.",

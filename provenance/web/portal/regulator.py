@@ -28,10 +28,11 @@ from provenance.store.queries import search_lots
 
 from ..params import optional_int_arg
 from ..state import store as read_store
-from . import actions, common, exports, integrity, long_work, queries
+from . import actions, common, exports, forms, integrity, long_work, queries
 from .actions import audit
 from .browser_keys import when_signed
 from .guard import PortalError, needs, principal
+from .producer import lot_page
 from .reports import RecallPreview, lot_place, recall_preview, recall_report
 from .state import portal
 
@@ -239,6 +240,7 @@ def recall():
 def lift():
     who = principal()
     lots = _lots_from_form()
+    errors = forms.reason_form_errors(request.form)
 
     def signed(_results: list[Any]) -> None:
         flash(
@@ -249,10 +251,35 @@ def lift():
             )
         )
 
-    with when_signed(_back(lots).location, signed):
-        actions.lift(who, lots=lots, reason=request.form.get("reason", ""))
+    form = request.form.to_dict()
+
+    def again(exc: Exception) -> Any:
+        if isinstance(exc, PortalError) and exc.status >= 500:
+            raise exc
+        status, errors = forms.action_refusal(exc)
+        return _lift_again(lots, errors, form, status)
+
+    if errors:
+        return _lift_again(lots, errors, form, 400)
+    try:
+        with when_signed(_back(lots).location, signed, again):
+            actions.lift(who, lots=lots, reason=form.get("reason", ""))
+    except (ValidationError, PortalError) as exc:
+        return again(exc)
     signed([])
     return _back(lots)
+
+
+def _lift_again(lots: list[str], errors: dict[str, str], form: Any, status: int) -> Any:
+    """The lot page with the lift form again (its reason kept, the message by it)."""
+    try:
+        uri = actions.lot_uri_of(lots[0]) if len(lots) == 1 else ""
+    except ValidationError:
+        uri = ""
+    found = read_store().lot_by_uri(uri) if uri else None
+    if found is None:  # no lot page to show the form on
+        raise PortalError(status, _("refused"), " ".join(errors.values()), reason="form")
+    return lot_page(found.id, "lift", errors, form), status
 
 
 @bp.get("/holds")
@@ -263,7 +290,19 @@ def holds():
     store = read_store()
     held, flags = active_holds(store), recent_flags(store, limit=100)
     audit(who, "holds", {"holds": len(held), "flags": len(flags)})
-    return render_template("portal/holds.html", holds=held, flags=flags)
+    return render_template("portal/holds.html", holds=held, flags=flags, failed="", errors={})
+
+
+def _holds_page(failed: str, errors: dict[str, str], form: Any) -> str:
+    """The holds page after a refused release: that row's form again with the
+    reason kept and the message by it, or at the top when the hold is gone."""
+    store = read_store()
+    held, flags = active_holds(store), recent_flags(store, limit=100)
+    if not any(h.event_id == failed for h in held):
+        errors = {"": " ".join(errors.values())}
+    return render_template(
+        "portal/holds.html", holds=held, flags=flags, failed=failed, errors=errors, form=form
+    )
 
 
 @bp.get("/overview")
@@ -289,16 +328,29 @@ def overview():
 def release():
     who = principal()
     lots = _lots_from_form()
+    errors = forms.reason_form_errors(request.form)
 
     def signed(_results: list[Any]) -> None:
         flash(
             ngettext("Hold released for %(num)d lot.", "Hold released for %(num)d lots.", len(lots))
         )
 
-    with when_signed(url_for("portal.regulator.holds"), signed):
-        actions.release(
-            who, lots=lots, reason=request.form.get("reason", ""), hold=request.form.get("hold")
-        )
+    form = request.form.to_dict()
+    hold = form.get("hold") or ""
+
+    def again(exc: Exception) -> Any:
+        if isinstance(exc, PortalError) and exc.status >= 500:
+            raise exc
+        status, errors = forms.action_refusal(exc)
+        return _holds_page(hold, errors, form), status
+
+    if errors:
+        return _holds_page(hold, errors, form), 400
+    try:
+        with when_signed(url_for("portal.regulator.holds"), signed, again):
+            actions.release(who, lots=lots, reason=form.get("reason", ""), hold=hold or None)
+    except (ValidationError, PortalError) as exc:
+        return again(exc)
     signed([])
     return redirect(url_for("portal.regulator.holds"), code=303)
 
