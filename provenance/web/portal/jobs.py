@@ -131,7 +131,7 @@ class JobRunner:
         self.keep = max(1, keep)
         self.idle = idle
         self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._queue: queue.Queue[Job] = queue.Queue()
+        self._queue: queue.Queue[Job | None] = queue.Queue()  # None: wake up and stop
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -181,6 +181,8 @@ class JobRunner:
         self._stop.set()
         with self._lock:
             threads = list(self._threads)
+        for _ in threads:  # wake the idle ones now, not after their idle timeout
+            self._queue.put(None)
         deadline = time.monotonic() + JOIN_SECONDS
         for thread in threads:
             if thread is not threading.current_thread():
@@ -221,7 +223,8 @@ class JobRunner:
                         self._threads.discard(me)
                         return
                 continue
-            self._run(job)
+            if job is not None:
+                self._run(job)
         with self._lock:
             self._threads.discard(me)
 
