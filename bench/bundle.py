@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # world.py and export_ledgers.py
+sys.path.insert(0, str(HERE.parent / "tests"))  # support/world.py and support/export_ledgers.py
 
-from export_ledgers import build_reading_ledger  # noqa: E402
 from ledger import raw_verify_rate  # noqa: E402  (bench/ledger.py)
-from world import LOT  # noqa: E402
+from support.export_ledgers import build_reading_ledger  # noqa: E402
+from support.world import LOT  # noqa: E402
 
 from provenance.core.bundle import verify_bundle  # noqa: E402
 from provenance.core.envelope import Envelope  # noqa: E402

@@ -8,7 +8,7 @@ the ingest takes them):
 
 1. two witnesses, each its own process on a loopback port with its own key:
    `provenance witness serve` (branch `witness`) when this tree has it, else
-   tests/witness_process.py (the same protocol);
+   tests/support/witness_process.py (the same protocol);
 2. alternately, ingest phases without and with `provenance log witness --every
    E` running (the witnessing service in its own process), `--rounds` of each:
    ingest throughput (committed envelopes/s) of each, and the drop;
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # witness_process.py, when there is no `provenance witness`
+sys.path.insert(0, str(ROOT / "tests"))  # support/witness_process.py, without `provenance witness`
 
 from ingest import RUNNER, Bench, Ingest, _cpu_seconds, _percentile  # noqa: E402
 
@@ -53,7 +53,7 @@ class Witnesses:
         self.options: list[str] = []
         self._stubs = []
         real = importlib.util.find_spec("provenance.cli.witness") is not None
-        self.kind = "provenance witness serve" if real else "tests/witness_process.py"
+        self.kind = "provenance witness serve" if real else "tests/support/witness_process.py"
         for name, folder in (("Regulator", "w-regulator"), ("Consumers", "w-consumers")):
             where = directory / folder
             key_name = f"{folder}.bench.example/w"
@@ -71,7 +71,7 @@ class Witnesses:
                 _wait_for_port(port, process)
                 url = f"http://127.0.0.1:{port}"
             else:
-                from witness_process import WitnessProcess
+                from support.witness_process import WitnessProcess
 
                 stub = WitnessProcess(where, key_name, log_vkey).start()
                 self._stubs.append(stub)
