@@ -333,6 +333,22 @@ def test_bundle_download_verifies(world, client):
     assert report.subject == LOT
 
 
+def test_a_commit_elsewhere_does_not_rebuild_the_lots_page(world, client, monkeypatch):
+    """A commit that does not touch the lot makes no new proof bundle for its
+    page: the size the page states is kept while the lot's chain is unchanged."""
+    from provenance.web import resolver
+
+    built = []
+    real = resolver.build_bundle
+    monkeypatch.setattr(resolver, "build_bundle", lambda *a, **k: built.append(1) or real(*a, **k))
+    first = client.get(PATH, headers={"Accept": "text/html"})
+    assert first.status_code == 200 and len(built) == 1
+    world.enrol_party("Elsewhere Carrier", "carrier")  # a commit that is not about the lot
+    again = client.get(PATH, headers={"Accept": "text/html"})
+    assert again.status_code == 200 and len(built) == 1
+    assert "Download the proof bundle (" in again.get_data(as_text=True)
+
+
 def test_checkpoint_and_inclusion_proof(world, client):
     note = client.get("/log/v1/checkpoint").get_data(as_text=True)
     origin = note.split("\n", 1)[0]

@@ -65,11 +65,14 @@ def render_lot(
         )
 
     # Who cosigned the log's shown checkpoint (docs/protocol.md, "Witnessing"): it can
-    # change without the lot's view changing, so it is part of the key.
+    # change without the lot's view changing, so it is part of the key — but only
+    # when the page names it. Without cosigners the page says nothing of the
+    # checkpoint, and a key on its size would re-render (and rebuild the proof
+    # bundle for its size) on every commit to the log.
     witnessed = shown_checkpoint(read_store())
     # The page's own links (language, text size) keep the request's query: part of the key.
     query = tuple(request.args.items(multi=True))
-    cosigned = None if witnessed is None else (witnessed.size, witnessed.cosigners)
+    cosigned = (witnessed.size, witnessed.cosigners) if witnessed and witnessed.cosigners else None
     key = (id(view), prefs, page_url, label_expiry, serial, query, cosigned)
     return _pages.get_or_make(key, render, view)
 

@@ -30,6 +30,7 @@ from urllib.parse import quote
 from flask import (
     Blueprint,
     Response,
+    current_app,
     g,
     jsonify,
     redirect,
@@ -196,7 +197,7 @@ def _page(view: LotView, link: digital_link.DigitalLink) -> Response:
         links.lot_url(lot.uri),
         label_expiry,
         link.serial,
-        bundle_size=lambda: _bundle_size(lot.uri),
+        bundle_size=lambda: _bundle_size(lot.uri, view.chain_length),
     )
     response = Response(html, mimetype="text/html")
     return _conditional(response, _etag(view, "html", *prefs, label_expiry, link.serial))
@@ -242,11 +243,18 @@ def bundle(_rest: str):
     return response
 
 
-def _bundle_size(lot_uri: str) -> int | None:
+def _bundle_size(lot_uri: str, chain_length: int) -> int | None:
     """Bytes of the lot's proof bundle (None, and logged, if it cannot be made:
-    the page then offers the download without its size)."""
+    the page then offers the download without its size). Kept while the lot's
+    chain keeps its length: a bundle as of a newer checkpoint differs only in a
+    few proof nodes and cosignature lines, so a commit elsewhere in the log does
+    not cost the page a new bundle just to say about how big it is."""
     try:
-        return len(_bundle_json(lot_uri).encode())
+        # Per app, as the ledger is: bytes of a lot's bundle by (lot, its chain length).
+        sizes: LRU[int] = current_app.extensions.setdefault("provenance.bundle_sizes", LRU(1024))
+        return sizes.get_or_make(
+            (lot_uri, chain_length), lambda: len(_bundle_json(lot_uri).encode())
+        )
     except ProvenanceError:
         log.exception("the proof bundle of %s could not be made", lot_uri)
         return None
@@ -254,7 +262,7 @@ def _bundle_size(lot_uri: str) -> int | None:
 
 def _bundle_json(lot_uri: str) -> str:
     """Kept per checkpoint shown (with its cosignatures, which can arrive without a
-    commit): a bundle holds a proof for every event of the lot."""
+    commit): a bundle is as of that checkpoint, its proofs and heads included."""
     shown = shown_checkpoint(get_store())
     note = None if shown is None else shown.note
     return _exports.get_or_make(
