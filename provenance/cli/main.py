@@ -20,7 +20,9 @@ from provenance.core.terminal import escape_standard_streams
 
 # Commands loaded when first asked for, by name: "module:attribute".
 SERVICE_COMMANDS = {
+    "backup": "provenance.cli.backup:command",
     "demo": "provenance.cli.demo:command",
+    "down": "provenance.cli.up:down",
     "gateway": "gateway.cli:command",
     "import": "provenance.cli.exchange:import_group",
     "ingest": "provenance.cli.ingest:command",
@@ -32,8 +34,10 @@ SERVICE_COMMANDS = {
     "rules": "provenance.cli.rules:group",
     "serve": "provenance.cli.serve:command",
     "simulate": "provenance.cli.simulate:command",
+    "status": "provenance.cli.up:status",
     "token": "provenance.cli.accounts:token",
     "trace": "provenance.cli.trace:command",
+    "up": "provenance.cli.up:up",
     "user": "provenance.cli.accounts:user",
     "witness": "provenance.cli.witness:group",
 }

@@ -1,6 +1,7 @@
 """A local MQTT broker on a free loopback port, for the demo, benchmarks and
-tests — never for production (run a real, configured broker there;
-docs/ingest.md says what to set).
+tests, and the one-site broker of `provenance up` (Mosquitto on a fixed port,
+persistent and durable; docs/deploy.md). Past one site, run a real,
+configured broker or cluster (docs/ingest.md and docs/deploy.md say what to set).
 
 Mosquitto when it is installed (`./run tests` installs the Debian package when
 it is missing and it runs as root); otherwise the embedded amqtt broker (MQTT
@@ -65,7 +66,13 @@ class Broker:
     the port and (for Mosquitto) the persistence file, so sessions survive."""
 
     def __init__(
-        self, directory: Path, *, users: dict[str, str] | None = None, durable: bool = False
+        self,
+        directory: Path,
+        *,
+        users: dict[str, str] | None = None,
+        durable: bool = False,
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ):
         """*durable*: Mosquitto saves its state after every change (a queued
         message, a subscription), not once a second, so a kill -9 of the broker
@@ -75,8 +82,8 @@ class Broker:
         self.durable = durable
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.host = "127.0.0.1"
-        self.port = free_port()
+        self.host = host
+        self.port = free_port() if port is None else port
         self.users = users or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = self.directory / "broker.log"
@@ -88,6 +95,10 @@ class Broker:
     @property
     def mqtt5(self) -> bool:
         return self.kind == "mosquitto"
+
+    def command(self) -> list[str]:
+        """The broker's command line (its configuration written into the folder)."""
+        return self._command()
 
     def _command(self) -> list[str]:
         if self.kind == "mosquitto":
