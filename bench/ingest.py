@@ -9,8 +9,10 @@ In one run, on a private Mosquitto (tests/support/broker.py's configuration plus
    with OpenSSL (the baseline the targets were set against) and with libsodium
    (the ledger's verifier, provenance/core/ed25519.py);
 2. the raw MQTT QoS 1 pass-through: the same publishers → the broker → a
-   paho subscriber process that only acknowledges (same session settings as
-   the ingest: MQTT 5, persistent session, Receive Maximum, TCP_NODELAY);
+   subscriber process that only acknowledges; publishers and subscriber are
+   the lean raw-socket client of bench/lean_mqtt.py (MQTT 5, TCP_NODELAY,
+   packets encoded once), so the baseline is the broker's, not a client
+   library's;
 3. the ingest service (`provenance ingest` in its own process) draining
    (a) one signed reading per message and (b) gateway batches (arrays of 50);
    sustained committed envelopes/s = envelopes / (last commit − first publish);
@@ -31,13 +33,11 @@ import json
 import multiprocessing
 import os
 import pickle
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -46,7 +46,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-import paho.mqtt.client as mqtt  # noqa: E402
+import lean_mqtt  # noqa: E402  (bench/lean_mqtt.py)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.serialization import (  # noqa: E402
     Encoding,
@@ -55,9 +55,6 @@ from cryptography.hazmat.primitives.serialization import (  # noqa: E402
     load_pem_private_key,
 )
 from ledger import raw_verify_rate  # noqa: E402  (bench/ledger.py)
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from provenance.core import topics  # noqa: E402
@@ -109,28 +106,12 @@ def _pem(key: Ed25519PrivateKey) -> bytes:
     return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
 
 
-def _no_delay(_client: Any, _userdata: Any, sock: socket.socket) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def _rfc3339_us() -> str:
     now = time.time()
     seconds = int(now)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
         f".{int((now - seconds) * 1e6):06d}Z"
     )
-
-
-def _sent_at(template: Properties) -> Properties:
-    """PUBLISH properties with `sent_at` = now. paho's `Properties()` and its
-    attribute setter cost ~0.2 ms per message (name tables rebuilt and
-    scanned each time), CPU the publishers share with the broker and the
-    ingest: a copy of a template with the one value replaced carries the same
-    bytes for a few µs."""
-    properties = Properties.__new__(Properties)
-    properties.__dict__.update(template.__dict__)
-    properties.__dict__["UserProperty"] = [("sent_at", _rfc3339_us())]
-    return properties
 
 
 def _payloads(spec: dict[str, Any]) -> list[bytes]:
@@ -165,84 +146,69 @@ def _payloads(spec: dict[str, Any]) -> list[bytes]:
 
 
 def publisher(spec: dict[str, Any], ready: Any, go: Any, results: Any) -> None:
-    """Sign (before the clock starts), connect, wait for go, publish QoS 1."""
+    """Sign (before the clock starts), connect, wait for go, publish QoS 1 with
+    the lean client (bench/lean_mqtt.py): what a gateway's publishing costs the
+    broker, without a Python client library's own CPU on the shared cores."""
     payloads = _payloads(spec)
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=spec["client_id"], protocol=mqtt.MQTTv5
+    cpu = [0.0]
+    start = [0.0]
+
+    def started() -> None:
+        ready.set()
+        go.wait(120)
+        cpu[0], start[0] = time.process_time(), time.perf_counter()
+
+    published = lean_mqtt.publish_all(
+        spec["host"],
+        spec["port"],
+        spec["client_id"],
+        spec["topic"],
+        payloads,
+        window=PUBLISHER_WINDOW,
+        rate=spec["rate"],
+        sent_at=_rfc3339_us,
+        started=started,
     )
-    client.max_inflight_messages_set(PUBLISHER_WINDOW)
-    client.max_queued_messages_set(0)
-    client.on_socket_open = _no_delay
-    connected = threading.Event()
-    client.on_connect = lambda *_a: connected.set()
-    client.connect(spec["host"], spec["port"])
-    client.loop_start()
-    connected.wait(CONNECT_DEADLINE)
-    ready.set()
-    go.wait(120)
-    template = Properties(PacketTypes.PUBLISH)
-    template.UserProperty = ("sent_at", _rfc3339_us())
-    cpu = time.process_time()
-    start = time.perf_counter()
-    infos = []
-    interval = 1 / spec["rate"] if spec["rate"] else 0.0
-    for i, payload in enumerate(payloads):
-        if interval:
-            lag = start + i * interval - time.perf_counter()
-            if lag > 0:
-                time.sleep(lag)  # pacing to a fixed rate, not synchronisation
-        infos.append(client.publish(spec["topic"], payload, qos=1, properties=_sent_at(template)))
-    for info in infos:
-        info.wait_for_publish(DRAIN_DEADLINE)
     results.put(
         {
-            "published": len(payloads),
-            "seconds": time.perf_counter() - start,
-            "cpu": time.process_time() - cpu,
+            "published": published,
+            "seconds": time.perf_counter() - start[0],
+            "cpu": time.process_time() - cpu[0],
         }
     )
-    client.disconnect()
-    client.loop_stop()
 
 
 def null_subscriber(host: str, port: int, expected: int, ready: Any, results: Any) -> None:
-    """Receive and acknowledge, nothing else: the broker's pass-through."""
+    """Receive and acknowledge, nothing else: the broker's pass-through, with
+    the lean client (PUBACKs of one read sent together)."""
     times: list[float] = []
     latencies: list[float] = []
-    done = threading.Event()
 
-    def on_message(client: Any, _u: Any, message: Any) -> None:
-        client.ack(message.mid, message.qos)
-        times.append(time.time())
-        if len(times) >= expected:
-            done.set()
-        for name, value in getattr(message.properties, "UserProperty", None) or ():
-            if name == "sent_at":
-                sent = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-                latencies.append(times[-1] - sent.timestamp())
+    def on_message(properties: bytes, _payload: bytes) -> None:
+        now = time.time()
+        times.append(now)
+        sent = lean_mqtt.sent_at_of(properties)
+        if sent is not None:
+            stamp = datetime.strptime(sent, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            latencies.append(now - stamp.timestamp())
 
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id="bench-null", protocol=mqtt.MQTTv5, manual_ack=True
+    cpu = [0.0]
+
+    def subscribed() -> None:
+        ready.set()
+        cpu[0] = time.process_time()
+
+    lean_mqtt.receive(
+        host,
+        port,
+        f"bench-null-{os.getpid()}",
+        PASS_THROUGH_FILTER,
+        expected,
+        subscribed=subscribed,
+        on_message=on_message,
+        deadline_s=DRAIN_DEADLINE,
     )
-    client.on_socket_open = _no_delay
-    client.on_message = on_message
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *_a: subscribed.set()
-    client.on_connect = lambda c, *_a: c.subscribe(PASS_THROUGH_FILTER, qos=1)
-    properties = Properties(PacketTypes.CONNECT)
-    properties.ReceiveMaximum = RECEIVE_MAXIMUM
-    # A clean session: a persistent one would make the broker queue (and save
-    # every second) whatever is published while this subscriber is away.
-    client.connect(host, port, clean_start=True, properties=properties)
-    client.loop_start()
-    subscribed.wait(CONNECT_DEADLINE)
-    ready.set()
-    cpu = time.process_time()
-    done.wait(DRAIN_DEADLINE)
-    cpu = time.process_time() - cpu
-    client.disconnect()
-    client.loop_stop()
-    results.put({"times": times, "latencies": latencies, "cpu": cpu})
+    results.put({"times": times, "latencies": latencies, "cpu": time.process_time() - cpu[0]})
 
 
 # --- the ledger and the ingest process
@@ -525,7 +491,7 @@ class Bench:
         published = self.join_publishers()
         seconds = done - start
         costs = Costs(envelopes, seconds)
-        costs.add("publishers (2 processes, paho)", sum(p["cpu"] for p in published))
+        costs.add("publishers (2 processes, lean client)", sum(p["cpu"] for p in published))
         costs.add("broker (Mosquitto)", broker_after - broker_before)
         costs.add("ingest: MQTT, inbox, acks", cpu_after["mqtt"] - cpu_before["mqtt"])
         costs.add("ingest: prep processes", cpu_after["prep"] - cpu_before["prep"])
@@ -676,6 +642,11 @@ def main() -> None:
     parser.add_argument(
         "--stages-only", action="store_true", help="only the per-stage CPU costs (no broker)"
     )
+    parser.add_argument(
+        "--single-only",
+        action="store_true",
+        help="only the pass-through and (a), one envelope per message (about a minute)",
+    )
     args = parser.parse_args()
 
     verify = raw_verify_rate()
@@ -709,6 +680,13 @@ def main() -> None:
             rate_a, costs_a = bench.ingest_rate(ingest, single, 1)
             rss = [rss_start, ingest.rss_mib()]
             print(f"(a) {rate_a:,.0f} envelopes/s ({single} messages)", flush=True)
+            if args.single_only:
+                print(f"(a) = {rate_a / pass_rate:.2f} × pass-through; CPU µs per envelope:")
+                for name, value in costs_a.rows():
+                    print(f"  {name}: {value:,.0f}")
+                others = costs_a.others / costs_a.seconds
+                print(f"  cores busy {costs_a.cores:.2f}, others {others:.2f}")
+                return
             batched = min(args.max_readings, max(5000, int(1.4 * verify_before * args.seconds)))
             batched -= batched % args.batch
             rate_b, costs_b = bench.ingest_rate(ingest, batched, args.batch)
