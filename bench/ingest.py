@@ -254,13 +254,14 @@ def make_ledger(directory: Path, publishers: int) -> tuple[Path, Path, list[byte
 class Ingest:
     """`provenance ingest` as a child process, observed through its metrics."""
 
-    def __init__(self, db: Path, keys: Path, url: str, log: Path):
+    def __init__(self, db: Path, keys: Path, url: str, log: Path, mqtt_version: str = "auto"):
         self.port = free_port()
         self.log = log.open("ab")
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-c", RUNNER, "--db", str(db), "--keys", str(keys), "ingest"),
                 *("--broker", url, "--metrics-port", str(self.port), "--client-id", "bench-ingest"),
+                *("--mqtt-version", mqtt_version),
             ],
             stdout=self.log,
             stderr=self.log,
@@ -643,6 +644,12 @@ def main() -> None:
         "--stages-only", action="store_true", help="only the per-stage CPU costs (no broker)"
     )
     parser.add_argument(
+        "--mqtt-version",
+        choices=["auto", "5", "3.1.1"],
+        default="auto",
+        help="the ingest's MQTT version (provenance ingest --mqtt-version)",
+    )
+    parser.add_argument(
         "--single-only",
         action="store_true",
         help="only the pass-through and (a), one envelope per message (about a minute)",
@@ -674,7 +681,9 @@ def main() -> None:
             _, pass_latencies = bench.pass_through(int(args.rate * args.seconds), args.rate)
             print(f"pass-through latency measured at {args.rate:,.0f} msg/s", flush=True)
 
-            ingest = Ingest(bench.db, bench.keys, bench.broker.url, Path(tmp) / "ingest.log")
+            ingest = Ingest(
+                bench.db, bench.keys, bench.broker.url, Path(tmp) / "ingest.log", args.mqtt_version
+            )
             rss_start = ingest.rss_mib()
             single = min(args.max_readings, max(2000, int(0.6 * pass_rate * args.seconds)))
             rate_a, costs_a = bench.ingest_rate(ingest, single, 1)

@@ -68,13 +68,14 @@ def assert_exactly(ledger: Ledger, published: list[Any]) -> None:
 
 
 def stream_to_ingest(
-    ledger: Ledger, broker: Any, processes: list[Ingest], count: int
+    ledger: Ledger, broker: Any, processes: list[Ingest], count: int, *extra: str
 ) -> tuple[list[Any], Ingest, Stream]:
     """*count* readings, published paced (so that a fault lands mid-stream) to
-    one ingest process that has subscribed; the test's writer is closed first."""
+    one ingest process (with *extra* options) that has subscribed; the test's
+    writer is closed first."""
     published = ledger.readings(count)
     ledger.close_writer()
-    ingest = start(processes, ledger, broker.url)
+    ingest = start(processes, ledger, broker.url, *extra)
     ingest.wait_for_line("subscribed to")
     stream = Stream(broker, [wire(e) for e in published])
     stream.start()
@@ -112,6 +113,29 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(ledger, broker, processe
         ingest.kill9()
         ingest = start(processes, ledger, broker.url)
     assert_all_taken_in(ledger, ingest, stream, published)
+
+
+def test_kill_9_under_mqtt_3_1_1_loses_and_duplicates_nothing(ledger, broker, processes):
+    """--mqtt-version 3.1.1 (cheaper per message): still acknowledged only
+    after the commit, so a kill -9 mid-stream loses and duplicates nothing."""
+    needs_redelivery(broker)
+    published, ingest, stream = stream_to_ingest(
+        ledger, broker, processes, 1500, "--mqtt-version", "3.1.1"
+    )
+    assert "(MQTT 3.1.1, " in ingest.output
+    wait_until(lambda: ledger.count() >= 0.3 * len(published), SETTLE, "30% committed")
+    ingest.kill9()
+    ingest = start(processes, ledger, broker.url, "--mqtt-version", "3.1.1")
+    assert_all_taken_in(ledger, ingest, stream, published)
+
+
+def test_mqtt_3_1_1_with_a_shared_group_is_refused_before_connecting(ledger, processes):
+    ingest = start(
+        processes, ledger, "mqtt://127.0.0.1:9", "--mqtt-version", "3.1.1", "--shared-group", "g"
+    )
+    assert ingest.wait() == 1
+    assert "Error: --shared-group needs MQTT 5" in ingest.output, ingest.output
+    assert "Traceback" not in ingest.output
 
 
 @pytest.mark.slow

@@ -47,6 +47,15 @@ WAKE_EVERY_S = 0.1  # how soon the main loop notices a signal
     help="Share the work with other ingest processes of this group (MQTT 5 $share/NAME/…).",
 )
 @click.option(
+    "--mqtt-version",
+    type=click.Choice(["auto", "5", "3.1.1"]),
+    default="auto",
+    show_default=True,
+    help="auto: MQTT 5 when the broker speaks it. 3.1.1 costs less per message (no "
+    "properties to parse) but loses the broker's flow control by Receive Maximum and the "
+    "publish-to-commit latency of `sent_at`; shared groups need 5 (docs/ingest.md).",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
     metavar="N",
@@ -72,6 +81,7 @@ def command(
     password: str | None,
     tls_ca: str | None,
     shared_group: str | None,
+    mqtt_version: str,
     metrics_port: int | None,
     client_id: str | None,
     ready_file: Path | None,
@@ -112,6 +122,7 @@ def command(
             tls_ca=tls_ca,
             shared_group=shared_group,
             client_id=client_id,
+            protocol=mqtt_version,
         )
     except ProvenanceError as exc:
         raise click.ClickException(str(exc)) from exc
