@@ -6,8 +6,8 @@
 It builds a small ledger in a temporary folder (the test World of
 tests/support/world.py, with a farm, a packhouse, a shop and a food agency),
 tells a short story in it with the demo's kind of names — a lot that is simply
-fine, a lot that was too warm on the way, kale made into salad bags and
-recalled — serves the web app on a
+fine, a lot that was too warm on the way and was made into a salad mix, kale
+made into salad bags and recalled, chard that no logger watched — serves the web app on a
 loopback port from this process, and drives Debian's Chromium with Playwright
 (never a downloaded browser; every request but loopback is refused) through
 the consumer scan page and the producer and regulator portals, at a phone's
@@ -47,6 +47,8 @@ KALE = gs1.lot_uri(GTIN, "KALE-2611")  # kale made into salad bags, then recalle
 FINE = gs1.lot_uri(GTIN, "SPIN-07")  # spinach that stayed cold all the way
 WARM = gs1.lot_uri(GTIN, "ROCK-03")  # rocket that was too warm for four hours
 BAG = gs1.lot_uri(GTIN, "SALAD-11")  # salad bags made from the recalled kale
+MIX = gs1.lot_uri(GTIN, "MIX-04")  # a salad mix made from the rocket that was too warm
+CHARD = gs1.lot_uri(GTIN, "CHARD-05")  # chard that no logger watched on its way
 
 
 FARM, PACKER, SHOP, AGENCY = "Green Valley Farm", "Fresh Cuts", "Corner Shop", "Food Agency"
@@ -87,7 +89,7 @@ def build(directory: Path) -> World:
     )
     for uri, to, place in (
         (FINE, SHOP, "Corner Shop, Mill Lane"),
-        (WARM, SHOP, "Corner Shop, Mill Lane"),
+        (WARM, PACKER, "Fresh Cuts packhouse"),
         (KALE, PACKER, "Fresh Cuts packhouse"),
     ):
         shipped = world.ok(FARM, "ship", [uri], {"to": world.did(to)}, time=at(12))
@@ -107,6 +109,32 @@ def build(directory: Path) -> World:
         },
         time=at(14),
     )
+    world.ok(
+        PACKER,
+        "transform",
+        [WARM, MIX],
+        {
+            "inputs": [{"batch": WARM, "quantity": {"value": 60, "unit": "KGM"}}],
+            "outputs": [
+                {"batch": MIX, "quantity": {"value": 200, "unit": "EA"}, "product": "Salad mix"}
+            ],
+            "location": {"name": "Fresh Cuts packhouse"},
+        },
+        time=at(15),
+    )
+    chard = {
+        "gtin": GTIN,
+        "lot": "CHARD-05",
+        "product": "Chard",
+        "category": "food",
+        "profile": "chilled",
+        "quantity": {"value": 120, "unit": "KGM"},
+        "origin": {"name": "Green Valley Farm, field 5", "country": "KE"},
+    }
+    world.ok(FARM, "commission", [CHARD], chard, time=at(0.3))
+    shipped = world.ok(FARM, "ship", [CHARD], {"to": world.did(SHOP)}, time=at(12))
+    received = {"shipment": shipped.event_id, "location": {"name": "Corner Shop, Mill Lane"}}
+    world.ok(SHOP, "receive", [CHARD], received, time=at(13.5))
     recall = {
         "reason": "Listeria found in routine testing",
         "class": "I",
@@ -145,6 +173,8 @@ SCREENS = [
     Screen("scan-normal", None, _scan(FINE)),
     Screen("scan-excursion", None, _scan(WARM)),
     Screen("scan-recalled", None, _scan(BAG)),
+    Screen("scan-made-from", None, _scan(MIX)),
+    Screen("scan-unmonitored", None, _scan(CHARD)),
     Screen("portal-producer-home", "farm1", lambda p, b, _: p.goto(b + "/portal/")),
     Screen("portal-register", "farm1", lambda p, b, _: p.goto(b + "/portal/lots/new")),
     Screen("portal-lot", "farm1", _lot(WARM)),
