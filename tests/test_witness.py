@@ -5,7 +5,9 @@ rollback, fork, bad proof, unknown key, forged and missing cosignatures."""
 from __future__ import annotations
 
 import base64
+import json
 import os
+import sqlite3
 import stat
 import threading
 import time
@@ -142,6 +144,72 @@ def test_a_fork_of_one_size_is_refused(server, log):
     assert status == 422 and b"does not verify" in body
     # The honest log still moves on.
     cosigned(server, log, 8, 15)
+
+
+def test_a_fork_is_kept_as_evidence_anyone_can_check(server, log, witness_dir):
+    """A refused fork was signed by the log: the witness keeps it, once, with
+    what it had cosigned, and serves both — two notes by the log's key, one
+    size, two roots: proof that the log showed two histories."""
+    assert run("witness", "evidence", "--dir", str(witness_dir)).startswith("no evidence")
+    cosigned(server, log, 0, 8)
+    fork = FakeLog(origin=log.origin, key=log.key, salt=b"rewritten ").grow(20)
+    for _ in range(2):  # the same refused request twice is kept once
+        assert server.add(fork.request(8, 8))[0] == 422
+    assert server.add(fork.request(8, 15))[0] == 422  # a bigger fork: its proof fails
+    # Refusals before the log's signature is known are no evidence of anything.
+    stranger = FakeLog(origin=log.origin, salt=b"stranger ").grow(20)
+    assert server.add(stranger.request(8, 8))[0] == 403
+    status, ctype, body = server.get(f"/{origin_hash(log.origin)}/evidence")
+    assert status == 200 and ctype == "application/json"
+    kept = json.loads(body)
+    assert kept["origin"] == log.origin and len(kept["evidence"]) == 2
+    first, second = kept["evidence"]
+    assert "fork" in first["reason"] and "does not verify" in second["reason"]
+    assert first["old_size"] == 8 and first["proof"] == []
+    key = parse_verifier_key(log.vkey)
+    theirs = open_checkpoint(first["refused"], *key, origin=log.origin)
+    ours = open_checkpoint(first["cosigned"], *key, origin=log.origin)
+    assert theirs.size == ours.size == 8 and theirs.root_hash != ours.root_hash
+    assert second["proof"] == [base64.b64encode(p).decode() for p in fork.proof(8, 15)]
+    # The operator's copy: listed, and a non-zero exit for a monitoring script.
+    listed = run("witness", "evidence", "--dir", str(witness_dir), code=1)
+    assert listed.count(log.origin) == 2 and "refused size 8 (from old size 8)" in listed
+    assert (
+        len(json.loads(run("witness", "evidence", "--dir", str(witness_dir), "--json", code=1)))
+        == 2
+    )
+    assert server.get(f"/{origin_hash('other.example/log')}/evidence")[0] == 404
+    assert server.request("POST", f"/{origin_hash(log.origin)}/evidence", b"")[0] == 405
+
+
+def test_evidence_is_bounded_per_log(witness_dir, log, monkeypatch):
+    from provenance.witness import state as witness_state
+
+    monkeypatch.setattr(witness_state, "MAX_EVIDENCE", 2)
+    state = WitnessState(witness_dir / "witness.db")
+    witness = Witness(state, KeyStore(witness_dir).load("witness"))
+    try:
+        assert witness.add_checkpoint(log.request(0, 8)).status == 200
+        for n in range(4):
+            fork = FakeLog(origin=log.origin, key=log.key, salt=b"fork %d " % n).grow(20)
+            assert witness.add_checkpoint(fork.request(8, 8)).status == 422
+        assert len(state.evidence(log.origin)) == 2
+    finally:
+        state.close()
+
+
+def test_a_version_1_witness_database_gains_the_evidence_table(witness_dir, server, log):
+    server.stop()
+    conn = sqlite3.connect(witness_dir / "witness.db")
+    conn.execute("DROP TABLE evidence")
+    conn.execute("UPDATE meta SET value = '1' WHERE name = 'schema'")
+    conn.commit()
+    conn.close()
+    server.start()
+    cosigned(server, log, 0, 8)
+    fork = FakeLog(origin=log.origin, key=log.key, salt=b"rewritten ").grow(20)
+    assert server.add(fork.request(8, 8))[0] == 422
+    assert len(json.loads(server.get(f"/{origin_hash(log.origin)}/evidence")[2])["evidence"]) == 1
 
 
 def test_a_bad_consistency_proof_is_refused(server, log):

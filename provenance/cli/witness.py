@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
 from pathlib import Path
 
 import click
@@ -100,6 +102,40 @@ def key(directory: str) -> None:
         click.echo(format_cosigner_key(state.name, private_key.public_key().public_bytes_raw()))
     finally:
         state.close()
+
+
+@group.command("evidence")
+@DIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Every record whole, as JSON.")
+def evidence(directory: str, as_json: bool) -> None:
+    """The checkpoints this witness refused as inconsistent with what it had
+    cosigned, each signed by the log itself, kept with what was cosigned then:
+    the evidence that a log showed two histories. Exit 1 when there is any.
+
+    Example: provenance witness evidence --dir /var/lib/witness --json > evidence.json
+    """
+    import json
+
+    from provenance.core.checkpoint import Checkpoint
+
+    state, _key = _open(directory)
+    try:
+        kept = state.evidence()
+    finally:
+        state.close()
+    if as_json:
+        click.echo(json.dumps([e.to_json() for e in kept], indent=1))
+    elif not kept:
+        click.echo("no evidence: this witness has refused no checkpoint signed by a log it follows")
+    for item in kept if not as_json else ():
+        body = item.refused.rpartition("\n\n")[0] + "\n"
+        refused = Checkpoint.from_text(body)
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(item.received))
+        click.echo(
+            f"{when} {item.origin}: refused size {refused.size} "
+            f"(from old size {item.old_size}): {item.reason}"
+        )
+    sys.exit(1 if kept else 0)
 
 
 @group.command("add-log")

@@ -70,11 +70,17 @@ def route(witness: Witness, environ: dict[str, Any]) -> Reply:
             return body
         return witness.add_checkpoint(body)
     parts = path.split("/")
-    if len(parts) == 3 and parts[0] == "" and parts[2] == "checkpoint":
+    if len(parts) == 3 and parts[0] == "" and parts[2] in ("checkpoint", "evidence"):
         if method not in ("GET", "HEAD"):
-            return Reply.refuse(405, "the checkpoint is read with GET")
+            return Reply.refuse(405, f"the {parts[2]} is read with GET")
+        if parts[2] == "evidence":
+            return witness.evidence(parts[1])
         return witness.checkpoint(parts[1])
-    return Reply.refuse(404, "no such path: POST /add-checkpoint, GET /<origin hash>/checkpoint")
+    return Reply.refuse(
+        404,
+        "no such path: POST /add-checkpoint, GET /<origin hash>/checkpoint, "
+        "GET /<origin hash>/evidence",
+    )
 
 
 def _read_body(environ: dict[str, Any]) -> bytes | Reply:

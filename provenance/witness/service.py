@@ -19,6 +19,10 @@ words it. The checks, in order:
    compare-and-swap (a concurrent request that moved the log first makes this
    one a 409), durably; then 200 with the cosignature line.
 
+A checkpoint refused at step 6 was signed by the log (step 3), so it is kept as
+evidence with the checkpoint we had cosigned (`WitnessState.keep_evidence`), and
+:meth:`Witness.evidence` serves what was kept.
+
 Nothing here raises on bad input: every refusal is a Reply with a reason.
 """
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import re
 import time
@@ -39,7 +44,7 @@ from provenance.core.cosignature import Cosigner
 from provenance.core.errors import ProofError, ValidationError
 from provenance.core.merkle import EMPTY_ROOT, verify_consistency
 from provenance.core.policy import Policy, PolicyError, PolicyLog, evaluate
-from provenance.witness.state import Conflict, Swap, WitnessState
+from provenance.witness.state import Conflict, ForkEvidence, StateError, Swap, WitnessState
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ RELOAD_INTERVAL = 1.0
 """Seconds between re-reading the followed logs when an unknown origin is asked for."""
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
 
 _OLD = re.compile(r"old (0|[1-9][0-9]{0,19})")
 _HASH_LINE = re.compile(r"[A-Za-z0-9+/]{43}=")
@@ -213,6 +219,7 @@ class Witness:
                 stored.size,
                 problem,
             )
+            self._keep_evidence(request, checkpoint.origin, problem, stored.note)
             return Reply.refuse(422, problem)
         # 7. Cosign, swap, answer.
         timestamp = max(1, int(self.clock()))
@@ -234,6 +241,38 @@ class Witness:
         except Conflict as exc:
             return Reply(409, SIZE_CONTENT_TYPE, f"{exc.size}\n")
         return Reply(200, TEXT, line)
+
+    def _keep_evidence(
+        self, request: Request, origin: str, problem: str, cosigned: str | None
+    ) -> None:
+        """Keep a log-signed checkpoint refused as inconsistent, with what we had
+        cosigned: the log's own signatures on two histories (GET …/evidence)."""
+        evidence = ForkEvidence(
+            origin,
+            max(1, int(self.clock())),
+            problem,
+            request.old_size,
+            tuple(request.proof),
+            request.note,
+            cosigned,
+        )
+        try:
+            if not self.state.keep_evidence(evidence):
+                log.warning("evidence against %s not kept (kept already, or the maximum)", origin)
+        except StateError as exc:  # the refusal stands; only the record failed
+            log.error("could not keep evidence against %s: %s", origin, exc)
+
+    def evidence(self, hash_hex: str) -> Reply:
+        """GET <origin hash>/evidence: the refused checkpoints kept, as JSON (an
+        extension of this witness's; C2SP tlog-witness defines no such path)."""
+        if not _ORIGIN_HASH.fullmatch(hash_hex):
+            return Reply.refuse(404, "not a lowercase hex SHA-256 of an origin")
+        for state in self.state.logs():
+            if origin_hash(state.origin) == hash_hex:
+                kept = [e.to_json() for e in self.state.evidence(state.origin)]
+                body = json.dumps({"origin": state.origin, "evidence": kept}, indent=1)
+                return Reply(200, JSON, body + "\n")
+        return Reply.refuse(404, "this witness does not follow that log")
 
     @staticmethod
     def _inconsistency(

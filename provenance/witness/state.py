@@ -7,10 +7,18 @@ applies only if the stored (size, root) are still the ones the caller checked it
 consistency proof against, so two concurrent requests can never both advance a log
 (tlog-witness's rollback race). One writer thread commits swaps in groups: requests
 for different logs that arrive together share one fsync.
+
+It also keeps **evidence**: every checkpoint signed by a trusted log key that
+was refused as inconsistent with what was cosigned (a fork of the same size, or
+a history the log's own proof cannot join), with the request's proof and the
+checkpoint cosigned then — two notes signed by one log that cannot both be true
+are what anyone needs to show that the log split its view (docs/protocol.md §10).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import queue
 import sqlite3
@@ -25,8 +33,11 @@ from provenance.core.merkle import EMPTY_ROOT
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the evidence table (a version-1 database is brought up to it)
 MAX_GROUP = 256
+MAX_EVIDENCE = 1000
+"""ForkEvidence kept per log: the first ones are kept (the first proof of a split
+view is what matters); further refusals are only logged and counted."""
 """At most this many swaps share one transaction (one fsync)."""
 BUSY_TIMEOUT_MS = 10_000
 
@@ -45,6 +56,19 @@ CREATE TABLE IF NOT EXISTS log_keys (
     PRIMARY KEY (origin, verifier_key)
 );
 """
+_EVIDENCE = """
+CREATE TABLE IF NOT EXISTS evidence (
+    id INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL,
+    received INTEGER NOT NULL,      -- POSIX seconds
+    reason TEXT NOT NULL,           -- why it was refused
+    old_size TEXT NOT NULL,         -- the request's old size (decimal)
+    proof TEXT NOT NULL,            -- its consistency proof, base64 lines
+    refused TEXT NOT NULL,          -- the checkpoint note refused, as the log signed it
+    cosigned TEXT,                  -- what we had cosigned then (log's and our signatures)
+    digest BLOB NOT NULL UNIQUE     -- SHA-256 of old size, proof and note: kept once
+);
+"""
 
 
 class StateError(ProvenanceError):
@@ -57,6 +81,38 @@ class LogState:
     size: int
     root_hash: bytes
     note: str | None
+
+
+@dataclass(frozen=True)
+class ForkEvidence:
+    """A checkpoint signed by a log key we trust that this witness refused as
+    inconsistent with what it had cosigned: with *cosigned* (both signed by
+    the log), proof that the log showed two histories (docs/protocol.md §10)."""
+
+    origin: str
+    received: int
+    reason: str
+    old_size: int
+    proof: tuple[bytes, ...]
+    refused: str
+    cosigned: str | None
+
+    def digest(self) -> bytes:
+        text = f"{self.old_size}\n" + "".join(
+            base64.b64encode(p).decode() + "\n" for p in self.proof
+        )
+        return hashlib.sha256((text + self.refused).encode("utf-8")).digest()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "origin": self.origin,
+            "received": self.received,
+            "reason": self.reason,
+            "old_size": self.old_size,
+            "proof": [base64.b64encode(p).decode() for p in self.proof],
+            "refused": self.refused,
+            "cosigned": self.cosigned,
+        }
 
 
 @dataclass(frozen=True)
@@ -109,17 +165,27 @@ class WitnessState:
         try:
             self._conn = _connect(self.path)
             if create:
-                self._conn.executescript(_SCHEMA)
+                self._conn.executescript(_SCHEMA + _EVIDENCE)
                 with self._transaction():
                     self._conn.execute(
                         "INSERT INTO meta VALUES ('schema', ?), ('name', ?)",
                         (str(SCHEMA_VERSION), name),
                     )
             version = self._meta("schema")
+            if version == "1":  # before evidence was kept: add its table
+                with self._transaction():
+                    self._conn.execute(_EVIDENCE)
+                    self._conn.execute(
+                        "UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),)
+                    )
+                version = str(SCHEMA_VERSION)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{self.path}: not a witness database ({exc})") from None
         if version != str(SCHEMA_VERSION):
-            raise StateError(f"{self.path}: witness database version {version}, want 1")
+            raise StateError(
+                f"{self.path}: witness database version {version}, this witness reads "
+                f"{SCHEMA_VERSION}: run the newer release that made it"
+            )
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[tuple[Swap, Future[None]] | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -157,6 +223,60 @@ class WitnessState:
         for origin, vkey in rows:
             out.setdefault(origin, []).append(parse_verifier_key(vkey))
         return out
+
+    def evidence(self, origin: str | None = None) -> list[ForkEvidence]:
+        """The evidence kept, oldest first (of one log, or of all)."""
+        query = "SELECT origin, received, reason, old_size, proof, refused, cosigned FROM evidence"
+        args: tuple[str, ...] = ()
+        if origin is not None:
+            query, args = query + " WHERE origin = ?", (origin,)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY id", args).fetchall()
+        return [
+            ForkEvidence(
+                o,
+                int(t),
+                r,
+                int(old),
+                tuple(base64.b64decode(line) for line in proof.split()),
+                refused,
+                cosigned,
+            )
+            for o, t, r, old, proof, refused, cosigned in rows
+        ]
+
+    def keep_evidence(self, evidence: ForkEvidence) -> bool:
+        """Keep *evidence* (once; at most MAX_EVIDENCE per log); False when it
+        was kept already or the log has its maximum; `StateError` when the
+        database fails."""
+        try:
+            return self._keep(evidence)
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: the evidence was not kept ({exc})") from None
+
+    def _keep(self, evidence: ForkEvidence) -> bool:
+        proof = "".join(base64.b64encode(p).decode() + "\n" for p in evidence.proof)
+        with self._lock, self._transaction():
+            (count,) = self._conn.execute(
+                "SELECT COUNT(*) FROM evidence WHERE origin = ?", (evidence.origin,)
+            ).fetchone()
+            if count >= MAX_EVIDENCE:
+                return False
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO evidence (origin, received, reason, old_size, proof, "
+                "refused, cosigned, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    evidence.origin,
+                    evidence.received,
+                    evidence.reason,
+                    str(evidence.old_size),
+                    proof,
+                    evidence.refused,
+                    evidence.cosigned,
+                    evidence.digest(),
+                ),
+            )
+            return cursor.rowcount == 1
 
     # --- writing ---------------------------------------------------------------------------
 
