@@ -166,3 +166,13 @@ def open_decisions(store: Store, *, limit: int, offset: int) -> tuple[list[Decis
         (limit, offset),
     ).fetchall()
     return [(kind, lot, event) for kind, lot, event in rows], total
+
+
+def lots_ever_held_by(store: Store, party_id: int) -> set[str]:
+    """The URIs of every lot the party made or held at any time (the custodians
+    table), which decides what of the ledger it may query (docs/epcis.md)."""
+    rows = store.conn.execute(
+        "SELECT c.subject FROM custodians k JOIN chains c ON c.id = k.lot WHERE k.party = ?",
+        (party_id,),
+    ).fetchall()
+    return {row[0] for row in rows}

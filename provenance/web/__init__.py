@@ -36,7 +36,7 @@ from flask import Flask
 from provenance.core.timefmt import now_micros
 from provenance.ledger.lot_view import Scanner
 
-from . import errors, health, i18n, params, portal, resolver, security, transparency
+from . import epcis_api, errors, health, i18n, params, portal, resolver, security, transparency
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE.parents[1] / "static"
@@ -72,5 +72,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(resolver.bp)
     app.register_blueprint(transparency.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(epcis_api.bp)
     portal.init_app(app)
     return app

@@ -1,0 +1,258 @@
+"""The EPCIS 2.0 REST query interface, ``/epcis/…`` (the standard's OpenAPI
+binding, read side; docs/epcis.md, "Query interface").
+
+A partner's system asks the ledger the standard's questions — ``GET
+/epcis/events?EQ_bizStep=shipping&GE_eventTime=…``, ``/epcis/epcs/{epc}/events``,
+``/epcis/eventTypes``, ``/epcis/bizSteps`` … — and gets an EPCISQueryDocument
+that validates against the official schema, its events exactly as `provenance
+export epcis` writes them (each with its CBV 2.0 event hash and its ledger
+event id, so every answer can be tied to a signed envelope and its proof).
+
+Who may read what: every request carries an API token (``Authorization:
+Bearer pvt_…``, as for ``/api/v1``). A regulator's token reads every lot's
+events; any other party's, the events of the lots it made or held at any time.
+Paging: ``perPage`` (default 30, at most 1,000); when more remain, a ``Link:
+<…>; rel="next"`` header carries ``nextPageToken``. Errors are RFC 7807
+problem details with the binding's exception types.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from provenance.core.errors import ProvenanceError
+from provenance.core.timefmt import format_time, now_micros
+from provenance.exchange.epcis import epcis_events, ledger_events, store_identities, store_shipments
+from provenance.exchange.epcis_query import (
+    EVENT_TYPES,
+    EventQuery,
+    QueryParameterError,
+    page_token,
+    parse_query,
+    read_page_token,
+)
+from provenance.exchange.epcis_vocabulary import SCHEMA_VERSION, context
+from provenance.store.accounts.models import TokenRefused
+from provenance.store.queries import lots_ever_held_by
+
+from .portal.guard import with_current_key
+from .portal.state import portal
+from .state import store as read_store
+
+bp = Blueprint("epcis", __name__, url_prefix="/epcis")
+
+VERSION_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
+CACHED_ANSWERS = 8  # whole event lists kept, per (log size, scope)
+EVERYTHING = "*"
+
+
+class EpcisProblem(Exception):
+    """An RFC 7807 answer with an EPCIS exception type."""
+
+    def __init__(self, status: int, kind: str, detail: str):
+        super().__init__(detail)
+        self.status, self.kind, self.detail = status, kind, detail
+
+
+@bp.errorhandler(EpcisProblem)
+def _problem(exc: EpcisProblem) -> Response:
+    body = {
+        "type": f"epcisException:{exc.kind}",
+        "title": exc.kind,
+        "status": exc.status,
+        "detail": exc.detail,
+    }
+    response = jsonify(body)
+    response.status_code = exc.status
+    response.mimetype = "application/problem+json"
+    response.headers.update(VERSION_HEADERS)
+    return response
+
+
+@bp.errorhandler(QueryParameterError)
+def _bad_parameter(exc: QueryParameterError) -> Response:
+    return _problem(EpcisProblem(400, "QueryParameterException", str(exc)))
+
+
+@bp.errorhandler(ProvenanceError)
+def _refused(exc: ProvenanceError) -> Response:
+    return _problem(EpcisProblem(400, "ValidationException", str(exc)))
+
+
+@bp.before_request
+def authenticate() -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise EpcisProblem(
+            401,
+            "SecurityException",
+            "send an API token: Authorization: Bearer pvt_… (create one in the portal under "
+            "API tokens, or with `provenance token create PARTY --read-only`)",
+        )
+    try:
+        g.epcis_principal = with_current_key(portal().accounts.token_principal(credentials.strip()))
+    except TokenRefused as exc:
+        raise EpcisProblem(401, "SecurityException", str(exc)) from exc
+
+
+def _scope() -> frozenset[str]:
+    """The lots the caller may read: EVERYTHING for a regulator."""
+    who = g.epcis_principal
+    if who.role == "regulator":
+        return frozenset({EVERYTHING})
+    store = read_store()
+    identity = store.identity_by_did(who.party_did) if who.party_did else None
+    if identity is None:
+        raise EpcisProblem(
+            403, "SecurityException", "this token's party is not enrolled in the ledger"
+        )
+    return frozenset(lots_ever_held_by(store, identity.id))
+
+
+_cache_lock = threading.Lock()
+
+
+def _events(scope: frozenset[str]) -> list[dict[str, Any]]:
+    """Every EPCIS event the scope may read, in eventTime order; kept per log
+    size, so the ledger is mapped again only when it grew."""
+    store = read_store()
+    key = (store.log_size(), scope)
+    cache: OrderedDict[Any, list[dict[str, Any]]] = current_app.extensions.setdefault(
+        "provenance.epcis_answers", OrderedDict()
+    )
+    with _cache_lock:
+        found = cache.get(key)
+        if found is not None:
+            cache.move_to_end(key)
+            return found
+    visible = (
+        event
+        for event in ledger_events(store)
+        if EVERYTHING in scope or not scope.isdisjoint(event.lots)
+    )
+    mapped = epcis_events(
+        visible, identities=store_identities(store), shipments=store_shipments(store)
+    )
+    with _cache_lock:
+        cache[key] = mapped
+        while len(cache) > CACHED_ANSWERS:
+            cache.popitem(last=False)
+    return mapped
+
+
+def _query(extra: dict[str, str] | None = None) -> EventQuery:
+    params = {name: request.args.getlist(name) for name in request.args}
+    for name, value in (extra or {}).items():
+        params.setdefault(name, []).append(value)
+    return parse_query(params)
+
+
+def _answer(query: EventQuery, also: Callable[[dict[str, Any]], bool] | None = None) -> Response:
+    """One page of the events that match *query* (and *also*, when given)."""
+    token = request.args.get("nextPageToken")
+    offset = read_page_token(query, token) if token else 0
+    matching = query.order(
+        [e for e in _events(_scope()) if query.matches(e) and (also is None or also(e))]
+    )
+    if query.limit is not None:
+        matching = matching[: query.limit]
+    document = {
+        "@context": context(),
+        "type": "EPCISQueryDocument",
+        "schemaVersion": SCHEMA_VERSION,
+        "creationDate": format_time(now_micros()),
+        "epcisBody": {
+            "queryResults": {
+                "queryName": "SimpleEventQuery",
+                "resultsBody": {"eventList": matching[offset : offset + query.per_page]},
+            }
+        },
+    }
+    response = jsonify(document)
+    response.mimetype = "application/ld+json"
+    response.headers.update(VERSION_HEADERS)
+    response.headers["Cache-Control"] = "private, no-store"
+    if offset + query.per_page < len(matching):
+        args = [(k, v) for k in request.args for v in request.args.getlist(k)]
+        args = [(k, v) for k, v in args if k != "nextPageToken"]
+        args.append(("nextPageToken", page_token(query, offset + query.per_page)))
+        response.headers["Link"] = f'<{request.base_url}?{urlencode(args)}>; rel="next"'
+    return response
+
+
+def _names(values: Iterable[str]) -> Response:
+    response = jsonify(sorted(set(values)))
+    response.headers.update(VERSION_HEADERS)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _values(field: str) -> Iterable[str]:
+    for event in _events(_scope()):
+        value = event.get(field)
+        if isinstance(value, dict):
+            value = value.get("id")
+        if isinstance(value, str):
+            yield value
+
+
+# --- the routes (docs/epcis.md lists them)
+
+
+@bp.get("/events")
+def events() -> Response:
+    return _answer(_query())
+
+
+@bp.get("/events/<path:event_id>")
+def event(event_id: str) -> Response:
+    """One event by its eventID (percent-encode it: it holds `:`, `/` and `?`)."""
+    if not any(e.get("eventID") == event_id for e in _events(_scope())):
+        raise EpcisProblem(404, "NoSuchResourceException", f"no event {event_id} that you may read")
+    return _answer(_query({"EQ_eventID": event_id}))
+
+
+@bp.get("/eventTypes")
+def event_types() -> Response:
+    return _names(EVENT_TYPES)
+
+
+@bp.get("/eventTypes/<event_type>/events")
+def events_of_type(event_type: str) -> Response:
+    if event_type not in EVENT_TYPES:
+        raise EpcisProblem(404, "NoSuchResourceException", f"no event type {event_type}")
+    return _answer(_query({"eventType": event_type}))
+
+
+@bp.get("/epcs/<path:epc>/events")
+def events_of_epc(epc: str) -> Response:
+    """Events that name *epc* anywhere: as an instance (epcList, childEPCs, input
+    and output lists, parentID) or as a class (a lot is a class: GTIN and lot,
+    in the quantity lists), with the binding's trailing `*` wildcard."""
+    instance, lot = EventQuery(any_epcs=(epc,)), EventQuery(any_epc_classes=(epc,))
+    return _answer(_query(), lambda e: instance.matches(e) or lot.matches(e))
+
+
+_VOCABULARIES = {
+    "bizSteps": ("bizStep", "EQ_bizStep"),
+    "dispositions": ("disposition", "EQ_disposition"),
+    "bizLocations": ("bizLocation", "EQ_bizLocation"),
+    "readPoints": ("readPoint", "EQ_readPoint"),
+}
+
+
+@bp.get("/<any(bizSteps, dispositions, bizLocations, readPoints):kind>")
+def vocabulary(kind: str) -> Response:
+    return _names(_values(_VOCABULARIES[kind][0]))
+
+
+@bp.get("/<any(bizSteps, dispositions, bizLocations, readPoints):kind>/<path:value>/events")
+def events_of_vocabulary(kind: str, value: str) -> Response:
+    return _answer(_query({_VOCABULARIES[kind][1]: value}))
