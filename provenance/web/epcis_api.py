@@ -48,7 +48,7 @@ from .state import store as read_store
 bp = Blueprint("epcis", __name__, url_prefix="/epcis")
 
 VERSION_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
-CACHED_ANSWERS = 8  # whole event lists kept, per (log size, scope)
+CACHED_ANSWERS = 4  # whole event lists kept, per (log size, scope): memory, not disk
 EVERYTHING = "*"
 
 
