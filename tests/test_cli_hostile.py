@@ -72,7 +72,9 @@ COMMANDS: dict[str, list[Case]] = {
     "batch register": [  # the hidden alias of lot register: the same command
         Case(["--gtin", GTIN, "--lot", "L9", "--product", "Kale", "--as", "Farm"], WRITE)
     ],
+    "backup": [Case(["{out}"], READ)],  # reads the ledger, writes one new file
     "demo": [],  # its own --dir, replaced each run; reads no input file
+    "down": [],  # reads only the state folder's status.json (tests/test_up.py)
     "device add": [
         Case(["d9", "--owner", "Farm", "--public-key", "{public_key}"], WRITE, ("public_key",))
     ],
@@ -179,10 +181,14 @@ COMMANDS: dict[str, list[Case]] = {
     "serve": [Case(["--port", "0"], READ, service=True)],
     "simulate": [Case(["--broker", DEAD_BROKER.replace("mqtts", "mqtt")], WRITE, service=True)],
     "stats": [Case([], READ)],
+    "status": [],  # reads only the state folder's status.json (tests/test_up.py)
     "token create": [Case(["Farm"], READ)],
     "token list": [],  # the accounts folder only
     "token revoke": [],  # the accounts folder only
     "trace": [Case([URI], READ)],
+    # The whole stack: its ledger goes through `init` and then each service's own checks
+    # (the cases above); tests/test_up.py starts it for real, and a broken rule file.
+    "up": [],
     "user add": [
         Case(
             ["bob", "--role", "producer", "--party", "Farm", "--password-stdin"],
@@ -211,6 +217,7 @@ COMMANDS: dict[str, list[Case]] = {
         ),
     ],
     "witness add-log": [Case(["--dir", "{witness}", "--key", "{log_vkey}"], None, ("log_vkey",))],
+    "witness evidence": [],  # reads only its own --dir (tests/test_witness.py)
     "witness init": [],  # makes its own new --dir; reads no input file
     "witness key": [],  # reads only its own --dir (tests/test_witness.py: a missing one)
     "witness serve": [],  # its own --dir (tests/test_witness.py); request bodies are bounded
