@@ -146,6 +146,12 @@
 
   function bundledDetector() {
     return loadScript(t.decoderFile).then(function () {
+      // This phone needs it: have the offline shell keep it.
+      if ("serviceWorker" in navigator) {
+        navigator.serviceWorker.ready.then(function (registration) {
+          if (registration.active) registration.active.postMessage({ keep: t.decoderFile });
+        });
+      }
       var Z = window.ZXing;
       var hints = new Map();
       hints.set(Z.DecodeHintType.TRY_HARDER, true);
@@ -212,7 +218,8 @@
           return;
         }
         if (answer.status === 503) {
-          say(t.tOffline, true);
+          say(t.tOffline, true); // the service worker: no network, code not kept
+          showSaved();
         } else {
           refused = text;
           say(t.tBad + " " + (answer.body.detail || answer.body.error || answer.status), true);

@@ -1,7 +1,7 @@
 /* The offline shell of the scanner (served as /sw.js, scope "/").
  *
  * Kept on the phone: the scanner page and what it needs (SHELL_URLS, and any
- * /static/ file once fetched), the last SAVED_LOTS lot pages viewed, and the
+ * /static/ file once fetched, the bundled decoder where it is used), the last SAVED_LOTS lot pages viewed, and the
  * answers of /scan/code for the last SAVED_CODES codes read.
  *
  * The network always comes first. A lot page comes from the phone only when
@@ -24,20 +24,16 @@ var NETWORK_WAIT_MS = 6000; // a poor network: after this, the saved copy (marke
 var SAVED_HEADER = "X-Provenance-Saved";
 var TITLE_HEADER = "X-Provenance-Title";
 var OFFLINE_HEADER = "X-Provenance-Offline-Copy";
-var SHELL_URLS = [
-  "/scan",
-  "/static/camera.js",
-  "/static/vendor/zxing-library-0.23.0.min.js",
-  "/static/icons/icon-192.png",
-  "/manifest.webmanifest",
-];
+var SHELL_URLS = ["/scan", "/static/camera.js", "/static/icons/icon-192.png", "/manifest.webmanifest"];
+// The bundled decoder is kept only on phones that need it: camera.js asks for it
+// (a "keep" message) when the browser has no BarcodeDetector for both formats.
 var IMMUTABLE = ["/static/vendor/", "/static/icons/"]; // versioned or fixed: cache first
 
 var WORDS = {
   en: {
     saved: "Saved on this phone {time}, may be out of date.",
     notLive:
-      "There is no network (or it is too slow), so this is the copy kept when this page was last opened. It is not live: a recall or hold issued since then is not shown.",
+      "The site could not be reached (no network, too slow, or a server error), so this is the copy kept when this page was last opened. It is not live: a recall or hold issued since then is not shown.",
     statusNote: "Not live: as saved {time}.",
     again: "Try again",
     scan: "Scan another code",
@@ -47,7 +43,7 @@ var WORDS = {
   zh: {
     saved: "本机保存于 {time}，可能已过期。",
     notLive:
-      "没有网络（或网络太慢），这是上次打开此页时保存的副本，不是实时信息：此后发布的召回或暂扣不会显示。",
+      "无法连接网站（没有网络、网络太慢或服务器出错），这是上次打开此页时保存的副本，不是实时信息：此后发布的召回或暂扣不会显示。",
     statusNote: "非实时：保存于 {time}。",
     again: "重试",
     scan: "扫描其他代码",
@@ -88,6 +84,18 @@ self.addEventListener("activate", function (event) {
       .then(function () {
         return self.clients.claim();
       })
+  );
+});
+
+self.addEventListener("message", function (event) {
+  var keep = event.data && event.data.keep;
+  if (typeof keep !== "string" || keep.indexOf("/static/vendor/") !== 0) return;
+  event.waitUntil(
+    caches.open(SHELL_CACHE).then(function (cache) {
+      return cache.match(keep).then(function (kept) {
+        return kept || cache.add(keep);
+      });
+    })
   );
 });
 
@@ -220,26 +228,15 @@ function saveLot(url, response) {
   });
 }
 
-/* Keep the `limit` most recently saved entries of a cache. */
+/* Keep the `limit` most recently saved entries of a cache: keys() lists them in
+ * the order they were put (a put replaces an entry by appending it). */
 function prune(cache, limit) {
   return cache.keys().then(function (requests) {
-    if (requests.length <= limit) return;
     return Promise.all(
-      requests.map(function (request) {
-        return cache.match(request).then(function (response) {
-          return { request: request, saved: Date.parse(response.headers.get(SAVED_HEADER)) || 0 };
-        });
+      requests.slice(0, Math.max(0, requests.length - limit)).map(function (request) {
+        return cache.delete(request);
       })
-    ).then(function (entries) {
-      entries.sort(function (a, b) {
-        return b.saved - a.saved;
-      });
-      return Promise.all(
-        entries.slice(limit).map(function (entry) {
-          return cache.delete(entry.request);
-        })
-      );
-    });
+    );
   });
 }
 

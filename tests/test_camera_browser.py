@@ -82,7 +82,8 @@ class Phone:
             "console", lambda m: self.problems.append(m.text) if m.type == "error" else None
         )
         self.page.on("pageerror", lambda e: self.problems.append(str(e)))
-        self.context.on("request", lambda r: self.requested.append(r.url))
+        # The page's own requests (the service worker's precaching is not the page's).
+        self.page.on("request", lambda r: self.requested.append(r.url))
         self.context.route("**/*", self._only_loopback)
 
     def _only_loopback(self, route):
@@ -97,22 +98,42 @@ class Phone:
         self.page.wait_for_load_state("load")
 
     def worker_ready(self) -> None:
-        """The offline shell is installed and controls this page."""
-        controlled = self.page.evaluate(
+        """The offline shell is installed and active: every navigation from now on
+        goes through it (the page that installed it may stay uncontrolled)."""
+        activated = self.page.evaluate(
             """async (waitMs) => {
-                await navigator.serviceWorker.ready;
-                if (navigator.serviceWorker.controller) return true;
+                const registration = await navigator.serviceWorker.ready;
+                const worker = registration.active;
+                if (worker.state === "activated") return true;
                 return await new Promise((resolve) => {
                     const timer = setTimeout(() => resolve(false), waitMs);
-                    navigator.serviceWorker.addEventListener("controllerchange", () => {
-                        clearTimeout(timer);
-                        resolve(true);
+                    worker.addEventListener("statechange", () => {
+                        if (worker.state === "activated") {
+                            clearTimeout(timer);
+                            resolve(true);
+                        }
                     });
                 });
             }""",
             WAIT_MS,
         )
-        assert controlled, "the worker took control of the scanner page (clients.claim)"
+        assert activated, "the offline shell's worker activated"
+
+    def wait_saved(self, count: int) -> None:
+        """Wait (bounded) until the worker has saved `count` lot pages."""
+        saved = self.page.evaluate(
+            """async ([count, waitMs]) => {
+                const deadline = Date.now() + waitMs;
+                while (Date.now() < deadline) {
+                    const cache = await caches.open("provenance-lots-v1");
+                    if ((await cache.keys()).length >= count) return true;
+                    await new Promise((resolve) => setTimeout(resolve, 50));
+                }
+                return false;
+            }""",
+            [count, WAIT_MS],
+        )
+        assert saved, f"{count} lot page(s) saved by the offline shell"
 
     def close(self) -> None:
         self.context.close()
@@ -167,6 +188,43 @@ def test_a_gs1_datamatrix_opens_the_lot_page(camera, server, tmp_path):
     phone.close()
 
 
+# A platform BarcodeDetector (Chrome on Android and macOS) stood in for by one that
+# reports what such a detector reports for a GS1 DataMatrix: the symbology
+# identifier ]d2 and no leading FNC1. `formats` says what it claims to read.
+PLATFORM_DETECTOR = """
+(() => {
+  const formats = %s;
+  class BarcodeDetector {
+    static async getSupportedFormats() { return formats; }
+    constructor(options) { this.formats = options.formats; }
+    async detect(video) {
+      if (!video.videoWidth) return [];
+      return [{ format: "data_matrix", rawValue: "]d201%s10LOT42\u001d17271231" }];
+    }
+  }
+  window.BarcodeDetector = BarcodeDetector;
+})();
+"""
+
+
+@pytest.mark.parametrize(
+    "formats, bundled",
+    [('["qr_code", "data_matrix", "ean_13"]', False), ('["qr_code", "ean_13"]', True)],
+    ids=["platform-reads-both", "platform-lacks-datamatrix"],
+)
+def test_the_platform_detector_is_used_when_it_reads_both_formats(camera, server, formats, bundled):
+    phone = Phone(camera(gs1_datamatrix(f"01{GTIN}10LOT42{GS}17271231")), server)
+    try:
+        phone.context.add_init_script(PLATFORM_DETECTOR % (formats, GTIN))
+        phone.page.goto(server + "/scan", wait_until="load")
+        phone.lands_on(f"{PAGE}?17=271231")
+        loaded = any("/static/vendor/" in url for url in phone.requested)
+        assert loaded is bundled, phone.requested
+        assert not phone.problems, phone.problems
+    finally:
+        phone.close()
+
+
 def test_a_code_that_is_not_gs1_is_explained_and_scanning_goes_on(camera, server):
     expect = require_chromium().expect
     phone = Phone(camera(qr_image("WIFI:S:coldroom;T:WPA;P:secret;;")), server)
@@ -188,14 +246,16 @@ def test_after_one_visit_the_scanner_works_offline(camera, server, tmp_path):
     phone = Phone(camera(label_picture()), server)
     page = phone.page
     try:
-        # Online: open the scanner once; once its worker runs, a scan goes through it.
+        # Online: the first scan installs the worker; once it runs, scans go through it.
         page.goto(server + "/scan", wait_until="load")
+        phone.lands_on(PAGE)
         phone.worker_ready()
-        page.goto(server + "/scan", wait_until="load")
+        page.goto(server + "/scan", wait_until="commit")
         phone.lands_on(PAGE)
         assert "(saved)" not in page.title()
         assert page.locator("#offline-copy").count() == 0, "online, the page is live"
         live_status = page.locator("#status .status-word").inner_text()
+        phone.wait_saved(1)
 
         phone.context.set_offline(True)
 
@@ -245,5 +305,34 @@ def test_after_one_visit_the_scanner_works_offline(camera, server, tmp_path):
         assert not page.title().startswith("(saved)")
         assert not phone.elsewhere, phone.elsewhere
         assert not [p for p in phone.problems if "Content Security Policy" in p], phone.problems
+    finally:
+        phone.close()
+
+
+def test_only_the_last_ten_lot_pages_are_kept(camera, server):
+    phone = Phone(camera(Image.new("L", (64, 64), 200)), server)  # films no code
+    page = phone.page
+    try:
+        page.goto(server + "/scan", wait_until="load")
+        phone.worker_ready()
+        paths = [f"{PAGE}/21/ITEM{n}" for n in range(1, 13)]  # 12 pages of the lot
+        for path in paths:
+            page.goto(server + path, wait_until="load")
+            phone.wait_saved(min(paths.index(path) + 1, 10))
+        kept = page.evaluate(
+            """async ([last, waitMs]) => {
+                const deadline = Date.now() + waitMs;
+                const cache = await caches.open("provenance-lots-v1");
+                let urls = [];
+                while (Date.now() < deadline) {
+                    urls = (await cache.keys()).map((r) => new URL(r.url).pathname);
+                    if (urls.length === 10 && urls.includes(last)) break;
+                    await new Promise((resolve) => setTimeout(resolve, 50));
+                }
+                return urls;
+            }""",
+            [paths[-1], WAIT_MS],
+        )
+        assert sorted(kept) == sorted(paths[2:]), "the ten last viewed, the two first dropped"
     finally:
         phone.close()
