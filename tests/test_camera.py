@@ -177,6 +177,11 @@ def test_scanner_page_works_without_javascript(client):
     assert 'data-decoder-file="/static/vendor/zxing-library-0.23.0.min.js"' in html
 
 
+def test_home_page_leads_to_the_scanner(client):
+    html = client.get("/").get_data(as_text=True)
+    assert 'href="/scan"' in html
+
+
 def test_csp_allows_our_worker_and_manifest_and_nothing_else(client):
     csp = client.get("/scan").headers["Content-Security-Policy"]
     assert "worker-src 'self'" in csp and "manifest-src 'self'" in csp
