@@ -221,7 +221,7 @@
           say(t.tOffline, true); // the service worker: no network, code not kept
           showSaved();
         } else {
-          refused = text;
+          if (answer.status === 400) refused = text; // the code's own fault: not again at once
           say(t.tBad + " " + (answer.body.detail || answer.body.error || answer.status), true);
         }
         later(detector, RETRY_MS);

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from support.portal import make_app
 from support.world import GTIN
 
 from provenance.barcodes.dictionary import GS1SyntaxError
@@ -158,6 +159,19 @@ def test_a_bad_code_is_a_400_with_its_reason(client, query, words):
     page = client.get("/scan/code", query_string=query)
     assert page.status_code == 400 and page.mimetype == "text/html"
     assert words in page.get_data(as_text=True).replace("&#39;", "'")
+
+
+def test_scanned_codes_are_rate_limited_like_scans(file_world, tmp_path):
+    limits = {"scan": "2/minute burst 2", "lookup": "1/minute burst 1"}
+    client = make_app(file_world, tmp_path, RATE_LIMITS=limits).test_client()
+    text = {"text": f"(01){GTIN}(10)LOT42"}
+    codes = [client.get("/scan/code", query_string=text).status_code for _ in range(3)]
+    assert codes == [303, 303, 429]
+    assert [client.get("/scan").status_code for _ in range(2)] == [200, 429]
+    for free in ("/sw.js", "/manifest.webmanifest"):  # files, like /static/
+        answer = client.get(free)
+        answer.close()
+        assert answer.status_code == 200, free
 
 
 # --- the page, the app, the worker ------------------------------------------------------
