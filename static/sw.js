@@ -176,7 +176,12 @@ function lotPage(event, url) {
   var lateSave = function (response) {
     extend(event, keep(response));
   };
-  return network(request, NETWORK_WAIT_MS, lateSave).then(function (response) {
+  // Always revalidated with the server, whatever cache mode the navigation came
+  // with (history navigations may prefer the browser's HTTP cache): the only
+  // copy shown without the network is the marked one. (The request stops being
+  // a "navigate" one; redirects still come back to the browser as they are.)
+  var live = new Request(request, { cache: "no-cache" });
+  return network(live, NETWORK_WAIT_MS, lateSave).then(function (response) {
     if (response && response.status < 500) {
       extend(event, keep(response));
       return response; // the server's own answer (a 404 included): live

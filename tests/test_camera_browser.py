@@ -257,7 +257,13 @@ def test_after_one_visit_the_scanner_works_offline(camera, server, tmp_path):
         live_status = page.locator("#status .status-word").inner_text()
         phone.wait_saved(1)
 
+        # Back to a live page once seen, with the network gone: never that page
+        # from the browser's cache as if fresh, but the marked copy.
+        page.goto(server + "/manifest.webmanifest", wait_until="load")
         phone.context.set_offline(True)
+        page.go_back(wait_until="load")
+        assert page.url == server + PAGE
+        assert page.locator("#offline-copy").is_visible()
 
         # The lot page, from the phone, marked as not live.
         page.goto(server + PAGE, wait_until="load")
