@@ -21,7 +21,9 @@ and "Offline".
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, send_file
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
 from flask_babel import gettext as _
 
 from provenance.barcodes.scanned import MAX_SCAN_CHARS, NoLotInCode, link_of_scan, resolver_path
@@ -60,11 +62,9 @@ def code():
 
 @bp.get("/sw.js")
 def service_worker():
-    response = send_file(
-        current_app.static_folder + "/sw.js",  # type: ignore[operator]
-        mimetype="text/javascript",
-        max_age=0,
-    )
+    # Read whole (a few KB), not streamed: no open file outlives the answer.
+    body = (Path(current_app.static_folder or ".") / "sw.js").read_bytes()
+    response = Response(body, mimetype="text/javascript")
     # Always ask: a browser checks for a new worker at most daily anyway, and a
     # fixed worker must reach the phones that run the old one at once.
     response.headers["Cache-Control"] = "no-cache"
