@@ -18,8 +18,8 @@ each also read from the environment when not given:
   proxies, scan place header, upload size…): `portal.state.defaults` and
   docs/portal.md.
 
-Routes are declared in the blueprints `resolver`, `transparency`, `health`,
-`portal.*` and `api`; errors are mapped to pages or JSON in `errors` (and, for the
+Routes are declared in the blueprints `resolver`, `transparency`, `camera`, `health`,
+`epcis_api`, `portal.*` and `api`; errors are mapped to pages or JSON in `errors` (and, for the
 portal's own refusals, `portal.guard`).
 """
 
@@ -36,7 +36,18 @@ from flask import Flask
 from provenance.core.timefmt import now_micros
 from provenance.ledger.lot_view import Scanner
 
-from . import epcis_api, errors, health, i18n, params, portal, resolver, security, transparency
+from . import (
+    camera,
+    epcis_api,
+    errors,
+    health,
+    i18n,
+    params,
+    portal,
+    resolver,
+    security,
+    transparency,
+)
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE.parents[1] / "static"
@@ -73,5 +84,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(transparency.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(epcis_api.bp)
+    app.register_blueprint(camera.bp)
     portal.init_app(app)
     return app

@@ -49,6 +49,8 @@ def init_app(app: Flask) -> None:
             "script-src 'self'",
             "img-src 'self' data:",
             "connect-src 'self'",
+            "worker-src 'self'",  # the offline shell's service worker (/sw.js)
+            "manifest-src 'self'",  # the installable scanner (/manifest.webmanifest)
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",

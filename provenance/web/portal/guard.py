@@ -258,6 +258,8 @@ PUBLIC_LIMITS = {
     "resolver.bundle": "scan",
     "resolver.home": "lookup",
     "resolver.lookup": "lookup",
+    "camera.code": "scan",  # one per camera scan, before the page
+    "camera.scan": "lookup",
 }
 
 
