@@ -38,5 +38,14 @@ class LRU(Generic[V]):
                 self._items.popitem(last=False)
         return value
 
+    def peek(self, key: Hashable) -> V | None:
+        """The value for *key* if there is one (kept without a source), else None."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is None or found[0] is not None:
+                return None
+            self._items.move_to_end(key)
+            return found[1]
+
     def __len__(self) -> int:
         return len(self._items)
