@@ -36,7 +36,7 @@ from flask import Flask
 from provenance.core.timefmt import now_micros
 from provenance.ledger.lot_view import Scanner
 
-from . import errors, i18n, params, portal, resolver, security, transparency
+from . import errors, i18n, params, portal, resolver, security, transparency, wording
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE.parents[1] / "static"
@@ -50,12 +50,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         LOG_PUBLIC_KEY=None,
         CLOCK=None,
         SCAN_CACHE_LOTS=256,
+        DEFAULT_TZ=os.environ.get("PROVENANCE_DEFAULT_TZ") or "UTC",
         MAX_CONTENT_LENGTH=64 * 1024,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         JSON_SORT_KEYS=False,
     )
     if config:
         app.config.update(config)
+    wording.check_zone(app.config["DEFAULT_TZ"])  # a misspelt zone fails at start, not per page
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
