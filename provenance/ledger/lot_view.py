@@ -40,6 +40,7 @@ from provenance.core.errors import NotFound, ProvenanceError, ValidationError, V
 from provenance.core.heads import check_chain_head, parse_heads_line
 from provenance.core.identity import public_key_from_did
 from provenance.core.merkle import inclusion_proof, verify_inclusion
+from provenance.core.reason import Reason
 from provenance.core.timefmt import now_micros, parse_date
 from provenance.domain import coldchain, coldchain_downsample, coldchain_status
 from provenance.domain.custody import (
@@ -320,15 +321,23 @@ class Scanner:
             return False  # _integrity says what is wrong with the log, if anything
         if prover is None:  # fail closed: the database disagrees with what the log signed
             history.problems.append(
-                "the ledger's chain heads do not match its signed checkpoint, so the log "
-                "cannot confirm this lot's history"
+                Reason(
+                    "heads-mismatch",
+                    "the ledger's chain heads do not match its signed checkpoint, so the log "
+                    "cannot confirm this lot's history",
+                )
             )
             return False
         try:
             position, proof, left, right = prover.proof(lot_uri)
             check_chain_head(lot_uri, length, head, position, proof, left, right, line)
         except (KeyError, VerificationError):
-            history.problems.append("the lot's events differ from those the signed log commits to")
+            history.problems.append(
+                Reason(
+                    "history-differs",
+                    "the lot's events differ from those the signed log commits to",
+                )
+            )
             return False
         return True
 
@@ -351,20 +360,27 @@ class Scanner:
         problems: list[str] = list(history.problems)
         chain_intact = history.link == head
         if not chain_intact:
-            problems.append("the lot's hash chain does not match its stored head")
+            problems.append(
+                Reason("chain-broken", "the lot's hash chain does not match its stored head")
+            )
         if history.bad_signatures:
-            problems.append(f"{len(history.bad_signatures)} signatures do not verify")
+            bad = len(history.bad_signatures)
+            problems.append(Reason("bad-signatures", f"{bad} signatures do not verify", count=bad))
         origin = store.get_meta("origin") or ""
         size, included = None, False
         if note is None:
-            problems.append("the ledger has no signed checkpoint yet")
+            problems.append(Reason("no-checkpoint", "the ledger has no signed checkpoint yet"))
         else:
             try:
                 key = self.log_public_key or public_key_from_did(store.get_meta("log_key"))
                 checkpoint = open_checkpoint(note, origin, key, origin=origin)
                 size = checkpoint.size
                 if history.last_index >= size:
-                    problems.append("the newest event is not yet in the signed checkpoint")
+                    problems.append(
+                        Reason(
+                            "not-yet-logged", "the newest event is not yet in the signed checkpoint"
+                        )
+                    )
                 elif history.last_index >= 0:
                     leaf = store.leaf_hashes(history.last_index, history.last_index + 1)[0]
                     proof = inclusion_proof(store, history.last_index, size)
@@ -372,7 +388,9 @@ class Scanner:
                     included = True
             except (ProvenanceError, ValidationError) as exc:
                 size = size or _size_of(note)
-                problems.append(f"the log does not check out: {exc}")
+                problems.append(
+                    Reason("log-fails", f"the log does not check out: {exc}", detail=str(exc))
+                )
         return Integrity(
             history.length,
             history.length - len(history.bad_signatures),
@@ -579,11 +597,15 @@ def judge(
     *recalls* and *holds* are those in force."""
     found: dict[str, list[str]] = {}
     if lot.recalled or recalls:
-        found[RECALLED] = [r.reason for r in recalls] or ["recalled by a regulator"]
+        found[RECALLED] = [r.reason for r in recalls] or [
+            Reason("recalled", "recalled by a regulator")
+        ]
     if lot.held or holds:
-        found[HELD] = [h.reason for h in holds] or ["held by a rule"]
+        found[HELD] = [h.reason for h in holds] or [Reason("held", "held by a rule")]
     if not integrity.verified:
-        found[UNVERIFIED] = list(integrity.problems) or ["the record could not be checked"]
+        found[UNVERIFIED] = list(integrity.problems) or [
+            Reason("not-checked", "the record could not be checked")
+        ]
     for record in legs:
         status = record.status
         if status is None:
@@ -594,7 +616,7 @@ def judge(
             found.setdefault(GAP, []).extend(status.reasons)
     expiry = lot.expiry or custody.origin.get("expiry")
     if expiry and _day_of(expiry) < now_us // DAY:
-        found[EXPIRED] = [f"expired on {expiry}"]
+        found[EXPIRED] = [Reason("expired", f"expired on {expiry}", date=expiry)]
     present = [state for state in STATES if state in found]
     if not present:
         return OK, (), ()

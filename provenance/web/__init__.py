@@ -36,7 +36,7 @@ from flask import Flask
 from provenance.core.timefmt import now_micros
 from provenance.ledger.lot_view import Scanner
 
-from . import errors, i18n, params, portal, resolver, security, transparency, wording
+from . import errors, i18n, params, portal, reasons, resolver, security, transparency, wording
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE.parents[1] / "static"
@@ -69,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["provenance.stores"] = threading.local()
     params.init_app(app)  # before any route is added
     i18n.init_app(app)
+    reasons.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     app.register_blueprint(resolver.bp)
