@@ -107,3 +107,79 @@ def test_without_javascript_the_configured_default_zone(browser, lot):
             assert "Asia/Shanghai" in page.locator("footer").inner_text()
         finally:
             context.close()
+
+
+# Records what reaches the speech: the real speechSynthesis still speaks.
+RECORD_SPEECH = """
+window.__spoken = [];
+if ('speechSynthesis' in window) {
+  const speak = window.speechSynthesis.speak.bind(window.speechSynthesis);
+  window.speechSynthesis.speak = function (utterance) {
+    window.__spoken.push({text: utterance.text, lang: utterance.lang});
+    return speak(utterance);
+  };
+}
+"""
+
+
+@pytest.fixture(params=["held", "recalled"])
+def alerted(request, tmp_path):
+    """A vaccine lot the rules engine held (12 °C for 3 h), or that a regulator
+    then recalled with a reason typed in English."""
+    from support.rules import VAX, service, vaccine_world
+
+    world = vaccine_world(tmp_path / "ledger")
+    service(world, tmp_path).run_once()
+    if request.param == "recalled":
+        recall = {"reason": "Listeria found in routine testing", "class": "I"}
+        world.ok("regulator", "recall", [VAX], recall)
+    return request.param, world, VAX.removeprefix(gs1.DEFAULT_BASE)
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_read_aloud_speaks_only_the_pages_language(browser, alerted, language):
+    """Every utterance is in the page's language, except text a person typed
+    (the recall's reason, names, codes), which is its own utterance in its own
+    language; the hold's reason, worded by the server, is in the page's."""
+    state, world, path = alerted
+    page_lang = {"zh": "zh-CN", "en": "en"}[language]
+    with serve(world) as base:
+        context = browser.new_context(viewport=chromium.PHONE)
+        try:
+            context.add_init_script(RECORD_SPEECH)
+            page = context.new_page()
+            page.goto(f"{base}{path}?lang={language}", wait_until="load")
+            assert page.evaluate("'speechSynthesis' in window"), "this Chromium cannot speak"
+            page.locator("#read-aloud").click()
+            page.wait_for_function("window.__spoken.length > 0")
+            spoken = page.evaluate("window.__spoken")
+            typed = set(
+                page.eval_on_selector_all(
+                    "[data-speak] [lang]", "es => es.map(e => e.textContent.trim())"
+                )
+            )
+        finally:
+            context.close()
+    ours = [u for u in spoken if u["lang"] == page_lang]
+    others = [u for u in spoken if u["lang"] != page_lang]
+    assert ours, spoken
+    if language == "zh":
+        text = " ".join(u["text"] for u in ours)
+        if state == "held":
+            assert "暂停使用" in text and "温度记录仪" in text  # the hold's reason, in Chinese
+        else:
+            assert "已召回" in text and "召回级别 1" in text
+            assert any("Listeria found in routine testing" in u["text"] for u in others)
+        latin = [w for w in re.findall(r"[A-Za-z]+", text) if w != "C"]
+        assert latin == [], (latin, ours)
+        assert {u["lang"] for u in others} == {"en"}
+        for utterance in others:  # only what a person typed, as typed
+            pieces = [p.strip() for p in re.split(r"\. ", utterance["text"]) if p.strip()]
+            assert all(p.rstrip(".") in typed or p in typed for p in pieces), (pieces, typed)
+    else:
+        assert others == [], others  # typed in English on an English page: one voice
+        text = " ".join(u["text"] for u in ours)
+        if state == "held":
+            assert "The longest excursion lasted 3 h 15 min" in text
+        else:
+            assert "Listeria found in routine testing" in text

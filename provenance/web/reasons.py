@@ -32,8 +32,24 @@ _LATIN = re.compile(r"[A-Za-z]")
 
 def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(
-        reason_text=reason_text, hold_reason=hold_reason, flag_reason=flag_reason, typed=typed
+        reason_text=reason_text,
+        hold_reason=hold_reason,
+        flag_reason=flag_reason,
+        typed=typed,
+        recall_class=recall_class,
     )
+
+
+CLASS_NUMBERS = {"I": "1", "II": "2", "III": "3"}
+
+
+def recall_class(name: Any) -> Markup:
+    """A recall class as written (I, II, III), read aloud as its number, which
+    every language's voice says in its own words."""
+    number = CLASS_NUMBERS.get(str(name))
+    if number is None:
+        return typed(name)
+    return Markup('<span data-speak-as="{}">{}</span>').format(number, name)
 
 
 def text_lang(text: str) -> str | None:
