@@ -38,6 +38,14 @@ class LRU(Generic[V]):
                 self._items.popitem(last=False)
         return value
 
+    def put(self, key: Hashable, value: V) -> None:
+        """Keep *value* for *key* (without a source)."""
+        with self._lock:
+            self._items[key] = (None, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
     def peek(self, key: Hashable) -> V | None:
         """The value for *key* if there is one (kept without a source), else None."""
         with self._lock:

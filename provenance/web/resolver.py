@@ -255,16 +255,26 @@ def _bundle_size(lot_uri: str, chain_length: int) -> int | None:
 
     A big lot's bundle is made on the app's bundle thread instead (None until
     it is there): the first scan does not wait for it, and the download that
-    follows finds it made."""
+    follows finds it made. While such a lot grows by less than 1 % of its
+    events since its size was measured, that size stands (the page rounds it
+    anyway): a lot that gains a reading a minute does not make a whole bundle a
+    minute just to say how big it is."""
     # Per app, as the ledger is: bytes of a lot's bundle by (lot, its chain length).
     sizes: LRU[int] = current_app.extensions.setdefault("provenance.bundle_sizes", LRU(1024))
     key = (lot_uri, chain_length)
     inline = current_app.config.get("BUNDLE_INLINE_EVENTS", BUNDLE_INLINE_EVENTS)
     if chain_length > inline:
         known = sizes.peek(key)
-        if known is None:
-            _bundles_in_background(current_app._get_current_object()).make(lot_uri, key)
-        return known
+        if known is not None:
+            return known
+        latest: LRU[tuple[int, int]] = current_app.extensions.setdefault(
+            "provenance.bundle_latest", LRU(1024)
+        )
+        measured = latest.peek(lot_uri)  # (chain length, bytes) last measured
+        if measured is not None and 0 <= chain_length - measured[0] <= measured[0] // 100:
+            return measured[1]
+        _bundles_in_background(current_app._get_current_object()).make(lot_uri, key)
+        return None if measured is None else measured[1]
     try:
         return sizes.get_or_make(key, lambda: len(_bundle_json(lot_uri).encode()))
     except ProvenanceError:
@@ -298,7 +308,13 @@ class _BundleThread:
                 sizes: LRU[int] = self.app.extensions.setdefault(
                     "provenance.bundle_sizes", LRU(1024)
                 )
-                sizes.get_or_make(key, lambda: len(_bundle_json(lot_uri).encode()))
+                size = sizes.get_or_make(key, lambda: len(_bundle_json(lot_uri).encode()))
+                latest: LRU[tuple[int, int]] = self.app.extensions.setdefault(
+                    "provenance.bundle_latest", LRU(1024)
+                )
+                measured = latest.peek(lot_uri)
+                if measured is None or measured[0] < key[1]:  # the newest length measured
+                    latest.put(lot_uri, (key[1], size))
         except Exception:  # a thread of its own: log, and the page keeps offering the download
             log.exception("the proof bundle of %s could not be made", lot_uri)
         finally:
