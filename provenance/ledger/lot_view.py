@@ -320,23 +320,25 @@ class Scanner:
         except (ProvenanceError, ValidationError):
             return False  # _integrity says what is wrong with the log, if anything
         if prover is None:  # fail closed: the database disagrees with what the log signed
-            history.problems.append(
+            _note(
+                history.problems,
                 Reason(
                     "heads-mismatch",
                     "the ledger's chain heads do not match its signed checkpoint, so the log "
                     "cannot confirm this lot's history",
-                )
+                ),
             )
             return False
         try:
             position, proof, left, right = prover.proof(lot_uri)
             check_chain_head(lot_uri, length, head, position, proof, left, right, line)
         except (KeyError, VerificationError):
-            history.problems.append(
+            _note(
+                history.problems,
                 Reason(
                     "history-differs",
                     "the lot's events differ from those the signed log commits to",
-                )
+                ),
             )
             return False
         return True
@@ -443,6 +445,12 @@ def _pool() -> ThreadPoolExecutor:
         if _verify_pool is None:
             _verify_pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="scan-verify")
         return _verify_pool
+
+
+def _note(problems: list[str], problem: str) -> None:
+    """Keep *problem* once: later scans may find it again."""
+    if problem not in problems:
+        problems.append(problem)
 
 
 def _size_of(note: str) -> int | None:

@@ -96,7 +96,7 @@ def _coded(code: str, params: Mapping[str, Any]) -> Markup | str | None:
     if code == "chain-broken":
         return _("The lot's chain of records does not match the one stored for it.")
     if code == "bad-signatures":
-        count = int(params.get("count", 0))
+        count = _whole(params.get("count", 0))
         return ngettext(
             "%(num)d signature does not verify.", "%(num)d signatures do not verify.", count
         )
@@ -154,15 +154,29 @@ def _from_evidence(evidence: Mapping[str, Any]) -> Markup | None:
     return None
 
 
+def _whole(value: Any) -> int:
+    """A whole number as signed or counted (never parsed from text here)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not a whole number: {value!r}")
+    return value
+
+
+def _celsius(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"not a temperature: {value!r}")
+    return value
+
+
 def _seconds(value: Any) -> str:
-    return i18n.duration(int(value) * SECOND)
+    return i18n.duration(_whole(value) * SECOND)
 
 
 def _coldchain(evidence: Mapping[str, Any]) -> Markup:
     excursions = evidence.get("excursions") or []
-    longest = max((int(e["duration_s"]) for e in excursions), default=0)
+    longest = max((_whole(e["duration_s"]) for e in excursions), default=0)
     peak = max(
-        (float(e["peak_c"]) for e in excursions if e.get("direction") == "high"), default=None
+        (_celsius(e["peak_c"]) for e in excursions if e.get("direction") == "high"),
+        default=None,
     )
     tolerated = evidence.get("tolerated") or {}
     parts = [
@@ -175,7 +189,7 @@ def _coldchain(evidence: Mapping[str, Any]) -> Markup:
             band=evidence.get("band", ""),
         )
     ]
-    out = int(evidence.get("time_out_of_range_s", 0))
+    out = _whole(evidence.get("time_out_of_range_s", 0))
     if out:
         allowed = tolerated.get("max_total_s")
         parts.append(
