@@ -4,7 +4,11 @@
 
 Measures, in one run:
 - server time per page (in-process WSGI, gzip on): the first scan of the lot
-  (reads and checks every event), a scan after one new reading (incremental),
+  (reads every event; the app already warm from another lot's page, so the
+  figure is the lot's, not the process's start), beside a baseline measured in
+  the same run: checking the lot's signatures one by one on all cores, which
+  the page no longer does for events the signed log vouches for (docs/scan.md,
+  "Integrity"); a scan after one new reading (incremental),
   then p50/p95 over many scans, for the HTML page, its JSON twin and a 304
   revalidation; beside them the same app's plain home page as a baseline;
 - bytes on the wire for the page (gzip body + headers);
@@ -41,6 +45,7 @@ from provenance.web.portal.state import DEFAULT_RATE_LIMITS
 GTIN = "09506000134352"
 LOT = f"https://id.gs1.org/01/{GTIN}/10/BENCH-SCAN"
 PATH = LOT.removeprefix("https://id.gs1.org")
+WARM = f"https://id.gs1.org/01/{GTIN}/10/BENCH-WARM"  # a small lot that warms the app
 MINUTE = 60_000_000
 HOUR = 60 * MINUTE
 CHROMIUM = "/usr/bin/chromium"
@@ -109,6 +114,8 @@ def build(directory: Path, readings: int) -> Journey:
         start,
     )
     journey.append("farm", "attach", [LOT], {"device": journey.did("probe")}, start + MINUTE)
+    warm = {"gtin": GTIN, "lot": "BENCH-WARM", "product": "Kale", "profile": "chilled"}
+    journey.append("farm", "commission", [WARM], warm, start)
     times = [start + 2 * MINUTE + k * step for k in range(readings)]
     gap = range(readings // 2, readings // 2 + 60)  # two hours without data
     batch = []
@@ -149,6 +156,20 @@ def timed(client, url: str, headers: dict, count: int) -> list[float]:
         out.append((time.perf_counter() - start) * 1000)
         assert response.status_code in (200, 304), response.status_code
     return out
+
+
+def signature_baseline(store: Store) -> float:
+    """ms to check the lot's signatures as the page did before the log vouched
+    for them: every envelope, on all cores (lot_view._verify)."""
+    from provenance.ledger import lot_view
+
+    chain_id = store.chain_by_subject(LOT)[0]
+    envelopes = [stored.envelope for stored in store.chain_events(chain_id)]
+    start = time.perf_counter()
+    failures = lot_view._verify(envelopes)
+    elapsed = (time.perf_counter() - start) * 1000
+    assert not any(failures)
+    return elapsed
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -216,7 +237,9 @@ def main() -> None:
         )
         client = app.test_client()
         gz = {"Accept-Encoding": "gzip"}
+        timed(client, WARM.removeprefix("https://id.gs1.org"), gz, 3)
         first = timed(client, PATH, gz, 1)[0]
+        baseline = signature_baseline(journey.store)
         incremental = []
         for k in range(10):
             at = now_micros() - 10 * MINUTE + k * MINUTE
@@ -243,7 +266,16 @@ def main() -> None:
     h50, h95 = percentiles(home)
     rows = [
         ("lot", f"{chain[3]:,} events ({args.readings:,} readings, 40 custody events)", ""),
-        ("first scan (reads and checks every event)", f"{first:,.0f} ms", "once per lot"),
+        (
+            "first scan of the lot (reads every event; the log vouches for the signatures)",
+            f"{first:,.0f} ms",
+            "target ≤ 250 ms; once per lot",
+        ),
+        (
+            "baseline: checking its signatures one by one, all cores",
+            f"{baseline:,.0f} ms",
+            f"first scan = {first / baseline:.2f}× this",
+        ),
         ("scan after a new reading", f"{statistics.median(incremental):.1f} ms median", ""),
         ("page, server time p50 / p95", f"{p50:.2f} / {p95:.2f} ms", "target p95 ≤ 20 ms"),
         ("JSON twin p50 / p95", f"{j50:.2f} / {j95:.2f} ms", ""),

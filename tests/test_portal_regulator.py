@@ -364,3 +364,29 @@ def test_the_audit_page_and_api_hold_the_trail_against_its_anchors(lineage):
     assert "chain broken" in page and named in page, page
     api = lineage.api("GET", "/api/v1/audit?limit=5", lineage.token("regulator")).json
     assert not api["chain"]["intact"] and api["chain"]["problem"].startswith(named)
+
+
+def test_holds_page_words_a_rules_hold_in_the_readers_language(lineage):
+    """A hold's reason is worded from the code and evidence the rules engine
+    signed (docs/scan.md, "Reasons"), so a Chinese portal says it in Chinese;
+    the signed English sentence stays the record."""
+    world = lineage.world
+    world.keys["rules"] = Ed25519PrivateKey.generate()
+    enrol = {"subject": world.did("rules"), "type": "rules", "name": "rules"}
+    world.ok("registrar", "enrol", None, enrol)
+    evidence = {
+        "code": "logger-silent",
+        "logger": world.did("probe"),
+        "logger_name": "probe",
+        "silent_from": "2026-09-21T16:13:20.000Z",
+        "silent_until": None,
+        "limit_s": 3600,
+    }
+    reason = "logger probe has sent no reading since 2026-09-21T16:13:20.000Z (limit 1 h)"
+    world.ok("rules", "hold", [BAG], {"rule": "silent", "reason": reason, "evidence": evidence})
+    zh = text(lineage.client("reg1").get("/portal/regulator/holds?lang=zh"))
+    assert '温度记录仪 <span lang="en">probe</span> 自' in zh
+    assert "起没有发送读数（上限 1 小时）" in zh
+    assert "has sent no reading" not in zh
+    en = text(lineage.client("reg1").get("/portal/regulator/holds?lang=en"))
+    assert "Logger probe has sent no reading since <time" in en

@@ -321,9 +321,10 @@ def test_portal_pages_are_hardened(portal):
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Frame-Options"] == "DENY"
     # Works without JavaScript: the one script is our own, optional time-zone
-    # hint (static/tz.js; without it times show in UTC), nothing inline.
+    # hint (static/tz.js, told the page's zone; without it times show in the
+    # server's default zone), nothing inline.
     scripts = re.findall(r"<script[^>]*>", response.get_data(as_text=True))
-    assert scripts == ['<script src="/static/tz.js"></script>'[:-9]]
+    assert scripts == ['<script src="/static/tz.js" data-zone="UTC">']
 
 
 # --- escaping

@@ -43,7 +43,7 @@ from support.world import GTIN, LOT, World, at
 from provenance.cli.main import main
 from provenance.core import chain as chains
 from provenance.core.checkpoint import sign_note
-from provenance.core.errors import VerificationError
+from provenance.core.errors import ProvenanceError, VerificationError
 from provenance.core.merkle import Frontier, hash_leaf, root_from_leaf_hashes
 from provenance.core.signing import did_of, sign
 from provenance.ledger import audit
@@ -915,3 +915,82 @@ def test_parallel_verification_finds_a_tamper_in_the_second_chunk(
     assert parallel.events_checked == size
     assert {p.index for p in parallel.problems if p.event_id} == {index}
     assert f"log index {index}: {SIG}" in problems_text(parallel)
+
+
+# --- the scan page ------------------------------------------------------------------------------
+
+NOT_ABOUT_LOT = {"duplicated-event", "truncated-tail"}  # an extra log entry; LOT2's tail
+
+
+def scan_integrity(store: Store, scene: Scene):
+    from provenance.ledger.lot_view import Scanner
+
+    scanner = Scanner(log_public_key=scene.key, clock=lambda: scene.world.now)
+    return scanner.view(store, LOT).integrity
+
+
+def test_scan_page_of_an_intact_lot_takes_the_logs_word_for_its_signatures(scene: Scene):
+    integrity = scan_integrity(scene.world.store, scene)
+    assert integrity.verified, integrity.problems
+    covered = [s for s in scene.world.store.chain_events(1) if s.index < integrity.checkpoint_size]
+    assert integrity.signatures_vouched == integrity.events > 0
+    assert len(covered) <= integrity.events
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.id not in NOT_ABOUT_LOT], ids=lambda case: case.id
+)
+def test_scan_page_shows_tamper(scene: Scene, tmp_path: Path, case: Case):
+    """The page of the tampered lot does not say "verified" though it takes the
+    signed log's word for the signatures the ledger checked (docs/scan.md,
+    "Integrity")."""
+    store = Store(tamper_copy(scene, tmp_path, case.tamper), readonly=True)
+    try:
+        integrity = scan_integrity(store, scene)
+    except (ProvenanceError, LookupError) as exc:  # the page refuses: also not "verified"
+        assert "no lot" not in str(exc)
+        return
+    assert not integrity.verified, case.id
+    assert integrity.problems or integrity.bad_signatures or not integrity.chain_intact
+
+
+def resign_and_relink(db, scene):
+    """The attacker holds the probe's key: a reading re-signed at the same seq, and
+    the lot's chain links and head recomputed — but the log's leaves and nodes
+    left as they were, so the newest event's inclusion proof still holds."""
+    index = scene.idx["reading"]
+    seq, time = db.execute("SELECT seq, time FROM events WHERE idx = ?", (index,)).fetchone()
+    envelope = sign(
+        scene.world.keys["probe"], kind="reading", seq=seq, time=time, data={"temperature_c": 30}
+    )
+    db.execute(
+        "UPDATE events SET data = ?, sig = ? WHERE idx = ?",
+        (envelope.data_json, envelope.signature, index),
+    )
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    reader = Store(path, readonly=True)
+    try:
+        chain_id = reader.chain_by_subject(LOT)[0]
+        events = reader.chain_events(chain_id)
+    finally:
+        reader.close()
+    link = chains.genesis_link(LOT)
+    for pos, stored in enumerate(events):
+        link = chains.next_link(link, stored.envelope.id_bytes)
+        db.execute("UPDATE links SET link = ? WHERE chain = ? AND pos = ?", (link, chain_id, pos))
+    db.execute("UPDATE chains SET head = ? WHERE id = ?", (link, chain_id))
+
+
+def test_scan_page_shows_a_resigned_event_whose_chain_was_relinked(scene: Scene, tmp_path: Path):
+    """Every signature verifies, the chain recomputes to its stored head and the
+    newest event is in the signed log: only the heads tree the checkpoint signed
+    shows that the lot's history is not the one the log holds."""
+    store = Store(tamper_copy(scene, tmp_path, resign_and_relink), readonly=True)
+    integrity = scan_integrity(store, scene)
+    assert integrity.chain_intact and integrity.included and not integrity.bad_signatures
+    assert not integrity.verified
+    assert any(
+        "cannot confirm this lot's history" in problem
+        or "differ from those the signed log commits to" in problem
+        for problem in integrity.problems
+    ), integrity.problems

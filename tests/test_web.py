@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import re
+import time
 
 import pytest
 from support.world import GTIN, LOT, at
@@ -243,7 +244,7 @@ def test_times_in_the_readers_zone_and_language(client):
     language; the zone is part of the page cache's key, so one reader's zone is
     never served to another."""
     page = client.get(f"{PATH}?lang=en").get_data(as_text=True)
-    assert "Times are shown in UTC." in page.split("<footer>", 1)[1]
+    assert "Times are shown in UTC." in re.sub(r"<[^>]+>", "", page.split("<footer>", 1)[1])
     utc = text_of(client.get(f"{PATH}?lang=en"))
     assert "21 Sep 2026, 14:13" in utc and "2026-09-21 14:13 UTC" not in utc
     shanghai = client.get(f"{PATH}?lang=zh&tz=Asia/Shanghai")
@@ -256,6 +257,44 @@ def test_times_in_the_readers_zone_and_language(client):
     assert "21 Sep 2026, 10:13" in new_york
     ignored = text_of(client.get(f"{PATH}?lang=en&tz=Nowhere/Else"))  # not a zone
     assert "21 Sep 2026, 10:13" in ignored
+
+
+def test_every_time_says_its_instant_and_utc_on_hover(client):
+    """Each time on the page is a <time> with the instant (datetime) and the UTC
+    time as its title, shown in the reader's zone, for static/tz.js to rewrite."""
+    page = client.get(f"{PATH}?lang=en&tz=Asia/Shanghai").get_data(as_text=True)
+    main = page.split("<main>", 1)[1].split("</main>", 1)[0]
+    times = re.findall(r"<time ([^>]*)>([^<]*)</time>", main)
+    assert times
+    for attributes, text in times:
+        instant = re.search(r'datetime="([^"]+)"', attributes).group(1)
+        title = re.search(r'title="([^"]+)"', attributes).group(1)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", instant)
+        assert title == f"{instant[:10]} {instant[11:16]} UTC"
+        assert 'data-local="plain"' in attributes and text
+    assert '<time datetime="2026-09-21T14:13' in main  # the commission, 22:13 in Shanghai
+    assert "21 Sep 2026, 22:13</time>" in main
+
+
+def test_a_configured_default_zone_for_readers_without_one(world):
+    """No ?tz= and no cookie (no JavaScript yet): the app's DEFAULT_TZ; a reader's
+    own choice still wins. A zone the machine does not know stops the app at start."""
+    app = create_app(
+        {
+            "DATABASE": str(world.store.path),
+            "CLOCK": lambda: world.now,
+            "LOG_PUBLIC_KEY": world.log_public_key,
+            "DEFAULT_TZ": "Asia/Shanghai",
+        }
+    )
+    client = app.test_client()
+    page = client.get(f"{PATH}?lang=zh")
+    assert "2026年9月21日 22:13" in text_of(page)
+    assert 'data-zone="Asia/Shanghai"' in page.get_data(as_text=True)
+    assert "tz=" not in page.headers.get("Set-Cookie", "")  # a default is not remembered
+    assert "21 Sep 2026, 14:13" in text_of(client.get(f"{PATH}?lang=en&tz=UTC"))
+    with pytest.raises(ValueError, match="Asia/Shanghai, Europe/Berlin or UTC"):
+        create_app({"DATABASE": str(world.store.path), "DEFAULT_TZ": "Mars/Olympus"})
 
 
 def test_the_charts_time_axis_is_in_the_readers_zone(client):
@@ -347,6 +386,42 @@ def test_a_commit_elsewhere_does_not_rebuild_the_lots_page(world, client, monkey
     again = client.get(PATH, headers={"Accept": "text/html"})
     assert again.status_code == 200 and len(built) == 1
     assert "Download the proof bundle (" in again.get_data(as_text=True)
+
+
+def test_a_big_lots_bundle_is_made_after_its_first_scan_not_during_it(world):
+    """Above BUNDLE_INLINE_EVENTS the first page does not wait for the proof
+    bundle: it offers the download without a size, and once the app's bundle
+    thread has made it, the page (with a new ETag) states it."""
+    app = create_app(
+        {
+            "DATABASE": str(world.store.path),
+            "CLOCK": lambda: world.now,
+            "LOG_PUBLIC_KEY": world.log_public_key,
+            "BUNDLE_INLINE_EVENTS": 10,
+            "TESTING": True,
+        }
+    )
+    client = app.test_client()
+    first = client.get(PATH, headers={"Accept": "text/html"})
+    assert first.status_code == 200
+    page = first.get_data(as_text=True)
+    assert "Download the proof bundle" in page and "Download the proof bundle (" not in page
+    deadline = time.monotonic() + 20
+    while True:
+        again = client.get(PATH, headers={"Accept": "text/html"})
+        if "Download the proof bundle (" in again.get_data(as_text=True):
+            break
+        assert time.monotonic() < deadline, "the bundle thread made no bundle within 20 s"
+        app.extensions["provenance.bundle_thread"].pool.submit(lambda: None).result(timeout=20)
+    assert again.headers["ETag"] != first.headers["ETag"]
+    download = client.get(f"/bundle{PATH}")
+    assert len(download.get_data()) > 0
+    # One more reading (< 1 % more events would be too few for this small lot:
+    # it grows by far more), so the size is measured again in the background;
+    # the page meanwhile states the last size measured rather than none.
+    world.ledger.append([world.reading(11, 3.0)])
+    grown = client.get(PATH, headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "Download the proof bundle (" in grown
 
 
 def test_checkpoint_and_inclusion_proof(world, client):

@@ -61,6 +61,16 @@ log = logging.getLogger(__name__)
     help="Anchor the portal's audit trail in the log this often (signed by the registrar "
     "key in --keys); 0: never.",
 )
+@click.option(
+    "--default-tz",
+    envvar="PROVENANCE_DEFAULT_TZ",
+    default="UTC",
+    show_default=True,
+    metavar="ZONE",
+    callback=lambda _ctx, _param, value: _zone(value),
+    help="Time zone of pages for readers whose browser has not said its own (no JavaScript, "
+    "or before it runs), an IANA name such as Asia/Shanghai (env PROVENANCE_DEFAULT_TZ).",
+)
 @click.pass_context
 def command(
     click_ctx: click.Context,
@@ -71,6 +81,7 @@ def command(
     accounts: str | None,
     trusted_proxies: int,
     anchor_every: float,
+    default_tz: str,
 ) -> None:
     """Serve the consumer scan pages, the Digital Link resolver, the log API,
     and the producer/regulator portals with their JSON API (docs/portal.md).
@@ -80,6 +91,7 @@ def command(
     --keys, beside `provenance ingest` and the CLI.
 
     Example: provenance serve --host 0.0.0.0 --port 8080 --base-url https://id.example.com
+    --default-tz Asia/Shanghai
     """
     import waitress
 
@@ -98,6 +110,7 @@ def command(
             "KEYS": str(ctx.keys_dir),
             "ACCOUNTS_DIR": accounts,
             "TRUSTED_PROXIES": trusted_proxies,
+            "DEFAULT_TZ": default_tz,
         }
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -111,6 +124,16 @@ def command(
         if anchorer is not None:
             anchorer.stop()
         app.extensions["provenance.portal"].jobs.close()  # background jobs and their files
+
+
+def _zone(value: str) -> str:
+    """--default-tz: an IANA time zone this machine knows."""
+    from provenance.web.wording import check_zone
+
+    try:
+        return check_zone(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _cadence(value: float) -> float:

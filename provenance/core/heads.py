@@ -281,6 +281,36 @@ def check_sorted_chain(
             )
 
 
+def check_chain_head(
+    subject: str,
+    length: int,
+    head: bytes,
+    position: int,
+    proof: Sequence[bytes],
+    left: Neighbour | None,
+    right: Neighbour | None,
+    line: HeadsLine,
+) -> None:
+    """Check that the chain of *subject* with *length* events ending in *head*
+    is the one the heads tree of ``line`` holds, by either rule (under the
+    sorted rule, with its neighbours: `check_sorted_chain`). Raises
+    `VerificationError` naming what failed."""
+    if line.is_sorted:
+        check_sorted_chain(subject, length, head, position, proof, left, right, line)
+        return
+    if left is not None or right is not None:
+        raise VerificationError(f"{subject}: neighbours in a creation-order heads tree")
+    try:
+        verify_inclusion(
+            position, line.count, chains.head_leaf(subject, length, head), proof, line.root
+        )
+    except VerificationError:
+        raise VerificationError(
+            f"{subject}: its {length} events do not match the chain head the checkpoint "
+            "commits to — events were left out, added or changed"
+        ) from None
+
+
 def check_rule_boundary(
     checkpoints: Iterable[tuple[int, HeadsLine]], sorted_from: int | None
 ) -> list[str]:

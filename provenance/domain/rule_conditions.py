@@ -245,6 +245,7 @@ class ColdchainTolerance(Condition):
             )
         )
         evidence: dict[str, Any] = {
+            "code": "coldchain-exceeded",  # how a page words it (docs/rules.md)
             "logger": logger.device,
             "logger_name": logger.name,
             "profile": profile.name,
@@ -369,6 +370,7 @@ class LoggerSilent(Condition):
                 f"logger {logger.name} sent no reading for {silence} from {since} (limit {limit})"
             )
         evidence: dict[str, Any] = {
+            "code": "logger-silent",  # how a page words it (docs/rules.md)
             "logger": logger.device,
             "logger_name": logger.name,
             "silent_from": since,
@@ -454,6 +456,7 @@ class SerialScannedFarApart(Condition):
             f"(from the hour of {format_time(first)}): possible counterfeit labels"
         )
         evidence = {
+            "code": "serial-far-apart",  # how a page words it (docs/rules.md)
             "serial": serial,
             "places": places,
             "scans": [

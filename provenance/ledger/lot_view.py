@@ -7,17 +7,25 @@ is kept in memory and only the events appended since the last scan are read
 and checked again (`_History`). A view is rebuilt when the chain grows, the
 signed checkpoint moves, or the clock crosses a minute.
 
-Integrity is checked here, not taken from the database's word: every event's
-signature, the hash chain recomputed from its genesis and compared with the
-stored head, and an RFC 9162 inclusion proof of the newest event against the
-latest checkpoint, whose signature is checked with the log key. The proof
-bundle (`provenance.ledger.proofs.build_bundle`) lets anyone repeat the check offline.
+Integrity is checked here, not taken from the database's word: the hash chain
+recomputed from its genesis and compared with the stored head, an RFC 9162
+inclusion proof of the newest event against the latest checkpoint, whose
+signature is checked with the log key, and every event's signature — checked
+here, or vouched for by the signed log: the ledger appends only events whose
+signatures it verified, and the checkpoint's heads tree commits to the chain's
+head, which commits to every event id, which covers the signature. So when the
+chain as recomputed here from the stored events is the one the signed
+checkpoint's heads tree holds, the events it covers are not checked one by one
+again (`_vouch`); events after the checkpoint, and all of them when the log
+does not vouch, are (docs/scan.md, "Integrity"). The proof bundle
+(`provenance.ledger.proofs.build_bundle`) lets anyone repeat the check offline.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,9 +36,11 @@ from typing import Any, NamedTuple
 from provenance.core import chain as chains
 from provenance.core.checkpoint import open_checkpoint
 from provenance.core.envelope import Envelope, verify_signatures
-from provenance.core.errors import NotFound, ProvenanceError, ValidationError
+from provenance.core.errors import NotFound, ProvenanceError, ValidationError, VerificationError
+from provenance.core.heads import check_chain_head, parse_heads_line
 from provenance.core.identity import public_key_from_did
 from provenance.core.merkle import inclusion_proof, verify_inclusion
+from provenance.core.reason import Reason
 from provenance.core.timefmt import now_micros, parse_date
 from provenance.domain import coldchain, coldchain_downsample, coldchain_status
 from provenance.domain.custody import (
@@ -45,11 +55,12 @@ from provenance.domain.custody import (
 from provenance.domain.rule_decisions import Flag, Hold
 from provenance.ledger.decisions import flag_records, hold_records
 from provenance.ledger.lineage import RecallRecord, recall_records
-from provenance.ledger.proofs import checkpoint_body
+from provenance.ledger.proofs import HeadsProver, checkpoint_body, heads_prover
 from provenance.store.db import Store
 from provenance.store.rows import Lot
 
 VERIFY_CHUNK = 500  # signatures per task on the verify threads
+VOUCH_FROM = 64  # new events under the checkpoint from which a later scan asks the signed log
 CHART_BUCKETS = 160  # chart columns per leg: ~2 px each on a phone, peaks kept (M4)
 MINUTE = 60_000_000
 DAY = 86_400_000_000
@@ -101,6 +112,10 @@ class Integrity:
     log_origin: str
     problems: tuple[str, ...] = ()
     bad_signatures: frozenset[str] = frozenset()  # event ids whose signature failed
+    # Of signatures_valid, how many the signed log vouches for (checked when the
+    # ledger appended them, the chain matching the checkpoint's heads tree)
+    # rather than checked again here.
+    signatures_vouched: int = 0
 
     @property
     def verified(self) -> bool:
@@ -159,6 +174,8 @@ class _History:
     in_order: bool = True  # readings arrived in time order (else sort before use)
     leg_records: dict[Any, LegRecord] = field(default_factory=dict)  # by what they depend on
     bad_signatures: list[str] = field(default_factory=list)
+    vouched: int = 0  # events whose signatures the signed log vouches for
+    problems: list[str] = field(default_factory=list)  # found while reading, kept
     last_index: int = -1
     view_key: tuple[Any, ...] | None = None
     view: LotView | None = None
@@ -178,12 +195,16 @@ class Scanner:
         log_public_key: bytes | None = None,
         clock: Callable[[], int] = now_micros,
         capacity: int = 256,
+        vouch_from: int = VOUCH_FROM,
     ):
         self.log_public_key = log_public_key
         self.clock = clock
         self.capacity = capacity
+        self.vouch_from = vouch_from
         self._histories: OrderedDict[str, _History] = OrderedDict()
         self._lock = threading.Lock()
+        self._heads: tuple[str, HeadsProver | None] | None = None  # (note, its prover)
+        self._heads_lock = threading.Lock()
 
     def view(self, store: Store, lot_uri: str) -> LotView:
         """The lot as a scan shows it now. Raises NotFound for an unknown lot."""
@@ -199,7 +220,7 @@ class Scanner:
             with history.lock:
                 if history.length > length:  # the database was replaced under us
                     history = self._forget(lot_uri, chain_id)
-                self._catch_up(store, history, lot_uri, length)
+                self._catch_up(store, history, lot_uri, length, note)
                 key = (length, note, lot.recalled, lot.custodian, now // MINUTE)
                 if history.view_key != key or history.view is None:
                     integrity = self._integrity(store, history, lot_uri, head, note)
@@ -229,8 +250,9 @@ class Scanner:
             history = self._histories[lot_uri] = _History(chain_id)
             return history
 
-    @staticmethod
-    def _catch_up(store: Store, history: _History, lot_uri: str, length: int) -> None:
+    def _catch_up(
+        self, store: Store, history: _History, lot_uri: str, length: int, note: str | None
+    ) -> None:
         """Read and check the events appended since the last scan."""
         if history.length == length:
             return
@@ -238,15 +260,37 @@ class Scanner:
             history.link = chains.genesis_link(lot_uri)
         link = history.link
         new = store.chain_events(history.chain_id, history.length)
-        for stored, failure in zip(new, _verify([s.envelope for s in new]), strict=True):
-            envelope = stored.envelope
+        links = []
+        for stored in new:
+            link = chains.next_link(link, stored.envelope.id_bytes)
+            links.append(link)
+        # The chain as of the checkpoint: its events in chain order are in log
+        # order, so those the checkpoint covers are a prefix of the new ones.
+        size = _size_of(note) if note is not None else None
+        covered = 0
+        if size is not None:
+            while covered < len(new) and new[covered].index < size:
+                covered += 1
+        unchecked = new
+        # A first scan always asks the log (one heads proof); later ones when
+        # enough new events are covered to be worth the heads tree's building.
+        first = history.length == 0
+        if covered and (first or covered >= self.vouch_from) and note is not None:
+            at_size = history.length + covered
+            if self._vouch(store, history, lot_uri, at_size, links[covered - 1], note):
+                unchecked = new[covered:]
+                history.vouched += covered
+        for stored, failure in zip(
+            unchecked, _verify([s.envelope for s in unchecked]), strict=True
+        ):
             if failure is not None:
-                history.bad_signatures.append(envelope.event_id)
-            link = chains.next_link(link, envelope.id_bytes)
+                history.bad_signatures.append(stored.envelope.event_id)
+        for stored in new:
+            envelope = stored.envelope
             history.last_index = max(history.last_index, stored.index)
             if envelope.kind == "reading":
-                temperature = envelope.data.get("temperature_c")
-                if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+                temperature = _temperature(envelope)
+                if temperature is not None:
                     time_us = envelope.time_us
                     if history.times and time_us < history.times[-1]:
                         history.in_order = False
@@ -257,26 +301,88 @@ class Scanner:
             history.length += 1
         history.link = link
 
+    def _vouch(
+        self, store: Store, history: _History, lot_uri: str, length: int, head: bytes, note: str
+    ) -> bool:
+        """Whether the signed checkpoint *note* holds this lot's chain of *length*
+        events ending in *head*, as recomputed here from the stored events: then
+        the log vouches for their signatures. Otherwise False, and the caller
+        checks the signatures itself; a note that does not open is said by
+        `_integrity`, while stored heads that do not make the signed heads root,
+        or a chain other than the one that root holds, are problems the page
+        shows (a ledger the log signed always makes its root again)."""
+        try:
+            origin = store.get_meta("origin") or ""
+            key = self.log_public_key or public_key_from_did(store.get_meta("log_key"))
+            checkpoint = open_checkpoint(note, origin, key, origin=origin)
+            line = parse_heads_line(checkpoint.extensions)
+            prover = self._heads_prover(store, note, checkpoint.size, line)
+        except (ProvenanceError, ValidationError):
+            return False  # _integrity says what is wrong with the log, if anything
+        if prover is None:  # fail closed: the database disagrees with what the log signed
+            _note(
+                history.problems,
+                Reason(
+                    "heads-mismatch",
+                    "the ledger's chain heads do not match its signed checkpoint, so the log "
+                    "cannot confirm this lot's history",
+                ),
+            )
+            return False
+        try:
+            position, proof, left, right = prover.proof(lot_uri)
+            check_chain_head(lot_uri, length, head, position, proof, left, right, line)
+        except (KeyError, VerificationError):
+            _note(
+                history.problems,
+                Reason(
+                    "history-differs",
+                    "the lot's events differ from those the signed log commits to",
+                ),
+            )
+            return False
+        return True
+
+    def _heads_prover(self, store: Store, note: str, size: int, line: Any) -> HeadsProver | None:
+        """The heads tree of the checkpoint *note*, built once per checkpoint for
+        every lot; None when the stored heads do not make its signed root."""
+        with self._heads_lock:
+            if self._heads is not None and self._heads[0] == note:
+                return self._heads[1]
+            try:
+                prover: HeadsProver | None = heads_prover(store, size, line)
+            except ProvenanceError:
+                prover = None
+            self._heads = (note, prover)
+            return prover
+
     def _integrity(
         self, store: Store, history: _History, lot_uri: str, head: bytes, note: str | None
     ) -> Integrity:
-        problems: list[str] = []
+        problems: list[str] = list(history.problems)
         chain_intact = history.link == head
         if not chain_intact:
-            problems.append("the lot's hash chain does not match its stored head")
+            problems.append(
+                Reason("chain-broken", "the lot's hash chain does not match its stored head")
+            )
         if history.bad_signatures:
-            problems.append(f"{len(history.bad_signatures)} signatures do not verify")
+            bad = len(history.bad_signatures)
+            problems.append(Reason("bad-signatures", f"{bad} signatures do not verify", count=bad))
         origin = store.get_meta("origin") or ""
         size, included = None, False
         if note is None:
-            problems.append("the ledger has no signed checkpoint yet")
+            problems.append(Reason("no-checkpoint", "the ledger has no signed checkpoint yet"))
         else:
             try:
                 key = self.log_public_key or public_key_from_did(store.get_meta("log_key"))
                 checkpoint = open_checkpoint(note, origin, key, origin=origin)
                 size = checkpoint.size
                 if history.last_index >= size:
-                    problems.append("the newest event is not yet in the signed checkpoint")
+                    problems.append(
+                        Reason(
+                            "not-yet-logged", "the newest event is not yet in the signed checkpoint"
+                        )
+                    )
                 elif history.last_index >= 0:
                     leaf = store.leaf_hashes(history.last_index, history.last_index + 1)[0]
                     proof = inclusion_proof(store, history.last_index, size)
@@ -284,7 +390,9 @@ class Scanner:
                     included = True
             except (ProvenanceError, ValidationError) as exc:
                 size = size or _size_of(note)
-                problems.append(f"the log does not check out: {exc}")
+                problems.append(
+                    Reason("log-fails", f"the log does not check out: {exc}", detail=str(exc))
+                )
         return Integrity(
             history.length,
             history.length - len(history.bad_signatures),
@@ -294,7 +402,28 @@ class Scanner:
             origin,
             tuple(problems),
             frozenset(history.bad_signatures),
+            history.vouched,
         )
+
+
+# A reading's data as the protocol writes it (RFC 8785): only its temperature.
+_PLAIN_READING = re.compile(
+    r'\{"temperature_c":(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)\}\Z'
+)
+
+
+def _temperature(envelope: Envelope) -> float | None:
+    """A reading's temperature in °C, None if it has none that is a number.
+    Most readings carry nothing else, and their canonical text is read without
+    a JSON parser (a first scan reads tens of thousands)."""
+    plain = _PLAIN_READING.match(envelope.data_json)
+    if plain is not None:
+        text = plain.group(1)
+        return int(text) if text.lstrip("-").isdigit() else float(text)
+    temperature = envelope.data.get("temperature_c")
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        return temperature
+    return None
 
 
 def _verify(envelopes: list[Envelope]) -> list[str | None]:
@@ -316,6 +445,12 @@ def _pool() -> ThreadPoolExecutor:
         if _verify_pool is None:
             _verify_pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="scan-verify")
         return _verify_pool
+
+
+def _note(problems: list[str], problem: str) -> None:
+    """Keep *problem* once: later scans may find it again."""
+    if problem not in problems:
+        problems.append(problem)
 
 
 def _size_of(note: str) -> int | None:
@@ -470,11 +605,15 @@ def judge(
     *recalls* and *holds* are those in force."""
     found: dict[str, list[str]] = {}
     if lot.recalled or recalls:
-        found[RECALLED] = [r.reason for r in recalls] or ["recalled by a regulator"]
+        found[RECALLED] = [r.reason for r in recalls] or [
+            Reason("recalled", "recalled by a regulator")
+        ]
     if lot.held or holds:
-        found[HELD] = [h.reason for h in holds] or ["held by a rule"]
+        found[HELD] = [h.reason for h in holds] or [Reason("held", "held by a rule")]
     if not integrity.verified:
-        found[UNVERIFIED] = list(integrity.problems) or ["the record could not be checked"]
+        found[UNVERIFIED] = list(integrity.problems) or [
+            Reason("not-checked", "the record could not be checked")
+        ]
     for record in legs:
         status = record.status
         if status is None:
@@ -485,7 +624,7 @@ def judge(
             found.setdefault(GAP, []).extend(status.reasons)
     expiry = lot.expiry or custody.origin.get("expiry")
     if expiry and _day_of(expiry) < now_us // DAY:
-        found[EXPIRED] = [f"expired on {expiry}"]
+        found[EXPIRED] = [Reason("expired", f"expired on {expiry}", date=expiry)]
     present = [state for state in STATES if state in found]
     if not present:
         return OK, (), ()

@@ -10,7 +10,7 @@ from provenance.core import chain as chains
 from provenance.core.bundle import FORMAT, b64
 from provenance.core.checkpoint import Checkpoint
 from provenance.core.errors import NotFound, ProvenanceError, VerificationError
-from provenance.core.heads import HeadsLine, SortedHeads, parse_heads_line
+from provenance.core.heads import HeadsLine, Neighbour, SortedHeads, parse_heads_line
 from provenance.core.merkle import (
     MemoryTree,
     ReadOnce,
@@ -64,7 +64,7 @@ def heads_tree(rows: list[Row]) -> tuple[MemoryTree, dict[str, int]]:
     return tree, positions
 
 
-class _HeadsProver:
+class HeadsProver:
     """The `heads` member of each chain, by the rule of the bundle's checkpoint."""
 
     def __init__(self, rows: list[Row], line: HeadsLine) -> None:
@@ -81,6 +81,20 @@ class _HeadsProver:
                 "the chain heads differ from those the checkpoint commits to: run "
                 "`provenance verify`"
             )
+
+    def proof(self, subject: str) -> tuple[int, list[bytes], Neighbour | None, Neighbour | None]:
+        """(position, proof, left, right) of *subject*'s head, as `check_chain_head`
+        takes them. KeyError for a chain the tree does not hold."""
+        if self.sorted is None:
+            position = self.positions[subject]
+            return position, self.tree.inclusion_proof(position), None, None
+        tree = self.sorted
+        position = tree.position(subject)
+        sides = [
+            Neighbour(tree.entry(at), tree.inclusion_proof(at)) if 0 <= at < tree.size else None
+            for at in (position - 1, position + 1)
+        ]
+        return position, tree.inclusion_proof(position), sides[0], sides[1]
 
     def heads(self, subject: str) -> dict[str, Any]:
         if self.sorted is None:
@@ -102,6 +116,13 @@ class _HeadsProver:
                     "proof": [b64(h) for h in tree.inclusion_proof(at)],
                 }
         return out
+
+
+def heads_prover(store: Store, size: int, line: HeadsLine) -> HeadsProver:
+    """Proofs of chain heads in the heads tree of the checkpoint of log size
+    *size* whose heads extension is *line*. Raises StoreError when the stored
+    heads do not make the root the checkpoint signed."""
+    return HeadsProver(heads_at(store, size), line)
 
 
 def build_bundle(store: Store, lot_uri: str, since: str | None = None) -> dict[str, Any]:
@@ -135,7 +156,7 @@ def build_bundle(store: Store, lot_uri: str, since: str | None = None) -> dict[s
                 f"lot {lot_uri} is newer than the checkpoint the witnesses last cosigned "
                 f"(size {size}): export its bundle once they have cosigned a newer one"
             )
-        prover = _HeadsProver(rows, parse_heads_line(latest.extensions))
+        prover = HeadsProver(rows, parse_heads_line(latest.extensions))
         nodes = ReadOnce(store)
 
         def log_proof(index: int) -> str:

@@ -44,9 +44,11 @@ from . import (
     i18n,
     params,
     portal,
+    reasons,
     resolver,
     security,
     transparency,
+    wording,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -61,12 +63,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         LOG_PUBLIC_KEY=None,
         CLOCK=None,
         SCAN_CACHE_LOTS=256,
+        DEFAULT_TZ=os.environ.get("PROVENANCE_DEFAULT_TZ") or "UTC",
         MAX_CONTENT_LENGTH=64 * 1024,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         JSON_SORT_KEYS=False,
     )
     if config:
         app.config.update(config)
+    wording.check_zone(app.config["DEFAULT_TZ"])  # a misspelt zone fails at start, not per page
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
@@ -78,6 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["provenance.stores"] = threading.local()
     params.init_app(app)  # before any route is added
     i18n.init_app(app)
+    reasons.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     app.register_blueprint(resolver.bp)

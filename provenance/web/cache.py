@@ -38,5 +38,22 @@ class LRU(Generic[V]):
                 self._items.popitem(last=False)
         return value
 
+    def put(self, key: Hashable, value: V) -> None:
+        """Keep *value* for *key* (without a source)."""
+        with self._lock:
+            self._items[key] = (None, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def peek(self, key: Hashable) -> V | None:
+        """The value for *key* if there is one (kept without a source), else None."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is None or found[0] is not None:
+                return None
+            self._items.move_to_end(key)
+            return found[1]
+
     def __len__(self) -> int:
         return len(self._items)

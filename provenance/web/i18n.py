@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Flask, Response, g, request
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
+from markupsafe import Markup
 
 from provenance.core.timefmt import format_time
 from provenance.domain.coldchain import MINUTE
@@ -37,7 +38,7 @@ def init_app(app: Flask) -> None:
         html_lang=lambda: HTML_LANG[language()],
         text_size=text_size,
         when=when,
-        when_text=lambda text: wording.moment_text(text, with_zone=False),
+        when_text=wording.time_element_text,
         iso=format_time,
         day=day,
         duration=duration,
@@ -81,11 +82,12 @@ def _remember(response: Response) -> Response:
     return response
 
 
-def when(time_us: int | None) -> str:
+def when(time_us: int | None) -> Markup | str:
     """A moment as the scan page shows it, in the reader's zone and language as
-    the portal does (wording.moment): ``21 Sep 2026, 15:05``; the footer names
-    the zone once."""
-    return wording.moment(time_us, with_zone=False)
+    the portal does (wording.moment): ``21 Sep 2026, 15:05`` in a ``<time>``
+    element with the UTC time on hover, which the browser's script rewrites in
+    its own zone (wording.time_element); the footer names the zone once."""
+    return wording.time_element(time_us)
 
 
 def day(time_us: int) -> str:

@@ -14,7 +14,6 @@ be drawn at all is logged and replaced by a sentence saying so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from flask import render_template, request
@@ -44,7 +43,7 @@ def render_lot(
     page_url: str,
     label_expiry: str | None,
     serial: str | None,
-    bundle_size: Callable[[], int | None] | None = None,
+    bundle_bytes: int | None = None,  # the proof bundle's size, when known
 ) -> str:
     def render() -> str:
         return render_template(
@@ -59,9 +58,9 @@ def render_lot(
             charts=[_chart(view, record, n) for n, record in enumerate(view.legs)],
             custodial=custodial_signers(view),
             witnessed=witnessed,
-            # The proof bundle's size, said before a phone downloads it; made
-            # here once and kept for the download (resolver._bundle_json).
-            bundle_bytes=bundle_size() if bundle_size is not None else None,
+            # The proof bundle's size, said before a phone downloads it
+            # (resolver._bundle_size).
+            bundle_bytes=bundle_bytes,
         )
 
     # Who cosigned the log's shown checkpoint (docs/protocol.md, "Witnessing"): it can
@@ -73,7 +72,7 @@ def render_lot(
     # The page's own links (language, text size) keep the request's query: part of the key.
     query = tuple(request.args.items(multi=True))
     cosigned = (witnessed.size, witnessed.cosigners) if witnessed and witnessed.cosigners else None
-    key = (id(view), prefs, page_url, label_expiry, serial, query, cosigned)
+    key = (id(view), prefs, page_url, label_expiry, serial, query, cosigned, bundle_bytes)
     return _pages.get_or_make(key, render, view)
 
 

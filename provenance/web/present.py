@@ -128,6 +128,7 @@ def lot_json(view: LotView) -> dict[str, Any]:
             "verified": integrity.verified,
             "events": integrity.events,
             "signatures_valid": integrity.signatures_valid,
+            "signatures_vouched": integrity.signatures_vouched,
             "chain_intact": integrity.chain_intact,
             "checkpoint_size": integrity.checkpoint_size,
             "included_in_log": integrity.included,

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
@@ -59,6 +61,12 @@ log = logging.getLogger(__name__)
 LINKSET_TYPE = "application/linkset+json"
 
 _exports: LRU[str] = LRU(64)  # EPCIS documents and proof bundles, as JSON text
+
+# A lot with more events than this has its proof bundle (and so the size the
+# page states) made in the background after its first scan, not during it: a
+# 20,000-event bundle costs ~0.25 s, the whole first-scan budget. The page
+# offers the download without its size until the size is known.
+BUNDLE_INLINE_EVENTS = 2_000
 
 
 def _link() -> digital_link.DigitalLink:
@@ -191,16 +199,11 @@ def _page(view: LotView, link: digital_link.DigitalLink) -> Response:
         label_expiry = None
     lot = view.lot
     g.page_path = gs1.gtin_uri(lot.gtin, lot=lot.lot, serial=link.serial, base="")
-    html = render_lot(
-        view,
-        prefs,
-        links.lot_url(lot.uri),
-        label_expiry,
-        link.serial,
-        bundle_size=lambda: _bundle_size(lot.uri, view.chain_length),
-    )
+    bundle_bytes = _bundle_size(lot.uri, view.chain_length)
+    html = render_lot(view, prefs, links.lot_url(lot.uri), label_expiry, link.serial, bundle_bytes)
     response = Response(html, mimetype="text/html")
-    return _conditional(response, _etag(view, "html", *prefs, label_expiry, link.serial))
+    etag = _etag(view, "html", *prefs, label_expiry, link.serial, bundle_bytes)
+    return _conditional(response, etag)
 
 
 def _traceability(lot_uri: str, view: LotView) -> Response:
@@ -248,16 +251,86 @@ def _bundle_size(lot_uri: str, chain_length: int) -> int | None:
     the page then offers the download without its size). Kept while the lot's
     chain keeps its length: a bundle as of a newer checkpoint differs only in a
     few proof nodes and cosignature lines, so a commit elsewhere in the log does
-    not cost the page a new bundle just to say about how big it is."""
-    try:
-        # Per app, as the ledger is: bytes of a lot's bundle by (lot, its chain length).
-        sizes: LRU[int] = current_app.extensions.setdefault("provenance.bundle_sizes", LRU(1024))
-        return sizes.get_or_make(
-            (lot_uri, chain_length), lambda: len(_bundle_json(lot_uri).encode())
+    not cost the page a new bundle just to say about how big it is.
+
+    A big lot's bundle is made on the app's bundle thread instead (None until
+    it is there): the first scan does not wait for it, and the download that
+    follows finds it made. While such a lot grows by less than 1 % of its
+    events since its size was measured, that size stands (the page rounds it
+    anyway): a lot that gains a reading a minute does not make a whole bundle a
+    minute just to say how big it is."""
+    # Per app, as the ledger is: bytes of a lot's bundle by (lot, its chain length).
+    sizes: LRU[int] = current_app.extensions.setdefault("provenance.bundle_sizes", LRU(1024))
+    key = (lot_uri, chain_length)
+    inline = current_app.config.get("BUNDLE_INLINE_EVENTS", BUNDLE_INLINE_EVENTS)
+    if chain_length > inline:
+        known = sizes.peek(key)
+        if known is not None:
+            return known
+        latest: LRU[tuple[int, int]] = current_app.extensions.setdefault(
+            "provenance.bundle_latest", LRU(1024)
         )
+        measured = latest.peek(lot_uri)  # (chain length, bytes) last measured
+        if measured is not None and 0 <= chain_length - measured[0] <= measured[0] // 100:
+            return measured[1]
+        _bundles_in_background(current_app._get_current_object()).make(lot_uri, key)
+        return None if measured is None else measured[1]
+    try:
+        return sizes.get_or_make(key, lambda: len(_bundle_json(lot_uri).encode()))
     except ProvenanceError:
         log.exception("the proof bundle of %s could not be made", lot_uri)
         return None
+
+
+class _BundleThread:
+    """One thread per app that makes big lots' proof bundles after their first
+    scan (`_bundle_size`); each lot and chain length once at a time, at most
+    MAX_WAITING waiting (more are dropped: the next scan asks again)."""
+
+    MAX_WAITING = 16
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.waiting: dict[tuple[str, int], None] = {}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="bundle")
+
+    def make(self, lot_uri: str, key: tuple[str, int]) -> None:
+        with self.lock:
+            if key in self.waiting or len(self.waiting) >= self.MAX_WAITING:
+                return
+            self.waiting[key] = None
+        self.pool.submit(self._make, lot_uri, key)
+
+    def _make(self, lot_uri: str, key: tuple[str, int]) -> None:
+        try:
+            with self.app.app_context():
+                sizes: LRU[int] = self.app.extensions.setdefault(
+                    "provenance.bundle_sizes", LRU(1024)
+                )
+                size = sizes.get_or_make(key, lambda: len(_bundle_json(lot_uri).encode()))
+                latest: LRU[tuple[int, int]] = self.app.extensions.setdefault(
+                    "provenance.bundle_latest", LRU(1024)
+                )
+                measured = latest.peek(lot_uri)
+                if measured is None or measured[0] < key[1]:  # the newest length measured
+                    latest.put(lot_uri, (key[1], size))
+        except Exception:  # a thread of its own: log, and the page keeps offering the download
+            log.exception("the proof bundle of %s could not be made", lot_uri)
+        finally:
+            with self.lock:
+                self.waiting.pop(key, None)
+
+
+_bundle_threads_lock = threading.Lock()
+
+
+def _bundles_in_background(app: Any) -> _BundleThread:
+    with _bundle_threads_lock:
+        thread = app.extensions.get("provenance.bundle_thread")
+        if thread is None:
+            thread = app.extensions["provenance.bundle_thread"] = _BundleThread(app)
+        return thread
 
 
 def _bundle_json(lot_uri: str) -> str:

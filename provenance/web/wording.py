@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
-from flask import Response, g, request
+from flask import Response, current_app, g, request
 from flask_babel import get_locale, lazy_gettext, ngettext
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
@@ -220,14 +220,39 @@ def _locale() -> str:
 
 
 def zone_name() -> str:
-    """The reader's time zone: ``?tz=``, the ``tz`` cookie, else UTC."""
+    """The reader's time zone: ``?tz=``, the ``tz`` cookie (set by ``static/tz.js``
+    from the browser's zone), else the app's ``DEFAULT_TZ`` (``provenance serve
+    --default-tz``), else UTC (docs/scan.md, "Times")."""
     if "zone" not in g:
-        g.zone = "UTC"
+        g.zone = default_zone()
         for asked in (request.args.get("tz"), request.cookies.get("tz")):
             if asked and _zone(asked) is not None:
                 g.zone = asked
                 break
     return str(g.zone)
+
+
+def zone_name_element() -> Markup:
+    """The zone's name where a page states it once, for ``static/tz.js`` to
+    rewrite when it shows the page's times in the browser's zone."""
+    return Markup('<span data-zone-name="">{}</span>').format(zone_name())
+
+
+def default_zone() -> str:
+    """The zone of pages for readers who have none yet (no JavaScript, or the
+    first page before it runs): the app's DEFAULT_TZ, checked at start."""
+    return str(current_app.config.get("DEFAULT_TZ") or "UTC")
+
+
+def check_zone(name: str) -> str:
+    """*name* if it is an IANA time zone this machine knows, else ValueError
+    saying what to give."""
+    if _zone(name) is None:
+        raise ValueError(
+            f"{name!r} is not a time zone this machine knows; give an IANA name such as "
+            "Asia/Shanghai, Europe/Berlin or UTC"
+        )
+    return name
 
 
 def _zone(name: str) -> ZoneInfo | None:
@@ -251,6 +276,31 @@ def moment(time_us: int | None, *, with_zone: bool = True) -> str:
     pattern = "d MMM y, HH:mm" if _locale().startswith("en") else "y年M月d日 HH:mm"
     text = format_datetime(at, pattern, tzinfo=zone, locale=_locale())
     return f"{text} ({name})" if with_zone else text
+
+
+def time_element(time_us: int | None, *, with_zone: bool = False) -> Markup | str:
+    """`moment` in a ``<time>`` element that says the instant (``datetime``) and
+    the UTC time on hover (``title``), and that ``static/tz.js`` may rewrite in
+    the browser's own zone (``data-local``)."""
+    if time_us is None:
+        return _("now")
+    utc = datetime.fromtimestamp(time_us / 1_000_000, tz=UTC)
+    return Markup('<time datetime="{}" title="{}" data-local="{}">{}</time>').format(
+        format_time(time_us),
+        utc.strftime("%Y-%m-%d %H:%M UTC"),
+        "zoned" if with_zone else "plain",
+        moment(time_us, with_zone=with_zone),
+    )
+
+
+def time_element_text(text: str | None, *, with_zone: bool = False) -> Markup | str:
+    """`time_element` of a protocol time string; other text as it is."""
+    if not text:
+        return ""
+    try:
+        return time_element(parse_time(text), with_zone=with_zone)
+    except ValidationError:
+        return text
 
 
 def moment_text(text: str | None, *, with_zone: bool = True) -> str:
@@ -291,6 +341,9 @@ GLOBALS = {
     "moment": moment,
     "moment_text": moment_text,
     "zone_name": zone_name,
+    "time_element": time_element,
+    "zone_name_element": zone_name_element,
+    "time_element_text": time_element_text,
     "size_text": size_text,
     "UNIT_CHOICES": UNIT_CHOICES,
     "UNIT_NAMES": UNIT_NAMES,
