@@ -49,8 +49,8 @@ from provenance.ledger.proofs import checkpoint_body
 from provenance.store.db import Store
 from provenance.store.rows import Lot
 
-MAX_INGREDIENTS = 8  # lots it was made from that a page shows (and checks) at each level
-MAX_INGREDIENT_DEPTH = 3  # levels of "made from" a page follows
+MAX_INGREDIENTS = 6  # lots it was made from that a page shows (and checks) at each level
+MAX_INGREDIENT_DEPTH = 2  # levels of "made from" a page follows: ingredients and theirs
 VERIFY_CHUNK = 500  # signatures per task on the verify threads
 CHART_BUCKETS = 160  # chart columns per leg: ~2 px each on a phone, peaks kept (M4)
 MINUTE = 60_000_000
