@@ -9,6 +9,7 @@ import re
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.ingredients import CHARD, SALAD, make_salad
 from support.portal import Portal, make_app
 from support.rules import service
 from support.world import GTIN, HOUR, LOT, T0, at
@@ -299,41 +300,6 @@ def test_an_unmonitored_leg_is_named_on_the_page(file_world, tmp_path):
 
 
 # --- ingredients: what a product made from other lots inherits
-
-
-SALAD = gs1.lot_uri(GTIN, "SALAD1")
-CHARD = gs1.lot_uri(GTIN, "CHARD7")
-
-
-def make_salad(world) -> None:
-    """SALAD1 made at 12 h from LOT42 (Kale, chilled, 3 h at 9 °C on the farm) and
-    CHARD7 (no temperature requirement)."""
-    world.ledger.append(
-        [world.reading(1 + k / 4, 9.0 if 3 <= 1 + k / 4 < 6 else 3.0) for k in range(36)]
-    )
-    world.ok("farm", "detach", [LOT], {"device": world.did("probe")}, time=at(10))
-    world.ok(
-        "farm",
-        "commission",
-        [CHARD],
-        {"gtin": GTIN, "lot": "CHARD7", "product": "Chard", "origin": {"name": "Hill Farm"}},
-        time=at(1),
-    )
-    quantity = {"value": 2, "unit": "KGM"}
-    world.ok(
-        "farm",
-        "transform",
-        [LOT, CHARD, SALAD],
-        {
-            "inputs": [
-                {"batch": LOT, "quantity": quantity},
-                {"batch": CHARD, "quantity": quantity},
-            ],
-            "outputs": [{"batch": SALAD, "quantity": quantity, "product": "Salad"}],
-        },
-        time=at(12),
-    )
-    world.now = T0 + 13 * HOUR
 
 
 def test_a_product_inherits_an_ingredients_excursion_with_the_path(world):

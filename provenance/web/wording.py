@@ -316,9 +316,10 @@ def _direction(excursion: Any) -> str:
     return {"high": _("too warm"), "low": _("too cold")}.get(excursion.direction, _("out of range"))
 
 
-def life_sentences(life: Any) -> list[str]:
+def life_sentences(life: Any, *, with_zone: bool = True) -> list[str]:
     """What is known of the lot's temperature over its whole life, and what is not,
-    in the page's language: the same for the scan page and the portal."""
+    in the page's language: the same for the scan page and the portal (the scan page
+    names the time zone once, in its footer: *with_zone* False)."""
     from provenance.web.i18n import duration  # i18n imports this module
 
     if life is None:
@@ -347,7 +348,7 @@ def life_sentences(life: Any) -> list[str]:
                 "Longest excursion: %(d)s %(dir)s from %(t)s.",
                 d=duration(longest.duration_us),
                 dir=_direction(longest),
-                t=moment(longest.start_us),
+                t=moment(longest.start_us, with_zone=with_zone),
             )
         )
         if life.peak is not None:
