@@ -395,3 +395,41 @@ def test_the_made_from_page_and_its_twin_show_the_ingredients(file_world, tmp_pa
     ]
     zh = words(app.test_client().get(path + "?lang=zh"))
     assert "这个产品中的Kale" in zh
+
+
+def test_the_rules_engine_holds_on_the_whole_life_of_two_loggers():
+    from provenance.domain.rule_facts import Logger, LotFacts
+    from provenance.domain.rule_facts import Reading as Read
+    from provenance.domain.rules import HOLD, evaluate, parse_rules
+
+    rules = parse_rules(
+        b'[[rules]]\nname = "food"\nactions = ["hold"]\n'
+        b'[rules.condition]\ntype = "coldchain-tolerance"\ncategory = "food"\n',
+        "test.toml",
+    )
+
+    def logger(did, name, readings, start):
+        record = tuple(Read(t, v, start + k) for k, (t, v) in enumerate(readings))
+        return Logger(did, name, readings[0][0], readings[-1][0] + MINUTE, record)
+
+    farm = logger("did:key:zFarm", "probe", FARM, 100)
+    truck = logger("did:key:zTruck", "truck", TRUCK, 500)
+    now = T0 + 1300 * MINUTE
+    alone = [LotFacts(LOT, "Kale", "food", "chilled", (one,)) for one in (farm, truck)]
+    assert [evaluate(rules, facts, now, kinds={"reading"}) for facts in alone] == [[], []]
+    both = LotFacts(LOT, "Kale", "food", "chilled", (farm, truck))
+    (action,) = evaluate(rules, both, now, kinds={"reading"})
+    assert action.kind == HOLD
+    assert "records of loggers probe, truck together exceed" in action.reason
+    assert action.evidence["time_out_of_range_s"] == TOTAL // 1_000_000
+    assert action.evidence["longest_excursion_s"] == 7200
+    # the events the hold names: the longest excursion's (the truck's second) first and
+    # last out-of-range readings, the peak being the first
+    assert action.events == (500 + 40, 500 + 58)
+    flags = parse_rules(
+        b'[[rules]]\nname = "food"\nactions = ["flag"]\n'
+        b'[rules.condition]\ntype = "coldchain-tolerance"\n',
+        "test.toml",
+    )
+    (flag,) = evaluate(flags, both, now, kinds={"reading"})
+    assert flag.key == f"life@{format_time(T0 + 114 * MINUTE)}"  # once per whole life

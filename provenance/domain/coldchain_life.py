@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from provenance.core.errors import ValidationError
 from provenance.core.timefmt import format_time
-from provenance.domain.coldchain import Profile, Readings, series
+from provenance.domain.coldchain import Profile, Readings, Series, series
 from provenance.domain.coldchain_excursions import BOTH, Excursion
 from provenance.domain.coldchain_mkt import mean_kinetic_temperature
 from provenance.domain.coldchain_status import (
@@ -151,14 +151,14 @@ def judge_life(
     if not isinstance(profile, Profile):
         raise ValidationError("profile", f"must be a Profile, got {profile!r}")
     judged: list[tuple[Record, ColdChainStatus]] = []
-    everything: list[tuple[int, float]] = []
+    everything: list[Series] = []
     for record in records:
         data = series(record.readings)
         if not data.times:
             continue
         status = assess(data, profile, now_us if record.live else None)
         judged.append((record, status))
-        everything.extend(zip(data.times, data.temps, strict=True))
+        everything.append(data)
     legs = tuple(legs)
     unwatched = tuple(leg for leg in legs if leg.readings == 0)
     if not judged:
@@ -169,7 +169,14 @@ def judge_life(
     silences = _silences(judged)
     lowest = min(s.min_c for _, s in judged if s.min_c is not None)
     highest = max(s.max_c for _, s in judged if s.max_c is not None)
-    mkt = mean_kinetic_temperature(everything, max_gap_us=profile.max_gap_us)
+    if len(judged) == 1:  # one logger: its own MKT (the usual case; no second pass)
+        mkt = judged[0][1].mkt_c
+        assert mkt is not None
+    else:
+        merged_readings = [
+            pair for data in everything for pair in zip(data.times, data.temps, strict=True)
+        ]
+        mkt = mean_kinetic_temperature(merged_readings, max_gap_us=profile.max_gap_us)
     windows = [s.window_mkt for _, s in judged if s.window_mkt is not None]
     window = max(windows, key=lambda w: w.mkt_c, default=None)
     peak = max(merged, key=lambda e: _outside(profile, e.peak_c), default=None)
