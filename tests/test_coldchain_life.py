@@ -18,17 +18,8 @@ from provenance.core import gs1
 from provenance.core.errors import ValidationError
 from provenance.core.timefmt import format_time
 from provenance.domain.coldchain import MINUTE, profile
-from provenance.domain.coldchain_life import (
-    EXCEEDED,
-    EXCURSION,
-    GAP,
-    OK,
-    UNMONITORED,
-    LegCover,
-    Record,
-    judge_life,
-)
-from provenance.domain.coldchain_status import assess
+from provenance.domain.coldchain_life import UNMONITORED, LegCover, Record, judge_life
+from provenance.domain.coldchain_status import EXCEEDED, EXCURSION, GAP, OK, assess
 from provenance.ledger import lot_view as scan
 from provenance.ledger.lot_view import Scanner
 
@@ -295,6 +286,7 @@ def test_an_unmonitored_leg_is_named_on_the_page(file_world, tmp_path):
     )
     text = words(make_app(world, tmp_path).test_client().get(LOT.removeprefix(gs1.DEFAULT_BASE)))
     assert "Part of its journey had no temperature logger" in text
+    assert "Its temperature was recorded on 1 of its 3 legs, by probe." in text
     assert "No temperature logger with carrier." in text
     assert "All good" not in text
 

@@ -29,24 +29,19 @@ from provenance.core.errors import ValidationError
 from provenance.core.timefmt import format_time
 from provenance.domain.coldchain import Profile, Readings, Series, series
 from provenance.domain.coldchain_excursions import BOTH, Excursion
-from provenance.domain.coldchain_mkt import mean_kinetic_temperature
+from provenance.domain.coldchain_mkt import MKTWindow, mean_kinetic_temperature
 from provenance.domain.coldchain_status import (
     EXCEEDED,
     EXCURSION,
     GAP,
     OK,
     ColdChainStatus,
-    MKTWindow,
     assess,
     format_duration,
 )
 
 __all__ = [
-    "EXCEEDED",
-    "EXCURSION",
-    "GAP",
     "LIFE_STATES",
-    "OK",
     "UNMONITORED",
     "LegCover",
     "LifeVerdict",
@@ -55,7 +50,8 @@ __all__ = [
 ]
 
 UNMONITORED = "unmonitored"  # no logger read on any leg: nothing is known
-# LifeVerdict.state, least to most severe; GAP also covers legs that no logger watched.
+# LifeVerdict.state, least to most severe: coldchain_status's states and UNMONITORED;
+# GAP also covers legs that no logger watched.
 LIFE_STATES = (OK, GAP, UNMONITORED, EXCURSION, EXCEEDED)
 
 Interval = tuple[int, int]

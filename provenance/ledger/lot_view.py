@@ -687,10 +687,10 @@ def _inherits(ingredient: Ingredient) -> list[Inherited]:
 
 # The page's state for each whole-life verdict (OK adds nothing).
 _LIFE_STATES = {
-    coldchain_life.EXCEEDED: EXCURSION,
-    coldchain_life.EXCURSION: EXCURSION,
+    coldchain_status.EXCEEDED: EXCURSION,
+    coldchain_status.EXCURSION: EXCURSION,
     coldchain_life.UNMONITORED: UNMONITORED,
-    coldchain_life.GAP: GAP,
+    coldchain_status.GAP: GAP,
 }
 
 

@@ -359,6 +359,22 @@ def life_sentences(life: Any, *, with_zone: bool = True) -> list[str]:
         said.append(_("Beyond what this product tolerates."))
     elif life.state == "excursion":
         said.append(_("Within what this product tolerates."))
+    if life.unmonitored_legs or life.gaps:  # partly known: say what is, then what is not
+        watched = len(life.legs) - len(life.unmonitored_legs)
+        said.append(
+            ngettext(
+                "Its temperature was recorded on %(k)s of its %(num)d leg, by %(who)s.",
+                "Its temperature was recorded on %(k)s of its %(num)d legs, by %(who)s.",
+                len(life.legs),
+                k=watched,
+                who=", ".join(record.name for record, _status in life.records),
+            )
+            if life.legs
+            else _(
+                "Its temperature was recorded by %(who)s.",
+                who=", ".join(record.name for record, _status in life.records),
+            )
+        )
     for leg in life.unmonitored_legs:
         said.append(_("No temperature logger %(leg)s.", leg=leg_name(leg)))
     for start, end in life.gaps:
