@@ -47,6 +47,9 @@ KALE = gs1.lot_uri(GTIN, "KALE-2611")  # kale made into salad bags, then recalle
 FINE = gs1.lot_uri(GTIN, "SPIN-07")  # spinach that stayed cold all the way
 WARM = gs1.lot_uri(GTIN, "ROCK-03")  # rocket that was too warm for four hours
 BAG = gs1.lot_uri(GTIN, "SALAD-11")  # salad bags made from the recalled kale
+LEAF = gs1.lot_uri(GTIN, "LEAF-09")  # baby leaf too warm on the farm, made into a mix
+MIX = gs1.lot_uri(GTIN, "MIX-05")  # the leaf mix made from it
+PEAS = gs1.lot_uri(GTIN, "PEA-04")  # peas that no logger ever watched
 
 
 FARM, PACKER, SHOP, AGENCY = "Green Valley Farm", "Fresh Cuts", "Corner Shop", "Food Agency"
@@ -54,7 +57,8 @@ FARM, PACKER, SHOP, AGENCY = "Green Valley Farm", "Fresh Cuts", "Corner Shop", "
 
 def build(directory: Path) -> World:
     """The story's ledger: KALE-2611 is made into salad bags and recalled;
-    SPIN-07 is simply fine; ROCK-03 was too warm on the way."""
+    SPIN-07 is simply fine; ROCK-03 was too warm on the way; LEAF-09 was too warm on
+    the farm and made into MIX-05; PEA-04 was never watched by a logger."""
     world = World.create(directory, with_lot=False)
     for name, role in ((FARM, "producer"), (PACKER, "processor"), (SHOP, "retailer")):
         world.enrol_party(name, role)
@@ -65,6 +69,7 @@ def build(directory: Path) -> World:
         (KALE, "KALE-2611", "Kale", "truck7"),
         (FINE, "SPIN-07", "Spinach", "truck8"),
         (WARM, "ROCK-03", "Rocket", "truck9"),
+        (LEAF, "LEAF-09", "Baby leaf", "truck6"),
     ):
         world.enrol_device(probe, owner=FARM)
         probes[uri] = probe
@@ -84,11 +89,13 @@ def build(directory: Path) -> World:
         [world.reading(h, 3.0 + (h % 3) / 4, "truck8") for h in hours]
         + [world.reading(h, warm[h], "truck9") for h in hours]
         + [world.reading(h, 3.5, "truck7") for h in hours]
+        + [world.reading(h, 9.0 if 3 <= h < 6 else 3.5, "truck6") for h in hours]
     )
     for uri, to, place in (
         (FINE, SHOP, "Corner Shop, Mill Lane"),
         (WARM, SHOP, "Corner Shop, Mill Lane"),
         (KALE, PACKER, "Fresh Cuts packhouse"),
+        (LEAF, PACKER, "Fresh Cuts packhouse"),
     ):
         shipped = world.ok(FARM, "ship", [uri], {"to": world.did(to)}, time=at(12))
         received = {"shipment": shipped.event_id, "location": {"name": place}}
@@ -107,6 +114,31 @@ def build(directory: Path) -> World:
         },
         time=at(14),
     )
+    world.ok(
+        PACKER,
+        "transform",
+        [LEAF, MIX],
+        {
+            "inputs": [{"batch": LEAF, "quantity": {"value": 50, "unit": "KGM"}}],
+            "outputs": [
+                {"batch": MIX, "quantity": {"value": 200, "unit": "EA"}, "product": "Leaf mix"}
+            ],
+            "location": {"name": "Fresh Cuts packhouse"},
+        },
+        time=at(14.5),
+    )
+    peas = {
+        "gtin": GTIN,
+        "lot": "PEA-04",
+        "product": "Peas",
+        "category": "food",
+        "profile": "chilled",
+        "quantity": {"value": 80, "unit": "KGM"},
+        "origin": {"name": "Green Valley Farm, field 5", "country": "KE"},
+    }
+    world.ok(FARM, "commission", [PEAS], peas, time=at(0.3))
+    shipped = world.ok(FARM, "ship", [PEAS], {"to": world.did(SHOP)}, time=at(12))
+    world.ok(SHOP, "receive", [PEAS], {"shipment": shipped.event_id}, time=at(13.5))
     recall = {
         "reason": "Listeria found in routine testing",
         "class": "I",
@@ -145,6 +177,8 @@ SCREENS = [
     Screen("scan-normal", None, _scan(FINE)),
     Screen("scan-excursion", None, _scan(WARM)),
     Screen("scan-recalled", None, _scan(BAG)),
+    Screen("scan-made-from", None, _scan(MIX)),
+    Screen("scan-unmonitored", None, _scan(PEAS)),
     Screen("portal-producer-home", "farm1", lambda p, b, _: p.goto(b + "/portal/")),
     Screen("portal-register", "farm1", lambda p, b, _: p.goto(b + "/portal/lots/new")),
     Screen("portal-lot", "farm1", _lot(WARM)),
