@@ -114,10 +114,15 @@ def test_a_lots_alerts_are_said_in_the_readers_words(portal):
         page = re.sub(
             r"<[^>]+>", " ", text(portal.client("farm1").get(f"{url}?lang=zh&tz=Asia/Shanghai"))
         )
-        assert "2026年9月22日 01:58 (Asia/Shanghai) 起过热 4 小时 15 分钟" in page, page
+        assert (
+            "最长一次偏离：自 2026年9月22日 01:58 (Asia/Shanghai) 起过热 4 小时 15 分钟" in page
+        ), page
         assert plain.search(page) is None, plain.search(page)
     english = text(portal.client("farm1").get("/portal/?lang=en&tz=UTC"))
-    assert "4 h 15 min too warm from 21 Sep 2026, 17:58 (UTC), peak 11.0 °C" in english
+    # the whole life in one verdict, as the scan page says it (wording.life_sentences)
+    assert "Outside 0–5 °C for 4 h 15 min in all over its journey." in english
+    assert "Longest excursion: 4 h 15 min too warm from 21 Sep 2026, 17:58 (UTC)." in english
+    assert "Peak: 11.0 °C." in english
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@
 It builds a small ledger in a temporary folder (the test World of
 tests/support/world.py, with a farm, a packhouse, a shop and a food agency),
 tells a short story in it with the demo's kind of names — a lot that is simply
-fine, a lot that was too warm on the way and was made into a salad mix, kale
-made into salad bags and recalled, chard that no logger watched — serves the web app on a
+fine, a lot that was too warm on the way, kale made into salad bags and
+recalled — serves the web app on a
 loopback port from this process, and drives Debian's Chromium with Playwright
 (never a downloaded browser; every request but loopback is refused) through
 the consumer scan page and the producer and regulator portals, at a phone's
@@ -47,8 +47,9 @@ KALE = gs1.lot_uri(GTIN, "KALE-2611")  # kale made into salad bags, then recalle
 FINE = gs1.lot_uri(GTIN, "SPIN-07")  # spinach that stayed cold all the way
 WARM = gs1.lot_uri(GTIN, "ROCK-03")  # rocket that was too warm for four hours
 BAG = gs1.lot_uri(GTIN, "SALAD-11")  # salad bags made from the recalled kale
-MIX = gs1.lot_uri(GTIN, "MIX-04")  # a salad mix made from the rocket that was too warm
-CHARD = gs1.lot_uri(GTIN, "CHARD-05")  # chard that no logger watched on its way
+LEAF = gs1.lot_uri(GTIN, "LEAF-09")  # baby leaf too warm on the farm, made into a mix
+MIX = gs1.lot_uri(GTIN, "MIX-05")  # the leaf mix made from it
+PEAS = gs1.lot_uri(GTIN, "PEA-04")  # peas that no logger ever watched
 
 
 FARM, PACKER, SHOP, AGENCY = "Green Valley Farm", "Fresh Cuts", "Corner Shop", "Food Agency"
@@ -56,7 +57,8 @@ FARM, PACKER, SHOP, AGENCY = "Green Valley Farm", "Fresh Cuts", "Corner Shop", "
 
 def build(directory: Path) -> World:
     """The story's ledger: KALE-2611 is made into salad bags and recalled;
-    SPIN-07 is simply fine; ROCK-03 was too warm on the way."""
+    SPIN-07 is simply fine; ROCK-03 was too warm on the way; LEAF-09 was too warm on
+    the farm and made into MIX-05; PEA-04 was never watched by a logger."""
     world = World.create(directory, with_lot=False)
     for name, role in ((FARM, "producer"), (PACKER, "processor"), (SHOP, "retailer")):
         world.enrol_party(name, role)
@@ -67,6 +69,7 @@ def build(directory: Path) -> World:
         (KALE, "KALE-2611", "Kale", "truck7"),
         (FINE, "SPIN-07", "Spinach", "truck8"),
         (WARM, "ROCK-03", "Rocket", "truck9"),
+        (LEAF, "LEAF-09", "Baby leaf", "truck6"),
     ):
         world.enrol_device(probe, owner=FARM)
         probes[uri] = probe
@@ -86,11 +89,13 @@ def build(directory: Path) -> World:
         [world.reading(h, 3.0 + (h % 3) / 4, "truck8") for h in hours]
         + [world.reading(h, warm[h], "truck9") for h in hours]
         + [world.reading(h, 3.5, "truck7") for h in hours]
+        + [world.reading(h, 9.0 if 3 <= h < 6 else 3.5, "truck6") for h in hours]
     )
     for uri, to, place in (
         (FINE, SHOP, "Corner Shop, Mill Lane"),
-        (WARM, PACKER, "Fresh Cuts packhouse"),
+        (WARM, SHOP, "Corner Shop, Mill Lane"),
         (KALE, PACKER, "Fresh Cuts packhouse"),
+        (LEAF, PACKER, "Fresh Cuts packhouse"),
     ):
         shipped = world.ok(FARM, "ship", [uri], {"to": world.did(to)}, time=at(12))
         received = {"shipment": shipped.event_id, "location": {"name": place}}
@@ -112,29 +117,28 @@ def build(directory: Path) -> World:
     world.ok(
         PACKER,
         "transform",
-        [WARM, MIX],
+        [LEAF, MIX],
         {
-            "inputs": [{"batch": WARM, "quantity": {"value": 60, "unit": "KGM"}}],
+            "inputs": [{"batch": LEAF, "quantity": {"value": 50, "unit": "KGM"}}],
             "outputs": [
-                {"batch": MIX, "quantity": {"value": 200, "unit": "EA"}, "product": "Salad mix"}
+                {"batch": MIX, "quantity": {"value": 200, "unit": "EA"}, "product": "Leaf mix"}
             ],
             "location": {"name": "Fresh Cuts packhouse"},
         },
-        time=at(15),
+        time=at(14.5),
     )
-    chard = {
+    peas = {
         "gtin": GTIN,
-        "lot": "CHARD-05",
-        "product": "Chard",
+        "lot": "PEA-04",
+        "product": "Peas",
         "category": "food",
         "profile": "chilled",
-        "quantity": {"value": 120, "unit": "KGM"},
+        "quantity": {"value": 80, "unit": "KGM"},
         "origin": {"name": "Green Valley Farm, field 5", "country": "KE"},
     }
-    world.ok(FARM, "commission", [CHARD], chard, time=at(0.3))
-    shipped = world.ok(FARM, "ship", [CHARD], {"to": world.did(SHOP)}, time=at(12))
-    received = {"shipment": shipped.event_id, "location": {"name": "Corner Shop, Mill Lane"}}
-    world.ok(SHOP, "receive", [CHARD], received, time=at(13.5))
+    world.ok(FARM, "commission", [PEAS], peas, time=at(0.3))
+    shipped = world.ok(FARM, "ship", [PEAS], {"to": world.did(SHOP)}, time=at(12))
+    world.ok(SHOP, "receive", [PEAS], {"shipment": shipped.event_id}, time=at(13.5))
     recall = {
         "reason": "Listeria found in routine testing",
         "class": "I",
@@ -174,7 +178,7 @@ SCREENS = [
     Screen("scan-excursion", None, _scan(WARM)),
     Screen("scan-recalled", None, _scan(BAG)),
     Screen("scan-made-from", None, _scan(MIX)),
-    Screen("scan-unmonitored", None, _scan(CHARD)),
+    Screen("scan-unmonitored", None, _scan(PEAS)),
     Screen("portal-producer-home", "farm1", lambda p, b, _: p.goto(b + "/portal/")),
     Screen("portal-register", "farm1", lambda p, b, _: p.goto(b + "/portal/lots/new")),
     Screen("portal-lot", "farm1", _lot(WARM)),

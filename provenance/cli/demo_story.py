@@ -181,7 +181,8 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
     append(
         PROBE,
         [
-            {"kind": "reading", "data": {"temperature_c": t}, "time": at(1 + i / 4)}
+            # from the attach on, so every leg (the farm, the truck, the carrier) was watched
+            {"kind": "reading", "data": {"temperature_c": t}, "time": at(i / 4)}
             for i, t in enumerate(temperatures)
         ],
     )
@@ -304,7 +305,8 @@ def fine_lot(demo: Demo, at, append, start: int, carrier: str) -> None:  # type:
     append(
         FINE_PROBE,
         [
-            {"kind": "reading", "data": {"temperature_c": t}, "time": at(1 + i / 4)}
+            # from the attach on, so every leg (the farm, the truck, the carrier) was watched
+            {"kind": "reading", "data": {"temperature_c": t}, "time": at(i / 4)}
             for i, t in enumerate([2.8, 3.0, 3.3, 3.6, 3.4, 3.1, 2.9, 3.2])
         ],
     )

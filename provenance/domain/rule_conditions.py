@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from provenance.core.errors import ValidationError
 from provenance.core.fields import MAX_TEXT
 from provenance.core.timefmt import format_time
-from provenance.domain import coldchain, coldchain_excursions, coldchain_status
+from provenance.domain import coldchain, coldchain_excursions, coldchain_life, coldchain_status
 from provenance.domain.rule_facts import Finding, Logger, LotFacts, Reading, SerialScan
 
 __all__ = [
@@ -134,8 +134,8 @@ def _scope(condition: Condition) -> str:
 
 @dataclass(frozen=True)
 class ColdchainTolerance(Condition):
-    """A logger's temperature record on the lot exceeds the lot's profile tolerance
-    (`coldchain_status.assess` says tolerance-exceeded), optionally with a stricter
+    """The lot's temperature records over its whole life exceed the lot's profile
+    tolerance (`coldchain_life.judge_life` says tolerance-exceeded), optionally with a stricter
     longest single excursion or total time out of range than the profile's."""
 
     type: ClassVar[str] = "coldchain-tolerance"
@@ -183,48 +183,57 @@ class ColdchainTolerance(Condition):
         return dataclasses.replace(base, **changes) if changes else base
 
     def findings(self, facts: LotFacts, now_us: int, since_us: int | None) -> list[Finding]:
+        """The lot's whole life judged at once (`coldchain_life.judge_life`, as the scan
+        page and the portal judge it): every logger's record, each read on its own, the
+        tolerance applied to their union — two legs of 3 h out of range are 6 h in all."""
         profile = self._profile(facts)
         if profile is None:
             return []
-        found = []
-        for logger in facts.loggers:
-            records: dict[str | None, list[Reading]] = {}
+        # keyed by the logger's place in the facts: hashing a Logger hashes its readings
+        by_place: dict[tuple[int, str | None], list[Reading]] = {}
+        for place, logger in enumerate(facts.loggers):
             for reading in logger.readings:
                 if reading.temperature_c is None:
                     continue
                 if since_us is not None and reading.time_us <= since_us:
                     continue
-                records.setdefault(reading.sensor, []).append(reading)
-            for sensor, readings in records.items():
-                finding = self._judge(logger, sensor, readings, profile, now_us)
-                if finding is not None:
-                    found.append(finding)
-        return found
+                by_place.setdefault((place, reading.sensor), []).append(reading)
+        records = [
+            (facts.loggers[place], sensor, found) for (place, sensor), found in by_place.items()
+        ]
+        judged = [
+            coldchain_life.Record(
+                logger.name + (f" ({sensor})" if sensor else ""),
+                [(r.time_us, r.temperature_c) for r in readings],  # type: ignore[misc]
+                logger.device + (f"/{sensor}" if sensor else ""),
+                live=logger.detached_us is None,
+            )
+            for logger, sensor, readings in records
+        ]
+        life = coldchain_life.judge_life(judged, profile, now_us=now_us)
+        if not life.exceeded or not life.excursions:
+            return []
+        finding = self._finding(life, records, profile)
+        return [finding]
 
-    def _judge(
+    def _finding(
         self,
-        logger: Logger,
-        sensor: str | None,
-        readings: list[Reading],
+        life: coldchain_life.LifeVerdict,
+        records: Sequence[tuple[Logger, str | None, Sequence[Reading]]],
         profile: coldchain.Profile,
-        now_us: int,
-    ) -> Finding | None:
-        still_attached = logger.detached_us is None
-        status = coldchain_status.assess(
-            [(r.time_us, r.temperature_c) for r in readings],  # type: ignore[misc]
-            profile,
-            now_us if still_attached else None,
+    ) -> Finding:
+        first, worst = life.excursions[0], life.longest
+        assert worst is not None
+        loggers = [(logger, sensor) for logger, sensor, _ in records]
+        names = [logger.name + (f" ({sensor})" if sensor else "") for logger, sensor in loggers]
+        if len(names) == 1:
+            whose = f"temperature record of logger {names[0]} exceeds"
+        else:
+            whose = f"temperature records of loggers {', '.join(names)} together exceed"
+        reason = f"{whose} the {profile.name} tolerance ({profile.band}): " + "; ".join(
+            life.breaches
         )
-        if status.state != coldchain_status.EXCEEDED or not status.excursions:
-            return None
-        first = status.excursions[0]
-        who = logger.name + (f" ({sensor})" if sensor else "")
-        breaches = [r for r in status.reasons if not r.startswith("no readings for")]
-        reason = (
-            f"temperature record of logger {who} exceeds the {profile.name} tolerance "
-            f"({profile.band}): " + "; ".join(breaches)
-        )
-        worst = max(status.excursions, key=lambda e: e.duration_us)
+        readings = [r for _, _, found in records for r in found]
         at = {}
         for reading in readings:
             at.setdefault(reading.time_us, reading.index)
@@ -244,6 +253,7 @@ class ColdchainTolerance(Condition):
                 if i is not None
             )
         )
+        (logger, sensor) = loggers[0]
         evidence: dict[str, Any] = {
             "code": "coldchain-exceeded",  # how a page words it (docs/rules.md)
             "logger": logger.device,
@@ -254,18 +264,26 @@ class ColdchainTolerance(Condition):
                 "max_excursion_s": _seconds(profile.max_excursion_us),
                 "max_total_s": _seconds(profile.max_total_us),
             },
-            "excursions": [_excursion_json(e) for e in status.excursions[:MAX_LISTED]],
-            "time_out_of_range_s": status.time_out_of_range_us // SECOND,
-            "readings": status.readings,
-            "min_c": status.min_c,
-            "max_c": status.max_c,
+            "excursions": [_excursion_json(e) for e in life.excursions[:MAX_LISTED]],
+            "time_out_of_range_s": life.time_out_of_range_us // SECOND,
+            "longest_excursion_s": worst.duration_us // SECOND,
+            "readings": life.readings,
+            "min_c": life.min_c,
+            "max_c": life.max_c,
         }
         if sensor:
             evidence["sensor"] = sensor
-        if len(status.excursions) > MAX_LISTED:
-            evidence["excursions_not_listed"] = len(status.excursions) - MAX_LISTED
-        key = f"{logger.device}{'/' + sensor if sensor else ''}@{format_time(first.start_us)}"
-        return Finding(key, _text(reason), evidence, events)
+        if len(loggers) > 1:
+            evidence["loggers"] = [
+                {"logger": lg.device, "logger_name": lg.name, **({"sensor": s} if s else {})}
+                for lg, s in loggers
+            ]
+        if len(life.excursions) > MAX_LISTED:
+            evidence["excursions_not_listed"] = len(life.excursions) - MAX_LISTED
+        # One logger: its did (and probe); several: the lot's whole life. Then the start
+        # of the first excursion, so a hold or flag is raised once for it.
+        who = logger.device + (f"/{sensor}" if sensor else "") if len(loggers) == 1 else "life"
+        return Finding(f"{who}@{format_time(first.start_us)}", _text(reason), evidence, events)
 
     def describe(self) -> str:
         limits = []
@@ -278,7 +296,7 @@ class ColdchainTolerance(Condition):
                 f"over {coldchain_status.format_duration(self.max_total_us)} out of range in all"
             )
         extra = f" (stricter: {', '.join(limits)})" if limits else ""
-        return f"{_scope(self)}: a logger's record exceeds the profile's tolerance{extra}"
+        return f"{_scope(self)}: its temperature over its whole life exceeds the tolerance{extra}"
 
 
 def _seconds(us: int | None) -> int | None:

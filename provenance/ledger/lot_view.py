@@ -30,7 +30,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from provenance.core import chain as chains
@@ -42,7 +42,7 @@ from provenance.core.identity import public_key_from_did
 from provenance.core.merkle import inclusion_proof, verify_inclusion
 from provenance.core.reason import Reason
 from provenance.core.timefmt import now_micros, parse_date
-from provenance.domain import coldchain, coldchain_downsample, coldchain_status
+from provenance.domain import coldchain, coldchain_downsample, coldchain_life, coldchain_status
 from provenance.domain.custody import (
     NOTE_BEFORE_ORIGIN,
     NOTE_OUT_OF_ORDER,
@@ -59,6 +59,8 @@ from provenance.ledger.proofs import HeadsProver, checkpoint_body, heads_prover
 from provenance.store.db import Store
 from provenance.store.rows import Lot
 
+MAX_INGREDIENTS = 6  # lots it was made from that a page shows (and checks) at each level
+MAX_INGREDIENT_DEPTH = 2  # levels of "made from" a page follows: ingredients and theirs
 VERIFY_CHUNK = 500  # signatures per task on the verify threads
 VOUCH_FROM = 64  # new events under the checkpoint from which a later scan asks the signed log
 CHART_BUCKETS = 160  # chart columns per leg: ~2 px each on a phone, peaks kept (M4)
@@ -71,9 +73,10 @@ HELD = "held"  # a rule stopped it (e.g. a vaccine out of its band too long) unt
 UNVERIFIED = "unverified"  # the record does not check out
 EXCURSION = "excursion"  # the cold chain broke (within or beyond tolerance)
 EXPIRED = "expired"
-GAP = "gap"  # loggers fell silent: not known to be fine
+UNMONITORED = "unmonitored"  # it needs a temperature, and no logger read on any leg
+GAP = "gap"  # loggers fell silent, or a leg had none: not known to be fine
 OK = "ok"
-STATES = (RECALLED, HELD, UNVERIFIED, EXCURSION, EXPIRED, GAP, OK)
+STATES = (RECALLED, HELD, UNVERIFIED, EXCURSION, EXPIRED, UNMONITORED, GAP, OK)
 
 # Notes on what a page could not place plainly (codes; the page words them,
 # these are the words of the JSON twin).
@@ -128,6 +131,50 @@ class Integrity:
 
 
 @dataclass(frozen=True)
+class Ingredient:
+    """A lot this one was made from, as its own scan shows it (with its own ingredients,
+    one level less deep)."""
+
+    uri: str
+    quantity: dict[str, Any] | None
+    view: LotView
+
+    @property
+    def name(self) -> str:
+        return self.view.lot.product
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """A hold, recall, excursion or unknown temperature of a lot this one was made from,
+    with the path to it: *path* names the products from this lot's ingredient down to the
+    lot it happened to (``("Kale",)``, ``("Dressing", "Olive oil")``)."""
+
+    state: str  # a page state: RECALLED, HELD, EXCURSION, UNMONITORED or GAP
+    path: tuple[str, ...]
+    uris: tuple[str, ...]  # the lots along the path
+    reasons: tuple[str, ...]  # plain English, as that lot's own page gives them
+    life: coldchain_life.LifeVerdict | None = None  # for EXCURSION, UNMONITORED, GAP
+    holds: tuple[Hold, ...] = ()  # for HELD
+
+    @property
+    def uri(self) -> str:
+        return self.uris[-1]
+
+    def sentence(self) -> str:
+        """Plain English, with the path: "the Kale in it: …"."""
+        return f"the {' in the '.join(reversed(self.path))} in it: " + "; ".join(self.reasons)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "path": list(self.path),
+            "lots": list(self.uris),
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
 class LotView:
     lot: Lot
     custody: Custody
@@ -144,6 +191,11 @@ class LotView:
     holds: tuple[Hold, ...] = ()  # holds in force, oldest first
     flags: tuple[Flag, ...] = ()  # signals rules raised about it (they stop nothing)
     notes: tuple[str, ...] = ()  # keys of NOTES: what could not be placed plainly
+    # --- the cold chain over the whole life, and the lots it was made from
+    life: coldchain_life.LifeVerdict | None = None  # None: no temperature requirement
+    ingredients: tuple[Ingredient, ...] = ()  # lots it was made from, as far as shown
+    ingredients_not_shown: int = 0  # inputs beyond MAX_INGREDIENTS or MAX_INGREDIENT_DEPTH
+    inherited: tuple[Inherited, ...] = ()  # their holds, excursions… with the path to them
 
     @property
     def expiry(self) -> str | None:
@@ -169,10 +221,16 @@ class _History:
     length: int = 0
     link: bytes = b""
     steps: list[tuple[int, Envelope]] = field(default_factory=list)  # non-reading events
-    readings: list[tuple[int, float, str]] = field(default_factory=list)  # (t, °C, signer)
+    readings: list[tuple[int, float, str, str | None]] = field(
+        default_factory=list
+    )  # (t, °C, signer, sensor)
     times: list[int] = field(default_factory=list)  # readings' times, sorted with them
     in_order: bool = True  # readings arrived in time order (else sort before use)
     leg_records: dict[Any, LegRecord] = field(default_factory=dict)  # by what they depend on
+    life_key: tuple[Any, ...] | None = None
+    life: coldchain_life.LifeVerdict | None = None
+    # the view with its ingredients, by depth: (what it was made of, the view)
+    made: dict[int, tuple[tuple[Any, ...], LotView]] = field(default_factory=dict)
     bad_signatures: list[str] = field(default_factory=list)
     vouched: int = 0  # events whose signatures the signed log vouches for
     problems: list[str] = field(default_factory=list)  # found while reading, kept
@@ -207,7 +265,49 @@ class Scanner:
         self._heads_lock = threading.Lock()
 
     def view(self, store: Store, lot_uri: str) -> LotView:
-        """The lot as a scan shows it now. Raises NotFound for an unknown lot."""
+        """The lot as a scan shows it now, with the lots it was made from (as far as
+        MAX_INGREDIENT_DEPTH and MAX_INGREDIENTS reach). Raises NotFound for an unknown lot."""
+        return self._made_view(store, lot_uri, MAX_INGREDIENT_DEPTH, frozenset())
+
+    def _made_view(self, store: Store, lot_uri: str, depth: int, seen: frozenset[str]) -> LotView:
+        """The lot's own view with its ingredients' views under it and their alerts
+        inherited. Each ingredient's view is read on its own (its own snapshot and lock:
+        never two locks at once), and the combination is kept while neither changes,
+        so the page cache (keyed by the view) keeps working."""
+        own, history = self._own_view(store, lot_uri)
+        inputs = own.custody.inputs
+        if not inputs:
+            return own
+        parts: list[Any] = [own]
+        ingredients = []
+        missing = max(len(inputs) - MAX_INGREDIENTS, 0) if depth > 0 else len(inputs)
+        if depth > 0:
+            for item in inputs[:MAX_INGREDIENTS]:
+                uri = item.get("batch")
+                if not isinstance(uri, str) or uri in seen or uri == lot_uri:
+                    missing += 1
+                    continue
+                try:
+                    sub = self._made_view(store, uri, depth - 1, seen | {lot_uri})
+                except NotFound:
+                    missing += 1
+                    continue
+                parts.append(sub)
+                ingredients.append(Ingredient(uri, item.get("quantity"), sub))
+        with history.lock:
+            kept = history.made.get(depth)
+            if (
+                kept is not None
+                and len(kept[0]) == len(parts)
+                and all(a is b for a, b in zip(kept[0], parts, strict=True))
+            ):
+                return kept[1]
+            made = _with_ingredients(own, tuple(ingredients), missing)
+            history.made[depth] = (tuple(parts), made)
+            return made
+
+    def _own_view(self, store: Store, lot_uri: str) -> tuple[LotView, _History]:
+        """The lot's own view, without its ingredients."""
         now = self.clock()
         with store.snapshot():
             lot = store.lot_by_uri(lot_uri)
@@ -231,7 +331,7 @@ class Scanner:
                     )
                     history.view = _build_view(store, lot, history, integrity, alerts, now)
                     history.view_key = key
-                return history.view
+                return history.view, history
 
     # --- the per-lot memory
 
@@ -294,7 +394,10 @@ class Scanner:
                     time_us = envelope.time_us
                     if history.times and time_us < history.times[-1]:
                         history.in_order = False
-                    history.readings.append((time_us, temperature, envelope.signer))
+                    sensor = envelope.data.get("sensor")
+                    history.readings.append(
+                        (time_us, temperature, envelope.signer, sensor if sensor else None)
+                    )
                     history.times.append(time_us)
             else:
                 history.steps.append((stored.index, envelope))
@@ -511,8 +614,9 @@ def _build_view(
     custodian = (
         Party(identity.did, identity.name, identity.role) if identity else unknown_party("?")
     )
+    life = _life(history, custody, legs, profile, lookup, now)
     active = tuple(record for record in alerts.recalls if record.active)
-    state, reasons, warnings = judge(lot, custody, integrity, legs, active, alerts.holds, now)
+    state, reasons, warnings = judge(lot, custody, integrity, life, active, alerts.holds, now)
     return LotView(
         lot,
         custody,
@@ -529,6 +633,7 @@ def _build_view(
         alerts.holds,
         alerts.flags,
         tuple(notes),
+        life,
     )
 
 
@@ -547,7 +652,7 @@ def _leg_records(
         return ()
     if not history.in_order:
         history.readings.sort()
-        history.times[:] = [time_us for time_us, _, _ in history.readings]
+        history.times[:] = [reading[0] for reading in history.readings]
         history.in_order = True
     times, last = history.times, len(legs) - 1
     kept: dict[Any, LegRecord] = {}
@@ -576,15 +681,15 @@ def _leg_records(
 
 def _leg_record(
     leg: Leg,
-    readings: list[tuple[int, float, str]],
+    readings: list[tuple[int, float, str, str | None]],
     profile: coldchain.Profile | None,
     lookup: Callable[[str], Party],
     now: int | None,
 ) -> LegRecord:
-    loggers = tuple(lookup(did) for did in dict.fromkeys(signer for _, _, signer in readings))
+    loggers = tuple(lookup(did) for did in dict.fromkeys(reading[2] for reading in readings))
     status, buckets = None, ()
     if readings:
-        data = coldchain.series([(time_us, temperature) for time_us, temperature, _ in readings])
+        data = coldchain.series([(reading[0], reading[1]) for reading in readings])
         if profile is not None:
             # now: the logger should still read
             status = coldchain_status.assess(data, profile, now)
@@ -592,17 +697,64 @@ def _leg_record(
     return LegRecord(leg, loggers, len(readings), status, buckets)
 
 
+# --- the cold chain over the whole life (docs/coldchain.md, "The whole life of a lot")
+
+
+def _life(
+    history: _History,
+    custody: Custody,
+    legs: tuple[LegRecord, ...],
+    profile: coldchain.Profile | None,
+    lookup: Callable[[str], Party],
+    now: int,
+) -> coldchain_life.LifeVerdict | None:
+    """The lot's whole life judged by `coldchain_life.judge_life`, as the rules engine
+    judges it: one record per logger (per probe of a gateway), each read on its own.
+    Kept until the readings, legs or profile change (or the minute, while a logger
+    is attached to the open leg)."""
+    if profile is None:
+        return None
+    attached = frozenset(party.did for party in custody.attached)
+    still_going = bool(custody.legs) and custody.legs[-1].end_us is None
+    live = attached if still_going else frozenset()
+    key = (len(history.readings), custody.legs, profile, live, now // MINUTE if live else None)
+    if history.life_key == key and history.life is not None:
+        return history.life
+    by_record: dict[tuple[str, str | None], list[tuple[int, float]]] = {}
+    for time_us, temperature, signer, sensor in history.readings:
+        by_record.setdefault((signer, sensor), []).append((time_us, temperature))
+    records = []
+    for (signer, sensor), readings in by_record.items():
+        name = lookup(signer).name + (f" ({sensor})" if sensor else "")
+        key_text = signer + (f"/{sensor}" if sensor else "")
+        records.append(coldchain_life.Record(name, readings, key_text, signer in live))
+    covers = [
+        coldchain_life.LegCover(
+            record.leg.holder.name,
+            record.leg.start_us,
+            record.leg.end_us,
+            record.readings,
+            record.leg.receiver.name if record.leg.receiver else None,
+        )
+        for record in legs
+    ]
+    history.life = coldchain_life.judge_life(records, profile, legs=covers, now_us=now)
+    history.life_key = key
+    return history.life
+
+
 def judge(
     lot: Lot,
     custody: Custody,
     integrity: Integrity,
-    legs: tuple[LegRecord, ...],
+    life: coldchain_life.LifeVerdict | None,
     recalls: tuple[RecallRecord, ...],
     holds: tuple[Hold, ...],
     now_us: int,
 ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """The headline state, its reasons, and the lesser states that also apply.
-    *recalls* and *holds* are those in force."""
+    *recalls* and *holds* are those in force; the cold chain is *life*'s verdict
+    over the whole life, never leg by leg."""
     found: dict[str, list[str]] = {}
     if lot.recalled or recalls:
         found[RECALLED] = [r.reason for r in recalls] or [
@@ -614,17 +766,74 @@ def judge(
         found[UNVERIFIED] = list(integrity.problems) or [
             Reason("not-checked", "the record could not be checked")
         ]
-    for record in legs:
-        status = record.status
-        if status is None:
-            continue
-        if status.state in (coldchain_status.EXCURSION, coldchain_status.EXCEEDED):
-            found.setdefault(EXCURSION, []).extend(status.reasons)
-        elif status.state == coldchain_status.GAP:
-            found.setdefault(GAP, []).extend(status.reasons)
+    if life is not None:
+        page_state = _LIFE_STATES.get(life.state)
+        if page_state is not None:
+            found[page_state] = list(life.reasons)
     expiry = lot.expiry or custody.origin.get("expiry")
     if expiry and _day_of(expiry) < now_us // DAY:
         found[EXPIRED] = [Reason("expired", f"expired on {expiry}", date=expiry)]
+    return _headline(found)
+
+
+# --- ingredients (docs/lineage.md, "Ingredients on the scan page")
+
+
+def _with_ingredients(own: LotView, ingredients: tuple[Ingredient, ...], missing: int) -> LotView:
+    """*own* with its ingredients and what it inherits from them; the headline is
+    judged again with their holds, excursions and unknown temperatures, each with its
+    path (recalls already reach it through the recall table: docs/lineage.md)."""
+    inherited = tuple(item for ingredient in ingredients for item in _inherits(ingredient))
+    found: dict[str, list[str]] = {}
+    if own.state != OK:
+        found[own.state] = list(own.reasons)
+    for state in own.warnings:
+        found.setdefault(state, [])
+    for item in inherited:
+        if item.state == RECALLED and own.active_recalls:
+            continue  # the recall reached this lot itself (cascaded): said once
+        found.setdefault(item.state, []).append(item.sentence())
+    state, reasons, warnings = _headline(found)
+    return replace(
+        own,
+        state=state,
+        reasons=reasons,
+        warnings=warnings,
+        ingredients=ingredients,
+        ingredients_not_shown=missing,
+        inherited=inherited,
+    )
+
+
+def _inherits(ingredient: Ingredient) -> list[Inherited]:
+    """What this lot inherits from one ingredient: the ingredient's own holds, direct
+    recalls and cold-chain verdict, and (one level down) what it inherited itself."""
+    view, name, uri = ingredient.view, ingredient.name, ingredient.uri
+    out = []
+    direct = tuple(r.reason for r in view.active_recalls if r.direct)
+    if direct:
+        out.append(Inherited(RECALLED, (name,), (uri,), direct))
+    if view.holds or view.lot.held:
+        reasons = tuple(h.reason for h in view.holds) or (Reason("held", "held by a rule"),)
+        out.append(Inherited(HELD, (name,), (uri,), reasons, holds=view.holds))
+    life = view.life
+    if life is not None and life.state in _LIFE_STATES:
+        out.append(Inherited(_LIFE_STATES[life.state], (name,), (uri,), life.reasons, life))
+    for deeper in view.inherited:
+        out.append(replace(deeper, path=(name, *deeper.path), uris=(uri, *deeper.uris)))
+    return out
+
+
+# The page's state for each whole-life verdict (OK adds nothing).
+_LIFE_STATES = {
+    coldchain_status.EXCEEDED: EXCURSION,
+    coldchain_status.EXCURSION: EXCURSION,
+    coldchain_life.UNMONITORED: UNMONITORED,
+    coldchain_status.GAP: GAP,
+}
+
+
+def _headline(found: dict[str, list[str]]) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     present = [state for state in STATES if state in found]
     if not present:
         return OK, (), ()

@@ -56,6 +56,8 @@ def render_lot(
             label_expiry=label_expiry if label_expiry != view.expiry else None,
             serial=serial,
             charts=[_chart(view, record, n) for n, record in enumerate(view.legs)],
+            # the charts of the lots it was made from (templates/_ingredients.html)
+            ingredient_chart=_chart,
             custodial=custodial_signers(view),
             witnessed=witnessed,
             # The proof bundle's size, said before a phone downloads it
@@ -102,7 +104,9 @@ def chart_labels() -> dict[str, Any]:
     }
 
 
-def _chart(view: LotView, record: LegRecord, position: int) -> Markup | None:
+def _chart(view: LotView, record: LegRecord, position: int, name: str = "leg") -> Markup | None:
+    """The chart of one leg; *name* makes its ids unique on the page (an ingredient's
+    legs are drawn on the page of what was made from it)."""
     status = record.status
     if status is None or not record.buckets or view.profile is None:
         return None
@@ -124,7 +128,7 @@ def _chart(view: LotView, record: LegRecord, position: int) -> Markup | None:
                     excursions=status.excursions,
                     gaps=status.gaps,
                     labels=chart_labels(),
-                    chart_id=f"leg{position}",
+                    chart_id=f"{name}{position}",
                     zone=wording.zone_name(),
                 )
             )
@@ -132,5 +136,5 @@ def _chart(view: LotView, record: LegRecord, position: int) -> Markup | None:
             log.exception("lot %s: the chart of leg %d could not be drawn", view.lot.uri, position)
             return Markup('<p class="note">%s</p>') % _("The chart of this leg could not be drawn.")
 
-    key = (id(record), end, position, str(get_locale()), wording.zone_name())
+    key = (id(record), end, name, position, str(get_locale()), wording.zone_name())
     return _charts.get_or_make(key, draw, record)

@@ -7,8 +7,9 @@ from typing import Any
 
 from provenance.core.timefmt import format_time
 from provenance.domain.coldchain_excursions import Excursion
+from provenance.domain.coldchain_life import LifeVerdict
 from provenance.domain.custody import Party, Step
-from provenance.ledger.lot_view import NOTES, LegRecord, LotView
+from provenance.ledger.lot_view import NOTES, Ingredient, LegRecord, LotView
 
 # Link relation types of the GS1 Web Vocabulary that this resolver serves.
 GS1_VOC = "https://gs1.org/voc/"
@@ -98,6 +99,57 @@ def _leg(record: LegRecord) -> dict[str, Any]:
     return out
 
 
+def life_json(life: LifeVerdict | None) -> dict[str, Any] | None:
+    """The cold chain over the lot's whole life (`coldchain_life.judge_life`): the same
+    verdict the headline, the portal and the rules engine use."""
+    if life is None:
+        return None
+    longest = life.longest
+    return {
+        "state": life.state,
+        "profile": life.profile,
+        "band": life.band,
+        "reasons": list(life.reasons),
+        "readings": life.readings,
+        "loggers": [record.name for record, _ in life.records],
+        "time_out_of_range_s": life.time_out_of_range_us // 1_000_000,
+        "longest_excursion": None if longest is None else _excursion(longest),
+        "peak_c": None if life.peak is None else life.peak.peak_c,
+        "min_c": life.min_c,
+        "max_c": life.max_c,
+        "mkt_c": None if life.mkt_c is None else round(life.mkt_c, 2),
+        "excursions": [_excursion(e) for e in life.excursions],
+        "gaps": [[format_time(a), format_time(b)] for a, b in life.gaps],
+        "unmonitored_legs": [
+            {
+                "holder": leg.holder,
+                "in_transit_to": leg.receiver,
+                "start": format_time(leg.start_us),
+                "end": None if leg.end_us is None else format_time(leg.end_us),
+            }
+            for leg in life.unmonitored_legs
+        ],
+    }
+
+
+def _ingredient(ingredient: Ingredient) -> dict[str, Any]:
+    """A lot it was made from, as its own page's twin says it (bounded like the page)."""
+    sub = ingredient.view
+    return {
+        "lot": ingredient.uri,
+        "product": sub.lot.product,
+        "quantity": ingredient.quantity,
+        "state": sub.state,
+        "reasons": list(sub.reasons),
+        "origin": sub.custody.origin.get("origin") or sub.custody.origin.get("location"),
+        "producer": party(sub.custody.producer),
+        "cold_chain": life_json(sub.life),
+        "legs": [_leg(record) for record in sub.legs],
+        "ingredients": [_ingredient(deeper) for deeper in sub.ingredients],
+        "ingredients_not_shown": sub.ingredients_not_shown,
+    }
+
+
 def lot_json(view: LotView) -> dict[str, Any]:
     """The consumer page's content as JSON (`Accept: application/json`)."""
     lot = view.lot
@@ -117,6 +169,10 @@ def lot_json(view: LotView) -> dict[str, Any]:
         "producer": party(view.custody.producer),
         "custodian": party(view.custodian),
         "made_from": list(view.custody.inputs),
+        "cold_chain": life_json(view.life),
+        "ingredients": [_ingredient(ingredient) for ingredient in view.ingredients],
+        "ingredients_not_shown": view.ingredients_not_shown,
+        "inherited": [item.to_json() for item in view.inherited],
         "used_in": list(view.custody.outputs),
         "recall": recall_status(view),
         "holds": [hold.to_json() for hold in view.holds],

@@ -349,3 +349,134 @@ GLOBALS = {
     "UNIT_NAMES": UNIT_NAMES,
     "format_time": format_time,
 }
+
+
+# --- the cold chain over a lot's whole life, and what it inherits from its ingredients
+# (docs/coldchain.md, "The whole life of a lot"; docs/scan.md, "Ingredients"). The
+# verdict is `provenance.domain.coldchain_life`'s; these only say it.
+
+
+def leg_name(leg: Any) -> str:
+    """A leg of the journey (`coldchain_life.LegCover`) as a person says it."""
+    if leg.receiver is not None:
+        return _("in transit from %(a)s to %(b)s", a=leg.holder, b=leg.receiver)
+    return _("with %(a)s", a=leg.holder)
+
+
+def _direction(excursion: Any) -> str:
+    if excursion is None:
+        return _("out of range")
+    return {"high": _("too warm"), "low": _("too cold")}.get(excursion.direction, _("out of range"))
+
+
+def life_sentences(life: Any, *, with_zone: bool = True) -> list[str]:
+    """What is known of the lot's temperature over its whole life, and what is not,
+    in the page's language: the same for the scan page and the portal (the scan page
+    names the time zone once, in its footer: *with_zone* False)."""
+    from provenance.web.i18n import duration  # i18n imports this module
+
+    if life is None:
+        return []
+    said: list[str] = []
+    if life.state == "unmonitored":
+        said.append(
+            _(
+                "No temperature logger recorded it on any leg of its journey. It must be "
+                "kept at %(band)s; whether it was is not known.",
+                band=life.band,
+            )
+        )
+        return said
+    if life.excursions:
+        said.append(
+            _(
+                "Outside %(band)s for %(d)s in all over its journey.",
+                band=life.band,
+                d=duration(life.time_out_of_range_us),
+            )
+        )
+        longest = life.longest
+        said.append(
+            _(
+                "Longest excursion: %(d)s %(dir)s from %(t)s.",
+                d=duration(longest.duration_us),
+                dir=_direction(longest),
+                t=moment(longest.start_us, with_zone=with_zone),
+            )
+        )
+        if life.peak is not None:
+            said.append(_("Peak: %(p)s °C.", p=f"{life.peak.peak_c:.1f}"))
+    if life.mkt_c is not None and life.excursions:
+        said.append(_("On average, as good as kept at %(m)s °C.", m=f"{life.mkt_c:.1f}"))
+    if life.state == "tolerance-exceeded":
+        said.append(_("Beyond what this product tolerates."))
+    elif life.state == "excursion":
+        said.append(_("Within what this product tolerates."))
+    if life.unmonitored_legs or life.gaps:  # partly known: say what is, then what is not
+        watched = len(life.legs) - len(life.unmonitored_legs)
+        said.append(
+            ngettext(
+                "Its temperature was recorded on %(k)s of its %(num)d leg, by %(who)s.",
+                "Its temperature was recorded on %(k)s of its %(num)d legs, by %(who)s.",
+                len(life.legs),
+                k=watched,
+                who=", ".join(record.name for record, _status in life.records),
+            )
+            if life.legs
+            else _(
+                "Its temperature was recorded by %(who)s.",
+                who=", ".join(record.name for record, _status in life.records),
+            )
+        )
+    for leg in life.unmonitored_legs:
+        said.append(_("No temperature logger %(leg)s.", leg=leg_name(leg)))
+    for start, end in life.gaps:
+        said.append(_("No readings for %(d)s from %(t)s", d=duration(end - start), t=moment(start)))
+    if life.state == "ok":
+        said.append(_("It stayed within %(band)s on every leg.", band=life.band))
+    return said
+
+
+def ingredient_path(path: tuple[str, ...]) -> str:
+    """("Dressing", "Olive oil") → "Olive oil in the Dressing", as the language says it."""
+    text = path[-1]
+    for outer in reversed(path[:-1]):
+        text = _("%(inner)s in the %(outer)s", inner=text, outer=outer)
+    return text
+
+
+def inherited_sentence(item: Any) -> str:
+    """One thing a lot inherits from an ingredient (`lot_view.Inherited`), with the path:
+    "The Kale in this product was too warm for 3 h."."""
+    from provenance.web.i18n import duration  # i18n imports this module
+
+    what = ingredient_path(item.path)
+    if item.state == "recalled":
+        return _(
+            "The %(what)s in this product was recalled: %(r)s", what=what, r=" ".join(item.reasons)
+        )
+    if item.state == "held":
+        return _(
+            "The %(what)s in this product is on hold: %(r)s", what=what, r=" ".join(item.reasons)
+        )
+    life = item.life
+    if item.state == "excursion" and life is not None:
+        return _(
+            "The %(what)s in this product was %(dir)s for %(d)s.",
+            what=what,
+            dir=_direction(life.longest),
+            d=duration(life.time_out_of_range_us),
+        )
+    if item.state == "unmonitored":
+        return _("The temperature of the %(what)s in this product was not recorded.", what=what)
+    return _(
+        "The temperature of the %(what)s in this product was not recorded all the way.",
+        what=what,
+    )
+
+
+GLOBALS.update(
+    life_sentences=life_sentences,
+    inherited_sentence=inherited_sentence,
+    leg_name=leg_name,
+)

@@ -14,12 +14,12 @@ from flask_babel import gettext as _
 
 from provenance.barcodes import labels, pdf
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
-from provenance.ledger.lot_view import EXCURSION, EXPIRED, GAP, OK, LotView
+from provenance.ledger.lot_view import EXCURSION, EXPIRED, GAP, OK, UNMONITORED, LotView
 from provenance.store.accounts.models import Principal
 from provenance.store.db import Store
 from provenance.store.rows import Lot
 
-from .. import i18n, wording
+from .. import wording
 from ..params import int_arg
 from ..state import scanner
 from ..state import store as read_store
@@ -205,41 +205,22 @@ def state_word(state: str) -> str:
         "excursion": _("temperature problem"),
         "expired": _("expired"),
         "gap": _("temperature not known"),
+        "unmonitored": _("temperature not recorded"),
     }
     return words.get(state, state)
 
 
 def status_sentences(view: LotView) -> list[str]:
     """Why the lot is in its state, in the page's language and the reader's
-    zone: the excursions and gaps of its legs as the scan page says them; a
-    recall's or hold's reason as its signer wrote it."""
+    zone: the cold chain over its whole life as the scan page says it (the same
+    verdict, `coldchain_life.judge_life`), what it inherits from the lots it was
+    made from, with the path; a recall's or hold's reason as its signer wrote it."""
     said: list[str] = []
-    if view.state in (EXCURSION, GAP):
-        for record in view.legs:
-            status = record.status
-            if status is None:
-                continue
-            if view.state == EXCURSION:
-                for e in status.excursions:
-                    way = {"high": _("warm"), "low": _("cold")}.get(e.direction)
-                    said.append(
-                        _(
-                            "%(d)s too %(dir)s from %(t)s, peak %(p)s °C",
-                            d=i18n.duration(e.duration_us),
-                            dir=way or _("far out of range"),
-                            t=wording.moment(e.start_us),
-                            p=f"{e.peak_c:.1f}",
-                        )
-                    )
-            else:
-                for start, end in status.gaps:
-                    said.append(
-                        _(
-                            "No readings for %(d)s from %(t)s",
-                            d=i18n.duration(end - start),
-                            t=wording.moment(start),
-                        )
-                    )
+    if view.state in (EXCURSION, GAP, UNMONITORED):
+        life = view.life
+        if life is not None and life.state != "ok":
+            said += wording.life_sentences(life)
+        said += [wording.inherited_sentence(item) for item in view.inherited]
     elif view.state == EXPIRED and view.expiry:
         said.append(_("Expired on %(day)s", day=view.expiry))
     return said or list(view.reasons)
