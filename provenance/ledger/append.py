@@ -109,7 +109,7 @@ class Ledger:
             raise StoreError("the ledger has no origin yet: run `provenance init`")
         self.origin = origin
         self._loaded = False
-        self._seen_version = -1
+        self.catch_ups = 0  # times another writer's appends were caught up with
         self.reject_budget = RejectBudget()  # what of the refusals is stored one by one
 
     # --- set-up
@@ -159,21 +159,41 @@ class Ledger:
             raise StoreError(f"could not write the genesis enrolment: {result.message}")
         return ledger
 
-    # --- caches (rebuilt whenever another connection has written)
+    # --- caches: brought up to date at the start of every write transaction
+    #
+    # Several writers may share one ledger (ingest nodes on a shared
+    # subscription, the portal, the CLI). Each write transaction holds the
+    # store's write lock (SQLite: BEGIN IMMEDIATE); inside it, `_sync` compares
+    # the stored log size, the ledger's generation, with the cached frontier's:
+    # every change to the state the caches hold comes with an appended event,
+    # so an equal size means nothing changed. Otherwise `_catch_up` reloads
+    # the frontier and only the chains that moved, and empties the lazy caches
+    # (docs/ingest.md, "Several ingest nodes").
 
     def _load(self) -> None:
         """The caches without a leading underscore are the state the kinds'
         rules (provenance/ledger/kinds/) read and keep up to date."""
         store = self.store
         size = store.log_size()
-        hashes = [store.subtree_hash(level, index) for level, index in decompose(0, size)]
-        self._frontier = Frontier.from_subtrees(size, hashes)
+        self._frontier = self._frontier_at(size)
         self._heads: list[list[Any]] = []  # [subject, head, length] by chain id - 1
         for chain_id, subject, head, length in store.chains():
             if chain_id != len(self._heads) + 1:
                 raise StoreError(f"chain ids are not dense at {chain_id}: run `provenance verify`")
             self._heads.append([subject, head, length])
         self._heads_tree = SortedHeads.of((s, n, h) for s, h, n in self._heads)
+        self._reset_lazy()
+        self._loaded = True
+
+    def _frontier_at(self, size: int) -> Frontier:
+        store = self.store
+        hashes = [store.subtree_hash(level, index) for level, index in decompose(0, size)]
+        return Frontier.from_subtrees(size, hashes)
+
+    def _reset_lazy(self) -> None:
+        """Empty the caches that fill on first use, and read the rules' start
+        indexes again."""
+        store = self.store
         self.identities: dict[str, Identity | None] = {}
         self.identities_by_id: dict[int, Identity] = {}
         self.lots_by_uri: dict[str, Lot | None] = {}
@@ -187,14 +207,39 @@ class Ledger:
         self._attachments: dict[int, list[list[Any]]] = {}
         self._max_seq: dict[int, int] = {}
         self.streams: dict[str, int] = {}  # EPCIS stream chain subject -> chain id
-        self._seen_version = store.data_version()
-        self._loaded = True
 
     def _sync(self) -> None:
-        if not self._loaded or self.store.data_version() != self._seen_version:
+        """Called inside the write transaction: catch up with other writers."""
+        if not self._loaded:
             self._load()
+            return
+        size = self.store.log_size()
+        if size != self._frontier.size:
+            self._catch_up(size)
+
+    def _catch_up(self, size: int) -> None:
+        """Another writer appended events since our last commit: reload the
+        frontier, the chains that moved or were made since, and forget the
+        lazy caches (identities, lots, attachments… may have changed)."""
+        if size < self._frontier.size:  # pragma: no cover - a log never shrinks
+            self._load()
+            return
+        changed = self.store.chains_moved_since(self._frontier.size, len(self._heads))
+        self._frontier = self._frontier_at(size)
+        for chain_id, subject, head, length in changed:
+            if chain_id <= len(self._heads):
+                self._heads[chain_id - 1] = [subject, head, length]
+            elif chain_id == len(self._heads) + 1:
+                self._heads.append([subject, head, length])
+            else:
+                raise StoreError(f"chain ids are not dense at {chain_id}: run `provenance verify`")
+        for _, subject, head, length in changed:
+            self._heads_tree.put(subject, length, head)
+        self._reset_lazy()
+        self.catch_ups += 1
 
     def _forget(self) -> None:
+        """After a rollback: the caches may hold what was not committed."""
         self._loaded = False
 
     def identity(self, did: str) -> Identity | None:

@@ -203,6 +203,9 @@ class Store(DerivedState):
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
+            # A chain made in the rolled-back transaction does not exist; its
+            # id may go to another subject (here, or in another writer).
+            self._subjects.clear()
             raise
         self.conn.execute("COMMIT")
 
@@ -429,6 +432,16 @@ class Store(DerivedState):
 
     def chains(self) -> Iterator[tuple[int, str, bytes, int]]:
         yield from self.conn.execute("SELECT id, subject, head, length FROM chains ORDER BY id")
+
+    def chains_moved_since(self, size: int, known: int) -> list[tuple[int, str, bytes, int]]:
+        """(id, subject, head, length), by id, of the chains with a link to an
+        event at log index *size* or later, and of the chains after the first
+        *known*: what other writers changed since a log of *size* events."""
+        return self.conn.execute(
+            "SELECT id, subject, head, length FROM chains "
+            "WHERE id > ? OR id IN (SELECT chain FROM links WHERE event >= ?) ORDER BY id",
+            (known, size),
+        ).fetchall()
 
     def chain_by_subject(self, subject: str) -> tuple[int, str, bytes, int] | None:
         return self.conn.execute(
