@@ -38,9 +38,14 @@ from provenance.ledger.kinds.base import Transaction
 from provenance.ledger.reasons import (
     BAD_SIGNATURE,
     FUTURE_TIME,
+    NOT_ATTACHED,
+    NOT_CUSTODIAN,
     REPLAY,
     REVOKED,
     UNAUTHORISED,
+    UNKNOWN_DEVICE,
+    UNKNOWN_LOT,
+    UNKNOWN_PARTY,
     UNKNOWN_SIGNER,
 )
 from provenance.ledger.rejects import (
@@ -62,6 +67,14 @@ PARALLEL_VERIFY_MIN = 64  # below this, threads cost more than they save
 VERIFY_CHUNK = 50  # envelopes per verification task
 GIL_SWITCH_INTERVAL_S = 0.0001  # while verification threads run (measured: docs/performance.md)
 
+# Refusals an earlier event, not yet committed, would have prevented: its
+# enrolment, commissioning, shipment, receipt or attachment. An ingest node on
+# a shared subscription may see an event before the one it depends on, which
+# another node holds; such an envelope may *wait* (docs/protocol.md §1, "Order").
+WAITS_FOR_EARLIER = frozenset(
+    {UNKNOWN_SIGNER, UNKNOWN_LOT, UNKNOWN_PARTY, UNKNOWN_DEVICE, NOT_CUSTODIAN, NOT_ATTACHED}
+)
+
 _AGGREGATE_DETAIL = (
     "{reason}: more refusals from this source than are stored one by one (the first "
     f"{MAX_PER_MESSAGE} of a message; a source's {SOURCE_BURST}, then "
@@ -72,8 +85,10 @@ _AGGREGATE_DETAIL = (
 @dataclass
 class Appended:
     """What happened to one envelope: accepted, duplicate (already in the
-    ledger, nothing changed), rejected (with reason) or aborted (valid, but an
-    atomic batch it was in was refused)."""
+    ledger, nothing changed), rejected (with reason), aborted (valid, but an
+    atomic batch it was in was refused) or waiting (allowed to wait, and
+    refused for a reason in WAITS_FOR_EARLIER: nothing stored, not recorded
+    as a refusal; try it again later)."""
 
     status: str
     event_id: str | None = None
@@ -110,6 +125,7 @@ class Ledger:
         self.origin = origin
         self._loaded = False
         self.catch_ups = 0  # times another writer's appends were caught up with
+        self._may_wait: Sequence[bool] | None = None  # of the append under way
         self.reject_budget = RejectBudget()  # what of the refusals is stored one by one
 
     # --- set-up
@@ -283,6 +299,7 @@ class Ledger:
         source: str | None = None,
         sources: Sequence[str | None] | None = None,
         messages: Sequence[int] | None = None,
+        may_wait: Sequence[bool] | None = None,
     ) -> list[Appended]:
         """Append envelopes; one result per item, in order.
 
@@ -291,6 +308,8 @@ class Ledger:
         *source* (e.g. the MQTT topic), or per item with *sources*; *messages*
         says which message each item came in (default: all in one), for the
         per-message bound on stored rejects (provenance/ledger/rejects.py).
+        *may_wait* (not with *atomic*): per item, whether a refusal in
+        WAITS_FOR_EARLIER makes it `waiting` instead of `rejected`.
 
         An `Envelope` counts as signature-checked only if this process's
         verifier marked it so (`envelope.signature_checked`); any other,
@@ -304,6 +323,9 @@ class Ledger:
             raise ValueError(f"{len(sources)} sources for {len(raws)} items")
         if messages is not None and len(messages) != len(raws):
             raise ValueError(f"{len(messages)} message numbers for {len(raws)} items")
+        if may_wait is not None and (atomic or len(may_wait) != len(raws)):
+            raise ValueError("may_wait: one flag per item, and not with atomic")
+        self._may_wait = may_wait
         pool = self._verify_pool(len(raws))
         if pool is None:
             return self._append(raws, None, atomic, sources, messages)
@@ -385,6 +407,8 @@ class Ledger:
                             results[position] = self._apply(envelope, txn, now)
                         except RejectedEvent as exc:
                             results[position] = _rejected(exc.reason, exc.args[0], envelope)
+                            if self._waits(position, exc.reason):
+                                results[position].status = "waiting"
                             if atomic:
                                 raise _Abort from None
                 if txn.events:
@@ -394,6 +418,10 @@ class Ledger:
         except BaseException:
             self._forget()
             raise
+
+    def _waits(self, position: int, reason: str) -> bool:
+        may_wait = self._may_wait
+        return may_wait is not None and may_wait[position] and reason in WAITS_FOR_EARLIER
 
     def _record_rejects(
         self,
