@@ -6,7 +6,10 @@ nodes")."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
+import threading
 
 import pytest
 from support.world import GTIN, World, at
@@ -15,6 +18,7 @@ from provenance.core.checkpoint import open_checkpoint
 from provenance.ledger.append import Ledger
 from provenance.ledger.audit import verify_ledger
 from provenance.store.db import Store
+from provenance.store.writer_lock import WriterLock
 
 
 def lot(code: str) -> str:
@@ -125,3 +129,59 @@ def test_a_rolled_back_chain_id_does_not_stay_cached_under_its_subject(two):
         assert store.event_at(made.index).envelope.lots == (lot("KEPT"),)
     assert other.store.lot_by_uri(lot("GONE")) is None
     assert verify_ledger(other.store, world.log_public_key).ok
+
+
+def test_writers_queue_on_the_writer_lock_and_the_lock_only_queues(tmp_path):
+    """A write transaction holds `{ledger}-writer` (writer_lock.py): another
+    writer waits for it, then goes; a writer that waited past the queue's
+    timeout goes on to SQLite's own lock, which still excludes it."""
+    world = World.create(tmp_path)
+    world.ledger.close()
+    first, second = world.store, Store(tmp_path / "ledger.db")
+    lock_file = tmp_path / "ledger.db-writer"
+    inside, leave, second_in = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with first.transaction():
+            inside.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(10)
+    probe = os.open(lock_file, os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        impatient = WriterLock(tmp_path / "ledger.db", timeout=0.05)
+        impatient.acquire()  # gives up queueing, holds nothing
+        impatient.release()
+        impatient.close()
+
+        def write() -> None:
+            with second.transaction():
+                second_in.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert not second_in.wait(0.2)  # queued behind the first
+        leave.set()
+        holder.join(10)
+        assert second_in.wait(10)
+        writer.join(10)
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
+        fcntl.flock(probe, fcntl.LOCK_UN)
+    finally:
+        leave.set()
+        os.close(probe)
+        second.close()
+        first.close()
+
+
+def test_a_read_only_store_makes_no_lock_file(tmp_path):
+    world = World.create(tmp_path)
+    world.ledger.close()
+    world.store.close()
+    (tmp_path / "ledger.db-writer").unlink()
+    Store(tmp_path / "ledger.db", readonly=True).close()
+    assert not (tmp_path / "ledger.db-writer").exists()
