@@ -32,6 +32,11 @@ from ingest import (  # bench/ingest.py
 )
 
 GROUP = "bench"
+ROLES = {  # Ingest.cpu()'s roles, as bench/ingest.py's Costs names them
+    "mqtt": "ingest: MQTT, inbox, acks",
+    "prep": "ingest: prep processes",
+    "append": "ingest: worker, Ledger.append",
+}
 
 
 class Node(Ingest):
@@ -75,7 +80,11 @@ def main() -> None:
             one, costs = bench.ingest_rate(nodes[0], envelopes, args.batch)
             print(f"one node: {one:,.0f} envelopes/s", flush=True)
             nodes.append(Node(bench.db, bench.keys, bench.broker.url, Path(tmp) / "b.log", "b"))
-            two, _ = bench.ingest_rate(nodes[0], envelopes, args.batch)
+            before = nodes[1].cpu()
+            two, costs_two = bench.ingest_rate(nodes[0], envelopes, args.batch)
+            after = nodes[1].cpu()
+            for role, name in ROLES.items():
+                costs_two.parts[name] += after[role] - before[role]
             print(f"two nodes: {two:,.0f} envelopes/s", flush=True)
         finally:
             for node in nodes:
@@ -92,9 +101,16 @@ def main() -> None:
     print(f"| one node | {one:,.0f} envelopes/s |")
     print(f"| two nodes (two processes) | {two:,.0f} envelopes/s |")
     print(f"| two ÷ one | {two / one:.2f} × (target ≥ 1.6 where the cores allow) |")
-    print(f"| cores busy, one node | {costs.cores:.2f} of {os.cpu_count()} |")
-    for name, micros in costs.rows():
-        print(f"| CPU per envelope, one node: {name} | {micros:.0f} µs |")
+    print()
+    print("| CPU per envelope (µs) | one node | two nodes (both) |")
+    print("|---|---|---|")
+    for (name, one_us), (_, two_us) in zip(costs.rows(), costs_two.rows(), strict=True):
+        print(f"| {name} | {one_us:.0f} | {two_us:.0f} |")
+    print(f"| cores busy | {costs.cores:.2f} | {costs_two.cores:.2f} |")
+    print(
+        f"| other processes on the machine, cores | {costs.others / costs.seconds:.2f} | "
+        f"{costs_two.others / costs_two.seconds:.2f} |"
+    )
 
 
 if __name__ == "__main__":
