@@ -36,13 +36,18 @@ def test_waiting_messages_are_due_after_a_growing_delay_then_for_good():
     waiting = Waiting()
     message = Message("t", b"x", 1, 1, 1, None, wait_until=10.0)
     waiting.park(message, 0.0)
-    assert waiting.due(0.0) == []
-    assert waiting.due(1.0) == [message] and message.may_wait
+    assert waiting.due(0.0, 10) == []
+    assert waiting.due(1.0, 10) == [message] and message.may_wait
     waiting.park(message, 11.0)
-    assert waiting.due(12.0) == [message] and not message.may_wait  # its wait is over
+    assert waiting.due(12.0, 10) == [message] and not message.may_wait  # its wait is over
     waiting.park(message, 0.0)
-    assert waiting.due(0.0, everything=True) == [message] and not message.may_wait
+    assert waiting.due(0.0, 10, everything=True) == [message] and not message.may_wait
     assert len(waiting) == 0
+    many = [Message("t", b"x", mid, 1, 1, None, envelopes=3) for mid in range(4)]
+    for one in many:
+        waiting.park(one, 0.0)
+    assert waiting.due(1.0, 5) == many[:2]  # up to a group's worth of envelopes
+    assert len(waiting) == 2
 
 
 def test_an_attach_that_reaches_the_other_node_first_waits_for_its_lot(
@@ -96,13 +101,17 @@ def test_an_attach_that_reaches_the_other_node_first_waits_for_its_lot(
     assert world.store.stats()["rejects"] == {}
 
 
+@pytest.mark.parametrize("worker", [False, True], ids=["thread", "worker-process"])
 def test_nothing_to_wait_for_is_refused_once_after_the_wait_and_later_messages_flow(
-    file_world, start_ingest, publisher, broker
+    file_world, start_ingest, publisher, broker, worker
 ):
     if not broker.mqtt5:
         pytest.skip("shared subscriptions need MQTT 5 (amqtt fallback in use)")
     world = file_world
-    node = start_ingest(world, shared_group="ledger", client_id="alone", dependency_wait=0.3)
+    world.ledger.close()
+    node = start_ingest(
+        world, shared_group="ledger", client_id="alone", dependency_wait=0.3, worker=worker
+    )
     orphan = world.sign("farm", "attach", [NEW_LOT], {"device": world.did("probe")}, time=at(1))
     batch = readings(world, 20)
     started = time.monotonic()

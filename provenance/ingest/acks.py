@@ -65,11 +65,18 @@ class Waiting:
         with self._lock:
             self._messages.append(message)
 
-    def due(self, now: float, everything: bool = False) -> list[Message]:
-        """The messages due for a try (*everything*: all of them, for good);
-        `may_wait` says whether each may wait again."""
+    def due(self, now: float, limit: int, everything: bool = False) -> list[Message]:
+        """Up to *limit* envelopes' worth of the messages due for a try
+        (*everything*: whatever their time, for good); `may_wait` says whether
+        each may wait again."""
         with self._lock:
-            due = [m for m in self._messages if everything or m.retry_at <= now]
+            due, envelopes = [], 0
+            for message in self._messages:
+                if envelopes >= limit:
+                    break
+                if everything or message.retry_at <= now:
+                    due.append(message)
+                    envelopes += message.envelopes
             if not due:
                 return []
             taken = {id(m) for m in due}

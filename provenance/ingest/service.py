@@ -417,7 +417,7 @@ class IngestService:
         if self._abandon.is_set():
             return None
         now = time.monotonic()
-        due = self._waiting.due(now, everything=self._inbox.drained)
+        due = self._waiting.due(now, self.max_batch, everything=self._inbox.drained)
         if due:
             return due
         following = self._waiting.next_at()
@@ -452,6 +452,7 @@ class IngestService:
             if any(item.status == "waiting" for item in items):
                 if live is not None and live.generation == message.generation:
                     waited += 1
+                    self.metrics.waited.inc()
                     self._waiting.park(message, time.monotonic())
                     self._inbox.nudge()  # the committer times its next take by it
                     continue
