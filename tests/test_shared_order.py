@@ -10,15 +10,38 @@ import threading
 import time
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support.ingest import SETTLE, readings, wire, wrap_append
 from support.world import GTIN, at
 
 from provenance.core import topics
+from provenance.core.signing import sign
 from provenance.ingest.acks import AckOrder, Waiting
 from provenance.ingest.inbox import Message
 
 FARM_TOPIC = topics.events_topic("parties", "farm")
 NEW_LOT = f"https://id.gs1.org/01/{GTIN}/10/SHARED1"
+
+
+def test_the_ledger_lets_only_an_enrolled_signers_missing_dependency_wait(world):
+    attach = world.sign("farm", "attach", [NEW_LOT], {"device": world.did("probe")}, time=at(1))
+    stranger = sign(
+        Ed25519PrivateKey.generate(), kind="reading", seq=0, time=at(1), data={"temperature_c": 4}
+    )
+    size = world.store.log_size()
+    waiting, refused = world.ledger.append([attach, stranger], may_wait=[True, True])
+    assert (waiting.status, waiting.reason) == ("waiting", "unknown-lot")
+    assert (refused.status, refused.reason) == ("rejected", "unknown-signer")
+    assert not waiting.ok
+    assert world.store.stats()["rejects"] == {"unknown-signer": 1}  # a wait is no refusal
+    assert world.store.log_size() == size
+    final = world.ledger.append([attach], may_wait=[False])[0]
+    assert (final.status, final.reason) == ("rejected", "unknown-lot")
+    assert world.store.stats()["rejects"] == {"unknown-signer": 1, "unknown-lot": 1}
+    with pytest.raises(ValueError, match="may_wait"):
+        world.ledger.append([attach], may_wait=[True], atomic=True)
+    with pytest.raises(ValueError, match="may_wait"):
+        world.ledger.append([attach], may_wait=[])
 
 
 def test_acks_leave_in_arrival_order_whatever_order_messages_settle_in():

@@ -36,6 +36,9 @@ service, its statistics and its limits (tests/test_names.py checks that).
   prep processes decode and verify while it appends the groups before, so the
   ledger's CPU work never holds the GIL that paho's thread needs. Given a
   `Ledger` factory, groups are committed on the committer thread.
+- On a shared subscription a message refused for want of an earlier event
+  (another node may hold it) waits and is tried again, up to DEPENDENCY_WAIT_S;
+  PUBACKs leave in arrival order all the same (acks.py).
 - A crash before the ack means the broker redelivers (persistent session) and
   the ledger reports the redelivered envelopes as duplicates: nothing is lost
   and nothing is stored twice.
@@ -95,6 +98,7 @@ CHECKPOINT_STOP_S = 5.0  # at stop, how long to wait for the broker to take the 
 # publisher's messages to several nodes, so the earlier one may be on its way
 # through another node (docs/ingest.md, "Several ingest nodes").
 DEPENDENCY_WAIT_S = 2.0
+MAX_WAITING = 1_000  # messages waiting at once; beyond, a refusal is final at once
 
 
 @dataclass(frozen=True)
@@ -427,8 +431,9 @@ class IngestService:
         if not batch and self._inbox.drained:
             return None
         until = time.monotonic() + self.dependency_wait
+        may_wait = self.dependency_wait > 0 and len(self._waiting) < MAX_WAITING
         for message in batch:
-            message.may_wait = self.dependency_wait > 0
+            message.may_wait = may_wait
             message.wait_until = until
         self._order.received(batch)
         return batch

@@ -68,11 +68,14 @@ VERIFY_CHUNK = 50  # envelopes per verification task
 GIL_SWITCH_INTERVAL_S = 0.0001  # while verification threads run (measured: docs/performance.md)
 
 # Refusals an earlier event, not yet committed, would have prevented: its
-# enrolment, commissioning, shipment, receipt or attachment. An ingest node on
-# a shared subscription may see an event before the one it depends on, which
-# another node holds; such an envelope may *wait* (docs/protocol.md §1, "Order").
+# lot's commissioning, a shipment, a receipt, an attachment, the enrolment of
+# a party or device it names. An ingest node on a shared subscription may see
+# an event before the one it depends on, which another node holds; such an
+# envelope from an enrolled signer may *wait* (docs/protocol.md §1, "Order").
+# `unknown-signer` never waits: anyone can sign with a key nobody enrolled,
+# and a flood of those must not hold back the acknowledgements of others.
 WAITS_FOR_EARLIER = frozenset(
-    {UNKNOWN_SIGNER, UNKNOWN_LOT, UNKNOWN_PARTY, UNKNOWN_DEVICE, NOT_CUSTODIAN, NOT_ATTACHED}
+    {UNKNOWN_LOT, UNKNOWN_PARTY, UNKNOWN_DEVICE, NOT_CUSTODIAN, NOT_ATTACHED}
 )
 
 _AGGREGATE_DETAIL = (
