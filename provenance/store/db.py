@@ -77,8 +77,6 @@ class Store(DerivedState):
     Here: opening, the schema version, transactions, meta, the log, events and
     chains; the derived tables' reads and writes come from `DerivedState`."""
 
-    _writer: WriterLock | None = None  # SQLite files only (an engine without it: None)
-
     def __init__(
         self, path: str | Path | None = None, *, create: bool = True, readonly: bool = False
     ):
@@ -201,6 +199,8 @@ class Store(DerivedState):
                 self.conn.execute("INSERT INTO _migrations (name) VALUES (?)", (name,))
 
     # --- transactions
+
+    _writer: WriterLock | None = None  # SQLite files only (an engine without it: None)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
