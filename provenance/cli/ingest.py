@@ -44,7 +44,9 @@ WAKE_EVERY_S = 0.1  # how soon the main loop notices a signal
 @click.option(
     "--shared-group",
     metavar="NAME",
-    help="Share the work with other ingest processes of this group (MQTT 5 $share/NAME/…).",
+    help="Share the work with other ingest processes of this group (MQTT 5 $share/NAME/…); "
+    "give each its own --client-id. An envelope whose lot, shipment or attachment another "
+    "node is still committing waits for it up to 2 s.",
 )
 @click.option(
     "--mqtt-version",

@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 COMMIT_RETRY_MIN_S = 0.05
 COMMIT_RETRY_MAX_S = 5.0  # backoff cap while the database refuses writes
 
-# (topic, payload, want_times) per message; want_times: also report accepted
-# envelopes' own `time` (for latency when the publisher gave no sent_at).
-Request = Sequence[tuple[str, bytes, bool]]
+# (topic, payload, want_times, may_wait) per message; want_times: also report
+# accepted envelopes' own `time` (for latency when the publisher gave no
+# sent_at); may_wait: an envelope refused for want of an earlier event is
+# `waiting` rather than rejected (the service tries it again; docs/ingest.md).
+Request = Sequence[tuple[Any, ...]]
 
 TRANSIENT = (sqlite3.Error, StoreError, OSError)
 
@@ -39,7 +41,7 @@ TRANSIENT = (sqlite3.Error, StoreError, OSError)
 class ItemResult(NamedTuple):
     """What became of one envelope (or one whole message that was no envelope)."""
 
-    status: str  # accepted | duplicate | rejected
+    status: str  # accepted | duplicate | rejected | waiting
     reason: str | None
     message: str | None
     event_id: str | None
@@ -64,31 +66,30 @@ def commit_batch(
     *,
     checkpoint: bool = True,
 ) -> BatchResult:
-    """Decode (topic, payload, want_times) messages and append all their
+    """Decode (topic, payload, want_times, may_wait) messages and append all their
     envelopes in one `Ledger.append`. *prepared*: the items for each message
     when a prep process already decoded them (ingest_prepare). *checkpoint*:
     also read the newest checkpoint note if something was accepted. Raises
     TransientError when the database refuses; a message whose handling raises
     anything else is rejected as `internal-error` and logged, the others are
     committed."""
-    if prepared is None:
-        decoded = [decode_message(payload) for _, payload, _ in messages]
-    else:
-        decoded = list(prepared)
+    decoded = [decode_message(m[1]) for m in messages] if prepared is None else list(prepared)
     items = [item for found in decoded for item in found]
     sources = [m[0] for m, found in zip(messages, decoded, strict=True) for _ in found]
     numbers = [n for n, found in enumerate(decoded) for _ in found]
+    waits = [_may_wait(m) for m, found in zip(messages, decoded, strict=True) for _ in found]
     started = time.perf_counter()
     try:
-        results = ledger.append(items, sources=sources, messages=numbers)
+        results = ledger.append(items, sources=sources, messages=numbers, may_wait=waits)
     except TRANSIENT as exc:
         raise TransientError(f"commit failed: {exc}") from exc
     except Exception:
         log.exception("ingest: a group of %d messages failed; committing one by one", len(messages))
         results = []
-        for (topic, payload, _), found in zip(messages, decoded, strict=True):
+        for message, found in zip(messages, decoded, strict=True):
+            topic, payload, wait = message[0], message[1], _may_wait(message)
             try:
-                results.extend(ledger.append(found, source=topic))
+                results.extend(ledger.append(found, source=topic, may_wait=[wait] * len(found)))
             except TRANSIENT as exc:
                 raise TransientError(f"commit failed: {exc}") from exc
             except Exception as exc:
@@ -104,7 +105,7 @@ def commit_batch(
     out: list[list[ItemResult]] = []
     position = 0
     accepted = False
-    for (_, _, want_times), found in zip(messages, decoded, strict=True):
+    for (_, _, want_times, *_), found in zip(messages, decoded, strict=True):
         mine = []
         for item, result in zip(found, results[position : position + len(found)], strict=True):
             time_us = None
@@ -119,6 +120,11 @@ def commit_batch(
         position += len(found)
     note = latest_checkpoint(ledger) if accepted and checkpoint else None
     return BatchResult(out, len(items), seconds, checkpoint=note)
+
+
+def _may_wait(message: tuple[Any, ...]) -> bool:
+    """A request of (topic, payload, want_times) never waits."""
+    return len(message) > 3 and bool(message[3])
 
 
 def latest_checkpoint(ledger: Ledger) -> str | None:
@@ -144,5 +150,5 @@ def _internal_reject(
     return [Appended("rejected", None, None, INTERNAL_ERROR, text) for _ in range(count)]
 
 
-def request_of(batch: Sequence[Message]) -> list[tuple[str, bytes, bool]]:
-    return [(m.topic, m.payload, m.sent_at is None) for m in batch]
+def request_of(batch: Sequence[Message]) -> list[tuple[str, bytes, bool, bool]]:
+    return [(m.topic, m.payload, m.sent_at is None, m.may_wait) for m in batch]

@@ -23,6 +23,12 @@ class Message:
     generation: int  # which connection delivered it: ack only on that one
     sent_at: str | None
     envelopes: int = 1  # estimated, for grouping (ingest_decode.estimate_envelopes)
+    # Waiting for an earlier event (service.DependencyWait): whether it may wait
+    # yet, until when (monotonic), when it is tried next, and after how long.
+    may_wait: bool = False
+    wait_until: float = 0.0
+    retry_at: float = 0.0
+    retry_delay: float = 0.0
 
     @property
     def size(self) -> int:

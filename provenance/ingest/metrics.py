@@ -97,6 +97,11 @@ class IngestMetrics:
             "Retained messages on an events topic, acknowledged and ignored (not ingested)",
             registry=r,
         )
+        self.waited = Counter(
+            f"{PREFIX}_waited",
+            "Messages refused for want of an earlier event and tried again (shared subscriptions)",
+            registry=r,
+        )
         self.checkpoints_published = Counter(
             f"{PREFIX}_checkpoints_published",
             "Signed checkpoint notes published (retained) on provenance/v1/checkpoint",

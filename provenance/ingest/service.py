@@ -36,6 +36,9 @@ service, its statistics and its limits (tests/test_names.py checks that).
   prep processes decode and verify while it appends the groups before, so the
   ledger's CPU work never holds the GIL that paho's thread needs. Given a
   `Ledger` factory, groups are committed on the committer thread.
+- On a shared subscription a message refused for want of an earlier event
+  (another node may hold it) waits and is tried again, up to DEPENDENCY_WAIT_S;
+  PUBACKs leave in arrival order all the same (acks.py).
 - A crash before the ack means the broker redelivers (persistent session) and
   the ledger reports the redelivered envelopes as duplicates: nothing is lost
   and nothing is stored twice.
@@ -60,6 +63,7 @@ from provenance.core.errors import ValidationError
 from provenance.core.timefmt import now_micros
 from provenance.infra.broker_url import BrokerURL
 from provenance.infra.mqtt import PROTOCOLS
+from provenance.ingest.acks import AckOrder, Waiting
 from provenance.ingest.backend import ThreadBackend, WorkerBackend, ledger_factory
 from provenance.ingest.checkpoints import CHECKPOINT_INTERVAL_S, CheckpointPublisher, ShownNote
 from provenance.ingest.commit import BatchResult, ItemResult
@@ -89,6 +93,12 @@ MAX_PENDING = 10_000  # received but not yet acknowledged messages
 MAX_PENDING_BYTES = 64 << 20
 STOP_TIMEOUT_S = 30.0
 CHECKPOINT_STOP_S = 5.0  # at stop, how long to wait for the broker to take the last checkpoint
+# How long an envelope refused for want of an earlier event (ledger.append's
+# WAITS_FOR_EARLIER) waits for it, with --shared-group: the broker hands one
+# publisher's messages to several nodes, so the earlier one may be on its way
+# through another node (docs/ingest.md, "Several ingest nodes").
+DEPENDENCY_WAIT_S = 2.0
+MAX_WAITING = 1_000  # messages waiting at once; beyond, a refusal is final at once
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,7 @@ class IngestStats:
     connected: bool = False
     protocol: str | None = None
     connections: int = 0
+    waited: int = 0  # times a message was refused for want of an earlier event and waited
 
     @property
     def rejected_total(self) -> int:
@@ -156,6 +167,7 @@ class IngestService:
         worker: bool | None = None,
         prep_processes: int | None = None,
         checkpoint_interval: float | None = CHECKPOINT_INTERVAL_S,
+        dependency_wait: float | None = None,
     ):
         broker_url = broker if isinstance(broker, BrokerURL) else BrokerURL.parse(broker)
         if tls_ca is not None and not broker_url.tls:
@@ -198,6 +210,13 @@ class IngestService:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.max_pending = max_pending
+        # Default: wait only on a shared subscription; alone, a node sees one
+        # publisher's messages in the order they were sent.
+        if dependency_wait is None:
+            dependency_wait = DEPENDENCY_WAIT_S if shared_group else 0.0
+        self.dependency_wait = dependency_wait
+        self._order = AckOrder()  # PUBACKs in arrival order
+        self._waiting = Waiting()
         self.metrics = metrics if metrics is not None else IngestMetrics()
         self._latency_sent_at = self.metrics.latency.labels(CLOCK_SENT_AT)
         self._latency_event_time = self.metrics.latency.labels(CLOCK_EVENT_TIME)
@@ -246,6 +265,7 @@ class IngestService:
             "duplicates": 0,
             "batches": 0,
             "connections": 0,
+            "waited": 0,
             "rejected": {},
         }
         self._committer = threading.Thread(
@@ -378,10 +398,12 @@ class IngestService:
             while True:
                 batch = self._collect()
                 if batch is None:
-                    break
+                    backend.drain()  # what comes back waiting is tried once more, for good
+                    if not len(self._waiting) or self._abandon.is_set():
+                        break
+                    continue
                 if batch:
                     backend.submit(batch)
-            backend.drain()
         except IngestError as exc:
             self._fail(exc)
         except Exception as exc:  # a bug: say so loudly and stop rather than hang
@@ -398,10 +420,22 @@ class IngestService:
         idle; None when closed and drained (or abandoned)."""
         if self._abandon.is_set():
             return None
+        now = time.monotonic()
+        due = self._waiting.due(now, self.max_batch, everything=self._inbox.drained)
+        if due:
+            return due
+        following = self._waiting.next_at()
+        timeout = 0.25 if following is None else min(0.25, max(0.0, following - now))
         busy = self._backend.busy
-        batch = self._inbox.take(self.max_batch, 0.25, self.max_wait, busy)
+        batch = self._inbox.take(self.max_batch, timeout, self.max_wait, busy)
         if not batch and self._inbox.drained:
             return None
+        until = time.monotonic() + self.dependency_wait
+        may_wait = self.dependency_wait > 0 and len(self._waiting) < MAX_WAITING
+        for message in batch:
+            message.may_wait = may_wait
+            message.wait_until = until
+        self._order.received(batch)
         return batch
 
     def _idle(self) -> None:
@@ -412,14 +446,25 @@ class IngestService:
         """Acknowledge (if committed), publish reject notices, count, release.
         Without a result (abandoned at shutdown) nothing is acknowledged."""
         if result is None:
-            self._inbox.release(batch)
-            self.metrics.in_flight.set(self._inbox.pending)
+            self._acknowledge(self._order.done(batch, ack=False), None)
             return
         live = self._connector.live
-        accepted = duplicates = 0
+        accepted = duplicates = waited = envelopes = 0
         rejected: dict[str, int] = {}
         now = now_micros()
+        settled = []
         for message, items in zip(batch, result.messages, strict=True):
+            if any(item.status == "waiting" for item in items):
+                if live is not None and live.generation == message.generation:
+                    waited += 1
+                    self.metrics.waited.inc()
+                    self._waiting.park(message, time.monotonic())
+                    self._inbox.nudge()  # the committer times its next take by it
+                    continue
+                self._acknowledge(self._order.done([message], ack=False), live)
+                continue  # its connection is gone: the broker delivers it again
+            settled.append(message)
+            envelopes += len(items)
             refused = []
             sent_at = sent_at_micros(message.sent_at)
             for item in items:
@@ -433,13 +478,10 @@ class IngestService:
                     rejected[reason] = rejected.get(reason, 0) + 1
                     self.metrics.rejected.labels(reason).inc()
                     refused.append(item)
-            if live is not None and live.generation == message.generation and message.qos > 0:
-                live.client.ack(message.mid, message.qos)
             if refused:
                 self._notify(live, message, refused, len(items))
-        self._inbox.release(batch)
-        self.metrics.in_flight.set(self._inbox.pending)
-        self.metrics.envelopes_received.inc(result.envelopes)
+        self._acknowledge(self._order.done(settled), live)
+        self.metrics.envelopes_received.inc(envelopes)
         self.metrics.accepted.inc(accepted)
         self.metrics.duplicates.inc(duplicates)
         appended = result.envelopes if result.appended is None else result.appended
@@ -449,13 +491,24 @@ class IngestService:
         if self._checkpoints is not None:
             self._checkpoints.offer(result.checkpoint)
         self._count(
-            messages=len(batch),
-            envelopes=result.envelopes,
+            messages=len(settled),
+            envelopes=envelopes,
             accepted=accepted,
             duplicates=duplicates,
             batches=1 if appended else 0,
             rejected=rejected,
+            waited=waited,
         )
+
+    def _acknowledge(self, turn: list[tuple[Message, bool]], live: Connection | None) -> None:
+        """PUBACK the messages whose turn has come (in arrival order), on the
+        connection that delivered each, and release them from the inbox."""
+        for message, ack in turn:
+            mine = live is not None and live.generation == message.generation
+            if ack and mine and message.qos > 0:
+                live.client.ack(message.mid, message.qos)  # type: ignore[union-attr]
+        self._inbox.release([message for message, _ in turn])
+        self.metrics.in_flight.set(self._inbox.pending)
 
     def _observe_latency(self, sent_at: int | None, time_us: int | None, now: int) -> None:
         if sent_at is not None:

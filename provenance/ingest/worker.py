@@ -255,11 +255,11 @@ class _CommitGroup:
     def __init__(self, request: Request, pool: _PrepPool):
         self.request = request
         self.pool = pool
-        self.envelopes = sum(estimate_envelopes(payload) for _, payload, _ in request)
+        self.envelopes = sum(estimate_envelopes(m[1]) for m in request)
         self.sent = pool.submit(self._payloads())
 
     def _payloads(self) -> list[bytes]:
-        return [payload for _, payload, _ in self.request]
+        return [m[1] for m in self.request]
 
     @property
     def ready(self) -> bool:

@@ -38,9 +38,14 @@ from provenance.ledger.kinds.base import Transaction
 from provenance.ledger.reasons import (
     BAD_SIGNATURE,
     FUTURE_TIME,
+    NOT_ATTACHED,
+    NOT_CUSTODIAN,
     REPLAY,
     REVOKED,
     UNAUTHORISED,
+    UNKNOWN_DEVICE,
+    UNKNOWN_LOT,
+    UNKNOWN_PARTY,
     UNKNOWN_SIGNER,
 )
 from provenance.ledger.rejects import (
@@ -62,6 +67,17 @@ PARALLEL_VERIFY_MIN = 64  # below this, threads cost more than they save
 VERIFY_CHUNK = 50  # envelopes per verification task
 GIL_SWITCH_INTERVAL_S = 0.0001  # while verification threads run (measured: docs/performance.md)
 
+# Refusals an earlier event, not yet committed, would have prevented: its
+# lot's commissioning, a shipment, a receipt, an attachment, the enrolment of
+# a party or device it names. An ingest node on a shared subscription may see
+# an event before the one it depends on, which another node holds; such an
+# envelope from an enrolled signer may *wait* (docs/protocol.md §1, "Order").
+# `unknown-signer` never waits: anyone can sign with a key nobody enrolled,
+# and a flood of those must not hold back the acknowledgements of others.
+WAITS_FOR_EARLIER = frozenset(
+    {UNKNOWN_LOT, UNKNOWN_PARTY, UNKNOWN_DEVICE, NOT_CUSTODIAN, NOT_ATTACHED}
+)
+
 _AGGREGATE_DETAIL = (
     "{reason}: more refusals from this source than are stored one by one (the first "
     f"{MAX_PER_MESSAGE} of a message; a source's {SOURCE_BURST}, then "
@@ -72,8 +88,10 @@ _AGGREGATE_DETAIL = (
 @dataclass
 class Appended:
     """What happened to one envelope: accepted, duplicate (already in the
-    ledger, nothing changed), rejected (with reason) or aborted (valid, but an
-    atomic batch it was in was refused)."""
+    ledger, nothing changed), rejected (with reason), aborted (valid, but an
+    atomic batch it was in was refused) or waiting (allowed to wait, and
+    refused for a reason in WAITS_FOR_EARLIER: nothing stored, not recorded
+    as a refusal; try it again later)."""
 
     status: str
     event_id: str | None = None
@@ -109,7 +127,8 @@ class Ledger:
             raise StoreError("the ledger has no origin yet: run `provenance init`")
         self.origin = origin
         self._loaded = False
-        self._seen_version = -1
+        self.catch_ups = 0  # times another writer's appends were caught up with
+        self._may_wait: Sequence[bool] | None = None  # of the append under way
         self.reject_budget = RejectBudget()  # what of the refusals is stored one by one
 
     # --- set-up
@@ -159,21 +178,41 @@ class Ledger:
             raise StoreError(f"could not write the genesis enrolment: {result.message}")
         return ledger
 
-    # --- caches (rebuilt whenever another connection has written)
+    # --- caches: brought up to date at the start of every write transaction
+    #
+    # Several writers may share one ledger (ingest nodes on a shared
+    # subscription, the portal, the CLI). Each write transaction holds the
+    # store's write lock (SQLite: BEGIN IMMEDIATE); inside it, `_sync` compares
+    # the stored log size, the ledger's generation, with the cached frontier's:
+    # every change to the state the caches hold comes with an appended event,
+    # so an equal size means nothing changed. Otherwise `_catch_up` reloads
+    # the frontier and only the chains that moved, and empties the lazy caches
+    # (docs/ingest.md, "Several ingest nodes").
 
     def _load(self) -> None:
         """The caches without a leading underscore are the state the kinds'
         rules (provenance/ledger/kinds/) read and keep up to date."""
         store = self.store
         size = store.log_size()
-        hashes = [store.subtree_hash(level, index) for level, index in decompose(0, size)]
-        self._frontier = Frontier.from_subtrees(size, hashes)
+        self._frontier = self._frontier_at(size)
         self._heads: list[list[Any]] = []  # [subject, head, length] by chain id - 1
         for chain_id, subject, head, length in store.chains():
             if chain_id != len(self._heads) + 1:
                 raise StoreError(f"chain ids are not dense at {chain_id}: run `provenance verify`")
             self._heads.append([subject, head, length])
         self._heads_tree = SortedHeads.of((s, n, h) for s, h, n in self._heads)
+        self._reset_lazy()
+        self._loaded = True
+
+    def _frontier_at(self, size: int) -> Frontier:
+        store = self.store
+        hashes = [store.subtree_hash(level, index) for level, index in decompose(0, size)]
+        return Frontier.from_subtrees(size, hashes)
+
+    def _reset_lazy(self) -> None:
+        """Empty the caches that fill on first use, and read the rules' start
+        indexes again."""
+        store = self.store
         self.identities: dict[str, Identity | None] = {}
         self.identities_by_id: dict[int, Identity] = {}
         self.lots_by_uri: dict[str, Lot | None] = {}
@@ -187,14 +226,39 @@ class Ledger:
         self._attachments: dict[int, list[list[Any]]] = {}
         self._max_seq: dict[int, int] = {}
         self.streams: dict[str, int] = {}  # EPCIS stream chain subject -> chain id
-        self._seen_version = store.data_version()
-        self._loaded = True
 
     def _sync(self) -> None:
-        if not self._loaded or self.store.data_version() != self._seen_version:
+        """Called inside the write transaction: catch up with other writers."""
+        if not self._loaded:
             self._load()
+            return
+        size = self.store.log_size()
+        if size != self._frontier.size:
+            self._catch_up(size)
+
+    def _catch_up(self, size: int) -> None:
+        """Another writer appended events since our last commit: reload the
+        frontier, the chains that moved or were made since, and forget the
+        lazy caches (identities, lots, attachments… may have changed)."""
+        if size < self._frontier.size:  # pragma: no cover - a log never shrinks
+            self._load()
+            return
+        changed = self.store.chains_moved_since(self._frontier.size, len(self._heads))
+        self._frontier = self._frontier_at(size)
+        for chain_id, subject, head, length in changed:
+            if chain_id <= len(self._heads):
+                self._heads[chain_id - 1] = [subject, head, length]
+            elif chain_id == len(self._heads) + 1:
+                self._heads.append([subject, head, length])
+            else:
+                raise StoreError(f"chain ids are not dense at {chain_id}: run `provenance verify`")
+        for _, subject, head, length in changed:
+            self._heads_tree.put(subject, length, head)
+        self._reset_lazy()
+        self.catch_ups += 1
 
     def _forget(self) -> None:
+        """After a rollback: the caches may hold what was not committed."""
         self._loaded = False
 
     def identity(self, did: str) -> Identity | None:
@@ -238,6 +302,7 @@ class Ledger:
         source: str | None = None,
         sources: Sequence[str | None] | None = None,
         messages: Sequence[int] | None = None,
+        may_wait: Sequence[bool] | None = None,
     ) -> list[Appended]:
         """Append envelopes; one result per item, in order.
 
@@ -246,6 +311,8 @@ class Ledger:
         *source* (e.g. the MQTT topic), or per item with *sources*; *messages*
         says which message each item came in (default: all in one), for the
         per-message bound on stored rejects (provenance/ledger/rejects.py).
+        *may_wait* (not with *atomic*): per item, whether a refusal in
+        WAITS_FOR_EARLIER makes it `waiting` instead of `rejected`.
 
         An `Envelope` counts as signature-checked only if this process's
         verifier marked it so (`envelope.signature_checked`); any other,
@@ -259,6 +326,9 @@ class Ledger:
             raise ValueError(f"{len(sources)} sources for {len(raws)} items")
         if messages is not None and len(messages) != len(raws):
             raise ValueError(f"{len(messages)} message numbers for {len(raws)} items")
+        if may_wait is not None and (atomic or len(may_wait) != len(raws)):
+            raise ValueError("may_wait: one flag per item, and not with atomic")
+        self._may_wait = may_wait
         pool = self._verify_pool(len(raws))
         if pool is None:
             return self._append(raws, None, atomic, sources, messages)
@@ -340,6 +410,8 @@ class Ledger:
                             results[position] = self._apply(envelope, txn, now)
                         except RejectedEvent as exc:
                             results[position] = _rejected(exc.reason, exc.args[0], envelope)
+                            if self._waits(position, exc.reason):
+                                results[position].status = "waiting"
                             if atomic:
                                 raise _Abort from None
                 if txn.events:
@@ -349,6 +421,10 @@ class Ledger:
         except BaseException:
             self._forget()
             raise
+
+    def _waits(self, position: int, reason: str) -> bool:
+        may_wait = self._may_wait
+        return may_wait is not None and may_wait[position] and reason in WAITS_FOR_EARLIER
 
     def _record_rejects(
         self,

@@ -47,6 +47,7 @@ from provenance.core.merkle import hash_leaf, root_from_leaf_hashes
 from provenance.store.migrations import MIGRATIONS
 from provenance.store.rows import StoredEvent, event_key, parse_ids
 from provenance.store.state import DerivedState
+from provenance.store.writer_lock import WriterLock
 
 NODE_MIN_LEVEL = 4  # log_nodes keeps complete subtrees from this level up
 
@@ -88,6 +89,8 @@ class Store(DerivedState):
         """
         self.path = None if path is None else Path(path)
         self._subjects: dict[int, str] = {}
+        # Several writer processes queue for the write lock (writer_lock.py).
+        self._writer = None if self.path is None or readonly else WriterLock(self.path)
         if self.path is None:
             conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         else:
@@ -162,6 +165,8 @@ class Store(DerivedState):
 
     def close(self) -> None:
         self.conn.close()
+        if self._writer is not None:
+            self._writer.close()
 
     # --- schema
 
@@ -195,16 +200,27 @@ class Store(DerivedState):
 
     # --- transactions
 
+    _writer: WriterLock | None = None  # SQLite files only (an engine without it: None)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE … COMMIT: one writer at a time, all or nothing."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        if self._writer is not None:
+            self._writer.acquire()
         try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                # A chain made in the rolled-back transaction does not exist; its
+                # id may go to another subject (here, or in another writer).
+                self._subjects.clear()
+                raise
+            self.conn.execute("COMMIT")
+        finally:
+            if self._writer is not None:
+                self._writer.release()
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -429,6 +445,16 @@ class Store(DerivedState):
 
     def chains(self) -> Iterator[tuple[int, str, bytes, int]]:
         yield from self.conn.execute("SELECT id, subject, head, length FROM chains ORDER BY id")
+
+    def chains_moved_since(self, size: int, known: int) -> list[tuple[int, str, bytes, int]]:
+        """(id, subject, head, length), by id, of the chains with a link to an
+        event at log index *size* or later, and of the chains after the first
+        *known*: what other writers changed since a log of *size* events."""
+        return self.conn.execute(
+            "SELECT id, subject, head, length FROM chains "
+            "WHERE id > ? OR id IN (SELECT chain FROM links WHERE event >= ?) ORDER BY id",
+            (known, size),
+        ).fetchall()
 
     def chain_by_subject(self, subject: str) -> tuple[int, str, bytes, int] | None:
         return self.conn.execute(
