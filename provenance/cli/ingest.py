@@ -64,6 +64,14 @@ WAKE_EVERY_S = 0.1  # how soon the main loop notices a signal
     help="Once connected and subscribed, write JSON {pid, broker, topics, started} here "
     "(atomically); removed when the command exits.",
 )
+@click.option(
+    "--tiles",
+    "tiles",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Also write the log as C2SP tlog-tiles into DIR, caught up after commits "
+    "(publish DIR with any static web server).",
+)
 @click.pass_context
 def command(
     click_ctx: click.Context,
@@ -75,6 +83,7 @@ def command(
     metrics_port: int | None,
     client_id: str | None,
     ready_file: Path | None,
+    tiles: str | None,
 ) -> None:
     """Append what devices, gateways and parties publish over MQTT to the ledger.
 
@@ -115,6 +124,15 @@ def command(
         )
     except ProvenanceError as exc:
         raise click.ClickException(str(exc)) from exc
+    follower = None
+    if tiles is not None:
+        from provenance.infra.tile_files import TileDirectory
+        from provenance.ledger.tiles import TileFollower
+
+        try:
+            follower = TileFollower(ctx.db_path, TileDirectory(tiles))
+        except ProvenanceError as exc:
+            raise click.ClickException(str(exc)) from exc
     server = None
     if metrics_port is not None:
         from provenance.ingest.metrics import serve
@@ -124,9 +142,13 @@ def command(
         except OSError as exc:
             message = f"cannot serve metrics on port {metrics_port}: {exc}"
             raise click.ClickException(message) from None
+    if follower is not None:
+        follower.start()
     try:
         code = run(service, ready_file)
     finally:
+        if follower is not None:
+            follower.stop()  # one last round: the tiles end at the last commit
         if server is not None:
             server.close()
     if code != EXIT_OK:

@@ -14,6 +14,8 @@ each also read from the environment when not given:
 - ``BASE_URL`` (``PROVENANCE_BASE_URL``): the resolver's public origin, used in
   links it hands out; default: the origin of each request.
 - ``CLOCK``: a function returning now in µs (tests pin it).
+- ``TILES_DIR``: a folder of the log's C2SP tlog-tiles to serve under
+  ``/log/tiles/`` (`provenance serve --tiles DIR` keeps it caught up); None: none.
 - The portal's settings (accounts folder, secret key, rate limits, trusted
   proxies, scan place header, upload size…): `portal.state.defaults` and
   docs/portal.md.
@@ -36,7 +38,7 @@ from flask import Flask
 from provenance.core.timefmt import now_micros
 from provenance.ledger.lot_view import Scanner
 
-from . import errors, i18n, params, portal, resolver, security, transparency
+from . import errors, i18n, params, portal, resolver, security, tiles, transparency
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE.parents[1] / "static"
@@ -49,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         BASE_URL=os.environ.get("PROVENANCE_BASE_URL") or None,
         LOG_PUBLIC_KEY=None,
         CLOCK=None,
+        TILES_DIR=None,
         SCAN_CACHE_LOTS=256,
         MAX_CONTENT_LENGTH=64 * 1024,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
@@ -71,5 +74,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     app.register_blueprint(resolver.bp)
     app.register_blueprint(transparency.bp)
+    app.register_blueprint(tiles.bp)
     portal.init_app(app)
     return app
