@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
+from support.ingest_process import wait_until
 from support.tiles import SyntheticLog, synthetic_leaf, synthetic_leaves
 from support.world import at
 
@@ -37,7 +38,7 @@ from provenance.core.tiles import (
 )
 from provenance.infra import tile_files
 from provenance.infra.tile_files import TileDirectory, TileError, note_checkpoint
-from provenance.ledger.tiles import publish_tiles
+from provenance.ledger.tiles import TileFollower, publish_tiles
 
 # --- paths -------------------------------------------------------------------------------------
 
@@ -435,3 +436,32 @@ def test_tiles_are_outside_the_log_apis_rate_limit(tiles_app):
     assert codes == {200}
     limited = {client.get("/log/v1/checkpoint").status_code for _ in range(400)}
     assert 429 in limited
+
+
+# --- the follower (serve --tiles, ingest --tiles) -------------------------------------------------
+
+
+def test_the_follower_keeps_the_folder_caught_up_and_survives_errors(file_world, tmp_path):
+    world = file_world
+    directory = TileDirectory(tmp_path / "tiles")
+    follower = TileFollower(world.store.path, directory, interval=0.05).start()
+    try:
+        wait_until(lambda: directory.size() == world.store.log_size(), 20, "tiles")
+        for i in range(3):
+            world.ok("probe", "reading", [world.lot], {"temperature_c": 4.0}, time=at(2 + i))
+            follower.poke()
+            wait_until(lambda: directory.size() == world.store.log_size(), 20, "tiles")
+        assert folder_root(directory) == note_checkpoint(world.store.latest_checkpoint()).root_hash
+    finally:
+        follower.stop()
+    assert not follower._thread.is_alive()
+    # A folder that holds another log: the follower says so and keeps trying.
+    other = TileDirectory(tmp_path / "other")
+    other.catch_up(SyntheticLog().note(3), synthetic_leaves)
+    follower = TileFollower(world.store.path, other, interval=0.05).start()
+    try:
+        wait_until(lambda: follower.error is not None, 20, "an error")
+        assert "holds the tiles of log" in follower.error
+        assert follower._thread.is_alive()
+    finally:
+        follower.stop()
