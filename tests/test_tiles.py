@@ -244,6 +244,10 @@ def test_another_logs_folder_a_newer_checkpoint_and_wrong_leaves_are_refused(tmp
     def wrong(begin, end):
         return [synthetic_leaf(i + 1) for i in range(begin, end)]
 
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "checkpoint").write_bytes(b"\xff not a note")
+    with pytest.raises(TileError, match="is not a checkpoint"):
+        TileDirectory(tmp_path / "garbage").catch_up(log.note(3), synthetic_leaves)
     with pytest.raises(TileError, match="do not match the checkpoint"):
         directory.catch_up(log.note(20), wrong)
     assert directory.checkpoint() == log.note(10)  # not advanced past what checks out
@@ -397,6 +401,11 @@ def test_serve_answers_the_layout_with_caching_headers(tiles_app):
         assert got.data == directory.read(tile.path)
     for path in (entry_bundle_path(0), envelope_bundle_path(0)):
         assert client.get("/log/tiles/" + path).data == directory.read(path)
+    head = client.head("/log/tiles/" + tile_path(0, 0))
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["Content-Length"] == str(8192)
+    assert client.post("/log/tiles/" + tile_path(0, 0)).status_code == 405
+    assert got.headers["X-Content-Type-Options"] == "nosniff"
     # A partial tile already replaced by its full one: its first hashes.
     assert client.get("/log/tiles/tile/0/000.p/9").data == directory.read("tile/0/000")[: 9 * 32]
 

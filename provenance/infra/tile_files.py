@@ -91,7 +91,7 @@ class TileDirectory:
 
     def checkpoint(self) -> str | None:
         data = self.read(CHECKPOINT)
-        return None if data is None else data.decode("utf-8")
+        return None if data is None else data.decode("utf-8", "replace")
 
     def size(self) -> int:
         """The size of the checkpoint written (0 before the first)."""
@@ -187,7 +187,13 @@ class TileDirectory:
             current = self.checkpoint()
             old_size = 0
             if current is not None:
-                held = note_checkpoint(current)
+                try:
+                    held = note_checkpoint(current)
+                except ValidationError as exc:
+                    raise TileError(
+                        f"{self.root / CHECKPOINT} is not a checkpoint ({exc}): "
+                        "give an empty folder, or remove that file to rewrite the tiles"
+                    ) from None
                 if held.origin != target.origin:
                     raise TileError(
                         f"{self.root} holds the tiles of log {held.origin!r}, "
@@ -208,13 +214,13 @@ class TileDirectory:
             added = target.size - edge.size
             while edge.size < target.size:
                 end = min(target.size, edge.size + chunk)
-                batch = leaves(edge.size, end)
-                if len(batch) != end - edge.size:
+                chunk_leaves = leaves(edge.size, end)
+                if len(chunk_leaves) != end - edge.size:
                     raise TileError(
-                        f"the log gave {len(batch)} leaves for {edge.size}..{end - 1}, "
+                        f"the log gave {len(chunk_leaves)} leaves for {edge.size}..{end - 1}, "
                         f"want {end - edge.size}"
                     )
-                step = extend(edge, batch)
+                step = extend(edge, chunk_leaves)
                 for path, data in step.files:
                     self.write_immutable(path, data)
                 edge = step.edge

@@ -74,6 +74,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     app.register_blueprint(resolver.bp)
     app.register_blueprint(transparency.bp)
-    app.register_blueprint(tiles.bp)
     portal.init_app(app)
+    tiles.init_app(app)  # /log/tiles/: files, in front of Flask
     return app

@@ -3,36 +3,35 @@
 ``envelopes/<N>[.p/<W>]``, read from the folder that `provenance serve --tiles DIR`
 keeps caught up (``TILES_DIR``). The same files any static web server can serve.
 
-Outside the rate limits of ``/log/v1/*``: each answer is a file read. Tiles and
-bundles are immutable (cached for a year); the checkpoint is ``no-cache``. Only
-paths that parse as tlog-tiles paths reach the file system.
+`TileFiles` is a plain WSGI app that `create_app` mounts in front of Flask, as a
+static file server would sit in front of the app: an answer is a file read, with
+none of the pages' per-request work (sessions, languages, rate limits). So
+``/log/tiles/`` is outside the rate limits of ``/log/v1/*``. Tiles and bundles
+are immutable (cached for a year); the checkpoint is ``no-cache``. Only paths
+that parse as tlog-tiles paths reach the file system; anything else is a 404.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Flask
 
 from provenance.core.errors import ValidationError
 from provenance.core.merkle import HASH_SIZE
 from provenance.core.tiles import TILE_WIDTH, parse_tile_path, tile_path
 
-bp = Blueprint("tiles", __name__, url_prefix="/log/tiles")
-
+PREFIX = "/log/tiles"
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_TILES = "this server publishes no tiles: start it with `provenance serve --tiles DIR`"
+COMMON = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Access-Control-Allow-Origin", "*"),  # public data, for verifiers in browsers too
+]
 
-
-def _missing(reason: str) -> Response:
-    return Response(
-        reason + "\n", 404, mimetype="text/plain", headers={"Cache-Control": "no-cache"}
-    )
-
-
-def _folder() -> Path | None:
-    folder = current_app.config.get("TILES_DIR")
-    return None if folder is None else Path(folder)
+StartResponse = Callable[..., Any]
 
 
 def _read(path: Path) -> bytes | None:
@@ -42,41 +41,89 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-@bp.get("/checkpoint")
-def checkpoint() -> Response:
-    folder = _folder()
-    if folder is None:
-        return _missing(
-            "this server publishes no tiles: start it with `provenance serve --tiles DIR`"
-        )
-    data = _read(folder / "checkpoint")
-    if data is None:
-        return _missing("no checkpoint written yet")
-    return Response(
-        data,
-        mimetype="text/plain",
-        headers={"Cache-Control": "no-cache"},
-        content_type="text/plain; charset=utf-8",
-    )
-
-
-@bp.get("/<path:path>")
-def tile(path: str) -> Response:
-    folder = _folder()
-    if folder is None:
-        return _missing(
-            "this server publishes no tiles: start it with `provenance serve --tiles DIR`"
-        )
+def read_tile_file(folder: Path, path: str) -> tuple[bytes | None, str]:
+    """(the bytes of ``path`` in the tiles folder, or None; the reason when None)."""
+    if path == "checkpoint":
+        data = _read(folder / "checkpoint")
+        return data, "no checkpoint written yet"
     try:
         kind, index, width = parse_tile_path(path)
     except ValidationError as exc:
-        return _missing(f"{exc}: see c2sp.org/tlog-tiles")
+        return None, f"{exc}: see c2sp.org/tlog-tiles"
     data = _read(folder / path)
     if data is None and width < TILE_WIDTH and kind not in ("entries", "envelopes"):
         # A partial tile is removed once its full tile is written: its hashes are
         # the full tile's first ones (c2sp.org/tlog-tiles lets clients fall back).
         full = _read(folder / tile_path(int(kind), index))
         data = None if full is None else full[: width * HASH_SIZE]
-    if data is None:
-        return _missing(f"no {path} in this log (yet)")
-    return Response(data, mimetype="application/octet-stream", headers={"Cache-Control": IMMUTABLE})
+    return data, f"no {path} in this log (yet)"
+
+
+class TileFiles:
+    """WSGI: ``GET``/``HEAD`` of the files of ``app.config["TILES_DIR"]``."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return self._answer(
+                start_response,
+                405,
+                b"GET or HEAD only\n",
+                "text/plain",
+                "no-cache",
+                method,
+                [("Allow", "GET, HEAD")],
+            )
+        folder = self.app.config.get("TILES_DIR")
+        if folder is None:
+            return self._missing(start_response, NO_TILES, method)
+        path = environ.get("PATH_INFO", "").removeprefix("/")
+        data, reason = read_tile_file(Path(folder), path)
+        if data is None:
+            return self._missing(start_response, reason, method)
+        if path == "checkpoint":
+            return self._answer(
+                start_response, 200, data, "text/plain; charset=utf-8", "no-cache", method
+            )
+        return self._answer(
+            start_response, 200, data, "application/octet-stream", IMMUTABLE, method
+        )
+
+    def _missing(self, start_response: StartResponse, reason: str, method: str) -> Iterable[bytes]:
+        body = (reason + "\n").encode("utf-8")
+        return self._answer(
+            start_response, 404, body, "text/plain; charset=utf-8", "no-cache", method
+        )
+
+    @staticmethod
+    def _answer(
+        start_response: StartResponse,
+        status: int,
+        body: bytes,
+        content_type: str,
+        cache: str,
+        method: str,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> Iterable[bytes]:
+        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}[status]
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", cache),
+            *COMMON,
+            *(extra or []),
+        ]
+        start_response(f"{status} {reason}", headers)
+        return [b""] if method == "HEAD" else [body]
+
+
+def init_app(app: Flask) -> None:
+    """Mount `TileFiles` at ``/log/tiles`` in front of the Flask app."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, {PREFIX: TileFiles(app)}
+    )
