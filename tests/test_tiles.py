@@ -474,3 +474,15 @@ def test_the_follower_keeps_the_folder_caught_up_and_survives_errors(file_world,
         assert follower._thread.is_alive()
     finally:
         follower.stop()
+
+
+def test_stopping_the_follower_writes_what_was_committed_until_then(file_world, tmp_path):
+    world = file_world
+    directory = TileDirectory(tmp_path / "tiles")
+    follower = TileFollower(world.store.path, directory, interval=600).start()
+    try:
+        wait_until(lambda: follower.rounds >= 1, 20, "the first round")
+        world.ok("probe", "reading", [world.lot], {"temperature_c": 4.0}, time=at(3))
+    finally:
+        follower.stop()
+    assert directory.size() == world.store.log_size()

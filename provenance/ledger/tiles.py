@@ -109,14 +109,12 @@ class TileFollower:
             while True:
                 store = self._round(store)
                 with self._wake:
-                    if self._stopped:
-                        return
-                    if not self._poked:
+                    if not self._stopped and not self._poked:
                         self._wake.wait(self.interval)
                     self._poked = False
                     if self._stopped:
-                        store = self._round(store)
-                        return
+                        break
+            store = self._round(store)  # after stop(): what was committed until then
         finally:
             if store is not None:
                 store.close()
