@@ -55,7 +55,7 @@ from provenance.ledger.tiles import TileFollower, publish_tiles
 )
 def test_tile_paths_are_the_specs(level, index, width, path):
     assert tile_path(level, index, width) == path
-    assert parse_tile_path(path) == (str(level), index, width)
+    assert parse_tile_path(path) == (level, index, width)
     assert entry_bundle_path(index, width) == "tile/entries/" + path.split("/", 2)[2]
     assert envelope_bundle_path(index, width) == "envelopes/" + path.split("/", 2)[2]
 

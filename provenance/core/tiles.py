@@ -102,15 +102,16 @@ _PATH = re.compile(
 )
 
 
-def parse_tile_path(path: str) -> tuple[str, int, int]:
-    """(kind, index, width) of a tile path; kind is the level as text ('0', '1', …),
-    'entries' or 'envelopes'. Raises ValidationError for anything else, including
-    non-canonical spellings (leading zero groups, widths of 256 or more)."""
+def parse_tile_path(path: str) -> tuple[int | str, int, int]:
+    """(kind, index, width) of a tile path; kind is the level (an int) of a hash
+    tile, or 'entries' or 'envelopes'. Raises ValidationError for anything else,
+    including non-canonical spellings (leading zero groups, widths of 256 or more)."""
     found = _PATH.fullmatch(path)
     if found is None:
         raise ValidationError("tile path", f"is not a tlog-tiles path: {path[:80]!r}")
-    kind = found["kind"].rpartition("/")[2]
-    if kind not in ("entries", "envelopes") and int(kind) > MAX_LEVEL:
+    name = found["kind"].rpartition("/")[2]
+    kind: int | str = name if name in ("entries", "envelopes") else int(name)
+    if isinstance(kind, int) and kind > MAX_LEVEL:
         raise ValidationError("tile path", f"level {kind} is above {MAX_LEVEL}")
     index = int(found["index"].replace("x", "").replace("/", ""))
     width = int(found["width"]) if found["width"] else TILE_WIDTH
@@ -288,8 +289,7 @@ def _write_order(item: tuple[str, bytes]) -> tuple[int, str]:
     """Bundles first, then tiles level by level: a reader that finds a tile finds
     what it covers."""
     kind = parse_tile_path(item[0])[0]
-    rank = {"envelopes": -2, "entries": -1}.get(kind)
-    return (int(kind) if rank is None else rank, item[0])
+    return (kind if isinstance(kind, int) else -1, item[0])
 
 
 # --- reading ---------------------------------------------------------------------------------
