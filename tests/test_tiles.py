@@ -486,3 +486,26 @@ def test_stopping_the_follower_writes_what_was_committed_until_then(file_world, 
     finally:
         follower.stop()
     assert directory.size() == world.store.log_size()
+
+
+def test_serve_with_tiles_writes_and_serves_them(two_lot_cli, tmp_path, monkeypatch):
+    """`provenance serve --tiles DIR`: the follower fills DIR while the app serves it
+    under /log/tiles/ (waitress replaced by a client of the same app)."""
+    import waitress
+
+    out = tmp_path / "www"
+    seen = {}
+
+    def serve(app, **_kwargs):
+        client = app.test_client()
+        wait_until(
+            lambda: client.get("/log/tiles/checkpoint").status_code == 200, 20, "a checkpoint"
+        )
+        seen["checkpoint"] = client.get("/log/tiles/checkpoint").data.decode()
+        seen["tile"] = client.get("/log/tiles/" + partial_tiles(directory.size())[0].path).data
+
+    directory = TileDirectory(out)
+    monkeypatch.setattr(waitress, "serve", serve)
+    two_lot_cli("serve", "--tiles", str(out), "--anchor-every", "0")
+    assert seen["checkpoint"] == two_lot_cli("log", "checkpoint", "--latest").output
+    assert seen["tile"] == directory.read(partial_tiles(directory.size())[0].path)

@@ -99,8 +99,9 @@ def log_tiles(ctx: Context, out: str) -> None:
     from provenance.infra.tile_files import TileDirectory
     from provenance.ledger.tiles import publish_tiles
 
+    store = ctx.reader()  # a bad --db is refused before any folder is made
     directory = TileDirectory(out)
-    added = publish_tiles(ctx.reader(), directory)
+    added = publish_tiles(store, directory)
     click.echo(f"{out}: {directory.size()} leaves ({added} added)")
 
 
