@@ -406,6 +406,21 @@ def test_serve_answers_the_layout_with_caching_headers(tiles_app):
     assert head.headers["Content-Length"] == str(8192)
     assert client.post("/log/tiles/" + tile_path(0, 0)).status_code == 405
     assert got.headers["X-Content-Type-Options"] == "nosniff"
+    # A checkpoint size the folder never wrote (between two catch-ups): its
+    # partial tiles and bundles are cut from the wider ones of a later size.
+    edge = partial_tiles(size)[0]
+    narrower = edge.width - 5
+    assert (
+        client.get(f"/log/tiles/{tile_path(0, edge.index, narrower)}").data
+        == (directory.read(edge.path)[: narrower * 32])
+    )
+    for path, prefix in (
+        (entry_bundle_path(edge.index, narrower), 2),
+        (envelope_bundle_path(edge.index, narrower), ENVELOPE_PREFIX),
+    ):
+        wide = decode_bundle(directory.read(path.rpartition(".p/")[0] + f".p/{edge.width}"), prefix)
+        assert decode_bundle(client.get("/log/tiles/" + path).data, prefix) == wide[:narrower]
+    assert client.get(f"/log/tiles/{tile_path(0, edge.index + 1, 3)}").status_code == 404
     # A partial tile already replaced by its full one: its first hashes.
     assert client.get("/log/tiles/tile/0/000.p/9").data == directory.read("tile/0/000")[: 9 * 32]
 
@@ -418,7 +433,7 @@ def test_serve_answers_the_layout_with_caching_headers(tiles_app):
         "tile/0/%2e%2e/x",
         "tile/0/001.p/0",
         "nothing",
-        "tile/entries/000.p/3",
+        "tile/entries/005.p/3",
         ".lock",
         ".tmp/x",
     ],

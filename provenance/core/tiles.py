@@ -37,6 +37,7 @@ __all__ = [
     "Tile",
     "TileEdge",
     "TileHashes",
+    "bundle_prefix",
     "decode_bundle",
     "encode_bundle",
     "entry_bundle_path",
@@ -187,6 +188,19 @@ def decode_bundle(data: bytes, prefix: int = ENTRY_PREFIX) -> list[bytes]:
         out.append(bytes(view[at : at + length]))
         at += length
     return out
+
+
+def bundle_prefix(data: bytes, count: int, prefix: int = ENTRY_PREFIX) -> bytes:
+    """The bytes of the first ``count`` entries of a bundle (the bundle of a
+    smaller tree: entries never move); ValidationError if it has fewer."""
+    at = 0
+    for i in range(count):
+        if at + prefix > len(data):
+            raise ValidationError("bundle", f"has {i} entries, fewer than {count}")
+        at += prefix + int.from_bytes(data[at : at + prefix], "big")
+    if at > len(data):
+        raise ValidationError("bundle", f"entry {count - 1} runs past the end")
+    return data[:at]
 
 
 # --- the integrator's step -------------------------------------------------------------------

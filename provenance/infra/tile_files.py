@@ -31,15 +31,18 @@ from provenance.core.checkpoint import Checkpoint
 from provenance.core.errors import ProofError, ProvenanceError, ValidationError
 from provenance.core.merkle import HASH_SIZE
 from provenance.core.tiles import (
+    ENTRY_PREFIX,
     ENVELOPE_PREFIX,
     TILE_WIDTH,
     Tile,
     TileEdge,
     TileHashes,
+    bundle_prefix,
     decode_bundle,
     entry_bundle_path,
     envelope_bundle_path,
     extend,
+    parse_tile_path,
     partial_tiles,
     tile_path,
 )
@@ -256,3 +259,59 @@ class TileDirectory:
                 folder = (self.root / path).parent
                 if folder.name.endswith(".p"):
                     shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- serving
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:  # missing, a folder, unreadable: not served
+        return None
+
+
+def _narrower(kind: int | str, data: bytes, width: int) -> bytes | None:
+    """The first ``width`` hashes or entries of a wider tile or bundle."""
+    if isinstance(kind, int):
+        return data[: width * HASH_SIZE] if len(data) >= width * HASH_SIZE else None
+    try:
+        return bundle_prefix(data, width, ENTRY_PREFIX if kind == "entries" else ENVELOPE_PREFIX)
+    except ValidationError:
+        return None
+
+
+def read_published(folder: Path, path: str) -> tuple[bytes | None, str]:
+    """What a server answers for ``path`` under the tiles folder: (its bytes, or
+    None; the reason when None). Only paths that parse reach the file system.
+
+    A partial tile or bundle that is not on disk is cut from a wider one of the
+    same index, the full one or a partial one written for a later checkpoint
+    (tiles never change, they only grow): so every checkpoint size the ledger
+    signed is served, also those between two catch-ups of the folder, and those
+    whose partial tiles were removed once full (c2sp.org/tlog-tiles)."""
+    if path == "checkpoint":
+        data = _read(folder / "checkpoint")
+        return data, "no checkpoint written yet"
+    try:
+        kind, _, width = parse_tile_path(path)
+    except ValidationError as exc:
+        return None, f"{exc}: see c2sp.org/tlog-tiles"
+    missing = f"no {path} in this log (yet)"
+    data = _read(folder / path)
+    if data is not None or width == TILE_WIDTH:
+        return data, missing
+    full = path.rpartition(".p/")[0]
+    wider = [folder / full]
+    try:
+        widths = sorted(int(p.name) for p in (folder / (full + ".p")).iterdir() if p.name.isdigit())
+    except OSError:
+        widths = []
+    wider += [folder / f"{full}.p/{w}" for w in widths if width < w < TILE_WIDTH]
+    for candidate in wider:
+        found = _read(candidate)
+        if found is not None:
+            cut = _narrower(kind, found, width)
+            if cut is not None:
+                return cut, missing
+    return None, missing

@@ -19,9 +19,7 @@ from typing import Any
 
 from flask import Flask
 
-from provenance.core.errors import ValidationError
-from provenance.core.merkle import HASH_SIZE
-from provenance.core.tiles import TILE_WIDTH, parse_tile_path, tile_path
+from provenance.infra.tile_files import read_published
 
 PREFIX = "/log/tiles"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -32,31 +30,6 @@ COMMON = [
 ]
 
 StartResponse = Callable[..., Any]
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
-
-
-def read_tile_file(folder: Path, path: str) -> tuple[bytes | None, str]:
-    """(the bytes of ``path`` in the tiles folder, or None; the reason when None)."""
-    if path == "checkpoint":
-        data = _read(folder / "checkpoint")
-        return data, "no checkpoint written yet"
-    try:
-        kind, index, width = parse_tile_path(path)
-    except ValidationError as exc:
-        return None, f"{exc}: see c2sp.org/tlog-tiles"
-    data = _read(folder / path)
-    if data is None and width < TILE_WIDTH and isinstance(kind, int):
-        # A partial tile is removed once its full tile is written: its hashes are
-        # the full tile's first ones (c2sp.org/tlog-tiles lets clients fall back).
-        full = _read(folder / tile_path(kind, index))
-        data = None if full is None else full[: width * HASH_SIZE]
-    return data, f"no {path} in this log (yet)"
 
 
 class TileFiles:
@@ -81,7 +54,7 @@ class TileFiles:
         if folder is None:
             return self._missing(start_response, NO_TILES, method)
         path = environ.get("PATH_INFO", "").removeprefix("/")
-        data, reason = read_tile_file(Path(folder), path)
+        data, reason = read_published(Path(folder), path)
         if data is None:
             return self._missing(start_response, reason, method)
         if path == "checkpoint":
