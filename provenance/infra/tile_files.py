@@ -4,7 +4,8 @@ static web server, a CDN or `provenance serve` can publish it while it grows.
 Write rules (docs/protocol.md, "Tiles"):
 
 - every file is written to ``.tmp/`` and renamed into place (atomic: a reader sees
-  the whole file or none), fsynced first when ``durable``;
+  the whole file or none), fsynced first when ``durable``, and the folders it was
+  renamed into are fsynced before the checkpoint is written;
 - tiles and bundles are immutable: one that exists is never rewritten (if its
   bytes differ, the directory holds another log and catching up stops);
 - partial tiles (``.p/<W>``) are written for each checkpoint's size and removed
@@ -78,6 +79,7 @@ class TileDirectory:
     def __init__(self, root: str | Path, *, durable: bool = True):
         self.root = Path(root)
         self.durable = durable
+        self._renamed_in: set[Path] = set()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / TMP).mkdir(exist_ok=True)
@@ -154,6 +156,19 @@ class TileDirectory:
                 os.fsync(f.fileno())
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
+        self._renamed_in.add(target.parent)
+
+    def _sync_folders(self) -> None:
+        """fsync every folder a file was renamed into (with ``durable``): the
+        renames themselves survive a power cut before the checkpoint names them."""
+        if self.durable:
+            for folder in sorted(self._renamed_in):
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        self._renamed_in.clear()
 
     def write_immutable(self, path: str, data: bytes) -> bool:
         """Write a tile or bundle unless it exists; True if written. One that
@@ -233,8 +248,10 @@ class TileDirectory:
                     f"the tiles of size {target.size} give root {root.hex()}, the checkpoint "
                     f"says {target.root_hash.hex()}: the leaves do not match the checkpoint"
                 )
+            self._sync_folders()  # the tiles are durable before the checkpoint names them
             if current != note:
                 self._write(CHECKPOINT, note.encode("utf-8"))
+                self._sync_folders()
             self._drop_replaced_partials(old_size, target.size)
         return added
 
