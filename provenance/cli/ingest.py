@@ -112,6 +112,12 @@ def command(
                 f"{ctx.keys_dir}/{LOG_KEY}.pem is not the log key of {ctx.db_path}: "
                 "use the --keys folder the ledger was made with"
             )
+        follower = None  # its folder made before the service, which may start processes
+        if tiles is not None:
+            from provenance.infra.tile_files import TileDirectory
+            from provenance.ledger.tiles import TileFollower
+
+            follower = TileFollower(ctx.db_path, TileDirectory(tiles))
         service = IngestService(
             db_path=ctx.db_path,
             log_key=log_key,
@@ -124,15 +130,6 @@ def command(
         )
     except ProvenanceError as exc:
         raise click.ClickException(str(exc)) from exc
-    follower = None
-    if tiles is not None:
-        from provenance.infra.tile_files import TileDirectory
-        from provenance.ledger.tiles import TileFollower
-
-        try:
-            follower = TileFollower(ctx.db_path, TileDirectory(tiles))
-        except ProvenanceError as exc:
-            raise click.ClickException(str(exc)) from exc
     server = None
     if metrics_port is not None:
         from provenance.ingest.metrics import serve
