@@ -97,16 +97,19 @@ def test_go_reads_a_growing_ledgers_tiles(tmp_path, tilecheck):
     assert not (directory.root / "tile" / "0" / "000.p").exists()  # replaced by the full tile
 
 
-def test_go_reads_three_levels_of_synthetic_tiles(tmp_path, tilecheck):
+def test_go_reads_three_levels_and_x_paths_of_synthetic_tiles(tmp_path, tilecheck):
     log = SyntheticLog()
     directory = TileDirectory(tmp_path / "tiles", durable=False)
     old = []
-    for size in (65_535, 65_536, 70_000):
+    # 257,000 leaves: level-0 tile 1003 is written x001/003, as Go's paths are.
+    for size in (65_535, 65_536, 70_000, 257_000):
         directory.catch_up(log.note(size), synthetic_leaves)
         reply = tilecheck(directory.root, log.verifier_key, [0, 255, 256, 65_534, size - 1], old)
         agree(reply, size, log.root(size))
+        assert any("/x001/" in p for p in reply["tile_paths"]) == (size > 256_000)
         old.append((size, log.root(size)))
-    assert (directory.root / "tile/2/000.p/1").is_file()
+    assert (directory.root / "tile/2/000.p/3").is_file()
+    assert (directory.root / "tile/0/x001/003.p/232").is_file()
 
 
 def test_go_refuses_a_tampered_tile_and_a_tampered_entry(tmp_path, tilecheck):
