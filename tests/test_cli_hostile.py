@@ -109,6 +109,7 @@ COMMANDS: dict[str, list[Case]] = {
     "label": [Case([URI, "--out", "{out}"], READ, missing_db_ok=True)],
     "log checkpoint": [Case([], READ)],
     "log key": [Case(["--note-key"], READ)],  # the origin is in the ledger
+    "log tiles": [Case(["--out", "{out}"], READ)],
     "log witness": [  # the ledger is where the witnesses and cosignatures are kept
         Case(["--witness", f"Regulator=http://127.0.0.1:9={WITNESS_VKEY}"], WRITE, service=True)
     ],

@@ -75,6 +75,14 @@ WAKE_EVERY_S = 0.1  # how soon the main loop notices a signal
     help="Once connected and subscribed, write JSON {pid, broker, topics, started} here "
     "(atomically); removed when the command exits.",
 )
+@click.option(
+    "--tiles",
+    "tiles",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Also write the log as C2SP tlog-tiles into DIR, caught up after commits "
+    "(publish DIR with any static web server).",
+)
 @click.pass_context
 def command(
     click_ctx: click.Context,
@@ -87,6 +95,7 @@ def command(
     metrics_port: int | None,
     client_id: str | None,
     ready_file: Path | None,
+    tiles: str | None,
 ) -> None:
     """Append what devices, gateways and parties publish over MQTT to the ledger.
 
@@ -115,6 +124,12 @@ def command(
                 f"{ctx.keys_dir}/{LOG_KEY}.pem is not the log key of {ctx.db_path}: "
                 "use the --keys folder the ledger was made with"
             )
+        follower = None  # its folder made before the service, which may start processes
+        if tiles is not None:
+            from provenance.infra.tile_files import TileDirectory
+            from provenance.ledger.tiles import TileFollower
+
+            follower = TileFollower(ctx.db_path, TileDirectory(tiles))
         service = IngestService(
             db_path=ctx.db_path,
             log_key=log_key,
@@ -137,9 +152,13 @@ def command(
         except OSError as exc:
             message = f"cannot serve metrics on port {metrics_port}: {exc}"
             raise click.ClickException(message) from None
+    if follower is not None:
+        follower.start()
     try:
         code = run(service, ready_file)
     finally:
+        if follower is not None:
+            follower.stop()  # one last round: the tiles end at the last commit
         if server is not None:
             server.close()
     if code != EXIT_OK:

@@ -26,7 +26,7 @@ EXPORT_COMMANDS = {
 
 @click.group("log", cls=LazyGroup, lazy={"witness": "provenance.cli.witnessing:command"})
 def log_group() -> None:
-    """The transparency log: checkpoints and the log key."""
+    """The transparency log: checkpoints, the log key and its tiles."""
 
 
 @log_group.command("checkpoint")
@@ -76,6 +76,33 @@ def log_key_command(ctx: Context, note_key: bool) -> None:
     from provenance.core.identity import did_from_public_key
 
     click.echo(did_from_public_key(ctx.log_public_key()))
+
+
+@log_group.command("tiles")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="The tiles folder (made if missing); publish it with any static web server.",
+)
+@pass_context
+@friendly
+def log_tiles(ctx: Context, out: str) -> None:
+    """Write the log as C2SP tlog-tiles (tiles, entry bundles, envelope bundles and
+    the checkpoint) into DIR, or catch DIR up: only what the folder lacks is read
+    and written, and the checkpoint goes last (docs/protocol.md, "Tiles").
+
+    Example: provenance log tiles --out /srv/www/log
+    """
+    from provenance.infra.tile_files import TileDirectory
+    from provenance.ledger.tiles import publish_tiles
+
+    store = ctx.reader()  # a bad --db is refused before any folder is made
+    directory = TileDirectory(out)
+    added = publish_tiles(store, directory)
+    click.echo(f"{out}: {directory.size()} leaves ({added} added)")
 
 
 @click.group(cls=LazyGroup, lazy=EXPORT_COMMANDS)

@@ -8,6 +8,7 @@ Listed in `provenance.cli.main.SERVICE_COMMANDS` (imported when first run).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,9 @@ from provenance.core.identity import public_key_from_did
 from provenance.core.signing import did_of
 from provenance.services.anchorer import DEFAULT_EVERY_S, MAX_EVERY_S, MIN_EVERY_S, Anchorer
 from provenance.store.db import Store, StoreError
+
+if TYPE_CHECKING:
+    from provenance.ledger.tiles import TileFollower
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,14 @@ log = logging.getLogger(__name__)
     help="Time zone of pages for readers whose browser has not said its own (no JavaScript, "
     "or before it runs), an IANA name such as Asia/Shanghai (env PROVENANCE_DEFAULT_TZ).",
 )
+@click.option(
+    "--tiles",
+    "tiles",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Also write the log as C2SP tlog-tiles into DIR (kept caught up) and serve "
+    "them under /log/tiles/.",
+)
 @click.pass_context
 def command(
     click_ctx: click.Context,
@@ -82,6 +94,7 @@ def command(
     trusted_proxies: int,
     anchor_every: float,
     default_tz: str,
+    tiles: str | None,
 ) -> None:
     """Serve the consumer scan pages, the Digital Link resolver, the log API,
     and the producer/regulator portals with their JSON API (docs/portal.md).
@@ -89,6 +102,9 @@ def command(
     Scanning a label opens /01/{GTIN}/10/{lot} here. Pages read the ledger
     read-only; portal actions write through the ledger with the log key in
     --keys, beside `provenance ingest` and the CLI.
+
+    With --tiles DIR, the log is also written as C2SP tlog-tiles into DIR and
+    served under /log/tiles/ (docs/protocol.md, "Tiles").
 
     Example: provenance serve --host 0.0.0.0 --port 8080 --base-url https://id.example.com
     --default-tz Asia/Shanghai
@@ -111,16 +127,20 @@ def command(
             "ACCOUNTS_DIR": accounts,
             "TRUSTED_PROXIES": trusted_proxies,
             "DEFAULT_TZ": default_tz,
+            "TILES_DIR": tiles,
         }
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     click.echo(f"serving {ctx.db_path} on http://{host}:{port}/ ({workers} threads)", err=True)
     anchorer = _start_anchorer(ctx, accounts, anchor_every)
+    follower = _start_tiles(ctx, tiles)
     try:
         waitress.serve(app, host=host, port=port, threads=workers, ident="provenance")
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     finally:
+        if follower is not None:
+            follower.stop()
         if anchorer is not None:
             anchorer.stop()
         app.extensions["provenance.portal"].jobs.close()  # background jobs and their files
@@ -134,6 +154,19 @@ def _zone(value: str) -> str:
         return check_zone(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _start_tiles(ctx: Context, folder: str | None) -> TileFollower | None:
+    """The thread that keeps --tiles DIR caught up with the ledger, if asked."""
+    if folder is None:
+        return None
+    from provenance.infra.tile_files import TileDirectory, TileError
+    from provenance.ledger.tiles import TileFollower
+
+    try:
+        return TileFollower(ctx.db_path, TileDirectory(folder)).start()
+    except TileError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _cadence(value: float) -> float:

@@ -14,6 +14,8 @@ each also read from the environment when not given:
 - ``BASE_URL`` (``PROVENANCE_BASE_URL``): the resolver's public origin, used in
   links it hands out; default: the origin of each request.
 - ``CLOCK``: a function returning now in µs (tests pin it).
+- ``TILES_DIR``: a folder of the log's C2SP tlog-tiles to serve under
+  ``/log/tiles/`` (`provenance serve --tiles DIR` keeps it caught up); None: none.
 - The portal's settings (accounts folder, secret key, rate limits, trusted
   proxies, scan place header, upload size…): `portal.state.defaults` and
   docs/portal.md.
@@ -47,6 +49,7 @@ from . import (
     reasons,
     resolver,
     security,
+    tiles,
     transparency,
     wording,
 )
@@ -62,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         BASE_URL=os.environ.get("PROVENANCE_BASE_URL") or None,
         LOG_PUBLIC_KEY=None,
         CLOCK=None,
+        TILES_DIR=None,
         SCAN_CACHE_LOTS=256,
         DEFAULT_TZ=os.environ.get("PROVENANCE_DEFAULT_TZ") or "UTC",
         MAX_CONTENT_LENGTH=64 * 1024,
@@ -91,4 +95,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(epcis_api.bp)
     app.register_blueprint(camera.bp)
     portal.init_app(app)
+    tiles.init_app(app)  # /log/tiles/: files, in front of Flask
     return app
