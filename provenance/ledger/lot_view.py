@@ -30,6 +30,7 @@ from provenance.core.checkpoint import open_checkpoint
 from provenance.core.envelope import Envelope, verify_signatures
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.core.identity import public_key_from_did
+from provenance.core.kinds import stability_chain
 from provenance.core.merkle import inclusion_proof, verify_inclusion
 from provenance.core.timefmt import now_micros, parse_date
 from provenance.domain import coldchain, coldchain_downsample, coldchain_status
@@ -46,6 +47,7 @@ from provenance.domain.rule_decisions import Flag, Hold
 from provenance.ledger.decisions import flag_records, hold_records
 from provenance.ledger.lineage import RecallRecord, recall_records
 from provenance.ledger.proofs import checkpoint_body
+from provenance.ledger.stability import LotStability, lot_budget, profile_in_force
 from provenance.store.db import Store
 from provenance.store.rows import Lot
 
@@ -58,11 +60,12 @@ DAY = 86_400_000_000
 RECALLED = "recalled"
 HELD = "held"  # a rule stopped it (e.g. a vaccine out of its band too long) until released
 UNVERIFIED = "unverified"  # the record does not check out
+DISCARD = "discard"  # its stability budget is spent (docs/coldchain.md, "Stability budget")
 EXCURSION = "excursion"  # the cold chain broke (within or beyond tolerance)
 EXPIRED = "expired"
 GAP = "gap"  # loggers fell silent: not known to be fine
 OK = "ok"
-STATES = (RECALLED, HELD, UNVERIFIED, EXCURSION, EXPIRED, GAP, OK)
+STATES = (RECALLED, HELD, UNVERIFIED, DISCARD, EXCURSION, EXPIRED, GAP, OK)
 
 # Notes on what a page could not place plainly (codes; the page words them,
 # these are the words of the JSON twin).
@@ -129,6 +132,7 @@ class LotView:
     holds: tuple[Hold, ...] = ()  # holds in force, oldest first
     flags: tuple[Flag, ...] = ()  # signals rules raised about it (they stop nothing)
     notes: tuple[str, ...] = ()  # keys of NOTES: what could not be placed plainly
+    stability: LotStability | None = None  # None: its product states no stability profile
 
     @property
     def expiry(self) -> str | None:
@@ -162,6 +166,7 @@ class _History:
     last_index: int = -1
     view_key: tuple[Any, ...] | None = None
     view: LotView | None = None
+    stability: tuple[Any, LotStability] | None = None  # (what it depends on, the budget)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -200,7 +205,9 @@ class Scanner:
                 if history.length > length:  # the database was replaced under us
                     history = self._forget(lot_uri, chain_id)
                 self._catch_up(store, history, lot_uri, length)
-                key = (length, note, lot.recalled, lot.custodian, now // MINUTE)
+                product = store.chain_by_subject(stability_chain(lot.gtin))
+                profiles = product[3] if product is not None else 0
+                key = (length, note, lot.recalled, lot.custodian, now // MINUTE, profiles)
                 if history.view_key != key or history.view is None:
                     integrity = self._integrity(store, history, lot_uri, head, note)
                     alerts = _Alerts(
@@ -378,6 +385,9 @@ def _build_view(
     )
     active = tuple(record for record in alerts.recalls if record.active)
     state, reasons, warnings = judge(lot, custody, integrity, legs, active, alerts.holds, now)
+    stability = _stability(store, lot, history, profile)
+    if stability is not None and stability.spent:
+        state, reasons, warnings = with_discard(state, reasons, warnings, stability.reasons())
     return LotView(
         lot,
         custody,
@@ -394,6 +404,7 @@ def _build_view(
         alerts.holds,
         alerts.flags,
         tuple(notes),
+        stability,
     )
 
 
@@ -491,6 +502,36 @@ def judge(
         return OK, (), ()
     headline = present[0]
     return headline, tuple(found[headline]), tuple(present[1:])
+
+
+# --- the stability budget (docs/coldchain.md, "Stability budget")
+
+
+def _stability(
+    store: Store, lot: Lot, history: _History, profile: coldchain.Profile | None
+) -> LotStability | None:
+    """The lot's budget by its product's profile in force, over the readings of
+    its whole life; kept until the readings or the profile change."""
+    found = profile_in_force(store, lot.gtin)
+    if found is None:
+        return None
+    key = (found.event_id, len(history.readings), profile)
+    if history.stability is not None and history.stability[0] == key:
+        return history.stability[1]
+    readings = [(time_us, temperature) for time_us, temperature, _ in history.readings]
+    result = LotStability(found, lot_budget(readings, found, profile))
+    history.stability = (key, result)
+    return result
+
+
+def with_discard(
+    state: str, reasons: tuple[str, ...], warnings: tuple[str, ...], why: list[str]
+) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """*state* and its warnings with a spent stability budget (DISCARD) among
+    them, the most severe first, as `judge` orders them."""
+    present = sorted({*([] if state == OK else [state]), *warnings, DISCARD}, key=STATES.index)
+    headline = present[0]
+    return headline, (tuple(why) if headline == DISCARD else reasons), tuple(present[1:])
 
 
 def _day_of(date_text: str) -> int:

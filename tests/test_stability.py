@@ -1,0 +1,287 @@
+"""Stability budget and remaining shelf life (docs/coldchain.md, "Stability budget"):
+known answers worked by hand for band budgets, Arrhenius and WHO's VVM categories;
+gaps stated and not counted; the signed `stability` profile and who may sign it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from support.world import GTIN, World
+
+from provenance.core.errors import ValidationError
+from provenance.core.kinds import validate_data
+from provenance.domain.stability import (
+    VVM_CATEGORIES,
+    Arrhenius,
+    Band,
+    StabilityModel,
+    assess,
+    model_from_data,
+    vvm_lifetime_us,
+)
+from provenance.ledger.audit import verify_ledger
+from provenance.ledger.reasons import UNAUTHORISED
+from provenance.ledger.stability import profile_in_force
+
+HOUR = 3_600_000_000
+DAY = 24 * HOUR
+T0 = 1_790_000_000_000_000
+
+# "Up to 30 days at 2–8 °C after thaw, 12 h at 8–25 °C" (the shape manufacturers publish).
+THAWED = StabilityModel(bands=(Band(2, 8, 720), Band(8, 25, 12)))
+
+
+def steady(temperature: float, hours: float, every_h: float = 1.0, start_h: float = 0.0):
+    """Readings every *every_h* at one temperature for *hours* (both ends read)."""
+    steps = round(hours / every_h)
+    return [(T0 + round((start_h + n * every_h) * HOUR), temperature) for n in range(steps + 1)]
+
+
+def record(*blocks: tuple[float, int], every_h: float = 0.2):
+    """Consecutive readings: each block is (°C, how many readings)."""
+    out, n = [], 0
+    for temperature, count in blocks:
+        for _ in range(count):
+            out.append((T0 + round(n * every_h * HOUR), temperature))
+            n += 1
+    return out
+
+
+# --- band budgets
+
+
+def test_band_budgets_add_up_by_the_share_of_each_band_62_per_cent_left():
+    # Every 12 min: 5 °C at 0.0 … 20.0 h (101 readings), 20 °C at 20.2 … 23.8 h (19),
+    # 5 °C at 24.0 … 37.6 h (69). An interval counts at its warmer reading, so
+    # 20.0–24.0 h is at 20 °C: 4 h of 12 h allowed at 8–25 °C = 1/3; the other
+    # 33.6 h at 2–8 °C are 33.6/720 = 0.04667. Used 0.38: 62 % left, and
+    # 0.62 × 720 h = 446.4 h of shelf life left at 2–8 °C.
+    readings = record((5, 101), (20, 19), (5, 69))
+    budget = assess(readings, THAWED, HOUR)
+    (part,) = budget.parts
+    assert part.band_time_us == (round(33.6 * HOUR), 4 * HOUR)
+    assert budget.used == pytest.approx(0.38)
+    assert budget.left_pct == 62
+    assert not budget.spent
+    assert part.storage == "2–8 °C"
+    assert budget.remaining_us == pytest.approx(446.4 * HOUR, abs=1)
+    assert budget.use_by_us == budget.last_us + budget.remaining_us
+    assert budget.gaps == () and budget.spent_at_us is None
+
+
+def test_a_band_spent_is_a_discard_at_the_moment_it_ran_out():
+    # 13 h at 20 °C, read hourly: the 12 h allowed at 8–25 °C run out 12 h in
+    # (the 2–8 °C share is 0 so far).
+    budget = assess(steady(20, 13), THAWED, HOUR)
+    assert budget.used == pytest.approx(13 / 12)
+    assert budget.spent and budget.left_pct == 0 and budget.remaining_us == 0
+    assert budget.spent_at_us == T0 + 12 * HOUR
+
+
+def test_time_outside_every_band_spends_the_budget_at_once():
+    # One reading at 30 °C among 5 °C ones: nothing in the data covers 30 °C.
+    readings = steady(5, 10)
+    readings[5] = (readings[5][0], 30.0)
+    budget = assess(readings, THAWED, HOUR)
+    assert budget.spent
+    assert budget.outside == ((T0 + 5 * HOUR, 30.0),)
+    assert budget.parts[0].outside_us == 2 * HOUR  # the intervals either side of it
+    # From the reading before it: it may have been that warm since then.
+    assert budget.spent_at_us == T0 + 4 * HOUR
+
+
+def test_a_shared_edge_counts_in_the_band_that_allows_longer():
+    # 8 °C is in "2–8 °C" (720 h) and in "8–25 °C" (12 h): the manufacturer's 2–8 includes it.
+    budget = assess(steady(8, 72), THAWED, HOUR)
+    assert budget.used == pytest.approx(72 / 720)
+    assert budget.left_pct == 90
+
+
+# --- Arrhenius
+
+
+def test_arrhenius_known_answers_with_the_usp_activation_energy():
+    # Ea = 83.144 kJ/mol, so Ea/R = 10 000 K; 1000 h at 5 °C (278.15 K).
+    # At 25 °C (298.15 K): 1000 h × exp(10 000 × (1/298.15 − 1/278.15))
+    #   = 1000 h × exp(−2.41166) = 89.66 h.
+    # At 15 °C (288.15 K): 1000 h × exp(−1.24767) = 287.2 h.
+    kinetics = Arrhenius(83.144, 5, 1000)
+    assert kinetics.lifetime_us(5) == pytest.approx(1000 * HOUR)
+    assert kinetics.lifetime_us(25) == pytest.approx(89.66 * HOUR, rel=1e-3)
+    assert kinetics.lifetime_us(15) == pytest.approx(287.2 * HOUR, rel=1e-3)
+    # 10 h at 25 °C then 100 h at 5 °C, read hourly.
+    readings = steady(25, 10) + steady(5, 100, start_h=10)[1:]
+    budget = assess(readings, StabilityModel(arrhenius=kinetics), HOUR)
+    # The interval 10–11 h counts at 25 °C (its warmer reading): 11 h at 25 °C and
+    # 99 h at 5 °C use 11/89.66 + 99/1000 = 0.1227 + 0.0990 = 0.2217: 77 % left.
+    assert budget.used == pytest.approx(11 / 89.66 + 99 / 1000, rel=1e-3)
+    assert budget.left_pct == 77
+    assert budget.parts[0].storage == "5 °C"
+    assert budget.remaining_us == pytest.approx((1 - budget.used) * 1000 * HOUR, abs=1)
+
+
+def test_arrhenius_matches_the_mean_kinetic_temperature_of_a_steady_record():
+    # A steady record's MKT is its temperature, and the budget it used is its
+    # duration over the lifetime at that temperature.
+    kinetics = Arrhenius(83.144, 5, 1000)
+    budget = assess(steady(12, 48), StabilityModel(arrhenius=kinetics), HOUR)
+    assert budget.used == pytest.approx(48 * HOUR / kinetics.lifetime_us(12))
+
+
+# --- WHO VVM categories: the end point at each of the category's own temperatures
+
+
+@pytest.mark.parametrize(
+    ("category", "temperature", "days"),
+    [
+        ("VVM30", 37, 30),
+        ("VVM30", 25, 193),
+        ("VVM30", 5, 4 * 365),
+        ("VVM14", 37, 14),
+        ("VVM14", 25, 90),
+        ("VVM14", 5, 3 * 365),
+        ("VVM7", 37, 7),
+        ("VVM7", 25, 45),
+        ("VVM7", 5, 2 * 365),
+        ("VVM2", 37, 2),
+        ("VVM2", 5, 225),
+    ],
+)
+def test_a_vvm_reaches_its_end_point_when_who_says(category, temperature, days):
+    anchors = VVM_CATEGORIES[category]
+    assert vvm_lifetime_us(anchors, temperature) == pytest.approx(days * DAY)
+    model = StabilityModel(vvm=category)
+    every = 6.0 if days > 100 else 1.0
+    budget = assess(steady(temperature, days * 24, every), model, round(every * HOUR))
+    assert budget.used == pytest.approx(1.0)
+    half = assess(steady(temperature, days * 12, every), model, round(every * HOUR))
+    assert half.left_pct == 50 and not half.spent
+
+
+def test_vvm_between_and_beyond_its_anchors_runs_as_arrhenius_would():
+    anchors = VVM_CATEGORIES["VVM7"]
+    # Between 25 and 37 °C: log-linear in 1/T, so 31 °C lies between 7 and 45 days,
+    # and warmer than 37 °C is faster still along the same line.
+    assert 7 * DAY < vvm_lifetime_us(anchors, 31) < 45 * DAY
+    assert vvm_lifetime_us(anchors, 40) < 7 * DAY
+    assert vvm_lifetime_us(anchors, 2) > 2 * 365 * DAY
+    lifetimes = [vvm_lifetime_us(anchors, t) for t in range(-10, 50)]
+    assert lifetimes == sorted(lifetimes, reverse=True)
+
+
+def test_a_combined_model_is_judged_by_its_most_spent_part():
+    model = StabilityModel(bands=(Band(2, 8, 720),), vvm="VVM2")
+    budget = assess(steady(5, 24 * 45), model, HOUR)
+    # Bands: 1080/720 = 1.5 (spent); VVM2 at 5 °C: 45/225 = 0.2.
+    assert [round(part.used, 3) for part in budget.parts] == [1.5, 0.2]
+    assert budget.spent and budget.limiting.name == "bands"
+
+
+# --- gaps are stated, not assumed cold
+
+
+def test_a_gap_is_listed_and_not_counted():
+    readings = steady(5, 10) + steady(5, 10, start_h=15)
+    budget = assess(readings, THAWED, HOUR)
+    assert budget.gaps == ((T0 + 10 * HOUR, T0 + 15 * HOUR),)
+    assert budget.unmonitored_us == 5 * HOUR
+    assert budget.counted_us == 20 * HOUR
+    assert budget.used == pytest.approx(20 / 720)
+
+
+def test_no_readings_say_nothing_and_spend_nothing():
+    budget = assess([], THAWED, HOUR)
+    assert budget.readings == 0 and budget.remaining_us is None and budget.use_by_us is None
+    assert not budget.spent
+
+
+# --- the model and its validation
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"gtin": GTIN}, "data"),
+        ({"gtin": "9506000134352", "vvm": "VVM7"}, "data.gtin"),
+        ({"gtin": GTIN, "vvm": "VVM99"}, "data.vvm"),
+        ({"gtin": GTIN, "bands": [{"low_c": 8, "high_c": 2, "hours": 1}]}, "data.bands[0]"),
+        (
+            {
+                "gtin": GTIN,
+                "bands": [
+                    {"low_c": 2, "high_c": 8, "hours": 720},
+                    {"low_c": 6, "high_c": 25, "hours": 12},
+                ],
+            },
+            "data.bands",
+        ),
+        ({"gtin": GTIN, "bands": [{"low_c": 2, "high_c": 8, "hours": 0}]}, "data.bands[0].hours"),
+        (
+            {"gtin": GTIN, "arrhenius": {"activation_kj_mol": 0, "reference_c": 5, "hours": 9}},
+            "data.arrhenius.activation_kj_mol",
+        ),
+        ({"gtin": GTIN, "vvm": "VVM7", "shelf": 3}, "data.shelf"),
+    ],
+)
+def test_a_bad_profile_is_refused_naming_the_field(data, field):
+    with pytest.raises(ValidationError) as caught:
+        validate_data("stability", data, None)
+    assert caught.value.field == field
+
+
+def test_the_domain_model_refuses_what_it_cannot_judge_by():
+    with pytest.raises(ValidationError):
+        StabilityModel()
+    with pytest.raises(ValidationError):
+        StabilityModel(bands=(Band(2, 8, 720), Band(5, 25, 12)))
+    with pytest.raises(ValidationError):
+        assess(steady(5, 2), THAWED, 0)
+    model = model_from_data(
+        {
+            "gtin": GTIN,
+            "bands": [{"low_c": 2, "high_c": 8, "hours": 720}],
+            "arrhenius": {"activation_kj_mol": 83.144, "reference_c": 5, "hours": 720},
+            "vvm": "VVM14",
+            "source": "SmPC 6.3",
+        }
+    )
+    assert model.bands == (Band(2, 8, 720),) and model.vvm == "VVM14"
+    assert math.isclose(model.arrhenius.hours, 720)
+
+
+# --- the signed profile in the ledger
+
+
+PROFILE = {"gtin": GTIN, "bands": [{"low_c": 2, "high_c": 8, "hours": 720}], "source": "SmPC"}
+
+
+def test_the_producer_under_the_gtins_prefix_signs_the_profile_and_the_newest_is_in_force():
+    world = World.create()
+    first = world.ok("farm", "stability", None, PROFILE)
+    assert profile_in_force(world.store, GTIN).event_id == first.event_id
+    second = world.ok("farm", "stability", None, {"gtin": GTIN, "vvm": "VVM7"}, time=None)
+    found = profile_in_force(world.store, GTIN)
+    assert found.event_id == second.event_id and found.versions == 2
+    assert found.model.vvm == "VVM7" and found.signer_name == "farm"
+    assert profile_in_force(world.store, "09520123456788") is None
+    assert verify_ledger(world.store, world.log_public_key).ok
+
+
+@pytest.mark.parametrize("who", ["dc", "carrier", "clinic", "regulator", "inspector"])
+def test_no_one_but_a_commissioning_party_may_sign_a_profile(who):
+    world = World.create()
+    refused = world.append(who, "stability", None, PROFILE)
+    assert refused.status == "rejected" and refused.reason == UNAUTHORISED
+    assert profile_in_force(world.store, GTIN) is None
+
+
+def test_a_producer_without_the_gtins_company_prefix_may_not_sign_its_profile():
+    world = World.create()
+    world.enrol_party("rival", "producer", prefixes=["4000001"])
+    refused = world.append("rival", "stability", None, PROFILE)
+    assert refused.status == "rejected" and refused.reason == UNAUTHORISED
+    assert "may not state the stability of" in refused.message
+    world.enrol_party("nobody", "producer", prefixes=[])
+    assert world.append("nobody", "stability", None, PROFILE).reason == UNAUTHORISED
+    assert profile_in_force(world.store, GTIN) is None
