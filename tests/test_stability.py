@@ -4,6 +4,7 @@ gaps stated and not counted; the signed `stability` profile and who may sign it.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -285,3 +286,57 @@ def test_a_producer_without_the_gtins_company_prefix_may_not_sign_its_profile():
     world.enrol_party("nobody", "producer", prefixes=[])
     assert world.append("nobody", "stability", None, PROFILE).reason == UNAUTHORISED
     assert profile_in_force(world.store, GTIN) is None
+
+
+# --- the command line
+
+
+def test_the_cli_signs_a_profile_and_shows_the_one_in_force(two_lot_cli):
+    run = two_lot_cli
+    signed = run(
+        "product", "stability", "--gtin", GTIN, "--as", "Farm",
+        "--band", "2..8=30d", "--band", "8..25=12h", "--band", "-25..-15=180d",
+        "--activation-energy", "83.144", "--reference", "5", "--reference-life", "720",
+        "--vvm", "VVM7", "--source", "SmPC 6.3", "--json",
+    )  # fmt: skip
+    data = json.loads(signed.output)["data"]
+    assert data["bands"] == [
+        {"low_c": 2, "high_c": 8, "hours": 720.0},
+        {"low_c": 8, "high_c": 25, "hours": 12.0},
+        {"low_c": -25, "high_c": -15, "hours": 4320.0},
+    ]
+    assert data["arrhenius"] == {"activation_kj_mol": 83.144, "reference_c": 5.0, "hours": 720.0}
+    shown = json.loads(run("product", "show", "--gtin", GTIN).output)
+    assert shown["signer"]["name"] == "Farm" and shown["model"]["vvm"] == "VVM7"
+    assert shown["event"] == json.loads(signed.output)["event"]
+
+
+@pytest.mark.parametrize(
+    ("args", "said", "code"),
+    [
+        (["--band", "2-8=30d"], "is not a band: write LOW..HIGH=DURATION", 2),
+        (["--band", "2..8=30 weeks"], "is not a duration: write it as 30d, 12h or 90min", 2),
+        (["--band", "8..2=30d"], "low_c must be below high_c", 1),
+        (["--band", "2..8=30d", "--band", "5..25=12h"], "overlap: bands may share an edge", 1),
+        (["--activation-energy", "83.144"], "Arrhenius needs all three", 2),
+        ([], "say how long it keeps", 2),
+        (["--vvm", "VVM99"], "Invalid value for '--vvm'", 2),
+    ],
+)
+def test_the_cli_says_what_is_wrong_with_a_profile(two_lot_cli, args, said, code):
+    result = two_lot_cli("product", "stability", "--gtin", GTIN, "--as", "Farm", *args, code=code)
+    assert said in result.output and "Error:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_cli_refuses_a_profile_for_someone_elses_gtin_and_shows_none(two_lot_cli):
+    run = two_lot_cli
+    result = run(
+        "product", "stability", "--gtin", "09520123456788", "--as", "Farm", "--vvm", "VVM7",
+        code=1,
+    )  # fmt: skip
+    assert "Error: unauthorised: Farm may not state the stability of" in result.output
+    missing = run("product", "show", "--gtin", "09520123456788", code=1)
+    assert "Error: no stability profile for 09520123456788" in missing.output
+    bad = run("product", "show", "--gtin", "123", code=1)
+    assert "Error:" in bad.output and "Traceback" not in bad.output

@@ -145,6 +145,26 @@ class StabilityModel:
                     f"{below.text} and {above.text} overlap: bands may share an edge only",
                 )
 
+    def to_json(self) -> dict[str, Any]:
+        """The model's parameters as its profile states them."""
+        out: dict[str, Any] = {}
+        if self.bands:
+            out["bands"] = [
+                {"low_c": band.low_c, "high_c": band.high_c, "hours": band.hours}
+                for band in self.bands
+            ]
+        if self.arrhenius is not None:
+            out["arrhenius"] = {
+                "activation_kj_mol": self.arrhenius.activation_kj_mol,
+                "reference_c": self.arrhenius.reference_c,
+                "hours": self.arrhenius.hours,
+            }
+        if self.vvm is not None:
+            out["vvm"] = self.vvm
+        if self.source is not None:
+            out["source"] = self.source
+        return out
+
 
 @dataclass(frozen=True)
 class Part:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from provenance.core.errors import SignatureError, ValidationError
 from provenance.core.kinds import stability_chain
+from provenance.core.timefmt import parse_date
 from provenance.domain import stability
 from provenance.domain.coldchain import Profile, Readings
 from provenance.store.db import Store
@@ -21,6 +22,7 @@ from provenance.store.db import Store
 # say how often its logger reads (docs/coldchain.md: a gap is four missed
 # readings of a 15-minute logger).
 DEFAULT_MAX_GAP_US = 60 * 60 * 1_000_000
+DAY_US = 86_400_000_000
 
 
 @dataclass(frozen=True)
@@ -102,3 +104,21 @@ class LotStability:
         first-expired-first-out orders by."""
         found = [t for t in (self.budget.use_by_us, expiry_end_us) if t is not None]
         return min(found) if found else None
+
+
+def expiry_end_us(expiry: str | None) -> int | None:
+    """The end of a lot's expiry day (UTC), or None without one (or one that does
+    not parse: the page says the date as registered either way)."""
+    if not expiry:
+        return None
+    try:
+        day = parse_date(expiry, "expiry")
+    except ValidationError:
+        return None
+    return (day.toordinal() - 719_162) * DAY_US  # the next midnight since 1970-01-01
+
+
+def expiry_comes_first(found: LotStability, expiry: str | None) -> bool:
+    """Whether the expiry date ends the lot's life before its stability budget."""
+    end, use_by = expiry_end_us(expiry), found.budget.use_by_us
+    return end is not None and use_by is not None and end < use_by
