@@ -99,6 +99,32 @@ def test_a_shared_edge_counts_in_the_band_that_allows_longer():
     assert budget.left_pct == 90
 
 
+def test_a_hole_between_bands_is_outside_every_band():
+    # Frozen (−25…−15 °C) or thawed (2–8 °C): 0 °C is in neither.
+    model = StabilityModel(bands=(Band(-25, -15, 4320), Band(2, 8, 720)))
+    readings = [*steady(-20, 4), (T0 + 5 * HOUR, 0.0), *steady(5, 4, start_h=6)]
+    budget = assess(readings, model, 2 * HOUR)
+    assert budget.spent and budget.outside == ((T0 + 5 * HOUR, 0.0),)
+    assert not assess(steady(-20, 4) + steady(5, 4, start_h=6), model, 2 * HOUR).outside
+
+
+def test_readings_count_rounded_up_to_a_hundredth_of_a_degree():
+    # 7.995 °C counts as 8.00 (still 2–8 °C); 8.001 °C as 8.01 (8–25 °C).
+    assert assess(steady(7.995, 12), THAWED, HOUR).used == pytest.approx(12 / 720)
+    assert assess(steady(8.001, 6), THAWED, HOUR).used == pytest.approx(6 / 12)
+
+
+def test_twenty_thousand_readings_are_judged_within_a_page_budget():
+    import time
+
+    readings = [(T0 + n * 60_000_000, 5 + (n % 37) / 16) for n in range(20_000)]
+    model = StabilityModel(bands=THAWED.bands, arrhenius=Arrhenius(83.144, 5, 720), vvm="VVM7")
+    started = time.perf_counter()
+    budget = assess(readings, model, HOUR)
+    assert time.perf_counter() - started < 0.5  # about 0.05 s idle; loaded CI is slower
+    assert budget.readings == 20_000 and not budget.spent
+
+
 # --- Arrhenius
 
 

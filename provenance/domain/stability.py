@@ -18,9 +18,9 @@ them. Remaining shelf life is what is left of the most spent part at its storage
 condition (the band with the longest allowance, the reference temperature, 5 °C).
 
 How readings count: each interval between two readings no farther apart than the
-gap limit counts at the warmer of its two readings (the more damaging one: as the
-excursions in :mod:`provenance.domain.coldchain_excursions`, nothing rules out
-that the product was that warm all along). A longer silence is a gap: stated, not
+gap limit counts at the warmer of its two readings, rounded up to 0.01 °C (the more
+damaging one: as the excursions in :mod:`provenance.domain.coldchain_excursions`,
+nothing rules out that the product was that warm all along). A longer silence is a gap: stated, not
 counted and not assumed cold, so the budget left is then an upper bound.
 
 Pure functions: readings in, values out, :class:`ValidationError` on bad input. No
@@ -268,11 +268,19 @@ def assess(readings: Readings, model: StabilityModel, max_gap_us: int) -> Stabil
         raise ValidationError("max_gap_us", f"must be a positive whole number, got {max_gap_us}")
     data = series(readings)
     times, temps = data.times, data.temps
-    outside = tuple(
-        (time_us, temp) for time_us, temp in zip(times, temps, strict=True) if _outside(model, temp)
+    too_far = (
+        {temp for temp in set(temps) if _outside(model, temp)}  # values repeat
+        if not _all_inside(model, data.lowest, data.highest)
+        else set()
+    )
+    outside = (
+        tuple((t, temp) for t, temp in zip(times, temps, strict=True) if temp in too_far)
+        if too_far
+        else ()
     )
     intervals: list[tuple[int, int, float]] = []
     gaps: list[tuple[int, int]] = []
+    exposure: dict[float, int] = {}  # °C -> time counted at it (readings repeat values)
     for position in range(1, len(times)):
         start, end = times[position - 1], times[position]
         if end == start:
@@ -280,37 +288,41 @@ def assess(readings: Readings, model: StabilityModel, max_gap_us: int) -> Stabil
         if end - start > max_gap_us:
             gaps.append((start, end))
             continue
-        intervals.append((start, end, max(temps[position - 1], temps[position])))
-    parts = tuple(_parts(model, intervals))
+        temp = _step_up(max(temps[position - 1], temps[position]))
+        intervals.append((start, end, temp))
+        exposure[temp] = exposure.get(temp, 0) + (end - start)
+    parts = tuple(_parts(model, exposure))
     used = max((part.used for part in parts), default=0.0)
+    spent = used >= 1 or bool(outside)
     return StabilityBudget(
         used=used,
         parts=parts,
         readings=len(times),
         first_us=times[0] if times else None,
         last_us=times[-1] if times else None,
-        counted_us=sum(end - start for start, end, _ in intervals),
+        counted_us=sum(exposure.values()),
         gaps=tuple(gaps),
         outside=outside,
-        spent_at_us=_spent_at(model, intervals, outside),
+        spent_at_us=_spent_at(model, intervals, outside) if spent else None,
     )
 
 
 # --- the parts -------------------------------------------------------------------------------
 
 
-def _parts(model: StabilityModel, intervals: Sequence[tuple[int, int, float]]) -> list[Part]:
+def _parts(model: StabilityModel, exposure: Mapping[float, int]) -> list[Part]:
+    """Each part of the model over the time counted at each temperature."""
     parts = []
     if model.bands:
         storage = max(model.bands, key=lambda band: band.hours)
         in_band = [0] * len(model.bands)
         outside_us = 0
-        for start, end, temp in intervals:
+        for temp, spent_us in exposure.items():
             index = _band_of(model.bands, temp)
             if index is None:
-                outside_us += end - start
+                outside_us += spent_us
             else:
-                in_band[index] += end - start
+                in_band[index] += spent_us
         used = sum(t / (b.hours * HOUR) for t, b in zip(in_band, model.bands, strict=True))
         if outside_us:
             used = max(used, 1.0)
@@ -319,13 +331,13 @@ def _parts(model: StabilityModel, intervals: Sequence[tuple[int, int, float]]) -
         )
     if model.arrhenius is not None:
         kinetics = model.arrhenius
-        used = sum((end - start) / kinetics.lifetime_us(temp) for start, end, temp in intervals)
+        used = sum(t / kinetics.lifetime_us(temp) for temp, t in exposure.items())
         parts.append(
             Part(ARRHENIUS, used, f"{_c(kinetics.reference_c)} °C", int(kinetics.hours * HOUR))
         )
     if model.vvm is not None:
         anchors = VVM_CATEGORIES[model.vvm]
-        used = sum((end - start) / vvm_lifetime_us(anchors, temp) for start, end, temp in intervals)
+        used = sum(t / vvm_lifetime_us(anchors, temp) for temp, t in exposure.items())
         parts.append(
             Part(VVM, used, f"{_c(VVM_STORAGE_C)} °C", int(vvm_lifetime_us(anchors, VVM_STORAGE_C)))
         )
@@ -356,6 +368,36 @@ def _band_of(bands: Sequence[Band], temp: float) -> int | None:
     return max(found, key=lambda index: bands[index].hours, default=None)
 
 
+STEP_C = 0.01  # the budget counts temperatures to this step, rounded up (the warmer side)
+
+
+def _step_up(temp: float) -> float:
+    """*temp* rounded up to STEP_C (a reading already on the step stays as it is):
+    thousands of distinct values cost as much as a hundred."""
+    stepped = math.ceil(round(temp / STEP_C, 6)) * STEP_C
+    return round(stepped, 2)
+
+
+def _all_inside(model: StabilityModel, lowest: float | None, highest: float | None) -> bool:
+    """Whether every temperature from *lowest* to *highest* lies in some band (no
+    bands: nothing is outside)."""
+    if not model.bands or lowest is None or highest is None:
+        return True
+    reach = None
+    for band in sorted(model.bands, key=lambda band: band.low_c):
+        if reach is None:
+            if band.low_c > lowest:
+                return False
+            reach = band.high_c
+        elif band.low_c > reach:
+            break  # a hole in the bands
+        else:
+            reach = max(reach, band.high_c)
+        if reach >= highest:
+            return True
+    return False
+
+
 def _outside(model: StabilityModel, temp: float) -> bool:
     return bool(model.bands) and _band_of(model.bands, temp) is None
 
@@ -369,10 +411,13 @@ def _spent_at(
     over it), or the first reading outside every band, whichever came first."""
     first_outside = outside[0][0] if outside else None
     totals = {BANDS: 0.0, ARRHENIUS: 0.0, VVM: 0.0}
+    known: dict[float, dict[str, float]] = {}
     for start, end, temp in intervals:
         if first_outside is not None and start >= first_outside:
             break
-        shares = _shares(model, temp)
+        shares = known.get(temp)
+        if shares is None:
+            shares = known[temp] = _shares(model, temp)
         for name, rate in shares.items():
             before = totals[name]
             totals[name] = before + (end - start) * rate
