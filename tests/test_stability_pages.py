@@ -5,6 +5,7 @@ lists with FEFO hints, and the model with its parameters on the portal's lot pag
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import pytest
@@ -166,3 +167,23 @@ def test_the_portal_lot_page_shows_the_model_and_its_parameters_to_a_regulator(p
     assert "Profile signed by farm" in page and "our shelf-life study 2026-03" in page
     search = words(portal.client("reg1").get(f"/portal/regulator/search?gtin={GTIN}"))
     assert "Life left (FEFO)" in search and "use #1" in search
+
+
+def test_an_edited_profile_in_the_database_is_not_judged_by_and_the_page_says_so(
+    file_world, client
+):
+    # An insider lengthens the 6 h at 5–15 °C to 600 h in the database: the
+    # signature no longer matches, so the page trusts no profile and says why.
+    file_world.ok("farm", "stability", None, KALE)
+    quarter_hours(file_world, 1, 5, 3.0)
+    quarter_hours(file_world, 5, 12, 9.0)
+    lenient = {**KALE, "bands": [KALE["bands"][0], {**KALE["bands"][1], "hours": 600}]}
+    file_world.store.conn.execute(
+        "UPDATE events SET data = ? WHERE kind = 21",
+        (json.dumps(lenient, separators=(",", ":")),),
+    )
+    body = client.get(PATH, headers={"Accept": "application/json"}).get_json()
+    assert body["state"] == "unverified" and body["stability"] is None
+    assert any("stability profile does not verify" in reason for reason in body["reasons"])
+    page = words(client.get(PATH))
+    assert "Record does not verify" in page and "DISCARD" not in page

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from provenance.core import chain as chains
 from provenance.core.checkpoint import open_checkpoint
 from provenance.core.envelope import Envelope, verify_signatures
-from provenance.core.errors import NotFound, ProvenanceError, ValidationError
+from provenance.core.errors import NotFound, ProvenanceError, SignatureError, ValidationError
 from provenance.core.identity import public_key_from_did
 from provenance.core.kinds import stability_chain
 from provenance.core.merkle import inclusion_proof, verify_inclusion
@@ -385,9 +385,15 @@ def _build_view(
     )
     active = tuple(record for record in alerts.recalls if record.active)
     state, reasons, warnings = judge(lot, custody, integrity, legs, active, alerts.holds, now)
-    stability = _stability(store, lot, history, profile)
+    try:
+        stability = _stability(store, lot, history, profile)
+    except SignatureError as exc:
+        stability = None
+        why = [f"its product's stability profile does not verify: {exc}"]
+        state, reasons, warnings = with_state(UNVERIFIED, state, reasons, warnings, why)
     if stability is not None and stability.spent:
-        state, reasons, warnings = with_discard(state, reasons, warnings, stability.reasons())
+        why = stability.reasons()
+        state, reasons, warnings = with_state(DISCARD, state, reasons, warnings, why)
     return LotView(
         lot,
         custody,
@@ -524,14 +530,21 @@ def _stability(
     return result
 
 
-def with_discard(
-    state: str, reasons: tuple[str, ...], warnings: tuple[str, ...], why: list[str]
+def with_state(
+    added: str,
+    state: str,
+    reasons: tuple[str, ...],
+    warnings: tuple[str, ...],
+    why: list[str],
 ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """*state* and its warnings with a spent stability budget (DISCARD) among
-    them, the most severe first, as `judge` orders them."""
-    present = sorted({*([] if state == OK else [state]), *warnings, DISCARD}, key=STATES.index)
+    """*state* and its warnings with *added* (a spent stability budget, DISCARD,
+    or a profile that does not verify, UNVERIFIED) among them, the most severe
+    first, as `judge` orders them; *why* are its reasons."""
+    present = sorted({*([] if state == OK else [state]), *warnings, added}, key=STATES.index)
     headline = present[0]
-    return headline, (tuple(why) if headline == DISCARD else reasons), tuple(present[1:])
+    if headline == added:
+        reasons = tuple(why) if headline != state else (*reasons, *why)
+    return headline, reasons, tuple(present[1:])
 
 
 def _day_of(date_text: str) -> int:

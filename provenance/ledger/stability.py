@@ -40,19 +40,22 @@ class StabilityProfile:
 
 
 def profile_in_force(store: Store, gtin14: str) -> StabilityProfile | None:
-    """The newest stability profile of a product, or None when it has none (or
-    its newest one's signature does not verify: then none is in force)."""
+    """The newest stability profile of a product, or None when it has none.
+    Raises SignatureError when its signature does not verify (an edited
+    database): then no profile can be trusted, and the scan says so."""
     found = store.chain_by_subject(stability_chain(gtin14))
     if found is None or found[3] == 0:
         return None
     chain_id, _, _, length = found
     (stored,) = store.chain_events(chain_id, from_pos=length - 1)
     envelope = stored.envelope
+    envelope.verify_signature()
     try:
-        envelope.verify_signature()
         model = stability.model_from_data(envelope.data)
-    except (SignatureError, ValidationError):
-        return None
+    except ValidationError as exc:  # signed, so the schema let it in: a bug, not input
+        raise SignatureError(
+            f"the stability profile {envelope.event_id} is unreadable: {exc}"
+        ) from None
     identity = store.identity_by_did(envelope.signer)
     return StabilityProfile(
         gtin14,
