@@ -154,6 +154,18 @@ def test_the_producers_lot_list_numbers_lots_first_expired_first_out(portal):
     assert found["LOT43"]["use_by"] < found["LOT42"]["use_by"]
 
 
+def test_a_spent_lot_in_the_portal_list_says_discard_in_the_readers_language(portal):
+    world = portal.world
+    world.ok("farm", "stability", None, KALE)
+    quarter_hours(world, 1, 3, 3.0)
+    quarter_hours(world, 3, 3.25, 22.0)
+    page = words(portal.client("farm1").get("/portal/"))
+    assert "discard: stability budget spent" in page
+    assert "At 22 °C on" in page and "outside every band of its stability data" in page
+    chinese = words(portal.client("farm1").get("/portal/?lang=zh"))
+    assert "丢弃：稳定性预算已用尽" in chinese and "超出其稳定性数据的所有温度区间" in chinese
+
+
 def test_the_portal_lot_page_shows_the_model_and_its_parameters_to_a_regulator(portal):
     world = portal.world
     world.ok("farm", "stability", None, {**KALE, "vvm": "VVM14"})

@@ -300,4 +300,17 @@ def status_sentences(view: LotView) -> list[str]:
                     )
     elif view.state == EXPIRED and view.expiry:
         said.append(_("Expired on %(day)s", day=view.expiry))
+    elif view.state == DISCARD and view.stability is not None:
+        budget = view.stability.budget
+        if budget.outside:
+            when_us, temperature = budget.outside[0]
+            said.append(
+                _(
+                    "At %(c)s °C on %(t)s: outside every band of its stability data",
+                    c=f"{temperature:g}",
+                    t=wording.moment(when_us),
+                )
+            )
+        else:
+            said.append(_("Stability budget spent"))
     return said or list(view.reasons)
