@@ -350,7 +350,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
             "bands": list_of(STABILITY_BAND, 1, MAX_STABILITY_BANDS),
             "arrhenius": ARRHENIUS,
             "vvm": VVM_CATEGORY,
-            "source": note(500),
+            "source": text(500),
         },
     ),
 }
