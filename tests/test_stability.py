@@ -8,6 +8,8 @@ import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.world import GTIN, World
 
 from provenance.core.errors import ValidationError
@@ -366,3 +368,42 @@ def test_the_cli_refuses_a_profile_for_someone_elses_gtin_and_shows_none(two_lot
     assert "Error: no stability profile for 09520123456788" in missing.output
     bad = run("product", "show", "--gtin", "123", code=1)
     assert "Error:" in bad.output and "Traceback" not in bad.output
+
+
+# --- properties
+
+
+def _records(low: float = -5):
+    return st.lists(
+        st.tuples(st.integers(0, 200), st.floats(low, 40, allow_nan=False)),
+        min_size=2,
+        max_size=60,
+    )
+
+
+_MODEL = StabilityModel(bands=THAWED.bands, arrhenius=Arrhenius(83.144, 5, 720), vvm="VVM14")
+
+
+@settings(max_examples=150, deadline=None)
+@given(_records(), st.randoms(use_true_random=False))
+def test_the_order_readings_arrive_in_does_not_matter(record, shuffler):
+    readings = [(T0 + minutes * 15 * 60_000_000, temp) for minutes, temp in record]
+    shuffled = readings[:]
+    shuffler.shuffle(shuffled)
+    assert assess(shuffled, _MODEL, HOUR) == assess(readings, _MODEL, HOUR)
+
+
+# From the coldest band up (2 °C here), warmer never helps. (Below it, warming
+# into the band does: too cold is outside the bands too.)
+@settings(max_examples=150, deadline=None)
+@given(_records(low=2), st.integers(0, 59), st.floats(0.01, 10))
+def test_a_warmer_reading_never_leaves_more_budget(record, position, warmer):
+    readings = [(T0 + minutes * 15 * 60_000_000, temp) for minutes, temp in record]
+    before = assess(readings, _MODEL, HOUR)
+    index = position % len(readings)
+    readings[index] = (readings[index][0], readings[index][1] + warmer)
+    after = assess(readings, _MODEL, HOUR)
+    for old, new in zip(before.parts, after.parts, strict=True):
+        assert new.used >= old.used - 1e-12
+    assert after.left_pct <= before.left_pct
+    assert after.spent or not before.spent
