@@ -125,6 +125,9 @@ def test_a_new_profile_changes_the_page_at_once(file_world, client):
 # --- the portal
 
 
+ROW_RANK = r"(LOT4[23]) (?:(?!LOT4[23]).)*?use #(\d)"  # a row's lot and its FEFO number
+
+
 def second_lot(world, code="LOT43"):
     uri = f"https://id.gs1.org/01/{GTIN}/10/{code}"
     data = {"gtin": GTIN, "lot": code, "product": "Kale", "category": "food", "profile": "chilled"}
@@ -144,7 +147,7 @@ def test_the_producers_lot_list_numbers_lots_first_expired_first_out(portal):
     assert "Life left (FEFO)" in page and "First expired, first out" in page
     rows = {code: page.index(code) for code in ("LOT42", "LOT43")}
     assert rows["LOT42"] > rows["LOT43"]  # newest first, the usual order
-    hinted = re.findall(r"(LOT4[23]) .*?use #(\d)", page)
+    hinted = re.findall(ROW_RANK, page)
     assert ("LOT43", "1") in hinted and ("LOT42", "2") in hinted
     ordered = words(portal.client("farm1").get("/portal/?order=fefo"))
     assert ordered.index("LOT43") < ordered.index("LOT42")
@@ -152,6 +155,18 @@ def test_the_producers_lot_list_numbers_lots_first_expired_first_out(portal):
     found = {row["lot_code"]: row for row in lots["lots"]}
     assert found["LOT43"]["stability"]["left_pct"] < found["LOT42"]["stability"]["left_pct"]
     assert found["LOT43"]["use_by"] < found["LOT42"]["use_by"]
+
+
+def test_a_recalled_lot_gets_no_fefo_number(portal):
+    world = portal.world
+    world.ok("farm", "stability", None, KALE)
+    other = second_lot(world)
+    quarter_hours(world, 1, 5, 3.0)
+    world.ok("regulator", "recall", [LOT], {"reason": "Listeria", "class": "I"}, time=at(6))
+    page = words(portal.client("farm1").get("/portal/"))
+    hinted = dict(re.findall(ROW_RANK, page))
+    assert "LOT42" not in hinted  # recalled: not to be used at all
+    assert other.endswith("LOT43")
 
 
 def test_a_spent_lot_in_the_portal_list_says_discard_in_the_readers_language(portal):

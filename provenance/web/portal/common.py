@@ -134,10 +134,22 @@ def _use_by(row: LotRow) -> int:
     return row.use_by_us or 0
 
 
+# States in which a lot may still be used (an excursion within tolerance or a gap
+# is for the holder to judge); recalled, held, unverified, spent or expired lots
+# get no FEFO number.
+_USABLE = frozenset({OK, EXCURSION, GAP})
+
+
 def fefo_ranks(rows: list[LotRow]) -> dict[int, int]:
     """Lot id -> its place in FEFO order among *rows* (1 = use first), for the rows
     whose life is known and that may still be used."""
-    usable = [row for row in fefo(rows) if row.use_by_us is not None and row.state != DISCARD]
+    usable = [
+        row
+        for row in fefo(rows)
+        if row.use_by_us is not None
+        and row.state in _USABLE
+        and not (row.stability is not None and row.stability.spent)
+    ]
     return {row.lot.id: place for place, row in enumerate(usable, 1)}
 
 
