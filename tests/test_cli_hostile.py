@@ -125,6 +125,8 @@ COMMANDS: dict[str, list[Case]] = {
     ],
     "key new": [],  # writes one new file, reads none and no ledger
     "party add": [Case(["Newcomer", "--role", "producer"], WRITE)],
+    "product stability": [Case(["--gtin", GTIN, "--as", "Farm", "--band", "2..8=30d"], WRITE)],
+    "product show": [Case(["--gtin", GTIN], READ)],
     "party grant": [Case(["Farm", "--prefix", "9520123"], WRITE)],
     "party list": [Case([], READ)],
     "party revoke": [Case(["Farm"], WRITE)],

@@ -124,6 +124,19 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
         },
     ),
     "anchor": (None, {"trail": "portal", "count": 3, "head": "ab" * 32}),
+    "stability": (
+        None,
+        {
+            "gtin": "09506000134352",
+            "bands": [
+                {"low_c": 2, "high_c": 8, "hours": 720},
+                {"low_c": 8, "high_c": 25, "hours": 12},
+            ],
+            "arrhenius": {"activation_kj_mol": 83.144, "reference_c": 5, "hours": 720},
+            "vvm": "VVM7",
+            "source": "SmPC 6.3",
+        },
+    ),
 }
 
 

@@ -66,6 +66,19 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
         ({"subject": DID, "gs1_company_prefixes": ["9506000"], "reason": "GS1 licence"}, None)
     ],
     "anchor": [({"trail": "portal", "count": 3, "head": "ab" * 32}, None)],
+    "stability": [
+        (
+            {
+                "gtin": GTIN,
+                "bands": [{"low_c": 2, "high_c": 8, "hours": 720}],
+                "arrhenius": {"activation_kj_mol": 83.144, "reference_c": 5, "hours": 720},
+                "vvm": "VVM7",
+                "source": "SmPC 6.3",
+                "ext": {"note": "x"},
+            },
+            None,
+        )
+    ],
     "commission": [
         (
             {

@@ -153,6 +153,15 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
     )
 
     demo.say(
+        "3b. The farm signs the kale's stability profile: 10 days at 0-5 °C, 6 h at 5-15 °C "
+        "(the scan page counts its budget down from the readings)"
+    )
+    demo.run(
+        "product", "stability", "--gtin", GTIN, "--as", FARM,
+        "--band", "0..5=10d", "--band", "5..15=6h", "--source", "Green Valley shelf-life study",
+    )  # fmt: skip
+
+    demo.say(
         "4. The farm attaches the truck's probe and ships to the carrier; the carrier receives"
     )
     append(FARM, {"kind": "attach", "batches": [LOT_URI], "data": {"device": probe}, "time": at(0)})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import click
 
-from provenance.cli import events, identities, ledger, log, lots, verify
+from provenance.cli import events, identities, ledger, log, lots, products, verify
 from provenance.cli.context import Context
 from provenance.cli.groups import MainGroup
 from provenance.core.terminal import escape_standard_streams
@@ -74,6 +74,7 @@ main.add_command(identities.party)
 main.add_command(identities.device)
 main.add_command(lots.lot)
 main.add_command(lots.hidden_alias)
+main.add_command(products.product)
 main.add_command(events.event)
 main.add_command(verify.verify)
 main.add_command(log.log_group)

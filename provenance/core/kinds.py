@@ -7,6 +7,7 @@ Validation is strict: unknown fields are refused (partner extras go under
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,7 @@ KIND_CODES: dict[str, int] = {
     "grant": 18,
     "rotate": 19,
     "anchor": 20,  # 19 is `rotate` (the rotation work)
+    "stability": 21,
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
@@ -99,12 +101,15 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     "rotate": frozenset({*PARTY_ROLES, DEVICE, RULES, REGISTRAR}),
     # The operator vouches for its own audit trails (docs/protocol.md §11).
     "anchor": frozenset({REGISTRAR, RULES}),
+    # A product's stability data come from who makes it: a party that may
+    # commission under the GTIN's company prefix (the ledger checks the prefix).
+    "stability": frozenset(COMMISSIONING_ROLES),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
 # concern identities rather than lots (their `batches` must be absent).
 LOTS_OPTIONAL = frozenset({"reading", "epcis"})
-NO_LOTS = frozenset({"enrol", "revoke", "grant", "rotate", "anchor"})
+NO_LOTS = frozenset({"enrol", "revoke", "grant", "rotate", "anchor", "stability"})
 
 
 EPCIS_STREAM_FRAGMENT = "#epcis"
@@ -152,6 +157,13 @@ def anchor_chain(did_key: str, trail: str) -> str:
     """The chain subject of a signer's `anchor` events for one audit trail: a
     DID URL of the signer, `{did}#anchors/{trail}` (docs/protocol.md §5)."""
     return did_key + ANCHOR_FRAGMENT + trail
+
+
+def stability_chain(gtin14: str) -> str:
+    """The chain subject of a product's `stability` profiles: the GTIN's GS1
+    Digital Link URI, ``https://id.gs1.org/01/{GTIN-14}`` (docs/protocol.md §5).
+    The newest profile on it is the one in force."""
+    return gs1.gtin_uri(gtin14)
 
 
 def company_prefix_digits(gtin14: str) -> str:
@@ -230,6 +242,18 @@ RULE_NAME = text(
 TRAIL_NAME = text(
     64, r"[a-z0-9][a-z0-9._-]*", "must be a trail name: lowercase letters, digits and . _ - only"
 )
+TEMPERATURE = number(-100, 150, " °C")
+ALLOWED_HOURS = number(0.001, 1e6, " h")
+MAX_STABILITY_BANDS = 16
+STABILITY_BAND = obj({"low_c": TEMPERATURE, "high_c": TEMPERATURE, "hours": ALLOWED_HOURS})
+ARRHENIUS = obj(
+    {
+        "activation_kj_mol": number(1, 500, " kJ/mol"),
+        "reference_c": TEMPERATURE,
+        "hours": ALLOWED_HOURS,
+    }
+)
+VVM_CATEGORY = one_of("VVM30", "VVM14", "VVM7", "VVM2")  # WHO PQS E006 (docs/coldchain.md)
 SIGNAL = text(
     32, r"[a-z][a-z0-9-]*", "must be a signal type such as coldchain, logger-silent or counterfeit"
 )
@@ -320,6 +344,15 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
         },
     ),
     "anchor": ({"trail": TRAIL_NAME, "count": count, "head": sha256_hex}, {}),
+    "stability": (
+        {"gtin": text(14)},
+        {
+            "bands": list_of(STABILITY_BAND, 1, MAX_STABILITY_BANDS),
+            "arrhenius": ARRHENIUS,
+            "vvm": VVM_CATEGORY,
+            "source": text(500),
+        },
+    ),
 }
 
 
@@ -415,10 +448,35 @@ def _check_rotate(data: dict[str, Any], _lots: Any) -> None:
         )
 
 
+def _check_stability(data: dict[str, Any], _lots: Any) -> None:
+    gtin = gs1.normalize_gtin(data["gtin"], field="data.gtin")
+    if gtin != data["gtin"]:
+        raise ValidationError("data.gtin", f"must be written as a GTIN-14: {gtin}")
+    if not any(part in data for part in ("bands", "arrhenius", "vvm")):
+        raise ValidationError(
+            "data", "a stability profile needs at least one of bands, arrhenius or vvm"
+        )
+    bands = sorted(data.get("bands", ()), key=lambda band: band["low_c"])
+    for position, band in enumerate(data.get("bands", ())):
+        if band["low_c"] >= band["high_c"]:
+            raise ValidationError(
+                f"data.bands[{position}]",
+                f"low_c must be below high_c, got {band['low_c']} and {band['high_c']}",
+            )
+    for below, above in itertools.pairwise(bands):
+        if above["low_c"] < below["high_c"]:
+            raise ValidationError(
+                "data.bands",
+                f"{below['low_c']}–{below['high_c']} °C and {above['low_c']}–{above['high_c']} "
+                "°C overlap: bands may share an edge only",
+            )
+
+
 _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "enrol": _check_enrol,
     "rotate": _check_rotate,
     "commission": _check_commission,
     "reading": _check_reading,
     "transform": _check_transform,
+    "stability": _check_stability,
 }

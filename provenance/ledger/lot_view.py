@@ -36,9 +36,16 @@ from typing import Any, NamedTuple
 from provenance.core import chain as chains
 from provenance.core.checkpoint import open_checkpoint
 from provenance.core.envelope import Envelope, verify_signatures
-from provenance.core.errors import NotFound, ProvenanceError, ValidationError, VerificationError
+from provenance.core.errors import (
+    NotFound,
+    ProvenanceError,
+    SignatureError,
+    ValidationError,
+    VerificationError,
+)
 from provenance.core.heads import check_chain_head, parse_heads_line
 from provenance.core.identity import public_key_from_did
+from provenance.core.kinds import stability_chain
 from provenance.core.merkle import inclusion_proof, verify_inclusion
 from provenance.core.reason import Reason
 from provenance.core.timefmt import now_micros, parse_date
@@ -56,6 +63,7 @@ from provenance.domain.rule_decisions import Flag, Hold
 from provenance.ledger.decisions import flag_records, hold_records
 from provenance.ledger.lineage import RecallRecord, recall_records
 from provenance.ledger.proofs import HeadsProver, checkpoint_body, heads_prover
+from provenance.ledger.stability import LotStability, lot_budget, profile_in_force
 from provenance.store.db import Store
 from provenance.store.rows import Lot
 
@@ -71,12 +79,13 @@ DAY = 86_400_000_000
 RECALLED = "recalled"
 HELD = "held"  # a rule stopped it (e.g. a vaccine out of its band too long) until released
 UNVERIFIED = "unverified"  # the record does not check out
+DISCARD = "discard"  # its stability budget is spent (docs/coldchain.md, "Stability budget")
 EXCURSION = "excursion"  # the cold chain broke (within or beyond tolerance)
 EXPIRED = "expired"
 UNMONITORED = "unmonitored"  # it needs a temperature, and no logger read on any leg
 GAP = "gap"  # loggers fell silent, or a leg had none: not known to be fine
 OK = "ok"
-STATES = (RECALLED, HELD, UNVERIFIED, EXCURSION, EXPIRED, UNMONITORED, GAP, OK)
+STATES = (RECALLED, HELD, UNVERIFIED, DISCARD, EXCURSION, EXPIRED, UNMONITORED, GAP, OK)
 
 # Notes on what a page could not place plainly (codes; the page words them,
 # these are the words of the JSON twin).
@@ -196,6 +205,7 @@ class LotView:
     ingredients: tuple[Ingredient, ...] = ()  # lots it was made from, as far as shown
     ingredients_not_shown: int = 0  # inputs beyond MAX_INGREDIENTS or MAX_INGREDIENT_DEPTH
     inherited: tuple[Inherited, ...] = ()  # their holds, excursions… with the path to them
+    stability: LotStability | None = None  # None: its product states no stability profile
 
     @property
     def expiry(self) -> str | None:
@@ -237,6 +247,7 @@ class _History:
     last_index: int = -1
     view_key: tuple[Any, ...] | None = None
     view: LotView | None = None
+    stability: tuple[Any, LotStability] | None = None  # (what it depends on, the budget)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -321,7 +332,9 @@ class Scanner:
                 if history.length > length:  # the database was replaced under us
                     history = self._forget(lot_uri, chain_id)
                 self._catch_up(store, history, lot_uri, length, note)
-                key = (length, note, lot.recalled, lot.custodian, now // MINUTE)
+                product = store.chain_by_subject(stability_chain(lot.gtin))
+                profiles = product[3] if product is not None else 0
+                key = (length, note, lot.recalled, lot.custodian, now // MINUTE, profiles)
                 if history.view_key != key or history.view is None:
                     integrity = self._integrity(store, history, lot_uri, head, note)
                     alerts = _Alerts(
@@ -617,6 +630,15 @@ def _build_view(
     life = _life(history, custody, legs, profile, lookup, now)
     active = tuple(record for record in alerts.recalls if record.active)
     state, reasons, warnings = judge(lot, custody, integrity, life, active, alerts.holds, now)
+    try:
+        stability = _stability(store, lot, history, profile)
+    except SignatureError as exc:
+        stability = None
+        why = [f"its product's stability profile does not verify: {exc}"]
+        state, reasons, warnings = with_state(UNVERIFIED, state, reasons, warnings, why)
+    if stability is not None and stability.spent:
+        why = stability.reasons()
+        state, reasons, warnings = with_state(DISCARD, state, reasons, warnings, why)
     return LotView(
         lot,
         custody,
@@ -633,7 +655,8 @@ def _build_view(
         alerts.holds,
         alerts.flags,
         tuple(notes),
-        life,
+        life=life,
+        stability=stability,
     )
 
 
@@ -839,6 +862,43 @@ def _headline(found: dict[str, list[str]]) -> tuple[str, tuple[str, ...], tuple[
         return OK, (), ()
     headline = present[0]
     return headline, tuple(found[headline]), tuple(present[1:])
+
+
+# --- the stability budget (docs/coldchain.md, "Stability budget")
+
+
+def _stability(
+    store: Store, lot: Lot, history: _History, profile: coldchain.Profile | None
+) -> LotStability | None:
+    """The lot's budget by its product's profile in force, over the readings of
+    its whole life; kept until the readings or the profile change."""
+    found = profile_in_force(store, lot.gtin)
+    if found is None:
+        return None
+    key = (found.event_id, len(history.readings), profile)
+    if history.stability is not None and history.stability[0] == key:
+        return history.stability[1]
+    readings = [(time_us, temperature) for time_us, temperature, _ in history.readings]
+    result = LotStability(found, lot_budget(readings, found, profile))
+    history.stability = (key, result)
+    return result
+
+
+def with_state(
+    added: str,
+    state: str,
+    reasons: tuple[str, ...],
+    warnings: tuple[str, ...],
+    why: list[str],
+) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """*state* and its warnings with *added* (a spent stability budget, DISCARD,
+    or a profile that does not verify, UNVERIFIED) among them, the most severe
+    first, as `judge` orders them; *why* are its reasons."""
+    present = sorted({*([] if state == OK else [state]), *warnings, added}, key=STATES.index)
+    headline = present[0]
+    if headline == added:
+        reasons = tuple(why) if headline != state else (*reasons, *why)
+    return headline, reasons, tuple(present[1:])
 
 
 def _day_of(date_text: str) -> int:

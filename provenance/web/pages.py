@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from provenance.core.errors import ProvenanceError
 from provenance.ledger.lot_view import LegRecord, LotView
+from provenance.ledger.stability import expiry_comes_first
 from provenance.store.cosignatures import shown_checkpoint
 from provenance.store.key_custody import is_custodial
 from provenance.web.chart import render_svg
@@ -59,6 +60,8 @@ def render_lot(
             # the charts of the lots it was made from (templates/_ingredients.html)
             ingredient_chart=_chart,
             custodial=custodial_signers(view),
+            expiry_first=view.stability is not None
+            and expiry_comes_first(view.stability, view.expiry),
             witnessed=witnessed,
             # The proof bundle's size, said before a phone downloads it
             # (resolver._bundle_size).

@@ -10,6 +10,7 @@ from provenance.domain.coldchain_excursions import Excursion
 from provenance.domain.coldchain_life import LifeVerdict
 from provenance.domain.custody import Party, Step
 from provenance.ledger.lot_view import NOTES, Ingredient, LegRecord, LotView
+from provenance.ledger.stability import LotStability
 
 # Link relation types of the GS1 Web Vocabulary that this resolver serves.
 GS1_VOC = "https://gs1.org/voc/"
@@ -180,6 +181,7 @@ def lot_json(view: LotView) -> dict[str, Any]:
         "notes": [{"note": note, "text": NOTES[note]} for note in view.notes],
         "custody": [_step(step, view.integrity.bad_signatures) for step in view.custody.steps],
         "legs": [_leg(record) for record in view.legs],
+        "stability": stability_json(view.stability),
         "integrity": {
             "verified": integrity.verified,
             "events": integrity.events,
@@ -192,6 +194,49 @@ def lot_json(view: LotView) -> dict[str, Any]:
             "problems": list(integrity.problems),
         },
         "checked_at": format_time(view.now_us),
+    }
+
+
+def stability_json(found: LotStability | None) -> dict[str, Any] | None:
+    """A lot's stability budget and the profile it is judged by (docs/coldchain.md,
+    "Stability budget"); None when its product states no profile."""
+    if found is None:
+        return None
+    budget, profile = found.budget, found.profile
+    limiting = budget.limiting
+
+    def when(time_us: int | None) -> str | None:
+        return format_time(time_us) if time_us is not None else None
+
+    return {
+        "profile": {
+            "event": profile.event_id,
+            "signer": {"did": profile.signer, "name": profile.signer_name},
+            "time": profile.time,
+            "versions": profile.versions,
+            "model": profile.model.to_json(),
+        },
+        "discard": budget.spent,
+        "used": round(budget.used, 6),
+        "left_pct": budget.left_pct,
+        "at_most": bool(budget.gaps),  # time without readings was not counted
+        "remaining_hours": (
+            round(budget.remaining_us / 3_600_000_000, 3)
+            if budget.remaining_us is not None
+            else None
+        ),
+        "storage": limiting.storage if limiting is not None else None,
+        "use_by": when(budget.use_by_us),
+        "spent_at": when(budget.spent_at_us),
+        "as_of": when(budget.last_us),
+        "readings": budget.readings,
+        "unmonitored_hours": round(budget.unmonitored_us / 3_600_000_000, 3),
+        "gaps": [{"from": format_time(a), "to": format_time(b)} for a, b in budget.gaps[:50]],
+        "outside": [{"time": format_time(t), "temperature_c": c} for t, c in budget.outside[:50]],
+        "parts": [
+            {"model": part.name, "used": round(part.used, 6), "storage": part.storage}
+            for part in budget.parts
+        ],
     }
 
 

@@ -174,6 +174,7 @@ def _etag(view: LotView, *extra: Any) -> str:
             int(view.lot.recalled),
             view.lot.custodian,
             view.now_us // 60_000_000,
+            view.stability.profile.event_id[:16] if view.stability else "",
             *extra,
         )
     )

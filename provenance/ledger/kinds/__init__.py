@@ -22,6 +22,7 @@ from provenance.ledger.kinds import (
     recall,
     registry,
     rotation,
+    stability,
 )
 from provenance.ledger.kinds.base import Kind
 
@@ -48,6 +49,7 @@ KINDS: dict[str, Kind] = {
         holds.FLAG,
         rotation.ROTATE,
         anchors.ANCHOR,
+        stability.STABILITY,
     )
 }
 

@@ -70,9 +70,17 @@ def device(ledger: Ledger, did: str) -> Identity:
     return found
 
 
-def may_commission(ledger: Ledger, signer: Identity, gtin14: str, uri: str, index: int) -> None:
-    """A party commissions lots only under the GS1 company prefixes it was
-    enrolled or granted with (from `access_rules_from` on)."""
+def may_commission(
+    ledger: Ledger,
+    signer: Identity,
+    gtin14: str,
+    uri: str,
+    index: int,
+    verb: str = "commission",
+) -> None:
+    """A party commissions lots (and states its products' stability, *verb*) only
+    under the GS1 company prefixes it was enrolled or granted with (from
+    `access_rules_from` on)."""
     if index < ledger.access_from:
         return
     prefixes = ledger.prefixes_of(signer.id)
@@ -83,7 +91,7 @@ def may_commission(ledger: Ledger, signer: Identity, gtin14: str, uri: str, inde
     held = ", ".join(sorted(prefixes)) or "none"
     raise RejectedEvent(
         UNAUTHORISED,
-        f"{signer.name} may not commission {uri}: GTIN {gtin14} is not under a GS1 company "
+        f"{signer.name} may not {verb} {uri}: GTIN {gtin14} is not under a GS1 company "
         f"prefix granted to {signer.name} (granted: {held}). If the brand is yours, ask the "
         f"registrar to grant prefix {guess} (or the one GS1 issued you: the first 6 to 12 "
         f"of the digits {digits}): provenance party grant "

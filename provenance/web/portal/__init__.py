@@ -50,6 +50,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(
         csrf_token=guard.csrf_token,
         status_sentences=common.status_sentences,
+        vvm_anchors=common.vvm_anchors,
         can=lambda action: g.get("principal") is not None and guard.allowed(g.principal, action),
     )
     app.register_blueprint(_portal_blueprint())

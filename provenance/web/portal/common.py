@@ -14,7 +14,10 @@ from flask_babel import gettext as _
 
 from provenance.barcodes import labels, pdf
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
-from provenance.ledger.lot_view import EXCURSION, EXPIRED, GAP, OK, UNMONITORED, LotView
+from provenance.core.timefmt import format_time
+from provenance.domain.stability import VVM_CATEGORIES
+from provenance.ledger.lot_view import DISCARD, EXCURSION, EXPIRED, GAP, OK, UNMONITORED, LotView
+from provenance.ledger.stability import LotStability, expiry_end_us
 from provenance.store.accounts.models import Principal
 from provenance.store.db import Store
 from provenance.store.rows import Lot
@@ -68,7 +71,24 @@ class LotRow:
         also = [state_word(w) for w in self.view.warnings]
         return [*status_sentences(self.view), *also]
 
+    @property
+    def stability(self) -> LotStability | None:
+        return self.view.stability if self.view is not None else None
+
+    @property
+    def use_by_us(self) -> int | None:
+        """When its life ends at the earliest: its stability budget run out at the
+        storage condition, or its expiry day over; what FEFO orders by."""
+        end = expiry_end_us(self.view.expiry if self.view is not None else self.lot.expiry)
+        if self.stability is None:
+            return end
+        if self.stability.spent:
+            return self.stability.budget.spent_at_us or self.stability.budget.last_us or 0
+        return self.stability.use_by_us(end)
+
     def to_json(self) -> dict[str, Any]:
+        found = self.stability
+        use_by = self.use_by_us
         return {
             "lot": self.lot.uri,
             "id": self.lot.id,
@@ -81,7 +101,56 @@ class LotRow:
             "recalled": self.lot.recalled,
             "state": self.state,
             "alerts": self.alerts,
+            "use_by": format_time(use_by) if use_by is not None else None,
+            "stability": (
+                {
+                    "left_pct": found.budget.left_pct,
+                    "discard": found.spent,
+                    "at_most": bool(found.budget.gaps),
+                    "profile": found.profile.event_id,
+                }
+                if found is not None
+                else None
+            ),
         }
+
+
+FEFO = "fefo"
+
+
+def vvm_anchors(category: str) -> tuple[tuple[float, int], ...]:
+    """A VVM category's figures, warmest first: (°C, time to its end point)."""
+    return tuple(sorted(VVM_CATEGORIES.get(category, ()), reverse=True))
+
+
+def fefo(rows: list[LotRow]) -> list[LotRow]:
+    """First expired, first out: the rows with the least life left first (a spent
+    budget before all), then those whose life is not known, as they were."""
+    known = sorted((row for row in rows if row.use_by_us is not None), key=_use_by)
+    return [*known, *(row for row in rows if row.use_by_us is None)]
+
+
+def _use_by(row: LotRow) -> int:
+    return row.use_by_us or 0
+
+
+# States in which a lot may still be used (an excursion within tolerance or a gap
+# is for the holder to judge); recalled, held, unverified, spent or expired lots
+# get no FEFO number.
+_USABLE = frozenset({OK, EXCURSION, GAP})
+
+
+def fefo_ranks(rows: list[LotRow]) -> dict[int, int]:
+    """Lot id -> its place in FEFO order among *rows* (1 = use first), for the rows
+    whose life is known and that may still be used."""
+    usable = [
+        row
+        for row in fefo(rows)
+        if row.use_by_us is not None
+        and row.state in _USABLE
+        and not (row.stability is not None and row.stability.spent)
+    ]
+    return {row.lot.id: place for place, row in enumerate(usable, 1)}
 
 
 def view_of(store: Store, lot: Lot) -> LotView | None:
@@ -206,6 +275,7 @@ def state_word(state: str) -> str:
         "expired": _("expired"),
         "gap": _("temperature not known"),
         "unmonitored": _("temperature not recorded"),
+        "discard": _("discard: stability budget spent"),
     }
     return words.get(state, state)
 
@@ -223,4 +293,17 @@ def status_sentences(view: LotView) -> list[str]:
         said += [wording.inherited_sentence(item) for item in view.inherited]
     elif view.state == EXPIRED and view.expiry:
         said.append(_("Expired on %(day)s", day=view.expiry))
+    elif view.state == DISCARD and view.stability is not None:
+        budget = view.stability.budget
+        if budget.outside:
+            when_us, temperature = budget.outside[0]
+            said.append(
+                _(
+                    "At %(c)s °C on %(t)s: outside every band of its stability data",
+                    c=f"{temperature:g}",
+                    t=wording.moment(when_us),
+                )
+            )
+        else:
+            said.append(_("Stability budget spent"))
     return said or list(view.reasons)

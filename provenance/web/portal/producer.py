@@ -57,10 +57,13 @@ def home():
     page, size, offset = common.page_args(portal().config["PORTAL_PAGE_SIZE"])
     lots, total = queries.party_lots(store, me.id, limit=size, offset=offset)
     rows = [common.lot_row(store, lot) for lot in lots]
+    order = common.FEFO if request.args.get("order") == common.FEFO else None
     incoming = queries.open_shipments(store, me.id, incoming=True)
     return render_template(
         "portal/home.html",
-        rows=rows,
+        rows=common.fefo(rows) if order else rows,
+        ranks=common.fefo_ranks(rows),
+        order=order,
         total=total,
         page=page,
         pages=max(1, -(-total // size)),

@@ -79,10 +79,14 @@ def search():
         store, text=form["q"], gtin=form["gtin"], lot=form["lot"], limit=size, offset=offset
     )
     audit(who, "search", {**form, "page": page, "found": total})
+    rows = [common.lot_row(store, lot) for lot in lots]
+    order = common.FEFO if request.args.get("order") == common.FEFO else None
     return render_template(
         "portal/search.html",
         form=form,
-        rows=[common.lot_row(store, lot) for lot in lots],
+        rows=common.fefo(rows) if order else rows,
+        ranks=common.fefo_ranks(rows),
+        order=order,
         total=total,
         page=page,
         pages=max(1, -(-total // size)),
