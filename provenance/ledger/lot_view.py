@@ -878,7 +878,7 @@ def _stability(
     key = (found.event_id, len(history.readings), profile)
     if history.stability is not None and history.stability[0] == key:
         return history.stability[1]
-    readings = [(time_us, temperature) for time_us, temperature, _ in history.readings]
+    readings = [(reading[0], reading[1]) for reading in history.readings]
     result = LotStability(found, lot_budget(readings, found, profile))
     history.stability = (key, result)
     return result
