@@ -26,6 +26,8 @@
   "use strict";
 
   var BUNDLE_FORMAT = "provenance-bundle/v2";
+  var PAGE_FORMAT = "provenance-page-bundle/v1"; // docs/protocol.md §12
+  var SAMPLE = 64; // readings of a page-form lot checked in full, drawn on this phone
   var SIG_PREFIX = "\u2014 ";
   var MAX_SIGNATURES = 100;
   var SIGNATURE_BATCH = 256; // signatures checked per turn of the event loop
@@ -616,13 +618,19 @@
           where + " is not in the log as signed");
         event.proven = true;
       }
-      link = sha256(concat([link, event.envelope.id]));
+      if (chain.ids) checkPlace(chain, event, where);
+      else link = sha256(concat([link, event.envelope.id]));
       previous = event.index;
     });
     if (chain.events.length && !chain.events[chain.events.length - 1].proven) {
       fail("INCLUSION", chain.subject + ": the chain's newest event carries no tlog-proof");
     }
-    var heads = checkpoint.heads, length = chain.events.length, mismatch = chain.subject + ": the bundle's " +
+    if (chain.ids) {
+      var last = chain.events[chain.events.length - 1];
+      if (!last || last.at !== chain.count - 1) fail("INCLUSION", chain.subject + ": the chain's newest event is not in the bundle");
+      for (var i = 0; i < chain.count; i++) link = sha256(concat([link, chain.ids.subarray(i * 32, i * 32 + 32)]));
+    }
+    var heads = checkpoint.heads, length = chain.ids ? chain.count : chain.events.length, mismatch = chain.subject + ": the bundle's " +
       length + " events do not match the chain head the checkpoint commits to — events were left out, added or changed";
     if (!heads.sorted) {
       if (chain.left || chain.right) fail("HEADS", chain.subject + ": neighbours in a creation-order heads tree");
@@ -660,8 +668,19 @@
     });
   }
 
-  function parseChain(raw) {
-    onlyKeys(raw, ["subject", "events", "heads"], "a bundle chain");
+  /** A page-form event: at a later place than the one before, and its id the chain's there. */
+  function checkPlace(chain, event, where) {
+    if (event.at >= chain.count || (chain.lastAt !== undefined && event.at <= chain.lastAt)) {
+      fail("CHAIN", where + ": out of chain order");
+    }
+    if (!equal(event.envelope.id, chain.ids.subarray(event.at * 32, event.at * 32 + 32))) {
+      fail("CHAIN", where + ": it is not the event the chain holds at place " + event.at);
+    }
+    chain.lastAt = event.at;
+  }
+
+  function parseChain(raw, compact) {
+    onlyKeys(raw, compact ? ["subject", "count", "ids", "events", "heads"] : ["subject", "events", "heads"], "a bundle chain");
     if (typeof raw.subject !== "string" || !Array.isArray(raw.events)) fail("FORMAT", "a bundle chain needs a subject and events");
     onlyKeys(raw.heads, ["position", "proof", "left", "right"], raw.subject + ": heads");
     var neighbour = function (value, what) {
@@ -669,12 +688,21 @@
       onlyKeys(value, ["entry", "proof"], what);
       return { entry: b64decode(value.entry, what), proof: hashes(value.proof, what) };
     };
+    var ids = null, count;
+    if (compact) {
+      count = integer(raw.count, raw.subject + ": count");
+      ids = b64decode(raw.ids, raw.subject + ": ids");
+      if (ids.length !== 32 * count) fail("FORMAT", raw.subject + ": ids are not " + count + " event ids");
+    }
     return {
       subject: raw.subject,
+      ids: ids,
+      count: count,
       events: raw.events.map(function (item) {
-        onlyKeys(item, ["index", "envelope", "proof"], raw.subject + ": an event");
+        onlyKeys(item, compact ? ["index", "envelope", "proof", "at"] : ["index", "envelope", "proof"], raw.subject + ": an event");
         var index = integer(item.index, raw.subject + ": event index");
-        return { index: index, raw: item.envelope, proof: item.proof, valid: false };
+        var at = compact ? integer(item.at, raw.subject + ": event place") : undefined;
+        return { index: index, at: at, raw: item.envelope, proof: item.proof, valid: false };
       }),
       position: integer(raw.heads.position, raw.subject + ": heads position"),
       headsProof: hashes(raw.heads.proof, "heads proof"),
@@ -743,7 +771,9 @@
     options = options || {};
     var report = { warnings: [], steps: [] };
     return Promise.resolve().then(function () {
-      if (!bundle || bundle.format !== BUNDLE_FORMAT) fail("FORMAT", "not a " + BUNDLE_FORMAT + " proof bundle");
+      if (!bundle || (bundle.format !== BUNDLE_FORMAT && bundle.format !== PAGE_FORMAT)) {
+        fail("FORMAT", "not a " + BUNDLE_FORMAT + " proof bundle");
+      }
       onlyKeys(bundle, ["format", "subject", "checkpoint", "chains", "consistency"], "the bundle");
       if (typeof bundle.checkpoint !== "string") fail("FORMAT", "the bundle has no checkpoint");
       return evaluate(bundle.checkpoint, policy, ed, options.nowSeconds);
@@ -753,7 +783,9 @@
       var checkpoint = verdict.checkpoint;
       report.checkpoint = checkpoint;
       if (!Array.isArray(bundle.chains) || !bundle.chains.length) fail("FORMAT", "the bundle has no chains");
-      var chains = bundle.chains.map(parseChain), bySubject = {}, all = [];
+      var compact = bundle.format === PAGE_FORMAT;
+      var chains = bundle.chains.map(function (raw, n) { return parseChain(raw, compact && n === 0); });
+      var bySubject = {}, all = [];
       chains.forEach(function (chain) {
         if (bySubject[chain.subject]) fail("FORMAT", "the bundle lists a chain twice");
         bySubject[chain.subject] = chain;
@@ -785,7 +817,7 @@
       });
       var lot = typeof bundle.subject === "string" && bundle.subject.indexOf("did:") !== 0 && report.bySubject[bundle.subject];
       if (!lot) fail("FORMAT", "the bundle does not carry the chain of its subject lot");
-      lot.events.forEach(function (event) {
+      var checkSigner = function (event) {
         var envelope = event.envelope, where = "event " + hex(envelope.id) + " (log index " + event.index + ")";
         var signer = signers[envelope.signer];
         if (!signer) fail("SIGNER", where + ": the bundle lacks the enrolment of its signer");
@@ -796,11 +828,64 @@
           if (signer.revokedAt < event.index) fail("SIGNER", where + ": signed with a key revoked from " + signer.revokedFrom);
           report.warnings.push(where + " is dated after " + signer.name + "'s key was revoked; the revocation was logged later");
         }
-      });
+      };
+      if (lot.ids && lot !== chains[0]) fail("FORMAT", "only the lot's chain may leave events out");
+      lot.events.forEach(checkSigner);
       report.subject = bundle.subject;
-      report.lotEvents = lot.events.length;
+      report.lotEvents = lot.ids ? lot.count : lot.events.length;
       report.signers = signers;
-      return report;
+      if (!lot.ids) return report;
+      return checkSample(lot, report, ed, options, checkSigner);
+    });
+  }
+
+  /**
+   * A page-form lot: draw places among the events left out (readings), after the
+   * chain's ids are known, fetch those events and check each in full: its id is the
+   * chain's at that place, it is a reading, its signature and its signer.
+   */
+  function checkSample(lot, report, ed, options, checkSigner) {
+    var present = {}, left = [], i;
+    lot.events.forEach(function (event) { present[event.at] = true; });
+    for (i = 0; i < lot.count; i++) if (!present[i]) left.push(i);
+    var want = Math.min(SAMPLE, left.length), picks = [], random = new Uint32Array(want);
+    root.crypto.getRandomValues(random);
+    for (i = 0; i < want; i++) { // a partial Fisher-Yates shuffle
+      var j = i + (random[i] % (left.length - i)), swap = left[i];
+      left[i] = left[j];
+      left[j] = swap;
+      picks.push(left[i]);
+    }
+    picks.sort(function (a, b) { return a - b; });
+    report.leftOut = left.length;
+    report.sampled = picks.length;
+    if (!picks.length) return Promise.resolve(report);
+    if (!options.sample) fail("UNSUPPORTED", "this bundle leaves readings out and no sample can be fetched");
+    return options.sample(picks).then(function (answer) {
+      if (!answer || !Array.isArray(answer.events) || answer.events.length !== picks.length) {
+        fail("FORMAT", "the server did not send the readings this phone asked for");
+      }
+      var events = answer.events.map(function (item, n) {
+        onlyKeys(item, ["at", "index", "envelope", "proof"], "a sampled event");
+        if (item.at !== picks[n]) fail("FORMAT", "the server sent another reading than the one asked for");
+        var where = lot.subject + ": event at place " + item.at;
+        var event = { at: item.at, index: integer(item.index, where), envelope: openEnvelope(item.envelope, where) };
+        if (!equal(event.envelope.id, lot.ids.subarray(item.at * 32, item.at * 32 + 32))) {
+          fail("CHAIN", where + ": it is not the event the chain holds there");
+        }
+        if (event.envelope.kind !== "reading") {
+          fail("CHAIN", where + ": a " + event.envelope.kind + " event the page form left out as a reading");
+        }
+        if (event.index >= report.checkpoint.size) fail("CHAIN", where + ": beyond the checkpoint");
+        return event;
+      });
+      return checkSignatures(events, ed).then(function () {
+        events.forEach(function (event) {
+          if (!event.valid) fail("SIGNATURE", lot.subject + ": the reading at place " + event.at + ": its signature does not verify");
+          checkSigner(event);
+        });
+        return report;
+      });
     });
   }
 
@@ -874,7 +959,10 @@
 
   function keyLines(panel, report, fp) {
     var lines = [], verdict = report.verdict, checkpoint = report.checkpoint;
-    lines.push(["\u2713 " + say(panel, "signatures", { n: report.events })]);
+    lines.push(["\u2713 " + say(panel, "signatures", { n: report.events + (report.sampled || 0) })]);
+    if (report.leftOut) {
+      lines.push(["\u2713 " + say(panel, "sampled", { k: report.sampled, n: report.leftOut })]);
+    }
     lines.push(["\u2713 " + say(panel, "chain", { n: report.lotEvents })]);
     lines.push(["\u2713 " + say(panel, "included", { size: checkpoint.size, origin: checkpoint.origin })]);
     lines.push(["\u2713 " + say(panel, "logkey", { name: verdict.logKey.keyName, id: hex(keyId(verdict.logKey.keyName, 1, verdict.logKey.key)) })]);
@@ -924,8 +1012,12 @@
             ], button);
             return "failed";
           }
+          var bundleUrl = panel.getAttribute("data-bundle");
           return verifyBundle(bundle, policy, ed, {
             nowSeconds: Math.floor(Date.now() / 1000),
+            sample: function (places) {
+              return fetchText(bundleUrl + (bundleUrl.indexOf("?") < 0 ? "?" : "&") + "at=" + places.join(",")).then(JSON.parse);
+            },
             progress: function (done, total) {
               panel.querySelector("[data-phone-result] .phone-verdict").textContent = say(panel, "checking") + " " + done + " / " + total;
             }

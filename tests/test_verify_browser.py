@@ -275,6 +275,91 @@ def test_a_changed_policy_is_a_loud_warning_until_the_user_trusts_it(browser, si
     context.close()
 
 
+# --- the page form: a big lot's readings left out, a sample drawn on the phone -------------
+
+
+@pytest.fixture
+def paged(site, monkeypatch):
+    """The site with the page form from 6 events on (LOT42 has 16): its 12 readings
+    are left out, and the phone's sample (up to 64) draws all of them."""
+    from provenance.ledger import page_bundle
+
+    monkeypatch.setattr(page_bundle, "FULL_UP_TO", 5)
+    return site
+
+
+def test_a_page_form_lot_verifies_with_its_readings_sampled(browser, paged):
+    base_url, _, _ = paged
+    form = json.loads(fetched(base_url, _bundle_path() + "?form=page"))
+    assert form["format"] == "provenance-page-bundle/v1"
+    assert {e["envelope"]["kind"] for e in form["chains"][0]["events"]} >= {"ship", "receive"}
+    page = phone_verdict(browser, page_url(base_url))
+    text = page.inner_text("#phone-check")
+    assert state_of(page) == "verified", text
+    assert "12 of its 12 temperature readings" in text
+    page.context.close()
+
+
+def _hide_the_handoff(bundle: dict[str, Any]) -> dict[str, Any]:
+    if "chains" in bundle:  # the page form: the ship event left out as if a reading
+        lot = bundle["chains"][0]
+        lot["events"] = [e for e in lot["events"] if e["envelope"]["kind"] != "ship"]
+    return bundle
+
+
+def _edit_sampled_reading(bundle: dict[str, Any]) -> dict[str, Any]:
+    if "chains" not in bundle:  # a sample answer
+        bundle["events"][0]["envelope"]["data"]["temperature_c"] = 4.5
+    return bundle
+
+
+def _resign_sampled_reading(bundle: dict[str, Any]) -> dict[str, Any]:
+    if "chains" not in bundle:
+        sig = bundle["events"][-1]["envelope"]["sig"]
+        bundle["events"][-1]["envelope"]["sig"] = ("B" if sig[0] == "A" else "A") + sig[1:]
+    return bundle
+
+
+@pytest.mark.parametrize(
+    ("tamper", "step", "words"),
+    [
+        (_hide_the_handoff, "CHAIN", "a ship event the page form left out as a reading"),
+        (_edit_sampled_reading, "CHAIN", "not the event the chain holds there"),
+        # The id covers the signature: a changed signature is another event.
+        (_resign_sampled_reading, "CHAIN", "not the event the chain holds there"),
+    ],
+    ids=["hidden-handoff", "edited-reading", "changed-reading-signature"],
+)
+def test_a_page_form_server_that_lies_is_shown_as_failed(browser, paged, tamper, step, words):
+    base_url, tampering, _ = paged
+    tampering.bundle = tamper
+    page = phone_verdict(browser, page_url(base_url))
+    text = page.inner_text("#phone-check")
+    assert state_of(page) == "failed", text
+    assert page.get_attribute("#phone-check", "data-step") == step
+    assert words in text
+    page.context.close()
+
+
+def test_a_sample_request_out_of_range_is_a_400(paged):
+    import urllib.error
+
+    base_url, _, _ = paged
+    for bad in ("16", "x", ",".join(["1"] * 300), "-1"):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            fetched(base_url, _bundle_path() + "?form=page&at=" + bad)
+        caught.value.close()
+        assert caught.value.code == 400
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        fetched(base_url, _bundle_path() + "?form=zip")
+    caught.value.close()
+    assert caught.value.code == 400
+
+
+def _bundle_path() -> str:
+    return gs1.gtin_uri("09506000134352", lot="LOT42", base="/bundle")
+
+
 # --- the same bundles through Python and through verify.js ---------------------------------
 
 
