@@ -19,6 +19,7 @@
  *               role may sign its kind
  *   UNSUPPORTED something this script does not check (a key rotation): the
  *               page says so and points to the offline check
+ *   FETCH       the policy, bundle or sample could not be fetched: "could not check"
  *
  * The page works without this script; it only adds the phone's own verdict.
  */
@@ -976,11 +977,23 @@
     return lines;
   }
 
+  /** A fetch that failed is "could not check" (a lot newer than the witnessed checkpoint
+   *  has no bundle yet; a phone may be offline), never "verified". */
   function fetchText(url) {
     return fetch(url, { credentials: "omit", cache: "no-cache" }).then(function (response) {
-      if (!response.ok) throw new Error(url + ": " + response.status);
+      if (!response.ok) throw VerificationError("FETCH", "could not fetch " + url.split("?")[0] + " (" + response.status + ")");
       return response.text();
+    }, function (error) {
+      throw VerificationError("FETCH", "could not fetch " + url.split("?")[0] + ": " + error.message);
     });
+  }
+
+  function parseJSON(text, what) {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw VerificationError("FORMAT", what + " is not JSON");
+    }
   }
 
   function run(panel) {
@@ -998,7 +1011,7 @@
       }
       return Promise.all([fetchText(panel.getAttribute("data-policy")), fetchText(panel.getAttribute("data-bundle"))])
         .then(function (texts) {
-          var policyText = texts[0], bundle = JSON.parse(texts[1]), policy = parsePolicy(policyText);
+          var policyText = texts[0], bundle = parseJSON(texts[1], "the bundle"), policy = parsePolicy(policyText);
           var pinned = storage ? pin(storage, root.location.origin, policyText) : { state: "unpinned", fingerprint: fingerprint(policyText) };
           if (pinned.state === "changed") {
             var button = element("button", "button", say(panel, "trustnew"));
@@ -1016,7 +1029,7 @@
           return verifyBundle(bundle, policy, ed, {
             nowSeconds: Math.floor(Date.now() / 1000),
             sample: function (places) {
-              return fetchText(bundleUrl + (bundleUrl.indexOf("?") < 0 ? "?" : "&") + "at=" + places.join(",")).then(JSON.parse);
+              return fetchText(bundleUrl + (bundleUrl.indexOf("?") < 0 ? "?" : "&") + "at=" + places.join(",")).then(function (text) { return parseJSON(text, "the sample"); });
             },
             progress: function (done, total) {
               panel.querySelector("[data-phone-result] .phone-verdict").textContent = say(panel, "checking") + " " + done + " / " + total;
@@ -1032,10 +1045,10 @@
           });
         })
         .catch(function (error) {
-          var state = error && error.step === "UNSUPPORTED" ? "cannot" : "failed";
-          if (!error || !error.step) state = "failed";
+          var step = error && error.step;
+          var state = step === "UNSUPPORTED" || step === "FETCH" ? "cannot" : "failed";
           show(panel, state, [[(error && error.message) || String(error), "warn"]]);
-          panel.setAttribute("data-step", (error && error.step) || "FETCH");
+          panel.setAttribute("data-step", step || "ERROR");
           return state;
         });
     });
