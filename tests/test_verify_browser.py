@@ -16,8 +16,10 @@ import base64
 import copy
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,6 +138,17 @@ def phone_verdict(browser: Any, url: str, *, init: str | None = None, context: A
     return page
 
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts" / "screenshots"
+
+
+def keep_screenshot(page: Any, tmp_path: Path, name: str) -> None:
+    """The panel as a phone shows it, in the test's tmp dir and .artifacts/screenshots/."""
+    shot = tmp_path / f"{name}.png"
+    page.locator("#integrity").screenshot(path=str(shot))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / shot.name)
+
+
 def state_of(page: Any) -> str:
     return page.get_attribute("#phone-check", "data-state")
 
@@ -150,7 +163,7 @@ def fetched(base_url: str, path: str) -> bytes:
 # --- the page --------------------------------------------------------------------------------
 
 
-def test_a_good_lot_verifies_on_the_phone_naming_keys_and_witnesses(browser, site):
+def test_a_good_lot_verifies_on_the_phone_naming_keys_and_witnesses(browser, site, tmp_path):
     base_url, _, _ = site
     page = phone_verdict(browser, page_url(base_url))
     assert state_of(page) == "verified", page.inner_text("#phone-check")
@@ -165,6 +178,7 @@ def test_a_good_lot_verifies_on_the_phone_naming_keys_and_witnesses(browser, sit
     assert "First check on this phone" in text
     # The server's own verdict is still there, and labelled as the server's.
     assert "Our server's own check" in page.inner_text("#integrity")
+    keep_screenshot(page, tmp_path, "phone-check-verified")
     page.context.close()
 
 
@@ -222,7 +236,7 @@ def _other_log(origin: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]
     ],
     ids=["tampered-event", "no-quorum", "other-log", "impostor-log-key"],
 )
-def test_a_server_that_tampers_is_shown_as_failed(browser, site, tamper, step, words):
+def test_a_server_that_tampers_is_shown_as_failed(browser, site, tamper, step, words, tmp_path):
     base_url, tampering, _ = site
     tampering.bundle = tamper
     page = phone_verdict(browser, page_url(base_url))
@@ -230,6 +244,8 @@ def test_a_server_that_tampers_is_shown_as_failed(browser, site, tamper, step, w
     assert state_of(page) == "failed", text
     assert page.get_attribute("#phone-check", "data-step") == step
     assert "does NOT verify" in text and words in text
+    if tamper is _edit_reading:
+        keep_screenshot(page, tmp_path, "phone-check-failed")
     page.context.close()
 
 

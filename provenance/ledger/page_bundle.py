@@ -77,7 +77,7 @@ def parse_positions(text: str, count: int) -> list[int]:
     return positions
 
 
-def sample(bundle: dict[str, Any], positions: Iterable[int]) -> dict[str, Any]:
-    """The lot chain's events at *positions* (chain order), as the v2 bundle holds them."""
-    events = bundle["chains"][0]["events"]
-    return {"events": [{"at": at, **events[at]} for at in positions]}
+def sample(events: Iterable[dict[str, Any]], positions: Iterable[int]) -> dict[str, Any]:
+    """The answer to a phone's draw: the lot chain's *events* (as the v2 bundle holds
+    them) at *positions*, in that order."""
+    return {"events": [{"at": at, **event} for at, event in zip(positions, events, strict=True)]}
