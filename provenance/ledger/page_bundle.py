@@ -38,12 +38,12 @@ def event_id(envelope: dict[str, Any]) -> bytes:
     return hashlib.sha256(canonicalize(envelope)).digest()
 
 
-def page_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
+def page_bundle(bundle: dict[str, Any], *, full_up_to: int | None = None) -> dict[str, Any]:
     """The page form of a v2 bundle (its first chain is the lot's); a lot chain of
-    at most `FULL_UP_TO` events gives the v2 bundle back unchanged."""
+    at most ``full_up_to`` (default `FULL_UP_TO`) events gives the v2 bundle back."""
     lot, *others = bundle["chains"]
     events = lot["events"]
-    if len(events) <= FULL_UP_TO:
+    if len(events) <= (FULL_UP_TO if full_up_to is None else full_up_to):
         return bundle
     ids = b"".join(event_id(item["envelope"]) for item in events)
     kept = [
