@@ -777,6 +777,10 @@
       }
       onlyKeys(bundle, ["format", "subject", "checkpoint", "chains", "consistency"], "the bundle");
       if (typeof bundle.checkpoint !== "string") fail("FORMAT", "the bundle has no checkpoint");
+      if ("consistency" in bundle && (!bundle.consistency || typeof bundle.consistency !== "object" ||
+                                      Array.isArray(bundle.consistency))) {
+        fail("FORMAT", 'bundle `consistency` must be {"size": N, "proof": [...]}');
+      }
       return evaluate(bundle.checkpoint, policy, ed, options.nowSeconds);
     }).then(function (verdict) {
       report.verdict = verdict;

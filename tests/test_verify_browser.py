@@ -446,6 +446,7 @@ def _tampers() -> dict[str, Callable[[dict[str, Any]], None]]:
             chains=[c for c in b["chains"] if not c["events"] or c["events"][0]["index"] != 0]
         ),
         "unknown-field": lambda b: b.update(extra=1),
+        "consistency-not-an-object": lambda b: b.update(consistency=[1]),
     }
 
 
