@@ -716,3 +716,26 @@ def test_cli_refuses_labels_for_a_recalled_lot(file_world, tmp_path):
 def test_cli_help_has_an_example():
     result = run_label("--help")
     assert "Example: provenance label" in result.output
+
+
+def test_cli_policy_prints_its_fingerprint_to_compare_with_the_scan_page(tmp_path):
+    from provenance.core.policy import policy_fingerprint
+
+    policy = tmp_path / "p.policy"
+    policy.write_text(
+        "log log.example/food+1394d8bc+AQABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f\nquorum none\n"
+    )
+    fingerprint = policy_fingerprint(policy.read_bytes())
+    assert re.fullmatch(r"[0-9a-f]{4}( [0-9a-f]{4}){3}", fingerprint)
+    result = run_label(LOT_URI, "--out", "-", "--format", "svg", "--policy", str(policy))
+    assert result.exit_code == 0, result.output
+    assert f"KEYS {fingerprint}" in result.stdout
+    assert Label.from_uri(LOT_URI, keys=fingerprint).lines[-1] == f"KEYS {fingerprint}"
+    policy.write_text("quorum nobody\n")
+    result = run_label(LOT_URI, "--out", "-", "--format", "svg", "--policy", str(policy))
+    assert result.exit_code == 1 and result.output.startswith("Error: ")
+    assert "fix the policy file" in result.output
+    result = run_label(LOT_URI, "--out", "-", "--format", "svg", "--policy", str(tmp_path / "x"))
+    assert result.exit_code == 1 and "cannot read the policy" in result.output
+    with pytest.raises(ValidationError):
+        Label.from_uri(LOT_URI, keys="not a fingerprint")

@@ -18,10 +18,12 @@ environment: :func:`resolver_base` (``PROVENANCE_BASE_URL``) and the font search
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import math
 import os
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,6 +113,9 @@ def resolver_base(base: str | None = None) -> str:
 # --- what a label says --------------------------------------------------------------------
 
 
+_FINGERPRINT = re.compile(r"[0-9a-f]{4}( [0-9a-f]{4}){3}")
+
+
 @dataclass(frozen=True)
 class Label:
     """The content of one label: the URI in the QR code and the human-readable lines.
@@ -127,8 +132,16 @@ class Label:
     serial: str | None = None
     expiry: date | None = None
     product: str | None = None
+    keys: str | None = None
+    """The fingerprint of the policy the scan page checks against
+    (`provenance.core.policy.policy_fingerprint`), printed as ``KEYS …`` so a
+    person can compare it with the page and the regulator's site."""
 
     def __post_init__(self) -> None:
+        if self.keys is not None and not _FINGERPRINT.fullmatch(self.keys):
+            raise ValidationError(
+                "keys", f"a policy fingerprint is four groups of 4 hex digits, got {self.keys!r}"
+            )
         link = _label_link(digital_link.DigitalLink.parse(self.uri))
         carried = (link.gtin, link.lot, link.serial)
         if carried != (self.gtin, self.lot, self.serial):
@@ -152,6 +165,7 @@ class Label:
         product: str | None = None,
         expiry: date | None = None,
         today: date | None = None,
+        keys: str | None = None,
     ) -> Label:
         """The label of a GS1 Digital Link URI on any resolver, re-based onto
         :func:`resolver_base` (``base``). AIs, percent-encoding and query order are
@@ -161,7 +175,8 @@ class Label:
         when the URI carries none, and must agree with it when it does. ``today`` anchors
         the century of two-digit years (default: the current date).
         """
-        return cls._from_link(digital_link.DigitalLink.parse(uri), base, product, expiry, today)
+        label = cls._from_link(digital_link.DigitalLink.parse(uri), base, product, expiry, today)
+        return label if keys is None else dataclasses.replace(label, keys=keys)
 
     @classmethod
     def for_lot(
@@ -210,6 +225,8 @@ class Label:
             lines.append(f"SN {self.serial}")
         if self.expiry is not None:
             lines.append(f"EXP {self.expiry.isoformat()}")
+        if self.keys is not None:
+            lines.append(f"KEYS {self.keys}")
         return tuple(lines)
 
 

@@ -16,6 +16,7 @@ from provenance.barcodes import digital_link, labels, pdf
 from provenance.cli.progress import bar
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError
+from provenance.core.policy import parse_policy, policy_fingerprint
 from provenance.store.db import Store
 from provenance.store.rows import Lot
 
@@ -50,6 +51,15 @@ FORMATS = ("png", "svg", "pdf")
 )
 @click.option("--product", metavar="TEXT", help="Product name (default: the ledger's).")
 @click.option(
+    "--policy",
+    "policy_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Print the fingerprint of this C2SP policy (the one the scan page checks against, "
+    "e.g. the resolver's /log/v1/policy or the regulator's) as a KEYS line, for people "
+    "to compare with the page.",
+)
+@click.option(
     "--db",
     type=click.Path(dir_okay=False),
     metavar="PATH",
@@ -65,6 +75,7 @@ def command(
     base_url: str | None,
     product: str | None,
     db: str | None,
+    policy_file: str | None = None,
 ) -> None:
     """Write a QR label for the lot (or item) named by URI, a GS1 Digital Link on any
     resolver, re-based onto ours. Under the code: product, GTIN, lot, serial and expiry.
@@ -82,7 +93,11 @@ def command(
         lot = _ledger_lot(click_ctx, db, link)
         expiry = date.fromisoformat(lot.expiry) if lot and lot.expiry else None
         label = labels.Label.from_uri(
-            uri, base=base_url, product=product or (lot.product if lot else None), expiry=expiry
+            uri,
+            base=base_url,
+            product=product or (lot.product if lot else None),
+            expiry=expiry,
+            keys=_policy_fingerprint(policy_file),
         )
         if kind == "png":
             data = labels.label_png(label)
@@ -99,6 +114,24 @@ def command(
         click.echo("note: no product line (the lot is not in the ledger; give --product)", err=True)
     copies = f"{count} labels" if kind == "pdf" else "1 label"
     click.echo(f"wrote {out}: {copies} for {label.uri}", err=out == "-")
+
+
+def _policy_fingerprint(path: str | None) -> str | None:
+    """The fingerprint of the policy file at *path* (checked: a policy phones can read)."""
+    if path is None:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot read the policy {path}: {exc.strerror}; give the policy file the scan "
+            "page checks against (e.g. saved from the resolver's /log/v1/policy)"
+        ) from None
+    try:
+        parse_policy(data)
+    except ProvenanceError as exc:
+        raise click.ClickException(f"{path}: {exc}; fix the policy file") from None
+    return policy_fingerprint(data)
 
 
 def _format(out: str, format_: str | None) -> str:

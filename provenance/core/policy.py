@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -554,6 +555,19 @@ def evaluate(
         quorum_met=policy.witnessed(policy.quorum, cosigned),
         log_key=log_key if log_verified else None,
     )
+
+
+FINGERPRINT_DIGITS = 16
+
+
+def policy_fingerprint(policy_text: str | bytes) -> str:
+    """A policy's short fingerprint, for people to compare (docs/scan.md, "Trust
+    root"): the first 16 hex digits of SHA-256 of its bytes, in groups of four,
+    e.g. ``3f9a c21b 77de 0a41``. The scan page shows it (static/verify.js computes
+    the same); labels can print it (``provenance label --policy``)."""
+    data = policy_text.encode("utf-8") if isinstance(policy_text, str) else policy_text
+    digits = hashlib.sha256(data).hexdigest()[:FINGERPRINT_DIGITS]
+    return " ".join(digits[i : i + 4] for i in range(0, FINGERPRINT_DIGITS, 4))
 
 
 def _witness_kid(policy: Policy, name: str) -> str:

@@ -13,6 +13,10 @@ each also read from the environment when not given:
   own key file when it has one, so a swapped database cannot vouch for itself).
 - ``BASE_URL`` (``PROVENANCE_BASE_URL``): the resolver's public origin, used in
   links it hands out; default: the origin of each request.
+- ``POLICY`` (env ``PROVENANCE_POLICY``: a file to read it from): the C2SP
+  tlog-policy the scan page checks checkpoints against, e.g. the regulator's
+  published one; default: made from the log key and the configured witnesses
+  (`transparency.trust_policy`, docs/scan.md "Checked on this phone").
 - ``CLOCK``: a function returning now in µs (tests pin it).
 - ``TILES_DIR``: a folder of the log's C2SP tlog-tiles to serve under
   ``/log/tiles/`` (`provenance serve --tiles DIR` keeps it caught up); None: none.
@@ -35,6 +39,7 @@ from typing import Any
 
 from flask import Flask
 
+from provenance.core.policy import parse_policy
 from provenance.core.timefmt import now_micros
 from provenance.ledger.lot_view import Scanner
 
@@ -58,12 +63,17 @@ HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE.parents[1] / "static"
 
 
+def _policy_file(path: str | None) -> str | None:
+    return Path(path).read_text(encoding="utf-8") if path else None
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config.from_mapping(
         DATABASE=os.environ.get("PROVENANCE_DB", "provenance.db"),
         BASE_URL=os.environ.get("PROVENANCE_BASE_URL") or None,
         LOG_PUBLIC_KEY=None,
+        POLICY=_policy_file(os.environ.get("PROVENANCE_POLICY")),
         CLOCK=None,
         TILES_DIR=None,
         SCAN_CACHE_LOTS=256,
@@ -75,6 +85,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     wording.check_zone(app.config["DEFAULT_TZ"])  # a misspelt zone fails at start, not per page
+    if app.config["POLICY"]:
+        parse_policy(app.config["POLICY"])  # a policy phones cannot read is refused at start
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True

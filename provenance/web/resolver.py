@@ -10,7 +10,10 @@
 - ``all`` (or ``Accept: application/linkset+json``): an RFC 9264 linkset.
 
 A link type this resolver does not serve is a 404 listing the ones it does.
-``GET /bundle/01/{gtin}/10/{lot}`` downloads the lot's proof bundle.
+``GET /bundle/01/{gtin}/10/{lot}`` downloads the lot's proof bundle; with
+``?form=page`` it is the scan page's compact form, and ``?form=page&at=3,17``
+the lot chain's events at those places, the sample a phone draws
+(`provenance.ledger.page_bundle`, docs/protocol.md §12).
 
 Only a code that does not parse is "not valid" (`InvalidCode`, 400). Once the
 code names a lot, what the ledger holds for it is shown whatever its shape
@@ -44,6 +47,7 @@ from provenance.barcodes import digital_link
 from provenance.core import gs1
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.exchange.epcis import lot_document
+from provenance.ledger import page_bundle
 from provenance.ledger.lot_view import LotView
 from provenance.ledger.proofs import build_bundle
 from provenance.store.cosignatures import shown_checkpoint
@@ -61,6 +65,9 @@ log = logging.getLogger(__name__)
 LINKSET_TYPE = "application/linkset+json"
 
 _exports: LRU[str] = LRU(64)  # EPCIS documents and proof bundles, as JSON text
+# The lot chain's events of a bundle, each as JSON text, for the samples phones draw
+# (text: ~0.4 KB an event, where parsed dicts would be several times that).
+_chain_events: LRU[list[str]] = LRU(16)
 
 # A lot with more events than this has its proof bundle (and so the size the
 # page states) made in the background after its first scan, not during it: a
@@ -237,6 +244,11 @@ def _linkset(lot_uri: str) -> Response:
 @bp.get("/bundle/01/<path:_rest>")
 def bundle(_rest: str):
     lot_uri = _lot_uri(_link())
+    form = request.args.get("form")
+    if form not in (None, "page"):
+        raise ValidationError("form", "is `page` (the scan page's form) or absent (the bundle)")
+    if form == "page":
+        return _page_bundle(lot_uri, request.args.get("at"))
     with _building("proof bundle"):
         body = _bundle_json(lot_uri)
     response = Response(body, mimetype="application/json", headers={"Cache-Control": "no-cache"})
@@ -245,6 +257,38 @@ def bundle(_rest: str):
     name = f"provenance-bundle-{gtin14}-{safe}.json"
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
     return response
+
+
+def _page_bundle(lot_uri: str, at: str | None) -> Response:
+    """The page form, or with *at* the sample of the lot chain's events there."""
+    note = _shown_note()
+    if at is None:
+        with _building("proof bundle"):
+            body = _exports.get_or_make(
+                ("page-bundle", lot_uri, note),
+                lambda: json.dumps(
+                    page_bundle.page_bundle(json.loads(_bundle_json(lot_uri))),
+                    separators=(",", ":"),
+                ),
+            )
+    else:
+        with _building("proof bundle"):
+            events = _chain_events.get_or_make(
+                (lot_uri, note),
+                lambda: [
+                    json.dumps(item, separators=(",", ":"))
+                    for item in json.loads(_bundle_json(lot_uri))["chains"][0]["events"]
+                ],
+            )
+        positions = page_bundle.parse_positions(at, len(events))
+        chosen = [json.loads(events[position]) for position in positions]
+        body = json.dumps(page_bundle.sample(chosen, positions), separators=(",", ":"))
+    return Response(body, mimetype="application/json", headers={"Cache-Control": "no-cache"})
+
+
+def _shown_note() -> str | None:
+    shown = shown_checkpoint(get_store())
+    return None if shown is None else shown.note
 
 
 def _bundle_size(lot_uri: str, chain_length: int) -> int | None:

@@ -10,6 +10,10 @@
 - ``GET /log/v1/proof/consistency?first=M&second=N``: the consistency proof
   between two tree sizes (``second`` defaults to the shown checkpoint's);
 - ``GET /log/v1/entries?start=A&end=B``: envelopes A..B-1 (at most 100).
+- ``GET /log/v1/policy``: the C2SP tlog-policy the scan page checks against
+  (docs/scan.md, "Checked on this phone"): the ``POLICY`` setting's text (a
+  regulator's published file) when set, else made from the operator's log key
+  and the configured witnesses and quorum. Phones pin it on first use.
 
 Hashes are base64, as in RFC 6962's JSON API. Sizes beyond the latest signed
 checkpoint are refused: a proof is only useful against a signed tree head.
@@ -20,12 +24,14 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
+from provenance.core.checkpoint import format_verifier_key
 from provenance.core.errors import NotFound, ValidationError
+from provenance.core.identity import public_key_from_did
 from provenance.core.merkle import consistency_proof, inclusion_proof
 from provenance.ledger.proofs import checkpoint_body
-from provenance.store.cosignatures import shown_checkpoint
+from provenance.store.cosignatures import configured_witnesses, shown_checkpoint, witness_quorum
 
 from .params import int_arg
 from .state import store as get_store
@@ -63,6 +69,40 @@ def checkpoint() -> Response:
     if shown is None:
         raise NotFound("the log has no signed checkpoint yet")
     return Response(shown.note, mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+
+
+@bp.get("/policy")
+def policy() -> Response:
+    return Response(trust_policy(), mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+
+
+def trust_policy() -> str:
+    """The policy phones check this log's checkpoints against (see the module doc)."""
+    configured = current_app.config.get("POLICY")
+    if configured:
+        return configured
+    store = get_store()
+    origin = store.get_meta("origin")
+    key = current_app.config.get("LOG_PUBLIC_KEY")
+    if key is None and store.get_meta("log_key"):
+        key = public_key_from_did(store.get_meta("log_key"))
+    if not origin or key is None:
+        raise NotFound("this ledger has no log key yet, so no policy")
+    lines = [
+        "# The log and witnesses this resolver's scan page checks against (docs/scan.md).",
+        f"log {format_verifier_key(origin, key)}",
+    ]
+    witnesses = configured_witnesses(store)
+    quorum = witness_quorum(store)
+    for witness in witnesses:
+        lines.append(f"witness {witness.name} {witness.vkey}")
+    if witnesses and quorum:
+        names = " ".join(w.name for w in witnesses)
+        lines.append(f"group witnesses {min(quorum, len(witnesses))} {names}")
+        lines.append("quorum witnesses")
+    else:
+        lines.append("quorum none")
+    return "\n".join(lines) + "\n"
 
 
 @bp.get("/proof/inclusion")

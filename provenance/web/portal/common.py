@@ -226,7 +226,9 @@ def label_bytes(store: Store, who: Principal, lot: Lot, kind: str, count: int) -
     base = current_app.config.get("BASE_URL") or request.host_url.rstrip("/")
     try:
         expiry = date.fromisoformat(lot.expiry) if lot.expiry else None
-        label = labels.Label.from_uri(lot.uri, base=base, product=lot.product, expiry=expiry)
+        label = labels.Label.from_uri(
+            lot.uri, base=base, product=lot.product, expiry=expiry, keys=_keys()
+        )
         if kind == "png":
             return labels.label_png(label), "image/png"
         if not 1 <= count <= MAX_LABELS:
@@ -234,6 +236,18 @@ def label_bytes(store: Store, who: Principal, lot: Lot, kind: str, count: int) -
         return pdf.sheet_pdf([label] * count), "application/pdf"
     except (ValidationError, NotFound) as exc:
         raise PortalError(422, "cannot make the label", str(exc), reason="label") from exc
+
+
+def _keys() -> str | None:
+    """The fingerprint of the policy the scan page checks against, for the label's
+    KEYS line (docs/scan.md, "Trust root"); None before the ledger has a log key."""
+    from provenance.core.policy import policy_fingerprint
+    from provenance.web.transparency import trust_policy
+
+    try:
+        return policy_fingerprint(trust_policy())
+    except NotFound:
+        return None
 
 
 def send_document(who: Principal, sha256: str) -> Response:
