@@ -56,7 +56,8 @@
     "flag": ["rules"],
     "grant": ["registrar", "regulator"],
     "rotate": PARTY_ROLES.concat(["device", "rules", "registrar"]),
-    "anchor": ["registrar", "rules"]
+    "anchor": ["registrar", "rules"],
+    "stability": ["producer", "processor"]
   };
   // END SIGNER_ROLES
 

@@ -44,6 +44,8 @@ def english_in(page: str) -> list[str]:
         html = re.sub(r"<pre>.*?</pre>", " ", html, flags=re.S)  # a command to type
         text = re.sub(r"<[^>]+>", " ", html)
         text = re.sub(r"\S*[./]\S*", " ", text)  # names of logs and files (test.local/log)
+        text = re.sub(r"\{[a-z]+\}", " ", text)  # verify.js's placeholders ({n}, {name})
+        text = re.sub(r"\b(Ed25519|WebCrypto)\b", " ", text)  # names of techniques, not words
         found += [w for w in re.findall(r"[A-Za-z]+", text) if w not in ALLOWED_LATIN]
     return found
 
