@@ -378,16 +378,21 @@ def test_large_batch_uses_parallel_verification_and_keeps_order(world):
     assert verify_ledger(world.store, world.log_public_key).ok
 
 
-def test_another_writer_is_noticed(tmp_path):
-    """Two Ledger objects on one file (e.g. CLI beside a running service)."""
-    world = World.create(tmp_path)
+def test_another_writer_is_noticed(engine, tmp_path, request):
+    """Two Ledger objects on one database (e.g. CLI beside a running service)."""
     from provenance.store.db import Store
 
-    other = Ledger(Store(tmp_path / "ledger.db"), world.log_key, clock=lambda: world.now)
+    where = tmp_path / "ledger.db"
+    if engine == "postgres":
+        where = request.getfixturevalue("postgres_url")
+    world = World.create(store=Store(where))
+    other = Ledger(Store(where), world.log_key, clock=lambda: world.now)
     assert other.append([world.reading(2, 4.0)])[0].status == "accepted"
     assert world.ledger.append([world.reading(3, 4.0)])[0].status == "accepted"
     assert other.append([world.reading(4, 4.0)])[0].status == "accepted"
     assert verify_ledger(world.store, world.log_public_key).ok
+    other.store.close()
+    world.store.close()
 
 
 def test_next_seq_follows_the_ledger(world):

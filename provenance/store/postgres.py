@@ -1,0 +1,356 @@
+"""The store on PostgreSQL (psycopg 3): `Store("postgresql://…")` opens one.
+
+`PostgresStore` is the SQLite `Store` with a different connection under it:
+every method, migration and query of the store runs unchanged, its SQL
+rewritten once by provenance/store/dialect.py. What differs lives here:
+
+- `PostgresConnection` speaks the part of `sqlite3.Connection` the store uses
+  (`execute`, `executemany`, cursors with `fetchone`/`fetchall`/`rowcount`/
+  `lastrowid`), in autocommit mode like the SQLite store's connection; it
+  loads numbers and booleans as SQLite would give them (int, float), wraps
+  every psycopg error in `DatabaseError`, and reconnects on the next
+  statement after a lost connection (never inside a transaction: that one
+  is gone, and says so with `DatabaseUnavailable`).
+- Writers coordinate the way Trillian Tessera's SQL drivers do: every write
+  transaction first locks the one coordination row (`SELECT … FOR UPDATE` on
+  `_coordination`), so writers in several processes or machines take turns and
+  the log stays one gapless append-only sequence (the ledger hands out log
+  indexes from its frontier, under that lock). The row's `version` counts the
+  write transactions; a writer that finds it moved since its own last commit
+  knows another wrote, and `data_version()` changes — the same signal SQLite's
+  `PRAGMA data_version` gives, on which the ledger reloads its caches (log
+  size, chain heads, identities; provenance/ledger/append.py `_sync`).
+- One connection per `Store`, as with SQLite (one per thread): the web keeps one
+  per thread across requests, the ingest one per writer. There is no pool
+  (psycopg_pool would hold idle connections and a maintenance thread per
+  database without sparing a connect anywhere the store is opened).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.adapt import Dumper, Loader
+from psycopg.types.numeric import Int8Dumper
+
+from provenance.store.db import Store, StoreError
+from provenance.store.dialect import to_postgres
+from provenance.store.errors import DatabaseError, DatabaseUnavailable
+
+CONNECT_TIMEOUT_S = 10  # a server that does not answer a connect in this long is down
+COORDINATION = "writes"  # the _coordination row every write transaction locks
+MIGRATION_LOCK = 0x70726F76  # pg_advisory_lock key: one process migrates at a time ("prov")
+
+
+def redacted(url: str) -> str:
+    """*url* without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class _BoolAsInteger(Dumper):
+    """Python bools go in as 0/1, as SQLite stores them (the columns are BIGINT)."""
+
+    oid = psycopg.postgres.types["int8"].oid
+
+    def dump(self, obj: bool) -> bytes:
+        return b"1" if obj else b"0"
+
+
+class _NumberLoader(Loader):
+    """numeric (sum(), avg()) as int when whole, else float: what SQLite returns."""
+
+    def load(self, data: Any) -> int | float:
+        text = bytes(data).decode()
+        return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
+
+
+class _BoolLoader(Loader):
+    """A boolean expression's value as 1/0, as SQLite returns it."""
+
+    def load(self, data: Any) -> int:
+        return 1 if bytes(data) == b"t" else 0
+
+
+def _connect(url: str) -> psycopg.Connection:
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at {redacted(url)}: {str(exc).strip()}; check --db "
+            "(or PROVENANCE_DB) and that the server runs"
+        ) from None
+    adapters = conn.adapters
+    adapters.register_dumper(int, Int8Dumper)
+    adapters.register_dumper(bool, _BoolAsInteger)
+    adapters.register_loader("numeric", _NumberLoader)
+    adapters.register_loader("bool", _BoolLoader)
+    return conn
+
+
+def _wrap(exc: psycopg.Error, sql: str) -> DatabaseError:
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailable(
+            f"lost the PostgreSQL connection ({str(exc).strip()}): the transaction under way "
+            "was not committed; it is retried once the server is back"
+        )
+    return DatabaseError(f"{str(exc).strip()} (in: {' '.join(sql.split())[:160]})")
+
+
+class Cursor:
+    """The part of `sqlite3.Cursor` the store uses (all rows are fetched at once)."""
+
+    def __init__(self, connection: PostgresConnection, cursor: psycopg.Cursor):
+        self._connection = connection
+        self._cursor = cursor
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.fetchall())
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._cursor.fetchall() if self._cursor.description else []
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        """The id the last INSERT without one was given (its identity column)."""
+        row = self._connection.execute("SELECT lastval()").fetchone()
+        return None if row is None else row[0]
+
+
+class PostgresConnection:
+    """One autocommit connection to the ledger's database; see the module doc."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._conn: psycopg.Connection | None = _connect(url)
+        self.in_transaction = False
+        self.reconnected = False  # set when a lost connection was replaced
+
+    def _live(self) -> psycopg.Connection:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if self.in_transaction:
+            raise DatabaseUnavailable(
+                "lost the PostgreSQL connection: the transaction under way was not committed"
+            )
+        self._conn = None
+        self._conn = _connect(self.url)
+        self.reconnected = True
+        return self._conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        text = to_postgres(sql)
+        cursor = self._live().cursor()
+        try:
+            cursor.execute(text, tuple(params))
+        except psycopg.Error as exc:
+            raise _wrap(exc, text) from exc
+        return Cursor(self, cursor)
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        rows = [tuple(row) for row in rows]
+        if not rows:
+            return
+        text = to_postgres(sql)
+        try:
+            with self._live().cursor() as cursor:
+                cursor.executemany(text, rows)
+        except psycopg.Error as exc:
+            raise _wrap(exc, text) from exc
+
+    def begin(self, isolation: str = "READ COMMITTED") -> None:
+        self.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+        self.in_transaction = True
+
+    def commit(self) -> None:
+        try:
+            self.execute("COMMIT")
+        finally:
+            self.in_transaction = False
+
+    def rollback(self) -> None:
+        """Roll back; a connection already lost has nothing left to roll back."""
+        self.in_transaction = False
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            return
+        # A connection that goes with the transaction committed nothing either.
+        with suppress(psycopg.OperationalError):
+            conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+class _Database:
+    """What a migration is handed on PostgreSQL: `db.execute` and `db.conn`, as
+    on sqlite-utils' `Database` (docs/architecture.md, "Adding a migration")."""
+
+    def __init__(self, conn: PostgresConnection):
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self.conn.execute(sql, params)
+
+    def table_names(self) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+        )
+        return [row[0] for row in rows]
+
+
+class PostgresStore(Store):
+    """`Store` on PostgreSQL; made by `Store(url)` for a postgresql:// URL."""
+
+    def __init__(
+        self, path: str | Path | None = None, *, create: bool = True, readonly: bool = False
+    ):
+        url = str(path)
+        self.path = url  # type: ignore[assignment]
+        self.where = redacted(url)
+        self._subjects: dict[int, str] = {}
+        self._version = -1  # the coordination row's version after our last look
+        self._foreign = 0  # how often another writer was seen to have written
+        try:
+            conn = PostgresConnection(url)
+        except DatabaseUnavailable as exc:
+            raise StoreError(str(exc)) from None
+        self.conn = conn  # type: ignore[assignment]
+        self.db = _Database(conn)  # type: ignore[assignment]
+        try:
+            self._open_postgres(create=create, readonly=readonly)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _open_postgres(self, *, create: bool, readonly: bool) -> None:
+        tables = self.db.table_names()
+        if "_migrations" not in tables:
+            if tables:
+                raise StoreError(
+                    f"{self.where} holds other tables ({', '.join(tables[:5])}), not a "
+                    "Provenance ledger: check --db (or PROVENANCE_DB); nothing was written to it"
+                )
+            if readonly or not create:
+                raise StoreError(
+                    f"{self.where} is an empty database, not a Provenance ledger yet: run "
+                    "`provenance init` (or check --db)"
+                )
+        else:
+            self._check_version(pending_ok=not readonly)
+        if not readonly:
+            self.migrate()
+
+    # --- schema
+
+    def migrate(self) -> None:
+        """The named migrations (the same list as SQLite's), one process at a time."""
+        conn = self.conn
+        conn.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS _coordination "
+                "(name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO _coordination (name, version) VALUES (?, 0)",
+                (COORDINATION,),
+            )
+            super().migrate()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))
+
+    # --- transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN; lock the coordination row; … COMMIT: one writer at a time across
+        every process and machine, all or nothing."""
+        conn = self.conn
+        conn.begin()
+        try:
+            row = conn.execute(
+                "SELECT version FROM _coordination WHERE name = ? FOR UPDATE", (COORDINATION,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"{self.where} has no coordination row: run `provenance migrate`")
+            self._notice(row[0])
+            conn.execute(
+                "UPDATE _coordination SET version = version + 1 WHERE name = ?", (COORDINATION,)
+            )
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        self._version = row[0] + 1
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A consistent read view (REPEATABLE READ, rolled back at the end)."""
+        self.conn.begin("REPEATABLE READ")
+        try:
+            yield
+        finally:
+            self.conn.rollback()
+
+    def _notice(self, version: int) -> None:
+        if version != self._version or self.conn.reconnected:
+            self._foreign += 1
+            self._version = version
+            self.conn.reconnected = False
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (any process, any machine) has
+        committed a write transaction since this one last looked (inside a
+        transaction: as of the lock it took)."""
+        if self.conn.in_transaction:
+            return self._foreign
+        row = self.conn.execute(
+            "SELECT version FROM _coordination WHERE name = ?", (COORDINATION,)
+        ).fetchone()
+        self._notice(-2 if row is None else row[0])
+        return self._foreign
+
+    def applied_migrations(self) -> list[str]:
+        if "_migrations" not in self.db.table_names():
+            return []
+        return [row[0] for row in self.conn.execute("SELECT name FROM _migrations ORDER BY id")]
+
+    # --- the database
+
+    def checkpoint_wal(self) -> None:
+        """Nothing to do: PostgreSQL checkpoints its WAL itself."""
+
+    def bytes_in_use(self) -> int:
+        """Bytes of this ledger's tables, indexes and TOAST included."""
+        row = self.conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def backup(self, target: str | Path) -> None:
+        raise StoreError(
+            f"{self.where} is a PostgreSQL database: back it up with pg_dump or a base "
+            "backup (docs/deploy.md), not `provenance backup`"
+        )
