@@ -33,28 +33,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.adapt import Dumper, Loader
 from psycopg.types.numeric import Int8Dumper
 
-from provenance.store.db import Store, StoreError
+from provenance.store.db import Store, StoreError, redacted
 from provenance.store.dialect import to_postgres
 from provenance.store.errors import DatabaseError, DatabaseUnavailable
 
 CONNECT_TIMEOUT_S = 10  # a server that does not answer a connect in this long is down
 COORDINATION = "writes"  # the _coordination row every write transaction locks
 MIGRATION_LOCK = 0x70726F76  # pg_advisory_lock key: one process migrates at a time ("prov")
-
-
-def redacted(url: str) -> str:
-    """*url* without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class _BoolAsInteger(Dumper):
@@ -198,6 +188,13 @@ class PostgresConnection:
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+
+    def __del__(self) -> None:
+        # Like a sqlite3 connection, one dropped without close() closes itself
+        # (a command's store lives as long as the command).
+        conn = getattr(self, "_conn", None)
+        if conn is not None and not conn.closed:
+            conn.close()
 
 
 class _Database:
