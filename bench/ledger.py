@@ -59,8 +59,11 @@ def raw_verify_rate(seconds: float = 2.0, library: str = "openssl") -> float:
     return count / (time.perf_counter() - start)
 
 
-def setup(directory: Path) -> tuple[Store, Ledger, Ed25519PrivateKey, Ed25519PrivateKey]:
-    store = Store(directory / "bench.db")
+def setup(
+    directory: Path, store: Store | None = None
+) -> tuple[Store, Ledger, Ed25519PrivateKey, Ed25519PrivateKey]:
+    """A ledger with a producer, a probe and a lot: in *directory*, or on *store*."""
+    store = store or Store(directory / "bench.db")
     log_key, registrar = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     ledger = Ledger.initialise(store, log_key, registrar, "bench.local/log")
     farm, probe = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()

@@ -22,6 +22,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,11 +88,12 @@ class Server:
             timeout=START_TIMEOUT_S,
         )
 
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} "
-            "-c fsync=off -c full_page_writes=off -c max_connections=200"
-        )
+    def start(self, *, durable: bool = False) -> None:
+        """Start (again); *durable*: fsync on, as a deployment runs (the benchmarks)."""
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} "
+        options += "-c max_connections=200"
+        if not durable:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run(
             str(self.bin / "pg_ctl"),
             "-D",
@@ -134,28 +137,39 @@ class Server:
         return self.url(schema)
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """A PostgreSQL server of the tests' own (see the module doc)."""
+@contextmanager
+def running_server(*, durable: bool = False) -> Iterator[Server]:
+    """A fresh server in a temporary folder, stopped and removed at the end
+    (the benchmarks use it too). Needs the binaries (see `binaries`)."""
     folder_bin = binaries()
     if folder_bin is None:
-        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
-    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install psycopg)")
+        raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
     folder = Path(tempfile.mkdtemp(prefix="provenance-pg-", dir="/tmp"))
     as_user: list[str] = []
     if os.geteuid() == 0:
         shutil.chown(folder, SERVER_USER, SERVER_USER)
         as_user = ["runuser", "-u", SERVER_USER, "--"]
     server = Server(folder_bin, folder, free_port(), as_user)
-    server.init()
-    server.start()
     try:
-        yield server
-    finally:
+        server.init()
+        server.start(durable=durable)
         try:
-            server.stop("immediate")
+            yield server
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            with suppress(RuntimeError):  # a test may have stopped it already
+                server.stop("immediate")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of the tests' own (see the module doc)."""
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install psycopg)")
+    with running_server() as server:
+        yield server
 
 
 @pytest.fixture
