@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from provenance.store.db import Store, StoreError, redacted
 from provenance.store.dialect import to_postgres
 from provenance.store.errors import DatabaseError, DatabaseUnavailable
 
+COPY_MIN_ROWS = 8  # a multi-row INSERT of at least this many rows goes in as COPY
 CONNECT_TIMEOUT_S = 10  # a server that does not answer a connect in this long is down
 COORDINATION = "writes"  # the _coordination row every write transaction locks
 MIGRATION_LOCK = 0x70726F76  # pg_advisory_lock key: one process migrates at a time ("prov")
@@ -85,6 +87,25 @@ def _connect(url: str) -> psycopg.Connection:
     adapters.register_loader("numeric", _NumberLoader)
     adapters.register_loader("bool", _BoolLoader)
     return conn
+
+
+_PLAIN_INSERT = re.compile(
+    r"\s*INSERT\s+INTO\s+(\w+)\s*\(([\w\s,]+)\)\s*VALUES\s*\(\s*\?(?:\s*,\s*\?)*\s*\)\s*",
+    re.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=256)
+def _copy_statement(sql: str) -> str | None:
+    """``COPY t (cols) FROM STDIN`` for a plain ``INSERT INTO t (cols) VALUES (?, …)``
+    (no conflict clause, nothing returned: what COPY does the same), else None."""
+    match = _PLAIN_INSERT.fullmatch(sql)
+    if match is None:
+        return None
+    columns = [column.strip() for column in match.group(2).split(",")]
+    if sql.count("?") != len(columns):
+        return None
+    return f"COPY {match.group(1)} ({', '.join(columns)}) FROM STDIN"
 
 
 def _wrap(exc: psycopg.Error, sql: str) -> DatabaseError:
@@ -155,13 +176,21 @@ class PostgresConnection:
         return Cursor(self, cursor)
 
     def executemany(self, sql: str, rows: Any) -> None:
+        """Run *sql* once per row; a plain multi-row INSERT goes in as one COPY
+        (a batch's events, links and log nodes: one round trip, not one each)."""
         rows = [tuple(row) for row in rows]
         if not rows:
             return
-        text = to_postgres(sql)
+        copy = _copy_statement(sql) if len(rows) >= COPY_MIN_ROWS else None
+        text = copy or to_postgres(sql)
         try:
             with self._live().cursor() as cursor:
-                cursor.executemany(text, rows)
+                if copy is None:
+                    cursor.executemany(text, rows)
+                    return
+                with cursor.copy(copy) as writer:
+                    for row in rows:
+                        writer.write_row(row)
         except psycopg.Error as exc:
             raise _wrap(exc, text) from exc
 
