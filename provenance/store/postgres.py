@@ -377,6 +377,6 @@ class PostgresStore(Store):
 
     def backup(self, target: str | Path) -> None:
         raise StoreError(
-            f"{self.where} is a PostgreSQL database: back it up with pg_dump or a base "
-            "backup (docs/deploy.md), not `provenance backup`"
+            f"{self.where} is a PostgreSQL database, not a SQLite file to copy: back it up "
+            "with pg_dump or a base backup (docs/deploy.md, Backups)"
         )
