@@ -168,12 +168,29 @@ class PostgresConnection:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         text = to_postgres(sql)
-        cursor = self._live().cursor()
-        try:
-            cursor.execute(text, tuple(params))
-        except psycopg.Error as exc:
-            raise _wrap(exc, text) from exc
-        return Cursor(self, cursor)
+        for attempt in (1, 2):
+            cursor = self._live().cursor()
+            try:
+                cursor.execute(text, tuple(params))
+                return Cursor(self, cursor)
+            except psycopg.Error as exc:
+                if attempt == 1 and self._lost_idle(exc, text):
+                    continue  # the server went away while we were idle: once more, anew
+                raise _wrap(exc, text) from exc
+        raise AssertionError("unreachable")
+
+    def _lost_idle(self, exc: psycopg.Error, text: str) -> bool:
+        """Whether *text* failed only because an idle connection had been lost
+        (a server restart): then it did nothing, and a read or a BEGIN may run
+        again on a new connection. A write outside a transaction is not retried
+        (it may have been done); inside one, the whole transaction is lost."""
+        conn = self._conn
+        return (
+            isinstance(exc, psycopg.OperationalError)
+            and not self.in_transaction
+            and (conn is None or conn.closed or conn.broken)
+            and text.lstrip()[:6].upper() in ("SELECT", "BEGIN ")
+        )
 
     def executemany(self, sql: str, rows: Any) -> None:
         """Run *sql* once per row; a plain multi-row INSERT goes in as one COPY
