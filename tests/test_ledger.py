@@ -413,8 +413,8 @@ EPCIS_EVENT = {
 }
 
 
-def test_epcis_event_naming_ledger_lots_is_filed_under_them(file_world):
-    world = file_world
+def test_epcis_event_naming_ledger_lots_is_filed_under_them(shared_world):
+    world = shared_world
     world.ship_and_receive("farm", "dc", [world.lot], 2)  # the dc holds it: it may record it
     result = world.ok("dc", "epcis", [world.lot], {"event": EPCIS_EVENT})
     chain = world.store.chain_events(world.store.lot_by_uri(world.lot).id)
@@ -426,8 +426,8 @@ def test_epcis_event_naming_ledger_lots_is_filed_under_them(file_world):
     assert verify_ledger(world.store, world.log_public_key, workers=1).ok
 
 
-def test_epcis_event_without_lots_goes_to_the_signers_stream_not_identity_chain(file_world):
-    world = file_world
+def test_epcis_event_without_lots_goes_to_the_signers_stream_not_identity_chain(shared_world):
+    world = shared_world
     first = world.ok("dc", "epcis", None, {"event": EPCIS_EVENT})
     second = world.ok("dc", "epcis", None, {"event": dict(EPCIS_EVENT, action="ADD")})
     stream = world.store.chain_by_subject(world.did("dc") + "#epcis")

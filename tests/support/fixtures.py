@@ -44,6 +44,20 @@ def world(engine_store):
 
 
 @pytest.fixture
+def shared_world(request, engine, tmp_path):
+    """A world other connections and processes can open too (its store's
+    `path`): a SQLite file, or a fresh schema on PostgreSQL (`engine`)."""
+    if engine == "postgres":
+        from provenance.store.db import Store
+
+        made = World.create(store=Store(request.getfixturevalue("postgres_url")))
+    else:
+        made = World.create(tmp_path)
+    yield made
+    made.store.close()
+
+
+@pytest.fixture
 def file_world(tmp_path):
     """The same world in a SQLite file (for multi-process verification, tampering)."""
     return World.create(tmp_path)
