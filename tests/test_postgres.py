@@ -21,7 +21,7 @@ from provenance.ledger.append import Ledger
 from provenance.ledger.audit import verify_ledger
 from provenance.store.db import Store, StoreError
 from provenance.store.dialect import UnsupportedSQL, to_postgres
-from provenance.store.errors import DatabaseUnavailable
+from provenance.store.errors import DatabaseError, DatabaseUnavailable
 
 WRITER_TIMEOUT_S = 120
 
@@ -84,6 +84,8 @@ def test_the_cli_runs_on_a_postgres_url(postgres_url, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     store = Store(postgres_url, create=False, readonly=True)
     assert store.lot_by_uri(LOT).product == "Kale"
+    with pytest.raises(DatabaseError, match="read-only transaction"):  # the server says no
+        store.set_meta("origin", "elsewhere")
     store.close()
 
 

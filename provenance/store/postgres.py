@@ -147,11 +147,18 @@ class Cursor:
 class PostgresConnection:
     """One autocommit connection to the ledger's database; see the module doc."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, readonly: bool = False):
         self.url = url
-        self._conn: psycopg.Connection | None = _connect(url)
+        self.readonly = readonly
+        self._conn: psycopg.Connection | None = self._connect()
         self.in_transaction = False
         self.reconnected = False  # set when a lost connection was replaced
+
+    def _connect(self) -> psycopg.Connection:
+        conn = _connect(self.url)
+        if self.readonly:  # the server refuses any write on it, not only our code
+            conn.execute("SET default_transaction_read_only = on")
+        return conn
 
     def _live(self) -> psycopg.Connection:
         conn = self._conn
@@ -162,7 +169,7 @@ class PostgresConnection:
                 "lost the PostgreSQL connection: the transaction under way was not committed"
             )
         self._conn = None
-        self._conn = _connect(self.url)
+        self._conn = self._connect()
         self.reconnected = True
         return self._conn
 
@@ -273,7 +280,7 @@ class PostgresStore(Store):
         self._version = -1  # the coordination row's version after our last look
         self._foreign = 0  # how often another writer was seen to have written
         try:
-            conn = PostgresConnection(url)
+            conn = PostgresConnection(url, readonly=readonly)
         except DatabaseUnavailable as exc:
             raise StoreError(str(exc)) from None
         self.conn = conn  # type: ignore[assignment]
