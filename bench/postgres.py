@@ -21,12 +21,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # support/postgres.py starts the server
@@ -36,6 +46,7 @@ from ledger import setup, signed_readings  # noqa: E402  (bench/ledger.py)
 from support.postgres import running_server  # noqa: E402
 
 from provenance.core.envelope import Envelope  # noqa: E402
+from provenance.ledger.append import Ledger  # noqa: E402
 from provenance.store.db import Store  # noqa: E402
 
 TARGET_RATIO = 10.0  # issue 14: the sequencer ≥ 10 × one node, so ten nodes scale first
@@ -80,6 +91,71 @@ def sequencer(store: Store, readings: int, batch: int) -> tuple[float, float]:
     return readings / seconds, per_reading
 
 
+def _writer(
+    url: str,
+    log_pem: bytes,
+    probe_pem: bytes,
+    first: int,
+    count: int,
+    batch: int,
+    ready: Any,
+    go: Any,
+    results: Any,
+) -> None:
+    """One sequencer process: sign and check its readings, wait for go, append."""
+    log_key = load_pem_private_key(log_pem, None)
+    probe = load_pem_private_key(probe_pem, None)
+    store = Store(url, create=False)
+    ledger = Ledger(store, log_key)  # type: ignore[arg-type]
+    wire = signed_readings(probe, first + count)[first:]  # type: ignore[arg-type]
+    envelopes = checked_envelopes(wire)
+    ready.set()
+    go.wait(600)
+    start = time.perf_counter()
+    for offset in range(0, len(envelopes), batch):
+        done = ledger.append(envelopes[offset : offset + batch])
+        assert all(r.status == "accepted" for r in done), done[0]
+    results.put((start, time.perf_counter()))
+    ledger.close()
+    store.close()
+
+
+def two_sequencers(url: str, readings: int, batch: int) -> float:
+    """Integrated envelopes/s of two sequencer processes appending at once to
+    one PostgreSQL ledger (each reloads its caches after the other's commits)."""
+    store = Store(url)
+    second = Ed25519PrivateKey.generate()
+    _, ledger, log_key, probe = setup(Path("."), store=store, more_probes=(second,))
+    ledger.close()
+    store.close()
+    context = multiprocessing.get_context("spawn")
+    go, results = context.Event(), context.Queue()
+    half = readings // 2
+    processes, ready = [], []
+    for device in (probe, second):  # a probe each, as ingest nodes see different devices
+        event = context.Event()
+        ready.append(event)
+        processes.append(
+            context.Process(
+                target=_writer,
+                args=(url, _pem(log_key), _pem(device), 0, half, batch, event, go, results),
+            )
+        )
+        processes[-1].start()
+    for event in ready:
+        if not event.wait(600):
+            raise RuntimeError("a sequencer process did not get ready")
+    go.set()
+    spans = [results.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join(60)
+    return 2 * half / (max(end for _, end in spans) - min(start for start, _ in spans))
+
+
+def _pem(key: Any) -> bytes:
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readings", type=int, default=100_000)
@@ -96,6 +172,9 @@ def main() -> None:
         print(f"sequencer on PostgreSQL, {args.readings} readings …", flush=True)
         pg_rate, pg_bytes = sequencer(store, args.readings, args.batch)
         store.close()
+        print("two sequencer processes on one PostgreSQL ledger …", flush=True)
+        two_rate = two_sequencers(server.fresh_schema(), args.readings // 2, args.batch)
+    print(f"  {two_rate:,.0f} envelopes/s together", flush=True)
     print(f"  {pg_rate:,.0f} envelopes/s, {pg_bytes:.0f} bytes per reading", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-pg-sqlite-") as tmp:
@@ -115,6 +194,10 @@ def main() -> None:
         f"| sequencer into PostgreSQL, signatures checked | {pg_rate:,.0f} envelopes/s | "
         f"**{pg_rate / node:.2f}** × one node | ≥ {TARGET_RATIO:g} × "
         f"{'✅' if pg_rate / node >= TARGET_RATIO else '❌'} |"
+    )
+    print(
+        f"| two sequencer processes into one PostgreSQL ledger | {two_rate:,.0f} envelopes/s | "
+        f"{two_rate / pg_rate:.2f} × one sequencer | |"
     )
     print(
         f"| sequencer into SQLite (file), signatures checked | {lite_rate:,.0f} envelopes/s | "
