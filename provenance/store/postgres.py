@@ -117,7 +117,7 @@ def _wrap(exc: psycopg.Error, sql: str) -> DatabaseError:
     return DatabaseError(f"{str(exc).strip()} (in: {' '.join(sql.split())[:160]})")
 
 
-class Cursor:
+class PostgresCursor:
     """The part of `sqlite3.Cursor` the store uses (all rows are fetched at once)."""
 
     def __init__(self, connection: PostgresConnection, cursor: psycopg.Cursor):
@@ -173,13 +173,13 @@ class PostgresConnection:
         self.reconnected = True
         return self._conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> PostgresCursor:
         text = to_postgres(sql)
         for attempt in (1, 2):
             cursor = self._live().cursor()
             try:
                 cursor.execute(text, tuple(params))
-                return Cursor(self, cursor)
+                return PostgresCursor(self, cursor)
             except psycopg.Error as exc:
                 if attempt == 1 and self._lost_idle(exc, text):
                     continue  # the server went away while we were idle: once more, anew
@@ -257,7 +257,7 @@ class _Database:
     def __init__(self, conn: PostgresConnection):
         self.conn = conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> PostgresCursor:
         return self.conn.execute(sql, params)
 
     def table_names(self) -> list[str]:
