@@ -395,6 +395,33 @@ def test_another_writer_is_noticed(engine, tmp_path, request):
     world.store.close()
 
 
+def test_lots_parties_and_chains_another_writer_made_are_seen(shared_world):
+    """Caches (identities, lots, chain heads and ids) follow the other writer's commits."""
+    from provenance.store.db import Store
+
+    world = shared_world
+    other = Ledger(Store(world.store.path), world.log_key, clock=lambda: world.now)
+    assert world.append("probe", "reading", None, {"temperature_c": 4.0}, time=at(1)).ok
+    spinach = LOT.replace("LOT42", "B7")
+    commission = {"gtin": GTIN, "lot": "B7", "product": "Spinach"}
+    made = other.append([world.sign("farm", "commission", [spinach], commission, time=at(1))])
+    assert made[0].status == "accepted", made
+    # This ledger loaded its caches before: it must see B7 and its chain now.
+    assert world.append("farm", "ship", [spinach], {"to": world.did("dc")}, time=at(2)).ok
+    world.enrol_party("mill", "processor")
+    oats = LOT.replace("LOT42", "OATS")
+    flour = {"gtin": GTIN, "lot": "OATS", "product": "Oats"}
+    made = other.append([world.sign("mill", "commission", [oats], flour, time=at(3))])
+    assert made[0].status == "accepted", made  # the other ledger sees the new party
+    shipped = other.append(
+        [world.sign("mill", "ship", [oats], {"to": world.did("dc")}, time=at(4))]
+    )
+    assert shipped[0].status == "accepted", shipped
+    assert world.append("dc", "receive", [oats], {"shipment": shipped[0].event_id}, time=at(5)).ok
+    assert verify_ledger(world.store, world.log_public_key, workers=1).ok
+    other.store.close()
+
+
 def test_next_seq_follows_the_ledger(world):
     seq = world.ledger.next_seq(world.did("probe"))
     world.ledger.append([world.reading(2, 4.0)])
