@@ -1,5 +1,6 @@
 """SQLite storage (WAL) through sqlite-utils: the one adapter the ledger writes
 through. Everything here is plain persistence; the decisions are the ledger's.
+`Store("postgresql://…")` runs this same code on PostgreSQL (postgres.py).
 
 `Store` lives here; its row models in rows.py, the schema's named migrations in
 migrations.py (with backfills.py), the derived tables' reads and writes in
