@@ -108,6 +108,26 @@ def test_an_empty_or_foreign_database_is_refused_untouched(postgres_url):
         Store(postgres_url)
 
 
+def test_a_new_ledger_needs_a_database_that_compares_text_by_bytes(postgres):
+    import psycopg
+
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        try:
+            conn.execute(
+                "CREATE DATABASE by_icu TEMPLATE template0 LOCALE_PROVIDER icu "
+                "ICU_LOCALE 'en' LOCALE 'C'"
+            )
+        except psycopg.errors.FeatureNotSupported:
+            pytest.skip("this PostgreSQL was built without ICU: no other collation to try")
+    url = postgres.url().rsplit("/", 1)[0] + "/by_icu"
+    with pytest.raises(StoreError, match=r"ICU collation.*createdb --locale=C"):
+        Store(url)
+    with psycopg.connect(url) as conn:  # refused before anything was written
+        assert conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchone() == (0,)
+
+
 # --- several writers, one log
 
 

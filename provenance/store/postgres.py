@@ -304,10 +304,30 @@ class PostgresStore(Store):
                     f"{self.where} is an empty database, not a Provenance ledger yet: run "
                     "`provenance init` (or check --db)"
                 )
+            self._check_collation()
         else:
             self._check_version(pending_ok=not readonly)
         if not readonly:
             self.migrate()
+
+    def _check_collation(self) -> None:
+        """A new ledger needs text compared byte by byte, as SQLite does (the C
+        collation): otherwise lists and ranges over names, times and URIs would
+        come out in another order than on SQLite."""
+        row = self.conn.execute(
+            "SELECT datcollate, to_jsonb(d) ->> 'datlocprovider' FROM pg_database d "
+            "WHERE datname = current_database()"
+        ).fetchone()
+        if row is None:
+            return
+        collation, provider = row
+        if provider == "i" or collation not in ("C", "POSIX", "C.UTF-8", "C.utf8"):
+            what = "an ICU collation" if provider == "i" else f"the collation {collation!r}"
+            raise StoreError(
+                f"{self.where} compares text by {what}; the ledger needs "
+                "byte order: create the database with `createdb --locale=C --template=template0 "
+                "…` (docs/deploy.md); nothing was written to it"
+            )
 
     # --- schema
 
