@@ -369,6 +369,9 @@ class PostgresStore(Store):
             yield
         except BaseException:
             conn.rollback()
+            # A chain made in the rolled-back transaction does not exist; its id
+            # may go to another subject (here, or in another writer).
+            self._subjects.clear()
             raise
         conn.commit()
         self._version = row[0] + 1
