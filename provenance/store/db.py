@@ -248,9 +248,6 @@ class Store(DerivedState):
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
-            # A chain made in the rolled-back transaction does not exist; its id
-            # may go to another subject (here, or in another writer).
-            self._subjects.clear()
             raise
         self.conn.execute("COMMIT")
 
