@@ -307,6 +307,8 @@ class PostgresStore(Store):
             self._check_collation()
         else:
             self._check_version(pending_ok=not readonly)
+            if "_coordination" in tables and not self.pending_migrations():
+                return  # up to date: no lock, no DDL, no write on every open
         if not readonly:
             self.migrate()
 
