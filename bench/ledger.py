@@ -59,8 +59,12 @@ def raw_verify_rate(seconds: float = 2.0, library: str = "openssl") -> float:
     return count / (time.perf_counter() - start)
 
 
-def setup(directory: Path) -> tuple[Store, Ledger, Ed25519PrivateKey, Ed25519PrivateKey]:
-    store = Store(directory / "bench.db")
+def setup(
+    directory: Path, store: Store | None = None, more_probes: tuple[Ed25519PrivateKey, ...] = ()
+) -> tuple[Store, Ledger, Ed25519PrivateKey, Ed25519PrivateKey]:
+    """A ledger with a producer, a probe (and *more_probes*) attached to a lot: in
+    *directory*, or on *store*."""
+    store = store or Store(directory / "bench.db")
     log_key, registrar = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     ledger = Ledger.initialise(store, log_key, registrar, "bench.local/log")
     farm, probe = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
@@ -81,10 +85,17 @@ def setup(directory: Path) -> tuple[Store, Ledger, Ed25519PrivateKey, Ed25519Pri
             "gs1_company_prefixes": ["9506000"],  # the GTIN's: it may commission under it
         },
     )
-    reg(2, {"subject": did_of(probe), "type": "device", "name": "probe", "owner": did_of(farm)})
+    probes = (probe, *more_probes)
+    for number, device in enumerate(probes):
+        name = f"probe{number or ''}"
+        reg(
+            2 + number,
+            {"subject": did_of(device), "type": "device", "name": name, "owner": did_of(farm)},
+        )
+    commission = {"gtin": "09506000134352", "lot": "BENCH-1", "product": "Kale"}
     for seq, kind, lots, data in (
-        (0, "commission", [LOT], {"gtin": "09506000134352", "lot": "BENCH-1", "product": "Kale"}),
-        (1, "attach", [LOT], {"device": did_of(probe)}),
+        (0, "commission", [LOT], commission),
+        *((1 + n, "attach", [LOT], {"device": did_of(p)}) for n, p in enumerate(probes)),
     ):
         result = ledger.append([sign(farm, kind=kind, seq=seq, time=t, data=data, lots=lots)])
         assert result[0].ok, result

@@ -12,4 +12,5 @@ pytest_plugins = [
     "support.fixtures",  # world, file_world, two_lot_cli, broker
     "support.portal",  # portal
     "support.ingest",  # start_ingest, publisher
+    "support.postgres",  # postgres (a real server), postgres_url (a fresh schema on it)
 ]

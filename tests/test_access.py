@@ -76,10 +76,10 @@ def test_the_receiver_of_an_open_shipment_may_not_sign_yet(world):
     assert world.append("dc", "inspect", [LOT], ABOUT["inspect"]).reason == NOT_CUSTODIAN
 
 
-def test_access_rules_apply_from_the_recorded_log_index(file_world):
+def test_access_rules_apply_from_the_recorded_log_index(shared_world):
     """A ledger from before the rules: what it accepted then replays as it was, and
     verifies; from the boundary on, the same events are refused."""
-    world = file_world
+    world = shared_world
     with world.store.transaction():
         world.store.set_meta(ACCESS_RULES_FROM, "1000000")  # "the old version"
     world.ledger._forget()
@@ -271,8 +271,8 @@ def test_transform_outputs_that_make_new_lots_need_the_prefix(world):
     world.ok("rival", "transform", [LOT, gs1.lot_uri(OTHER_GTIN, "BAG1")], data, time=at(3))
 
 
-def test_grants_by_the_registrar_or_a_regulator(file_world):
-    world = file_world
+def test_grants_by_the_registrar_or_a_regulator(shared_world):
+    world = shared_world
     world.enrol_party("coop", "producer", prefixes=["9520123"])
     squat = gs1.lot_uri(GTIN, "COOP1")
     assert world.append("coop", "commission", [squat], _kale("COOP1")).reason == UNAUTHORISED
@@ -305,8 +305,8 @@ def test_grants_by_the_registrar_or_a_regulator(file_world):
         ("custodians", "INSERT INTO custodians (lot, party) VALUES ({lot}, {party})"),
     ],
 )
-def test_edited_access_tables_are_caught_by_verify(file_world, table, sql):
-    world = file_world
+def test_edited_access_tables_are_caught_by_verify(shared_world, table, sql):
+    world = shared_world
     dc = world.store.identity_by_did(world.did("dc")).id  # no prefixes, never held LOT
     lot = world.store.lot_by_uri(LOT).id
     world.store.conn.execute(sql.format(party=dc, lot=lot))

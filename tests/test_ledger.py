@@ -378,16 +378,48 @@ def test_large_batch_uses_parallel_verification_and_keeps_order(world):
     assert verify_ledger(world.store, world.log_public_key).ok
 
 
-def test_another_writer_is_noticed(tmp_path):
-    """Two Ledger objects on one file (e.g. CLI beside a running service)."""
-    world = World.create(tmp_path)
+def test_another_writer_is_noticed(engine, tmp_path, request):
+    """Two Ledger objects on one database (e.g. CLI beside a running service)."""
     from provenance.store.db import Store
 
-    other = Ledger(Store(tmp_path / "ledger.db"), world.log_key, clock=lambda: world.now)
+    where = tmp_path / "ledger.db"
+    if engine == "postgres":
+        where = request.getfixturevalue("postgres_url")
+    world = World.create(store=Store(where))
+    other = Ledger(Store(where), world.log_key, clock=lambda: world.now)
     assert other.append([world.reading(2, 4.0)])[0].status == "accepted"
     assert world.ledger.append([world.reading(3, 4.0)])[0].status == "accepted"
     assert other.append([world.reading(4, 4.0)])[0].status == "accepted"
     assert verify_ledger(world.store, world.log_public_key).ok
+    other.store.close()
+    world.store.close()
+
+
+def test_lots_parties_and_chains_another_writer_made_are_seen(shared_world):
+    """Caches (identities, lots, chain heads and ids) follow the other writer's commits."""
+    from provenance.store.db import Store
+
+    world = shared_world
+    other = Ledger(Store(world.store.path), world.log_key, clock=lambda: world.now)
+    assert world.append("probe", "reading", None, {"temperature_c": 4.0}, time=at(1)).ok
+    spinach = LOT.replace("LOT42", "B7")
+    commission = {"gtin": GTIN, "lot": "B7", "product": "Spinach"}
+    made = other.append([world.sign("farm", "commission", [spinach], commission, time=at(1))])
+    assert made[0].status == "accepted", made
+    # This ledger loaded its caches before: it must see B7 and its chain now.
+    assert world.append("farm", "ship", [spinach], {"to": world.did("dc")}, time=at(2)).ok
+    world.enrol_party("mill", "processor")
+    oats = LOT.replace("LOT42", "OATS")
+    flour = {"gtin": GTIN, "lot": "OATS", "product": "Oats"}
+    made = other.append([world.sign("mill", "commission", [oats], flour, time=at(3))])
+    assert made[0].status == "accepted", made  # the other ledger sees the new party
+    shipped = other.append(
+        [world.sign("mill", "ship", [oats], {"to": world.did("dc")}, time=at(4))]
+    )
+    assert shipped[0].status == "accepted", shipped
+    assert world.append("dc", "receive", [oats], {"shipment": shipped[0].event_id}, time=at(5)).ok
+    assert verify_ledger(world.store, world.log_public_key, workers=1).ok
+    other.store.close()
 
 
 def test_next_seq_follows_the_ledger(world):
@@ -408,8 +440,8 @@ EPCIS_EVENT = {
 }
 
 
-def test_epcis_event_naming_ledger_lots_is_filed_under_them(file_world):
-    world = file_world
+def test_epcis_event_naming_ledger_lots_is_filed_under_them(shared_world):
+    world = shared_world
     world.ship_and_receive("farm", "dc", [world.lot], 2)  # the dc holds it: it may record it
     result = world.ok("dc", "epcis", [world.lot], {"event": EPCIS_EVENT})
     chain = world.store.chain_events(world.store.lot_by_uri(world.lot).id)
@@ -421,8 +453,8 @@ def test_epcis_event_naming_ledger_lots_is_filed_under_them(file_world):
     assert verify_ledger(world.store, world.log_public_key, workers=1).ok
 
 
-def test_epcis_event_without_lots_goes_to_the_signers_stream_not_identity_chain(file_world):
-    world = file_world
+def test_epcis_event_without_lots_goes_to_the_signers_stream_not_identity_chain(shared_world):
+    world = shared_world
     first = world.ok("dc", "epcis", None, {"event": EPCIS_EVENT})
     second = world.ok("dc", "epcis", None, {"event": dict(EPCIS_EVENT, action="ADD")})
     stream = world.store.chain_by_subject(world.did("dc") + "#epcis")

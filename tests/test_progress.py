@@ -60,10 +60,10 @@ def test_counted_reports_as_items_are_taken():
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_verify_ledger_reports_each_block_of_events(file_world, monkeypatch, workers):
+def test_verify_ledger_reports_each_block_of_events(shared_world, monkeypatch, workers):
     monkeypatch.setattr(audit, "MIN_CHUNK", 8)  # small blocks: several on a small ledger
     monkeypatch.setattr(audit, "CHUNK", 8)
-    world = with_readings(file_world, 40)
+    world = with_readings(shared_world, 40)
     calls = Calls()
     size = world.store.log_size()
     quiet = audit.verify_ledger(world.store, world.log_public_key, workers=workers)

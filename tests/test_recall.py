@@ -198,10 +198,10 @@ def test_a_recall_return_shows_in_epcis_and_on_the_page(returned):
     assert [step.details.get("purpose") for step in ships] == [None, RETURN]
 
 
-def test_the_scan_page_says_the_lot_was_sent_back(file_world):
+def test_the_scan_page_says_the_lot_was_sent_back(shared_world):
     from provenance.web import create_app
 
-    world = file_world
+    world = shared_world
     shipped = world.ok("farm", "ship", [world.lot], {"to": world.did("dc")}, time=at(3))
     world.ok("dc", "receive", [world.lot], {"shipment": shipped.event_id}, time=at(4))
     world.ok("regulator", "recall", [world.lot], RECALL, time=at(5))

@@ -235,8 +235,8 @@ def test_a_key_is_rotated_once_and_only_to_a_fresh_key(world: World):
 # --- the log alone agrees
 
 
-def test_verify_and_the_audit_replay_agree_with_the_live_ledger(file_world: World):
-    world = file_world
+def test_verify_and_the_audit_replay_agree_with_the_live_ledger(shared_world: World):
+    world = shared_world
     world.ok("farm", "ship", [LOT], {"to": world.did("carrier")}, time=at(1.5))
     rotate(world, "carrier", "carrier2", hours=2)
     rotate(world, "farm", "farm2", signer="registrar", approver="regulator", hours=2.5)
@@ -246,8 +246,8 @@ def test_verify_and_the_audit_replay_agree_with_the_live_ledger(file_world: Worl
     assert report.ok, report.problems
 
 
-def test_verify_catches_a_rotation_edited_in_the_identities_table(file_world: World):
-    world = file_world
+def test_verify_catches_a_rotation_edited_in_the_identities_table(shared_world: World):
+    world = shared_world
     rotate(world, "carrier", "carrier2")
     world.store.conn.execute(
         "UPDATE lots SET custodian = (SELECT id FROM identities WHERE name = 'carrier' "
@@ -351,10 +351,10 @@ def test_an_old_ledger_keeps_its_identities_and_verifies_after_the_migration(tmp
 
 
 @pytest.mark.parametrize("edit", ["redirect", "link", "owner"])
-def test_verify_catches_a_rotation_link_edited_in_the_table(file_world: World, edit: str):
+def test_verify_catches_a_rotation_link_edited_in_the_table(shared_world: World, edit: str):
     """The links between a rotated key and its successor (which the CLI and the
     portal follow) are derived from the log: an edit is caught."""
-    world = file_world
+    world = shared_world
     rotate(world, "carrier", "carrier2")
     rotate(world, "farm", "farm2", hours=2.5)
     sql = {

@@ -505,8 +505,8 @@ def test_holds_and_flags_verify_and_tampering_is_caught(file_world):
         copy.unlink()
 
 
-def test_the_migration_backfills_holds_and_flags(file_world):
-    world = file_world
+def test_the_migration_backfills_holds_and_flags(shared_world):
+    world = shared_world
     enrol_rules(world)
     hold = world.ok("rules", "hold", [LOT], HOLD_DATA)
     world.ok("rules", "hold", [LOT], {**HOLD_DATA, "rule": "b"})
@@ -528,11 +528,11 @@ def test_the_migration_backfills_holds_and_flags(file_world):
     assert after == before and after[2] is True and len(after[0]) == 2
 
 
-def test_a_release_finds_its_hold_in_the_same_batch_as_the_backfill_does(file_world):
+def test_a_release_finds_its_hold_in_the_same_batch_as_the_backfill_does(shared_world):
     """Within one append the hold is not in `events` yet: the release's check
     and its effect (Store.derive) find it in the batch; the backfill, replaying
     the log through the same table, finds it logged and ends up alike."""
-    world = file_world
+    world = shared_world
     enrol_rules(world)
     hold = world.sign("rules", "hold", [LOT], HOLD_DATA)
     other = world.sign("rules", "hold", [LOT], {**HOLD_DATA, "rule": "b"})

@@ -160,8 +160,8 @@ def test_new_events_are_read_incrementally_and_change_the_view(world, scanner):
     assert second.integrity.verified
 
 
-def test_a_forged_signature_in_the_database_is_caught(file_world):
-    world = file_world
+def test_a_forged_signature_in_the_database_is_caught(shared_world):
+    world = shared_world
     readings(world, quarter_hours(1, 3))
     row = world.store.conn.execute("SELECT idx, sig FROM events WHERE kind = 4 LIMIT 1").fetchone()
     forged = bytes([row[1][0] ^ 1]) + row[1][1:]
@@ -173,8 +173,8 @@ def test_a_forged_signature_in_the_database_is_caught(file_world):
     assert "1 signatures do not verify" in view.reasons
 
 
-def test_an_edited_event_breaks_the_chain(file_world):
-    world = file_world
+def test_an_edited_event_breaks_the_chain(shared_world):
+    world = shared_world
     readings(world, quarter_hours(1, 3))
     world.store.conn.execute(
         "UPDATE events SET data = ? WHERE kind = 4 AND idx = "

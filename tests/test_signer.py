@@ -58,10 +58,10 @@ def test_an_event_that_does_not_validate_uses_no_seq(world):
 
 
 @pytest.mark.parametrize("atomic", [True, False])
-def test_a_seq_another_writer_took_meanwhile_is_signed_again(file_world, atomic):
+def test_a_seq_another_writer_took_meanwhile_is_signed_again(shared_world, atomic):
     """Another process (a second Ledger on the same file) stores events with the
     seqs this signer picked, between its signing and its append."""
-    world = file_world
+    world = shared_world
     signer = Signer(world.ledger, world.keys["farm"])
     mine = [
         signer.sign("inspect", {"result": "pass"}, lots=[LOT]),
@@ -114,8 +114,8 @@ class RacingLedger(Ledger):
         return super().append(items, **kwargs)
 
 
-def test_the_retries_are_bounded(file_world):
-    world = file_world
+def test_the_retries_are_bounded(shared_world):
+    world = shared_world
     racing = RacingLedger(
         Store(world.store.path), world.log_key, clock=lambda: world.now, racer=world.keys["farm"]
     )

@@ -285,8 +285,8 @@ def test_an_upgraded_ledger_records_where_the_time_rules_begin(tmp_path):
 # --- the page says "invalid" only about codes
 
 
-def test_invalid_code_is_only_said_about_codes(file_world, monkeypatch):
-    client = client_of(file_world)
+def test_invalid_code_is_only_said_about_codes(shared_world, monkeypatch):
+    client = client_of(shared_world)
     bad = client.get("/01/09506000134353/10/LOT42")  # wrong check digit
     assert bad.status_code == 400 and "This code is not valid" in text_of(bad)
     typed = client.get("/lookup?gtin=123&lot=X")
@@ -308,9 +308,9 @@ def test_invalid_code_is_only_said_about_codes(file_world, monkeypatch):
     assert client.get("/bundle" + PATH).status_code == 500
 
 
-def test_a_chart_that_cannot_be_drawn_is_a_sentence(file_world, monkeypatch):
-    file_world.ledger.append([file_world.reading(1 + k / 4, 3.0) for k in range(8)])
-    file_world.ok("farm", "detach", [LOT], {"device": file_world.did("probe")}, time=at(4))
+def test_a_chart_that_cannot_be_drawn_is_a_sentence(shared_world, monkeypatch):
+    shared_world.ledger.append([shared_world.reading(1 + k / 4, 3.0) for k in range(8)])
+    shared_world.ok("farm", "detach", [LOT], {"device": shared_world.did("probe")}, time=at(4))
 
     def broken(*_args, **_kwargs):
         from provenance.core.errors import ValidationError
@@ -318,7 +318,7 @@ def test_a_chart_that_cannot_be_drawn_is_a_sentence(file_world, monkeypatch):
         raise ValidationError("end_us", "internal words")
 
     monkeypatch.setattr("provenance.web.pages.render_svg", broken)
-    page = client_of(file_world).get(PATH + "?lang=zh")
+    page = client_of(shared_world).get(PATH + "?lang=zh")
     assert page.status_code == 200
     assert "无法绘制这一段行程的温度图。" in page.get_data(as_text=True)
     assert "internal words" not in page.get_data(as_text=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from provenance.store.accounts.accounts import Accounts
 from provenance.store.accounts.db import default_directory
 from provenance.store.accounts.models import ADMIN, ROLES, AccountError
 from provenance.store.accounts.users import MAX_PASSWORD
+from provenance.store.errors import DATABASE_ERRORS
 from provenance.store.key_custody import is_custodial
 
 
@@ -89,7 +89,7 @@ def trail_cli_action(
             trail.audit(_actor(), action, params, outcome=outcome)
         finally:
             trail.close()
-    except (ProvenanceError, OSError, sqlite3.Error) as exc:
+    except (ProvenanceError, OSError, *DATABASE_ERRORS) as exc:
         click.echo(f"warning: the audit trail in {folder} was not written: {exc}", err=True)
 
 
@@ -141,7 +141,7 @@ def _party(click_ctx: click.Context, name: str) -> Any:
         raise click.ClickException(str(exc)) from None
     if identity is None:
         raise click.ClickException(
-            f"no party named {name!r} in {ctx.db_path}: enrol it with `provenance party add`"
+            f"no party named {name!r} in {ctx.db_shown}: enrol it with `provenance party add`"
         )
     return identity
 

@@ -21,7 +21,7 @@ from provenance.core.signing import did_of
 from provenance.infra.keystore import KeyStore, load_private_key
 from provenance.ledger.append import Appended, Ledger
 from provenance.ledger.signer import Signer, Unsigned
-from provenance.store.db import Store
+from provenance.store.db import Store, database_location, is_database_url, local_path, redacted
 
 LOG_KEY = "log"
 REGISTRAR_KEY = "registrar"
@@ -31,7 +31,11 @@ class Context:
     """The main group's --db and --keys, and what a command opens from them (once each)."""
 
     def __init__(self, db: str, keys: str):
-        self.db_path = Path(db)
+        # The ledger: a SQLite file (a Path) or a postgresql:// URL (text).
+        self.db_location = database_location(db)
+        # Where files kept beside the ledger go (accounts/, cursors, the fleet's state).
+        self.db_path = local_path(self.db_location)
+        self.db_shown = redacted(db) if is_database_url(db) else db
         self.keys_dir = Path(keys)
         self._store: Store | None = None
         self._reader: Store | None = None
@@ -54,7 +58,7 @@ class Context:
         made only with ``create`` (`provenance init`); a SQLite file that is
         not a ledger is refused."""
         if self._store is None:
-            self._store = Store(self.db_path, create=create)
+            self._store = Store(self.db_location, create=create)
         return self._store
 
     def reader(self) -> Store:
@@ -63,7 +67,7 @@ class Context:
         if self._store is not None:
             return self._store
         if self._reader is None:
-            self._reader = Store(self.db_path, create=False, readonly=True)
+            self._reader = Store(self.db_location, create=False, readonly=True)
         return self._reader
 
     def ledger(self) -> Ledger:

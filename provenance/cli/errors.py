@@ -10,7 +10,6 @@ the hint, with exit status 2.
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ import click
 
 from provenance.cli.context import Context
 from provenance.core.errors import ProvenanceError
+from provenance.store.errors import DATABASE_ERRORS
 
 
 def friendly(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,10 +36,10 @@ def friendly(function: Callable[..., Any]) -> Callable[..., Any]:
 def error_message(exc: BaseException, ctx: Context | None) -> str | None:
     """`Error: …` text for an exception a command let through, or None for a bug.
     The one place that maps our errors and the OS's to a message."""
-    db = ctx.db_path if ctx is not None else "the ledger"
+    db = ctx.db_shown if ctx is not None else "the ledger"
     if isinstance(exc, ProvenanceError):
         return str(exc)
-    if isinstance(exc, sqlite3.DatabaseError):
+    if isinstance(exc, *DATABASE_ERRORS):
         return f"{db}: the ledger database failed ({exc}): check --db, or run `provenance verify`"
     if isinstance(exc, UnicodeDecodeError):
         return f"input is not UTF-8 text ({exc.reason} at offset {exc.start}): save it as UTF-8"

@@ -4,14 +4,13 @@
 asked for, so `provenance --help` does not load Flask or paho and a command module can
 import the shared CLI modules freely; :class:`MainGroup`, the `provenance` group, turns a
 command's uncaught ``ProvenanceError``, ``OSError``, ``UnicodeDecodeError`` or
-``sqlite3.DatabaseError`` into `Error: …` with exit status 1, and a usage error into
+``DATABASE_ERRORS`` into `Error: …` with exit status 1, and a usage error into
 `Error: …` first with exit status 2.
 """
 
 from __future__ import annotations
 
 import importlib
-import sqlite3
 from typing import Any
 
 import click
@@ -19,6 +18,7 @@ import click
 from provenance.cli.context import Context
 from provenance.cli.errors import ErrorFirstUsage, error_message
 from provenance.core.errors import ProvenanceError
+from provenance.store.errors import DATABASE_ERRORS
 
 
 class LazyGroup(click.Group):
@@ -43,7 +43,7 @@ class LazyGroup(click.Group):
 
 class MainGroup(LazyGroup):
     """The `provenance` group: a command's uncaught ProvenanceError, OSError,
-    UnicodeDecodeError or sqlite3.DatabaseError becomes `Error: …`, exit 1,
+    UnicodeDecodeError or DATABASE_ERRORS becomes `Error: …`, exit 1,
     never a traceback; usage errors say `Error: …` first too (exit 2)."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -57,6 +57,6 @@ class MainGroup(LazyGroup):
             raise ErrorFirstUsage(exc) from exc
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except (ProvenanceError, OSError, UnicodeDecodeError, sqlite3.DatabaseError) as exc:
+        except (ProvenanceError, OSError, UnicodeDecodeError, *DATABASE_ERRORS) as exc:
             obj = ctx.obj if isinstance(ctx.obj, Context) else None
             raise click.ClickException(error_message(exc, obj) or str(exc)) from exc

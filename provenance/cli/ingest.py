@@ -121,7 +121,7 @@ def command(
         log_key = ctx.root_keys.load(LOG_KEY)
         if store.get_meta("log_key") != did_of(log_key):
             raise click.ClickException(
-                f"{ctx.keys_dir}/{LOG_KEY}.pem is not the log key of {ctx.db_path}: "
+                f"{ctx.keys_dir}/{LOG_KEY}.pem is not the log key of {ctx.db_shown}: "
                 "use the --keys folder the ledger was made with"
             )
         follower = None  # its folder made before the service, which may start processes
@@ -131,7 +131,7 @@ def command(
 
             follower = TileFollower(ctx.db_path, TileDirectory(tiles))
         service = IngestService(
-            db_path=ctx.db_path,
+            db_path=ctx.db_location,
             log_key=log_key,
             broker=broker,
             username=username,

@@ -17,7 +17,7 @@ from provenance.cli.progress import bar
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError
 from provenance.core.policy import parse_policy, policy_fingerprint
-from provenance.store.db import Store
+from provenance.store.db import Store, database_location
 from provenance.store.rows import Lot
 
 FORMATS = ("png", "svg", "pdf")
@@ -152,7 +152,7 @@ def _ledger_lot(
 ) -> Lot | None:
     """The lot in the ledger, if there is a ledger and the link names a registered lot.
     A missing database is not an error unless --db named it."""
-    path = Path(db) if db is not None else _context_db(click_ctx)
+    path = database_location(db) if db is not None else _context_db(click_ctx)
     if path is None or not path.exists():
         if db is not None:
             raise click.ClickException(f"no ledger at {path}")
@@ -173,7 +173,7 @@ def _context_db(click_ctx: click.Context) -> Path | None:
     from provenance.cli.context import Context
 
     ctx = click_ctx.find_object(Context)
-    return ctx.db_path if ctx is not None else None
+    return ctx.db_location if ctx is not None else None
 
 
 def _write(out: str, data: bytes) -> None:

@@ -40,7 +40,7 @@ def init(ctx: Context, origin: str | None) -> None:
             "provenance.local/" + hashlib.sha256(did_of(log_key).encode()).hexdigest()[:12]
         )
     Ledger.initialise(store, log_key, registrar, origin)
-    click.echo(f"ledger {ctx.db_path} ready; log {store.get_meta('origin')}")
+    click.echo(f"ledger {ctx.db_shown} ready; log {store.get_meta('origin')}")
     click.echo(f"log key {did_of(log_key)}")
 
 
@@ -54,7 +54,7 @@ def migrate(ctx: Context) -> None:
     Example: provenance migrate
     """
     applied = ctx.store().applied_migrations()
-    click.echo(f"ledger {ctx.db_path}: schema up to date (last migration {applied[-1]})")
+    click.echo(f"ledger {ctx.db_shown}: schema up to date (last migration {applied[-1]})")
 
 
 @click.command()

@@ -115,12 +115,12 @@ def command(
 
     ctx = click_ctx.find_object(Context)
     try:
-        Store(ctx.db_path, create=False, readonly=True).close()
+        Store(ctx.db_location, create=False, readonly=True).close()
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     app = create_app(
         {
-            "DATABASE": str(ctx.db_path),
+            "DATABASE": str(ctx.db_location),
             "BASE_URL": base_url.rstrip("/") if base_url else None,
             "LOG_PUBLIC_KEY": _trusted_log_key(ctx),
             "KEYS": str(ctx.keys_dir),
@@ -131,7 +131,7 @@ def command(
         }
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    click.echo(f"serving {ctx.db_path} on http://{host}:{port}/ ({workers} threads)", err=True)
+    click.echo(f"serving {ctx.db_shown} on http://{host}:{port}/ ({workers} threads)", err=True)
     anchorer = _start_anchorer(ctx, accounts, anchor_every)
     follower = _start_tiles(ctx, tiles)
     try:
@@ -196,7 +196,7 @@ def _start_anchorer(ctx: Context, accounts: str | None, every: float) -> Anchore
     trail = AuditTrail(accounts or default_directory(ctx.db_path))
     log_key = ctx.root_keys.load(LOG_KEY)
     return Anchorer(
-        lambda: Ledger(Store(ctx.db_path), log_key),
+        lambda: Ledger(Store(ctx.db_location), log_key),
         ctx.root_keys.load(REGISTRAR_KEY),
         TRAIL,
         trail.audit_head,

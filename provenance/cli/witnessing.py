@@ -100,7 +100,7 @@ def command(
                     param_hint="--quorum",
                 )
             configure_witnesses(store, rows, quorum)
-    service = WitnessingService(ctx.db_path, every, timeout=timeout)
+    service = WitnessingService(ctx.db_location, every, timeout=timeout)
     click.echo(f"witnessing every {every:g}s with {', '.join(r.name for r in rows)}", err=True)
     with stop_on_signals() as stop:
         service.run(stop)

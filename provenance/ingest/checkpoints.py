@@ -20,7 +20,6 @@ least once a second, so cosignatures that arrive while commits pause go out too.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +32,8 @@ from provenance.core import topics
 from provenance.ingest.connection import Connection
 from provenance.ingest.metrics import IngestMetrics
 from provenance.store.cosignatures import shown_checkpoint
-from provenance.store.db import Store, StoreError
+from provenance.store.db import Store, StoreError, database_location
+from provenance.store.errors import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ShownNote:
     read-only connection opened at the first call; None when it cannot."""
 
     def __init__(self, db_path: str | Path):
-        self.db_path = Path(db_path)
+        self.db_path = database_location(db_path)
         self._store: Store | None = None
         self._error: str | None = None
 
@@ -64,7 +64,7 @@ class ShownNote:
             if self._store is None:
                 self._store = Store(self.db_path, create=False, readonly=True)
             shown = shown_checkpoint(self._store)
-        except (StoreError, sqlite3.Error) as exc:
+        except (StoreError, *DATABASE_ERRORS) as exc:
             if str(exc) != self._error:  # once per distinct problem, not ten times a second
                 log.warning("ingest: cannot read the checkpoint to show: %s", exc)
             self._error = str(exc)

@@ -12,7 +12,6 @@ alone as `internal-error`, and the rest of the group is committed.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -23,6 +22,7 @@ from provenance.ingest.errors import TransientError
 from provenance.ingest.inbox import Message
 from provenance.ledger.append import Appended, Ledger
 from provenance.store.db import StoreError
+from provenance.store.errors import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ COMMIT_RETRY_MAX_S = 5.0  # backoff cap while the database refuses writes
 # `waiting` rather than rejected (the service tries it again; docs/ingest.md).
 Request = Sequence[tuple[Any, ...]]
 
-TRANSIENT = (sqlite3.Error, StoreError, OSError)
+TRANSIENT = (*DATABASE_ERRORS, StoreError, OSError)
 
 
 class ItemResult(NamedTuple):

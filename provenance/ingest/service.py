@@ -83,6 +83,7 @@ from provenance.ingest.errors import IngestError
 from provenance.ingest.inbox import Inbox, Message
 from provenance.ingest.metrics import CLOCK_EVENT_TIME, CLOCK_SENT_AT, IngestMetrics
 from provenance.ledger.append import Ledger
+from provenance.store.db import database_location
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class IngestService:
             raise ValueError("give a ledger factory, or db_path and log_key")
         elif worker or worker is None:
             self._backend = WorkerBackend(
-                Path(db_path),
+                database_location(db_path),
                 log_key,
                 self._settle,
                 self._abandon,
@@ -202,7 +203,7 @@ class IngestService:
                 idle=self._idle,
             )
         else:
-            factory = ledger_factory(Path(db_path), log_key)
+            factory = ledger_factory(database_location(db_path), log_key)
             self._backend = ThreadBackend(factory, self._settle, self._abandon, owns_store=True)
         self.broker = broker_url
         self.shared_group = shared_group

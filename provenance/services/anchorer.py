@@ -10,7 +10,6 @@ anchorer leaves a whole anchor or none.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from provenance.core.errors import ProvenanceError
 from provenance.ledger.append import Ledger
 from provenance.ledger.trail_anchors import Head, anchor_trail
+from provenance.store.errors import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Anchorer:
     def _run(self) -> None:
         try:
             ledger = self.open_ledger()
-        except (ProvenanceError, OSError, sqlite3.Error) as exc:
+        except (ProvenanceError, OSError, *DATABASE_ERRORS) as exc:
             self.failures += 1
             log.error("anchor: cannot open the ledger, the trail is not anchored: %s", exc)
             return
@@ -73,7 +73,7 @@ class Anchorer:
                 try:
                     if anchor_trail(ledger, self.key, self.trail, self.head) is not None:
                         self.anchored += 1
-                except (ProvenanceError, OSError, sqlite3.Error) as exc:
+                except (ProvenanceError, OSError, *DATABASE_ERRORS) as exc:
                     self.failures += 1
                     log.warning("anchor: round failed, will retry: %s", exc)
         finally:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +48,7 @@ from provenance.services.recall_notice import (
     notice_topic,
 )
 from provenance.store.db import Store
+from provenance.store.errors import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,8 @@ class RecallNotifier:
                 try:
                     self.poll()
                     seen = version
-                except (OSError, RuntimeError, sqlite3.Error) as exc:  # cursor file, busy database
+                # a cursor file, a busy or unreachable database
+                except (OSError, RuntimeError, *DATABASE_ERRORS) as exc:
                     log.warning("notify: round failed, will retry: %s", exc)
                     self.behind = True
             stop.wait(interval)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -57,6 +56,7 @@ from provenance.domain.rules import Action, RuleSet
 from provenance.ledger.append import Appended, Ledger
 from provenance.ledger.decisions import _Cache, active_holds, lot_flags, lot_holds, recent_flags
 from provenance.ledger.signer import Signer, Unsigned
+from provenance.store.errors import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class RulesService:
                     seen_version = version
                     if timer:
                         next_timer = clock() + timer_interval
-                except (OSError, sqlite3.Error, ProvenanceError) as exc:
+                except (OSError, *DATABASE_ERRORS, ProvenanceError) as exc:
                     log.warning("rules: round failed, will retry: %s", exc)
                     behind = True
             stop.wait(interval)

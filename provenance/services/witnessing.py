@@ -48,7 +48,7 @@ from provenance.store.cosignatures import (
     record_cosignature,
     set_cosigned_size,
 )
-from provenance.store.db import Store
+from provenance.store.db import Store, database_location
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ class WitnessingService:
         timeout: float = REQUEST_TIMEOUT_S,
         on_cosigned: Callable[[str, int], None] | None = None,
     ):
-        self.db_path = Path(db_path)
+        self.db_path = database_location(db_path)
         self.stop_event = threading.Event()
         store = Store(self.db_path, create=False)
         try:

@@ -1,5 +1,6 @@
 """SQLite storage (WAL) through sqlite-utils: the one adapter the ledger writes
 through. Everything here is plain persistence; the decisions are the ledger's.
+`Store("postgresql://…")` runs this same code on PostgreSQL (postgres.py).
 
 `Store` lives here; its row models in rows.py, the schema's named migrations in
 migrations.py (with backfills.py), the derived tables' reads and writes in
@@ -36,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from urllib.request import pathname2url
 
 import sqlite_utils
@@ -44,6 +46,7 @@ from provenance.core.envelope import Envelope
 from provenance.core.errors import ProvenanceError
 from provenance.core.kinds import KIND_CODES, KIND_NAMES
 from provenance.core.merkle import hash_leaf, root_from_leaf_hashes
+from provenance.store.errors import DATABASE_ERRORS
 from provenance.store.migrations import MIGRATIONS
 from provenance.store.rows import StoredEvent, event_key, parse_ids
 from provenance.store.state import DerivedState
@@ -71,11 +74,52 @@ def _connect(path: Path, *, create: bool, readonly: bool) -> sqlite3.Connection:
         raise StoreError(f"cannot open the ledger {path}: {exc}") from None
 
 
+def is_database_url(location: str | Path | None) -> bool:
+    """Whether --db names a PostgreSQL database (postgresql://…) rather than a file."""
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
+def database_location(location: str | Path) -> str | Path:
+    """--db as given: a PostgreSQL URL stays text (a Path would fold its //), a
+    file name becomes a Path."""
+    return location if is_database_url(location) else Path(location)
+
+
+def local_path(location: str | Path) -> Path:
+    """Where the files kept beside a ledger go (accounts/, cursors): beside the
+    ledger's file, or for a PostgreSQL database in the working directory, named
+    after the database."""
+    if is_database_url(location):
+        name = urlsplit(str(location)).path.strip("/") or "provenance"
+        return Path(name.replace("/", "_"))
+    return Path(location)
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def redacted(url: str) -> str:
+    """*url* without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class Store(DerivedState):
-    """The SQLite store. `Store(path)` or `Store.memory()`; one per thread.
+    """The store. `Store(path)`, `Store.memory()` or `Store("postgresql://…")`
+    (then a `provenance.store.postgres.PostgresStore`); one per thread.
 
     Here: opening, the schema version, transactions, meta, the log, events and
     chains; the derived tables' reads and writes come from `DerivedState`."""
+
+    def __new__(cls, path: str | Path | None = None, **_: Any) -> Store:
+        if cls is Store and is_database_url(path):
+            from provenance.store.postgres import PostgresStore  # psycopg only when used
+
+            return super().__new__(PostgresStore)
+        return super().__new__(cls)
 
     def __init__(
         self, path: str | Path | None = None, *, create: bool = True, readonly: bool = False
@@ -88,6 +132,7 @@ class Store(DerivedState):
         a SQLite file that is not a ledger is refused, never written into.
         """
         self.path = None if path is None else Path(path)
+        self.where = str(self.path or ":memory:")
         self._subjects: dict[int, str] = {}
         # Several writer processes queue for the write lock (writer_lock.py).
         self._writer = None if self.path is None or readonly else WriterLock(self.path)
@@ -139,22 +184,22 @@ class Store(DerivedState):
         (then `migrate` brings it up to date)."""
         try:
             applied = self.applied_migrations()
-        except sqlite3.DatabaseError as exc:
+        except DATABASE_ERRORS as exc:
             raise StoreError(
-                f"{self.path} has a _migrations table that is not ours ({exc}): it is not a "
+                f"{self.where} has a _migrations table that is not ours ({exc}): it is not a "
                 "Provenance ledger (check --db)"
             ) from None
         unknown = set(applied) - {name for name, _ in MIGRATIONS}
         if unknown:
             raise StoreError(
-                f"{self.path} has migrations this version does not know "
+                f"{self.where} has migrations this version does not know "
                 f"({', '.join(sorted(unknown)[:5])}): it was made by a newer Provenance "
                 "(upgrade Provenance), or it is not a Provenance ledger (check --db)"
             )
         pending = self.pending_migrations()
         if pending and not pending_ok:
             raise StoreError(
-                f"{self.path} is a ledger from an older version ({len(pending)} migration"
+                f"{self.where} is a ledger from an older version ({len(pending)} migration"
                 f"{'s' if len(pending) != 1 else ''} pending: {', '.join(pending)}); this command "
                 "only reads it: run `provenance migrate` first"
             )

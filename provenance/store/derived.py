@@ -170,8 +170,8 @@ def record_lift(conn: sqlite3.Connection, event_index: int, sources: Sequence[in
     )
     affected = list(dict.fromkeys([*sources, *sorted(set(touched) - set(sources))]))
     conn.executemany(
-        "UPDATE lots SET recalled = EXISTS (SELECT 1 FROM recalls r "
-        "WHERE r.lot = lots.id AND r.lift_event IS NULL) WHERE id = ?",
+        "UPDATE lots SET recalled = CASE WHEN EXISTS (SELECT 1 FROM recalls r "
+        "WHERE r.lot = lots.id AND r.lift_event IS NULL) THEN 1 ELSE 0 END WHERE id = ?",
         [(lot_id,) for lot_id in affected],
     )
     return affected
@@ -201,8 +201,8 @@ def record_release(
         params.append(hold)
     conn.execute(sql, params)
     conn.executemany(
-        "UPDATE lots SET held = EXISTS (SELECT 1 FROM holds h "
-        "WHERE h.lot = lots.id AND h.release_event IS NULL) WHERE id = ?",
+        "UPDATE lots SET held = CASE WHEN EXISTS (SELECT 1 FROM holds h "
+        "WHERE h.lot = lots.id AND h.release_event IS NULL) THEN 1 ELSE 0 END WHERE id = ?",
         [(lot_id,) for lot_id in lot_ids],
     )
 

@@ -144,7 +144,7 @@ def last_place_of_party(store: Store, party_id: int) -> tuple[str, str] | None:
     return store.conn.execute(
         "SELECT time, place FROM (SELECT e.idx, e.time, "
         "coalesce(json_extract(e.data, '$.location'), json_extract(e.data, '$.origin')) AS place "
-        f"FROM events e WHERE e.signer = ? AND e.kind IN ({codes})) "
+        f"FROM events e WHERE e.signer = ? AND e.kind IN ({codes})) AS custody "
         "WHERE place IS NOT NULL ORDER BY idx DESC LIMIT 1",
         (party_id,),
     ).fetchone()
@@ -160,9 +160,10 @@ def open_decisions(store: Store, *, limit: int, offset: int) -> tuple[list[Decis
         "SELECT 'hold' AS kind, lot, event FROM holds WHERE release_event IS NULL "
         "UNION ALL SELECT 'flag', lot, event FROM flags"
     )
-    total = store.conn.execute(f"SELECT count(*) FROM ({union})").fetchone()[0]
+    total = store.conn.execute(f"SELECT count(*) FROM ({union}) AS decisions").fetchone()[0]
     rows = store.conn.execute(
-        f"SELECT kind, lot, event FROM ({union}) ORDER BY event DESC, lot LIMIT ? OFFSET ?",
+        f"SELECT kind, lot, event FROM ({union}) AS decisions "
+        "ORDER BY event DESC, lot LIMIT ? OFFSET ?",
         (limit, offset),
     ).fetchall()
     return [(kind, lot, event) for kind, lot, event in rows], total

@@ -3,12 +3,10 @@ ledger connection per thread."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import current_app, g
 
 from provenance.ledger.lot_view import Scanner
-from provenance.store.db import Store, StoreError
+from provenance.store.db import Store, StoreError, database_location
 
 from .errors import Unavailable
 
@@ -23,7 +21,7 @@ def store() -> Store:
     if "store" in g:
         return g.store
     local = current_app.extensions["provenance.stores"]
-    path = Path(current_app.config["DATABASE"])
+    path = database_location(current_app.config["DATABASE"])
     opened = getattr(local, "store", None)
     if opened is None or opened.path != path:
         try:

@@ -13,10 +13,48 @@ def pytest_report_header(config):
     return describe()
 
 
+# The ledger's suite runs on both stores: every test that takes `world` (or
+# `engine_store`) runs once on SQLite and once on PostgreSQL (`external`: it
+# starts a server, support/postgres.py).
+ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.external)]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    """ "sqlite" or "postgres": the store engine this run of the test uses."""
+    return request.param
+
+
 @pytest.fixture
-def world():
-    """An in-memory ledger with every kind of party, a probe and lot LOT42."""
-    return World.create()
+def engine_store(request, engine):
+    """A fresh, empty store: in memory (SQLite) or a new schema on PostgreSQL."""
+    from provenance.store.db import Store
+
+    store = Store(request.getfixturevalue("postgres_url")) if engine == "postgres" else None
+    store = store or Store.memory()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def world(engine_store):
+    """A ledger with every kind of party, a probe and lot LOT42, in memory or on
+    PostgreSQL (`engine`)."""
+    return World.create(store=engine_store)
+
+
+@pytest.fixture
+def shared_world(request, engine, tmp_path):
+    """A world other connections and processes can open too (its store's
+    `path`): a SQLite file, or a fresh schema on PostgreSQL (`engine`)."""
+    if engine == "postgres":
+        from provenance.store.db import Store
+
+        made = World.create(store=Store(request.getfixturevalue("postgres_url")))
+    else:
+        made = World.create(tmp_path)
+    yield made
+    made.store.close()
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ import pytest
 
 from support.paths import SHARED
 
-EXTERNAL_FIXTURES = {"broker"}  # any test that uses it, directly or through another fixture
+# Any test that uses one of these, directly or through another fixture:
+EXTERNAL_FIXTURES = {"broker", "postgres", "postgres_url"}
 EXTERNAL_MODULES = {
     "test_browser",
     "test_demo",

@@ -67,8 +67,11 @@ class World:
     now: int = T0 + 30 * 24 * HOUR
 
     @classmethod
-    def create(cls, directory: Path | None = None, *, with_lot: bool = True) -> World:
-        store = Store(directory / "ledger.db") if directory else Store.memory()
+    def create(
+        cls, directory: Path | None = None, *, with_lot: bool = True, store: Store | None = None
+    ) -> World:
+        if store is None:
+            store = Store(directory / "ledger.db") if directory else Store.memory()
         log_key, registrar = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         world = cls(store, None, log_key, registrar)  # type: ignore[arg-type]
         world.ledger = Ledger.initialise(

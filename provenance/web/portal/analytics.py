@@ -12,7 +12,6 @@ user agent is stored. Recording never breaks a page: a failure is logged.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from urllib.parse import quote
 
 from flask import Response, request
@@ -21,6 +20,7 @@ from provenance.barcodes import digital_link
 from provenance.core.errors import ProvenanceError
 from provenance.store.accounts.models import AccountError
 from provenance.store.accounts.scans import check_place
+from provenance.store.errors import DATABASE_ERRORS
 
 from ..errors import wants_json
 from .state import portal
@@ -39,7 +39,7 @@ def record_scan(lot_uri: str, at_us: int, where: str) -> None:
     """Count one consumer scan of *lot_uri* (the hook a resolver calls)."""
     try:
         portal().accounts.record_scan(lot_uri, at_us, where)
-    except (sqlite3.Error, OSError, AccountError) as exc:
+    except (*DATABASE_ERRORS, OSError, AccountError) as exc:
         log.warning("could not count a scan of %s: %s", lot_uri, exc)
 
 
@@ -47,7 +47,7 @@ def record_serial_scan(lot_uri: str, serial: str, at_us: int, where: str) -> Non
     """Count one consumer scan of item *serial* of *lot_uri* (never breaks a page)."""
     try:
         portal().accounts.record_serial_scan(lot_uri, serial, at_us, where)
-    except (sqlite3.Error, OSError, ProvenanceError) as exc:
+    except (*DATABASE_ERRORS, OSError, ProvenanceError) as exc:
         log.warning("could not count a scan of %s serial %s: %s", lot_uri, serial, exc)
 
 

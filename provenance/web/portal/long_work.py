@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template, send_file
 
 from provenance.store.accounts.models import Principal
-from provenance.store.db import Store
+from provenance.store.db import Store, database_location
 
 from ..errors import wants_json
 from . import exports, integrity
@@ -46,7 +46,7 @@ def _submit(who: Principal, kind: str, title: dict[str, Any], work) -> Job:
 
 def start_verify(who: Principal, configured: bytes | None) -> Job:
     """Verify the whole ledger in the background; the outcome goes to the audit trail."""
-    database = Path(current_app.config["DATABASE"])
+    database = database_location(current_app.config["DATABASE"])
     workers = portal().config["VERIFY_WORKERS"]
     accounts = portal().accounts
 
@@ -88,7 +88,7 @@ def start_export(who: Principal, form: Mapping[str, str]) -> Job:
         since=params["from"],
         until=params["to"],
     )
-    database = Path(current_app.config["DATABASE"])
+    database = database_location(current_app.config["DATABASE"])
     accounts = portal().accounts
 
     def work(progress, path: Path) -> JobResult:

@@ -15,6 +15,7 @@ from provenance.store.accounts.accounts import Accounts
 from provenance.store.accounts.db import default_directory
 from provenance.store.accounts.models import HashParams
 from provenance.store.accounts.secret import derive, server_secret
+from provenance.store.db import database_location
 
 from .documents import DocumentStore
 from .jobs import JobRunner
@@ -73,7 +74,7 @@ class Portal:
     def __init__(self, app: Flask):
         config = app.config
         self.config = config
-        self.database = Path(config["DATABASE"])
+        self.database = database_location(config["DATABASE"])
         self.accounts_dir = Path(config["ACCOUNTS_DIR"] or default_directory(self.database))
         self.clock = config["CLOCK"] or now_micros
         self.writer = LedgerWriter(self.database, config["KEYS"], self.clock)
