@@ -13,4 +13,5 @@ pytest_plugins = [
     "support.portal",  # portal
     "support.ingest",  # start_ingest, publisher
     "support.postgres",  # postgres (a real server), postgres_url (a fresh schema on it)
+    "support.descriptors",  # cycles collected when a process holds many open files
 ]
