@@ -264,6 +264,12 @@ def _one_reader(browser, base, portal, out, screens, size, lang) -> list[Path]:
             page.set_default_timeout(20_000)
             screen.show(page, base, portal)
             page.wait_for_load_state("load")
+            if screen.who is None:  # the scan page: once the phone's own check has spoken
+                page.wait_for_selector(
+                    "#phone-check.phone-verified, #phone-check.phone-failed, "
+                    "#phone-check.phone-cannot",
+                    timeout=60_000,
+                )
             path = out / f"{screen.name}-{size}-{lang}.png"
             path.write_bytes(small_png(page.screenshot(full_page=True)))
             written.append(path)
