@@ -13,5 +13,6 @@ pytest_plugins = [
     "support.portal",  # portal
     "support.ingest",  # start_ingest, publisher
     "support.postgres",  # postgres (a real server), postgres_url (a fresh schema on it)
+    "support.browser",  # browser: Debian's Chromium for a test module
     "support.descriptors",  # cycles collected when a process holds many open files
 ]

@@ -18,18 +18,6 @@ pytestmark = [pytest.mark.external, pytest.mark.slow]
 PATH = LOT.removeprefix(gs1.DEFAULT_BASE)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    why = chromium.missing()
-    if why:
-        pytest.skip(why)
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as driver:
-        launched = chromium.launch(driver)
-        yield launched
-        launched.close()
-
-
 def serve(world, **config):
     app = create_app(
         {

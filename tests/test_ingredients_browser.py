@@ -21,18 +21,6 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts" / "screenshots
 pytestmark = [pytest.mark.external, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    why = chromium.missing()
-    if why:
-        pytest.skip(why)
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as driver:
-        launched = chromium.launch(driver)
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
 def server(file_world):
     make_salad(file_world)

@@ -42,18 +42,6 @@ pytestmark = [pytest.mark.external, pytest.mark.slow]
 WAIT_MS = 20_000
 
 
-@pytest.fixture(scope="module")
-def browser():
-    why = chromium.missing()
-    if why:
-        pytest.skip(why)
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as driver:
-        launched = chromium.launch(driver)
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
 def witnessed(file_world):
     """LOT42 with readings and a handoff; two witnesses both cosigned the shown checkpoint."""

@@ -41,8 +41,7 @@ from provenance.exchange.epcis_vocabulary import SCHEMA_VERSION, context
 from provenance.store.accounts.models import TokenRefused
 from provenance.store.queries import lots_ever_held_by
 
-from .portal.guard import with_current_key
-from .portal.state import portal
+from .portal.guard import bearer_principal
 from .state import store as read_store
 
 bp = Blueprint("epcis", __name__, url_prefix="/epcis")
@@ -87,17 +86,8 @@ def _refused(exc: ProvenanceError) -> Response:
 
 @bp.before_request
 def authenticate() -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        raise EpcisProblem(
-            401,
-            "SecurityException",
-            "send an API token: Authorization: Bearer pvt_… (create one in the portal under "
-            "API tokens, or with `provenance token create PARTY --read-only`)",
-        )
     try:
-        g.epcis_principal = with_current_key(portal().accounts.token_principal(credentials.strip()))
+        g.epcis_principal = bearer_principal(request.headers.get("Authorization", ""))
     except TokenRefused as exc:
         raise EpcisProblem(401, "SecurityException", str(exc)) from exc
 

@@ -26,7 +26,7 @@ from ..present import lot_json
 from ..state import store as read_store
 from . import actions, common, integrity, queries
 from .actions import audit, party_identity
-from .guard import PortalError, principal, render_refusal, require, with_current_key
+from .guard import NO_TOKEN, PortalError, bearer_principal, principal, render_refusal, require
 from .reports import recall_report
 from .state import portal
 
@@ -59,20 +59,11 @@ def authenticate() -> None:
         request.max_content_length = LARGE_BODIES[request.endpoint]
     elif request.endpoint == "api.documents":
         request.max_content_length = portal().config["DOCUMENT_MAX_BYTES"] + 64 * 1024
-    header = request.headers.get("Authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        raise PortalError(
-            401,
-            "unauthorised",
-            "send an API token: Authorization: Bearer pvt_… (create one in the portal under "
-            "API tokens, or with `provenance token create`)",
-            reason="no-token",
-        )
     try:
-        g.principal = with_current_key(portal().accounts.token_principal(credentials.strip()))
+        g.principal = bearer_principal(request.headers.get("Authorization", ""))
     except TokenRefused as exc:
-        raise PortalError(401, "unauthorised", str(exc), reason="bad-token") from exc
+        reason = "no-token" if str(exc) == NO_TOKEN else "bad-token"
+        raise PortalError(401, "unauthorised", str(exc), reason=reason) from exc
 
 
 @bp.errorhandler(ValidationError)

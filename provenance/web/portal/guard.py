@@ -41,7 +41,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 
 from provenance.core.identity import PARTY_ROLES
-from provenance.store.accounts.models import ADMIN, Principal, User
+from provenance.store.accounts.models import ADMIN, Principal, TokenRefused, User
 
 from ..errors import answer, wants_json
 from ..state import store as read_store
@@ -161,6 +161,22 @@ def check_csrf() -> None:
 
 def user_principal(user: User) -> Principal:
     return Principal(f"user {user.name}", user.role, user.party_did, user.party_name, user.id)
+
+
+NO_TOKEN = (
+    "send an API token: Authorization: Bearer pvt_… (create one in the portal under "
+    "API tokens, or with `provenance token create`)"
+)
+
+
+def bearer_principal(header: str) -> Principal:
+    """Who an ``Authorization: Bearer pvt_…`` header names, acting for its
+    party's current key; `TokenRefused` (with why) for a missing or bad token.
+    The JSON API and the EPCIS query interface both authenticate this way."""
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise TokenRefused(NO_TOKEN)
+    return with_current_key(portal().accounts.token_principal(credentials.strip()))
 
 
 def with_current_key(found: Principal) -> Principal:
