@@ -499,7 +499,11 @@ def cli(tmp_path):
         if command is main:
             result = runner.invoke(main, ["--db", db, "--keys", keys, *args], input=input)
         else:
-            result = runner.invoke(command, list(args), obj=Context(db, keys), input=input)
+            context = Context(db, keys)
+            try:
+                result = runner.invoke(command, list(args), obj=context, input=input)
+            finally:
+                context.close()  # what the main group does when a command ends
         assert result.exit_code == code, (args, result.output, result.exception)
         return result
 

@@ -75,6 +75,18 @@ class Context:
             self._ledger = Ledger(self.store(), self.root_keys.load(LOG_KEY))
         return self._ledger
 
+    def close(self) -> None:
+        """Close what this command opened (the main group calls it when the
+        command ends): a process exits anyway, but the CLI also runs in-process
+        (tests, the demo), where an unclosed ledger keeps its files open."""
+        ledger, store, reader = self._ledger, self._store, self._reader
+        self._ledger = self._store = self._reader = None
+        if ledger is not None:
+            ledger.close()
+        for opened in (store, reader):
+            if opened is not None:
+                opened.close()
+
     def log_public_key(self) -> bytes:
         """The log key we trust: our own key file, not what the database says."""
         if self.root_keys.exists(LOG_KEY):

@@ -64,6 +64,7 @@ def main(ctx: click.Context, db: str, keys: str) -> None:
     """Signed, chained, checkable supply-chain records for food and vaccines."""
     escape_standard_streams()  # ledger text is shown, never obeyed, by the terminal
     ctx.obj = Context(db, keys)
+    ctx.call_on_close(ctx.obj.close)
 
 
 # Commands loaded with the command line, one line each.
