@@ -15,4 +15,5 @@ pytest_plugins = [
     "support.postgres",  # postgres (a real server), postgres_url (a fresh schema on it)
     "support.browser",  # browser: Debian's Chromium for a test module
     "support.descriptors",  # cycles collected when a process holds many open files
+    "support.checkout",  # fails a run that left files in the checkout
 ]

@@ -173,6 +173,9 @@ def postgres():
 
 
 @pytest.fixture
-def postgres_url(postgres) -> str:
-    """A fresh, empty schema on the tests' PostgreSQL, as a --db URL."""
+def postgres_url(postgres, tmp_path, monkeypatch) -> str:
+    """A fresh, empty schema on the tests' PostgreSQL, as a --db URL. The
+    portal's accounts folder, which for a PostgreSQL ledger defaults to the
+    working directory, goes in the test's own folder."""
+    monkeypatch.setenv("PROVENANCE_ACCOUNTS", str(tmp_path / "accounts"))
     return postgres.fresh_schema()
