@@ -20,7 +20,7 @@ from provenance.core.timefmt import format_time
 from provenance.domain.coldchain import MINUTE, profile
 from provenance.domain.coldchain_life import UNMONITORED, LegCover, Record, judge_life
 from provenance.domain.coldchain_status import EXCEEDED, EXCURSION, GAP, OK, assess
-from provenance.ledger import lot_view as scan
+from provenance.ledger import lot_model as scan
 from provenance.ledger.lot_view import Scanner
 
 CHILLED = profile("chilled")  # 0–5 °C, 2 h per excursion, 4 h in all

@@ -151,3 +151,20 @@ def test_the_sql_check_lets_pass(source):
     if source.startswith("except"):
         source = "try:\n    pass\n" + source
     assert not sql_in(source)
+
+
+MAX_MODULE_LINES = 600  # docs/architecture.md: small modules with one job each
+
+
+def test_no_module_is_over_600_lines():
+    """The layout's rule, kept: a module that grows past it is split by job
+    (the GS1 dictionary, a data table, is the one exception)."""
+    exempt = {"provenance/barcodes/dictionary.py"}
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for folder in ("provenance", "gateway", "devices")
+        for path in (ROOT / folder).rglob("*.py")
+        if str(path.relative_to(ROOT)) not in exempt
+        and (lines := path.read_text(encoding="utf-8").count("\n")) > MAX_MODULE_LINES
+    }
+    assert not long, f"split these by job: {long}"

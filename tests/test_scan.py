@@ -8,7 +8,7 @@ from support.world import GTIN, HOUR, LOT, T0, at
 
 from provenance.core.errors import NotFound
 from provenance.domain.custody import read_custody
-from provenance.ledger import lot_view as scan
+from provenance.ledger import lot_model as scan
 from provenance.ledger.lot_view import Scanner
 
 

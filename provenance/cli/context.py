@@ -21,7 +21,8 @@ from provenance.core.signing import did_of
 from provenance.infra.keystore import KeyStore, load_private_key
 from provenance.ledger.append import Appended, Ledger
 from provenance.ledger.signer import Signer, Unsigned
-from provenance.store.db import Store, database_location, is_database_url, local_path, redacted
+from provenance.store.db import Store
+from provenance.store.location import database_location, is_database_url, local_path, redacted
 
 LOG_KEY = "log"
 REGISTRAR_KEY = "registrar"

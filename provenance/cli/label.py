@@ -17,7 +17,8 @@ from provenance.cli.progress import bar
 from provenance.core import gs1
 from provenance.core.errors import ProvenanceError
 from provenance.core.policy import parse_policy, policy_fingerprint
-from provenance.store.db import Store, database_location
+from provenance.store.db import Store
+from provenance.store.location import database_location
 from provenance.store.rows import Lot
 
 FORMATS = ("png", "svg", "pdf")

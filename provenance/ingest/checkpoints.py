@@ -32,8 +32,9 @@ from provenance.core import topics
 from provenance.ingest.connection import Connection
 from provenance.ingest.metrics import IngestMetrics
 from provenance.store.cosignatures import shown_checkpoint
-from provenance.store.db import Store, StoreError, database_location
+from provenance.store.db import Store, StoreError
 from provenance.store.errors import DATABASE_ERRORS
+from provenance.store.location import database_location
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ from provenance.ingest.errors import IngestError
 from provenance.ingest.inbox import Inbox, Message
 from provenance.ingest.metrics import CLOCK_EVENT_TIME, CLOCK_SENT_AT, IngestMetrics
 from provenance.ledger.append import Ledger
-from provenance.store.db import database_location
+from provenance.store.location import database_location
 
 log = logging.getLogger(__name__)
 

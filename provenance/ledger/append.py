@@ -32,7 +32,7 @@ from provenance.core.heads import SortedHeads
 from provenance.core.kinds import REGISTRAR, SIGNER_ROLES
 from provenance.core.merkle import Frontier, decompose
 from provenance.core.timefmt import format_time, now_micros
-from provenance.ledger.intake import Verification, parse, raw_bytes
+from provenance.ledger.intake import Verification, parse
 from provenance.ledger.kinds import KINDS
 from provenance.ledger.kinds.base import Transaction
 from provenance.ledger.reasons import (
@@ -48,14 +48,8 @@ from provenance.ledger.reasons import (
     UNKNOWN_PARTY,
     UNKNOWN_SIGNER,
 )
-from provenance.ledger.rejects import (
-    MAX_AGGREGATE_RAW,
-    MAX_PER_MESSAGE,
-    SOURCE_BURST,
-    SOURCE_ROWS_PER_MINUTE,
-    Refusal,
-    RejectBudget,
-)
+from provenance.ledger.reject_log import record_rejects
+from provenance.ledger.rejects import RejectBudget
 from provenance.store.db import Store, StoreError, leaf_for
 from provenance.store.migrations import ACCESS_RULES_FROM, RECALL_RULES_FROM, TIME_RULES_FROM
 from provenance.store.rows import Identity, Lot
@@ -76,12 +70,6 @@ GIL_SWITCH_INTERVAL_S = 0.0001  # while verification threads run (measured: docs
 # and a flood of those must not hold back the acknowledgements of others.
 WAITS_FOR_EARLIER = frozenset(
     {UNKNOWN_LOT, UNKNOWN_PARTY, UNKNOWN_DEVICE, NOT_CUSTODIAN, NOT_ATTACHED}
-)
-
-_AGGREGATE_DETAIL = (
-    "{reason}: more refusals from this source than are stored one by one (the first "
-    f"{MAX_PER_MESSAGE} of a message; a source's {SOURCE_BURST}, then "
-    f"{SOURCE_ROWS_PER_MINUTE} a minute); this row counts them (`count`). First: {{first}}"
 )
 
 
@@ -433,57 +421,10 @@ class Ledger:
         sources: Sequence[str | None],
         messages: Sequence[int] | None = None,
     ) -> None:
-        """Record the refusals: each counted, the first ones of a message and
-        of a source stored one by one, the rest added to an aggregate row per
-        source and reason (provenance/ledger/rejects.py)."""
-        rejected = [
-            (position, result)
-            for position, result in enumerate(results)
-            if result.status == "rejected"
-        ]
-        if not rejected:
-            return
-        now = self.clock()
-        at = format_time(now)
-        budget = self.reject_budget
-        plan = budget.plan(
-            [
-                Refusal(0 if messages is None else messages[p], sources[p], r.reason or "")
-                for p, r in rejected
-            ],
-            now,
+        """Record the refusals (provenance/ledger/reject_log.py)."""
+        record_rejects(
+            self.store, self.reject_budget, self.clock(), results, raws, sources, messages
         )
-        try:
-            with self.store.transaction():
-                for index in plan.stored:
-                    position, result = rejected[index]
-                    self.store.insert_reject(
-                        at,
-                        result.reason or "",
-                        result.message or "",
-                        sources[position],
-                        result.event_id,
-                        raw_bytes(raws[position]),
-                    )
-                for counted in plan.counted:
-                    if counted.row is not None and self.store.count_rejects(
-                        counted.row, counted.count, at
-                    ):
-                        continue
-                    position, first = rejected[counted.first]
-                    row = self.store.insert_reject(
-                        at,
-                        counted.reason,
-                        _AGGREGATE_DETAIL.format(reason=counted.reason, first=first.message or ""),
-                        counted.source,
-                        None,
-                        (raw_bytes(raws[position]) or b"")[:MAX_AGGREGATE_RAW],
-                        count=counted.count,
-                    )
-                    budget.opened(counted.source, counted.reason, row, now)
-        except BaseException:
-            budget.forget()
-            raise
 
     # --- one envelope
 

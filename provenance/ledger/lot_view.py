@@ -23,14 +23,13 @@ does not vouch, are (docs/scan.md, "Integrity"). The proof bundle
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from provenance.core import chain as chains
@@ -48,13 +47,9 @@ from provenance.core.identity import public_key_from_did
 from provenance.core.kinds import stability_chain
 from provenance.core.merkle import inclusion_proof, verify_inclusion
 from provenance.core.reason import Reason
-from provenance.core.timefmt import now_micros, parse_date
-from provenance.domain import coldchain, coldchain_downsample, coldchain_life, coldchain_status
+from provenance.core.timefmt import now_micros
+from provenance.domain import coldchain, coldchain_life
 from provenance.domain.custody import (
-    NOTE_BEFORE_ORIGIN,
-    NOTE_OUT_OF_ORDER,
-    Custody,
-    Leg,
     Party,
     read_custody,
     unknown_party,
@@ -62,6 +57,18 @@ from provenance.domain.custody import (
 from provenance.domain.rule_decisions import Flag, Hold
 from provenance.ledger.decisions import flag_records, hold_records
 from provenance.ledger.lineage import RecallRecord, recall_records
+from provenance.ledger.lot_model import (
+    DEFAULT_PROFILES,
+    DISCARD,
+    NOTE_READINGS_BEFORE_ORIGIN,
+    UNVERIFIED,
+    Ingredient,
+    Integrity,
+    LegRecord,
+    LotView,
+)
+from provenance.ledger.lot_temperature import MINUTE, leg_records, life_of
+from provenance.ledger.lot_verdict import judge, with_ingredients, with_state
 from provenance.ledger.proofs import HeadsProver, checkpoint_body, heads_prover
 from provenance.ledger.stability import LotStability, lot_budget, profile_in_force
 from provenance.store.db import Store
@@ -71,150 +78,7 @@ MAX_INGREDIENTS = 6  # lots it was made from that a page shows (and checks) at e
 MAX_INGREDIENT_DEPTH = 2  # levels of "made from" a page follows: ingredients and theirs
 VERIFY_CHUNK = 500  # signatures per task on the verify threads
 VOUCH_FROM = 64  # new events under the checkpoint from which a later scan asks the signed log
-CHART_BUCKETS = 160  # chart columns per leg: ~2 px each on a phone, peaks kept (M4)
-MINUTE = 60_000_000
 DAY = 86_400_000_000
-
-# Page states, most severe first: the first that applies is the headline.
-RECALLED = "recalled"
-HELD = "held"  # a rule stopped it (e.g. a vaccine out of its band too long) until released
-UNVERIFIED = "unverified"  # the record does not check out
-DISCARD = "discard"  # its stability budget is spent (docs/coldchain.md, "Stability budget")
-EXCURSION = "excursion"  # the cold chain broke (within or beyond tolerance)
-EXPIRED = "expired"
-UNMONITORED = "unmonitored"  # it needs a temperature, and no logger read on any leg
-GAP = "gap"  # loggers fell silent, or a leg had none: not known to be fine
-OK = "ok"
-STATES = (RECALLED, HELD, UNVERIFIED, DISCARD, EXCURSION, EXPIRED, UNMONITORED, GAP, OK)
-
-# Notes on what a page could not place plainly (codes; the page words them,
-# these are the words of the JSON twin).
-NOTE_READINGS_BEFORE_ORIGIN = "readings-before-origin"
-NOTES = {
-    NOTE_BEFORE_ORIGIN: "Some events are dated before the lot was registered; they are listed "
-    "by their dates.",
-    NOTE_OUT_OF_ORDER: "Some handoffs are dated out of the order in which they happened, so the "
-    "times of the journey are approximate.",
-    NOTE_READINGS_BEFORE_ORIGIN: "Some temperature readings are dated before the lot was "
-    "registered; they are shown with its first leg.",
-}
-
-# A lot's category decides its profile when the producer named none.
-DEFAULT_PROFILES = {"vaccine": "vaccine"}
-
-
-@dataclass(frozen=True)
-class LegRecord:
-    """One leg of the journey with the temperature its loggers recorded."""
-
-    leg: Leg
-    loggers: tuple[Party, ...]
-    readings: int
-    status: coldchain_status.ColdChainStatus | None  # None: no profile or no readings
-    buckets: tuple[coldchain_downsample.Bucket, ...]
-
-
-@dataclass(frozen=True)
-class Integrity:
-    events: int
-    signatures_valid: int
-    chain_intact: bool
-    checkpoint_size: int | None  # size of the signed checkpoint checked against
-    included: bool  # the newest event's inclusion proof matched that checkpoint
-    log_origin: str
-    problems: tuple[str, ...] = ()
-    bad_signatures: frozenset[str] = frozenset()  # event ids whose signature failed
-    # Of signatures_valid, how many the signed log vouches for (checked when the
-    # ledger appended them, the chain matching the checkpoint's heads tree)
-    # rather than checked again here.
-    signatures_vouched: int = 0
-
-    @property
-    def verified(self) -> bool:
-        return (
-            not self.problems
-            and self.chain_intact
-            and self.included
-            and self.signatures_valid == self.events
-        )
-
-
-@dataclass(frozen=True)
-class Ingredient:
-    """A lot this one was made from, as its own scan shows it (with its own ingredients,
-    one level less deep)."""
-
-    uri: str
-    quantity: dict[str, Any] | None
-    view: LotView
-
-    @property
-    def name(self) -> str:
-        return self.view.lot.product
-
-
-@dataclass(frozen=True)
-class Inherited:
-    """A hold, recall, excursion or unknown temperature of a lot this one was made from,
-    with the path to it: *path* names the products from this lot's ingredient down to the
-    lot it happened to (``("Kale",)``, ``("Dressing", "Olive oil")``)."""
-
-    state: str  # a page state: RECALLED, HELD, EXCURSION, UNMONITORED or GAP
-    path: tuple[str, ...]
-    uris: tuple[str, ...]  # the lots along the path
-    reasons: tuple[str, ...]  # plain English, as that lot's own page gives them
-    life: coldchain_life.LifeVerdict | None = None  # for EXCURSION, UNMONITORED, GAP
-    holds: tuple[Hold, ...] = ()  # for HELD
-
-    @property
-    def uri(self) -> str:
-        return self.uris[-1]
-
-    def sentence(self) -> str:
-        """Plain English, with the path: "the Kale in it: …"."""
-        return f"the {' in the '.join(reversed(self.path))} in it: " + "; ".join(self.reasons)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "path": list(self.path),
-            "lots": list(self.uris),
-            "reasons": list(self.reasons),
-        }
-
-
-@dataclass(frozen=True)
-class LotView:
-    lot: Lot
-    custody: Custody
-    custodian: Party
-    profile: coldchain.Profile | None
-    legs: tuple[LegRecord, ...]
-    integrity: Integrity
-    state: str  # one of STATES
-    reasons: tuple[str, ...]  # plain sentences behind the state and the warnings
-    warnings: tuple[str, ...]  # lesser states that also apply, e.g. a gap beside an expiry
-    now_us: int
-    chain_length: int
-    recalls: tuple[RecallRecord, ...] = ()  # every recall that reached the lot, oldest first
-    holds: tuple[Hold, ...] = ()  # holds in force, oldest first
-    flags: tuple[Flag, ...] = ()  # signals rules raised about it (they stop nothing)
-    notes: tuple[str, ...] = ()  # keys of NOTES: what could not be placed plainly
-    # --- the cold chain over the whole life, and the lots it was made from
-    life: coldchain_life.LifeVerdict | None = None  # None: no temperature requirement
-    ingredients: tuple[Ingredient, ...] = ()  # lots it was made from, as far as shown
-    ingredients_not_shown: int = 0  # inputs beyond MAX_INGREDIENTS or MAX_INGREDIENT_DEPTH
-    inherited: tuple[Inherited, ...] = ()  # their holds, excursions… with the path to them
-    stability: LotStability | None = None  # None: its product states no stability profile
-
-    @property
-    def expiry(self) -> str | None:
-        return self.lot.expiry or self.custody.origin.get("expiry")
-
-    @property
-    def active_recalls(self) -> tuple[RecallRecord, ...]:
-        """Recalls in force, its own or cascaded from lots it was made from."""
-        return tuple(record for record in self.recalls if record.active)
 
 
 class _Alerts(NamedTuple):
@@ -313,7 +177,7 @@ class Scanner:
                 and all(a is b for a, b in zip(kept[0], parts, strict=True))
             ):
                 return kept[1]
-            made = _with_ingredients(own, tuple(ingredients), missing)
+            made = with_ingredients(own, tuple(ingredients), missing)
             history.made[depth] = (tuple(parts), made)
             return made
 
@@ -616,7 +480,7 @@ def _build_view(
     lookup = _lookup(store)
     custody = read_custody(lot.uri, history.steps, lookup)
     profile = profile_of(lot, custody.origin)
-    legs = _leg_records(custody, history, profile, lookup, now)
+    legs = leg_records(custody, history, profile, lookup, now)
     notes = list(custody.notes)
     born = custody.born_us
     if born is not None and history.times:
@@ -627,7 +491,7 @@ def _build_view(
     custodian = (
         Party(identity.did, identity.name, identity.role) if identity else unknown_party("?")
     )
-    life = _life(history, custody, legs, profile, lookup, now)
+    life = life_of(history, custody, legs, profile, lookup, now)
     active = tuple(record for record in alerts.recalls if record.active)
     state, reasons, warnings = judge(lot, custody, integrity, life, active, alerts.holds, now)
     try:
@@ -660,210 +524,6 @@ def _build_view(
     )
 
 
-def _leg_records(
-    custody: Custody,
-    history: _History,
-    profile: coldchain.Profile | None,
-    lookup: Callable[[str], Party],
-    now: int,
-) -> tuple[LegRecord, ...]:
-    """Each leg with its readings judged and downsampled. A leg's record is kept
-    until its readings, bounds or profile change (or, while a logger is still
-    attached to the open leg, the minute): a new reading rebuilds one leg."""
-    legs = custody.legs
-    if not legs:
-        return ()
-    if not history.in_order:
-        history.readings.sort()
-        history.times[:] = [reading[0] for reading in history.readings]
-        history.in_order = True
-    times, last = history.times, len(legs) - 1
-    kept: dict[Any, LegRecord] = {}
-    records = []
-    for position, leg in enumerate(legs):
-        # A reading belongs to the last leg that started at or before it; readings
-        # from before the first leg belong to the first.
-        low = 0 if position == 0 else bisect.bisect_left(times, leg.start_us)
-        high = (
-            len(times)
-            if position == last
-            else bisect.bisect_left(times, legs[position + 1].start_us)
-        )
-        watched = position == last and leg.end_us is None and bool(custody.attached)
-        key = (leg, high - low, profile, now // MINUTE if watched else None)
-        record = history.leg_records.get(key)
-        if record is None:
-            record = _leg_record(
-                leg, history.readings[low:high], profile, lookup, now if watched else None
-            )
-        kept[key] = record
-        records.append(record)
-    history.leg_records = kept
-    return tuple(records)
-
-
-def _leg_record(
-    leg: Leg,
-    readings: list[tuple[int, float, str, str | None]],
-    profile: coldchain.Profile | None,
-    lookup: Callable[[str], Party],
-    now: int | None,
-) -> LegRecord:
-    loggers = tuple(lookup(did) for did in dict.fromkeys(reading[2] for reading in readings))
-    status, buckets = None, ()
-    if readings:
-        data = coldchain.series([(reading[0], reading[1]) for reading in readings])
-        if profile is not None:
-            # now: the logger should still read
-            status = coldchain_status.assess(data, profile, now)
-        buckets = tuple(coldchain_downsample.downsample(data, CHART_BUCKETS, profile))
-    return LegRecord(leg, loggers, len(readings), status, buckets)
-
-
-# --- the cold chain over the whole life (docs/coldchain.md, "The whole life of a lot")
-
-
-def _life(
-    history: _History,
-    custody: Custody,
-    legs: tuple[LegRecord, ...],
-    profile: coldchain.Profile | None,
-    lookup: Callable[[str], Party],
-    now: int,
-) -> coldchain_life.LifeVerdict | None:
-    """The lot's whole life judged by `coldchain_life.judge_life`, as the rules engine
-    judges it: one record per logger (per probe of a gateway), each read on its own.
-    Kept until the readings, legs or profile change (or the minute, while a logger
-    is attached to the open leg)."""
-    if profile is None:
-        return None
-    attached = frozenset(party.did for party in custody.attached)
-    still_going = bool(custody.legs) and custody.legs[-1].end_us is None
-    live = attached if still_going else frozenset()
-    key = (len(history.readings), custody.legs, profile, live, now // MINUTE if live else None)
-    if history.life_key == key and history.life is not None:
-        return history.life
-    by_record: dict[tuple[str, str | None], list[tuple[int, float]]] = {}
-    for time_us, temperature, signer, sensor in history.readings:
-        by_record.setdefault((signer, sensor), []).append((time_us, temperature))
-    records = []
-    for (signer, sensor), readings in by_record.items():
-        name = lookup(signer).name + (f" ({sensor})" if sensor else "")
-        key_text = signer + (f"/{sensor}" if sensor else "")
-        records.append(coldchain_life.Record(name, readings, key_text, signer in live))
-    covers = [
-        coldchain_life.LegCover(
-            record.leg.holder.name,
-            record.leg.start_us,
-            record.leg.end_us,
-            record.readings,
-            record.leg.receiver.name if record.leg.receiver else None,
-        )
-        for record in legs
-    ]
-    history.life = coldchain_life.judge_life(records, profile, legs=covers, now_us=now)
-    history.life_key = key
-    return history.life
-
-
-def judge(
-    lot: Lot,
-    custody: Custody,
-    integrity: Integrity,
-    life: coldchain_life.LifeVerdict | None,
-    recalls: tuple[RecallRecord, ...],
-    holds: tuple[Hold, ...],
-    now_us: int,
-) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """The headline state, its reasons, and the lesser states that also apply.
-    *recalls* and *holds* are those in force; the cold chain is *life*'s verdict
-    over the whole life, never leg by leg."""
-    found: dict[str, list[str]] = {}
-    if lot.recalled or recalls:
-        found[RECALLED] = [r.reason for r in recalls] or [
-            Reason("recalled", "recalled by a regulator")
-        ]
-    if lot.held or holds:
-        found[HELD] = [h.reason for h in holds] or [Reason("held", "held by a rule")]
-    if not integrity.verified:
-        found[UNVERIFIED] = list(integrity.problems) or [
-            Reason("not-checked", "the record could not be checked")
-        ]
-    if life is not None:
-        page_state = _LIFE_STATES.get(life.state)
-        if page_state is not None:
-            found[page_state] = list(life.reasons)
-    expiry = lot.expiry or custody.origin.get("expiry")
-    if expiry and _day_of(expiry) < now_us // DAY:
-        found[EXPIRED] = [Reason("expired", f"expired on {expiry}", date=expiry)]
-    return _headline(found)
-
-
-# --- ingredients (docs/lineage.md, "Ingredients on the scan page")
-
-
-def _with_ingredients(own: LotView, ingredients: tuple[Ingredient, ...], missing: int) -> LotView:
-    """*own* with its ingredients and what it inherits from them; the headline is
-    judged again with their holds, excursions and unknown temperatures, each with its
-    path (recalls already reach it through the recall table: docs/lineage.md)."""
-    inherited = tuple(item for ingredient in ingredients for item in _inherits(ingredient))
-    found: dict[str, list[str]] = {}
-    if own.state != OK:
-        found[own.state] = list(own.reasons)
-    for state in own.warnings:
-        found.setdefault(state, [])
-    for item in inherited:
-        if item.state == RECALLED and own.active_recalls:
-            continue  # the recall reached this lot itself (cascaded): said once
-        found.setdefault(item.state, []).append(item.sentence())
-    state, reasons, warnings = _headline(found)
-    return replace(
-        own,
-        state=state,
-        reasons=reasons,
-        warnings=warnings,
-        ingredients=ingredients,
-        ingredients_not_shown=missing,
-        inherited=inherited,
-    )
-
-
-def _inherits(ingredient: Ingredient) -> list[Inherited]:
-    """What this lot inherits from one ingredient: the ingredient's own holds, direct
-    recalls and cold-chain verdict, and (one level down) what it inherited itself."""
-    view, name, uri = ingredient.view, ingredient.name, ingredient.uri
-    out = []
-    direct = tuple(r.reason for r in view.active_recalls if r.direct)
-    if direct:
-        out.append(Inherited(RECALLED, (name,), (uri,), direct))
-    if view.holds or view.lot.held:
-        reasons = tuple(h.reason for h in view.holds) or (Reason("held", "held by a rule"),)
-        out.append(Inherited(HELD, (name,), (uri,), reasons, holds=view.holds))
-    life = view.life
-    if life is not None and life.state in _LIFE_STATES:
-        out.append(Inherited(_LIFE_STATES[life.state], (name,), (uri,), life.reasons, life))
-    for deeper in view.inherited:
-        out.append(replace(deeper, path=(name, *deeper.path), uris=(uri, *deeper.uris)))
-    return out
-
-
-# The page's state for each whole-life verdict (OK adds nothing).
-_LIFE_STATES = {
-    coldchain_status.EXCEEDED: EXCURSION,
-    coldchain_status.EXCURSION: EXCURSION,
-    coldchain_life.UNMONITORED: UNMONITORED,
-    coldchain_status.GAP: GAP,
-}
-
-
-def _headline(found: dict[str, list[str]]) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    present = [state for state in STATES if state in found]
-    if not present:
-        return OK, (), ()
-    headline = present[0]
-    return headline, tuple(found[headline]), tuple(present[1:])
-
-
 # --- the stability budget (docs/coldchain.md, "Stability budget")
 
 
@@ -882,25 +542,3 @@ def _stability(
     result = LotStability(found, lot_budget(readings, found, profile))
     history.stability = (key, result)
     return result
-
-
-def with_state(
-    added: str,
-    state: str,
-    reasons: tuple[str, ...],
-    warnings: tuple[str, ...],
-    why: list[str],
-) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """*state* and its warnings with *added* (a spent stability budget, DISCARD,
-    or a profile that does not verify, UNVERIFIED) among them, the most severe
-    first, as `judge` orders them; *why* are its reasons."""
-    present = sorted({*([] if state == OK else [state]), *warnings, added}, key=STATES.index)
-    headline = present[0]
-    if headline == added:
-        reasons = tuple(why) if headline != state else (*reasons, *why)
-    return headline, reasons, tuple(present[1:])
-
-
-def _day_of(date_text: str) -> int:
-    day = parse_date(date_text, "expiry")
-    return day.toordinal() - 719_163  # days since 1970-01-01

@@ -48,7 +48,8 @@ from provenance.store.cosignatures import (
     record_cosignature,
     set_cosigned_size,
 )
-from provenance.store.db import Store, database_location
+from provenance.store.db import Store
+from provenance.store.location import database_location
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from urllib.request import pathname2url
 
 import sqlite_utils
@@ -47,6 +46,7 @@ from provenance.core.errors import ProvenanceError
 from provenance.core.kinds import KIND_CODES, KIND_NAMES
 from provenance.core.merkle import hash_leaf, root_from_leaf_hashes
 from provenance.store.errors import DATABASE_ERRORS
+from provenance.store.location import is_database_url
 from provenance.store.migrations import MIGRATIONS
 from provenance.store.rows import StoredEvent, event_key, parse_ids
 from provenance.store.state import DerivedState
@@ -72,39 +72,6 @@ def _connect(path: Path, *, create: bool, readonly: bool) -> sqlite3.Connection:
         )
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the ledger {path}: {exc}") from None
-
-
-def is_database_url(location: str | Path | None) -> bool:
-    """Whether --db names a PostgreSQL database (postgresql://…) rather than a file."""
-    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
-
-
-def database_location(location: str | Path) -> str | Path:
-    """--db as given: a PostgreSQL URL stays text (a Path would fold its //), a
-    file name becomes a Path."""
-    return location if is_database_url(location) else Path(location)
-
-
-def local_path(location: str | Path) -> Path:
-    """Where the files kept beside a ledger go (accounts/, cursors): beside the
-    ledger's file, or for a PostgreSQL database in the working directory, named
-    after the database."""
-    if is_database_url(location):
-        name = urlsplit(str(location)).path.strip("/") or "provenance"
-        return Path(name.replace("/", "_"))
-    return Path(location)
-
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def redacted(url: str) -> str:
-    """*url* without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class Store(DerivedState):

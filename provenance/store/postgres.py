@@ -39,9 +39,10 @@ import psycopg
 from psycopg.adapt import Dumper, Loader
 from psycopg.types.numeric import Int8Dumper
 
-from provenance.store.db import Store, StoreError, redacted
+from provenance.store.db import Store, StoreError
 from provenance.store.dialect import to_postgres
 from provenance.store.errors import DatabaseError, DatabaseUnavailable
+from provenance.store.location import redacted
 
 COPY_MIN_ROWS = 8  # a multi-row INSERT of at least this many rows goes in as COPY
 CONNECT_TIMEOUT_S = 10  # a server that does not answer a connect in this long is down

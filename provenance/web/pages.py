@@ -22,7 +22,7 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 
 from provenance.core.errors import ProvenanceError
-from provenance.ledger.lot_view import LegRecord, LotView
+from provenance.ledger.lot_model import LegRecord, LotView
 from provenance.ledger.stability import expiry_comes_first
 from provenance.store.cosignatures import shown_checkpoint
 from provenance.store.key_custody import is_custodial

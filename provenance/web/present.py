@@ -9,7 +9,7 @@ from provenance.core.timefmt import format_time
 from provenance.domain.coldchain_excursions import Excursion
 from provenance.domain.coldchain_life import LifeVerdict
 from provenance.domain.custody import Party, Step
-from provenance.ledger.lot_view import NOTES, Ingredient, LegRecord, LotView
+from provenance.ledger.lot_model import NOTES, Ingredient, LegRecord, LotView
 from provenance.ledger.stability import LotStability
 
 # Link relation types of the GS1 Web Vocabulary that this resolver serves.

@@ -48,7 +48,7 @@ from provenance.core import gs1
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.exchange.epcis import lot_document
 from provenance.ledger import page_bundle
-from provenance.ledger.lot_view import LotView
+from provenance.ledger.lot_model import LotView
 from provenance.ledger.proofs import build_bundle
 from provenance.store.cosignatures import shown_checkpoint
 

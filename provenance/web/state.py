@@ -6,7 +6,8 @@ from __future__ import annotations
 from flask import current_app, g
 
 from provenance.ledger.lot_view import Scanner
-from provenance.store.db import Store, StoreError, database_location
+from provenance.store.db import Store, StoreError
+from provenance.store.location import database_location
 
 from .errors import Unavailable
 

@@ -17,7 +17,7 @@ import sqlite_utils
 
 from provenance.core.timefmt import format_time, now_micros
 from provenance.store.accounts.models import AccountError
-from provenance.store.db import is_database_url, local_path
+from provenance.store.location import is_database_url, local_path
 
 DATABASE_FILE = "accounts.db"
 
@@ -179,7 +179,7 @@ def default_directory(database: str | os.PathLike[str]) -> Path:
     """Where accounts live when not configured: ``accounts/`` beside the
     ledger's file; for a PostgreSQL ledger (a URL, which is no place on disk),
     ``accounts/`` in the working directory, as the CLI puts its cursors
-    (`provenance.store.db.local_path`)."""
+    (`provenance.store.location.local_path`)."""
     place = str(database)
     ledger = local_path(place) if is_database_url(place) else Path(database)
     return ledger.resolve().parent / "accounts"

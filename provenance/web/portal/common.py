@@ -16,7 +16,7 @@ from provenance.barcodes import labels, pdf
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.core.timefmt import format_time
 from provenance.domain.stability import VVM_CATEGORIES
-from provenance.ledger.lot_view import DISCARD, EXCURSION, EXPIRED, GAP, OK, UNMONITORED, LotView
+from provenance.ledger.lot_model import DISCARD, EXCURSION, EXPIRED, GAP, OK, UNMONITORED, LotView
 from provenance.ledger.stability import LotStability, expiry_end_us
 from provenance.store.accounts.models import Principal
 from provenance.store.db import Store

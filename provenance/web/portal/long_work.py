@@ -17,7 +17,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template, send_file
 
 from provenance.store.accounts.models import Principal
-from provenance.store.db import Store, database_location
+from provenance.store.db import Store
+from provenance.store.location import database_location
 
 from ..errors import wants_json
 from . import exports, integrity

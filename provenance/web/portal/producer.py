@@ -23,7 +23,7 @@ from flask_babel import ngettext
 from provenance.core.errors import ValidationError
 from provenance.domain.coldchain import PROFILES
 from provenance.ledger.lineage import active_recalls, held, quantity
-from provenance.ledger.lot_view import NOTES
+from provenance.ledger.lot_model import NOTES
 
 from ..params import int_arg
 from ..state import store as read_store

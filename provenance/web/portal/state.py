@@ -15,7 +15,7 @@ from provenance.store.accounts.accounts import Accounts
 from provenance.store.accounts.db import default_directory
 from provenance.store.accounts.models import HashParams
 from provenance.store.accounts.secret import derive, server_secret
-from provenance.store.db import database_location
+from provenance.store.location import database_location
 
 from .documents import DocumentStore
 from .jobs import JobRunner
