@@ -254,14 +254,26 @@ def make_ledger(directory: Path, publishers: int) -> tuple[Path, Path, list[byte
 class Ingest:
     """`provenance ingest` as a child process, observed through its metrics."""
 
-    def __init__(self, db: Path, keys: Path, url: str, log: Path, mqtt_version: str = "auto"):
+    def __init__(
+        self,
+        db: Path,
+        keys: Path,
+        url: str,
+        log: Path,
+        mqtt_version: str = "auto",
+        *,
+        client_id: str = "bench-ingest",
+        extra: tuple[str, ...] = (),
+    ):
+        """Started, and connected (bounded by CONNECT_DEADLINE); *extra* are
+        more `provenance ingest` options (bench/shared_ingest.py's group)."""
         self.port = free_port()
         self.log = log.open("ab")
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-c", RUNNER, "--db", str(db), "--keys", str(keys), "ingest"),
-                *("--broker", url, "--metrics-port", str(self.port), "--client-id", "bench-ingest"),
-                *("--mqtt-version", mqtt_version),
+                *("--broker", url, "--metrics-port", str(self.port), "--client-id", client_id),
+                *("--mqtt-version", mqtt_version, *extra),
             ],
             stdout=self.log,
             stderr=self.log,
@@ -270,7 +282,7 @@ class Ingest:
         deadline = time.monotonic() + CONNECT_DEADLINE
         while self.metrics().get("provenance_ingest_connected") != 1.0:
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"ingest did not connect; see {log}")
+                raise RuntimeError(f"{client_id} did not connect; see {log}")
             time.sleep(0.05)  # polling another process's endpoint, bounded by the deadline
 
     def metrics(self) -> dict[str, Any]:

@@ -16,19 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from ingest import (  # bench/ingest.py
-    CONNECT_DEADLINE,
-    ROOT,
-    RUNNER,
     Bench,
     Ingest,
-    free_port,
 )
 
 GROUP = "bench"
@@ -43,23 +36,9 @@ class Node(Ingest):
     """One `provenance ingest --shared-group` node as a child process."""
 
     def __init__(self, db: Path, keys: Path, url: str, log: Path, name: str):
-        self.port = free_port()
-        self.log = log.open("ab")
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-c", RUNNER, "--db", str(db), "--keys", str(keys), "ingest"),
-                *("--broker", url, "--metrics-port", str(self.port)),
-                *("--shared-group", GROUP, "--client-id", f"bench-node-{name}"),
-            ],
-            stdout=self.log,
-            stderr=self.log,
-            cwd=ROOT,
+        super().__init__(
+            db, keys, url, log, client_id=f"bench-node-{name}", extra=("--shared-group", GROUP)
         )
-        deadline = time.monotonic() + CONNECT_DEADLINE
-        while self.metrics().get("provenance_ingest_connected") != 1.0:
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"ingest node {name} did not connect; see {log}")
-            time.sleep(0.05)  # polling another process's endpoint, bounded by the deadline
 
 
 def main() -> None:

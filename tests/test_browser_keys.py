@@ -6,10 +6,8 @@ encrypted backup) signs envelopes the ledger accepts."""
 from __future__ import annotations
 
 import base64
-import ctypes.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 import rfc8785
@@ -22,7 +20,6 @@ from provenance.core.jcs import canonicalize
 from provenance.web import create_app
 from provenance.web.background import serving
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.slow
 
 TRICKY = [
@@ -44,20 +41,9 @@ TRICKY = [
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (./run tests installs it as root)")
-    if ctypes.util.find_library("atomic") is None:
-        pytest.skip("libatomic1, which Playwright's driver needs, is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-            timeout=30_000,
-        )
-        yield browser
-        browser.close()
+def chromium(browser):
+    """Debian's Chromium (tests/support/browser.py)."""
+    return browser
 
 
 @pytest.fixture(scope="module")

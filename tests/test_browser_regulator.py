@@ -7,7 +7,6 @@ and the lots are recalled. Screenshots go to the test's tmp dir and
 
 from __future__ import annotations
 
-import ctypes.util
 import json
 import re
 import shutil
@@ -21,7 +20,6 @@ from support.world import GTIN, LOT, at
 from provenance.core import gs1
 from provenance.web.background import serving
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -31,20 +29,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (./run tests installs it as root)")
-    if ctypes.util.find_library("atomic") is None:
-        pytest.skip("libatomic1, which Playwright's driver needs, is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-            timeout=30_000,
-        )
-        yield browser
-        browser.close()
+def chromium(browser):
+    """Debian's Chromium (tests/support/browser.py)."""
+    return browser
 
 
 def shot(page, tmp_path: Path, name: str) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.go import ARTIFACTS, X_MOD, go_env
 from support.world import GTIN, World, at
 
 from provenance.core.checkpoint import (
@@ -75,8 +76,6 @@ from provenance.ledger.proofs import build_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_SOURCE = ROOT / "tests" / "go" / "sumdbcheck"
-X_MOD = Path("/usr/share/gocode/src/golang.org/x/mod")  # golang-golang-x-mod-dev
-ARTIFACTS = ROOT / ".artifacts" / "go"
 BUILD_TIMEOUT = 300  # seconds; a cold build takes ~6 s on two cores, a warm one ~0.1 s
 RUN_TIMEOUT = 120
 GO_TREE_ORIGIN = "go.sum database tree"  # the only origin tlog.ParseTree accepts
@@ -108,24 +107,6 @@ def go_signer_key(name: str, key: Ed25519PrivateKey) -> str:
 
 
 # --- building and running the Go program -----------------------------------------------------
-
-
-def go_env() -> dict[str, str]:
-    """Offline, reproducible, and everything cached under .artifacts/go."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
-    env.update(
-        GOPROXY="off",  # never the network: x/mod comes from the Debian package
-        GOSUMDB="off",
-        GOTOOLCHAIN="local",
-        GOFLAGS="-mod=readonly -buildvcs=false",
-        GOWORK="off",
-        GOENV="off",
-        GOTELEMETRY="off",
-        CGO_ENABLED="0",
-        GOCACHE=str(ARTIFACTS / "cache"),
-        GOPATH=str(ARTIFACTS / "path"),
-    )
-    return env
 
 
 @pytest.fixture(scope="session")

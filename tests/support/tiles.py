@@ -13,11 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.core.checkpoint import Checkpoint, format_verifier_key, sign_checkpoint
 from provenance.core.merkle import hash_leaf, root_from_leaf_hashes
+from support.go import ARTIFACTS, X_MOD, go_env
 
 ORIGIN = "tiles.test/log"
 ROOT = Path(__file__).resolve().parents[2]
-X_MOD = Path("/usr/share/gocode/src/golang.org/x/mod")  # golang-golang-x-mod-dev
-ARTIFACTS = ROOT / ".artifacts" / "go"
 BUILD_TIMEOUT = 300
 
 
@@ -51,24 +50,6 @@ class SyntheticLog:
         return sign_checkpoint(
             Checkpoint(self.origin, size, self.root(size)), self.origin, self.key
         )
-
-
-def go_env() -> dict[str, str]:
-    """Offline and cached under .artifacts/go (as tests/test_go_reference.py builds)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
-    env.update(
-        GOPROXY="off",
-        GOSUMDB="off",
-        GOTOOLCHAIN="local",
-        GOFLAGS="-mod=readonly -buildvcs=false",
-        GOWORK="off",
-        GOENV="off",
-        GOTELEMETRY="off",
-        CGO_ENABLED="0",
-        GOCACHE=str(ARTIFACTS / "cache"),
-        GOPATH=str(ARTIFACTS / "path"),
-    )
-    return env
 
 
 def build_go(name: str) -> Path | str:
