@@ -168,7 +168,14 @@ def test_who_holds_each_lot_where_and_how_much(diamond):
 
 
 def test_held_is_unknown_when_a_use_is_in_another_unit(world):
+    """Only a ledger from before the quantity rules holds such a use (they
+    refuse a unit not the lot's: tests/test_quantities.py)."""
+    from provenance.store.migrations import QUANTITY_RULES_FROM
+
     commission(world, "A")  # 100 KGM
+    with world.store.transaction():
+        world.store.set_meta(QUANTITY_RULES_FROM, "1000000")
+    world.ledger._forget()
     ok_transform(world, "farm", {"A": 5}, {"M": 1}, unit_in="LTR")
     state = world.store.lot_states([world.store.lot_by_uri(lot("A")).id])[0]
     assert state.used_other and held(state) is None

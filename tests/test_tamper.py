@@ -660,6 +660,12 @@ def _give_lot_to_dc(db, scene):
         "UPDATE lots SET custodian = ? WHERE id = ?",
         (scene.identity_id("dc"), chain_id_of(db, LOT)),
     )
+    # what the quantity rules read: who holds how much
+    db.execute("DELETE FROM holdings WHERE lot = ?", (chain_id_of(db, LOT),))
+    db.execute(
+        "INSERT INTO holdings (lot, party, held) VALUES (?, ?, 1)",
+        (chain_id_of(db, LOT), scene.identity_id("dc")),
+    )
 
 
 def _make_dc_a_past_custodian(db, scene):

@@ -225,6 +225,8 @@ def epcis_event(value: Any, field: str) -> None:
 
 UNIT = text(3, r"[A-Z0-9]{2,3}", "must be a UN/CEFACT Rec 20 unit code such as KGM, EA or H87")
 QUANTITY = obj({"value": number(0, 1e12), "unit": UNIT})
+# ship/receive: how much of each lot moves (docs/protocol.md, "Quantities")
+LOT_QUANTITIES = list_of(obj({"batch": lot_uri, "quantity": QUANTITY}))
 LAT = number(-90, 90)
 LON = number(-180, 180)
 COUNTRY = text(2, r"[A-Z]{2}", "must be an ISO 3166-1 alpha-2 country code such as KE")
@@ -293,8 +295,19 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
     "reading": ({}, {**READING_MEASURES, "sensor": DEVICE_NAME}),
     "attach": ({"device": did}, {}),
     "detach": ({"device": did}, {}),
-    "ship": ({"to": did}, {"location": LOCATION, "purpose": SHIP_PURPOSE}),
-    "receive": ({"shipment": event_id}, {"location": LOCATION, "condition": note()}),
+    "ship": (
+        {"to": did},
+        {"location": LOCATION, "purpose": SHIP_PURPOSE, "quantities": LOT_QUANTITIES},
+    ),
+    "receive": (
+        {"shipment": event_id},
+        {
+            "location": LOCATION,
+            "condition": note(),
+            "quantities": LOT_QUANTITIES,
+            "damaged": LOT_QUANTITIES,
+        },
+    ),
     "transform": (
         {
             "inputs": list_of(obj({"batch": lot_uri, "quantity": QUANTITY})),
@@ -472,6 +485,20 @@ def _check_stability(data: dict[str, Any], _lots: Any) -> None:
             )
 
 
+def _check_lot_quantities(data: dict[str, Any], lots: tuple[str, ...] | None) -> None:
+    """ship/receive `quantities` and `damaged` name each lot once, and only
+    lots the envelope's `batches` list."""
+    for name in ("quantities", "damaged"):
+        named = [item["batch"] for item in data.get(name, ())]
+        if len(set(named)) != len(named):
+            raise ValidationError(f"data.{name}", "may name each lot only once")
+        for position, uri in enumerate(named):
+            if uri not in (lots or ()):
+                raise ValidationError(
+                    f"data.{name}[{position}].batch", f"{uri} is not among the event's batches"
+                )
+
+
 _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "enrol": _check_enrol,
     "rotate": _check_rotate,
@@ -479,4 +506,6 @@ _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "reading": _check_reading,
     "transform": _check_transform,
     "stability": _check_stability,
+    "ship": _check_lot_quantities,
+    "receive": _check_lot_quantities,
 }

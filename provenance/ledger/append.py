@@ -51,7 +51,12 @@ from provenance.ledger.reasons import (
 from provenance.ledger.reject_log import record_rejects
 from provenance.ledger.rejects import RejectBudget
 from provenance.store.db import Store, StoreError, leaf_for
-from provenance.store.migrations import ACCESS_RULES_FROM, RECALL_RULES_FROM, TIME_RULES_FROM
+from provenance.store.migrations import (
+    ACCESS_RULES_FROM,
+    QUANTITY_RULES_FROM,
+    RECALL_RULES_FROM,
+    TIME_RULES_FROM,
+)
 from provenance.store.rows import Identity, Lot
 
 log = logging.getLogger(__name__)
@@ -210,6 +215,7 @@ class Ledger:
         self.access_from = int(store.get_meta(ACCESS_RULES_FROM) or 0)
         self._prefixes: dict[int, set[str]] = {}  # party id -> GS1 company prefixes
         self.time_rules_from = int(store.get_meta(TIME_RULES_FROM) or 0)
+        self.quantity_rules_from = int(store.get_meta(QUANTITY_RULES_FROM) or 0)
         self.born: dict[int, int] = {}  # lot id -> time of its commission (or making), µs
         self._attachments: dict[int, list[list[Any]]] = {}
         self._max_seq: dict[int, int] = {}

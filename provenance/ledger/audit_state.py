@@ -17,7 +17,12 @@ from provenance.ledger.append import Ledger
 from provenance.ledger.kinds import KINDS, SIGNER_KINDS
 from provenance.ledger.kinds.base import SignerHistory
 from provenance.store.db import Store
-from provenance.store.migrations import ACCESS_RULES_FROM, RECALL_RULES_FROM, TIME_RULES_FROM
+from provenance.store.migrations import (
+    ACCESS_RULES_FROM,
+    QUANTITY_RULES_FROM,
+    RECALL_RULES_FROM,
+    TIME_RULES_FROM,
+)
 from provenance.store.replay import STATE_TABLES
 from provenance.store.rows import StoredEvent
 
@@ -115,7 +120,12 @@ def check_state(store: Store, report: Problems) -> None:
         # The recall, access and time rules apply from log indexes of the store;
         # the replica's log lacks the readings, so the same boundaries are at
         # smaller indexes there.
-        for boundary in (RECALL_RULES_FROM, ACCESS_RULES_FROM, TIME_RULES_FROM):
+        for boundary in (
+            RECALL_RULES_FROM,
+            ACCESS_RULES_FROM,
+            TIME_RULES_FROM,
+            QUANTITY_RULES_FROM,
+        ):
             recorded = store.get_meta(boundary)
             if recorded is None and boundary != RECALL_RULES_FROM:
                 recorded = str(store.log_size())  # not migrated yet: all of it is from before

@@ -24,3 +24,4 @@ RECALLED = "recalled"
 HELD = "held"
 BEFORE_COMMISSION = "before-commission"
 OUT_OF_ORDER = "out-of-order"
+QUANTITY = "quantity"  # more than is free to ship/dispense/use, or a unit not the lot's

@@ -20,11 +20,13 @@ from provenance.store.backfills import (
     backfill_lots,
     backfill_recalls,
 )
+from provenance.store.holdings import backfill_holdings
 
 RECALL_RULES_FROM = "recall_rules_from"  # meta: log index from which recall rules apply
 ACCESS_RULES_FROM = "access_rules_from"  # meta: log index from which access rules apply
 TIME_RULES_FROM = "time_rules_from"  # meta: log index from which the time rules apply
 SORTED_HEADS_FROM = "sorted_heads_from"  # meta: checkpoints of a larger size sort the heads tree
+QUANTITY_RULES_FROM = "quantity_rules_from"  # meta: log index from which quantity rules apply
 
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
@@ -314,3 +316,38 @@ def _rotation(db: sqlite_utils.Database) -> None:
         "CREATE UNIQUE INDEX identities_current_name ON identities (type, name) "
         "WHERE rotated_to IS NULL"
     )
+
+
+@migration("0011_holdings")
+def _holdings(db: sqlite_utils.Database) -> None:
+    """Quantities (docs/protocol.md, "Quantities"): how much of each lot each
+    party holds, has dispensed and has used in transforms, in the lot's unit
+    (wholes for a lot registered without a quantity), and what each shipment
+    carried of each lot: shipped, received, damaged. Backfilled by replaying
+    the log (provenance/store/holdings.py); the quantity rules (no more
+    shipped, dispensed or used than is free, units that match) apply from the
+    log's size now on (meta `quantity_rules_from`)."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE holdings (
+            lot INTEGER NOT NULL,     -- lots.id
+            party INTEGER NOT NULL,   -- identities.id
+            held REAL NOT NULL,       -- what it holds now, including what it shipped
+                                      -- that is not received yet
+            dispensed REAL NOT NULL DEFAULT 0,  -- dispensed by it, in all
+            used REAL NOT NULL DEFAULT 0,       -- used by its transforms, in all
+            PRIMARY KEY (lot, party)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX holdings_party ON holdings (party, lot)")
+    conn.execute(
+        """CREATE TABLE shipment_lots (
+            shipment INTEGER NOT NULL,  -- log index of the ship (shipments.event)
+            lot INTEGER NOT NULL,       -- lots.id
+            shipped REAL NOT NULL,      -- how much of the lot it carried
+            received REAL,              -- how much the receiver took in; NULL: in transit
+            damaged REAL,               -- how much arrived damaged (not held by anyone)
+            PRIMARY KEY (shipment, lot)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX shipment_lots_lot ON shipment_lots (lot, shipment)")
+    _rules_from_here(conn, QUANTITY_RULES_FROM)
+    backfill_holdings(conn)

@@ -133,6 +133,24 @@ def _rotation_state(store: Store) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def _holding_state(store: Store) -> list[tuple[Any, ...]]:
+    """How much of each lot each party holds, dispensed and used."""
+    return store.conn.execute(
+        "SELECT c.subject, i.did, h.held, h.dispensed, h.used FROM holdings h "
+        "LEFT JOIN chains c ON c.id = h.lot LEFT JOIN identities i ON i.id = h.party"
+    ).fetchall()
+
+
+def _shipment_lot_state(store: Store) -> list[tuple[Any, ...]]:
+    """What each shipment carried of each lot, and what was received and damaged."""
+    return store.conn.execute(
+        "SELECT "
+        + _EVENT_NAME
+        + "WHERE e.idx = q.shipment), c.subject, q.shipped, q.received, q.damaged "
+        "FROM shipment_lots q LEFT JOIN chains c ON c.id = q.lot"
+    ).fetchall()
+
+
 STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "lots": _lot_state,
     "attachments": _attachment_state,
@@ -145,4 +163,6 @@ STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "prefixes": _prefix_state,
     "links (recall, lift and EPCIS filing)": _filing_state,
     "identities (rotations, owners)": _rotation_state,
+    "holdings": _holding_state,
+    "shipment_lots": _shipment_lot_state,
 }

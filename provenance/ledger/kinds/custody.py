@@ -1,7 +1,8 @@
-"""The custodian's kinds: `ship` (lots in transit to another party), `receive`
-(the receiver becomes custodian), `dispense` (lots leave the chain to patients
-or customers), and `attach` / `detach` (a logger device rides with lots; its
-readings are filed under them meanwhile).
+"""The custodian's kinds: `ship` (lots, or some of them, in transit to another
+party), `receive` (the receiver holds what it received), `dispense` (some of a
+lot leaves the chain to patients or customers), and `attach` / `detach` (a
+logger device rides with lots; its readings are filed under them meanwhile).
+How much each party holds is the quantity rules' (quantities.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.core.kinds import RECALL_RETURN
 from provenance.core.timefmt import format_time
-from provenance.ledger.kinds import checks, timing
+from provenance.ledger.kinds import checks, quantities, timing
 from provenance.ledger.kinds.base import Kind, Transaction
 from provenance.ledger.kinds.timing import TransactionRefs
 from provenance.ledger.reasons import (
@@ -35,7 +36,7 @@ def _ship(
 ) -> list[int]:
     assert signer is not None
     lots = checks.lots_of(ledger, env)
-    checks.custodian_of(ledger, env, signer, lots)
+    quantities.holder_of(ledger, env, signer, lots, index)
     if env.data.get("purpose") == RECALL_RETURN:
         # Moving a recalled lot back (to its maker, or for destruction) is
         # what a recall asks for; the movement is recorded like any other.
@@ -49,12 +50,11 @@ def _ship(
         raise RejectedEvent(CONFLICT, "a shipment goes to another party")
     if receiver.revoked_from is not None:
         raise RejectedEvent(REVOKED, f"receiver {receiver.name} is revoked")
-    for lot in lots:
-        if ledger.store.open_shipment_for(lot.id) is not None:
-            raise RejectedEvent(CONFLICT, f"{lot.uri} is already in transit: receive it first")
+    quantities.may_ship(ledger, env, signer, lots, index)
     timing.within_custody(ledger, env, signer, lots, index, txn)
     lot_ids = [lot.id for lot in lots]
     ledger.store.insert_shipment(index, signer.id, receiver.id, lot_ids)
+    quantities.record(ledger, env, signer, index)
     return ledger.store.derive("ship", index, lot_ids, env.data, TransactionRefs(ledger, txn))
 
 
@@ -90,10 +90,12 @@ def _receive(
                 f"({format_time(shipped)}): a lot is received after it is shipped; "
                 "check the receiver's clock",
             )
+    quantities.may_receive(ledger, env, lots, ship_index)
     for lot in lots:
         lot.custodian = signer.id
         store.set_custodian(lot.id, signer.id)
     store.close_shipment(ship_index, index)
+    quantities.record(ledger, env, signer, index)
     lot_ids = [lot.id for lot in lots]
     return store.derive("receive", index, lot_ids, env.data, TransactionRefs(ledger, txn))
 
@@ -101,12 +103,16 @@ def _receive(
 def _dispense(
     ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
+    assert signer is not None
     lots = checks.lots_of(ledger, env)
-    checks.custodian_of(ledger, env, signer, lots)
+    quantities.holder_of(ledger, env, signer, lots, index)
     checks.not_recalled(ledger, lots, index, txn, "dispensed")
     checks.not_held(ledger, lots, txn, "dispensed")
+    for lot in lots:
+        quantities.may_use(ledger, signer, lot, env.data["quantity"], "dispensed", index)
     timing.within_custody(ledger, env, signer, lots, index, txn)
     lot_ids = [lot.id for lot in lots]
+    quantities.record(ledger, env, signer, index)
     return ledger.store.derive("dispense", index, lot_ids, env.data, TransactionRefs(ledger, txn))
 
 
@@ -114,7 +120,7 @@ def _attach(
     ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     lots = checks.lots_of(ledger, env)
-    checks.custodian_of(ledger, env, signer, lots)
+    quantities.holder_of(ledger, env, signer, lots, index)
     device = checks.device(ledger, env.data["device"])
     if device.revoked_from is not None:
         raise RejectedEvent(REVOKED, f"device {device.name} is revoked")
@@ -134,7 +140,7 @@ def _detach(
     ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
     lots = checks.lots_of(ledger, env)
-    checks.custodian_of(ledger, env, signer, lots)
+    quantities.holder_of(ledger, env, signer, lots, index)
     device = checks.device(ledger, env.data["device"])
     attachments = ledger.attachments_of(device.id)
     rows = []

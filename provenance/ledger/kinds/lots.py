@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from provenance.core import gs1
 from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
-from provenance.ledger.kinds import checks, timing
+from provenance.ledger.kinds import checks, quantities, timing
 from provenance.ledger.kinds.base import Kind, Transaction
 from provenance.ledger.kinds.timing import TransactionRefs
 from provenance.ledger.reasons import LOT_EXISTS, SCHEMA, UNKNOWN_LOT
@@ -55,9 +55,11 @@ def _commission(
         raise RejectedEvent(LOT_EXISTS, f"{uri} is already commissioned")
     checks.may_commission(ledger, signer, gs1.parse_lot_uri(uri)[0], uri, index)
     lot = _create_lot(ledger, uri, env.data["product"], env.data, signer, index)
-    return ledger.store.derive(
+    changed = ledger.store.derive(
         "commission", index, [lot.id], env.data, TransactionRefs(ledger, txn)
     )
+    quantities.record(ledger, env, signer, index)
+    return changed
 
 
 def _transform(
@@ -70,7 +72,7 @@ def _transform(
         if lot is None:
             raise RejectedEvent(UNKNOWN_LOT, f"input {item['batch']} is not registered")
         inputs.append(lot)
-    checks.custodian_of(ledger, env, signer, inputs)
+    quantities.holder_of(ledger, env, signer, inputs, index)
     checks.not_recalled(ledger, inputs, index, txn, "transformed")
     checks.not_held(ledger, inputs, txn, "transformed")
     timing.within_custody(ledger, env, signer, inputs, index, txn)
@@ -103,6 +105,8 @@ def _transform(
                 )
             if index >= ledger.time_rules_from:
                 timing.not_before_birth(ledger, env, [lot], txn)
+    for lot, item in zip(inputs, env.data["inputs"], strict=True):
+        quantities.may_use(ledger, signer, lot, item["quantity"], "used", index)
     for item in to_create:
         _create_lot(ledger, item["batch"], item["product"], item, signer, index)
     refs = TransactionRefs(ledger, txn)
@@ -110,7 +114,9 @@ def _transform(
     # An output is new or has only its commission, so it has no descendants:
     # no edge can close a cycle.
     lot_ids = list(dict.fromkeys(refs.chain(uri) for uri in env.lots))
-    return ledger.store.derive("transform", index, lot_ids, env.data, refs)
+    changed = ledger.store.derive("transform", index, lot_ids, env.data, refs)
+    quantities.record(ledger, env, signer, index)
+    return changed
 
 
 COMMISSION = Kind("commission", _commission)

@@ -17,6 +17,7 @@ from provenance.core.kinds import KIND_NAMES
 from provenance.core.timefmt import format_time, parse_time
 from provenance.ledger.kinds.base import Transaction
 from provenance.ledger.reasons import BEFORE_COMMISSION, OUT_OF_ORDER
+from provenance.store import holdings
 from provenance.store.rows import Identity, Lot
 
 if TYPE_CHECKING:
@@ -129,7 +130,11 @@ def within_custody(
         return
     not_before_birth(ledger, env, lots, txn)
     for lot in lots:
-        received = ledger.store.last_receive_of(lot.id)
+        if index >= ledger.quantity_rules_from and signer is not None:
+            # several may hold a lot: the handoff that made the *signer* a holder
+            received = holdings.last_receive_by(ledger.store.conn, lot.id, signer.id)
+        else:
+            received = ledger.store.last_receive_of(lot.id)
         if received is None:
             continue  # held since its making, checked above
         since = time_at(ledger, received, txn)
