@@ -4,6 +4,7 @@ and old ledgers (no quantities) keeping their meaning. Both engines."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 
@@ -226,3 +227,72 @@ def test_quantities_name_each_of_the_events_lots_once(kind, data, field):
     with pytest.raises(ValidationError) as caught:
         validate_data(kind, {**base, **data}, (KALE,))
     assert field in str(caught.value)
+
+
+# --- trace forward and the recall report: who holds how much now
+
+
+def split_across_two_shops(world) -> None:
+    """1000 KGM: 400 to dc (received whole), 250 to store (240 received, 5
+    damaged, 5 short), 100 to clinic still in transit: the farm holds 350,
+    100 of it on the way."""
+    commission_kale(world)
+    to_dc = ship(world, "farm", "dc", 400)
+    to_store = ship(world, "farm", "store", 250, hours=2.5)
+    ship(world, "farm", "clinic", 100, hours=2.6)
+    receive(world, "dc", to_dc)
+    receive(world, "store", to_store, received=240, damaged=5)
+
+
+def test_trace_says_who_holds_how_much(tmp_path):
+    from click.testing import CliRunner
+    from support.world import World
+
+    from provenance.cli.context import Context
+    from provenance.cli.trace import command as trace_command
+
+    world = World.create(tmp_path)
+    split_across_two_shops(world)
+    context = Context(str(world.store.path), str(tmp_path / "keys"))
+    result = CliRunner().invoke(trace_command, [KALE, "--direction", "forward"], obj=context)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "held by dc 400 KGM, farm 350 KGM, store 240 KGM · 990 KGM of 1000 KGM" in lines[0]
+    assert lines[1:6] == [
+        "",
+        "who holds how much now:",
+        "   dc (distributor): holds 400 KGM",
+        "   farm (producer): holds 350 KGM, 100 KGM of it in transit to clinic",
+        "   store (retailer): holds 240 KGM",
+    ]
+    assert lines[6] == (
+        "   farm → store: shipped 250 KGM, received 240 KGM, damaged 5 KGM, short 5 KGM"
+    )
+    as_json = CliRunner().invoke(trace_command, [KALE, "--json"], obj=context)
+    held = json.loads(as_json.output)["lot"]["holdings"]
+    farm = next(h for h in held["holders"] if h["party"]["name"] == "farm")
+    assert farm["held"] == 350 and farm["free"] == 250
+    assert farm["in_transit_to"][0]["party"]["name"] == "clinic"
+    assert held["shortfall"] == 5 and held["unit"] == "KGM"
+
+
+def test_the_recall_report_lists_quantities_per_holder(world, tmp_path):
+    from provenance.store.accounts.accounts import Accounts
+    from provenance.web.portal.reports import recall_report
+
+    split_across_two_shops(world)
+    world.ok("regulator", "recall", [KALE], {"reason": "Listeria", "class": "I"}, time=at(5))
+    lot = world.store.lot_by_uri(KALE)
+    accounts = Accounts(tmp_path / "accounts", secret=b"s" * 32)
+    report = recall_report(world.store, accounts, lot)
+    (affected,) = report.affected
+    assert affected.holder_lines == [
+        "dc: 400 KGM",
+        "farm: 350 KGM (100 KGM in transit to clinic)",
+        "store: 240 KGM",
+    ]
+    by_party = {entry["party"]: entry["lots"][0] for entry in report.quantities_by_holder}
+    assert by_party["farm"] == {"lot": KALE, "held": 350, "in_transit": 100, "unit": "KGM"}
+    assert by_party["store"]["held"] == 240
+    assert report.to_json()["quantities_by_holder"] == report.quantities_by_holder
+    assert "dc: 400 KGM; farm: 350 KGM (100 KGM in transit to clinic)" in report.lots_csv()

@@ -14,6 +14,7 @@ import click
 
 from provenance.cli.context import Context, pass_context
 from provenance.cli.errors import friendly
+from provenance.domain.holdings import LotHoldings
 from provenance.ledger.lineage import BACK, BOTH, DIRECTIONS, FORWARD, Trace, TracedLot, trace
 
 INDENT = "   "
@@ -49,6 +50,7 @@ def render(result: Trace) -> Iterator[str]:
     """The trace as a readable tree: upstream (←) and downstream (→) of the lot.
     A lot reached twice (a diamond) is shown in full once and named after."""
     yield describe(result.lot)
+    yield from who_holds(result.lot.holdings)
     if result.direction in (BACK, BOTH):
         parents = result.lot.parents
         origins = ", ".join(_short(uri) for uri in result.origins) or "none"
@@ -93,14 +95,45 @@ def _short(uri: str) -> str:
     return f"{parts[-3]}/{parts[-1]}" if len(parts) >= 4 else uri
 
 
+def who_holds(held: LotHoldings | None) -> Iterator[str]:
+    """Who holds how much of the lot now, what is in transit to whom, what
+    each dispensed or used, and every shipment received short or damaged."""
+    if held is None or not held.movements:
+        return  # never shipped: the line above says it all
+    yield ""
+    yield "who holds how much now:"
+    for holder in held.holders:
+        party = holder.party.name + (f" ({holder.party.role})" if holder.party.role else "")
+        words = [f"holds {held.text(holder.held)}"]
+        for out in holder.shipments:
+            words.append(f"{held.text(out.quantity)} of it in transit to {out.receiver.name}")
+        if holder.dispensed:
+            words.append(f"dispensed {held.text(holder.dispensed)}")
+        if holder.used:
+            words.append(f"used {held.text(holder.used)} in transforms")
+        yield f"{INDENT}{party}: " + ", ".join(words)
+    for move in held.movements:
+        if move.received is not None and (move.shortfall or move.damaged):
+            yield (
+                f"{INDENT}{move.sender.name} → {move.receiver.name}: shipped "
+                f"{held.text(move.shipped)}, received {held.text(move.received)}, damaged "
+                f"{held.text(move.damaged or 0)}, short {held.text(move.shortfall)}"
+            )
+
+
 def describe(lot: TracedLot) -> str:
     """One line: the lot, its product, who holds it, where and how much."""
     words = [f"{_short(lot.uri)} {lot.product}"]
-    holder = f"held by {lot.custodian.name}"
-    if lot.custodian.role:
-        holder += f" ({lot.custodian.role})"
-    if lot.in_transit_to is not None:
-        holder += f", in transit to {lot.in_transit_to.name}"
+    current = lot.holdings.current if lot.holdings is not None else ()
+    if len(current) > 1 and lot.holdings is not None:
+        shares = ", ".join(f"{h.party.name} {lot.holdings.text(h.held)}" for h in current)
+        holder = f"held by {shares}"
+    else:
+        holder = f"held by {lot.custodian.name}"
+        if lot.custodian.role:
+            holder += f" ({lot.custodian.role})"
+        if lot.in_transit_to is not None:
+            holder += f", in transit to {lot.in_transit_to.name}"
     words.append(holder)
     if lot.location and lot.location.get("name"):
         words.append(f"last seen at {lot.location['name']}")

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from provenance.core.errors import NotFound
 from provenance.domain.custody import Party, unknown_party
 from provenance.domain.holdings import LotHoldings, summarise
-from provenance.store import holdings as rows
 from provenance.store.db import Store
 
 
@@ -35,7 +34,6 @@ def _lookup(store: Store) -> Callable[[str], Party]:
 
 def holdings_by_id(store: Store, lot_ids: Sequence[int]) -> dict[int, LotHoldings]:
     """`LotHoldings` of each lot in *lot_ids* (those the store knows)."""
-    conn = store.conn
     lookup = _lookup(store)
     dids: dict[int, str] = {}
 
@@ -47,26 +45,17 @@ def holdings_by_id(store: Store, lot_ids: Sequence[int]) -> dict[int, LotHolding
 
     found = {}
     for lot_id in lot_ids:
-        subject = conn.execute("SELECT subject FROM chains WHERE id = ?", (lot_id,)).fetchone()
-        if subject is None:
+        lot = store.lot_by_id(lot_id)
+        if lot is None:
             continue
-        measure = rows.measure(conn, lot_id)
-        held = [(did(h.party), h.held, h.dispensed, h.used) for h in rows.holdings_of(conn, lot_id)]
+        measure = store.lot_measure(lot_id)
+        held = [(did(h.party), h.held, h.dispensed, h.used) for h in store.holdings_of(lot_id)]
         moves = [
-            (
-                m.shipment,
-                did(m.sender),
-                did(m.receiver),
-                m.shipped,
-                m.received,
-                m.damaged,
-                m.receive_event,
-            )
-            for m in rows.movements_of(conn, lot_id)
+            (*m[:1], did(m.sender), did(m.receiver), *m[3:]) for m in store.movements_of(lot_id)
         ]
         unit = measure.unit if measure.measured else None
         registered = measure.quantity if measure.measured else None
-        found[lot_id] = summarise(subject[0], unit, registered, held, moves, lookup)
+        found[lot_id] = summarise(lot.uri, unit, registered, held, moves, lookup)
     return found
 
 

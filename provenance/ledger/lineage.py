@@ -19,6 +19,8 @@ from typing import Any
 
 from provenance.core.errors import NotFound
 from provenance.domain.custody import Party, unknown_party
+from provenance.domain.holdings import LotHoldings
+from provenance.ledger.holdings_view import holdings_by_id
 from provenance.store.db import Store
 from provenance.store.rows import LineageEdge, LotState
 
@@ -80,6 +82,7 @@ class TracedLot:
     expiry: str | None = None
     parents: tuple[str, ...] = ()  # lots it was made from (those in this trace)
     children: tuple[str, ...] = ()  # lots made from it (those in this trace)
+    holdings: LotHoldings | None = None  # who holds how much of it now
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +103,7 @@ class TracedLot:
             "recalled": self.recalled,
             "parents": list(self.parents),
             "children": list(self.children),
+            "holdings": None if self.holdings is None else self.holdings.to_json(),
         }
 
 
@@ -172,7 +176,8 @@ def trace(store: Store, lot_uri: str, direction: str = BOTH) -> Trace:
         states = store.lot_states(sorted(ids))
         transit = store.open_shipments()
         event_ids = store.event_ids([edge.event for edge in (*up, *down)])
-    return build_trace(root.id, direction, up, down, states, transit, event_ids)
+        held = holdings_by_id(store, sorted(ids))
+    return build_trace(root.id, direction, up, down, states, transit, event_ids, held)
 
 
 def build_trace(
@@ -183,9 +188,11 @@ def build_trace(
     states: Iterable[LotState],
     transit: Mapping[int, tuple[Any, ...]],
     event_ids: Mapping[int, str],
+    holdings: Mapping[int, LotHoldings] | None = None,
 ) -> Trace:
     """The trace from the store's rows (pure). *transit*: lot id -> (ship event,
-    receiver did, name, role) for lots in transit."""
+    receiver did, name, role) for lots in transit; *holdings*: lot id -> who
+    holds how much of it."""
     by_id = {state.id: state for state in states}
     up_depth = _depths(root, _adjacency(up, reverse=True))
     down_depth = _depths(root, _adjacency(down, reverse=False))
@@ -220,12 +227,13 @@ def build_trace(
             receiver,
             state.location,
             quantity(state.quantity, state.unit),
-            held(state),
+            _left(state, (holdings or {}).get(lot_id)),
             state.recalled,
             state.category,
             state.expiry,
             tuple(sorted(uri(p) for p in parents.get(lot_id, ()))),
             tuple(sorted(uri(c) for c in children.get(lot_id, ()))),
+            (holdings or {}).get(lot_id),
         )
 
     def ordered(depths: Mapping[int, int]) -> tuple[TracedLot, ...]:
@@ -252,6 +260,15 @@ def build_trace(
     me = traced(root, 0)
     everything = {lot.uri: lot for lot in (me, *upstream, *downstream)}
     return Trace(me, direction, upstream, downstream, origins, edges, everything)
+
+
+def _left(state: LotState, shares: LotHoldings | None) -> Quantity | None:
+    """What is left of the lot: what its holders hold together (received
+    short or damaged is gone), else `held`."""
+    left = held(state)
+    if left is None or shares is None or shares.unit != left.unit:
+        return left
+    return Quantity(_number(sum(holder.held for holder in shares.holders)), left.unit)
 
 
 def _edge_key(edge: LineageEdge) -> tuple[int, int, int]:

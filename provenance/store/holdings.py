@@ -369,3 +369,49 @@ def _replay_rotation(conn: sqlite3.Connection, data: dict[str, Any]) -> None:
 def _shipment_index(conn: sqlite3.Connection, index: int, _data: dict[str, Any]) -> int | None:
     row = conn.execute("SELECT event FROM shipments WHERE receive_event = ?", (index,)).fetchone()
     return None if row is None else int(row[0])
+
+
+class HoldingsState:
+    """The holdings as `Store` methods (a mixin of `DerivedState`): what the
+    ledger's quantity rules and the readers ask, so no SQL leaves the store."""
+
+    conn: sqlite3.Connection
+
+    def lot_measure(self, lot_id: int) -> Measure:
+        return measure(self.conn, lot_id)
+
+    def holding(self, lot_id: int, party: int) -> tuple[float, float]:
+        """(held, in transit from it) of *party*'s share of the lot."""
+        return available(self.conn, lot_id, party)
+
+    def holds_any(self, lot_id: int, party: int) -> bool:
+        return holds_any(self.conn, lot_id, party)
+
+    def last_receive_by(self, lot_id: int, party: int) -> int | None:
+        return last_receive_by(self.conn, lot_id, party)
+
+    def shipped_of(self, ship_index: int, lot_id: int) -> float:
+        """How much of the lot the shipment at *ship_index* carried."""
+        row = self.conn.execute(
+            "SELECT shipped FROM shipment_lots WHERE shipment = ? AND lot = ?",
+            (ship_index, lot_id),
+        ).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def holdings_of(self, lot_id: int) -> list[Holding]:
+        return holdings_of(self.conn, lot_id)
+
+    def movements_of(self, lot_id: int) -> list[Movement]:
+        return movements_of(self.conn, lot_id)
+
+    def record_holdings(
+        self,
+        kind: str,
+        index: int,
+        signer: int,
+        data: dict[str, Any],
+        chain: Callable[[str], int],
+        uris: Sequence[str],
+    ) -> None:
+        """What an accepted event does to the holdings (`apply_event`)."""
+        apply_event(self.conn, kind, index, signer, data, chain, uris)

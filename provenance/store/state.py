@@ -26,6 +26,7 @@ from provenance.store.derived import (
     recall_reach,
     record_prefixes,
 )
+from provenance.store.holdings import HoldingsState
 from provenance.store.rows import Identity, LineageEdge, Lot, LotState, parse_ids
 
 MAX_REJECT_RAW = 4096  # bytes of a refused input kept with its reject row
@@ -42,7 +43,7 @@ def lot_from_row(row: tuple[Any, ...]) -> Lot:
     return Lot(*row[:11], recalled=bool(row[11]), held=bool(row[12]))
 
 
-class DerivedState:
+class DerivedState(HoldingsState):
     """The derived tables' reads and writes, over the store's connection."""
 
     conn: sqlite3.Connection

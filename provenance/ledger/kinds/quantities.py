@@ -43,10 +43,10 @@ def amount(value: float, measure: Measure) -> str:
 
 
 def _holders(ledger: Ledger, lot: Lot) -> str:
-    conn = ledger.store.conn
-    measure = holdings.measure(conn, lot.id)
+    store = ledger.store
+    measure = store.lot_measure(lot.id)
     names = []
-    for holding in holdings.holdings_of(conn, lot.id):
+    for holding in store.holdings_of(lot.id):
         if holding.held > 0:
             who = ledger.identities_by_id.get(holding.party) or ledger.store.identity_by_id(
                 holding.party
@@ -65,7 +65,7 @@ def holder_of(
         checks.custodian_of(ledger, env, signer, lots)
         return
     for lot in lots:
-        if not holdings.holds_any(ledger.store.conn, lot.id, signer.id):
+        if not ledger.store.holds_any(lot.id, signer.id):
             raise RejectedEvent(
                 NOT_CUSTODIAN,
                 f"{signer.name} does not hold any of {lot.uri} (held by: "
@@ -99,10 +99,10 @@ def may_ship(
             if ledger.store.open_shipment_for(lot.id) is not None:
                 raise RejectedEvent(CONFLICT, f"{lot.uri} is already in transit: receive it first")
         return
-    conn = ledger.store.conn
+    store = ledger.store
     for lot in lots:
-        measure = holdings.measure(conn, lot.id)
-        held, moving = holdings.available(conn, lot.id, signer.id)
+        measure = store.lot_measure(lot.id)
+        held, moving = store.holding(lot.id, signer.id)
         free = max(held - moving, 0.0)
         asked = holdings.asked_of(env.data, "quantities", lot.uri)
         if asked is not None:
@@ -145,13 +145,13 @@ def may_use(
     at most what the signer holds that is not in transit."""
     if not applies(ledger, index):
         return
-    conn = ledger.store.conn
-    measure = holdings.measure(conn, lot.id)
+    store = ledger.store
+    measure = store.lot_measure(lot.id)
     if not measure.measured:
         return
     field = "data.quantity" if verb == "dispensed" else "data.inputs"
     _unit_fits(lot, measure, quantity, field)
-    held, moving = holdings.available(conn, lot.id, signer.id)
+    held, moving = store.holding(lot.id, signer.id)
     free = max(held - moving, 0.0)
     if not at_most(float(quantity["value"]), free):
         raise RejectedEvent(
@@ -165,21 +165,17 @@ def may_use(
 def may_receive(ledger: Ledger, env: Envelope, lots: Sequence[Lot], ship_index: int) -> None:
     """`quantities` received and `damaged`: the lot's unit, and together at
     most what the shipment carried of it."""
-    conn = ledger.store.conn
+    store = ledger.store
     for lot in lots:
         received = holdings.asked_of(env.data, "quantities", lot.uri)
         damaged = holdings.asked_of(env.data, "damaged", lot.uri)
         if received is None and damaged is None:
             continue
-        measure = holdings.measure(conn, lot.id)
+        measure = store.lot_measure(lot.id)
         for field, given in (("data.quantities", received), ("data.damaged", damaged)):
             if given is not None:
                 _unit_fits(lot, measure, given, field)
-        row = conn.execute(
-            "SELECT shipped FROM shipment_lots WHERE shipment = ? AND lot = ?",
-            (ship_index, lot.id),
-        ).fetchone()
-        shipped = float(row[0]) if row else 0.0
+        shipped = store.shipped_of(ship_index, lot.id)
         total = (float(received["value"]) if received else 0.0) + (
             float(damaged["value"]) if damaged else 0.0
         )
@@ -199,6 +195,4 @@ def record(ledger: Ledger, env: Envelope, signer: Identity, index: int) -> None:
         assert lot is not None, uri
         return lot.id
 
-    holdings.apply_event(
-        ledger.store.conn, env.kind, index, signer.id, env.data, chain, env.lots or ()
-    )
+    ledger.store.record_holdings(env.kind, index, signer.id, env.data, chain, env.lots or ())

@@ -17,7 +17,6 @@ from provenance.core.kinds import KIND_NAMES
 from provenance.core.timefmt import format_time, parse_time
 from provenance.ledger.kinds.base import Transaction
 from provenance.ledger.reasons import BEFORE_COMMISSION, OUT_OF_ORDER
-from provenance.store import holdings
 from provenance.store.rows import Identity, Lot
 
 if TYPE_CHECKING:
@@ -132,7 +131,7 @@ def within_custody(
     for lot in lots:
         if index >= ledger.quantity_rules_from and signer is not None:
             # several may hold a lot: the handoff that made the *signer* a holder
-            received = holdings.last_receive_by(ledger.store.conn, lot.id, signer.id)
+            received = ledger.store.last_receive_by(lot.id, signer.id)
         else:
             received = ledger.store.last_receive_of(lot.id)
         if received is None:

@@ -20,6 +20,8 @@ from typing import Any
 
 from provenance.core.errors import NotFound
 from provenance.core.timefmt import parse_time
+from provenance.domain.holdings import LotHoldings, number
+from provenance.ledger.holdings_view import holdings_by_id
 from provenance.ledger.lineage import RecallRecord, held, quantity, recall_records
 from provenance.store import queries as ask
 from provenance.store.accounts.accounts import Accounts
@@ -42,6 +44,24 @@ class AffectedLot:
     in_transit_to: str | None
     recalled: bool  # still recalled now
     place: Place | None = None  # where *location* was recorded, when and how it is known
+    holdings: LotHoldings | None = None  # who holds how much of it now
+
+    @property
+    def holder_lines(self) -> list[str]:
+        """ "dc: 400 KGM", "farm: 350 KGM (100 KGM in transit to clinic)": each
+        party holding some of the lot now (empty for a lot never shipped)."""
+        held = self.holdings
+        if held is None or not held.movements:
+            return []
+        lines = []
+        for holder in held.current:
+            line = f"{holder.party.name}: {held.text(holder.held)}"
+            moving = ", ".join(
+                f"{held.text(out.quantity)} in transit to {out.receiver.name}"
+                for out in holder.shipments
+            )
+            lines.append(f"{line} ({moving})" if moving else line)
+        return lines
 
     @property
     def relation(self) -> str:
@@ -62,6 +82,7 @@ class AffectedLot:
             "quantity": {"registered": self.registered, "held": self.held},
             "in_transit_to": self.in_transit_to,
             "recalled": self.recalled,
+            "holdings": None if self.holdings is None else self.holdings.to_json(),
         }
 
 
@@ -89,6 +110,30 @@ class RecallReport:
             counts[lot.custodian] = counts.get(lot.custodian, 0) + 1
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
+    @property
+    def quantities_by_holder(self) -> list[dict[str, Any]]:
+        """Per party holding some of an affected lot now: how much of each
+        (in the lot's unit; wholes for a lot registered without a quantity),
+        and how much of that is in transit."""
+        parties: dict[str, dict[str, Any]] = {}
+        for lot in self.affected:
+            if lot.holdings is None:
+                continue
+            for holder in lot.holdings.current:
+                entry = parties.setdefault(
+                    holder.party.did,
+                    {"party": holder.party.name, "role": holder.party.role, "lots": []},
+                )
+                entry["lots"].append(
+                    {
+                        "lot": lot.uri,
+                        "held": number(holder.held),
+                        "in_transit": number(holder.in_transit),
+                        "unit": lot.holdings.unit,
+                    }
+                )
+        return sorted(parties.values(), key=lambda entry: entry["party"])
+
     def to_json(self) -> dict[str, Any]:
         return {
             "lot": self.lot.uri,
@@ -98,6 +143,7 @@ class RecallReport:
             "since": self.recall.time,
             "affected": [a.to_json() for a in self.affected],
             "holders": [{"custodian": name, "lots": n} for name, n in self.holders],
+            "quantities_by_holder": self.quantities_by_holder,
             "scans": [{"day": d, "place": p, "count": n} for d, p, n in self.scans],
             "total_scans": self.total_scans,
         }
@@ -121,6 +167,7 @@ class RecallReport:
                 "unit",
                 "in_transit_to",
                 "recalled_now",
+                "holders",
             ]
         )
         for a in self.affected:
@@ -141,6 +188,7 @@ class RecallReport:
                     registered.get("unit", left.get("unit", "")),
                     _cell(a.in_transit_to or ""),
                     "yes" if a.recalled else "no",
+                    _cell("; ".join(a.holder_lines)),
                 ]
             )
         return out.getvalue()
@@ -214,6 +262,7 @@ def _affected(
     through: list[str],
     transit: dict[int, Any],
     place: Place | None = None,
+    holdings: LotHoldings | None = None,
 ) -> AffectedLot:
     registered = quantity(state.quantity, state.unit)
     left = held(state)
@@ -232,6 +281,7 @@ def _affected(
         None if moving is None else (moving[2] or moving[1]),
         state.recalled,
         place,
+        holdings,
     )
 
 
@@ -285,10 +335,11 @@ def _affected_lots(
     place (inside the caller's snapshot)."""
     places: dict[int, Any] = {}
     out = []
+    shares = holdings_by_id(store, sorted(sources))
     for lot_id, through in sorted(sources.items()):
         holder = store.identity_by_did(states[lot_id].custodian_did or "")
         place = _place(store, lot_id, None if holder is None else holder.id, places)
-        out.append(_affected(states[lot_id], through, transit, place))
+        out.append(_affected(states[lot_id], through, transit, place, shares.get(lot_id)))
     return out
 
 
