@@ -36,7 +36,14 @@ def commission_kale(world, value: float = 1000, unit: str = "KGM") -> None:
         "farm",
         "commission",
         [KALE],
-        {"gtin": GTIN, "lot": "KALE1", "product": "Kale", "quantity": q(value, unit)},
+        {
+            "gtin": GTIN,
+            "lot": "KALE1",
+            "product": "Kale",
+            "category": "food",
+            "profile": "chilled",
+            "quantity": q(value, unit),
+        },
         time=at(0),
     )
 
@@ -296,3 +303,40 @@ def test_the_recall_report_lists_quantities_per_holder(world, tmp_path):
     assert by_party["store"]["held"] == 240
     assert report.to_json()["quantities_by_holder"] == report.quantities_by_holder
     assert "dc: 400 KGM; farm: 350 KGM (100 KGM in transit to clinic)" in report.lots_csv()
+
+
+# --- the lot page and its JSON twin
+
+
+def test_the_lot_page_shows_who_holds_how_much_once_split(tmp_path):
+    from support.world import World
+
+    from provenance.web import create_app
+
+    world = World.create(tmp_path)
+    split_across_two_shops(world)
+    # a logger rides with the store's part: the legs and the cold chain still read
+    world.ok("store", "attach", [KALE], {"device": world.did("probe")}, time=at(3.5))
+    world.ledger.append([world.reading(4 + k / 4, 3.0, lots=[KALE]) for k in range(8)])
+    app = create_app(
+        {
+            "DATABASE": str(world.store.path),
+            "CLOCK": lambda: world.now,
+            "LOG_PUBLIC_KEY": world.log_public_key,
+            "TESTING": True,
+        }
+    )
+    client = app.test_client()
+    path = KALE.removeprefix("https://id.gs1.org")
+    body = client.get(path, headers={"Accept": "application/json"}).get_json()
+    holders = {h["party"]["name"]: h for h in body["holders"]}
+    assert holders["dc"]["quantity"] == {"value": 400, "unit": "KGM"}
+    assert holders["farm"]["quantity"]["value"] == 350 and holders["farm"]["in_transit"] == 100
+    assert holders["store"]["quantity"]["value"] == 240
+    assert body["legs"] and body["cold_chain"] is not None
+    page = client.get(path)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert '<ul class="holders">' in html
+    for name in ("dc", "farm", "store"):
+        assert f"<li>{name}:" in html

@@ -10,6 +10,7 @@ from typing import Any
 
 from provenance.domain import coldchain, coldchain_downsample, coldchain_life, coldchain_status
 from provenance.domain.custody import NOTE_BEFORE_ORIGIN, NOTE_OUT_OF_ORDER, Custody, Leg, Party
+from provenance.domain.holdings import LotHoldings
 from provenance.domain.rule_decisions import Flag, Hold
 from provenance.ledger.lineage import RecallRecord
 from provenance.ledger.stability import LotStability
@@ -146,6 +147,7 @@ class LotView:
     ingredients_not_shown: int = 0  # inputs beyond MAX_INGREDIENTS or MAX_INGREDIENT_DEPTH
     inherited: tuple[Inherited, ...] = ()  # their holds, excursions… with the path to them
     stability: LotStability | None = None  # None: its product states no stability profile
+    holdings: LotHoldings | None = None  # who holds how much of it now (several, once split)
 
     @property
     def expiry(self) -> str | None:

@@ -56,6 +56,7 @@ from provenance.domain.custody import (
 )
 from provenance.domain.rule_decisions import Flag, Hold
 from provenance.ledger.decisions import flag_records, hold_records
+from provenance.ledger.holdings_view import holdings_by_id
 from provenance.ledger.lineage import RecallRecord, recall_records
 from provenance.ledger.lot_model import (
     DEFAULT_PROFILES,
@@ -521,6 +522,7 @@ def _build_view(
         tuple(notes),
         life=life,
         stability=stability,
+        holdings=holdings_by_id(store, [lot.id]).get(lot.id),
     )
 
 

@@ -9,6 +9,7 @@ from provenance.core.timefmt import format_time
 from provenance.domain.coldchain_excursions import Excursion
 from provenance.domain.coldchain_life import LifeVerdict
 from provenance.domain.custody import Party, Step
+from provenance.domain.holdings import number
 from provenance.ledger.lot_model import NOTES, Ingredient, LegRecord, LotView
 from provenance.ledger.stability import LotStability
 
@@ -169,6 +170,7 @@ def lot_json(view: LotView) -> dict[str, Any]:
         "origin": view.custody.origin.get("origin") or view.custody.origin.get("location"),
         "producer": party(view.custody.producer),
         "custodian": party(view.custodian),
+        "holders": holders_json(view),
         "made_from": list(view.custody.inputs),
         "cold_chain": life_json(view.life),
         "ingredients": [_ingredient(ingredient) for ingredient in view.ingredients],
@@ -195,6 +197,23 @@ def lot_json(view: LotView) -> dict[str, Any]:
         },
         "checked_at": format_time(view.now_us),
     }
+
+
+def holders_json(view: LotView) -> list[dict[str, Any]]:
+    """Who holds how much of the lot now: one entry per party holding some
+    (several once the lot is split across shipments); quantities in the lot's
+    unit, or `unit` null when it is counted in wholes."""
+    shares = view.holdings
+    if shares is None:
+        return []
+    return [
+        {
+            "party": party(holder.party),
+            "quantity": {"value": number(holder.held), "unit": shares.unit},
+            "in_transit": number(holder.in_transit),
+        }
+        for holder in shares.current
+    ]
 
 
 def stability_json(found: LotStability | None) -> dict[str, Any] | None:
