@@ -141,6 +141,20 @@ def chain() -> World:
     w.ok("store", "dispense", [MIX], {"quantity": {"value": 2, "unit": "EA"}}, time=at(10))
     w.ok("regulator", "recall", [MIX], {"reason": "Listeria", "class": "I"}, time=at(11))
     w.ok("regulator", "recall-lift", [MIX], {"reason": "Retested clean"}, time=at(12))
+    # part of LOT2 (120.5 KGM) to dc, received short and partly damaged
+    part = {"batch": LOT2, "quantity": {"value": 50.5, "unit": "KGM"}}
+    split = w.ok("farm", "ship", [LOT2], {"to": w.did("dc"), "quantities": [part]}, time=at(13))
+    w.ok(
+        "dc",
+        "receive",
+        [LOT2],
+        {
+            "shipment": split.event_id,
+            "quantities": [{"batch": LOT2, "quantity": {"value": 48, "unit": "KGM"}}],
+            "damaged": [{"batch": LOT2, "quantity": {"value": 1.5, "unit": "KGM"}}],
+        },
+        time=at(14),
+    )
     return w
 
 
@@ -330,6 +344,17 @@ def test_ship_and_receive(chain, documents):
     assert receive["destinationList"][1] == {"type": "possessing_party", "destination": packer}
     assert receive[ns("condition")] == "cold, intact"
     assert receive[ns("location")][ns("name")] == "Packing plant"
+
+
+def test_split_ship_and_receive_carry_quantities(documents):
+    """docs/protocol.md, "Quantities": quantityList says how much moved."""
+    (ship,) = _by_kind(documents[LOT2], "ship")
+    assert ship["quantityList"] == [{"epcClass": LOT2, "quantity": 50.5, "uom": "KGM"}]
+    (receive,) = _by_kind(documents[LOT2], "receive")
+    assert receive["quantityList"] == [{"epcClass": LOT2, "quantity": 48, "uom": "KGM"}]
+    assert receive[ns("damaged")] == [{"epcClass": LOT2, "quantity": 1.5, "uom": "KGM"}]
+    (whole,) = _by_kind(documents[LOT], "ship")  # no quantities: the lot moved whole
+    assert whole["quantityList"] == [{"epcClass": LOT}]
 
 
 def test_transform(documents):
@@ -525,7 +550,7 @@ def test_time_range_and_product_filters(chain):
     early = _events(_written(chain, until_us=T0 + HOUR))
     assert [e[ns("kind")] for e in early] == ["commission", "commission", "attach"]
     spinach = _written(chain, product="spinACH")
-    assert {e[ns("kind")] for e in _events(spinach)} == {"commission"}
+    assert {e[ns("kind")] for e in _events(spinach)} == {"commission", "ship", "receive"}
     salad = {e[ns("kind")] for e in _events(_written(chain, product="Salad"))}
     assert salad == {"transform", "ship", "receive", "dispense", "recall", "recall-lift"}
     assert _events(_written(chain, product="nothing like it")) == []

@@ -48,6 +48,14 @@ def _quantity(uri: str, quantity: Mapping[str, Any] | None) -> dict[str, Any]:
     return element
 
 
+def _moved(lots: Iterable[str], data: Mapping[str, Any], field: str) -> list[dict[str, Any]]:
+    """quantityList of a ship or receive: each lot, with the quantity
+    data[*field*] names for it (docs/protocol.md, "Quantities"); a lot it
+    does not name moved whole and is listed by class alone."""
+    named = {item["batch"]: item["quantity"] for item in data.get(field, ())}
+    return [_quantity(uri, named.get(uri)) for uri in lots]
+
+
 def _place(location: Mapping[str, Any] | None) -> dict[str, str] | None:
     """readPoint/bizLocation for a location: its GLN as ``414``, else a ``geo:`` URI."""
     if not location:
@@ -144,7 +152,7 @@ class EventMapper:
         envelope, data = item.envelope, item.envelope.data
         location = data.get("location")
         event = _base("ObjectEvent", envelope)
-        event["quantityList"] = _classes(item.lots)
+        event["quantityList"] = _moved(item.lots, data, "quantities")
         # CBV 2.0 disposition "recalled": a recalled lot on its way back.
         returning = data.get("purpose") == RECALL_RETURN
         disposition = "recalled" if returning else "in_transit"
@@ -164,7 +172,7 @@ class EventMapper:
         envelope, data = item.envelope, item.envelope.data
         location = data.get("location")
         event = _base("ObjectEvent", envelope)
-        event["quantityList"] = _classes(item.lots)
+        event["quantityList"] = _moved(item.lots, data, "quantities")
         event |= {"action": "OBSERVE", "bizStep": "receiving", "disposition": "in_progress"}
         place = _place(location)
         if place:
@@ -179,6 +187,8 @@ class EventMapper:
         event[ns("shipment")] = data["shipment"]
         if "condition" in data:
             event[ns("condition")] = data["condition"]
+        if "damaged" in data:
+            event[ns("damaged")] = _moved([i["batch"] for i in data["damaged"]], data, "damaged")
         if location:
             event[ns("location")] = _prefixed(location)
         return event
