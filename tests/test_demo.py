@@ -125,6 +125,11 @@ def _check_story(out: str, directory: Path) -> None:
     assert (directory / "kale.bundle.json").exists()
     # A lot that is simply fine, to compare with.
     assert "== 5b. Meanwhile a second lot, KALE-2612" in out
+    # Quantities: a lot split across two shops, one received short (demo_quantities.py).
+    split = out.split("== 10b.")[1].split("== 11.")[0]
+    assert "rejected: quantity: cannot ship 400 KGM" in split and "at most 350 KGM" in split
+    assert "Market Stall (retailer): holds 240 KGM" in split
+    assert "damaged 5 KGM, short 5 KGM" in split
     # Lineage and a recall that cascades from the kale to the salad made from it.
     cascade = out.split("== 11.")[1].split("== 12.")[0]
     assert "made from (1 lots upstream; origins: 09506000134352/KALE-2611)" in cascade

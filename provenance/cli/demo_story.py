@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from provenance.cli.demo_quantities import split_lot
 from provenance.core.timefmt import format_time, now_micros
 from provenance.infra import lifeline
 from provenance.store.db import Store
@@ -272,6 +273,7 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
     demo.run("verify", db=rolled)  # on its own, an older database looks intact…
     demo.run("verify", "--checkpoint", str(directory / "kept.checkpoint"), db=rolled, expect=1)
 
+    split_lot(demo, at, append)
     cascade(demo, directory, base, carrier, at, append)
 
 

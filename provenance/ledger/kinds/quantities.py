@@ -109,10 +109,10 @@ def may_ship(
             _unit_fits(lot, measure, asked, "data.quantities")
         wanted = free if asked is None else float(asked["value"])
         state = (
-            f"{signer.name} holds {amount(held, measure)} of {lot.uri}, "
+            f"{signer.name} holds {amount(held, measure)}, "
             f"{amount(moving, measure) if measure.measured else 'all of it'} in transit"
             if moving > 0
-            else f"{signer.name} holds {amount(held, measure)} of {lot.uri}, none in transit"
+            else f"{signer.name} holds {amount(held, measure)}, none in transit"
         )
         if at_most(held, moving):
             raise RejectedEvent(
