@@ -340,3 +340,38 @@ def test_the_lot_page_shows_who_holds_how_much_once_split(tmp_path):
     assert '<ul class="holders">' in html
     for name in ("dc", "farm", "store"):
         assert f"<li>{name}:" in html
+
+
+# --- the portal's API
+
+
+def test_the_api_ships_and_receives_quantities(portal):
+    world = portal.world
+    commission_kale(world)
+    farm, dc = portal.token("farm"), portal.token("dc")
+    body = {"batches": [KALE], "to": "dc", "quantities": lot_quantities(KALE, 600)}
+    shipped = portal.api("POST", "/api/v1/shipments", farm, json=body)
+    assert shipped.status_code == 201, shipped.json
+    more = portal.api("POST", "/api/v1/shipments", farm, json=body)
+    assert more.status_code == 409 and more.json["reason"] == "quantity"
+    assert "at most 400 KGM" in more.json["detail"]
+    bad = {**body, "quantities": [{"batch": KALE, "quantity": {"value": "a lot"}}]}
+    assert portal.api("POST", "/api/v1/shipments", farm, json=bad).status_code == 400
+    received = portal.api(
+        "POST",
+        f"/api/v1/shipments/{shipped.json['shipment']}/receive",
+        dc,
+        json={"quantities": lot_quantities(KALE, 590), "damaged": lot_quantities(KALE, 10)},
+    )
+    assert received.status_code == 201, received.json
+    assert held_by(world) == {"farm": 400, "dc": 590}
+
+
+def test_the_regulators_trace_page_lists_each_holder(portal):
+    split_across_two_shops(portal.world)
+    page = portal.client("reg1").get(f"/portal/regulator/trace?uri={KALE}&direction=forward")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    for share in ("dc: 400", "farm: 350", "store: 240"):
+        assert f'<div class="holder">{share}' in html, share
+    assert "in transit to clinic: 100" in html

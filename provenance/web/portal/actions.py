@@ -54,6 +54,7 @@ STATUS_OF_REASON = {
     "recalled": 409,
     "held": 409,
     "aborted": 409,
+    "quantity": 409,  # more than is free of the lot now (docs/protocol.md §13)
 }
 
 
@@ -261,9 +262,11 @@ def ship(
     to: str,
     where: dict[str, Any] | None = None,
     purpose: str | None = None,
+    quantities: Any = None,
 ) -> Done:
     """Ship lots to another party; with purpose "recall-return", send recalled
-    lots back as their recall asks (docs/protocol.md §3)."""
+    lots back as their recall asks (docs/protocol.md §3); *quantities*
+    [{batch, quantity}] ship only that much of a lot (§13)."""
     require(who, "ship")
     store = read_store()
     me = party_identity(store, who)
@@ -278,6 +281,8 @@ def ship(
         data["location"] = where
     if purpose:
         data["purpose"] = purpose  # the ledger checks the value and the lots
+    if quantities is not None:
+        data["quantities"] = quantities  # the envelope's schema checks the shape
     params = {"lots": uris, "to": receiver.name}
     return _sign(who, "ship", [("ship", uris, data)], params)
 
@@ -288,8 +293,12 @@ def receive(
     shipment: str,
     where: dict[str, Any] | None = None,
     condition: str | None = None,
+    quantities: Any = None,
+    damaged: Any = None,
 ) -> Done:
-    """Confirm receipt of a shipment sent to the caller's party: custody moves now."""
+    """Confirm receipt of a shipment sent to the caller's party: custody moves
+    now; *quantities* received and *damaged* [{batch, quantity}] when not all
+    of it arrived in good order (docs/protocol.md §13)."""
     require(who, "receive")
     store = read_store()
     me = party_identity(store, who)
@@ -313,6 +322,9 @@ def receive(
         data["location"] = where
     if condition:
         data["condition"] = condition.strip()
+    for name, given in (("quantities", quantities), ("damaged", damaged)):
+        if given is not None:
+            data[name] = given
     lots = list(stored.envelope.lots or ())
     return _sign(who, "receive", [("receive", lots, data)], {"shipment": shipment})
 

@@ -244,6 +244,7 @@ def ship():
         to=_text(body, "to") or "",
         where=body.get("location"),
         purpose=_text(body, "purpose", required=False),
+        quantities=body.get("quantities"),
     )
     return _created(done, shipment=done.event_ids[0])
 
@@ -257,6 +258,8 @@ def receive(event_id: str):
         shipment=event_id,
         where=body.get("location"),
         condition=_text(body, "condition", required=False),
+        quantities=body.get("quantities"),
+        damaged=body.get("damaged"),
     )
     return _created(done)
 
