@@ -420,3 +420,12 @@ def test_the_backfill_rebuilds_what_the_ledger_wrote(world):
     after = {name: sorted(STATE_TABLES[name](world.store), key=repr) for name in tables}
     assert after == before
     assert held_by(world)["dc"] == 400 and held_by(world)["farm"] == 250
+
+
+def test_the_transform_form_offers_a_lot_the_party_holds_part_of(portal):
+    world = portal.world
+    commission_kale(world)
+    receive(world, "store", ship(world, "farm", "store", 400))  # store: the lot's custodian
+    page = portal.client("farm1").get("/portal/transform")
+    assert page.status_code == 200
+    assert KALE in page.get_data(as_text=True)  # the farm still holds 600 KGM of it

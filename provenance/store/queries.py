@@ -31,9 +31,12 @@ def party_lots(store: Store, party_id: int, *, limit: int, offset: int) -> tuple
 
 
 def lots_in_custody_of(store: Store, party_id: int, limit: int = 500) -> list[Lot]:
-    """Lots the party holds now, newest first."""
+    """Lots the party holds now, newest first: those it is the custodian of,
+    and those it holds part of (docs/protocol.md §13)."""
     rows = store.conn.execute(
-        LOT_SELECT + "WHERE l.custodian = ? ORDER BY l.id DESC LIMIT ?", (party_id, limit)
+        LOT_SELECT + "WHERE l.custodian = ? OR l.id IN (SELECT h.lot FROM holdings h "
+        "WHERE h.party = ? AND h.held > 0) ORDER BY l.id DESC LIMIT ?",
+        (party_id, party_id, limit),
     ).fetchall()
     return [lot_from_row(row) for row in rows]
 

@@ -89,10 +89,8 @@ def lot_page(
     view = common.view_of(store, found)
     me = store.identity_by_did(who.party_did) if who.party_did else None
     transit = queries.shipments_of_lot(store, found.id)
-    incoming = (
-        transit[0]
-        if transit and me and transit[0].receiver and transit[0].receiver.id == me.id
-        else None
+    incoming = next(  # a split lot may have several open shipments: the one to me
+        (s for s in transit if me and s.receiver and s.receiver.id == me.id), None
     )
     state = queries.lot_state(store, found.id)
     documents = portal().accounts.lot_documents(found.uri)

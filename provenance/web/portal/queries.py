@@ -90,12 +90,14 @@ def shipment_by_event(store: Store, event_index: int) -> Shipment | None:
 
 
 def shipments_of_lot(store: Store, lot_id: int) -> list[Shipment]:
-    """The lot's open shipment, if any (as a list)."""
-    index = store.open_shipment_for(lot_id)
-    if index is None:
-        return []
-    found = shipment_by_event(store, index)
-    return [found] if found else []
+    """The lot's open shipments: several once it is split (docs/protocol.md §13)."""
+    found = []
+    for move in store.movements_of(lot_id):
+        if move.receive_event is None:
+            shipment = shipment_by_event(store, move.shipment)
+            if shipment is not None:
+                found.append(shipment)
+    return found
 
 
 def parties(store: Store) -> list[Identity]:
