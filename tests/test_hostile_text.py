@@ -112,8 +112,29 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
     ],
     "attach": [({"device": DID}, [LOT])],
     "detach": [({"device": DID}, [LOT])],
-    "ship": [({"to": DID, "location": PLACE, "purpose": "recall-return"}, [LOT])],
-    "receive": [({"shipment": EVENT, "location": PLACE, "condition": "cold"}, [LOT])],
+    "ship": [
+        (
+            {
+                "to": DID,
+                "location": PLACE,
+                "purpose": "recall-return",
+                "quantities": [{"batch": LOT, "quantity": {"value": 1, "unit": "KGM"}}],
+            },
+            [LOT],
+        )
+    ],
+    "receive": [
+        (
+            {
+                "shipment": EVENT,
+                "location": PLACE,
+                "condition": "cold",
+                "quantities": [{"batch": LOT, "quantity": {"value": 1, "unit": "KGM"}}],
+                "damaged": [{"batch": LOT, "quantity": {"value": 0, "unit": "KGM"}}],
+            },
+            [LOT],
+        )
+    ],
     "transform": [
         (
             {

@@ -217,7 +217,7 @@ class Holding(NamedTuple):
     used: float  # by its transforms
 
 
-class Movement(NamedTuple):
+class ShipmentPart(NamedTuple):
     """One lot's part of one shipment."""
 
     shipment: int  # log index of the ship
@@ -255,10 +255,10 @@ def holdings_of(conn: sqlite3.Connection, lot_id: int) -> list[Holding]:
     ]
 
 
-def movements_of(conn: sqlite3.Connection, lot_id: int) -> list[Movement]:
+def movements_of(conn: sqlite3.Connection, lot_id: int) -> list[ShipmentPart]:
     """The lot's part of every shipment that carried it, in log order."""
     return [
-        Movement(*row)
+        ShipmentPart(*row)
         for row in conn.execute(
             "SELECT q.shipment, s.sender, s.receiver, q.shipped, q.received, q.damaged, "
             "s.receive_event FROM shipment_lots q JOIN shipments s ON s.event = q.shipment "
@@ -313,11 +313,11 @@ def backfill_holdings(conn: sqlite3.Connection) -> None:
         return chain_ids[uri]
 
     subjects: dict[int, str] = {}
-    for idx, code, signer, batches, data_text in rows:
+    for idx, code, signer, named, data_text in rows:
         if KIND_NAMES[code] == "rotate":
             _replay_rotation(conn, json.loads(data_text))
             continue
-        ids = parse_ids(batches) if batches else []
+        ids = parse_ids(named) if named else []
         for lot_id in ids:
             if lot_id not in subjects:
                 subjects[lot_id] = conn.execute(
@@ -401,7 +401,7 @@ class HoldingsState:
     def holdings_of(self, lot_id: int) -> list[Holding]:
         return holdings_of(self.conn, lot_id)
 
-    def movements_of(self, lot_id: int) -> list[Movement]:
+    def movements_of(self, lot_id: int) -> list[ShipmentPart]:
         return movements_of(self.conn, lot_id)
 
     def record_holdings(
