@@ -24,3 +24,4 @@ RECALLED = "recalled"
 HELD = "held"
 BEFORE_COMMISSION = "before-commission"
 OUT_OF_ORDER = "out-of-order"
+DISCLOSURE = "disclosure"  # a v2 envelope's disclosures missing or not matching (§13)

@@ -314,3 +314,18 @@ def _rotation(db: sqlite_utils.Database) -> None:
         "CREATE UNIQUE INDEX identities_current_name ON identities (type, name) "
         "WHERE rotated_to IS NULL"
     )
+
+
+@migration("0015_disclosure")
+def _disclosure(db: sqlite_utils.Database) -> None:
+    """Selective disclosure (docs/protocol.md §13): the encoded disclosures of
+    v2 events' private fields, one row per field, by the event's log index
+    and the digest its envelope signed. Kept beside the log, never in bundles,
+    pages or tiles (provenance/store/disclosures.py)."""
+    db.conn.execute(
+        """CREATE TABLE disclosures (
+            idx INTEGER NOT NULL,        -- events.idx of the v2 event
+            digest TEXT NOT NULL,        -- the digest in its data._sd (base64url SHA-256)
+            disclosure TEXT NOT NULL,    -- base64url of [salt, name, value], as signed
+            PRIMARY KEY (idx, digest)) WITHOUT ROWID"""
+    )
