@@ -32,6 +32,12 @@ from provenance.store.db import StoreError
 )
 @click.option("--bundle", metavar="FILE", help="Verify a proof bundle; needs no database.")
 @click.option("--log-key", help="The log's public key (did:key, or a file) for --bundle.")
+@click.option(
+    "--disclosures",
+    metavar="FILE",
+    help="--bundle: also check these disclosures of private fields (from `disclosure export`) "
+    "against the bundle's signed digests, and print the values.",
+)
 @click.option("--workers", type=int, help="Processes for whole-ledger checks (default: all cores).")
 @click.option(
     "--policy",
@@ -57,6 +63,7 @@ def verify(
     checkpoint: str | None,
     bundle: str | None,
     log_key: str | None,
+    disclosures: str | None,
     workers: int | None,
     policy: str | None,
     notice: str | None,
@@ -88,6 +95,8 @@ def verify(
         raise click.UsageError("--bundle needs --log-key (the log's did:key or key file)")
     if bundle is not None and lot_uri is not None:
         raise click.UsageError("give --bundle or --batch, not both")
+    if disclosures is not None and bundle is None:
+        raise click.UsageError("--disclosures is checked against a --bundle: give one")
     note = (
         read_input(checkpoint, what="checkpoint", limit=MAX_CHECKPOINT_INPUT)
         if checkpoint is not None
@@ -132,6 +141,10 @@ def verify(
         click.echo(f"OK {report.summary()}")
         for warning in report.warnings:
             click.echo(f"warning: {warning}")
+        if disclosures is not None:
+            from provenance.cli.disclosures import check_disclosures_file
+
+            check_disclosures_file(disclosures, report.events)
         if policy is None:
             _say_unchecked_signatures(parsed.get("checkpoint"))
         return

@@ -37,7 +37,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from provenance.core import kinds
+from provenance.core.ed25519 import InvalidSignature
 from provenance.core.errors import ValidationError, VerificationError
+from provenance.core.identity import verifier_for
 from provenance.core.jcs import canonicalize, parse_json
 
 if TYPE_CHECKING:
@@ -345,3 +347,66 @@ def hidden(data: Mapping[str, Any]) -> int:
     """How many fields of *data* are kept private (0 for a v1 `data`)."""
     digests = data.get(SD)
     return len(digests) if isinstance(digests, list) else 0
+
+
+# --- grants: a signer lets another party see its disclosures
+
+GRANT_CONTEXT = "provenance/disclosure-grant/v1"
+
+
+def grant_bytes(grantor: str, grantee: str, time: str) -> bytes:
+    """What a grantor signs to let *grantee* see the disclosures of every
+    event it signed: the JCS bytes of the statement (docs/protocol.md §13)."""
+    return canonicalize(
+        {"context": GRANT_CONTEXT, "grantor": grantor, "grantee": grantee, "time": time}
+    )
+
+
+def verify_grant(grantor: str, grantee: str, time: str, sig: str) -> None:
+    """Raise DisclosureError unless *sig* is *grantor*'s signature over the grant."""
+    try:
+        signature = _b64url_decode(sig, "sig")
+        verifier_for(grantor).verify(signature, grant_bytes(grantor, grantee, time))
+    except (InvalidSignature, ValidationError):
+        raise DisclosureError(
+            f"the grant from {grantor} to {grantee} is not signed by the grantor"
+        ) from None
+
+
+# --- a regulator's file of disclosures, checked against a proof bundle
+
+FILE_FORMAT = "provenance-disclosures/v1"
+
+
+def disclosures_file(lot_uri: str, events: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """The file a permitted viewer exports: event id -> encoded disclosures."""
+    return {
+        "format": FILE_FORMAT,
+        "lot": lot_uri,
+        "events": {k: list(v) for k, v in events.items()},
+    }
+
+
+def check_file(
+    value: Any, envelopes: Iterable[Envelope]
+) -> list[tuple[Envelope, list[Disclosure]]]:
+    """Check a disclosures file against the (already verified) envelopes of a
+    bundle: each event it names must be a v2 event there, each disclosure must
+    match one of that event's signed digests and pass the kind's schema.
+    Returns the events with their disclosures; raises DisclosureError."""
+    if not isinstance(value, dict) or value.get("format") != FILE_FORMAT:
+        raise DisclosureError(f'not a disclosures file: "format" must be "{FILE_FORMAT}"')
+    events = value.get("events")
+    if not isinstance(events, dict):
+        raise DisclosureError('"events" must map event ids to lists of disclosures')
+    by_id = {envelope.event_id: envelope for envelope in envelopes}
+    checked: list[tuple[Envelope, list[Disclosure]]] = []
+    for event_id, disclosures in events.items():
+        envelope = by_id.get(event_id)
+        if envelope is None:
+            raise DisclosureError(f"event {event_id} is not in the bundle")
+        if envelope.version != 2:
+            raise DisclosureError(f"event {event_id} keeps nothing private (a v1 envelope)")
+        opened = open_disclosures(envelope.kind, envelope.data, envelope.lots, disclosures)
+        checked.append((envelope, opened))
+    return checked

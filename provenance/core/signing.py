@@ -11,7 +11,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from provenance.core import kinds
-from provenance.core.disclosure import Disclosed, conceal, new_salt, open_disclosures
+from provenance.core.disclosure import (
+    Disclosed,
+    conceal,
+    grant_bytes,
+    new_salt,
+    open_disclosures,
+)
 from provenance.core.envelope import VERSION, VERSION_DISCLOSURE, Envelope, b64url, parse_unsigned
 from provenance.core.identity import did_from_public_key
 from provenance.core.notice import alert_signing_bytes
@@ -78,6 +84,12 @@ def sign_private(
     envelope = sign(private_key, kind=kind, seq=seq, time=time, data=public, lots=lots)
     open_disclosures(kind, envelope.data, envelope.lots, disclosures, complete=True)
     return Disclosed(envelope, tuple(disclosures))
+
+
+def sign_disclosure_grant(private_key: Ed25519PrivateKey, grantee: str, time: str) -> str:
+    """The holder of *private_key* lets *grantee* see its disclosures: the
+    signature (base64url) over `provenance.core.disclosure.grant_bytes`."""
+    return b64url(private_key.sign(grant_bytes(did_of(private_key), grantee, time)))
 
 
 def sign_alert_notice(private_key: Ed25519PrivateKey, notice: dict[str, Any]) -> dict[str, Any]:

@@ -33,3 +33,31 @@ def disclosures_of(store: Store, index: int) -> list[str]:
             "SELECT disclosure FROM disclosures WHERE idx = ? ORDER BY digest", (index,)
         )
     ]
+
+
+def put_grant(store: Store, grantor: str, grantee: str, time: str, sig: str) -> None:
+    """Record (or renew) a grant the ledger has checked the signature of."""
+    with store.transaction():
+        store.conn.execute(
+            "INSERT INTO disclosure_grants (grantor, grantee, time, sig) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (grantor, grantee) DO UPDATE SET time = excluded.time, sig = excluded.sig",
+            (grantor, grantee, time, sig),
+        )
+
+
+def drop_grant(store: Store, grantor: str, grantee: str) -> bool:
+    """Withdraw a grant; whether there was one."""
+    with store.transaction():
+        cursor = store.conn.execute(
+            "DELETE FROM disclosure_grants WHERE grantor = ? AND grantee = ?", (grantor, grantee)
+        )
+        return bool(cursor.rowcount)
+
+
+def grant_of(store: Store, grantor: str, grantee: str) -> tuple[str, str] | None:
+    """(time, sig) of *grantor*'s grant to *grantee*, if there is one."""
+    row = store.conn.execute(
+        "SELECT time, sig FROM disclosure_grants WHERE grantor = ? AND grantee = ?",
+        (grantor, grantee),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
