@@ -123,3 +123,25 @@ def test_a_grant_must_be_signed_by_the_grantor(file_world):
     forged = sign_disclosure_grant(file_world.keys["dc"], file_world.did("store"), time)
     with pytest.raises(DisclosureError, match="not signed by the grantor"):
         grant(file_world.store, file_world.did("farm"), file_world.did("store"), time, forged)
+
+
+def test_the_api_takes_a_v2_envelope_with_its_disclosures(portal):
+    world = portal.world
+    token = portal.token("farm")
+    seq = world.ledger.next_seq(world.did("farm"))
+    made = sign_private(
+        world.keys["farm"],
+        kind="ship",
+        seq=seq,
+        time=at(2),
+        data={"to": world.did("dc"), "location": {"name": SECRET}},
+        lots=[LOT],
+        private=["location"],
+    )
+    bare = portal.api("POST", "/api/v1/events", token, json=made.envelope.to_json())
+    assert bare.status_code == 422
+    assert bare.get_json()["results"][0]["reason"] == "disclosure"
+    wrapped = portal.api("POST", "/api/v1/events", token, json=made.to_json())
+    assert wrapped.status_code == 201, wrapped.get_json()
+    other = dict(made.to_json(), envelope={**made.envelope.to_json(), "signer": world.did("dc")})
+    assert portal.api("POST", "/api/v1/events", token, json=other).status_code == 403
