@@ -100,7 +100,7 @@ def _claims_v1(bundle: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_lot_with_private_fields_verifies_on_the_phone(browser, site):
-    base_url, _, world = site
+    base_url, _, _ = site
     page = verdict(browser, base_url)
     text = page.inner_text("#phone-check")
     assert page.get_attribute("#phone-check", "data-state") == "verified", text
@@ -109,9 +109,7 @@ def test_a_lot_with_private_fields_verifies_on_the_phone(browser, site):
     page.context.close()
 
 
-@pytest.mark.parametrize(
-    ("tamper", "step"), [(_other_digest, "SIGNATURE"), (_claims_v1, "FORMAT")]
-)
+@pytest.mark.parametrize(("tamper", "step"), [(_other_digest, "SIGNATURE"), (_claims_v1, "FORMAT")])
 def test_a_changed_digest_or_version_fails_on_the_phone_and_in_python(browser, site, tamper, step):
     base_url, tampering, world = site
     tampering.bundle = tamper

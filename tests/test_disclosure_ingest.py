@@ -46,9 +46,7 @@ def private_ship(world: World, seq: int):
 
 
 @pytest.mark.parametrize("worker", [False, True], ids=["thread", "worker-process"])
-def test_v2_envelopes_with_their_disclosures_over_mqtt(
-    file_world, start_ingest, publisher, worker
-):
+def test_v2_envelopes_with_their_disclosures_over_mqtt(file_world, start_ingest, publisher, worker):
     world = file_world
     service = start_ingest(world, worker=worker)
     publisher.listen_for_rejects()

@@ -2,10 +2,11 @@
 
 A message is one envelope, or a JSON array of 1 to MAX_ENVELOPES_PER_MESSAGE
 envelopes (a gateway batch); an envelope that keeps fields private travels as
-``{"envelope": …, "disclosures": […]}`` in either place (docs/protocol.md §13). Nothing here raises on input: whatever is no
-envelope goes to the ledger as it came (or, when the message or array is over
-its limit, as a `NotAnEnvelope` that says so), and the ledger refuses it with
-its reason and records it.
+``{"envelope": …, "disclosures": […]}`` in either place (docs/protocol.md §13).
+Nothing here raises on input: whatever is no envelope goes to the ledger as
+it came (or, when the message or array is over its limit, as a
+`NotAnEnvelope` that says so), and the ledger refuses it with its reason and
+records it.
 """
 
 from __future__ import annotations
