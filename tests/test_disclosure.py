@@ -6,10 +6,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.disclosure_vectors import build
+from support.world import LOT, at
 
 from provenance.core import disclosure
 from provenance.core.disclosure import Disclosed, DisclosureError, conceal, open_disclosures
@@ -18,8 +21,6 @@ from provenance.core.errors import ValidationError
 from provenance.core.jcs import canonicalize
 from provenance.core.signing import sign, sign_private
 from provenance.store.disclosures import disclosures_of
-from tests.support.disclosure_vectors import build
-from tests.support.world import LOT, at
 
 VECTORS = json.loads(
     (Path(__file__).parent / "fixtures" / "disclosure" / "vectors.json").read_text("utf-8")
@@ -276,3 +277,21 @@ def test_the_ledger_refuses_v2_without_matching_disclosures(world, how):
     assert result.message
     rejects = world.store.conn.execute("SELECT count(*) FROM rejects").fetchone()[0]
     assert rejects >= 1  # recorded with its reason, nothing accepted is lost
+
+
+def test_the_protocol_doc_gives_the_vectors_the_file_holds():
+    doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text("utf-8")
+    section = doc.split("## 13. Selective disclosure", 1)[1]
+    case = VECTORS["cases"][1]
+    for value in (
+        case["salts"][0],
+        case["disclosures"][0],
+        case["envelope"]["data"]["_sd"][0],
+        case["signing_bytes"],
+        case["event_id"],
+        case["envelope"]["signer"],
+    ):
+        assert value in section, value
+    for kind, names in disclosure.PRIVATE_FIELDS.items():  # the table is the code's
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{kind}` |"))
+        assert sorted(re.findall(r"`([a-z_]+)`", row.split("|")[2])) == sorted(names)

@@ -18,7 +18,6 @@ import click
 
 from provenance.cli.context import Context, pass_context, signing_key
 from provenance.cli.errors import friendly
-from provenance.cli.inputs import MAX_EVENTS_INPUT, read_input
 from provenance.cli.keys import KEY_OPTION
 from provenance.core.disclosure import DisclosureError, check_file, disclosures_file
 from provenance.core.envelope import Envelope
@@ -160,10 +159,10 @@ def withdraw_command(ctx: Context, to: str, as_: str | None, key_file: str | Non
     click.echo(f"{to} no longer sees the private fields of {did_of(key)}'s events")
 
 
-def check_disclosures_file(path: str, envelopes: list[Envelope]) -> None:
-    """`verify --bundle … --disclosures FILE`: each disclosure in FILE against
-    the verified bundle's signed digests; prints each value, or FAILED and exit 1."""
-    text = read_input(path, what="disclosures", limit=MAX_EVENTS_INPUT)
+def check_disclosures(text: str, envelopes: list[Envelope]) -> None:
+    """`verify --bundle … --disclosures FILE`: each disclosure in FILE's *text*
+    against the verified bundle's signed digests; prints each value, or
+    FAILED and exit 1."""
     try:
         for envelope, opened in check_file(parse_json(text), envelopes):
             for item in opened:

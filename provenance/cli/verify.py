@@ -13,7 +13,12 @@ import sys
 import click
 
 from provenance.cli.context import Context, pass_context
-from provenance.cli.inputs import MAX_BUNDLE_INPUT, MAX_CHECKPOINT_INPUT, read_input
+from provenance.cli.inputs import (
+    MAX_BUNDLE_INPUT,
+    MAX_CHECKPOINT_INPUT,
+    MAX_EVENTS_INPUT,
+    read_input,
+)
 from provenance.cli.progress import bar
 from provenance.core.errors import ProvenanceError, VerificationError
 from provenance.core.identity import public_key_from_did
@@ -124,6 +129,11 @@ def verify(
         require_policy(policy, checkpoint=note, log_key=key)
         return
     if bundle is not None:
+        disclosed = (  # read first: an unreadable file is an Error before any verdict
+            read_input(disclosures, what="disclosures", limit=MAX_EVENTS_INPUT)
+            if disclosures is not None
+            else None
+        )
         text = read_input(bundle, what="proof bundle", limit=MAX_BUNDLE_INPUT)
         try:
             parsed = parse_json(text, max_depth=64)
@@ -141,10 +151,10 @@ def verify(
         click.echo(f"OK {report.summary()}")
         for warning in report.warnings:
             click.echo(f"warning: {warning}")
-        if disclosures is not None:
-            from provenance.cli.disclosures import check_disclosures_file
+        if disclosed is not None:
+            from provenance.cli.disclosures import check_disclosures
 
-            check_disclosures_file(disclosures, report.events)
+            check_disclosures(disclosed, report.events)
         if policy is None:
             _say_unchecked_signatures(parsed.get("checkpoint"))
         return
