@@ -295,3 +295,17 @@ def test_the_protocol_doc_gives_the_vectors_the_file_holds():
     for kind, names in disclosure.PRIVATE_FIELDS.items():  # the table is the code's
         row = next(line for line in section.splitlines() if line.startswith(f"| `{kind}` |"))
         assert sorted(re.findall(r"`([a-z_]+)`", row.split("|")[2])) == sorted(names)
+
+
+def test_verify_replays_v2_events_with_their_disclosures_and_catches_an_edited_one(world):
+    from provenance.ledger.audit import verify_ledger
+
+    made = _private_ship(world)
+    assert world.ledger.append([made])[0].status == "accepted"
+    assert verify_ledger(world.store, world.log_public_key).ok
+    other = disclosure.encode(disclosure.new_salt(), "location", {"name": "Elsewhere"})
+    with world.store.transaction():
+        world.store.conn.execute("UPDATE disclosures SET disclosure = ?", (other,))
+    report = verify_ledger(world.store, world.log_public_key)
+    assert not report.ok
+    assert any("disclosure" in problem for problem in map(str, report.problems))
