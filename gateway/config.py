@@ -107,6 +107,7 @@ class GatewayConfig:
     outbox: Path
     broker: BrokerConfig
     site_location: Mapping[str, Any] | None = None
+    site_location_private: bool = False  # dock events keep it private (docs/protocol.md §14)
     status_interval_s: float = 60.0
     drain_timeout_s: float = 10.0
     parties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -192,7 +193,7 @@ def parse_config(
     drain_timeout = gw.number("drain_timeout_s", 10.0, low=0, high=3_600)
 
     site = top.table("site", required=True)
-    site.only("party", "key_file", "location")
+    site.only("party", "key_file", "location", "location_private")
     site_party = site.get("party", str, required=True)
     if not site_party.strip():
         raise ConfigError("site.party", "must be the site party's enrolled name")
@@ -204,6 +205,11 @@ def parse_config(
         except ValidationError as exc:
             raise ConfigError(exc.field, exc.rule) from None
         location = MappingProxyType(dict(location))
+    location_private = site.get("location_private", bool, default=False)
+    if location_private and location is None:
+        raise ConfigError(
+            "site.location_private", "keeps site.location private: give a site.location"
+        )
 
     broker = _broker(top.table("broker", required=True), gateway_id, broker_url, environ)
     parties = _did_map(top.table("parties"))
@@ -239,6 +245,7 @@ def parse_config(
         outbox=outbox,
         broker=broker,
         site_location=location,
+        site_location_private=location_private,
         status_interval_s=status_interval,
         drain_timeout_s=drain_timeout,
         parties=parties,

@@ -19,10 +19,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devices.outbox import Outbox
+from provenance.core.disclosure import Disclosed
 from provenance.core.envelope import Envelope
 from provenance.core.errors import ValidationError, VerificationError
-from provenance.core.jcs import parse_json, split_items
-from provenance.core.signing import did_of, sign
+from provenance.core.jcs import canonicalize, parse_json, split_items
+from provenance.core.signing import did_of, sign, sign_private
 from provenance.core.timefmt import format_time, now_micros
 
 
@@ -36,16 +37,33 @@ class GatewaySigner:
         self.counter = counter
 
     def sign(
-        self, kind: str, data: dict[str, Any], time_us: int, lots: Sequence[str] | None = None
-    ) -> Envelope:
+        self,
+        kind: str,
+        data: dict[str, Any],
+        time_us: int,
+        lots: Sequence[str] | None = None,
+        private: Sequence[str] = (),
+    ) -> Envelope | Disclosed:
         """Validate and sign; ValidationError (naming the field) for what the
-        protocol refuses. A seq is taken only once the time is known to be good."""
+        protocol refuses. A seq is taken only once the time is known to be good.
+        With *private* (fields of *data*), a v2 envelope with its disclosures
+        (docs/protocol.md §14)."""
         try:
             time = format_time(time_us)
         except (OverflowError, OSError, ValueError):
             raise ValidationError(
                 "time", f"{time_us} µs is not a time the protocol can carry"
             ) from None
+        if private:
+            return sign_private(
+                self.key,
+                kind=kind,
+                seq=self.counter.next(),
+                time=time,
+                data=data,
+                lots=list(lots) if lots is not None else None,
+                private=private,
+            )
         return sign(
             self.key,
             kind=kind,
@@ -100,7 +118,9 @@ class Intake:
                 data = {**measurement.data, "sensor": measurement.sensor}
                 when = measurement.time_us if measurement.time_us is not None else self.clock()
                 try:
-                    envelopes.append(self.gateway.sign("reading", data, when))
+                    reading = self.gateway.sign("reading", data, when)
+                    assert isinstance(reading, Envelope)  # nothing of a reading is private
+                    envelopes.append(reading)
                 except ValidationError as exc:
                     self.counters.refused += 1
                     many = len(measurements) > 1
@@ -113,11 +133,17 @@ class Intake:
         return envelopes
 
     def signed(
-        self, signer: GatewaySigner, kind: str, lots: Sequence[str], data: dict[str, Any]
-    ) -> Envelope:
-        """Sign one event now as *signer* (the site party, for dock events) and queue it."""
+        self,
+        signer: GatewaySigner,
+        kind: str,
+        lots: Sequence[str],
+        data: dict[str, Any],
+        private: Sequence[str] = (),
+    ) -> Envelope | Disclosed:
+        """Sign one event now as *signer* (the site party, for dock events),
+        keeping the fields *private* private, and queue it."""
         with self._lock:
-            envelope = signer.sign(kind, data, self.clock(), lots)
+            envelope = signer.sign(kind, data, self.clock(), lots, private)
             self._put([envelope])
             self.counters.signed += 1
         return envelope
@@ -139,8 +165,8 @@ class Intake:
             self.counters.count(source, len(envelopes))
         return list(envelopes)
 
-    def _put(self, envelopes: Sequence[Envelope]) -> None:
-        self.outbox.put_many([(self.topic, envelope.canonical_bytes()) for envelope in envelopes])
+    def _put(self, envelopes: Sequence[Envelope | Disclosed]) -> None:
+        self.outbox.put_many([(self.topic, _payload(envelope)) for envelope in envelopes])
 
 
 def check_envelope(item: Any, index: int | None = None) -> Envelope:
@@ -181,3 +207,11 @@ def looks_signed(body: bytes) -> bool:
     if isinstance(value, list) and value:
         value = value[0]
     return isinstance(value, dict) and "sig" in value and "signer" in value
+
+
+def _payload(envelope: Envelope | Disclosed) -> bytes:
+    """What the outbox sends: the envelope's canonical bytes, or for one that
+    keeps fields private the envelope with its disclosures (docs/protocol.md §14)."""
+    if isinstance(envelope, Disclosed):
+        return canonicalize(envelope.to_json())
+    return envelope.canonical_bytes()

@@ -172,7 +172,8 @@ class Gateway:
                 self.sources.append(DockFormSource(item, form))
 
     def _emit_dock(self, kind: str, lots: list[str], data: dict[str, Any]) -> Any:
-        return self.intake.signed(self.site, kind, lots, data)
+        private = ("location",) if self.config.site_location_private and "location" in data else ()
+        return self.intake.signed(self.site, kind, lots, data, private)
 
     def _on_reject(self, topic: str, notice: dict[str, Any]) -> None:
         self.rejected += 1

@@ -577,9 +577,14 @@
 
   function openEnvelope(raw, where) {
     onlyKeys(raw, ENVELOPE_FIELDS, where);
-    if (raw.v !== 1 || typeof raw.kind !== "string" || typeof raw.sig !== "string" ||
+    if ((raw.v !== 1 && raw.v !== 2) || typeof raw.kind !== "string" || typeof raw.sig !== "string" ||
         !raw.data || typeof raw.data !== "object") {
-      fail("FORMAT", where + ": not a version 1 envelope");
+      fail("FORMAT", where + ": not a version 1 or 2 envelope");
+    }
+    // v2 (docs/protocol.md §14): data keeps fields private as digests in data._sd,
+    // which are signed like any other data; v is 2 exactly when data has _sd.
+    if ((raw.v === 2) !== Array.isArray(raw.data._sd)) {
+      fail("FORMAT", where + ": v 2 goes with data._sd (private fields), v 1 without");
     }
     var unsigned = {};
     Object.keys(raw).forEach(function (key) { if (key !== "sig") unsigned[key] = raw[key]; });

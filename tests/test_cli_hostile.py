@@ -85,6 +85,10 @@ COMMANDS: dict[str, list[Case]] = {
         Case(["{events}", "--as", "Farm"], WRITE, ("events",)),
         Case(["-", "--as", "Farm"], None, (STDIN,)),
     ],
+    "disclosure export": [Case(["--batch", URI, "--as", "Authority", "--out", "{out}"], READ)],
+    "disclosure grant": [Case(["--to", "Authority", "--as", "Farm"], WRITE)],
+    "disclosure show": [Case(["--batch", URI, "--as", "Authority"], READ)],
+    "disclosure withdraw": [Case(["--to", "Authority", "--as", "Farm"], WRITE)],
     "export epcis": [Case([], READ)],
     "export fsma204": [Case([], READ)],
     "export proof": [Case([URI, "--since", "{checkpoint}"], READ, ("checkpoint",))],
@@ -214,6 +218,11 @@ COMMANDS: dict[str, list[Case]] = {
         ),
         Case(["--checkpoint", "{checkpoint}", "--policy", "{policy}"], None, ("policy",)),
         Case(
+            ["--bundle", "{bundle}", "--log-key", "{log_key}", "--disclosures", "{disclosures}"],
+            None,
+            ("bundle", "log_key", "disclosures"),
+        ),
+        Case(
             ["--notice", "{notice}", "--registrar", SPEC_DID, "--previous", "{notice}"],
             None,
             ("notice",),
@@ -328,6 +337,8 @@ def valid(tmp_path_factory) -> Path:
     )
     (files / "events").write_text(json.dumps({"kind": "inspect", "batches": [URI], "data": {}}))
     (files / "epcis").write_text(json.dumps({"type": "EPCISDocument"}))
+    disclosures = {"format": "provenance-disclosures/v1", "lot": URI, "events": {}}
+    (files / "disclosures").write_text(json.dumps(disclosures))
     (files / "schema").write_text("{}")
     (files / "rules").write_bytes((ROOT / "rules.example.toml").read_bytes())
     (files / "cursor").write_text("0\n")

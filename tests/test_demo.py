@@ -136,6 +136,13 @@ def _check_story(out: str, directory: Path) -> None:
     assert "recalled (class I) 2 lots" in cascade  # the kale and, through it, the salad
     assert "rejected: recalled: https://id.gs1.org/01/09506000134352/10/SALAD-2611" in cascade
     assert (directory / "salad-label.png").stat().st_size > 1000
+    # A field kept private on the public page while the regulator's view verifies it.
+    private = out.split("== 11b.")[1].split("== 12.")[0]
+    assert "Produced by Green Valley Farm: 1 detail kept private by the producer" in private
+    public, regulator = private.split("$ provenance disclosure show")[1:3]
+    assert "kept private by the producer" in public and "plot 7" not in public
+    assert '"name": "Green Valley, plot 7"' in regulator
+    assert "verified against the signed digest" in regulator
     # The live part: broker, ingest and the simulated fleet, then a clean verify.
     live = out.split("== 12.")[1].split("== 13.")[0]
     assert "broker: " in live and "done: readings" in live

@@ -205,7 +205,12 @@ def test_example_config_loads_and_documents_every_key():
         gwconfig.HttpConfig,
         gwconfig.DockConfig,
     ]
-    renamed = {"site_party": "party", "site_key_file": "key_file", "site_location": "location"}
+    renamed = {
+        "site_party": "party",
+        "site_key_file": "key_file",
+        "site_location": "location",
+        "site_location_private": "location_private",
+    }
     skipped = {"path", "parties", "devices", "ds18b20", "csv", "http", "dock", "broker"}
     for cls in [*classes, gwconfig.GatewayConfig]:
         for item in dataclasses.fields(cls):

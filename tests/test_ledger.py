@@ -159,7 +159,7 @@ def test_bad_signature_and_malformed_input_store_nothing_but_a_reject(world):
     tampered = dict(good, data={"temperature_c": 1.5})
     before = counts(world)
     results = world.ledger.append(
-        [tampered, b"{not json", b"\xff\xfe", json.dumps(dict(good, v=2)), "[]"]
+        [tampered, b"{not json", b"\xff\xfe", json.dumps(dict(good, v=3)), "[]"]
     )
     assert [r.reason for r in results] == [
         "bad-signature",
@@ -169,7 +169,7 @@ def test_bad_signature_and_malformed_input_store_nothing_but_a_reject(world):
         "schema",
     ]
     assert "not UTF-8" in results[2].message
-    assert "v: must be 1" in results[3].message
+    assert "v: must be 1, or 2" in results[3].message
     assert counts(world) == before
     stored = world.store.conn.execute("SELECT reason, raw FROM rejects ORDER BY id").fetchall()
     assert [row[0] for row in stored] == [r.reason for r in results]

@@ -119,10 +119,12 @@ def append_signed(
     *,
     time: str | None = None,
     source: str | None = None,
+    private: tuple[str, ...] = (),
 ) -> Appended:
     """Sign one event as *key* with its next seq, dated *time* or now, and append
-    it; a refusal is `Error: reason: message`."""
-    event = Unsigned(kind, data, lots, time)
+    it, keeping the fields *private* private (docs/protocol.md §14); a refusal
+    is `Error: reason: message`."""
+    event = Unsigned(kind, data, lots, time, tuple(private))
     result = Signer(ledger, key).sign_and_append([event], atomic=True, source=source)[0]
     from provenance.cli.accounts import trail_ledger_action  # late: it imports the CLI's context
 

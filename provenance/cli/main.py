@@ -22,6 +22,7 @@ from provenance.core.terminal import escape_standard_streams
 SERVICE_COMMANDS = {
     "backup": "provenance.cli.backup:command",
     "demo": "provenance.cli.demo:command",
+    "disclosure": "provenance.cli.disclosures:disclosure",
     "down": "provenance.cli.up:down",
     "gateway": "gateway.cli:command",
     "import": "provenance.cli.exchange:import_group",

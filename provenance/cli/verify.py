@@ -13,7 +13,12 @@ import sys
 import click
 
 from provenance.cli.context import Context, pass_context
-from provenance.cli.inputs import MAX_BUNDLE_INPUT, MAX_CHECKPOINT_INPUT, read_input
+from provenance.cli.inputs import (
+    MAX_BUNDLE_INPUT,
+    MAX_CHECKPOINT_INPUT,
+    MAX_EVENTS_INPUT,
+    read_input,
+)
 from provenance.cli.progress import bar
 from provenance.core.errors import ProvenanceError, VerificationError
 from provenance.core.identity import public_key_from_did
@@ -32,6 +37,12 @@ from provenance.store.db import StoreError
 )
 @click.option("--bundle", metavar="FILE", help="Verify a proof bundle; needs no database.")
 @click.option("--log-key", help="The log's public key (did:key, or a file) for --bundle.")
+@click.option(
+    "--disclosures",
+    metavar="FILE",
+    help="--bundle: also check these disclosures of private fields (from `disclosure export`) "
+    "against the bundle's signed digests, and print the values.",
+)
 @click.option("--workers", type=int, help="Processes for whole-ledger checks (default: all cores).")
 @click.option(
     "--policy",
@@ -57,6 +68,7 @@ def verify(
     checkpoint: str | None,
     bundle: str | None,
     log_key: str | None,
+    disclosures: str | None,
     workers: int | None,
     policy: str | None,
     notice: str | None,
@@ -88,6 +100,8 @@ def verify(
         raise click.UsageError("--bundle needs --log-key (the log's did:key or key file)")
     if bundle is not None and lot_uri is not None:
         raise click.UsageError("give --bundle or --batch, not both")
+    if disclosures is not None and bundle is None:
+        raise click.UsageError("--disclosures is checked against a --bundle: give one")
     note = (
         read_input(checkpoint, what="checkpoint", limit=MAX_CHECKPOINT_INPUT)
         if checkpoint is not None
@@ -115,6 +129,11 @@ def verify(
         require_policy(policy, checkpoint=note, log_key=key)
         return
     if bundle is not None:
+        disclosed = (  # read first: an unreadable file is an Error before any verdict
+            read_input(disclosures, what="disclosures", limit=MAX_EVENTS_INPUT)
+            if disclosures is not None
+            else None
+        )
         text = read_input(bundle, what="proof bundle", limit=MAX_BUNDLE_INPUT)
         try:
             parsed = parse_json(text, max_depth=64)
@@ -132,6 +151,10 @@ def verify(
         click.echo(f"OK {report.summary()}")
         for warning in report.warnings:
             click.echo(f"warning: {warning}")
+        if disclosed is not None:
+            from provenance.cli.disclosures import check_disclosures
+
+            check_disclosures(disclosed, report.events)
         if policy is None:
             _say_unchecked_signatures(parsed.get("checkpoint"))
         return

@@ -1,4 +1,9 @@
-"""The signed envelope of wire protocol v1 (docs/protocol.md).
+"""The signed envelope of wire protocol v1 and v2 (docs/protocol.md).
+
+A v2 envelope is a v1 envelope whose `data` keeps some fields private: it
+carries their digests in `data._sd` (selective disclosure,
+`provenance.core.disclosure`, docs/protocol.md §14). `v` is 2 exactly when
+`data` holds `_sd`, so the version of a stored event follows from its data.
 
 An `Envelope` is always well-formed: `Envelope.from_json` checks structure and
 the kind's `data` rules before one exists. Signing lives in
@@ -28,7 +33,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from provenance.core import fields, kinds
+from provenance.core import disclosure, fields, kinds
 from provenance.core.ed25519 import InvalidSignature
 from provenance.core.errors import ProvenanceError, SignatureError, ValidationError
 from provenance.core.identity import public_key_from_did, verifier_for
@@ -36,6 +41,9 @@ from provenance.core.jcs import canonicalize, parse_json
 from provenance.core.timefmt import parse_time
 
 VERSION = 1
+VERSION_DISCLOSURE = 2  # `data` keeps fields private (docs/protocol.md §14)
+VERSIONS = (VERSION, VERSION_DISCLOSURE)
+_V2_DATA = '{"' + disclosure.SD + '":'  # JCS puts `_sd` first: data keys are lowercase
 MAX_LOTS = 64
 MAX_ENVELOPE_BYTES = 64 * 1024
 MAX_SEQ = 2**53 - 1
@@ -74,8 +82,14 @@ def _prefix(lots: Sequence[str] | None, data_json: str, kind: str, seq: int) -> 
     return f'{{{member}"data":{data_json},"kind":{_str(kind)},"seq":{seq}'
 
 
-def _suffix(signer: str, time: str) -> str:
-    return f',"signer":{_str(signer)},"time":{_str(time)},"v":{VERSION}}}'
+def version_of(data_json: str) -> int:
+    """The wire version of an envelope with this canonical `data` text: 2 when
+    it commits to private fields (`_sd`), else 1."""
+    return VERSION_DISCLOSURE if data_json.startswith(_V2_DATA) else VERSION
+
+
+def _suffix(signer: str, time: str, version: int = VERSION) -> str:
+    return f',"signer":{_str(signer)},"time":{_str(time)},"v":{version}}}'
 
 
 def canonical_pair(
@@ -90,7 +104,8 @@ def canonical_pair(
     """(signing bytes, whole canonical bytes) straight from stored fields, for
     bulk verification; `data_json` must already be canonical JSON text.
     JCS member order: batches, data, kind, seq, sig, signer, time, v."""
-    prefix, suffix = _prefix(lots, data_json, kind, seq), _suffix(signer, time)
+    prefix = _prefix(lots, data_json, kind, seq)
+    suffix = _suffix(signer, time, version_of(data_json))
     return (prefix + suffix).encode(), (prefix + f',"sig":{_str(sig)}' + suffix).encode()
 
 
@@ -201,8 +216,13 @@ class Envelope:
 
     def _suffix(self) -> str:
         if self._suffix_text is None:
-            self._suffix_text = _suffix(self.signer, self.time)
+            self._suffix_text = _suffix(self.signer, self.time, self.version)
         return self._suffix_text
+
+    @property
+    def version(self) -> int:
+        """The wire version: 2 when `data` keeps fields private, else 1."""
+        return version_of(self.data_json)
 
     def signing_bytes(self) -> bytes:
         """RFC 8785 bytes of the envelope without `sig`: what the signer signed."""
@@ -232,7 +252,7 @@ class Envelope:
 
     def to_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {
-            "v": VERSION,
+            "v": self.version,
             "kind": self.kind,
             "signer": self.signer,
             "seq": self.seq,
@@ -366,7 +386,10 @@ def _fresh(envelope: Envelope) -> tuple[str, str]:
     if type(envelope) is not Envelope:  # the stored fields, not what a subclass answers
         envelope = plain(envelope)
     e = envelope
-    return _prefix(e.lots, e.data_json, e.kind, e.seq), _suffix(e.signer, e.time)
+    return (
+        _prefix(e.lots, e.data_json, e.kind, e.seq),
+        _suffix(e.signer, e.time, version_of(e.data_json)),
+    )
 
 
 def _mark(
@@ -457,8 +480,11 @@ def parse_unsigned(value: Any, require_sig: bool = False) -> dict[str, Any]:
     for name in ("v", "kind", "signer", "seq", "time", "data", *(("sig",) if require_sig else ())):
         if name not in value:
             raise ValidationError(name, "is required")
-    if value["v"] != VERSION or isinstance(value["v"], bool):
-        raise ValidationError("v", f"must be {VERSION} (this ledger speaks wire protocol v1)")
+    version = value["v"]
+    if version not in VERSIONS or isinstance(version, bool):
+        raise ValidationError(
+            "v", "must be 1, or 2 when data keeps fields private (wire protocol v1 and v2)"
+        )
     kind = value["kind"]
     if not isinstance(kind, str) or kind not in kinds.KIND_CODES:
         raise ValidationError(
@@ -473,7 +499,7 @@ def parse_unsigned(value: Any, require_sig: bool = False) -> dict[str, Any]:
     time_us = parse_time(time)
     lots = _parse_lots(kind, value.get("batches", None), "batches" in value)
     data = value["data"]
-    kinds.validate_data(kind, data, lots)
+    _validate_data(version, kind, data, lots)
     return {
         "kind": kind,
         "signer": signer,
@@ -484,6 +510,19 @@ def parse_unsigned(value: Any, require_sig: bool = False) -> dict[str, Any]:
         "data": data,
         "data_json": _canonical_data(data),
     }
+
+
+def _validate_data(version: int, kind: str, data: Any, lots: tuple[str, ...] | None) -> None:
+    """The kind's schema; in v2, over the public fields, beside the digests."""
+    if version == VERSION:
+        if isinstance(data, dict) and disclosure.SD in data:
+            raise ValidationError("v", "must be 2: data keeps fields private (data._sd)")
+        kinds.validate_data(kind, data, lots)
+        return
+    if not isinstance(data, dict):
+        raise ValidationError("data", "must be an object")
+    _digests, public = disclosure.commitments(kind, data)
+    kinds.validate_data(kind, public, lots)
 
 
 def _canonical_data(data: dict[str, Any]) -> str:

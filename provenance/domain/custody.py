@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from provenance.core.disclosure import SD
 from provenance.core.envelope import Envelope
 
 
@@ -221,4 +222,6 @@ def _details(kind: str, data: dict[str, Any], lot_uri: str) -> dict[str, Any]:
         details["role"] = "output" if made_here else "input"
         details["inputs"] = len(data["inputs"])
         details["outputs"] = len(data["outputs"])
+    if data.get(SD):  # v2: how many fields the signer kept private (docs/protocol.md §14)
+        details["private"] = len(data[SD])
     return details

@@ -1,10 +1,12 @@
 """What one MQTT message holds, pure: bytes in, items for `Ledger.append` out.
 
 A message is one envelope, or a JSON array of 1 to MAX_ENVELOPES_PER_MESSAGE
-envelopes (a gateway batch). Nothing here raises on input: whatever is no
-envelope goes to the ledger as it came (or, when the message or array is over
-its limit, as a `NotAnEnvelope` that says so), and the ledger refuses it with
-its reason and records it.
+envelopes (a gateway batch); an envelope that keeps fields private travels as
+``{"envelope": …, "disclosures": […]}`` in either place (docs/protocol.md §14).
+Nothing here raises on input: whatever is no envelope goes to the ledger as
+it came (or, when the message or array is over its limit, as a
+`NotAnEnvelope` that says so), and the ledger refuses it with its reason and
+records it.
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ def event_time(item: Any) -> int | None:
     """The `time` of an accepted item (bytes or parsed JSON), in microseconds."""
     try:
         value = json.loads(item) if isinstance(item, (bytes, str)) else item
+        if isinstance(value, dict) and "envelope" in value:  # with its disclosures (§14)
+            value = value["envelope"]
         return parse_time(value["time"]) if isinstance(value, dict) else None
     except (ValueError, KeyError, TypeError, ValidationError):
         return None

@@ -32,7 +32,7 @@ from provenance.core.heads import SortedHeads
 from provenance.core.kinds import REGISTRAR, SIGNER_ROLES
 from provenance.core.merkle import Frontier, decompose
 from provenance.core.timefmt import format_time, now_micros
-from provenance.ledger.intake import Verification, parse
+from provenance.ledger.intake import Verification, parse_disclosed
 from provenance.ledger.kinds import KINDS
 from provenance.ledger.kinds.base import Transaction
 from provenance.ledger.reasons import (
@@ -51,6 +51,7 @@ from provenance.ledger.reasons import (
 from provenance.ledger.reject_log import record_rejects
 from provenance.ledger.rejects import RejectBudget
 from provenance.store.db import Store, StoreError, leaf_for
+from provenance.store.disclosures import insert_disclosures
 from provenance.store.migrations import (
     ACCESS_RULES_FROM,
     QUANTITY_RULES_FROM,
@@ -347,12 +348,15 @@ class Ledger:
         results: list[Appended] = []
         chunks: list[Verification] = []
         parsed: list[tuple[int, Envelope]] = []
+        disclosed: dict[int, list[tuple[str, str]]] = {}  # position -> (digest, disclosure)
         for item in raws:
-            envelope, failure = parse(item)
+            envelope, opened, failure = parse_disclosed(item)
             if failure:
                 results.append(_rejected(*failure))
                 continue
             assert envelope is not None
+            if opened:
+                disclosed[len(results)] = [(d.digest, d.encoded) for d in opened]
             results.append(Appended("pending", envelope.event_id))
             parsed.append((len(results) - 1, envelope))
             if len(parsed) == VERIFY_CHUNK:  # verify while we go on parsing
@@ -363,7 +367,7 @@ class Ledger:
         if atomic and any(r.status == "rejected" for r in results):
             chunks = []
         if chunks:
-            self._commit(chunks, results, atomic)
+            self._commit(chunks, results, atomic, disclosed)
         if atomic and any(r.status == "rejected" for r in results):
             for result in results:
                 if result.status in ("pending", "accepted"):
@@ -388,7 +392,13 @@ class Ledger:
             self._pool.shutdown()
             self._pool = None
 
-    def _commit(self, chunks: list[Verification], results: list[Appended], atomic: bool) -> None:
+    def _commit(
+        self,
+        chunks: list[Verification],
+        results: list[Appended],
+        atomic: bool,
+        disclosed: dict[int, list[tuple[str, str]]],
+    ) -> None:
         now = self.clock()
         try:
             with self.store.transaction():
@@ -401,7 +411,9 @@ class Ledger:
                         try:
                             if failure is not None:
                                 raise RejectedEvent(BAD_SIGNATURE, failure)
-                            results[position] = self._apply(envelope, txn, now)
+                            results[position] = done = self._apply(envelope, txn, now)
+                            if done.status == "accepted" and position in disclosed:
+                                txn.disclosures += [(done.index, *d) for d in disclosed[position]]
                         except RejectedEvent as exc:
                             results[position] = _rejected(exc.reason, exc.args[0], envelope)
                             if self._waits(position, exc.reason):
@@ -520,6 +532,7 @@ class Ledger:
         for chain_id in [*range(self._heads_tree.size + 1, len(self._heads) + 1), *moved]:
             subject, head, length = self._heads[chain_id - 1]
             self._heads_tree.put(subject, length, head)
+        insert_disclosures(store, txn.disclosures)  # beside the log, never in it (§14)
         store.insert_checkpoint(self._frontier.size, self._sign_checkpoint())
 
     def _sign_checkpoint(self) -> str:

@@ -8,7 +8,7 @@ the store's.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -17,6 +17,7 @@ from provenance.ledger.append import Ledger
 from provenance.ledger.kinds import KINDS, SIGNER_KINDS
 from provenance.ledger.kinds.base import SignerHistory
 from provenance.store.db import Store
+from provenance.store.disclosures import disclosures_of
 from provenance.store.migrations import (
     ACCESS_RULES_FROM,
     QUANTITY_RULES_FROM,
@@ -101,6 +102,15 @@ def check_identities(store: Store, registry: SignerHistory, report: Problems) ->
         )
 
 
+def _as_sent(store: Store, stored: StoredEvent) -> dict[str, Any]:
+    """A stored event as it was appended: the envelope, with its disclosures
+    (docs/protocol.md §14) for a v2 one."""
+    envelope = stored.envelope.to_json()
+    if stored.envelope.version == 1:
+        return envelope
+    return {"envelope": envelope, "disclosures": disclosures_of(store, stored.index)}
+
+
 def check_state(store: Store, report: Problems) -> None:
     """Replay every event but readings through the ledger's own rules into an
     empty in-memory store, then compare the derived tables. Catches edits of
@@ -141,8 +151,9 @@ def check_state(store: Store, report: Problems) -> None:
     batch: list[StoredEvent] = []
 
     def replay() -> None:
-        # As JSON, so that the replay validates every field again.
-        results = ledger.append([stored.envelope.to_json() for stored in batch])
+        # As JSON, so that the replay validates every field again; a v2 event
+        # with the disclosures the store keeps, which must match its digests.
+        results = ledger.append([_as_sent(store, stored) for stored in batch])
         for stored, result in zip(batch, results, strict=True):
             if result.status == "rejected":
                 report.add(

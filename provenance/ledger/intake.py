@@ -9,6 +9,14 @@ import json
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from provenance.core.disclosure import (
+    Disclosed,
+    Disclosure,
+    DisclosureError,
+    is_wrapped,
+    open_disclosures,
+    unwrap,
+)
 from provenance.core.envelope import (
     MAX_ENVELOPE_BYTES,
     Envelope,
@@ -19,7 +27,7 @@ from provenance.core.envelope import (
 )
 from provenance.core.errors import ProvenanceError, ValidationError
 from provenance.core.jcs import parse_json
-from provenance.ledger.reasons import MALFORMED, SCHEMA
+from provenance.ledger.reasons import DISCLOSURE, MALFORMED, SCHEMA
 from provenance.store.state import MAX_REJECT_RAW
 
 
@@ -49,10 +57,19 @@ class Verification:
 
 def parse(item: Any) -> tuple[Envelope | None, tuple[str, str] | None]:
     """The envelope in *item*, or why there is none: (reason, message)."""
-    if isinstance(item, Envelope):
-        return plain(item), None  # a subclass's overrides decide nothing
-    if isinstance(item, NotAnEnvelope):
-        return None, (item.reason, item.message)
+    envelope, _opened, failure = parse_disclosed(item)
+    return envelope, failure
+
+
+def parse_disclosed(
+    item: Any,
+) -> tuple[Envelope | None, list[Disclosure] | None, tuple[str, str] | None]:
+    """The envelope in *item* with its checked disclosures (None for a v1
+    envelope), or why there is none: (reason, message). A v2 envelope must
+    come with every disclosure (`{"envelope": …, "disclosures": […]}`), each
+    matching a signed digest, naming a field the kind may keep private and
+    passing its schema (docs/protocol.md §14); else it is refused as
+    `disclosure`."""
     if isinstance(item, (bytes, bytearray, str)):
         try:
             size = len(item) if not isinstance(item, str) else _utf8_size(item)
@@ -60,8 +77,47 @@ def parse(item: Any) -> tuple[Envelope | None, tuple[str, str] | None]:
                 raise ValidationError("", too_large(size))
             item = parse_json(bytes(item) if isinstance(item, bytearray) else item)
         except ValidationError as exc:
-            return None, (MALFORMED, str(exc))
+            return None, None, (MALFORMED, str(exc))
+    disclosures: list[Any] | None = None
+    if isinstance(item, Disclosed):
+        item, disclosures = item.envelope, list(item.disclosures)
+    elif is_wrapped(item):
+        try:
+            item, disclosures = unwrap(item)
+        except ValidationError as exc:
+            return None, None, (SCHEMA, str(exc))
+    envelope, failure = _parse(item)
+    if envelope is None:
+        return None, None, failure
+    if envelope.version == 1:
+        if disclosures:
+            return None, None, (DISCLOSURE, "a v1 envelope keeps nothing private: no disclosures")
+        return envelope, None, None
+    if disclosures is None:
+        return (
+            None,
+            None,
+            (
+                DISCLOSURE,
+                "a v2 envelope keeps fields private: send it with every disclosure, as "
+                '{"envelope": …, "disclosures": […]} (docs/protocol.md §14)',
+            ),
+        )
     try:
+        opened = open_disclosures(
+            envelope.kind, envelope.data, envelope.lots, disclosures, complete=True
+        )
+    except DisclosureError as exc:
+        return None, None, (DISCLOSURE, str(exc))
+    return envelope, opened, None
+
+
+def _parse(item: Any) -> tuple[Envelope | None, tuple[str, str] | None]:
+    if isinstance(item, Envelope):
+        return plain(item), None  # a subclass's overrides decide nothing
+    if isinstance(item, NotAnEnvelope):
+        return None, (item.reason, item.message)
+    try:  # parsed JSON (parse_disclosed parsed the bytes)
         return Envelope.from_json(item), None
     except ValidationError as exc:
         return None, (SCHEMA, str(exc))

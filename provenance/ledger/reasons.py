@@ -25,3 +25,4 @@ HELD = "held"
 BEFORE_COMMISSION = "before-commission"
 OUT_OF_ORDER = "out-of-order"
 QUANTITY = "quantity"  # more than is free to ship/dispense/use, or a unit not the lot's
+DISCLOSURE = "disclosure"  # a v2 envelope's disclosures missing or not matching (§14)

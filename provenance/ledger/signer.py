@@ -23,13 +23,14 @@ imports it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from provenance.core.disclosure import Disclosed
 from provenance.core.envelope import Envelope
-from provenance.core.signing import did_of, sign
+from provenance.core.signing import did_of, sign, sign_private
 from provenance.core.timefmt import format_time
 from provenance.ledger.append import Appended, Ledger
 from provenance.ledger.reasons import REPLAY
@@ -46,6 +47,7 @@ class Unsigned:
     data: dict[str, Any]
     lots: list[str] | tuple[str, ...] | None = None
     time: str | None = None
+    private: tuple[str, ...] = ()  # data fields kept private (docs/protocol.md §14)
 
 
 class Signer:
@@ -80,7 +82,22 @@ class Signer:
     ) -> Envelope:
         """Sign one event with the next seq, dated *time* (RFC 3339 UTC) or now.
         Raises ValidationError (naming the field) and then uses no seq."""
-        return self._sign(Unsigned(kind, data, lots, time or self.now()))
+        signed = self._sign(Unsigned(kind, data, lots, time or self.now()))
+        assert isinstance(signed, Envelope)
+        return signed
+
+    def sign_private(
+        self,
+        kind: str,
+        data: dict[str, Any],
+        private: Iterable[str],
+        *,
+        lots: list[str] | tuple[str, ...] | None = None,
+        time: str | None = None,
+    ) -> Envelope | Disclosed:
+        """`sign`, keeping the fields *private* of *data* private: a v2
+        envelope with its disclosures (docs/protocol.md §14); `append` takes it."""
+        return self._sign(Unsigned(kind, data, lots, time or self.now(), tuple(private)))
 
     def append(
         self, items: Iterable[Any], *, atomic: bool = False, source: str | None = None
@@ -130,10 +147,7 @@ class Signer:
         events = list(events)
         when = time or (self.now() if any(event.time is None for event in events) else None)
         try:
-            envelopes = [
-                self.sign(event.kind, event.data, lots=event.lots, time=event.time or when)
-                for event in events
-            ]
+            envelopes = [self._sign(replace(event, time=event.time or when)) for event in events]
         except BaseException:
             self._forget()
             raise
@@ -141,27 +155,39 @@ class Signer:
 
     # --- seqs
 
-    def _sign(self, event: Unsigned) -> Envelope:
+    def _sign(self, event: Unsigned) -> Envelope | Disclosed:
         if self._next is None:
             self._next = self.ledger.next_seq(self.did)
         seq = self._next
         assert event.time is not None
-        envelope = sign(
-            self.key,
-            kind=event.kind,
-            seq=seq,
-            time=event.time,
-            data=event.data,
-            lots=event.lots,
+        envelope: Envelope | Disclosed = (
+            sign(
+                self.key,
+                kind=event.kind,
+                seq=seq,
+                time=event.time,
+                data=event.data,
+                lots=event.lots,
+            )
+            if not event.private
+            else sign_private(
+                self.key,
+                kind=event.kind,
+                seq=seq,
+                time=event.time,
+                data=event.data,
+                lots=event.lots,
+                private=event.private,
+            )
         )
         self._next = seq + 1
         self._signed[envelope.event_id] = (event, seq)
         return envelope
 
     def _mine(self, item: Any) -> bool:
-        return isinstance(item, Envelope) and item.event_id in self._signed
+        return isinstance(item, (Envelope, Disclosed)) and item.event_id in self._signed
 
-    def _sign_again(self, envelope: Envelope) -> Envelope:
+    def _sign_again(self, envelope: Envelope | Disclosed) -> Envelope | Disclosed:
         event, _ = self._signed.pop(envelope.event_id)
         return self._sign(event)
 

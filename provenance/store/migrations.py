@@ -351,3 +351,28 @@ def _holdings(db: sqlite_utils.Database) -> None:
     conn.execute("CREATE INDEX shipment_lots_lot ON shipment_lots (lot, shipment)")
     _rules_from_here(conn, QUANTITY_RULES_FROM)
     backfill_holdings(conn)
+
+
+@migration("0015_disclosure")
+def _disclosure(db: sqlite_utils.Database) -> None:
+    """Selective disclosure (docs/protocol.md §14): the encoded disclosures of
+    v2 events' private fields, one row per field, by the event's log index
+    and the digest its envelope signed; and the grants by which a signer lets
+    another party see its disclosures, each a statement the signer signed.
+    Kept beside the log, never in bundles, pages or tiles
+    (provenance/store/disclosures.py)."""
+    db.conn.execute(
+        """CREATE TABLE disclosures (
+            idx INTEGER NOT NULL,        -- events.idx of the v2 event
+            digest TEXT NOT NULL,        -- the digest in its data._sd (base64url SHA-256)
+            disclosure TEXT NOT NULL,    -- base64url of [salt, name, value], as signed
+            PRIMARY KEY (idx, digest)) WITHOUT ROWID"""
+    )
+    db.conn.execute(
+        """CREATE TABLE disclosure_grants (
+            grantor TEXT NOT NULL,       -- the did whose private fields may be seen
+            grantee TEXT NOT NULL,       -- the party's did that may see them
+            time TEXT NOT NULL,          -- when the grantor signed it (RFC 3339 UTC)
+            sig TEXT NOT NULL,           -- the grantor's Ed25519 signature over the statement
+            PRIMARY KEY (grantor, grantee)) WITHOUT ROWID"""
+    )

@@ -29,6 +29,7 @@ class Transaction:
     recalls: dict[int, Envelope] = field(default_factory=dict)  # recalls not yet flushed
     holds: dict[int, Envelope] = field(default_factory=dict)  # holds not yet flushed
     anchors: dict[str, int] = field(default_factory=dict)  # anchor chain -> count, this batch
+    disclosures: list[tuple[int, str, str]] = field(default_factory=list)  # idx, digest, text
 
 
 @dataclass

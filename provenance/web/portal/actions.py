@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 from flask import request
 
 from provenance.core import gs1
+from provenance.core.disclosure import is_wrapped
 from provenance.core.errors import ProvenanceError, ValidationError
 from provenance.core.identity import is_did_key
 from provenance.core.timefmt import format_time, parse_date_or_time
@@ -38,6 +39,7 @@ from .writer import Item, WriteUnavailable
 STATUS_OF_REASON = {
     "malformed": 400,
     "schema": 400,
+    "disclosure": 400,
     "bad-signature": 400,
     "future-time": 400,
     "unknown-signer": 403,
@@ -485,13 +487,15 @@ def release(who: Principal, *, lots: list[str], reason: str, hold: str | None = 
 
 
 def append_envelopes(who: Principal, items: list[Any], *, atomic: bool) -> list[Appended]:
-    """Envelopes signed by the client, appended as they are. Each must be
-    signed by the caller's party or one of its devices."""
+    """Envelopes signed by the client, appended as they are (a v2 envelope as
+    ``{"envelope": …, "disclosures": […]}``, docs/protocol.md §14). Each must
+    be signed by the caller's party or one of its devices."""
     require(who, "envelopes")
     store = read_store()
     me = party_identity(store, who)
     for position, item in enumerate(items):
-        signer = item.get("signer") if isinstance(item, dict) else None
+        envelope = item.get("envelope") if is_wrapped(item) else item
+        signer = envelope.get("signer") if isinstance(envelope, dict) else None
         if not isinstance(signer, str):
             raise PortalError(
                 400,

@@ -13,9 +13,11 @@ from flask import Response, current_app, request
 from flask_babel import gettext as _
 
 from provenance.barcodes import labels, pdf
+from provenance.core.disclosure import DisclosureError
 from provenance.core.errors import NotFound, ProvenanceError, ValidationError
 from provenance.core.timefmt import format_time
 from provenance.domain.stability import VVM_CATEGORIES
+from provenance.ledger.disclosures import lot_disclosures
 from provenance.ledger.lot_model import DISCARD, EXCURSION, EXPIRED, GAP, OK, UNMONITORED, LotView
 from provenance.ledger.stability import LotStability, expiry_end_us
 from provenance.store.accounts.models import Principal
@@ -321,3 +323,17 @@ def status_sentences(view: LotView) -> list[str]:
         else:
             said.append(_("Stability budget spent"))
     return said or list(view.reasons)
+
+
+def disclosed_fields(store: Store, who: Principal, lot: Lot) -> dict[str, dict[str, Any]]:
+    """The private fields of the lot's events that *who* may see (a regulator,
+    the signer, a party it granted: provenance/ledger/disclosures.py), each
+    checked against the digest its event signed: event id -> name -> value.
+    A disclosure that no longer matches is left out (the page then says the
+    field is kept private) and logged: never shown as verified."""
+    try:
+        seen = lot_disclosures(store, lot.uri, who.party_did, regulator=who.role == "regulator")
+    except DisclosureError as exc:
+        log.error("disclosures of %s do not verify: %s", lot.uri, exc)
+        return {}
+    return {d.envelope.event_id: d.fields for d in seen}

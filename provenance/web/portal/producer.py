@@ -114,6 +114,7 @@ def lot_page(
         made=quantity(state.quantity, state.unit) if state else None,
         recalls=active_recalls(store, found.uri),
         time_notes=NOTES,
+        disclosed=common.disclosed_fields(store, who, found),
         failed=failed,
         errors=errors or {},
         form=form or {},
