@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from provenance.cli.demo_story import Demo
 
-PRIVATE_LOT = "KALE-2613"
+PRIVATE_LOT = "KALE-2614"
 PLOT = "Green Valley, plot 7"
 KEPT_PRIVATE = "kept private by the producer"
 
