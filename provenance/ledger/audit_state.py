@@ -8,16 +8,23 @@ the store's.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.core.errors import ProvenanceError
+from provenance.core.fields import text_as_signed
 from provenance.ledger.append import Ledger
 from provenance.ledger.kinds import KINDS, SIGNER_KINDS
 from provenance.ledger.kinds.base import SignerHistory
 from provenance.store.db import Store
-from provenance.store.migrations import ACCESS_RULES_FROM, RECALL_RULES_FROM, TIME_RULES_FROM
+from provenance.store.migrations import (
+    ACCESS_RULES_FROM,
+    GLN_RULES_FROM,
+    RECALL_RULES_FROM,
+    TIME_RULES_FROM,
+)
 from provenance.store.replay import STATE_TABLES
 from provenance.store.rows import StoredEvent
 
@@ -108,6 +115,12 @@ def check_state(store: Store, report: Problems) -> None:
             f"meta {TIME_RULES_FROM} is {recorded}, beyond the log ({store.log_size()} events): "
             "the time rules were switched off for events to come; it was edited"
         )
+    recorded = store.get_meta(GLN_RULES_FROM)
+    if recorded is not None and int(recorded) > store.log_size():
+        report.add(
+            f"meta {GLN_RULES_FROM} is {recorded}, beyond the log ({store.log_size()} events): "
+            "the GLN check digit rule was switched off for events to come; it was edited"
+        )
     replica = Store.memory()
     with replica.transaction():
         for key in ("origin", "registrar"):
@@ -129,10 +142,16 @@ def check_state(store: Store, report: Problems) -> None:
     )
     rows = store.event_rows(kinds=("reading",), exclude=True)
     batch: list[StoredEvent] = []
+    # Events logged before the GLN check digit rule (docs/protocol.md §13) were
+    # accepted with 13 digits alone: they are replayed with the schema rules
+    # added later off, those after it with every rule.
+    schema_rules_from = int(store.get_meta(GLN_RULES_FROM) or store.log_size())
 
     def replay() -> None:
         # As JSON, so that the replay validates every field again.
-        results = ledger.append([stored.envelope.to_json() for stored in batch])
+        as_signed = batch[0].index < schema_rules_from
+        with text_as_signed() if as_signed else nullcontext():
+            results = ledger.append([stored.envelope.to_json() for stored in batch])
         for stored, result in zip(batch, results, strict=True):
             if result.status == "rejected":
                 report.add(
@@ -145,9 +164,12 @@ def check_state(store: Store, report: Problems) -> None:
 
     for row in rows:
         try:
-            batch.append(store.event_from_row(row))
+            stored = store.event_from_row(row)
         except (ProvenanceError, ValueError, TypeError):
             continue  # reported by the event checks
+        if batch and (batch[0].index < schema_rules_from) != (stored.index < schema_rules_from):
+            replay()  # one batch never spans the boundary
+        batch.append(stored)
         if len(batch) == 500:
             replay()
     if batch:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from provenance.store import places
+
 
 def rotated_to(conn: sqlite3.Connection, identity_id: int) -> int | None:
     """The identity that *identity_id* rotated to, or None."""
@@ -55,6 +57,7 @@ def carry_over(conn: sqlite3.Connection, old: int, new: int, at_us: int, event_i
         (new, old),
     )
     conn.execute("UPDATE identities SET owner = ? WHERE owner = ? AND id != ?", (new, old, new))
+    places.carry_over(conn, old, new)  # its PGLN, address and places (docs/protocol.md §13)
     # A device's open attachments end for the old key at the rotation's time and
     # go on for the new key from then: the old key's readings dated before it
     # (buffered by a gateway, say) are still filed under the lots they rode with.
