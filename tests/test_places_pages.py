@@ -5,6 +5,7 @@ for a location cited by GLN alone too; in Chinese as well."""
 from __future__ import annotations
 
 import html
+import re
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support.world import LOT, at
@@ -69,3 +70,34 @@ def test_trace_shows_them(world):
     lines = list(render(trace(world.store, LOT, "both"), _store_places(world.store)))
     assert f"held by Mill Ltd (processor), GLN {PGLN}" in lines[0]
     assert f"last seen at {WORDS} (GLN {GLN})" in lines[0]
+
+
+def test_the_portal_ship_form_takes_a_registered_place_s_gln(portal):
+    """The form's "Place" may be the GLN of a registered place: the ship cites it
+    as {"gln"} alone; a wrong check digit is said by the place field, nothing signed."""
+    world = portal.world
+    world.ok("farm", "place", None, {"gln": GLN, "name": "Riverside packhouse"})
+    lot_id = portal.lot_id(LOT)
+    size = world.store.log_size()
+    bad = portal.post(
+        "farm1",
+        f"/portal/lots/{lot_id}/ship",
+        {"to": world.did("carrier"), "location": "9506000000001"},
+    )
+    assert bad.status_code == 400
+    body = html.unescape(bad.get_data(as_text=True))
+    alerts = re.findall(r'role="alert">[^<]*', body)
+    assert "Check the GLN: is not a GLN: its check digit is 1, expected 8" in body, alerts
+    assert world.store.log_size() == size
+    good = portal.post(
+        "farm1",
+        f"/portal/lots/{lot_id}/ship",
+        {"to": world.did("carrier"), "location": "950600 0000008"},
+    )
+    assert good.status_code == 303
+    ship = world.store.event_at(world.store.log_size() - 1).envelope
+    assert (ship.kind, ship.data["location"]) == ("ship", {"gln": GLN})
+    page = html.unescape(
+        portal.client("farm1").get(f"/portal/lots/{lot_id}").get_data(as_text=True)
+    )
+    assert f"Riverside packhouse · GLN {GLN}" in page
