@@ -66,11 +66,11 @@ def _place(row: tuple[Any, ...] | None) -> Place | None:
     )  # fmt: skip
 
 
-def record_place(conn: sqlite3.Connection, party: int, data: dict[str, Any], index: int) -> None:
+def record_place(store: Store, party: int, data: dict[str, Any], index: int) -> None:
     """A `place` event at log *index* by identity *party*: the GLN's row says what
     this registration says (a later one replaces an earlier one whole)."""
     address = data.get("address")
-    conn.execute(
+    store.conn.execute(
         "INSERT INTO places (gln, party, name, address, lat, lon, type, event) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gln) DO UPDATE SET party = excluded.party, "
         "name = excluded.name, address = excluded.address, lat = excluded.lat, "
@@ -88,11 +88,11 @@ def record_place(conn: sqlite3.Connection, party: int, data: dict[str, Any], ind
     )
 
 
-def record_party_details(conn: sqlite3.Connection, identity: int, data: dict[str, Any]) -> None:
+def record_party_details(store: Store, identity: int, data: dict[str, Any]) -> None:
     """A party's PGLN and address from its enrolment's data (when it gives them)."""
     address = data.get("address")
     if "pgln" in data or address:
-        conn.execute(
+        store.conn.execute(
             "UPDATE identities SET pgln = ?, address = ? WHERE id = ?",
             (
                 data.get("pgln"),

@@ -47,7 +47,7 @@ def _place(
     subject = place_chain(gln)
     found = store.chain_by_subject(subject)
     chain_id = found[0] if found is not None else ledger.new_chain(subject)
-    places.record_place(store.conn, signer.id, env.data, index)
+    places.record_place(store, signer.id, env.data, index)
     return [chain_id]
 
 

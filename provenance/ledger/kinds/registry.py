@@ -56,7 +56,7 @@ def _enrol(
     if PREFIXES_FIELD in data:
         ledger.store.record_prefixes(chain_id, data[PREFIXES_FIELD], index)
         ledger.prefixes_of(chain_id).update(data[PREFIXES_FIELD])
-    places.record_party_details(ledger.store.conn, chain_id, data)  # PGLN, address (§13)
+    places.record_party_details(ledger.store, chain_id, data)  # PGLN, address (§13)
     return [chain_id]
 
 
