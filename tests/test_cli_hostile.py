@@ -233,6 +233,9 @@ COMMANDS: dict[str, list[Case]] = {
     "witness init": [],  # makes its own new --dir; reads no input file
     "witness key": [],  # reads only its own --dir (tests/test_witness.py: a missing one)
     "witness serve": [],  # its own --dir (tests/test_witness.py); request bodies are bounded
+    "place add": [Case(["9506000000008", "--name", "Packhouse", "--as", "Farm"], WRITE)],
+    "place list": [Case([], READ)],
+    "place show": [Case(["9506000000008"], READ)],
 }
 
 

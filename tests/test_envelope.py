@@ -137,6 +137,17 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
             "source": "SmPC 6.3",
         },
     ),
+    "place": (
+        None,
+        {
+            "gln": "9506000000008",
+            "name": "Riverside packhouse",
+            "address": {"street": "1 Mill Lane", "city": "Nakuru", "country": "KE"},
+            "lat": -0.3,
+            "lon": 36.1,
+            "type": "packhouse",
+        },
+    ),
 }
 
 
@@ -263,13 +274,15 @@ ext_values = st.recursive(
     max_leaves=12,
 )
 exts = st.dictionaries(st.text(KEY_CHARS, max_size=8), ext_values, max_size=6)
+glns = st.from_regex(r"[0-9]{12}", fullmatch=True).map(lambda body: body + gs1.check_digit(body))
 locations = st.fixed_dictionaries(
     {"name": texts},
     optional={
         "lat": numbers(-90, 90),
         "lon": numbers(-180, 180),
         "country": st.from_regex(r"[A-Z]{2}", fullmatch=True),
-        "gln": st.from_regex(r"[0-9]{13}", fullmatch=True),
+        "gln": glns,
+        "address": st.fixed_dictionaries({"city": texts}, optional={"street": texts}),
     },
 )
 quantities = st.fixed_dictionaries(
@@ -461,6 +474,8 @@ def test_changed_data_value_fails(kind: str) -> None:
         target[path[-1]] = _changed(value)
         if kind == "commission" and path[-1] in ("gtin", "lot"):
             continue  # changing them breaks the batch rule instead (tested below)
+        if path[-1] == "gln":
+            continue  # changing a digit breaks its check digit instead (tests/test_places.py)
         _refused(tampered)
 
 

@@ -30,7 +30,14 @@ DID = did_of(Ed25519PrivateKey.generate())
 OTHER = gs1.lot_uri(GTIN, "B7")
 EVENT = "ab" * 32
 QTY = {"value": 1, "unit": "KGM"}
-PLACE = {"name": "Shed 4", "lat": 1.0, "lon": 2.0, "country": "KE", "gln": "0614141000005"}
+PLACE = {
+    "name": "Shed 4",
+    "lat": 1.0,
+    "lon": 2.0,
+    "country": "KE",
+    "gln": "0614141000005",
+    "address": {"street": "4 Dock Road", "city": "Mombasa"},
+}
 
 # For each kind, data with every field filled (several samples where fields
 # exclude each other), and its batches.
@@ -44,6 +51,8 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
                 "role": "producer",
                 "gs1_company_prefixes": ["9506000"],
                 "custodial": True,
+                "pgln": "9506000000015",
+                "address": {"street": "1 Mill Lane", "city": "Nakuru", "country": "KE"},
             },
             None,
         ),
@@ -176,6 +185,25 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
         (
             {"signal": "counterfeit", "rule": "far", "reason": "KE", "key": "s:1", "evidence": {}},
             [LOT],
+        )
+    ],
+    "place": [
+        (
+            {
+                "gln": "9506000000008",
+                "name": "Riverside packhouse",
+                "address": {
+                    "street": "1 Mill Lane",
+                    "city": "Nakuru",
+                    "postal_code": "20100",
+                    "region": "Nakuru County",
+                    "country": "KE",
+                },
+                "lat": -0.3,
+                "lon": 36.1,
+                "type": "packhouse",
+            },
+            None,
         )
     ],
 }

@@ -26,6 +26,7 @@ from provenance.cli.errors import friendly
 from provenance.cli.groups import LazyGroup
 from provenance.cli.keys import KEY_OPTION, enrol_party_data
 from provenance.cli.options import json_lines_option, revoke_options
+from provenance.cli.places import address_of, address_options, checked_gln
 from provenance.core.identity import COMMISSIONING_ROLES, PARTY_ROLES
 from provenance.core.kinds import CUSTODIAL_FIELD, PREFIXES_FIELD, company_prefixes
 from provenance.core.signing import did_of
@@ -69,6 +70,8 @@ def _prefix_list(prefixes: tuple[str, ...]) -> list[str]:
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(PARTY_ROLES))
 @PREFIX_OPTION
+@click.option("--pgln", metavar="GLN", help="The party's GS1 Party GLN (13 digits).")
+@address_options
 @click.option(
     "--public-key",
     "public_key",
@@ -81,7 +84,13 @@ def _prefix_list(prefixes: tuple[str, ...]) -> list[str]:
 @pass_context
 @friendly
 def party_add(
-    ctx: Context, name: str, role: str, prefixes: tuple[str, ...], public_key: str | None
+    ctx: Context,
+    name: str,
+    role: str,
+    prefixes: tuple[str, ...],
+    public_key: str | None,
+    pgln: str | None,
+    **address_parts: Any,
 ) -> None:
     """Enrol NAME by its own public key (--public-key), or make a key for it that
     the operator holds (custodial); prints its did:key. Producers and
@@ -89,7 +98,7 @@ def party_add(
     enrolled (--prefix) or granted (`party grant`) with.
 
     Example: provenance party add "Green Valley Farm" --role producer --prefix 9506000
-    --public-key did:key:z6Mk…
+    --public-key did:key:z6Mk… --pgln 9506000000015 --city Naivasha --country KE
     """
     if ctx.store().identity_by_name("party", name) is not None:
         raise click.ClickException(f"a party named {name!r} is already enrolled")
@@ -101,6 +110,11 @@ def party_add(
                 f"(only {' and '.join(COMMISSIONING_ROLES)}s take one)"
             )
         data[PREFIXES_FIELD] = _prefix_list(prefixes)
+    if pgln is not None:
+        data["pgln"] = checked_gln(pgln, "--pgln")
+    address = address_of(address_parts)
+    if address:
+        data["address"] = address
     custody, did = enrol_party_data(ctx, name, role, public_key)
     data.update(custody, subject=did)
     registrar_sign(ctx, "enrol", data)

@@ -30,6 +30,7 @@ SERVICE_COMMANDS = {
     "key": "provenance.cli.keys:key_group",
     "label": "provenance.cli.label:command",
     "notify": "provenance.cli.notify:command",
+    "place": "provenance.cli.places:group",
     "portal": "provenance.cli.accounts:portal",
     "recall": "provenance.cli.recall:command",
     "rules": "provenance.cli.rules:group",

@@ -8,14 +8,39 @@ traced, 1 unknown lot or bad input, 2 usage error.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
 from provenance.cli.context import Context, pass_context
 from provenance.cli.errors import friendly
 from provenance.domain.holdings import LotHoldings
+from provenance.exchange.places import Registry, describe_location, nowhere, store_registry
 from provenance.ledger.lineage import BACK, BOTH, DIRECTIONS, FORWARD, Trace, TracedLot, trace
+from provenance.store import places as place_store
+
+if TYPE_CHECKING:
+    from provenance.store.db import Store
+
+
+@dataclass(frozen=True)
+class Places:
+    """How a trace names places and parties by GS1 key (docs/protocol.md §15): the
+    places registry, and a party's PGLN by did."""
+
+    registry: Registry = nowhere
+    pgln: Callable[[str], str | None] = lambda _did: None
+
+
+def _store_places(store: Store) -> Places:
+    def pgln(did: str) -> str | None:
+        identity = store.identity_by_did(did)
+        return place_store.party_details(store, identity.id).pgln if identity else None
+
+    return Places(store_registry(store), pgln)
+
 
 INDENT = "   "
 
@@ -38,18 +63,19 @@ def command(ctx: Context, uri: str, direction: str, as_json: bool) -> None:
 
     Example: provenance trace https://id.gs1.org/01/09506000134352/10/LOT42 --direction forward
     """
-    result = trace(ctx.reader(), uri, direction)
+    store = ctx.reader()
+    result = trace(store, uri, direction)
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
         return
-    for line in render(result):
+    for line in render(result, _store_places(store)):
         click.echo(line)
 
 
-def render(result: Trace) -> Iterator[str]:
+def render(result: Trace, places: Places = Places()) -> Iterator[str]:
     """The trace as a readable tree: upstream (←) and downstream (→) of the lot.
     A lot reached twice (a diamond) is shown in full once and named after."""
-    yield describe(result.lot)
+    yield describe(result.lot, places)
     yield from who_holds(result.lot.holdings)
     if result.direction in (BACK, BOTH):
         parents = result.lot.parents
@@ -59,7 +85,7 @@ def render(result: Trace) -> Iterator[str]:
             yield "made from: nothing (commissioned, not made from other lots)"
         else:
             yield f"made from ({len(result.upstream)} lots upstream; origins: {origins})"
-        yield from _branch(result, parents, up=True, prefix=INDENT, seen=set())
+        yield from _branch(result, parents, up=True, prefix=INDENT, seen=set(), places=places)
     if result.direction in (FORWARD, BOTH):
         children = result.lot.children
         yield ""
@@ -67,11 +93,17 @@ def render(result: Trace) -> Iterator[str]:
             yield "went into: nothing yet"
         else:
             yield f"went into ({len(result.downstream)} lots downstream)"
-        yield from _branch(result, children, up=False, prefix=INDENT, seen=set())
+        yield from _branch(result, children, up=False, prefix=INDENT, seen=set(), places=places)
 
 
 def _branch(
-    result: Trace, uris: tuple[str, ...], *, up: bool, prefix: str, seen: set[str]
+    result: Trace,
+    uris: tuple[str, ...],
+    *,
+    up: bool,
+    prefix: str,
+    seen: set[str],
+    places: Places,
 ) -> Iterator[str]:
     for position, uri in enumerate(uris):
         last = position == len(uris) - 1
@@ -82,10 +114,15 @@ def _branch(
             yield f"{prefix}{joint}{arrow} {_short(uri)} (shown above)"
             continue
         seen.add(uri)
-        yield f"{prefix}{joint}{arrow} {describe(lot)}"
+        yield f"{prefix}{joint}{arrow} {describe(lot, places)}"
         deeper = prefix + ("   " if last else "│  ")
         yield from _branch(
-            result, lot.parents if up else lot.children, up=up, prefix=deeper, seen=seen
+            result,
+            lot.parents if up else lot.children,
+            up=up,
+            prefix=deeper,
+            seen=seen,
+            places=places,
         )
 
 
@@ -121,8 +158,9 @@ def who_holds(held: LotHoldings | None) -> Iterator[str]:
             )
 
 
-def describe(lot: TracedLot) -> str:
-    """One line: the lot, its product, who holds it, where and how much."""
+def describe(lot: TracedLot, places: Places = Places()) -> str:
+    """One line: the lot, its product, who holds it (with its PGLN), where (a
+    place's name, address and GLN) and how much."""
     words = [f"{_short(lot.uri)} {lot.product}"]
     current = lot.holdings.current if lot.holdings is not None else ()
     if len(current) > 1 and lot.holdings is not None:
@@ -132,11 +170,14 @@ def describe(lot: TracedLot) -> str:
         holder = f"held by {lot.custodian.name}"
         if lot.custodian.role:
             holder += f" ({lot.custodian.role})"
+        pgln = places.pgln(lot.custodian.did)
+        if pgln:
+            holder += f", GLN {pgln}"
         if lot.in_transit_to is not None:
             holder += f", in transit to {lot.in_transit_to.name}"
     words.append(holder)
-    if lot.location and lot.location.get("name"):
-        words.append(f"last seen at {lot.location['name']}")
+    if lot.location and (lot.location.get("name") or lot.location.get("gln")):
+        words.append(f"last seen at {describe_location(lot.location, places.registry)}")
     if lot.registered is not None:
         if lot.held is not None:
             words.append(f"{lot.held} of {lot.registered} left")

@@ -59,14 +59,21 @@ _TEXT_RULE = contextvars.ContextVar("provenance_text_rule", default=True)
 
 @contextmanager
 def text_as_signed() -> Iterator[None]:
-    """Within this block free text is not checked for the characters
-    `refuse_controls` refuses: for verifying events a ledger already holds (a proof
-    bundle), which may have been signed before the rule. New input never uses it."""
+    """Within this block the rules added to the schemas after events may have
+    been signed are off: free text is not checked for the characters
+    `refuse_controls` refuses, and a GLN for its GS1 check digit
+    (`new_input_rules`). For verifying events a ledger already holds (a proof
+    bundle), which may have been signed before the rules. New input never uses it."""
     token = _TEXT_RULE.set(False)
     try:
         yield
     finally:
         _TEXT_RULE.reset(token)
+
+
+def new_input_rules() -> bool:
+    """Whether the rules added to the schemas later apply (outside `text_as_signed`)."""
+    return _TEXT_RULE.get()
 
 
 def refuse_controls(value: str, field: str, *, multiline: bool = False) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "percent_encode",
     "require_linkable_lot",
     "validate_check_digit",
+    "validate_gln",
     "validate_lot",
 ]
 
@@ -156,6 +157,22 @@ def validate_check_digit(code: str, field: str = "code") -> str:
             f"check digit is {code[-1]}, expected {expected} — re-read the code from the label",
         )
     return code
+
+
+def validate_gln(gln: object, field: str = "gln") -> str:
+    """Return *gln* if it is a GLN: 13 digits, the last the GS1 mod-10 check digit
+    of the twelve before (GS1 General Specifications §3.4.5; a party's PGLN too)."""
+    value = _require_str(gln, field)
+    if len(value) != 13 or not value.isascii() or not value.isdigit():
+        raise ValidationError(field, f"must be a 13-digit GLN, e.g. 9506000000008; got {value!r}")
+    expected = check_digit(value[:-1], field=field)
+    if value[-1] != expected:
+        raise ValidationError(
+            field,
+            f"is not a GLN: its check digit is {value[-1]}, expected {expected} "
+            f"({value[:-1]}{expected}) — re-read it from the GS1 registry or the label",
+        )
+    return value
 
 
 def normalize_gtin(gtin: str, field: str = "gtin") -> str:

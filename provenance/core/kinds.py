@@ -41,6 +41,15 @@ from provenance.core.identity import (
     PARTY_ROLES,
     public_key_from_did,
 )
+from provenance.core.places import (  # COUNTRY, LAT, LON: the names others import from here
+    ADDRESS,
+    COUNTRY,  # noqa: F401
+    GLN,
+    LAT,
+    LOCATION,
+    LON,
+    PLACE_TYPE,
+)
 
 # Stable small codes for storage. Append only; never renumber.
 KIND_CODES: dict[str, int] = {
@@ -65,6 +74,7 @@ KIND_CODES: dict[str, int] = {
     "rotate": 19,
     "anchor": 20,  # 19 is `rotate` (the rotation work)
     "stability": 21,
+    "place": 27,  # 22-26 are other kinds of issue #13's work
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
@@ -104,12 +114,15 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     # A product's stability data come from who makes it: a party that may
     # commission under the GTIN's company prefix (the ledger checks the prefix).
     "stability": frozenset(COMMISSIONING_ROLES),
+    # A party registers the places it operates (docs/protocol.md §15).
+    "place": frozenset(PARTY_ROLES),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
 # concern identities rather than lots (their `batches` must be absent).
 LOTS_OPTIONAL = frozenset({"reading", "epcis"})
 NO_LOTS = frozenset({"enrol", "revoke", "grant", "rotate", "anchor", "stability"})
+NO_LOTS |= {"place"}  # a place is about a location, filed under its GLN (place_chain)
 
 
 EPCIS_STREAM_FRAGMENT = "#epcis"
@@ -227,11 +240,6 @@ UNIT = text(3, r"[A-Z0-9]{2,3}", "must be a UN/CEFACT Rec 20 unit code such as K
 QUANTITY = obj({"value": number(0, 1e12), "unit": UNIT})
 # ship/receive: how much of each lot moves (docs/protocol.md, "Quantities")
 LOT_QUANTITIES = list_of(obj({"batch": lot_uri, "quantity": QUANTITY}))
-LAT = number(-90, 90)
-LON = number(-180, 180)
-COUNTRY = text(2, r"[A-Z]{2}", "must be an ISO 3166-1 alpha-2 country code such as KE")
-GLN = text(13, r"[0-9]{13}", "must be a 13-digit GLN")
-LOCATION = obj({"name": text()}, {"lat": LAT, "lon": LON, "country": COUNTRY, "gln": GLN})
 PROFILE = text(32, r"[a-z0-9][a-z0-9-]*", "must be a profile name such as chilled or vaccine")
 CATEGORY = one_of("food", "vaccine")
 RECALL_RETURN = "recall-return"
@@ -278,6 +286,8 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
             "owner": did,
             PREFIXES_FIELD: company_prefixes,
             CUSTODIAL_FIELD: boolean,
+            "pgln": GLN,
+            "address": ADDRESS,
         },
     ),
     "revoke": ({"subject": did, "from": timestamp}, {"reason": note()}),
@@ -285,7 +295,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
         {"gtin": text(14), "lot": text(20), "product": PRODUCT},
         {
             "category": CATEGORY,
-            "origin": obj({"name": text()}, {"lat": LAT, "lon": LON, "country": COUNTRY}),
+            "origin": LOCATION,
             "produced": date_or_time,
             "expiry": a_date,
             "quantity": QUANTITY,
@@ -366,6 +376,10 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
             "source": text(500),
         },
     ),
+    "place": (
+        {"gln": GLN, "name": text()},
+        {"address": ADDRESS, "lat": LAT, "lon": LON, "type": PLACE_TYPE},
+    ),
 }
 
 
@@ -421,6 +435,9 @@ def _check_enrol(data: dict[str, Any], _lots: Any) -> None:
             f"data.{PREFIXES_FIELD}",
             "only parties that commission lots (producer, processor) hold GS1 company prefixes",
         )
+    for field in ("pgln", "address"):
+        if field in data and kind != "party":
+            raise ValidationError(f"data.{field}", "only a party's enrolment gives one")
 
 
 def _check_commission(data: dict[str, Any], lots: tuple[str, ...] | None) -> None:
@@ -499,6 +516,11 @@ def _check_lot_quantities(data: dict[str, Any], lots: tuple[str, ...] | None) ->
                 )
 
 
+def _check_place(data: dict[str, Any], _lots: Any) -> None:
+    if ("lat" in data) != ("lon" in data):
+        raise ValidationError("data", "give both lat and lon, or neither")
+
+
 _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "enrol": _check_enrol,
     "rotate": _check_rotate,
@@ -508,4 +530,5 @@ _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "stability": _check_stability,
     "ship": _check_lot_quantities,
     "receive": _check_lot_quantities,
+    "place": _check_place,
 }

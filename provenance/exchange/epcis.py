@@ -51,6 +51,8 @@ from provenance.exchange.epcis_vocabulary import (
     context,
     dumps,
 )
+from provenance.exchange.places import Registry, nowhere, store_registry
+from provenance.store import places
 
 if TYPE_CHECKING:  # the adapters only; the mapping never touches the store
     from provenance.store.db import Store
@@ -71,15 +73,16 @@ def epcis_document(
     lots: LotLookup = _nobody,
     shipments: ShipmentLookup | None = None,
     reading_window_s: int = READING_WINDOW_S,
+    places: Registry = nowhere,
 ) -> dict[str, Any]:
     """An EPCISDocument of *events*: ``@context``, schemaVersion 2.0, *created* as its
-    creationDate, master data for the lots and identities it names (when the lookups know
-    them) and ``epcisBody.eventList`` from `epcis_events`."""
+    creationDate, master data for the lots, identities and places it names (when the
+    lookups know them; *places* by GLN) and ``epcisBody.eventList`` from `epcis_events`."""
     event_list = epcis_events(
         events, identities=identities, shipments=shipments, reading_window_s=reading_window_s
     )
     document = _shell(created)
-    vocabularies = master_data(event_list, identities=identities, lots=lots)
+    vocabularies = master_data(event_list, identities=identities, lots=lots, places=places)
     if vocabularies:
         document["epcisHeader"] = {"epcisMasterData": {"vocabularyList": vocabularies}}
     document["epcisBody"] = {"eventList": event_list}
@@ -130,6 +133,7 @@ def write_document(
     shipments: ShipmentLookup | None = None,
     reading_window_s: int = READING_WINDOW_S,
     unique: bool = False,
+    places: Registry = nowhere,
 ) -> int:
     """Write the EPCISDocument of *events* to *out* as JSON — the same document as
     `epcis_document` — and return how many events it holds.
@@ -152,7 +156,7 @@ def write_document(
                 seen[filed.envelope.event_id] = filed.envelope
             collector.add(filed)
         document = _shell(created)
-        vocabularies = collector.references.vocabularies(identities, lots)
+        vocabularies = collector.references.vocabularies(identities, lots, places)
         if vocabularies:
             document["epcisHeader"] = {"epcisMasterData": {"vocabularyList": vocabularies}}
         head = dumps(document)[:-1]  # without the closing brace
@@ -205,6 +209,7 @@ def lot_document(
         identities=store_identities(store),
         lots=store_lots(store),
         reading_window_s=reading_window_s,
+        places=store_registry(store),
     )
 
 
@@ -286,6 +291,7 @@ def write_ledger_document(
             shipments=store_shipments(store),
             reading_window_s=reading_window_s,
             unique=lot is None,
+            places=store_registry(store),
         )
 
 
@@ -299,7 +305,11 @@ def store_identities(store: Store) -> IdentityLookup:
             cache[did] = (
                 None
                 if identity is None
-                else PartyInfo(identity.name, identity.role or identity.type)
+                else PartyInfo(
+                    identity.name,
+                    identity.role or identity.type,
+                    places.party_details(store, identity.id).pgln,  # its PGLN, if enrolled with one
+                )
             )
         return cache[did]
 

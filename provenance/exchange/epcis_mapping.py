@@ -135,6 +135,8 @@ class EventMapper:
         place = _place(origin)
         if place:
             event["readPoint"] = place
+            if origin.get("gln"):  # a place by GLN: where the new lot now is (§15)
+                event["bizLocation"] = dict(place)
         ilmd: dict[str, Any] = {}
         if "expiry" in data:
             ilmd["cbvmda:itemExpirationDate"] = data["expiry"]

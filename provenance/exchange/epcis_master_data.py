@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from provenance.exchange.epcis_places import PlaceReferences
 from provenance.exchange.epcis_vocabulary import (
     ATTR_ROLE,
     MDA_DESCRIPTION,
@@ -22,6 +23,7 @@ from provenance.exchange.epcis_vocabulary import (
     LotLookup,
     ns,
 )
+from provenance.exchange.places import Registry, nowhere
 
 _QUANTITY_LISTS = ("quantityList", "inputQuantityList", "outputQuantityList", "childQuantityList")
 
@@ -37,8 +39,10 @@ class MasterDataReferences:
         self.classes: set[str] = set()
         self.ends: set[str] = set()
         self.dids: set[str] = set()
+        self.places = PlaceReferences()  # locations (414) and parties by PGLN (417)
 
     def add(self, event: Mapping[str, Any]) -> None:
+        self.places.add(event)
         for field in _QUANTITY_LISTS:
             for element in event.get(field) or ():
                 if isinstance(element, Mapping) and isinstance(element.get("epcClass"), str):
@@ -59,7 +63,9 @@ class MasterDataReferences:
         self.classes.update(lots)
         self.dids.add(device)
 
-    def vocabularies(self, identities: IdentityLookup, lots: LotLookup) -> list[dict[str, Any]]:
+    def vocabularies(
+        self, identities: IdentityLookup, lots: LotLookup, places: Registry = nowhere
+    ) -> list[dict[str, Any]]:
         vocabularies = []
         elements = []
         for uri in sorted(self.classes):
@@ -77,6 +83,7 @@ class MasterDataReferences:
             for uri in sorted(self.ends)
             if (info := by_did.get(uri)) is not None
         ]
+        elements += self.places.party_elements(places)
         if elements:
             vocabularies.append({"type": VTYPE_SOURCE_DEST, "vocabularyElementList": elements})
         elements = []
@@ -90,16 +97,24 @@ class MasterDataReferences:
             elements.append({"id": did, "attributes": attributes})
         if elements:
             vocabularies.append({"type": VTYPE_IDENTITY, "vocabularyElementList": elements})
+        location = self.places.location_vocabulary(places)
+        if location:
+            vocabularies.append(location)
         return vocabularies
 
 
 def master_data(
-    events: Iterable[Mapping[str, Any]], *, identities: IdentityLookup, lots: LotLookup
+    events: Iterable[Mapping[str, Any]],
+    *,
+    identities: IdentityLookup,
+    lots: LotLookup,
+    places: Registry = nowhere,
 ) -> list[dict[str, Any]]:
     """The vocabularyList for the header: products of the lots (EPCClass), names of the
     parties in source/destination lists (SourceDest) and names and roles of the signers and
-    devices (our Identity vocabulary) — whatever the lookups know."""
+    devices (our Identity vocabulary), and the locations and parties named by GLN
+    (Location, SourceDest; provenance/exchange/epcis_places.py) — whatever the lookups know."""
     references = MasterDataReferences()
     for event in events:
         references.add(event)
-    return references.vocabularies(identities, lots)
+    return references.vocabularies(identities, lots, places)

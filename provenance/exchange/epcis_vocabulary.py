@@ -35,7 +35,7 @@ WGS84 = "http://www.opengis.net/def/crs/EPSG/0/4326"
 STANDARD_GRAVITY = 9.80665  # m/s² per g (exact, by definition)
 IMPORTED = "epcis"  # the kind of events imported from partners' EPCIS documents
 # No EPCIS counterpart: identities and their GS1 prefixes are master data.
-IDENTITY_KINDS = ("enrol", "revoke", "grant")
+IDENTITY_KINDS = ("enrol", "revoke", "grant", "place")  # place: Location master data
 
 # Master data vocabulary types and attributes (CBV).
 VTYPE_EPC_CLASS = "urn:epcglobal:epcis:vtype:EPCClass"

@@ -8,11 +8,13 @@ the store's.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.core.errors import ProvenanceError
+from provenance.core.fields import text_as_signed
 from provenance.ledger.append import Ledger
 from provenance.ledger.kinds import KINDS, SIGNER_KINDS
 from provenance.ledger.kinds.base import SignerHistory
@@ -20,6 +22,7 @@ from provenance.store.db import Store
 from provenance.store.disclosures import disclosures_of
 from provenance.store.migrations import (
     ACCESS_RULES_FROM,
+    GLN_RULES_FROM,
     QUANTITY_RULES_FROM,
     RECALL_RULES_FROM,
     TIME_RULES_FROM,
@@ -123,6 +126,12 @@ def check_state(store: Store, report: Problems) -> None:
             f"meta {TIME_RULES_FROM} is {recorded}, beyond the log ({store.log_size()} events): "
             "the time rules were switched off for events to come; it was edited"
         )
+    recorded = store.get_meta(GLN_RULES_FROM)
+    if recorded is not None and int(recorded) > store.log_size():
+        report.add(
+            f"meta {GLN_RULES_FROM} is {recorded}, beyond the log ({store.log_size()} events): "
+            "the GLN check digit rule was switched off for events to come; it was edited"
+        )
     replica = Store.memory()
     with replica.transaction():
         for key in ("origin", "registrar"):
@@ -149,11 +158,17 @@ def check_state(store: Store, report: Problems) -> None:
     )
     rows = store.event_rows(kinds=("reading",), exclude=True)
     batch: list[StoredEvent] = []
+    # Events logged before the GLN check digit rule (docs/protocol.md §15) were
+    # accepted with 13 digits alone: they are replayed with the schema rules
+    # added later off, those after it with every rule.
+    schema_rules_from = int(store.get_meta(GLN_RULES_FROM) or store.log_size())
 
     def replay() -> None:
         # As JSON, so that the replay validates every field again; a v2 event
         # with the disclosures the store keeps, which must match its digests.
-        results = ledger.append([_as_sent(store, stored) for stored in batch])
+        as_signed = batch[0].index < schema_rules_from
+        with text_as_signed() if as_signed else nullcontext():
+            results = ledger.append([_as_sent(store, stored) for stored in batch])
         for stored, result in zip(batch, results, strict=True):
             if result.status == "rejected":
                 report.add(
@@ -166,9 +181,12 @@ def check_state(store: Store, report: Problems) -> None:
 
     for row in rows:
         try:
-            batch.append(store.event_from_row(row))
+            stored = store.event_from_row(row)
         except (ProvenanceError, ValueError, TypeError):
             continue  # reported by the event checks
+        if batch and (batch[0].index < schema_rules_from) != (stored.index < schema_rules_from):
+            replay()  # one batch never spans the boundary
+        batch.append(stored)
         if len(batch) == 500:
             replay()
     if batch:

@@ -27,6 +27,7 @@ ACCESS_RULES_FROM = "access_rules_from"  # meta: log index from which access rul
 TIME_RULES_FROM = "time_rules_from"  # meta: log index from which the time rules apply
 SORTED_HEADS_FROM = "sorted_heads_from"  # meta: checkpoints of a larger size sort the heads tree
 QUANTITY_RULES_FROM = "quantity_rules_from"  # meta: log index from which quantity rules apply
+GLN_RULES_FROM = "gln_rules_from"  # meta: log index from which GLN check digits are checked
 
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
@@ -351,6 +352,33 @@ def _holdings(db: sqlite_utils.Database) -> None:
     conn.execute("CREATE INDEX shipment_lots_lot ON shipment_lots (lot, shipment)")
     _rules_from_here(conn, QUANTITY_RULES_FROM)
     backfill_holdings(conn)
+
+
+@migration("0013_places")
+def _places(db: sqlite_utils.Database) -> None:
+    """Places and the parties' GS1 identifiers (docs/protocol.md §15): the places
+    registry (one row per GLN, from the newest `place` event on it) and a party's
+    PGLN and address from its enrolment. Nothing to backfill: no event logged
+    before could give them. GLNs are checked for their GS1 check digit from the
+    log index recorded here on; the audit replays the events before it with the
+    rule off (they were accepted with 13 digits alone). Never moved once set."""
+    conn = db.conn
+    conn.execute(
+        """CREATE TABLE places (
+            gln TEXT PRIMARY KEY,    -- the place's GLN (13 digits)
+            party INTEGER NOT NULL,  -- identities.id of the party that registered it
+            name TEXT NOT NULL,
+            address TEXT,            -- JSON {street, city, postal_code, region, country}
+            lat REAL, lon REAL,
+            type TEXT,               -- farm, packhouse, warehouse, store, clinic…
+            event INTEGER NOT NULL   -- log index of the registration in force
+        )"""
+    )
+    conn.execute("CREATE INDEX places_party ON places (party, gln)")
+    conn.execute("ALTER TABLE identities ADD COLUMN pgln TEXT")
+    conn.execute("ALTER TABLE identities ADD COLUMN address TEXT")  # JSON, as places.address
+    conn.execute("CREATE INDEX identities_pgln ON identities (pgln) WHERE pgln IS NOT NULL")
+    _rules_from_here(conn, GLN_RULES_FROM)
 
 
 @migration("0015_disclosure")

@@ -151,6 +151,19 @@ def _shipment_lot_state(store: Store) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def _place_state(store: Store) -> list[tuple[Any, ...]]:
+    """The places registry and the parties' PGLNs and addresses (docs/protocol.md §15)."""
+    places = store.conn.execute(
+        "SELECT p.gln, i.did, p.name, p.address, p.lat, p.lon, p.type, "
+        + _EVENT_NAME
+        + "WHERE e.idx = p.event) FROM places p LEFT JOIN identities i ON i.id = p.party"
+    ).fetchall()
+    parties = store.conn.execute(
+        "SELECT did, pgln, address FROM identities WHERE pgln IS NOT NULL OR address IS NOT NULL"
+    ).fetchall()
+    return [("place", *row) for row in places] + [("party", *row) for row in parties]
+
+
 STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "lots": _lot_state,
     "attachments": _attachment_state,
@@ -165,4 +178,5 @@ STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "identities (rotations, owners)": _rotation_state,
     "holdings": _holding_state,
     "shipment_lots": _shipment_lot_state,
+    "places (and parties' PGLNs)": _place_state,
 }

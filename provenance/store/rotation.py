@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from provenance.store import places
 from provenance.store.holdings import carry_over_holdings
 
 
@@ -58,6 +59,7 @@ def carry_over(conn: sqlite3.Connection, old: int, new: int, at_us: int, event_i
     )
     conn.execute("UPDATE identities SET owner = ? WHERE owner = ? AND id != ?", (new, old, new))
     carry_over_holdings(conn, old, new)
+    places.carry_over(conn, old, new)  # its PGLN, address and places (docs/protocol.md §15)
     # A device's open attachments end for the old key at the rotation's time and
     # go on for the new key from then: the old key's readings dated before it
     # (buffered by a gateway, say) are still filed under the lots they rode with.

@@ -50,6 +50,7 @@ from . import (
     health,
     i18n,
     params,
+    places,
     portal,
     reasons,
     resolver,
@@ -98,6 +99,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["provenance.stores"] = threading.local()
     params.init_app(app)  # before any route is added
     i18n.init_app(app)
+    app.jinja_env.globals.update(places.GLOBALS)  # place_words, party_gln (docs/protocol.md §15)
     reasons.init_app(app)
     security.init_app(app)
     errors.init_app(app)

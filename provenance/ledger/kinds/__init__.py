@@ -19,6 +19,7 @@ from provenance.ledger.kinds import (
     holds,
     lots,
     observations,
+    places,
     recall,
     registry,
     rotation,
@@ -50,6 +51,7 @@ KINDS: dict[str, Kind] = {
         rotation.ROTATE,
         anchors.ANCHOR,
         stability.STABILITY,
+        places.PLACE,
     )
 }
 

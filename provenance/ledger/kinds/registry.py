@@ -22,6 +22,7 @@ from provenance.ledger.reasons import (
     UNKNOWN_PARTY,
     UNKNOWN_SIGNER,
 )
+from provenance.store import places
 from provenance.store.rows import Identity
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ def _enrol(
         raise RejectedEvent(CONFLICT, f"{subject} is already enrolled")
     if ledger.store.identity_by_name(kind, name) is not None:
         raise RejectedEvent(CONFLICT, f"a {kind} named {name!r} is already enrolled")
+    if "pgln" in data and places.party_with_pgln(ledger.store, data["pgln"]) is not None:
+        raise RejectedEvent(CONFLICT, f"PGLN {data['pgln']} is already another party's")
     owner = None
     if kind == "device":
         owner_identity = ledger.identity(data["owner"])
@@ -53,6 +56,7 @@ def _enrol(
     if PREFIXES_FIELD in data:
         ledger.store.record_prefixes(chain_id, data[PREFIXES_FIELD], index)
         ledger.prefixes_of(chain_id).update(data[PREFIXES_FIELD])
+    places.record_party_details(ledger.store, chain_id, data)  # PGLN, address (§15)
     return [chain_id]
 
 

@@ -9,6 +9,7 @@ field or JSON member can name another party to act for.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -197,10 +198,17 @@ def form_quantity(value: Any, unit: Any, field: str) -> dict[str, Any] | None:
 
 
 def form_location(name: Any, country: Any = None) -> dict[str, Any] | None:
+    """The form's place: a name, or the GLN of a registered place (13 digits,
+    spaces allowed: then `{"gln": …}`, completed from the registry where shown,
+    docs/protocol.md §15); with a country code when given."""
     name = str(name or "").strip()
     if not name:
         return None
-    out: dict[str, Any] = {"name": name}
+    digits = name.replace(" ", "")
+    if re.fullmatch(r"[0-9]{13}", digits):  # said by the place field, before anything is signed
+        out: dict[str, Any] = {"gln": gs1.validate_gln(digits, "location.gln")}
+    else:
+        out = {"name": name}
     country = str(country or "").strip().upper()
     if country:
         out["country"] = country

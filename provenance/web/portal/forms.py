@@ -245,6 +245,8 @@ def action_refusal(exc: Exception, status: int = 400) -> tuple[int, dict[str, st
             return 400, {"": _("This shipment is not in the ledger.")}
         if "batches" in names:
             return 400, {"": _("This lot is not in the ledger.")}
+        if "gln" in names:
+            return 400, {"location": _("Check the GLN: %(rule)s", rule=exc.rule)}
         field = next((_FORM_FIELDS[n] for n in reversed(names) if n in _FORM_FIELDS), "")
         messages = {
             "to": _("Choose a party from the list."),
