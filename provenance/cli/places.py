@@ -22,7 +22,7 @@ from provenance.core.kinds import validate_data
 from provenance.core.places import ADDRESS, PLACE_TYPES
 from provenance.exchange.places import describe_address
 from provenance.store import places
-from provenance.store.places import Place
+from provenance.store.places import RegisteredPlace
 
 _ADDRESS_OPTIONS = (
     ("street", "--street", "Street and number, e.g. '1 Mill Lane'."),
@@ -114,7 +114,7 @@ def place_add(
         click.echo(f"{result.event_id}  place {data['gln']} ({name}) registered")
 
 
-def _as_json(place: Place) -> dict[str, Any]:
+def _as_json(place: RegisteredPlace) -> dict[str, Any]:
     found: dict[str, Any] = {
         "gln": place.gln,
         "name": place.name,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Place:
+class RegisteredPlace:
     """A registered place: its GLN, name, the party that operates it (identity id,
     did and name), and what its newest registration says."""
 
@@ -56,11 +56,11 @@ _PLACE = (
 )
 
 
-def _place(row: tuple[Any, ...] | None) -> Place | None:
+def _place(row: tuple[Any, ...] | None) -> RegisteredPlace | None:
     if row is None:
         return None
     gln, name, party, did, party_name, address, lat, lon, type_, event = row
-    return Place(
+    return RegisteredPlace(
         gln, name, party, did, party_name, json.loads(address) if address else None, lat, lon,
         type_, event,
     )  # fmt: skip
@@ -112,11 +112,11 @@ def carry_over(conn: sqlite3.Connection, old: int, new: int) -> None:
     conn.execute("UPDATE places SET party = ? WHERE party = ?", (new, old))
 
 
-def place(store: Store, gln: str) -> Place | None:
+def place(store: Store, gln: str) -> RegisteredPlace | None:
     return _place(store.conn.execute(_PLACE + "WHERE p.gln = ?", (gln,)).fetchone())
 
 
-def places(store: Store, party: int | None = None) -> list[Place]:
+def places(store: Store, party: int | None = None) -> list[RegisteredPlace]:
     """Every registered place (or *party*'s), by GLN."""
     where, params = ("WHERE p.party = ? ", (party,)) if party is not None else ("", ())
     rows = store.conn.execute(_PLACE + where + "ORDER BY p.gln", params).fetchall()
