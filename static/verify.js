@@ -57,7 +57,9 @@
     "grant": ["registrar", "regulator"],
     "rotate": PARTY_ROLES.concat(["device", "rules", "registrar"]),
     "anchor": ["registrar", "rules"],
-    "stability": ["producer", "processor"]
+    "stability": ["producer", "processor"],
+    "pack": PARTY_ROLES,
+    "unpack": PARTY_ROLES
   };
   // END SIGNER_ROLES
 

@@ -133,6 +133,21 @@ def _rotation_state(store: Store) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def _pallet_state(store: Store) -> list[tuple[Any, ...]]:
+    """Every case and pallet (docs/protocol.md, "Pallets and cases"): where it
+    sits, who has it, whether it is unpacked or in transit, and what is on it."""
+    units = store.conn.execute(
+        "SELECT p.sscc, p.parent, h.did, k.did, p.unpack_event IS NOT NULL, "
+        "p.shipment IS NOT NULL, p.prefix_length FROM pallets p "
+        "LEFT JOIN identities h ON h.id = p.holder LEFT JOIN identities k ON k.id = p.packed_by"
+    ).fetchall()
+    contents = store.conn.execute(
+        "SELECT c.sscc, l.subject, c.value, c.unit FROM pallet_contents c "
+        "LEFT JOIN chains l ON l.id = c.lot"
+    ).fetchall()
+    return [*units, *contents]
+
+
 STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "lots": _lot_state,
     "attachments": _attachment_state,
@@ -145,4 +160,5 @@ STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "prefixes": _prefix_state,
     "links (recall, lift and EPCIS filing)": _filing_state,
     "identities (rotations, owners)": _rotation_state,
+    "pallets": _pallet_state,
 }

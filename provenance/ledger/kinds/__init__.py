@@ -19,6 +19,7 @@ from provenance.ledger.kinds import (
     holds,
     lots,
     observations,
+    pallets,
     recall,
     registry,
     rotation,
@@ -50,6 +51,8 @@ KINDS: dict[str, Kind] = {
         rotation.ROTATE,
         anchors.ANCHOR,
         stability.STABILITY,
+        pallets.PACK,
+        pallets.UNPACK,
     )
 }
 

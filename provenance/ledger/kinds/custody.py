@@ -12,7 +12,7 @@ from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.core.kinds import RECALL_RETURN
 from provenance.core.timefmt import format_time
-from provenance.ledger.kinds import checks, timing
+from provenance.ledger.kinds import checks, pallets, timing
 from provenance.ledger.kinds.base import Kind, Transaction
 from provenance.ledger.kinds.timing import TransactionRefs
 from provenance.ledger.reasons import (
@@ -52,9 +52,11 @@ def _ship(
     for lot in lots:
         if ledger.store.open_shipment_for(lot.id) is not None:
             raise RejectedEvent(CONFLICT, f"{lot.uri} is already in transit: receive it first")
+    pallets.check_shipment(ledger, env, signer, lots)
     timing.within_custody(ledger, env, signer, lots, index, txn)
     lot_ids = [lot.id for lot in lots]
     ledger.store.insert_shipment(index, signer.id, receiver.id, lot_ids)
+    pallets.ship_pallets(ledger, env, index)
     return ledger.store.derive("ship", index, lot_ids, env.data, TransactionRefs(ledger, txn))
 
 
@@ -90,6 +92,7 @@ def _receive(
                 f"({format_time(shipped)}): a lot is received after it is shipped; "
                 "check the receiver's clock",
             )
+    pallets.receive_pallets(ledger, env, ship_index, signer)
     for lot in lots:
         lot.custodian = signer.id
         store.set_custodian(lot.id, signer.id)
