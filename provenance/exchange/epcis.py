@@ -38,6 +38,7 @@ from provenance.core.timefmt import format_time, now_micros
 from provenance.exchange.epcis_collector import EventCollector, MemoryKeeper, SpillKeeper
 from provenance.exchange.epcis_mapping import EventMapper
 from provenance.exchange.epcis_master_data import master_data
+from provenance.exchange.epcis_pallets import UnitLookup, no_units, store_units
 from provenance.exchange.epcis_vocabulary import (
     IDENTITY_KINDS,
     READING_WINDOW_S,
@@ -71,12 +72,17 @@ def epcis_document(
     lots: LotLookup = _nobody,
     shipments: ShipmentLookup | None = None,
     reading_window_s: int = READING_WINDOW_S,
+    units: UnitLookup = no_units,
 ) -> dict[str, Any]:
     """An EPCISDocument of *events*: ``@context``, schemaVersion 2.0, *created* as its
     creationDate, master data for the lots and identities it names (when the lookups know
     them) and ``epcisBody.eventList`` from `epcis_events`."""
     event_list = epcis_events(
-        events, identities=identities, shipments=shipments, reading_window_s=reading_window_s
+        events,
+        identities=identities,
+        shipments=shipments,
+        reading_window_s=reading_window_s,
+        units=units,
     )
     document = _shell(created)
     vocabularies = master_data(event_list, identities=identities, lots=lots)
@@ -101,6 +107,7 @@ def epcis_events(
     identities: IdentityLookup = _nobody,
     shipments: ShipmentLookup | None = None,
     reading_window_s: int = READING_WINDOW_S,
+    units: UnitLookup = no_units,
 ) -> list[dict[str, Any]]:
     """EPCIS 2.0 events for ledger events, sorted by eventTime (ties in input order), each
     with its Event Hash ID as ``eventID``. Identity events (enrol, revoke) have no EPCIS
@@ -114,7 +121,9 @@ def epcis_events(
     if shipments is None:
         known = {i.envelope.event_id: i.envelope for i in items if i.envelope.kind == "ship"}
         shipments = known.get
-    collector = EventCollector(EventMapper(identities, shipments), reading_window_s, MemoryKeeper())
+    collector = EventCollector(
+        EventMapper(identities, shipments, units), reading_window_s, MemoryKeeper()
+    )
     for item in items:
         collector.add(item)
     return list(collector.finished())
@@ -129,6 +138,7 @@ def write_document(
     lots: LotLookup = _nobody,
     shipments: ShipmentLookup | None = None,
     reading_window_s: int = READING_WINDOW_S,
+    units: UnitLookup = no_units,
     unique: bool = False,
 ) -> int:
     """Write the EPCISDocument of *events* to *out* as JSON — the same document as
@@ -144,7 +154,7 @@ def write_document(
         events = _unique(_filed(item) for item in events)
     seen: dict[str, Envelope] = {}
     with tempfile.TemporaryFile() as spill:
-        mapper = EventMapper(identities, shipments or seen.get)
+        mapper = EventMapper(identities, shipments or seen.get, units)
         collector = EventCollector(mapper, reading_window_s, SpillKeeper(spill))
         for item in events:
             filed = _filed(item)
@@ -205,6 +215,7 @@ def lot_document(
         identities=store_identities(store),
         lots=store_lots(store),
         reading_window_s=reading_window_s,
+        units=store_units(store),
     )
 
 
@@ -286,6 +297,7 @@ def write_ledger_document(
             shipments=store_shipments(store),
             reading_window_s=reading_window_s,
             unique=lot is None,
+            units=store_units(store),
         )
 
 
