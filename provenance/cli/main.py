@@ -29,6 +29,7 @@ SERVICE_COMMANDS = {
     "key": "provenance.cli.keys:key_group",
     "label": "provenance.cli.label:command",
     "notify": "provenance.cli.notify:command",
+    "pallet": "provenance.cli.pallet:group",
     "portal": "provenance.cli.accounts:portal",
     "recall": "provenance.cli.recall:command",
     "rules": "provenance.cli.rules:group",
