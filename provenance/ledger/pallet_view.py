@@ -15,6 +15,11 @@ from provenance.store import pallets as tables
 from provenance.store.db import Store
 
 
+def _amount(value: float, unit: str) -> dict[str, Any]:
+    """A quantity as it was signed: whole numbers come back from the store as floats."""
+    return {"value": int(value) if float(value).is_integer() else value, "unit": unit}
+
+
 def _party(store: Store, party_id: int | None) -> dict[str, Any] | None:
     if party_id is None:
         return None
@@ -62,7 +67,7 @@ def pallet_view(store: Store, sscc: str) -> dict[str, Any]:
                 "batch": lot.uri if lot else str(packed.lot),
                 "product": lot.product if lot else None,
                 "lot": lot.lot if lot else None,
-                "quantity": {"value": packed.value, "unit": packed.unit},
+                "quantity": _amount(packed.value, packed.unit),
                 "case": on if on != sscc else None,
                 "recalled": bool(lot and lot.recalled),
             }
@@ -104,7 +109,7 @@ def pallets_of_lot(store: Store, lot_id: int) -> list[dict[str, Any]]:
                 "open": unpack_event is None,
                 "in_transit": shipment is not None,
                 "holder": holder_party["name"] if holder_party else None,
-                "quantity": {"value": value, "unit": unit},
+                "quantity": _amount(value, unit),
                 "packed": _event(store, pack_event),
             }
         )
