@@ -159,6 +159,17 @@ def test_pallet_commands_pack_ship_show_unpack_and_label(tmp_path):
     shipment = cli("pallet", "ship", PALLET, "--to", "DC", "--as", "Farm", "--time", at(2))
     shipment = shipment.strip()
     assert "in transit from Farm to DC" in cli("pallet", "show", PALLET)
+    # A trace forward and a recall name the pallet the lot is on.
+    traced = cli("trace", LOT, "--direction", "forward")
+    assert f"LOT42 on pallet {PALLET} (in transit)" in traced
+    units = json.loads(cli("trace", LOT2, "--json"))["pallets"]
+    assert units[LOT2][0]["sscc"] == PALLET and units[LOT2][0]["quantity"]["value"] == 50.5
+    authority = str(tmp_path / "authority.pem")
+    cli("party", "add", "Authority", "--role", "regulator", "--public-key",
+        cli("key", "new", "--out", authority).strip())  # fmt: skip
+    recalled = cli("recall", LOT, "--as", "Authority", "--key", authority, "--reason", "Listeria")
+    assert f"on pallet {PALLET} (in transit)" in recalled
+    cli("recall", LOT, "--lift", "--as", "Authority", "--key", authority, "--reason", "Clean")
     receive = {"kind": "receive", "batches": [LOT, LOT2], "time": at(3),
                "data": {"shipment": shipment, "pallets": [PALLET]}}  # fmt: skip
     cli("event", "append", "-", "--as", "DC", input=json.dumps(receive))

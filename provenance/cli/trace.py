@@ -15,6 +15,7 @@ import click
 from provenance.cli.context import Context, pass_context
 from provenance.cli.errors import friendly
 from provenance.ledger.lineage import BACK, BOTH, DIRECTIONS, FORWARD, Trace, TracedLot, trace
+from provenance.ledger.pallet_view import describe_units, open_pallets
 
 INDENT = "   "
 
@@ -38,11 +39,18 @@ def command(ctx: Context, uri: str, direction: str, as_json: bool) -> None:
     Example: provenance trace https://id.gs1.org/01/09506000134352/10/LOT42 --direction forward
     """
     result = trace(ctx.reader(), uri, direction)
+    units = open_pallets(ctx.reader(), list(result.lots))  # docs/protocol.md §13
     if as_json:
-        click.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
+        out = result.to_json() | {"pallets": units}
+        click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
     for line in render(result):
         click.echo(line)
+    if units:
+        click.echo("")
+        click.echo("on cases and pallets now:")
+        for lot_uri, found in units.items():
+            click.echo(f"{INDENT}{_short(lot_uri)} {describe_units(found)}")
 
 
 def render(result: Trace) -> Iterator[str]:

@@ -114,3 +114,32 @@ def pallets_of_lot(store: Store, lot_id: int) -> list[dict[str, Any]]:
             }
         )
     return found
+
+
+def open_pallets(store: Store, lot_uris: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """For each lot (by URI) on an open case or pallet now: those units, as
+    `pallets_of_lot` gives them (with the pallet a case is on). Lots on none are
+    left out. What a trace forward and a recall name beside each lot."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for uri in lot_uris:
+        lot = store.lot_by_uri(uri)
+        if lot is None:
+            continue
+        units = [unit for unit in pallets_of_lot(store, lot.id) if unit["open"]]
+        if units:
+            found[uri] = units
+    return found
+
+
+def describe_units(units: list[dict[str, Any]]) -> str:
+    """Words for a lot's open units: "on pallet 1061…", "in case 1061… on pallet 1061…"."""
+    words = []
+    for unit in units:
+        if unit["on_pallet"]:
+            text = f"in case {unit['sscc']} on pallet {unit['on_pallet']}"
+        else:
+            text = f"on pallet {unit['sscc']}"
+        if unit["in_transit"]:
+            text += " (in transit)"
+        words.append(text)
+    return ", ".join(words)
