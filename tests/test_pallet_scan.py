@@ -100,6 +100,11 @@ def test_bad_and_unknown_codes_say_why(client, path, status, words):
     assert page.status_code == status and "<html" in page.get_data(as_text=True)
 
 
+def test_a_lots_page_says_it_was_packed_on_the_pallet(client):
+    html = client.get("/01/09506000134352/10/LOT44").get_data(as_text=True)
+    assert f"Packed by farm on (00) {CASE}" in html
+
+
 def test_the_page_is_translated(client):
     html = client.get(f"/00/{PALLET}?lang=zh").get_data(as_text=True)
     assert "托盘" in html and "装箱方" in html
