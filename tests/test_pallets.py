@@ -128,6 +128,16 @@ def test_pack_refusals_name_the_rule(packed):
         {"sscc": sscc(6, prefix="1234567"), "contents": contents(extra)},
     )
     assert "company prefix" in message
+    # A pallet a case starts is the packer's SSCC too.
+    message = refused(
+        packed,
+        "unauthorised",
+        "farm",
+        "pack",
+        [extra],
+        {"sscc": sscc(12), "parent": sscc(13, prefix="1234567"), "contents": contents(extra)},
+    )
+    assert sscc(13, prefix="1234567") in message
     # A case goes on a pallet, a pallet on nothing.
     message = refused(
         packed,

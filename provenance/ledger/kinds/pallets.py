@@ -80,6 +80,21 @@ def _same_lots(
         )
 
 
+def _own_prefix(sscc: str, prefixes: Sequence[str], signer: Identity) -> str | None:
+    """The packer's company prefix the new unit's SSCC lies under (None when the
+    packer has none enrolled: then any SSCC is taken); refused if it has some and
+    the SSCC is under none of them."""
+    prefix = company_prefix_of(sscc, prefixes)
+    if prefixes and prefix is None:
+        raise RejectedEvent(
+            UNAUTHORISED,
+            f"SSCC {sscc} is not under {signer.name}'s GS1 company prefixes "
+            f"({', '.join(prefixes)}): a unit's SSCC is allocated by the company that packs "
+            "it (extension digit, then its company prefix)",
+        )
+    return prefix
+
+
 def _pack(
     ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
 ) -> list[int]:
@@ -104,17 +119,12 @@ def _pack(
                 "time; unpack that first",
             )
     prefixes = ledger.store.prefixes(signer.id)
-    prefix = company_prefix_of(sscc, prefixes)
-    if prefixes and prefix is None:
-        raise RejectedEvent(
-            UNAUTHORISED,
-            f"SSCC {sscc} is not under {signer.name}'s GS1 company prefixes "
-            f"({', '.join(prefixes)}): a unit's SSCC is allocated by the company that packs "
-            "it (extension digit, then its company prefix)",
-        )
+    prefix = _own_prefix(sscc, prefixes, signer)
     if parent is not None:
         existing = tables.unit(store, parent)
-        if existing is not None:
+        if existing is None:  # a new pallet: its SSCC is the packer's too
+            _own_prefix(parent, prefixes, signer)
+        else:
             _open_unit(ledger, parent, signer, "packed")
             if existing.parent is not None:
                 raise RejectedEvent(
