@@ -191,3 +191,12 @@ def test_pallet_commands_pack_ship_show_unpack_and_label(tmp_path):
     assert "no case or pallet" in cli("pallet", "show", sscc(6), code=1)
     assert "no party named" in cli("pallet", "ship", PALLET, "--to", "Nobody", "--as", "DC",
                                    code=1)  # fmt: skip
+
+
+def test_a_label_needs_no_ledger(tmp_path):
+    cli = Cli(tmp_path)  # no `init`: nothing at --db, and nothing made there
+    out = tmp_path / "bare.png"
+    cli("pallet", "label", PALLET, "--out", out, "--base-url", "https://s.example")
+    assert decode(out.read_bytes()) == f"https://s.example/00/{PALLET}"
+    assert not (tmp_path / "p.db").exists()
+    assert "name it .png or .svg" in cli("pallet", "label", PALLET, "--out", "x.pdf", code=2)

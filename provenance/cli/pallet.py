@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import click
@@ -24,6 +25,7 @@ from provenance.core.sscc import MAX_PALLET_LOTS, sscc_path, validate_sscc
 from provenance.core.timefmt import parse_time
 from provenance.ledger.pallet_view import pallet_view
 from provenance.store import pallets as tables
+from provenance.store.location import is_database_url
 
 _PACKED = re.compile(r"(?P<uri>.+)=(?P<value>[0-9]+(?:\.[0-9]+)?) ?(?P<unit>[A-Z0-9]{2,3})")
 TIME_OPTION = click.option(
@@ -238,7 +240,8 @@ def label(ctx: Context, sscc: str, out: str, base_url: str | None) -> None:
     if kind not in ("png", "svg"):
         raise click.UsageError(f"cannot tell the format from {out!r}: name it .png or .svg")
     heading, lines = None, ()
-    if ctx.db_location.exists():
+    location = ctx.db_location
+    if is_database_url(location) or Path(location).exists():  # no ledger: the bare label
         try:
             view = pallet_view(ctx.reader(), sscc)
         except NotFound:
