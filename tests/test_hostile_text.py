@@ -30,6 +30,7 @@ DID = did_of(Ed25519PrivateKey.generate())
 OTHER = gs1.lot_uri(GTIN, "B7")
 EVENT = "ab" * 32
 QTY = {"value": 1, "unit": "KGM"}
+SSCC = "106141412345678908"
 PLACE = {"name": "Shed 4", "lat": 1.0, "lon": 2.0, "country": "KE", "gln": "0614141000005"}
 
 # For each kind, data with every field filled (several samples where fields
@@ -112,8 +113,24 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
     ],
     "attach": [({"device": DID}, [LOT])],
     "detach": [({"device": DID}, [LOT])],
-    "ship": [({"to": DID, "location": PLACE, "purpose": "recall-return"}, [LOT])],
-    "receive": [({"shipment": EVENT, "location": PLACE, "condition": "cold"}, [LOT])],
+    "ship": [
+        ({"to": DID, "location": PLACE, "purpose": "recall-return", "pallets": [SSCC]}, [LOT])
+    ],
+    "receive": [
+        ({"shipment": EVENT, "location": PLACE, "condition": "cold", "pallets": [SSCC]}, [LOT])
+    ],
+    "pack": [
+        (
+            {
+                "sscc": SSCC,
+                "contents": [{"batch": LOT, "quantity": QTY}],
+                "parent": "106141410000000019",
+                "ext": {"note": "x"},
+            },
+            [LOT],
+        )
+    ],
+    "unpack": [({"sscc": SSCC}, [LOT])],
     "transform": [
         (
             {
