@@ -1,4 +1,4 @@
-"""The demo's pallet step (docs/protocol.md §13): the farm packs two lots of kale
+"""The demo's pallet step (docs/protocol.md, "Pallets and cases"): the farm packs two lots of kale
 on one pallet (SSCC), ships the pallet — everything on it moves with one
 shipment — the carrier receives it, and the pallet's scan URL is printed.
 

@@ -1,5 +1,5 @@
 """`provenance pallet pack|unpack|ship|show|label`: cases and pallets by SSCC
-(docs/protocol.md §13). Each command works out the lots from the ledger where it
+(docs/protocol.md, "Pallets and cases"). Each command works out the lots from the ledger where it
 can (an unpack or a shipment names every lot on the pallet), signs one event and
 appends it; `show` and `label` only read.
 

@@ -99,7 +99,8 @@ def effects(store: Store, event_index: int) -> list[dict[str, Any]]:
         for lot, source in rows:
             sources.setdefault(lot, []).append(states[source].uri)
         found = [_effect(states[lot], sorted(names)) for lot, names in sorted(sources.items())]
-        units = open_pallets(store, [item["uri"] for item in found])  # docs/protocol.md §13
+        # The cases and pallets each lot is on (docs/protocol.md, "Pallets and cases").
+        units = open_pallets(store, [item["uri"] for item in found])
         for item in found:
             item["pallets"] = units.get(item["uri"], [])
         return found

@@ -39,7 +39,7 @@ def command(ctx: Context, uri: str, direction: str, as_json: bool) -> None:
     Example: provenance trace https://id.gs1.org/01/09506000134352/10/LOT42 --direction forward
     """
     result = trace(ctx.reader(), uri, direction)
-    units = open_pallets(ctx.reader(), list(result.lots))  # docs/protocol.md §13
+    units = open_pallets(ctx.reader(), list(result.lots))  # docs/protocol.md, "Pallets and cases"
     if as_json:
         out = result.to_json() | {"pallets": units}
         click.echo(json.dumps(out, ensure_ascii=False, indent=1))
