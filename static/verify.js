@@ -58,6 +58,8 @@
     "rotate": PARTY_ROLES.concat(["device", "rules", "registrar"]),
     "anchor": ["registrar", "rules"],
     "stability": ["producer", "processor"],
+    "pack": PARTY_ROLES,
+    "unpack": PARTY_ROLES,
     "place": PARTY_ROLES
   };
   // END SIGNER_ROLES

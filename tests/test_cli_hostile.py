@@ -36,6 +36,7 @@ from provenance.cli.main import main
 
 GTIN = "09506000134352"
 URI = f"https://id.gs1.org/01/{GTIN}/10/LOT42"
+SSCC = "106141412345678908"
 ROOT = Path(__file__).resolve().parent.parent
 NOT_UTF8 = b"\xff\xfe\x80 not UTF-8 \xc3\x28\n"
 SPEC_DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"  # the did:key spec example
@@ -129,6 +130,11 @@ COMMANDS: dict[str, list[Case]] = {
     ],
     "key new": [],  # writes one new file, reads none and no ledger
     "party add": [Case(["Newcomer", "--role", "producer"], WRITE)],
+    "pallet pack": [Case([SSCC, "--lot", f"{URI}=100KGM", "--as", "Farm"], WRITE)],
+    "pallet unpack": [Case([SSCC, "--as", "Farm"], WRITE)],
+    "pallet ship": [Case([SSCC, "--to", "Farm", "--as", "Farm"], WRITE)],
+    "pallet show": [Case([SSCC], READ)],
+    "pallet label": [Case([SSCC, "--out", "{out}"], READ, missing_db_ok=True)],
     "product stability": [Case(["--gtin", GTIN, "--as", "Farm", "--band", "2..8=30d"], WRITE)],
     "product show": [Case(["--gtin", GTIN], READ)],
     "party grant": [Case(["Farm", "--prefix", "9520123"], WRITE)],

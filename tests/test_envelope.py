@@ -137,6 +137,15 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
             "source": "SmPC 6.3",
         },
     ),
+    "pack": (
+        [LOT],
+        {
+            "sscc": "106141412345678908",
+            "contents": [{"batch": LOT, "quantity": {"value": 100, "unit": "KGM"}}],
+            "parent": "106141410000000019",
+        },
+    ),
+    "unpack": ([LOT], {"sscc": "106141412345678908"}),
     "place": (
         None,
         {

@@ -30,6 +30,7 @@ DID = did_of(Ed25519PrivateKey.generate())
 OTHER = gs1.lot_uri(GTIN, "B7")
 EVENT = "ab" * 32
 QTY = {"value": 1, "unit": "KGM"}
+SSCC = "106141412345678908"
 PLACE = {
     "name": "Shed 4",
     "lat": 1.0,
@@ -127,6 +128,7 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
                 "to": DID,
                 "location": PLACE,
                 "purpose": "recall-return",
+                "pallets": [SSCC],
                 "quantities": [{"batch": LOT, "quantity": {"value": 1, "unit": "KGM"}}],
             },
             [LOT],
@@ -138,12 +140,25 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
                 "shipment": EVENT,
                 "location": PLACE,
                 "condition": "cold",
+                "pallets": [SSCC],
                 "quantities": [{"batch": LOT, "quantity": {"value": 1, "unit": "KGM"}}],
                 "damaged": [{"batch": LOT, "quantity": {"value": 0, "unit": "KGM"}}],
             },
             [LOT],
         )
     ],
+    "pack": [
+        (
+            {
+                "sscc": SSCC,
+                "contents": [{"batch": LOT, "quantity": QTY}],
+                "parent": "106141410000000019",
+                "ext": {"note": "x"},
+            },
+            [LOT],
+        )
+    ],
+    "unpack": [({"sscc": SSCC}, [LOT])],
     "transform": [
         (
             {

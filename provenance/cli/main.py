@@ -31,6 +31,7 @@ SERVICE_COMMANDS = {
     "label": "provenance.cli.label:command",
     "notify": "provenance.cli.notify:command",
     "place": "provenance.cli.places:group",
+    "pallet": "provenance.cli.pallet:group",
     "portal": "provenance.cli.accounts:portal",
     "recall": "provenance.cli.recall:command",
     "rules": "provenance.cli.rules:group",

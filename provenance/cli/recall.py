@@ -22,6 +22,7 @@ from provenance.cli.errors import friendly
 from provenance.cli.keys import KEY_OPTION
 from provenance.cli.options import json_object_option
 from provenance.ledger.lineage import held
+from provenance.ledger.pallet_view import describe_units, open_pallets
 from provenance.store.db import Store
 from provenance.store.rows import LotState
 
@@ -97,7 +98,12 @@ def effects(store: Store, event_index: int) -> list[dict[str, Any]]:
         sources: dict[int, list[str]] = {}
         for lot, source in rows:
             sources.setdefault(lot, []).append(states[source].uri)
-        return [_effect(states[lot], sorted(names)) for lot, names in sorted(sources.items())]
+        found = [_effect(states[lot], sorted(names)) for lot, names in sorted(sources.items())]
+        # The cases and pallets each lot is on (docs/protocol.md, "Pallets and cases").
+        units = open_pallets(store, [item["uri"] for item in found])
+        for item in found:
+            item["pallets"] = units.get(item["uri"], [])
+        return found
 
 
 def _effect(state: LotState, sources: list[str]) -> dict[str, Any]:
@@ -124,6 +130,8 @@ def _line(item: dict[str, Any], lift: bool) -> str:
         words.append(f"{item['held']['value']:g} {item['held']['unit']}")
     if item["through"]:
         words.append("through " + ", ".join(item["through"]))
+    if item.get("pallets"):
+        words.append(describe_units(item["pallets"]))
     if lift and item["recalled"]:
         words.append("STILL RECALLED through another recall")
     return " · ".join(words)

@@ -19,6 +19,7 @@ from provenance.cli.errors import friendly
 from provenance.domain.holdings import LotHoldings
 from provenance.exchange.places import Registry, describe_location, nowhere, store_registry
 from provenance.ledger.lineage import BACK, BOTH, DIRECTIONS, FORWARD, Trace, TracedLot, trace
+from provenance.ledger.pallet_view import describe_units, open_pallets
 from provenance.store import places as place_store
 
 if TYPE_CHECKING:
@@ -65,11 +66,18 @@ def command(ctx: Context, uri: str, direction: str, as_json: bool) -> None:
     """
     store = ctx.reader()
     result = trace(store, uri, direction)
+    units = open_pallets(store, list(result.lots))  # docs/protocol.md, "Pallets and cases"
     if as_json:
-        click.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
+        out = result.to_json() | {"pallets": units}
+        click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
     for line in render(result, _store_places(store)):
         click.echo(line)
+    if units:
+        click.echo("")
+        click.echo("on cases and pallets now:")
+        for lot_uri, found in units.items():
+            click.echo(f"{INDENT}{_short(lot_uri)} {describe_units(found)}")
 
 
 def render(result: Trace, places: Places = Places()) -> Iterator[str]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from provenance.core import gs1
+from provenance.core import sscc as sscc_rules
 from provenance.core.ed25519 import is_usable_public_key
 from provenance.core.errors import ValidationError
 from provenance.core.fields import (
@@ -74,6 +75,8 @@ KIND_CODES: dict[str, int] = {
     "rotate": 19,
     "anchor": 20,  # 19 is `rotate` (the rotation work)
     "stability": 21,
+    "pack": 22,
+    "unpack": 23,
     "place": 27,  # 22-26 are other kinds of issue #13's work
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
@@ -116,6 +119,10 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     "stability": frozenset(COMMISSIONING_ROLES),
     # A party registers the places it operates (docs/protocol.md §15).
     "place": frozenset(PARTY_ROLES),
+    # Whoever holds the lots packs them; the pallet's holder unpacks it (the
+    # ledger checks both against its state: provenance/ledger/kinds/pallets.py).
+    "pack": frozenset(PARTY_ROLES),
+    "unpack": frozenset(PARTY_ROLES),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
@@ -236,6 +243,15 @@ def epcis_event(value: Any, field: str) -> None:
 
 # --- shared shapes
 
+
+def sscc(value: Any, field: str) -> None:
+    """A Serial Shipping Container Code: 18 digits ending in the GS1 check digit."""
+    sscc_rules.validate_sscc(value, field)
+
+
+SSCC = sscc
+SSCCS = list_of(sscc, 1, sscc_rules.MAX_SHIPMENT_PALLETS)
+
 UNIT = text(3, r"[A-Z0-9]{2,3}", "must be a UN/CEFACT Rec 20 unit code such as KGM, EA or H87")
 QUANTITY = obj({"value": number(0, 1e12), "unit": UNIT})
 # ship/receive: how much of each lot moves (docs/protocol.md, "Quantities")
@@ -307,7 +323,12 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
     "detach": ({"device": did}, {}),
     "ship": (
         {"to": did},
-        {"location": LOCATION, "purpose": SHIP_PURPOSE, "quantities": LOT_QUANTITIES},
+        {
+            "location": LOCATION,
+            "purpose": SHIP_PURPOSE,
+            "quantities": LOT_QUANTITIES,
+            "pallets": SSCCS,
+        },
     ),
     "receive": (
         {"shipment": event_id},
@@ -316,6 +337,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
             "condition": note(),
             "quantities": LOT_QUANTITIES,
             "damaged": LOT_QUANTITIES,
+            "pallets": SSCCS,
         },
     ),
     "transform": (
@@ -380,6 +402,16 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
         {"gln": GLN, "name": text()},
         {"address": ADDRESS, "lat": LAT, "lon": LON, "type": PLACE_TYPE},
     ),
+    "pack": (
+        {
+            "sscc": SSCC,
+            "contents": list_of(
+                obj({"batch": lot_uri, "quantity": QUANTITY}), 1, sscc_rules.MAX_PALLET_LOTS
+            ),
+        },
+        {"parent": SSCC},
+    ),
+    "unpack": ({"sscc": SSCC}, {}),
 }
 
 
@@ -521,6 +553,29 @@ def _check_place(data: dict[str, Any], _lots: Any) -> None:
         raise ValidationError("data", "give both lat and lon, or neither")
 
 
+def _check_pack(data: dict[str, Any], lots: tuple[str, ...] | None) -> None:
+    contents = [item["batch"] for item in data["contents"]]
+    if len(set(contents)) != len(contents):
+        raise ValidationError("data.contents", "lists a lot twice: give each lot once")
+    if lots is None or sorted(lots) != sorted(contents):
+        raise ValidationError("batches", "must list exactly the lots of data.contents")
+    if data.get("parent") == data["sscc"]:
+        raise ValidationError(
+            "data.parent", "is the unit being packed: a case is packed on another unit"
+        )
+
+
+def _check_pallets(data: dict[str, Any], _lots: Any) -> None:
+    pallets = data.get("pallets", ())
+    if len(set(pallets)) != len(pallets):
+        raise ValidationError("data.pallets", "lists an SSCC twice")
+
+
+def _check_shipment_lists(data: dict[str, Any], lots: tuple[str, ...] | None) -> None:
+    _check_lot_quantities(data, lots)
+    _check_pallets(data, lots)
+
+
 _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "enrol": _check_enrol,
     "rotate": _check_rotate,
@@ -528,7 +583,8 @@ _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "reading": _check_reading,
     "transform": _check_transform,
     "stability": _check_stability,
-    "ship": _check_lot_quantities,
-    "receive": _check_lot_quantities,
+    "pack": _check_pack,
+    "ship": _check_shipment_lists,
+    "receive": _check_shipment_lists,
     "place": _check_place,
 }

@@ -215,6 +215,8 @@ def _details(kind: str, data: dict[str, Any], lot_uri: str) -> dict[str, Any]:
         "hold": ("rule", "reason"),
         "release": ("reason",),
         "flag": ("signal", "reason"),
+        "pack": ("sscc", "parent"),
+        "unpack": ("sscc",),
     }.get(kind, ())
     details = {name: data[name] for name in keep if name in data}
     if kind == "transform":

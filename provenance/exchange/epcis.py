@@ -38,6 +38,7 @@ from provenance.core.timefmt import format_time, now_micros
 from provenance.exchange.epcis_collector import EventCollector, MemoryKeeper, SpillKeeper
 from provenance.exchange.epcis_mapping import EventMapper
 from provenance.exchange.epcis_master_data import master_data
+from provenance.exchange.epcis_pallets import UnitLookup, no_units, store_units
 from provenance.exchange.epcis_vocabulary import (
     IDENTITY_KINDS,
     READING_WINDOW_S,
@@ -74,12 +75,17 @@ def epcis_document(
     shipments: ShipmentLookup | None = None,
     reading_window_s: int = READING_WINDOW_S,
     places: Registry = nowhere,
+    units: UnitLookup = no_units,
 ) -> dict[str, Any]:
     """An EPCISDocument of *events*: ``@context``, schemaVersion 2.0, *created* as its
     creationDate, master data for the lots, identities and places it names (when the
     lookups know them; *places* by GLN) and ``epcisBody.eventList`` from `epcis_events`."""
     event_list = epcis_events(
-        events, identities=identities, shipments=shipments, reading_window_s=reading_window_s
+        events,
+        identities=identities,
+        shipments=shipments,
+        reading_window_s=reading_window_s,
+        units=units,
     )
     document = _shell(created)
     vocabularies = master_data(event_list, identities=identities, lots=lots, places=places)
@@ -104,6 +110,7 @@ def epcis_events(
     identities: IdentityLookup = _nobody,
     shipments: ShipmentLookup | None = None,
     reading_window_s: int = READING_WINDOW_S,
+    units: UnitLookup = no_units,
 ) -> list[dict[str, Any]]:
     """EPCIS 2.0 events for ledger events, sorted by eventTime (ties in input order), each
     with its Event Hash ID as ``eventID``. Identity events (enrol, revoke) have no EPCIS
@@ -117,7 +124,9 @@ def epcis_events(
     if shipments is None:
         known = {i.envelope.event_id: i.envelope for i in items if i.envelope.kind == "ship"}
         shipments = known.get
-    collector = EventCollector(EventMapper(identities, shipments), reading_window_s, MemoryKeeper())
+    collector = EventCollector(
+        EventMapper(identities, shipments, units), reading_window_s, MemoryKeeper()
+    )
     for item in items:
         collector.add(item)
     return list(collector.finished())
@@ -132,6 +141,7 @@ def write_document(
     lots: LotLookup = _nobody,
     shipments: ShipmentLookup | None = None,
     reading_window_s: int = READING_WINDOW_S,
+    units: UnitLookup = no_units,
     unique: bool = False,
     places: Registry = nowhere,
 ) -> int:
@@ -148,7 +158,7 @@ def write_document(
         events = _unique(_filed(item) for item in events)
     seen: dict[str, Envelope] = {}
     with tempfile.TemporaryFile() as spill:
-        mapper = EventMapper(identities, shipments or seen.get)
+        mapper = EventMapper(identities, shipments or seen.get, units)
         collector = EventCollector(mapper, reading_window_s, SpillKeeper(spill))
         for item in events:
             filed = _filed(item)
@@ -210,6 +220,7 @@ def lot_document(
         lots=store_lots(store),
         reading_window_s=reading_window_s,
         places=store_registry(store),
+        units=store_units(store),
     )
 
 
@@ -292,6 +303,7 @@ def write_ledger_document(
             reading_window_s=reading_window_s,
             unique=lot is None,
             places=store_registry(store),
+            units=store_units(store),
         )
 
 

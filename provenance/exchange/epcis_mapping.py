@@ -16,6 +16,7 @@ from typing import Any
 
 from provenance.core.envelope import Envelope
 from provenance.core.kinds import RECALL_RETURN
+from provenance.exchange.epcis_pallets import UnitLookup, aggregation, no_units, shipped_units
 from provenance.exchange.epcis_vocabulary import (
     GS1_STEM,
     STANDARD_GRAVITY,
@@ -84,9 +85,12 @@ def _ledger(event: dict[str, Any], envelope: Envelope) -> dict[str, Any]:
 class EventMapper:
     """Maps one ledger event to its EPCIS event, naming parties through the lookups."""
 
-    def __init__(self, identities: IdentityLookup, shipments: ShipmentLookup):
+    def __init__(
+        self, identities: IdentityLookup, shipments: ShipmentLookup, units: UnitLookup = no_units
+    ):
         self.identities = identities
         self.shipments = shipments
+        self.units = units  # cases and pallets: epcis_pallets.py
 
     def event(self, item: LedgerEvent) -> dict[str, Any] | None:
         """The EPCIS event of one ledger event (without its eventID); None for enrol and
@@ -102,6 +106,8 @@ class EventMapper:
             "dispense": self._dispense,
             "attach": self._attach,
             "detach": self._detach,
+            "pack": self._aggregation,
+            "unpack": self._aggregation,
         }.get(item.envelope.kind)
         return None if mapper is None else _ledger(mapper(item), item.envelope)
 
@@ -155,6 +161,7 @@ class EventMapper:
         location = data.get("location")
         event = _base("ObjectEvent", envelope)
         event["quantityList"] = _moved(item.lots, data, "quantities")
+        shipped_units(event, data.get("pallets", ()), self.units)
         # CBV 2.0 disposition "recalled": a recalled lot on its way back.
         returning = data.get("purpose") == RECALL_RETURN
         disposition = "recalled" if returning else "in_transit"
@@ -181,6 +188,8 @@ class EventMapper:
             event["readPoint"] = place
             event["bizLocation"] = dict(place)
         shipment = self.shipments(data["shipment"])
+        pallets = data.get("pallets") or (shipment.data.get("pallets") if shipment else None)
+        shipped_units(event, pallets or (), self.units)
         if shipment is not None:
             event["sourceList"] = self.ends(
                 "source", shipment.signer, shipment.data.get("location")
@@ -290,6 +299,10 @@ class EventMapper:
 
     def _detach(self, item: LedgerEvent) -> dict[str, Any]:
         return self._attach(item, "DELETE")
+
+    def _aggregation(self, item: LedgerEvent) -> dict[str, Any]:
+        base = _base("AggregationEvent", item.envelope)
+        return aggregation(base, item.envelope, item.lots, self.units)
 
 
 # --- readings

@@ -354,6 +354,35 @@ def _holdings(db: sqlite_utils.Database) -> None:
     backfill_holdings(conn)
 
 
+@migration("0012_pallets")
+def _pallets(db: sqlite_utils.Database) -> None:
+    """Logistic units (cases and pallets, by SSCC) packed and unpacked
+    (docs/protocol.md, "Pallets and cases"): each unit once, who packed it and
+    who has it now, the pallet a case sits on, the open shipment carrying it,
+    and the lots on it with the quantity packed. A new kind, so nothing to
+    backfill: the log held no pack before this."""
+    db.execute(
+        """CREATE TABLE pallets (
+            sscc TEXT PRIMARY KEY,
+            parent TEXT,               -- SSCC of the pallet a case is on, while it is
+            holder INTEGER NOT NULL,   -- identities.id of the party that has it now
+            packed_by INTEGER NOT NULL,
+            pack_event INTEGER NOT NULL,
+            unpack_event INTEGER,
+            shipment INTEGER,          -- log index of the open shipment carrying it
+            prefix_length INTEGER      -- of the packer's GS1 company prefix, when known
+        )"""
+    )
+    db.execute("CREATE INDEX pallets_parent ON pallets (parent)")
+    db.execute("CREATE INDEX pallets_shipment ON pallets (shipment)")
+    db.execute(
+        """CREATE TABLE pallet_contents (
+            sscc TEXT NOT NULL, lot INTEGER NOT NULL, value REAL NOT NULL, unit TEXT NOT NULL,
+            PRIMARY KEY (sscc, lot))"""
+    )
+    db.execute("CREATE INDEX pallet_contents_lot ON pallet_contents (lot)")
+
+
 @migration("0013_places")
 def _places(db: sqlite_utils.Database) -> None:
     """Places and the parties' GS1 identifiers (docs/protocol.md §15): the places

@@ -164,6 +164,21 @@ def _place_state(store: Store) -> list[tuple[Any, ...]]:
     return [("place", *row) for row in places] + [("party", *row) for row in parties]
 
 
+def _pallet_state(store: Store) -> list[tuple[Any, ...]]:
+    """Every case and pallet (docs/protocol.md, "Pallets and cases"): where it
+    sits, who has it, whether it is unpacked or in transit, and what is on it."""
+    units = store.conn.execute(
+        "SELECT p.sscc, p.parent, h.did, k.did, p.unpack_event IS NOT NULL, "
+        "p.shipment IS NOT NULL, p.prefix_length FROM pallets p "
+        "LEFT JOIN identities h ON h.id = p.holder LEFT JOIN identities k ON k.id = p.packed_by"
+    ).fetchall()
+    contents = store.conn.execute(
+        "SELECT c.sscc, l.subject, c.value, c.unit FROM pallet_contents c "
+        "LEFT JOIN chains l ON l.id = c.lot"
+    ).fetchall()
+    return [*units, *contents]
+
+
 STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "lots": _lot_state,
     "attachments": _attachment_state,
@@ -179,4 +194,5 @@ STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "holdings": _holding_state,
     "shipment_lots": _shipment_lot_state,
     "places (and parties' PGLNs)": _place_state,
+    "pallets": _pallet_state,
 }

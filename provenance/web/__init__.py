@@ -49,6 +49,7 @@ from . import (
     errors,
     health,
     i18n,
+    pallet_page,
     params,
     places,
     portal,
@@ -108,6 +109,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(epcis_api.bp)
     app.register_blueprint(camera.bp)
+    app.register_blueprint(pallet_page.bp)
     portal.init_app(app)
     tiles.init_app(app)  # /log/tiles/: files, in front of Flask
     return app

@@ -203,6 +203,10 @@ def step_sentence(step: Any) -> str:
         return _("Flagged by a safety rule: %(s)s", s=details.get("signal", "?"))
     if kind == "epcis":
         return _("Record imported by %(a)s", a=a)
+    if kind == "pack":  # docs/protocol.md, "Pallets and cases"
+        return _("Packed by %(a)s on (00) %(s)s", a=a, s=details.get("sscc", "?"))
+    if kind == "unpack":
+        return _("Unpacked by %(a)s from (00) %(s)s", a=a, s=details.get("sscc", "?"))
     return f"{kind} · {a}"
 
 

@@ -19,6 +19,7 @@ from provenance.ledger.kinds import (
     holds,
     lots,
     observations,
+    pallets,
     places,
     recall,
     registry,
@@ -51,6 +52,8 @@ KINDS: dict[str, Kind] = {
         rotation.ROTATE,
         anchors.ANCHOR,
         stability.STABILITY,
+        pallets.PACK,
+        pallets.UNPACK,
         places.PLACE,
     )
 }

@@ -13,7 +13,7 @@ from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.core.kinds import RECALL_RETURN
 from provenance.core.timefmt import format_time
-from provenance.ledger.kinds import checks, quantities, timing
+from provenance.ledger.kinds import checks, pallets, quantities, timing
 from provenance.ledger.kinds.base import Kind, Transaction
 from provenance.ledger.kinds.timing import TransactionRefs
 from provenance.ledger.reasons import (
@@ -51,10 +51,12 @@ def _ship(
     if receiver.revoked_from is not None:
         raise RejectedEvent(REVOKED, f"receiver {receiver.name} is revoked")
     quantities.may_ship(ledger, env, signer, lots, index)
+    pallets.check_shipment(ledger, env, signer, lots)
     timing.within_custody(ledger, env, signer, lots, index, txn)
     lot_ids = [lot.id for lot in lots]
     ledger.store.insert_shipment(index, signer.id, receiver.id, lot_ids)
     quantities.record(ledger, env, signer, index)
+    pallets.ship_pallets(ledger, env, index)
     return ledger.store.derive("ship", index, lot_ids, env.data, TransactionRefs(ledger, txn))
 
 
@@ -91,6 +93,7 @@ def _receive(
                 "check the receiver's clock",
             )
     quantities.may_receive(ledger, env, lots, ship_index)
+    pallets.receive_pallets(ledger, env, ship_index, signer)
     for lot in lots:
         lot.custodian = signer.id
         store.set_custodian(lot.id, signer.id)
