@@ -10,6 +10,7 @@ import sqlite3
 
 import pytest
 from support.lineage import BEFORE_LINEAGE_LOG_KEY, FIXTURES
+from support.pallets import PALLET
 from support.world import GTIN, at
 
 from provenance.core.errors import ValidationError
@@ -429,3 +430,32 @@ def test_the_transform_form_offers_a_lot_the_party_holds_part_of(portal):
     page = portal.client("farm1").get("/portal/transform")
     assert page.status_code == 200
     assert KALE in page.get_data(as_text=True)  # the farm still holds 600 KGM of it
+
+
+def test_a_pallet_carries_what_was_packed_of_a_split_lot(world):
+    """Packing 300 of 1,000 kg on a pallet and shipping the pallet moves the
+    300 kg, not everything the farm holds; packing more than is free is refused."""
+    commission_kale(world)
+    over = world.append(
+        "farm",
+        "pack",
+        [KALE],
+        {"sscc": PALLET, "contents": lot_quantities(KALE, 1200)},
+        time=at(1),
+    )
+    assert over.reason == "quantity" and "at most 1000 KGM" in over.message, over
+    world.ok(
+        "farm",
+        "pack",
+        [KALE],
+        {"sscc": PALLET, "contents": lot_quantities(KALE, 300)},
+        time=at(1),
+    )
+    data = {"to": world.did("dc"), "pallets": [PALLET]}
+    shipped = world.append("farm", "ship", [KALE], data, time=at(2))
+    assert shipped.status == "accepted", shipped
+    assert holdings(world.store, KALE).holder("farm").in_transit == 300
+    assert receive(world, "dc", shipped).status == "accepted"
+    assert held_by(world) == {"farm": 700, "dc": 300}
+    report = verify_ledger(world.store, world.log_public_key, workers=1)
+    assert report.ok, report.problems

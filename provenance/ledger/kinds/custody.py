@@ -50,12 +50,13 @@ def _ship(
         raise RejectedEvent(CONFLICT, "a shipment goes to another party")
     if receiver.revoked_from is not None:
         raise RejectedEvent(REVOKED, f"receiver {receiver.name} is revoked")
-    quantities.may_ship(ledger, env, signer, lots, index)
     pallets.check_shipment(ledger, env, signer, lots)
+    moved = pallets.shipped_data(ledger, env)  # lots on pallets move what was packed
+    quantities.may_ship(ledger, env, signer, lots, index, moved)
     timing.within_custody(ledger, env, signer, lots, index, txn)
     lot_ids = [lot.id for lot in lots]
     ledger.store.insert_shipment(index, signer.id, receiver.id, lot_ids)
-    quantities.record(ledger, env, signer, index)
+    quantities.record(ledger, env, signer, index, moved)
     pallets.ship_pallets(ledger, env, index)
     return ledger.store.derive("ship", index, lot_ids, env.data, TransactionRefs(ledger, txn))
 

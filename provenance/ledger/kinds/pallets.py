@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
 from provenance.core.sscc import MAX_PALLET_LOTS, company_prefix_of
-from provenance.ledger.kinds import checks, timing
+from provenance.ledger.kinds import checks, quantities, timing
 from provenance.ledger.kinds.base import Kind, Transaction
 from provenance.ledger.reasons import CONFLICT, NOT_CUSTODIAN, SCHEMA, UNAUTHORISED, UNKNOWN_LOT
 from provenance.store import pallets as tables
@@ -109,8 +109,11 @@ def _pack(
             f"SSCC {sscc} was already packed (log index {used.pack_event}): an SSCC names "
             "one logistic unit and is not reused; give the new unit a new SSCC",
         )
+    packed = {item["batch"]: item["quantity"] for item in env.data["contents"]}
     for lot in lots:
-        if ledger.store.open_shipment_for(lot.id) is not None:
+        if quantities.applies(ledger, index):  # at most what the packer holds, not in transit
+            quantities.may_use(ledger, signer, lot, packed[lot.uri], "packed", index)
+        elif ledger.store.open_shipment_for(lot.id) is not None:
             raise RejectedEvent(CONFLICT, f"{lot.uri} is in transit: receive it first")
         if (on := tables.open_unit_of(store, lot.id)) is not None:
             raise RejectedEvent(
@@ -226,6 +229,27 @@ def check_shipment(ledger: Ledger, env: Envelope, signer: Identity, lots: Sequen
 def ship_pallets(ledger: Ledger, env: Envelope, index: int) -> None:
     """The pallets the ship at *index* lists leave with it (after check_shipment)."""
     tables.ship_units(ledger.store, env.data.get("pallets", ()), index)
+
+
+def shipped_data(ledger: Ledger, env: Envelope) -> dict[str, Any]:
+    """A ship's data as the quantity rules read it: a lot on one of its
+    `pallets` that its `quantities` do not name moves what was packed of it,
+    not everything its sender holds (docs/protocol.md, "Pallets and cases")."""
+    if not env.data.get("pallets"):
+        return env.data
+    named = {item["batch"] for item in env.data.get("quantities", ())}
+    packed = [
+        q
+        for q in quantities_on(ledger, env.data["pallets"])
+        if q["batch"] not in named and _measured(ledger, q["batch"])
+    ]
+    return {**env.data, "quantities": [*env.data.get("quantities", ()), *packed]}
+
+
+def _measured(ledger: Ledger, uri: str) -> bool:
+    """Whether the lot has a unit (a lot registered without one moves whole)."""
+    lot = ledger.lot(uri)
+    return lot is not None and ledger.store.lot_measure(lot.id).measured
 
 
 def quantities_on(ledger: Ledger, ssccs: Sequence[str]) -> list[dict[str, Any]]:

@@ -89,11 +89,17 @@ def _unit_fits(lot: Lot, measure: Measure, quantity: dict[str, Any], field: str)
 
 
 def may_ship(
-    ledger: Ledger, env: Envelope, signer: Identity, lots: Sequence[Lot], index: int
+    ledger: Ledger,
+    env: Envelope,
+    signer: Identity,
+    lots: Sequence[Lot],
+    index: int,
+    data: dict[str, Any] | None = None,
 ) -> None:
     """Each lot: what the ship moves (its `quantities`, else all that is free)
     is more than nothing and at most what the sender holds minus what it has
-    in transit. Before the quantity rules: one open shipment per lot."""
+    in transit. Before the quantity rules: one open shipment per lot. *data*:
+    the ship's data with what its pallets carry (`shipped_data`), if not its own."""
     if not applies(ledger, index):
         for lot in lots:
             if ledger.store.open_shipment_for(lot.id) is not None:
@@ -104,7 +110,7 @@ def may_ship(
         measure = store.lot_measure(lot.id)
         held, moving = store.holding(lot.id, signer.id)
         free = max(held - moving, 0.0)
-        asked = holdings.asked_of(env.data, "quantities", lot.uri)
+        asked = holdings.asked_of(env.data if data is None else data, "quantities", lot.uri)
         if asked is not None:
             _unit_fits(lot, measure, asked, "data.quantities")
         wanted = free if asked is None else float(asked["value"])
@@ -187,12 +193,20 @@ def may_receive(ledger: Ledger, env: Envelope, lots: Sequence[Lot], ship_index: 
             )
 
 
-def record(ledger: Ledger, env: Envelope, signer: Identity, index: int) -> None:
-    """The event's effect on the holdings, once its checks passed."""
+def record(
+    ledger: Ledger,
+    env: Envelope,
+    signer: Identity,
+    index: int,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """The event's effect on the holdings, once its checks passed (*data*: as
+    for `may_ship`)."""
 
     def chain(uri: str) -> int:
         lot = ledger.lot(uri)
         assert lot is not None, uri
         return lot.id
 
-    ledger.store.record_holdings(env.kind, index, signer.id, env.data, chain, env.lots or ())
+    moved = env.data if data is None else data
+    ledger.store.record_holdings(env.kind, index, signer.id, moved, chain, env.lots or ())
