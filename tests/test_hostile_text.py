@@ -34,6 +34,7 @@ PLACE = {"name": "Shed 4", "lat": 1.0, "lon": 2.0, "country": "KE", "gln": "0614
 
 # For each kind, data with every field filled (several samples where fields
 # exclude each other), and its batches.
+DOCUMENT = {"type": "bol", "number": "BOL-4411"}
 SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
     "enrol": [
         (
@@ -93,7 +94,26 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
                 "profile": "chilled",
             },
             [LOT],
-        )
+        ),
+        (  # FSMA 204: the CTE a commission records, with its Key Data Elements
+            {
+                "gtin": GTIN,
+                "lot": "LOT42",
+                "product": "Kale",
+                "cte": "first-land-based-receiving",
+                "variety": "Lacinato",
+                "harvest": {"date": "2026-09-19", "farm": dict(PLACE), "field": "Block 4"},
+                "cooling": {"date": "2026-09-19", "location": dict(PLACE)},
+                "landing": {
+                    "vessel": {"name": "Bahari Star", "id": "IMO 9123456", "flag": "KE"},
+                    "harvest_from": "2026-09-14",
+                    "harvest_to": "2026-09-19",
+                    "area": "FAO 51",
+                },
+                "documents": [{"type": "other", "number": "CATCH-5"}],
+            },
+            [LOT],
+        ),
     ],
     "reading": [
         (
@@ -114,6 +134,7 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
     "detach": [({"device": DID}, [LOT])],
     "ship": [({"to": DID, "location": PLACE, "purpose": "recall-return"}, [LOT])],
     "receive": [({"shipment": EVENT, "location": PLACE, "condition": "cold"}, [LOT])],
+    "cool": [({"location": PLACE, "quantity": QTY, "documents": [DOCUMENT]}, [LOT])],
     "transform": [
         (
             {
@@ -158,6 +179,8 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
         )
     ],
 }
+for _kind in ("ship", "receive", "transform"):  # FSMA 204 reference documents
+    SAMPLES[_kind][0][0]["documents"] = [dict(DOCUMENT), {"type": "invoice", "number": "I-2"}]
 for _samples in SAMPLES.values():  # partner extras are free text too
     for _data, _ in _samples:
         _data["ext"] = {"lab": "KEBS", "items": ["a"]}

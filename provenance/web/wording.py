@@ -203,6 +203,8 @@ def step_sentence(step: Any) -> str:
         return _("Flagged by a safety rule: %(s)s", s=details.get("signal", "?"))
     if kind == "epcis":
         return _("Record imported by %(a)s", a=a)
+    if kind == "cool":
+        return _("Cooled by %(a)s", a=a)
     return f"{kind} · {a}"
 
 

@@ -50,6 +50,7 @@ KINDS: dict[str, Kind] = {
         rotation.ROTATE,
         anchors.ANCHOR,
         stability.STABILITY,
+        observations.COOL,
     )
 }
 
