@@ -52,6 +52,7 @@ from provenance.exchange.fsma_rows import (
     REFERENCE_TYPE,
     UNITS,
     Lookups,
+    Places,
     ShipmentOrigin,
     TraceabilityLot,
     TradingPartner,
@@ -135,6 +136,7 @@ class _StoreLookups:
         }
         self.lots: dict[str, TraceabilityLot | None] = {}
         self.open_shipments: dict[str, ShipmentOrigin] = {}
+        self.places = Places(self.parties.get)
 
     def lookups(self) -> Lookups:
         return Lookups(self.parties.get, self.lot, self.shipment)
@@ -152,14 +154,14 @@ class _StoreLookups:
                 data["lot"],
                 data["product"],
                 data.get("quantity"),
-                self.parties.get(envelope.signer),
+                self.places(envelope.signer, data.get("origin")),
                 data.get("origin"),
                 uri,
                 data.get("variety"),
             )
         elif kind == "transform":
             data = envelope.data
-            signer = self.parties.get(envelope.signer)
+            source = self.places(envelope.signer, data.get("location"))
             for made in data["outputs"]:
                 if "product" in made:  # a new lot, made by this transform
                     gtin, lot = _split_lot(made["batch"]) or ("", "")
@@ -168,7 +170,7 @@ class _StoreLookups:
                         lot,
                         made["product"],
                         made["quantity"],
-                        signer,
+                        source,
                         data.get("location"),
                         made["batch"],
                     )
@@ -200,11 +202,13 @@ def _facts(
     lot: str,
     product: str,
     quantity: Mapping[str, Any] | None,
-    maker: TradingPartner | None,
+    source: str | None,
     location: Mapping[str, Any] | None,
     uri: str,
     variety: str | None = None,
 ) -> TraceabilityLot:
+    """A lot's facts; *source* is the description of where its TLC was assigned (the
+    maker at *location*)."""
     gln = (location or {}).get("gln")
     return TraceabilityLot(
         gtin,
@@ -212,7 +216,7 @@ def _facts(
         product,
         (quantity or {}).get("value"),
         (quantity or {}).get("unit"),
-        location_description(maker, location),
+        source,
         f"GLN {gln}" if gln else uri,
         variety,
     )
@@ -240,7 +244,8 @@ def _lot_facts(
             location = data.get("location")
             made = [o for o in data.get("outputs", ()) if o.get("batch") == uri]
             quantity = made[0].get("quantity") if made else None
-    return _facts(lot.gtin, lot.lot, lot.product, quantity, signer, location, uri, variety)
+    source = location_description(signer, location)
+    return _facts(lot.gtin, lot.lot, lot.product, quantity, source, location, uri, variety)
 
 
 def store_rows(
@@ -277,6 +282,7 @@ def store_rows(
                         until_us is not None and moment >= until_us
                     ):
                         continue
-                yield LedgerEvent(envelope, tuple(map(subject, stored.lots)))
+                # the lots it names, else (an imported event without batches) where filed
+                yield LedgerEvent(envelope, envelope.lots or tuple(map(subject, stored.lots)))
 
         yield from cte_rows(events(), lookups.lookups(), product=product)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, time
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from provenance.core import gs1
 from provenance.core.envelope import Envelope
@@ -106,10 +106,10 @@ class TradingPartner:
     role: str | None = None
 
 
-@dataclass(frozen=True)
-class TraceabilityLot:
+class TraceabilityLot(NamedTuple):
     """What a row needs about a lot: its product, registered quantity (by the commission or
-    transform that made it), where its TLC was assigned, and its variety."""
+    transform that made it), where its TLC was assigned, and its variety. (A named tuple:
+    one is made per lot, so it is made cheaply.)"""
 
     gtin: str
     lot: str
@@ -121,8 +121,7 @@ class TraceabilityLot:
     variety: str | None = None
 
 
-@dataclass(frozen=True)
-class ShipmentOrigin:
+class ShipmentOrigin(NamedTuple):
     """What a receiving row needs of the ship event it closes: who shipped, from where."""
 
     signer: str
@@ -143,7 +142,7 @@ class Lookups:
 def _address(address: Any) -> str | None:
     """A postal address (the `places` shape: street, city, region, postal_code) as one
     cell's text; the country is written with the place."""
-    if not isinstance(address, Mapping):
+    if not isinstance(address, dict):
         return None
     parts = [address.get(key) for key in ("street", "city", "region", "postal_code")]
     return ", ".join(str(part) for part in parts if part) or None
@@ -160,13 +159,13 @@ def location_description(
     if location.get("name"):
         parts.append(str(location["name"]))
     address = location.get("address")
+    country = location.get("country")
     if address:
         street = _address(address)
         if street:
             parts.append(street)
-    country = location.get("country") or (
-        address.get("country") if isinstance(address, Mapping) else None
-    )
+        if not country and isinstance(address, dict):
+            country = address.get("country")
     if country:
         parts.append(str(country))
     if location.get("gln"):
@@ -184,7 +183,7 @@ def tlc(gtin: str, lot: str) -> str:
 def _when(envelope: Envelope) -> tuple[date, time]:
     """The UTC date and time (to the second) of an envelope's ``time``."""
     text = envelope.time  # YYYY-MM-DDTHH:MM:SS[.f]Z, validated
-    return _day(text[:10]), time(int(text[11:13]), int(text[14:16]), int(text[17:19]))
+    return _day(text[:10]), time.fromisoformat(text[11:19])
 
 
 @lru_cache(maxsize=4096)
@@ -202,22 +201,26 @@ def _split_lot(uri: str) -> tuple[str, str] | None:
 
 def _documents(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """An event's `documents` as (type as a reader names it, number)."""
+    if "documents" not in data:
+        return []
     return [
         (LEDGER_DOCUMENT_TYPES.get(item.get("type"), "Other"), str(item.get("number")))
-        for item in as_list(data.get("documents"))
-        if isinstance(item, Mapping) and item.get("number")
+        for item in as_list(data["documents"])
+        if isinstance(item, dict) and item.get("number")
     ]
 
 
 def _moved(data: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """A ship's or receive's per-lot `quantities` (the `quantities` work's shape:
     ``[{"batch", "quantity": {"value", "unit"}}]``), by lot; a lot not listed moves whole."""
+    if "quantities" not in data:
+        return {}
     return {
         item["batch"]: item["quantity"]
-        for item in as_list(data.get("quantities"))
-        if isinstance(item, Mapping)
+        for item in as_list(data["quantities"])
+        if isinstance(item, dict)
         and isinstance(item.get("batch"), str)
-        and isinstance(item.get("quantity"), Mapping)
+        and isinstance(item.get("quantity"), dict)
     }
 
 
@@ -233,9 +236,36 @@ def _vessel(vessel: Mapping[str, Any]) -> str:
 # --- events → rows
 
 
+PLACE_CACHE = 4096  # location descriptions kept (places and parties repeat); then cleared
+
+
+class Places:
+    """`location_description` of a party (by did) at a location, remembered: the same
+    places and parties come back row after row. Locations with nested values (an
+    address) are described each time."""
+
+    def __init__(self, parties: Callable[[str], TradingPartner | None]):
+        self.parties = parties
+        self.known: dict[Any, str | None] = {}
+
+    def __call__(self, did: str | None, location: Mapping[str, Any] | None) -> str | None:
+        key = (did, tuple(location.items()) if location else None)
+        try:
+            return self.known[key]
+        except KeyError:
+            pass
+        except TypeError:  # a nested value: not hashable, not remembered
+            return location_description(self.parties(did) if did else None, location)
+        if len(self.known) >= PLACE_CACHE:
+            self.known.clear()
+        found = self.known[key] = location_description(self.parties(did) if did else None, location)
+        return found
+
+
 class _Rows:
     def __init__(self, lookups: Lookups):
         self.lookups = lookups
+        self.place = Places(lookups.parties)
         self.handlers = {
             "commission": self._commission,
             "cool": self._cool,
@@ -276,20 +306,18 @@ class _Rows:
         for kind, number in references:
             kinds += " | " + kind
             numbers += " | " + number
-        facts.update(
-            cte=cte,
-            date=day,
-            time=moment,
-            tlc=tlc(gtin, code) if gtin else uri,
-            gtin=gtin or None,
-            lot=code or None,
-            product=product,
-            quantity=value,
-            unit=unit_text(unit),
-            document_types=kinds,
-            document_numbers=numbers,
-            recorded_by=signer.name if signer else envelope.signer,
-        )
+        facts["cte"] = cte
+        facts["date"] = day
+        facts["time"] = moment
+        facts["tlc"] = f"(01){gtin}(10){code}" if gtin else uri
+        facts["gtin"] = gtin or None
+        facts["lot"] = code or None
+        facts["product"] = product
+        facts["quantity"] = value
+        facts["unit"] = unit_text(unit)
+        facts["document_types"] = kinds
+        facts["document_numbers"] = numbers
+        facts["recorded_by"] = signer.name if signer else envelope.signer
         if lot is not None:
             facts.setdefault("source_location", lot.source_location)
             facts.setdefault("source_reference", lot.source_reference)
@@ -311,7 +339,7 @@ class _Rows:
         uri = (envelope.lots or item.lots)[0]
         signer = self._party(envelope.signer)
         origin = data.get("origin")
-        here = location_description(signer, origin)
+        here = self.place(envelope.signer, origin)
         facts: dict[str, Any] = {"location": here, "gln": (origin or {}).get("gln")}
         if data.get("variety"):
             facts["variety"] = data["variety"]
@@ -322,17 +350,19 @@ class _Rows:
             if processor:
                 facts["role"] = "output"
         harvest = data.get("harvest") or {}
-        if cte == HARVESTING:
+        if cte == INITIAL_PACKING and "harvest" not in data and "cooling" not in data:
+            pass  # packed with nothing passed on from a harvester or cooler
+        elif cte == HARVESTING:
             facts["harvest_date"] = _day(harvest.get("date") or envelope.time)
             facts["harvest_location"] = here
             facts["field"] = harvest.get("field")
         elif cte == INITIAL_PACKING:
             facts["harvest_date"] = _day(harvest.get("date"))
-            facts["harvest_location"] = location_description(None, harvest.get("farm"))
+            facts["harvest_location"] = self.place(None, harvest.get("farm"))
             facts["field"] = harvest.get("field")
             cooling = data.get("cooling") or {}
             facts["cooling_date"] = _day(cooling.get("date"))
-            facts["cooling_location"] = location_description(None, cooling.get("location"))
+            facts["cooling_location"] = self.place(None, cooling.get("location"))
         elif cte == FIRST_LAND_BASED_RECEIVING:
             landing = data["landing"]
             facts["landing_date"] = _when(envelope)[0]
@@ -354,7 +384,7 @@ class _Rows:
     def _cool(self, item: LedgerEvent) -> list[Row]:
         envelope, data = item.envelope, item.envelope.data
         location = data.get("location")
-        here = location_description(self._party(envelope.signer), location)
+        here = self.place(envelope.signer, location)
         day = _when(envelope)[0]
         references = _documents(data)
         return [
@@ -375,8 +405,8 @@ class _Rows:
     def _ship(self, item: LedgerEvent) -> list[Row]:
         envelope, data = item.envelope, item.envelope.data
         location = data.get("location")
-        here = location_description(self._party(envelope.signer), location)
-        there = location_description(self._party(data["to"]), None) or data["to"]
+        here = self.place(envelope.signer, location)
+        there = self.place(data["to"], None) or data["to"]
         moved, references = _moved(data), _documents(data)
         gln = (location or {}).get("gln")
         return [
@@ -397,11 +427,11 @@ class _Rows:
     def _receive(self, item: LedgerEvent) -> list[Row]:
         envelope, data = item.envelope, item.envelope.data
         location = data.get("location")
-        here = location_description(self._party(envelope.signer), location)
+        here = self.place(envelope.signer, location)
         shipment = self.lookups.shipments(data["shipment"])
         before = None
         if shipment is not None:
-            before = location_description(self._party(shipment.signer), shipment.location)
+            before = self.place(shipment.signer, shipment.location)
         moved, references = _moved(data), _documents(data)
         gln = (location or {}).get("gln")
         return [
@@ -423,7 +453,7 @@ class _Rows:
     def _transform(self, item: LedgerEvent) -> list[Row]:
         envelope, data = item.envelope, item.envelope.data
         location = data.get("location")
-        here = location_description(self._party(envelope.signer), location)
+        here = self.place(envelope.signer, location)
         references = _documents(data)
         gln = (location or {}).get("gln")
         return [
