@@ -23,24 +23,24 @@ from support.world import GTIN, LOT, T0, World, at
 from provenance.cli import exchange as exchange_cli
 from provenance.cli.exchange import export_fsma204
 from provenance.core import gs1
-from provenance.exchange import fsma204
 from provenance.exchange.epcis_import import import_events, prepare
 from provenance.exchange.epcis_vocabulary import EPCIS_CONTEXT, LedgerEvent
-from provenance.exchange.fsma204 import (
+from provenance.exchange.fsma204 import store_lookups, store_rows, write_csv, write_xlsx
+from provenance.exchange.fsma_columns import (
+    COLUMN_MAP,
     COLUMNS,
     HEADER,
     INITIAL_PACKING,
     RECEIVING,
-    REFERENCE_TYPE,
     SHIPPING,
     TRANSFORMATION,
+)
+from provenance.exchange.fsma_rows import (
+    REFERENCE_TYPE,
     Lookups,
+    TradingPartner,
     cte_rows,
     location_description,
-    store_lookups,
-    store_rows,
-    write_csv,
-    write_xlsx,
 )
 
 LOT2 = gs1.lot_uri(GTIN, "B7")
@@ -184,7 +184,7 @@ def by(rows, cte: str, uri: str | None = None, role: str | None = None) -> list[
 
 
 def test_columns_are_the_key_data_elements():
-    assert len(HEADER) == len(set(HEADER)) == len(COLUMNS) == len(fsma204.COLUMN_MAP) == 29
+    assert len(HEADER) == len(set(HEADER)) == len(COLUMNS) == len(COLUMN_MAP) == 29
     for kde in (
         "Traceability Lot Code (TLC)",
         "Product Description",
@@ -302,7 +302,7 @@ def test_product_and_time_filters(ledger):
 
 def test_location_description():
     assert location_description(None, None) is None
-    assert location_description(fsma204.TradingPartner("Farm"), {"name": "Dock", "gln": "1"}) == (
+    assert location_description(TradingPartner("Farm"), {"name": "Dock", "gln": "1"}) == (
         "Farm; Dock; GLN 1"
     )
 

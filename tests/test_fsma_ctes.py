@@ -22,7 +22,8 @@ from provenance.core.errors import ValidationError
 from provenance.core.kinds import KIND_CODES, validate_data
 from provenance.exchange import fsma_columns
 from provenance.exchange.epcis_vocabulary import LedgerEvent
-from provenance.exchange.fsma204 import (
+from provenance.exchange.fsma204 import store_rows
+from provenance.exchange.fsma_columns import (
     COLUMN_MAP,
     COOLING,
     CTES,
@@ -31,14 +32,11 @@ from provenance.exchange.fsma204 import (
     HEADER,
     INITIAL_PACKING,
     RECEIVING,
-    REFERENCE_TYPE,
     SHIPPING,
     TRANSFORMATION,
-    Lookups,
-    cte_rows,
     kde_columns,
-    store_rows,
 )
+from provenance.exchange.fsma_rows import REFERENCE_TYPE, Lookups, TraceabilityLot, cte_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMN = {name: index for index, name in enumerate(HEADER)}
@@ -209,8 +207,6 @@ def test_transformation_carries_its_work_order(rows):
 def test_quantities_of_a_partial_shipment_fill_the_row():
     """`ship.data.quantities` (the quantities work's shape) gives each lot's row its
     quantity; a lot not listed moves whole (its registered quantity)."""
-    from provenance.exchange.fsma204 import TraceabilityLot
-
     lots = {
         PACKED: TraceabilityLot(GTIN, "P-0921", "Kale", 100, "KGM"),
         LOT: TraceabilityLot(GTIN, "LOT42", "Kale", 50, "KGM"),

@@ -30,27 +30,9 @@ from provenance.core.envelope import Envelope
 from provenance.core.progress import Progress, counted
 from provenance.exchange import spreadsheet
 from provenance.exchange.epcis_vocabulary import LedgerEvent
-from provenance.exchange.fsma_columns import (
-    COLUMN_MAP,
-    COLUMNS,
-    COOLING,
-    CTES,
-    FIRST_LAND_BASED_RECEIVING,
-    HARVESTING,
-    HEADER,
-    INITIAL_PACKING,
-    RECEIVING,
-    SHIPPING,
-    TRANSFORMATION,
-    KDEColumn,
-    kde_columns,
-)
+from provenance.exchange.fsma_columns import COLUMNS
 from provenance.exchange.fsma_rows import (
     CTE_KINDS,
-    DOCUMENT_TYPES,
-    LEDGER_DOCUMENT_TYPES,
-    REFERENCE_TYPE,
-    UNITS,
     Lookups,
     Places,
     ShipmentOrigin,
@@ -59,46 +41,11 @@ from provenance.exchange.fsma_rows import (
     _split_lot,
     cte_rows,
     location_description,
-    tlc,
-    unit_text,
 )
 from provenance.exchange.spreadsheet import Row
 
 if TYPE_CHECKING:
     from provenance.store.db import Store
-
-__all__ = [
-    "COLUMNS",
-    "COLUMN_MAP",
-    "COOLING",
-    "CTES",
-    "CTE_KINDS",
-    "DOCUMENT_TYPES",
-    "FIRST_LAND_BASED_RECEIVING",
-    "HARVESTING",
-    "HEADER",
-    "INITIAL_PACKING",
-    "LEDGER_DOCUMENT_TYPES",
-    "RECEIVING",
-    "REFERENCE_TYPE",
-    "SHIPPING",
-    "TRANSFORMATION",
-    "UNITS",
-    "KDEColumn",
-    "Lookups",
-    "ShipmentOrigin",
-    "TraceabilityLot",
-    "TradingPartner",
-    "cte_rows",
-    "kde_columns",
-    "location_description",
-    "store_lookups",
-    "store_rows",
-    "tlc",
-    "unit_text",
-    "write_csv",
-    "write_xlsx",
-]
 
 
 # --- writing (provenance.exchange.spreadsheet does the formats)
