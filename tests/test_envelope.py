@@ -157,6 +157,14 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
             "type": "packhouse",
         },
     ),
+    "cool": (
+        [LOT],
+        {
+            "location": {"name": "Hydro-cooler 2", "gln": "9506000134352"},
+            "quantity": {"value": 98, "unit": "KGM"},
+            "documents": [{"type": "work-order", "number": "COOL-7"}],
+        },
+    ),
 }
 
 

@@ -42,6 +42,7 @@ PLACE = {
 
 # For each kind, data with every field filled (several samples where fields
 # exclude each other), and its batches.
+DOCUMENT = {"type": "bol", "number": "BOL-4411"}
 SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
     "enrol": [
         (
@@ -103,7 +104,26 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
                 "profile": "chilled",
             },
             [LOT],
-        )
+        ),
+        (  # FSMA 204: the CTE a commission records, with its Key Data Elements
+            {
+                "gtin": GTIN,
+                "lot": "LOT42",
+                "product": "Kale",
+                "cte": "first-land-based-receiving",
+                "variety": "Lacinato",
+                "harvest": {"date": "2026-09-19", "farm": dict(PLACE), "field": "Block 4"},
+                "cooling": {"date": "2026-09-19", "location": dict(PLACE)},
+                "landing": {
+                    "vessel": {"name": "Bahari Star", "id": "IMO 9123456", "flag": "KE"},
+                    "harvest_from": "2026-09-14",
+                    "harvest_to": "2026-09-19",
+                    "area": "FAO 51",
+                },
+                "documents": [{"type": "other", "number": "CATCH-5"}],
+            },
+            [LOT],
+        ),
     ],
     "reading": [
         (
@@ -129,6 +149,7 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
                 "location": PLACE,
                 "purpose": "recall-return",
                 "pallets": [SSCC],
+                "documents": [DOCUMENT],
                 "quantities": [{"batch": LOT, "quantity": {"value": 1, "unit": "KGM"}}],
             },
             [LOT],
@@ -141,6 +162,7 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
                 "location": PLACE,
                 "condition": "cold",
                 "pallets": [SSCC],
+                "documents": [DOCUMENT],
                 "quantities": [{"batch": LOT, "quantity": {"value": 1, "unit": "KGM"}}],
                 "damaged": [{"batch": LOT, "quantity": {"value": 0, "unit": "KGM"}}],
             },
@@ -159,6 +181,7 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
         )
     ],
     "unpack": [({"sscc": SSCC}, [LOT])],
+    "cool": [({"location": PLACE, "quantity": QTY, "documents": [DOCUMENT]}, [LOT])],
     "transform": [
         (
             {
@@ -222,6 +245,8 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
         )
     ],
 }
+for _kind in ("ship", "receive", "transform"):  # FSMA 204 reference documents
+    SAMPLES[_kind][0][0]["documents"] = [dict(DOCUMENT), {"type": "invoice", "number": "I-2"}]
 for _samples in SAMPLES.values():  # partner extras are free text too
     for _data, _ in _samples:
         _data["ext"] = {"lab": "KEBS", "items": ["a"]}

@@ -166,8 +166,9 @@ def export_fsma204(
     out: str | None,
 ) -> None:
     """Export the FDA FSMA 204 sortable spreadsheet: one row per Critical
-    Tracking Event (initial packing, shipping, receiving, transformation) and
-    lot, with its Key Data Elements, for a product and a date range.
+    Tracking Event (harvesting, cooling, initial packing, first land-based
+    receiving, shipping, receiving, transformation) and lot, with its Key Data
+    Elements and reference documents, for a product and a date range.
 
     CSV is UTF-8 with a byte-order mark (so that spreadsheet programs read
     accents right). XLSX has a frozen header row, an autofilter and real dates;

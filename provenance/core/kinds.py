@@ -44,7 +44,7 @@ from provenance.core.identity import (
 )
 from provenance.core.places import (  # COUNTRY, LAT, LON: the names others import from here
     ADDRESS,
-    COUNTRY,  # noqa: F401
+    COUNTRY,
     GLN,
     LAT,
     LOCATION,
@@ -77,7 +77,8 @@ KIND_CODES: dict[str, int] = {
     "stability": 21,
     "pack": 22,
     "unpack": 23,
-    "place": 27,  # 22-26 are other kinds of issue #13's work
+    "cool": 26,  # FSMA 204 cooling (§ 1.1325(b))
+    "place": 27,
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
@@ -123,6 +124,8 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     # ledger checks both against its state: provenance/ledger/kinds/pallets.py).
     "pack": frozenset(PARTY_ROLES),
     "unpack": frozenset(PARTY_ROLES),
+    # Cooling a raw agricultural commodity (FSMA 204): its custodian (the ledger checks).
+    "cool": frozenset(PARTY_ROLES),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
@@ -261,6 +264,21 @@ CATEGORY = one_of("food", "vaccine")
 RECALL_RETURN = "recall-return"
 SHIP_PURPOSE = one_of(RECALL_RETURN)  # docs/protocol.md §3: shipping a recalled lot back
 PRODUCT = text(200)
+# FSMA 204 reference documents (21 CFR 1.1310: "reference document type and number")
+# on ship, receive, transform, commission and cool (docs/protocol.md, FSMA 204).
+DOCUMENT_TYPES = ("bol", "invoice", "po", "asn", "work-order", "other")
+MAX_DOCUMENTS = 16
+DOCUMENTS = list_of(obj({"type": one_of(*DOCUMENT_TYPES), "number": text(100)}), 1, MAX_DOCUMENTS)
+# The CTE a commission records (docs/fsma204.md); absent: initial packing by a
+# producer, transformation by a processor, as before the field existed.
+COMMISSION_CTES = ("harvesting", "initial-packing", "first-land-based-receiving")
+FIRST_LAND_BASED_RECEIVING = "first-land-based-receiving"
+HARVEST = obj({}, {"date": a_date, "farm": LOCATION, "field": text()})
+COOLING = obj({"date": a_date}, {"location": LOCATION})
+LANDING = obj(
+    {"vessel": obj({"name": text()}, {"id": text(100), "flag": COUNTRY})},
+    {"harvest_from": a_date, "harvest_to": a_date, "area": text()},
+)
 DEVICE_NAME = text(64, r"[A-Za-z0-9][A-Za-z0-9._:-]*", "letters, digits and . _ : - only")
 RULE_NAME = text(
     64, r"[a-z0-9][a-z0-9._-]*", "must be a rule name: lowercase letters, digits and . _ - only"
@@ -412,7 +430,23 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
         {"parent": SSCC},
     ),
     "unpack": ({"sscc": SSCC}, {}),
+    "cool": ({}, {"location": LOCATION, "quantity": QUANTITY, "documents": DOCUMENTS}),
 }
+# FSMA 204 (docs/protocol.md, its FSMA 204 section), optional so that every older envelope
+# stays valid: the reference documents of commission, ship, receive and transform, and a
+# commission's CTE with its Key Data Elements. Added here rather than in the entries above,
+# which other work on these kinds edits.
+for _kind in ("commission", "ship", "receive", "transform"):
+    DATA_SCHEMAS[_kind][1]["documents"] = DOCUMENTS
+DATA_SCHEMAS["commission"][1].update(
+    {
+        "cte": one_of(*COMMISSION_CTES),
+        "variety": text(),
+        "harvest": HARVEST,
+        "cooling": COOLING,
+        "landing": LANDING,
+    }
+)
 
 
 def validate_data(kind: str, data: Any, lots: tuple[str, ...] | None) -> None:
@@ -478,6 +512,16 @@ def _check_commission(data: dict[str, Any], lots: tuple[str, ...] | None) -> Non
     uri = gs1.lot_uri(gtin, lot)
     if lots != (uri,):
         raise ValidationError("batches", f"a commission names exactly its own lot: [{uri!r}]")
+    landed = data.get("cte") == FIRST_LAND_BASED_RECEIVING
+    if landed != ("landing" in data):
+        raise ValidationError(
+            "data.landing",
+            f'is required with "cte": "{FIRST_LAND_BASED_RECEIVING}" (the fishing vessel '
+            "the food came from) and allowed only with it",
+        )
+    harvest = data.get("landing", {})
+    if harvest.get("harvest_to", "9") < harvest.get("harvest_from", "0"):
+        raise ValidationError("data.landing.harvest_to", "is before harvest_from")
 
 
 def _check_reading(data: dict[str, Any], _lots: Any) -> None:

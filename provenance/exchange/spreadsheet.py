@@ -23,6 +23,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, time
+from operator import itemgetter
 from typing import IO, Any
 from xml.sax.saxutils import escape
 
@@ -41,26 +42,41 @@ class Column:
 # A text cell starting like a formula gets a leading apostrophe in CSV (OWASP's advice
 # against CSV injection); XLSX cells are typed, so text there is never a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_SEPARATOR = "\x00"  # joins a row's text cells for one search (a NUL in a cell only costs
+# that row the slow way: the search can raise false alarms, never miss)
+_FORMULA_AFTER_SEPARATOR = re.compile("\x00[=+\\-@\t\r]")
 
 
 def write_csv(columns: Sequence[Column], rows: Iterable[Row], out: IO[str]) -> int:
     """Header and rows as CSV (RFC 4180, CRLF, dates ``YYYY-MM-DD``, times ``HH:MM:SS``,
-    empty cells empty); returns the number of rows."""
+    empty cells empty); returns the number of rows.
+
+    The csv module writes dates and times as ``str()`` does, which is their ISO form, and
+    None as an empty field, in C. Formula-like text is looked for in one regular-expression
+    search over the row's text cells joined (also in C); only a row that has some is copied
+    and defused cell by cell."""
     texts = tuple(i for i, column in enumerate(columns) if column.type == "text")
-    moments = tuple(i for i, column in enumerate(columns) if column.type in ("date", "time"))
+    # itemgetter of two or more indices gives a tuple; pad so it always does
+    text_cells = itemgetter(*texts, *texts[:1] * (2 - len(texts))) if texts else lambda row: ()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([column.name for column in columns])
+    write = writer.writerow
+    search = _FORMULA_AFTER_SEPARATOR.search
     count = 0
     for row in rows:
-        cells = list(row)
-        for i in moments:
-            if cells[i] is not None:
-                cells[i] = cells[i].isoformat()
-        for i in texts:
-            value = cells[i]
-            if value and value.startswith(FORMULA_START):
-                cells[i] = "'" + value
-        writer.writerow(cells)  # None is written as an empty field
+        try:
+            risky = search(_SEPARATOR + _SEPARATOR.join(filter(None, text_cells(row))))
+        except TypeError:  # a text cell that is not text: the slow way
+            risky = True
+        if risky:
+            cells = list(row)
+            for i in texts:
+                value = cells[i]
+                if isinstance(value, str) and value.startswith(FORMULA_START):
+                    cells[i] = "'" + value
+            write(cells)
+        else:
+            write(row)
         count += 1
     return count
 
@@ -142,41 +158,53 @@ def _text_cell(ref: str, text: str, style: str = "") -> str:
 
 class _WorksheetWriter:
     """Rows as SpreadsheetML. Text that repeats (products, places, parties, CTE names) is
-    escaped once; the cache is bounded, so memory stays flat."""
+    escaped once; the cache is bounded, so memory stays flat. A cell is its column's
+    ``<c r="X`` (made once), the row number, and the rest: for text, the cached rest."""
 
     def __init__(self, letters: Sequence[str]) -> None:
-        self.letters = letters
+        self.starts = tuple(f'<c r="{letters}' for letters in letters)
         self.strings: dict[str, str] = {}
 
     def text(self, text: str) -> str:
+        """The rest of a text cell after its reference (escaped, cached)."""
         inline = self.strings.get(text)
         if inline is None:
-            inline = _inline_string(text)
+            inline = '"' + _inline_string(text)
             if len(self.strings) < STRING_CACHE:
                 self.strings[text] = inline
         return inline
 
     def row(self, number: int, row: Row) -> str:
-        cells = [f'<row r="{number}">']
-        for letters, value in zip(self.letters, row, strict=True):
-            if value is None or value == "":
+        if len(row) != len(self.starts):
+            raise ValueError(f"a row has {len(row)} cells for {len(self.starts)} columns")
+        at = str(number)
+        cells = [f'<row r="{at}">']
+        append = cells.append
+        strings = self.strings
+        for start, value in zip(self.starts, row):  # noqa: B905 (lengths checked above)
+            if value is None:
                 continue
             kind = value.__class__
             if kind is str:
-                cells.append(f'<c r="{letters}{number}"' + self.text(value))
+                if not value:
+                    continue
+                rest = strings.get(value)
+                if rest is None:
+                    rest = self.text(value)
+                append(start + at + rest)
             elif kind is int or kind is float:
-                cells.append(f'<c r="{letters}{number}"><v>{value!r}</v></c>')
+                append(f'{start}{at}"><v>{value!r}</v></c>')
             elif kind is date:
                 serial = value.toordinal() - _EXCEL_EPOCH
-                cells.append(f'<c r="{letters}{number}" s="{_DATE_STYLE}"><v>{serial}</v></c>')
+                append(f'{start}{at}" s="{_DATE_STYLE}"><v>{serial}</v></c>')
             elif kind is time:
                 fraction = (value.hour * 3600 + value.minute * 60 + value.second) / 86400
-                cells.append(f'<c r="{letters}{number}" s="{_TIME_STYLE}"><v>{fraction!r}</v></c>')
+                append(f'{start}{at}" s="{_TIME_STYLE}"><v>{fraction!r}</v></c>')
             elif kind is bool:
-                cells.append(f'<c r="{letters}{number}" t="b"><v>{int(value)}</v></c>')
+                append(f'{start}{at}" t="b"><v>{int(value)}</v></c>')
             else:  # anything else (a subclass, say) as its text
-                cells.append(f'<c r="{letters}{number}"' + self.text(str(value)))
-        cells.append("</row>")
+                append(start + at + self.text(str(value)))
+        append("</row>")
         return "".join(cells)
 
 

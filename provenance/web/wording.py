@@ -207,6 +207,8 @@ def step_sentence(step: Any) -> str:
         return _("Packed by %(a)s on (00) %(s)s", a=a, s=details.get("sscc", "?"))
     if kind == "unpack":
         return _("Unpacked by %(a)s from (00) %(s)s", a=a, s=details.get("sscc", "?"))
+    if kind == "cool":
+        return _("Cooled by %(a)s", a=a)
     return f"{kind} · {a}"
 
 

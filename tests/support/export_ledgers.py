@@ -91,3 +91,59 @@ def time_fsma_export(world: World) -> dict[str, float]:
             figures[f"{name}_seconds"] = clock.perf_counter() - start
             figures[f"{name}_bytes"] = out.tell()
     return figures
+
+
+# --- FSMA 204 rows/s as a ratio to raw Ed25519 verifies/s (bench/fsma.py, tests)
+
+VERIFY_MESSAGE = (
+    b'{"data":{"humidity_pct":61.5,"temperature_c":4.25},"kind":"reading","seq":4211,'
+    b'"signer":"did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",'
+    b'"time":"2026-11-22T10:15:00.123Z","v":1}'
+)  # the reading-sized message bench/ledger.py's raw_verify_rate verifies
+
+
+def cpu_verify_rate(seconds: float = 1.0) -> float:
+    """Raw Ed25519 verifies per CPU second on one core, by the verifier the ledger uses
+    (`provenance.core.ed25519.Verifier`, libsodium), of a reading-sized message. CPU time
+    of this process, not wall time: on a shared machine the wall clock counts other
+    people's work, and the export it is compared with is timed the same way."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from provenance.core.ed25519 import Verifier
+
+    key = Ed25519PrivateKey.generate()
+    verifier = Verifier(key.public_key().public_bytes_raw())
+    signature = key.sign(VERIFY_MESSAGE)
+    count, start = 0, clock.process_time()
+    while clock.process_time() - start < seconds:
+        for _ in range(200):
+            verifier.verify(signature, VERIFY_MESSAGE)
+        count += 200
+    return count / (clock.process_time() - start)
+
+
+def fsma_ratio(world: World, runs: int = 3, verify_seconds: float = 1.0) -> dict[str, float]:
+    """Each format's export of the whole ledger (to a file), best of *runs*, in wall and
+    CPU seconds, and its rows per CPU second as a ratio to `cpu_verify_rate` (the mean of
+    a measure before and one after the exports)."""
+    before = cpu_verify_rate(verify_seconds)
+    figures: dict[str, float] = {}
+    for name, writer in (("csv", write_csv), ("xlsx", write_xlsx)):
+        mode = "w+" if name == "csv" else "w+b"
+        kwargs = {"encoding": "utf-8", "newline": ""} if name == "csv" else {}
+        walls, cpus = [], []
+        for _ in range(runs):
+            with tempfile.TemporaryFile(mode, **kwargs) as out:
+                wall, cpu = clock.perf_counter(), clock.process_time()
+                figures["rows"] = writer(store_rows(world.store), out)
+                cpus.append(clock.process_time() - cpu)
+                walls.append(clock.perf_counter() - wall)
+                figures[f"{name}_bytes"] = out.tell()
+        figures[f"{name}_seconds"], figures[f"{name}_cpu_seconds"] = min(walls), min(cpus)
+    after = cpu_verify_rate(verify_seconds)
+    figures["verifies_per_s"] = (before + after) / 2
+    for name in ("csv", "xlsx"):
+        rate = figures["rows"] / figures[f"{name}_cpu_seconds"]
+        figures[f"{name}_rows_per_s"] = rate
+        figures[f"{name}_ratio"] = rate / figures["verifies_per_s"]
+    return figures

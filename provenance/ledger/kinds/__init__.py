@@ -55,6 +55,7 @@ KINDS: dict[str, Kind] = {
         pallets.PACK,
         pallets.UNPACK,
         places.PLACE,
+        observations.COOL,
     )
 }
 

@@ -1,7 +1,8 @@
 """The kinds that record what was observed about lots and change no state:
 `reading` (a device's sensor values, filed under the lots it rides with),
-`inspect` (a custodian's, inspector's or regulator's finding) and `epcis` (an
-imported EPCIS 2.0 event, carried verbatim).
+`inspect` (a custodian's, inspector's or regulator's finding), `epcis` (an
+imported EPCIS 2.0 event, carried verbatim) and `cool` (FSMA 204 cooling, by the
+lot's custodian).
 """
 
 from __future__ import annotations
@@ -90,6 +91,18 @@ def _epcis(
     return [chain_id]
 
 
+def _cool(
+    ledger: Ledger, env: Envelope, signer: Identity | None, index: int, txn: Transaction
+) -> list[int]:
+    """FSMA 204 cooling (docs/fsma204.md): the lot's custodian records that it cooled
+    the lot, dated within its custody; it changes no state."""
+    lots = checks.lots_of(ledger, env)
+    checks.custodian_of(ledger, env, signer, lots)
+    timing.within_custody(ledger, env, signer, lots, index, txn)
+    return [lot.id for lot in lots]
+
+
 READING = Kind("reading", _reading)
 INSPECT = Kind("inspect", _inspect)
 EPCIS = Kind("epcis", _epcis)
+COOL = Kind("cool", _cool)
