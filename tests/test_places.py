@@ -254,3 +254,19 @@ def test_describe_location_in_plain_words():
         "lon": 36.1,
     }
     assert describe_location({"gln": GLN}, registry) == "Packhouse, Nakuru (GLN 9506000000008)"
+
+
+def test_the_fsma_sheet_describes_a_place_cited_by_gln(world):
+    """A ship citing only a registered place's GLN: its FSMA 204 row names the
+    place and its address (docs/fsma204.md), not just "GLN …"."""
+    from provenance.exchange.fsma204 import store_rows
+    from provenance.exchange.fsma_columns import HEADER
+
+    world.ok("packer", "place", None, PACKHOUSE)
+    world.ok(
+        "farm", "ship", [LOT], {"to": world.did("packer"), "location": {"gln": GLN}}, time=at(2)
+    )
+    rows = [dict(zip(HEADER, row, strict=True)) for row in store_rows(world.store)]
+    (shipping,) = [row for row in rows if "Shipping" in str(row.values())]
+    described = " | ".join(str(v) for k, v in shipping.items() if "Location" in k and v)
+    assert "Riverside packhouse" in described and "1 Mill Lane" in described, shipping

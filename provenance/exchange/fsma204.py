@@ -42,6 +42,7 @@ from provenance.exchange.fsma_rows import (
     cte_rows,
     location_description,
 )
+from provenance.exchange.places import resolve_location, store_registry
 from provenance.exchange.spreadsheet import Row
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class _StoreLookups:
         self.places = Places(self.parties.get)
 
     def lookups(self) -> Lookups:
-        return Lookups(self.parties.get, self.lot, self.shipment)
+        return Lookups(self.parties.get, self.lot, self.shipment, store_registry(self.store))
 
     def observe(self, envelope: Envelope) -> None:
         """Learn from an event of the walk (before it is filtered)."""
@@ -191,6 +192,7 @@ def _lot_facts(
             location = data.get("location")
             made = [o for o in data.get("outputs", ()) if o.get("batch") == uri]
             quantity = made[0].get("quantity") if made else None
+    location = resolve_location(location, store_registry(store))
     source = location_description(signer, location)
     return _facts(lot.gtin, lot.lot, lot.product, quantity, source, location, uri, variety)
 

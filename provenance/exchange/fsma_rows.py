@@ -30,6 +30,7 @@ from provenance.exchange.fsma_columns import (
     SHIPPING,
     TRANSFORMATION,
 )
+from provenance.exchange.places import Registry, nowhere, resolve_location
 from provenance.exchange.spreadsheet import Row
 
 REFERENCE_TYPE = "Provenance ledger record"  # a "database record" in § 1.1310's sense
@@ -137,6 +138,8 @@ class Lookups:
     parties: Callable[[str], TradingPartner | None]
     lots: Callable[[str], TraceabilityLot | None]
     shipments: Callable[[str], ShipmentOrigin | None]
+    # registered places by GLN: a location cited as {"gln": …} is described in full
+    places: Registry = nowhere
 
 
 def _address(address: Any) -> str | None:
@@ -244,11 +247,16 @@ class Places:
     places and parties come back row after row. Locations with nested values (an
     address) are described each time."""
 
-    def __init__(self, parties: Callable[[str], TradingPartner | None]):
+    def __init__(
+        self, parties: Callable[[str], TradingPartner | None], registry: Registry = nowhere
+    ):
         self.parties = parties
+        self.registry = registry
         self.known: dict[Any, str | None] = {}
 
     def __call__(self, did: str | None, location: Mapping[str, Any] | None) -> str | None:
+        if location and "gln" in location and self.registry is not nowhere:
+            location = resolve_location(location, self.registry)
         key = (did, tuple(location.items()) if location else None)
         try:
             return self.known[key]
@@ -265,7 +273,7 @@ class Places:
 class _Rows:
     def __init__(self, lookups: Lookups):
         self.lookups = lookups
-        self.place = Places(lookups.parties)
+        self.place = Places(lookups.parties, lookups.places)
         self.handlers = {
             "commission": self._commission,
             "cool": self._cool,
