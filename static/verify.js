@@ -57,7 +57,8 @@
     "grant": ["registrar", "regulator"],
     "rotate": PARTY_ROLES.concat(["device", "rules", "registrar"]),
     "anchor": ["registrar", "rules"],
-    "stability": ["producer", "processor"]
+    "stability": ["producer", "processor"],
+    "recall-ack": PARTY_ROLES
   };
   // END SIGNER_ROLES
 

@@ -65,6 +65,7 @@ KIND_CODES: dict[str, int] = {
     "rotate": 19,
     "anchor": 20,  # 19 is `rotate` (the rotation work)
     "stability": 21,
+    "recall-ack": 25,  # 22-24, 26, 27: the distribution work's other kinds
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
@@ -104,6 +105,8 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     # A product's stability data come from who makes it: a party that may
     # commission under the GTIN's company prefix (the ledger checks the prefix).
     "stability": frozenset(COMMISSIONING_ROLES),
+    # A holder's answer to a recall; the ledger checks it holds or held the lot.
+    "recall-ack": frozenset(PARTY_ROLES),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
@@ -353,6 +356,10 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
             "source": text(500),
         },
     ),
+    "recall-ack": (
+        {"recall": event_id},
+        {"returned": QUANTITY, "destroyed": QUANTITY, "notes": note()},
+    ),
 }
 
 
@@ -448,6 +455,13 @@ def _check_rotate(data: dict[str, Any], _lots: Any) -> None:
         )
 
 
+def _check_recall_ack(_data: dict[str, Any], lots: tuple[str, ...] | None) -> None:
+    if lots is None or len(lots) != 1:
+        raise ValidationError(
+            "batches", "a recall acknowledgement names exactly one lot: sign one per lot"
+        )
+
+
 def _check_stability(data: dict[str, Any], _lots: Any) -> None:
     gtin = gs1.normalize_gtin(data["gtin"], field="data.gtin")
     if gtin != data["gtin"]:
@@ -479,4 +493,5 @@ _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "reading": _check_reading,
     "transform": _check_transform,
     "stability": _check_stability,
+    "recall-ack": _check_recall_ack,
 }

@@ -20,6 +20,7 @@ from provenance.ledger.kinds import (
     lots,
     observations,
     recall,
+    recall_acks,
     registry,
     rotation,
     stability,
@@ -50,6 +51,7 @@ KINDS: dict[str, Kind] = {
         rotation.ROTATE,
         anchors.ANCHOR,
         stability.STABILITY,
+        recall_acks.RECALL_ACK,
     )
 }
 
