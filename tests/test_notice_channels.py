@@ -334,3 +334,22 @@ def test_the_signature_is_the_documented_known_answer():
     assert headers["webhook-signature"] == expected
     assert expected == "v1,9NQ8Wzo04yAO1gOL8YxOE5I5OG1wVw7YPCWtzUuCzNY="
     assert expected in (ROOT / "docs" / "protocol.md").read_text()
+
+
+def test_a_running_notifier_reads_the_subscriptions_again_when_they_change(recalled, tmp_path):
+    from provenance.cli.notify_channels import channels
+    from provenance.services.subscriptions import Subscriptions, save_subscriptions, subscribe
+
+    world = recalled
+    path = tmp_path / "subscriptions.json"
+    ctx = Context(str(world.store.path), str(tmp_path / "keys"))
+    made = channels(ctx, str(path), str(tmp_path / "deliveries.jsonl"))
+    assert made.subscribers == ()
+    added, _ = subscribe(Subscriptions(), world.did("store"), "store", webhook="https://s.example/")
+    save_subscriptions(path, added)
+    made.refresh()
+    assert [s.name for s in made.subscribers] == ["store"]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"  # it holds the secrets
+    path.write_text("{not json")  # an edit half done
+    made.refresh()
+    assert [s.name for s in made.subscribers] == ["store"]  # the ones already read

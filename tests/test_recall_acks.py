@@ -4,6 +4,8 @@ their reasons; the recall report per holder; and the audit's replay of them."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from support.lineage import commission, lot, ok_transform
 from support.world import at
@@ -186,3 +188,54 @@ def test_the_audit_catches_an_acknowledgement_edited_in_the_table(recalled):
     world.store.conn.commit()
     report = verify_ledger(world.store, world.log_public_key)
     assert not report.ok and "recall_acks" in str(report.problems)
+
+
+# --- the command line
+
+
+def test_recall_ack_and_report_on_the_command_line(file_world, tmp_path):
+    from click.testing import CliRunner
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from provenance.cli.main import main
+
+    world = file_world
+    commission(world, "A")
+    world.ship_and_receive("farm", "store", [lot("A")], 2)
+    recall = world.ok("regulator", "recall", [lot("A")], RECALL, time=at(6)).event_id
+    pem = tmp_path / "store.pem"
+    key = world.keys["store"]
+    pem.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    log_pem = world.log_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    (keys / "log.pem").write_bytes(log_pem)
+    base = ["--db", str(world.store.path), "--keys", str(keys)]
+
+    def run(*args, code=0):
+        result = CliRunner().invoke(main, [*base, *args])
+        assert result.exit_code == code, result.output
+        return result.output
+
+    ack = ["recall", "ack", lot("A"), "--as", "store", "--key", str(pem), "--recall", recall]
+    said = run(*ack, "--returned", "30 KGM", "--destroyed", "5KGM")
+    assert "acknowledged recall" in said and "returned 30 KGM, destroyed 5 KGM" in said
+    refused = run(*ack, "--returned", "90 KGM", code=1)
+    assert refused.startswith("Error: conflict:") and "more than the 100 KGM" in refused
+    assert "is not a quantity" in run(*ack, "--returned", "lots", code=2)
+    report = run("recall", "report", lot("A"))
+    assert "store (retailer, holds it) · not notified · acknowledged" in report
+    assert "returned 30 KGM · destroyed 5 KGM · still out 65 KGM" in report
+    assert "farm (producer, held it)" in report and "NOT ACKNOWLEDGED" in report
+    assert "1 of 2 holders acknowledged; recovered 35 KGM; still out 65 KGM" in report
+    as_json = json.loads(run("recall", "report", recall, "--json"))
+    assert as_json["totals"]["recovered"] == [{"value": 35, "unit": "KGM"}]
+    commission(world, "Z")
+    assert "was never recalled" in run("recall", "report", lot("Z"), code=1)
+    assert run("recall", "report", "nonsense", code=1).startswith("Error:")
+    # `provenance recall URI…` is still the recall itself
+    assert "Usage" in run("recall", "--help") and "ack" in run("recall", "--help")

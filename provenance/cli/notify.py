@@ -96,8 +96,7 @@ def run(
         tls_ca=tls_ca,
     )
     notifier = RecallNotifier(store, publisher, cursor, outgoing)
-    if outgoing is not None:
-        outgoing.queue.start()
+    outgoing.queue.start()
     try:
         if once:
             notifier.poll()
@@ -106,9 +105,9 @@ def run(
                     f"the broker at {broker} did not acknowledge the notices"
                 )
             click.echo(f"published {notifier.published} recall notices; cursor {cursor.load()}")
-            if outgoing is not None:
-                drained = outgoing.queue.drain(DRAIN_S)
-                outcomes = [line["outcome"] for line in outgoing.queue.record.recent]
+            drained = outgoing.queue.drain(DRAIN_S)
+            outcomes = [line["outcome"] for line in outgoing.queue.record.recent]
+            if outcomes or not drained:
                 click.echo(
                     f"webhooks and e-mails: {outcomes.count('delivered')} delivered, "
                     f"{outcomes.count('failed')} failed, {outcomes.count('dropped')} dropped"
@@ -120,8 +119,7 @@ def run(
         click.echo(f"stopped; published {notifier.published} recall notices", err=True)
     finally:
         publisher.stop()
-        if outgoing is not None:
-            outgoing.queue.stop()
+        outgoing.queue.stop()
     sys.stdout.flush()
 
 

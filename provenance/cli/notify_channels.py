@@ -26,10 +26,12 @@ from provenance.services.subscriptions import (
     LANGUAGES,
     MAX_FILE_BYTES,
     SMTP,
+    Subscriber,
     SubscriptionError,
     Subscriptions,
     check_email,
     default_subscriptions_path,
+    load_subscriptions,
     parse_subscriptions,
     save_subscriptions,
     subscribe,
@@ -58,17 +60,37 @@ def read_subscriptions(path: Path, *, required: bool = False) -> Subscriptions:
         raise click.ClickException(f"{path}: {exc}") from None
 
 
-def channels(
-    ctx: Context, subscriptions_path: str | None, deliveries_path: str | None
-) -> Channels | None:
-    """The channels of `notify run`, or None when nobody subscribed."""
-    found = read_subscriptions(subscriptions_file(ctx, subscriptions_path))
-    if not found.subscribers:
-        return None
+def channels(ctx: Context, subscriptions_path: str | None, deliveries_path: str | None) -> Channels:
+    """The channels of `notify run`. The subscriptions file is checked now (a
+    bad one stops the start with `Error:`) and read again whenever it changes,
+    so `notify subscribe` takes effect without a restart (the SMTP host does
+    not: restart for that)."""
+    path = subscriptions_file(ctx, subscriptions_path)
+    found = read_subscriptions(path)
     record = Path(deliveries_path) if deliveries_path else default_delivery_log(ctx.db_path)
     if record.is_dir():
         raise click.ClickException(f"{record} is a folder: give a file for --deliveries")
-    return channels_for(found.subscribers, found.smtp, DeliveryRecord(record))
+    made = channels_for(found.subscribers, found.smtp, DeliveryRecord(record))
+    seen = [_stamp(path)]
+
+    def reload() -> tuple[Subscriber, ...]:
+        stamp = _stamp(path)
+        if stamp == seen[0]:
+            return made.subscribers
+        subscribers = load_subscriptions(path).subscribers
+        seen[0] = stamp
+        return subscribers
+
+    made.reload = reload
+    return made
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return (status.st_mtime_ns, status.st_size)
 
 
 @click.command("subscribe")

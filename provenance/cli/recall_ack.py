@@ -22,8 +22,8 @@ from provenance.cli.keys import KEY_OPTION
 from provenance.cli.options import json_object_option
 from provenance.core.errors import ValidationError
 from provenance.core.kinds import QUANTITY
+from provenance.infra.delivery_record import default_delivery_log, notified_parties
 from provenance.ledger.recall_report import HolderLine, RecallReport, recall_report
-from provenance.services.notice_delivery import default_delivery_log, notified_parties
 
 
 class QuantityType(click.ParamType):

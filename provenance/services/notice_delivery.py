@@ -34,6 +34,7 @@ from typing import Any
 
 from provenance.core.timefmt import format_time
 from provenance.core.webhook import signed_headers
+from provenance.infra.delivery_record import default_delivery_log, notified_parties
 from provenance.services.notice_mail import mail_message
 from provenance.services.subscriptions import SMTP, Subscriber, check_webhook_url
 
@@ -44,7 +45,6 @@ MAX_ATTEMPTS = 6
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 2.0, 300.0  # 2, 4, 8, 16, 32 s … capped
 HTTP_TIMEOUT_S = 10.0
 SMTP_TIMEOUT_S = 20.0
-MAX_RECORD_READ = 8_000_000  # bytes of the delivery record read for a report
 RETRY_HTTP = frozenset({408, 425, 429})
 
 
@@ -114,42 +114,6 @@ class DeliveryRecord:
             delivery.target,
             detail[:200],
         )
-
-
-def notified_parties(path: Path, recall_event_id: str | None = None) -> dict[tuple[str, str], str]:
-    """(lot URI, party did) -> when a notice of a recall in force first reached
-    the party, by any channel, from the delivery record at *path* (the last
-    `MAX_RECORD_READ` bytes); only notices reporting *recall_event_id* if given.
-    Empty when there is no record."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - MAX_RECORD_READ))
-            raw = handle.read(MAX_RECORD_READ)
-    except FileNotFoundError:
-        return {}
-    out: dict[tuple[str, str], str] = {}
-    for text in raw.decode("utf-8", "replace").splitlines():
-        try:
-            line = json.loads(text)
-        except ValueError:
-            continue  # a partial first line, or a torn write
-        if not isinstance(line, dict) or line.get("outcome") != "delivered":
-            continue
-        if not line.get("recalled"):
-            continue
-        if recall_event_id is not None and recall_event_id not in (line.get("recalls") or ()):
-            continue
-        key = (str(line.get("lot")), str(line.get("party")))
-        when = str(line.get("time"))
-        if key not in out or when < out[key]:
-            out[key] = when
-    return out
-
-
-def default_delivery_log(db_path: Any) -> Path:
-    return Path(str(db_path) + ".notify-deliveries.jsonl")
 
 
 # --- the channels
@@ -343,6 +307,18 @@ class Channels:
 
     subscribers: tuple[Subscriber, ...]
     queue: DeliveryQueue
+    # Reads the subscribers again (the operator may subscribe a party while the
+    # notifier runs); None: they are fixed.
+    reload: Callable[[], tuple[Subscriber, ...]] | None = None
+
+    def refresh(self) -> None:
+        """The subscribers as the file says now; on trouble, the ones held."""
+        if self.reload is None:
+            return
+        try:
+            self.subscribers = self.reload()
+        except (OSError, ValueError) as exc:  # a file being edited, a bad edit
+            log.warning("notify: keeping the subscribers already read: %s", exc)
 
     def deliver(self, notice: dict[str, Any], payload: bytes, holders: set[str]) -> int:
         """Queue *notice* (of one lot) to every subscriber among *holders* (dids),

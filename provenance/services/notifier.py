@@ -145,6 +145,8 @@ class RecallNotifier:
         self.cursor.save(size)
         self.published += len(notices)
         if self.channels is not None:
+            if self._outgoing:
+                self.channels.refresh()
             for notice, payload, holders in self._outgoing:
                 self.queued += self.channels.deliver(notice, payload, holders)
             self._outgoing = []
