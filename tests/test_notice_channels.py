@@ -353,3 +353,44 @@ def test_a_running_notifier_reads_the_subscriptions_again_when_they_change(recal
     path.write_text("{not json")  # an edit half done
     made.refresh()
     assert [s.name for s in made.subscribers] == ["store"]  # the ones already read
+
+
+def test_a_product_name_cannot_add_mail_headers():
+    from provenance.services.notice_mail import mail_message
+
+    notice = {
+        "lot": lot("A"),
+        "lot_code": "A",
+        "product": "Kale\r\nBcc: x@evil.example",
+        "recalled": False,
+        "lifted": [],
+    }
+    message = mail_message(
+        notice, b"{}", sender="r@o.example", to="m@s.example", name="s", language="en"
+    )
+    assert message["Bcc"] is None and "\n" not in message["Subject"]
+    headers = message.as_string().split("\n\n", 1)[0]
+    assert not any(line.startswith("Bcc:") for line in headers.splitlines())
+
+
+def test_a_broken_sender_is_recorded_and_the_queue_goes_on(recalled):
+    world = recalled
+    record = DeliveryRecord(None)
+    calls = []
+
+    def sender(delivery):
+        calls.append(delivery)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return "ok"
+
+    queue = DeliveryQueue({"webhook": sender}, record).start()
+    try:
+        subscriber = Subscriber(world.did("store"), "store", "http://127.0.0.1:9/", SECRET)
+        for _ in range(2):
+            queue.put(Delivery("webhook", subscriber, lot("A"), (), {}, b"{}"))
+        assert queue.drain(WAIT)
+    finally:
+        queue.stop()
+    assert [line["outcome"] for line in record.recent] == ["failed", "delivered"]
+    assert "internal error" in record.recent[0]["detail"]

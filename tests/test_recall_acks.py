@@ -224,6 +224,8 @@ def test_recall_ack_and_report_on_the_command_line(file_world, tmp_path):
     ack = ["recall", "ack", lot("A"), "--as", "store", "--key", str(pem), "--recall", recall]
     said = run(*ack, "--returned", "30 KGM", "--destroyed", "5KGM")
     assert "acknowledged recall" in said and "returned 30 KGM, destroyed 5 KGM" in said
+    plain = run("recall", "ack", lot("A"), "--as", "store", "--key", str(pem))  # the one in force
+    assert f"acknowledged recall {recall[:12]}" in plain
     refused = run(*ack, "--returned", "90 KGM", code=1)
     assert refused.startswith("Error: conflict:") and "more than the 100 KGM" in refused
     assert "is not a quantity" in run(*ack, "--returned", "lots", code=2)
@@ -239,3 +241,10 @@ def test_recall_ack_and_report_on_the_command_line(file_world, tmp_path):
     assert run("recall", "report", "nonsense", code=1).startswith("Error:")
     # `provenance recall URI…` is still the recall itself
     assert "Usage" in run("recall", "--help") and "ack" in run("recall", "--help")
+
+
+def test_recall_ack_without_recall_takes_the_one_in_force(two_lot_cli):
+    run = two_lot_cli
+    uri = "https://id.gs1.org/01/09506000134352/10/LOT42"
+    refused = run("recall", "ack", uri, "--as", "Farm", code=1)
+    assert "is not recalled: there is nothing to acknowledge" in refused.output

@@ -23,6 +23,7 @@ from provenance.cli.options import json_object_option
 from provenance.core.errors import ValidationError
 from provenance.core.kinds import QUANTITY
 from provenance.infra.delivery_record import default_delivery_log, notified_parties
+from provenance.ledger.lineage import active_recalls
 from provenance.ledger.recall_report import HolderLine, RecallReport, recall_report
 
 
@@ -53,9 +54,8 @@ class QuantityType(click.ParamType):
 @click.option(
     "--recall",
     "recall_id",
-    required=True,
     metavar="EVENT_ID",
-    help="The recall's event id (the notice, or `provenance recall report URI`, shows it).",
+    help="The recall's event id (the notice shows it); default: the newest in force on the lot.",
 )
 @click.option("--returned", type=QuantityType(), help="Returned since the last acknowledgement.")
 @click.option("--destroyed", type=QuantityType(), help="Destroyed since the last one.")
@@ -68,20 +68,26 @@ def ack(
     ctx: Context,
     uri: str,
     as_: str,
-    recall_id: str,
+    recall_id: str | None,
     returned: dict[str, Any] | None,
     destroyed: dict[str, Any] | None,
     notes: str | None,
     as_json: bool,
     key_file: str | None,
 ) -> None:
-    """Acknowledge the recall EVENT_ID of lot URI as PARTY, a holder of the lot
-    (now or before), signed; with what was returned or destroyed since the
-    last acknowledgement. Send one again as more comes back.
+    """Acknowledge the recall EVENT_ID (default: the newest in force) of lot URI
+    as PARTY, a holder of the lot (now or before), signed; with what was
+    returned or destroyed since the last acknowledgement. Send one again as
+    more comes back.
 
     Example: provenance recall ack https://id.gs1.org/01/09506000134352/10/LOT42 --as "Corner
     Shop" --recall 3f…a9 --returned "12 KGM" --destroyed "3 KGM"
     """
+    if recall_id is None:
+        in_force = active_recalls(ctx.store(), uri)
+        if not in_force:
+            raise click.ClickException(f"{uri} is not recalled: there is nothing to acknowledge")
+        recall_id = in_force[-1].event_id
     data: dict[str, Any] = {"recall": recall_id.strip().lower()}
     for name, value in (("returned", returned), ("destroyed", destroyed), ("notes", notes)):
         if value is not None:

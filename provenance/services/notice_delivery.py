@@ -153,14 +153,17 @@ def send_mail(delivery: Delivery, smtp: SMTP, *, timeout: float = SMTP_TIMEOUT_S
     """Send the e-mail through the configured SMTP host; raises DeliveryFailed."""
     subscriber = delivery.subscriber
     assert subscriber.email
-    message = mail_message(
-        delivery.notice,
-        delivery.payload,
-        sender=smtp.sender,
-        to=subscriber.email,
-        name=subscriber.name,
-        language=subscriber.language,
-    )
+    try:
+        message = mail_message(
+            delivery.notice,
+            delivery.payload,
+            sender=smtp.sender,
+            to=subscriber.email,
+            name=subscriber.name,
+            language=subscriber.language,
+        )
+    except (ValueError, KeyError, TypeError) as exc:  # a notice the e-mail cannot say
+        raise DeliveryFailed(f"cannot write the e-mail: {exc}", retry=False) from None
     try:
         with smtplib.SMTP(smtp.host, smtp.port, timeout=timeout) as client:
             if smtp.starttls:
@@ -278,8 +281,9 @@ class DeliveryQueue:
                 return
             try:
                 self._send(delivery)
-            except Exception:  # a bug in a sender: say so, keep the queue running
+            except Exception as exc:  # a bug in a sender: say so, keep the queue running
                 log.exception("notify: delivery to %s failed", delivery.subscriber.name)
+                self.record.write(delivery, "failed", f"internal error: {exc!r}")
             finally:
                 with self._cond:
                     self._busy -= 1

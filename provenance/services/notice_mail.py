@@ -5,6 +5,7 @@ attached so the recipient can check it (`provenance verify --notice`).
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
@@ -108,7 +109,8 @@ def mail_message(
 ) -> EmailMessage:
     subject, body = mail_text(notice, name, language)
     message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = sender, to, subject
+    message["From"], message["To"] = sender, to
+    message["Subject"] = _one_line(subject)
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1])
     message["Content-Language"] = language
@@ -117,3 +119,12 @@ def mail_message(
         payload, maintype="application", subtype="json", filename="recall-notice.json"
     )
     return message
+
+
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+
+
+def _one_line(text: str) -> str:
+    """A header value: no line breaks or controls (a product named before the
+    ledger refused them must not add a header), at most 200 characters."""
+    return _BREAKS.sub(" ", text).strip()[:200]
