@@ -137,6 +137,10 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
             "source": "SmPC 6.3",
         },
     ),
+    "recall-ack": (
+        [LOT],
+        {"recall": "ab" * 32, "returned": {"value": 30, "unit": "KGM"}, "notes": "pallet 1"},
+    ),
 }
 
 

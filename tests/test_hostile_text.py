@@ -157,6 +157,9 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
             [LOT],
         )
     ],
+    "recall-ack": [
+        ({"recall": EVENT, "returned": QTY, "destroyed": dict(QTY), "notes": "pallet 1"}, [LOT]),
+    ],
 }
 for _samples in SAMPLES.values():  # partner extras are free text too
     for _data, _ in _samples:
