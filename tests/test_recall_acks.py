@@ -113,8 +113,20 @@ def test_an_acknowledgement_names_exactly_one_lot(recalled):
 def test_two_acknowledgements_in_one_batch_are_held_to_the_total(recalled):
     world = recalled
     batch = [
-        world.sign("dc", "recall-ack", [lot("A")], {"recall": world.recall_id, "returned": kg(70)}),
-        world.sign("dc", "recall-ack", [lot("A")], {"recall": world.recall_id, "returned": kg(70)}),
+        world.sign(
+            "dc",
+            "recall-ack",
+            [lot("A")],
+            {"recall": world.recall_id, "returned": kg(70)},
+            time=at(8),
+        ),
+        world.sign(
+            "dc",
+            "recall-ack",
+            [lot("A")],
+            {"recall": world.recall_id, "returned": kg(70)},
+            time=at(8),
+        ),
     ]
     first, second = world.ledger.append(batch)
     assert first.status == "accepted"
@@ -248,3 +260,10 @@ def test_recall_ack_without_recall_takes_the_one_in_force(two_lot_cli):
     uri = "https://id.gs1.org/01/09506000134352/10/LOT42"
     refused = run("recall", "ack", uri, "--as", "Farm", code=1)
     assert "is not recalled: there is nothing to acknowledge" in refused.output
+
+
+def test_an_acknowledgement_dated_before_its_recall_is_refused(recalled):
+    world = recalled
+    data = {"recall": world.recall_id}
+    early = world.append("dc", "recall-ack", [lot("A")], data, time=at(5.5))  # recall at 6
+    assert early.reason == reasons.OUT_OF_ORDER and "before the recall it answers" in early.message

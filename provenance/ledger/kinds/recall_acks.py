@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 from provenance.core.envelope import Envelope
 from provenance.core.errors import RejectedEvent
+from provenance.core.timefmt import format_time
 from provenance.ledger.kinds import checks
 from provenance.ledger.kinds.base import Kind, Transaction
-from provenance.ledger.kinds.timing import TransactionRefs
+from provenance.ledger.kinds.timing import TransactionRefs, time_at
 from provenance.ledger.lineage import Quantity, quantity
-from provenance.ledger.reasons import CONFLICT, NOT_CUSTODIAN
+from provenance.ledger.reasons import CONFLICT, NOT_CUSTODIAN, OUT_OF_ORDER
 from provenance.store.recall_acks import acks_of, record_recall_ack
 from provenance.store.rows import Identity, Lot
 
@@ -65,6 +66,13 @@ def _recall_ack(
     if reached[recall_index] is not None:
         raise RejectedEvent(
             CONFLICT, f"recall {recall_id} of {lot.uri} was lifted: there is nothing to acknowledge"
+        )
+    recalled_at = time_at(ledger, recall_index, txn)
+    if env.time_us < recalled_at:
+        raise RejectedEvent(
+            OUT_OF_ORDER,
+            f"the acknowledgement is dated {env.time}, before the recall it answers "
+            f"({format_time(recalled_at)}): date it when it was made, or fix the signer's clock",
         )
     if lot.custodian != signer.id and not store.held_by(lot.id, signer.id):
         raise RejectedEvent(
