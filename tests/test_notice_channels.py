@@ -322,7 +322,7 @@ def test_subscribe_then_notify_once_delivers_and_recall_report_shows_it(
 
 
 def test_the_signature_is_the_documented_known_answer():
-    """docs/protocol.md §13.2's vector, and the same by hand with hmac."""
+    """The vector of docs/protocol.md, "Notices by webhook and e-mail", and by hand with hmac."""
     import base64
     import hashlib
     import hmac

@@ -1,6 +1,6 @@
 """Signed webhook notices (pure): how the notifier signs the body of a recall
 notice it POSTs to a subscriber, and how the subscriber checks it
-(docs/protocol.md §13.2). The scheme is Standard Webhooks
+(docs/protocol.md, "Notices by webhook and e-mail"). The scheme is Standard Webhooks
 (standardwebhooks.com), so receivers can use its libraries in any language:
 
 - headers `webhook-id` (the message id, the same on every retry: deduplicate

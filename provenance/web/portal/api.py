@@ -402,7 +402,7 @@ def recall():
 def recall_ack():
     """A holder acknowledges a recall: {"batch", "recall", "returned"?,
     "destroyed"?, "notes"?} (quantities as {value, unit}); the envelope's rules
-    are the ledger's (docs/protocol.md §13.1)."""
+    are the ledger's (docs/protocol.md, "Recall acknowledgements")."""
     require(principal(), "recall-ack")  # the role first, then the body
     body = _body()
     quantities = {}
