@@ -16,4 +16,5 @@ pytest_plugins = [
     "support.browser",  # browser: Debian's Chromium for a test module
     "support.descriptors",  # cycles collected when a process holds many open files
     "support.checkout",  # fails a run that left files in the checkout
+    "support.receivers",  # webhook_receiver, mail_receiver: the notifier's, on loopback
 ]

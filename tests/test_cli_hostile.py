@@ -119,7 +119,7 @@ COMMANDS: dict[str, list[Case]] = {
         Case(["--witness", f"Regulator=http://127.0.0.1:9={WITNESS_VKEY}"], WRITE, service=True)
     ],
     "migrate": [Case([], WRITE)],
-    "notify": [
+    "notify run": [
         Case(["--broker", DEAD_BROKER, "--tls-ca", "{tls_ca}"], READ, ("tls_ca",), service=True),
         Case(
             ["--broker", DEAD_BROKER.replace("mqtts", "mqtt"), "--cursor", "{cursor}"],
@@ -127,6 +127,22 @@ COMMANDS: dict[str, list[Case]] = {
             ("cursor",),
             service=True,
         ),
+        Case(
+            ["--broker", DEAD_BROKER, "--subscriptions", "{subscriptions}"],
+            READ,
+            ("subscriptions",),
+            service=True,
+        ),
+    ],
+    "notify subscribe": [
+        Case(
+            ["Farm", "--webhook", "http://127.0.0.1:9/", "--subscriptions", "{subscriptions}"],
+            READ,
+            ("subscriptions",),
+        )
+    ],
+    "notify subscriptions": [
+        Case(["--subscriptions", "{subscriptions}"], None, ("subscriptions",))
     ],
     "key new": [],  # writes one new file, reads none and no ledger
     "party add": [Case(["Newcomer", "--role", "producer"], WRITE)],
@@ -166,7 +182,9 @@ COMMANDS: dict[str, list[Case]] = {
     "portal key-import": [Case(["Farm", "--key", "{private_key}"], READ, ("private_key",))],
     "portal key-remove": [],  # the accounts folder only
     "portal keys": [],  # the accounts folder only
-    "recall": [
+    "recall ack": [Case([URI, "--as", "Farm", "--recall", "ab" * 32], WRITE)],
+    "recall report": [Case([URI], READ)],
+    "recall sign": [
         Case(
             [URI, "--as", "Authority", "--key", "{authority_key}", "--reason", "Listeria"],
             WRITE,
@@ -351,6 +369,7 @@ def valid(tmp_path_factory) -> Path:
     (files / "schema").write_text("{}")
     (files / "rules").write_bytes((ROOT / "rules.example.toml").read_bytes())
     (files / "cursor").write_text("0\n")
+    (files / "subscriptions").write_text('{"subscribers": []}')
     (files / "tls_ca").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     (files / "gateway_config").write_text("")
     note_key = run("log", "key", "--note-key").strip()

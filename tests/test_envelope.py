@@ -165,6 +165,10 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
             "documents": [{"type": "work-order", "number": "COOL-7"}],
         },
     ),
+    "recall-ack": (
+        [LOT],
+        {"recall": "ab" * 32, "returned": {"value": 30, "unit": "KGM"}, "notes": "pallet 1"},
+    ),
 }
 
 

@@ -244,6 +244,9 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
             None,
         )
     ],
+    "recall-ack": [
+        ({"recall": EVENT, "returned": QTY, "destroyed": dict(QTY), "notes": "pallet 1"}, [LOT]),
+    ],
 }
 for _kind in ("ship", "receive", "transform"):  # FSMA 204 reference documents
     SAMPLES[_kind][0][0]["documents"] = [dict(DOCUMENT), {"type": "invoice", "number": "I-2"}]

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from provenance.cli import demo_pallets
+from provenance.cli import demo_pallets, demo_recall_acks
 from provenance.cli.demo_disclosure import private_fields
 from provenance.cli.demo_quantities import split_lot
 from provenance.core.timefmt import format_time, now_micros
@@ -279,6 +279,7 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
     cascade(demo, directory, base, carrier, at, append)
     private_fields(demo, directory, at)
     demo_pallets.ship_a_pallet(demo, directory, base)
+    demo_recall_acks.acknowledge(demo, directory, base, carrier, at, append)
 
 
 def fine_lot(demo: Demo, at, append, start: int, carrier: str) -> None:  # type: ignore[no-untyped-def]

@@ -60,3 +60,19 @@ class MainGroup(LazyGroup):
         except (ProvenanceError, OSError, UnicodeDecodeError, *DATABASE_ERRORS) as exc:
             obj = ctx.obj if isinstance(ctx.obj, Context) else None
             raise click.ClickException(error_message(exc, obj) or str(exc)) from exc
+
+
+class DefaultGroup(click.Group):
+    """A group whose first argument, when it is not one of its subcommands' names
+    (nor --help), goes to its *default* subcommand: `provenance recall URI…` is
+    `provenance recall sign URI…`, `provenance notify --broker …` is
+    `provenance notify run --broker …`."""
+
+    def __init__(self, *args: Any, default: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)

@@ -1,5 +1,8 @@
 """`provenance recall URI… --as REGULATOR`: sign a recall (or, with --lift, its
-lift) with a regulator's key and append it; print every lot it reached.
+lift) with a regulator's key and append it; print every lot it reached. The
+same command is `provenance recall sign`; `recall ack` and `recall report`
+(provenance/cli/recall_ack.py) are a holder's acknowledgement and the recall's
+report per holder.
 
 A recall cascades: every lot made from a recalled lot, transitively, is
 recalled in the same transaction (docs/lineage.md). A lift ends what the named
@@ -19,8 +22,10 @@ import click
 
 from provenance.cli.context import Context, append_signed, pass_context, signing_key
 from provenance.cli.errors import friendly
+from provenance.cli.groups import DefaultGroup
 from provenance.cli.keys import KEY_OPTION
 from provenance.cli.options import json_object_option
+from provenance.cli.recall_ack import ack, report
 from provenance.ledger.lineage import held
 from provenance.ledger.pallet_view import describe_units, open_pallets
 from provenance.store.db import Store
@@ -30,7 +35,7 @@ CLASSES = ("I", "II", "III")
 DEFAULT_CLASS = "I"  # the most serious until classified: fail safe
 
 
-@click.command("recall")
+@click.command("sign")
 @click.argument("uris", nargs=-1, required=True, metavar="URI...")
 @click.option("--as", "as_", required=True, metavar="REGULATOR", help="The regulator's name.")
 @click.option("--reason", required=True, metavar="TEXT", help="Why (shown on every scan page).")
@@ -46,7 +51,7 @@ DEFAULT_CLASS = "I"  # the most serious until classified: fail safe
 @KEY_OPTION
 @pass_context
 @friendly
-def command(
+def sign(
     ctx: Context,
     uris: tuple[str, ...],
     as_: str,
@@ -59,6 +64,8 @@ def command(
 ) -> None:
     """Recall lots URI... (and everything made from them), signed by REGULATOR;
     or lift their recall with --lift. Prints every lot affected.
+
+    `provenance recall URI...` is the same command.
 
     Example: provenance recall https://id.gs1.org/01/09506000134352/10/LOT42 --as "Food Agency"
     --reason "Listeria monocytogenes" --class I --instructions "Do not eat; return to store"
@@ -135,3 +142,18 @@ def _line(item: dict[str, Any], lift: bool) -> str:
     if lift and item["recalled"]:
         words.append("STILL RECALLED through another recall")
     return " · ".join(words)
+
+
+@click.group("recall", cls=DefaultGroup, default="sign")
+def command() -> None:
+    """Recalls: sign one (`recall URI... --as REGULATOR`, the same as `recall sign`),
+    acknowledge one as a holder (`recall ack`), or report who acknowledged, what
+    came back and what is still out (`recall report`).
+
+    Example: provenance recall report https://id.gs1.org/01/09506000134352/10/LOT42
+    """
+
+
+command.add_command(sign)
+command.add_command(ack)
+command.add_command(report)

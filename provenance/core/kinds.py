@@ -77,6 +77,7 @@ KIND_CODES: dict[str, int] = {
     "stability": 21,
     "pack": 22,
     "unpack": 23,
+    "recall-ack": 25,
     "cool": 26,  # FSMA 204 cooling (§ 1.1325(b))
     "place": 27,
 }
@@ -126,6 +127,8 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     "unpack": frozenset(PARTY_ROLES),
     # Cooling a raw agricultural commodity (FSMA 204): its custodian (the ledger checks).
     "cool": frozenset(PARTY_ROLES),
+    # A holder's answer to a recall; the ledger checks it holds or held the lot.
+    "recall-ack": frozenset(PARTY_ROLES),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
@@ -431,6 +434,10 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
     ),
     "unpack": ({"sscc": SSCC}, {}),
     "cool": ({}, {"location": LOCATION, "quantity": QUANTITY, "documents": DOCUMENTS}),
+    "recall-ack": (
+        {"recall": event_id},
+        {"returned": QUANTITY, "destroyed": QUANTITY, "notes": note()},
+    ),
 }
 # FSMA 204 (docs/protocol.md, its FSMA 204 section), optional so that every older envelope
 # stays valid: the reference documents of commission, ship, receive and transform, and a
@@ -554,6 +561,13 @@ def _check_rotate(data: dict[str, Any], _lots: Any) -> None:
         )
 
 
+def _check_recall_ack(_data: dict[str, Any], lots: tuple[str, ...] | None) -> None:
+    if lots is None or len(lots) != 1:
+        raise ValidationError(
+            "batches", "a recall acknowledgement names exactly one lot: sign one per lot"
+        )
+
+
 def _check_stability(data: dict[str, Any], _lots: Any) -> None:
     gtin = gs1.normalize_gtin(data["gtin"], field="data.gtin")
     if gtin != data["gtin"]:
@@ -631,4 +645,5 @@ _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "ship": _check_shipment_lists,
     "receive": _check_shipment_lists,
     "place": _check_place,
+    "recall-ack": _check_recall_ack,
 }

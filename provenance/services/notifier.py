@@ -8,6 +8,10 @@ hands them to the publisher, and advances the cursor only when every notice
 was acknowledged by the broker: a crash or an outage means the same notices
 go again, which retained current-state messages make harmless.
 
+With `channels` (provenance/services/notice_delivery.py), each notice also
+goes to the subscribers among the lot's holders (past, present and in
+transit) by signed webhook and e-mail, queued once the round is acknowledged.
+
 The cursor lives in a small file beside the database, not in the ledger's
 meta table: a write there would make every ledger writer (the ingest service)
 rebuild its caches.
@@ -40,6 +44,7 @@ from provenance.infra.mqtt import (
     new_client,
 )
 from provenance.ledger.lineage import recall_records
+from provenance.services.notice_delivery import Channels
 from provenance.services.recall_notice import (
     Evidence,
     add_evidence,
@@ -83,10 +88,19 @@ class RecallNotifier:
     """Turns new recalls and lifts into notices. *publish(notices)* returns True
     once the broker acknowledged all of them."""
 
-    def __init__(self, store: Store, publish: Callable[[Sequence[Notice]], bool], cursor: Cursor):
+    def __init__(
+        self,
+        store: Store,
+        publish: Callable[[Sequence[Notice]], bool],
+        cursor: Cursor,
+        channels: Channels | None = None,
+    ):
         self.store = store
         self.publish = publish
         self.cursor = cursor
+        self.channels = channels
+        self.queued = 0  # webhook and e-mail deliveries queued so far
+        self._outgoing: list[tuple[dict[str, Any], bytes, set[str]]] = []
         self.published = 0  # notices acknowledged so far
         self.behind = False  # the last round was not acknowledged: try again
 
@@ -94,6 +108,7 @@ class RecallNotifier:
         """The notices due since the cursor, and the log size they describe."""
         store = self.store
         begin = self.cursor.load()
+        self._outgoing = []
         with store.snapshot():
             size = store.log_size()
             lots: dict[int, None] = {}
@@ -105,12 +120,16 @@ class RecallNotifier:
             notices = []
             cache: dict[Any, Any] = {}  # recall events and regulators shared by the lots
             evidence = Evidence(store)  # the regulators' envelopes, enrolments and proofs
+            transit = store.open_shipments() if self.channels is not None else {}
             for state in sorted(store.lot_states(list(lots)), key=lambda s: s.id):
                 records = recall_records(store, state.id, state.uri, cache)
                 notice = add_evidence(
                     build_notice(state, records, origin=origin, log_size=size), evidence
                 )
-                notices.append((notice_topic(state.uri), notice_bytes(notice)))
+                payload = notice_bytes(notice)
+                notices.append((notice_topic(state.uri), payload))
+                if self.channels is not None:
+                    self._outgoing.append((notice, payload, _holders(store, state.id, transit)))
         return notices, size
 
     def poll(self) -> int:
@@ -125,6 +144,12 @@ class RecallNotifier:
         self.behind = False
         self.cursor.save(size)
         self.published += len(notices)
+        if self.channels is not None:
+            if self._outgoing:
+                self.channels.refresh()
+            for notice, payload, holders in self._outgoing:
+                self.queued += self.channels.deliver(notice, payload, holders)
+            self._outgoing = []
         if notices:
             log.info("notify: published %d recall notices up to log size %d", len(notices), size)
         return len(notices)
@@ -144,6 +169,20 @@ class RecallNotifier:
                     log.warning("notify: round failed, will retry: %s", exc)
                     self.behind = True
             stop.wait(interval)
+
+
+def _holders(store: Store, lot_id: int, transit: dict[int, Any]) -> set[str]:
+    """The dids of every party that holds or held the lot, and of the party a
+    shipment of it is on its way to."""
+    dids = set()
+    for party_id in store.custodian_history(lot_id):
+        identity = store.identity_by_id(party_id)
+        if identity is not None:
+            dids.add(identity.did)
+    moving = transit.get(lot_id)
+    if moving is not None and moving[1]:
+        dids.add(moving[1])
+    return dids
 
 
 class _Attempt:

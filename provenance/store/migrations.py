@@ -433,3 +433,22 @@ def _disclosure(db: sqlite_utils.Database) -> None:
             sig TEXT NOT NULL,           -- the grantor's Ed25519 signature over the statement
             PRIMARY KEY (grantor, grantee)) WITHOUT ROWID"""
     )
+
+
+@migration("0016_recall_acks")
+def _recall_acks(db: sqlite_utils.Database) -> None:
+    """Recall acknowledgements (`recall-ack`, docs/lineage.md): a holder's signed
+    answer to a recall, with what it returned and destroyed. One row per
+    acknowledgement; a party may send several (progress). Nothing to backfill:
+    the kind is new with this migration."""
+    db.conn.execute(
+        """CREATE TABLE recall_acks (
+            event INTEGER NOT NULL,     -- log index of the acknowledgement
+            recall INTEGER NOT NULL,    -- log index of the recall it answers
+            lot INTEGER NOT NULL,       -- lots.id
+            party INTEGER NOT NULL,     -- identities.id of the signer
+            returned_value REAL, returned_unit TEXT,
+            destroyed_value REAL, destroyed_unit TEXT,
+            PRIMARY KEY (event, lot)) WITHOUT ROWID"""
+    )
+    db.conn.execute("CREATE INDEX recall_acks_lot ON recall_acks (lot, party)")

@@ -106,6 +106,19 @@ def _filing_state(store: Store) -> list[tuple[Any, ...]]:
     return [(did, seq, tuple(sorted(filed.get(index, ())))) for did, seq, index in rows]
 
 
+def _recall_ack_state(store: Store) -> list[tuple[Any, ...]]:
+    """Each recall acknowledgement: the lot, the recall it answers, who and how much."""
+    return store.conn.execute(
+        "SELECT l.subject, "
+        + _EVENT_NAME
+        + "WHERE e.idx = a.event), "
+        + _EVENT_NAME
+        + "WHERE e.idx = a.recall), i.did, a.returned_value, a.returned_unit, "
+        "a.destroyed_value, a.destroyed_unit FROM recall_acks a "
+        "LEFT JOIN chains l ON l.id = a.lot LEFT JOIN identities i ON i.id = a.party"
+    ).fetchall()
+
+
 def _attachment_state(store: Store) -> list[tuple[Any, ...]]:
     return store.conn.execute(
         "SELECT d.did, c.subject, a.from_us, a.until_us FROM attachments a "
@@ -195,4 +208,5 @@ STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "shipment_lots": _shipment_lot_state,
     "places (and parties' PGLNs)": _place_state,
     "pallets": _pallet_state,
+    "recall_acks": _recall_ack_state,
 }

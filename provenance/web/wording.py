@@ -193,6 +193,8 @@ def step_sentence(step: Any) -> str:
         return _("Recalled by %(a)s", a=a)
     if kind == "recall-lift":
         return _("Recall lifted by %(a)s", a=a)
+    if kind == "recall-ack":
+        return _("Recall acknowledged by %(a)s", a=a)
     if kind == "dispense":
         return _("Dispensed by %(a)s", a=a)
     if kind == "hold":

@@ -22,6 +22,7 @@ from provenance.ledger.kinds import (
     pallets,
     places,
     recall,
+    recall_acks,
     registry,
     rotation,
     stability,
@@ -56,6 +57,7 @@ KINDS: dict[str, Kind] = {
         pallets.UNPACK,
         places.PLACE,
         observations.COOL,
+        recall_acks.RECALL_ACK,
     )
 }
 

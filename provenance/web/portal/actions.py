@@ -482,6 +482,30 @@ def lift(who: Principal, *, lots: list[str], reason: str) -> Done:
     )
 
 
+def recall_ack(
+    who: Principal,
+    *,
+    lot: str,
+    recall: str,
+    returned: dict[str, Any] | None = None,
+    destroyed: dict[str, Any] | None = None,
+    notes: str | None = None,
+) -> Done:
+    """Acknowledge the recall *recall* (its event id) of *lot* as the caller's
+    party, with what it returned and destroyed since its last acknowledgement;
+    the ledger checks the party holds or held the lot (docs/lineage.md)."""
+    require(who, "recall-ack")
+    uri = lot_uri_of(lot)
+    data: dict[str, Any] = {"recall": str(recall or "").strip().lower()}
+    for name, value in (("returned", returned), ("destroyed", destroyed)):
+        if value is not None:
+            data[name] = value
+    if notes and notes.strip():
+        data["notes"] = notes.strip()
+    params = {"lot": uri, **{k: v for k, v in data.items() if k != "notes"}}
+    return _sign(who, "recall-ack", [("recall-ack", [uri], data)], params)
+
+
 def release(who: Principal, *, lots: list[str], reason: str, hold: str | None = None) -> Done:
     """End the holds a rule put on these lots (all of them, or the one named)."""
     require(who, "recall")

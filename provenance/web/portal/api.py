@@ -401,6 +401,29 @@ def recall():
     return _created(done)
 
 
+@bp.post("/recalls/ack")
+def recall_ack():
+    """A holder acknowledges a recall: {"batch", "recall", "returned"?,
+    "destroyed"?, "notes"?} (quantities as {value, unit}); the envelope's rules
+    are the ledger's (docs/protocol.md, "Recall acknowledgements")."""
+    require(principal(), "recall-ack")  # the role first, then the body
+    body = _body()
+    quantities = {}
+    for name in ("returned", "destroyed"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise ValidationError(name, "must be a quantity {value, unit}")
+        quantities[name] = value
+    done = actions.recall_ack(
+        principal(),
+        lot=_text(body, "batch") or "",
+        recall=_text(body, "recall") or "",
+        notes=_text(body, "notes", required=False),
+        **quantities,
+    )
+    return _created(done)
+
+
 @bp.post("/recalls/lift")
 def lift():
     require(principal(), "recall")  # the role first, then the body

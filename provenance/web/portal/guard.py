@@ -65,10 +65,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "integrity": frozenset({"regulator"}),
     "audit": frozenset({"regulator", ADMIN}),
     "users": frozenset({ADMIN}),
+    "recall-ack": frozenset(PARTY_ROLES),  # a holder of the lot: the ledger checks
 }
 WRITES = frozenset(
     {"commission", "transform", "ship", "receive", "document", "envelopes", "recall"}
-)
+) | {"recall-ack"}
 WHY_NOT = {
     "recall": "only a regulator signs recalls and lifts",
     "commission": "only producers and processors register lots",

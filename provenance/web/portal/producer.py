@@ -113,6 +113,7 @@ def lot_page(
         left=held(state) if state else None,
         made=quantity(state.quantity, state.unit) if state else None,
         recalls=active_recalls(store, found.uri),
+        may_ack=me is not None and (found.custodian == me.id or store.held_by(found.id, me.id)),
         time_notes=NOTES,
         disclosed=common.disclosed_fields(store, who, found),
         failed=failed,
@@ -247,6 +248,46 @@ def ship(lot_id: int):
                 to=form.get("to", ""),
                 where=actions.form_location(form.get("location"), form.get("country")),
                 purpose=purpose,
+            )
+    except (ValidationError, PortalError) as exc:
+        return again(exc)
+    flash(said)
+    return _redirect_lot(lot_id)
+
+
+@bp.post("/lots/<int:lot_id>/recall-ack")
+@needs("recall-ack")
+def recall_ack(lot_id: int):
+    """A holder acknowledges a recall of the lot, with what it returned and
+    destroyed; signed by the server for a custodial party, else in the browser."""
+    who = principal()
+    found = common.lot_for(read_store(), who, lot_id)
+    form = request.form
+    kept = form.to_dict()
+    said = _("Recall acknowledged for lot %(lot)s.", lot=found.lot)
+    page = _again(lambda errors: lot_page(lot_id, "recall-ack", errors, kept))
+
+    def again(exc: Exception) -> Any:
+        if isinstance(exc, PortalError) and exc.status == 409:  # the ledger's reason says why
+            errors = {"": _("The ledger refused this: %(rule)s", rule=exc.detail)}
+            return lot_page(lot_id, "recall-ack", errors, kept), 409
+        return page(exc)
+
+    try:
+        returned, destroyed = (
+            actions.form_quantity(form.get(name), form.get(f"{name}_unit"), name)
+            if (form.get(name) or "").strip()
+            else None
+            for name in ("returned", "destroyed")
+        )
+        with when_signed(url_for("portal.producer.lot", lot_id=lot_id), _say(said), again):
+            actions.recall_ack(
+                who,
+                lot=found.uri,
+                recall=form.get("recall", ""),
+                returned=returned,
+                destroyed=destroyed,
+                notes=form.get("notes"),
             )
     except (ValidationError, PortalError) as exc:
         return again(exc)

@@ -16,13 +16,17 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from provenance.core.errors import NotFound
 from provenance.core.timefmt import parse_time
 from provenance.domain.holdings import LotHoldings, number
+from provenance.infra.delivery_record import default_delivery_log, notified_parties
 from provenance.ledger.holdings_view import holdings_by_id
 from provenance.ledger.lineage import RecallRecord, held, quantity, recall_records
+from provenance.ledger.recall_report import RecallReport as HolderReport
+from provenance.ledger.recall_report import recall_report as holder_report
 from provenance.store import queries as ask
 from provenance.store.accounts.accounts import Accounts
 from provenance.store.db import Store
@@ -93,6 +97,8 @@ class RecallReport:
     history: list[RecallRecord]  # every recall that reached the lot
     affected: list[AffectedLot]
     scans: list[tuple[str, str, int]] = field(default_factory=list)  # day, place, count
+    # per holder: notified, acknowledged, returned, destroyed, still out
+    effectiveness: HolderReport | None = None
 
     @property
     def since_us(self) -> int:
@@ -146,6 +152,7 @@ class RecallReport:
             "quantities_by_holder": self.quantities_by_holder,
             "scans": [{"day": d, "place": p, "count": n} for d, p, n in self.scans],
             "total_scans": self.total_scans,
+            "effectiveness": None if self.effectiveness is None else self.effectiveness.to_json(),
         }
 
     def lots_csv(self) -> str:
@@ -311,7 +318,14 @@ def recall_report(
         affected, _states = _reached(store, rows)
     affected.sort(key=lambda a: (a.relation != "named", a.uri))
     scans = accounts.scans([a.uri for a in affected], parse_time(chosen.time))
-    return RecallReport(lot, chosen, history, affected, scans)
+    path = getattr(store, "path", None)
+    record = default_delivery_log(path) if isinstance(path, Path) else None
+    effectiveness = holder_report(
+        store,
+        chosen.event_id,
+        notified=lambda event_id: {} if record is None else notified_parties(record, event_id),
+    )
+    return RecallReport(lot, chosen, history, affected, scans, effectiveness)
 
 
 def _reached(store: Any, rows: list[tuple[int, int]]) -> tuple[list[Any], dict[int, Any]]:
