@@ -65,7 +65,7 @@ def test_past_holders_and_holders_through_the_cascade_acknowledge(recalled):
         ("store", "A", {}, reasons.NOT_CUSTODIAN, "not a holder of"),
         ("clinic", "B", {}, reasons.NOT_CUSTODIAN, "not a holder of"),
         ("farm", "Z", {}, reasons.CONFLICT, "is not a recalled lot"),
-        ("dc", "A", {"returned": kg(101)}, reasons.CONFLICT, "more than the 100 KGM"),
+        ("dc", "A", {"returned": kg(101)}, reasons.CONFLICT, "more than the 90 KGM"),
         ("dc", "A", {"returned": {"value": 1, "unit": "EA"}}, reasons.CONFLICT, "counted in KGM"),
     ],
 )
@@ -92,9 +92,10 @@ def test_an_unknown_recall_is_refused(recalled):
 def test_returned_and_destroyed_never_add_up_to_more_than_received(recalled):
     world = recalled
     assert ack(world, "dc", "A", returned=kg(60)).status == "accepted"
-    over = ack(world, "dc", "A", returned=kg(30), destroyed=kg(11))
+    # The dc received 90 KGM: the farm had made 10 of the 100 into B before shipping.
+    over = ack(world, "dc", "A", returned=kg(30), destroyed=kg(1))
     assert over.reason == reasons.CONFLICT and "60 in earlier acknowledgements" in over.message
-    assert ack(world, "dc", "A", destroyed=kg(40)).status == "accepted"  # exactly all of it
+    assert ack(world, "dc", "A", destroyed=kg(30)).status == "accepted"  # exactly all of it
 
 
 def test_a_lifted_recall_takes_no_acknowledgement(recalled):
@@ -267,3 +268,38 @@ def test_an_acknowledgement_dated_before_its_recall_is_refused(recalled):
     data = {"recall": world.recall_id}
     early = world.append("dc", "recall-ack", [lot("A")], data, time=at(5.5))  # recall at 6
     assert early.reason == reasons.OUT_OF_ORDER and "before the recall it answers" in early.message
+
+
+def test_a_split_lots_report_and_acknowledgements_count_each_holders_share(world):
+    """A 100 KGM lot split: 40 to the dc, 25 to the store (received 20, 5
+    damaged), the farm keeps 35. The report's per-holder quantities are the
+    ledger's holdings (docs/protocol.md §13), and a holder acknowledges at most
+    what it received."""
+    commission(world, "A")
+    for to, value, hours in (("dc", 40, 2), ("store", 25, 3)):
+        quantities = [{"batch": lot("A"), "quantity": kg(value)}]
+        shipped = world.ok(
+            "farm",
+            "ship",
+            [lot("A")],
+            {"to": world.did(to), "quantities": quantities},
+            time=at(hours),
+        )
+        data = {"shipment": shipped.event_id}
+        if to == "store":
+            data["quantities"] = [{"batch": lot("A"), "quantity": kg(20)}]
+            data["damaged"] = [{"batch": lot("A"), "quantity": kg(5)}]
+        world.ok(to, "receive", [lot("A")], data, time=at(hours + 0.5))
+    world.recall_id = world.ok("regulator", "recall", [lot("A")], RECALL, time=at(6)).event_id
+    report = recall_report(world.store, world.recall_id)
+    held = {line.party.name: line.held for line in report.lots[0].holders}
+    assert held == {"farm": kg_q(35), "dc": kg_q(40), "store": kg_q(20)}
+    too_much = ack(world, "store", "A", returned=kg(21))
+    assert too_much.reason == reasons.CONFLICT and "20 KGM it received" in too_much.message
+    assert ack(world, "store", "A", returned=kg(20)).status == "accepted"
+    assert ack(world, "dc", "A", returned=kg(30), destroyed=kg(10)).status == "accepted"
+    assert verify_ledger(world.store, world.log_public_key).ok
+
+
+def kg_q(value):
+    return Quantity(value, "KGM")

@@ -18,6 +18,7 @@ from typing import Any
 
 from provenance.core.errors import NotFound
 from provenance.domain.custody import Party, unknown_party
+from provenance.ledger.holdings_view import holdings_by_id
 from provenance.ledger.lineage import Quantity, RecallRecord, held, quantity, recall_records
 from provenance.store.db import Store
 from provenance.store.recall_acks import AckRow, acks_for_lots
@@ -167,6 +168,24 @@ def custody_holdings(
     return out
 
 
+def ledger_holdings(
+    store: Store, states: Sequence[LotState], holders: Mapping[int, Sequence[Party]]
+) -> dict[tuple[str, str], Quantity | None]:
+    """What each holder holds now, from the ledger's per-holder quantities
+    (docs/protocol.md §13) for a lot with a unit; today's custody
+    (`custody_holdings`) for a lot counted in wholes."""
+    out = custody_holdings(states, holders)
+    by_lot = holdings_by_id(store, [state.id for state in states])
+    for state in states:
+        lot = by_lot.get(state.id)
+        if lot is None or lot.unit is None:
+            continue
+        held_now = {holder.party.did: holder.held for holder in lot.holders}
+        for party in holders.get(state.id, ()):
+            out[(state.uri, party.did)] = Quantity(held_now.get(party.did, 0.0), lot.unit)
+    return out
+
+
 def build_recall_report(
     recall: RecallRecord,
     states: Sequence[LotState],
@@ -298,7 +317,7 @@ def recall_report(
         records = recall_records(store, first.id, first.uri) if first else []
         record = next(r for r in records if r.event_index == index)
     if holdings is None:
-        holdings = custody_holdings(states, holders)
+        holdings = ledger_holdings(store, states, holders)
     if callable(notified):
         notified = notified(record.event_id)
     return build_recall_report(

@@ -384,6 +384,16 @@ class HoldingsState:
         """(held, in transit from it) of *party*'s share of the lot."""
         return available(self.conn, lot_id, party)
 
+    def received_of(self, lot_id: int, party: int) -> float | None:
+        """How much of the lot *party* took in by its receives in all; None
+        when it received none of it (the maker, or not a holder)."""
+        row = self.conn.execute(
+            "SELECT SUM(q.received) FROM shipment_lots q JOIN shipments s ON s.event = "
+            "q.shipment WHERE q.lot = ? AND s.receiver = ? AND q.received IS NOT NULL",
+            (lot_id, party),
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def holds_any(self, lot_id: int, party: int) -> bool:
         return holds_any(self.conn, lot_id, party)
 

@@ -25,9 +25,7 @@ if TYPE_CHECKING:
     from provenance.ledger.append import Ledger
 
 # What a party received of a lot: the upper bound of what it can return and
-# destroy. Until per-holder quantities land (the `quantities` work), the most
-# any holder can have received is the lot's registered quantity; that work
-# replaces this one function with the party's received quantity.
+# destroy.
 Received = Callable[["Ledger", Lot, Identity], Quantity | None]
 
 
@@ -39,7 +37,19 @@ def registered_quantity(ledger: Ledger, lot: Lot, _party: Identity) -> Quantity 
     return quantity(states[0].quantity, states[0].unit)
 
 
-RECEIVED: Received = registered_quantity
+def received_quantity(ledger: Ledger, lot: Lot, party: Identity) -> Quantity | None:
+    """What *party* received of the lot (docs/protocol.md §13): the whole
+    registered quantity for the party that made it, else the sum of its
+    receives (a split lot's holder can give back only its share); unknown for
+    a lot registered without a quantity."""
+    registered = registered_quantity(ledger, lot, party)
+    if registered is None or party.id == lot.commissioned_by:
+        return registered
+    got = ledger.store.received_of(lot.id, party.id)
+    return registered if got is None else Quantity(got, registered.unit)
+
+
+RECEIVED: Received = received_quantity
 
 
 def _recall_ack(
