@@ -57,7 +57,8 @@
     "grant": ["registrar", "regulator"],
     "rotate": PARTY_ROLES.concat(["device", "rules", "registrar"]),
     "anchor": ["registrar", "rules"],
-    "stability": ["producer", "processor"]
+    "stability": ["producer", "processor"],
+    "serials": ["producer", "processor"]
   };
   // END SIGNER_ROLES
 

@@ -224,6 +224,9 @@ COMMANDS: dict[str, list[Case]] = {
     "witness init": [],  # makes its own new --dir; reads no input file
     "witness key": [],  # reads only its own --dir (tests/test_witness.py: a missing one)
     "witness serve": [],  # its own --dir (tests/test_witness.py); request bodies are bounded
+    "serial issue": [Case([URI, "--count", "2", "--as", "Farm"], WRITE)],
+    "serial list": [Case([URI], READ)],
+    "serial sheet": [Case([URI, "--out", "{out}"], READ)],  # no serials: Error, exit 1
 }
 
 

@@ -65,6 +65,7 @@ KIND_CODES: dict[str, int] = {
     "rotate": 19,
     "anchor": 20,  # 19 is `rotate` (the rotation work)
     "stability": 21,
+    "serials": 24,
 }
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
@@ -104,6 +105,8 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     # A product's stability data come from who makes it: a party that may
     # commission under the GTIN's company prefix (the ledger checks the prefix).
     "stability": frozenset(COMMISSIONING_ROLES),
+    # A lot's maker issues its serials (the ledger checks it made the lot).
+    "serials": frozenset(COMMISSIONING_ROLES),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
@@ -254,6 +257,19 @@ ARRHENIUS = obj(
     }
 )
 VVM_CATEGORY = one_of("VVM30", "VVM14", "VVM7", "VVM2")  # WHO PQS E006 (docs/coldchain.md)
+MAX_SERIALS_PER_EVENT = 1000  # 1,000 × ≤ 20 characters stays far below the envelope limit
+
+
+def serial(value: Any, field: str) -> None:
+    """An item's serial number, GS1 AI (21): 1-20 characters of character set 82."""
+    if isinstance(value, str):
+        gs1.validate_serial(value, field)
+        if value in gs1.DOT_SEGMENTS:
+            raise ValidationError(field, f"{value!r} cannot be carried in a web address (/21/…)")
+    else:
+        raise ValidationError(field, "must be a serial number: 1-20 characters (GS1 AI 21)")
+
+
 SIGNAL = text(
     32, r"[a-z][a-z0-9-]*", "must be a signal type such as coldchain, logger-silent or counterfeit"
 )
@@ -353,6 +369,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
             "source": text(500),
         },
     ),
+    "serials": ({"serials": list_of(serial, 1, MAX_SERIALS_PER_EVENT)}, {}),
 }
 
 
@@ -472,6 +489,17 @@ def _check_stability(data: dict[str, Any], _lots: Any) -> None:
             )
 
 
+def _check_serials(data: dict[str, Any], lots: Any) -> None:
+    """One lot per issue, and no serial twice in it (across events: the ledger)."""
+    if lots is None or len(lots) != 1:
+        raise ValidationError("batches", "must name exactly one lot: serials are issued per lot")
+    seen: set[str] = set()
+    for position, value in enumerate(data["serials"]):
+        if value in seen:
+            raise ValidationError(f"data.serials[{position}]", f"repeats serial {value!r}")
+        seen.add(value)
+
+
 _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "enrol": _check_enrol,
     "rotate": _check_rotate,
@@ -479,4 +507,5 @@ _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "reading": _check_reading,
     "transform": _check_transform,
     "stability": _check_stability,
+    "serials": _check_serials,
 }

@@ -133,6 +133,13 @@ def _rotation_state(store: Store) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def _serial_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT c.subject, s.serial, " + _EVENT_NAME + "WHERE e.idx = s.event) "
+        "FROM serials s LEFT JOIN chains c ON c.id = s.lot"
+    ).fetchall()
+
+
 STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "lots": _lot_state,
     "attachments": _attachment_state,
@@ -145,4 +152,5 @@ STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "prefixes": _prefix_state,
     "links (recall, lift and EPCIS filing)": _filing_state,
     "identities (rotations, owners)": _rotation_state,
+    "serials": _serial_state,
 }

@@ -22,6 +22,7 @@ from provenance.ledger.kinds import (
     recall,
     registry,
     rotation,
+    serials,
     stability,
 )
 from provenance.ledger.kinds.base import Kind
@@ -50,6 +51,7 @@ KINDS: dict[str, Kind] = {
         rotation.ROTATE,
         anchors.ANCHOR,
         stability.STABILITY,
+        serials.SERIALS,
     )
 }
 
