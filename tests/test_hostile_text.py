@@ -157,6 +157,7 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
             [LOT],
         )
     ],
+    "serials": [({"serials": ["A1", "7QX4M2KP9Z"]}, [LOT])],
 }
 for _samples in SAMPLES.values():  # partner extras are free text too
     for _data, _ in _samples:

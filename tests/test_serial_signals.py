@@ -155,6 +155,7 @@ def test_the_page_says_who_issued_a_serial_and_warns_of_one_never_issued(seriali
     ).get_data(as_text=True)
     plain = client.get(PAGE).get_data(as_text=True)
     assert "serial-warning" not in plain and "serial-issued" not in plain
+    assert "2 serial numbers issued by farm" in plain  # the journey names the issue
 
 
 def test_the_json_twin_says_the_same(serialised):
@@ -303,3 +304,32 @@ def test_the_service_flags_each_signal_once(tmp_path):
 
 def test_gtin_constant_is_the_worlds():
     assert GTIN in LOT
+
+
+def test_the_producer_portal_shows_serials_issued_and_the_lots_signals(portal):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    world = portal.world
+    world.ok("farm", "serials", [LOT], {"serials": ["A1", "A2", "A3"]})
+    world.keys["rules"] = Ed25519PrivateKey.generate()
+    world.ok(
+        "registrar",
+        "enrol",
+        None,
+        {"subject": world.did("rules"), "type": "rules", "name": "rules"},
+    )
+    evidence = {
+        "code": "serial-over-scanned",
+        "serial": "A1",
+        "scans": 40,
+        "max_scans": 20,
+        "window_s": 86400,
+        "from_hour": "2026-09-21T10",
+    }
+    flag = {"signal": "counterfeit", "rule": "over", "reason": "x", "key": "serial:A1"}
+    world.ok("rules", "flag", [LOT], {**flag, "evidence": evidence})
+    lot_id = world.store.lot_by_uri(LOT).id
+    html = portal.client("farm1").get(f"/portal/lots/{lot_id}").get_data(as_text=True)
+    assert 'id="serials">3 issued' in html
+    assert 'id="flags"' in html and "Flag: counterfeit" in html
+    assert "serial A1 scanned 40 times" in html

@@ -171,3 +171,28 @@ def test_bad_serial_commands_say_what_to_do(two_lot_cli, tmp_path, args, code, f
 def test_world_helper_lot_is_farms():
     world = World.create()
     assert world.store.lot_by_uri(LOT) is not None
+
+
+def test_serials_export_to_epcis_as_instance_commissioning_that_validates(world):
+    import json
+
+    from jsonschema import Draft7Validator
+
+    from provenance.exchange.epcis import lot_document
+    from provenance.exchange.epcis_import import find_schema
+    from provenance.exchange.epcis_vocabulary import ns
+
+    issued = world.ok("farm", "serials", [LOT], {"serials": ["A1", "B/2"]})
+    document = lot_document(world.store, LOT)
+    (event,) = [e for e in document["epcisBody"]["eventList"] if e.get(ns("kind")) == "serials"]
+    assert event["epcList"] == [
+        f"https://id.gs1.org/01/{GTIN}/21/A1",
+        f"https://id.gs1.org/01/{GTIN}/21/B%2F2",
+    ]
+    assert event["action"] == "ADD" and event["bizStep"] == "commissioning"
+    assert (
+        event["ilmd"] == {"cbvmda:lotNumber": "LOT42"} and event[ns("eventId")] == issued.event_id
+    )
+    schema = json.loads(find_schema().read_text(encoding="utf-8"))
+    validator = Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
+    assert [e.message for e in validator.iter_errors(document)] == []

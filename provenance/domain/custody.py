@@ -221,4 +221,6 @@ def _details(kind: str, data: dict[str, Any], lot_uri: str) -> dict[str, Any]:
         details["role"] = "output" if made_here else "input"
         details["inputs"] = len(data["inputs"])
         details["outputs"] = len(data["outputs"])
+    if kind == "serials":
+        details["serials"] = len(data["serials"])
     return details

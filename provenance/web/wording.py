@@ -203,6 +203,13 @@ def step_sentence(step: Any) -> str:
         return _("Flagged by a safety rule: %(s)s", s=details.get("signal", "?"))
     if kind == "epcis":
         return _("Record imported by %(a)s", a=a)
+    if kind == "serials":
+        return ngettext(
+            "%(num)d serial number issued by %(a)s",
+            "%(num)d serial numbers issued by %(a)s",
+            details.get("serials", 0),
+            a=a,
+        )
     return f"{kind} · {a}"
 
 

@@ -115,6 +115,7 @@ def lot_page(
         left=held(state) if state else None,
         made=quantity(state.quantity, state.unit) if state else None,
         recalls=active_recalls(store, found.uri),
+        serials=store.serial_count(found.id),  # docs/protocol.md §13
         time_notes=NOTES,
         failed=failed,
         errors=errors or {},
