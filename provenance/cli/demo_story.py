@@ -273,6 +273,9 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
     demo.run("verify", "--checkpoint", str(directory / "kept.checkpoint"), db=rolled, expect=1)
 
     cascade(demo, directory, base, carrier, at, append)
+    from provenance.cli.demo_serials import serial_labels  # late: it imports this module
+
+    serial_labels(demo, directory, base)
 
 
 def fine_lot(demo: Demo, at, append, start: int, carrier: str) -> None:  # type: ignore[no-untyped-def]
