@@ -196,3 +196,17 @@ def test_serials_export_to_epcis_as_instance_commissioning_that_validates(world)
     schema = json.loads(find_schema().read_text(encoding="utf-8"))
     validator = Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
     assert [e.message for e in validator.iter_errors(document)] == []
+
+
+def test_the_makers_new_key_after_a_rotation_issues_serials(world):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from support.world import at
+
+    world.keys["farm2"] = Ed25519PrivateKey.generate()
+    data = {"subject": world.did("farm"), "key": world.did("farm2"), "custodial": False}
+    world.ok("farm", "rotate", None, data, time=at(2))
+    world.ok("farm2", "serials", [LOT], {"serials": ["R1"]}, time=at(3))
+    assert verify_ledger(world.store, world.log_public_key).ok  # the replay agrees
+    assert world.append("farm", "serials", [LOT], {"serials": ["R2"]}, time=at(4)).reason == (
+        "revoked"
+    )

@@ -21,6 +21,20 @@ if TYPE_CHECKING:
     from provenance.ledger.append import Ledger
 
 MAX_LISTED = 5  # serials named in a refusal
+MAX_ROTATIONS = 64  # keys a maker may have moved through since it made the lot
+
+
+def _made_by(ledger: Ledger, maker_id: int, signer_id: int) -> bool:
+    """The signer is the lot's maker, or the key the maker rotated to (docs/protocol.md,
+    "Key rotation": the new identity carries on the old one's lots)."""
+    current: int | None = maker_id
+    for _ in range(MAX_ROTATIONS):
+        if current is None:
+            return False
+        if current == signer_id:
+            return True
+        current = ledger.store.rotated_to(current)
+    return False
 
 
 def _serials(
@@ -28,7 +42,7 @@ def _serials(
 ) -> list[int]:
     assert signer is not None
     (lot,) = checks.lots_of(ledger, env)  # core/kinds.py: exactly one lot
-    if lot.commissioned_by != signer.id:
+    if not _made_by(ledger, lot.commissioned_by, signer.id):
         maker = ledger.identities_by_id.get(lot.commissioned_by) or ledger.store.identity_by_id(
             lot.commissioned_by
         )
