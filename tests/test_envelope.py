@@ -137,6 +137,7 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
             "source": "SmPC 6.3",
         },
     ),
+    "serials": (["https://id.gs1.org/01/09506000134352/10/LOT42"], {"serials": ["A1", "B2"]}),
 }
 
 
