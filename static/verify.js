@@ -60,6 +60,7 @@
     "stability": ["producer", "processor"],
     "pack": PARTY_ROLES,
     "unpack": PARTY_ROLES,
+    "serials": ["producer", "processor"],
     "recall-ack": PARTY_ROLES,
     "cool": PARTY_ROLES,
     "place": PARTY_ROLES

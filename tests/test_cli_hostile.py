@@ -260,6 +260,9 @@ COMMANDS: dict[str, list[Case]] = {
     "place add": [Case(["9506000000008", "--name", "Packhouse", "--as", "Farm"], WRITE)],
     "place list": [Case([], READ)],
     "place show": [Case(["9506000000008"], READ)],
+    "serial issue": [Case([URI, "--count", "2", "--as", "Farm"], WRITE)],
+    "serial list": [Case([URI], READ)],
+    "serial sheet": [Case([URI, "--out", "{out}"], READ)],  # no serials: Error, exit 1
 }
 
 

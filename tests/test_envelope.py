@@ -169,6 +169,7 @@ BASES: dict[str, tuple[list[str] | None, dict[str, Any]]] = {
         [LOT],
         {"recall": "ab" * 32, "returned": {"value": 30, "unit": "KGM"}, "notes": "pallet 1"},
     ),
+    "serials": (["https://id.gs1.org/01/09506000134352/10/LOT42"], {"serials": ["A1", "B2"]}),
 }
 
 

@@ -247,6 +247,7 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
     "recall-ack": [
         ({"recall": EVENT, "returned": QTY, "destroyed": dict(QTY), "notes": "pallet 1"}, [LOT]),
     ],
+    "serials": [({"serials": ["A1", "7QX4M2KP9Z"]}, [LOT])],
 }
 for _kind in ("ship", "receive", "transform"):  # FSMA 204 reference documents
     SAMPLES[_kind][0][0]["documents"] = [dict(DOCUMENT), {"type": "invoice", "number": "I-2"}]

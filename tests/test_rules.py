@@ -68,6 +68,9 @@ def test_the_example_file_is_valid_and_documented():
         "food-coldchain",
         "logger-silent",
         "serial-far-apart",
+        "serial-never-issued",
+        "serial-over-scanned",
+        "serial-impossible-travel",
     ]
     assert EXAMPLE.rule("vaccine-excursion").actions == (HOLD, "notify")
     assert EXAMPLE.event_kinds == {"reading", "detach"} and EXAMPLE.has_timer

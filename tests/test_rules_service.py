@@ -265,7 +265,7 @@ def test_rules_end_to_end_with_once(tmp_path, monkeypatch):
     rules_did = run("rules", "init").strip()
     assert run("rules", "init").strip() == rules_did  # idempotent
     checked = run("rules", "check", "--config", str(EXAMPLE_FILE))
-    assert "4 rules OK" in checked and "vaccine-excursion: vaccine lots" in checked
+    assert "7 rules OK" in checked and "vaccine-excursion: vaccine lots" in checked
     bad = tmp_path / "bad.toml"
     bad.write_text(
         '[[rules]]\nname = "x"\nactions = ["shout"]\n'

@@ -36,6 +36,7 @@ from qrcode.constants import ERROR_CORRECT_H, ERROR_CORRECT_M, ERROR_CORRECT_Q
 
 from provenance.barcodes import dictionary as gs1_dictionary
 from provenance.barcodes import digital_link
+from provenance.barcodes.datamatrix import DataMatrixSymbol, element_pairs, encode_datamatrix
 from provenance.barcodes.fonts import FONT_ENV, Font, find_font, measurer
 from provenance.core import gs1
 from provenance.core.errors import ValidationError
@@ -46,6 +47,7 @@ __all__ = [
     "ERROR_CORRECTION_LEVELS",
     "FONT_ENV",
     "MIN_QUIET_ZONE",
+    "SYMBOLOGIES",
     "Label",
     "PrintSettings",
     "QRSymbol",
@@ -58,6 +60,9 @@ __all__ = [
 BASE_URL_ENV = "PROVENANCE_BASE_URL"
 """Environment variable naming the resolver base when none is passed."""
 
+SYMBOLOGIES = ("qr", "datamatrix", "both")
+"""What a label carries: the Digital Link QR code, a GS1 DataMatrix of its element strings
+((01)(17)(10)(21), docs/labels.md), or both side by side (QR left)."""
 ERROR_CORRECTION_LEVELS = {"M": ERROR_CORRECT_M, "Q": ERROR_CORRECT_Q, "H": ERROR_CORRECT_H}
 """QR error correction levels we print: M (15 %), Q (25 %, the default), H (30 %). L is
 refused: a scuffed or wet pack must still scan."""
@@ -229,6 +234,11 @@ class Label:
             lines.append(f"KEYS {self.keys}")
         return tuple(lines)
 
+    @property
+    def element_pairs(self) -> tuple[tuple[str, str], ...]:
+        """What a GS1 DataMatrix of this label holds: (01)(17)(10)(21), those present."""
+        return element_pairs(self.gtin, self.lot, self.serial, self.expiry)
+
 
 def _label_link(link: digital_link.DigitalLink) -> digital_link.DigitalLink:
     if link.key_ai != gs1.AI_GTIN:
@@ -293,19 +303,26 @@ class QRSymbol:
         return len(self.modules)
 
     def runs(self) -> list[tuple[int, int, int]]:
-        """Horizontal runs of dark modules as ``(column, row, length)``."""
-        runs = []
-        for y, row in enumerate(self.modules):
-            x = 0
-            while x < len(row):
-                if row[x]:
-                    start = x
-                    while x < len(row) and row[x]:
-                        x += 1
-                    runs.append((start, y, x - start))
-                else:
+        return dark_runs(self.modules)
+
+
+Symbol = QRSymbol | DataMatrixSymbol
+
+
+def dark_runs(modules: tuple[tuple[bool, ...], ...]) -> list[tuple[int, int, int]]:
+    """Horizontal runs of dark modules as ``(column, row, length)``."""
+    runs = []
+    for y, row in enumerate(modules):
+        x = 0
+        while x < len(row):
+            if row[x]:
+                start = x
+                while x < len(row) and row[x]:
                     x += 1
-        return runs
+                runs.append((start, y, x - start))
+            else:
+                x += 1
+    return runs
 
 
 @functools.lru_cache(maxsize=128)
@@ -335,8 +352,9 @@ def encode_qr(text: str, error_correction: str = "Q") -> QRSymbol:
 class PrintSettings:
     """How labels are printed. The defaults: 300 dpi, a module of 6 dots (0.508 mm, just
     above GS1's 0.495 mm target X-dimension for QR), error correction Q, a quiet zone of 4
-    modules and 8 pt text. ``font`` is a font file to try first (else ``PROVENANCE_LABEL_FONT``,
-    then fontconfig; see docs/labels.md)."""
+    modules and 8 pt text, a QR code only (``symbology``: :data:`SYMBOLOGIES`). ``font`` is
+    a font file to try first (else ``PROVENANCE_LABEL_FONT``, then fontconfig; see
+    docs/labels.md)."""
 
     dpi: int = 300
     module_dots: int = 6
@@ -344,8 +362,11 @@ class PrintSettings:
     error_correction: str = "Q"
     font_pt: float = 8.0
     font: str | None = None
+    symbology: str = "qr"
 
     def __post_init__(self) -> None:
+        if self.symbology not in SYMBOLOGIES:
+            raise ValidationError("symbology", f"{self.symbology!r}: use one of {SYMBOLOGIES}")
         if not 72 <= self.dpi <= 2400:
             raise ValidationError("dpi", f"{self.dpi} is outside 72-2400")
         if not 1 <= self.module_dots <= 100:
@@ -380,29 +401,44 @@ class Layout:
     """Where everything goes on one label, in dots at ``settings.dpi`` (y down)."""
 
     settings: PrintSettings
-    symbol: QRSymbol
+    codes: tuple[tuple[Symbol, int, int], ...]  # each symbol and its top-left (in the quiet zone)
     width: int
     height: int
-    qr_x: int  # top-left of the symbol (inside the quiet zone)
-    qr_y: int
     text_top: int  # the quiet zone ends here; text starts below
     font_px: float
     lines: tuple[str, ...]
     baselines: tuple[float, ...]  # absolute y of each line's baseline
     font: Font | None  # None: no installed font covers the text (SVG only)
 
+    @property
+    def symbol(self) -> Symbol:
+        return self.codes[0][0]
+
+    @property
+    def qr_x(self) -> int:
+        return self.codes[0][1]
+
+    @property
+    def qr_y(self) -> int:
+        return self.codes[0][2]
+
 
 def layout_of(label: Label, settings: PrintSettings, *, need_font: bool = True) -> Layout:
-    symbol = encode_qr(label.uri, settings.error_correction)
+    symbols: list[Symbol] = []
+    if settings.symbology in ("qr", "both"):
+        symbols.append(encode_qr(label.uri, settings.error_correction))
+    if settings.symbology in ("datamatrix", "both"):
+        symbols.append(encode_datamatrix(label.element_pairs))
     quiet = settings.quiet_zone * settings.module_dots
-    qr_side = symbol.size * settings.module_dots + 2 * quiet
+    sides = [symbol.size * settings.module_dots + 2 * quiet for symbol in symbols]
+    qr_side, codes_width = max(sides), sum(sides)
     font_px = settings.font_pt * settings.dpi / PT_PER_INCH
     font = find_font(_coverage_text(label), settings.font)
     if font is None and need_font:
         raise ValidationError("product", _no_font_message(label))
     measure = measurer(font, font_px)
     pad = settings.dots(TEXT_PAD_MM)
-    width = max(qr_side, *(math.ceil(measure(line)) + 2 * pad for line in label.lines))
+    width = max(codes_width, *(math.ceil(measure(line)) + 2 * pad for line in label.lines))
     product: list[str] = []
     if label.product:
         ellipsis = ELLIPSIS if font is None or font.covers(ELLIPSIS) else "..."
@@ -411,14 +447,15 @@ def layout_of(label: Label, settings: PrintSettings, *, need_font: bool = True) 
     first = qr_side + settings.dots(TEXT_GAP_MM) + ASCENT_EM * font_px
     baselines = tuple(first + i * LINE_EM * font_px for i in range(len(lines)))
     height = math.ceil(baselines[-1] + DESCENT_EM * font_px) + pad
-    left = (width - qr_side) // 2
+    left, codes = (width - codes_width) // 2, []
+    for symbol, side in zip(symbols, sides, strict=True):
+        codes.append((symbol, left + quiet, quiet))
+        left += side
     return Layout(
         settings,
-        symbol,
+        tuple(codes),
         width,
         height,
-        left + quiet,
-        quiet,
         qr_side,
         font_px,
         lines,
@@ -481,7 +518,7 @@ def _no_font_message(label: Label) -> str:
 # --- PNG ----------------------------------------------------------------------------------
 
 
-def _qr_image(symbol: QRSymbol, module_dots: int) -> Image.Image:
+def _qr_image(symbol: Symbol, module_dots: int) -> Image.Image:
     pixels = bytes(0 if dark else 255 for row in symbol.modules for dark in row)
     small = Image.frombytes("L", (symbol.size, symbol.size), pixels)
     side = symbol.size * module_dots
@@ -506,7 +543,8 @@ def label_png(label: Label, settings: PrintSettings = DEFAULT_SETTINGS) -> bytes
     """One label as a grayscale PNG at ``settings.dpi`` (recorded in the file)."""
     layout = layout_of(label, settings)
     image = Image.new("L", (layout.width, layout.height), 255)
-    image.paste(_qr_image(layout.symbol, settings.module_dots), (layout.qr_x, layout.qr_y))
+    for symbol, x, y in layout.codes:
+        image.paste(_qr_image(symbol, settings.module_dots), (x, y))
     image.paste(text_image(layout), (0, layout.text_top))
     out = io.BytesIO()
     image.save(out, "PNG", dpi=(settings.dpi, settings.dpi), optimize=True)
@@ -520,9 +558,9 @@ def _number(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
-def _qr_path(symbol: QRSymbol) -> str:
+def _qr_path(symbol: Symbol) -> str:
     """All dark modules as one path of unit-high rectangles, in module coordinates."""
-    return "".join(f"M{x} {y}h{n}v1h-{n}z" for x, y, n in symbol.runs())
+    return "".join(f"M{x} {y}h{n}v1h-{n}z" for x, y, n in dark_runs(symbol.modules))
 
 
 def label_svg(label: Label, settings: PrintSettings = DEFAULT_SETTINGS) -> bytes:
@@ -542,8 +580,11 @@ def label_svg(label: Label, settings: PrintSettings = DEFAULT_SETTINGS) -> bytes
         f' viewBox="0 0 {layout.width} {layout.height}">\n',
         f"<title>{escape(label.uri)}</title>\n",
         f'<rect width="{layout.width}" height="{layout.height}" fill="#fff"/>\n',
-        f'<path transform="translate({layout.qr_x} {layout.qr_y}) scale({m})"'
-        f' fill="#000" shape-rendering="crispEdges" d="{_qr_path(layout.symbol)}"/>\n',
+        *(
+            f'<path transform="translate({x} {y}) scale({m})"'
+            f' fill="#000" shape-rendering="crispEdges" d="{_qr_path(symbol)}"/>\n'
+            for symbol, x, y in layout.codes
+        ),
         f'<g font-family={quoteattr(family)} font-size="{_number(layout.font_px)}"'
         ' text-anchor="middle" fill="#000">\n',
     ]

@@ -22,6 +22,7 @@ from provenance.barcodes.labels import (
     Label,
     Layout,
     PrintSettings,
+    dark_runs,
     layout_of,
     text_image,
 )
@@ -113,13 +114,14 @@ def _label_form(pdf: PDFWriter, layout: Layout) -> int:
         )
     )
     m = layout.settings.module_dots
-    rects = "\n".join(f"{x} {y} {n} 1 re" for x, y, n in layout.symbol.runs())
     text_height = layout.height - layout.text_top
-    content = (
-        f"q 0 g 1 0 0 -1 0 {layout.height} cm {m} 0 0 {m} {layout.qr_x} {layout.qr_y} cm\n"
-        f"{rects}\nf Q\n"
-        f"q {layout.width} 0 0 {text_height} 0 0 cm /Text Do Q\n"
-    )
+    content = ""
+    for symbol, left, top in layout.codes:
+        rects = "\n".join(f"{x} {y} {n} 1 re" for x, y, n in dark_runs(symbol.modules))
+        content += (
+            f"q 0 g 1 0 0 -1 0 {layout.height} cm {m} 0 0 {m} {left} {top} cm\n{rects}\nf Q\n"
+        )
+    content += f"q {layout.width} 0 0 {text_height} 0 0 cm /Text Do Q\n"
     return pdf.add(
         pdf.stream(
             f"/Type /XObject /Subtype /Form /BBox [0 0 {layout.width} {layout.height}]"

@@ -280,6 +280,9 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
     private_fields(demo, directory, at)
     demo_pallets.ship_a_pallet(demo, directory, base)
     demo_recall_acks.acknowledge(demo, directory, base, carrier, at, append)
+    from provenance.cli.demo_serials import serial_labels  # late: it imports this module
+
+    serial_labels(demo, directory, base)
 
 
 def fine_lot(demo: Demo, at, append, start: int, carrier: str) -> None:  # type: ignore[no-untyped-def]

@@ -52,6 +52,14 @@ FORMATS = ("png", "svg", "pdf")
 )
 @click.option("--product", metavar="TEXT", help="Product name (default: the ledger's).")
 @click.option(
+    "--symbology",
+    type=click.Choice(labels.SYMBOLOGIES),
+    default="qr",
+    show_default=True,
+    help="The code on the label: the Digital Link QR, a GS1 DataMatrix of (01)(17)(10)(21) "
+    "(the pharmaceutical pack norm), or both side by side.",
+)
+@click.option(
     "--policy",
     "policy_file",
     metavar="FILE",
@@ -77,11 +85,12 @@ def command(
     product: str | None,
     db: str | None,
     policy_file: str | None = None,
+    symbology: str = "qr",
 ) -> None:
-    """Write a QR label for the lot (or item) named by URI, a GS1 Digital Link on any
-    resolver, re-based onto ours. Under the code: product, GTIN, lot, serial and expiry.
-    A lot registered in the ledger gets its product and expiry (added to the code as
-    ?17=); a recalled lot gets no label.
+    """Write a QR (or GS1 DataMatrix) label for the lot (or item) named by URI, a GS1
+    Digital Link on any resolver, re-based onto ours. Under the code: product, GTIN,
+    lot, serial and expiry. A lot registered in the ledger gets its product and expiry
+    (added to the code as ?17=); a recalled lot gets no label.
 
     \b
     Example: provenance label https://id.gs1.org/01/09506000134352/10/LOT42 --out lot.pdf --count 40
@@ -100,14 +109,15 @@ def command(
             expiry=expiry,
             keys=_policy_fingerprint(policy_file),
         )
+        settings = labels.PrintSettings(symbology=symbology)
         if kind == "png":
-            data = labels.label_png(label)
+            data = labels.label_png(label, settings)
         elif kind == "svg":
-            data = labels.label_svg(label)
+            data = labels.label_svg(label, settings)
         else:
-            count = count or pdf.sheet_capacity(label)
+            count = count or pdf.sheet_capacity(label, settings)
             with bar("laying out labels", unit="labels") as progress:
-                data = pdf.sheet_pdf([label] * count, progress=progress)
+                data = pdf.sheet_pdf([label] * count, settings, progress=progress)
     except ProvenanceError as exc:
         raise click.ClickException(str(exc)) from exc
     _write(out, data)

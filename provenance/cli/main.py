@@ -35,6 +35,7 @@ SERVICE_COMMANDS = {
     "portal": "provenance.cli.accounts:portal",
     "recall": "provenance.cli.recall:command",
     "rules": "provenance.cli.rules:group",
+    "serial": "provenance.cli.serials:group",
     "serve": "provenance.cli.serve:command",
     "simulate": "provenance.cli.simulate:command",
     "status": "provenance.cli.up:status",

@@ -48,6 +48,7 @@ from provenance.services.rules import (
     default_cursor_path,
     release,
 )
+from provenance.services.serial_scans import accounts_sightings
 
 RULES_KEY = "rules"  # keys/rules.pem, beside log.pem and registrar.pem
 DEFAULT_NAME = "rules"
@@ -204,6 +205,7 @@ def run(
             Cursor(cursor_file),
             scan_cursor=Cursor(scan_cursor),
             scans=accounts_scans(accounts_dir or default_directory(ctx.db_path)),
+            sightings=accounts_sightings(accounts_dir or default_directory(ctx.db_path)),
             publish=publisher,
         )
         if once:

@@ -48,6 +48,7 @@ __all__ = [
     "validate_check_digit",
     "validate_gln",
     "validate_lot",
+    "validate_serial",
 ]
 
 DEFAULT_BASE = "https://id.gs1.org"
@@ -220,6 +221,12 @@ def validate_lot(lot: str, field: str = "lot") -> str:
     """Return ``lot`` if it is a valid AI (10) batch/lot number: 1 to 20 characters
     of GS1 AI encodable character set 82 (:data:`CSET82`). Never alters the value."""
     return _validate_cset82(lot, field, AI_BATCH_LOT, QUALIFIER_MAX_LENGTH)
+
+
+def validate_serial(serial: str, field: str = "serial") -> str:
+    """Return ``serial`` if it is a valid AI (21) serial number: 1 to 20 characters of
+    GS1 AI encodable character set 82. Never alters the value."""
+    return _validate_cset82(serial, field, AI_SERIAL, QUALIFIER_MAX_LENGTH)
 
 
 DOT_SEGMENTS = frozenset({".", ".."})

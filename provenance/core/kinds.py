@@ -77,6 +77,7 @@ KIND_CODES: dict[str, int] = {
     "stability": 21,
     "pack": 22,
     "unpack": 23,
+    "serials": 24,
     "recall-ack": 25,
     "cool": 26,  # FSMA 204 cooling (§ 1.1325(b))
     "place": 27,
@@ -129,6 +130,8 @@ SIGNER_ROLES: dict[str, frozenset[str]] = {
     "cool": frozenset(PARTY_ROLES),
     # A holder's answer to a recall; the ledger checks it holds or held the lot.
     "recall-ack": frozenset(PARTY_ROLES),
+    # A lot's maker issues its serials (the ledger checks it made the lot).
+    "serials": frozenset(COMMISSIONING_ROLES),
 }
 
 # Kinds whose `batches` may be absent (the lots are derived), and kinds that
@@ -301,6 +304,19 @@ ARRHENIUS = obj(
     }
 )
 VVM_CATEGORY = one_of("VVM30", "VVM14", "VVM7", "VVM2")  # WHO PQS E006 (docs/coldchain.md)
+MAX_SERIALS_PER_EVENT = 1000  # 1,000 × ≤ 20 characters stays far below the envelope limit
+
+
+def serial(value: Any, field: str) -> None:
+    """An item's serial number, GS1 AI (21): 1-20 characters of character set 82."""
+    if isinstance(value, str):
+        gs1.validate_serial(value, field)
+        if value in gs1.DOT_SEGMENTS:
+            raise ValidationError(field, f"{value!r} cannot be carried in a web address (/21/…)")
+    else:
+        raise ValidationError(field, "must be a serial number: 1-20 characters (GS1 AI 21)")
+
+
 SIGNAL = text(
     32, r"[a-z][a-z0-9-]*", "must be a signal type such as coldchain, logger-silent or counterfeit"
 )
@@ -438,6 +454,7 @@ DATA_SCHEMAS: dict[str, tuple[dict[str, Validator], dict[str, Validator]]] = {
         {"recall": event_id},
         {"returned": QUANTITY, "destroyed": QUANTITY, "notes": note()},
     ),
+    "serials": ({"serials": list_of(serial, 1, MAX_SERIALS_PER_EVENT)}, {}),
 }
 # FSMA 204 (docs/protocol.md, its FSMA 204 section), optional so that every older envelope
 # stays valid: the reference documents of commission, ship, receive and transform, and a
@@ -634,6 +651,17 @@ def _check_shipment_lists(data: dict[str, Any], lots: tuple[str, ...] | None) ->
     _check_pallets(data, lots)
 
 
+def _check_serials(data: dict[str, Any], lots: Any) -> None:
+    """One lot per issue, and no serial twice in it (across events: the ledger)."""
+    if lots is None or len(lots) != 1:
+        raise ValidationError("batches", "must name exactly one lot: serials are issued per lot")
+    seen: set[str] = set()
+    for position, value in enumerate(data["serials"]):
+        if value in seen:
+            raise ValidationError(f"data.serials[{position}]", f"repeats serial {value!r}")
+        seen.add(value)
+
+
 _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "enrol": _check_enrol,
     "rotate": _check_rotate,
@@ -646,4 +674,5 @@ _CROSS_CHECKS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "receive": _check_shipment_lists,
     "place": _check_place,
     "recall-ack": _check_recall_ack,
+    "serials": _check_serials,
 }

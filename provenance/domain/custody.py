@@ -226,4 +226,6 @@ def _details(kind: str, data: dict[str, Any], lot_uri: str) -> dict[str, Any]:
         details["outputs"] = len(data["outputs"])
     if data.get(SD):  # v2: how many fields the signer kept private (docs/protocol.md §14)
         details["private"] = len(data[SD])
+    if kind == "serials":
+        details["serials"] = len(data["serials"])
     return details

@@ -21,6 +21,7 @@ __all__ = [
     "LotFacts",
     "Reading",
     "SerialScan",
+    "Sighting",
 ]
 
 # A lot's category decides its profile when the producer named none (as on the scan page).
@@ -69,6 +70,17 @@ class SerialScan:
 
 
 @dataclass(frozen=True)
+class Sighting:
+    """Consumer scans of one serial in one minute at one coarse position (0.1°)."""
+
+    serial: str
+    minute_us: int  # start of the minute
+    lat: float
+    lon: float
+    count: int = 1
+
+
+@dataclass(frozen=True)
 class LotFacts:
     """What the rules may look at for one lot."""
 
@@ -81,6 +93,9 @@ class LotFacts:
     holding_rules: frozenset[str] = frozenset()  # rules with a hold in force on the lot
     released: Mapping[str, int] = field(default_factory=dict)  # rule -> last release time µs
     flagged: frozenset[tuple[str, str]] = frozenset()  # (rule, key) of flags raised
+    sightings: tuple[Sighting, ...] = ()  # serial scans with a coarse position
+    # The scanned serials the lot's maker issued; None: the lot has no serials issued.
+    issued: frozenset[str] | None = None
 
     @property
     def profile_name(self) -> str | None:

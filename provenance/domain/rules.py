@@ -38,8 +38,12 @@ from typing import Any
 
 from provenance.core.errors import ValidationError
 from provenance.core.fields import MAX_TEXT
-from provenance.domain.rule_conditions import CONDITIONS, Condition
+from provenance.domain.rule_conditions import CONDITIONS as _COLDCHAIN_AND_FAR_APART
+from provenance.domain.rule_conditions import Condition
 from provenance.domain.rule_facts import LotFacts
+from provenance.domain.rule_serials import SERIAL_CONDITIONS
+
+CONDITIONS = {**_COLDCHAIN_AND_FAR_APART, **SERIAL_CONDITIONS}  # every condition type, by name
 
 __all__ = [
     "ACTIONS",

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from provenance.core.envelope import Envelope
+from provenance.core.gs1 import gtin_uri, parse_lot_uri
 from provenance.core.kinds import RECALL_RETURN
 from provenance.exchange.epcis_pallets import UnitLookup, aggregation, no_units, shipped_units
 from provenance.exchange.epcis_vocabulary import (
@@ -108,6 +109,7 @@ class EventMapper:
             "detach": self._detach,
             "pack": self._aggregation,
             "unpack": self._aggregation,
+            "serials": self._serials,
         }.get(item.envelope.kind)
         return None if mapper is None else _ledger(mapper(item), item.envelope)
 
@@ -303,6 +305,19 @@ class EventMapper:
     def _aggregation(self, item: LedgerEvent) -> dict[str, Any]:
         base = _base("AggregationEvent", item.envelope)
         return aggregation(base, item.envelope, item.lots, self.units)
+
+    def _serials(self, item: LedgerEvent) -> dict[str, Any]:
+        """Serials issued for a lot: instance-level commissioning, each pack an SGTIN in
+        its canonical Digital Link (``/01/{gtin}/21/{serial}``), its lot in the ILMD."""
+        envelope = item.envelope
+        gtin, lot = parse_lot_uri((envelope.lots or item.lots)[0])
+        event = _base("ObjectEvent", envelope)
+        event["epcList"] = [
+            gtin_uri(gtin, serial=serial, base=GS1_STEM) for serial in envelope.data["serials"]
+        ]
+        event |= {"action": "ADD", "bizStep": "commissioning", "disposition": "active"}
+        event["ilmd"] = {"cbvmda:lotNumber": lot}
+        return event
 
 
 # --- readings

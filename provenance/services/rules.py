@@ -49,13 +49,19 @@ from provenance.core.errors import ProvenanceError
 from provenance.core.signing import did_of, sign_alert_notice
 from provenance.core.timefmt import format_time, now_micros, parse_time
 from provenance.domain import rules as rulebook
-from provenance.domain.rule_conditions import SerialScannedFarApart
 from provenance.domain.rule_decisions import alert_topic, build_notice, notice_bytes
-from provenance.domain.rule_facts import Logger, LotFacts, Reading, SerialScan
+from provenance.domain.rule_facts import Logger, LotFacts, Reading
 from provenance.domain.rules import Action, RuleSet
 from provenance.ledger.append import Appended, Ledger
 from provenance.ledger.decisions import _Cache, active_holds, lot_flags, lot_holds, recent_flags
 from provenance.ledger.signer import Signer, Unsigned
+from provenance.services.serial_scans import (
+    ScannedLot,
+    SightingSource,
+    look_back_us,
+    scanned_lots,
+    serial_rules,
+)
 from provenance.store.errors import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -117,6 +123,7 @@ class RulesService:
         *,
         scan_cursor: CursorFile | None = None,
         scans: ScanSource | None = None,
+        sightings: SightingSource | None = None,
         publish: Callable[[Sequence[Notice]], bool] | None = None,
         clock: Callable[[], int] = now_micros,
     ):
@@ -127,7 +134,8 @@ class RulesService:
         self.did = did_of(rules_key)
         self.cursor = cursor
         self.scan_cursor = scan_cursor
-        self.scans = scans if rules.of_type(SerialScannedFarApart.type) else None
+        self.scans = scans if serial_rules(rules) else None
+        self.sightings = sightings if serial_rules(rules) else None
         self.publish = publish
         self.clock = clock
         self._last_seen: dict[tuple[int, int], int] = {}  # (device, lot) -> latest reading µs
@@ -268,7 +276,7 @@ class RulesService:
         lot_id: int,
         *,
         readings: bool,
-        scans: Sequence[SerialScan] = (),
+        scanned: ScannedLot | None = None,
         attached_only: bool = False,
     ) -> LotFacts | None:
         store = self.store
@@ -307,10 +315,12 @@ class RulesService:
             lot.category,
             lot.profile,
             tuple(loggers),
-            tuple(scans),
+            tuple(scanned.scans) if scanned else (),
             frozenset(holding),
             released,
             flagged,
+            tuple(scanned.sightings) if scanned else (),
+            scanned.issued if scanned else None,
         )
 
     def _timer_facts(self, now: int) -> tuple[list[LotFacts], int | None]:
@@ -319,27 +329,17 @@ class RulesService:
         the scan cursor to keep once this round is done."""
         store = self.store
         lots = {lot for lot, _, _ in store.open_attachments()}
-        by_lot: dict[str, list[SerialScan]] = {}
         mark = None
+        scanned: dict[int, ScannedLot] = {}
         if self.scans is not None and self.scan_cursor is not None:
-            window = max(
-                rule.condition.window_us  # type: ignore[attr-defined]
-                for rule in self.rules.of_type(SerialScannedFarApart.type)
-            )
-            since = self.scan_cursor.load()
-            for uri, serial, hour, place, count in self.scans(max(since - window, 0)):
-                hour_us = parse_time(hour + ":00:00Z")
-                by_lot.setdefault(uri, []).append(SerialScan(serial, hour_us, place, count))
+            since = max(self.scan_cursor.load() - look_back_us(self.rules), 0)
+            sighted = self.sightings(since) if self.sightings is not None else []
+            scanned = scanned_lots(store, self.scans(since), sighted)
             mark = now - now % HOUR_US  # the current hour is read again next time
-        scanned: dict[int, list[SerialScan]] = {}
-        for uri, found in by_lot.items():
-            lot = store.lot_by_uri(uri)
-            if lot is not None:
-                scanned[lot.id] = found
         facts = []
         for lot_id in sorted(lots | set(scanned)):
             item = self._facts(
-                lot_id, readings=False, scans=scanned.get(lot_id, ()), attached_only=True
+                lot_id, readings=False, scanned=scanned.get(lot_id), attached_only=True
             )
             if item is not None:
                 facts.append(item)

@@ -324,6 +324,17 @@ def _flag(
     return list(lots)
 
 
+def _serials(
+    conn: sqlite3.Connection, index: int, lots: Sequence[int], data: Data, _refs: Refs
+) -> list[int]:
+    """The serials a lot's maker issued, for the scan page and the counterfeit rules."""
+    conn.executemany(
+        "INSERT INTO serials (lot, serial, event) VALUES (?, ?, ?)",
+        [(lot_id, serial, index) for lot_id in lots for serial in data["serials"]],
+    )
+    return list(lots)
+
+
 EFFECTS: dict[str, Effect] = {
     "commission": _commission,
     "transform": _transform,
@@ -335,6 +346,7 @@ EFFECTS: dict[str, Effect] = {
     "hold": _hold,
     "release": _release,
     "flag": _flag,
+    "serials": _serials,
 }
 
 

@@ -410,6 +410,20 @@ def _places(db: sqlite_utils.Database) -> None:
     _rules_from_here(conn, GLN_RULES_FROM)
 
 
+@migration("0014_serials")
+def _serials(db: sqlite_utils.Database) -> None:
+    """The serial numbers (GS1 AI 21) issued per lot by `serials` events: the scan of
+    `/01/…/10/{lot}/21/{serial}` looks one up by its key (docs/protocol.md, "Serials").
+    Empty on an existing ledger: the kind is new."""
+    db.conn.execute(
+        """CREATE TABLE serials (
+            lot INTEGER NOT NULL,    -- lots.id
+            serial TEXT NOT NULL,    -- GS1 AI (21), 1-20 characters of set 82
+            event INTEGER NOT NULL,  -- log index of the `serials` event that issued it
+            PRIMARY KEY (lot, serial)) WITHOUT ROWID"""
+    )
+
+
 @migration("0015_disclosure")
 def _disclosure(db: sqlite_utils.Database) -> None:
     """Selective disclosure (docs/protocol.md §14): the encoded disclosures of

@@ -192,6 +192,13 @@ def _pallet_state(store: Store) -> list[tuple[Any, ...]]:
     return [*units, *contents]
 
 
+def _serial_state(store: Store) -> list[tuple[Any, ...]]:
+    return store.conn.execute(
+        "SELECT c.subject, s.serial, " + _EVENT_NAME + "WHERE e.idx = s.event) "
+        "FROM serials s LEFT JOIN chains c ON c.id = s.lot"
+    ).fetchall()
+
+
 STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "lots": _lot_state,
     "attachments": _attachment_state,
@@ -209,4 +216,5 @@ STATE_TABLES: dict[str, Callable[[Store], list[tuple[Any, ...]]]] = {
     "places (and parties' PGLNs)": _place_state,
     "pallets": _pallet_state,
     "recall_acks": _recall_ack_state,
+    "serials": _serial_state,
 }

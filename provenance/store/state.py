@@ -351,6 +351,41 @@ class DerivedState(HoldingsState):
             is not None
         )
 
+    def issued_serials(self, lot_id: int, serials: Sequence[str]) -> set[str]:
+        """Which of *serials* were already issued for the lot (`serials` events)."""
+        found: set[str] = set()
+        for start in range(0, len(serials), 500):
+            chunk = list(serials[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in self.conn.execute(
+                    f"SELECT serial FROM serials WHERE lot = ? AND serial IN ({marks})",
+                    (lot_id, *chunk),
+                )
+            )
+        return found
+
+    def serial_issue(self, lot_id: int, serial: str) -> int | None:
+        """Log index of the `serials` event that issued *serial* for the lot, or None."""
+        row = self.conn.execute(
+            "SELECT event FROM serials WHERE lot = ? AND serial = ?", (lot_id, serial)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def serials_of(self, lot_id: int, after: str = "", limit: int = 1000) -> list[tuple[str, int]]:
+        """(serial, issuing event's log index) of the lot, by serial, those after *after*."""
+        return self.conn.execute(
+            "SELECT serial, event FROM serials WHERE lot = ? AND serial > ? ORDER BY serial "
+            "LIMIT ?",
+            (lot_id, after, limit),
+        ).fetchall()
+
+    def serial_count(self, lot_id: int) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM serials WHERE lot = ?", (lot_id,)
+        ).fetchone()[0]
+
     def flag_rows(self, lot_id: int) -> list[tuple[int, str, str, str]]:
         """(flag event index, rule, signal, key) of every flag of the lot, oldest first."""
         return self.conn.execute(

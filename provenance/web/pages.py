@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from provenance.core.errors import ProvenanceError
 from provenance.ledger.lot_model import LegRecord, LotView
+from provenance.ledger.serial_status import SerialStatus
 from provenance.ledger.stability import expiry_comes_first
 from provenance.store.cosignatures import shown_checkpoint
 from provenance.store.key_custody import is_custodial
@@ -45,6 +46,7 @@ def render_lot(
     label_expiry: str | None,
     serial: str | None,
     bundle_bytes: int | None = None,  # the proof bundle's size, when known
+    serial_status: SerialStatus | None = None,  # the scanned serial, checked against the lot's
 ) -> str:
     def render() -> str:
         return render_template(
@@ -56,6 +58,7 @@ def render_lot(
             page_url=page_url,
             label_expiry=label_expiry if label_expiry != view.expiry else None,
             serial=serial,
+            serial_status=serial_status,
             charts=[_chart(view, record, n) for n, record in enumerate(view.legs)],
             # the charts of the lots it was made from (templates/_ingredients.html)
             ingredient_chart=_chart,
@@ -77,7 +80,17 @@ def render_lot(
     # The page's own links (language, text size) keep the request's query: part of the key.
     query = tuple(request.args.items(multi=True))
     cosigned = (witnessed.size, witnessed.cosigners) if witnessed and witnessed.cosigners else None
-    key = (id(view), prefs, page_url, label_expiry, serial, query, cosigned, bundle_bytes)
+    key = (
+        id(view),
+        prefs,
+        page_url,
+        label_expiry,
+        serial,
+        query,
+        cosigned,
+        bundle_bytes,
+        serial_status,
+    )
     return _pages.get_or_make(key, render, view)
 
 

@@ -149,6 +149,8 @@ def _from_evidence(evidence: Mapping[str, Any]) -> Markup | None:
             return _silent(evidence)
         if code == "serial-far-apart" or (code is None and "places" in evidence):
             return _far_apart(evidence)
+        if code in _SERIAL_WORDS:
+            return _SERIAL_WORDS[code](evidence)
     except (KeyError, TypeError, ValueError, ValidationError):
         return None  # evidence of another shape: the signed sentence, as typed
     return None
@@ -247,3 +249,41 @@ def _far_apart(evidence: Mapping[str, Any]) -> Markup:
         places=places,
         d=_seconds(evidence.get("window_s", 0)),
     )
+
+
+def _never_issued(evidence: Mapping[str, Any]) -> Markup:
+    return _say(
+        _("%(n)s serials never issued for this lot were scanned on %(day)s: %(serials)s"),
+        n=_whole(evidence["count"]),
+        day=str(evidence["day"]),
+        serials=", ".join(str(s) for s in evidence["serials"]),
+    )
+
+
+def _over_scanned(evidence: Mapping[str, Any]) -> Markup:
+    return _say(
+        _(
+            "serial %(s)s scanned %(n)s times (a pack is scanned a few times; "
+            "limit %(max)s in %(d)s)"
+        ),
+        s=evidence.get("serial", ""),
+        n=_whole(evidence["scans"]),
+        max=_whole(evidence["max_scans"]),
+        d=_seconds(evidence.get("window_s", 0)),
+    )
+
+
+def _travel(evidence: Mapping[str, Any]) -> Markup:
+    return _say(
+        _("serial %(s)s scanned %(km)s km apart within %(m)s minutes"),
+        s=evidence.get("serial", ""),
+        km=_whole(evidence["km"]),
+        m=_whole(evidence["minutes"]),
+    )
+
+
+_SERIAL_WORDS = {
+    "serial-never-issued": _never_issued,
+    "serial-over-scanned": _over_scanned,
+    "serial-impossible-travel": _travel,
+}

@@ -50,6 +50,7 @@ from provenance.exchange.epcis import lot_document
 from provenance.ledger import page_bundle
 from provenance.ledger.lot_model import LotView
 from provenance.ledger.proofs import build_bundle
+from provenance.ledger.serial_status import SerialStatus, serial_status
 from provenance.store.cosignatures import shown_checkpoint
 
 from . import i18n, links, present
@@ -166,9 +167,22 @@ def resolve(_rest: str):
             return _json(present.recall_status(view), view)
         if link_type == "gs1:traceability":
             return _traceability(lot_uri, view)
+        status = serial_status(get_store(), view.lot, link.serial) if link.serial else None
         if wants_json():
-            return _json(present.lot_json(view), view)
-        return _page(view, link)
+            body = present.lot_json(view)
+            if link.serial:  # issued: null when the lot has no serials to check against
+                body["serial"] = (
+                    status.to_json() if status else {"serial": link.serial, "issued": None}
+                )
+            return _json(body, view, _serial_key(status))
+        return _page(view, link, status)
+
+
+def _serial_key(status: SerialStatus | None) -> str:
+    """What the page says of the serial, for its ETag."""
+    if status is None:
+        return ""
+    return f"{status.serial}:{status.event_id or 'never'}:{status.issued_count}"
 
 
 def _etag(view: LotView, *extra: Any) -> str:
@@ -193,11 +207,13 @@ def _conditional(response: Response, etag: str) -> Response:
     return response.make_conditional(request)
 
 
-def _json(body: dict[str, Any], view: LotView) -> Response:
-    return _conditional(jsonify(body), _etag(view, "json", request.args.get("linkType")))
+def _json(body: dict[str, Any], view: LotView, *extra: Any) -> Response:
+    return _conditional(jsonify(body), _etag(view, "json", request.args.get("linkType"), *extra))
 
 
-def _page(view: LotView, link: digital_link.DigitalLink) -> Response:
+def _page(
+    view: LotView, link: digital_link.DigitalLink, status: SerialStatus | None = None
+) -> Response:
     prefs = i18n.cached_key()
     label_expiry = None
     try:
@@ -208,9 +224,11 @@ def _page(view: LotView, link: digital_link.DigitalLink) -> Response:
     lot = view.lot
     g.page_path = gs1.gtin_uri(lot.gtin, lot=lot.lot, serial=link.serial, base="")
     bundle_bytes = _bundle_size(lot.uri, view.chain_length)
-    html = render_lot(view, prefs, links.lot_url(lot.uri), label_expiry, link.serial, bundle_bytes)
+    html = render_lot(
+        view, prefs, links.lot_url(lot.uri), label_expiry, link.serial, bundle_bytes, status
+    )
     response = Response(html, mimetype="text/html")
-    etag = _etag(view, "html", *prefs, label_expiry, link.serial, bundle_bytes)
+    etag = _etag(view, "html", *prefs, label_expiry, link.serial, bundle_bytes, _serial_key(status))
     return _conditional(response, etag)
 
 

@@ -211,6 +211,13 @@ def step_sentence(step: Any) -> str:
         return _("Unpacked by %(a)s from (00) %(s)s", a=a, s=details.get("sscc", "?"))
     if kind == "cool":
         return _("Cooled by %(a)s", a=a)
+    if kind == "serials":
+        return ngettext(
+            "%(num)d serial number issued by %(a)s",
+            "%(num)d serial numbers issued by %(a)s",
+            details.get("serials", 0),
+            a=a,
+        )
     return f"{kind} · {a}"
 
 

@@ -25,6 +25,7 @@ from provenance.ledger.kinds import (
     recall_acks,
     registry,
     rotation,
+    serials,
     stability,
 )
 from provenance.ledger.kinds.base import Kind
@@ -58,6 +59,7 @@ KINDS: dict[str, Kind] = {
         places.PLACE,
         observations.COOL,
         recall_acks.RECALL_ACK,
+        serials.SERIALS,
     )
 }
 

@@ -111,6 +111,20 @@ def _serial_scans(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX serial_scans_hour ON serial_scans (hour)")
 
 
+@_migration("0003_serial_sightings")
+def _serial_sightings(db: sqlite_utils.Database) -> None:
+    """Consumer scans of a serial by minute and coarse position (latitude and longitude
+    to 0.1°, about 11 km, from trusted CDN headers), for the impossible-travel rule
+    (docs/rules.md). Never an address; kept for a bounded time (scans.RETENTION_DAYS)."""
+    db.execute(
+        """CREATE TABLE serial_sightings (
+            lot TEXT NOT NULL, serial TEXT NOT NULL, minute TEXT NOT NULL,
+            lat REAL NOT NULL, lon REAL NOT NULL, count INTEGER NOT NULL,
+            PRIMARY KEY (lot, serial, minute, lat, lon)) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX serial_sightings_minute ON serial_sightings (minute)")
+
+
 class AccountsDatabase:
     """The accounts file, open and migrated. Thread-safe: one connection behind a
     lock (the work per call is small); other processes (the CLI) write beside it."""

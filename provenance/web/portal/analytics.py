@@ -7,6 +7,13 @@ resolver. The place is the value of a trusted header a CDN sets (configure
 ``SCAN_COUNTRY_HEADER``, e.g. ``CF-IPCountry``; env
 ``PROVENANCE_SCAN_COUNTRY_HEADER``), else ``unknown``. No address, cookie or
 user agent is stored. Recording never breaks a page: a failure is logged.
+
+A serial's scan also records a coarse position for the impossible-travel rule when
+``SCAN_GEO_HEADERS`` names the CDN's latitude and longitude headers
+(``"CF-IPLatitude,CF-IPLongitude"``; env ``PROVENANCE_SCAN_GEO_HEADERS``): the
+geolocation of the client's address that the CDN already computed, rounded to 0.1°
+(about 11 km), by minute. Nothing is looked up here and no outside service is called;
+without the setting, or without the headers on a request, no position is kept.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from flask import Response, request
 from provenance.barcodes import digital_link
 from provenance.core.errors import ProvenanceError
 from provenance.store.accounts.models import AccountError
-from provenance.store.accounts.scans import check_place
+from provenance.store.accounts.scans import check_place, coarse_position
 from provenance.store.errors import DATABASE_ERRORS
 
 from ..errors import wants_json
@@ -49,6 +56,24 @@ def record_serial_scan(lot_uri: str, serial: str, at_us: int, where: str) -> Non
         portal().accounts.record_serial_scan(lot_uri, serial, at_us, where)
     except (*DATABASE_ERRORS, OSError, ProvenanceError) as exc:
         log.warning("could not count a scan of %s serial %s: %s", lot_uri, serial, exc)
+
+
+def position() -> tuple[float, float] | None:
+    """The request's coarse position from the configured CDN headers, or None."""
+    names = portal().config.get("SCAN_GEO_HEADERS")
+    if not names or names.count(",") != 1:
+        return None
+    lat, lon = (name.strip() for name in names.split(","))
+    return coarse_position(request.headers.get(lat), request.headers.get(lon))
+
+
+def record_sighting(lot_uri: str, serial: str, at_us: int, where: tuple[float, float]) -> None:
+    """Count one scan of *serial* at a coarse position (never breaks a page)."""
+    try:
+        if not portal().accounts.record_sighting(lot_uri, serial, at_us, where):
+            log.warning("serial sightings are full: a scan of %s was not counted", lot_uri)
+    except (*DATABASE_ERRORS, OSError, ProvenanceError) as exc:
+        log.warning("could not count a sighting of %s serial %s: %s", lot_uri, serial, exc)
 
 
 def _scanned() -> tuple[str, str | None] | None:
@@ -84,4 +109,7 @@ def count_consumer_scans(response: Response) -> Response:
             record_scan(uri, at, where)
             if serial:
                 record_serial_scan(uri, serial, at, where)
+                spot = position()
+                if spot is not None:
+                    record_sighting(uri, serial, at, spot)
     return response

@@ -114,6 +114,7 @@ def lot_page(
         made=quantity(state.quantity, state.unit) if state else None,
         recalls=active_recalls(store, found.uri),
         may_ack=me is not None and (found.custodian == me.id or store.held_by(found.id, me.id)),
+        serials=store.serial_count(found.id),  # docs/protocol.md §19
         time_notes=NOTES,
         disclosed=common.disclosed_fields(store, who, found),
         failed=failed,

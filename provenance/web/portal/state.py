@@ -45,6 +45,8 @@ def defaults(app: Flask) -> None:
         "RATE_LIMIT_CLIENTS": 10_000,
         "TRUSTED_PROXIES": int(env.get("PROVENANCE_TRUSTED_PROXIES", "0") or 0),
         "SCAN_COUNTRY_HEADER": env.get("PROVENANCE_SCAN_COUNTRY_HEADER") or None,
+        # "LATITUDE-HEADER,LONGITUDE-HEADER", e.g. "CF-IPLatitude,CF-IPLongitude"
+        "SCAN_GEO_HEADERS": env.get("PROVENANCE_SCAN_GEO_HEADERS") or None,
         "RECORD_SCANS": True,
         "DOCUMENT_MAX_BYTES": 10 * 1024 * 1024,
         "PASSWORD_HASH": None,  # accounts.HashParams; None: argon2-cffi's defaults
