@@ -33,7 +33,7 @@ def ship_a_pallet(demo: Demo, _directory: Path, base: str) -> str:
 
     sscc = pallet_sscc(PREFIX)
 
-    demo.say("Pallets: the farm packs two lots on one pallet (SSCC) and ships the pallet")
+    demo.say("11c. Pallets: the farm packs two lots on one pallet (SSCC) and ships the pallet")
     uris = []
     for lot in LOTS:
         uris.append(lot_uri(GTIN, lot))

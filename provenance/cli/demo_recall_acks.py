@@ -17,7 +17,7 @@ def acknowledge(demo: Demo, directory: Path, base: str, carrier: str, at: Any, a
     from provenance.cli.demo_story import PROCESSOR, SALAD_URI  # it calls this: loaded by now
 
     demo.say(
-        "11b. The processor acknowledges the recall, signed, with what it took back and "
+        "11d. The processor acknowledges the recall, signed, with what it took back and "
         "destroyed; the report shows who acknowledged and what is still out"
     )
     demo.run(  # the recall in force on the salad (--recall EVENT_ID names one)

@@ -13,7 +13,7 @@ from provenance.cli.demo_story import FARM, FINE_URI, Demo
 def serial_labels(demo: Demo, directory: Path, base: str) -> None:
     """Serials for FINE_URI, a label sheet in *directory*, the scan links on *base*."""
     demo.say(
-        "11b. The farm issues serial numbers for the packs of the fine lot (a signed `serials` "
+        "11e. The farm issues serial numbers for the packs of the fine lot (a signed `serials` "
         "event: random, so a copied label reveals no other) and prints one label per pack, "
         "QR code and GS1 DataMatrix side by side"
     )
