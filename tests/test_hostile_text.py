@@ -112,8 +112,8 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {
                 "product": "Kale",
                 "cte": "first-land-based-receiving",
                 "variety": "Lacinato",
-                "harvest": {"date": "2026-09-19", "farm": dict(PLACE), "field": "Block 4"},
-                "cooling": {"date": "2026-09-19", "location": dict(PLACE)},
+                "harvest": {"date": "2026-09-19", "farm": copy.deepcopy(PLACE), "field": "Block 4"},
+                "cooling": {"date": "2026-09-19", "location": copy.deepcopy(PLACE)},
                 "landing": {
                     "vessel": {"name": "Bahari Star", "id": "IMO 9123456", "flag": "KE"},
                     "harvest_from": "2026-09-14",

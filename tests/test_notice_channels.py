@@ -21,6 +21,7 @@ from provenance.cli.main import main
 from provenance.core.errors import VerificationError
 from provenance.core.notice import verify_recall_notice
 from provenance.core.webhook import make_secret, signed_headers, verify_webhook
+from provenance.infra.delivery_record import notified_parties
 from provenance.ledger.recall_report import recall_report
 from provenance.services.notice_delivery import (
     Channels,
@@ -28,7 +29,6 @@ from provenance.services.notice_delivery import (
     DeliveryQueue,
     DeliveryRecord,
     channels_for,
-    notified_parties,
     send_webhook,
 )
 from provenance.services.notifier import Cursor, RecallNotifier

@@ -16,11 +16,11 @@ import click
 from provenance.cli.context import Context, pass_context
 from provenance.cli.errors import friendly
 from provenance.cli.inputs import read_input
+from provenance.infra.delivery_record import default_delivery_log
 from provenance.services.notice_delivery import (
     Channels,
     DeliveryRecord,
     channels_for,
-    default_delivery_log,
 )
 from provenance.services.subscriptions import (
     LANGUAGES,

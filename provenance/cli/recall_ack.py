@@ -24,7 +24,7 @@ from provenance.core.errors import ValidationError
 from provenance.core.kinds import QUANTITY
 from provenance.infra.delivery_record import default_delivery_log, notified_parties
 from provenance.ledger.lineage import active_recalls
-from provenance.ledger.recall_report import HolderLine, RecallReport, recall_report
+from provenance.ledger.recall_report import HolderLine, RecallEffectiveness, recall_report
 
 
 class QuantityType(click.ParamType):
@@ -138,7 +138,7 @@ def report(ctx: Context, ref: str, deliveries: str | None, as_json: bool) -> Non
         click.echo(line)
 
 
-def report_lines(result: RecallReport) -> list[str]:
+def report_lines(result: RecallEffectiveness) -> list[str]:
     """The report as text, one holder a line."""
     recall = result.recall
     out = [

@@ -34,7 +34,7 @@ from provenance.exchange.fsma_columns import COLUMNS
 from provenance.exchange.fsma_rows import (
     CTE_KINDS,
     Lookups,
-    Places,
+    PlaceDescriptions,
     ShipmentOrigin,
     TraceabilityLot,
     TradingPartner,
@@ -84,7 +84,7 @@ class _StoreLookups:
         }
         self.lots: dict[str, TraceabilityLot | None] = {}
         self.open_shipments: dict[str, ShipmentOrigin] = {}
-        self.places = Places(self.parties.get)
+        self.places = PlaceDescriptions(self.parties.get)
 
     def lookups(self) -> Lookups:
         return Lookups(self.parties.get, self.lot, self.shipment, store_registry(self.store))

@@ -242,7 +242,7 @@ def _vessel(vessel: Mapping[str, Any]) -> str:
 PLACE_CACHE = 4096  # location descriptions kept (places and parties repeat); then cleared
 
 
-class Places:
+class PlaceDescriptions:
     """`location_description` of a party (by did) at a location, remembered: the same
     places and parties come back row after row. Locations with nested values (an
     address) are described each time."""
@@ -273,7 +273,7 @@ class Places:
 class _Rows:
     def __init__(self, lookups: Lookups):
         self.lookups = lookups
-        self.place = Places(lookups.parties, lookups.places)
+        self.place = PlaceDescriptions(lookups.parties, lookups.places)
         self.handlers = {
             "commission": self._commission,
             "cool": self._cool,

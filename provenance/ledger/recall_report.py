@@ -102,7 +102,7 @@ class LotLine:
 
 
 @dataclass(frozen=True)
-class RecallReport:
+class RecallEffectiveness:
     recall: RecallRecord  # as recorded on the first lot it names
     lots: tuple[LotLine, ...]
 
@@ -195,7 +195,7 @@ def build_recall_report(
     acks: Mapping[tuple[int, str], Sequence[Ack]],
     holdings: Holdings,
     notified: Notified,
-) -> RecallReport:
+) -> RecallEffectiveness:
     """The report from its rows (pure). *sources*: lot id -> the URI of the
     named lot the recall reached it through; *holders*: lot id -> parties that
     hold or held it; *transit*: lot id -> the party a shipment is on its way to;
@@ -231,7 +231,7 @@ def build_recall_report(
         lots.append(
             LotLine(state.uri, state.product, None if source == state.uri else source, tuple(lines))
         )
-    return RecallReport(recall, tuple(lots))
+    return RecallEffectiveness(recall, tuple(lots))
 
 
 def _still_out(
@@ -281,7 +281,7 @@ def recall_report(
     ref: str,
     holdings: Holdings | None = None,
     notified: Notified | Callable[[str], Notified] | None = None,
-) -> RecallReport:
+) -> RecallEffectiveness:
     """The report of the recall *ref* names (`find_recall`). *holdings*: what
     each holder holds now; None: from today's custody (`custody_holdings`).
     *notified*: (lot URI, party did) -> when a notice of the recall reached the
@@ -353,7 +353,7 @@ __all__ = [
     "Holdings",
     "LotLine",
     "Notified",
-    "RecallReport",
+    "RecallEffectiveness",
     "build_recall_report",
     "custody_holdings",
     "find_recall",

@@ -34,7 +34,6 @@ from typing import Any
 
 from provenance.core.timefmt import format_time
 from provenance.core.webhook import signed_headers
-from provenance.infra.delivery_record import default_delivery_log, notified_parties
 from provenance.services.notice_mail import mail_message
 from provenance.services.subscriptions import SMTP, Subscriber, check_webhook_url
 
@@ -358,8 +357,6 @@ __all__ = [
     "DeliveryQueue",
     "DeliveryRecord",
     "channels_for",
-    "default_delivery_log",
-    "notified_parties",
     "send_mail",
     "send_webhook",
 ]

@@ -25,7 +25,7 @@ from provenance.domain.holdings import LotHoldings, number
 from provenance.infra.delivery_record import default_delivery_log, notified_parties
 from provenance.ledger.holdings_view import holdings_by_id
 from provenance.ledger.lineage import RecallRecord, held, quantity, recall_records
-from provenance.ledger.recall_report import RecallReport as HolderReport
+from provenance.ledger.recall_report import RecallEffectiveness as HolderReport
 from provenance.ledger.recall_report import recall_report as holder_report
 from provenance.store import queries as ask
 from provenance.store.accounts.accounts import Accounts
