@@ -52,6 +52,7 @@ from provenance.ledger.reject_log import record_rejects
 from provenance.ledger.rejects import RejectBudget
 from provenance.store.db import Store, StoreError, leaf_for
 from provenance.store.migrations import ACCESS_RULES_FROM, RECALL_RULES_FROM, TIME_RULES_FROM
+from provenance.store.record_times import record_append
 from provenance.store.rows import Identity, Lot
 
 log = logging.getLogger(__name__)
@@ -506,6 +507,8 @@ class Ledger:
     def _flush(self, txn: Transaction) -> None:
         store = self.store
         store.insert_events(txn.events)
+        if txn.events:  # EPCIS recordTime (store/record_times.py)
+            record_append(store, txn.events[0][0], self.clock())
         store.insert_links(txn.links)
         store.insert_nodes(txn.nodes)
         moved = sorted(txn.moved)

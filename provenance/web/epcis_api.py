@@ -18,8 +18,6 @@ problem details with the binding's exception types.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode
@@ -28,7 +26,6 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from provenance.core.errors import ProvenanceError
 from provenance.core.timefmt import format_time, now_micros
-from provenance.exchange.epcis import epcis_events, ledger_events, store_identities, store_shipments
 from provenance.exchange.epcis_query import (
     EVENT_TYPES,
     EventQuery,
@@ -39,16 +36,14 @@ from provenance.exchange.epcis_query import (
 )
 from provenance.exchange.epcis_vocabulary import SCHEMA_VERSION, context
 from provenance.store.accounts.models import TokenRefused
-from provenance.store.queries import lots_ever_held_by
 
+from .epcis_events import NotEnrolled, answerable, scope_of
 from .portal.guard import bearer_principal
 from .state import store as read_store
 
 bp = Blueprint("epcis", __name__, url_prefix="/epcis")
 
 VERSION_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
-CACHED_ANSWERS = 4  # whole event lists kept, per (log size, scope): memory, not disk
-EVERYTHING = "*"
 
 
 class EpcisProblem(Exception):
@@ -95,46 +90,15 @@ def authenticate() -> None:
 def _scope() -> frozenset[str]:
     """The lots the caller may read: EVERYTHING for a regulator."""
     who = g.epcis_principal
-    if who.role == "regulator":
-        return frozenset({EVERYTHING})
-    store = read_store()
-    identity = store.identity_by_did(who.party_did) if who.party_did else None
-    if identity is None:
-        raise EpcisProblem(
-            403, "SecurityException", "this token's party is not enrolled in the ledger"
-        )
-    return frozenset(lots_ever_held_by(store, identity.id))
-
-
-_cache_lock = threading.Lock()
+    try:
+        return scope_of(read_store(), who.role, who.party_did)
+    except NotEnrolled as exc:
+        raise EpcisProblem(403, "SecurityException", str(exc)) from exc
 
 
 def _events(scope: frozenset[str]) -> list[dict[str, Any]]:
-    """Every EPCIS event the scope may read, in eventTime order; kept per log
-    size, so the ledger is mapped again only when it grew."""
-    store = read_store()
-    key = (store.log_size(), scope)
-    cache: OrderedDict[Any, list[dict[str, Any]]] = current_app.extensions.setdefault(
-        "provenance.epcis_answers", OrderedDict()
-    )
-    with _cache_lock:
-        found = cache.get(key)
-        if found is not None:
-            cache.move_to_end(key)
-            return found
-    visible = (
-        event
-        for event in ledger_events(store)
-        if EVERYTHING in scope or not scope.isdisjoint(event.lots)
-    )
-    mapped = epcis_events(
-        visible, identities=store_identities(store), shipments=store_shipments(store)
-    )
-    with _cache_lock:
-        cache[key] = mapped
-        while len(cache) > CACHED_ANSWERS:
-            cache.popitem(last=False)
-    return mapped
+    """Every EPCIS event the scope may read, in eventTime order."""
+    return answerable(current_app.extensions, read_store(), scope).events
 
 
 def _query(extra: dict[str, str] | None = None) -> EventQuery:
@@ -148,9 +112,8 @@ def _answer(query: EventQuery, also: Callable[[dict[str, Any]], bool] | None = N
     """One page of the events that match *query* (and *also*, when given)."""
     token = request.args.get("nextPageToken")
     offset = read_page_token(query, token) if token else 0
-    matching = query.order(
-        [e for e in _events(_scope()) if query.matches(e) and (also is None or also(e))]
-    )
+    found = answerable(current_app.extensions, read_store(), _scope()).matching(query)
+    matching = query.order([e for e in found if also is None or also(e)])
     if query.limit is not None:
         matching = matching[: query.limit]
     document = {
@@ -246,3 +209,7 @@ def vocabulary(kind: str) -> Response:
 @bp.get("/<any(bizSteps, dispositions, bizLocations, readPoints):kind>/<path:value>/events")
 def events_of_vocabulary(kind: str, value: str) -> Response:
     return _answer(_query({_VOCABULARIES[kind][1]: value}))
+
+
+# the rest of the binding: capture, named queries and subscriptions (their routes join `bp`)
+from . import epcis_capture, epcis_named  # noqa: E402,F401
