@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from support.portal import Portal, make_app
-from support.portal import portal  # noqa: F401  (fixture)
+from support.portal import (
+    Portal,
+    make_app,
+    portal,  # noqa: F401  (fixture)
+)
 from support.world import LOT, at
 
 from provenance.web.epcis_capture import MAX_CAPTURE_BYTES, MAX_CAPTURE_EVENTS, capture_events

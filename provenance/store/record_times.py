@@ -41,3 +41,11 @@ class RecordTimes:
     def of(self, index: int) -> int | None:
         at = bisect.bisect_right(self._starts, index) - 1
         return self._times[at] if at >= 0 else None
+
+
+def indexes_by_key(store: Store) -> dict[int, int]:
+    """Every event's lookup key (`rows.event_key` of its id) → its log index, to
+    find where a mapped EPCIS event came from."""
+    return {
+        int(key): int(index) for index, key in store.conn.execute("SELECT idx, key FROM events")
+    }

@@ -23,7 +23,7 @@ from provenance.exchange.epcis_query import EventQuery
 from provenance.exchange.epcis_vocabulary import IMPORTED
 from provenance.store.db import Store
 from provenance.store.queries import lots_ever_held_by
-from provenance.store.record_times import RecordTimes
+from provenance.store.record_times import RecordTimes, indexes_by_key
 from provenance.store.rows import event_key
 
 CACHED_ANSWERS = 4  # whole event lists kept, per (log size, scope): memory, not disk
@@ -98,7 +98,7 @@ def answerable(extensions: dict[str, Any], store: Store, scope: frozenset[str]) 
     mapped = epcis_events(
         visible(), identities=store_identities(store), shipments=store_shipments(store)
     )
-    by_key = {int(k): int(i) for i, k in store.conn.execute("SELECT idx, key FROM events")}
+    by_key = indexes_by_key(store)
     indexes = [_index_of(event, partner_ids, by_key) for event in mapped]
     answer = Answerable(mapped, indexes, RecordTimes.read(store))
     with _cache_lock:

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import http.client
 import re
+import threading
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from provenance.core.jcs import parse_json
 from provenance.exchange.epcis_query import QueryParameterError, parse_query
 from provenance.exchange.epcis_vocabulary import context
+from provenance.store.accounts.db import DATABASE_FILE
 
 from . import epcis_deliveries as deliveries
 from .epcis_api import VERSION_HEADERS, EpcisProblem, _answer, bp
@@ -59,7 +62,10 @@ def query_params(query: Any) -> dict[str, list[str]]:
 
 
 def _json_body() -> Any:
-    raw = request.get_data(cache=True)
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raw = b"x" * (MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise EpcisProblem(413, "QueryTooLargeException", f"at most {MAX_BODY} bytes")
     if request.mimetype not in ("application/json", "application/ld+json"):
@@ -216,7 +222,7 @@ def subscribe(name: str) -> Response:
         )
     except ValueError as exc:
         raise EpcisProblem(413, "QueryTooLargeException", str(exc)) from exc
-    worker(current_app._get_current_object()).start()  # type: ignore[attr-defined]
+    _start(current_app._get_current_object())  # type: ignore[attr-defined]
     response = _json(created.to_json(), 201)
     response.headers["Location"] = f"/epcis/queries/{found.name}/subscriptions/{created.id}"
     return response
@@ -263,20 +269,30 @@ def worker(app: Flask) -> deliveries.Deliveries:
     return found
 
 
+def _start(app: Flask) -> None:
+    """Start the worker thread, unless the operator (or a test driving
+    `deliver_due` itself) turned it off: EPCIS_DELIVERY_THREAD = False."""
+    if app.config.get("EPCIS_DELIVERY_THREAD", True):
+        worker(app).start()
+
+
 @bp.before_app_request
 def _resume() -> None:
     """After a restart, the first request starts the worker if anyone subscribed."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.extensions.get(EXTENSION) is None and PORTAL in app.extensions:
-        if portal().accounts.subscriptions():
-            worker(app).start()
+        if (portal().accounts_dir / DATABASE_FILE).exists() and portal().accounts.subscriptions():
+            _start(app)
         else:
             worker(app)  # checked once
 
 
+_passes = threading.Lock()  # one delivery pass at a time (the thread, a test, a CLI)
+
+
 def deliver_due(app: Flask) -> None:
     """One pass: every subscription that is due gets its new events."""
-    with app.app_context():
+    with _passes, app.app_context():
         accounts = portal().accounts
         store = read_store()
         allow_private = app.config.get("EPCIS_PRIVATE_DESTINATIONS", False)
