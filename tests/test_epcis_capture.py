@@ -207,7 +207,7 @@ def test_a_party_sees_only_its_own_capture_jobs(portal):  # noqa: F811
     problem(
         portal.api("GET", f"/epcis/capture/{job['captureID']}", other),
         404,
-        "NoSuchResourceException",
+        "NoSuchNameException",
     )
     assert portal.api("GET", "/epcis/capture", other).json == []
     problem(portal.api("GET", "/epcis/capture?perPage=0", farm), 400, "QueryParameterException")
@@ -308,3 +308,29 @@ def test_the_lot_uri_of_a_capture_names_a_ledger_lot(portal):  # noqa: F811
     job_of(portal, token, capture(portal, token, document(event(703))))
     stored = portal.world.store.event_from_row(next(portal.world.store.event_rows(kinds=["epcis"])))
     assert list(stored.envelope.lots or ()) == [LOT]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "kind"),
+    [
+        ("GET", "/epcis/no-such-resource", {}, 404, "NoSuchNameException"),
+        ("GET", "/epcis", {}, 404, "NoSuchNameException"),
+        ("PUT", "/epcis/capture", {}, 405, "ValidationException"),
+        (
+            "GET",
+            "/epcis/queries/q/events",
+            {"Connection": "Upgrade", "Upgrade": "websocket"},
+            400,
+            "SubscriptionControlsException",
+        ),
+    ],
+)
+def test_what_no_route_takes_under_epcis_is_a_problem_not_a_page(
+    portal,  # noqa: F811
+    method,
+    path,
+    headers,
+    status,
+    kind,
+):
+    problem(portal.api(method, path, portal.token("farm"), headers=headers), status, kind)

@@ -82,10 +82,10 @@ def test_a_named_query_is_saved_answered_and_deleted(site):
     # Another party neither sees nor answers it.
     other = site.token("store")
     assert site.api("GET", "/epcis/queries", other).json == []
-    problem(site.api("GET", "/epcis/queries/shipped/events", other), 404, "NoSuchResourceException")
+    problem(site.api("GET", "/epcis/queries/shipped/events", other), 404, "NoSuchNameException")
     assert site.api("DELETE", "/epcis/queries/shipped", token).status_code == 204
-    problem(site.api("GET", "/epcis/queries/shipped", token), 404, "NoSuchResourceException")
-    problem(site.api("DELETE", "/epcis/queries/shipped", token), 404, "NoSuchResourceException")
+    problem(site.api("GET", "/epcis/queries/shipped", token), 404, "NoSuchNameException")
+    problem(site.api("DELETE", "/epcis/queries/shipped", token), 404, "NoSuchNameException")
 
 
 def test_named_query_pages_with_the_same_tokens(site):
@@ -492,7 +492,7 @@ def test_private_destinations_are_refused_unless_the_operator_allows_them(file_w
     with pytest.raises(deliveries.DestinationRefused):  # and again at delivery time
         deliveries.post("http://127.0.0.1:9/x", b"{}", {}, allow_private=False)
     missing = post_json(site, "/epcis/queries/missing/subscriptions", token, {"stream": True})
-    problem(missing, 404, "NoSuchResourceException")
+    problem(missing, 404, "NoSuchNameException")
 
 
 def test_schedules_name_the_next_whole_minute():

@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
 from provenance.core.errors import ProvenanceError
 from provenance.core.timefmt import format_time, now_micros
@@ -54,7 +56,7 @@ class EpcisProblem(Exception):
         self.status, self.kind, self.detail = status, kind, detail
 
 
-@bp.errorhandler(EpcisProblem)
+@bp.app_errorhandler(EpcisProblem)
 def _problem(exc: EpcisProblem) -> Response:
     body = {
         "type": f"epcisException:{exc.kind}",
@@ -67,6 +69,57 @@ def _problem(exc: EpcisProblem) -> Response:
     response.mimetype = "application/problem+json"
     response.headers.update(VERSION_HEADERS)
     return response
+
+
+_KIND_OF_STATUS = {
+    401: "SecurityException",
+    403: "SecurityException",
+    404: "NoSuchNameException",
+    406: "NotAcceptableException",
+    413: "QueryTooLargeException",
+    414: "URITooLongException",
+    415: "UnsupportedMediaTypeException",
+}
+
+
+@bp.before_app_request
+def _unrouted() -> None:
+    """A path under /epcis that no route takes (or a WebSocket upgrade, which
+    this server does not offer) is answered as a problem, not a page."""
+    failed = request.routing_exception
+    if not isinstance(failed, HTTPException) or not (
+        request.path == "/epcis" or request.path.startswith("/epcis/")
+    ):
+        return
+    if isinstance(failed, WebsocketMismatch):
+        raise EpcisProblem(
+            400,
+            "SubscriptionControlsException",
+            "WebSocket subscriptions are not offered here: subscribe with a webhook "
+            "(POST /epcis/queries/{name}/subscriptions, docs/epcis.md)",
+        )
+    _raise_http(failed)
+
+
+def _raise_http(exc: HTTPException) -> None:
+    status = exc.code or 500
+    kind = _KIND_OF_STATUS.get(
+        status, "ImplementationException" if status >= 500 else "ValidationException"
+    )
+    detail = exc.description or exc.name
+    if status == 404:
+        detail = f"no EPCIS resource {request.path[:200]} here (docs/epcis.md lists them)"
+    raise EpcisProblem(status, kind, detail)
+
+
+@bp.errorhandler(HTTPException)
+def _http(exc: HTTPException) -> Response:
+    """Whatever Flask or a guard refuses under /epcis is a problem too, never a page."""
+    try:
+        _raise_http(exc)
+    except EpcisProblem as problem:
+        return _problem(problem)
+    raise AssertionError("unreachable")
 
 
 @bp.errorhandler(QueryParameterError)
@@ -168,7 +221,7 @@ def events() -> Response:
 def event(event_id: str) -> Response:
     """One event by its eventID (percent-encode it: it holds `:`, `/` and `?`)."""
     if not any(e.get("eventID") == event_id for e in _events(_scope())):
-        raise EpcisProblem(404, "NoSuchResourceException", f"no event {event_id} that you may read")
+        raise EpcisProblem(404, "NoSuchNameException", f"no event {event_id} that you may read")
     return _answer(_query({"EQ_eventID": event_id}))
 
 
@@ -180,7 +233,7 @@ def event_types() -> Response:
 @bp.get("/eventTypes/<event_type>/events")
 def events_of_type(event_type: str) -> Response:
     if event_type not in EVENT_TYPES:
-        raise EpcisProblem(404, "NoSuchResourceException", f"no event type {event_type}")
+        raise EpcisProblem(404, "NoSuchNameException", f"no event type {event_type}")
     return _answer(_query({"eventType": event_type}))
 
 

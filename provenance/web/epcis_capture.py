@@ -62,7 +62,7 @@ MEDIA_TYPES = ("application/json", "application/ld+json")
 CAPTURE_HEADERS = {
     "GS1-EPCIS-Capture-Limit": str(MAX_CAPTURE_EVENTS),
     "GS1-EPCIS-Capture-File-Size-Limit": str(MAX_CAPTURE_BYTES),
-    "GS1-Capture-Error-Behaviour": ", ".join(BEHAVIOURS),
+    "GS1-Capture-Error-Behaviour": "rollback",  # the default; proceed is taken too
 }
 
 
@@ -376,9 +376,7 @@ def capture_job(capture_id: str) -> Response:
         owner_of(g.epcis_principal), capture_id[:64]
     )
     if job is None:
-        raise EpcisProblem(
-            404, "NoSuchResourceException", f"no capture job {capture_id[:64]} of yours"
-        )
+        raise EpcisProblem(404, "NoSuchNameException", f"no capture job {capture_id[:64]} of yours")
     response = jsonify(job.to_json())
     response.headers.update(VERSION_HEADERS)
     response.headers["Cache-Control"] = "private, no-store"

@@ -82,7 +82,7 @@ def _json_body() -> Any:
 def _named(name: str) -> Any:
     found = portal().accounts.named_query(owner_of(g.epcis_principal), name[:64])
     if found is None:
-        raise EpcisProblem(404, "NoSuchResourceException", f"you have no named query {name[:64]!r}")
+        raise EpcisProblem(404, "NoSuchNameException", f"you have no named query {name[:64]!r}")
     return found
 
 
@@ -136,7 +136,7 @@ def show_query(name: str) -> Response:
 @bp.delete("/queries/<name>")
 def delete_query(name: str) -> Response:
     if not portal().accounts.delete_query(owner_of(g.epcis_principal), name[:64]):
-        raise EpcisProblem(404, "NoSuchResourceException", f"you have no named query {name[:64]!r}")
+        raise EpcisProblem(404, "NoSuchNameException", f"you have no named query {name[:64]!r}")
     return Response(status=204, headers=VERSION_HEADERS)
 
 
@@ -239,7 +239,7 @@ def list_subscriptions(name: str) -> Response:
 def show_subscription(name: str, sub_id: str) -> Response:
     found = portal().accounts.subscription(owner_of(g.epcis_principal), name[:64], sub_id[:64])
     if found is None:
-        raise EpcisProblem(404, "NoSuchResourceException", f"no subscription {sub_id[:64]}")
+        raise EpcisProblem(404, "NoSuchNameException", f"no subscription {sub_id[:64]}")
     return _json(found.to_json())
 
 
@@ -248,7 +248,7 @@ def unsubscribe(name: str, sub_id: str) -> Response:
     if not portal().accounts.delete_subscription(
         owner_of(g.epcis_principal), name[:64], sub_id[:64]
     ):
-        raise EpcisProblem(404, "NoSuchResourceException", f"no subscription {sub_id[:64]}")
+        raise EpcisProblem(404, "NoSuchNameException", f"no subscription {sub_id[:64]}")
     return Response(status=204, headers=VERSION_HEADERS)
 
 
