@@ -137,6 +137,11 @@ def test_rollback_stores_nothing_and_proceed_stores_what_passes(portal):  # noqa
 def test_capture_discovery_names_its_limits(portal):  # noqa: F811
     response = portal.api("OPTIONS", "/epcis/capture", portal.token("farm"))
     assert response.status_code == 204
+    assert response.headers["GS1-EPCIS-Version"] == "2.0.0"
+    other = portal.api("OPTIONS", "/epcis/queries", portal.token("farm"))
+    assert other.status_code == 204 and "POST" in other.headers["Allow"]
+    refused = portal.api("PUT", "/epcis/capture", portal.token("farm"))
+    assert refused.status_code == 405 and "POST" in refused.headers["Allow"]
     assert response.headers["GS1-EPCIS-Capture-Limit"] == str(MAX_CAPTURE_EVENTS)
     assert response.headers["GS1-EPCIS-Capture-File-Size-Limit"] == str(MAX_CAPTURE_BYTES)
     assert "rollback" in response.headers["GS1-Capture-Error-Behaviour"]

@@ -547,3 +547,21 @@ def test_the_worker_thread_delivers_when_a_capture_wakes_it(file_world, tmp_path
     events = json.loads(sent)["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
     assert [e["bizStep"] for e in events] == ["receiving"]
     app.extensions["provenance.epcis_deliveries"].stop()
+
+
+def test_initial_record_time_sends_what_was_recorded_since(site, receiver):
+    token = site.token("farm")
+    body = {
+        "dest": receiver.url,
+        "signatureToken": SECRET,
+        "stream": True,
+        "initialRecordTime": "2000-01-01T00:00:00Z",
+    }
+    assert subscribe(site, token, body).status_code == 201
+    site.world.ship_and_receive("store", "farm", [LOT], 9)  # the log grew: a delivery is due
+    deliver_due(site.app)
+    _, sent = receiver.next()
+    events = json.loads(sent)["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert len(events) == 2  # the ship at hour 5 (recorded before it subscribed) and at 9
+    bad = dict(body, initialRecordTime="soon")
+    assert "initialRecordTime" in problem(subscribe(site, token, bad), 400, "ValidationException")

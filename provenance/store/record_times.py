@@ -42,6 +42,14 @@ class RecordTimes:
         at = bisect.bisect_right(self._starts, index) - 1
         return self._times[at] if at >= 0 else None
 
+    def first_from(self, moment: int, size: int) -> int:
+        """The log index of the first event recorded at or after *moment* (*size*,
+        the log's, when none is)."""
+        for start, at in zip(self._starts, self._times, strict=True):
+            if at >= moment:
+                return start
+        return size
+
 
 def indexes_by_key(store: Store) -> dict[int, int]:
     """Every event's lookup key (`rows.event_key` of its id) → its log index, to

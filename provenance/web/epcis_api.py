@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import WebsocketMismatch
 
 from provenance.core.errors import ProvenanceError
@@ -51,9 +51,10 @@ VERSION_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
 class EpcisProblem(Exception):
     """An RFC 7807 answer with an EPCIS exception type."""
 
-    def __init__(self, status: int, kind: str, detail: str):
+    def __init__(self, status: int, kind: str, detail: str, headers: dict[str, str] | None = None):
         super().__init__(detail)
         self.status, self.kind, self.detail = status, kind, detail
+        self.headers = headers or {}
 
 
 @bp.app_errorhandler(EpcisProblem)
@@ -68,6 +69,17 @@ def _problem(exc: EpcisProblem) -> Response:
     response.status_code = exc.status
     response.mimetype = "application/problem+json"
     response.headers.update(VERSION_HEADERS)
+    response.headers.update(exc.headers)
+    return response
+
+
+@bp.after_request
+def _discovery(response: Response) -> Response:
+    """OPTIONS answers as the binding's discovery: 204, the methods and versions."""
+    if request.method == "OPTIONS" and response.status_code == 200:
+        response.status_code = 204
+        response.set_data(b"")
+        response.headers.update(VERSION_HEADERS)
     return response
 
 
@@ -107,9 +119,12 @@ def _raise_http(exc: HTTPException) -> None:
         status, "ImplementationException" if status >= 500 else "ValidationException"
     )
     detail = exc.description or exc.name
+    headers = {}
     if status == 404:
         detail = f"no EPCIS resource {request.path[:200]} here (docs/epcis.md lists them)"
-    raise EpcisProblem(status, kind, detail)
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    raise EpcisProblem(status, kind, detail, headers)
 
 
 @bp.errorhandler(HTTPException)

@@ -23,6 +23,7 @@ from provenance.core.jcs import parse_json
 from provenance.exchange.epcis_query import QueryParameterError, parse_query
 from provenance.exchange.epcis_vocabulary import context
 from provenance.store.accounts.db import DATABASE_FILE
+from provenance.store.record_times import RecordTimes
 
 from . import epcis_deliveries as deliveries
 from .epcis_api import VERSION_HEADERS, EpcisProblem, _answer, bp
@@ -163,7 +164,7 @@ def subscribe(name: str) -> Response:
     found = _named(name)
     body = _json_body()
     who = g.epcis_principal
-    known = {"dest", "signatureToken", "reportIfEmpty", "stream", "schedule"}
+    known = {"dest", "signatureToken", "reportIfEmpty", "stream", "schedule", "initialRecordTime"}
     unknown = set(body) - known
     if unknown:
         raise EpcisProblem(
@@ -216,7 +217,7 @@ def subscribe(name: str) -> Response:
             stream=stream is True,
             schedule=schedule,
             report_if_empty=report_if_empty,
-            delivered_size=read_store().log_size(),
+            delivered_size=_first_index(body.get("initialRecordTime")),
             next_due_us=due,
             principal={"role": who.role, "party_did": who.party_did, "token_id": who.token_id},
         )
@@ -226,6 +227,22 @@ def subscribe(name: str) -> Response:
     response = _json(created.to_json(), 201)
     response.headers["Location"] = f"/epcis/queries/{found.name}/subscriptions/{created.id}"
     return response
+
+
+def _first_index(initial: Any) -> int:
+    """Where a subscription starts: the events appended from now on, or with
+    ``initialRecordTime``, those recorded from that time on (the first of them;
+    events from before record times were kept are never sent)."""
+    size = read_store().log_size()
+    if initial is None:
+        return size
+    if not isinstance(initial, str):
+        raise EpcisProblem(400, "ValidationException", "initialRecordTime: an RFC 3339 time")
+    try:
+        since = parse_query({"GE_recordTime": [initial]}).ge_record
+    except QueryParameterError as exc:
+        raise EpcisProblem(400, "ValidationException", f"initialRecordTime: {exc}") from exc
+    return RecordTimes.read(read_store()).first_from(since or 0, size)
 
 
 @bp.get("/queries/<name>/subscriptions")
