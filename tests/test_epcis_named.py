@@ -565,3 +565,40 @@ def test_initial_record_time_sends_what_was_recorded_since(site, receiver):
     assert len(events) == 2  # the ship at hour 5 (recorded before it subscribed) and at 9
     bad = dict(body, initialRecordTime="soon")
     assert "initialRecordTime" in problem(subscribe(site, token, bad), 400, "ValidationException")
+
+
+@pytest.mark.shared
+def test_every_epcis_route_is_one_of_the_bindings_paths(site):
+    """Each route under /epcis (capture, queries, subscriptions and the read
+    side) is a path of GS1's openapi.yaml, with a method it declares."""
+    from support.epcis_openapi import offline_binding
+    from support.paths import SHARED
+
+    spec = offline_binding(SHARED / "gs1-epcis" / "rest")
+    declared = {path: {m.upper() for m in spec["paths"][path]} for path in spec["paths"]}
+    ours = 0
+    for rule in site.app.url_map.iter_rules():
+        if not rule.rule.startswith("/epcis/"):
+            continue
+        path = rule.rule.removeprefix("/epcis")
+        choices = [path]
+        if "<any(" in path:  # one route for several of the binding's paths
+            start = path.index("<any(")
+            end = path.index(">", start)
+            names = path[start + 5 : path.index(")", start)].split(", ")
+            choices = [path[:start] + name + path[end + 1 :] for name in names]
+        for choice in choices:
+            while "<" in choice:
+                start = choice.index("<")
+                choice = choice[:start] + "{x}" + choice[choice.index(">", start) + 1 :]
+            shapes = [
+                p
+                for p in declared
+                if [s if not s.startswith("{") else "{x}" for s in p.split("/")]
+                == choice.split("/")
+            ]
+            assert shapes, f"{rule.rule} ({choice}) is not a path of the binding"
+            methods = set(rule.methods or ()) - {"HEAD", "OPTIONS"}
+            assert any(methods <= declared[p] for p in shapes), (rule.rule, methods)
+            ours += 1
+    assert ours >= 20

@@ -7,7 +7,8 @@ the subscription's signatureToken>``.
   URL; a host that resolves to a private, loopback, link-local, multicast or
   reserved address is refused (at subscription time and again before each
   delivery) unless the operator allows private destinations
-  (``EPCIS_PRIVATE_DESTINATIONS``, for tests and closed networks). Redirects
+  (``PROVENANCE_EPCIS_PRIVATE_DESTINATIONS=1``, or the app setting
+  ``EPCIS_PRIVATE_DESTINATIONS``: for tests and closed networks). Redirects
   are not followed. A plain-http delivery connects to the address that was
   checked; https connects by name and the certificate pins it.
 - **When**: a ``stream`` subscription gets the events appended since its last
@@ -104,7 +105,7 @@ def resolve(host: str, port: int, allow_private: bool) -> str:
                 raise DestinationRefused(
                     f"dest host {host[:80]} is at {text}, a private, loopback or reserved "
                     "address: this server calls only public destinations (the operator may "
-                    "allow private ones: EPCIS_PRIVATE_DESTINATIONS)"
+                    "allow private ones: PROVENANCE_EPCIS_PRIVATE_DESTINATIONS=1)"
                 )
     return addresses[0]
 

@@ -12,6 +12,7 @@ the subscriber may read at each delivery.
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import threading
 from typing import Any
@@ -38,6 +39,7 @@ MAX_BODY = 64 * 1024
 MAX_VALUES = 100  # values of one parameter in a stored query
 PAGE_PARAMETERS = ("perPage", "nextPageToken")
 EXTENSION = "provenance.epcis_deliveries"
+PRIVATE_ENV = "PROVENANCE_EPCIS_PRIVATE_DESTINATIONS"
 
 
 def query_params(query: Any) -> dict[str, list[str]]:
@@ -173,7 +175,7 @@ def subscribe(name: str) -> Response:
     try:
         dest = deliveries.check_destination(
             body.get("dest"),
-            allow_private=current_app.config.get("EPCIS_PRIVATE_DESTINATIONS", False),
+            allow_private=allow_private(current_app),
         )
     except deliveries.DestinationRefused as exc:
         raise EpcisProblem(400, "ValidationException", str(exc)) from exc
@@ -269,6 +271,16 @@ def unsubscribe(name: str, sub_id: str) -> Response:
     return Response(status=204, headers=VERSION_HEADERS)
 
 
+def allow_private(app: Flask) -> bool:
+    """Whether webhooks may go to private, loopback or reserved addresses: the
+    app's EPCIS_PRIVATE_DESTINATIONS, else PROVENANCE_EPCIS_PRIVATE_DESTINATIONS=1
+    in the environment (a closed network); by default they may not (SSRF)."""
+    configured = app.config.get("EPCIS_PRIVATE_DESTINATIONS")
+    if configured is not None:
+        return bool(configured)
+    return os.environ.get(PRIVATE_ENV, "") == "1"
+
+
 # --- the worker
 
 
@@ -312,7 +324,7 @@ def deliver_due(app: Flask) -> None:
     with _passes, app.app_context():
         accounts = portal().accounts
         store = read_store()
-        allow_private = app.config.get("EPCIS_PRIVATE_DESTINATIONS", False)
+        private = allow_private(app)
         for sub in accounts.subscriptions():
             now = portal().clock()
             size = store.log_size()
@@ -324,10 +336,10 @@ def deliver_due(app: Flask) -> None:
                 continue
             if accounts.token_revoked(sub.principal.get("token_id")):
                 continue
-            _deliver(app, sub, size, now, allow_private)
+            _deliver(app, sub, size, now, private)
 
 
-def _deliver(app: Flask, sub: Any, size: int, now: int, allow_private: bool) -> None:
+def _deliver(app: Flask, sub: Any, size: int, now: int, private: bool) -> None:
     accounts = portal().accounts
     scheduled = None if sub.stream else deliveries.next_due(sub.schedule or {}, now)
     try:
@@ -355,7 +367,7 @@ def _deliver(app: Flask, sub: Any, size: int, now: int, allow_private: bool) -> 
                 "GS1-Signature": deliveries.signature(sub.secret or "", body),
                 **VERSION_HEADERS,
             }
-            deliveries.post(sub.dest, body, headers, allow_private=allow_private)
+            deliveries.post(sub.dest, body, headers, allow_private=private)
     except (
         OSError,
         http.client.HTTPException,
