@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from provenance.cli.demo_capture import epcis_partner
 from provenance.core.timefmt import format_time, now_micros
 from provenance.infra import lifeline
 from provenance.store.db import Store
@@ -273,6 +274,7 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
     demo.run("verify", "--checkpoint", str(directory / "kept.checkpoint"), db=rolled, expect=1)
 
     cascade(demo, directory, base, carrier, at, append)
+    epcis_partner(demo, directory, at)
 
 
 def fine_lot(demo: Demo, at, append, start: int, carrier: str) -> None:  # type: ignore[no-untyped-def]
