@@ -248,6 +248,7 @@ class Receiver:
     def __init__(self) -> None:
         self.got: queue.Queue[tuple[dict[str, str], bytes]] = queue.Queue()
         self.status = 200
+        self.location = ""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -255,6 +256,8 @@ class Receiver:
                 length = min(int(self.headers.get("Content-Length", "0")), 8 * 1024 * 1024)
                 outer.got.put((dict(self.headers), self.rfile.read(length)))
                 self.send_response(outer.status)
+                if outer.location:
+                    self.send_header("Location", outer.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -482,6 +485,12 @@ def test_private_destinations_are_refused_unless_the_operator_allows_them(file_w
         "http://10.1.2.3/x",
         "http://[::1]/x",
         "http://169.254.169.254/latest",
+        "https://192.168.0.1/x",
+        "http://172.16.5.5/x",
+        "http://0.0.0.0/x",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://[fd00::1]/x",
+        "http://224.0.0.1/x",
     ):
         detail = problem(
             subscribe(site, token, {"dest": dest, "signatureToken": SECRET, "stream": True}),
@@ -602,3 +611,39 @@ def test_every_epcis_route_is_one_of_the_bindings_paths(site):
             assert any(methods <= declared[p] for p in shapes), (rule.rule, methods)
             ours += 1
     assert ours >= 20
+
+
+def test_a_redirect_is_not_followed(site, receiver):
+    """A webhook that answers 302 elsewhere (e.g. to an internal service) is a
+    failed delivery; the server never goes where it points."""
+    target = Receiver()
+    try:
+        token = site.token("farm")
+        body = {"dest": receiver.url, "signatureToken": SECRET, "stream": True}
+        sub = subscribe(site, token, body).json
+        receiver.status, receiver.location = 302, target.url
+        site.world.ship_and_receive("store", "farm", [LOT], 9)
+        deliver_due(site.app)
+        receiver.next()
+        shown = site.api(
+            "GET", f"/epcis/queries/shipped/subscriptions/{sub['subscriptionID']}", token
+        ).json
+        assert "302" in shown["lastError"]
+        assert target.got.empty()
+    finally:
+        target.close()
+
+
+def test_a_server_that_cannot_write_refuses_a_capture_before_any_job(file_world, tmp_path):
+    app = make_app(file_world, tmp_path)
+    (tmp_path / "keys" / "log.pem").unlink()  # no log key: the portal only reads
+    site = Portal(file_world, app, tmp_path)
+    response = site.api(
+        "POST",
+        "/epcis/capture",
+        site.token("farm"),
+        data="{}",
+        headers={"Content-Type": "application/ld+json"},
+    )
+    assert problem(response, 503, "ImplementationException")
+    assert site.accounts.capture_jobs(file_world.did("farm"), limit=5, offset=0) == []

@@ -132,6 +132,13 @@ def capture() -> Response:
             f"send the EPCIS document as {' or '.join(MEDIA_TYPES)}, not "
             f"{request.mimetype or 'no Content-Type'}",
         )
+    if not portal().writer.available():
+        raise EpcisProblem(
+            503,
+            "ImplementationException",
+            "this server cannot write to the ledger (no log key in its --keys folder): "
+            "nothing was captured",
+        )
     document = _read_document()
     envelopes = document.pop(ENVELOPES, None) if isinstance(document, dict) else None
     prepared = _checked(document)
