@@ -339,3 +339,14 @@ def test_what_no_route_takes_under_epcis_is_a_problem_not_a_page(
     kind,
 ):
     problem(portal.api(method, path, portal.token("farm"), headers=headers), status, kind)
+
+
+def test_a_custodial_party_may_sign_its_events_itself(portal):  # noqa: F811
+    """The envelopes path is open to every party: the server signs only when none come."""
+    token = portal.token("farm", key=False)
+    portal.accounts.remove_party_key(portal.world.did("farm"))  # the server holds none now
+    doc = document(event(704))
+    assert "holds no signing key" in problem(capture(portal, token, doc), 403, "SecurityException")
+    envelopes = signed(portal.world, "farm", doc)
+    job = job_of(portal, token, capture(portal, token, doc | {"provenance:envelopes": envelopes}))
+    assert job["success"] is True and job["events"][0]["status"] == "stored"

@@ -142,8 +142,7 @@ def capture() -> Response:
     document = _read_document()
     envelopes = document.pop(ENVELOPES, None) if isinstance(document, dict) else None
     prepared = _checked(document)
-    custodial = _server_signs(who)
-    if envelopes is None and not custodial:
+    if envelopes is None and not _server_signs(who):
         raise EpcisProblem(
             403,
             "SecurityException",
@@ -239,6 +238,8 @@ def _checked(document: Any) -> list[Prepared]:
 
 
 def _server_signs(who: Any) -> bool:
+    """Whether this server signs the caller's events: a custodial party (not a
+    regulator) whose key it holds; 403 for a custodial party whose key it lacks."""
     from provenance.store.key_custody import is_custodial
 
     identity = read_store().identity_by_did(who.party_did)
