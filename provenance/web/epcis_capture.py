@@ -46,6 +46,7 @@ from provenance.store.accounts.epcis_records import CaptureJob
 from provenance.store.accounts.models import KeyUnavailable
 
 from .epcis_api import VERSION_HEADERS, EpcisProblem, bp
+from .params import parse_int
 from .portal.actions import audit
 from .portal.guard import allowed
 from .portal.state import portal
@@ -392,18 +393,18 @@ def capture_job(capture_id: str) -> Response:
 
 
 def _per_page() -> int:
-    value = request.args.get("perPage", "30")
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_JOBS_PER_PAGE:
-        raise EpcisProblem(
-            400, "QueryParameterException", f"perPage: a whole number 1-{MAX_JOBS_PER_PAGE}"
+    try:
+        return parse_int(
+            request.args.get("perPage", "30"), "perPage", low=1, high=MAX_JOBS_PER_PAGE
         )
-    return int(value)
+    except ValidationError as exc:
+        raise EpcisProblem(400, "QueryParameterException", str(exc)) from None
 
 
 def _offset() -> int:
-    value = request.args.get("nextPageToken", "0")
-    if not value.isascii() or not value.isdigit() or len(value) > 9:
+    try:
+        return parse_int(request.args.get("nextPageToken", "0"), "nextPageToken", high=10**9)
+    except ValidationError:
         raise EpcisProblem(
             400, "QueryParameterException", "nextPageToken: not one this server gave"
-        )
-    return int(value)
+        ) from None

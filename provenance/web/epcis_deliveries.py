@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 
 from provenance.core.timefmt import format_time, now_micros
 
+from .params import parse_int
+
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 5.0
@@ -59,6 +61,7 @@ SCHEDULE_FIELDS = {  # name -> (lowest, highest)
     "month": (1, 12),
     "dayOfWeek": (1, 7),  # 1 = Monday … 7 = Sunday (ISO 8601, as EPCIS 1.2 §8.2.5.3)
 }
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ELEMENT = re.compile(r"([0-9]{1,2})|\[([0-9]{1,2})-([0-9]{1,2})\]")
 
 
@@ -140,8 +143,8 @@ def _values(name: str, text: Any) -> set[int]:
         match = _ELEMENT.fullmatch(part.strip())
         if match is None:
             raise ValueError(f"schedule.{name}: {part[:20]!r} is not a number or a range [a-b]")
-        first = int(match[1] or match[2])
-        last = int(match[1] or match[3])
+        first = parse_int(match[1] or match[2], f"schedule.{name}", high=99)
+        last = parse_int(match[1] or match[3], f"schedule.{name}", high=99)
         if not low <= first <= last <= high:
             raise ValueError(f"schedule.{name}: {part[:20]!r} is outside {low}-{high}")
         found.update(range(first, last + 1))
@@ -168,7 +171,7 @@ def next_due(schedule: dict[str, str], after_us: int) -> int | None:
                 for minute in sorted(wanted["minute"]):
                     moment = day.replace(hour=hour, minute=minute)
                     if moment >= start:
-                        return int(moment.timestamp() * 1_000_000)
+                        return (moment - EPOCH) // timedelta(microseconds=1)
         day += timedelta(days=1)
     return None
 
