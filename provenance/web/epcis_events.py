@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from provenance.exchange.epcis import (
-    LedgerEvent,
     epcis_events,
     ledger_events,
     store_identities,
     store_shipments,
 )
 from provenance.exchange.epcis_query import EventQuery
-from provenance.exchange.epcis_vocabulary import IMPORTED
+from provenance.exchange.epcis_vocabulary import IMPORTED, LedgerEvent
 from provenance.store.db import Store
 from provenance.store.queries import lots_ever_held_by
 from provenance.store.record_times import RecordTimes, indexes_by_key
