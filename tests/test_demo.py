@@ -117,6 +117,9 @@ def test_demo_without_a_terminal_serves_until_sigterm(tmp_path):
 
 def _check_story(out: str, directory: Path) -> None:
     assert out.count("\nOK ") + out.count("  OK ") >= 3
+    # A partner's system queries over the EPCIS REST binding and captures a document.
+    assert "→ 200, an EPCISQueryDocument with 2 events" in out
+    assert "→ 202, Location /epcis/capture/" in out and "1 event stored" in out
     assert "content, signer or signature differs" in out
     assert "rolled back or truncated" in out
     assert "unauthorised: a carrier may not sign recall" in out

@@ -174,7 +174,9 @@ def test_vocabulary_listings(story):
         ("orderDirection=UP", "ASC or DESC"),
         ("nextPageToken=%%%", "not a token"),
         ("EQ_action=MOVE", "ADD, OBSERVE, DELETE"),
-        ("GE_recordTime=2026-01-01T00:00:00Z", "no record time"),
+        ("EXISTS_errorDeclaration=true", "not error declarations"),
+        ("GE_recordTime=yesterday", "RFC 3339"),
+        ("GE_quantity_KGM=lots", "not a number"),
     ],
 )
 def test_bad_parameters_are_400_problems_naming_them(story, query, words):
@@ -214,7 +216,8 @@ def test_every_parameter_is_one_the_official_query_schema_names():
     names |= {p["name"] for p in openapi["components"]["parameters"].values() if "name" in p}
     for name in PARAMETERS | set(NOT_ANSWERED):
         assert name in names, name
-    for unit_test in ("GE_value_CEL", "LT_value_CEL", "EQ_value_KGM"):
+    assert "EQ_quantity" in names  # the unit-less form, for counts
+    for unit_test in ("GE_value_CEL", "LT_value_CEL", "EQ_value_KGM", "GE_quantity_KGM"):
         assert any(p.fullmatch(unit_test) for p in patterns), unit_test
 
 

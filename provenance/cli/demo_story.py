@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from provenance.cli import demo_pallets, demo_recall_acks
+from provenance.cli.demo_capture import epcis_partner
 from provenance.cli.demo_disclosure import private_fields
 from provenance.cli.demo_quantities import split_lot
 from provenance.core.timefmt import format_time, now_micros
@@ -283,6 +284,7 @@ def narrate(demo: Demo, directory: Path, base: str) -> None:
     from provenance.cli.demo_serials import serial_labels  # late: it imports this module
 
     serial_labels(demo, directory, base)
+    epcis_partner(demo, directory, at)
 
 
 def fine_lot(demo: Demo, at, append, start: int, carrier: str) -> None:  # type: ignore[no-untyped-def]

@@ -53,8 +53,17 @@ _LISTS = {  # parameter -> EventQuery field; values OR'ed, comma-separated or re
     "EQ_eventID": "event_ids",
     "EQ_deviceID": "device_ids",
     "EQ_type": "sensor_types",
+    # no location hierarchy in the master data: WD_ (with descendants) is EQ_
+    "WD_readPoint": "read_points",
+    "WD_bizLocation": "biz_locations",
 }
-_TIMES = {"GE_eventTime": "ge_time", "LT_eventTime": "lt_time"}
+_TIMES = {
+    "GE_eventTime": "ge_time",
+    "LT_eventTime": "lt_time",
+    "GE_recordTime": "ge_record",  # when the ledger appended it (store/record_times.py)
+    "LT_recordTime": "lt_record",
+}
+_QUANTITY = re.compile(r"(EQ|GE|GT|LE|LT)_quantity(?:_([A-Z0-9]{2,4}))?")
 _VALUE = re.compile(
     r"(EQ|GE|GT|LE|LT)_value_([A-Z0-9]{2,4})"
 )  # a sensor value in a unit (UN/CEFACT)
@@ -68,12 +77,6 @@ _COMPARE = {
 _PAGING = {"perPage", "nextPageToken", "orderBy", "orderDirection", "eventCountLimit"}
 PARAMETERS = frozenset(_LISTS) | frozenset(_TIMES) | _PAGING  # and _VALUE's
 NOT_ANSWERED = {  # the binding's parameters this ledger does not answer, and why
-    **dict.fromkeys(("GE_recordTime", "LT_recordTime"), "the ledger keeps no record time"),
-    **dict.fromkeys(("WD_readPoint", "WD_bizLocation"), "there is no location hierarchy"),
-    **dict.fromkeys(
-        ("EQ_quantity", "GT_quantity", "GE_quantity", "LT_quantity", "LE_quantity"),
-        "quantity queries are not answered yet",
-    ),
     **dict.fromkeys(
         (
             "EXISTS_errorDeclaration",
@@ -131,14 +134,32 @@ class EventQuery:
     ge_time: int | None = None
     lt_time: int | None = None
     values: tuple[tuple[str, str, float], ...] = ()  # (EQ|GE|GT|LE|LT, unit, number)
+    ge_record: int | None = None  # recordTime: when the ledger appended the event
+    lt_record: int | None = None
+    quantities: tuple[tuple[str, str | None, float], ...] = ()  # (EQ|GE|…, uom or None, number)
     descending: bool = True  # orderBy eventTime; the binding's default order is the server's
     per_page: int = DEFAULT_PER_PAGE
     limit: int | None = None  # eventCountLimit
     fingerprint: str = field(default="", compare=False)
 
-    def matches(self, event: Mapping[str, Any]) -> bool:
+    @property
+    def needs_record_time(self) -> bool:
+        return self.ge_record is not None or self.lt_record is not None
+
+    def matches(self, event: Mapping[str, Any], recorded: int | None = None) -> bool:
         """Whether *event* (an EPCIS 2.0 event as JSON) answers the query: every
-        given parameter holds (AND), any of a parameter's values (OR)."""
+        given parameter holds (AND), any of a parameter's values (OR). *recorded*:
+        its record time (microseconds; None: not known, so a recordTime
+        parameter does not match it)."""
+        if self.needs_record_time:
+            if recorded is None:
+                return False
+            if self.ge_record is not None and recorded < self.ge_record:
+                return False
+            if self.lt_record is not None and recorded >= self.lt_record:
+                return False
+        if self.quantities and not _quantities_match(self.quantities, event):
+            return False
         if self.event_types and event.get("type") not in self.event_types:
             return False
         if self.actions and event.get("action") not in self.actions:
@@ -205,12 +226,20 @@ def parse_query(params: Mapping[str, Sequence[str]]) -> EventQuery:
     repeated names kept); `QueryParameterError` for what the binding refuses."""
     fields: dict[str, Any] = {}
     comparisons: list[tuple[str, str, float]] = []
+    quantities: list[tuple[str, str | None, float]] = []
     for name, values in params.items():
         value_test = _VALUE.fullmatch(name)
         if value_test is not None:
             if len(values) != 1:
                 raise QueryParameterError(name, "may be given once")
             comparisons.append((value_test[1], value_test[2], _number(name, values[0])))
+            continue
+        quantity_test = _QUANTITY.fullmatch(name)
+        if quantity_test is not None:
+            if len(values) != 1:
+                raise QueryParameterError(name, "may be given once")
+            number = _number(name, values[0])
+            quantities.append((quantity_test[1], quantity_test[2], number))
             continue
         if name in NOT_ANSWERED:
             raise QueryParameterError(
@@ -219,13 +248,18 @@ def parse_query(params: Mapping[str, Sequence[str]]) -> EventQuery:
         if name not in PARAMETERS:
             known = ", ".join(sorted(PARAMETERS))
             raise QueryParameterError(
-                name, f"is not a query parameter here (known: {known}, and GE_value_<unit>…)"
+                name,
+                f"is not a query parameter here (known: {known}, and GE_value_<unit>, "
+                "GE_quantity_<unit>…)",
             )
         if name in _LISTS:
             items = tuple(v.strip() for value in values for v in value.split(",") if v.strip())
             if not items:
                 raise QueryParameterError(name, "needs a value")
-            fields[_LISTS[name]] = _normalised(name, items)
+            items = _normalised(name, items)
+            if _LISTS[name] in fields:  # EQ_readPoint and WD_readPoint together: both hold
+                items = tuple(i for i in fields[_LISTS[name]] if i in items) or (_NOTHING,)
+            fields[_LISTS[name]] = items
         elif len(values) != 1:
             raise QueryParameterError(name, "may be given once")
         elif name in _TIMES:
@@ -238,6 +272,7 @@ def parse_query(params: Mapping[str, Sequence[str]]) -> EventQuery:
         raise QueryParameterError("orderDirection", "must be ASC or DESC")
     fields["descending"] = direction == "DESC"
     fields["values"] = tuple(comparisons)
+    fields["quantities"] = tuple(quantities)
     if "perPage" in one:
         fields["per_page"] = _count("perPage", one["perPage"], MAX_PER_PAGE)
     if "eventCountLimit" in one:
@@ -376,4 +411,25 @@ def _any_match(patterns: tuple[str, ...], values: list[str]) -> bool:
                 return True
         elif pattern in values:
             return True
+    return False
+
+
+_NOTHING = "\x00"  # a value no event has: two place parameters with nothing in common
+
+
+def _quantities_match(
+    tests: tuple[tuple[str, str | None, float], ...], event: Mapping[str, Any]
+) -> bool:
+    """Some one element of the event's quantityList or childQuantityList passes
+    every quantity parameter (`EQ_quantity_KGM=5`: 5 kg; `EQ_quantity=5`: a
+    count, an element without a unit)."""
+    for name in _QUANTITY_LISTS:
+        for item in event.get(name) or ():
+            if not isinstance(item, Mapping):
+                continue
+            amount, uom = item.get("quantity"), item.get("uom")
+            if not isinstance(amount, (int, float)) or isinstance(amount, bool):
+                continue
+            if all(uom == unit and _COMPARE[op](amount, number) for op, unit, number in tests):
+                return True
     return False

@@ -58,6 +58,7 @@ from provenance.store.migrations import (
     RECALL_RULES_FROM,
     TIME_RULES_FROM,
 )
+from provenance.store.record_times import record_append
 from provenance.store.rows import Identity, Lot
 
 log = logging.getLogger(__name__)
@@ -524,6 +525,8 @@ class Ledger:
     def _flush(self, txn: Transaction) -> None:
         store = self.store
         store.insert_events(txn.events)
+        if txn.events:  # EPCIS recordTime (store/record_times.py)
+            record_append(store, txn.events[0][0], self.clock())
         store.insert_links(txn.links)
         store.insert_nodes(txn.nodes)
         moved = sorted(txn.moved)

@@ -466,3 +466,15 @@ def _recall_acks(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (event, lot)) WITHOUT ROWID"""
     )
     db.conn.execute("CREATE INDEX recall_acks_lot ON recall_acks (lot, party)")
+
+
+@migration("0017_capture")
+def _record_times(db: sqlite_utils.Database) -> None:
+    """Record times (EPCIS `recordTime`, docs/epcis.md "Record time"): each
+    append writes one row, the log index of its first event and the server's
+    clock then; an event's record time is that of the row with the greatest
+    `first_idx` at or below its index. Events appended before this migration
+    have none (a recordTime filter never matches them)."""
+    db.conn.execute(
+        "CREATE TABLE record_times (first_idx INTEGER PRIMARY KEY, at_us INTEGER NOT NULL)"
+    )

@@ -18,17 +18,16 @@ problem details with the binding's exception types.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import WebsocketMismatch
 
 from provenance.core.errors import ProvenanceError
 from provenance.core.timefmt import format_time, now_micros
-from provenance.exchange.epcis import epcis_events, ledger_events, store_identities, store_shipments
 from provenance.exchange.epcis_query import (
     EVENT_TYPES,
     EventQuery,
@@ -39,27 +38,26 @@ from provenance.exchange.epcis_query import (
 )
 from provenance.exchange.epcis_vocabulary import SCHEMA_VERSION, context
 from provenance.store.accounts.models import TokenRefused
-from provenance.store.queries import lots_ever_held_by
 
+from .epcis_events import NotEnrolled, answerable, scope_of
 from .portal.guard import bearer_principal
 from .state import store as read_store
 
 bp = Blueprint("epcis", __name__, url_prefix="/epcis")
 
 VERSION_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
-CACHED_ANSWERS = 4  # whole event lists kept, per (log size, scope): memory, not disk
-EVERYTHING = "*"
 
 
 class EpcisProblem(Exception):
     """An RFC 7807 answer with an EPCIS exception type."""
 
-    def __init__(self, status: int, kind: str, detail: str):
+    def __init__(self, status: int, kind: str, detail: str, headers: dict[str, str] | None = None):
         super().__init__(detail)
         self.status, self.kind, self.detail = status, kind, detail
+        self.headers = headers or {}
 
 
-@bp.errorhandler(EpcisProblem)
+@bp.app_errorhandler(EpcisProblem)
 def _problem(exc: EpcisProblem) -> Response:
     body = {
         "type": f"epcisException:{exc.kind}",
@@ -71,7 +69,72 @@ def _problem(exc: EpcisProblem) -> Response:
     response.status_code = exc.status
     response.mimetype = "application/problem+json"
     response.headers.update(VERSION_HEADERS)
+    response.headers.update(exc.headers)
     return response
+
+
+@bp.after_request
+def _discovery(response: Response) -> Response:
+    """OPTIONS answers as the binding's discovery: 204, the methods and versions."""
+    if request.method == "OPTIONS" and response.status_code == 200:
+        response.status_code = 204
+        response.set_data(b"")
+        response.headers.update(VERSION_HEADERS)
+    return response
+
+
+_KIND_OF_STATUS = {
+    401: "SecurityException",
+    403: "SecurityException",
+    404: "NoSuchNameException",
+    406: "NotAcceptableException",
+    413: "QueryTooLargeException",
+    414: "URITooLongException",
+    415: "UnsupportedMediaTypeException",
+}
+
+
+@bp.before_app_request
+def _unrouted() -> None:
+    """A path under /epcis that no route takes (or a WebSocket upgrade, which
+    this server does not offer) is answered as a problem, not a page."""
+    failed = request.routing_exception
+    if not isinstance(failed, HTTPException) or not (
+        request.path == "/epcis" or request.path.startswith("/epcis/")
+    ):
+        return
+    if isinstance(failed, WebsocketMismatch):
+        raise EpcisProblem(
+            400,
+            "SubscriptionControlsException",
+            "WebSocket subscriptions are not offered here: subscribe with a webhook "
+            "(POST /epcis/queries/{name}/subscriptions, docs/epcis.md)",
+        )
+    _raise_http(failed)
+
+
+def _raise_http(exc: HTTPException) -> None:
+    status = exc.code or 500
+    kind = _KIND_OF_STATUS.get(
+        status, "ImplementationException" if status >= 500 else "ValidationException"
+    )
+    detail = exc.description or exc.name
+    headers = {}
+    if status == 404:
+        detail = f"no EPCIS resource {request.path[:200]} here (docs/epcis.md lists them)"
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    raise EpcisProblem(status, kind, detail, headers)
+
+
+@bp.errorhandler(HTTPException)
+def _http(exc: HTTPException) -> Response:
+    """Whatever Flask or a guard refuses under /epcis is a problem too, never a page."""
+    try:
+        _raise_http(exc)
+    except EpcisProblem as problem:
+        return _problem(problem)
+    raise AssertionError("unreachable")
 
 
 @bp.errorhandler(QueryParameterError)
@@ -95,46 +158,15 @@ def authenticate() -> None:
 def _scope() -> frozenset[str]:
     """The lots the caller may read: EVERYTHING for a regulator."""
     who = g.epcis_principal
-    if who.role == "regulator":
-        return frozenset({EVERYTHING})
-    store = read_store()
-    identity = store.identity_by_did(who.party_did) if who.party_did else None
-    if identity is None:
-        raise EpcisProblem(
-            403, "SecurityException", "this token's party is not enrolled in the ledger"
-        )
-    return frozenset(lots_ever_held_by(store, identity.id))
-
-
-_cache_lock = threading.Lock()
+    try:
+        return scope_of(read_store(), who.role, who.party_did)
+    except NotEnrolled as exc:
+        raise EpcisProblem(403, "SecurityException", str(exc)) from exc
 
 
 def _events(scope: frozenset[str]) -> list[dict[str, Any]]:
-    """Every EPCIS event the scope may read, in eventTime order; kept per log
-    size, so the ledger is mapped again only when it grew."""
-    store = read_store()
-    key = (store.log_size(), scope)
-    cache: OrderedDict[Any, list[dict[str, Any]]] = current_app.extensions.setdefault(
-        "provenance.epcis_answers", OrderedDict()
-    )
-    with _cache_lock:
-        found = cache.get(key)
-        if found is not None:
-            cache.move_to_end(key)
-            return found
-    visible = (
-        event
-        for event in ledger_events(store)
-        if EVERYTHING in scope or not scope.isdisjoint(event.lots)
-    )
-    mapped = epcis_events(
-        visible, identities=store_identities(store), shipments=store_shipments(store)
-    )
-    with _cache_lock:
-        cache[key] = mapped
-        while len(cache) > CACHED_ANSWERS:
-            cache.popitem(last=False)
-    return mapped
+    """Every EPCIS event the scope may read, in eventTime order."""
+    return answerable(current_app.extensions, read_store(), scope).events
 
 
 def _query(extra: dict[str, str] | None = None) -> EventQuery:
@@ -148,9 +180,8 @@ def _answer(query: EventQuery, also: Callable[[dict[str, Any]], bool] | None = N
     """One page of the events that match *query* (and *also*, when given)."""
     token = request.args.get("nextPageToken")
     offset = read_page_token(query, token) if token else 0
-    matching = query.order(
-        [e for e in _events(_scope()) if query.matches(e) and (also is None or also(e))]
-    )
+    found = answerable(current_app.extensions, read_store(), _scope()).matching(query)
+    matching = query.order([e for e in found if also is None or also(e)])
     if query.limit is not None:
         matching = matching[: query.limit]
     document = {
@@ -205,7 +236,7 @@ def events() -> Response:
 def event(event_id: str) -> Response:
     """One event by its eventID (percent-encode it: it holds `:`, `/` and `?`)."""
     if not any(e.get("eventID") == event_id for e in _events(_scope())):
-        raise EpcisProblem(404, "NoSuchResourceException", f"no event {event_id} that you may read")
+        raise EpcisProblem(404, "NoSuchNameException", f"no event {event_id} that you may read")
     return _answer(_query({"EQ_eventID": event_id}))
 
 
@@ -217,7 +248,7 @@ def event_types() -> Response:
 @bp.get("/eventTypes/<event_type>/events")
 def events_of_type(event_type: str) -> Response:
     if event_type not in EVENT_TYPES:
-        raise EpcisProblem(404, "NoSuchResourceException", f"no event type {event_type}")
+        raise EpcisProblem(404, "NoSuchNameException", f"no event type {event_type}")
     return _answer(_query({"eventType": event_type}))
 
 
@@ -246,3 +277,7 @@ def vocabulary(kind: str) -> Response:
 @bp.get("/<any(bizSteps, dispositions, bizLocations, readPoints):kind>/<path:value>/events")
 def events_of_vocabulary(kind: str, value: str) -> Response:
     return _answer(_query({_VOCABULARIES[kind][1]: value}))
+
+
+# the rest of the binding: capture, named queries and subscriptions (their routes join `bp`)
+from . import epcis_capture, epcis_named  # noqa: E402,F401

@@ -11,6 +11,7 @@ from provenance.core.timefmt import now_micros
 from provenance.store.accounts.audit_trail import AuditTrail
 from provenance.store.accounts.db import AccountsDatabase
 from provenance.store.accounts.documents import DocumentRecords
+from provenance.store.accounts.epcis_records import EpcisRecords
 from provenance.store.accounts.models import HashParams
 from provenance.store.accounts.rotation import KeyRotations
 from provenance.store.accounts.scans import ScanCounts
@@ -20,7 +21,14 @@ from provenance.store.accounts.vault import KeyVault
 
 
 class Accounts(
-    UserAccounts, ApiTokens, KeyVault, AuditTrail, ScanCounts, DocumentRecords, KeyRotations
+    UserAccounts,
+    ApiTokens,
+    KeyVault,
+    AuditTrail,
+    ScanCounts,
+    DocumentRecords,
+    KeyRotations,
+    EpcisRecords,
 ):
     """The accounts database. Thread-safe: one connection behind a lock (the
     work per call is small); other processes (the CLI) write beside it."""

@@ -125,6 +125,34 @@ def _serial_sightings(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX serial_sightings_minute ON serial_sightings (minute)")
 
 
+@_migration("0004_epcis_interface")
+def _epcis_interface(db: sqlite_utils.Database) -> None:
+    """The EPCIS REST interface's own records (docs/epcis.md): capture jobs and
+    their outcome, named queries and their subscriptions, each kept per owner
+    (the token's party DID, or its actor for a token without a party)."""
+    db.execute(
+        """CREATE TABLE epcis_capture_jobs (
+            id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at TEXT NOT NULL,
+            finished_at TEXT, running INTEGER NOT NULL, success INTEGER NOT NULL,
+            behaviour TEXT NOT NULL, errors TEXT NOT NULL, events TEXT NOT NULL)"""
+    )
+    db.execute("CREATE INDEX epcis_capture_jobs_owner ON epcis_capture_jobs (owner, created_at)")
+    db.execute(
+        """CREATE TABLE epcis_queries (
+            owner TEXT NOT NULL, name TEXT NOT NULL, query TEXT NOT NULL,
+            created_at TEXT NOT NULL, PRIMARY KEY (owner, name)) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE epcis_subscriptions (
+            id TEXT PRIMARY KEY, owner TEXT NOT NULL, query_name TEXT NOT NULL,
+            dest TEXT NOT NULL, secret TEXT, stream INTEGER NOT NULL, schedule TEXT,
+            report_if_empty INTEGER NOT NULL, created_at TEXT NOT NULL,
+            delivered_size INTEGER NOT NULL, next_due_us INTEGER, failures INTEGER NOT NULL,
+            last_error TEXT, principal TEXT NOT NULL)"""
+    )
+    db.execute("CREATE INDEX epcis_subscriptions_query ON epcis_subscriptions (owner, query_name)")
+
+
 class AccountsDatabase:
     """The accounts file, open and migrated. Thread-safe: one connection behind a
     lock (the work per call is small); other processes (the CLI) write beside it."""

@@ -118,6 +118,12 @@ class LedgerWriter:
             envelopes.append(envelope)
         return envelopes
 
+    def run(self, work: Callable[[Ledger], Any]) -> Any:
+        """*work* with the ledger, under the lock (an EPCIS capture signs and
+        appends its events through `epcis_import.import_events` this way)."""
+        with self._lock:
+            return work(self._open())
+
     def append(self, items: Sequence[Any], *, atomic: bool, source: str) -> list[Appended]:
         """Append envelopes that were signed elsewhere, as they are."""
         with self._lock:
