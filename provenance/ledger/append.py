@@ -38,15 +38,11 @@ from provenance.ledger.kinds.base import Transaction
 from provenance.ledger.reasons import (
     BAD_SIGNATURE,
     FUTURE_TIME,
-    NOT_ATTACHED,
-    NOT_CUSTODIAN,
     REPLAY,
     REVOKED,
     UNAUTHORISED,
-    UNKNOWN_DEVICE,
-    UNKNOWN_LOT,
-    UNKNOWN_PARTY,
     UNKNOWN_SIGNER,
+    WAITS_FOR_EARLIER,
 )
 from provenance.ledger.reject_log import record_rejects
 from provenance.ledger.rejects import RejectBudget
@@ -67,17 +63,6 @@ MAX_FUTURE_US = 5 * 60 * 1_000_000  # clock skew we tolerate on `time`
 PARALLEL_VERIFY_MIN = 64  # below this, threads cost more than they save
 VERIFY_CHUNK = 50  # envelopes per verification task
 GIL_SWITCH_INTERVAL_S = 0.0001  # while verification threads run (measured: docs/performance.md)
-
-# Refusals an earlier event, not yet committed, would have prevented: its
-# lot's commissioning, a shipment, a receipt, an attachment, the enrolment of
-# a party or device it names. An ingest node on a shared subscription may see
-# an event before the one it depends on, which another node holds; such an
-# envelope from an enrolled signer may *wait* (docs/protocol.md §1, "Order").
-# `unknown-signer` never waits: anyone can sign with a key nobody enrolled,
-# and a flood of those must not hold back the acknowledgements of others.
-WAITS_FOR_EARLIER = frozenset(
-    {UNKNOWN_LOT, UNKNOWN_PARTY, UNKNOWN_DEVICE, NOT_CUSTODIAN, NOT_ATTACHED}
-)
 
 
 @dataclass

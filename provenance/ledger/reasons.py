@@ -26,3 +26,15 @@ BEFORE_COMMISSION = "before-commission"
 OUT_OF_ORDER = "out-of-order"
 QUANTITY = "quantity"  # more than is free to ship/dispense/use, or a unit not the lot's
 DISCLOSURE = "disclosure"  # a v2 envelope's disclosures missing or not matching (§14)
+
+
+# Refusals an earlier event, not yet committed, would have prevented: its
+# lot's commissioning, a shipment, a receipt, an attachment, the enrolment of
+# a party or device it names. An ingest node on a shared subscription may see
+# an event before the one it depends on, which another node holds; such an
+# envelope from an enrolled signer may *wait* (docs/protocol.md §1, "Order").
+# `unknown-signer` never waits: anyone can sign with a key nobody enrolled,
+# and a flood of those must not hold back the acknowledgements of others.
+WAITS_FOR_EARLIER = frozenset(
+    {UNKNOWN_LOT, UNKNOWN_PARTY, UNKNOWN_DEVICE, NOT_CUSTODIAN, NOT_ATTACHED}
+)

@@ -1,5 +1,5 @@
 """The EPCIS REST interface's records in the accounts database (migration
-0003_epcis_interface): capture jobs and their outcome, named queries and their
+0004_epcis_interface): capture jobs and their outcome, named queries and their
 subscriptions, each kept per owner (docs/epcis.md, "Capture" and "Named
 queries and subscriptions")."""
 
