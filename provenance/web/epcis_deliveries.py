@@ -190,7 +190,7 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def post(dest: str, body: bytes, headers: dict[str, str], *, allow_private: bool) -> None:
-    """POST *body* to *dest*, checked again first; `OSError` or `DeliveryFailed`
+    """POST *body* to *dest*, checked again first; `OSError` or `SubscriptionDeliveryFailed`
     when it did not get a 2xx."""
     parts = urlsplit(dest)
     https = parts.scheme == "https"
@@ -215,10 +215,10 @@ def post(dest: str, body: bytes, headers: dict[str, str], *, allow_private: bool
     finally:
         connection.close()
     if not 200 <= response.status < 300:
-        raise DeliveryFailed(f"{dest[:200]} answered {response.status}")
+        raise SubscriptionDeliveryFailed(f"{dest[:200]} answered {response.status}")
 
 
-class DeliveryFailed(Exception):
+class SubscriptionDeliveryFailed(Exception):
     pass
 
 

@@ -371,7 +371,7 @@ def _deliver(app: Flask, sub: Any, size: int, now: int, private: bool) -> None:
     except (
         OSError,
         http.client.HTTPException,
-        deliveries.DeliveryFailed,
+        deliveries.SubscriptionDeliveryFailed,
         deliveries.DestinationRefused,
         NotEnrolled,
         QueryParameterError,
