@@ -39,7 +39,7 @@ def error_message(exc: BaseException, ctx: Context | None) -> str | None:
     db = ctx.db_shown if ctx is not None else "the ledger"
     if isinstance(exc, ProvenanceError):
         return str(exc)
-    if isinstance(exc, *DATABASE_ERRORS):
+    if isinstance(exc, DATABASE_ERRORS):
         return f"{db}: the ledger database failed ({exc}): check --db, or run `provenance verify`"
     if isinstance(exc, UnicodeDecodeError):
         return f"input is not UTF-8 text ({exc.reason} at offset {exc.start}): save it as UTF-8"
