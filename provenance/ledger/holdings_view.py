@@ -16,16 +16,20 @@ from provenance.domain.holdings import LotHoldings, summarise
 from provenance.store.db import Store
 
 
-def _lookup(store: Store) -> Callable[[str], Party]:
+def party_lookup(store: Store) -> Callable[[str], Party]:
+    """A did → `Party` (name and role; "device" for loggers), each identity
+    read once: what the lot page, the trace and holdings name parties with."""
     known: dict[str, Party] = {}
 
     def lookup(did: str) -> Party:
         party = known.get(did)
         if party is None:
             identity = store.identity_by_did(did)
-            party = (
-                unknown_party(did) if identity is None else Party(did, identity.name, identity.role)
-            )
+            if identity is None:
+                party = unknown_party(did)
+            else:
+                role = "device" if identity.type == "device" else identity.role
+                party = Party(did, identity.name, role)
             known[did] = party
         return party
 
@@ -34,7 +38,7 @@ def _lookup(store: Store) -> Callable[[str], Party]:
 
 def holdings_by_id(store: Store, lot_ids: Sequence[int]) -> dict[int, LotHoldings]:
     """`LotHoldings` of each lot in *lot_ids* (those the store knows)."""
-    lookup = _lookup(store)
+    lookup = party_lookup(store)
     dids: dict[int, str] = {}
 
     def did(identity_id: int) -> str:

@@ -56,7 +56,7 @@ from provenance.domain.custody import (
 )
 from provenance.domain.rule_decisions import Flag, Hold
 from provenance.ledger.decisions import flag_records, hold_records
-from provenance.ledger.holdings_view import holdings_by_id
+from provenance.ledger.holdings_view import holdings_by_id, party_lookup
 from provenance.ledger.lineage import RecallRecord, recall_records
 from provenance.ledger.lot_model import (
     DEFAULT_PROFILES,
@@ -441,24 +441,6 @@ def _size_of(note: str) -> int | None:
         return None
 
 
-def _lookup(store: Store) -> Callable[[str], Party]:
-    known: dict[str, Party] = {}
-
-    def lookup(did: str) -> Party:
-        party = known.get(did)
-        if party is None:
-            identity = store.identity_by_did(did)
-            if identity is None:
-                party = unknown_party(did)
-            else:
-                role = "device" if identity.type == "device" else identity.role
-                party = Party(did, identity.name, role)
-            known[did] = party
-        return party
-
-    return lookup
-
-
 def profile_of(lot: Lot, origin: dict[str, Any]) -> coldchain.Profile | None:
     """The lot's temperature profile: as registered, else its category's default."""
     name = lot.profile or origin.get("profile") or DEFAULT_PROFILES.get(lot.category or "")
@@ -478,7 +460,7 @@ def _build_view(
     alerts: _Alerts,
     now: int,
 ) -> LotView:
-    lookup = _lookup(store)
+    lookup = party_lookup(store)
     custody = read_custody(lot.uri, history.steps, lookup)
     profile = profile_of(lot, custody.origin)
     legs = leg_records(custody, history, profile, lookup, now)
