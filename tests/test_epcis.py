@@ -143,7 +143,9 @@ def chain() -> World:
     w.ok("regulator", "recall-lift", [MIX], {"reason": "Retested clean"}, time=at(12))
     # part of LOT2 (120.5 KGM) to dc, received short and partly damaged
     part = {"batch": LOT2, "quantity": {"value": 50.5, "unit": "KGM"}}
-    split = w.ok("farm", "ship", [LOT2], {"to": w.did("dc"), "quantities": [part]}, time=at(13))
+    papers = [{"type": "bol", "number": "BOL 77/1"}, {"type": "other", "number": "seal 9"}]
+    shipped = {"to": w.did("dc"), "quantities": [part], "documents": papers}
+    split = w.ok("farm", "ship", [LOT2], shipped, time=at(13))
     w.ok(
         "dc",
         "receive",
@@ -355,6 +357,17 @@ def test_split_ship_and_receive_carry_quantities(documents):
     assert receive[ns("damaged")] == [{"epcClass": LOT2, "quantity": 1.5, "uom": "KGM"}]
     (whole,) = _by_kind(documents[LOT], "ship")  # no quantities: the lot moved whole
     assert whole["quantityList"] == [{"epcClass": LOT}]
+
+
+def test_reference_documents_are_business_transactions(chain, documents):
+    """FSMA 204's reference documents (docs/protocol.md §17) as the CBV's business
+    transactions: a typed id per document, the number percent-encoded into a URI."""
+    (ship,) = _by_kind(documents[LOT2], "ship")
+    farm = chain.did("farm")
+    assert ship["bizTransactionList"] == [
+        {"type": "bol", "bizTransaction": f"{farm}#bol:BOL%2077%2F1"},
+        {"type": NAMESPACE + "btt-other", "bizTransaction": f"{farm}#other:seal%209"},
+    ]
 
 
 def test_transform(documents):

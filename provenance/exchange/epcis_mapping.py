@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from provenance.core.envelope import Envelope
 from provenance.core.gs1 import gtin_uri, parse_lot_uri
@@ -20,6 +21,7 @@ from provenance.core.kinds import RECALL_RETURN
 from provenance.exchange.epcis_pallets import UnitLookup, aggregation, no_units, shipped_units
 from provenance.exchange.epcis_vocabulary import (
     GS1_STEM,
+    NAMESPACE,
     STANDARD_GRAVITY,
     TIME_ZONE_OFFSET,
     WGS84,
@@ -73,6 +75,19 @@ def _prefixed(values: Mapping[str, Any]) -> dict[str, Any]:
     return {ns(key): value for key, value in values.items()}
 
 
+# The ledger's document types (core/kinds.py DOCUMENT_TYPES) as CBV 2.0 business
+# transaction types; "other" has no CBV type, so it gets ours (an untyped entry is valid
+# EPCIS, but GS1's reference hasher fails on it, and partners use that tool).
+BUSINESS_TRANSACTION_TYPES = {
+    "bol": "bol",
+    "invoice": "inv",
+    "po": "po",
+    "asn": "desadv",
+    "work-order": "prodorder",
+    "other": NAMESPACE + "btt-other",
+}
+
+
 def _ledger(event: dict[str, Any], envelope: Envelope) -> dict[str, Any]:
     """Add our provenance extension: ledger event id, signer, kind and partner extras."""
     event[ns("eventId")] = envelope.event_id
@@ -111,7 +126,30 @@ class EventMapper:
             "unpack": self._aggregation,
             "serials": self._serials,
         }.get(item.envelope.kind)
-        return None if mapper is None else _ledger(mapper(item), item.envelope)
+        if mapper is None:
+            return None
+        event = mapper(item)
+        documents = item.envelope.data.get("documents")
+        if documents:  # FSMA 204's reference documents (docs/protocol.md §17)
+            event["bizTransactionList"] = self.transactions(item.envelope.signer, documents)
+        return _ledger(event, item.envelope)
+
+    def transactions(self, did: str, documents: Iterable[Mapping[str, str]]) -> list[dict]:
+        """`documents` as a bizTransactionList: CBV 2.0 types (an ASN is `desadv`, a work
+        order `prodorder`, "other" our own type), each id `urn:epcglobal:cbv:bt:{PGLN}:{number}`
+        when the signer has a PGLN (CBV 2.0 §8.5), else the signer's did with the type and
+        number as its fragment."""
+        info = self.identities(did)
+        found = []
+        for document in documents:
+            number = quote(document["number"], safe="")
+            if info and info.gln:
+                uri = f"urn:epcglobal:cbv:bt:{info.gln}:{number}"
+            else:
+                uri = f"{did}#{document['type']}:{number}"
+            kind = BUSINESS_TRANSACTION_TYPES.get(document["type"], NAMESPACE + "btt-other")
+            found.append({"type": kind, "bizTransaction": uri})
+        return found
 
     # parties
 
