@@ -26,7 +26,7 @@ def epcis_partner(demo: Demo, directory: Path, at: Callable[[float], str]) -> No
     from provenance.web.background import serving
 
     demo.say(
-        "EPCIS: the carrier's own system speaks EPCIS 2.0 to the ledger (the standard's REST "
+        "11f. EPCIS: the carrier's own system speaks EPCIS 2.0 to the ledger (the standard's REST "
         "binding): it asks where its kale was shipped, then sends one document of its own"
     )
     demo.run("portal", "key-import", CARRIER)  # the operator holds its key: the server signs
