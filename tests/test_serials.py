@@ -9,6 +9,7 @@ import subprocess
 import pytest
 import zxingcpp
 from PIL import Image
+from support.reference_event_hash import reference_hashes
 from support.world import GTIN, LOT, World
 
 from provenance.core.errors import ValidationError
@@ -196,6 +197,9 @@ def test_serials_export_to_epcis_as_instance_commissioning_that_validates(world)
     schema = json.loads(find_schema().read_text(encoding="utf-8"))
     validator = Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
     assert [e.message for e in validator.iter_errors(document)] == []
+    # Every eventID, the serials' included, is what GS1's reference hasher computes.
+    events = document["epcisBody"]["eventList"]
+    assert [e["eventID"] for e in events] == reference_hashes(document)
 
 
 def test_the_makers_new_key_after_a_rotation_issues_serials(world):
