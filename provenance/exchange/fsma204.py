@@ -42,7 +42,7 @@ from provenance.exchange.fsma_rows import (
     cte_rows,
     location_description,
 )
-from provenance.exchange.places import resolve_location, store_registry
+from provenance.exchange.places import Registry, resolve_location, store_registry
 from provenance.exchange.spreadsheet import Row
 
 if TYPE_CHECKING:
@@ -84,10 +84,11 @@ class _StoreLookups:
         }
         self.lots: dict[str, TraceabilityLot | None] = {}
         self.open_shipments: dict[str, ShipmentOrigin] = {}
-        self.places = PlaceDescriptions(self.parties.get)
+        self.registry = store_registry(store)  # places by GLN, each read once
+        self.places = PlaceDescriptions(self.parties.get, self.registry)
 
     def lookups(self) -> Lookups:
-        return Lookups(self.parties.get, self.lot, self.shipment, store_registry(self.store))
+        return Lookups(self.parties.get, self.lot, self.shipment, self.registry)
 
     def observe(self, envelope: Envelope) -> None:
         """Learn from an event of the walk (before it is filtered)."""
@@ -125,7 +126,7 @@ class _StoreLookups:
 
     def lot(self, uri: str) -> TraceabilityLot | None:
         if uri not in self.lots:
-            self.lots[uri] = _lot_facts(self.store, uri, self.parties)
+            self.lots[uri] = _lot_facts(self.store, uri, self.parties, self.registry)
         return self.lots[uri]
 
     def shipment(self, event_id: str) -> ShipmentOrigin | None:
@@ -171,7 +172,7 @@ def _facts(
 
 
 def _lot_facts(
-    store: Store, uri: str, parties: Mapping[str, TradingPartner]
+    store: Store, uri: str, parties: Mapping[str, TradingPartner], registry: Registry
 ) -> TraceabilityLot | None:
     lot = store.lot_by_uri(uri)
     if lot is None:
@@ -192,7 +193,7 @@ def _lot_facts(
             location = data.get("location")
             made = [o for o in data.get("outputs", ()) if o.get("batch") == uri]
             quantity = made[0].get("quantity") if made else None
-    location = resolve_location(location, store_registry(store))
+    location = resolve_location(location, registry)
     source = location_description(signer, location)
     return _facts(lot.gtin, lot.lot, lot.product, quantity, source, location, uri, variety)
 
