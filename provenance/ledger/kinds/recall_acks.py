@@ -7,7 +7,6 @@ it received (docs/lineage.md, "Recall acknowledgements").
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from provenance.core.envelope import Envelope
@@ -23,10 +22,6 @@ from provenance.store.rows import Identity, Lot
 
 if TYPE_CHECKING:
     from provenance.ledger.append import Ledger
-
-# What a party received of a lot: the upper bound of what it can return and
-# destroy.
-Received = Callable[["Ledger", Lot, Identity], Quantity | None]
 
 
 def registered_quantity(ledger: Ledger, lot: Lot, _party: Identity) -> Quantity | None:
@@ -47,9 +42,6 @@ def received_quantity(ledger: Ledger, lot: Lot, party: Identity) -> Quantity | N
         return registered
     got = ledger.store.received_of(lot.id, party.id)
     return registered if got is None else Quantity(got, registered.unit)
-
-
-RECEIVED: Received = received_quantity
 
 
 def _recall_ack(
@@ -98,7 +90,7 @@ def _recall_ack(
 def _within_received(ledger: Ledger, env: Envelope, signer: Identity, lot: Lot) -> None:
     """Returned plus destroyed, over every acknowledgement of this party about
     this lot (whatever the recall), stays within what it received."""
-    received = RECEIVED(ledger, lot, signer)
+    received = received_quantity(ledger, lot, signer)  # the most it can give back
     stated = [env.data[name] for name in ("returned", "destroyed") if name in env.data]
     if received is None or not stated:
         return
