@@ -114,6 +114,17 @@ def _filters(params: dict[str, Any], field: str) -> tuple[str | None, str | None
     return category, profile
 
 
+def scan_window(params: dict[str, Any], field: str, example: str) -> int:
+    """A scan rule's required `window` (µs): at least an hour, as scans are
+    counted per hour."""
+    if "window" not in params:
+        raise ValidationError(f"{field}.window", f'is required, e.g. window = "{example}"')
+    window = parse_duration(params["window"], f"{field}.window")
+    if window < HOUR:
+        raise ValidationError(f"{field}.window", "must be at least 1h: scans are counted per hour")
+    return window
+
+
 def _check_params(cls: type[Condition], params: dict[str, Any], field: str) -> None:
     for name in params:
         if name not in cls.params:
@@ -424,13 +435,7 @@ class SerialScannedFarApart(Condition):
     @classmethod
     def parse(cls, params: dict[str, Any], field: str) -> Condition:
         _check_params(cls, params, field)
-        if "window" not in params:
-            raise ValidationError(f"{field}.window", 'is required, e.g. window = "24h"')
-        window = parse_duration(params["window"], f"{field}.window")
-        if window < HOUR:
-            raise ValidationError(
-                f"{field}.window", "must be at least 1h: scans are counted per hour"
-            )
+        window = scan_window(params, field, "24h")
         places = params.get("min_places", 2)
         if isinstance(places, bool) or not isinstance(places, int) or not 2 <= places <= 50:
             raise ValidationError(

@@ -29,7 +29,7 @@ from provenance.domain.rule_conditions import (
     _filters,
     _scope,
     _text,
-    parse_duration,
+    scan_window,
 )
 from provenance.domain.rule_facts import Finding, LotFacts, SerialScan, Sighting
 
@@ -133,11 +133,7 @@ class SerialOverScanned(Condition):
     @classmethod
     def parse(cls, params: dict[str, Any], field: str) -> Condition:
         _check_params(cls, params, field)
-        if "window" not in params:
-            raise ValidationError(f"{field}.window", 'is required, e.g. window = "7d"')
-        window = parse_duration(params["window"], f"{field}.window")
-        if window < HOUR:
-            raise ValidationError(f"{field}.window", "must be at least 1h: scans are hourly")
+        window = scan_window(params, field, "7d")
         limit = _whole(params, "max_scans", field, 2, 1_000_000, 20)
         return cls(window, limit, *_filters(params, field))
 
